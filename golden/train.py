@@ -1,0 +1,383 @@
+"""Sparsified-SGD training of a small language model: embedding -> LSTM -> linear -> softmax.
+
+Only the LSTM layer's backward is sparsified (``|dnet| < threshold -> 0``, DESIGN.md §1); that is
+the layer the hardware accelerates. The gradient of a step can come from the torch layer
+(``backend="torch"``, autograd with a threshold hook) or from the numpy reference
+(``backend="numpy"``); both feed the same optimizer, so the two paths train the same model.
+
+The loss is the mean cross-entropy over the B x T symbols of a batch (nats per symbol), so
+``dnet`` and the threshold are on that scale: see :func:`threshold_scale_note`.
+
+MAC accounting covers the whole training step, forward and backward, per symbol:
+
+* LSTM forward ``net = W a``: 4HK; LSTM backward ``dW += dnet a^T`` and ``da = W^T dnet``: 4HK each;
+* output layer forward, weight gradient and input gradient: VH each.
+
+A zero ``dnet_j`` skips 2K MACs (its ``dW`` row update and its ``da`` update); element-wise work,
+bias updates and the embedding's scatter are not MACs and are not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from . import lstm
+from .corpus import LEVELS, Corpus, load_corpus
+
+__all__ = ["TrainConfig", "LanguageModel", "train", "step_macs", "normalised_inner_product",
+           "BACKENDS", "OPTIMIZERS"]
+
+BACKENDS = ("torch", "numpy")
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; two runs with equal configs give equal results."""
+
+    threshold: float = 0.0
+    hidden: int = 128
+    embed: int = 32
+    seq_len: int = 32
+    batch: int = 32
+    iterations: int = 300
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    clip: float = 1.0
+    level: str = "char"
+    corpus: str | None = None
+    seed: int = 0
+    backend: str = "torch"
+    eval_every: int = 0            # 0: 20 evaluations over the run
+    eval_symbols: int = 20000      # validation symbols for the curve; the final loss uses all
+    corr_every: int = 1            # exact-dW correlation every N iterations (0: never)
+    trace_iterations: tuple[int, ...] = ()
+    trace_batch: int = 4
+
+    def check(self) -> "TrainConfig":
+        """Raise ``ValueError`` with a one-line message for the first impossible setting."""
+        self.threshold = lstm.check_threshold(self.threshold)
+        for name in ("hidden", "embed", "seq_len", "batch", "iterations", "trace_batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 1, not {value!r}")
+        for name in ("eval_every", "eval_symbols", "corr_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 0, not {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite and > 0, not {self.lr!r}")
+        if not (math.isfinite(self.clip) and self.clip >= 0):
+            raise ValueError(f"clip must be finite and >= 0 (0: no clipping), not {self.clip!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                             f"not {self.optimizer!r}")
+        bad = [k for k in self.trace_iterations if not 0 <= k < self.iterations]
+        if bad:
+            raise ValueError(f"trace iterations must be in 0..{self.iterations - 1}, not {bad}")
+        return self
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig(**{**asdict(self), **changes})
+
+
+class LanguageModel(torch.nn.Module):
+    """Embedding (V x E) -> :class:`~gateskip.golden.lstm.SparseLSTM` (E -> H) -> linear (H -> V)."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, threshold: float = 0.0):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, embed)
+        self.lstm = lstm.SparseLSTM(embed, hidden, threshold)
+        self.out = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, ids, state=None):
+        h, state = self.lstm(self.embed(ids), state)
+        return self.out(h), state
+
+
+def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros: int) -> tuple[int, int]:
+    """``(total, skippable)`` MACs of one training step over ``symbols`` symbols (module doc)."""
+    K = embed + hidden
+    total = symbols * (3 * 4 * hidden * K + 3 * vocab * hidden)
+    return total, 2 * K * int(dnet_zeros)
+
+
+def normalised_inner_product(a, b) -> float:
+    """``<a, b> / (|a| |b|)`` in float64; 1 when both are zero, 0 when only one is."""
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b / (na * nb))
+
+
+def threshold_scale_note() -> str:
+    return ("thresholds apply to dnet of the mean cross-entropy over the B*T symbols of a batch; a "
+            "loss summed over the batch (as in the sparsified-BPTT papers) has dnet B*T times larger")
+
+
+# -- the numpy path -------------------------------------------------------------------------------
+
+def _softmax_xent(logits, targets):
+    """Mean cross-entropy over all symbols and its gradient with respect to ``logits``."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    n = targets.size
+    flat = p.reshape(n, -1)
+    idx = np.arange(n), targets.reshape(n)
+    loss = -np.log(flat[idx]).mean()
+    flat[idx] -= 1
+    return float(loss), p / n
+
+
+def numpy_model_forward(params, ids, targets, state, scale=None):
+    """Forward of the whole model in numpy; returns ``(loss, dlogits, x, h, cache, state)``.
+
+    ``scale`` divides ``dlogits`` instead of the symbol count (to cut a sub-batch out of a batch and
+    keep the batch's gradient scale).
+    """
+    E, W, b, Wo, bo = params
+    x = E[ids]
+    h0, c0 = state
+    h, state, cache = lstm.forward(W, b, x, h0, c0)
+    logits = h @ Wo.T + bo
+    loss, dlogits = _softmax_xent(logits, targets)
+    if scale is not None:
+        dlogits *= targets.size / scale
+    return loss, dlogits, x, h, cache, state
+
+
+def numpy_gradients(params, ids, targets, state, threshold, exact=False):
+    """Loss and gradients of all parameters from the numpy reference.
+
+    Returns ``(loss, grads, lstm_grads, state, exact_dW)``; ``exact_dW`` is the threshold-0
+    ``dW`` of the same step when ``exact`` is set.
+    """
+    E, W, b, Wo, bo = params
+    loss, dlogits, x, h, cache, state = numpy_model_forward(params, ids, targets, state)
+    dWo = np.einsum("tbv,tbh->vh", dlogits, h)
+    dbo = dlogits.sum(axis=(0, 1))
+    dh_out = dlogits @ Wo
+    g = lstm.backward(cache, dh_out, threshold)
+    dE = np.zeros_like(E)
+    np.add.at(dE, ids, g.dx)
+    exact_dW = None
+    if exact:
+        exact_dW = g.dW if threshold == 0 else lstm.backward(cache, dh_out, 0.0).dW
+    return loss, [dE, g.dW, g.db, dWo, dbo], g, state, exact_dW
+
+
+# -- training -------------------------------------------------------------------------------------
+
+def _batchify(ids: np.ndarray, batch: int) -> np.ndarray:
+    n = len(ids) // batch
+    return ids[: n * batch].reshape(batch, n).T.copy()  # (n, batch): one stream per column
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, ids: np.ndarray, batch: int = 256, window: int = 128) -> float:
+    """Mean cross-entropy (nats per symbol) of ``ids`` read as ``batch`` parallel streams."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    data = torch.from_numpy(_batchify(ids, batch))
+    total, count, state = 0.0, 0, None
+    for p in range(0, len(data) - 1, window):
+        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
+        inp = inp[:len(tgt)]
+        logits, state = model(inp, state)
+        total += torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum").item()
+        count += tgt.numel()
+    return total / count
+
+
+def _params(model: LanguageModel):
+    return [model.embed.weight, model.lstm.W, model.lstm.b, model.out.weight, model.out.bias]
+
+
+@dataclass
+class TrainResult:
+    config: dict
+    corpus: str
+    vocab: int
+    history: list[dict] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    traces: list[dict] = field(default_factory=list)
+
+
+def train(config: TrainConfig, corpus: Corpus | None = None, progress=None) -> TrainResult:
+    """Run sparsified-SGD training as ``config`` says; deterministic for a given config.
+
+    ``progress`` is a callable ``(done, total, postfix)`` or ``None``.
+    """
+    config = config.replace().check()
+    if corpus is None:
+        corpus = load_corpus(config.corpus, config.level)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    V, E, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
+    data = _batchify(corpus.train, B)
+    if len(data) < T + 1:
+        raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
+                         f"batch {B} x seq-len {T}")
+    model = LanguageModel(V, E, H, config.threshold)
+    params = _params(model)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=config.lr)
+    else:
+        opt = torch.optim.Adam(params, lr=config.lr)
+    eval_every = config.eval_every or max(1, config.iterations // 20)
+    val_curve = corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
+    result = TrainResult(asdict(config), corpus.name, V)
+    trace_at = set(config.trace_iterations)
+
+    state = None
+    pos = 0
+    step_seconds = 0.0
+    t_start = time.perf_counter()
+    for it in range(config.iterations):
+        if pos + T + 1 > len(data):
+            pos, state = 0, None
+        inp = torch.from_numpy(data[pos:pos + T])
+        tgt = torch.from_numpy(data[pos + 1:pos + T + 1])
+        if it in trace_at:
+            result.traces.append(_trace(model, inp, tgt, state, config, it))
+        want_exact = config.corr_every and it % config.corr_every == 0
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        if config.backend == "torch":
+            loss, dnet, exact_dW, state = _torch_step(model, inp, tgt, state, want_exact)
+        else:
+            loss, dnet, exact_dW, state = _numpy_step(model, inp, tgt, state, want_exact)
+        if config.clip:
+            torch.nn.utils.clip_grad_norm_(params, config.clip)
+        opt.step()
+        step_seconds += time.perf_counter() - t0
+        pos += T
+
+        sparsity = lstm.gate_sparsity(dnet)
+        zeros = int((dnet == 0).sum())
+        total, skippable = step_macs(V, E, H, T * B, zeros)
+        row = {"iteration": it, "train_loss": loss, "dnet_sparsity": sparsity["all"],
+               "gate_sparsity": {g: sparsity[g] for g in lstm.GATES},
+               "macs_total": total, "macs_skippable": skippable,
+               "dw_correlation": (normalised_inner_product(model.lstm.W.grad, exact_dW)
+                                  if exact_dW is not None else None)}
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss})")
+        result.history.append(row)
+        if (it + 1) % eval_every == 0 or it + 1 == config.iterations:
+            result.evals.append({"iteration": it, "val_loss": evaluate(model, val_curve)})
+        if progress is not None:
+            progress(it + 1, config.iterations,
+                     {"loss": f"{loss:.3f}", "sparsity": f"{sparsity['all']:.1%}"})
+
+    val_loss = evaluate(model, corpus.valid)
+    test_loss = evaluate(model, corpus.test)
+    result.summary = _summarise(result.history, config, val_loss, test_loss,
+                                step_seconds, time.perf_counter() - t_start)
+    return result
+
+
+def _torch_step(model, inp, tgt, state, want_exact):
+    logits, new_state = model(inp, state)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+    exact_dW = None
+    if want_exact:
+        if model.lstm.threshold == 0:
+            loss.backward()
+            exact_dW = model.lstm.W.grad.detach().numpy().copy()
+        else:
+            threshold, model.lstm.threshold = model.lstm.threshold, 0.0
+            try:
+                (exact,) = torch.autograd.grad(loss, [model.lstm.W], retain_graph=True)
+            finally:
+                model.lstm.threshold = threshold
+            exact_dW = exact.numpy()
+            loss.backward()
+    else:
+        loss.backward()
+    state = tuple(s.detach() for s in new_state)
+    return loss.item(), model.lstm.dnet, exact_dW, state
+
+
+def _numpy_step(model, inp, tgt, state, want_exact):
+    params = [p.detach().numpy() for p in _params(model)]
+    B, H = inp.shape[1], model.lstm.hidden
+    if state is None:
+        state = (np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
+    else:
+        state = tuple(s.numpy() if isinstance(s, torch.Tensor) else s for s in state)
+    loss, grads, g, state, exact_dW = numpy_gradients(
+        params, inp.numpy(), tgt.numpy(), state, model.lstm.threshold, bool(want_exact))
+    for p, grad in zip(_params(model), grads):
+        p.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32))
+    return loss, g.dnet, exact_dW, state
+
+
+def _trace(model, inp, tgt, state, config, it) -> dict:
+    """The numpy reference's view of this step, on the batch's first ``trace_batch`` sequences.
+
+    Float64 from the model's current parameters; the loss gradient keeps the whole batch's scale,
+    so ``dnet`` equals those sequences' rows of the training step's ``dnet``.
+    """
+    n = min(config.trace_batch, inp.shape[1])
+    params = [p.detach().double().numpy() for p in _params(model)]
+    H = config.hidden
+    if state is None:
+        s = (np.zeros((n, H)), np.zeros((n, H)))
+    else:
+        s = tuple(np.asarray(v[:n], np.float64) for v in state)
+    ids, targets = inp.numpy()[:, :n], tgt.numpy()[:, :n]
+    loss, dlogits, x, h, cache, _ = numpy_model_forward(params, ids, targets, s, scale=tgt.numel())
+    dh_out = dlogits @ params[3]
+    g = lstm.backward(cache, dh_out, config.threshold)
+    return {"iteration": it, "threshold": config.threshold, "W": cache.W, "b": params[2],
+            "h0": s[0], "c0": s[1], "x": x, "a": cache.a,
+            "i": cache.i, "f": cache.f, "g": cache.g, "o": cache.o,
+            "c": cache.c, "c_prev": cache.c_prev, "tanh_c": cache.tanh_c,
+            "dh_out": dh_out, "dh": g.dh, "dc": g.dc, "dnet": g.dnet,
+            "dW": g.dW, "db": g.db, "dx": g.dx, "dh0": g.dh0, "dc0": g.dc0}
+
+
+def _summarise(history, config, val_loss, test_loss, step_seconds, seconds) -> dict:
+    n = len(history)
+    tail = history[n - max(1, n // 10):]
+    corr = [r["dw_correlation"] for r in history if r["dw_correlation"] is not None]
+    macs_total = sum(r["macs_total"] for r in history)
+    macs_skip = sum(r["macs_skippable"] for r in history)
+    per_sym = math.log(2) if config.level == "char" else 1.0
+    return {
+        "threshold": config.threshold,
+        "iterations": n,
+        "dnet_sparsity": float(np.mean([r["dnet_sparsity"] for r in tail])),
+        "gate_sparsity": {g: float(np.mean([r["gate_sparsity"][g] for r in tail]))
+                          for g in lstm.GATES},
+        "train_loss": float(np.mean([r["train_loss"] for r in tail])),
+        "val_loss": val_loss,
+        "val_perplexity": math.exp(val_loss),
+        "val_bpc" if config.level == "char" else "val_nats": val_loss / per_sym,
+        "test_loss": test_loss,
+        "test_perplexity": math.exp(test_loss),
+        "dw_correlation": float(np.mean(corr)) if corr else None,
+        "macs_total": macs_total,
+        "macs_skippable": macs_skip,
+        "skippable_mac_fraction": macs_skip / macs_total,
+        "seconds": seconds,
+        "seconds_per_iteration": step_seconds / n,
+    }
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
