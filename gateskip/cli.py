@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from gateskip.golden.sweep import DEFAULT_THRESHOLDS
+
 __all__ = ["main"]
 
 
@@ -29,16 +31,26 @@ def _fail_cleanly(fn):
 
 
 def check_writable(path: str | None, what: str) -> None:
-    """Fail now, before long work, if ``path`` cannot be written (a directory, no parent, ...)."""
+    """Fail now, before long work, if ``path`` cannot be written (a directory, no parent, ...).
+
+    Opens the file for appending, which is the only test that also holds for root and for
+    special file systems; a file created by the test is removed again.
+    """
     if path is None:
         return
-    parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a directory, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"{what} {path!r}: directory {parent!r} does not exist")
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise ValueError(f"{what} {path!r} is not writable")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} {path!r} is not writable ({e.strerror})") from None
+    if not existed:
+        os.remove(path)
 
 
 def make_outdir(path: str) -> str:
@@ -88,10 +100,6 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-
-
-def _finite_float(ctx, param, value):
-    return value  # range checks live in the library, which gives the one-line error
 
 
 def training_options(fn):
@@ -199,7 +207,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
 @main.command()
 @click.option("--thresholds", type=str, default=None,
               help="Comma-separated thresholds; 0 is always added. [default: "
-                   "0,1e-6,2e-6,4e-6]")
+                   + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS) + "]")
 @training_options
 @_fail_cleanly
 def sweep(thresholds, out, json_path, progress, **kw):

@@ -38,14 +38,17 @@ def run_row(result, baseline_val_loss: float) -> dict:
     }
 
 
-def sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, progress=None) -> list[dict]:
+def sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, progress=None,
+          corpus=None) -> list[dict]:
     """Train once per threshold; returns :func:`run_row` dicts, threshold 0 first.
 
-    ``progress`` is called as ``(done, total, postfix)`` over all iterations of all runs.
+    ``progress`` is called as ``(done, total, postfix)`` over all iterations of all runs;
+    ``corpus`` (a loaded :class:`~gateskip.golden.corpus.Corpus`) overrides ``config.corpus``.
     """
     thresholds = check_thresholds(thresholds)
     config = config.replace(threshold=0.0).check()
-    corpus = load_corpus(config.corpus, config.level)
+    if corpus is None:
+        corpus = load_corpus(config.corpus, config.level)
     results = []
     total = len(thresholds) * config.iterations
     for k, threshold in enumerate(thresholds):
@@ -107,7 +110,7 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
     per_iteration("dw_correlation", "<dW, dW exact> / (|dW| |dW exact|)", "dw_correlation.png")
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    nz = [r for r in runs]
+    nz = runs
     xs = range(len(nz))
     ax.bar([x - 0.2 for x in xs], [100 * r["dnet_sparsity"] for r in nz], 0.4,
            label="dnet sparsity")

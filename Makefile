@@ -1,0 +1,34 @@
+# gateskip: the two commands of README.md, and the virtual environment they share.
+#
+#   make demo   the default threshold sweep of the golden model (out/sweep/)
+#   make test   the whole test suite
+#
+# Torch is installed first and on its own, so that nothing pulls a CUDA build: here the CPU wheel
+# torch==2.13.0 lies in pip's find-links. Elsewhere, for example:
+#   make demo TORCH="torch" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+BIN         := $(VENV)/bin
+
+.PHONY: demo test venv clean
+
+demo: $(VENV)/.installed
+	$(BIN)/gateskip sweep --json out/sweep/sweep.json
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf out sim_build .pytest_cache

@@ -1,0 +1,446 @@
+"""Fixed-point formats and the bit-exact models of the hardware blocks (DESIGN.md §3).
+
+This is the one place where arithmetic formats live: ``hw/`` builds its signal widths from the
+:class:`Q` objects here, and the models here compute the bits the hardware must produce.
+
+Numbers are signed two's complement ``Q(int_bits, frac_bits)``: ``width = int_bits + frac_bits``,
+the sign bit counted in ``int_bits``, value ``= integer * 2**-frac_bits``. Integers are ``int64``
+numpy arrays or Python ints, never floats.
+
+Default formats (:data:`FORMATS`):
+
+=========  ===========  ===========================================================================
+name       format       why
+=========  ===========  ===========================================================================
+operand    Q(4, 12)     ``a_t`` and ``W`` (one memory word format, both are MAC row sources):
+                        embeddings reach a few units (3.8 on the PTB trace), ``h`` is in (-1, 1),
+                        ``W`` within +-1 (+-4 allowed); 16 bits, one SB_MAC16 / MULT18X18D operand
+grad       Q(1, 15)     ``dnet * 2**grad_shift``: gradients are scaled by a power of two before
+                        they are quantised (like loss scaling, :func:`pick_grad_shift`), so they use
+                        the range [-1, 1) fully; 16 bits, the other multiplier operand
+product    Q(5, 27)     ``grad * operand``, exact (32 bits, registered after the multiplier)
+dw         Q(12, 20)    ``dW`` accumulator (32 bits): sums T*B products of up to 8 (scaled units),
+                        so it needs range more than resolution; product rounded by 7 bits
+da         Q(8, 24)     ``da = W^T dnet`` accumulator (32 bits): sums up to 4H products per step,
+                        on the scale of ``dnet`` (|da| ~ 1 scaled); product rounded by 3 bits
+=========  ===========  ===========================================================================
+
+One MAC, exactly as the hardware does it (:func:`mac_step`)::
+
+    p   = s * row                         # exact, product format (width_s + width_row bits)
+    r   = (p + 2**(shift-1)) >> shift     # round half up (add half, floor); shift = frac(p) - frac(acc)
+    acc = saturate(acc + r, width(acc))   # saturating add, never wraps
+
+The threshold ``|v| < tau -> 0`` compares the exact magnitude: ``|most negative|`` is
+``2**(width-1)``, representable in the unsigned ``tau`` of the same width, so no value is special.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
+           "OPERAND", "GRAD", "DW", "DA", "FORMATS", "pick_grad_shift", "threshold_to_tau",
+           "threshold_model", "compact_model", "mac_step", "mac_model", "mac_commands_model",
+           "USES", "fixed_dW", "fixed_da", "compare_trace", "normalised_inner_product"]
+
+ROUNDING = ("half_up", "floor", "convergent")
+OVERFLOW = ("saturate", "wrap")
+
+
+@dataclass(frozen=True)
+class Q:
+    """Signed two's complement fixed-point format with ``int_bits`` (sign included) and
+    ``frac_bits`` fraction bits; ``frac_bits`` may be negative or exceed the width."""
+
+    int_bits: int
+    frac_bits: int
+
+    def __post_init__(self):
+        for name in ("int_bits", "frac_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} must be an int, not {v!r}")
+        if not 1 <= self.width <= 64:
+            raise ValueError(f"width int_bits + frac_bits must be 1..64, not {self.width}")
+
+    @property
+    def width(self) -> int:
+        return self.int_bits + self.frac_bits
+
+    @property
+    def min(self) -> int:
+        """Smallest integer code, ``-2**(width-1)``."""
+        return -(1 << (self.width - 1))
+
+    @property
+    def max(self) -> int:
+        """Largest integer code, ``2**(width-1) - 1``."""
+        return (1 << (self.width - 1)) - 1
+
+    @property
+    def lsb(self) -> float:
+        return 2.0 ** -self.frac_bits
+
+    def quantize(self, x, rounding: str = "half_up", overflow: str = "saturate") -> np.ndarray:
+        """Float array -> int64 codes: ``x * 2**frac_bits`` rounded (``half_up``: floor(y + 1/2);
+        ``floor``; ``convergent``: half to even, numpy's ``np.round``) then saturated or wrapped."""
+        y = np.asarray(x, np.float64) * (2.0 ** self.frac_bits)  # exact: a power of two
+        if not np.all(np.isfinite(y)):
+            raise ValueError("cannot quantize NaN or infinite values")
+        if rounding == "half_up":
+            y = np.floor(y + 0.5)
+        elif rounding == "floor":
+            y = np.floor(y)
+        elif rounding == "convergent":
+            y = np.round(y)
+        else:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, not {rounding!r}")
+        # Clip in float first so the int64 conversion cannot overflow; the bounds are exact.
+        lim = 2.0 ** 62
+        v = np.clip(y, -lim, lim).astype(np.int64)
+        if overflow == "saturate":
+            return np.clip(v, self.min, self.max)
+        if overflow == "wrap":
+            return wrap(v, self.width)
+        raise ValueError(f"overflow must be one of {', '.join(OVERFLOW)}, not {overflow!r}")
+
+    def to_float(self, codes) -> np.ndarray:
+        return np.asarray(codes, np.int64).astype(np.float64) * self.lsb
+
+    def __str__(self):
+        return f"Q({self.int_bits},{self.frac_bits})"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer))
+
+
+def round_shift(x, shift: int, mode: str = "half_up"):
+    """Arithmetic right shift of integers by ``shift`` bits with the named rounding.
+
+    ``half_up``: ``(x + 2**(shift-1)) >> shift`` (ties towards +inf, the hardware's add-half-and-
+    floor); ``floor``: ``x >> shift`` (truncation of two's complement); ``convergent``: ties to even.
+    ``shift <= 0`` is an exact left shift. Works on Python ints (any size) and int64 arrays.
+    """
+    if mode not in ROUNDING:
+        raise ValueError(f"mode must be one of {', '.join(ROUNDING)}, not {mode!r}")
+    scalar = _is_int(x)
+    v = int(x) if scalar else np.asarray(x, np.int64)
+    if shift <= 0:
+        return v << (-shift)
+    if mode == "floor":
+        return v >> shift
+    half = 1 << (shift - 1)
+    if mode == "half_up":
+        return (v + half) >> shift
+    q = v >> shift
+    r = v - (q << shift)
+    if scalar:
+        return q + (1 if (r > half or (r == half and q & 1)) else 0)
+    return q + ((r > half) | ((r == half) & ((q & 1) == 1))).astype(np.int64)
+
+
+def saturate(x, width: int):
+    """Clamp integers to the signed range of ``width`` bits."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if _is_int(x):
+        return min(max(int(x), lo), hi)
+    return np.clip(np.asarray(x, np.int64), lo, hi)
+
+
+def wrap(x, width: int):
+    """Two's complement wrap of integers to ``width`` bits."""
+    m, h = 1 << width, 1 << (width - 1)
+    if _is_int(x):
+        return ((int(x) + h) % m) - h
+    return ((np.asarray(x, np.int64) + h) & (m - 1)) - h
+
+
+# -- formats ---------------------------------------------------------------------------------------
+
+OPERAND = Q(4, 12)
+GRAD = Q(1, 15)
+DW = Q(12, 20)
+DA = Q(8, 24)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """The formats of the MAC datapath (module docstring); the hardware's widths follow them.
+
+    ``operand``: ``a_t`` and ``W`` (row source); ``grad``: scaled ``dnet`` (the scalar ``s``);
+    ``dw`` / ``da``: the two accumulators. The product format is exact, and each accumulator's
+    fraction must not exceed the product's (products are rounded *down* in precision, by
+    :attr:`dw_shift` / :attr:`da_shift` bits, round half up); the rounded product must fit the
+    accumulator's width.
+    """
+
+    operand: Q = OPERAND
+    grad: Q = GRAD
+    dw: Q = DW
+    da: Q = DA
+    rounding: str = field(default="half_up")
+
+    def __post_init__(self):
+        for name in ("operand", "grad", "dw", "da"):
+            if not isinstance(getattr(self, name), Q):
+                raise TypeError(f"{name} must be a Q format, not {getattr(self, name)!r}")
+        if self.rounding not in ROUNDING:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, "
+                             f"not {self.rounding!r}")
+        p = self.product
+        for name in ("dw", "da"):
+            acc = getattr(self, name)
+            shift = p.frac_bits - acc.frac_bits
+            if shift < 0:
+                raise ValueError(f"{name} {acc} has more fraction bits than the product {p}")
+            if acc.width < p.width - shift:
+                raise ValueError(f"{name} {acc} is narrower than the rounded product "
+                                 f"({p.width - shift} bits)")
+
+    @property
+    def product(self) -> Q:
+        """Exact product of ``grad`` and ``operand``."""
+        return Q(self.grad.int_bits + self.operand.int_bits,
+                 self.grad.frac_bits + self.operand.frac_bits)
+
+    @property
+    def dw_shift(self) -> int:
+        return self.product.frac_bits - self.dw.frac_bits
+
+    @property
+    def da_shift(self) -> int:
+        return self.product.frac_bits - self.da.frac_bits
+
+    def acc(self, use: str) -> Q:
+        return {"dW": self.dw, "da": self.da}[use]
+
+    def shift(self, use: str) -> int:
+        return {"dW": self.dw_shift, "da": self.da_shift}[use]
+
+
+FORMATS = Formats()
+
+
+# -- gradient scaling ------------------------------------------------------------------------------
+
+def pick_grad_shift(dnet, fmt: Q = GRAD, headroom_bits: int = 0, max_shift: int = 48) -> int:
+    """Largest ``s <= max_shift`` such that ``max|dnet| * 2**s`` quantises (round half up) without
+    saturating in ``fmt``, less ``headroom_bits``. All-zero ``dnet`` gives ``max_shift``.
+
+    The hardware multiplies by ``2**s`` (a shift) before quantising, as loss scaling does; dW and
+    da come out scaled by the same ``2**s``.
+    """
+    m = float(np.max(np.abs(np.asarray(dnet, np.float64)), initial=0.0))
+    if not math.isfinite(m):
+        raise ValueError("dnet holds NaN or infinite values")
+    if m == 0:
+        return max_shift - headroom_bits
+    # the positive code limit is the tighter one; -2**(w-1) is reachable only by negatives.
+    s = math.floor(math.log2((fmt.max + 0.5) * fmt.lsb / m))
+    while s > -64 and np.floor(m * 2.0 ** (s + fmt.frac_bits) + 0.5) > fmt.max:
+        s -= 1
+    while s < max_shift and np.floor(m * 2.0 ** (s + 1 + fmt.frac_bits) + 0.5) <= fmt.max:
+        s += 1
+    return min(s, max_shift) - headroom_bits
+
+
+def threshold_to_tau(threshold: float, grad_shift: int, fmt: Q = GRAD) -> int:
+    """The integer ``tau`` (unsigned, ``fmt.width`` bits) for a float threshold on ``dnet``.
+
+    Float keeps ``|dnet| >= threshold``; the hardware keeps ``|q| >= tau`` with
+    ``q = quantize(dnet * 2**grad_shift)``. ``tau = ceil(threshold * 2**(grad_shift + frac))``, so
+    the two agree except for values within half an LSB of the threshold. Clamped to
+    ``2**width - 1``; threshold 0 gives tau 0 (nothing zeroed).
+    """
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be finite and >= 0, not {threshold!r}")
+    t = math.ceil(threshold * 2.0 ** (grad_shift + fmt.frac_bits))
+    return int(min(max(t, 0), (1 << fmt.width) - 1))
+
+
+# -- bit-exact twins of hw/ ------------------------------------------------------------------------
+
+def threshold_model(values, tau: int):
+    """Twin of ``hw.threshold.ThresholdUnit``: ``|v| < tau -> 0`` with the exact ``|v|``.
+
+    Returns ``(values_out, mask, zeros)``: int64 array, bool non-zero mask of the output, and the
+    number of zero outputs (made by the threshold or arriving zero), as the unit's ``zeros`` counter.
+    """
+    v = np.asarray(values, np.int64)
+    out = np.where(np.abs(v) < int(tau), 0, v)
+    mask = out != 0
+    return out, mask, int(out.size - np.count_nonzero(mask))
+
+
+def compact_model(values, dense: bool = False) -> list[tuple[int, int]]:
+    """Twin of ``hw.compactor.Compactor`` for one vector: ``(j, v)`` of the non-zeros in index
+    order, or of every ``j`` when ``dense``."""
+    v = np.asarray(values, np.int64).ravel()
+    idx = range(v.size) if dense else np.flatnonzero(v)
+    return [(int(j), int(v[j])) for j in idx]
+
+
+def mac_step(acc, s: int, row, acc_fmt: Q, shift: int, rounding: str = "half_up"):
+    """One command of the MAC array on one accumulator vector: ``sat(acc + rnd(s * row))``."""
+    p = np.asarray(row, np.int64) * int(s)
+    r = round_shift(p, shift, rounding)
+    return saturate(np.asarray(acc, np.int64) + r, acc_fmt.width)
+
+
+def mac_model(pairs, rows, acc, formats: Formats = FORMATS, use: str = "dW") -> np.ndarray:
+    """Twin of the MAC array for one use, commands in order; returns the new accumulator.
+
+    ``use="dW"``: ``rows`` is ``a_t`` (K,), ``acc`` is ``dW`` (J, K); ``dW[j] += s * a_t``.
+    ``use="da"``: ``rows`` is ``W`` (J, K), ``acc`` is ``da`` (K,); ``da += s * W[j]``.
+    Each element gets one rounded product per command, added with saturation, in command order
+    (with saturation the order matters, and this is the hardware's order).
+    """
+    if use not in ("dW", "da"):
+        raise ValueError(f"use must be 'dW' or 'da', not {use!r}")
+    acc = np.array(acc, np.int64)
+    rows = np.asarray(rows, np.int64)
+    fmt, shift = formats.acc(use), formats.shift(use)
+    for j, s in pairs:
+        if use == "dW":
+            acc[j] = mac_step(acc[j], s, rows, fmt, shift, formats.rounding)
+        else:
+            acc[:] = mac_step(acc, s, rows[j], fmt, shift, formats.rounding)
+    return acc
+
+
+USES = {"dW": 1, "da": 2, "both": 3}
+
+
+def mac_commands_model(commands, mems: dict, formats: Formats = FORMATS) -> dict:
+    """Twin of ``hw.mac_array.MacArray`` on a command stream ``(j, s, use)``, ``use`` one of
+    ``"dW"``, ``"da"``, ``"both"`` (dW first, then da) or its code 1, 2, 3 (0: no-op).
+
+    ``mems`` holds ``a`` (K,), ``W`` (J, K), ``dW`` (J, K), ``da`` (K,) as int64 arrays; returns a
+    new dict with ``dW`` and ``da`` updated.
+    """
+    out = {k: np.array(v, np.int64) for k, v in mems.items()}
+    for j, s, use in commands:
+        code = USES[use] if isinstance(use, str) else int(use)
+        if code & 1:
+            out["dW"][j] = mac_step(out["dW"][j], s, out["a"], formats.dw, formats.dw_shift,
+                                    formats.rounding)
+        if code & 2:
+            out["da"] = mac_step(out["da"], s, out["W"][j], formats.da, formats.da_shift,
+                                 formats.rounding)
+    return out
+
+
+# -- fixed vs float on a training trace ------------------------------------------------------------
+
+def _round_sum(products, shift, rounding, axis):
+    return round_shift(products, shift, rounding).sum(axis=axis)
+
+
+def fixed_dW(dnet_q, a_q, formats: Formats = FORMATS) -> tuple[np.ndarray, bool]:
+    """``dW = sum over vectors of outer(dnet, a)`` as the MAC array computes it.
+
+    ``dnet_q`` (N, J) and ``a_q`` (N, K) are codes, vectors in hardware order. Returns
+    ``(dW codes (J, K), exact_order_used)``: when no partial sum can saturate (bounded by the sum
+    of |rounded products|), the order does not matter and the sum is vectorised; otherwise the
+    sequential :func:`mac_model` is run.
+    """
+    dnet_q = np.asarray(dnet_q, np.int64)
+    a_q = np.asarray(a_q, np.int64)
+    J, K = dnet_q.shape[1], a_q.shape[1]
+    total = np.zeros((J, K), np.int64)
+    bound = np.zeros((J, K), np.int64)
+    for n in range(dnet_q.shape[0]):
+        r = round_shift(dnet_q[n][:, None] * a_q[n][None, :], formats.dw_shift, formats.rounding)
+        total += r
+        bound += np.abs(r)
+    if bound.max(initial=0) <= formats.dw.max:
+        return total, False
+    acc = np.zeros((J, K), np.int64)
+    for n in range(dnet_q.shape[0]):
+        acc = mac_model(compact_model(dnet_q[n]), a_q[n], acc, formats, "dW")
+    return acc, True
+
+
+def fixed_da(dnet_q, W_q, formats: Formats = FORMATS) -> tuple[np.ndarray, bool]:
+    """``da_n = W^T dnet_n`` for each of the N vectors (N, K), as the MAC array computes it."""
+    dnet_q = np.asarray(dnet_q, np.int64)
+    W_q = np.asarray(W_q, np.int64)
+    N, K = dnet_q.shape[0], W_q.shape[1]
+    out = np.zeros((N, K), np.int64)
+    sequential = False
+    for n0 in range(0, N, 16):      # in chunks: (16, J, K) int64 products at a time
+        r = round_shift(dnet_q[n0:n0 + 16, :, None] * W_q[None, :, :], formats.da_shift,
+                        formats.rounding)
+        out[n0:n0 + 16] = r.sum(axis=1)
+        for n in np.flatnonzero(np.abs(r).sum(axis=1).max(axis=1) > formats.da.max):
+            sequential = True
+            out[n0 + n] = mac_model(compact_model(dnet_q[n0 + n]), W_q, np.zeros(K, np.int64),
+                                    formats, "da")
+    return out, sequential
+
+
+def normalised_inner_product(x, y) -> float:
+    """``<x, y> / (|x| |y|)`` in float64; 1 when both are zero, 0 when only one is."""
+    x = np.asarray(x, np.float64).ravel()
+    y = np.asarray(y, np.float64).ravel()
+    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+    if nx == 0 or ny == 0:
+        return 1.0 if nx == ny else 0.0
+    return float(x @ y / (nx * ny))
+
+
+def compare_trace(trace: dict, formats: Formats = FORMATS, records=None,
+                  headroom_bits: int = 0) -> list[dict]:
+    """Fixed-point ``dW`` and ``da`` against float on a training trace (``golden.trace``).
+
+    Per record (one backward pass): ``grad_shift`` from its ``dnet`` (:func:`pick_grad_shift`),
+    ``tau`` from its threshold; ``dnet``, ``a_t`` and ``W`` quantised (round half up, saturate);
+    the threshold applied again in fixed point (:func:`threshold_model`, as the hardware does);
+    ``dW`` summed over t and batch, ``da_t = W^T dnet_t`` per (t, b), by the MAC model. Float
+    reference: ``dW = sum outer(dnet, a)`` and ``da = dnet W`` from the trace in float64.
+    Returns one dict per record: ``iteration``, ``grad_shift``, ``tau``, ``corr_dW``, ``corr_da``
+    (normalised inner products, scaled back), ``sparsity_float``/``sparsity_fixed`` of ``dnet``,
+    ``saturated`` (codes at a format's limit among inputs) and ``sequential`` (a sum could
+    saturate, so the exact ordered model ran).
+    """
+    n_rec = len(trace["iteration"])
+    records = range(n_rec) if records is None else records
+    out = []
+    for r in records:
+        dnet = np.asarray(trace["dnet"][r], np.float64)          # (T, B, 4H)
+        a = np.asarray(trace["a"][r], np.float64)                # (T, B, K)
+        W = np.asarray(trace["W"][r], np.float64)                # (4H, K)
+        thr = float(trace["threshold"][r])
+        T, B, J = dnet.shape
+        K = a.shape[2]
+        # hardware order: t = T-1 .. 0, then batch
+        dn = dnet[::-1].reshape(T * B, J)
+        av = a[::-1].reshape(T * B, K)
+        shift = pick_grad_shift(dn, formats.grad, headroom_bits)
+        tau = threshold_to_tau(thr, shift, formats.grad)
+        dq = formats.grad.quantize(dn * 2.0 ** shift)
+        dq, _, zeros = threshold_model(dq, tau)
+        aq = formats.operand.quantize(av)
+        Wq = formats.operand.quantize(W)
+        dWq, seq_w = fixed_dW(dq, aq, formats)
+        daq, seq_a = fixed_da(dq, Wq, formats)
+        scale = 2.0 ** -shift
+        dW_fix = formats.dw.to_float(dWq) * scale
+        da_fix = formats.da.to_float(daq) * scale
+        dW_ref = dn.T @ av
+        da_ref = dn @ W
+        sat = sum(int(np.count_nonzero((x == f.min) | (x == f.max)))
+                  for x, f in ((dq, formats.grad), (aq, formats.operand), (Wq, formats.operand),
+                               (dWq, formats.dw), (daq, formats.da)))
+        out.append({"iteration": int(trace["iteration"][r]), "grad_shift": shift, "tau": tau,
+                    "corr_dW": normalised_inner_product(dW_fix, dW_ref),
+                    "corr_da": normalised_inner_product(da_fix, da_ref),
+                    "sparsity_float": float(np.mean(dn == 0)),
+                    "sparsity_fixed": zeros / dq.size,
+                    "saturated": sat, "sequential": seq_w or seq_a})
+    return out

@@ -1,0 +1,56 @@
+"""Register slice for a valid/ready stream."""
+
+from amaranth.hdl import Module, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Slice"]
+
+
+class Slice(wiring.Component):
+    """Registers a stream: payload and valid always; ready too when ``skid`` is set.
+
+    Passes every item unchanged and in order. Throughput one item per cycle, latency 1 cycle.
+
+    ``skid=True`` (default): a two-entry skid buffer. ``i.ready`` is a register (it does not
+    depend on ``o.ready`` in the same cycle), so the ready path between the two sides is cut; an
+    item arriving while ``o`` is stalled waits in the skid register, and ``i.ready`` drops for
+    as long as the skid register is full. ``skid=False``: a single output register with
+    ``i.ready = o.ready | ~o.valid``, cheaper but with a combinational ready path through it.
+    """
+
+    def __init__(self, shape, *, skid: bool = True):
+        try:
+            Shape.cast(shape)
+        except TypeError as e:
+            raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+        if not isinstance(skid, bool):
+            raise TypeError(f"skid must be a bool, not {skid!r}")
+        self._shape = shape
+        self._skid = skid
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        take = ~self.o.valid | self.o.ready          # the output register can load this cycle
+        if not self._skid:
+            m.d.comb += self.i.ready.eq(take)
+            with m.If(take):
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            return m
+
+        skid_valid = Signal()
+        skid_payload = Signal(self._shape)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(take):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid_payload),
+                             skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid_valid.eq(1), skid_payload.eq(self.i.payload)]
+        return m

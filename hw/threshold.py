@@ -1,0 +1,75 @@
+"""Threshold unit: the sparsifying step ``|dnet| < tau -> 0`` (DESIGN.md §1)."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.fixed import GRAD
+from .slice import Slice
+
+__all__ = ["ThresholdUnit"]
+
+COUNTER_WIDTH = 32
+
+
+class ThresholdUnit(wiring.Component):
+    """Zeroes every value with ``|v| < tau``, ``lanes`` values per beat.
+
+    ``|v|`` is exact: the magnitude of the most negative value, ``2**(width-1)``, fits the
+    unsigned ``tau`` of the same width, so no value is a special case (golden twin:
+    ``golden.fixed.threshold_model``). ``tau = 0`` passes every value.
+
+    Throughput one beat per cycle; latency 1 cycle (the output is a :class:`~.slice.Slice` skid
+    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle).
+    Under back-pressure items wait in order, nothing is dropped. ``tau`` is sampled when a beat
+    is accepted. The output carries the beat's non-zero mask (bit ``l`` for lane ``l``).
+
+    Counters (wrap at ``2**32``, cleared by ``clear``), updated per accepted input beat:
+    ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero).
+    """
+
+    def __init__(self, width: int = GRAD.width, lanes: int = 1):
+        if not isinstance(width, int) or not 2 <= width <= 32:
+            raise ValueError(f"width must be an int in 2..32, not {width!r}")
+        if not isinstance(lanes, int) or not 1 <= lanes <= 64:
+            raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        self.width = width
+        self.lanes = lanes
+        self.in_layout = data.StructLayout({
+            "data": data.ArrayLayout(signed(width), lanes),
+        })
+        self.out_layout = data.StructLayout({
+            "data": data.ArrayLayout(signed(width), lanes),
+            "mask": unsigned(lanes),
+        })
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+            "tau": In(unsigned(width)),
+            "clear": In(1),
+            "seen": Out(unsigned(COUNTER_WIDTH)),
+            "zeros": Out(unsigned(COUNTER_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.slice = out = Slice(self.out_layout)
+        wiring.connect(m, wiring.flipped(self.o), out.o)
+
+        result = Signal(self.out_layout)
+        for l in range(self.lanes):
+            v = self.i.payload.data[l]
+            keep = (abs(v) >= self.tau) & (v != 0)
+            m.d.comb += [result.data[l].eq(Mux(keep, v, 0)),
+                         result.mask[l].eq(keep)]
+        m.d.comb += [out.i.payload.eq(result),
+                     out.i.valid.eq(self.i.valid),
+                     self.i.ready.eq(out.i.ready)]
+
+        nonzero = sum(result.mask[l] for l in range(self.lanes))
+        with m.If(self.clear):
+            m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
+        with m.Elif(self.i.valid & self.i.ready):
+            m.d.sync += [self.seen.eq(self.seen + self.lanes),
+                         self.zeros.eq(self.zeros + (self.lanes - nonzero))]
+        return m
