@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from gateskip.golden.sweep import DEFAULT_THRESHOLDS
+from gateskip.golden.sweep import DEFAULT_THRESHOLDS, RECOMMENDED_THRESHOLD
 
 __all__ = ["main"]
 
@@ -157,7 +157,7 @@ def main():
 @main.command()
 @click.option("--threshold", type=float, default=None,
               help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
-                   "[default: the default sweep's largest]")
+                   f"[default: {RECOMMENDED_THRESHOLD:g}]")
 @click.option("--trace-steps", type=int, default=3, show_default=True,
               help="Iterations recorded into trace.npz for the hardware (first, ..., last).")
 @training_options
@@ -172,7 +172,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     from gateskip.golden.trace import save_trace
 
     if threshold is None:
-        threshold = max(sweep_mod.DEFAULT_THRESHOLDS)
+        threshold = sweep_mod.RECOMMENDED_THRESHOLD
     iterations = kw["iterations"]
     if trace_steps < 0:
         raise ValueError(f"trace-steps must be >= 0, not {trace_steps}")

@@ -45,7 +45,7 @@ import numpy as np
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "FORMATS", "pick_grad_shift", "threshold_to_tau",
            "threshold_model", "compact_model", "mac_step", "mac_model", "mac_commands_model",
-           "USES", "fixed_dW", "fixed_da", "compare_trace", "normalised_inner_product"]
+           "USES", "core_model", "fixed_dW", "fixed_da", "compare_trace", "normalised_inner_product"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -444,3 +444,30 @@ def compare_trace(trace: dict, formats: Formats = FORMATS, records=None,
                     "sparsity_fixed": zeros / dq.size,
                     "saturated": sat, "sequential": seq_w or seq_a})
     return out
+
+
+def core_model(vectors, mems: dict, tau: int, dense: bool = False, uses: str = "both",
+               formats: Formats = FORMATS, in_lanes: int = 1) -> dict:
+    """Twin of ``hw.core.MacCore``: each dnet vector (codes) thresholded, compacted, and its pairs
+    run as commands ``(j, v, uses)`` on ``mems`` (see :func:`mac_commands_model`).
+
+    Returns the updated ``dW``/``da`` and the counters the core keeps: ``values``, ``skipped``,
+    ``pairs``, ``zeros``, ``macs`` (K per single command), ``macs_skipped``. ``zeros`` counts the
+    zero padding of each vector's last beat too (``in_lanes`` values per beat), as the hardware.
+    """
+    code = USES[uses] if isinstance(uses, str) else int(uses)
+    n_uses = bin(code).count("1")
+    K = np.asarray(mems["a"]).shape[-1]
+    commands, values, zeros = [], 0, 0
+    for vec in vectors:
+        out, _, z = threshold_model(vec, tau)
+        pairs = compact_model(out, dense)
+        values += out.size
+        zeros += z + (-out.size) % in_lanes
+        commands += [(j, v, code) for j, v in pairs]
+    res = mac_commands_model(commands, mems, formats)
+    skipped = values - len(commands)
+    res.update(values=values, skipped=skipped, pairs=len(commands), zeros=zeros,
+               macs=len(commands) * n_uses * K, macs_skipped=skipped * n_uses * K,
+               commands=len(commands) if code else 0)
+    return res

@@ -45,7 +45,7 @@ class TrainConfig:
     embed: int = 32
     seq_len: int = 32
     batch: int = 32
-    iterations: int = 300
+    iterations: int = 500
     optimizer: str = "adam"
     lr: float = 3e-3
     clip: float = 1.0
@@ -55,7 +55,7 @@ class TrainConfig:
     backend: str = "torch"
     eval_every: int = 0            # 0: 20 evaluations over the run
     eval_symbols: int = 20000      # validation symbols for the curve; the final loss uses all
-    corr_every: int = 1            # exact-dW correlation every N iterations (0: never)
+    corr_every: int = 10           # exact-dW correlation every N iterations (0: never)
     trace_iterations: tuple[int, ...] = ()
     trace_batch: int = 4
 

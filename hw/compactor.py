@@ -31,7 +31,9 @@ class Compactor(wiring.Component):
 
     Counters (wrap at ``2**32``, cleared by ``clear``): ``values`` (in-vector values accepted),
     ``skipped`` (values not emitted: zeros in skip mode), ``pairs`` (emitted), ``blocked``
-    (cycles holding a pair that ``o`` does not accept). ``busy`` is high while pairs are held.
+    (cycles holding a pair that ``o`` does not accept). ``busy`` is high while pairs are held;
+    ``skip_now`` is the number of values skipped in the beat accepted this cycle (for counters
+    further up).
     """
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9):
@@ -58,6 +60,7 @@ class Compactor(wiring.Component):
             "dense": In(1),
             "clear": In(1),
             "busy": Out(1),
+            "skip_now": Out(range(lanes + 1)),
             "values": Out(unsigned(COUNTER_WIDTH)),
             "skipped": Out(unsigned(COUNTER_WIDTH)),
             "pairs": Out(unsigned(COUNTER_WIDTH)),
@@ -111,6 +114,7 @@ class Compactor(wiring.Component):
         # -- counters
         n_in = sum(in_vec[l] for l in range(L))
         n_send = sum(send[l] for l in range(L))
+        m.d.comb += self.skip_now.eq(Mux(accept, n_in - n_send, 0))
         with m.If(self.clear):
             m.d.sync += [c.eq(0) for c in (self.values, self.skipped, self.pairs, self.blocked)]
         with m.Else():

@@ -1,0 +1,218 @@
+"""Run :class:`~.core.MacCore` in ``amaranth.sim``: bit-exact results and cycle counts.
+
+:func:`run_core` loads the memories, streams dnet vectors, waits for the core to finish and reads
+``dW``, ``da`` and the counters back. :func:`cycle_grid` measures skip and dense mode against the
+ideal ``nnz * C * n_uses`` over a grid of K, L and sparsities (``gateskip bench`` and the tests).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from ..golden.fixed import FORMATS, USES, Formats
+from .core import MacCore, Mem
+from .mac_array import Use
+
+__all__ = ["run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
+
+#: cycles from the first input beat to the last write beyond the MAC array's own C per command
+#: (threshold slice 1, compactor 1, FIFO 2, array accept 1, array pipeline to the write 3)
+CORE_LATENCY = 8
+
+COUNTERS = ("cycles", "starved", "beats", "macs", "macs_skipped", "values", "skipped", "pairs",
+            "commands", "zeros")
+
+
+def _to_int(elements, width: int) -> int:
+    """Elements of an ``ArrayLayout(signed(width), n)`` as one integer (fast ``ctx.set``)."""
+    mask, out = (1 << width) - 1, 0
+    for i, e in enumerate(elements):
+        out |= (int(e) & mask) << (i * width)
+    return out
+
+
+def _from_int(value: int, width: int, n: int) -> list[int]:
+    mask, half = (1 << width) - 1, 1 << (width - 1)
+    return [(((value >> (i * width)) & mask) ^ half) - half for i in range(n)]
+
+
+def _pack(vec, lanes, width):
+    v = np.asarray(vec, np.int64).ravel()
+    pad = (-v.size) % lanes
+    v = np.concatenate([v, np.zeros(pad, np.int64)])
+    return [_to_int(b, width) for b in v.reshape(-1, lanes)]
+
+
+def _words(x, lanes, chunks):
+    """A (..., K) array as rows of C words of L elements (zero padded)."""
+    x = np.asarray(x, np.int64)
+    K = x.shape[-1]
+    flat = x.reshape(-1, K)
+    pad = np.zeros((flat.shape[0], chunks * lanes - K), np.int64)
+    return np.concatenate([flat, pad], axis=1).reshape(-1, lanes)
+
+
+def run_core(core: MacCore, vectors, mems: dict, *, tau: int = 0, dense: bool = False,
+             uses: str = "both", seed: int | None = None, p_valid: float = 1.0,
+             via_host: bool = False, max_cycles: int = 1_000_000) -> dict:
+    """Simulate ``core`` on dnet ``vectors`` (N, n) codes with memories ``mems`` (``a`` (K,),
+    ``W`` (rows, K), ``dW`` (rows, K), ``da`` (K,) codes); ``p_valid`` < 1 inserts random input
+    gaps (seeded). ``via_host`` loads and reads memories through the host port (else directly).
+
+    Returns ``dW``, ``da``, the core's counters, and ``run_cycles``: cycles from the first beat
+    presented to ``busy`` low after the last one (equal to the ``cycles`` counter).
+    """
+    L, K, C, rows, W = core.lanes, core.k, core.chunks, core.rows, core.in_lanes
+    vectors = np.asarray(vectors, np.int64)
+    n = vectors.shape[1]
+    if not 1 <= n <= rows:
+        raise ValueError(f"vector length must be 1..{rows}, not {n}")
+    f = core.formats
+    beats = [b for vec in vectors for b in _pack(vec, W, f.grad.width)]
+    widths = {Mem.A: f.operand.width, Mem.W: f.operand.width, Mem.DW: f.dw.width,
+              Mem.DA: f.da.width}
+    images = {Mem.A: _words(mems["a"], L, C), Mem.W: _words(mems["W"], L, C),
+              Mem.DW: _words(mems["dW"], L, C), Mem.DA: _words(mems["da"], L, C)}
+    rng = random.Random(seed)
+    out = {}
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+
+    async def host_write(ctx, mem, addr, word):
+        ctx.set(core.host.mem, mem)
+        ctx.set(core.host.addr, addr)
+        ctx.set(core.host.wdata, word)
+        ctx.set(core.host.we, 1)
+        await ctx.tick()
+        ctx.set(core.host.we, 0)
+
+    async def host_read(ctx, mem, n_words):
+        words = []
+        ctx.set(core.host.mem, mem)
+        ctx.set(core.host.re, 1)
+        for addr in range(n_words):
+            ctx.set(core.host.addr, addr)
+            await ctx.tick()              # synchronous read: the word is there after the edge
+            words.append(list(ctx.get(core.host.rdata)))
+        ctx.set(core.host.re, 0)
+        return np.array(words, np.int64)
+
+    async def testbench(ctx):
+        ctx.set(core.tau, tau)
+        ctx.set(core.dense, int(dense))
+        ctx.set(core.uses, Use(USES[uses] if isinstance(uses, str) else int(uses)))
+        ctx.set(core.length, n)
+        if via_host:
+            for mem, img in images.items():
+                for addr, word in enumerate(img):
+                    await host_write(ctx, mem, addr, list(map(int, word)))
+        else:
+            for mem, img in images.items():
+                data = _memory(core, mem)
+                for addr, word in enumerate(img):
+                    ctx.set(data[addr].as_value(), _to_int(word, widths[mem]))
+        ctx.set(core.clear, 1)
+        await ctx.tick()
+        ctx.set(core.clear, 0)
+        k = cycles = 0
+        payload = core.i.payload.as_value()
+        shown = None
+        valid = None
+        while k < len(beats):
+            send = p_valid >= 1 or rng.random() < p_valid
+            if send != valid:
+                ctx.set(core.i.valid, int(send))
+                valid = send
+            if send and shown != k:
+                ctx.set(payload, beats[k])
+                shown = k
+            fire = send and ctx.get(core.i.ready)
+            await ctx.tick()
+            cycles += 1
+            k += bool(fire)
+            if cycles > max_cycles:
+                raise TimeoutError(f"core did not accept its input within {max_cycles} cycles")
+        ctx.set(core.i.valid, 0)
+        while ctx.get(core.busy):
+            await ctx.tick()
+            cycles += 1
+            if cycles > max_cycles:
+                raise TimeoutError(f"core still busy after {max_cycles} cycles")
+        out["run_cycles"] = cycles
+        for name in COUNTERS:
+            out[name] = ctx.get(getattr(core, name))
+        if via_host:
+            dw = await host_read(ctx, Mem.DW, rows * C)
+            da = await host_read(ctx, Mem.DA, C)
+        else:
+            dw = np.array([_from_int(ctx.get(w.as_value()), f.dw.width, L)
+                           for w in _memory(core, Mem.DW)], np.int64)
+            da = np.array([_from_int(ctx.get(w.as_value()), f.da.width, L)
+                           for w in _memory(core, Mem.DA)], np.int64)
+        out["dW"] = dw.reshape(rows, C * L)[:, :K]
+        out["da"] = da.reshape(C * L)[:K]
+
+    sim.add_testbench(testbench)
+    sim.run()
+    return out
+
+
+def _memory(core: MacCore, mem: Mem):
+    return core.memories[mem].data
+
+
+def random_vectors(rng: np.random.Generator, count: int, length: int, sparsity: float,
+                   fmt=FORMATS.grad, exact: bool = True) -> np.ndarray:
+    """``count`` dnet vectors of codes with a ``sparsity`` fraction of zeros (exactly that many
+    per vector, at random places, when ``exact``); non-zeros uniform over the format."""
+    v = rng.integers(fmt.min, fmt.max + 1, size=(count, length))
+    v[v == 0] = 1
+    if exact:
+        nz = int(round(length * sparsity))
+        for row in v:
+            row[rng.permutation(length)[:nz]] = 0
+    else:
+        v[rng.random((count, length)) < sparsity] = 0
+    return v
+
+
+def cycle_grid(ks=(16, 64), lanes=(1, 4, 8), sparsities=(0.0, 0.5, 0.8, 0.95), *, rows: int = 256,
+               vectors: int = 4, uses: str = "dW", in_lanes=None, seed: int = 0,
+               formats: Formats = FORMATS) -> list[dict]:
+    """Skip-mode and dense-mode cycles of the core for each (K, L, sparsity), against
+    ``ideal = nnz * C * n_uses + CORE_LATENCY`` and ``dense_ideal = n * C * n_uses + latency``.
+
+    ``vectors`` vectors of length ``rows`` each, exactly ``sparsity`` zeros per vector.
+    """
+    rng = np.random.default_rng(seed)
+    n_uses = bin(USES[uses]).count("1")
+    rows_out = []
+    for K in ks:
+        for L in lanes:
+            core_kw = dict(in_lanes=in_lanes(L, K) if callable(in_lanes) else in_lanes,
+                           formats=formats)
+            C = -(-K // L)
+            f = formats
+            mems = {"a": rng.integers(f.operand.min, f.operand.max + 1, K),
+                    "W": rng.integers(f.operand.min, f.operand.max + 1, (rows, K)),
+                    "dW": np.zeros((rows, K), np.int64), "da": np.zeros(K, np.int64)}
+            dense_done = None
+            for s in sparsities:
+                vec = random_vectors(rng, vectors, rows, s, f.grad)
+                nnz = int(np.count_nonzero(vec))
+                core = MacCore(L, K, rows, **core_kw)
+                skip = run_core(core, vec, mems, uses=uses)
+                core = MacCore(L, K, rows, **core_kw)
+                if dense_done is None:
+                    dense_done = run_core(core, vec, mems, uses=uses, dense=True)["run_cycles"]
+                ideal = nnz * C * n_uses + CORE_LATENCY
+                dense_ideal = vectors * rows * C * n_uses + CORE_LATENCY
+                rows_out.append({"K": K, "L": L, "C": C, "W": core.in_lanes, "sparsity": s,
+                                 "nnz": nnz, "skip": skip["run_cycles"], "ideal": ideal,
+                                 "skip_over_ideal": skip["run_cycles"] / ideal,
+                                 "dense": dense_done, "dense_ideal": dense_ideal,
+                                 "speedup": dense_done / skip["run_cycles"]})
+    return rows_out

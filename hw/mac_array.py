@@ -1,0 +1,232 @@
+"""Zero-skip MAC array: ``acc[0:K] += s * row[0:K]`` per command, L lanes (DESIGN.md §1-§2)."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..golden.fixed import FORMATS, Formats
+
+__all__ = ["Use", "MacArray", "const_mul"]
+
+COUNTER_WIDTH = 32
+
+
+class Use(enum.Enum, shape=2):
+    """What a command updates; ``BOTH`` runs ``DW`` then ``DA`` for the same ``(j, s)``."""
+    NOP = 0
+    DW = 1      # dW row j += s * a_t
+    DA = 2      # da       += s * W row j
+    BOTH = 3
+
+
+def const_mul(value, constant: int):
+    """``value * constant`` as shifts and adds, so that no DSP is spent on an address."""
+    terms = [value << b for b in range(constant.bit_length()) if constant >> b & 1]
+    if not terms:
+        return Const(0)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
+class MacArray(wiring.Component):
+    """L lanes doing ``acc[0:K] += round(s * row[0:K])`` for each ``(j, s, use)`` command.
+
+    Memories hold L elements per word; a K-vector is ``C = ceil(K / L)`` words, row ``j`` of a
+    (rows x K) matrix is words ``j*C .. j*C + C - 1``. ``use = DW``: ``acc`` is dW row j, ``row``
+    is ``a_t``; ``use = DA``: ``acc`` is ``da``, ``row`` is W row j; ``BOTH``: DW then DA;
+    ``NOP``: accepted and dropped. Lanes beyond K in the last word change nothing (their product
+    is forced to 0, so the word is written back unchanged).
+
+    Arithmetic per element, as ``golden.fixed.mac_step``: exact product (``grad.width +
+    operand.width`` bits, registered: one SB_MAC16 / MULT18X18D per lane at the default 16 x 16
+    bits), rounded half up to the accumulator's fraction, added with saturation.
+
+    The array owns no memory: it drives four synchronous read ports (``a_rd``, ``w_rd``,
+    ``dw_rd``, ``da_rd``) and two write ports (``dw_wr``, ``da_wr``), to be connected to
+    ``amaranth.lib.memory.Memory`` ports (1R1W each: EBR / DP16KD on the boards) whose
+    transparency does not matter. A controller that owns the memories arbitrates host access
+    while ``busy`` is low.
+
+    Timing: C cycles per single command (2C for ``BOTH``), one L-element word per cycle, a new
+    command is accepted in the cycle its predecessor issues its last word, so consecutive
+    commands leave no bubble for every C (``cmd.ready`` does not depend on ``cmd.valid``).
+    Pipeline: accept -> issue (row read) -> product (acc read) -> add -> write; the last write
+    of a command lands 4 cycles after its last word is issued, 5 after acceptance when C = 1.
+    Read-after-write on the same accumulator word (C <= 2, or repeated rows) is resolved by
+    forwarding the two newest sums, never by stalling. The array never stalls once a word is
+    issued; back-pressure is only ``cmd.ready`` while a command is running.
+
+    ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
+    Counters (wrap at ``2**32``, cleared by ``clear``): ``beats`` (words issued: busy cycles),
+    ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
+    """
+
+    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS):
+        if not isinstance(lanes, int) or not 1 <= lanes <= 16:
+            raise ValueError(f"lanes must be an int in 1..16, not {lanes!r}")
+        if not isinstance(k, int) or not 1 <= k <= 4096:
+            raise ValueError(f"k must be an int in 1..4096, not {k!r}")
+        if not isinstance(rows, int) or not 1 <= rows <= 65536:
+            raise ValueError(f"rows must be an int in 1..65536, not {rows!r}")
+        if not isinstance(formats, Formats):
+            raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
+        for name in ("operand", "grad"):
+            w = getattr(formats, name).width
+            if not 2 <= w <= 32:
+                raise ValueError(f"formats.{name} width must be 2..32, not {w}")
+        for name in ("dw", "da"):
+            w = getattr(formats, name).width
+            if not 2 <= w <= 48:
+                raise ValueError(f"formats.{name} width must be 2..48, not {w}")
+        self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
+        self.chunks = C = -(-k // lanes)
+        self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
+        self.vec_addr_width = ceil_log2(C)
+        self.mat_addr_width = ceil_log2(rows * C)
+        self.operand_word = data.ArrayLayout(signed(formats.operand.width), lanes)
+        self.dw_word = data.ArrayLayout(signed(formats.dw.width), lanes)
+        self.da_word = data.ArrayLayout(signed(formats.da.width), lanes)
+        self.cmd_layout = data.StructLayout({
+            "j": unsigned(max(1, ceil_log2(rows))),
+            "s": signed(formats.grad.width),
+            "use": Use,
+        })
+        vec, mat = self.vec_addr_width, self.mat_addr_width
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "a_rd": In(ReadPort.Signature(addr_width=vec, shape=self.operand_word)),
+            "w_rd": In(ReadPort.Signature(addr_width=mat, shape=self.operand_word)),
+            "dw_rd": In(ReadPort.Signature(addr_width=mat, shape=self.dw_word)),
+            "dw_wr": In(WritePort.Signature(addr_width=mat, shape=self.dw_word)),
+            "da_rd": In(ReadPort.Signature(addr_width=vec, shape=self.da_word)),
+            "da_wr": In(WritePort.Signature(addr_width=vec, shape=self.da_word)),
+            "busy": Out(1),
+            "issue": Out(1),
+            "clear": In(1),
+            "beats": Out(unsigned(COUNTER_WIDTH)),
+            "macs": Out(unsigned(COUNTER_WIDTH)),
+            "commands": Out(unsigned(COUNTER_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, C, f = self.lanes, self.chunks, self.formats
+        aw = max(1, self.mat_addr_width)
+        acc_width = max(f.dw.width, f.da.width)
+        prod_width = f.grad.width + f.operand.width
+
+        # -- sequencer (stage 0): one word per cycle from the accepted command
+        act = Signal()                   # a command is issuing words
+        phase = Signal()                 # 0: dW, 1: da
+        da_after = Signal()              # BOTH: da follows dW
+        c = Signal(range(C))
+        base = Signal(aw)                # j * C
+        s0 = Signal(signed(f.grad.width))
+        last_word = act & (c == C - 1) & ~(da_after & ~phase)
+        m.d.comb += self.cmd.ready.eq(~act | last_word)
+
+        with m.If(act):
+            with m.If(c == C - 1):
+                m.d.sync += c.eq(0)
+                with m.If(da_after & ~phase):
+                    m.d.sync += [phase.eq(1), da_after.eq(0)]
+                with m.Else():
+                    m.d.sync += act.eq(0)
+            with m.Else():
+                m.d.sync += c.eq(c + 1)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            use = self.cmd.payload.use
+            m.d.sync += [
+                act.eq(use != Use.NOP),
+                phase.eq(use == Use.DA),
+                da_after.eq(use == Use.BOTH),
+                c.eq(0),
+                base.eq(const_mul(self.cmd.payload.j, C)),
+                s0.eq(self.cmd.payload.s),
+            ]
+
+        mat_addr = Signal(aw)
+        m.d.comb += [
+            mat_addr.eq(base + c),
+            self.a_rd.addr.eq(c),
+            self.a_rd.en.eq(act & ~phase),
+            self.w_rd.addr.eq(mat_addr),
+            self.w_rd.en.eq(act & phase),
+        ]
+
+        # -- stage 1: row word arrives; product registered; accumulator read issued
+        v1, ph1, last1 = Signal(), Signal(), Signal()
+        s1 = Signal(signed(f.grad.width))
+        addr1 = Signal(aw)
+        m.d.sync += [v1.eq(act), ph1.eq(phase), last1.eq(c == C - 1), s1.eq(s0),
+                     addr1.eq(Mux(phase, c, mat_addr))]
+        m.d.comb += [
+            self.dw_rd.addr.eq(addr1),
+            self.dw_rd.en.eq(v1 & ~ph1),
+            self.da_rd.addr.eq(addr1),
+            self.da_rd.en.eq(v1 & ph1),
+        ]
+        v2, ph2 = Signal(), Signal()
+        addr2 = Signal(aw)
+        p2 = Signal(data.ArrayLayout(signed(prod_width), L))
+        m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
+        for l in range(L):
+            row = Mux(ph1, self.w_rd.data[l], self.a_rd.data[l])
+            product = s1 * row
+            if l >= self.tail:           # lane beyond K in the last word: no change
+                product = Mux(last1, 0, product)
+            m.d.sync += p2[l].eq(product)
+
+        # -- stage 2: round, forward, saturating add
+        v3, ph3, v4, ph4 = Signal(), Signal(), Signal(), Signal()
+        addr3, addr4 = Signal(aw), Signal(aw)
+        sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
+        sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
+        hit3 = v3 & (ph3 == ph2) & (addr3 == addr2)
+        hit4 = v4 & (ph4 == ph2) & (addr4 == addr2)
+        lo = Mux(ph2, f.da.min, f.dw.min)
+        hi = Mux(ph2, f.da.max, f.dw.max)
+        for l in range(L):
+            acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
+                      Mux(ph2, self.da_rd.data[l], self.dw_rd.data[l])))
+            rounded = Mux(ph2, _round_half_up(p2[l], f.da_shift),
+                          _round_half_up(p2[l], f.dw_shift))
+            total = Signal(signed(acc_width + 1), name=f"total{l}")
+            m.d.comb += total.eq(acc + rounded)
+            m.d.sync += sum3[l].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
+        m.d.sync += [v3.eq(v2), ph3.eq(ph2), addr3.eq(addr2),
+                     v4.eq(v3), ph4.eq(ph3), addr4.eq(addr3), sum4.eq(sum3)]
+
+        # -- stage 3: write back (stage 4 only remembers it for forwarding)
+        for l in range(L):
+            m.d.comb += [self.dw_wr.data[l].eq(sum3[l]), self.da_wr.data[l].eq(sum3[l])]
+        m.d.comb += [
+            self.dw_wr.addr.eq(addr3),
+            self.dw_wr.en.eq(v3 & ~ph3),
+            self.da_wr.addr.eq(addr3),
+            self.da_wr.en.eq(v3 & ph3),
+            self.busy.eq(act | v1 | v2 | v3),
+            self.issue.eq(act),
+        ]
+
+        # -- counters
+        with m.If(self.clear):
+            m.d.sync += [x.eq(0) for x in (self.beats, self.macs, self.commands)]
+        with m.Else():
+            with m.If(act):
+                m.d.sync += [self.beats.eq(self.beats + 1),
+                             self.macs.eq(self.macs + Mux(c == C - 1, self.tail, L))]
+            with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):
+                m.d.sync += self.commands.eq(self.commands + 1)
+        return m
+
+
+def _round_half_up(p, shift: int):
+    """``(p + 2**(shift-1)) >> shift`` (golden.fixed.round_shift, mode half_up)."""
+    if shift == 0:
+        return p
+    return (p + (1 << (shift - 1))) >> shift
