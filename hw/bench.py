@@ -205,9 +205,9 @@ def cycle_grid(ks=(16, 64), lanes=(1, 4, 8), sparsities=(0.0, 0.5, 0.8, 0.95), *
                 nnz = int(np.count_nonzero(vec))
                 core = MacCore(L, K, rows, **core_kw)
                 skip = run_core(core, vec, mems, uses=uses)
-                core = MacCore(L, K, rows, **core_kw)
-                if dense_done is None:
-                    dense_done = run_core(core, vec, mems, uses=uses, dense=True)["run_cycles"]
+                if dense_done is None:       # dense cycles do not depend on the values
+                    dense_done = run_core(MacCore(L, K, rows, **core_kw), vec, mems, uses=uses,
+                                          dense=True)["run_cycles"]
                 ideal = nnz * C * n_uses + CORE_LATENCY
                 dense_ideal = vectors * rows * C * n_uses + CORE_LATENCY
                 rows_out.append({"K": K, "L": L, "C": C, "W": core.in_lanes, "sparsity": s,

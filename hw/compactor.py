@@ -1,6 +1,6 @@
 """Compactor: a dense ``dnet`` vector in, its non-zero ``(index, value)`` pairs out."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

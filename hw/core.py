@@ -60,9 +60,10 @@ class MacCore(wiring.Component):
     pair: ``uses`` = ``DW`` (``dW[j] += v * a``), ``DA`` (``da += v * W[j]``) or ``BOTH``.
 
     Cost: ``nnz * C * n_uses`` cycles in skip mode, ``length * C * n_uses`` in dense mode
-    (``C = ceil(K / L)``), plus a fixed latency of 7 cycles from the first beat to the last write
-    (slice 1, compactor 1, FIFO 2, array 3 + C-cycle command), as long as the compactor finds
-    non-zeros at least as fast as the array consumes them (``default_in_lanes``).
+    (``C = ceil(K / L)``), plus a fixed latency of 8 cycles from the first beat presented to
+    ``busy`` low (threshold slice 1, compactor 1, FIFO 2, array accept 1, array pipeline 3), as
+    long as the compactor finds non-zeros at least as fast as the array consumes them
+    (``default_in_lanes``). Input back-pressure: ``i.ready`` is a register (skid slice).
 
     Memories (``amaranth.lib.memory.Memory``, one read and one write port each, synchronous
     read: EBR on iCE40, DP16KD on ECP5), L elements per word, a K-vector in C words:
@@ -80,7 +81,7 @@ class MacCore(wiring.Component):
 
     def __init__(self, lanes: int = 4, k: int = 16, rows: int = 64, *, in_lanes: int | None = None,
                  fifo_depth: int = 4, formats: Formats = FORMATS):
-        self.array = MacArray(lanes, k, rows, formats)     # checks lanes, k, rows, formats
+        MacArray.check_parameters(lanes, k, rows, formats)
         if in_lanes is None:
             in_lanes = default_in_lanes(lanes, k)
         if not isinstance(in_lanes, int) or not 1 <= in_lanes <= 64:
@@ -89,6 +90,7 @@ class MacCore(wiring.Component):
             raise ValueError(f"fifo_depth must be an int in 2..64, not {fifo_depth!r}")
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.in_lanes, self.fifo_depth = in_lanes, fifo_depth
+        self.array = MacArray(lanes, k, rows, formats)
         self.chunks = self.array.chunks
         self.threshold = ThresholdUnit(formats.grad.width, in_lanes)
         self.compactor = Compactor(formats.grad.width, in_lanes, max(1, ceil_log2(rows)))

@@ -1,6 +1,6 @@
 """Zero-skip MAC array: ``acc[0:K] += s * row[0:K]`` per command, L lanes (DESIGN.md §1-§2)."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -38,8 +38,8 @@ class MacArray(wiring.Component):
     Memories hold L elements per word; a K-vector is ``C = ceil(K / L)`` words, row ``j`` of a
     (rows x K) matrix is words ``j*C .. j*C + C - 1``. ``use = DW``: ``acc`` is dW row j, ``row``
     is ``a_t``; ``use = DA``: ``acc`` is ``da``, ``row`` is W row j; ``BOTH``: DW then DA;
-    ``NOP``: accepted and dropped. Lanes beyond K in the last word change nothing (their product
-    is forced to 0, so the word is written back unchanged).
+    ``NOP``: accepted and dropped. Lanes beyond K in the last word change nothing (their row
+    element is forced to 0 before the multiplier, so the word is written back unchanged).
 
     Arithmetic per element, as ``golden.fixed.mac_step``: exact product (``grad.width +
     operand.width`` bits, registered: one SB_MAC16 / MULT18X18D per lane at the default 16 x 16
@@ -54,8 +54,9 @@ class MacArray(wiring.Component):
     Timing: C cycles per single command (2C for ``BOTH``), one L-element word per cycle, a new
     command is accepted in the cycle its predecessor issues its last word, so consecutive
     commands leave no bubble for every C (``cmd.ready`` does not depend on ``cmd.valid``).
-    Pipeline: accept -> issue (row read) -> product (acc read) -> add -> write; the last write
-    of a command lands 4 cycles after its last word is issued, 5 after acceptance when C = 1.
+    Pipeline: accept -> issue (row read) -> product (acc read) -> round and add -> write: a word
+    is written 3 cycles after it is issued, the first word issues the cycle after acceptance, and
+    ``busy`` falls the cycle after the last write.
     Read-after-write on the same accumulator word (C <= 2, or repeated rows) is resolved by
     forwarding the two newest sums, never by stalling. The array never stalls once a word is
     issued; back-pressure is only ``cmd.ready`` while a command is running.
@@ -65,7 +66,9 @@ class MacArray(wiring.Component):
     ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
     """
 
-    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS):
+    @staticmethod
+    def check_parameters(lanes, k, rows, formats):
+        """Raise ``ValueError``/``TypeError`` naming the first parameter out of its range."""
         if not isinstance(lanes, int) or not 1 <= lanes <= 16:
             raise ValueError(f"lanes must be an int in 1..16, not {lanes!r}")
         if not isinstance(k, int) or not 1 <= k <= 4096:
@@ -74,6 +77,9 @@ class MacArray(wiring.Component):
             raise ValueError(f"rows must be an int in 1..65536, not {rows!r}")
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
+        if formats.rounding != "half_up":
+            raise ValueError(f"formats.rounding must be 'half_up' (the hardware adds half and "
+                             f"floors), not {formats.rounding!r}")
         for name in ("operand", "grad"):
             w = getattr(formats, name).width
             if not 2 <= w <= 32:
@@ -82,6 +88,9 @@ class MacArray(wiring.Component):
             w = getattr(formats, name).width
             if not 2 <= w <= 48:
                 raise ValueError(f"formats.{name} width must be 2..48, not {w}")
+
+    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS):
+        self.check_parameters(lanes, k, rows, formats)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
@@ -176,10 +185,9 @@ class MacArray(wiring.Component):
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
         for l in range(L):
             row = Mux(ph1, self.w_rd.data[l], self.a_rd.data[l])
-            product = s1 * row
-            if l >= self.tail:           # lane beyond K in the last word: no change
-                product = Mux(last1, 0, product)
-            m.d.sync += p2[l].eq(product)
+            if l >= self.tail:           # lane beyond K in the last word: product 0, no change
+                row = Mux(last1, 0, row)
+            m.d.sync += p2[l].eq(s1 * row)   # registered product: DSP output register
 
         # -- stage 2: round, forward, saturating add
         v3, ph3, v4, ph4 = Signal(), Signal(), Signal(), Signal()

@@ -1,0 +1,203 @@
+# amaranth: UnusedElaboratable=no
+"""hw.mac_array.MacArray against golden.fixed.mac_commands_model, with real memories."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from gateskip.golden.fixed import FORMATS, Formats, Q, mac_commands_model
+from gateskip.hw.mac_array import MacArray, Use
+
+
+class Harness(wiring.Component):
+    """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
+
+    def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False):
+        self.transparent = transparent
+        self.dut = MacArray(lanes, k, rows, formats)
+        C = self.dut.chunks
+        super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
+        self.mem = {
+            "a": Memory(shape=self.dut.operand_word, depth=C, init=_words(mems["a"], lanes, C)),
+            "W": Memory(shape=self.dut.operand_word, depth=rows * C,
+                        init=_words(mems["W"], lanes, C)),
+            "dW": Memory(shape=self.dut.dw_word, depth=rows * C,
+                         init=_words(mems["dW"], lanes, C)),
+            "da": Memory(shape=self.dut.da_word, depth=C, init=_words(mems["da"], lanes, C)),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        for name, mem in self.mem.items():
+            m.submodules[f"mem_{name}"] = mem
+        wiring.connect(m, wiring.flipped(self.cmd), dut.cmd)
+        wiring.connect(m, dut.a_rd, self.mem["a"].read_port())
+        wiring.connect(m, dut.w_rd, self.mem["W"].read_port())
+        for name, rd, wr in (("dW", dut.dw_rd, dut.dw_wr), ("da", dut.da_rd, dut.da_wr)):
+            port = self.mem[name].write_port()
+            wiring.connect(m, wr, port)
+            wiring.connect(m, rd, self.mem[name].read_port(
+                transparent_for=(port,) if self.transparent else ()))
+        return m
+
+
+def _words(x, lanes, chunks):
+    x = np.asarray(x, np.int64).reshape(-1, np.shape(x)[-1])
+    pad = np.zeros((x.shape[0], chunks * lanes - x.shape[1]), np.int64)
+    words = np.concatenate([x, pad], axis=1).reshape(-1, lanes)
+    return [list(map(int, w)) for w in words]
+
+
+def _mems(rng, rows, k, f, extreme=False):
+    def full(q, shape):
+        return rng.integers(q.min, q.max + 1, shape)
+    mems = {"a": full(f.operand, k), "W": full(f.operand, (rows, k)),
+            "dW": full(f.dw, (rows, k)) // (1 if extreme else 256),
+            "da": full(f.da, k) // (1 if extreme else 256)}
+    if extreme:
+        mems["a"][0] = f.operand.max
+        mems["a"][1:2] = f.operand.min
+        mems["W"][:, 0] = f.operand.min
+        mems["dW"][0, :] = f.dw.max - 5
+        mems["da"][:] = f.da.min + 5
+    return mems
+
+
+def _commands(rng, n, rows, f, extreme=False):
+    uses = [Use.DW, Use.DA, Use.BOTH, Use.NOP]
+    # with _mems(extreme): dW[0] goes over its top, da under its bottom; then min * min
+    cmds = [(0, f.grad.max, Use.BOTH), (0, f.grad.min, Use.DW)] if extreme else []
+    for _ in range(n):
+        s = int(rng.integers(f.grad.min, f.grad.max + 1))
+        if extreme and rng.random() < 0.5:
+            s = int(rng.choice([f.grad.min, f.grad.max]))
+        j = int(rng.integers(0, rows)) if rng.random() < 0.7 else 0     # repeats on purpose
+        cmds.append((j, s, uses[int(rng.choice(4, p=[0.3, 0.3, 0.3, 0.1]))]))
+    return cmds
+
+
+def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, transparent=False):
+    h = Harness(lanes, k, rows, mems, formats, transparent)
+    dut = h.dut
+    rng = random.Random(seed)
+    trace = {"issue": [], "accept": []}
+
+    async def tb(ctx):
+        n = cyc = 0
+        while n < len(cmds) or ctx.get(dut.busy):
+            send = n < len(cmds) and rng.random() < p_valid
+            ctx.set(h.cmd.valid, int(send))
+            if send:
+                j, s, use = cmds[n]
+                ctx.set(h.cmd.payload, {"j": j, "s": s, "use": use})
+            if send and ctx.get(h.cmd.ready):
+                trace["accept"].append(cyc)
+                n += 1
+            trace["issue"].append(ctx.get(dut.issue))
+            await ctx.tick()
+            cyc += 1
+            assert cyc < 100 * len(cmds) * dut.chunks + 100, f"hang (seed {seed})"
+        trace["cycles"] = cyc
+        for name in ("beats", "macs", "commands"):
+            trace[name] = ctx.get(getattr(dut, name))
+        C, L = dut.chunks, lanes
+        for name in ("dW", "da"):
+            words = [list(ctx.get(h.mem[name].data[i])) for i in range(h.mem[name].depth)]
+            trace[name] = np.array(words, np.int64).reshape(-1, C * L)[:, :k]
+        trace["da"] = trace["da"][0]
+
+    sim = Simulator(h)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return trace
+
+
+CONFIGS = [  # lanes, k, rows: C = 1, 2 (tail 1), 4, 8, odd lanes, one lane, 16 lanes
+    (1, 1, 2), (4, 4, 3), (4, 5, 4), (4, 16, 8), (3, 7, 5), (8, 64, 3), (1, 3, 4), (16, 20, 3),
+    (2, 3, 2),
+]
+
+
+@pytest.mark.parametrize("lanes,k,rows", CONFIGS)
+@pytest.mark.parametrize("extreme", [False, True])
+def test_mac_array_matches_model(lanes, k, rows, extreme):
+    seed = hash((lanes, k, rows, extreme)) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    f = FORMATS
+    mems = _mems(rng, rows, k, f, extreme)
+    cmds = _commands(rng, 40 if k <= 16 else 12, rows, f, extreme)
+    out = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.6 if extreme else 1.0)
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
+    assert np.array_equal(out["dW"], want["dW"]), f"seed {seed}"
+    assert np.array_equal(out["da"], want["da"]), f"seed {seed}"
+    single = sum(bin(int(u.value)).count("1") for _, _, u in cmds)
+    C = -(-k // lanes)
+    assert out["beats"] == single * C
+    assert out["macs"] == single * k
+    assert out["commands"] == sum(u != Use.NOP for _, _, u in cmds)
+    if extreme:      # the first command saturated dW[0, 0] and da[0]
+        first = mac_commands_model([(0, f.grad.max, 3)], mems, f)
+        assert first["dW"][0, 0] == f.dw.max and first["da"][0] == f.da.min
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+@pytest.mark.parametrize("lanes,k", [(4, 4), (4, 5), (2, 6), (8, 64), (4, 16)])
+def test_no_bubbles_between_commands(lanes, k, transparent):
+    """Commands always valid: words issue on consecutive cycles from the first to the last,
+    and the last write lands 4 cycles after the last word (C = 1 included: da hazards)."""
+    rng = np.random.default_rng(k)
+    rows = 4
+    f = FORMATS
+    mems = _mems(rng, rows, k, f)
+    cmds = [(int(j), int(s), u) for j, s, u in zip(
+        rng.integers(0, rows, 24), rng.integers(f.grad.min, f.grad.max + 1, 24),
+        [Use.DA, Use.DW, Use.BOTH] * 8)]
+    out = run_array(lanes, k, rows, mems, cmds, seed=0, p_valid=1.0, transparent=transparent)
+    issue = out["issue"]
+    first = issue.index(1)
+    last = len(issue) - 1 - issue[::-1].index(1)
+    assert all(issue[first:last + 1]), "bubble between commands"
+    assert last - first + 1 == out["beats"]
+    assert first == 1 and out["cycles"] == last + 4
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
+    assert np.array_equal(out["da"], want["da"]) and np.array_equal(out["dW"], want["dW"])
+
+
+def test_other_formats():
+    """Narrow operands, equal accumulator formats, no rounding shift: widths follow formats."""
+    f = Formats(operand=Q(2, 6), grad=Q(1, 7), dw=Q(10, 13), da=Q(3, 13))
+    rng = np.random.default_rng(5)
+    mems = _mems(rng, 3, 6, f, extreme=True)
+    cmds = _commands(rng, 30, 3, f, extreme=True)
+    out = run_array(4, 6, 3, mems, cmds, seed=5, p_valid=0.8, formats=f)
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
+    assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
+
+
+@pytest.mark.parametrize("args,exc,match", [
+    ((0, 4, 4), ValueError, "lanes"), ((17, 4, 4), ValueError, "lanes"),
+    ((4, 0, 4), ValueError, "k must"), ((4, 5000, 4), ValueError, "k must"),
+    ((4, 4, 0), ValueError, "rows"), ((4, 4, 70000), ValueError, "rows"),
+    ((4, 4, 4, "Q(4,12)"), TypeError, "formats"),
+    ((4, 4, 4, Formats(operand=Q(20, 20), dw=Q(40, 8), da=Q(40, 8))), ValueError, "operand"),
+    ((4, 4, 4, Formats(rounding="floor")), ValueError, "rounding"),
+])
+def test_mac_array_rejects_bad_parameters(args, exc, match):
+    with pytest.raises(exc, match=match):
+        MacArray(*args)
+
+
+def test_verilog_ports():
+    text = verilog.convert(MacArray(4, 16, 8), name="mac_array")
+    for port in ("cmd__payload", "cmd__valid", "cmd__ready", "a_rd__addr", "a_rd__data",
+                 "w_rd__addr", "dw_rd__addr", "dw_wr__data", "dw_wr__en", "da_rd__addr",
+                 "da_wr__addr", "beats", "macs", "commands", "busy"):
+        assert port in text

@@ -1,0 +1,184 @@
+# amaranth: UnusedElaboratable=no
+"""hw.threshold.ThresholdUnit and hw.slice.Slice against their models, under random back-pressure."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import unsigned
+from amaranth.sim import Simulator
+
+from gateskip.golden.fixed import threshold_model
+from gateskip.hw.slice import Slice
+from gateskip.hw.threshold import ThresholdUnit
+
+
+def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None):
+    """Drive ``dut.i`` with ``items`` and collect ``dut.o``; random valid gaps and ready drops.
+
+    Returns ``(outputs, cycles, accept_cycles, emit_cycles)``.
+    """
+    rng = random.Random(seed)
+    got, accepted, emitted = [], [], []
+    cycles = [0]
+    put = put or (lambda ctx, item: ctx.set(dut.i.payload, item))
+    get = get or (lambda ctx: ctx.get(dut.o.payload))
+
+    async def tb(ctx):
+        if setup:
+            setup(ctx)
+        k = cyc = 0
+        while len(got) < len(items):
+            send = k < len(items) and rng.random() < p_valid
+            ctx.set(dut.i.valid, int(send))
+            if send:
+                put(ctx, items[k])
+            ctx.set(dut.o.ready, int(rng.random() < p_ready))
+            fire_in = send and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                got.append(get(ctx))
+                emitted.append(cyc)
+            if fire_in:
+                accepted.append(cyc)
+            await ctx.tick()
+            cyc += 1
+            k += bool(fire_in)
+            assert cyc < 50 * len(items) + 100, f"hang (seed {seed})"
+        cycles[0] = cyc
+        if setup:
+            setup.final = {n: ctx.get(getattr(dut, n)) for n in getattr(setup, "counters", ())}
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got, cycles[0], accepted, emitted
+
+
+@pytest.mark.parametrize("skid", [True, False])
+@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.7, 0.5), (1.0, 0.3), (0.3, 1.0)])
+def test_slice_passes_everything_in_order(skid, p_valid, p_ready):
+    seed = hash((skid, p_valid, p_ready)) & 0xFFFF
+    items = list(range(1, 200))
+    dut = Slice(unsigned(8), skid=skid)
+    got, cycles, acc, emit = run_stream(dut, items, seed, p_valid, p_ready)
+    assert got == items, f"seed {seed}"
+    if p_valid == p_ready == 1.0:
+        assert cycles == len(items) + 1               # full throughput, latency 1
+        assert emit == [c + 1 for c in acc]
+
+
+def test_skid_slice_ready_is_registered():
+    """``i.ready`` of the skid slice does not follow ``o.ready`` within a cycle."""
+    dut = Slice(unsigned(8))
+
+    async def tb(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload, 5)
+        ctx.set(dut.o.ready, 0)
+        await ctx.tick()                  # item 5 into the output register
+        await ctx.tick()                  # next item into the skid register
+        assert ctx.get(dut.i.ready) == 0
+        ctx.set(dut.o.ready, 1)
+        assert ctx.get(dut.i.ready) == 0   # unchanged in the same cycle
+        await ctx.tick()
+        assert ctx.get(dut.i.ready) == 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def _values(rng, width, lanes, beats, sparsity):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    v = rng.integers(lo, hi + 1, (beats, lanes))
+    v[rng.random((beats, lanes)) < sparsity] = 0
+    extremes = np.array([lo, hi, -1, 1, 0, lo + 1])
+    v.flat[:len(extremes)] = extremes[:v.size]
+    return v
+
+
+@pytest.mark.parametrize("width,lanes,tau_kind,sparsity,p_valid,p_ready", [
+    (16, 4, "mid", 0.0, 1.0, 1.0),
+    (16, 4, "mid", 0.5, 0.7, 0.6),
+    (16, 8, "zero", 0.8, 0.9, 0.4),
+    (16, 1, "min", 0.95, 0.5, 0.9),
+    (8, 16, "above_min", 1.0, 1.0, 0.5),
+    (2, 3, "max", 0.5, 0.8, 0.8),
+    (5, 2, "one", 0.5, 1.0, 0.7),
+])
+def test_threshold_unit_matches_model(width, lanes, tau_kind, sparsity, p_valid, p_ready):
+    seed = hash((width, lanes, tau_kind, sparsity)) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    tau = {"zero": 0, "one": 1, "mid": int(rng.integers(1, 1 << (width - 1))),
+           "min": 1 << (width - 1), "above_min": (1 << (width - 1)) + 1,
+           "max": (1 << width) - 1}[tau_kind]
+    beats = _values(rng, width, lanes, 60, sparsity)
+    dut = ThresholdUnit(width, lanes)
+
+    def setup(ctx):
+        ctx.set(dut.tau, tau)
+    setup.counters = ("seen", "zeros")
+
+    got, cycles, acc, emit = run_stream(
+        dut, [list(map(int, b)) for b in beats], seed, p_valid, p_ready, setup,
+        get=lambda ctx: (lambda p: ([p.data[l] for l in range(lanes)], p.mask))(
+            ctx.get(dut.o.payload)),
+        put=lambda ctx, item: ctx.set(dut.i.payload.data, item))
+    want, mask, zeros = threshold_model(beats, tau)
+    for n, (data, m) in enumerate(got):
+        assert data == want[n].tolist(), f"beat {n}, seed {seed}"
+        assert m == sum(int(b) << l for l, b in enumerate(mask[n])), f"mask {n}, seed {seed}"
+    assert setup.final == {"seen": beats.size, "zeros": zeros}
+    if p_valid == p_ready == 1.0:
+        assert emit == [c + 1 for c in acc] and cycles == len(beats) + 1
+
+
+def test_threshold_counters_clear():
+    dut = ThresholdUnit(16, 2)
+
+    async def tb(ctx):
+        ctx.set(dut.tau, 10)
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.i.payload.data, [3, 30])
+        await ctx.tick().repeat(3)
+        assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (6, 3)
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (0, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(width=1), ValueError, "width"),
+    (dict(width=33), ValueError, "width"),
+    (dict(width=16.0), ValueError, "width"),
+    (dict(lanes=0), ValueError, "lanes"),
+    (dict(lanes=65), ValueError, "lanes"),
+])
+def test_threshold_unit_rejects_bad_parameters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        ThresholdUnit(**kwargs)
+
+
+def test_slice_rejects_bad_parameters():
+    with pytest.raises(TypeError, match="shape"):
+        Slice("eight")
+    with pytest.raises(TypeError, match="skid"):
+        Slice(8, skid=1)
+
+
+def test_verilog_ports():
+    text = verilog.convert(ThresholdUnit(16, 4), name="threshold")
+    for port in ("i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready",
+                 "tau", "seen", "zeros"):
+        assert port in text
+    assert "i__ready" in verilog.convert(Slice(8), name="slice")
