@@ -51,10 +51,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .metrics import normalised_inner_product
+
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "FORMATS", "pick_grad_shift", "threshold_to_tau",
            "threshold_model", "compact_model", "mac_step", "mac_model", "mac_commands_model",
-           "USES", "core_model", "fixed_dW", "fixed_da", "compare_trace", "normalised_inner_product"]
+           "USES", "core_model", "fixed_dW", "fixed_da", "quantize_record", "compare_trace",
+           "normalised_inner_product"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -393,14 +396,25 @@ def fixed_da(dnet_q, W_q, formats: Formats = FORMATS) -> tuple[np.ndarray, bool]
     return out, sequential
 
 
-def normalised_inner_product(x, y) -> float:
-    """``<x, y> / (|x| |y|)`` in float64; 1 when both are zero, 0 when only one is."""
-    x = np.asarray(x, np.float64).ravel()
-    y = np.asarray(y, np.float64).ravel()
-    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
-    if nx == 0 or ny == 0:
-        return 1.0 if nx == ny else 0.0
-    return float(x @ y / (nx * ny))
+def quantize_record(trace: dict, r: int, formats: Formats = FORMATS,
+                    headroom_bits: int = 0) -> dict:
+    """Record ``r`` of a training trace as the hardware sees it, vectors in hardware order
+    (t = T-1 .. 0, then batch): ``dnet`` (N, 4H) codes scaled by ``2**grad_shift`` (not yet
+    thresholded again), ``a`` (N, K) and ``W`` (4H, K) codes, ``grad_shift``, ``tau`` and the float
+    arrays they came from (``dnet_float``, ``a_float``, ``W_float``)."""
+    dnet = np.asarray(trace["dnet"][r], np.float64)          # (T, B, 4H)
+    a = np.asarray(trace["a"][r], np.float64)                # (T, B, K)
+    W = np.asarray(trace["W"][r], np.float64)                # (4H, K)
+    T, B, J = dnet.shape
+    K = a.shape[2]
+    dn = dnet[::-1].reshape(T * B, J)
+    av = a[::-1].reshape(T * B, K)
+    shift = pick_grad_shift(dn, formats.grad, headroom_bits)
+    return {"grad_shift": shift,
+            "tau": threshold_to_tau(float(trace["threshold"][r]), shift, formats.grad),
+            "dnet": formats.grad.quantize(dn * 2.0 ** shift),
+            "a": formats.operand.quantize(av), "W": formats.operand.quantize(W),
+            "dnet_float": dn, "a_float": av, "W_float": W}
 
 
 def compare_trace(trace: dict, formats: Formats = FORMATS, records=None,
@@ -421,21 +435,10 @@ def compare_trace(trace: dict, formats: Formats = FORMATS, records=None,
     records = range(n_rec) if records is None else records
     out = []
     for r in records:
-        dnet = np.asarray(trace["dnet"][r], np.float64)          # (T, B, 4H)
-        a = np.asarray(trace["a"][r], np.float64)                # (T, B, K)
-        W = np.asarray(trace["W"][r], np.float64)                # (4H, K)
-        thr = float(trace["threshold"][r])
-        T, B, J = dnet.shape
-        K = a.shape[2]
-        # hardware order: t = T-1 .. 0, then batch
-        dn = dnet[::-1].reshape(T * B, J)
-        av = a[::-1].reshape(T * B, K)
-        shift = pick_grad_shift(dn, formats.grad, headroom_bits)
-        tau = threshold_to_tau(thr, shift, formats.grad)
-        dq = formats.grad.quantize(dn * 2.0 ** shift)
-        dq, _, zeros = threshold_model(dq, tau)
-        aq = formats.operand.quantize(av)
-        Wq = formats.operand.quantize(W)
+        q = quantize_record(trace, r, formats, headroom_bits)
+        dn, av, W = q["dnet_float"], q["a_float"], q["W_float"]
+        shift, tau, aq, Wq = q["grad_shift"], q["tau"], q["a"], q["W"]
+        dq, _, zeros = threshold_model(q["dnet"], tau)
         dWq, seq_w = fixed_dW(dq, aq, formats)
         daq, seq_a = fixed_da(dq, Wq, formats)
         scale = 2.0 ** -shift

@@ -28,6 +28,7 @@ import torch
 
 from . import lstm
 from .corpus import LEVELS, Corpus, load_corpus
+from .metrics import normalised_inner_product
 
 __all__ = ["TrainConfig", "LanguageModel", "train", "step_macs", "normalised_inner_product",
            "BACKENDS", "OPTIMIZERS"]
@@ -109,16 +110,6 @@ def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros: int
     K = embed + hidden
     total = symbols * (3 * 4 * hidden * K + 3 * vocab * hidden)
     return total, 2 * K * int(dnet_zeros)
-
-
-def normalised_inner_product(a, b) -> float:
-    """``<a, b> / (|a| |b|)`` in float64; 1 when both are zero, 0 when only one is."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 1.0 if na == nb else 0.0
-    return float(a @ b / (na * nb))
 
 
 def threshold_scale_note() -> str:

@@ -171,8 +171,9 @@ class MacArray(wiring.Component):
         v1, ph1, last1 = Signal(), Signal(), Signal()
         s1 = Signal(signed(f.grad.width))
         addr1 = Signal(aw)
-        m.d.sync += [v1.eq(act), ph1.eq(phase), last1.eq(c == C - 1), s1.eq(s0),
-                     addr1.eq(Mux(phase, c, mat_addr))]
+        m.d.sync += [v1.eq(act), ph1.eq(phase), s1.eq(s0), addr1.eq(Mux(phase, c, mat_addr))]
+        if self.tail < L:                # only a partial last word needs to know it is last
+            m.d.sync += last1.eq(c == C - 1)
         m.d.comb += [
             self.dw_rd.addr.eq(addr1),
             self.dw_rd.en.eq(v1 & ~ph1),

