@@ -13,13 +13,20 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN         := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv iverilog clean
 
 demo: $(VENV)/.installed
 	$(BIN)/gateskip sweep --json out/sweep/sweep.json
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed iverilog
 	$(BIN)/python -m pytest
+
+# Icarus Verilog, the second simulator of the cocotb suite, comes from Debian's packages.
+iverilog:
+	@command -v iverilog >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; \
+	  else echo "Icarus Verilog is missing: sudo apt-get install iverilog" >&2; exit 1; fi; }
 
 venv: $(VENV)/.installed
 

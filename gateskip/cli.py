@@ -243,5 +243,214 @@ def sweep(thresholds, out, json_path, progress, **kw):
     click.echo("wrote " + ", ".join([os.path.join(out, "sweep.txt"), *paths]))
 
 
+def _parse_params(pairs) -> dict:
+    """``("lanes=4", "k=64")`` -> ``{"lanes": 4, "k": 64}`` (integers, or ``none``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param must be NAME=VALUE, not {pair!r}")
+        if value.lower() == "none":
+            out[key] = None
+            continue
+        try:
+            out[key] = int(value, 0)
+        except ValueError:
+            raise ValueError(f"--param {key} must be an integer, not {value!r}") from None
+    return out
+
+
+@main.command()
+@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core"]),
+              default="core", show_default=True, help="Which block.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A block parameter, e.g. --param lanes=8 --param k=64 (repeatable).")
+@click.option("--output", type=str, default=None,
+              help="Verilog file to write. [default: out/verilog/BLOCK.v]")
+@click.option("--lint/--no-lint", default=True, show_default=True,
+              help="Check the output with verilator --lint-only -Wall.")
+@click.option("--json", "json_path", type=str, default=None,
+              help="Write what was generated as JSON to this file.")
+@_fail_cleanly
+def verilog(block, params, output, lint, json_path):
+    """Write the Verilog of a block for given parameters."""
+    from gateskip.hw.blocks import BLOCKS, make
+    from gateskip.sim.runner import lint as run_lint, write_verilog
+
+    values = _parse_params(params)
+    component = make(block, **values)
+    output = output or os.path.join("out", "verilog", f"{block}.v")
+    if os.path.dirname(output):
+        make_outdir(os.path.dirname(output))
+    check_writable(output, "--output")
+    check_writable(json_path, "--json")
+    path = write_verilog(component, block, output)
+    if lint:
+        run_lint(path)
+    text = path.read_text()
+    result = {"block": block, "params": {**BLOCKS[block].defaults, **values},
+              "path": str(path), "lines": text.count("\n"),
+              "lint": "verilator -Wall clean" if lint else "not run"}
+    write_json(json_path, result)
+    click.echo(f"wrote {path} ({result['lines']} lines, module {block}; lint: {result['lint']})")
+
+
+@main.command()
+@click.option("--simulator", type=click.Choice(["verilator", "icarus", "both"]),
+              default="verilator", show_default=True)
+@click.option("--case", "cases", multiple=True,
+              help="Run only these cases (repeatable). [default: all]")
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz) to replay on the core. "
+                   "[default: record a small one]")
+@click.option("--waves/--no-waves", default=False, show_default=True,
+              help="Write FST (Verilator) or VCD (Icarus) waveforms into the build directory.")
+@click.option("--build-dir", type=str, default="out/sim", show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the random stimulus.")
+@click.option("--json", "json_path", type=str, default=None)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_fail_cleanly
+def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
+    """Run the cocotb testbenches on the generated Verilog and print a summary.
+
+    Every test compares every output bit of the hardware with its golden fixed-point twin.
+    """
+    from gateskip.golden.trace import load_trace, record_small_trace
+    from gateskip.sim.runner import find_simulator
+    from gateskip.sim.suite import CASES, run_case, trace_case
+
+    sims = ["verilator", "icarus"] if simulator == "both" else [simulator]
+    for name in sims:
+        find_simulator(name)
+    build_dir = make_outdir(build_dir)
+    check_writable(json_path, "--json")
+    if trace is None:
+        trace = os.path.join(build_dir, "small_trace.npz")
+        record_small_trace(trace)
+    else:
+        load_trace(trace)                      # a clear error now, not inside the simulator
+    todo = [*CASES, trace_case(trace)]
+    if cases:
+        known = {c.name for c in todo}
+        unknown = [c for c in cases if c not in known]
+        if unknown:
+            raise ValueError(f"no case {unknown[0]!r}; cases: {', '.join(sorted(known))}")
+        todo = [c for c in todo if c.name in cases]
+    bar = Progress("sim", progress)
+    results = []
+    try:
+        for k, (case, name) in enumerate((c, s) for s in sims for c in todo):
+            results.append(run_case(case, name, build_dir, waves=waves, seed=seed))
+            bar(k + 1, len(todo) * len(sims), {"case": case.name, "sim": name})
+    finally:
+        bar.close()
+    width = max(len(r["case"]) for r in results)
+    lines = [f"{'case'.ljust(width)}  simulator  tests  failed  seconds"]
+    lines += [f"{r['case'].ljust(width)}  {r['simulator']:9}  {r['tests']:5}  {r['failed']:6}"
+              f"  {r['seconds']:7.1f}" for r in results]
+    tests = sum(r["tests"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    lines.append(f"{tests - failed} of {tests} tests passed, bit-exact against golden")
+    click.echo("\n".join(lines))
+    write_json(json_path, {"results": results, "tests": tests, "failed": failed})
+    if failed:
+        bad = next(r for r in results if r["failed"])
+        raise click.ClickException(f"{failed} test(s) failed; first in {bad['case']} on "
+                                   f"{bad['simulator']}: see {bad['log']}")
+
+
+@main.command()
+@click.option("--config", "configs", multiple=True, metavar="K,LANES",
+              help="A (K, lanes) pair to measure (repeatable). [default: 16,4 64,4 64,8 128,8 "
+                   "32,1]")
+@click.option("--sparsities", type=str, default=None,
+              help="Comma-separated dnet sparsities in 0..1. [default: 0,.25,.5,.75,.8,.9,.95]")
+@click.option("--rows", type=int, default=256, show_default=True,
+              help="dnet vector length (4H).")
+@click.option("--vectors", type=int, default=4, show_default=True, help="Vectors per run.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--out", type=str, default="out/bench", show_default=True,
+              help="Directory for the table and the PNG.")
+@click.option("--json", "json_path", type=str, default=None)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_fail_cleanly
+def bench(configs, sparsities, rows, vectors, simulator, out, json_path, progress):
+    """Cycles of the zero-skipping core in simulation: dense vs skip vs ideal nnz*ceil(K/L)."""
+    from gateskip.sim import bench as bench_mod
+    from gateskip.sim.runner import find_simulator
+
+    pairs = []
+    for text in configs:
+        try:
+            K, L = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--config must be K,LANES, not {text!r}") from None
+        pairs.append((K, L))
+    pairs = pairs or list(bench_mod.DEFAULT_CONFIGS)
+    if sparsities is None:
+        values = bench_mod.DEFAULT_SPARSITIES
+    else:
+        try:
+            values = [float(v) for v in sparsities.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"sparsities must be comma-separated numbers, not {sparsities!r}")
+    if vectors < 1:
+        raise ValueError(f"vectors must be >= 1, not {vectors}")
+    for K, L in pairs:                        # every parameter checked before any simulation
+        from gateskip.hw.blocks import make
+        make("core", lanes=L, k=K, rows=rows)
+    find_simulator(simulator)
+    out = make_outdir(out)
+    check_writable(json_path, "--json")
+    bar = Progress("bench", progress)
+    try:
+        rows_out = bench_mod.run_bench(pairs, values, rows=rows, vectors=vectors,
+                                       simulator=simulator, progress=bar,
+                                       build_root=os.path.join(out, "build"))
+    finally:
+        bar.close()
+    text = bench_mod.table(rows_out)
+    with open(os.path.join(out, "bench.txt"), "w") as f:
+        f.write(text + "\n")
+    png = bench_mod.plot(rows_out, os.path.join(out, "cycles.png"))
+    write_json(json_path, {"rows": rows_out})
+    click.echo(text)
+    click.echo(f"fixed latency per run: {rows_out[0]['latency']} cycles; dense exactly "
+               f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in rows_out)}")
+    click.echo(f"wrote {os.path.join(out, 'bench.txt')}, {png}")
+
+
+@main.command()
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz). [default: record one from a "
+                   "short default-size training run]")
+@click.option("--json", "json_path", type=str, default=None)
+@_fail_cleanly
+def fixed(trace, json_path):
+    """Fixed-point dW and da against float on a training trace (normalised inner product)."""
+    from gateskip.golden.fixed import FORMATS, compare_trace
+    from gateskip.golden.sweep import RECOMMENDED_THRESHOLD
+    from gateskip.golden.trace import load_trace, save_trace
+    from gateskip.golden.train import TrainConfig, train as run_train
+
+    check_writable(json_path, "--json")
+    if trace is None:
+        trace = os.path.join(make_outdir("out/fixed"), "trace.npz")
+        config = TrainConfig(iterations=30, threshold=RECOMMENDED_THRESHOLD, corr_every=0,
+                             trace_iterations=(0, 29))
+        save_trace(trace, run_train(config).traces)
+    rows = compare_trace(load_trace(trace))
+    f = FORMATS
+    click.echo(f"formats: a_t and W {f.operand}, dnet {f.grad} (scaled by 2**shift), "
+               f"dW {f.dw}, da {f.da}; products rounded half up, accumulators saturate")
+    click.echo("iteration  shift   tau  corr_dW     corr_da     sparsity float/fixed  saturated")
+    for r in rows:
+        click.echo(f"{r['iteration']:9}  {r['grad_shift']:5}  {r['tau']:4}  {r['corr_dW']:.8f}"
+                   f"  {r['corr_da']:.8f}  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}"
+                   f"  {r['saturated']:9}")
+    write_json(json_path, {"trace": trace, "records": rows})
+
+
 if __name__ == "__main__":
     main()

@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-__all__ = ["FORMAT", "ARRAYS", "save_trace", "load_trace"]
+__all__ = ["FORMAT", "ARRAYS", "save_trace", "load_trace", "record_small_trace"]
 
 FORMAT = "gateskip-trace-1"
 ARRAYS = ("iteration", "threshold", "W", "b", "h0", "c0", "x", "a", "i", "f", "g", "o", "c",
@@ -69,3 +69,13 @@ def load_trace(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if data[k].shape != shape:
             raise ValueError(f"trace {os.fspath(path)!r}: {k} is {data[k].shape}, not {shape}")
     return data
+
+
+def record_small_trace(path: str | os.PathLike, corpus=None, threshold: float = 2e-4) -> None:
+    """Train a tiny model (H 8, X 4, T 6, 6 iterations) and save two records of its backward
+    passes: a quick, real trace for hardware tests that need one and have none given. Its
+    threshold zeroes a good part of ``dnet``; the default corpus is Penn Treebank."""
+    from .train import TrainConfig, train
+    config = TrainConfig(hidden=8, embed=4, seq_len=6, batch=4, iterations=6, threshold=threshold,
+                         eval_symbols=200, corr_every=0, trace_iterations=(0, 5), trace_batch=2)
+    save_trace(path, train(config, corpus).traces)

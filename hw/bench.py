@@ -13,14 +13,12 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from ..golden.fixed import FORMATS, USES, Formats
-from .core import MacCore, Mem
+from .core import LATENCY, MacCore, Mem
 from .mac_array import Use
 
 __all__ = ["run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
 
-#: cycles from the first input beat to the last write beyond the MAC array's own C per command
-#: (threshold slice 1, compactor 1, FIFO 2, array accept 1, array pipeline to the write 3)
-CORE_LATENCY = 8
+CORE_LATENCY = LATENCY
 
 COUNTERS = ("cycles", "starved", "beats", "macs", "macs_skipped", "values", "skipped", "pairs",
             "commands", "zeros")

@@ -43,6 +43,9 @@ class Compactor(wiring.Component):
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
         if not isinstance(index_width, int) or not 1 <= index_width <= 16:
             raise ValueError(f"index_width must be an int in 1..16, not {index_width!r}")
+        if lanes > 2 ** index_width:
+            raise ValueError(f"lanes must be at most 2**index_width = {2 ** index_width} (the "
+                             f"longest vector), not {lanes}")
         self.width = width
         self.lanes = lanes
         self.index_width = index_width
@@ -88,7 +91,7 @@ class Compactor(wiring.Component):
         held = Signal(data.ArrayLayout(signed(self.width), L))
         held_base = Signal(self.index_width)
         pending = Signal(L)
-        lane = Signal(range(L))
+        lane = Signal(range(max(L, 2)))     # at least one bit: no zero-width nets in Verilog
         for l in reversed(range(L)):                        # lowest set bit wins
             with m.If(pending[l]):
                 m.d.comb += lane.eq(l)

@@ -12,9 +12,13 @@ from .compactor import Compactor
 from .mac_array import MacArray, Use, const_mul
 from .threshold import ThresholdUnit
 
-__all__ = ["Mem", "MacCore", "host_signature", "default_in_lanes"]
+__all__ = ["Mem", "MacCore", "host_signature", "default_in_lanes", "LATENCY"]
 
 COUNTER_WIDTH = 32
+
+#: cycles from the first input beat to ``busy`` low beyond the MAC array's C per command
+#: (threshold slice 1, compactor 1, FIFO 2, array accept 1, array pipeline to the write 3)
+LATENCY = 8
 
 
 class Mem(enum.Enum, shape=2):
@@ -39,14 +43,15 @@ def host_signature(lanes: int, addr_width: int, word_width: int) -> wiring.Signa
     })
 
 
-def default_in_lanes(lanes: int, k: int) -> int:
+def default_in_lanes(lanes: int, k: int, rows: int = 1 << 16) -> int:
     """Input values per beat that keep the array fed at 95 % sparsity with one use per pair:
     the compactor scans ``W`` values per cycle and must find a non-zero (5 % of values) every
     ``C = ceil(K / L)`` cycles, so ``W >= 20 / C``; with a margin for clustered non-zeros,
-    ``W = max(L, ceil(32 / C))`` rounded up to a power of two, at most 64."""
+    ``W = max(L, ceil(32 / C))`` rounded up to a power of two, at most 64 and at most the
+    vector length rounded up to a power of two (wider beats would only carry padding)."""
     C = -(-k // lanes)
     need = max(lanes, -(-32 // C))
-    return min(64, 1 << ceil_log2(need))
+    return min(64, 1 << ceil_log2(need), 1 << max(1, ceil_log2(rows)))
 
 
 class MacCore(wiring.Component):
@@ -83,7 +88,7 @@ class MacCore(wiring.Component):
                  fifo_depth: int = 4, formats: Formats = FORMATS):
         MacArray.check_parameters(lanes, k, rows, formats)
         if in_lanes is None:
-            in_lanes = default_in_lanes(lanes, k)
+            in_lanes = default_in_lanes(lanes, k, rows)
         if not isinstance(in_lanes, int) or not 1 <= in_lanes <= 64:
             raise ValueError(f"in_lanes must be an int in 1..64, not {in_lanes!r}")
         if not isinstance(fifo_depth, int) or not 2 <= fifo_depth <= 64:
@@ -99,10 +104,10 @@ class MacCore(wiring.Component):
         arr = self.array
         #: the four memories, by :class:`Mem` (a simulation can read and write ``.data[addr]``)
         self.memories = {
-            Mem.A: Memory(shape=arr.operand_word, depth=self.chunks, init=[]),
-            Mem.W: Memory(shape=arr.operand_word, depth=rows * self.chunks, init=[]),
-            Mem.DW: Memory(shape=arr.dw_word, depth=rows * self.chunks, init=[]),
-            Mem.DA: Memory(shape=arr.da_word, depth=self.chunks, init=[]),
+            Mem.A: Memory(shape=arr.operand_word, depth=arr.vec_depth, init=[]),
+            Mem.W: Memory(shape=arr.operand_word, depth=arr.mat_depth, init=[]),
+            Mem.DW: Memory(shape=arr.dw_word, depth=arr.mat_depth, init=[]),
+            Mem.DA: Memory(shape=arr.da_word, depth=arr.vec_depth, init=[]),
         }
         counters = ("cycles", "starved", "beats", "macs", "macs_skipped", "values", "skipped",
                     "pairs", "commands", "zeros")

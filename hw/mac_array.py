@@ -94,8 +94,11 @@ class MacArray(wiring.Component):
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
-        self.vec_addr_width = ceil_log2(C)
-        self.mat_addr_width = ceil_log2(rows * C)
+        # depths of the memories behind the ports: at least two words, so that every address is
+        # at least one bit wide (a one-word memory would give zero-width nets in Verilog)
+        self.vec_depth, self.mat_depth = max(2, C), max(2, rows * C)
+        self.vec_addr_width = ceil_log2(self.vec_depth)
+        self.mat_addr_width = ceil_log2(self.mat_depth)
         self.operand_word = data.ArrayLayout(signed(formats.operand.width), lanes)
         self.dw_word = data.ArrayLayout(signed(formats.dw.width), lanes)
         self.da_word = data.ArrayLayout(signed(formats.da.width), lanes)
@@ -132,7 +135,7 @@ class MacArray(wiring.Component):
         act = Signal()                   # a command is issuing words
         phase = Signal()                 # 0: dW, 1: da
         da_after = Signal()              # BOTH: da follows dW
-        c = Signal(range(C))
+        c = Signal(range(max(C, 2)))        # at least one bit: no zero-width nets in Verilog
         base = Signal(aw)                # j * C
         s0 = Signal(signed(f.grad.width))
         last_word = act & (c == C - 1) & ~(da_after & ~phase)

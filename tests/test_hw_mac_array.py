@@ -24,12 +24,14 @@ class Harness(wiring.Component):
         C = self.dut.chunks
         super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
         self.mem = {
-            "a": Memory(shape=self.dut.operand_word, depth=C, init=_words(mems["a"], lanes, C)),
-            "W": Memory(shape=self.dut.operand_word, depth=rows * C,
+            "a": Memory(shape=self.dut.operand_word, depth=self.dut.vec_depth,
+                        init=_words(mems["a"], lanes, C)),
+            "W": Memory(shape=self.dut.operand_word, depth=self.dut.mat_depth,
                         init=_words(mems["W"], lanes, C)),
-            "dW": Memory(shape=self.dut.dw_word, depth=rows * C,
+            "dW": Memory(shape=self.dut.dw_word, depth=self.dut.mat_depth,
                          init=_words(mems["dW"], lanes, C)),
-            "da": Memory(shape=self.dut.da_word, depth=C, init=_words(mems["da"], lanes, C)),
+            "da": Memory(shape=self.dut.da_word, depth=self.dut.vec_depth,
+                         init=_words(mems["da"], lanes, C)),
         }
 
     def elaborate(self, platform):

@@ -1,0 +1,90 @@
+"""The hardware commands: verilog, sim, bench, fixed (small parameters, Icarus for speed)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gateskip.cli import main
+
+
+def run(args):
+    return CliRunner().invoke(main, args)
+
+
+def test_verilog_writes_lint_clean_verilog(tmp_path):
+    out = tmp_path / "ma.v"
+    r = run(["verilog", "--block", "mac_array", "--param", "lanes=2", "--param", "k=6",
+             "--param", "rows=4", "--output", str(out), "--json", str(tmp_path / "v.json")])
+    assert r.exit_code == 0, r.output
+    assert "module mac_array" in out.read_text()
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["params"] == {"lanes": 2, "k": 6, "rows": 4}
+    assert data["lint"] == "verilator -Wall clean"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--param", "lanes=0"], "lanes must be an int in 1..16, not 0"),
+    (["--param", "lanes=17"], "lanes must be an int in 1..16, not 17"),
+    (["--param", "k=0"], "k must be an int in 1..4096, not 0"),
+    (["--block", "threshold", "--param", "width=1"], "width must be an int in 2..32, not 1"),
+    (["--param", "bogus=1"], "block 'core' has no parameter 'bogus'"),
+    (["--param", "lanes"], "--param must be NAME=VALUE"),
+])
+def test_verilog_bad_parameters(args, message, tmp_path):
+    r = run(["verilog", *args, "--output", str(tmp_path / "x.v")])
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert not (tmp_path / "x.v").exists()
+
+
+def test_sim_runs_a_case_and_the_trace(tiny_trace, tmp_path):
+    r = run(["sim", "--simulator", "icarus", "--case", "core_L1_K5", "--case",
+             "core_trace_H8_X4", "--trace", str(tiny_trace), "--build-dir", str(tmp_path),
+             "--no-progress", "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["failed"] == 0 and data["tests"] == 5
+    assert "5 of 5 tests passed" in r.output
+
+
+def test_sim_unknown_case(tmp_path, tiny_trace):
+    r = run(["sim", "--simulator", "icarus", "--case", "nope", "--trace", str(tiny_trace),
+             "--build-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "no case 'nope'" in r.output
+
+
+def test_bench_skip_is_within_ten_percent_of_ideal(tmp_path):
+    """K >= 4L: skip-mode cycles within 10% of nnz*ceil(K/L) + latency, dense exact."""
+    r = run(["bench", "--config", "16,4", "--sparsities", "0,0.5,0.8,0.95", "--rows", "64",
+             "--vectors", "2", "--simulator", "icarus", "--out", str(tmp_path),
+             "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [row["sparsity"] for row in rows] == [0.0, 0.5, 0.8, 0.95]
+    for row in rows:
+        for key in ("K", "lanes", "sparsity", "nnz", "cycles_dense", "cycles_skip",
+                    "cycles_ideal"):
+            assert key in row
+        assert row["cycles_ideal"] == row["nnz"] * 4
+        assert row["cycles_dense"] == row["n"] * 4 + row["latency"]
+        assert row["cycles_skip"] <= 1.10 * (row["cycles_ideal"] + row["latency"])
+    assert (tmp_path / "cycles.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config", "16"], "--config must be K,LANES"),
+    (["--config", "16,0"], "lanes must be an int in 1..16"),
+    (["--sparsities", "0.5,1.5"], "sparsities must be in 0..1"),
+])
+def test_bench_bad_input(args, message, tmp_path):
+    r = run(["bench", *args, "--simulator", "icarus", "--out", str(tmp_path), "--no-progress"])
+    assert r.exit_code == 1 and message in r.output, r.output
+
+
+def test_fixed_on_a_trace(tiny_trace, tmp_path):
+    r = run(["fixed", "--trace", str(tiny_trace), "--json", str(tmp_path / "f.json")])
+    assert r.exit_code == 0, r.output
+    records = json.loads((tmp_path / "f.json").read_text())["records"]
+    assert len(records) == 2
+    for rec in records:
+        assert rec["corr_dW"] >= 0.99 and rec["corr_da"] >= 0.99
