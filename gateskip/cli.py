@@ -398,8 +398,8 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, progres
     if vectors < 1:
         raise ValueError(f"vectors must be >= 1, not {vectors}")
     for K, L in pairs:                        # every parameter checked before any simulation
-        from gateskip.hw.blocks import make
-        make("core", lanes=L, k=K, rows=rows)
+        from gateskip.hw.blocks import check
+        check("core", lanes=L, k=K, rows=rows)
     find_simulator(simulator)
     out = make_outdir(out)
     check_writable(json_path, "--json")

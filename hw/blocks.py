@@ -13,7 +13,7 @@ from .core import MacCore
 from .mac_array import MacArray
 from .threshold import ThresholdUnit
 
-__all__ = ["Block", "BLOCKS", "make"]
+__all__ = ["Block", "BLOCKS", "make", "check"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,13 @@ def make(name: str, **params):
         raise ValueError(f"block {name!r} has no parameter {unknown[0]!r}; it takes "
                          f"{', '.join(block.defaults)}")
     return block.cls(**{**block.defaults, **params})
+
+
+def check(name: str, **params) -> None:
+    """Raise the error :func:`make` would, building nothing: for checking every request up front.
+
+    The component is elaborated once (milliseconds), which also keeps Amaranth from warning that
+    an elaboratable was created and never used.
+    """
+    from amaranth.hdl import Fragment
+    Fragment.get(make(name, **params), None)

@@ -33,7 +33,7 @@ def run_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, rows: i
         raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(build_root or tmp)
+        root = Path(build_root or tmp).resolve()   # the simulator runs in its build dir
         for n, (K, L) in enumerate(configs):
             core = make("core", lanes=L, k=K, rows=rows)
             result = root / f"bench_K{K}_L{L}.json"
