@@ -421,6 +421,71 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, progres
     click.echo(f"wrote {os.path.join(out, 'bench.txt')}, {png}")
 
 
+SYNTH_COLUMNS = ("board", "device", "lcs", "luts", "ffs", "dsps", "brams", "fmax_mhz",
+                 "clock_mhz", "harness_ffs", "harness_luts", "seconds")
+
+
+@main.command()
+@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core"]),
+              default="mac_array", show_default=True, help="Which block.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A block parameter, e.g. --param lanes=8 (repeatable).")
+@click.option("--board", "boards", multiple=True, default=("icebreaker", "ulx3s-85f"),
+              show_default=True, help="Board whose device to place and route on (repeatable).")
+@click.option("--system-tools", is_flag=True,
+              help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
+@click.option("--out", type=str, default="out/synth", show_default=True,
+              help="Directory for the builds, logs and reports.")
+@click.option("--json", "json_path", type=str, default=None)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_fail_cleanly
+def synth(block, params, boards, system_tools, out, json_path, progress):
+    """Place and route one block out of context: LUTs, FFs, DSPs, RAMs, Fmax from the reports.
+
+    The block's ports are driven by a shift chain from one pin and folded into another
+    (gateskip.synth.harness), so any block fits a board's package; the figures include the
+    harness, whose flip-flops and LUTs are at most harness_ffs and harness_luts.
+    """
+    import time
+    from gateskip.hw.blocks import BLOCKS, check, make
+    from gateskip.synth.boards import board as get_board, toolchain_env
+    from gateskip.synth.build import synth_block
+
+    values = _parse_params(params)
+    check(block, **values)                              # everything checked before any build
+    targets = [get_board(name) for name in boards]
+    for b in targets:
+        toolchain_env(b.family, system_tools)
+    out = make_outdir(out)
+    check_writable(json_path, "--json")
+    rows = []
+    for b in targets:
+        bar = Progress(f"synth {b.name}", progress)
+        stages = ["yosys", "nextpnr", "pack", "done"]
+        t0 = time.perf_counter()
+        try:
+            fig = synth_block(make(block, **values), b, os.path.join(out, f"{block}_{b.name}"),
+                              system=system_tools,
+                              progress=lambda st: bar(stages.index(st), len(stages) - 1,
+                                                      {"stage": st}))
+        finally:
+            bar.close()
+        clocks = list(fig["fmax"].values())
+        rows.append({"board": b.name, "device": b.device, "block": block,
+                     "params": {**BLOCKS[block].defaults, **values},
+                     "clock_mhz": clocks[0]["constraint_mhz"] if clocks else None,
+                     "seconds": round(time.perf_counter() - t0, 1), **fig})
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in SYNTH_COLUMNS}
+    lines = ["  ".join(c.rjust(widths[c]) for c in SYNTH_COLUMNS)]
+    lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in SYNTH_COLUMNS) for r in rows]
+    with open(os.path.join(out, f"{block}.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_json(json_path, {"builds": rows})
+    click.echo("\n".join(lines))
+    click.echo(f"luts/ffs include the pin harness (at most harness_ffs/harness_luts); "
+               f"logs and reports in {out}")
+
+
 @main.command()
 @click.option("--trace", type=str, default=None,
               help="A training trace (gateskip train's trace.npz). [default: record one from a "

@@ -198,8 +198,12 @@ class MacArray(wiring.Component):
         addr3, addr4 = Signal(aw), Signal(aw)
         sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
         sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
-        hit3 = v3 & (ph3 == ph2) & (addr3 == addr2)
-        hit4 = v4 & (ph4 == ph2) & (addr4 == addr2)
+        # Forwarding selects, compared one stage early and registered so that the address
+        # compare is not in series with the add: next cycle, stage 3 holds what stage 2 holds
+        # now and stage 4 what stage 3 holds now, while stage 2 holds what stage 1 holds now.
+        hit3, hit4 = Signal(), Signal()
+        m.d.sync += [hit3.eq(v2 & (ph2 == ph1) & (addr2 == addr1)),
+                     hit4.eq(v3 & (ph3 == ph1) & (addr3 == addr1))]
         lo = Mux(ph2, f.da.min, f.dw.min)
         hi = Mux(ph2, f.da.max, f.dw.max)
         for l in range(L):
