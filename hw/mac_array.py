@@ -194,8 +194,8 @@ class MacArray(wiring.Component):
             m.d.sync += p2[l].eq(s1 * row)   # registered product: DSP output register
 
         # -- stage 2: round, forward, saturating add
-        v3, ph3, v4, ph4 = Signal(), Signal(), Signal(), Signal()
-        addr3, addr4 = Signal(aw), Signal(aw)
+        v3, ph3 = Signal(), Signal()
+        addr3 = Signal(aw)
         sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
         sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
         # Forwarding selects, compared one stage early and registered so that the address
@@ -214,8 +214,7 @@ class MacArray(wiring.Component):
             total = Signal(signed(acc_width + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + rounded)
             m.d.sync += sum3[l].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
-        m.d.sync += [v3.eq(v2), ph3.eq(ph2), addr3.eq(addr2),
-                     v4.eq(v3), ph4.eq(ph3), addr4.eq(addr3), sum4.eq(sum3)]
+        m.d.sync += [v3.eq(v2), ph3.eq(ph2), addr3.eq(addr2), sum4.eq(sum3)]
 
         # -- stage 3: write back (stage 4 only remembers it for forwarding)
         for l in range(L):
