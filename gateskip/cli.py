@@ -329,6 +329,7 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
         record_small_trace(trace)
     else:
         load_trace(trace)                      # a clear error now, not inside the simulator
+    trace = os.path.abspath(trace)             # the simulator runs in its own build directory
     todo = [*CASES, trace_case(trace)]
     if cases:
         known = {c.name for c in todo}

@@ -37,10 +37,12 @@ def test_verilog_bad_parameters(args, message, tmp_path):
     assert not (tmp_path / "x.v").exists()
 
 
-def test_sim_runs_a_case_and_the_trace(tiny_trace, tmp_path):
+def test_sim_runs_a_case_and_the_trace(tiny_trace, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)           # relative paths, as a user types them
+    (tmp_path / "t.npz").write_bytes(tiny_trace.read_bytes())
     r = run(["sim", "--simulator", "icarus", "--case", "core_L1_K5", "--case",
-             "core_trace_H8_X4", "--trace", str(tiny_trace), "--build-dir", str(tmp_path),
-             "--no-progress", "--json", str(tmp_path / "s.json")])
+             "core_trace_H8_X4", "--trace", "t.npz", "--build-dir", "simout",
+             "--no-progress", "--json", "s.json"])
     assert r.exit_code == 0, r.output
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["failed"] == 0 and data["tests"] == 5
