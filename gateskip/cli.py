@@ -317,7 +317,7 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
     """
     from gateskip.golden.trace import load_trace, record_small_trace
     from gateskip.sim.runner import find_simulator
-    from gateskip.sim.suite import CASES, run_case, trace_case
+    from gateskip.sim.suite import CASES, backward_trace_case, run_case, trace_case
 
     sims = ["verilator", "icarus"] if simulator == "both" else [simulator]
     for name in sims:
@@ -330,7 +330,7 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
     else:
         load_trace(trace)                      # a clear error now, not inside the simulator
     trace = os.path.abspath(trace)             # the simulator runs in its own build directory
-    todo = [*CASES, trace_case(trace)]
+    todo = [*CASES, trace_case(trace), backward_trace_case(trace)]
     if cases:
         known = {c.name for c in todo}
         unknown = [c for c in cases if c not in known]

@@ -27,6 +27,11 @@ dw         Q(12, 20)    ``dW`` accumulator (32 bits): sums T*B products of up to
 da         Q(8, 24)     ``da = W^T dnet`` accumulator (32 bits): sums up to 4H products per step,
                         on the scale of ``dnet`` (|da| <= 1 scaled on the trace); product rounded
                         by 3 bits
+act        Q(2, 14)     cached ``i f g o tanh(c_t)`` of the backward accelerator: in [-1, 1], and
+                        1.0 is representable (a saturated sigmoid); 16 bits
+cell       Q(4, 12)     cached ``c_{t-1}``: the cell state reaches a few units
+state      Q(6, 18)     ``dh`` and ``dc`` in the gate-gradient unit, scaled like ``dnet``: they are
+                        up to ~1/(o(1-o)) times larger than ``dnet``, so 6 integer bits; 24 bits
 =========  ===========  ===========================================================================
 
 One MAC, exactly as the hardware does it (:func:`mac_step`)::
@@ -54,7 +59,7 @@ import numpy as np
 from .metrics import normalised_inner_product
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
-           "OPERAND", "GRAD", "DW", "DA", "FORMATS", "pick_grad_shift", "threshold_to_tau",
+           "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "FORMATS", "pick_grad_shift", "threshold_to_tau",
            "threshold_model", "compact_model", "mac_step", "mac_model", "mac_commands_model",
            "USES", "core_model", "fixed_dW", "fixed_da", "quantize_record", "compare_trace",
            "normalised_inner_product"]
@@ -178,6 +183,9 @@ OPERAND = Q(4, 12)
 GRAD = Q(1, 15)
 DW = Q(12, 20)
 DA = Q(8, 24)
+ACT = Q(2, 14)
+CELL = Q(4, 12)
+STATE = Q(6, 18)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,9 @@ class Formats:
     """The formats of the MAC datapath (module docstring); the hardware's widths follow them.
 
     ``operand``: ``a_t`` and ``W`` (row source); ``grad``: scaled ``dnet`` (the scalar ``s``);
-    ``dw`` / ``da``: the two accumulators. The product format is exact, and each accumulator's
+    ``dw`` / ``da``: the two accumulators; ``act``, ``cell``, ``state``: the gate-gradient
+    unit's cached activations, cached ``c_{t-1}`` and carried gradients ``dh``/``dc``
+    (:mod:`golden.accel`). The product format is exact, and each accumulator's
     fraction must not exceed the product's (products are rounded *down* in precision, by
     :attr:`dw_shift` / :attr:`da_shift` bits, round half up); the rounded product must fit the
     accumulator's width.
@@ -195,10 +205,13 @@ class Formats:
     grad: Q = GRAD
     dw: Q = DW
     da: Q = DA
+    act: Q = ACT
+    cell: Q = CELL
+    state: Q = STATE
     rounding: str = field(default="half_up")
 
     def __post_init__(self):
-        for name in ("operand", "grad", "dw", "da"):
+        for name in ("operand", "grad", "dw", "da", "act", "cell", "state"):
             if not isinstance(getattr(self, name), Q):
                 raise TypeError(f"{name} must be a Q format, not {getattr(self, name)!r}")
         if self.rounding not in ROUNDING:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .backward import Backward
 from .compactor import Compactor
 from .core import MacCore
 from .mac_array import MacArray
@@ -32,6 +33,9 @@ BLOCKS = {
                        "zero-skip MAC array (memory ports outside)"),
     "core": Block(MacCore, {"lanes": 4, "k": 64, "rows": 256, "in_lanes": None},
                   "threshold -> compactor -> FIFO -> MAC array, with memories and host port"),
+    "backward": Block(Backward, {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 6,
+                                 "max_batch": 2},
+                      "backward accelerator: gate-gradient unit, core, memories, controller"),
 }
 
 

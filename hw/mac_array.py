@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..golden.fixed import FORMATS, Formats
+from .fixedpoint import round_half_up
 
 __all__ = ["Use", "MacArray", "const_mul"]
 
@@ -209,8 +210,8 @@ class MacArray(wiring.Component):
         for l in range(L):
             acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
                       Mux(ph2, self.da_rd.data[l], self.dw_rd.data[l])))
-            rounded = Mux(ph2, _round_half_up(p2[l], f.da_shift),
-                          _round_half_up(p2[l], f.dw_shift))
+            rounded = Mux(ph2, round_half_up(p2[l], f.da_shift),
+                          round_half_up(p2[l], f.dw_shift))
             total = Signal(signed(acc_width + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + rounded)
             m.d.sync += sum3[l].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
@@ -239,9 +240,3 @@ class MacArray(wiring.Component):
                 m.d.sync += self.commands.eq(self.commands + 1)
         return m
 
-
-def _round_half_up(p, shift: int):
-    """``(p + 2**(shift-1)) >> shift`` (golden.fixed.round_shift, mode half_up)."""
-    if shift == 0:
-        return p
-    return (p + (1 << (shift - 1))) >> shift

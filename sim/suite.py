@@ -14,7 +14,7 @@ from pathlib import Path
 from ..hw.blocks import make
 from .runner import run, sanitize
 
-__all__ = ["Case", "CASES", "run_case", "trace_case"]
+__all__ = ["Case", "CASES", "run_case", "trace_case", "backward_trace_case"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Case:
 
 
 CORE_TESTS = ("sparsities", "dense_mode", "extremes", "reset_mid_vector")
+BACKWARD_TESTS = ("sparsities", "sizes_and_single_steps", "extremes", "reset_mid_run")
 
 CASES = [
     Case("threshold_L4", "threshold", {"width": 16, "lanes": 4}, "tb_threshold"),
@@ -42,6 +43,16 @@ CASES = [
     Case("core_L4_K16", "core", {"lanes": 4, "k": 16, "rows": 32}, "tb_core", CORE_TESTS),
     Case("core_L1_K5", "core", {"lanes": 1, "k": 5, "rows": 8}, "tb_core", CORE_TESTS),
     Case("core_L8_K12", "core", {"lanes": 8, "k": 12, "rows": 16}, "tb_core", CORE_TESTS),
+    # the backward accelerator: C = 3 over two sequences; C = 4 with two lanes; C = 1 (K < L)
+    Case("backward_H8_X4_L4", "backward",
+         {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 5, "max_batch": 2},
+         "tb_backward", BACKWARD_TESTS),
+    Case("backward_H5_X3_L2", "backward",
+         {"hidden": 5, "inputs": 3, "lanes": 2, "max_seq": 3, "max_batch": 1},
+         "tb_backward", BACKWARD_TESTS),
+    Case("backward_H3_X2_L8", "backward",
+         {"hidden": 3, "inputs": 2, "lanes": 8, "max_seq": 4, "max_batch": 1},
+         "tb_backward", BACKWARD_TESTS),
 ]
 
 
@@ -52,6 +63,16 @@ def trace_case(path, lanes: int = 4) -> Case:
         H, X = int(z["H"]), int(z["X"])
     return Case(f"core_trace_H{H}_X{X}", "core", {"lanes": lanes, "k": X + H, "rows": 4 * H},
                 "tb_core", ("trace",), {"trace": str(path)})
+
+
+def backward_trace_case(path, lanes: int = 4) -> Case:
+    """A backward-accelerator case shaped by a trace (H, X, T, B); runs the trace test only."""
+    import numpy as np
+    with np.load(path) as z:
+        H, X, T, B = (int(z[k]) for k in ("H", "X", "T", "B"))
+    return Case(f"backward_trace_H{H}_X{X}", "backward",
+                {"hidden": H, "inputs": X, "lanes": lanes, "max_seq": T, "max_batch": B},
+                "tb_backward", ("trace",), {"trace": str(path)})
 
 
 def run_case(case: Case, simulator: str, build_root, waves: bool = False,

@@ -9,7 +9,7 @@ import pytest
 from gateskip.golden.trace import load_trace
 from gateskip.hw.blocks import BLOCKS, make
 from gateskip.sim.runner import SIMULATORS, lint, write_verilog
-from gateskip.sim.suite import CASES, run_case, trace_case
+from gateskip.sim.suite import CASES, backward_trace_case, run_case, trace_case
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
@@ -24,8 +24,9 @@ def test_case(case, simulator, tmp_path):
 def test_training_trace(tiny_trace, simulator, tmp_path):
     trace = load_trace(tiny_trace)
     assert 0.2 < np.mean(trace["dnet"] == 0) < 1.0      # the trace really has zeros to skip
-    result = run_case(trace_case(tiny_trace), simulator, tmp_path)
-    assert (result["tests"], result["failed"]) == (1, 0), f"see {result['log']}"
+    for case in (trace_case(tiny_trace), backward_trace_case(tiny_trace)):
+        result = run_case(case, simulator, tmp_path)
+        assert (result["tests"], result["failed"]) == (1, 0), f"{case.name}: see {result['log']}"
 
 
 @pytest.mark.parametrize("block", BLOCKS)

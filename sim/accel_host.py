@@ -1,0 +1,108 @@
+"""Host side of the backward accelerator, over any bus that reaches its registers and memories.
+
+:class:`BackwardHost` is the one place that knows the sequence a host runs (``ZERO``, load the
+memories, set ``TAU``/``MODE``/sizes, ``START``, poll ``STATUS``, read back); a *bus* moves the
+words. The ``amaranth.sim`` tests and the cocotb testbench each give a bus over the simulated
+ports; the UART link gives one over the wire. A bus has four coroutines::
+
+    write_reg(address, value)          read_reg(address) -> int
+    write_mem(code, words)             read_mem(code, n_words, per_word) -> (n, per) int array
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hw import regmap
+
+__all__ = ["BackwardHost", "RESULTS"]
+
+R = {r.name: r.address for r in regmap.REGISTERS}
+INPUTS = ("W", "A", "ACT", "DH")
+RESULTS = ("DW", "DB", "DA", "DC")
+
+
+class BackwardHost:
+    """Runs backward passes on an accelerator of the given build parameters through ``bus``."""
+
+    def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
+                 max_batch: int, poll_limit: int = 10_000_000):
+        self.bus, self.poll_limit = bus, poll_limit
+        self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
+        self.max_seq, self.max_batch = max_seq, max_batch
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        H, K, T, B = self.hidden, self.inputs + self.hidden, self.max_seq, self.max_batch
+        return {"W": (4 * H, K), "A": (B, T, K), "ACT": (B, T, H, 6), "DH": (B, T, H),
+                "DC": (B, H), "DW": (4 * H, K), "DB": (H, 4), "DA": (B, T, K)}[name]
+
+    def _per(self, name):
+        return regmap.elements_per_word(name, self.lanes)
+
+    async def write_reg(self, name: str, value: int) -> None:
+        await self.bus.write_reg(R[name], int(value))
+
+    async def read_reg(self, name: str) -> int:
+        return await self.bus.read_reg(R[name])
+
+    async def write_mem(self, name: str, array) -> None:
+        a = np.asarray(array, np.int64)
+        if a.shape != self.shape(name):
+            raise ValueError(f"{name} is {a.shape}, the accelerator holds {self.shape(name)}")
+        await self.bus.write_mem(regmap.MEMORIES[name][0], regmap.to_words(a, self._per(name)))
+
+    async def read_mem(self, name: str) -> np.ndarray:
+        shape, per = self.shape(name), self._per(name)
+        n = regmap.to_words(np.zeros(shape, np.int64), per).shape[0]
+        words = await self.bus.read_mem(regmap.MEMORIES[name][0], n, per)
+        return regmap.from_words(words, shape, per)
+
+    async def command(self, *fields: str) -> int:
+        """Write the CTRL strobes and poll STATUS until BUSY falls; returns the STATUS read."""
+        await self.write_reg("CTRL", sum(1 << regmap.FIELDS["CTRL"][f] for f in fields))
+        for _ in range(self.poll_limit):
+            status = await self.read_reg("STATUS")
+            if not status & (1 << regmap.FIELDS["STATUS"]["BUSY"]):
+                return status
+        raise TimeoutError(f"the accelerator stayed busy for {self.poll_limit} polls")
+
+    async def load(self, mems: dict) -> None:
+        """ZERO the accumulators and dc, then write W, A, ACT, DH (and DC when not zero)."""
+        await self.command("ZERO")
+        for name in INPUTS:
+            await self.write_mem(name, mems[name])
+        if np.any(mems.get("DC", 0)):
+            await self.write_mem("DC", mems["DC"])
+
+    async def backward(self, tau: int, *, dense: bool = False, seq_len: int | None = None,
+                       batch: int | None = None, steps=None) -> int:
+        """Clear the counters and run the whole sequences, or SINGLE mode for each step of
+        ``steps`` in turn; returns the last STATUS."""
+        seq_len = self.max_seq if seq_len is None else seq_len
+        batch = self.max_batch if batch is None else batch
+        if not 1 <= seq_len <= self.max_seq:
+            raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
+        mode = regmap.FIELDS["MODE"]
+        await self.write_reg("TAU", tau)
+        await self.write_reg("SEQ_LEN", seq_len)
+        await self.write_reg("BATCH", batch)
+        await self.write_reg("CTRL", 1 << regmap.FIELDS["CTRL"]["CLEAR"])
+        status = 0
+        for step in (steps if steps is not None else [None]):
+            single = step is not None
+            await self.write_reg("MODE", (int(dense) << mode["DENSE"]) | (single << mode["SINGLE"]))
+            if single:
+                if not 0 <= step < seq_len:
+                    raise ValueError(f"step must be 0..{seq_len - 1}, not {step}")
+                await self.write_reg("STEP", step)
+            status = await self.command("START")
+        return status
+
+    async def results(self) -> dict:
+        """DW, DB, DA, DC and every counter (by its register name)."""
+        out = {name: await self.read_mem(name) for name in RESULTS}
+        for name in regmap.COUNTERS:
+            out[name] = await self.read_reg(name)
+        return out

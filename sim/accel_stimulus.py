@@ -1,0 +1,59 @@
+"""Stimulus for the backward accelerator: random LSTM caches in the hardware's memory layout.
+
+Shared by the ``amaranth.sim`` tests and the cocotb testbench, so both drive the same cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..golden.accel import to_hw_rows
+from ..golden.fixed import FORMATS, Formats
+
+__all__ = ["random_mems", "tau_for_sparsity"]
+
+
+def random_mems(hidden: int, inputs: int, seq: int, batch: int, seed: int, *,
+                extreme: bool = False, formats: Formats = FORMATS) -> dict:
+    """Memory images (codes, hardware layout, ``golden.accel``) of a random but LSTM-like cache:
+    sigmoid/tanh activations of random nets, ``c_prev`` and ``a_t`` of a few units, ``dh`` of
+    the loss ~ N(0, 0.5) in the scaled unit. ``extreme`` draws every code of every format
+    instead (saturation everywhere). Accumulators are zero, as after ``ZERO``."""
+    rng = np.random.default_rng(seed)
+    F = formats
+    H, X, T, B, K = hidden, inputs, seq, batch, inputs + hidden
+    if extreme:
+        def anycode(q, shape):
+            return rng.integers(q.min, q.max + 1, shape)
+        act = np.concatenate([anycode(F.act, (B, T, H, 5)), anycode(F.cell, (B, T, H, 1))], -1)
+        W, A = anycode(F.operand, (4 * H, K)), anycode(F.operand, (B, T, K))
+        DH = anycode(F.state, (B, T, H))
+    else:
+        def sig(x):
+            return 1 / (1 + np.exp(-x))
+        i, f, o = (sig(rng.normal(0, 2, (B, T, H))) for _ in range(3))
+        g = np.tanh(rng.normal(0, 2, (B, T, H)))
+        cp = rng.normal(0, 1.5, (B, T, H))
+        tc = np.tanh(f * cp + i * g)
+        act = np.stack([F.act.quantize(v) for v in (i, f, g, o, tc)] + [F.cell.quantize(cp)], -1)
+        W = F.operand.quantize(to_hw_rows(rng.normal(0, 0.3, (4 * H, K))))
+        A = F.operand.quantize(rng.normal(0, 1, (B, T, K)))
+        DH = F.state.quantize(rng.normal(0, 0.5, (B, T, H)))
+    return {"W": W, "A": A, "ACT": act, "DH": DH,
+            "DC": np.zeros((B, H), np.int64), "DW": np.zeros((4 * H, K), np.int64),
+            "DB": np.zeros((H, 4), np.int64), "DA": np.zeros((B, T, K), np.int64)}
+
+
+def tau_for_sparsity(mems: dict, inputs: int, sparsity: float, formats: Formats = FORMATS,
+                     **run) -> int:
+    """The ``tau`` that zeroes about ``sparsity`` of the ``dnet`` the accelerator makes from
+    ``mems``: the quantile of ``|dnet|`` of a run at ``tau = 0`` (the recurrence changes
+    ``dnet`` a little once values are zeroed, so the result is near, not exact)."""
+    from ..golden.accel import backward_model
+    if not 0 <= sparsity <= 1:
+        raise ValueError(f"sparsity must be in 0..1, not {sparsity!r}")
+    if sparsity == 0:
+        return 0
+    dnet = np.abs(np.concatenate(backward_model(mems, 0, inputs=inputs, formats=formats,
+                                                **run)["dnet"]))
+    return int(np.quantile(dnet, sparsity, method="higher")) + (1 if sparsity >= 1 else 0)
