@@ -374,11 +374,28 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
 @click.option("--out", type=str, default="out/bench", show_default=True,
               help="Directory for the table and the PNG.")
 @click.option("--json", "json_path", type=str, default=None)
+@click.option("--kind", type=click.Choice(["all", "mac_array", "backward"]), default="all",
+              show_default=True, help="The MAC core alone, the whole backward accelerator, "
+                                      "or both.")
+@click.option("--backward-config", "backward_configs", multiple=True, metavar="H,X,LANES",
+              help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable). "
+                   "[default: 32,16,4 128,32,8]")
+@click.option("--seq-len", type=int, default=8, show_default=True,
+              help="Steps T of each backward run.")
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz): also run the backward on "
+                   "it at its threshold, the sparsity training produces.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_fail_cleanly
-def bench(configs, sparsities, rows, vectors, simulator, out, json_path, progress):
-    """Cycles of the zero-skipping core in simulation: dense vs skip vs ideal nnz*ceil(K/L)."""
+def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
+          backward_configs, seq_len, trace, progress):
+    """Cycles in simulation of the generated hardware: dense vs skip vs ideal.
+
+    The MAC core (ideal nnz*ceil(K/L) per run) and the backward accelerator over whole
+    sequences (ideal nnz*2*ceil(K/L), a fixed latency per step).
+    """
     from gateskip.sim import bench as bench_mod
+    from gateskip.sim import bench_backward as bw_mod
     from gateskip.sim.runner import find_simulator
 
     pairs = []
@@ -398,28 +415,64 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, progres
             raise ValueError(f"sparsities must be comma-separated numbers, not {sparsities!r}")
     if vectors < 1:
         raise ValueError(f"vectors must be >= 1, not {vectors}")
+    from gateskip.hw.blocks import check
     for K, L in pairs:                        # every parameter checked before any simulation
-        from gateskip.hw.blocks import check
         check("core", lanes=L, k=K, rows=rows)
+    triples = []
+    for text in backward_configs:
+        try:
+            H, X, L = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--backward-config must be H,X,LANES, not {text!r}") from None
+        triples.append((H, X, L))
+    triples = triples or list(bw_mod.DEFAULT_CONFIGS)
+    if seq_len < 1:
+        raise ValueError(f"seq-len must be >= 1, not {seq_len}")
+    for H, X, L in triples:
+        check("backward", hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+    if trace is not None:
+        from gateskip.golden.trace import load_trace
+        load_trace(trace)
+    if sparsities is None:
+        bw_values = bw_mod.DEFAULT_SPARSITIES
+    else:
+        bw_values = values
     find_simulator(simulator)
     out = make_outdir(out)
     check_writable(json_path, "--json")
     bar = Progress("bench", progress)
+    rows_out, written = [], []
     try:
-        rows_out = bench_mod.run_bench(pairs, values, rows=rows, vectors=vectors,
-                                       simulator=simulator, progress=bar,
-                                       build_root=os.path.join(out, "build"))
+        if kind in ("all", "mac_array"):
+            rows_out += bench_mod.run_bench(pairs, values, rows=rows, vectors=vectors,
+                                            simulator=simulator, progress=bar,
+                                            build_root=os.path.join(out, "build"))
+        if kind in ("all", "backward"):
+            rows_out += bw_mod.run_backward_bench(triples, bw_values, seq=seq_len,
+                                                  simulator=simulator, trace=trace, progress=bar,
+                                                  build_root=os.path.join(out, "build"))
     finally:
         bar.close()
-    text = bench_mod.table(rows_out)
-    with open(os.path.join(out, "bench.txt"), "w") as f:
-        f.write(text + "\n")
-    png = bench_mod.plot(rows_out, os.path.join(out, "cycles.png"))
+    for name, mod, sel in (("bench", bench_mod, "mac_array"),
+                           ("backward", bw_mod, "backward")):
+        part = [r for r in rows_out if r["kind"] == sel]
+        if not part:
+            continue
+        text = mod.table(part)
+        with open(os.path.join(out, f"{name}.txt"), "w") as f:
+            f.write(text + "\n")
+        png = mod.plot(part, os.path.join(out, "cycles.png" if sel == "mac_array"
+                                          else "backward_cycles.png"))
+        written += [os.path.join(out, f"{name}.txt"), png]
+        click.echo(text)
+        if sel == "mac_array":
+            click.echo(f"fixed latency per run: {part[0]['latency']} cycles; dense exactly "
+                       f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in part)}")
+        else:
+            click.echo(f"skip within {max(r['skip_over_ideal'] for r in part) - 1:.1%} of "
+                       f"ideal + {part[0]['latency_per_step']} cycles per step")
     write_json(json_path, {"rows": rows_out})
-    click.echo(text)
-    click.echo(f"fixed latency per run: {rows_out[0]['latency']} cycles; dense exactly "
-               f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in rows_out)}")
-    click.echo(f"wrote {os.path.join(out, 'bench.txt')}, {png}")
+    click.echo(f"wrote {', '.join(written)}")
 
 
 SYNTH_COLUMNS = ("board", "device", "lcs", "luts", "ffs", "dsps", "brams", "fmax_mhz",

@@ -108,7 +108,8 @@ def from_hw_rows(m) -> np.ndarray:
 
 #: the memories of ``hw.backward.Backward``, as :func:`backward_model` takes them
 MEMS = ("W", "A", "ACT", "DH", "DC", "DW", "DB", "DA")
-#: fields of an ``ACT`` word, in memory order: five in ``formats.act``, ``c_prev`` in ``formats.cell``
+#: fields of an ``ACT`` word in memory order: ``i f g o tanh_c`` in ``formats.act``, ``c_prev`` in
+#: ``formats.cell`` (``hw.backward.ACT_FIELDS``)
 ACT_FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev")
 
 
@@ -165,7 +166,7 @@ def check_mems(mems: dict, *, hidden: int, inputs: int, max_seq: int, max_batch:
     ======  ==============  ====================================================================
     W       (4H, K)         ``operand``; hardware row order, row ``4k + g`` (:func:`to_hw_rows`)
     A       (B, T, K)       ``operand``: ``a_t = [x_t ; h_{t-1}]`` of sequence b, step t
-    ACT     (B, T, H, 6)    :data:`ACT_FIELDS`: ``i f g o tanh_c`` in ``act``, ``c_prev`` in ``cell``
+    ACT     (B, T, H, 6)    :data:`ACT_FIELDS`: ``i f g o tanh_c`` (``act``), ``c_prev`` (``cell``)
     DH      (B, T, H)       ``state``: ``dh`` from the loss, times ``2**grad_shift``
     DC      (B, H)          ``state``: carried ``dc`` (``dc_T`` in, ``dc_0`` out)
     DW      (4H, K)         ``dw`` accumulator, rows as W

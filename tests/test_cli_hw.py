@@ -58,8 +58,9 @@ def test_sim_unknown_case(tmp_path, tiny_trace):
 def test_bench_skip_is_within_ten_percent_of_ideal(tmp_path, monkeypatch):
     """K >= 4L: skip-mode cycles within 10% of nnz*ceil(K/L) + latency, dense exact."""
     monkeypatch.chdir(tmp_path)           # a relative --out, as a user types it
-    r = run(["bench", "--config", "16,4", "--sparsities", "0,0.5,0.8,0.95", "--rows", "64",
-             "--vectors", "2", "--simulator", "icarus", "--out", "bench",
+    r = run(["bench", "--kind", "mac_array", "--config", "16,4", "--sparsities",
+             "0,0.5,0.8,0.95", "--rows", "64", "--vectors", "2", "--simulator", "icarus",
+             "--out", "bench",
              "--json", "b.json", "--no-progress"])
     assert r.exit_code == 0, r.output
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
@@ -74,7 +75,35 @@ def test_bench_skip_is_within_ten_percent_of_ideal(tmp_path, monkeypatch):
     assert (tmp_path / "bench" / "cycles.png").stat().st_size > 0
 
 
+def test_bench_backward_whole_sequences(tiny_trace, tmp_path):
+    """Skip within 10% of nnz*2C + a fixed latency per step; dense exactly n*2C + that latency,
+    and every lane busy in every matrix cycle; the trace row at the sparsity training made."""
+    r = run(["bench", "--kind", "backward", "--backward-config", "16,8,2", "--seq-len", "4",
+             "--sparsities", "0,0.5,0.8,0.95", "--trace", str(tiny_trace), "--simulator",
+             "icarus", "--out", str(tmp_path / "b"), "--json", str(tmp_path / "b.json"),
+             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert len(rows) == 4 + 2 and all(row["kind"] == "backward" for row in rows)
+    for row in rows:
+        for key in ("H", "X", "T", "lanes", "sparsity", "cycles_dense", "cycles_skip",
+                    "cycles_ideal"):
+            assert key in row
+        C, lat = row["C"], row["latency_per_step"] * row["steps"]
+        assert row["cycles_dense"] == row["n"] * 2 * C + lat
+        assert row["macs_per_busy_cycle_dense"] == row["K"] / C
+        if row["H"] == 16:                          # K = 24 >= 4L
+            assert row["cycles_skip"] <= 1.10 * (row["cycles_ideal"] + lat)
+    measured = [row["sparsity"] for row in rows if row["label"].endswith("%")]
+    assert measured == sorted(measured) and measured[-1] > 0.9
+    assert (tmp_path / "b" / "backward_cycles.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--backward-config", "8,4"], "--backward-config must be H,X,LANES"),
+    (["--backward-config", "8,4,0"], "lanes must be an int in 1..16"),
+    (["--seq-len", "0"], "seq-len must be >= 1"),
+    (["--trace", "nonexistent.npz"], "nonexistent.npz"),
     (["--config", "16"], "--config must be K,LANES"),
     (["--config", "16,0"], "lanes must be an int in 1..16"),
     (["--sparsities", "0.5,1.5"], "sparsities must be in 0..1"),
