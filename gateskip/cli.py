@@ -541,13 +541,38 @@ def synth(block, params, boards, system_tools, out, json_path, progress):
 
 
 @main.command()
+@click.option("--format", "fmt", type=click.Choice(["python", "markdown"]), default="markdown",
+              show_default=True, help="Host constants as a Python module, or a Markdown table.")
+@click.option("--output", type=str, default=None, help="Write to this file. [default: print]")
+@click.option("--json", "json_path", type=str, default=None)
+@_fail_cleanly
+def regs(fmt, output, json_path):
+    """The backward accelerator's register map, generated from gateskip.hw.regmap."""
+    from gateskip.hw import regmap
+    check_writable(output, "--output")
+    check_writable(json_path, "--json")
+    text = regmap.python_constants() if fmt == "python" else regmap.markdown_table()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w") as f:
+            f.write(text)
+        click.echo(f"wrote {output}")
+    write_json(json_path, {"registers": [r.__dict__ for r in regmap.REGISTERS],
+                           "fields": regmap.FIELDS,
+                           "memories": {k: v[0] for k, v in regmap.MEMORIES.items()}})
+
+
+@main.command()
 @click.option("--trace", type=str, default=None,
               help="A training trace (gateskip train's trace.npz). [default: record one from a "
                    "short default-size training run]")
 @click.option("--json", "json_path", type=str, default=None)
 @_fail_cleanly
 def fixed(trace, json_path):
-    """Fixed-point dW and da against float on a training trace (normalised inner product)."""
+    """Fixed point against float on a training trace (normalised inner products): the MAC
+    core's dW and da, and the whole backward as the accelerator runs it, at the trace's
+    threshold and at 0 (quantisation alone)."""
     from gateskip.golden.fixed import FORMATS, compare_trace
     from gateskip.golden.sweep import RECOMMENDED_THRESHOLD
     from gateskip.golden.trace import load_trace, save_trace
@@ -568,7 +593,20 @@ def fixed(trace, json_path):
         click.echo(f"{r['iteration']:9}  {r['grad_shift']:5}  {r['tau']:4}  {r['corr_dW']:.8f}"
                    f"  {r['corr_da']:.8f}  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}"
                    f"  {r['saturated']:9}")
-    write_json(json_path, {"trace": trace, "records": rows})
+    from gateskip.golden.accel import compare_backward
+    t = load_trace(trace)
+    bw = compare_backward(t) + compare_backward(t, threshold=0.0)
+    click.echo(f"\nwhole backward as the accelerator runs it (golden.accel: gate gradients in "
+               f"act {f.act}, cell {f.cell}, state {f.state}), against the float backward:")
+    click.echo("iteration  threshold  shift   tau  corr_dW     corr_db     corr_dx     "
+               "corr_dh0    corr_dc0    sparsity float/fixed")
+    for r in bw:
+        click.echo(f"{r['iteration']:9}  {r['threshold']:9.2g}  {r['grad_shift']:5}  "
+                   f"{r['tau']:4}  " + "  ".join(f"{r[k]:.8f}" for k in
+                                                  ("corr_dW", "corr_db", "corr_dx", "corr_dh0",
+                                                   "corr_dc0")) +
+                   f"  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}")
+    write_json(json_path, {"trace": trace, "records": rows, "backward": bw})
 
 
 if __name__ == "__main__":

@@ -108,3 +108,65 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs():
     got = simulate(dut, mems, tau, steps=[2, 1, 0], seq_len=3)   # SEQ_LEN 3 of 4 slots
     want = backward_model(mems, tau, inputs=X, seq_len=3)
     check(got, want, X + H)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_seq": 0}, "max_seq must be an int in 1..4096, not 0"),
+    ({"max_batch": 0}, "max_batch must be an int in 1..1024, not 0"),
+    ({"hidden": 0}, "hidden must be an int in 1..1024, not 0"),
+    ({"lanes": 0}, "lanes must be an int in 1..16, not 0"),
+    ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
+      "max_memory_bits": 1 << 20}, "the memories need"),
+])
+def test_invalid_configurations_fail_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Backward(**kwargs)
+
+
+def test_host_rejects_data_of_the_wrong_size_before_any_traffic():
+    import asyncio
+
+    class Recorder:
+        calls = []
+
+        async def write_mem(self, code, words):
+            self.calls.append(code)
+
+    host = BackwardHost(Recorder(), hidden=4, inputs=2, lanes=2, max_seq=3, max_batch=1)
+    mems = random_mems(4, 2, 3, 1, 0)
+    with pytest.raises(ValueError, match=r"W is \(16, 5\), the accelerator holds \(16, 6\)"):
+        asyncio.run(host.write_mem("W", mems["W"][:, :5]))
+    with pytest.raises(ValueError, match="seq_len must be 1..3, not 0"):
+        asyncio.run(host.backward(0, seq_len=0))
+    assert Recorder.calls == []
+
+
+def test_register_map_is_generated_once():
+    """The host constants and the README table come from hw.regmap; the hardware reads back
+    what the map says (build parameters in the ID registers)."""
+    import pathlib
+    ns = {}
+    exec(regmap.python_constants(), ns)
+    for reg in regmap.REGISTERS:
+        assert ns[reg.name] == reg.address
+    assert ns["CTRL_START"] == 1 and ns["MEM_DA"] == regmap.MEMORIES["DA"][0]
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    assert regmap.markdown_table() in readme, "README's register table is stale: gateskip regs"
+
+    dut = Backward(3, 2, 2, max_seq=5, max_batch=2)
+    got = {}
+
+    async def tb(ctx):
+        bus = AmaranthBus(dut, ctx)
+        for name in ("HIDDEN", "INPUTS", "LANES", "MAX_SEQ", "MAX_BATCH", "SEQ_LEN"):
+            got[name] = await bus.read_reg(regmap.by_name(name).address)
+        await bus.write_reg(regmap.by_name("SEQ_LEN").address, 9)     # out of range: ignored
+        got["after"] = await bus.read_reg(regmap.by_name("SEQ_LEN").address)
+        got["nothing"] = await bus.read_reg(0x7F)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == {"HIDDEN": 3, "INPUTS": 2, "LANES": 2, "MAX_SEQ": 5, "MAX_BATCH": 2,
+                   "SEQ_LEN": 5, "after": 5, "nothing": 0}
