@@ -154,6 +154,10 @@ def main():
     """gateskip: LSTM training hardware that skips the MACs of sparsified gate gradients."""
 
 
+#: gateskip.hw.blocks.BLOCKS' names, here so that --help needs no Amaranth (a test keeps them equal)
+BLOCK_NAMES = ["threshold", "compactor", "mac_array", "core", "backward", "top"]
+
+
 @main.command()
 @click.option("--threshold", type=float, default=None,
               help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
@@ -261,7 +265,7 @@ def _parse_params(pairs) -> dict:
 
 
 @main.command()
-@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core"]),
+@click.option("--block", type=click.Choice(BLOCK_NAMES),
               default="core", show_default=True, help="Which block.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A block parameter, e.g. --param lanes=8 --param k=64 (repeatable).")
@@ -607,6 +611,42 @@ def fixed(trace, json_path):
                                                    "corr_dc0")) +
                    f"  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}")
     write_json(json_path, {"trace": trace, "records": rows, "backward": bw})
+
+
+@main.command()
+@click.option("--device", type=click.Choice(["sim", "model"]), default=None,
+              help="Where the LSTM backward runs: the simulated board, or the golden "
+                   "fixed-point model. [default: sim; the board with --port]")
+@click.option("--port", type=str, default=None, help="Serial port of a real board.")
+@click.option("--baud", type=int, default=None, help="Baud rate of --port. [default: the host's]")
+@click.option("--iterations", type=int, default=100, show_default=True)
+@click.option("--hidden", type=int, default=None, help="LSTM hidden size H. [default: 32, or the "
+                                                       "board's]")
+@click.option("--embed", type=int, default=None, help="Embedding size X. [default: 16, or the "
+                                                      "board's]")
+@click.option("--seq-len", type=int, default=None, help="Truncated-BPTT length T. [default: 16, "
+                                                        "or the board's]")
+@click.option("--batch", type=int, default=None, help="Sequences per batch B. [default: 4, or the "
+                                                      "board's]")
+@click.option("--threshold", type=float, default=1.5e-4, show_default=True,
+              help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
+@click.option("--lanes", type=int, default=None, help="MAC lanes of the sim device (a build "
+                                                      "parameter). [default: 4]")
+@click.option("--corpus", type=str, default=None,
+              help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=str, default="out/compare", show_default=True)
+@click.option("--json", "json_path", type=str, default=None)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_fail_cleanly
+def compare(**kw):
+    """Train with the LSTM backward on a device against golden training, same data and seed.
+
+    Every iteration the device must equal the golden fixed-point model bit for bit (exit 1 if
+    not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png.
+    """
+    from gateskip.compare import run
+    run(**kw, echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from .compactor import Compactor
 from .core import MacCore
 from .mac_array import MacArray
 from .threshold import ThresholdUnit
+from .top import AcceleratorTop
 
 __all__ = ["Block", "BLOCKS", "make", "check"]
 
@@ -36,6 +37,9 @@ BLOCKS = {
     "backward": Block(Backward, {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 6,
                                  "max_batch": 2},
                       "backward accelerator: gate-gradient unit, core, memories, controller"),
+    "top": Block(AcceleratorTop, {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 6,
+                                  "max_batch": 2, "divisor": 4, "max_payload": 512},
+                 "the backward accelerator behind its UART host link (a board's top)"),
 }
 
 

@@ -7,6 +7,8 @@ ports; the UART link gives one over the wire. A bus has four coroutines::
 
     write_reg(address, value)          read_reg(address) -> int
     write_mem(code, words)             read_mem(code, n_words, per_word) -> (n, per) int array
+
+and may have ``wait() -> STATUS`` (the UART link's ``WAIT``), used instead of polling.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class BackwardHost:
     async def command(self, *fields: str) -> int:
         """Write the CTRL strobes and poll STATUS until BUSY falls; returns the STATUS read."""
         await self.write_reg("CTRL", sum(1 << regmap.FIELDS["CTRL"][f] for f in fields))
+        if hasattr(self.bus, "wait"):              # a bus that can wait for done itself
+            return await self.bus.wait()
         for _ in range(self.poll_limit):
             status = await self.read_reg("STATUS")
             if not status & (1 << regmap.FIELDS["STATUS"]["BUSY"]):

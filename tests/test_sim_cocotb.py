@@ -43,3 +43,8 @@ def test_lint_catches_a_real_warning(tmp_path):
                    "  assign y = clk ^ x[0];\nendmodule\n")
     with pytest.raises(RuntimeError, match="UNUSEDSIGNAL.*dropped"):
         lint(bad)
+
+
+def test_cli_block_names_are_the_blocks():
+    from gateskip.cli import BLOCK_NAMES
+    assert BLOCK_NAMES == list(BLOCKS)
