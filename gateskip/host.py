@@ -226,6 +226,10 @@ class LinkDevice:
         """One backward run of ``mems`` (``golden.accel.trace_inputs`` layout); returns
         ``DW DB DA DC`` and the counters under the keys of ``golden.accel.backward_model``
         (``cycles`` too), ``seconds``: wall time of the whole exchange."""
+        for name in ("W", "A", "ACT", "DH", "DC"):         # all checked before anything is sent
+            if name in mems and np.shape(mems[name]) != self.host.shape(name):
+                raise ValueError(f"{name} is {np.shape(mems[name])}, the board holds "
+                                 f"{self.host.shape(name)}")
         t0 = time.monotonic()
 
         async def run():

@@ -34,6 +34,7 @@ class AcceleratorTop(wiring.Component):
                              addr_width=self.backward.addr_width,
                              elements=self.backward.elements, max_payload=max_payload,
                              timeout=timeout, formats=formats)
+        self.divisor = divisor
         self.params = {"hidden": hidden, "inputs": inputs, "lanes": lanes, "max_seq": max_seq,
                        "max_batch": max_batch, "divisor": divisor, "max_payload": max_payload}
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),

@@ -1,0 +1,201 @@
+"""The simulated board: the board top, Verilated, with its UART served on a pseudo-terminal.
+
+:func:`build_sim_board` compiles a board top (any component with ports ``rx: In(1)``,
+``tx: Out(1)``, ``idle: Out(1)`` in the ``sync`` domain, such as ``gateskip.hw.top.SimBoard``)
+together with the C++ harness ``board_harness.cpp`` into one executable.
+:class:`SimulatedBoard` runs it: the host opens :attr:`SimulatedBoard.port` with pyserial
+exactly like a board's USB serial port, and every byte crosses the simulated wire (8N1,
+``divisor`` clock cycles per bit). The simulation stops advancing while the design is idle and
+the host silent, so a waiting board costs no CPU and no simulated cycles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .runner import LINT_WAIVERS, find_simulator, write_verilog
+
+__all__ = ["HARNESS", "TOP_NAME", "sim_board", "build_sim_board", "SimulatedBoard"]
+
+#: the C++ harness around the Verilated top (see its header for the exact behaviour)
+HARNESS = Path(__file__).with_name("board_harness.cpp")
+#: the Verilog module name of the board top, and the executable's name
+TOP_NAME = "gateskip_board"
+PORTS = {"clk": "input", "rst": "input", "rx": "input", "tx": "output", "idle": "output"}
+#: What Verilator simulates: the board top behind one register stage on ``rst`` and ``rx`` (as a
+#: synchroniser would). Amaranth's next-state logic reads ``rst``; fed straight from the
+#: harness, it would be re-evaluated on every call of ``eval()``, both clock edges included.
+#: Registered, it runs once per rising edge: the simulation runs about twice as fast.
+WRAPPER = f"""
+module {TOP_NAME}_sim(input clk, input rst, input rx, output tx, output idle);
+  reg rst_q = 1'b1, rx_q = 1'b1;
+  always @(posedge clk) begin
+    rst_q <= rst;
+    rx_q <= rx;
+  end
+  {TOP_NAME} board (.clk(clk), .rst(rst_q), .rx(rx_q), .tx(tx), .idle(idle));
+endmodule
+"""
+
+
+def sim_board(params: dict):
+    """The hardware top ``gateskip.hw.top.SimBoard(**params)``."""
+    from gateskip.hw.top import SimBoard
+    return SimBoard(**params)
+
+
+def _check_ports(verilog: str) -> None:
+    """Raise ``ValueError`` unless the top module has the 1-bit ports :data:`PORTS` and no other
+    input (further outputs, such as a LED, are left unconnected)."""
+    start = verilog.find(f"module {TOP_NAME}(")
+    body = verilog[start:verilog.find("endmodule", start)] if start >= 0 else ""
+    ports = {name: direction + width for direction, width, name in
+             re.findall(r"^\s*(input|output)\s+(\[[^\]]*\]\s*)?(\w+)\s*;", body, re.M)}
+    inputs = {n for n, d in ports.items() if d.startswith("input")}
+    if any(ports.get(n) != d for n, d in PORTS.items()) or inputs - set(PORTS):
+        raise ValueError(f"a board top needs the 1-bit ports {PORTS} (a component with rx, tx, "
+                         f"idle and a sync domain) and no other input; this one has {ports}")
+
+
+def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
+                    trace: str | None = None, progress=None) -> Path:
+    """Build the simulated board executable in ``build_dir``; returns its path.
+
+    ``component_or_params`` is a board top component (its attribute ``divisor``, or
+    ``params["divisor"]``, gives the clock cycles per UART bit) or a dict of parameters for
+    :func:`sim_board`. ``trace`` (``"vcd"``, or ``"fst"``, which this Verilator builds only with
+    liblz4-dev) compiles in waveform support for :class:`SimulatedBoard`'s ``trace`` file;
+    slower to build and to run.
+    Skips the build when ``build_dir`` already holds an executable built from the same Verilog,
+    harness and flags. ``progress`` is called as ``(done, total, postfix)``. Raises
+    ``RuntimeError`` when Verilator, make or a C++ compiler is missing or the build fails
+    (log: ``build_dir/build.log``), ``ValueError`` for a component without the board's ports.
+    """
+    component = (sim_board(component_or_params) if isinstance(component_or_params, dict)
+                 else component_or_params)
+    divisor = getattr(component, "divisor", None) or getattr(component, "params", {}).get("divisor")
+    if not isinstance(divisor, int) or divisor < 2:
+        raise ValueError(f"the board top needs an int divisor >= 2 (attribute divisor or "
+                         f"params['divisor']), not {divisor!r}")
+    find_simulator("verilator")
+    for tool in (os.environ.get("CXX", "g++"), "make"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} not found: the simulated board is compiled C++ "
+                               f"(apt-get install g++ make)")
+
+    build_dir = Path(build_dir).resolve()
+    exe = build_dir / TOP_NAME
+    if progress is not None:
+        progress(0, 2, {"step": "verilog"})
+    source = write_verilog(component, TOP_NAME, build_dir / f"{TOP_NAME}.v")
+    verilog = source.read_text()
+    _check_ports(verilog)
+    verilog += WRAPPER
+    source.write_text(verilog)
+    flags = ["--cc", "--exe", "--build", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+             "--noassert", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+             "--top-module", f"{TOP_NAME}_sim",
+             "--prefix", "Vboard", "-CFLAGS", f"-DGATESKIP_DIVISOR={divisor}",
+             "-MAKEFLAGS", "OPT_FAST=-O2"]
+    if trace is not None:
+        if trace not in ("vcd", "fst"):
+            raise ValueError(f"trace must be None, 'vcd' or 'fst', not {trace!r}")
+        flags += ["--trace" if trace == "vcd" else "--trace-fst"]
+    digest = hashlib.sha256("\0".join([verilog, HARNESS.read_text(), *flags]).encode()).hexdigest()
+    stamp = build_dir / "build.sha256"
+    if exe.exists() and stamp.exists() and stamp.read_text() == digest:
+        if progress is not None:
+            progress(2, 2, {"step": "cached"})
+        return exe
+
+    if progress is not None:
+        progress(1, 2, {"step": "verilator"})
+    stamp.unlink(missing_ok=True)
+    cmd = ["verilator", *flags, "-j", str(os.cpu_count() or 1), "--Mdir", str(build_dir / "obj"),
+           "-o", str(exe), str(LINT_WAIVERS), str(source), str(HARNESS)]
+    log = build_dir / "build.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir)
+    if proc.returncode or not exe.exists():
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise RuntimeError(f"building the simulated board failed (log: {log}):\n{tail}")
+    stamp.write_text(digest)
+    if progress is not None:
+        progress(2, 2, {"step": "built"})
+    return exe
+
+
+class SimulatedBoard:
+    """A running simulated board (context manager); the host talks to it through :attr:`port`.
+
+    Starts ``executable`` (from :func:`build_sim_board`) with a pipe as its stdin: closing it,
+    or this process dying, ends the simulation. ``trace`` names a waveform file to write (VCD or
+    FST, as the executable was built with ``trace=``); ``start_timeout`` bounds the wait for the
+    pseudo-terminal's path.
+    """
+
+    def __init__(self, executable: str | os.PathLike, *, trace: str | os.PathLike | None = None,
+                 start_timeout: float = 10.0):
+        self._tmp = tempfile.TemporaryDirectory(prefix="gateskip-board-")
+        self._stats_file = Path(self._tmp.name) / "stats.json"
+        self._final = None
+        cmd = [str(executable), "--stats", str(self._stats_file)]
+        if trace is not None:
+            cmd += ["--trace", str(trace)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        ready, _, _ = select.select([self.proc.stdout], [], [], start_timeout)
+        line = self.proc.stdout.readline().decode().strip() if ready else ""
+        self.proc.stdout.close()
+        if not line:
+            self.close()
+            raise RuntimeError(f"the simulated board {executable} did not start "
+                               f"(exit status {self.proc.returncode})")
+        #: the pseudo-terminal to open as a serial port, e.g. ``serial.Serial(board.port)``
+        self.port = line
+
+    def stats(self) -> dict:
+        """``cycles`` simulated, ``seconds`` spent clocking (time blocked waiting for the host
+        excluded), their ratio ``cycles_per_second``, ``framing_errors`` (tx frames with a low
+        stop bit, dropped) and ``dropped`` (tx bytes lost because nobody read 1 MiB of them).
+        Updated about every second while the design runs, whenever it falls idle, and at exit;
+        after :meth:`close`, the final values."""
+        if self._final is not None:
+            return dict(self._final)
+        try:
+            s = json.loads(self._stats_file.read_text())
+        except (OSError, ValueError):
+            s = {"cycles": 0, "seconds": 0.0, "framing_errors": 0, "dropped": 0}
+        s["cycles_per_second"] = s["cycles"] / s["seconds"] if s["seconds"] > 0 else 0.0
+        return s
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the simulation: close its stdin, wait up to ``timeout`` s, then terminate/kill."""
+        if self._final is not None:
+            return
+        if self.proc.stdin and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._final = self.stats()
+        self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,85 @@
+"""The host driver against the simulated board (Verilator, UART on a pseudo-terminal): the
+accelerator's results bit-exact with the golden model, and the link's robustness."""
+
+import numpy as np
+import pytest
+
+from gateskip.golden.accel import backward_model
+from gateskip.host import Link, LinkDevice, LinkError, SerialTransport
+from gateskip.hw import regmap
+from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
+from gateskip.sim.board import SimulatedBoard, build_sim_board
+from gateskip.sim.link_soak import KINDS, soak
+
+PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    from gateskip.hw.top import SimBoard
+    exe = build_sim_board(SimBoard(**PARAMS), tmp_path_factory.mktemp("simboard"))
+    with SimulatedBoard(exe) as b:
+        yield b
+
+
+@pytest.fixture
+def link(board):
+    transport = SerialTransport(board.port, timeout=5.0)
+    yield Link(transport, quiet_seconds=0.05)
+    transport.close()
+
+
+def test_the_board_reports_its_build(link):
+    assert link.ping()["max_payload"] == 512
+    device = LinkDevice(link)
+    assert device.params == {k: PARAMS[k] for k in device.params}
+
+
+@pytest.mark.parametrize("sparsity, dense, seed", [(0.0, False, 1), (0.8, False, 2),
+                                                   (0.8, True, 3)])
+def test_backward_bit_exact_with_golden(link, sparsity, dense, seed):
+    H, X, T, B = PARAMS["hidden"], PARAMS["inputs"], PARAMS["max_seq"], PARAMS["max_batch"]
+    mems = random_mems(H, X, T, B, seed)
+    tau = tau_for_sparsity(mems, X, sparsity)
+    device = LinkDevice(link)
+    got = device.backward(mems, tau, dense=dense)
+    ref = backward_model(mems, tau, inputs=X, dense=dense)
+    for name in ("DW", "DB", "DA", "DC"):
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    for key in ("pairs", "zeros", "values", "macs", "macs_skipped", "steps"):
+        assert got[key] == ref[key], key
+    assert got["cycles"] > 0
+
+
+def test_wrong_sizes_fail_before_anything_is_sent(link):
+    device = LinkDevice(link)
+    mems = random_mems(PARAMS["hidden"] + 1, PARAMS["inputs"], PARAMS["max_seq"],
+                       PARAMS["max_batch"], 0)
+    sent = link.stats["requests"]
+    with pytest.raises(ValueError, match="W is"):
+        device.backward(mems, 0)
+    assert link.stats["requests"] == sent
+
+
+def test_bad_packets_never_lock_the_link(link):
+    """Every kind of bad packet, each followed by a good request that must be answered right,
+    with the guarded register and memory unchanged."""
+    words = PARAMS["max_seq"] * PARAMS["max_batch"] * PARAMS["hidden"]
+    result = soak(link, words, trials=3 * len(KINDS), seed=7, quiet=0.3)
+    assert result["recovered"], result
+    assert all(v["trials"] == 3 for v in result["kinds"].values())
+    # the bad packets drew the errors they should (random garbage may draw any or none)
+    for name in ("CRC", "TIMEOUT", "LENGTH", "COMMAND", "ADDRESS"):
+        assert result["error_replies"].get(name, 0) >= 3, (name, result["error_replies"])
+
+
+def test_error_reply_is_raised_with_its_name(link):
+    with pytest.raises(LinkError, match="ADDRESS") as e:
+        link.read_mem(regmap.MEMORIES["DH"][0], 1000, 1, 1)
+    assert e.value.kind == "ADDRESS"
+    assert link.read_reg(regmap.by_name("HIDDEN").address) == PARAMS["hidden"]
+
+
+def test_board_speed_is_reported(board):
+    stats = board.stats()
+    assert stats["cycles"] > 0 and stats["cycles_per_second"] > 0
