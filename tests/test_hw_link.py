@@ -186,3 +186,9 @@ def test_invalid_parameters():
         HostLink(lanes=L, depths={"W": 4}, addr_width=2, elements=6)
     with pytest.raises(ValueError, match="timeout"):
         HostLink(lanes=L, depths=depths, addr_width=2, elements=6, timeout=1)
+
+
+def test_readme_protocol_table_is_generated():
+    from pathlib import Path
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert protocol.markdown_table() in readme, "README's protocol table is stale"
