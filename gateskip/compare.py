@@ -379,8 +379,18 @@ def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> 
     final = {"golden": evaluate(model_a, corpus.valid), "device": evaluate(model_b, corpus.valid)}
     seconds = time.perf_counter() - t_start
     dev = {"name": name, **{k: int(device.params[k]) for k in PARAMS}}
+    summary = _summarise(rows, final, seconds, dev)
+    if hasattr(device, "board_stats"):          # the simulated board: its own speed
+        board = device.board_stats()
+        summary.update(board_cycles=int(board["cycles"]),
+                       board_seconds=float(board["seconds"]),
+                       board_cycles_per_second=float(board["cycles_per_second"]))
+    if hasattr(device, "link"):                 # a UART link: what crossed it
+        summary.update(link_bytes_out=device.link.stats["bytes_out"],
+                       link_bytes_in=device.link.stats["bytes_in"],
+                       link_retries=device.link.stats["retries"])
     return {"config": config.__dict__.copy(), "corpus": corpus.name, "vocab": V, "device": dev,
-            "iterations": rows, "summary": _summarise(rows, final, seconds, dev)}
+            "iterations": rows, "summary": summary}
 
 
 def _mean(values):
@@ -452,6 +462,12 @@ def table(result: dict) -> str:
              f"| device seconds (total) | {s['device_seconds']:.2f} |",
              f"| bit-exact iterations | {s['bit_exact_iterations']}/{s['iterations']} |",
              f"| wall seconds | {s['seconds']:.1f} |"]
+    if "board_cycles" in s:
+        lines.append(f"| simulated board: cycles (UART included) / cycles per second | "
+                     f"{s['board_cycles']:,} / {s['board_cycles_per_second']:,.0f} |")
+    if "link_bytes_out" in s:
+        lines.append(f"| link bytes out / in, retries | {s['link_bytes_out']:,} / "
+                     f"{s['link_bytes_in']:,}, {s['link_retries']} |")
     if s["first_mismatch"]:
         m = s["first_mismatch"]
         lines.append(f"\nfirst mismatch: {describe_mismatch(m['iteration'], m)}")
