@@ -72,6 +72,10 @@ class Backward(wiring.Component):
     the element-wise side issues one unit per cycle, so it bounds the step only when
     ``nnz * 2C < H``.
 
+    ``ew_multipliers``: the gate-gradient unit's ``multipliers`` (None: fully pipelined, one
+    unit per cycle; 1, 2, 3: time-shared, one unit per :attr:`GateGradUnit.cycles_per_unit`
+    cycles, for devices with few DSP blocks).
+
     Memories (``amaranth.lib.memory``, synchronous read; block RAM on the boards), with the
     layout of :data:`.regmap.MEMORIES`. The host reads and writes them through ``mem`` and the
     registers through ``reg`` (:mod:`.regmap`), and only while idle: accesses while ``busy``
@@ -80,7 +84,7 @@ class Backward(wiring.Component):
 
     def __init__(self, hidden: int = 8, inputs: int = 4, lanes: int = 4, *, max_seq: int = 8,
                  max_batch: int = 1, fifo_depth: int = 8, formats: Formats = FORMATS,
-                 max_memory_bits: int | None = None):
+                 max_memory_bits: int | None = None, ew_multipliers: int | str | None = None):
         for name, value, hi in (("hidden", hidden, 1024), ("inputs", inputs, 1024),
                                 ("max_seq", max_seq, 4096), ("max_batch", max_batch, 1024)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
@@ -100,7 +104,8 @@ class Backward(wiring.Component):
             raise ValueError(f"formats.dw {f.dw} needs at least the fraction bits of grad "
                              f"{f.grad} to accumulate db exactly")
         self.array = MacArray(lanes, K, 4 * H, formats)
-        self.ew = GateGradUnit(formats)
+        self.ew = GateGradUnit(formats, multipliers=ew_multipliers)
+        self.ew_multipliers = ew_multipliers
         self.threshold = ThresholdUnit(f.grad.width, 4)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)))
         self.fifo_depth = fifo_depth

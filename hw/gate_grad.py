@@ -1,17 +1,223 @@
 """Gate-gradient unit: the element-wise LSTM backward of one hidden unit (DESIGN.md §1)."""
 
-from amaranth.hdl import Module, Signal, signed
+from math import ceil
+from typing import NamedTuple
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.fixed import FORMATS, Formats
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["GateGradUnit"]
+__all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
+           "allocate_registers", "PRODUCTS", "MUL_LATENCY"]
+
+#: products per hidden unit (five squares and eleven products of a gradient by an activation)
+PRODUCTS = 16
+#: cycles from the issue of a time-shared product to the first issue that may use its result:
+#: operand registers, product register, rounding and saturation into the destination register;
+#: one more for a product with an addend (:func:`op_latency`)
+MUL_LATENCY = 3
+#: the unit's registers that hold an input beat (``dh`` is made from ``dh_loss`` and ``da_h``)
+_INPUTS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dc", "dh")
+#: output payload field <- the register the schedule leaves it in
+_OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
+            ("dnet", 3): "dnet_o", ("dc_prev", None): "dc_prev"}
+
+
+class GateGradOp(NamedTuple):
+    """One product of the time-shared unit::
+
+        dst = sat(base + sign * sat(rnd(a * b, shift), inner), width)
+
+    ``rnd``: round half up (an exact left shift for ``shift <= 0``); ``inner`` None: no inner
+    saturation; ``base`` None: no addend (``"one"``: the constant 1.0 in ``formats.act``).
+    ``a``, ``b``, ``base`` and ``dst`` name registers (:func:`gate_grad_ops`)."""
+
+    name: str
+    a: str
+    b: str
+    shift: int
+    inner: int | None
+    base: str | None
+    sign: int
+    width: int
+    dst: str
+
+
+def op_latency(op: GateGradOp) -> int:
+    """Cycles from ``op``'s issue to the first issue that may read its result: operand
+    registers, product register, rounding and saturation (written here when there is no
+    addend), addition of the addend and saturation (written here)."""
+    return MUL_LATENCY + (op.base is not None)
+
+
+def gate_grad_ops(formats: Formats = FORMATS) -> tuple[tuple[GateGradOp, ...], dict[str, int]]:
+    """The :data:`PRODUCTS` products of ``golden.accel.gate_grad_model`` (in the order of a
+    tie-break: the first ones are issued first) and the widths of the registers they name:
+    the inputs ``i f g o tanh_c c_prev dc dh`` and one destination per product."""
+    f = formats
+    fa, fc, fs = f.act.frac_bits, f.cell.frac_bits, f.state.frac_bits
+    wa, ws, wg = f.act.width, f.state.width, f.grad.width
+    to_grad = fs + fa - f.grad.frac_bits
+    Op = GateGradOp
+    ops = (
+        Op("x", "dh", "o", fa, None, None, 1, ws, "x"),
+        Op("sq_tanh_c", "tanh_c", "tanh_c", fa, wa, "one", -1, wa, "d_tanh_c"),
+        Op("y", "dh", "tanh_c", fa, None, None, 1, ws, "y"),
+        Op("sq_o", "o", "o", fa, wa, "o", -1, wa, "d_o"),
+        Op("sq_i", "i", "i", fa, wa, "i", -1, wa, "d_i"),
+        Op("sq_f", "f", "f", fa, wa, "f", -1, wa, "d_f"),
+        Op("sq_g", "g", "g", fa, wa, "one", -1, wa, "d_g"),
+        Op("dc2", "x", "d_tanh_c", fa, None, "dc", 1, ws, "dc2"),
+        Op("dnet_o", "y", "d_o", to_grad, None, None, 1, wg, "dnet_o"),
+        Op("u", "dc2", "g", fa, None, None, 1, ws, "u"),
+        Op("v", "dc2", "c_prev", fc, None, None, 1, ws, "v"),
+        Op("w", "dc2", "i", fa, None, None, 1, ws, "w"),
+        Op("dc_prev", "dc2", "f", fa, None, None, 1, ws, "dc_prev"),
+        Op("dnet_i", "u", "d_i", to_grad, None, None, 1, wg, "dnet_i"),
+        Op("dnet_f", "v", "d_f", to_grad, None, None, 1, wg, "dnet_f"),
+        Op("dnet_g", "w", "d_g", to_grad, None, None, 1, wg, "dnet_g"),
+    )
+    widths = {**{n: wa for n in ("i", "f", "g", "o", "tanh_c")}, "c_prev": f.cell.width,
+              "dc": ws, "dh": ws, **{op.dst: op.width for op in ops}}
+    return ops, widths
+
+
+def _dsp_cost(a_width: int, b_width: int) -> int:
+    """16x16 DSP blocks (iCE40 SB_MAC16) a signed ``a_width x b_width`` product takes."""
+    return ceil(a_width / 16) * ceil(b_width / 16)
+
+
+def gate_grad_schedule(multipliers: int, formats: Formats = FORMATS):
+    """The fixed schedule of the time-shared unit, computed at elaboration.
+
+    List scheduling, cycle by cycle: of the products whose operands and addend are ready (their
+    producers issued at least :func:`op_latency` cycles before), issue up to ``multipliers``,
+    the ones with the longest chain of dependent products after them first. Several
+    tie-breaks, fewer multipliers and caps on the products wider than 16x16 issued per step are
+    tried; the shortest schedule wins, then the one needing the fewest DSP blocks (it may use
+    fewer than ``multipliers``). Within a step the widest product goes to multiplier 0, the
+    next to 1, ..., so that a multiplier only ever fed ``act x act`` squares stays 16x16.
+
+    Returns ``(steps, shapes)``: ``steps[s][k]`` is the :class:`GateGradOp` issued on multiplier
+    ``k`` at step ``s`` (or None), with its operands swapped, if needed, so that ``a`` is the
+    wider; ``shapes[k]`` is multiplier ``k``'s ``(a_width, b_width)``, the widest it is fed.
+    """
+    if isinstance(multipliers, bool) or not isinstance(multipliers, int) or multipliers < 1:
+        raise ValueError(f"multipliers must be a positive int, not {multipliers!r}")
+    ops, widths = gate_grad_ops(formats)
+    lat = {op.name: op_latency(op) for op in ops}
+    made_by = {op.dst: op.name for op in ops}
+    deps = {op.name: {made_by[r] for r in (op.a, op.b, op.base) if r in made_by} for op in ops}
+    users = {op.name: [o.name for o in ops if op.name in deps[o.name]] for op in ops}
+    height = {}
+    for op in reversed(ops):                 # every user comes after its producers
+        height[op.name] = max((lat[op.name] + height[u] for u in users[op.name]), default=0)
+    index = {op.name: e for e, op in enumerate(ops)}
+
+    def shape(op):
+        wa_, wb_ = widths[op.a], widths[op.b]
+        return (wa_, wb_) if wa_ >= wb_ else (wb_, wa_)
+
+    def normalise(op):
+        return op if widths[op.a] >= widths[op.b] else op._replace(a=op.b, b=op.a)
+
+    keys = (lambda op: (-height[op.name], index[op.name]),
+            lambda op: (-height[op.name], -index[op.name]),
+            lambda op: (-height[op.name], -len(users[op.name]), index[op.name]),
+            lambda op: (-height[op.name], -_dsp_cost(*shape(op)), index[op.name]),
+            lambda op: (-height[op.name], _dsp_cost(*shape(op)), index[op.name]))
+    best = None
+    for key, n, cap in ((key, n, cap) for key in keys for n in range(multipliers, 0, -1)
+                        for cap in range(n, 0, -1)):
+        issued, steps, c = {}, [], 0
+        while len(issued) < len(ops):
+            ready, wide = [], 0
+            for op in sorted((op for op in ops if op.name not in issued and
+                              all(d in issued and issued[d] + lat[d] <= c
+                                  for d in deps[op.name])), key=key):
+                w = _dsp_cost(*shape(op)) > 1
+                if len(ready) < n and wide + w <= cap:
+                    ready.append(op)
+                    wide += w
+            for op in ready:
+                issued[op.name] = c
+            ready.sort(key=lambda op: (-_dsp_cost(*shape(op)), [-w for w in shape(op)]))
+            steps.append(tuple(normalise(op) for op in ready))
+            c += 1
+        n_mul = max(len(row) for row in steps)
+        # a multiplier takes the widest a and the widest b it is fed
+        shapes = [(max(widths[row[k].a] for row in steps if k < len(row)),
+                   max(widths[row[k].b] for row in steps if k < len(row)))
+                  for k in range(n_mul)]
+        steps = [tuple(row) + (None,) * (n_mul - len(row)) for row in steps]
+        score = (len(steps), sum(_dsp_cost(*s) for s in shapes))
+        if best is None or score < best[0]:
+            best = (score, steps, shapes)
+    return best[1], best[2]
+
+
+def allocate_registers(schedule, formats: Formats = FORMATS):
+    """The unit's registers for a schedule (:func:`gate_grad_schedule`): values whose lifetimes do
+    not overlap share one (fewer flip-flops, narrower operand muxes).
+
+    A value lives from the cycle after it is written (inputs: latched the cycle before step 0;
+    a product: ``op_latency - 1`` cycles after its issue) to its last read (an operand at the
+    issue, an addend ``MUL_LATENCY`` cycles after it). Greedy by write time: a value goes to a
+    register whose last value has been read by then, the one it widens least, else to a new
+    one. The results bound for the output register have none (they are written there).
+    Returns a list of ``(width, names)``, one per register.
+    """
+    ops, widths = gate_grad_ops(formats)
+    life = {name: [-1, -1] for name in _INPUTS}
+    outputs = set(_OUTPUTS.values())
+    issued = [(st, op) for st, row in enumerate(schedule) for op in row if op is not None]
+    for st, op in issued:
+        if op.dst not in outputs:
+            life[op.dst] = [st + op_latency(op) - 1, -1]
+    for st, op in issued:
+        for name in (op.a, op.b):
+            life[name][1] = max(life[name][1], st)
+        if op.base in life:
+            life[op.base][1] = max(life[op.base][1], st + MUL_LATENCY)
+    assert all(last > first for first, last in life.values()), life
+    registers = []                           # [width, names, last read]
+    for name in sorted(life, key=lambda n: (life[n][0], -widths[n], n)):
+        (first, last), w = life[name], widths[name]
+        free = [reg for reg in registers if first >= 0 and reg[2] <= first]
+        if free:
+            reg = min(free, key=lambda reg: (max(0, w - reg[0]), abs(reg[0] - w)))
+            reg[0], reg[2] = max(reg[0], w), last
+            reg[1].append(name)
+        else:
+            registers.append([w, [name], last])
+    return [(w, tuple(names)) for w, names, _ in registers]
+
+
+def _round(value, shift: int):
+    """``round_half_up`` with an adder only as wide as the bits kept: ``((v >> (shift-1)) + 1)
+    >> 1`` equals ``(v + 2**(shift-1)) >> shift``."""
+    if shift <= 0:
+        return value << -shift
+    return ((value >> (shift - 1)) + 1) >> 1
+
+
+def _saturate(value, width: int):
+    """``saturate`` by looking at the bits above ``width`` (all equal to the sign: in range),
+    a few LUTs deep, instead of two comparators (carry chains)."""
+    value = Value.cast(value)
+    if len(value) <= width:
+        return value
+    top = value[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return Mux(fits, value[:width].as_signed(), Mux(value[-1], lo, hi))
 
 
 class GateGradUnit(wiring.Component):
-    """Makes ``dnet`` (gates i, f, g, o) and ``dc_{t-1}`` of one hidden unit per cycle.
+    """Makes ``dnet`` (gates i, f, g, o) and ``dc_{t-1}`` of one hidden unit.
 
     Input beat: the unit's cached activations ``i f g o tanh_c`` (``formats.act``) and ``c_prev``
     (``formats.cell``), ``dh_loss`` and the carried ``dc`` (``formats.state``) and ``da_h``, the
@@ -19,17 +225,57 @@ class GateGradUnit(wiring.Component):
     (four ``formats.grad`` values, not yet thresholded) and ``dc_prev`` (``formats.state``).
     No sigmoid or tanh is evaluated: the derivatives come from the cached activations
     (``o(1-o) = o - o*o``, ``1 - tanh^2``). Bit-exact twin: ``golden.accel.gate_grad_model``,
-    whose docstring lists every rounding; 15 multipliers.
+    whose docstring lists every rounding: :data:`PRODUCTS` (16) products, five of them squares
+    ``act x act``, the others ``state x act`` (``v``: ``state x cell``), 24x16 bits in the
+    default formats (two iCE40 SB_MAC16 each).
 
-    Fully pipelined: one beat per cycle, latency 5 cycles (stages: ``dh`` and squares ->
-    ``dh*o``, ``dh*tanh_c`` and the derivatives -> ``dc`` and ``dnet_o`` -> ``dc`` times ``g``,
-    ``c_prev``, ``i``, ``f`` -> ``dnet_i f g``). Under back-pressure the whole pipeline holds
-    (``i.ready = ~o.valid | o.ready``): the consumer should have a registered ``ready`` (the
+    ``multipliers`` None, ``"full"``, 15 or 16: fully pipelined, one multiplier per product,
+    one beat per cycle, latency 5 cycles (stages: ``dh`` and squares -> ``dh*o``, ``dh*tanh_c``
+    and the derivatives -> ``dc`` and ``dnet_o`` -> ``dc`` times ``g``, ``c_prev``, ``i``, ``f``
+    -> ``dnet_i f g``). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
+    o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
-    ``busy``: a beat is somewhere in the pipeline.
+
+    ``multipliers`` ``M`` in 1..14: time-shared. The 16 products run on at most ``M``
+    multipliers in the fixed schedule of :func:`gate_grad_schedule` (:attr:`schedule`, ``S``
+    steps; a step issues at most one product per multiplier). A product issued at step ``s``:
+    operands muxed from the unit's registers into the multiplier's operand registers (``s``),
+    product register (``s+1``), rounded and saturated (``s+2``: into the destination register,
+    usable from ``s+3``, :data:`MUL_LATENCY`); a product with an addend (``dc' = dc + ...``,
+    the derivatives ``o - o^2``, ``i - i^2``, ``f - f^2``, ``1 - tanh_c^2``, ``1 - g^2``) is
+    added and saturated into its destination at ``s+3``, usable from ``s+4``
+    (:func:`op_latency`). Each multiplier has one rounding/saturation circuit per kind of
+    product (shift and width) and one adder per kind of addend; its operands come through one
+    mux per port, indexed by the step. An accepted beat is latched (with ``dh`` computed) into
+    the input registers; its steps run in the next ``S`` cycles. Values whose lifetimes do
+    not overlap share a register (:func:`allocate_registers`, :attr:`registers`: 10 registers
+    for 8 inputs and 11 intermediate results). The five results are written straight into the
+    output register (``o.payload``), ``o.valid`` rises the cycle after the last one.
+    The next beat is accepted in the last step of the current one (later if the current one
+    still reads an input register then), so units follow each other without a gap and their
+    multiplier pipelines overlap.
+
+    Cycles per unit (:attr:`cycles_per_unit`) and latency from ``i`` accepted to ``o.valid``
+    (:attr:`latency`), default formats::
+
+        multipliers    1    2   3..14   full
+        cycles/unit   16   13    12      1
+        latency       19   16    15      5
+        DSP blocks     2    4     6     27   (iCE40 SB_MAC16: 24x16 = 2, 16x16 = 1)
+
+    (``M = 1`` is bound by the 16 products, ``M >= 3`` by the chain ``tanh_c^2 -> dc' -> u ->
+    dnet_i`` of dependent products, 4 + 4 + 3 cycles to the issue of ``dnet_i`` at step 11;
+    from 4 on the schedule uses only 3 multipliers.) At full rate a beat is accepted every ``cycles_per_unit`` cycles and its
+    result leaves ``latency`` cycles later. Under back-pressure the unit holds (every register,
+    and ``i.ready`` low) only in a cycle where a result is due for the output register and the
+    output register is full and not being read (``o.valid & ~o.ready``): the next unit keeps
+    computing until then. ``i.ready`` is high while idle and in the last step of a unit, so
+    ``o.ready`` reaches it through one gate, as in the pipelined unit.
+
+    ``busy``: a beat is somewhere in the unit (including the output register).
     """
 
-    def __init__(self, formats: Formats = FORMATS):
+    def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None):
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
         if formats.rounding != "half_up":
@@ -41,7 +287,46 @@ class GateGradUnit(wiring.Component):
         if formats.act.int_bits < 2:
             raise ValueError(f"formats.act needs 2 integer bits to hold 1.0, not "
                              f"{formats.act.int_bits}")
+        if multipliers is None or (isinstance(multipliers, str) and multipliers == "full"):
+            multipliers = PRODUCTS
+        elif (isinstance(multipliers, bool) or not isinstance(multipliers, int)
+              or not 1 <= multipliers <= PRODUCTS):
+            raise ValueError(f"multipliers must be None, 'full' or an int in 1..{PRODUCTS}, "
+                             f"not {multipliers!r}")
         self.formats = formats
+        #: ``True``: the fully pipelined unit (one multiplier per product)
+        self.parallel = multipliers >= PRODUCTS - 1
+        self.multipliers = PRODUCTS if self.parallel else multipliers
+        ops, widths = gate_grad_ops(formats)
+        if self.parallel:
+            self.schedule, self.shapes = None, None
+            self.cycles_per_unit, self.latency = 1, 5
+            #: 16x16 DSP blocks of the multipliers (iCE40 SB_MAC16), as Yosys splits them
+            self.dsp_blocks = sum(_dsp_cost(*sorted((widths[op.a], widths[op.b]))[::-1])
+                                  for op in ops)
+        else:
+            #: ``schedule[s][k]``: the product multiplier ``k`` issues at step ``s`` (or None)
+            self.schedule, self.shapes = gate_grad_schedule(multipliers, formats)
+            S = len(self.schedule)
+            issued = [(s, op) for s, row in enumerate(self.schedule) for op in row if op]
+            outs = [(s, op) for s, op in issued if op.dst in _OUTPUTS.values()]
+            # the outputs are written straight into the output register: in the order of the
+            # units, they need the same latency
+            assert len({op_latency(op) for _, op in outs}) == 1
+            #: the step of the last product written to the output register
+            self._last_out = max(s for s, _ in outs)
+            # the next unit starts (step 0) once the current one has read its input registers
+            # (an addend MUL_LATENCY cycles after the issue)
+            last_read = max(s + MUL_LATENCY * (op.base in _INPUTS) for s, op in issued)
+            #: cycles between the starts of consecutive units, at full rate
+            self.cycles_per_unit = max(S, last_read + 1)
+            #: cycles from a beat accepted on ``i`` to its result valid on ``o``
+            self.latency = self._last_out + op_latency(outs[0][1]) + 1
+            #: ``(width, value names)`` of each register (:func:`allocate_registers`)
+            # (an input register may hold a result: read by step S - 1 <= cycles_per_unit - 1,
+            # before the next beat is latched)
+            self.registers = allocate_registers(self.schedule, formats)
+            self.dsp_blocks = sum(_dsp_cost(*s) for s in self.shapes)
         f = formats
         self.in_layout = data.StructLayout({
             **{name: signed(f.act.width) for name in ("i", "f", "g", "o", "tanh_c")},
@@ -62,6 +347,164 @@ class GateGradUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        if self.parallel:
+            self._elaborate_parallel(m)
+        else:
+            self._elaborate_shared(m)
+        return m
+
+    def _elaborate_shared(self, m):
+        f = self.formats
+        fs, ws = f.state.frac_bits, f.state.width
+        steps, shapes = self.schedule, self.shapes
+        S, P, M = len(steps), self.cycles_per_unit, len(shapes)
+        _, widths = gate_grad_ops(f)
+        # value name -> its register (written to) and its key and value (read: a mux input)
+        r, regkey, src = {}, {"one": "one"}, {"one": 1 << f.act.frac_bits}
+        for e, (w, names) in enumerate(self.registers):
+            reg = Signal(signed(w), name="r_" + "_".join(names))
+            for name in names:
+                r[name], regkey[name] = reg, (e, widths[name])
+                src[e, widths[name]] = reg if widths[name] == w else reg[:widths[name]].as_signed()
+        for (field, g), name in _OUTPUTS.items():    # written in place (see ``out_due``)
+            r[name] = self.o.payload[field] if g is None else self.o.payload[field][g]
+
+        en = Signal()                        # the unit advances (all its registers)
+        run = Signal()                       # a unit is issuing: step ``s``
+        s = Signal(range(max(P, 2)))
+        # the steps in the multipliers' stages: product, rounding, addend
+        v1, v2, v3 = Signal(), Signal(), Signal()
+        s1, s2, s3 = (Signal.like(s, name=f"s{n}") for n in (1, 2, 3))
+        o = self.o
+        out_steps = sorted({st for st, row in enumerate(steps) for op in row
+                            if op is not None and op.dst in _OUTPUTS.values()})
+        out_due = Signal()                   # a result is written to the output register
+        m.d.comb += [
+            out_due.eq(v2 & Cat(*(s2 == st for st in out_steps)).any()),
+            en.eq(~(out_due & o.valid & ~o.ready)),
+            self.i.ready.eq(en & (~run | (s == P - 1))),
+            self.busy.eq(run | v1 | v2 | v3 | o.valid),
+        ]
+
+        # -- accept: latch the beat, make dh
+        p = self.i.payload
+        with m.If(en):
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [run.eq(1), s.eq(0)]
+                m.d.sync += [r[n].eq(p[n]) for n in ("i", "f", "g", "o", "tanh_c", "c_prev",
+                                                     "dc")]
+                m.d.sync += r["dh"].eq(saturate(
+                    p.dh_loss + round_half_up(p.da_h, f.da.frac_bits - fs), ws))
+            with m.Elif(run):
+                with m.If(s == P - 1):
+                    m.d.sync += run.eq(0)
+                with m.Else():
+                    m.d.sync += s.eq(s + 1)
+            m.d.sync += [v1.eq(run), s1.eq(s), v2.eq(v1), s2.eq(s1), v3.eq(v2), s3.eq(s2)]
+
+        def at(stage_valid, stage_step, ops):
+            """One If per step that has ops (a `case` missing values fails `verilator -Wall`)."""
+            for st, row in enumerate(steps):
+                here = [(k, op) for k, op in enumerate(row) if op is not None and op in ops]
+                if here:
+                    with m.If(en & stage_valid & (stage_step == st)):
+                        yield here
+
+        every = {op for row in steps for op in row if op is not None}
+        plain = {op for op in every if op.base is None}
+        added = every - plain
+
+        def choose(step, table, shape, name, values, registered=False):
+            """A mux: ``values[table[st]]`` while ``step == st`` (any of them otherwise), through
+            an index of the distinct values (fewer than the steps). ``registered``: ``step`` is
+            the step of the stage before, the index is registered (off the critical path)."""
+            names = sorted(set(table.values()), key=str)
+            out = Signal(shape, name=name)
+            if len(names) == 1:
+                m.d.comb += out.eq(values[names[0]])
+                return out
+            index = Signal(range(len(names)), name=f"{name}_sel")
+            domain = m.d.sync if registered else m.d.comb
+            with m.If(en if registered else 1):
+                with m.Switch(step):         # every `case` has a default: `verilator -Wall`
+                    for e, nm in enumerate(names[:-1]):
+                        with m.Case(*(st for st, n in table.items() if n == nm)):
+                            domain += index.eq(e)
+                    with m.Default():
+                        domain += index.eq(len(names) - 1)
+            with m.Switch(index):
+                for e, nm in enumerate(names[:-1]):
+                    with m.Case(e):
+                        m.d.comb += out.eq(values[nm])
+                with m.Default():
+                    m.d.comb += out.eq(values[names[-1]])
+            return out
+
+        # -- issue: operands into the multipliers' operand registers (every cycle: a product
+        # is only written where the schedule has one); products
+        A = [Signal(signed(aw), name=f"mul{k}_a") for k, (aw, _) in enumerate(shapes)]
+        B = [Signal(signed(bw), name=f"mul{k}_b") for k, (_, bw) in enumerate(shapes)]
+        prod = [Signal(signed(aw + bw), name=f"mul{k}_p") for k, (aw, bw) in enumerate(shapes)]
+        for k in range(M):
+            mine = {st: row[k] for st, row in enumerate(steps) if row[k] is not None}
+            b_in = choose(s, {st: regkey[op.b] for st, op in mine.items()}, B[k].shape(),
+                          f"mul{k}_b_in", src)
+            # a square takes its a from b's mux
+            a_in = choose(s, {st: (regkey[op.a] if op.a != op.b else None)
+                              for st, op in mine.items()},
+                          A[k].shape(), f"mul{k}_a_in", {**src, None: b_in})
+            with m.If(en):
+                m.d.sync += [A[k].eq(a_in), B[k].eq(b_in), prod[k].eq(A[k] * B[k])]
+
+        # -- rounding and saturation: one circuit per multiplier and (shift, width); a product
+        # without addend is written to its destination, one with an addend to ``mid``
+        def rounded(op):
+            return (op.shift, op.width if op.base is None else op.inner)
+
+        value = {}
+        for k in range(M):
+            for key in sorted({rounded(row[k]) for row in steps if row[k] is not None},
+                              key=repr):
+                x = _round(prod[k], key[0])
+                value[k, key] = _saturate(x, key[1]) if key[1] is not None else x
+        mid = [None] * M
+        for k in range(M):
+            mine = [row[k] for row in steps if row[k] in added]
+            if mine:
+                mid[k] = Signal(signed(max(len(value[k, rounded(op)]) for op in mine)),
+                                name=f"mul{k}_mid")
+        for here in at(v2, s2, every):
+            for k, op in here:
+                target = r[op.dst] if op in plain else mid[k]
+                m.d.sync += target.eq(value[k, rounded(op)])
+
+        # -- addend (read now: MUL_LATENCY after the issue) and saturation: one adder per
+        # multiplier and (sign, width)
+        total = {}
+        for k in range(M):
+            kinds = {}
+            for st, row in enumerate(steps):
+                if row[k] in added:
+                    kinds.setdefault((row[k].sign, row[k].width), {})[st] = row[k]
+            for (sign, width), table in sorted(kinds.items()):
+                bw = max(widths.get(op.base, f.act.width) for op in table.values())
+                base = choose(s2, {st: regkey[op.base] for st, op in table.items()}, signed(bw),
+                              f"mul{k}_base{sign + 1}_{width}", src,
+                              registered=True)   # the index, for s3 = s2 a cycle later
+                # only as many bits of ``mid`` as these products leave there
+                x = mid[k][:max(len(value[k, rounded(op)]) for op in table.values())].as_signed()
+                total[k, sign, width] = _saturate(base + x if sign > 0 else base - x, width)
+        for here in at(v3, s3, added):
+            for k, op in here:
+                m.d.sync += r[op.dst].eq(total[k, op.sign, op.width])
+
+        # -- output register: valid from the cycle after the last result is written in
+        with m.If(en & v2 & (s2 == self._last_out)):
+            m.d.sync += o.valid.eq(1)
+        with m.Elif(o.ready):
+            m.d.sync += o.valid.eq(0)
+
+    def _elaborate_parallel(self, m):
         f = self.formats
         fa, fc, fs = f.act.frac_bits, f.cell.frac_bits, f.state.frac_bits
         wa, ws, wg = f.act.width, f.state.width, f.grad.width
@@ -133,4 +576,3 @@ class GateGradUnit(wiring.Component):
                (o.dnet[2], saturate(round_half_up(w4 * dg4, to_grad), wg)),
                (o.dnet[3], dno4),
                (o.dc_prev, dcp4)])
-        return m

@@ -81,18 +81,23 @@ def check(got, want, K):
     assert got["MACS"] == want["pairs"] * 2 * K
 
 
-@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme", [
-    (3, 2, 2, 3, 2, 0.5, False, False),
-    (3, 2, 2, 3, 2, 0.5, True, False),
-    (4, 3, 4, 2, 1, 0.9, False, False),     # C = 2: read-after-write forwarding in the array
-    (2, 1, 1, 2, 1, 0.0, False, True),      # every code of every format: saturation
-    (5, 3, 3, 2, 1, 1.0, False, False),     # everything zeroed
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme, ew", [
+    (3, 2, 2, 3, 2, 0.5, False, False, None),
+    (3, 2, 2, 3, 2, 0.5, True, False, None),
+    (4, 3, 4, 2, 1, 0.9, False, False, None),   # C = 2: read-after-write forwarding in the array
+    (2, 1, 1, 2, 1, 0.0, False, True, None),    # every code of every format: saturation
+    (5, 3, 3, 2, 1, 1.0, False, False, None),   # everything zeroed
+    # the time-shared gate-gradient unit (one multiplier, a unit per 16 cycles)
+    (3, 2, 2, 3, 2, 0.5, False, False, 1),
+    (3, 2, 2, 3, 2, 0.5, True, False, 1),       # dense: the array waits for the unit
+    (2, 1, 1, 2, 1, 0.0, False, True, 1),
+    (4, 3, 4, 2, 1, 0.0, False, False, 2),
 ])
-def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme):
+def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
     seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
     mems = random_mems(H, X, T, B, seed, extreme=extreme)
     tau = tau_for_sparsity(mems, X, sparsity)
-    dut = Backward(H, X, L, max_seq=T, max_batch=B)
+    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew)
     got = simulate(dut, mems, tau, dense=dense)
     want = backward_model(mems, tau, inputs=X, dense=dense)
     check(got, want, X + H)
@@ -100,11 +105,12 @@ def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme):
     assert got["CYCLES"] == got["BEATS"] + got["STARVED"]
 
 
-def test_single_steps_equal_the_whole_sequence_and_short_runs():
+@pytest.mark.parametrize("ew", [None, 1])
+def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
     H, X, L, T = 3, 2, 2, 4
     mems = random_mems(H, X, T, 1, 5)
     tau = tau_for_sparsity(mems, X, 0.6)
-    dut = Backward(H, X, L, max_seq=T, max_batch=1)
+    dut = Backward(H, X, L, max_seq=T, max_batch=1, ew_multipliers=ew)
     got = simulate(dut, mems, tau, steps=[2, 1, 0], seq_len=3)   # SEQ_LEN 3 of 4 slots
     want = backward_model(mems, tau, inputs=X, seq_len=3)
     check(got, want, X + H)
@@ -114,6 +120,7 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs():
     ({"max_seq": 0}, "max_seq must be an int in 1..4096, not 0"),
     ({"max_batch": 0}, "max_batch must be an int in 1..1024, not 0"),
     ({"hidden": 0}, "hidden must be an int in 1..1024, not 0"),
+    ({"ew_multipliers": 0}, "multipliers must be None, 'full' or an int in 1..16, not 0"),
     ({"lanes": 0}, "lanes must be an int in 1..16, not 0"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),

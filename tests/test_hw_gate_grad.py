@@ -1,22 +1,27 @@
 # amaranth: UnusedElaboratable=no
-"""hw.gate_grad.GateGradUnit against golden.accel.gate_grad_model, under random back-pressure."""
+"""hw.gate_grad.GateGradUnit against golden.accel.gate_grad_model, under random back-pressure:
+the fully pipelined unit and the time-shared one (``multipliers``)."""
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from gateskip.golden.accel import gate_grad_model
 from gateskip.golden.fixed import FORMATS, Formats, Q
-from gateskip.hw.gate_grad import GateGradUnit
+from gateskip.hw.gate_grad import (MUL_LATENCY, PRODUCTS, GateGradUnit, allocate_registers,
+                                   gate_grad_ops, gate_grad_schedule, op_latency)
 
 from test_hw_threshold import run_stream
 
 FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dh_loss", "da_h", "dc")
+#: cycles per unit and latency the docstring promises, default formats
+TIMING = {None: (1, 5), 1: (16, 19), 2: (13, 16), 3: (12, 15), 8: (12, 15), 15: (1, 5)}
 
 
-def random_inputs(n, seed, extreme=False):
+def random_inputs(n, seed, extreme=False, formats=FORMATS):
     """Realistic activations and gradients, or (``extreme``) any code of each format."""
     rng = np.random.default_rng(seed)
-    F = FORMATS
+    F = formats
     fmt = {"c_prev": F.cell, "dh_loss": F.state, "da_h": F.da, "dc": F.state,
            **{k: F.act for k in ("i", "f", "g", "o", "tanh_c")}}
     if extreme:
@@ -33,24 +38,140 @@ def random_inputs(n, seed, extreme=False):
     return {k: fmt[k].quantize(v) for k, v in f_.items()}
 
 
-@pytest.mark.parametrize("extreme", [False, True])
-@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.6, 0.5)])
-def test_gate_grad_unit_is_bit_exact(extreme, p_valid, p_ready):
-    seed = 7 + 3 * extreme + int(10 * p_ready)
-    n = 120
-    x = random_inputs(n, seed, extreme)
-    dnet, dcp = gate_grad_model(*(x[k] for k in FIELDS))
-    dut = GateGradUnit()
+def run_unit(dut, x, n, seed, p_valid, p_ready):
     items = [{k: int(x[k][e]) for k in FIELDS} for e in range(n)]
-    got, cycles, acc, emit = run_stream(
+    return run_stream(
         dut, items, seed, p_valid, p_ready,
         get=lambda ctx: (tuple(ctx.get(dut.o.payload.dnet[g]) for g in range(4)),
                          ctx.get(dut.o.payload.dc_prev)))
-    want = [(tuple(int(v) for v in dnet[e]), int(dcp[e])) for e in range(n)]
-    assert got == want, f"seed {seed}"
-    if p_valid == p_ready == 1.0:
-        assert cycles == n + 5                       # one unit per cycle, latency 5
-        assert emit == [c + 5 for c in acc]
+
+
+def expected(x, n, formats=FORMATS):
+    dnet, dcp = gate_grad_model(*(x[k] for k in FIELDS), formats=formats)
+    return [(tuple(int(v) for v in dnet[e]), int(dcp[e])) for e in range(n)]
+
+
+@pytest.mark.parametrize("multipliers", [None, 1, 2, 3, 8, 15])
+@pytest.mark.parametrize("extreme", [False, True])
+@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.6, 0.5), (1.0, 0.2), (1.0, 0.05)])
+def test_gate_grad_unit_is_bit_exact(multipliers, extreme, p_valid, p_ready):
+    seed = 7 + 3 * extreme + int(10 * p_ready) + 100 * (multipliers or 0)
+    n = 120 if multipliers in (None, 15) else 60
+    x = random_inputs(n, seed, extreme)
+    dut = GateGradUnit(multipliers=multipliers)
+    got, cycles, acc, emit = run_unit(dut, x, n, seed, p_valid, p_ready)
+    assert got == expected(x, n), f"seed {seed}"
+    per, latency = TIMING[multipliers]
+    assert (dut.cycles_per_unit, dut.latency) == (per, latency)
+    if p_valid == p_ready == 1.0:                # full rate: measured
+        assert cycles == (n - 1) * per + latency + 1
+        assert acc == [per * e for e in range(n)]
+        assert emit == [c + latency for c in acc]
+
+
+@pytest.mark.parametrize("multipliers", [None, 1, 3])
+def test_other_formats(multipliers):
+    """Other widths and fraction bits (cell and state narrower than act's 1.0 * 2**fa)."""
+    f = Formats(act=Q(3, 12), cell=Q(5, 9), state=Q(4, 14), grad=Q(2, 12), da=Q(6, 20))
+    n, seed = 80, 11
+    for extreme in (False, True):
+        x = random_inputs(n, seed + extreme, extreme, formats=f)
+        dut = GateGradUnit(f, multipliers=multipliers)
+        got, *_ = run_unit(dut, x, n, seed, 0.8, 0.7)
+        assert got == expected(x, n, f), f"extreme {extreme}"
+
+
+def test_busy_covers_a_beat_until_it_leaves():
+    dut = GateGradUnit(multipliers=1)
+    x = random_inputs(1, 3)
+    log = []
+
+    async def tb(ctx):
+        for k in FIELDS:
+            ctx.set(dut.i.payload[k], int(x[k][0]))
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.o.ready, 0)
+        for cyc in range(40):
+            fire = ctx.get(dut.i.ready)
+            log.append((ctx.get(dut.busy), ctx.get(dut.o.valid)))
+            if cyc == 30:
+                ctx.set(dut.o.ready, 1)
+            await ctx.tick()
+            if fire:
+                ctx.set(dut.i.valid, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    busy = [b for b, _ in log]
+    valid = [v for _, v in log]
+    assert busy == [0] + [1] * 30 + [0] * 9       # accepted in cycle 0, read in cycle 30
+    assert valid == [0] * dut.latency + [1] * (31 - dut.latency) + [0] * 9
+
+
+@pytest.mark.parametrize("multipliers", range(1, 15))
+def test_schedule_respects_dependencies_and_latency(multipliers):
+    steps, shapes = gate_grad_schedule(multipliers)
+    ops, widths = gate_grad_ops(FORMATS)
+    issued = {op.name: s for s, row in enumerate(steps) for op in row if op is not None}
+    assert sorted(issued) == sorted(op.name for op in ops) and len(ops) == PRODUCTS
+    assert len(issued) == sum(op is not None for row in steps for op in row)  # each once
+    assert all(len(row) == len(shapes) <= multipliers for row in steps)
+    made_by = {op.dst: op for op in ops}
+    for op in ops:
+        for reg in (op.a, op.b, op.base):
+            if reg in made_by:
+                producer = made_by[reg]
+                assert issued[producer.name] + op_latency(producer) <= issued[op.name], (op, reg)
+    for row in steps:
+        for k, op in enumerate(row):
+            if op is not None:                   # the wider operand on a; fits the multiplier
+                assert widths[op.a] >= widths[op.b]
+                assert widths[op.a] <= shapes[k][0] and widths[op.b] <= shapes[k][1]
+    assert steps[0] and steps[-1] and any(steps[-1])
+
+
+@pytest.mark.parametrize("multipliers", [1, 2, 3, 8])
+def test_shared_registers_hold_one_live_value_at_a_time(multipliers):
+    """Per register, each value is read for the last time no later than the next is written,
+    across two consecutive units too (the next one starts ``cycles_per_unit`` later)."""
+    dut = GateGradUnit(multipliers=multipliers)
+    ops, widths = gate_grad_ops(FORMATS)
+    written, reads = {n: -1 for n in ("i", "f", "g", "o", "tanh_c", "c_prev", "dc", "dh")}, {}
+    for st, row in enumerate(dut.schedule):
+        for op in row:
+            if op is not None:
+                written.setdefault(op.dst, st + op_latency(op) - 1)
+                for reg, at in ((op.a, st), (op.b, st), (op.base, st + MUL_LATENCY)):
+                    reads.setdefault(reg, []).append(at)
+    names = [n for _, ns in dut.registers for n in ns]
+    assert sorted(names) == sorted(n for n in written if n in reads)     # each value once
+    assert len(dut.registers) < len(names)
+    P = dut.cycles_per_unit
+    for width, held in dut.registers:
+        assert width == max(widths[n] for n in held)
+        spans = sorted((written[n], max(reads[n])) for n in held)
+        spans += [(w + P, last + P) for w, last in spans]             # the next unit
+        for (w0, last0), (w1, _) in zip(spans, spans[1:]):
+            assert last0 <= w1, (held, spans)
+    assert allocate_registers(dut.schedule) == dut.registers
+
+
+def test_schedule_multipliers_and_dsps():
+    assert GateGradUnit(multipliers=1).shapes == [(24, 16)]
+    assert GateGradUnit(multipliers=1).dsp_blocks == 2
+    assert GateGradUnit(multipliers=2).dsp_blocks == 4
+    assert GateGradUnit(multipliers=3).dsp_blocks == 6
+    assert GateGradUnit(multipliers=14).shapes == GateGradUnit(multipliers=3).shapes
+    assert GateGradUnit().dsp_blocks == 27 and GateGradUnit().parallel
+    assert GateGradUnit(multipliers="full").parallel and GateGradUnit(multipliers=16).parallel
+
+
+@pytest.mark.parametrize("value", [0, -1, 17, 2.0, "2", "half", True, [1]])
+def test_invalid_multipliers(value):
+    with pytest.raises(ValueError, match="multipliers must be None, 'full' or an int in 1..16"):
+        GateGradUnit(multipliers=value)
 
 
 def test_gate_grad_unit_checks_its_formats():
