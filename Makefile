@@ -21,12 +21,18 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed iverilog
 	$(BIN)/python -m pytest
 
-# Icarus Verilog, the second simulator of the cocotb suite, comes from Debian's packages.
+# From Debian's packages: Icarus Verilog, the second simulator of the cocotb suite, and the USB
+# libraries openFPGALoader (gateskip flash) loads.
+DEBS := iverilog libusb-1.0-0 libftdi1-2
+
 iverilog:
-	@command -v iverilog >/dev/null || { \
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; \
-	  else echo "Icarus Verilog is missing: sudo apt-get install iverilog" >&2; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  elif command -v iverilog >/dev/null; then \
+	    echo "note: $$missing missing (gateskip flash needs libusb and libftdi)" >&2; \
+	  else echo "missing: sudo apt-get install $$missing" >&2; exit 1; fi; }
 
 venv: $(VENV)/.installed
 

