@@ -41,15 +41,19 @@ def reg_signature() -> wiring.Signature:
     })
 
 
-def mem_port_signature(addr_width: int, elements: int) -> wiring.Signature:
+def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wiring.Signature:
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by :data:`.regmap.MEMORIES` code. Written elements are truncated to the
-    word's fields, read ones sign-extended; ``rdata`` is valid the cycle after ``re``."""
+    word's fields, read ones sign-extended; ``rdata`` is valid the cycle after ``re``.
+
+    With ``el_width`` (an element port: ``elements`` is 1), each access is the one element
+    ``el`` of the word at ``addr``: a write changes that element alone."""
     word = data.ArrayLayout(signed(WORD_WIDTH), elements)
-    return wiring.Signature({
-        "mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
-        "wdata": Out(word), "rdata": In(word),
-    })
+    members = {"mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
+               "wdata": Out(word), "rdata": In(word)}
+    if el_width:
+        members["el"] = Out(el_width)
+    return wiring.Signature(members)
 
 
 class Backward(wiring.Component):
@@ -76,6 +80,12 @@ class Backward(wiring.Component):
     unit per cycle; 1, 2, 3: time-shared, one unit per :attr:`GateGradUnit.cycles_per_unit`
     cycles, for devices with few DSP blocks).
 
+    ``counter_width``: bits of the counters of :data:`.regmap.COUNTERS` (they wrap at
+    ``2**counter_width`` and read zero-extended to 32 bits); fewer save logic on small devices.
+    ``element_port``: the host port carries one element per access (``mem.el`` picks it; the
+    memories get a write enable per element) instead of whole words: much less logic, for small
+    devices; the host link must be built to match.
+
     Memories (``amaranth.lib.memory``, synchronous read; block RAM on the boards), with the
     layout of :data:`.regmap.MEMORIES`. The host reads and writes them through ``mem`` and the
     registers through ``reg`` (:mod:`.regmap`), and only while idle: accesses while ``busy``
@@ -84,14 +94,20 @@ class Backward(wiring.Component):
 
     def __init__(self, hidden: int = 8, inputs: int = 4, lanes: int = 4, *, max_seq: int = 8,
                  max_batch: int = 1, fifo_depth: int = 8, formats: Formats = FORMATS,
-                 max_memory_bits: int | None = None, ew_multipliers: int | str | None = None):
+                 max_memory_bits: int | None = None, ew_multipliers: int | str | None = None,
+                 counter_width: int = WORD_WIDTH, element_port: bool = False):
         for name, value, hi in (("hidden", hidden, 1024), ("inputs", inputs, 1024),
                                 ("max_seq", max_seq, 4096), ("max_batch", max_batch, 1024)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
                 raise ValueError(f"{name} must be an int in 1..{hi}, not {value!r}")
         if not isinstance(fifo_depth, int) or not 2 <= fifo_depth <= 64:
             raise ValueError(f"fifo_depth must be an int in 2..64, not {fifo_depth!r}")
+        if (not isinstance(counter_width, int) or isinstance(counter_width, bool) or
+                not 1 <= counter_width <= WORD_WIDTH):
+            raise ValueError(f"counter_width must be an int in 1..{WORD_WIDTH}, "
+                             f"not {counter_width!r}")
         MacArray.check_parameters(lanes, inputs + hidden, 4 * hidden, formats)
+        self.counter_width = counter_width
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch, self.formats = max_seq, max_batch, formats
         self.k = K = inputs + hidden
@@ -103,11 +119,12 @@ class Backward(wiring.Component):
         if f.dw.frac_bits < f.grad.frac_bits:
             raise ValueError(f"formats.dw {f.dw} needs at least the fraction bits of grad "
                              f"{f.grad} to accumulate db exactly")
-        self.array = MacArray(lanes, K, 4 * H, formats)
+        self.array = MacArray(lanes, K, 4 * H, formats, counter_width=counter_width)
         self.ew = GateGradUnit(formats, multipliers=ew_multipliers)
         self.ew_multipliers = ew_multipliers
-        self.threshold = ThresholdUnit(f.grad.width, 4)
-        self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)))
+        self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=counter_width)
+        self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
+                                   counter_width=counter_width)
         self.fifo_depth = fifo_depth
 
         def words(n):
@@ -132,13 +149,23 @@ class Backward(wiring.Component):
                              f"({self.memory_bits / 8192:.1f} KiB) and the target holds "
                              f"{max_memory_bits} ({max_memory_bits / 8192:.1f} KiB): lower "
                              f"hidden, inputs, max_seq or max_batch")
-        self.memories = {name: Memory(shape=s, depth=d, init=[])
-                         for name, (s, d) in self.shapes.items()}
         self.addr_width = max(ceil_log2(d) for _, d in self.shapes.values())
         self.elements = max(lanes, len(ACT_FIELDS))
+        # an element port writes one element of a word: the memories are arrays of elements
+        # (ACT's fields in slots of its widest field), each with its write enable
+        self.mem_shapes = {name: s for name, (s, _d) in self.shapes.items()}
+        if element_port:
+            self.mem_shapes["ACT"] = data.ArrayLayout(
+                signed(max(f.act.width, f.cell.width)), len(ACT_FIELDS))
+        self.memories = {name: Memory(shape=self.mem_shapes[name], depth=d, init=[])
+                         for name, (_s, d) in self.shapes.items()}
+        self.element_port = bool(element_port)
+        #: the host port's elements per access, and the width of its element index
+        self.port_elements = 1 if element_port else self.elements
+        self.el_width = max(1, ceil_log2(self.elements)) if element_port else 0
         super().__init__({
             "reg": In(reg_signature()),
-            "mem": In(mem_port_signature(self.addr_width, self.elements)),
+            "mem": In(mem_port_signature(self.addr_width, self.port_elements, self.el_width)),
             "busy": Out(1),
             "done": Out(1),
         })
@@ -159,7 +186,11 @@ class Backward(wiring.Component):
             m.submodules[f"mem_{name.lower()}"] = mem
         rd = {name: mem.read_port() for name, mem in mems.items()}
         rd_da_h = mems["DA"].read_port()
-        wr = {name: mem.write_port() for name, mem in mems.items()}
+        def write_port(name, mem):
+            if self.element_port and isinstance(self.mem_shapes[name], data.ArrayLayout):
+                return mem.write_port(granularity=1)
+            return mem.write_port()
+        wr = {name: write_port(name, mem) for name, mem in mems.items()}
 
         # -- registers ----------------------------------------------------------------------
         R = {r.name: r.address for r in regmap.REGISTERS}
@@ -170,7 +201,8 @@ class Backward(wiring.Component):
         seq_len = Signal(range(Tm + 1), init=Tm)
         batch = Signal(range(Bm + 1), init=Bm)
         done, error = Signal(), Signal()
-        counters = {name: Signal(32, name=f"cnt_{name.lower()}") for name in regmap.COUNTERS}
+        counters = {name: Signal(self.counter_width, name=f"cnt_{name.lower()}")
+                    for name in regmap.COUNTERS}
 
         running, zeroing = Signal(), Signal()
         idle = ~running & ~zeroing
@@ -293,7 +325,8 @@ class Backward(wiring.Component):
         m.d.comb += [
             rd_da_h.addr.eq(vec_base + C + word_h), rd_da_h.en.eq(f_take),
             ew.i.valid.eq(f_valid),
-            *[ew_in[n].eq(actw[n]) for n in ACT_FIELDS],
+            *[ew_in[n].eq(actw[i] if self.element_port else actw[n])
+              for i, n in enumerate(ACT_FIELDS)],
             ew_in.dh_loss.eq(rd["DH"].data),
             ew_in.dc.eq(rd["DC"].data),
             ew_in.da_h.eq(Mux(f_next, da_h, 0)),
@@ -354,27 +387,45 @@ class Backward(wiring.Component):
             r_addr, r_en = run_rd.get(code_name, (Const(0), Const(0)))
             m.d.comb += [rd[code_name].addr.eq(Mux(running, r_addr, host.addr[:aw])),
                          rd[code_name].en.eq(Mux(running, r_en, h_sel & host.re))]
-            host_word = Signal(shape, name=f"host_word_{code_name.lower()}")
-            self._pack(m, host_word, host.wdata, shape)
+            mshape = self.mem_shapes[code_name]
+            host_word = Signal(mshape, name=f"host_word_{code_name.lower()}")
             port = wr[code_name]
+            en_width = len(port.en)
+            h_we = h_sel & host.we
+            if self.element_port:
+                self._pack_element(m, host_word, host.wdata[0], code_name)
+                if isinstance(mshape, data.ArrayLayout):   # the element's enable alone
+                    h_we = Mux(h_we, Const(1, en_width) << host.el, 0)
+            else:
+                self._pack(m, host_word, host.wdata, shape)
+            def all_en(en):
+                return en.replicate(en_width) if en_width > 1 else en
             if code_name in run_wr:
                 w_addr, w_en, w_data = run_wr[code_name]
                 m.d.comb += [
                     port.addr.eq(Mux(zeroing, zn, Mux(running, w_addr, host.addr[:aw]))),
                     port.data.eq(Mux(zeroing, 0, Mux(running, w_data, host_word))),
-                    port.en.eq(Mux(zeroing, zn < depth,
-                                   Mux(running, w_en, h_sel & host.we))),
+                    port.en.eq(Mux(zeroing, all_en(zn < depth),
+                                   Mux(running, all_en(w_en), h_we))),
                 ]
             else:
                 m.d.comb += [port.addr.eq(host.addr[:aw]), port.data.eq(host_word),
-                             port.en.eq(h_sel & host.we)]
+                             port.en.eq(h_we)]
         rd_code = Signal(3)
+        rd_el = Signal(max(1, self.el_width))
         with m.If(host.re):
             m.d.sync += rd_code.eq(host.mem)
+            if self.element_port:
+                m.d.sync += rd_el.eq(host.el)
         with m.Switch(rd_code):
             for code_name in mems:
                 with m.Case(regmap.MEMORIES[code_name][0]):
-                    self._unpack(m, host.rdata, rd[code_name].data, self.shapes[code_name][0])
+                    if self.element_port:
+                        self._unpack_element(m, host.rdata[0], rd[code_name].data, rd_el,
+                                             self.mem_shapes[code_name])
+                    else:
+                        self._unpack(m, host.rdata, rd[code_name].data,
+                                     self.shapes[code_name][0])
 
         # -- counters -------------------------------------------------------------------------
         m.d.comb += [arr.clear.eq(clear), thr.clear.eq(clear), cmp.clear.eq(clear)]
@@ -407,6 +458,30 @@ class Backward(wiring.Component):
         """Host elements -> memory word (truncating each to its field)."""
         for e, key in enumerate(self._fields(shape)):
             m.d.comb += (word.eq(elements[e]) if key is None else word[key].eq(elements[e]))
+
+    def _pack_element(self, m, word, element, name):
+        """Host element -> every element of an element-port memory word (truncated to the field,
+        then sign-extended into the slot); the write enables pick the one written."""
+        shape = self.mem_shapes[name]
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += word.eq(element)
+            return
+        f = self.formats
+        widths = ([f.act.width] * 5 + [f.cell.width] if name == "ACT"
+                  else [shape.elem_shape.width] * shape.length)
+        for e, fw in enumerate(widths):
+            m.d.comb += word[e].eq(element[:fw].as_signed())
+
+    @staticmethod
+    def _unpack_element(m, element, word, el, shape):
+        """Element ``el`` of an element-port memory word -> the host element, sign-extended."""
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += element.eq(word)
+            return
+        m.d.comb += element.eq(word[0])
+        for e in range(1, shape.length):
+            with m.If(el == e):
+                m.d.comb += element.eq(word[e])
 
     def _unpack(self, m, elements, word, shape):
         """Memory word -> host elements, sign-extended; elements beyond the word read 0."""

@@ -49,18 +49,21 @@ class HostLink(wiring.Component):
     ``SYNC`` with nothing in flight.
 
     ``depths`` gives each memory's words (``Backward.shapes``); ``elements`` and ``addr_width``
-    the accelerator's memory port.
+    the accelerator's memory port (``element_port``: one element per access, see
+    :func:`~.backward.mem_port_signature`).
     """
 
     def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
-                 formats: Formats = FORMATS):
+                 formats: Formats = FORMATS, element_port: bool = False):
         if set(depths) != set(regmap.MEMORIES):
             raise ValueError(f"depths must name the memories {', '.join(regmap.MEMORIES)}")
         if not isinstance(max_payload, int) or not 16 <= max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must be an int in 16..65535, not {max_payload!r}")
         if not isinstance(timeout, int) or not 16 <= timeout <= 1 << 28:
             raise ValueError(f"timeout must be an int in 16..2**28 cycles, not {timeout!r}")
+        self.element_port = bool(element_port)
+        el_width = max(1, ceil_log2(elements)) if element_port else 0
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
         self.per = {n: regmap.elements_per_word(n, lanes) for n in regmap.MEMORIES}
@@ -74,7 +77,8 @@ class HostLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "reg": Out(reg_signature()),
-            "mem": Out(mem_port_signature(addr_width, elements)),
+            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
+                                          el_width)),
             "busy": In(1),
             "idle": Out(1),
         })
@@ -144,11 +148,16 @@ class HostLink(wiring.Component):
         el = Signal(range(self.elements + 1))
         bi = Signal(3)
         cur = Signal(32)
-        word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+        EP = self.element_port
+        word = Signal(data.ArrayLayout(WORD_WIDTH, 1 if EP else self.elements))
         rd_pending = Signal()
         word_full = Signal()
         mem = self.mem
         m.d.comb += [mem.mem.eq(sel), mem.addr.eq(maddr), mem.wdata.eq(word)]
+        if EP:
+            w_el = Signal.like(el)                  # the element being written
+            w_last = Signal()                       # ... is its word's last
+            m.d.comb += mem.el.eq(Mux(state == _State.WRITE_MEM, w_el, el))
 
         # -- receive ----------------------------------------------------------------------
         timing = ((state == _State.HEAD) | (state == _State.BODY) | (state == _State.CRC) |
@@ -276,9 +285,13 @@ class HostLink(wiring.Component):
                     for n in range(1, 4):
                         with m.If(eb == n):
                             m.d.comb += elem.eq(whole[32 - 8 * n:])
-                    for e in range(self.elements):      # an If per element: no `case` on el
-                        with m.If(el == e):
-                            m.d.sync += word[e].eq(elem)
+                    if EP:                              # written alone, next cycle
+                        m.d.sync += [word[0].eq(elem), w_el.eq(el), w_last.eq(el == per - 1),
+                                     word_full.eq(1)]
+                    else:
+                        for e in range(self.elements):  # an If per element: no `case` on el
+                            with m.If(el == e):
+                                m.d.sync += word[e].eq(elem)
                     with m.If(el == per - 1):
                         m.d.sync += [el.eq(0), word_full.eq(1)]
                     with m.Else():
@@ -286,9 +299,11 @@ class HostLink(wiring.Component):
             with m.Elif(word_full):
                 # a word is whole (written while the next byte's read is issued)
                 m.d.comb += mem.we.eq(1)
-                m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1), word_full.eq(0)]
-                with m.If(words == 1):
-                    m.d.sync += [reply(code, 0), rd_pending.eq(0)]
+                m.d.sync += word_full.eq(0)
+                with m.If(w_last if EP else 1):
+                    m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
+                    with m.If(words == 1):
+                        m.d.sync += [reply(code, 0), rd_pending.eq(0)]
         with m.Elif(state == _State.REG_READ):
             m.d.sync += reply(code, 4, self.reg.rdata)
         with m.Elif(state == _State.WAIT):
@@ -325,11 +340,16 @@ class HostLink(wiring.Component):
         with m.Elif(state == _State.TX_MEM):
             # rd_pending: the word at maddr is being read; then its bytes go out
             m.d.comb += mem.re.eq(rd_pending)
+            # (element port: each element is read alone, the word's last moves maddr on)
             with m.If(rd_pending):
-                m.d.sync += [rd_pending.eq(0), maddr.eq(maddr + 1)]
+                m.d.sync += rd_pending.eq(0)
+                with m.If((el == per - 1) if EP else 1):
+                    m.d.sync += maddr.eq(maddr + 1)
             with m.Else():
                 elem = Signal(WORD_WIDTH)
-                for e in range(self.elements):
+                if EP:
+                    m.d.comb += elem.eq(mem.rdata[0])
+                for e in range(0 if EP else self.elements):
                     with m.If(el == e):
                         m.d.comb += elem.eq(mem.rdata[e])
                 m.d.comb += [
@@ -339,6 +359,8 @@ class HostLink(wiring.Component):
                     m.d.sync += [bi.eq(bi + 1), r_left.eq(r_left - 1)]
                     with m.If(bi == eb - 1):
                         m.d.sync += [bi.eq(0), el.eq(el + 1)]
+                        if EP:
+                            m.d.sync += rd_pending.eq(r_left != 1)
                         with m.If(el == per - 1):
                             m.d.sync += [el.eq(0), rd_pending.eq(r_left != 1)]
                     with m.If(r_left == 1):

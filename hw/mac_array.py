@@ -63,8 +63,8 @@ class MacArray(wiring.Component):
     issued; back-pressure is only ``cmd.ready`` while a command is running.
 
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
-    Counters (wrap at ``2**32``, cleared by ``clear``): ``beats`` (words issued: busy cycles),
-    ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
+    Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
+    cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
     """
 
     @staticmethod
@@ -90,8 +90,12 @@ class MacArray(wiring.Component):
             if not 2 <= w <= 48:
                 raise ValueError(f"formats.{name} width must be 2..48, not {w}")
 
-    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS):
+    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
+                 counter_width: int = COUNTER_WIDTH):
         self.check_parameters(lanes, k, rows, formats)
+        if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
+            raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+        self.counter_width = counter_width
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
@@ -120,9 +124,9 @@ class MacArray(wiring.Component):
             "busy": Out(1),
             "issue": Out(1),
             "clear": In(1),
-            "beats": Out(unsigned(COUNTER_WIDTH)),
-            "macs": Out(unsigned(COUNTER_WIDTH)),
-            "commands": Out(unsigned(COUNTER_WIDTH)),
+            "beats": Out(unsigned(counter_width)),
+            "macs": Out(unsigned(counter_width)),
+            "commands": Out(unsigned(counter_width)),
         })
 
     def elaborate(self, platform):

@@ -33,7 +33,8 @@ class AcceleratorTop(wiring.Component):
                                                   self.backward.shapes.items()},
                              addr_width=self.backward.addr_width,
                              elements=self.backward.elements, max_payload=max_payload,
-                             timeout=timeout, formats=formats)
+                             timeout=timeout, formats=formats,
+                             element_port=self.backward.element_port)
         self.divisor = divisor
         self.params = {"hidden": hidden, "inputs": inputs, "lanes": lanes, "max_seq": max_seq,
                        "max_batch": max_batch, "divisor": divisor, "max_payload": max_payload}
