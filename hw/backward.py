@@ -1,6 +1,6 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -85,6 +85,10 @@ class Backward(wiring.Component):
     ``element_port``: the host port carries one element per access (``mem.el`` picks it; the
     memories get a write enable per element) instead of whole words: much less logic, for small
     devices; the host link must be built to match.
+    ``db_serial`` (needs ``element_port``): ``db`` as ``4H`` words of one gate (``4k + g``),
+    accumulated one gate per cycle with one adder: a unit's beat leaves the threshold 4 cycles
+    later (5 in all), which the time-shared gate-gradient unit hides; its block RAM is a
+    quarter as wide.
 
     Memories (``amaranth.lib.memory``, synchronous read; block RAM on the boards), with the
     layout of :data:`.regmap.MEMORIES`. The host reads and writes them through ``mem`` and the
@@ -95,7 +99,8 @@ class Backward(wiring.Component):
     def __init__(self, hidden: int = 8, inputs: int = 4, lanes: int = 4, *, max_seq: int = 8,
                  max_batch: int = 1, fifo_depth: int = 8, formats: Formats = FORMATS,
                  max_memory_bits: int | None = None, ew_multipliers: int | str | None = None,
-                 counter_width: int = WORD_WIDTH, element_port: bool = False):
+                 counter_width: int = WORD_WIDTH, element_port: bool = False,
+                 db_serial: bool = False):
         for name, value, hi in (("hidden", hidden, 1024), ("inputs", inputs, 1024),
                                 ("max_seq", max_seq, 4096), ("max_batch", max_batch, 1024)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
@@ -107,7 +112,10 @@ class Backward(wiring.Component):
             raise ValueError(f"counter_width must be an int in 1..{WORD_WIDTH}, "
                              f"not {counter_width!r}")
         MacArray.check_parameters(lanes, inputs + hidden, 4 * hidden, formats)
+        if db_serial and not element_port:
+            raise ValueError("db_serial needs element_port (db words are split by gate)")
         self.counter_width = counter_width
+        self.db_serial = bool(db_serial)
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch, self.formats = max_seq, max_batch, formats
         self.k = K = inputs + hidden
@@ -154,11 +162,16 @@ class Backward(wiring.Component):
         # an element port writes one element of a word: the memories are arrays of elements
         # (ACT's fields in slots of its widest field), each with its write enable
         self.mem_shapes = {name: s for name, (s, _d) in self.shapes.items()}
+        self.mem_depths = {name: d for name, (_s, d) in self.shapes.items()}
+        if db_serial:
+            self.mem_shapes["DB"] = signed(f.dw.width)
+            self.mem_depths["DB"] = 4 * H
         if element_port:
             self.mem_shapes["ACT"] = data.ArrayLayout(
                 signed(max(f.act.width, f.cell.width)), len(ACT_FIELDS))
-        self.memories = {name: Memory(shape=self.mem_shapes[name], depth=d, init=[])
-                         for name, (_s, d) in self.shapes.items()}
+        self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
+                                      init=[])
+                         for name in self.shapes}
         self.element_port = bool(element_port)
         #: the host port's elements per access, and the width of its element index
         self.port_elements = 1 if element_port else self.elements
@@ -336,11 +349,13 @@ class Backward(wiring.Component):
 
         # -- gate-gradient unit -> threshold (dc written back) -> compactor -> FIFO -> array
         ew_fire = ew.o.valid & thr.i.ready
+        # (db_serial: the beat waits in the threshold's output until its four gates are in db)
+        db_pass = Signal(init=1)
         m.d.comb += [
             *[thr.i.payload.data[g].eq(ew.o.payload.dnet[g]) for g in range(4)],
             thr.i.valid.eq(ew.o.valid), ew.o.ready.eq(thr.i.ready), thr.tau.eq(tau),
-            cmp.i.payload.data.eq(thr.o.payload.data), cmp.i.valid.eq(thr.o.valid),
-            thr.o.ready.eq(cmp.i.ready),
+            cmp.i.payload.data.eq(thr.o.payload.data), cmp.i.valid.eq(thr.o.valid & db_pass),
+            thr.o.ready.eq(cmp.i.ready & db_pass),
             cmp.dense.eq(dense), cmp.length.eq(4 * H),
             fifo.w_data.eq(cmp.o.payload), fifo.w_en.eq(cmp.o.valid),
             cmp.o.ready.eq(fifo.w_rdy),
@@ -356,15 +371,43 @@ class Backward(wiring.Component):
 
         # db += dnet, read-modify-write as each thresholded beat enters the compactor: the read
         # of the next unit is issued as the current one leaves, so back-to-back beats work.
-        db_fire = thr.o.valid & cmp.i.ready
+        db_fire = thr.o.valid & cmp.i.ready & db_pass
         db_shift = f.dw.frac_bits - f.grad.frac_bits
-        db_new = Signal(data.ArrayLayout(signed(f.dw.width), 4))
-        for g in range(4):
-            m.d.comb += db_new[g].eq(saturate(rd["DB"].data[g] +
-                                              (thr.o.payload.data[g] << db_shift), f.dw.width))
         with m.If(db_fire):
             m.d.sync += k_db.eq(k_db + 1)
-        run_rd["DB"] = (Mux(db_fire, k_db + 1, k_db), Const(1))
+        if self.db_serial:
+            # gate g of unit k_db at 4 k_db + g: read (db_pend), then add and write while the
+            # next gate is read; the last waits for the compactor with the beat
+            db_g = Signal(2)
+            db_pend = Signal()
+            db_new = Signal(signed(f.dw.width))
+            dnet_g = Signal(signed(f.grad.width))
+            with m.Switch(db_g):
+                for g in range(4):
+                    with m.Case(g):
+                        m.d.comb += dnet_g.eq(thr.o.payload.data[g])
+            m.d.comb += [db_new.eq(saturate(rd["DB"].data + (dnet_g << db_shift), f.dw.width)),
+                         db_pass.eq(db_pend & (db_g == 3))]
+            db_write = db_pend & ((db_g != 3) | cmp.i.ready)
+            with m.If(db_pend):
+                with m.If(db_g != 3):
+                    m.d.sync += db_g.eq(db_g + 1)
+                with m.Elif(cmp.i.ready):
+                    m.d.sync += [db_g.eq(0), db_pend.eq(0)]
+            with m.Elif(thr.o.valid):
+                m.d.sync += db_pend.eq(1)
+            db_rd_g = Mux(db_pend, db_g + 1, db_g)
+            run_rd["DB"] = (Cat(db_rd_g[:2], k_db),
+                            (~db_pend & thr.o.valid) | (db_pend & (db_g != 3)))
+            db_wr = (Cat(db_g, k_db), db_write, db_new)
+        else:
+            db_new = Signal(data.ArrayLayout(signed(f.dw.width), 4))
+            for g in range(4):
+                m.d.comb += db_new[g].eq(saturate(rd["DB"].data[g] +
+                                                  (thr.o.payload.data[g] << db_shift),
+                                                  f.dw.width))
+            run_rd["DB"] = (Mux(db_fire, k_db + 1, k_db), Const(1))
+            db_wr = (k_db, db_fire, db_new)
         run_rd.update({"A": (vec_base + arr.a_rd.addr, arr.a_rd.en),
                        "W": (arr.w_rd.addr, arr.w_rd.en),
                        "DW": (arr.dw_rd.addr, arr.dw_rd.en),
@@ -373,7 +416,7 @@ class Backward(wiring.Component):
                            ("DA", arr.da_rd)):
             m.d.comb += port.data.eq(rd[name].data)
         run_wr = {"DC": (dc_base + k_out, ew_fire, ew.o.payload.dc_prev),
-                  "DB": (k_db, db_fire, db_new),
+                  "DB": db_wr,
                   "DW": (arr.dw_wr.addr, arr.dw_wr.en, arr.dw_wr.data),
                   "DA": (vec_base + arr.da_wr.addr, arr.da_wr.en, arr.da_wr.data)}
 
@@ -383,9 +426,13 @@ class Backward(wiring.Component):
             code = regmap.MEMORIES[code_name][0]
             shape, depth = self.shapes[code_name]
             aw = ceil_log2(depth)
+            h_addr = host.addr[:aw]
+            if self.db_serial and code_name == "DB":       # word k, element g at 4k + g
+                h_addr = Cat(host.el[:2], host.addr[:aw])
+            depth = self.mem_depths[code_name]
             h_sel = idle & (host.mem == code)
             r_addr, r_en = run_rd.get(code_name, (Const(0), Const(0)))
-            m.d.comb += [rd[code_name].addr.eq(Mux(running, r_addr, host.addr[:aw])),
+            m.d.comb += [rd[code_name].addr.eq(Mux(running, r_addr, h_addr)),
                          rd[code_name].en.eq(Mux(running, r_en, h_sel & host.re))]
             mshape = self.mem_shapes[code_name]
             host_word = Signal(mshape, name=f"host_word_{code_name.lower()}")
@@ -403,13 +450,13 @@ class Backward(wiring.Component):
             if code_name in run_wr:
                 w_addr, w_en, w_data = run_wr[code_name]
                 m.d.comb += [
-                    port.addr.eq(Mux(zeroing, zn, Mux(running, w_addr, host.addr[:aw]))),
+                    port.addr.eq(Mux(zeroing, zn, Mux(running, w_addr, h_addr))),
                     port.data.eq(Mux(zeroing, 0, Mux(running, w_data, host_word))),
                     port.en.eq(Mux(zeroing, all_en(zn < depth),
                                    Mux(running, all_en(w_en), h_we))),
                 ]
             else:
-                m.d.comb += [port.addr.eq(host.addr[:aw]), port.data.eq(host_word),
+                m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word),
                              port.en.eq(h_we)]
         rd_code = Signal(3)
         rd_el = Signal(max(1, self.el_width))

@@ -118,19 +118,21 @@ def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
     assert got["CYCLES"] == got["BEATS"] + got["STARVED"]
 
 
-@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme", [
-    (3, 2, 2, 3, 2, 0.5, False, False),
-    (3, 2, 1, 3, 2, 0.5, True, False),
-    (4, 3, 4, 2, 1, 0.9, False, False),
-    (2, 1, 1, 2, 1, 0.0, False, True),
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme, ew", [
+    (3, 2, 2, 3, 2, 0.5, False, False, 1),
+    (3, 2, 1, 3, 2, 0.5, True, False, 1),
+    (4, 3, 4, 2, 1, 0.9, False, False, 1),
+    (2, 1, 1, 2, 1, 0.0, False, True, 1),
+    (3, 2, 2, 3, 2, 0.5, False, False, None),   # the unit at full speed: db_serial holds it
+    (5, 3, 3, 2, 1, 0.3, True, False, 2),
 ])
-def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extreme):
-    """The iCE40 options: element port, 16-bit counters, FIFO of two."""
+def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
+    """The iCE40 options: element port, 16-bit counters, FIFO of two, db one gate per cycle."""
     seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
     mems = random_mems(H, X, T, B, seed, extreme=extreme)
     tau = tau_for_sparsity(mems, X, sparsity)
-    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=1, element_port=True,
-                   counter_width=16, fifo_depth=2)
+    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew, element_port=True,
+                   counter_width=16, fifo_depth=2, db_serial=True)
     got = simulate(dut, mems, tau, dense=dense)
     want = backward_model(mems, tau, inputs=X, dense=dense)
     check(got, want, X + H)
