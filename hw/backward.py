@@ -89,6 +89,11 @@ class Backward(wiring.Component):
     accumulated one gate per cycle with one adder: a unit's beat leaves the threshold 4 cycles
     later (5 in all), which the time-shared gate-gradient unit hides; its block RAM is a
     quarter as wide.
+    ``forwarding=False``: the MAC array without its read-after-write forwarding, which the
+    backward never needs when ``C >= 2`` (its commands are ``BOTH``: a da word is read again
+    ``2C`` cycles after it was, a dW row once per step).
+    ``threshold_skid=False``: the threshold's output a plain register (its ready path
+    combinational) instead of a skid buffer: same throughput, half the flip-flops.
 
     Memories (``amaranth.lib.memory``, synchronous read; block RAM on the boards), with the
     layout of :data:`.regmap.MEMORIES`. The host reads and writes them through ``mem`` and the
@@ -100,7 +105,8 @@ class Backward(wiring.Component):
                  max_batch: int = 1, fifo_depth: int = 8, formats: Formats = FORMATS,
                  max_memory_bits: int | None = None, ew_multipliers: int | str | None = None,
                  counter_width: int = WORD_WIDTH, element_port: bool = False,
-                 db_serial: bool = False):
+                 db_serial: bool = False, forwarding: bool = True,
+                 threshold_skid: bool = True):
         for name, value, hi in (("hidden", hidden, 1024), ("inputs", inputs, 1024),
                                 ("max_seq", max_seq, 4096), ("max_batch", max_batch, 1024)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
@@ -112,6 +118,8 @@ class Backward(wiring.Component):
             raise ValueError(f"counter_width must be an int in 1..{WORD_WIDTH}, "
                              f"not {counter_width!r}")
         MacArray.check_parameters(lanes, inputs + hidden, 4 * hidden, formats)
+        if not forwarding and -(-(inputs + hidden) // lanes) < 2:
+            raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
         if db_serial and not element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         self.counter_width = counter_width
@@ -127,10 +135,12 @@ class Backward(wiring.Component):
         if f.dw.frac_bits < f.grad.frac_bits:
             raise ValueError(f"formats.dw {f.dw} needs at least the fraction bits of grad "
                              f"{f.grad} to accumulate db exactly")
-        self.array = MacArray(lanes, K, 4 * H, formats, counter_width=counter_width)
+        self.array = MacArray(lanes, K, 4 * H, formats, counter_width=counter_width,
+                              forwarding=forwarding)
         self.ew = GateGradUnit(formats, multipliers=ew_multipliers)
         self.ew_multipliers = ew_multipliers
-        self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=counter_width)
+        self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=counter_width,
+                                       skid=threshold_skid)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
                                    counter_width=counter_width)
         self.fifo_depth = fifo_depth

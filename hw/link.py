@@ -149,11 +149,20 @@ class HostLink(wiring.Component):
         bi = Signal(3)
         cur = Signal(32)
         EP = self.element_port
-        word = Signal(data.ArrayLayout(WORD_WIDTH, 1 if EP else self.elements))
         rd_pending = Signal()
         word_full = Signal()
         mem = self.mem
-        m.d.comb += [mem.mem.eq(sel), mem.addr.eq(maddr), mem.wdata.eq(word)]
+        m.d.comb += [mem.mem.eq(sel), mem.addr.eq(maddr)]
+        if EP:
+            # the element is written the cycle after its last byte, while `cur` still holds it
+            w_elem = Signal(WORD_WIDTH)
+            m.d.comb += [w_elem.eq(cur), mem.wdata[0].eq(w_elem)]
+            for n in range(1, 4):
+                with m.If(eb == n):
+                    m.d.comb += w_elem.eq(cur[32 - 8 * n:])
+        else:
+            word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+            m.d.comb += mem.wdata.eq(word)
         if EP:
             w_el = Signal.like(el)                  # the element being written
             w_last = Signal()                       # ... is its word's last
@@ -286,8 +295,7 @@ class HostLink(wiring.Component):
                         with m.If(eb == n):
                             m.d.comb += elem.eq(whole[32 - 8 * n:])
                     if EP:                              # written alone, next cycle
-                        m.d.sync += [word[0].eq(elem), w_el.eq(el), w_last.eq(el == per - 1),
-                                     word_full.eq(1)]
+                        m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1), word_full.eq(1)]
                     else:
                         for e in range(self.elements):  # an If per element: no `case` on el
                             with m.If(el == e):

@@ -20,7 +20,8 @@ class ThresholdUnit(wiring.Component):
     ``golden.fixed.threshold_model``). ``tau = 0`` passes every value.
 
     Throughput one beat per cycle; latency 1 cycle (the output is a :class:`~.slice.Slice` skid
-    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle).
+    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle;
+    ``skid=False``: a plain output register, ``i.ready = o.ready | ~o.valid``).
     Under back-pressure items wait in order, nothing is dropped. ``tau`` is sampled when a beat
     is accepted. The output carries the beat's non-zero mask (bit ``l`` for lane ``l``).
 
@@ -29,7 +30,7 @@ class ThresholdUnit(wiring.Component):
     """
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
-                 counter_width: int = COUNTER_WIDTH):
+                 counter_width: int = COUNTER_WIDTH, skid: bool = True):
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -37,6 +38,7 @@ class ThresholdUnit(wiring.Component):
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         self.counter_width = counter_width
+        self.skid = bool(skid)
         self.width = width
         self.lanes = lanes
         self.in_layout = data.StructLayout({
@@ -57,7 +59,7 @@ class ThresholdUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.slice = out = Slice(self.out_layout)
+        m.submodules.slice = out = Slice(self.out_layout, skid=self.skid)
         wiring.connect(m, wiring.flipped(self.o), out.o)
 
         result = Signal(self.out_layout)
