@@ -66,7 +66,8 @@ class MacArray(wiring.Component):
 
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
-    cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
+    cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
+    commands).
     """
 
     @staticmethod
