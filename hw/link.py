@@ -99,7 +99,7 @@ class HostLink(wiring.Component):
 
         code = Signal(8)
         length = Signal(16)
-        index = Signal(16)                          # header byte, payload byte or CRC byte
+        index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
         head = Signal(40)                           # the payload's first five bytes
         crc_rx = Signal(16)
         quiet = Signal(range(self.timeout + 1))
@@ -130,9 +130,9 @@ class HostLink(wiring.Component):
 
         # reply: code, length, and the bytes of a short payload (shifted out LSB first)
         r_code = Signal(8)
-        r_len = Signal(16)
+        r_len = Signal(range(P + 1))                 # replies are at most P bytes
         r_small = Signal(48)
-        r_left = Signal(16)                          # payload bytes still to send
+        r_left = Signal(range(P + 1))                # payload bytes still to send
         def reply(rcode, rlen, small=None, then=_State.TX_HEAD):
             stmts = [r_code.eq(rcode), r_len.eq(rlen), r_left.eq(rlen), index.eq(0),
                      state.eq(then)]
@@ -143,8 +143,9 @@ class HostLink(wiring.Component):
             return reply(protocol.ERROR, 2, Cat(Const(ERR[name], 8), code))
 
         # memory walk: address, words left, element and byte within the word
-        maddr = Signal(16)
-        words = Signal(16)
+        top = max(self.depths.values())             # (the request was checked against it)
+        maddr = Signal(range(top + 1))
+        words = Signal(range(top + 1))
         el = Signal(range(self.elements + 1))
         bi = Signal(3)
         cur = Signal(32)
