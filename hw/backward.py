@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -202,8 +202,10 @@ class Backward(wiring.Component):
         m.submodules.threshold = thr = self.threshold
         m.submodules.compactor = cmp = self.compactor
         m.submodules.array = arr = self.array
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=cmp.pair_layout.size,
-                                                    depth=self.fifo_depth)
+        # two entries: a plain SyncFIFO (flip-flops; SyncFIFOBuffered's inner FIFO of one
+        # entry would have zero-width pointers, which Verilator's lint rejects)
+        fifo_cls = SyncFIFO if self.fifo_depth == 2 else SyncFIFOBuffered
+        m.submodules.fifo = fifo = fifo_cls(width=cmp.pair_layout.size, depth=self.fifo_depth)
         mems = self.memories
         for name, mem in mems.items():
             m.submodules[f"mem_{name.lower()}"] = mem

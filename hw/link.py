@@ -289,15 +289,15 @@ class HostLink(wiring.Component):
                              cur.eq(Cat(cur[8:], buf_rd.data))]
                 with m.If(bi == eb - 1):              # an element is whole
                     m.d.sync += bi.eq(0)
-                    whole = Cat(cur[8:], buf_rd.data)
-                    elem = Signal(WORD_WIDTH)
-                    m.d.comb += elem.eq(whole)
-                    for n in range(1, 4):
-                        with m.If(eb == n):
-                            m.d.comb += elem.eq(whole[32 - 8 * n:])
                     if EP:                              # written alone, next cycle
                         m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1), word_full.eq(1)]
                     else:
+                        whole = Cat(cur[8:], buf_rd.data)
+                        elem = Signal(WORD_WIDTH)
+                        m.d.comb += elem.eq(whole)
+                        for n in range(1, 4):
+                            with m.If(eb == n):
+                                m.d.comb += elem.eq(whole[32 - 8 * n:])
                         for e in range(self.elements):  # an If per element: no `case` on el
                             with m.If(el == e):
                                 m.d.sync += word[e].eq(elem)

@@ -10,10 +10,19 @@ from .backward import Backward
 from .link import HostLink
 from .uart import UartRx, UartTx
 
-__all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD"]
+__all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD", "SMALL_DEVICE"]
 
 #: the boards' link speed: 12 MHz / 12 on the iCEBreaker, 25 MHz / 25 on the ULX3S
 DEFAULT_BAUD = 1_000_000
+
+#: :class:`~.backward.Backward` options that fit the accelerator into an iCE40 UP5K (the
+#: iCEBreaker: 5280 LCs, 30 EBR, 8 SB_MAC16), same results bit for bit: the time-shared
+#: gate-gradient unit, a two-entry FIFO (flip-flops, no EBR), 16-bit counters, the host memory
+#: port one element per access, db one gate per cycle, no forwarding in the MAC array (needs
+#: ``C >= 2``), the threshold's output a plain register. ``hidden=8, inputs=8, lanes=1,
+#: max_seq=8, max_batch=1`` with these: 5053/5280 LCs, 24/30 EBR, 3/8 DSPs, 19.8 MHz.
+SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
+                    db_serial=True, forwarding=False, threshold_skid=False)
 
 
 class AcceleratorTop(wiring.Component):
