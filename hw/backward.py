@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -13,6 +13,7 @@ from .compactor import Compactor
 from .fixedpoint import saturate
 from .gate_grad import GateGradUnit
 from .mac_array import MacArray, Use, const_mul
+from .slice import Slice
 from .threshold import ThresholdUnit
 
 __all__ = ["Backward", "reg_signature", "mem_port_signature", "ACT_FIELDS", "STEP_OVERHEAD"]
@@ -54,6 +55,28 @@ def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wir
     if el_width:
         members["el"] = Out(el_width)
     return wiring.Signature(members)
+
+
+class _SkidFIFO(wiring.Component):
+    """A FIFO of two entries with :class:`~amaranth.lib.fifo.SyncFIFOBuffered`'s interface (the
+    part :class:`Backward` uses): a :class:`~.slice.Slice` skid buffer."""
+
+    def __init__(self, *, width: int, depth: int = 2):
+        assert depth == 2
+        self.width = width
+        super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+                          "level": Out(range(3))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.slice = q = Slice(unsigned(self.width))
+        # the skid register fills only while the output register is full, so ~o.valid: empty
+        m.d.comb += [q.i.payload.eq(self.w_data), q.i.valid.eq(self.w_en),
+                     self.w_rdy.eq(q.i.ready), self.r_data.eq(q.o.payload),
+                     self.r_rdy.eq(q.o.valid), q.o.ready.eq(self.r_en),
+                     self.level.eq(Mux(q.o.valid, Mux(q.i.ready, 1, 2), 0))]
+        return m
 
 
 class Backward(wiring.Component):
@@ -202,9 +225,9 @@ class Backward(wiring.Component):
         m.submodules.threshold = thr = self.threshold
         m.submodules.compactor = cmp = self.compactor
         m.submodules.array = arr = self.array
-        # two entries: a plain SyncFIFO (flip-flops; SyncFIFOBuffered's inner FIFO of one
-        # entry would have zero-width pointers, which Verilator's lint rejects)
-        fifo_cls = SyncFIFO if self.fifo_depth == 2 else SyncFIFOBuffered
+        # two entries: a skid buffer (SyncFIFOBuffered's inner FIFO of one entry would have
+        # zero-width pointers, which Verilator's lint rejects)
+        fifo_cls = _SkidFIFO if self.fifo_depth == 2 else SyncFIFOBuffered
         m.submodules.fifo = fifo = fifo_cls(width=cmp.pair_layout.size, depth=self.fifo_depth)
         mems = self.memories
         for name, mem in mems.items():
