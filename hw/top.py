@@ -20,7 +20,8 @@ DEFAULT_BAUD = 1_000_000
 #: gate-gradient unit, a two-entry FIFO (flip-flops, no EBR), 16-bit counters, the host memory
 #: port one element per access, db one gate per cycle, no forwarding in the MAC array (needs
 #: ``C >= 2``), the threshold's output a plain register. ``hidden=8, inputs=8, lanes=1,
-#: max_seq=8, max_batch=1`` with these: 5053/5280 LCs, 24/30 EBR, 3/8 DSPs, 19.8 MHz.
+#: max_seq=8, max_batch=1`` with these: 5116/5280 LCs (3982 LUT4s, 1715 FFs), 24/30 EBR,
+#: 3/8 DSPs, Fmax 21.6 MHz at the 12 MHz clock (nextpnr; yosys ``synth_ice40 -dsp``).
 SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
                     db_serial=True, forwarding=False, threshold_skid=False)
 
