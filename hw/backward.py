@@ -1,6 +1,6 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -13,6 +13,7 @@ from .compactor import Compactor
 from .fixedpoint import saturate
 from .gate_grad import GateGradUnit
 from .mac_array import MacArray, Use, const_mul
+from .slice import Slice
 from .threshold import ThresholdUnit
 
 __all__ = ["Backward", "reg_signature", "mem_port_signature", "ACT_FIELDS", "STEP_OVERHEAD"]
@@ -41,15 +42,41 @@ def reg_signature() -> wiring.Signature:
     })
 
 
-def mem_port_signature(addr_width: int, elements: int) -> wiring.Signature:
+def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wiring.Signature:
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by :data:`.regmap.MEMORIES` code. Written elements are truncated to the
-    word's fields, read ones sign-extended; ``rdata`` is valid the cycle after ``re``."""
+    word's fields, read ones sign-extended; ``rdata`` is valid the cycle after ``re``.
+
+    With ``el_width`` (an element port: ``elements`` is 1), each access is the one element
+    ``el`` of the word at ``addr``: a write changes that element alone."""
     word = data.ArrayLayout(signed(WORD_WIDTH), elements)
-    return wiring.Signature({
-        "mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
-        "wdata": Out(word), "rdata": In(word),
-    })
+    members = {"mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
+               "wdata": Out(word), "rdata": In(word)}
+    if el_width:
+        members["el"] = Out(el_width)
+    return wiring.Signature(members)
+
+
+class _SkidFIFO(wiring.Component):
+    """A FIFO of two entries with :class:`~amaranth.lib.fifo.SyncFIFOBuffered`'s interface (the
+    part :class:`Backward` uses): a :class:`~.slice.Slice` skid buffer."""
+
+    def __init__(self, *, width: int, depth: int = 2):
+        assert depth == 2
+        self.width = width
+        super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+                          "level": Out(range(3))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.slice = q = Slice(unsigned(self.width))
+        # the skid register fills only while the output register is full, so ~o.valid: empty
+        m.d.comb += [q.i.payload.eq(self.w_data), q.i.valid.eq(self.w_en),
+                     self.w_rdy.eq(q.i.ready), self.r_data.eq(q.o.payload),
+                     self.r_rdy.eq(q.o.valid), q.o.ready.eq(self.r_en),
+                     self.level.eq(Mux(q.o.valid, Mux(q.i.ready, 1, 2), 0))]
+        return m
 
 
 class Backward(wiring.Component):
@@ -76,6 +103,21 @@ class Backward(wiring.Component):
     unit per cycle; 1, 2, 3: time-shared, one unit per :attr:`GateGradUnit.cycles_per_unit`
     cycles, for devices with few DSP blocks).
 
+    ``counter_width``: bits of the counters of :data:`.regmap.COUNTERS` (they wrap at
+    ``2**counter_width`` and read zero-extended to 32 bits); fewer save logic on small devices.
+    ``element_port``: the host port carries one element per access (``mem.el`` picks it; the
+    memories get a write enable per element) instead of whole words: much less logic, for small
+    devices; the host link must be built to match.
+    ``db_serial`` (needs ``element_port``): ``db`` as ``4H`` words of one gate (``4k + g``),
+    accumulated one gate per cycle with one adder: a unit's beat leaves the threshold 4 cycles
+    later (5 in all), which the time-shared gate-gradient unit hides; its block RAM is a
+    quarter as wide.
+    ``forwarding=False``: the MAC array without its read-after-write forwarding, which the
+    backward never needs when ``C >= 2`` (its commands are ``BOTH``: a da word is read again
+    ``2C`` cycles after it was, a dW row once per step).
+    ``threshold_skid=False``: the threshold's output a plain register (its ready path
+    combinational) instead of a skid buffer: same throughput, half the flip-flops.
+
     Memories (``amaranth.lib.memory``, synchronous read; block RAM on the boards), with the
     layout of :data:`.regmap.MEMORIES`. The host reads and writes them through ``mem`` and the
     registers through ``reg`` (:mod:`.regmap`), and only while idle: accesses while ``busy``
@@ -84,14 +126,27 @@ class Backward(wiring.Component):
 
     def __init__(self, hidden: int = 8, inputs: int = 4, lanes: int = 4, *, max_seq: int = 8,
                  max_batch: int = 1, fifo_depth: int = 8, formats: Formats = FORMATS,
-                 max_memory_bits: int | None = None, ew_multipliers: int | str | None = None):
+                 max_memory_bits: int | None = None, ew_multipliers: int | str | None = None,
+                 counter_width: int = WORD_WIDTH, element_port: bool = False,
+                 db_serial: bool = False, forwarding: bool = True,
+                 threshold_skid: bool = True):
         for name, value, hi in (("hidden", hidden, 1024), ("inputs", inputs, 1024),
                                 ("max_seq", max_seq, 4096), ("max_batch", max_batch, 1024)):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= hi:
                 raise ValueError(f"{name} must be an int in 1..{hi}, not {value!r}")
         if not isinstance(fifo_depth, int) or not 2 <= fifo_depth <= 64:
             raise ValueError(f"fifo_depth must be an int in 2..64, not {fifo_depth!r}")
+        if (not isinstance(counter_width, int) or isinstance(counter_width, bool) or
+                not 1 <= counter_width <= WORD_WIDTH):
+            raise ValueError(f"counter_width must be an int in 1..{WORD_WIDTH}, "
+                             f"not {counter_width!r}")
         MacArray.check_parameters(lanes, inputs + hidden, 4 * hidden, formats)
+        if not forwarding and -(-(inputs + hidden) // lanes) < 2:
+            raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
+        if db_serial and not element_port:
+            raise ValueError("db_serial needs element_port (db words are split by gate)")
+        self.counter_width = counter_width
+        self.db_serial = bool(db_serial)
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch, self.formats = max_seq, max_batch, formats
         self.k = K = inputs + hidden
@@ -103,11 +158,14 @@ class Backward(wiring.Component):
         if f.dw.frac_bits < f.grad.frac_bits:
             raise ValueError(f"formats.dw {f.dw} needs at least the fraction bits of grad "
                              f"{f.grad} to accumulate db exactly")
-        self.array = MacArray(lanes, K, 4 * H, formats)
+        self.array = MacArray(lanes, K, 4 * H, formats, counter_width=counter_width,
+                              forwarding=forwarding)
         self.ew = GateGradUnit(formats, multipliers=ew_multipliers)
         self.ew_multipliers = ew_multipliers
-        self.threshold = ThresholdUnit(f.grad.width, 4)
-        self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)))
+        self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=counter_width,
+                                       skid=threshold_skid)
+        self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
+                                   counter_width=counter_width)
         self.fifo_depth = fifo_depth
 
         def words(n):
@@ -132,13 +190,28 @@ class Backward(wiring.Component):
                              f"({self.memory_bits / 8192:.1f} KiB) and the target holds "
                              f"{max_memory_bits} ({max_memory_bits / 8192:.1f} KiB): lower "
                              f"hidden, inputs, max_seq or max_batch")
-        self.memories = {name: Memory(shape=s, depth=d, init=[])
-                         for name, (s, d) in self.shapes.items()}
         self.addr_width = max(ceil_log2(d) for _, d in self.shapes.values())
         self.elements = max(lanes, len(ACT_FIELDS))
+        # an element port writes one element of a word: the memories are arrays of elements
+        # (ACT's fields in slots of its widest field), each with its write enable
+        self.mem_shapes = {name: s for name, (s, _d) in self.shapes.items()}
+        self.mem_depths = {name: d for name, (_s, d) in self.shapes.items()}
+        if db_serial:
+            self.mem_shapes["DB"] = signed(f.dw.width)
+            self.mem_depths["DB"] = 4 * H
+        if element_port:
+            self.mem_shapes["ACT"] = data.ArrayLayout(
+                signed(max(f.act.width, f.cell.width)), len(ACT_FIELDS))
+        self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
+                                      init=[])
+                         for name in self.shapes}
+        self.element_port = bool(element_port)
+        #: the host port's elements per access, and the width of its element index
+        self.port_elements = 1 if element_port else self.elements
+        self.el_width = max(1, ceil_log2(self.elements)) if element_port else 0
         super().__init__({
             "reg": In(reg_signature()),
-            "mem": In(mem_port_signature(self.addr_width, self.elements)),
+            "mem": In(mem_port_signature(self.addr_width, self.port_elements, self.el_width)),
             "busy": Out(1),
             "done": Out(1),
         })
@@ -152,14 +225,20 @@ class Backward(wiring.Component):
         m.submodules.threshold = thr = self.threshold
         m.submodules.compactor = cmp = self.compactor
         m.submodules.array = arr = self.array
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=cmp.pair_layout.size,
-                                                    depth=self.fifo_depth)
+        # two entries: a skid buffer (SyncFIFOBuffered's inner FIFO of one entry would have
+        # zero-width pointers, which Verilator's lint rejects)
+        fifo_cls = _SkidFIFO if self.fifo_depth == 2 else SyncFIFOBuffered
+        m.submodules.fifo = fifo = fifo_cls(width=cmp.pair_layout.size, depth=self.fifo_depth)
         mems = self.memories
         for name, mem in mems.items():
             m.submodules[f"mem_{name.lower()}"] = mem
         rd = {name: mem.read_port() for name, mem in mems.items()}
         rd_da_h = mems["DA"].read_port()
-        wr = {name: mem.write_port() for name, mem in mems.items()}
+        def write_port(name, mem):
+            if self.element_port and isinstance(self.mem_shapes[name], data.ArrayLayout):
+                return mem.write_port(granularity=1)
+            return mem.write_port()
+        wr = {name: write_port(name, mem) for name, mem in mems.items()}
 
         # -- registers ----------------------------------------------------------------------
         R = {r.name: r.address for r in regmap.REGISTERS}
@@ -170,7 +249,8 @@ class Backward(wiring.Component):
         seq_len = Signal(range(Tm + 1), init=Tm)
         batch = Signal(range(Bm + 1), init=Bm)
         done, error = Signal(), Signal()
-        counters = {name: Signal(32, name=f"cnt_{name.lower()}") for name in regmap.COUNTERS}
+        counters = {name: Signal(self.counter_width, name=f"cnt_{name.lower()}")
+                    for name in regmap.COUNTERS}
 
         running, zeroing = Signal(), Signal()
         idle = ~running & ~zeroing
@@ -293,7 +373,8 @@ class Backward(wiring.Component):
         m.d.comb += [
             rd_da_h.addr.eq(vec_base + C + word_h), rd_da_h.en.eq(f_take),
             ew.i.valid.eq(f_valid),
-            *[ew_in[n].eq(actw[n]) for n in ACT_FIELDS],
+            *[ew_in[n].eq(actw[i] if self.element_port else actw[n])
+              for i, n in enumerate(ACT_FIELDS)],
             ew_in.dh_loss.eq(rd["DH"].data),
             ew_in.dc.eq(rd["DC"].data),
             ew_in.da_h.eq(Mux(f_next, da_h, 0)),
@@ -303,11 +384,13 @@ class Backward(wiring.Component):
 
         # -- gate-gradient unit -> threshold (dc written back) -> compactor -> FIFO -> array
         ew_fire = ew.o.valid & thr.i.ready
+        # (db_serial: the beat waits in the threshold's output until its four gates are in db)
+        db_pass = Signal(init=1)
         m.d.comb += [
             *[thr.i.payload.data[g].eq(ew.o.payload.dnet[g]) for g in range(4)],
             thr.i.valid.eq(ew.o.valid), ew.o.ready.eq(thr.i.ready), thr.tau.eq(tau),
-            cmp.i.payload.data.eq(thr.o.payload.data), cmp.i.valid.eq(thr.o.valid),
-            thr.o.ready.eq(cmp.i.ready),
+            cmp.i.payload.data.eq(thr.o.payload.data), cmp.i.valid.eq(thr.o.valid & db_pass),
+            thr.o.ready.eq(cmp.i.ready & db_pass),
             cmp.dense.eq(dense), cmp.length.eq(4 * H),
             fifo.w_data.eq(cmp.o.payload), fifo.w_en.eq(cmp.o.valid),
             cmp.o.ready.eq(fifo.w_rdy),
@@ -323,15 +406,43 @@ class Backward(wiring.Component):
 
         # db += dnet, read-modify-write as each thresholded beat enters the compactor: the read
         # of the next unit is issued as the current one leaves, so back-to-back beats work.
-        db_fire = thr.o.valid & cmp.i.ready
+        db_fire = thr.o.valid & cmp.i.ready & db_pass
         db_shift = f.dw.frac_bits - f.grad.frac_bits
-        db_new = Signal(data.ArrayLayout(signed(f.dw.width), 4))
-        for g in range(4):
-            m.d.comb += db_new[g].eq(saturate(rd["DB"].data[g] +
-                                              (thr.o.payload.data[g] << db_shift), f.dw.width))
         with m.If(db_fire):
             m.d.sync += k_db.eq(k_db + 1)
-        run_rd["DB"] = (Mux(db_fire, k_db + 1, k_db), Const(1))
+        if self.db_serial:
+            # gate g of unit k_db at 4 k_db + g: read (db_pend), then add and write while the
+            # next gate is read; the last waits for the compactor with the beat
+            db_g = Signal(2)
+            db_pend = Signal()
+            db_new = Signal(signed(f.dw.width))
+            dnet_g = Signal(signed(f.grad.width))
+            with m.Switch(db_g):
+                for g in range(4):
+                    with m.Case(g):
+                        m.d.comb += dnet_g.eq(thr.o.payload.data[g])
+            m.d.comb += [db_new.eq(saturate(rd["DB"].data + (dnet_g << db_shift), f.dw.width)),
+                         db_pass.eq(db_pend & (db_g == 3))]
+            db_write = db_pend & ((db_g != 3) | cmp.i.ready)
+            with m.If(db_pend):
+                with m.If(db_g != 3):
+                    m.d.sync += db_g.eq(db_g + 1)
+                with m.Elif(cmp.i.ready):
+                    m.d.sync += [db_g.eq(0), db_pend.eq(0)]
+            with m.Elif(thr.o.valid):
+                m.d.sync += db_pend.eq(1)
+            db_rd_g = Mux(db_pend, db_g + 1, db_g)
+            run_rd["DB"] = (Cat(db_rd_g[:2], k_db),
+                            (~db_pend & thr.o.valid) | (db_pend & (db_g != 3)))
+            db_wr = (Cat(db_g, k_db), db_write, db_new)
+        else:
+            db_new = Signal(data.ArrayLayout(signed(f.dw.width), 4))
+            for g in range(4):
+                m.d.comb += db_new[g].eq(saturate(rd["DB"].data[g] +
+                                                  (thr.o.payload.data[g] << db_shift),
+                                                  f.dw.width))
+            run_rd["DB"] = (Mux(db_fire, k_db + 1, k_db), Const(1))
+            db_wr = (k_db, db_fire, db_new)
         run_rd.update({"A": (vec_base + arr.a_rd.addr, arr.a_rd.en),
                        "W": (arr.w_rd.addr, arr.w_rd.en),
                        "DW": (arr.dw_rd.addr, arr.dw_rd.en),
@@ -340,7 +451,7 @@ class Backward(wiring.Component):
                            ("DA", arr.da_rd)):
             m.d.comb += port.data.eq(rd[name].data)
         run_wr = {"DC": (dc_base + k_out, ew_fire, ew.o.payload.dc_prev),
-                  "DB": (k_db, db_fire, db_new),
+                  "DB": db_wr,
                   "DW": (arr.dw_wr.addr, arr.dw_wr.en, arr.dw_wr.data),
                   "DA": (vec_base + arr.da_wr.addr, arr.da_wr.en, arr.da_wr.data)}
 
@@ -350,31 +461,53 @@ class Backward(wiring.Component):
             code = regmap.MEMORIES[code_name][0]
             shape, depth = self.shapes[code_name]
             aw = ceil_log2(depth)
+            h_addr = host.addr[:aw]
+            if self.db_serial and code_name == "DB":       # word k, element g at 4k + g
+                h_addr = Cat(host.el[:2], host.addr[:aw])
+            depth = self.mem_depths[code_name]
             h_sel = idle & (host.mem == code)
             r_addr, r_en = run_rd.get(code_name, (Const(0), Const(0)))
-            m.d.comb += [rd[code_name].addr.eq(Mux(running, r_addr, host.addr[:aw])),
+            m.d.comb += [rd[code_name].addr.eq(Mux(running, r_addr, h_addr)),
                          rd[code_name].en.eq(Mux(running, r_en, h_sel & host.re))]
-            host_word = Signal(shape, name=f"host_word_{code_name.lower()}")
-            self._pack(m, host_word, host.wdata, shape)
+            mshape = self.mem_shapes[code_name]
+            host_word = Signal(mshape, name=f"host_word_{code_name.lower()}")
             port = wr[code_name]
+            en_width = len(port.en)
+            h_we = h_sel & host.we
+            if self.element_port:
+                self._pack_element(m, host_word, host.wdata[0], code_name)
+                if isinstance(mshape, data.ArrayLayout):   # the element's enable alone
+                    h_we = Mux(h_we, Const(1, en_width) << host.el, 0)
+            else:
+                self._pack(m, host_word, host.wdata, shape)
+            def all_en(en):
+                return en.replicate(en_width) if en_width > 1 else en
             if code_name in run_wr:
                 w_addr, w_en, w_data = run_wr[code_name]
                 m.d.comb += [
-                    port.addr.eq(Mux(zeroing, zn, Mux(running, w_addr, host.addr[:aw]))),
+                    port.addr.eq(Mux(zeroing, zn, Mux(running, w_addr, h_addr))),
                     port.data.eq(Mux(zeroing, 0, Mux(running, w_data, host_word))),
-                    port.en.eq(Mux(zeroing, zn < depth,
-                                   Mux(running, w_en, h_sel & host.we))),
+                    port.en.eq(Mux(zeroing, all_en(zn < depth),
+                                   Mux(running, all_en(w_en), h_we))),
                 ]
             else:
-                m.d.comb += [port.addr.eq(host.addr[:aw]), port.data.eq(host_word),
-                             port.en.eq(h_sel & host.we)]
+                m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word),
+                             port.en.eq(h_we)]
         rd_code = Signal(3)
+        rd_el = Signal(max(1, self.el_width))
         with m.If(host.re):
             m.d.sync += rd_code.eq(host.mem)
+            if self.element_port:
+                m.d.sync += rd_el.eq(host.el)
         with m.Switch(rd_code):
             for code_name in mems:
                 with m.Case(regmap.MEMORIES[code_name][0]):
-                    self._unpack(m, host.rdata, rd[code_name].data, self.shapes[code_name][0])
+                    if self.element_port:
+                        self._unpack_element(m, host.rdata[0], rd[code_name].data, rd_el,
+                                             self.mem_shapes[code_name])
+                    else:
+                        self._unpack(m, host.rdata, rd[code_name].data,
+                                     self.shapes[code_name][0])
 
         # -- counters -------------------------------------------------------------------------
         m.d.comb += [arr.clear.eq(clear), thr.clear.eq(clear), cmp.clear.eq(clear)]
@@ -407,6 +540,30 @@ class Backward(wiring.Component):
         """Host elements -> memory word (truncating each to its field)."""
         for e, key in enumerate(self._fields(shape)):
             m.d.comb += (word.eq(elements[e]) if key is None else word[key].eq(elements[e]))
+
+    def _pack_element(self, m, word, element, name):
+        """Host element -> every element of an element-port memory word (truncated to the field,
+        then sign-extended into the slot); the write enables pick the one written."""
+        shape = self.mem_shapes[name]
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += word.eq(element)
+            return
+        f = self.formats
+        widths = ([f.act.width] * 5 + [f.cell.width] if name == "ACT"
+                  else [shape.elem_shape.width] * shape.length)
+        for e, fw in enumerate(widths):
+            m.d.comb += word[e].eq(element[:fw].as_signed())
+
+    @staticmethod
+    def _unpack_element(m, element, word, el, shape):
+        """Element ``el`` of an element-port memory word -> the host element, sign-extended."""
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += element.eq(word)
+            return
+        m.d.comb += element.eq(word[0])
+        for e in range(1, shape.length):
+            with m.If(el == e):
+                m.d.comb += element.eq(word[e])
 
     def _unpack(self, m, elements, word, shape):
         """Memory word -> host elements, sign-extended; elements beyond the word read 0."""

@@ -29,14 +29,15 @@ class Compactor(wiring.Component):
     waits; ``i.ready`` is low until the held beat is drained (it depends on ``o.ready`` in the same
     cycle: put a FIFO or :class:`~.slice.Slice` behind it to cut that path).
 
-    Counters (wrap at ``2**32``, cleared by ``clear``): ``values`` (in-vector values accepted),
-    ``skipped`` (values not emitted: zeros in skip mode), ``pairs`` (emitted), ``blocked``
+    Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``values`` (in-vector values
+    accepted), ``skipped`` (values not emitted: zeros in skip mode), ``pairs`` (emitted), ``blocked``
     (cycles holding a pair that ``o`` does not accept). ``busy`` is high while pairs are held;
     ``skip_now`` is the number of values skipped in the beat accepted this cycle (for counters
     further up).
     """
 
-    def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9):
+    def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
+                 counter_width: int = COUNTER_WIDTH):
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -46,6 +47,9 @@ class Compactor(wiring.Component):
         if lanes > 2 ** index_width:
             raise ValueError(f"lanes must be at most 2**index_width = {2 ** index_width} (the "
                              f"longest vector), not {lanes}")
+        if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
+            raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+        self.counter_width = counter_width
         self.width = width
         self.lanes = lanes
         self.index_width = index_width
@@ -64,10 +68,10 @@ class Compactor(wiring.Component):
             "clear": In(1),
             "busy": Out(1),
             "skip_now": Out(range(lanes + 1)),
-            "values": Out(unsigned(COUNTER_WIDTH)),
-            "skipped": Out(unsigned(COUNTER_WIDTH)),
-            "pairs": Out(unsigned(COUNTER_WIDTH)),
-            "blocked": Out(unsigned(COUNTER_WIDTH)),
+            "values": Out(unsigned(counter_width)),
+            "skipped": Out(unsigned(counter_width)),
+            "pairs": Out(unsigned(counter_width)),
+            "blocked": Out(unsigned(counter_width)),
         })
 
     def elaborate(self, platform):

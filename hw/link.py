@@ -49,18 +49,21 @@ class HostLink(wiring.Component):
     ``SYNC`` with nothing in flight.
 
     ``depths`` gives each memory's words (``Backward.shapes``); ``elements`` and ``addr_width``
-    the accelerator's memory port.
+    the accelerator's memory port (``element_port``: one element per access, see
+    :func:`~.backward.mem_port_signature`).
     """
 
     def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
-                 formats: Formats = FORMATS):
+                 formats: Formats = FORMATS, element_port: bool = False):
         if set(depths) != set(regmap.MEMORIES):
             raise ValueError(f"depths must name the memories {', '.join(regmap.MEMORIES)}")
         if not isinstance(max_payload, int) or not 16 <= max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must be an int in 16..65535, not {max_payload!r}")
         if not isinstance(timeout, int) or not 16 <= timeout <= 1 << 28:
             raise ValueError(f"timeout must be an int in 16..2**28 cycles, not {timeout!r}")
+        self.element_port = bool(element_port)
+        el_width = max(1, ceil_log2(elements)) if element_port else 0
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
         self.per = {n: regmap.elements_per_word(n, lanes) for n in regmap.MEMORIES}
@@ -74,7 +77,8 @@ class HostLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "reg": Out(reg_signature()),
-            "mem": Out(mem_port_signature(addr_width, elements)),
+            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
+                                          el_width)),
             "busy": In(1),
             "idle": Out(1),
         })
@@ -95,7 +99,7 @@ class HostLink(wiring.Component):
 
         code = Signal(8)
         length = Signal(16)
-        index = Signal(16)                          # header byte, payload byte or CRC byte
+        index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
         head = Signal(40)                           # the payload's first five bytes
         crc_rx = Signal(16)
         quiet = Signal(range(self.timeout + 1))
@@ -126,9 +130,9 @@ class HostLink(wiring.Component):
 
         # reply: code, length, and the bytes of a short payload (shifted out LSB first)
         r_code = Signal(8)
-        r_len = Signal(16)
+        r_len = Signal(range(P + 1))                 # replies are at most P bytes
         r_small = Signal(48)
-        r_left = Signal(16)                          # payload bytes still to send
+        r_left = Signal(range(P + 1))                # payload bytes still to send
         def reply(rcode, rlen, small=None, then=_State.TX_HEAD):
             stmts = [r_code.eq(rcode), r_len.eq(rlen), r_left.eq(rlen), index.eq(0),
                      state.eq(then)]
@@ -139,16 +143,31 @@ class HostLink(wiring.Component):
             return reply(protocol.ERROR, 2, Cat(Const(ERR[name], 8), code))
 
         # memory walk: address, words left, element and byte within the word
-        maddr = Signal(16)
-        words = Signal(16)
+        top = max(self.depths.values())             # (the request was checked against it)
+        maddr = Signal(range(top + 1))
+        words = Signal(range(top + 1))
         el = Signal(range(self.elements + 1))
         bi = Signal(3)
         cur = Signal(32)
-        word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+        EP = self.element_port
         rd_pending = Signal()
         word_full = Signal()
         mem = self.mem
-        m.d.comb += [mem.mem.eq(sel), mem.addr.eq(maddr), mem.wdata.eq(word)]
+        m.d.comb += [mem.mem.eq(sel), mem.addr.eq(maddr)]
+        if EP:
+            # the element is written the cycle after its last byte, while `cur` still holds it
+            w_elem = Signal(WORD_WIDTH)
+            m.d.comb += [w_elem.eq(cur), mem.wdata[0].eq(w_elem)]
+            for n in range(1, 4):
+                with m.If(eb == n):
+                    m.d.comb += w_elem.eq(cur[32 - 8 * n:])
+        else:
+            word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+            m.d.comb += mem.wdata.eq(word)
+        if EP:
+            w_el = Signal.like(el)                  # the element being written
+            w_last = Signal()                       # ... is its word's last
+            m.d.comb += mem.el.eq(Mux(state == _State.WRITE_MEM, w_el, el))
 
         # -- receive ----------------------------------------------------------------------
         timing = ((state == _State.HEAD) | (state == _State.BODY) | (state == _State.CRC) |
@@ -270,15 +289,18 @@ class HostLink(wiring.Component):
                              cur.eq(Cat(cur[8:], buf_rd.data))]
                 with m.If(bi == eb - 1):              # an element is whole
                     m.d.sync += bi.eq(0)
-                    whole = Cat(cur[8:], buf_rd.data)
-                    elem = Signal(WORD_WIDTH)
-                    m.d.comb += elem.eq(whole)
-                    for n in range(1, 4):
-                        with m.If(eb == n):
-                            m.d.comb += elem.eq(whole[32 - 8 * n:])
-                    for e in range(self.elements):      # an If per element: no `case` on el
-                        with m.If(el == e):
-                            m.d.sync += word[e].eq(elem)
+                    if EP:                              # written alone, next cycle
+                        m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1), word_full.eq(1)]
+                    else:
+                        whole = Cat(cur[8:], buf_rd.data)
+                        elem = Signal(WORD_WIDTH)
+                        m.d.comb += elem.eq(whole)
+                        for n in range(1, 4):
+                            with m.If(eb == n):
+                                m.d.comb += elem.eq(whole[32 - 8 * n:])
+                        for e in range(self.elements):  # an If per element: no `case` on el
+                            with m.If(el == e):
+                                m.d.sync += word[e].eq(elem)
                     with m.If(el == per - 1):
                         m.d.sync += [el.eq(0), word_full.eq(1)]
                     with m.Else():
@@ -286,9 +308,11 @@ class HostLink(wiring.Component):
             with m.Elif(word_full):
                 # a word is whole (written while the next byte's read is issued)
                 m.d.comb += mem.we.eq(1)
-                m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1), word_full.eq(0)]
-                with m.If(words == 1):
-                    m.d.sync += [reply(code, 0), rd_pending.eq(0)]
+                m.d.sync += word_full.eq(0)
+                with m.If(w_last if EP else 1):
+                    m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
+                    with m.If(words == 1):
+                        m.d.sync += [reply(code, 0), rd_pending.eq(0)]
         with m.Elif(state == _State.REG_READ):
             m.d.sync += reply(code, 4, self.reg.rdata)
         with m.Elif(state == _State.WAIT):
@@ -325,11 +349,16 @@ class HostLink(wiring.Component):
         with m.Elif(state == _State.TX_MEM):
             # rd_pending: the word at maddr is being read; then its bytes go out
             m.d.comb += mem.re.eq(rd_pending)
+            # (element port: each element is read alone, the word's last moves maddr on)
             with m.If(rd_pending):
-                m.d.sync += [rd_pending.eq(0), maddr.eq(maddr + 1)]
+                m.d.sync += rd_pending.eq(0)
+                with m.If((el == per - 1) if EP else 1):
+                    m.d.sync += maddr.eq(maddr + 1)
             with m.Else():
                 elem = Signal(WORD_WIDTH)
-                for e in range(self.elements):
+                if EP:
+                    m.d.comb += elem.eq(mem.rdata[0])
+                for e in range(0 if EP else self.elements):
                     with m.If(el == e):
                         m.d.comb += elem.eq(mem.rdata[e])
                 m.d.comb += [
@@ -339,6 +368,8 @@ class HostLink(wiring.Component):
                     m.d.sync += [bi.eq(bi + 1), r_left.eq(r_left - 1)]
                     with m.If(bi == eb - 1):
                         m.d.sync += [bi.eq(0), el.eq(el + 1)]
+                        if EP:
+                            m.d.sync += rd_pending.eq(r_left != 1)
                         with m.If(el == per - 1):
                             m.d.sync += [el.eq(0), rd_pending.eq(r_left != 1)]
                     with m.If(r_left == 1):

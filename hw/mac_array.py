@@ -59,12 +59,15 @@ class MacArray(wiring.Component):
     is written 3 cycles after it is issued, the first word issues the cycle after acceptance, and
     ``busy`` falls the cycle after the last write.
     Read-after-write on the same accumulator word (C <= 2, or repeated rows) is resolved by
-    forwarding the two newest sums, never by stalling. The array never stalls once a word is
+    forwarding the two newest sums, never by stalling (``forwarding=False`` leaves that out, for
+    users whose commands never read a word within 3 cycles of its write: only ``BOTH`` commands
+    with ``C >= 2``, rows never repeated back to back). The array never stalls once a word is
     issued; back-pressure is only ``cmd.ready`` while a command is running.
 
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
-    Counters (wrap at ``2**32``, cleared by ``clear``): ``beats`` (words issued: busy cycles),
-    ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP commands).
+    Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
+    cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
+    commands).
     """
 
     @staticmethod
@@ -90,8 +93,13 @@ class MacArray(wiring.Component):
             if not 2 <= w <= 48:
                 raise ValueError(f"formats.{name} width must be 2..48, not {w}")
 
-    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS):
+    def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
+                 counter_width: int = COUNTER_WIDTH, forwarding: bool = True):
         self.check_parameters(lanes, k, rows, formats)
+        if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
+            raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+        self.counter_width = counter_width
+        self.forwarding = bool(forwarding)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
@@ -120,9 +128,9 @@ class MacArray(wiring.Component):
             "busy": Out(1),
             "issue": Out(1),
             "clear": In(1),
-            "beats": Out(unsigned(COUNTER_WIDTH)),
-            "macs": Out(unsigned(COUNTER_WIDTH)),
-            "commands": Out(unsigned(COUNTER_WIDTH)),
+            "beats": Out(unsigned(counter_width)),
+            "macs": Out(unsigned(counter_width)),
+            "commands": Out(unsigned(counter_width)),
         })
 
     def elaborate(self, platform):
@@ -203,8 +211,9 @@ class MacArray(wiring.Component):
         # compare is not in series with the add: next cycle, stage 3 holds what stage 2 holds
         # now and stage 4 what stage 3 holds now, while stage 2 holds what stage 1 holds now.
         hit3, hit4 = Signal(), Signal()
-        m.d.sync += [hit3.eq(v2 & (ph2 == ph1) & (addr2 == addr1)),
-                     hit4.eq(v3 & (ph3 == ph1) & (addr3 == addr1))]
+        if self.forwarding:
+            m.d.sync += [hit3.eq(v2 & (ph2 == ph1) & (addr2 == addr1)),
+                         hit4.eq(v3 & (ph3 == ph1) & (addr3 == addr1))]
         lo = Mux(ph2, f.da.min, f.dw.min)
         hi = Mux(ph2, f.da.max, f.dw.max)
         for l in range(L):

@@ -20,19 +20,25 @@ class ThresholdUnit(wiring.Component):
     ``golden.fixed.threshold_model``). ``tau = 0`` passes every value.
 
     Throughput one beat per cycle; latency 1 cycle (the output is a :class:`~.slice.Slice` skid
-    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle).
+    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle;
+    ``skid=False``: a plain output register, ``i.ready = o.ready | ~o.valid``).
     Under back-pressure items wait in order, nothing is dropped. ``tau`` is sampled when a beat
     is accepted. The output carries the beat's non-zero mask (bit ``l`` for lane ``l``).
 
-    Counters (wrap at ``2**32``, cleared by ``clear``), updated per accepted input beat:
+    Counters (``counter_width`` bits, wrap, cleared by ``clear``), updated per accepted input beat:
     ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero).
     """
 
-    def __init__(self, width: int = GRAD.width, lanes: int = 1):
+    def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
+                 counter_width: int = COUNTER_WIDTH, skid: bool = True):
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
+        if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
+            raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+        self.counter_width = counter_width
+        self.skid = bool(skid)
         self.width = width
         self.lanes = lanes
         self.in_layout = data.StructLayout({
@@ -47,13 +53,13 @@ class ThresholdUnit(wiring.Component):
             "o": Out(stream.Signature(self.out_layout)),
             "tau": In(unsigned(width)),
             "clear": In(1),
-            "seen": Out(unsigned(COUNTER_WIDTH)),
-            "zeros": Out(unsigned(COUNTER_WIDTH)),
+            "seen": Out(unsigned(counter_width)),
+            "zeros": Out(unsigned(counter_width)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.slice = out = Slice(self.out_layout)
+        m.submodules.slice = out = Slice(self.out_layout, skid=self.skid)
         wiring.connect(m, wiring.flipped(self.o), out.o)
 
         result = Signal(self.out_layout)

@@ -10,10 +10,20 @@ from .backward import Backward
 from .link import HostLink
 from .uart import UartRx, UartTx
 
-__all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD"]
+__all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD", "SMALL_DEVICE"]
 
 #: the boards' link speed: 12 MHz / 12 on the iCEBreaker, 25 MHz / 25 on the ULX3S
 DEFAULT_BAUD = 1_000_000
+
+#: :class:`~.backward.Backward` options that fit the accelerator into an iCE40 UP5K (the
+#: iCEBreaker: 5280 LCs, 30 EBR, 8 SB_MAC16), same results bit for bit: the time-shared
+#: gate-gradient unit, a two-entry FIFO (flip-flops, no EBR), 16-bit counters, the host memory
+#: port one element per access, db one gate per cycle, no forwarding in the MAC array (needs
+#: ``C >= 2``), the threshold's output a plain register. ``hidden=8, inputs=8, lanes=1,
+#: max_seq=8, max_batch=1`` with these: 5116/5280 LCs (3982 LUT4s, 1715 FFs), 24/30 EBR,
+#: 3/8 DSPs, Fmax 21.6 MHz at the 12 MHz clock (nextpnr; yosys ``synth_ice40 -dsp``).
+SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
+                    db_serial=True, forwarding=False, threshold_skid=False)
 
 
 class AcceleratorTop(wiring.Component):
@@ -33,7 +43,8 @@ class AcceleratorTop(wiring.Component):
                                                   self.backward.shapes.items()},
                              addr_width=self.backward.addr_width,
                              elements=self.backward.elements, max_payload=max_payload,
-                             timeout=timeout, formats=formats)
+                             timeout=timeout, formats=formats,
+                             element_port=self.backward.element_port)
         self.divisor = divisor
         self.params = {"hidden": hidden, "inputs": inputs, "lanes": lanes, "max_seq": max_seq,
                        "max_batch": max_batch, "divisor": divisor, "max_payload": max_payload}

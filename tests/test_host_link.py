@@ -14,10 +14,14 @@ from gateskip.sim.link_soak import KINDS, soak
 PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
 
 
-@pytest.fixture(scope="module")
-def board(tmp_path_factory):
-    from gateskip.hw.top import SimBoard
-    exe = build_sim_board(SimBoard(**PARAMS), tmp_path_factory.mktemp("simboard"))
+@pytest.fixture(scope="module", params=["default", "small"])
+def board(request, tmp_path_factory):
+    """The simulated board with the design's defaults, and with the small-device options (the
+    iCEBreaker's build) at the same sizes."""
+    from gateskip.hw.top import SMALL_DEVICE, SimBoard
+    options = SMALL_DEVICE if request.param == "small" else {}
+    exe = build_sim_board(SimBoard(**PARAMS, **options),
+                          tmp_path_factory.mktemp("simboard"))
     with SimulatedBoard(exe) as b:
         yield b
 

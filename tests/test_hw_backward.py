@@ -38,6 +38,11 @@ class AmaranthBus:
         c.set(port.mem, code); c.set(port.we, 1)
         for addr, word in enumerate(words):
             c.set(port.addr, addr)
+            if self.dut.element_port:              # one element per access
+                for e, v in enumerate(word):
+                    c.set(port.el, e); c.set(port.wdata[0], int(v))
+                    await c.tick()
+                continue
             for e, v in enumerate(word):
                 c.set(port.wdata[e], int(v))
             await c.tick()
@@ -49,6 +54,14 @@ class AmaranthBus:
         out = []
         for addr in range(n):
             c.set(port.addr, addr)
+            if self.dut.element_port:
+                word = []
+                for e in range(per):
+                    c.set(port.el, e)
+                    await c.tick()
+                    word.append(c.get(port.rdata[0]))
+                out.append(word)
+                continue
             await c.tick()
             out.append([c.get(port.rdata[e]) for e in range(per)])
         c.set(port.re, 0)
@@ -98,6 +111,30 @@ def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
     mems = random_mems(H, X, T, B, seed, extreme=extreme)
     tau = tau_for_sparsity(mems, X, sparsity)
     dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew)
+    got = simulate(dut, mems, tau, dense=dense)
+    want = backward_model(mems, tau, inputs=X, dense=dense)
+    check(got, want, X + H)
+    assert got["status"] == 1 << STATUS["DONE"]
+    assert got["CYCLES"] == got["BEATS"] + got["STARVED"]
+
+
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme, ew", [
+    (3, 2, 2, 3, 2, 0.5, False, False, 1),
+    (3, 2, 1, 3, 2, 0.5, True, False, 1),
+    (4, 3, 4, 2, 1, 0.9, False, False, 1),
+    (2, 1, 1, 2, 1, 0.0, False, True, 1),
+    (3, 2, 2, 3, 2, 0.5, False, False, None),   # the unit at full speed: db_serial holds it
+    (5, 3, 3, 2, 1, 0.3, True, False, 2),
+])
+def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
+    """The iCE40 options: element port, 16-bit counters, FIFO of two, db one gate per cycle, no
+    forwarding in the MAC array (C >= 2 here)."""
+    seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
+    mems = random_mems(H, X, T, B, seed, extreme=extreme)
+    tau = tau_for_sparsity(mems, X, sparsity)
+    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew, element_port=True,
+                   counter_width=16, fifo_depth=2, db_serial=True,
+                   forwarding=False, threshold_skid=False)
     got = simulate(dut, mems, tau, dense=dense)
     want = backward_model(mems, tau, inputs=X, dense=dense)
     check(got, want, X + H)

@@ -20,11 +20,11 @@ H, X, L, T = 3, 2, 2, 2
 TIMEOUT = 64
 
 
-def _dut(max_payload=64):
-    bw = Backward(H, X, L, max_seq=T)
+def _dut(max_payload=64, **options):
+    bw = Backward(H, X, L, max_seq=T, **options)
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
-                    timeout=TIMEOUT)
+                    timeout=TIMEOUT, element_port=bw.element_port)
     m = Module()
     m.submodules.bw, m.submodules.link = bw, link
     wiring.connect(m, link.reg, bw.reg)
@@ -47,9 +47,9 @@ def _parse(data: bytes):
     return out
 
 
-def _run(chunks, max_payload=64, gap=3, tail=400):
+def _run(chunks, max_payload=64, gap=3, tail=400, **options):
     """Feed byte chunks (a chunk is followed by ``tail`` quiet cycles) and collect the replies."""
-    m, link, _bw = _dut(max_payload)
+    m, link, _bw = _dut(max_payload, **options)
     sim = Simulator(m)
     sim.add_clock(1e-6)
     got = bytearray()
@@ -93,20 +93,23 @@ def test_ping_and_registers():
     assert replies[4][0] == CMD["WAIT"] and len(replies) == 5
 
 
-def test_memory_round_trip():
-    """W (2-byte elements), DH (3-byte) and DB (4-byte) written and read back, sign included."""
+@pytest.mark.parametrize("options", [{}, {"element_port": True}])
+def test_memory_round_trip(options):
+    """W (2-byte elements), DH (3-byte), DB (4-byte) and ACT written and read back, sign
+    included; also through the element port (one element per access)."""
     rng = np.random.default_rng(1)
     C = -(-(X + H) // L)
     words = {"W": rng.integers(-2**15, 2**15, (4 * H * C, L)),
              "DH": rng.integers(-2**23, 2**23, (T * H, 1)),
-             "DB": rng.integers(-2**31, 2**31, (H, 4))}
+             "DB": rng.integers(-2**31, 2**31, (H, 4)),
+             "ACT": rng.integers(-2**15, 2**15, (T * H, 6))}
     req = []
     for name, w in words.items():
         code, eb = regmap.MEMORIES[name][0], protocol.element_bytes(name)
         data = b"".join(int(v & ((1 << 8 * eb) - 1)).to_bytes(eb, "little") for v in w.ravel())
         req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, len(w)) + data))
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", code, 0, len(w))))
-    replies = _run(req, max_payload=256)
+    replies = _run(req, max_payload=256, **options)
     for k, (name, w) in enumerate(words.items()):
         assert replies[2 * k] == (CMD["WRITE_MEM"], b"")
         code, data = replies[2 * k + 1]

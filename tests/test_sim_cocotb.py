@@ -35,6 +35,12 @@ def test_generated_verilog_passes_verilator_lint(block, tmp_path):
     lint(path)
 
 
+def test_small_device_top_passes_verilator_lint(tmp_path):
+    from gateskip.hw.top import SMALL_DEVICE, AcceleratorTop
+    top = AcceleratorTop(hidden=8, inputs=8, lanes=1, max_seq=8, max_batch=1, **SMALL_DEVICE)
+    lint(write_verilog(top, "top", tmp_path / "top.v"))
+
+
 def test_lint_catches_a_real_warning(tmp_path):
     """The waivers do not hide real findings: a computed, never used wire is still reported."""
     bad = tmp_path / "bad.v"
