@@ -13,6 +13,8 @@ import shutil
 import sysconfig
 from dataclasses import dataclass, field
 
+from ..hw.top import SMALL_DEVICE
+
 __all__ = ["Board", "BOARDS", "board", "toolchain_env", "openfpgaloader"]
 
 
@@ -57,9 +59,10 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 # -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
 # (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
 # named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
-#   icebreaker  synth/reports/icebreaker.json: NOTHING fits. The smallest build (H = X = L = T = B
-#               = 1, the time-shared gate-gradient unit ew_multipliers=1) needs 7145 of 5280
-#               ICESTORM_LC (nextpnr); defaults are that smallest build, fits=False.
+#   icebreaker  synth/reports/icebreaker.json: H 8, X 8, L 1, T 8, B 1 with hw.top.SMALL_DEVICE
+#               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
+#               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
+#               5280 ICESTORM_LC (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json: 11772/83640 LUT slots, 35/156 MULT18X18D, 139/208
 #               DP16KD, Fmax 36.54 MHz >= 25 MHz. One step up fails: hidden 96 (inputs 48) before
 #               any tool (memories 3855360 bits > 3833856, ulx3s-85f-step-up.json); lanes 16 with
@@ -74,9 +77,9 @@ BOARDS = {b.name: b for b in (
           title="iCEBreaker", clock_mhz=12.0, bram_bits=30 * 4096, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default
-          defaults={"hidden": 1, "inputs": 1, "lanes": 1, "max_seq": 1, "max_batch": 1,
-                    "ew_multipliers": 1},
-          defaults_report="icebreaker.json", fits=False),
+          defaults={"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1,
+                    **SMALL_DEVICE},
+          defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
           title="ULX3S (85F)", clock_mhz=25.0, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
