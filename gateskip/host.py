@@ -160,10 +160,8 @@ class Link:
         name = MEMORY_NAMES[code]
         eb = protocol.element_bytes(name)
         words = np.asarray(words, np.int64)
-        mask = (1 << (8 * eb)) - 1
         for start, n in self._chunks(name, lanes, len(words), 5):
-            chunk = words[start:start + n] & mask
-            data = b"".join(int(v).to_bytes(eb, "little") for v in chunk.ravel())
+            data = protocol.pack_elements(words[start:start + n], eb)
             self.request("WRITE_MEM", struct.pack("<BHH", code, start, n) + data)
 
     def read_mem(self, code: int, n_words: int, per: int, lanes: int) -> np.ndarray:
@@ -175,10 +173,7 @@ class Link:
             if len(data) != n * per * eb:
                 raise LinkError("BAD_REPLY", f"READ_MEM gave {len(data)} bytes, not "
                                              f"{n * per * eb}")
-            raw = np.frombuffer(data, np.uint8).reshape(n * per, eb).astype(np.int64)
-            value = (raw << (8 * np.arange(eb))).sum(axis=1)
-            value -= (value >> (8 * eb - 1)) << (8 * eb)          # sign-extend
-            out[start:start + n] = value.reshape(n, per)
+            out[start:start + n] = protocol.unpack_elements(data, eb).reshape(n, per)
         return out
 
 

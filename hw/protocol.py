@@ -28,7 +28,8 @@ import struct
 from . import regmap
 
 __all__ = ["SYNC", "COMMANDS", "ERROR", "ERRORS", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
-           "crc16", "frame", "element_bytes", "word_bytes", "markdown_table"]
+           "crc16", "frame", "element_bytes", "word_bytes", "pack_elements", "unpack_elements",
+           "markdown_table"]
 
 SYNC = 0x5A
 MAGIC = b"GSK"
@@ -91,6 +92,22 @@ def element_bytes(memory: str, formats=None) -> int:
 def word_bytes(memory: str, lanes: int, formats=None) -> int:
     """Bytes of one word of ``memory`` on the wire."""
     return regmap.elements_per_word(memory, lanes) * element_bytes(memory, formats)
+
+
+def pack_elements(values, eb: int) -> bytes:
+    """Integers -> their low ``eb`` bytes each, little-endian, in order (a write's data)."""
+    import numpy as np
+    v = np.ascontiguousarray(np.asarray(values, np.int64).ravel(), "<i8")
+    return v.view(np.uint8).reshape(-1, 8)[:, :eb].tobytes()
+
+
+def unpack_elements(data: bytes, eb: int):
+    """:func:`pack_elements` undone, sign-extending each ``eb``-byte element (a read's data);
+    returns an int64 array."""
+    import numpy as np
+    raw = np.frombuffer(bytes(data), np.uint8).reshape(-1, eb).astype(np.int64)
+    value = (raw << (8 * np.arange(eb))).sum(axis=1)
+    return value - ((value >> (8 * eb - 1)) << (8 * eb))
 
 
 def markdown_table() -> str:

@@ -29,7 +29,7 @@ def _good_write_tau(value):
 
 def _write_dh(words, start=0):
     eb = protocol.element_bytes("DH")
-    data = b"".join(int(v & ((1 << 8 * eb) - 1)).to_bytes(eb, "little") for v in words)
+    data = protocol.pack_elements(words, eb)
     return protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", regmap.MEMORIES["DH"][0], start,
                                                         len(words)) + data)
 

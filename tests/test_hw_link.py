@@ -195,3 +195,13 @@ def test_readme_protocol_table_is_generated():
     from pathlib import Path
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert protocol.markdown_table() in readme, "README's protocol table is stale"
+
+
+@pytest.mark.parametrize("eb", [2, 3, 4])
+def test_element_packing_round_trips_and_is_little_endian(eb):
+    lo, hi = -(1 << (8 * eb - 1)), (1 << (8 * eb - 1)) - 1
+    values = np.array([lo, -1, 0, 1, hi, 0x5A], np.int64)
+    data = protocol.pack_elements(values, eb)
+    assert data[:eb] == (1 << (8 * eb - 1)).to_bytes(eb, "little")
+    assert len(data) == eb * len(values)
+    assert list(protocol.unpack_elements(data, eb)) == list(values)
