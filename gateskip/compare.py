@@ -43,7 +43,7 @@ from gateskip.golden.corpus import Corpus, load_corpus
 from gateskip.golden.fixed import FORMATS, Formats
 from gateskip.golden.metrics import normalised_inner_product
 from gateskip.golden.trace import FORMAT as TRACE_FORMAT
-from gateskip.golden.train import (LanguageModel, TrainConfig, _batchify, _numpy_step, _params,
+from gateskip.golden.train import (TrainConfig, _numpy_step, _optimizer, _params, _setup,
                                    evaluate, numpy_model_forward)
 
 __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_KEYS",
@@ -308,25 +308,11 @@ def compare(config: TrainConfig, device, corpus: Corpus | None = None, progress=
 
 
 def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> dict:
-    if corpus is None:
-        corpus = load_corpus(config.corpus, config.level)
-    # the set-up of golden.train._train, so that run A is that run
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    V, E, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
-    data = _batchify(corpus.train, B)
-    if len(data) < T + 1:
-        raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
-                         f"batch {B} x seq-len {T}")
-    model_a = LanguageModel(V, E, H, config.threshold)
+    # golden.train's own set-up, so that run A is that run
+    corpus, data, model_a = _setup(config, corpus)
+    V, T = corpus.V, config.seq_len
     model_b = copy.deepcopy(model_a)
-
-    def optimizer(model):
-        if config.optimizer == "sgd":
-            return torch.optim.SGD(_params(model), lr=config.lr)
-        return torch.optim.Adam(_params(model), lr=config.lr)
-
-    opt_a, opt_b = optimizer(model_a), optimizer(model_b)
+    opt_a, opt_b = _optimizer(config, model_a), _optimizer(config, model_b)
     eval_every = config.eval_every or max(1, config.iterations // 20)
     val_curve = corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
     formats = getattr(reference, "formats", FORMATS)

@@ -227,22 +227,31 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress=None) -> T
         torch.set_num_threads(threads)
 
 
-def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
+def _setup(config: TrainConfig, corpus: Corpus | None):
+    """What every training run starts from: the corpus, the seeds, the batched training split
+    and a fresh model, in this order (``gateskip compare`` repeats this run exactly)."""
     if corpus is None:
         corpus = load_corpus(config.corpus, config.level)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    V, E, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
-    data = _batchify(corpus.train, B)
-    if len(data) < T + 1:
+    data = _batchify(corpus.train, config.batch)
+    if len(data) < config.seq_len + 1:
         raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
-                         f"batch {B} x seq-len {T}")
-    model = LanguageModel(V, E, H, config.threshold)
-    params = _params(model)
+                         f"batch {config.batch} x seq-len {config.seq_len}")
+    return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden, config.threshold)
+
+
+def _optimizer(config: TrainConfig, model: "LanguageModel"):
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=config.lr)
-    else:
-        opt = torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.SGD(_params(model), lr=config.lr)
+    return torch.optim.Adam(_params(model), lr=config.lr)
+
+
+def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
+    corpus, data, model = _setup(config, corpus)
+    V, E, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
+    params = _params(model)
+    opt = _optimizer(config, model)
     eval_every = config.eval_every or max(1, config.iterations // 20)
     val_curve = corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
     result = TrainResult(asdict(config), corpus.name, V)
