@@ -68,9 +68,10 @@ COLUMNS = (("K", "{}"), ("lanes", "{}"), ("sparsity", "{:.0%}"), ("nnz", "{}"),
            ("skip_over_ideal", "{:.3f}"), ("speedup", "{:.2f}"))
 
 
-def table(rows: list[dict]) -> str:
-    head = [name for name, _ in COLUMNS]
-    body = [[fmt.format(r[name]) for name, fmt in COLUMNS] for r in rows]
+def table(rows: list[dict], columns=COLUMNS) -> str:
+    """``rows`` as right-aligned text columns: ``columns`` is ``((key, format), ...)``."""
+    head = [name for name, _ in columns]
+    body = [[fmt.format(r[name]) for name, fmt in columns] for r in rows]
     widths = [max(len(h), *(len(b[k]) for b in body)) for k, h in enumerate(head)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..golden.accel import trace_inputs
 from ..golden.trace import load_trace
 from ..hw.backward import STEP_OVERHEAD, Backward
+from . import bench
 from .accel_stimulus import random_mems, tau_for_sparsity
 from .runner import run
 
@@ -111,12 +112,7 @@ COLUMNS = (("H", "{}"), ("X", "{}"), ("lanes", "{}"), ("T", "{}"), ("label", "{}
 
 
 def table(rows: list[dict]) -> str:
-    head = [name for name, _ in COLUMNS]
-    body = [[fmt.format(r[name]) for name, fmt in COLUMNS] for r in rows]
-    widths = [max(len(h), *(len(b[k]) for b in body)) for k, h in enumerate(head)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
-    return "\n".join(lines)
+    return bench.table(rows, COLUMNS)
 
 
 def plot(rows: list[dict], path: str | os.PathLike) -> str:
