@@ -46,8 +46,6 @@ class AcceleratorTop(wiring.Component):
                              timeout=timeout, formats=formats,
                              element_port=self.backward.element_port)
         self.divisor = divisor
-        self.params = {"hidden": hidden, "inputs": inputs, "lanes": lanes, "max_seq": max_seq,
-                       "max_batch": max_batch, "divisor": divisor, "max_payload": max_payload}
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),
                           "busy": Out(1)})
 
@@ -82,7 +80,6 @@ class BoardTop(Elaboratable):
         if not isinstance(baud, int) or not 9600 <= baud <= 12_000_000:
             raise ValueError(f"baud must be an int in 9600..12000000, not {baud!r}")
         self.baud, self.params = baud, params
-        self.top = None
 
     def divisor(self, clk_freq: float) -> int:
         divisor = round(clk_freq / self.baud)
@@ -93,8 +90,8 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        self.top = top = AcceleratorTop(divisor=self.divisor(platform.default_clk_frequency),
-                                        **self.params)
+        top = AcceleratorTop(divisor=self.divisor(platform.default_clk_frequency),
+                             **self.params)
         m.submodules.top = top
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)

@@ -69,8 +69,8 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
                     trace: str | None = None, progress=None) -> Path:
     """Build the simulated board executable in ``build_dir``; returns its path.
 
-    ``component_or_params`` is a board top component (its attribute ``divisor``, or
-    ``params["divisor"]``, gives the clock cycles per UART bit) or a dict of parameters for
+    ``component_or_params`` is a board top component (its attribute ``divisor`` gives the clock
+    cycles per UART bit) or a dict of parameters for
     :func:`sim_board`. ``trace`` (``"vcd"``, or ``"fst"``, which this Verilator builds only with
     liblz4-dev) compiles in waveform support for :class:`SimulatedBoard`'s ``trace`` file;
     slower to build and to run.
@@ -81,10 +81,9 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
     """
     component = (sim_board(component_or_params) if isinstance(component_or_params, dict)
                  else component_or_params)
-    divisor = getattr(component, "divisor", None) or getattr(component, "params", {}).get("divisor")
+    divisor = getattr(component, "divisor", None)
     if not isinstance(divisor, int) or divisor < 2:
-        raise ValueError(f"the board top needs an int divisor >= 2 (attribute divisor or "
-                         f"params['divisor']), not {divisor!r}")
+        raise ValueError(f"the board top needs an int attribute divisor >= 2, not {divisor!r}")
     find_simulator("verilator")
     for tool in (os.environ.get("CXX", "g++"), "make"):
         if shutil.which(tool) is None:
