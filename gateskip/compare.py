@@ -3,7 +3,8 @@
 Two runs from one seed on the same batches, stepped together:
 
 * **golden** (run A): ordinary sparsified-SGD training, the numpy path of
-  :mod:`gateskip.golden.train` (``_numpy_step``: float32, every gradient in float). Its losses
+  :mod:`gateskip.golden.train` (:func:`~gateskip.golden.train.numpy_step`: float32, every
+  gradient in float). Its losses
   equal ``train(config)``'s.
 * **device** (run B): the same model and data, but the LSTM layer's ``dW``, ``db`` and ``dx``
   (which feeds the embedding's gradient) come from a *device*: the step's float32 forward caches
@@ -37,25 +38,24 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from gateskip.defaults import COMPARE_DEFAULTS
 from gateskip.golden import lstm
 from gateskip.golden.accel import backward_model, check_mems, to_float, trace_inputs
 from gateskip.golden.corpus import Corpus, load_corpus
 from gateskip.golden.fixed import FORMATS, Formats
 from gateskip.golden.metrics import normalised_inner_product
 from gateskip.golden.trace import FORMAT as TRACE_FORMAT
-from gateskip.golden.train import (TrainConfig, _numpy_step, _optimizer, _params, _setup,
-                                   evaluate, numpy_model_forward)
+from gateskip.golden.train import (TrainConfig, evaluate, evaluation_plan, make_optimizer,
+                                   numpy_model_forward, numpy_step, setup, single_thread)
+from gateskip.outputs import check_writable, make_outdir, write_json
 
 __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_KEYS",
            "first_mismatch", "describe_mismatch", "fit_sizes", "pad_mems", "step_trace",
            "compare", "table", "plot", "DEVICES", "open_device", "run"]
 
-#: the defaults of ``gateskip compare``: 100 iterations take a few seconds with the model device,
-#: the loss falls from 3.9 to about 2.7 nats/char on Penn Treebank, and the threshold gives about
-#: 80% dnet sparsity with validation loss within 2% of threshold 0 at this size (dnet of a mean
-#: loss over B*T = 64 symbols is ~16x that of ``gateskip train``'s 1024, so is the threshold)
-DEFAULTS = {"hidden": 32, "embed": 16, "seq_len": 16, "batch": 4, "iterations": 100,
-            "threshold": 1.5e-4, "lanes": 4}
+#: the defaults of ``gateskip compare`` (:data:`gateskip.defaults.COMPARE_DEFAULTS`, where the
+#: CLI reads them too)
+DEFAULTS = COMPARE_DEFAULTS
 #: a device's build parameters
 PARAMS = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
 #: what the device must return equal to the fixed-point golden model, bit for bit
@@ -221,7 +221,7 @@ def _device_step(model, device, reference, inp, tgt, state, threshold, it, forma
     """Run B's gradients: float forward and output layer, the LSTM layer's backward on
     ``device``, and the same memories on ``reference``. Sets ``p.grad``; returns
     ``(loss, state, row, device_dW)``."""
-    params = [p.detach().numpy() for p in _params(model)]
+    params = [p.detach().numpy() for p in model.weights()]
     E, W, b, Wo, bo = params
     ids, targets = inp.numpy(), tgt.numpy()
     T, B = ids.shape
@@ -247,7 +247,7 @@ def _device_step(model, device, reference, inp, tgt, state, threshold, it, forma
     dE = np.zeros_like(E)
     np.add.at(dE, ids, fl["dx"].astype(np.float32))
     grads = [dE, fl["dW"], fl["db"], dWo, dbo]
-    for prm, grad in zip(_params(model), grads):
+    for prm, grad in zip(model.weights(), grads):
         prm.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32))
 
     K = meta["X"] + meta["H"]
@@ -298,23 +298,18 @@ def compare(config: TrainConfig, device, corpus: Corpus | None = None, progress=
               batch=config.batch)
     if reference is None:
         reference = ModelDevice(*(int(p[k]) for k in PARAMS))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_thread():
         return _compare(config, device, reference, corpus, progress,
                         name or getattr(device, "name", type(device).__name__))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> dict:
     # golden.train's own set-up, so that run A is that run
-    corpus, data, model_a = _setup(config, corpus)
+    corpus, data, model_a = setup(config, corpus)
     V, T = corpus.V, config.seq_len
     model_b = copy.deepcopy(model_a)
-    opt_a, opt_b = _optimizer(config, model_a), _optimizer(config, model_b)
-    eval_every = config.eval_every or max(1, config.iterations // 20)
-    val_curve = corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
+    opt_a, opt_b = make_optimizer(config, model_a), make_optimizer(config, model_b)
+    eval_every, val_curve = evaluation_plan(config, corpus)
     formats = getattr(reference, "formats", FORMATS)
 
     rows = []
@@ -329,10 +324,10 @@ def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> 
 
         # run A: golden.train's own numpy step
         opt_a.zero_grad(set_to_none=True)
-        loss_a, dnet_a, _, state_a = _numpy_step(model_a, inp, tgt, state_a, False)
+        loss_a, dnet_a, _, state_a = numpy_step(model_a, inp, tgt, state_a, False)
         dW_a = model_a.lstm.W.grad.numpy().copy()
         if config.clip:
-            torch.nn.utils.clip_grad_norm_(_params(model_a), config.clip)
+            torch.nn.utils.clip_grad_norm_(model_a.weights(), config.clip)
         opt_a.step()
 
         # run B: the LSTM layer's backward on the device
@@ -340,7 +335,7 @@ def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> 
         loss_b, state_b, row, dW_b = _device_step(model_b, device, reference, inp, tgt, state_b,
                                                   config.threshold, it, formats)
         if config.clip:
-            torch.nn.utils.clip_grad_norm_(_params(model_b), config.clip)
+            torch.nn.utils.clip_grad_norm_(model_b.weights(), config.clip)
         opt_b.step()
         pos += T
 
@@ -526,20 +521,20 @@ DEVICES = ("sim", "model")
 def open_device(kind: str, params: dict | None = None, *, port: str | None = None,
                 baud: int | None = None, progress=None):
     """A context manager yielding the device: ``kind`` ``"model"`` (:class:`ModelDevice` of
-    ``params``), ``"sim"`` (``gateskip.host.sim_device(params, progress)``, the simulated board)
-    or ``"board"`` (``gateskip.host.serial_device(port[, baud])``, whose build parameters the
-    board reports). ``gateskip.host`` is imported only when needed."""
+    ``params``), ``"sim"`` (``gateskip.sim.board.sim_device(params, progress)``, the simulated
+    board) or ``"board"`` (``gateskip.host.serial_device(port[, baud])``, whose build parameters
+    the board reports). Each is imported only when needed."""
     if kind == "model":
         yield ModelDevice(*(params[k] for k in PARAMS))
         return
     if kind not in ("sim", "board"):
         raise ValueError(f"device must be one of sim, model, board, not {kind!r}")
-    factory = "sim_device" if kind == "sim" else "serial_device"
+    module, factory = (("gateskip.sim.board", "sim_device") if kind == "sim" else
+                       ("gateskip.host", "serial_device"))
     try:
-        host = importlib.import_module("gateskip.host")
-        make = getattr(host, factory)
+        make = getattr(importlib.import_module(module), factory)
     except (ImportError, AttributeError) as e:
-        raise RuntimeError(f"the {kind} device needs gateskip.host.{factory}, which this install "
+        raise RuntimeError(f"the {kind} device needs {module}.{factory}, which this install "
                            f"lacks ({e}); use --device model") from None
     if kind == "sim":
         cm = make(params, progress)
@@ -549,20 +544,33 @@ def open_device(kind: str, params: dict | None = None, *, port: str | None = Non
         yield device
 
 
+class _Silent:
+    """A progress bar that shows nothing: :func:`run`'s stages when it is given no bars."""
+
+    def __call__(self, done, total, postfix=None):
+        pass
+
+    def close(self):
+        pass
+
+
 def run(*, device: str | None, port: str | None, baud: int | None, iterations: int,
         hidden: int | None, embed: int | None, seq_len: int | None, batch: int | None,
         threshold: float, corpus: str | None, seed: int, lanes: int | None, out: str,
-        json_path: str | None, progress: bool, echo=print) -> dict:
+        json_path: str | None, progress=None, echo=print) -> dict:
     """``gateskip compare``: check every input, open the device, :func:`compare`, write
-    ``OUT/summary.md``, ``OUT/loss.png``, ``OUT/gradients.png`` and ``--json``; print the table.
+    ``OUT/summary.md``, ``OUT/loss.png``, ``OUT/gradients.png`` and ``json_path``; print the
+    table through ``echo``.
 
     ``device`` ``None`` means ``"sim"``, or the board when ``port`` is given. Sizes left
-    ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. Raises
-    ``ValueError`` for bad input (before any training or build), ``RuntimeError`` when the
-    device is not bit-exact with the golden fixed-point model (after writing every output).
+    ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. ``progress``
+    makes the progress bar of a stage: ``progress(description)`` returns a callable ``(done,
+    total, postfix)`` with a ``close()`` method (the CLI passes its ``Progress`` class); ``None``
+    shows none. Raises ``ValueError`` for bad input (before any training or build),
+    ``RuntimeError`` when the device is not bit-exact with the golden fixed-point model (after
+    writing every output).
     """
-    from gateskip.cli import Progress, check_writable, make_outdir, write_json
-
+    bars = progress or (lambda description: _Silent())
     if port is not None and device is not None:
         raise ValueError(f"--port runs on the board at {port}; --device {device} does not apply")
     kind = "board" if port is not None else (device or "sim")
@@ -584,7 +592,7 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
         params = {"hidden": sizes["hidden"], "inputs": sizes["embed"],
                   "lanes": DEFAULTS["lanes"] if lanes is None else lanes,
                   "max_seq": sizes["seq_len"], "max_batch": sizes["batch"]}
-    build = Progress(f"build {kind} device", progress)
+    build = bars(f"build {kind} device")
     try:
         cm = open_device(kind, params, port=port, baud=baud,
                          progress=build if progress else None)
@@ -595,7 +603,7 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                 raise ValueError(f"the board has {dev.params['lanes']} lanes; --lanes {lanes} "
                                  f"does not fit (it is a build parameter)")
             config = config.replace(**fitted).check()
-            bar = Progress(f"compare on {kind}", progress)
+            bar = bars(f"compare on {kind}")
             try:
                 result = compare(config, dev, text, progress=bar, name=kind)
             finally:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec.memories import ACT_FIELDS, MEMORIES
 from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_shift, saturate,
                     threshold_model, threshold_to_tau)
 from .metrics import normalised_inner_product
@@ -107,10 +108,8 @@ def from_hw_rows(m) -> np.ndarray:
 # -- the accelerator's memories --------------------------------------------------------------------
 
 #: the memories of ``hw.backward.Backward``, as :func:`backward_model` takes them
-MEMS = ("W", "A", "ACT", "DH", "DC", "DW", "DB", "DA")
-#: fields of an ``ACT`` word in memory order: ``i f g o tanh_c`` in ``formats.act``, ``c_prev`` in
-#: ``formats.cell`` (``hw.backward.ACT_FIELDS``)
-ACT_FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev")
+#: (:mod:`gateskip.spec.memories`)
+MEMS = tuple(MEMORIES)
 
 
 def _check_size(name: str, value, lo: int, hi: int | None = None) -> int:
@@ -119,17 +118,6 @@ def _check_size(name: str, value, lo: int, hi: int | None = None) -> int:
         span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be {'an int ' if hi is None else ''}{span}, not {value!r}")
     return int(value)
-
-
-def _mem_shapes(hidden: int, inputs: int, max_seq: int, max_batch: int) -> dict[str, tuple]:
-    H, K, T, B = hidden, inputs + hidden, max_seq, max_batch
-    return {"W": (4 * H, K), "A": (B, T, K), "ACT": (B, T, H, len(ACT_FIELDS)), "DH": (B, T, H),
-            "DC": (B, H), "DW": (4 * H, K), "DB": (H, 4), "DA": (B, T, K)}
-
-
-def _mem_formats(formats: Formats) -> dict[str, Q]:
-    return {"W": formats.operand, "A": formats.operand, "DH": formats.state, "DC": formats.state,
-            "DW": formats.dw, "DB": formats.dw, "DA": formats.da}
 
 
 def _check_mem_shapes(mems: dict, hidden: int, inputs: int, max_seq: int, max_batch: int,
@@ -142,7 +130,9 @@ def _check_mem_shapes(mems: dict, hidden: int, inputs: int, max_seq: int, max_ba
     missing = [k for k in MEMS if k not in mems]
     if missing:
         raise ValueError(f"mems lacks {', '.join(missing)} (needs {', '.join(MEMS)})")
-    for name, shape in _mem_shapes(hidden, inputs, max_seq, max_batch).items():
+    sizes = {"hidden": hidden, "inputs": inputs, "max_seq": max_seq, "max_batch": max_batch}
+    for name, mem in MEMORIES.items():
+        shape = mem.shape(sizes)
         arr = np.asarray(mems[name])
         if arr.shape != shape:
             raise ValueError(f"mems {name} is {arr.shape}, expected {shape} "
@@ -159,31 +149,24 @@ def check_mems(mems: dict, *, hidden: int, inputs: int, max_seq: int, max_batch:
                formats: Formats = FORMATS) -> None:
     """Check the accelerator's memories before a run; raise ``ValueError`` saying what is wrong.
 
-    ``mems`` maps each name of :data:`MEMS` to int codes of this shape (H hidden, X inputs,
-    K = X + H, T = ``max_seq``, B = ``max_batch``; the hardware's memories are sized for the
-    maximum, a run uses ``seq_len`` <= T steps of ``batch`` <= B sequences):
-
-    ======  ==============  ====================================================================
-    W       (4H, K)         ``operand``; hardware row order, row ``4k + g`` (:func:`to_hw_rows`)
-    A       (B, T, K)       ``operand``: ``a_t = [x_t ; h_{t-1}]`` of sequence b, step t
-    ACT     (B, T, H, 6)    :data:`ACT_FIELDS`: ``i f g o tanh_c`` (``act``), ``c_prev`` (``cell``)
-    DH      (B, T, H)       ``state``: ``dh`` from the loss, times ``2**grad_shift``
-    DC      (B, H)          ``state``: carried ``dc`` (``dc_T`` in, ``dc_0`` out)
-    DW      (4H, K)         ``dw`` accumulator, rows as W
-    DB      (H, 4)          ``dw`` accumulator; ``db`` of hardware row ``4k + g`` at ``[k, g]``
-    DA      (B, T, K)       ``da`` accumulator: ``dx_t = da[:X]``, ``dh_{t-1} += da[X:]``
-    ======  ==============  ====================================================================
+    ``mems`` maps each name of :data:`MEMS` to int codes in the array shape and formats of
+    :data:`gateskip.spec.memories.MEMORIES` (``gateskip regs`` prints the table) for H hidden,
+    X inputs, T = ``max_seq``, B = ``max_batch``: the hardware's memories are sized for the
+    maximum, a run uses ``seq_len`` <= T steps of ``batch`` <= B sequences. Rows of ``W`` and
+    ``DW`` are in hardware order (:func:`to_hw_rows`); ``DH`` is scaled by ``2**grad_shift``.
 
     Also checks ``seq_len`` in 1..T, ``batch`` in 1..B and every code within its format's range
     (the hardware would truncate it to the word's field).
     """
     _check_mem_shapes(mems, hidden, inputs, max_seq, max_batch, seq_len, batch)
-    fields = {name: [(name, fmt, ...)] for name, fmt in _mem_formats(formats).items()}
-    fields["ACT"] = [(f"ACT field {n}", formats.cell if n == "c_prev" else formats.act,
-                      (..., k)) for k, n in enumerate(ACT_FIELDS)]
-    for name in MEMS:
+    for name, mem in MEMORIES.items():
         arr = np.asarray(mems[name])
-        for label, fmt, index in fields[name]:
+        if mem.lanes or len(mem.formats(formats)) == 1:
+            fields = [(name, mem.field_format(0, formats), ...)]
+        else:
+            fields = [(f"{name} field {n}", mem.field_format(k, formats), (..., k))
+                      for k, (n, _f) in enumerate(mem.fields)]
+        for label, fmt, index in fields:
             v = arr[index]
             lo, hi = int(v.min(initial=0)), int(v.max(initial=0))
             if lo < fmt.min or hi > fmt.max:

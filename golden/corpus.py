@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import LEVELS
+
 __all__ = ["Corpus", "load_corpus", "LEVELS"]
 
-LEVELS = ("char", "word")
 UNK = "<unk>"
 EOS = "<eos>"
 

@@ -22,21 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import check_threshold
+
 __all__ = ["GATES", "check_threshold", "sigmoid", "Cache", "Grads", "forward", "backward",
            "SparseLSTM", "sparsify"]
 
 GATES = ("i", "f", "g", "o")
-
-
-def check_threshold(threshold) -> float:
-    """Return ``threshold`` as a float, or raise ``ValueError`` if it is negative or not finite."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number, not {threshold!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"threshold must be finite and >= 0, not {threshold!r}")
-    return value
 
 
 def sigmoid(x):

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import os
 
-from . import lstm
+from .config import DEFAULT_THRESHOLDS, RECOMMENDED_THRESHOLD, TrainConfig, check_threshold
 from .corpus import load_corpus
-from .train import TrainConfig, train
+from .train import train
 
 __all__ = ["DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "check_thresholds", "sweep", "run_row", "table", "plot_sweep"]
-
-# In the gradient scale of golden.train (mean loss over the batch's symbols). The default run's
-# median |dnet| is about 1e-6; the recommended threshold is the smallest of the default sweep that
-# gives >= 80% sparsity on the default task within 2% of threshold 0's validation loss (README).
-DEFAULT_THRESHOLDS = (0.0, 2e-6, 4e-6, 8e-6)
-RECOMMENDED_THRESHOLD = 8e-6
 
 
 def check_thresholds(thresholds) -> list[float]:
     """Validated, de-duplicated, sorted thresholds with 0 included."""
-    values = {lstm.check_threshold(t) for t in thresholds}
+    values = {check_threshold(t) for t in thresholds}
     values.add(0.0)
     return sorted(values)
 

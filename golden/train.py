@@ -21,6 +21,7 @@ bias updates and the embedding's scatter are not MACs and are not counted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -29,70 +30,13 @@ import numpy as np
 import torch
 
 from . import lstm
-from .corpus import LEVELS, Corpus, load_corpus
+from .config import BACKENDS, OPTIMIZERS, TrainConfig
+from .corpus import Corpus, load_corpus
 from .metrics import normalised_inner_product
 
 __all__ = ["TrainConfig", "LanguageModel", "train", "step_macs", "normalised_inner_product",
-           "BACKENDS", "OPTIMIZERS"]
-
-BACKENDS = ("torch", "numpy")
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; two runs with equal configs give equal results."""
-
-    threshold: float = 0.0
-    hidden: int = 128
-    embed: int = 32
-    seq_len: int = 32
-    batch: int = 32
-    iterations: int = 500
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    clip: float = 1.0
-    level: str = "char"
-    corpus: str | None = None
-    seed: int = 0
-    # numpy by default: at the default size it is the faster path here (25-27 vs 34-39 ms per
-    # iteration with torch on one thread, 2 cores), and it is the reference the hardware follows
-    backend: str = "numpy"
-    eval_every: int = 0            # 0: 20 evaluations over the run
-    eval_symbols: int = 20000      # validation symbols for the curve; the final loss uses all
-    corr_every: int = 10           # exact-dW correlation every N iterations (0: never)
-    trace_iterations: tuple[int, ...] = ()
-    trace_batch: int = 4
-
-    def check(self) -> "TrainConfig":
-        """Raise ``ValueError`` with a one-line message for the first impossible setting."""
-        self.threshold = lstm.check_threshold(self.threshold)
-        for name in ("hidden", "embed", "seq_len", "batch", "iterations", "trace_batch"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 1, not {value!r}")
-        for name in ("eval_every", "eval_symbols", "corr_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 0, not {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, not {self.lr!r}")
-        if not (math.isfinite(self.clip) and self.clip >= 0):
-            raise ValueError(f"clip must be finite and >= 0 (0: no clipping), not {self.clip!r}")
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                             f"not {self.optimizer!r}")
-        bad = [k for k in self.trace_iterations if not 0 <= k < self.iterations]
-        if bad:
-            raise ValueError(f"trace iterations must be in 0..{self.iterations - 1}, not {bad}")
-        return self
-
-    def replace(self, **changes) -> "TrainConfig":
-        return TrainConfig(**{**asdict(self), **changes})
+           "BACKENDS", "OPTIMIZERS", "setup", "make_optimizer", "numpy_step", "evaluation_plan",
+           "single_thread", "evaluate", "numpy_model_forward", "numpy_gradients"]
 
 
 class LanguageModel(torch.nn.Module):
@@ -107,6 +51,11 @@ class LanguageModel(torch.nn.Module):
     def forward(self, ids, state=None):
         h, state = self.lstm(self.embed(ids), state)
         return self.out(h), state
+
+    def weights(self) -> list:
+        """The parameters ``[E, W, b, Wo, bo]``, in the order :func:`numpy_model_forward` and
+        :func:`numpy_gradients` take them and return their gradients."""
+        return [self.embed.weight, self.lstm.W, self.lstm.b, self.out.weight, self.out.bias]
 
 
 def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros: int) -> tuple[int, int]:
@@ -196,10 +145,6 @@ def evaluate(model: LanguageModel, ids: np.ndarray, batch: int = 256, window: in
     return total / count
 
 
-def _params(model: LanguageModel):
-    return [model.embed.weight, model.lstm.W, model.lstm.b, model.out.weight, model.out.bias]
-
-
 @dataclass
 class TrainResult:
     config: dict
@@ -217,19 +162,34 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress=None) -> T
     ``progress`` is a callable ``(done, total, postfix)`` or ``None``.
     """
     config = config.replace().check()
-    # The model is small: torch's intra-op threads cost more than they bring (35 vs 43 ms per
-    # iteration here), and they thrash when another process uses the second core.
+    with single_thread():
+        return _train(config, corpus, progress)
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread inside the block, and restore the count after it.
+
+    The model is small: torch's intra-op threads cost more than they bring (35 vs 43 ms per
+    iteration here), and they thrash when another process uses the second core.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(config, corpus, progress)
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
-def _setup(config: TrainConfig, corpus: Corpus | None):
-    """What every training run starts from: the corpus, the seeds, the batched training split
-    and a fresh model, in this order (``gateskip compare`` repeats this run exactly)."""
+def setup(config: TrainConfig, corpus: Corpus | None = None):
+    """What every training run starts from: the corpus (``corpus``, or loaded as ``config``
+    says), the seeds, the batched training split and a fresh model, in this order, so that a
+    caller that starts from it (``gateskip compare``) repeats :func:`train`'s run exactly.
+
+    Returns ``(corpus, data, model)``: ``data`` is the training split as ``(n, batch)`` symbol
+    ids, one stream per column; ``model`` a :class:`LanguageModel`. Raises ``ValueError`` if the
+    split is too short for one batch of ``seq_len + 1`` symbols.
+    """
     if corpus is None:
         corpus = load_corpus(config.corpus, config.level)
     torch.manual_seed(config.seed)
@@ -241,19 +201,28 @@ def _setup(config: TrainConfig, corpus: Corpus | None):
     return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden, config.threshold)
 
 
-def _optimizer(config: TrainConfig, model: "LanguageModel"):
+def make_optimizer(config: TrainConfig, model: LanguageModel) -> torch.optim.Optimizer:
+    """The optimizer ``config.optimizer`` names (:data:`OPTIMIZERS`) over ``model.weights()``,
+    at learning rate ``config.lr``."""
     if config.optimizer == "sgd":
-        return torch.optim.SGD(_params(model), lr=config.lr)
-    return torch.optim.Adam(_params(model), lr=config.lr)
+        return torch.optim.SGD(model.weights(), lr=config.lr)
+    return torch.optim.Adam(model.weights(), lr=config.lr)
+
+
+def evaluation_plan(config: TrainConfig, corpus: Corpus):
+    """``(every, symbols)``: evaluate the validation loss every ``every`` iterations (and after
+    the last one) on ``symbols``, the start of the validation split; the final loss of a run
+    uses the whole split."""
+    every = config.eval_every or max(1, config.iterations // 20)
+    return every, corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
 
 
 def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
-    corpus, data, model = _setup(config, corpus)
+    corpus, data, model = setup(config, corpus)
     V, E, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
-    params = _params(model)
-    opt = _optimizer(config, model)
-    eval_every = config.eval_every or max(1, config.iterations // 20)
-    val_curve = corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
+    params = model.weights()
+    opt = make_optimizer(config, model)
+    eval_every, val_curve = evaluation_plan(config, corpus)
     result = TrainResult(asdict(config), corpus.name, V)
     trace_at = set(config.trace_iterations)
 
@@ -274,7 +243,7 @@ def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
         if config.backend == "torch":
             loss, dnet, exact_dW, state = _torch_step(model, inp, tgt, state, want_exact)
         else:
-            loss, dnet, exact_dW, state = _numpy_step(model, inp, tgt, state, want_exact)
+            loss, dnet, exact_dW, state = numpy_step(model, inp, tgt, state, want_exact)
         if config.clip:
             torch.nn.utils.clip_grad_norm_(params, config.clip)
         opt.step()
@@ -327,8 +296,16 @@ def _torch_step(model, inp, tgt, state, want_exact):
     return loss.item(), model.lstm.dnet, exact_dW, state
 
 
-def _numpy_step(model, inp, tgt, state, want_exact):
-    params = [p.detach().numpy() for p in _params(model)]
+def numpy_step(model: LanguageModel, inp, tgt, state, want_exact=False):
+    """One step's loss and gradients from the numpy reference (float32), written into the
+    model's ``.grad`` for the optimizer (which the caller zeroes before and steps after).
+
+    ``inp``/``tgt`` are ``(T, B)`` int tensors of symbol ids, ``state`` the ``(h, c)`` carried
+    from the previous batch (``None``: zeros). Returns ``(loss, dnet, exact_dW, state)``:
+    ``dnet`` the sparsified gate gradients of the step, ``exact_dW`` the threshold-0 ``dW`` if
+    ``want_exact`` (else ``None``), ``state`` the final ``(h, c)`` for the next batch.
+    """
+    params = [p.detach().numpy() for p in model.weights()]
     B, H = inp.shape[1], model.lstm.hidden
     if state is None:
         state = (np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
@@ -336,7 +313,7 @@ def _numpy_step(model, inp, tgt, state, want_exact):
         state = tuple(s.numpy() if isinstance(s, torch.Tensor) else s for s in state)
     loss, grads, g, state, exact_dW = numpy_gradients(
         params, inp.numpy(), tgt.numpy(), state, model.lstm.threshold, bool(want_exact))
-    for p, grad in zip(_params(model), grads):
+    for p, grad in zip(model.weights(), grads):
         p.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32))
     return loss, g.dnet, exact_dW, state
 
@@ -348,7 +325,7 @@ def _trace(model, inp, tgt, state, config, it) -> dict:
     so ``dnet`` equals those sequences' rows of the training step's ``dnet``.
     """
     n = min(config.trace_batch, inp.shape[1])
-    params = [p.detach().double().numpy() for p in _params(model)]
+    params = [p.detach().double().numpy() for p in model.weights()]
     H = config.hidden
     if state is None:
         s = (np.zeros((n, H)), np.zeros((n, H)))

@@ -1,13 +1,30 @@
-"""gateskip.hw: the Amaranth blocks (DESIGN.md §2), each a ``wiring.Component`` with a golden twin.
+"""gateskip.hw: the Amaranth blocks (DESIGN.md §2), each a ``wiring.Component`` in a file of its own.
+
+Streams and small parts:
 
 * :mod:`.slice` ``Slice`` -- stream register slice / skid buffer
+* :mod:`.queue` ``Queue`` -- stream FIFO (``SyncFIFOBuffered`` once, or a skid buffer)
+* :mod:`.fixedpoint` -- round half up and saturate, the gateware side of ``spec.formats``
+
+The zero-skipping datapath:
+
 * :mod:`.threshold` ``ThresholdUnit`` -- ``|v| < tau -> 0``, counters (twin ``threshold_model``)
 * :mod:`.compactor` ``Compactor`` -- dense vector -> non-zero ``(index, value)`` pairs
-  (twin ``compact_model``)
 * :mod:`.mac_array` ``MacArray`` -- L-lane ``acc += s * row`` per command, memory ports
-  (twin ``mac_commands_model``)
-* :mod:`.core` ``MacCore`` -- threshold -> compactor -> FIFO -> array with its memories and a host
-  port (twin ``core_model``); :mod:`.bench` runs it in ``amaranth.sim``
+* :mod:`.core` ``MacCore`` -- threshold -> compactor -> queue -> array with its memories
 
-Formats and twins live in :mod:`gateskip.golden.fixed`.
+The backward accelerator (:mod:`.backward` ``Backward``), a composition of:
+
+* :mod:`.registers` ``RegisterFile`` -- the register map of ``spec.registers``
+* :mod:`.controller` ``StepController`` -- which step runs, its memory bases, ZERO
+* :mod:`.fetch` ``FetchStage`` -- one hidden unit's inputs per cycle
+* :mod:`.gate_grad` ``GateGradUnit`` -- ``dnet`` and ``dc_{t-1}`` per unit
+* :mod:`.db` ``DbParallel`` / ``DbSerial`` -- ``db += dnet``
+* :mod:`.memory_bank` ``MemoryBank`` -- the memories of ``spec.memories``; run, ZERO or host
+
+Around it: :mod:`.uart`, :mod:`.link` ``HostLink`` (the packets of ``spec.protocol``),
+:mod:`.top` (``AcceleratorTop``, ``BoardTop``), :mod:`.blocks` (blocks by name, for the CLI).
+
+Formats, memories, registers and the protocol come from :mod:`gateskip.spec`; the bit-exact
+twins live in :mod:`gateskip.golden`.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..spec.config import AccelConfig
 from .backward import Backward
 from .compactor import Compactor
 from .core import MacCore
@@ -34,11 +35,9 @@ BLOCKS = {
                        "zero-skip MAC array (memory ports outside)"),
     "core": Block(MacCore, {"lanes": 4, "k": 64, "rows": 256, "in_lanes": None},
                   "threshold -> compactor -> FIFO -> MAC array, with memories and host port"),
-    "backward": Block(Backward, {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 6,
-                                 "max_batch": 2},
+    "backward": Block(Backward, AccelConfig.defaults(),
                       "backward accelerator: gate-gradient unit, core, memories, controller"),
-    "top": Block(AcceleratorTop, {"hidden": 8, "inputs": 4, "lanes": 4, "max_seq": 6,
-                                  "max_batch": 2, "divisor": 4, "max_payload": 512},
+    "top": Block(AcceleratorTop, {**AccelConfig.defaults(), "divisor": 4, "max_payload": 512},
                  "the backward accelerator behind its UART host link (a board's top)"),
 }
 

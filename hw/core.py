@@ -2,14 +2,14 @@
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden.fixed import FORMATS, Formats
+from ..spec.formats import FORMATS, Formats
 from .compactor import Compactor
 from .mac_array import MacArray, Use, const_mul
+from .queue import Queue
 from .threshold import ThresholdUnit
 
 __all__ = ["Mem", "MacCore", "host_signature", "default_in_lanes", "LATENCY"]
@@ -129,8 +129,7 @@ class MacCore(wiring.Component):
         m.submodules.threshold = thr = self.threshold
         m.submodules.compactor = cmp = self.compactor
         m.submodules.array = arr = self.array
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=cmp.pair_layout.size,
-                                                    depth=self.fifo_depth)
+        m.submodules.queue = queue = Queue(cmp.pair_layout, self.fifo_depth)
 
         # -- datapath
         wiring.connect(m, wiring.flipped(self.i), thr.i)
@@ -141,20 +140,17 @@ class MacCore(wiring.Component):
             thr.o.ready.eq(cmp.i.ready),
             cmp.dense.eq(self.dense),
             cmp.length.eq(self.length),
-            fifo.w_data.eq(cmp.o.payload),
-            fifo.w_en.eq(cmp.o.valid),
-            cmp.o.ready.eq(fifo.w_rdy),
         ]
-        pair = data.View(cmp.pair_layout, fifo.r_data)
+        wiring.connect(m, cmp.o, queue.i)
         m.d.comb += [
-            arr.cmd.payload.j.eq(pair.index),
-            arr.cmd.payload.s.eq(pair.value),
+            arr.cmd.payload.j.eq(queue.o.payload.index),
+            arr.cmd.payload.s.eq(queue.o.payload.value),
             arr.cmd.payload.use.eq(self.uses),
-            arr.cmd.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(arr.cmd.ready),
+            arr.cmd.valid.eq(queue.o.valid),
+            queue.o.ready.eq(arr.cmd.ready),
         ]
         busy = Signal()
-        m.d.comb += busy.eq(thr.o.valid | cmp.busy | (fifo.level != 0) | arr.busy)
+        m.d.comb += busy.eq(thr.o.valid | cmp.busy | (queue.level != 0) | arr.busy)
         m.d.comb += self.busy.eq(busy)
 
         # -- memories and the host port

@@ -7,7 +7,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.fixed import FORMATS, Formats
+from ..spec.formats import FORMATS, Formats
 from .fixedpoint import round_half_up, saturate
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",

@@ -7,15 +7,18 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden.fixed import FORMATS, Formats
-from . import protocol, regmap
-from .backward import WORD_WIDTH, mem_port_signature, reg_signature
+from ..spec import protocol
+from ..spec.config import WORD_WIDTH
+from ..spec.formats import FORMATS, Formats
+from ..spec.memories import MEMORIES
+from ..spec.registers import ADDRESS
 from .mac_array import const_mul
+from .memory_bank import mem_port_signature
+from .registers import reg_signature
 
 __all__ = ["HostLink"]
 
-CMD = {name: code for name, (code, *_r) in protocol.COMMANDS.items()}
-ERR = {name: code for name, (code, _d) in protocol.ERRORS.items()}
+CMD, ERR = protocol.CODE, protocol.ERROR_CODE
 
 
 # The state is a plain enum register tested with If/Elif, not m.FSM or a Switch: Amaranth writes
@@ -48,31 +51,40 @@ class HostLink(wiring.Component):
     arrive while a request executes or its reply is sent are dropped. ``idle``: hunting for
     ``SYNC`` with nothing in flight.
 
-    ``depths`` gives each memory's words (``Backward.shapes``); ``elements`` and ``addr_width``
+    ``depths`` gives each memory's words (``MemoryBank.shapes``); ``elements`` and ``addr_width``
     the accelerator's memory port (``element_port``: one element per access, see
-    :func:`~.backward.mem_port_signature`).
+    :func:`~.memory_bank.mem_port_signature`).
     """
 
-    def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
-                 max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
-                 formats: Formats = FORMATS, element_port: bool = False):
-        if set(depths) != set(regmap.MEMORIES):
-            raise ValueError(f"depths must name the memories {', '.join(regmap.MEMORIES)}")
+    @staticmethod
+    def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
+                         timeout: int, formats: Formats = FORMATS) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range (constructs
+        nothing: a caller can check a whole design before building any of it)."""
+        if set(depths) != set(MEMORIES):
+            raise ValueError(f"depths must name the memories {', '.join(MEMORIES)}")
         if not isinstance(max_payload, int) or not 16 <= max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must be an int in 16..65535, not {max_payload!r}")
         if not isinstance(timeout, int) or not 16 <= timeout <= 1 << 28:
             raise ValueError(f"timeout must be an int in 16..2**28 cycles, not {timeout!r}")
+        for name, mem in MEMORIES.items():
+            per = mem.per_word(lanes)
+            if per > elements:
+                raise ValueError(f"a word of {name} has {per} elements, the port {elements}")
+            if max_payload < 5 + per * mem.element_bytes(formats):
+                raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
+
+    def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
+                 max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
+                 formats: Formats = FORMATS, element_port: bool = False):
+        self.check_parameters(lanes=lanes, depths=depths, elements=elements,
+                              max_payload=max_payload, timeout=timeout, formats=formats)
         self.element_port = bool(element_port)
         el_width = max(1, ceil_log2(elements)) if element_port else 0
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
-        self.per = {n: regmap.elements_per_word(n, lanes) for n in regmap.MEMORIES}
-        self.eb = {n: protocol.element_bytes(n, formats) for n in regmap.MEMORIES}
-        for name, per in self.per.items():
-            if per > elements:
-                raise ValueError(f"a word of {name} has {per} elements, the port {elements}")
-            if max_payload < 5 + per * self.eb[name]:
-                raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
+        self.per = {n: mem.per_word(lanes) for n, mem in MEMORIES.items()}
+        self.eb = {n: mem.element_bytes(formats) for n, mem in MEMORIES.items()}
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -116,15 +128,15 @@ class HostLink(wiring.Component):
         depth = Signal(range(max(self.depths.values()) + 1))
         sel = Signal(3)
         with m.Switch(sel):
-            for name, (mcode, *_r) in regmap.MEMORIES.items():
-                with m.Case(mcode):
+            for name, mem_spec in MEMORIES.items():
+                with m.Case(mem_spec.code):
                     m.d.comb += [eb.eq(self.eb[name]), per.eq(self.per[name]),
                                  depth.eq(self.depths[name])]
-        m.d.comb += [sel.eq(f_mem[:3]), mem_ok.eq(f_mem < len(regmap.MEMORIES))]
+        m.d.comb += [sel.eq(f_mem[:3]), mem_ok.eq(f_mem < len(MEMORIES))]
         count_bytes = Signal(22)
         with m.Switch(sel):
-            for name, (mcode, *_r) in regmap.MEMORIES.items():
-                with m.Case(mcode):
+            for name, mem_spec in MEMORIES.items():
+                with m.Case(mem_spec.code):
                     m.d.comb += count_bytes.eq(const_mul(f_count, self.eb[name] * self.per[name]))
         in_range = (f_maddr + f_count) <= depth
 
@@ -382,7 +394,7 @@ class HostLink(wiring.Component):
                 with m.If(index == 1):
                     m.d.sync += [state.eq(_State.HUNT), index.eq(0)]
 
-        m.d.comb += [self.reg.addr.eq(Mux(state == _State.WAIT, regmap.by_name("STATUS").address,
+        m.d.comb += [self.reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"],
                                           f_addr)),
                      self.reg.wdata.eq(f_value),
                      self.idle.eq(state == _State.HUNT)]

@@ -6,7 +6,8 @@ from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..golden.fixed import FORMATS, Formats
+from ..spec.config import MAX_LANES
+from ..spec.formats import FORMATS, Formats
 from .fixedpoint import round_half_up
 
 __all__ = ["Use", "MacArray", "const_mul"]
@@ -73,8 +74,8 @@ class MacArray(wiring.Component):
     @staticmethod
     def check_parameters(lanes, k, rows, formats):
         """Raise ``ValueError``/``TypeError`` naming the first parameter out of its range."""
-        if not isinstance(lanes, int) or not 1 <= lanes <= 16:
-            raise ValueError(f"lanes must be an int in 1..16, not {lanes!r}")
+        if not isinstance(lanes, int) or not 1 <= lanes <= MAX_LANES:
+            raise ValueError(f"lanes must be an int in 1..{MAX_LANES}, not {lanes!r}")
         if not isinstance(k, int) or not 1 <= k <= 4096:
             raise ValueError(f"k must be an int in 1..4096, not {k!r}")
         if not isinstance(rows, int) or not 1 <= rows <= 65536:

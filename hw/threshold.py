@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.fixed import GRAD
+from ..spec.formats import GRAD
 from .slice import Slice
 
 __all__ = ["ThresholdUnit"]

@@ -4,47 +4,55 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.fixed import FORMATS, Formats
-from . import protocol
+from ..spec import protocol
+from ..spec.config import SMALL_DEVICE, AccelConfig
 from .backward import Backward
 from .link import HostLink
-from .uart import UartRx, UartTx
+from .memory_bank import MemoryBank
+from .uart import UartRx, UartTx, check_divisor
 
 __all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD", "SMALL_DEVICE"]
 
 #: the boards' link speed: 12 MHz / 12 on the iCEBreaker, 25 MHz / 25 on the ULX3S
 DEFAULT_BAUD = 1_000_000
 
-#: :class:`~.backward.Backward` options that fit the accelerator into an iCE40 UP5K (the
-#: iCEBreaker: 5280 LCs, 30 EBR, 8 SB_MAC16), same results bit for bit: the time-shared
-#: gate-gradient unit, a two-entry FIFO (flip-flops, no EBR), 16-bit counters, the host memory
-#: port one element per access, db one gate per cycle, no forwarding in the MAC array (needs
-#: ``C >= 2``), the threshold's output a plain register. ``hidden=8, inputs=8, lanes=1,
-#: max_seq=8, max_batch=1`` with these: 5116/5280 LCs (3982 LUT4s, 1715 FFs), 24/30 EBR,
-#: 3/8 DSPs, Fmax 21.6 MHz at the 12 MHz clock (nextpnr; yosys ``synth_ice40 -dsp``).
-SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
-                    db_serial=True, forwarding=False, threshold_skid=False)
-
-
 class AcceleratorTop(wiring.Component):
-    """:class:`~.backward.Backward` served over a UART (``rx``, ``tx``; ``divisor`` clock cycles
+    """:class:`~.backward.Backward` (built from ``config`` or its fields as keywords) served over a UART (``rx``, ``tx``; ``divisor`` clock cycles
     per bit) by :class:`~.link.HostLink`. ``idle``: no byte in flight either way, no packet
     open, the accelerator not running (the simulated board sleeps then). ``busy``: the
     accelerator is running (a LED on the boards)."""
 
-    def __init__(self, hidden: int = 8, inputs: int = 4, lanes: int = 4, *, max_seq: int = 8,
-                 max_batch: int = 1, divisor: int = 4, max_payload: int = 512,
-                 timeout: int = protocol.TIMEOUT_CYCLES, formats: Formats = FORMATS,
-                 max_memory_bits: int | None = None, **backward):
-        self.backward = Backward(hidden, inputs, lanes, max_seq=max_seq, max_batch=max_batch,
-                                 formats=formats, max_memory_bits=max_memory_bits, **backward)
+    @staticmethod
+    def check(config: AccelConfig, *, divisor: int = 4, max_payload: int = 512,
+              timeout: int = protocol.TIMEOUT_CYCLES, max_memory_bits: int | None = None) -> int:
+        """Every check of the top for ``config``, constructing nothing; returns the bits its
+        memories need. Raises ``ValueError`` naming the parameter."""
+        memory_bits = Backward.check(config, max_memory_bits)
+        check_divisor(divisor)
+        HostLink.check_parameters(lanes=config.lanes, depths=MemoryBank.depths(config),
+                                  elements=MemoryBank.port_width(config),
+                                  max_payload=max_payload, timeout=timeout,
+                                  formats=config.formats)
+        return memory_bits
+
+    def __init__(self, config: AccelConfig | None = None, *, divisor: int = 4,
+                 max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
+                 max_memory_bits: int | None = None, **params):
+        if config is None:
+            config = AccelConfig(**params)
+        elif params:
+            config = config.replace(**params)
+        self.check(config, divisor=divisor, max_payload=max_payload, timeout=timeout,
+                   max_memory_bits=max_memory_bits)
+        self.backward = Backward(config)
+        self.config = c = config
         self.uart_rx, self.uart_tx = UartRx(divisor), UartTx(divisor)
-        self.link = HostLink(lanes=lanes, depths={n: d for n, (_s, d) in
-                                                  self.backward.shapes.items()},
+        self.link = HostLink(lanes=c.lanes, depths={n: d for n, (_s, d) in
+                                                    self.backward.shapes.items()},
                              addr_width=self.backward.addr_width,
                              elements=self.backward.elements, max_payload=max_payload,
-                             timeout=timeout, formats=formats,
-                             element_port=self.backward.element_port)
+                             timeout=timeout, formats=c.formats,
+                             element_port=c.element_port)
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),
                           "busy": Out(1)})
@@ -77,16 +85,26 @@ class BoardTop(Elaboratable):
     default clock, LED 0 lit while the accelerator runs."""
 
     def __init__(self, baud: int = DEFAULT_BAUD, **params):
-        if not isinstance(baud, int) or not 9600 <= baud <= 12_000_000:
-            raise ValueError(f"baud must be an int in 9600..12000000, not {baud!r}")
+        self.check_baud(baud)
         self.baud, self.params = baud, params
 
-    def divisor(self, clk_freq: float) -> int:
-        divisor = round(clk_freq / self.baud)
-        if divisor < 4 or abs(clk_freq / divisor - self.baud) > 0.02 * self.baud:
-            raise ValueError(f"{self.baud} baud cannot be made from {clk_freq / 1e6:g} MHz "
+    @staticmethod
+    def check_baud(baud) -> None:
+        if not isinstance(baud, int) or isinstance(baud, bool) or not 9600 <= baud <= 12_000_000:
+            raise ValueError(f"baud must be an int in 9600..12000000, not {baud!r}")
+
+    @classmethod
+    def divisor_for(cls, baud: int, clk_freq: float) -> int:
+        """Clock cycles per bit for ``baud`` from ``clk_freq`` Hz, within 2% or ``ValueError``."""
+        cls.check_baud(baud)
+        divisor = round(clk_freq / baud)
+        if divisor < 4 or abs(clk_freq / divisor - baud) > 0.02 * baud:
+            raise ValueError(f"{baud} baud cannot be made from {clk_freq / 1e6:g} MHz "
                              f"within 2%")
         return divisor
+
+    def divisor(self, clk_freq: float) -> int:
+        return self.divisor_for(self.baud, clk_freq)
 
     def elaborate(self, platform):
         m = Module()

@@ -7,10 +7,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UartRx", "UartTx"]
+__all__ = ["UartRx", "UartTx", "check_divisor"]
 
 
-def _check_divisor(divisor):
+def check_divisor(divisor):
     if not isinstance(divisor, int) or isinstance(divisor, bool) or not 4 <= divisor <= 1 << 16:
         raise ValueError(f"divisor (clock cycles per bit) must be an int in 4..65536, "
                          f"not {divisor!r}")
@@ -27,7 +27,7 @@ class UartRx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        _check_divisor(divisor)
+        check_divisor(divisor)
         self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
@@ -75,7 +75,7 @@ class UartTx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        _check_divisor(divisor)
+        check_divisor(divisor)
         self.divisor = divisor
         super().__init__({
             "i": In(stream.Signature(8)),

@@ -40,7 +40,7 @@ def run_backward_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *
         raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
     jobs = []
     for H, X, L in configs:
-        accel = Backward(H, X, L, max_seq=seq, max_batch=1)           # checks the parameters
+        accel = Backward(hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=1)           # checks the parameters
         mems = random_mems(H, X, seq, 1, seed)
         cases = [{"label": f"{s:.0%}", "tau": tau_for_sparsity(mems, X, s)} for s in sparsities]
         jobs.append((accel, {"seed": seed}, cases))
@@ -54,7 +54,7 @@ def run_backward_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *
             cases.append({"label": f"trace it {meta['iteration']}", "tau": meta["tau"],
                           "record": r})
         for case in cases:
-            jobs.append((Backward(H, X, L, max_seq=T, max_batch=B),
+            jobs.append((Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B),
                          {"trace": str(Path(trace).resolve()), "record": case["record"]},
                          [case]))
     out = []

@@ -11,6 +11,7 @@ the host silent, so a waiting board costs no CPU and no simulated cycles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from .runner import LINT_WAIVERS, find_simulator, write_verilog
 
-__all__ = ["HARNESS", "TOP_NAME", "sim_board", "build_sim_board", "SimulatedBoard"]
+__all__ = ["HARNESS", "TOP_NAME", "sim_board", "build_sim_board", "SimulatedBoard", "sim_device"]
 
 #: the C++ harness around the Verilated top (see its header for the exact behaviour)
 HARNESS = Path(__file__).with_name("board_harness.cpp")
@@ -198,3 +199,21 @@ class SimulatedBoard:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def sim_device(params: dict, progress=None, build_dir: str = "out/simboard"):
+    """The simulated board of build ``params`` (``hidden inputs lanes max_seq max_batch``):
+    built with Verilator (cached), started, opened through its pseudo-terminal by the host
+    driver; yields a :class:`gateskip.host.LinkDevice` whose ``board_stats()`` gives the
+    simulated cycles and cycles per second."""
+    from ..host import Link, LinkDevice, SerialTransport
+    exe = build_sim_board(sim_board(params), build_dir, progress=progress)
+    with SimulatedBoard(exe) as board:
+        transport = SerialTransport(board.port, timeout=10.0)
+        try:
+            device = LinkDevice(Link(transport, quiet_seconds=0.05))
+            device.board_stats = board.stats
+            yield device
+        finally:
+            transport.close()

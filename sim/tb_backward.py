@@ -1,7 +1,7 @@
 """cocotb testbench: :class:`~gateskip.hw.backward.Backward` against ``golden.accel``, and its cycles.
 
 The testbench is a host: it loads the memories, runs the backward through the register map and
-reads everything back (:class:`~gateskip.sim.accel_host.BackwardHost` over the generated
+reads everything back (:class:`~gateskip.host.accel.BackwardHost` over the generated
 Verilog's ports). Scoreboard: ``dW``, ``db``, ``da`` (so ``dx`` and ``dh0``), ``dc`` (``dc0``)
 and the counters equal ``golden.accel.backward_model``'s, bit for bit: random caches at
 sparsities 0..100%, dense mode, single steps, every code of every format (saturation), a reset
@@ -18,7 +18,8 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from gateskip.golden.accel import backward_model, trace_inputs
 from gateskip.golden.trace import load_trace
 from gateskip.hw.backward import Backward
-from gateskip.sim.accel_host import RESULTS, BackwardHost
+from gateskip.hw.blocks import make
+from gateskip.host.accel import RESULTS, BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 from gateskip.sim.bench_common import TIMEOUT_US, reset, rng_for, setup
 from gateskip.sim.runner import param
@@ -29,12 +30,13 @@ COUNTERS = ("steps", "values", "pairs", "zeros", "macs_skipped")
 
 
 def make_accel() -> Backward:
-    return Backward(**{k: param(k, d) for k, d in (("hidden", 8), ("inputs", 4), ("lanes", 4),
-                                                    ("max_seq", 6), ("max_batch", 2))})
+    """The accelerator the runner generated the Verilog of: ``hw.blocks.make("backward")`` with
+    the sizes the runner passed (the block's defaults for any it did not)."""
+    return make("backward", **{k: v for k in SIZES if (v := param(k)) is not None})
 
 
 class CocotbBus:
-    """The register bus and memory port of the generated Verilog (see sim.accel_host)."""
+    """The register bus and memory port of the generated Verilog (see gateskip.host.accel)."""
 
     def __init__(self, dut, accel: Backward):
         self.dut = dut

@@ -13,7 +13,7 @@ import shutil
 import sysconfig
 from dataclasses import dataclass, field
 
-from ..hw.top import SMALL_DEVICE
+from ..spec.config import SMALL_DEVICE
 
 __all__ = ["Board", "BOARDS", "board", "toolchain_env", "openfpgaloader"]
 

@@ -207,25 +207,17 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
 #: where the reports that prove each board's defaults are kept (small JSON and Markdown only)
 REPORTS_DIR = Path(__file__).resolve().parent / "reports"
 
-#: BoardTop's and Backward's arguments that are not build parameters a user sets
-_NOT_PARAMS = {"self", "divisor", "formats", "max_memory_bits", "timeout", "backward", "baud"}
+#: the top's own build parameters beyond :class:`~gateskip.spec.config.AccelConfig`'s
+TOP_PARAMS = {"max_payload": 512}
 
 
 def build_params() -> dict:
-    """The build parameters ``gateskip build --param`` takes, with their defaults: the keyword
-    arguments of :class:`~gateskip.hw.top.AcceleratorTop` and of
-    :class:`~gateskip.hw.backward.Backward` (so a new one, such as ``ew_multipliers``, is taken
-    as soon as it exists there)."""
-    import inspect
-    from ..hw.backward import Backward
-    from ..hw.top import AcceleratorTop
-    out = {}
-    for fn in (AcceleratorTop.__init__, Backward.__init__):
-        for p in inspect.signature(fn).parameters.values():
-            if (p.name not in _NOT_PARAMS and p.name not in out
-                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
-                out[p.name] = p.default
-    return out
+    """The build parameters ``gateskip build --param`` takes, with their defaults: the sizes
+    and options of :class:`~gateskip.spec.config.AccelConfig` (so a new one, such as
+    ``ew_multipliers``, is taken as soon as it exists there) and the top's ``max_payload``."""
+    from ..spec.config import PARAMS, AccelConfig
+    d = AccelConfig()
+    return {**{n: getattr(d, n) for n in PARAMS}, **TOP_PARAMS, **d.options}
 
 
 def resolve_params(board: Board, params: dict | None = None) -> dict:
@@ -239,39 +231,22 @@ def resolve_params(board: Board, params: dict | None = None) -> dict:
     return {**board.defaults, **params}
 
 
-def check_build(board: Board, params: dict, baud: int | None = None):
+def check_build(board: Board, params: dict, baud: int | None = None) -> dict:
     """Every check that needs no tool: the baud rate from the board's clock, the parameters'
-    ranges, and the memories against the device's block RAM (``board.bram_bits``). Returns the
-    :class:`~gateskip.hw.top.AcceleratorTop` the build will carry; raises ``ValueError``."""
+    ranges, and the memories against the device's block RAM (``board.bram_bits``); constructs
+    no hardware. Returns ``{"config", "divisor", "memory_bits"}``; raises ``ValueError``."""
     from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
-    top = BoardTop(DEFAULT_BAUD if baud is None else baud, **params)
-    divisor = top.divisor(board.clock_mhz * 1e6)
+    from ..spec.config import AccelConfig
+    divisor = BoardTop.divisor_for(DEFAULT_BAUD if baud is None else baud,
+                                   board.clock_mhz * 1e6)
+    top = {k: params[k] for k in TOP_PARAMS if k in params}
     try:
-        return _used(AcceleratorTop(divisor=divisor, max_memory_bits=board.bram_bits, **params))
+        config = AccelConfig(**{k: v for k, v in params.items() if k not in TOP_PARAMS})
+        bits = AcceleratorTop.check(config, divisor=divisor, max_memory_bits=board.bram_bits,
+                                    **top)
     except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
         raise ValueError(f"{board.name}: {e}") from None
-
-
-def _used(obj, seen=None):
-    """Mark ``obj`` and the elaboratables it holds as used: they were made to be checked, not
-    built, and Amaranth would warn about each when it is collected."""
-    from amaranth._unused import MustUse
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return obj
-    seen.add(id(obj))
-    if isinstance(obj, MustUse):
-        obj._MustUse__used = True
-    if isinstance(obj, dict):
-        children = list(obj.values())
-    elif isinstance(obj, (list, tuple)):
-        children = list(obj)
-    else:
-        children = list(getattr(obj, "__dict__", {}).values()) if isinstance(obj, MustUse) else []
-    for child in children:
-        if isinstance(child, (MustUse, dict, list, tuple)):
-            _used(child, seen)
-    return obj
+    return {"config": config, "divisor": divisor, "memory_bits": bits}
 
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
@@ -288,11 +263,11 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
-    accel = check_build(board, params, baud)
+    checked = check_build(board, params, baud)
     toolchain_env(board.family, system)          # a missing tool fails here, before the build
     out = Path(out if out is not None else Path("out", "build", board.name))
     full = {**build_params(), **params}
-    memory = {"memory_bits": accel.backward.memory_bits,
+    memory = {"memory_bits": checked["memory_bits"],
               "memory_bits_available": board.bram_bits}
     top = BoardTop(baud, max_memory_bits=board.bram_bits, **params)
     overrides = dict(board.overrides)

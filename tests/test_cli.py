@@ -1,6 +1,11 @@
 """The ``gateskip`` command line: help, JSON contracts and one-line errors for bad input."""
 
+import ast
+import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +24,62 @@ def run(args):
 def test_help(command):
     result = run([*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+HEAVY = ("torch", "numpy", "amaranth", "matplotlib")
+HELP_EVERY_COMMAND = f"""
+import json, sys
+from gateskip.cli import main
+for args in [[], *([name] for name in sorted(main.commands))]:
+    try:
+        main([*args, "--help"], prog_name="gateskip")
+    except SystemExit as e:
+        if e.code:
+            raise
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})))
+"""
+
+
+def test_help_loads_no_heavy_library():
+    """``gateskip --help`` and every ``gateskip CMD --help`` in a fresh interpreter: torch,
+    numpy, Amaranth and matplotlib stay unloaded (torch alone took a second)."""
+    out = subprocess.run([sys.executable, "-c", HELP_EVERY_COMMAND], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.count("Usage: gateskip") == 1 + len(main.commands)
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert "torch" not in loaded and "amaranth" not in loaded
+    assert loaded == [], loaded
+
+
+def _imported_modules(path: Path, package: str):
+    """The absolute names of the modules a source file imports (relative imports resolved)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[:len(base) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield module
+            yield from (f"{module}.{a.name}" for a in node.names)
+
+
+def test_the_library_never_imports_the_cli():
+    """Only ``gateskip.cli`` imports ``gateskip.cli``: the library stands on its own."""
+    offenders = []
+    for package in ("gateskip", "gateskip.golden", "gateskip.hw", "gateskip.sim",
+                    "gateskip.synth"):
+        for folder in importlib.util.find_spec(package).submodule_search_locations:
+            for path in Path(folder).rglob("*.py"):
+                rel = path.relative_to(folder).with_suffix("").parts
+                name = ".".join([package, *rel])
+                if name.startswith("gateskip.cli"):
+                    continue
+                pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                if any(m == "gateskip.cli" or m.startswith("gateskip.cli.")
+                       for m in _imported_modules(path, pkg.removesuffix(".__init__"))):
+                    offenders.append(name)
+    assert offenders == []
 
 
 def test_train_writes_json_plots_and_trace(text_file, tmp_path):

@@ -120,3 +120,10 @@ def test_fixed_on_a_trace(tiny_trace, tmp_path):
     assert len(records) == 2
     for rec in records:
         assert rec["corr_dW"] >= 0.99 and rec["corr_da"] >= 0.99
+
+
+def test_link_baud_is_the_boards():
+    """The CLI's default baud (pure Python, for --help) is the one the boards are built with."""
+    from gateskip.defaults import LINK_BAUD
+    from gateskip.hw.top import DEFAULT_BAUD
+    assert LINK_BAUD == DEFAULT_BAUD

@@ -178,8 +178,10 @@ def test_cli_defaults_match_library():
 
 @pytest.fixture
 def fake_host(monkeypatch):
-    """``gateskip.host`` replaced: a 'board' of fixed size and a 'sim' that corrupts a result."""
+    """``gateskip.host`` and ``gateskip.sim.board`` replaced: a 'board' of fixed size and a 'sim'
+    that corrupts a result."""
     host = types.ModuleType("gateskip.host")
+    board = types.ModuleType("gateskip.sim.board")
     calls = []
 
     @contextlib.contextmanager
@@ -192,8 +194,9 @@ def fake_host(monkeypatch):
         calls.append(("sim", params, progress))
         yield CorruptingDevice(cmp.ModelDevice(*(params[k] for k in cmp.PARAMS)), at=1)
 
-    host.serial_device, host.sim_device, host.calls = serial_device, sim_device, calls
+    host.serial_device, board.sim_device, host.calls = serial_device, sim_device, calls
     monkeypatch.setitem(sys.modules, "gateskip.host", host)
+    monkeypatch.setitem(sys.modules, "gateskip.sim.board", board)
     return host
 
 
@@ -246,8 +249,8 @@ def test_cli_bad_input(args, message, fake_host, text_file, tmp_path, monkeypatc
 
 
 def test_cli_sim_without_host(monkeypatch, text_file, tmp_path):
-    monkeypatch.setitem(sys.modules, "gateskip.host", types.ModuleType("gateskip.host"))
+    monkeypatch.setitem(sys.modules, "gateskip.sim.board", types.ModuleType("gateskip.sim.board"))
     result = run(["compare", *TINY, "--corpus", str(text_file), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
-    assert "needs gateskip.host.sim_device" in result.output
+    assert "needs gateskip.sim.board.sim_device" in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -6,10 +6,11 @@ import pytest
 
 from gateskip.golden.accel import backward_model
 from gateskip.host import Link, LinkDevice, LinkError, SerialTransport
-from gateskip.hw import regmap
+from gateskip.spec.memories import MEMORIES
+from gateskip.spec.registers import ADDRESS
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 from gateskip.sim.board import SimulatedBoard, build_sim_board
-from gateskip.sim.link_soak import KINDS, soak
+from gateskip.host.soak import KINDS, soak
 
 PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
 
@@ -79,9 +80,9 @@ def test_bad_packets_never_lock_the_link(link):
 
 def test_error_reply_is_raised_with_its_name(link):
     with pytest.raises(LinkError, match="ADDRESS") as e:
-        link.read_mem(regmap.MEMORIES["DH"][0], 1000, 1, 1)
+        link.read_mem(MEMORIES["DH"].code, 1000, 1, 1)
     assert e.value.kind == "ADDRESS"
-    assert link.read_reg(regmap.by_name("HIDDEN").address) == PARAMS["hidden"]
+    assert link.read_reg(ADDRESS["HIDDEN"]) == PARAMS["hidden"]
 
 
 def test_board_speed_is_reported(board):

@@ -6,16 +6,16 @@ import pytest
 from amaranth.sim import Simulator
 
 from gateskip.golden.accel import backward_model
-from gateskip.hw import regmap
+from gateskip.spec import memories, registers as regmap
 from gateskip.hw.backward import Backward
-from gateskip.sim.accel_host import BackwardHost
+from gateskip.host.accel import BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 
 STATUS = regmap.FIELDS["STATUS"]
 
 
 class AmaranthBus:
-    """The accelerator's register bus and memory port in ``amaranth.sim`` (see sim.accel_host)."""
+    """The accelerator's register bus and memory port in ``amaranth.sim`` (see gateskip.host.accel)."""
 
     def __init__(self, dut, ctx):
         self.dut, self.ctx = dut, ctx
@@ -110,7 +110,7 @@ def test_backward_is_bit_exact(H, X, L, T, B, sparsity, dense, extreme, ew):
     seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
     mems = random_mems(H, X, T, B, seed, extreme=extreme)
     tau = tau_for_sparsity(mems, X, sparsity)
-    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew)
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, ew_multipliers=ew)
     got = simulate(dut, mems, tau, dense=dense)
     want = backward_model(mems, tau, inputs=X, dense=dense)
     check(got, want, X + H)
@@ -132,7 +132,7 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
     mems = random_mems(H, X, T, B, seed, extreme=extreme)
     tau = tau_for_sparsity(mems, X, sparsity)
-    dut = Backward(H, X, L, max_seq=T, max_batch=B, ew_multipliers=ew, element_port=True,
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, ew_multipliers=ew, element_port=True,
                    counter_width=16, fifo_depth=2, db_serial=True,
                    forwarding=False, threshold_skid=False)
     got = simulate(dut, mems, tau, dense=dense)
@@ -147,7 +147,7 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
     H, X, L, T = 3, 2, 2, 4
     mems = random_mems(H, X, T, 1, 5)
     tau = tau_for_sparsity(mems, X, 0.6)
-    dut = Backward(H, X, L, max_seq=T, max_batch=1, ew_multipliers=ew)
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=1, ew_multipliers=ew)
     got = simulate(dut, mems, tau, steps=[2, 1, 0], seq_len=3)   # SEQ_LEN 3 of 4 slots
     want = backward_model(mems, tau, inputs=X, seq_len=3)
     check(got, want, X + H)
@@ -186,18 +186,19 @@ def test_host_rejects_data_of_the_wrong_size_before_any_traffic():
 
 
 def test_register_map_is_generated_once():
-    """The host constants and the README table come from hw.regmap; the hardware reads back
+    """The host constants and the README table come from gateskip.spec.registers; the hardware reads back
     what the map says (build parameters in the ID registers)."""
     import pathlib
     ns = {}
     exec(regmap.python_constants(), ns)
     for reg in regmap.REGISTERS:
         assert ns[reg.name] == reg.address
-    assert ns["CTRL_START"] == 1 and ns["MEM_DA"] == regmap.MEMORIES["DA"][0]
+    assert ns["CTRL_START"] == 1 and ns["MEM_DA"] == memories.MEMORIES["DA"].code
     readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
     assert regmap.markdown_table() in readme, "README's register table is stale: gateskip regs"
+    assert memories.markdown_table() in readme, "README's memory table is stale: gateskip regs"
 
-    dut = Backward(3, 2, 2, max_seq=5, max_batch=2)
+    dut = Backward(hidden=3, inputs=2, lanes=2, max_seq=5, max_batch=2)
     got = {}
 
     async def tb(ctx):

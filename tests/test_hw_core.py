@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from gateskip.golden import fixed
 from gateskip.golden.fixed import FORMATS, USES, core_model
 from gateskip.golden.train import TrainConfig, train
-from gateskip.hw.bench import CORE_LATENCY, cycle_grid, random_vectors, run_core
+from hwsim import CORE_LATENCY, cycle_grid, random_vectors, run_core
 from gateskip.hw.core import MacCore, Mem, default_in_lanes
 
 

@@ -11,7 +11,7 @@ from gateskip.golden.fixed import FORMATS, Formats, Q
 from gateskip.hw.gate_grad import (MUL_LATENCY, PRODUCTS, GateGradUnit, allocate_registers,
                                    gate_grad_ops, gate_grad_schedule, op_latency)
 
-from test_hw_threshold import run_stream
+from hwsim import run_stream
 
 FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dh_loss", "da_h", "dc")
 #: cycles per unit and latency the docstring promises, default formats

@@ -8,20 +8,22 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from gateskip.hw import protocol, regmap
+from gateskip.spec import protocol
+from gateskip.spec.memories import MEMORIES
+from gateskip.spec.registers import ADDRESS
 from gateskip.hw.backward import Backward
 from gateskip.hw.link import HostLink
 from gateskip.hw.uart import UartRx, UartTx
 
 CMD = {n: c for n, (c, *_r) in protocol.COMMANDS.items()}
 ERR = {n: c for n, (c, _d) in protocol.ERRORS.items()}
-R = {r.name: r.address for r in regmap.REGISTERS}
+R = ADDRESS
 H, X, L, T = 3, 2, 2, 2
 TIMEOUT = 64
 
 
 def _dut(max_payload=64, **options):
-    bw = Backward(H, X, L, max_seq=T, **options)
+    bw = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, **options)
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
                     timeout=TIMEOUT, element_port=bw.element_port)
@@ -105,7 +107,7 @@ def test_memory_round_trip(options):
              "ACT": rng.integers(-2**15, 2**15, (T * H, 6))}
     req = []
     for name, w in words.items():
-        code, eb = regmap.MEMORIES[name][0], protocol.element_bytes(name)
+        code, eb = MEMORIES[name].code, protocol.element_bytes(name)
         data = b"".join(int(v & ((1 << 8 * eb) - 1)).to_bytes(eb, "little") for v in w.ravel())
         req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, len(w)) + data))
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", code, 0, len(w))))
@@ -182,7 +184,7 @@ def test_uart_loopback(divisor):
 def test_invalid_parameters():
     with pytest.raises(ValueError, match="divisor"):
         UartRx(2)
-    depths = {n: 4 for n in regmap.MEMORIES}
+    depths = {n: 4 for n in MEMORIES}
     with pytest.raises(ValueError, match="max_payload"):
         HostLink(lanes=L, depths=depths, addr_width=2, elements=6, max_payload=8)
     with pytest.raises(ValueError, match="depths"):

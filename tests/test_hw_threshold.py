@@ -1,7 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """hw.threshold.ThresholdUnit and hw.slice.Slice against their models, under random back-pressure."""
 
-import random
 
 import numpy as np
 import pytest
@@ -12,48 +11,7 @@ from amaranth.sim import Simulator
 from gateskip.golden.fixed import threshold_model
 from gateskip.hw.slice import Slice
 from gateskip.hw.threshold import ThresholdUnit
-
-
-def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None):
-    """Drive ``dut.i`` with ``items`` and collect ``dut.o``; random valid gaps and ready drops.
-
-    Returns ``(outputs, cycles, accept_cycles, emit_cycles)``.
-    """
-    rng = random.Random(seed)
-    got, accepted, emitted = [], [], []
-    cycles = [0]
-    put = put or (lambda ctx, item: ctx.set(dut.i.payload, item))
-    get = get or (lambda ctx: ctx.get(dut.o.payload))
-
-    async def tb(ctx):
-        if setup:
-            setup(ctx)
-        k = cyc = 0
-        while len(got) < len(items):
-            send = k < len(items) and rng.random() < p_valid
-            ctx.set(dut.i.valid, int(send))
-            if send:
-                put(ctx, items[k])
-            ctx.set(dut.o.ready, int(rng.random() < p_ready))
-            fire_in = send and ctx.get(dut.i.ready)
-            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
-                got.append(get(ctx))
-                emitted.append(cyc)
-            if fire_in:
-                accepted.append(cyc)
-            await ctx.tick()
-            cyc += 1
-            k += bool(fire_in)
-            assert cyc < 50 * len(items) + 100, f"hang (seed {seed})"
-        cycles[0] = cyc
-        if setup:
-            setup.final = {n: ctx.get(getattr(dut, n)) for n in getattr(setup, "counters", ())}
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return got, cycles[0], accepted, emitted
+from hwsim import run_stream
 
 
 @pytest.mark.parametrize("skid", [True, False])

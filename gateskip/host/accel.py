@@ -1,4 +1,4 @@
-"""Host side of the backward accelerator, over any bus that reaches its registers and memories.
+"""The register sequence of the backward accelerator, over any bus that reaches its registers and memories.
 
 :class:`BackwardHost` is the one place that knows the sequence a host runs (``ZERO``, load the
 memories, set ``TAU``/``MODE``/sizes, ``START``, poll ``STATUS``, read back); a *bus* moves the
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..hw import regmap
+from ..spec.config import AccelConfig
+from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, to_words
+from ..spec.registers import ADDRESS as R
+from ..spec.registers import COUNTERS, bit
 
 __all__ = ["BackwardHost", "RESULTS"]
-
-R = {r.name: r.address for r in regmap.REGISTERS}
-INPUTS = ("W", "A", "ACT", "DH")
-RESULTS = ("DW", "DB", "DA", "DC")
 
 
 class BackwardHost:
@@ -30,16 +29,17 @@ class BackwardHost:
     def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
                  max_batch: int, poll_limit: int = 10_000_000):
         self.bus, self.poll_limit = bus, poll_limit
+        self.config = AccelConfig(hidden=hidden, inputs=inputs, lanes=lanes, max_seq=max_seq,
+                                  max_batch=max_batch)
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch = max_seq, max_batch
 
     def shape(self, name: str) -> tuple[int, ...]:
-        H, K, T, B = self.hidden, self.inputs + self.hidden, self.max_seq, self.max_batch
-        return {"W": (4 * H, K), "A": (B, T, K), "ACT": (B, T, H, 6), "DH": (B, T, H),
-                "DC": (B, H), "DW": (4 * H, K), "DB": (H, 4), "DA": (B, T, K)}[name]
+        """The array memory ``name`` holds (:mod:`gateskip.spec.memories`)."""
+        return MEMORIES[name].shape(self.config)
 
     def _per(self, name):
-        return regmap.elements_per_word(name, self.lanes)
+        return MEMORIES[name].per_word(self.lanes)
 
     async def write_reg(self, name: str, value: int) -> None:
         await self.bus.write_reg(R[name], int(value))
@@ -51,22 +51,22 @@ class BackwardHost:
         a = np.asarray(array, np.int64)
         if a.shape != self.shape(name):
             raise ValueError(f"{name} is {a.shape}, the accelerator holds {self.shape(name)}")
-        await self.bus.write_mem(regmap.MEMORIES[name][0], regmap.to_words(a, self._per(name)))
+        await self.bus.write_mem(MEMORIES[name].code, to_words(a, self._per(name)))
 
     async def read_mem(self, name: str) -> np.ndarray:
         shape, per = self.shape(name), self._per(name)
-        n = regmap.to_words(np.zeros(shape, np.int64), per).shape[0]
-        words = await self.bus.read_mem(regmap.MEMORIES[name][0], n, per)
-        return regmap.from_words(words, shape, per)
+        n = to_words(np.zeros(shape, np.int64), per).shape[0]
+        words = await self.bus.read_mem(MEMORIES[name].code, n, per)
+        return from_words(words, shape, per)
 
     async def command(self, *fields: str) -> int:
         """Write the CTRL strobes and poll STATUS until BUSY falls; returns the STATUS read."""
-        await self.write_reg("CTRL", sum(1 << regmap.FIELDS["CTRL"][f] for f in fields))
+        await self.write_reg("CTRL", bit("CTRL", *fields))
         if hasattr(self.bus, "wait"):              # a bus that can wait for done itself
             return await self.bus.wait()
         for _ in range(self.poll_limit):
             status = await self.read_reg("STATUS")
-            if not status & (1 << regmap.FIELDS["STATUS"]["BUSY"]):
+            if not status & bit("STATUS", "BUSY"):
                 return status
         raise TimeoutError(f"the accelerator stayed busy for {self.poll_limit} polls")
 
@@ -88,15 +88,15 @@ class BackwardHost:
             raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
         if not 1 <= batch <= self.max_batch:
             raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
-        mode = regmap.FIELDS["MODE"]
         await self.write_reg("TAU", tau)
         await self.write_reg("SEQ_LEN", seq_len)
         await self.write_reg("BATCH", batch)
-        await self.write_reg("CTRL", 1 << regmap.FIELDS["CTRL"]["CLEAR"])
+        await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
         status = 0
         for step in (steps if steps is not None else [None]):
             single = step is not None
-            await self.write_reg("MODE", (int(dense) << mode["DENSE"]) | (single << mode["SINGLE"]))
+            await self.write_reg("MODE", bit("MODE", *(["DENSE"] if dense else []),
+                                             *(["SINGLE"] if single else [])))
             if single:
                 if not 0 <= step < seq_len:
                     raise ValueError(f"step must be 0..{seq_len - 1}, not {step}")
@@ -107,6 +107,6 @@ class BackwardHost:
     async def results(self) -> dict:
         """DW, DB, DA, DC and every counter (by its register name)."""
         out = {name: await self.read_mem(name) for name in RESULTS}
-        for name in regmap.COUNTERS:
+        for name in COUNTERS:
             out[name] = await self.read_reg(name)
         return out

@@ -14,12 +14,15 @@ import time
 
 import numpy as np
 
-from ..hw import protocol, regmap
+from ..spec import protocol
+from ..spec.memories import MEMORIES
+from ..spec.registers import ADDRESS as R
+from .link import LinkError
 
 __all__ = ["KINDS", "soak"]
 
-CMD = {n: c for n, (c, *_r) in protocol.COMMANDS.items()}
-R = {r.name: r.address for r in regmap.REGISTERS}
+CMD = protocol.CODE
+DH = MEMORIES["DH"].code
 TAU_VALUE = 0x1234
 
 
@@ -30,7 +33,7 @@ def _good_write_tau(value):
 def _write_dh(words, start=0):
     eb = protocol.element_bytes("DH")
     data = protocol.pack_elements(words, eb)
-    return protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", regmap.MEMORIES["DH"][0], start,
+    return protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", DH, start,
                                                         len(words)) + data)
 
 
@@ -60,13 +63,12 @@ KINDS = {
                                                  struct.pack("<BI", R["TAU"], 0xBAD)[:-1])),
     "bad_address": ("a memory write beyond the memory's end (CRC good)",
                     lambda rng, n: protocol.frame(CMD["WRITE_MEM"], struct.pack(
-                        "<BHH", regmap.MEMORIES["DH"][0], 0xFFF0, 1) + b"\x00\x00\x00")),
+                        "<BHH", DH, 0xFFF0, 1) + b"\x00\x00\x00")),
 }
 
 
 def _drain(link, quiet: float) -> list:
     """Replies until none comes for ``quiet`` seconds: [(code, payload)]."""
-    from ..host import LinkError
     out = []
     while True:
         try:
@@ -79,7 +81,7 @@ def _drain(link, quiet: float) -> list:
 
 def soak(link, dh_words: int, trials: int = 100, *, seed: int = 0, quiet: float = 0.3,
          progress=None) -> dict:
-    """Run ``trials`` bad-then-good rounds over ``link`` (a ``gateskip.host.Link`` with retries
+    """Run ``trials`` bad-then-good rounds over ``link`` (a :class:`~.link.Link` with retries
     off for the good request, so a failure shows). ``dh_words``: words of ``DH`` to guard.
 
     Returns per kind the trials and the good requests answered correctly, the error replies the
@@ -90,8 +92,8 @@ def soak(link, dh_words: int, trials: int = 100, *, seed: int = 0, quiet: float 
     pattern = rng.integers(-2**23, 2**23, dh_words)
     t0 = time.monotonic()
     link.write_reg(R["TAU"], TAU_VALUE)
-    link.write_mem(regmap.MEMORIES["DH"][0], pattern.reshape(-1, 1), 1)
-    names = {code: name for name, (code, _d) in protocol.ERRORS.items()}
+    link.write_mem(DH, pattern.reshape(-1, 1), 1)
+    names = {code: name for name, code in protocol.ERROR_CODE.items()}
     per_kind = {k: {"trials": 0, "good_ok": 0} for k in KINDS}
     errors: dict[str, int] = {}
     try:
@@ -104,7 +106,7 @@ def soak(link, dh_words: int, trials: int = 100, *, seed: int = 0, quiet: float 
                 errors[name] = errors.get(name, 0) + 1
             # the next good request, and a check that nothing changed
             ok = link.read_reg(R["TAU"]) == TAU_VALUE
-            back = link.read_mem(regmap.MEMORIES["DH"][0], dh_words, 1, 1).ravel()
+            back = link.read_mem(DH, dh_words, 1, 1).ravel()
             ok &= bool(np.array_equal(back, pattern))
             per_kind[kind]["trials"] += 1
             per_kind[kind]["good_ok"] += int(ok)

@@ -1,8 +1,10 @@
-"""Run :class:`~.core.MacCore` in ``amaranth.sim``: bit-exact results and cycle counts.
+"""The ``amaranth.sim`` drivers the block tests share (one place; no test imports another).
 
-:func:`run_core` loads the memories, streams dnet vectors, waits for the core to finish and reads
-``dW``, ``da`` and the counters back. :func:`cycle_grid` measures skip and dense mode against the
-ideal ``nnz * C * n_uses`` over a grid of K, L and sparsities (``gateskip bench`` and the tests).
+:func:`run_stream` drives a block's stream ``i`` and collects its ``o`` with random valid gaps
+and ready drops. :func:`run_core` loads :class:`~gateskip.hw.core.MacCore`'s memories, streams
+dnet vectors, waits for the core to finish and reads ``dW``, ``da`` and the counters back;
+:func:`cycle_grid` measures skip and dense mode against the ideal ``nnz * C * n_uses`` over a
+grid of K, L and sparsities.
 """
 
 from __future__ import annotations
@@ -12,11 +14,53 @@ import random
 import numpy as np
 from amaranth.sim import Simulator
 
-from ..golden.fixed import FORMATS, USES, Formats
-from .core import LATENCY, MacCore, Mem
-from .mac_array import Use
+from gateskip.golden.fixed import FORMATS, USES, Formats
+from gateskip.hw.core import LATENCY, MacCore, Mem
+from gateskip.hw.mac_array import Use
 
-__all__ = ["run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
+__all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
+
+def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None):
+    """Drive ``dut.i`` with ``items`` and collect ``dut.o``; random valid gaps and ready drops.
+
+    Returns ``(outputs, cycles, accept_cycles, emit_cycles)``.
+    """
+    rng = random.Random(seed)
+    got, accepted, emitted = [], [], []
+    cycles = [0]
+    put = put or (lambda ctx, item: ctx.set(dut.i.payload, item))
+    get = get or (lambda ctx: ctx.get(dut.o.payload))
+
+    async def tb(ctx):
+        if setup:
+            setup(ctx)
+        k = cyc = 0
+        while len(got) < len(items):
+            send = k < len(items) and rng.random() < p_valid
+            ctx.set(dut.i.valid, int(send))
+            if send:
+                put(ctx, items[k])
+            ctx.set(dut.o.ready, int(rng.random() < p_ready))
+            fire_in = send and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                got.append(get(ctx))
+                emitted.append(cyc)
+            if fire_in:
+                accepted.append(cyc)
+            await ctx.tick()
+            cyc += 1
+            k += bool(fire_in)
+            assert cyc < 50 * len(items) + 100, f"hang (seed {seed})"
+        cycles[0] = cyc
+        if setup:
+            setup.final = {n: ctx.get(getattr(dut, n)) for n in getattr(setup, "counters", ())}
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got, cycles[0], accepted, emitted
+
 
 CORE_LATENCY = LATENCY
 

@@ -1,33 +1,26 @@
-"""The host driver: the accelerator on a board or on the simulated board, over its UART link.
+"""The host link, seen from the host: bytes over a transport, packets of :mod:`gateskip.spec.protocol`.
 
 Layers, each replaceable::
 
     transport   bytes in and out: SerialTransport (pyserial: a USB serial port, or the
                 simulated board's pseudo-terminal, unchanged)
-    Link        the packets of gateskip.hw.protocol: framing, CRC, error replies, retries
-    LinkBus     the bus gateskip.sim.accel_host.BackwardHost runs its sequence over
-    LinkDevice  backward(mems, tau) -> results and counters, for gateskip compare
-
-:func:`serial_device` opens a real board, :func:`sim_device` builds and starts a simulated one.
+    Link        framing, CRC, error replies, retries; register and memory access
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import struct
 import time
 
 import numpy as np
 
-from .hw import protocol, regmap
+from ..spec import protocol
+from ..spec.memories import by_code
 
-__all__ = ["LinkError", "SerialTransport", "Link", "LinkBus", "LinkDevice", "serial_device",
-           "sim_device"]
+__all__ = ["LinkError", "SerialTransport", "Link"]
 
-CMD = {name: code for name, (code, *_r) in protocol.COMMANDS.items()}
-ERROR_NAMES = {code: name for name, (code, _d) in protocol.ERRORS.items()}
-MEMORY_NAMES = {code: name for name, (code, *_r) in regmap.MEMORIES.items()}
+CMD = protocol.CODE
+ERROR_NAMES = {code: name for name, code in protocol.ERROR_CODE.items()}
 
 
 class LinkError(RuntimeError):
@@ -67,7 +60,7 @@ class SerialTransport:
 
 
 class Link:
-    """Requests and replies of :mod:`gateskip.hw.protocol` over ``transport``.
+    """Requests and replies of :mod:`gateskip.spec.protocol` over ``transport``.
 
     A request that gets no reply within ``timeout`` seconds, a reply with a bad CRC, or an
     error reply ``CRC``/``TIMEOUT`` (the line garbled the request) is sent again after the
@@ -157,7 +150,7 @@ class Link:
 
     def write_mem(self, code: int, words, lanes: int) -> None:
         """Words (n, per) of memory ``code`` from address 0, as many per packet as fit."""
-        name = MEMORY_NAMES[code]
+        name = by_code(code).name
         eb = protocol.element_bytes(name)
         words = np.asarray(words, np.int64)
         for start, n in self._chunks(name, lanes, len(words), 5):
@@ -165,7 +158,7 @@ class Link:
             self.request("WRITE_MEM", struct.pack("<BHH", code, start, n) + data)
 
     def read_mem(self, code: int, n_words: int, per: int, lanes: int) -> np.ndarray:
-        name = MEMORY_NAMES[code]
+        name = by_code(code).name
         eb = protocol.element_bytes(name)
         out = np.zeros((n_words, per), np.int64)
         for start, n in self._chunks(name, lanes, n_words, 0):
@@ -175,98 +168,3 @@ class Link:
                                              f"{n * per * eb}")
             out[start:start + n] = protocol.unpack_elements(data, eb).reshape(n, per)
         return out
-
-
-class LinkBus:
-    """The bus :class:`~gateskip.sim.accel_host.BackwardHost` needs, over a :class:`Link`."""
-
-    def __init__(self, link: Link, lanes: int):
-        self.link, self.lanes = link, lanes
-
-    async def write_reg(self, address, value):
-        self.link.write_reg(address, value)
-
-    async def read_reg(self, address):
-        return self.link.read_reg(address)
-
-    async def write_mem(self, code, words):
-        self.link.write_mem(code, words, self.lanes)
-
-    async def read_mem(self, code, n_words, per):
-        return self.link.read_mem(code, n_words, per, self.lanes)
-
-    async def wait(self):
-        return self.link.wait()
-
-
-class LinkDevice:
-    """The accelerator behind ``link``, as ``gateskip compare`` drives it.
-
-    ``params``: the build parameters the board reports (``HIDDEN INPUTS LANES MAX_SEQ
-    MAX_BATCH``). :meth:`backward` loads the memories, runs, reads back.
-    """
-
-    def __init__(self, link: Link):
-        from .sim.accel_host import BackwardHost
-        self.link = link
-        link.ping()
-        R = {r.name: r.address for r in regmap.REGISTERS}
-        self.params = {key: link.read_reg(R[reg]) for key, reg in (
-            ("hidden", "HIDDEN"), ("inputs", "INPUTS"), ("lanes", "LANES"),
-            ("max_seq", "MAX_SEQ"), ("max_batch", "MAX_BATCH"))}
-        self.host = BackwardHost(LinkBus(link, self.params["lanes"]), **self.params)
-
-    def backward(self, mems: dict, tau: int, *, dense: bool = False,
-                 seq_len: int | None = None, batch: int | None = None) -> dict:
-        """One backward run of ``mems`` (``golden.accel.trace_inputs`` layout); returns
-        ``DW DB DA DC`` and the counters under the keys of ``golden.accel.backward_model``
-        (``cycles`` too), ``seconds``: wall time of the whole exchange."""
-        for name in ("W", "A", "ACT", "DH", "DC"):         # all checked before anything is sent
-            if name in mems and np.shape(mems[name]) != self.host.shape(name):
-                raise ValueError(f"{name} is {np.shape(mems[name])}, the board holds "
-                                 f"{self.host.shape(name)}")
-        t0 = time.monotonic()
-
-        async def run():
-            await self.host.load(mems)
-            status = await self.host.backward(tau, dense=dense, seq_len=seq_len, batch=batch)
-            if status & (1 << regmap.FIELDS["STATUS"]["ERROR"]):
-                raise LinkError("REFUSED", "the accelerator refused START")
-            return await self.host.results()
-        res = asyncio.run(run())
-        out = {k: res[k] for k in ("DW", "DB", "DA", "DC")}
-        out.update({"cycles": res["CYCLES"], "steps": res["STEPS"], "values": res["VALUES"],
-                    "pairs": res["PAIRS"], "zeros": res["ZEROS"], "macs": res["MACS"],
-                    "macs_skipped": res["MACS_SKIPPED"],
-                    "sparsity": res["ZEROS"] / max(1, res["VALUES"]),
-                    "seconds": time.monotonic() - t0})
-        return out
-
-
-@contextlib.contextmanager
-def serial_device(port: str, baud: int = 1_000_000):
-    """A board on serial ``port``: yields a :class:`LinkDevice`."""
-    transport = SerialTransport(port, baud)
-    try:
-        yield LinkDevice(Link(transport))
-    finally:
-        transport.close()
-
-
-@contextlib.contextmanager
-def sim_device(params: dict, progress=None, build_dir: str = "out/simboard"):
-    """The simulated board (``gateskip.sim.board``) of build ``params`` (``hidden inputs lanes
-    max_seq max_batch``): built with Verilator (cached), started, opened through its
-    pseudo-terminal; yields a :class:`LinkDevice` whose ``board_stats()`` gives the simulated
-    cycles and cycles per second."""
-    from .sim.board import SimulatedBoard, build_sim_board
-    from .hw.top import SimBoard
-    exe = build_sim_board(SimBoard(**params), build_dir, progress=progress)
-    with SimulatedBoard(exe) as board:
-        transport = SerialTransport(board.port, timeout=10.0)
-        try:
-            device = LinkDevice(Link(transport, quiet_seconds=0.05))
-            device.board_stats = board.stats
-            yield device
-        finally:
-            transport.close()

@@ -2,7 +2,7 @@
 
 ``hw.link`` builds the board's side from these constants and the host driver
 (``gateskip.host``) frames its packets with :func:`frame`; pure Python, so that a host needs no
-Amaranth. Every packet, in both directions::
+Amaranth. Memory codes and element formats come from :mod:`.memories`. Every packet, in both directions::
 
     SYNC  code  len_lo len_hi  payload[len]  crc_lo crc_hi
 
@@ -25,9 +25,9 @@ from __future__ import annotations
 import binascii
 import struct
 
-from . import regmap
+from .memories import MEMORIES
 
-__all__ = ["SYNC", "COMMANDS", "ERROR", "ERRORS", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
+__all__ = ["SYNC", "COMMANDS", "CODE", "ERROR", "ERRORS", "ERROR_CODE", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
            "crc16", "frame", "element_bytes", "word_bytes", "pack_elements", "unpack_elements",
            "markdown_table"]
 
@@ -58,8 +58,9 @@ ERRORS = {
     "TIMEOUT": (6, "the packet stopped before its end"),
 }
 
-_ELEMENT_FORMAT = {"W": "operand", "A": "operand", "ACT": "act", "DH": "state",
-                   "DC": "state", "DW": "dw", "DB": "dw", "DA": "da"}
+#: command name -> code, error name -> code (what both ends look codes up in)
+CODE = {name: code for name, (code, *_r) in COMMANDS.items()}
+ERROR_CODE = {name: code for name, (code, _d) in ERRORS.items()}
 
 
 def crc16(data: bytes) -> int:
@@ -79,19 +80,18 @@ def frame(code: int, payload: bytes = b"") -> bytes:
 
 def element_bytes(memory: str, formats=None) -> int:
     """Bytes per element of ``memory`` on the wire: its field's width, rounded up to bytes."""
-    if memory not in regmap.MEMORIES:
-        raise ValueError(f"memory must be one of {', '.join(regmap.MEMORIES)}, not {memory!r}")
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
     if formats is None:
-        from ..golden.fixed import FORMATS as formats
-    width = getattr(formats, _ELEMENT_FORMAT[memory]).width
-    if memory == "ACT":
-        width = max(width, formats.cell.width)
-    return -(-width // 8)
+        from .formats import FORMATS as formats
+    return MEMORIES[memory].element_bytes(formats)
 
 
 def word_bytes(memory: str, lanes: int, formats=None) -> int:
     """Bytes of one word of ``memory`` on the wire."""
-    return regmap.elements_per_word(memory, lanes) * element_bytes(memory, formats)
+    if memory not in MEMORIES:
+        raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, not {memory!r}")
+    return MEMORIES[memory].per_word(lanes) * element_bytes(memory, formats)
 
 
 def pack_elements(values, eb: int) -> bytes:

@@ -1,0 +1,346 @@
+"""The commands that build for, program and run on a board (or its simulation): ``synth``,
+``build``, ``flash``, ``compare``, ``linktest`` (gateskip.synth, gateskip.compare, the host
+link)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from gateskip.defaults import COMPARE_DEFAULTS, LINK_BAUD, LINKTEST_BOARD
+from gateskip.outputs import check_writable, make_outdir, write_json
+
+from .common import Progress, fail_cleanly, json_option, parse_params, progress_option
+
+__all__ = ["COMMANDS", "SYNTH_COLUMNS"]
+
+SYNTH_COLUMNS = ("board", "device", "lcs", "luts", "ffs", "dsps", "brams", "fmax_mhz",
+                 "clock_mhz", "harness_ffs", "harness_luts", "seconds")
+
+
+@click.command()
+@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core"]),
+              default="mac_array", show_default=True, help="Which block.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A block parameter, e.g. --param lanes=8 (repeatable).")
+@click.option("--board", "boards", multiple=True, default=("icebreaker", "ulx3s-85f"),
+              show_default=True, help="Board whose device to place and route on (repeatable).")
+@click.option("--system-tools", is_flag=True,
+              help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
+@click.option("--out", type=str, default="out/synth", show_default=True,
+              help="Directory for the builds, logs and reports.")
+@json_option()
+@progress_option()
+@fail_cleanly
+def synth(block, params, boards, system_tools, out, json_path, progress):
+    """Place and route one block out of context: LUTs, FFs, DSPs, RAMs, Fmax from the reports.
+
+    The block's ports are driven by a shift chain from one pin and folded into another
+    (gateskip.synth.harness), so any block fits a board's package; the figures include the
+    harness, whose flip-flops and LUTs are at most harness_ffs and harness_luts.
+    """
+    import time
+    from gateskip.hw.blocks import BLOCKS, check, make
+    from gateskip.synth.boards import board as get_board, toolchain_env
+    from gateskip.synth.build import synth_block
+
+    values = parse_params(params)
+    check(block, **values)                              # everything checked before any build
+    targets = [get_board(name) for name in boards]
+    for b in targets:
+        toolchain_env(b.family, system_tools)
+    out = make_outdir(out)
+    check_writable(json_path, "--json")
+    rows = []
+    for b in targets:
+        bar, stage = _build_progress(f"synth {b.name}", progress)
+        t0 = time.perf_counter()
+        try:
+            fig = synth_block(make(block, **values), b, os.path.join(out, f"{block}_{b.name}"),
+                              system=system_tools, progress=stage)
+        finally:
+            bar.close()
+        clocks = list(fig["fmax"].values())
+        rows.append({"board": b.name, "device": b.device, "block": block,
+                     "params": {**BLOCKS[block].defaults, **values},
+                     "clock_mhz": clocks[0]["constraint_mhz"] if clocks else None,
+                     "seconds": round(time.perf_counter() - t0, 1), **fig})
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in SYNTH_COLUMNS}
+    lines = ["  ".join(c.rjust(widths[c]) for c in SYNTH_COLUMNS)]
+    lines += ["  ".join(str(r[c]).rjust(widths[c]) for c in SYNTH_COLUMNS) for r in rows]
+    with open(os.path.join(out, f"{block}.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_json(json_path, {"builds": rows})
+    click.echo("\n".join(lines))
+    click.echo(f"luts/ffs include the pin harness (at most harness_ffs/harness_luts); "
+               f"logs and reports in {out}")
+
+
+def _build_progress(desc: str, enabled: bool):
+    """A Progress bar over the stages of a build (or synth), and the ``progress(stage)`` callback
+    that feeds it."""
+    bar = Progress(desc, enabled)
+    stages = ["yosys", "nextpnr", "pack", "done"]
+    return bar, lambda st: bar(stages.index(st), len(stages) - 1, {"stage": st})
+
+
+def _board_build(b, values, out, baud, system_tools, progress, json_path=None, fail=True):
+    """One ``gateskip build``: the report written to OUT/report.{json,md} (and ``--json``) in
+    every case; a build that fails or misses the clock raises one line after that (or, if not
+    ``fail``, its report is returned)."""
+    from gateskip.synth.build import BuildError, build_board, write_report
+
+    bar, stage = _build_progress(f"build {b.name}", progress)
+    try:
+        report = build_board(b, values, out, baud=baud, system=system_tools, progress=stage)
+    except BuildError as e:
+        bar.close()
+        if e.report is not None:
+            write_report(e.report, out)
+            write_json(json_path, e.report)
+            if not fail:
+                return e.report
+        params = " ".join(f"{k}={v}" for k, v in e.report["params"].items()
+                          if k in ("hidden", "inputs", "lanes", "max_seq", "max_batch")
+                          or k in values or k in b.defaults) if e.report else ""
+        raise RuntimeError(f"{b.name} ({params}) does not build: "
+                           f"{str(e).splitlines()[0]}") from None
+    finally:
+        bar.close()
+    write_report(report, out)
+    write_json(json_path, report)
+    if not report["meets_timing"] and fail:
+        raise RuntimeError(f"{b.name}: Fmax {report['fmax_mhz']} MHz (nextpnr) is below the "
+                           f"{report['clock_mhz']:g} MHz board clock: the build does not meet "
+                           f"timing (report in {out}; lower lanes or hidden)")
+    return report
+
+
+def _report_line(r) -> str:
+    if r["status"] == "failed":
+        return (f"{r['board']} ({r['device']}): does not fit: {r['error']}"
+                + (f" ({', '.join(r['overfull'])})" if r.get("overfull") else ""))
+    extra = f", {r['sprams']} SPRAM" if r.get("sprams") else ""
+    return (f"{r['board']} ({r['device']}): {r['luts']} LUT4s, {r['ffs']} FFs, "
+            f"{r['lcs']}/{r['lcs_available']} LCs, {r['dsps']}/{r['dsps_available']} DSPs, "
+            f"{r['brams']}/{r['brams_available']} BRAMs{extra}; Fmax {r['fmax_mhz']} MHz at a "
+            f"{r['clock_mhz']:g} MHz clock ({'meets' if r['meets_timing'] else 'FAILS'} timing); "
+            f"{r['seconds']} s")
+
+
+@click.command()
+@click.option("--board", "board_name", type=str, default=None, metavar="NAME",
+              help="Board to build for: icebreaker, ulx3s-85f, ulx3s-12f (see --list).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A build parameter over the board's default, e.g. --param lanes=8 "
+                   "(repeatable; see --list).")
+@click.option("--baud", type=int, default=None,
+              help=f"Host-link baud rate. [default: {LINK_BAUD}]")
+@click.option("--system-tools", is_flag=True,
+              help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
+@click.option("--out", type=str, default=None,
+              help="Directory for the build, the bitstream and report.{md,json}. "
+                   "[default: out/build/BOARD; with --table: out/build]")
+@json_option("Write the report (with --table: every board's) as JSON to this file.")
+@click.option("--list", "list_boards", is_flag=True,
+              help="List the boards and their default parameters, and build nothing.")
+@click.option("--table", is_flag=True,
+              help="Build every board at its defaults and print one Markdown table.")
+@click.option("--from-reports", is_flag=True,
+              help="With --table: read the saved reports of synth/reports/ instead of building.")
+@progress_option()
+@fail_cleanly
+def build(board_name, params, baud, system_tools, out, json_path, list_boards, table,
+          from_reports, progress):
+    """Build the accelerator for a board: bitstream and report (LUTs, FFs, DSPs, BRAMs, Fmax).
+
+    BoardTop (the backward accelerator behind its UART host link, LED 0 = busy) at the board's
+    default parameters (gateskip build --list), each --param over them. Parameters that do not
+    fit fail in one line: the memories against the device's block RAM before any tool runs,
+    the rest with nextpnr's own figure. Every figure comes from Yosys' and nextpnr's reports.
+    """
+    from gateskip.synth.boards import BOARDS, board as get_board
+    from gateskip.synth.build import (boards_table, build_params, check_build, resolve_params,
+                                      saved_report)
+
+    values = parse_params(params)
+    if list_boards:
+        rows = []
+        for b in BOARDS.values():
+            d = ", ".join(f"{k}={v}" for k, v in b.defaults.items()) or "(none found that fit)"
+            click.echo(f"{b.name:10}  {b.title}: {b.device}, {b.clock_mhz:g} MHz, {b.dsps} DSPs, "
+                       f"{b.bram_bits} block-RAM bits")
+            proof = f"synth/reports/{b.defaults_report}" if b.defaults_report else ""
+            if not b.fits:
+                proof = f"the smallest build, and even it does not fit: {proof}".rstrip(": ")
+            click.echo(f"{'':10}  defaults: {d}" + (f" ({proof})" if proof else ""))
+            rows.append({"board": b.name, "title": b.title, "device": b.device,
+                         "family": b.family, "clock_mhz": b.clock_mhz, "dsps": b.dsps,
+                         "bram_bits": b.bram_bits, "bram_note": b.bram_note,
+                         "defaults": b.defaults, "defaults_report": b.defaults_report,
+                         "fits": b.fits})
+        params_line = ", ".join(f"{k}={v}" for k, v in build_params().items())
+        click.echo(f"parameters (and the design's own defaults): {params_line}")
+        check_writable(json_path, "--json")
+        write_json(json_path, {"boards": rows, "parameters": build_params()})
+        return
+    if table:
+        if board_name is not None or values:
+            raise ValueError("--table builds every board at its defaults: no --board, no --param")
+        check_writable(json_path, "--json")
+        if from_reports:
+            reports = [saved_report(b) for b in BOARDS.values()]
+        else:
+            base = make_outdir(out or os.path.join("out", "build"))
+            for b in BOARDS.values():                    # check everything before any build
+                check_build(b, resolve_params(b), baud)
+            reports = []
+            for b in BOARDS.values():
+                reports.append(_board_build(b, {}, os.path.join(base, b.name), baud,
+                                            system_tools, progress, fail=False))
+                click.echo(_report_line(reports[-1]), err=True)
+        text = boards_table(reports)
+        if out is not None or not from_reports:
+            path = os.path.join(make_outdir(out or os.path.join("out", "build")), "boards.md")
+            with open(path, "w") as f:
+                f.write(text)
+        write_json(json_path, {"boards": reports})
+        click.echo(text, nl=False)
+        wrong = [r["board"] for r in reports
+                 if (r["status"] == "ok") != BOARDS[r["board"]].fits]
+        if wrong:
+            raise RuntimeError(f"{', '.join(wrong)}: the build at the defaults does not do what "
+                               f"synth/boards.py says (Board.fits; see the table)")
+        return
+    if from_reports:
+        raise ValueError("--from-reports goes with --table")
+    if board_name is None:
+        raise ValueError("which board? --board NAME (gateskip build --list shows them)")
+    b = get_board(board_name)
+    out = make_outdir(out or os.path.join("out", "build", b.name))
+    check_writable(json_path, "--json")
+    report = _board_build(b, values, out, baud, system_tools, progress, json_path)
+    click.echo(_report_line(report))
+    click.echo(f"wrote {report['bitstream']}, {os.path.join(out, 'report.md')}, "
+               f"{os.path.join(out, 'report.json')}")
+
+
+@click.command()
+@click.option("--board", "board_name", type=str, required=True, metavar="NAME",
+              help="Board to program: icebreaker, ulx3s-85f, ulx3s-12f.")
+@click.option("--bitstream", type=str, default=None,
+              help="Bitstream file. [default: what `gateskip build --board NAME` wrote, "
+                   "out/build/NAME/gateskip.bin or .bit]")
+@click.option("--flash", "to_flash", is_flag=True,
+              help="Write the board's SPI flash (kept over power-off) instead of the FPGA's SRAM.")
+@fail_cleanly
+def flash(board_name, bitstream, to_flash):
+    """Program a board over USB with openFPGALoader: SRAM by default, --flash for the SPI flash."""
+    from gateskip.synth.boards import board as get_board
+    from gateskip.synth.flash import default_bitstream, program
+
+    b = get_board(board_name)
+    path = bitstream or str(default_bitstream(b))
+    said = program(b, bitstream, flash=to_flash)
+    click.echo(f"programmed {b.title} {'SPI flash' if to_flash else 'SRAM'} with {path}"
+               + (f" (openFPGALoader: {said.splitlines()[-1]})" if said else ""))
+
+
+@click.command()
+@click.option("--device", type=click.Choice(["sim", "model"]), default=None,
+              help="Where the LSTM backward runs: the simulated board, or the golden "
+                   "fixed-point model. [default: sim; the board with --port]")
+@click.option("--port", type=str, default=None, help="Serial port of a real board.")
+@click.option("--baud", type=int, default=None, help="Baud rate of --port. [default: the host's]")
+@click.option("--iterations", type=int, default=COMPARE_DEFAULTS["iterations"],
+              show_default=True)
+@click.option("--hidden", type=int, default=None,
+              help=f"LSTM hidden size H. [default: {COMPARE_DEFAULTS['hidden']}, or the board's]")
+@click.option("--embed", type=int, default=None,
+              help=f"Embedding size X. [default: {COMPARE_DEFAULTS['embed']}, or the board's]")
+@click.option("--seq-len", type=int, default=None,
+              help=f"Truncated-BPTT length T. [default: {COMPARE_DEFAULTS['seq_len']}, or the "
+                   f"board's]")
+@click.option("--batch", type=int, default=None,
+              help=f"Sequences per batch B. [default: {COMPARE_DEFAULTS['batch']}, or the "
+                   f"board's]")
+@click.option("--threshold", type=float, default=COMPARE_DEFAULTS["threshold"],
+              show_default=True,
+              help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
+@click.option("--lanes", type=int, default=None,
+              help=f"MAC lanes of the sim device (a build parameter). "
+                   f"[default: {COMPARE_DEFAULTS['lanes']}]")
+@click.option("--corpus", type=str, default=None,
+              help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=str, default="out/compare", show_default=True)
+@json_option()
+@progress_option()
+@fail_cleanly
+def compare(progress, **kw):
+    """Train with the LSTM backward on a device against golden training, same data and seed.
+
+    Every iteration the device must equal the golden fixed-point model bit for bit (exit 1 if
+    not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png.
+    """
+    from gateskip.compare import run
+    run(**kw, progress=Progress if progress else None, echo=click.echo)
+
+
+@click.command()
+@click.option("--port", type=str, default=None,
+              help="Serial port of a real board. [default: the simulated board]")
+@click.option("--baud", type=int, default=LINK_BAUD, show_default=True)
+@click.option("--trials", type=int, default=200, show_default=True,
+              help="Bad packets to send, each followed by a good request.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option()
+@progress_option()
+@fail_cleanly
+def linktest(port, baud, trials, seed, json_path, progress):
+    """Host-link robustness: garbage, corrupt CRCs, short, long and malformed packets.
+
+    After each bad packet the next good request must be answered correctly, with the guarded
+    register and memory unchanged (gateskip.host.soak).
+    """
+    import contextlib
+    from gateskip.host import Link, SerialTransport
+    from gateskip.host.soak import KINDS, soak
+    from gateskip.sim.board import sim_device
+    from gateskip.spec.registers import ADDRESS
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, not {trials}")
+    check_writable(json_path, "--json")
+    with contextlib.ExitStack() as stack:
+        if port is None:
+            device = stack.enter_context(sim_device(dict(LINKTEST_BOARD),
+                                                    Progress("build", progress)))
+            link = device.link
+        else:
+            transport = SerialTransport(port, baud)
+            stack.callback(transport.close)
+            link = Link(transport)
+            link.ping()
+        words = 1
+        for name in ("MAX_SEQ", "MAX_BATCH", "HIDDEN"):      # DH holds B*T*H words
+            words *= link.read_reg(ADDRESS[name])
+        bar = Progress("trials", progress)
+        result = soak(link, words, trials, seed=seed, progress=bar)
+        bar.close()
+        if port is None:
+            result["board"] = device.board_stats()
+    click.echo(f"{'kind':12} {'trials':>6} {'good answered right':>20}  what")
+    for kind, v in result["kinds"].items():
+        click.echo(f"{kind:12} {v['trials']:6} {v['good_ok']:20}  {KINDS[kind][0]}")
+    click.echo("error replies: " + ", ".join(f"{k} {n}" for k, n in
+                                            sorted(result["error_replies"].items())))
+    click.echo(f"{result['good_ok']} of {result['trials']} good requests after a bad packet "
+               f"answered correctly ({result['seconds']} s)")
+    write_json(json_path, result)
+    if not result["recovered"]:
+        raise SystemExit(1)
+
+
+#: the commands of this module, registered on ``gateskip`` by :mod:`gateskip.cli`
+COMMANDS = (synth, build, flash, compare, linktest)

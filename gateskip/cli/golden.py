@@ -1,0 +1,196 @@
+"""The golden model's commands: ``train``, ``sweep``, ``fixed`` (gateskip.golden)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, OPTIMIZERS,
+                                    RECOMMENDED_THRESHOLD, TrainConfig)
+from gateskip.outputs import check_writable, make_outdir, write_json
+
+from .common import Progress, fail_cleanly, json_option, progress_option
+
+__all__ = ["COMMANDS", "training_options"]
+
+
+def training_options(fn):
+    """The options ``train`` and ``sweep`` share, with the library's defaults."""
+    d = TrainConfig()
+    opts = [
+        click.option("--hidden", type=int, default=d.hidden, show_default=True,
+                     help="LSTM hidden size H."),
+        click.option("--embed", type=int, default=d.embed, show_default=True,
+                     help="Embedding size X (the LSTM's input)."),
+        click.option("--seq-len", type=int, default=d.seq_len, show_default=True,
+                     help="Truncated-BPTT length T."),
+        click.option("--batch", type=int, default=d.batch, show_default=True,
+                     help="Sequences per batch B."),
+        click.option("--iterations", type=int, default=d.iterations, show_default=True,
+                     help="Training iterations."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=d.optimizer,
+                     show_default=True),
+        click.option("--lr", type=float, default=d.lr, show_default=True, help="Learning rate."),
+        click.option("--clip", type=float, default=d.clip, show_default=True,
+                     help="Gradient-norm clip (0: none)."),
+        click.option("--level", type=click.Choice(LEVELS), default=d.level,
+                     show_default=True, help="Symbols: characters or words."),
+        click.option("--corpus", type=str, default=None,
+                     help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank."),
+        click.option("--seed", type=int, default=d.seed, show_default=True),
+        click.option("--backend", type=click.Choice(BACKENDS), default=d.backend,
+                     show_default=True, help="Gradients from torch autograd or the numpy reference."),
+        click.option("--corr-every", type=int, default=d.corr_every, show_default=True,
+                     help="Compare dW with the exact dW every N iterations (0: never)."),
+        click.option("--out", type=str, help="Directory for tables and PNG plots."),
+        json_option("Write the results as JSON to this file."),
+        progress_option(),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _config(**kw) -> TrainConfig:
+    keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
+            "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations"}
+    return TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
+
+
+@click.command()
+@click.option("--threshold", type=float, default=None,
+              help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
+                   f"[default: {RECOMMENDED_THRESHOLD:g}]")
+@click.option("--trace-steps", type=int, default=3, show_default=True,
+              help="Iterations recorded into trace.npz for the hardware (first, ..., last).")
+@training_options
+@fail_cleanly
+def train(threshold, trace_steps, out, json_path, progress, **kw):
+    """Train the language model with sparsified SGD; write curves, a summary and traces.
+
+    Writes OUT/summary.txt, OUT/curves.png and OUT/trace.npz (format: gateskip.golden.trace).
+    """
+    from gateskip.golden import sweep as sweep_mod
+    from gateskip.golden.train import train as run_train
+    from gateskip.golden.trace import save_trace
+
+    if threshold is None:
+        threshold = RECOMMENDED_THRESHOLD
+    iterations = kw["iterations"]
+    if trace_steps < 0:
+        raise ValueError(f"trace-steps must be >= 0, not {trace_steps}")
+    n = min(trace_steps, max(iterations, 1))
+    traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
+    config = _config(threshold=threshold, trace_iterations=tuple(traces), **kw)
+    out = make_outdir(out or "out/train")
+    check_writable(json_path, "--json")
+    bar = Progress(f"train threshold {config.threshold:g}", progress)
+    try:
+        result = run_train(config, progress=bar)
+    finally:
+        bar.close()
+    runs = [sweep_mod.run_row(result, result.summary["val_loss"])]
+    text = sweep_mod.table(runs)
+    paths = sweep_mod.plot_sweep(runs, out)
+    if result.traces:
+        save_trace(os.path.join(out, "trace.npz"), result.traces)
+        paths.append(os.path.join(out, "trace.npz"))
+    with open(os.path.join(out, "summary.txt"), "w") as f:
+        f.write(text + "\n")
+    write_json(json_path, {"config": result.config, "corpus": result.corpus, "vocab": result.vocab,
+                           **runs[0]})
+    s = result.summary
+    click.echo(text)
+    unit = f"{s['val_bpc']:.3f} bits/char" if "val_bpc" in s else f"ppl {s['val_perplexity']:.1f}"
+    click.echo(f"validation {s['val_loss']:.4f} nats/symbol ({unit}); "
+               f"{1000 * s['seconds_per_iteration']:.1f} ms/iteration ({config.backend})")
+    click.echo("wrote " + ", ".join(paths))
+
+
+@click.command()
+@click.option("--thresholds", type=str, default=None,
+              help="Comma-separated thresholds; 0 is always added. [default: "
+                   + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS) + "]")
+@training_options
+@fail_cleanly
+def sweep(thresholds, out, json_path, progress, **kw):
+    """Train at several thresholds on the same data and seed; table and PNG plots.
+
+    Writes OUT/sweep.txt and PNGs of sparsity, validation loss, dW correlation and skippable
+    MACs per threshold.
+    """
+    from gateskip.golden import sweep as sweep_mod
+
+    if thresholds is None:
+        values = DEFAULT_THRESHOLDS
+    else:
+        try:
+            values = [float(t) for t in thresholds.split(",") if t.strip()]
+        except ValueError:
+            raise ValueError(f"thresholds must be comma-separated numbers, not {thresholds!r}")
+    values = sweep_mod.check_thresholds(values)
+    config = _config(**kw)
+    out = make_outdir(out or "out/sweep")
+    check_writable(json_path, "--json")
+    bar = Progress("sweep", progress)
+    try:
+        runs = sweep_mod.sweep(config, values, progress=bar)
+    finally:
+        bar.close()
+    text = sweep_mod.table(runs)
+    with open(os.path.join(out, "sweep.txt"), "w") as f:
+        f.write(text + "\n")
+    paths = sweep_mod.plot_sweep(runs, out)
+    write_json(json_path, {"config": {**vars(config), "thresholds": values}, "runs": runs})
+    click.echo(text)
+    click.echo("wrote " + ", ".join([os.path.join(out, "sweep.txt"), *paths]))
+
+
+@click.command()
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz). [default: record one from a "
+                   "short default-size training run]")
+@json_option()
+@fail_cleanly
+def fixed(trace, json_path):
+    """Fixed point against float on a training trace (normalised inner products): the MAC
+    core's dW and da, and the whole backward as the accelerator runs it, at the trace's
+    threshold and at 0 (quantisation alone)."""
+    from gateskip.golden.accel import compare_backward
+    from gateskip.golden.fixed import FORMATS, compare_trace
+    from gateskip.golden.trace import load_trace, save_trace
+    from gateskip.golden.train import train as run_train
+
+    check_writable(json_path, "--json")
+    if trace is None:
+        trace = os.path.join(make_outdir("out/fixed"), "trace.npz")
+        config = TrainConfig(iterations=30, threshold=RECOMMENDED_THRESHOLD, corr_every=0,
+                             trace_iterations=(0, 29))
+        save_trace(trace, run_train(config).traces)
+    rows = compare_trace(load_trace(trace))
+    f = FORMATS
+    click.echo(f"formats: a_t and W {f.operand}, dnet {f.grad} (scaled by 2**shift), "
+               f"dW {f.dw}, da {f.da}; products rounded half up, accumulators saturate")
+    click.echo("iteration  shift   tau  corr_dW     corr_da     sparsity float/fixed  saturated")
+    for r in rows:
+        click.echo(f"{r['iteration']:9}  {r['grad_shift']:5}  {r['tau']:4}  {r['corr_dW']:.8f}"
+                   f"  {r['corr_da']:.8f}  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}"
+                   f"  {r['saturated']:9}")
+    t = load_trace(trace)
+    bw = compare_backward(t) + compare_backward(t, threshold=0.0)
+    click.echo(f"\nwhole backward as the accelerator runs it (golden.accel: gate gradients in "
+               f"act {f.act}, cell {f.cell}, state {f.state}), against the float backward:")
+    click.echo("iteration  threshold  shift   tau  corr_dW     corr_db     corr_dx     "
+               "corr_dh0    corr_dc0    sparsity float/fixed")
+    for r in bw:
+        click.echo(f"{r['iteration']:9}  {r['threshold']:9.2g}  {r['grad_shift']:5}  "
+                   f"{r['tau']:4}  " + "  ".join(f"{r[k]:.8f}" for k in
+                                                  ("corr_dW", "corr_db", "corr_dx", "corr_dh0",
+                                                   "corr_dc0")) +
+                   f"  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}")
+    write_json(json_path, {"trace": trace, "records": rows, "backward": bw})
+
+
+#: the commands of this module, registered on ``gateskip`` by :mod:`gateskip.cli`
+COMMANDS = (train, sweep, fixed)

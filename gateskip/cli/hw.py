@@ -1,0 +1,264 @@
+"""The hardware's commands: ``verilog``, ``sim``, ``bench``, ``regs`` (gateskip.hw,
+gateskip.sim)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from gateskip.outputs import check_writable, make_outdir, write_json
+
+from .common import Progress, fail_cleanly, json_option, parse_params, progress_option
+
+__all__ = ["COMMANDS", "BLOCK_NAMES"]
+
+#: gateskip.hw.blocks.BLOCKS' names, here so that --help needs no Amaranth (a test keeps them equal)
+BLOCK_NAMES = ["threshold", "compactor", "mac_array", "core", "backward", "top"]
+
+
+@click.command()
+@click.option("--block", type=click.Choice(BLOCK_NAMES),
+              default="core", show_default=True, help="Which block.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A block parameter, e.g. --param lanes=8 --param k=64 (repeatable).")
+@click.option("--output", type=str, default=None,
+              help="Verilog file to write. [default: out/verilog/BLOCK.v]")
+@click.option("--lint/--no-lint", default=True, show_default=True,
+              help="Check the output with verilator --lint-only -Wall.")
+@json_option("Write what was generated as JSON to this file.")
+@fail_cleanly
+def verilog(block, params, output, lint, json_path):
+    """Write the Verilog of a block for given parameters."""
+    from gateskip.hw.blocks import BLOCKS, make
+    from gateskip.sim.runner import lint as run_lint, write_verilog
+
+    values = parse_params(params)
+    component = make(block, **values)
+    output = output or os.path.join("out", "verilog", f"{block}.v")
+    if os.path.dirname(output):
+        make_outdir(os.path.dirname(output))
+    check_writable(output, "--output")
+    check_writable(json_path, "--json")
+    path = write_verilog(component, block, output)
+    if lint:
+        run_lint(path)
+    text = path.read_text()
+    result = {"block": block, "params": {**BLOCKS[block].defaults, **values},
+              "path": str(path), "lines": text.count("\n"),
+              "lint": "verilator -Wall clean" if lint else "not run"}
+    write_json(json_path, result)
+    click.echo(f"wrote {path} ({result['lines']} lines, module {block}; lint: {result['lint']})")
+
+
+@click.command()
+@click.option("--simulator", type=click.Choice(["verilator", "icarus", "both"]),
+              default="verilator", show_default=True)
+@click.option("--case", "cases", multiple=True,
+              help="Run only these cases (repeatable). [default: all]")
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz) to replay on the core. "
+                   "[default: record a small one]")
+@click.option("--waves/--no-waves", default=False, show_default=True,
+              help="Write FST (Verilator) or VCD (Icarus) waveforms into the build directory.")
+@click.option("--build-dir", type=str, default="out/sim", show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the random stimulus.")
+@json_option()
+@progress_option()
+@fail_cleanly
+def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
+    """Run the cocotb testbenches on the generated Verilog and print a summary.
+
+    Every test compares every output bit of the hardware with its golden fixed-point twin.
+    """
+    from gateskip.golden.trace import load_trace, record_small_trace
+    from gateskip.sim.runner import find_simulator
+    from gateskip.sim.suite import CASES, backward_trace_case, run_case, trace_case
+
+    sims = ["verilator", "icarus"] if simulator == "both" else [simulator]
+    for name in sims:
+        find_simulator(name)
+    build_dir = make_outdir(build_dir)
+    check_writable(json_path, "--json")
+    if trace is None:
+        trace = os.path.join(build_dir, "small_trace.npz")
+        record_small_trace(trace)
+    else:
+        load_trace(trace)                      # a clear error now, not inside the simulator
+    trace = os.path.abspath(trace)             # the simulator runs in its own build directory
+    todo = [*CASES, trace_case(trace), backward_trace_case(trace)]
+    if cases:
+        known = {c.name for c in todo}
+        unknown = [c for c in cases if c not in known]
+        if unknown:
+            raise ValueError(f"no case {unknown[0]!r}; cases: {', '.join(sorted(known))}")
+        todo = [c for c in todo if c.name in cases]
+    bar = Progress("sim", progress)
+    results = []
+    try:
+        for k, (case, name) in enumerate((c, s) for s in sims for c in todo):
+            results.append(run_case(case, name, build_dir, waves=waves, seed=seed))
+            bar(k + 1, len(todo) * len(sims), {"case": case.name, "sim": name})
+    finally:
+        bar.close()
+    width = max(len(r["case"]) for r in results)
+    lines = [f"{'case'.ljust(width)}  simulator  tests  failed  seconds"]
+    lines += [f"{r['case'].ljust(width)}  {r['simulator']:9}  {r['tests']:5}  {r['failed']:6}"
+              f"  {r['seconds']:7.1f}" for r in results]
+    tests = sum(r["tests"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    lines.append(f"{tests - failed} of {tests} tests passed, bit-exact against golden")
+    click.echo("\n".join(lines))
+    write_json(json_path, {"results": results, "tests": tests, "failed": failed})
+    if failed:
+        bad = next(r for r in results if r["failed"])
+        raise click.ClickException(f"{failed} test(s) failed; first in {bad['case']} on "
+                                   f"{bad['simulator']}: see {bad['log']}")
+
+
+@click.command()
+@click.option("--config", "configs", multiple=True, metavar="K,LANES",
+              help="A (K, lanes) pair to measure (repeatable). [default: 16,4 64,4 64,8 128,8 "
+                   "32,1]")
+@click.option("--sparsities", type=str, default=None,
+              help="Comma-separated dnet sparsities in 0..1. [default: 0,.25,.5,.75,.8,.9,.95]")
+@click.option("--rows", type=int, default=256, show_default=True,
+              help="dnet vector length (4H).")
+@click.option("--vectors", type=int, default=4, show_default=True, help="Vectors per run.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--out", type=str, default="out/bench", show_default=True,
+              help="Directory for the table and the PNG.")
+@json_option()
+@click.option("--kind", type=click.Choice(["all", "mac_array", "backward"]), default="all",
+              show_default=True, help="The MAC core alone, the whole backward accelerator, "
+                                      "or both.")
+@click.option("--backward-config", "backward_configs", multiple=True, metavar="H,X,LANES",
+              help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable). "
+                   "[default: 32,16,4 128,32,8]")
+@click.option("--seq-len", type=int, default=8, show_default=True,
+              help="Steps T of each backward run.")
+@click.option("--trace", type=str, default=None,
+              help="A training trace (gateskip train's trace.npz): also run the backward on "
+                   "it at its threshold, the sparsity training produces.")
+@progress_option()
+@fail_cleanly
+def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
+          backward_configs, seq_len, trace, progress):
+    """Cycles in simulation of the generated hardware: dense vs skip vs ideal.
+
+    The MAC core (ideal nnz*ceil(K/L) per run) and the backward accelerator over whole
+    sequences (ideal nnz*2*ceil(K/L), a fixed latency per step).
+    """
+    from gateskip.sim import bench as bench_mod
+    from gateskip.sim import bench_backward as bw_mod
+    from gateskip.sim.runner import find_simulator
+
+    pairs = []
+    for text in configs:
+        try:
+            K, L = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--config must be K,LANES, not {text!r}") from None
+        pairs.append((K, L))
+    pairs = pairs or list(bench_mod.DEFAULT_CONFIGS)
+    if sparsities is None:
+        values = bench_mod.DEFAULT_SPARSITIES
+    else:
+        try:
+            values = [float(v) for v in sparsities.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"sparsities must be comma-separated numbers, not {sparsities!r}")
+    if vectors < 1:
+        raise ValueError(f"vectors must be >= 1, not {vectors}")
+    from gateskip.hw.blocks import check
+    for K, L in pairs:                        # every parameter checked before any simulation
+        check("core", lanes=L, k=K, rows=rows)
+    triples = []
+    for text in backward_configs:
+        try:
+            H, X, L = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--backward-config must be H,X,LANES, not {text!r}") from None
+        triples.append((H, X, L))
+    triples = triples or list(bw_mod.DEFAULT_CONFIGS)
+    if seq_len < 1:
+        raise ValueError(f"seq-len must be >= 1, not {seq_len}")
+    for H, X, L in triples:
+        check("backward", hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+    if trace is not None:
+        from gateskip.golden.trace import load_trace
+        load_trace(trace)
+    if sparsities is None:
+        bw_values = bw_mod.DEFAULT_SPARSITIES
+    else:
+        bw_values = values
+    find_simulator(simulator)
+    out = make_outdir(out)
+    check_writable(json_path, "--json")
+    bar = Progress("bench", progress)
+    rows_out, written = [], []
+    try:
+        if kind in ("all", "mac_array"):
+            rows_out += bench_mod.run_bench(pairs, values, rows=rows, vectors=vectors,
+                                            simulator=simulator, progress=bar,
+                                            build_root=os.path.join(out, "build"))
+        if kind in ("all", "backward"):
+            rows_out += bw_mod.run_backward_bench(triples, bw_values, seq=seq_len,
+                                                  simulator=simulator, trace=trace, progress=bar,
+                                                  build_root=os.path.join(out, "build"))
+    finally:
+        bar.close()
+    for name, mod, sel in (("bench", bench_mod, "mac_array"),
+                           ("backward", bw_mod, "backward")):
+        part = [r for r in rows_out if r["kind"] == sel]
+        if not part:
+            continue
+        text = mod.table(part)
+        with open(os.path.join(out, f"{name}.txt"), "w") as f:
+            f.write(text + "\n")
+        png = mod.plot(part, os.path.join(out, "cycles.png" if sel == "mac_array"
+                                          else "backward_cycles.png"))
+        written += [os.path.join(out, f"{name}.txt"), png]
+        click.echo(text)
+        if sel == "mac_array":
+            click.echo(f"fixed latency per run: {part[0]['latency']} cycles; dense exactly "
+                       f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in part)}")
+        else:
+            click.echo(f"skip within {max(r['skip_over_ideal'] for r in part) - 1:.1%} of "
+                       f"ideal + {part[0]['latency_per_step']} cycles per step")
+    write_json(json_path, {"rows": rows_out})
+    click.echo(f"wrote {', '.join(written)}")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["python", "markdown"]), default="markdown",
+              show_default=True, help="Host constants as a Python module, or a Markdown table.")
+@click.option("--output", type=str, default=None, help="Write to this file. [default: print]")
+@json_option()
+@fail_cleanly
+def regs(fmt, output, json_path):
+    """The backward accelerator's register map and memories, generated from gateskip.spec."""
+    from gateskip.spec import memories, registers as regmap
+    check_writable(output, "--output")
+    check_writable(json_path, "--json")
+    text = (regmap.python_constants() if fmt == "python" else
+            regmap.markdown_table() + "\n" + memories.markdown_table())
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w") as f:
+            f.write(text)
+        click.echo(f"wrote {output}")
+    write_json(json_path, {"registers": [r.__dict__ for r in regmap.REGISTERS],
+                           "fields": regmap.FIELDS,
+                           "memories": {k: m.code for k, m in memories.MEMORIES.items()},
+                           "memory_layout": [
+                               {"name": m.name, "code": m.code, "dims": list(m.dims),
+                                "fields": [list(f) for f in m.fields], "lanes": m.lanes,
+                                "written": m.written, "doc": m.doc}
+                               for m in memories.MEMORIES.values()]})
+
+
+#: the commands of this module, registered on ``gateskip`` by :mod:`gateskip.cli`
+COMMANDS = (verilog, sim, bench, regs)

@@ -1,0 +1,26 @@
+"""Defaults of the commands that run the accelerator on a device (``gateskip compare``,
+``gateskip linktest``), written once, in a module that imports nothing: the CLI shows them in
+``--help`` without loading numpy, torch or Amaranth, and the library functions use the same
+values.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMPARE_DEFAULTS", "LINKTEST_BOARD", "LINK_BAUD"]
+
+#: the defaults of ``gateskip compare`` (:func:`gateskip.compare.run`): 100 iterations take a
+#: few seconds with the model device, the loss falls from 3.9 to about 2.7 nats/char on Penn
+#: Treebank, and the threshold gives about 80% dnet sparsity with validation loss within 2% of
+#: threshold 0 at this size (dnet of a mean loss over B*T = 64 symbols is ~16x that of
+#: ``gateskip train``'s 1024, so is the threshold). The simulated board (and the model device)
+#: is built to these sizes: hidden, inputs = embed, lanes, max_seq = seq_len, max_batch = batch.
+COMPARE_DEFAULTS = {"hidden": 32, "embed": 16, "seq_len": 16, "batch": 4, "iterations": 100,
+                    "threshold": 1.5e-4, "lanes": 4}
+
+#: the simulated board of ``gateskip linktest`` (build parameters): the link's robustness does not
+#: depend on the sizes, so a small build, quick to make and to fill
+LINKTEST_BOARD = {"hidden": 4, "inputs": 3, "lanes": 2, "max_seq": 3, "max_batch": 2}
+
+#: the host link's baud rate when none is given (``gateskip build``, ``gateskip linktest``):
+#: ``gateskip.hw.top.DEFAULT_BAUD``, which the boards are built with (tests/test_cli_hw.py checks)
+LINK_BAUD = 1_000_000

@@ -1,0 +1,95 @@
+"""The backward accelerator's fetch stage: one hidden unit's inputs per cycle for the gate-gradient unit."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec.config import AccelConfig
+from ..spec.memories import ACT_FIELDS
+
+__all__ = ["FetchStage"]
+
+
+class FetchStage(wiring.Component):
+    """Reads unit ``k = 0 .. H-1`` of the current step, one unit per cycle, into ``o``.
+
+    Per unit: its ``ACT`` word (``act_base + k``), ``dh`` from the loss (``DH``, same address),
+    the carried ``dc`` (``DC``, ``dc_base + k``) and the recurrent ``dh``: element ``X + k`` of
+    the next step's ``da`` (``DA`` word ``vec_base + C + (X + k) // L``, lane ``(X + k) % L``;
+    0 when ``has_next`` is low). The reads are synchronous, so the beat is valid the cycle after
+    its read is issued; a read is issued whenever ``o`` can take a beat (``o.ready`` or no beat
+    held), so under back-pressure the beat waits and no read is lost. ``setup`` (the first cycle
+    of a step) restarts at unit 0; ``done``: all H units have left.
+
+    ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
+    read ports ``act_rd dh_rd dc_rd da_rd`` connect to them.
+    """
+
+    def __init__(self, config: AccelConfig, ports: dict, out_layout):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        self.config, self.ports = config, ports
+        T, B, H, C = config.max_seq, config.max_batch, config.hidden, config.chunks
+        members = {
+            "running": In(1), "setup": In(1), "has_next": In(1),
+            "act_base": In(range(B * T * H + 1)),
+            "vec_base": In(range(B * T * C + C + 1)),
+            "dc_base": In(range(B * H + 1)),
+            "o": Out(stream.Signature(out_layout)),
+            "done": Out(1),
+        }
+        for name in ("ACT", "DH", "DC", "DA"):
+            shape, depth = ports[name]
+            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(
+                addr_width=ceil_log2(depth), shape=shape))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        H, X, L, C = cfg.hidden, cfg.inputs, cfg.lanes, cfg.chunks
+        k = Signal(range(H + 1))             # next unit to fetch
+        word_h = Signal(range(C + 1))        # word and lane of element X + k in a da vector
+        lane_h = Signal(range(max(L, 2)))
+        valid = Signal()
+        lane = Signal(range(max(L, 2)))      # ... of the beat being read
+        has_next = Signal()
+
+        with m.If(self.setup):
+            m.d.sync += [k.eq(0), word_h.eq(X // L), lane_h.eq(X % L)]
+        take = ~valid | self.o.ready
+        issue = take & self.running & ~self.setup & (k < H)
+        with m.If(take):
+            m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
+        with m.If(issue):
+            m.d.sync += k.eq(k + 1)
+            with m.If(lane_h == L - 1):
+                m.d.sync += [lane_h.eq(0), word_h.eq(word_h + 1)]
+            with m.Else():
+                m.d.sync += lane_h.eq(lane_h + 1)
+
+        da_h = Signal(signed(cfg.formats.da.width))
+        with m.Switch(lane):
+            for l in range(L - 1):
+                with m.Case(l):
+                    m.d.comb += da_h.eq(self.da_rd.data[l])
+            with m.Default():
+                m.d.comb += da_h.eq(self.da_rd.data[L - 1])
+        act = self.act_rd.data
+        element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
+        out = self.o.payload
+        m.d.comb += [
+            self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(take),
+            self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(take),
+            self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(take),
+            self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(take),
+            self.o.valid.eq(valid),
+            *[out[n].eq(act[i] if element_port else act[n]) for i, n in enumerate(ACT_FIELDS)],
+            out.dh_loss.eq(self.dh_rd.data),
+            out.dc.eq(self.dc_rd.data),
+            out.da_h.eq(Mux(has_next, da_h, 0)),
+            self.done.eq((k == H) & ~valid),
+        ]
+        return m

@@ -1,0 +1,223 @@
+"""The backward accelerator's memories, and who may use their ports: the run, ZERO or the host."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec.config import WORD_WIDTH, AccelConfig
+from ..spec.memories import ACT_FIELDS, MEMORIES
+
+__all__ = ["MemoryBank", "mem_port_signature", "word_shapes"]
+
+
+def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wiring.Signature:
+    """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
+    access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
+    truncated to the word's fields, read ones sign-extended; ``rdata`` is valid the cycle after
+    ``re``.
+
+    With ``el_width`` (an element port: ``elements`` is 1), each access is the one element
+    ``el`` of the word at ``addr``: a write changes that element alone."""
+    word = data.ArrayLayout(signed(WORD_WIDTH), elements)
+    members = {"mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
+               "wdata": Out(word), "rdata": In(word)}
+    if el_width:
+        members["el"] = Out(el_width)
+    return wiring.Signature(members)
+
+
+def word_shapes(config: AccelConfig) -> dict:
+    """Each memory's word as the run sees it, and its depth: ``{name: (shape, words)}``.
+
+    Lane words are arrays of L elements, ACT a structure of its fields, a one-element word a
+    signed value, DB an array of its four gates; every memory has at least two words (so that
+    every address is at least one bit wide)."""
+    f, L = config.formats, config.lanes
+    out = {}
+    for name, mem in MEMORIES.items():
+        formats = mem.formats(f)
+        if mem.lanes:
+            shape = data.ArrayLayout(signed(formats[0].width), L)
+        elif len(mem.fields) == 1:
+            shape = signed(formats[0].width)
+        elif len(formats) == 1:
+            shape = data.ArrayLayout(signed(formats[0].width), len(mem.fields))
+        else:
+            shape = data.StructLayout({n: signed(getattr(f, fmt).width) for n, fmt in mem.fields})
+        out[name] = (shape, max(2, mem.words(config)))
+    return out
+
+
+class MemoryBank(wiring.Component):
+    """The memories of :data:`~gateskip.spec.memories.MEMORIES` (``amaranth.lib.memory``,
+    synchronous reads: block RAM on the boards), each with one read and one write port, ``DA``
+    with a second read port (``da_h_rd``: the recurrent ``dh`` of the fetch stage).
+
+    Who drives the ports, decided combinationally each cycle: while ``running`` the run's ports
+    (``<name>_rd``, ``<name>_wr`` for the memories the run writes); while ``zeroing`` the write
+    ports of those memories write 0 at word ``zn`` (words beyond a memory's depth are left
+    alone); otherwise the host port ``host`` (:func:`mem_port_signature`), whose read data are
+    valid the cycle after ``re``. The host's accesses while ``running`` or ``zeroing`` are
+    ignored.
+
+    ``element_port``: the host moves one element per access (``host.el``); the memories whose
+    words are arrays get a write enable per element, ACT is stored as an array of slots of its
+    widest field, and with ``db_serial`` DB is ``4H`` words of one gate (word ``k``, gate ``g``
+    at ``4k + g``).
+    """
+
+    def __init__(self, config: AccelConfig):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        self.config = config
+        f = config.formats
+        #: {name: (word as the host port and the link see it, words)}: the layout of MEMORIES
+        self.shapes = word_shapes(config)
+        self.mem_shapes = {name: s for name, (s, _d) in self.shapes.items()}
+        self.mem_depths = {name: d for name, (_s, d) in self.shapes.items()}
+        if config.db_serial:
+            self.mem_shapes["DB"] = signed(f.dw.width)
+            self.mem_depths["DB"] = 4 * config.hidden
+        if config.element_port:
+            widest = MEMORIES["ACT"].element_width(f)
+            self.mem_shapes["ACT"] = data.ArrayLayout(signed(widest), len(ACT_FIELDS))
+        #: bits of all memories together (the board's block RAM must hold them)
+        self.memory_bits = sum(Shape.cast(s).width * d for s, d in self.shapes.values())
+        self.addr_width = max(ceil_log2(d) for _, d in self.shapes.values())
+        self.elements = self.port_width(config)
+        #: the host port's elements per access, and the width of its element index
+        self.port_elements = 1 if config.element_port else self.elements
+        self.el_width = max(1, ceil_log2(self.elements)) if config.element_port else 0
+        self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
+                                      init=[])
+                         for name in MEMORIES}
+        members = {
+            "host": In(mem_port_signature(self.addr_width, self.port_elements, self.el_width)),
+            "running": In(1), "zeroing": In(1),
+            "zn": In(range(max(self.mem_depths.values()) + 1)),
+        }
+        for name, mem in MEMORIES.items():
+            shape, aw = self.mem_shapes[name], ceil_log2(self.mem_depths[name])
+            members[f"{name.lower()}_rd"] = Out(ReadPort.Signature(addr_width=aw, shape=shape))
+            if mem.written:
+                members[f"{name.lower()}_wr"] = Out(WritePort.Signature(addr_width=aw,
+                                                                        shape=shape))
+        members["da_h_rd"] = Out(ReadPort.Signature(
+            addr_width=ceil_log2(self.mem_depths["DA"]), shape=self.mem_shapes["DA"]))
+        super().__init__(members)
+
+    @staticmethod
+    def depths(config: AccelConfig) -> dict:
+        """Each memory's words as the host port addresses them."""
+        return {name: d for name, (_s, d) in word_shapes(config).items()}
+
+    @staticmethod
+    def port_width(config: AccelConfig) -> int:
+        """Elements of the widest word: the host port's elements per access."""
+        return max(config.lanes, *(len(m.fields) for m in MEMORIES.values()))
+
+    def elaborate(self, platform):
+        m = Module()
+        host, cfg = self.host, self.config
+        running, zeroing = self.running, self.zeroing
+        idle = ~running & ~zeroing
+        rd = {}
+        for name, mem in self.memories.items():
+            m.submodules[f"mem_{name.lower()}"] = mem
+            rd[name] = mem.read_port()
+        da_h = self.memories["DA"].read_port()
+        m.d.comb += [da_h.addr.eq(self.da_h_rd.addr), da_h.en.eq(self.da_h_rd.en),
+                     self.da_h_rd.data.eq(da_h.data)]
+
+        for name, mem in self.memories.items():
+            spec, shape, depth = MEMORIES[name], self.mem_shapes[name], self.mem_depths[name]
+            aw = ceil_log2(self.shapes[name][1])
+            h_addr = host.addr[:aw]
+            if cfg.db_serial and name == "DB":       # word k, element g at 4k + g
+                h_addr = Cat(host.el[:2], host.addr[:aw])
+            h_sel = idle & (host.mem == spec.code)
+            run_rd = getattr(self, f"{name.lower()}_rd")
+            m.d.comb += [rd[name].addr.eq(Mux(running, run_rd.addr, h_addr)),
+                         rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
+                         run_rd.data.eq(rd[name].data)]
+            per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
+            port = mem.write_port(granularity=1) if per_element else mem.write_port()
+            host_word = Signal(shape, name=f"host_word_{name.lower()}")
+            h_we = h_sel & host.we
+            if cfg.element_port:
+                self._pack_element(m, host_word, host.wdata[0], name)
+                if per_element:                                 # the element's enable alone
+                    h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
+            else:
+                self._pack(m, host_word, host.wdata, self.shapes[name][0])
+            if spec.written:
+                run_wr = getattr(self, f"{name.lower()}_wr")
+                def all_en(en):
+                    return en.replicate(len(port.en)) if len(port.en) > 1 else en
+                m.d.comb += [
+                    port.addr.eq(Mux(zeroing, self.zn, Mux(running, run_wr.addr, h_addr))),
+                    port.data.eq(Mux(zeroing, 0, Mux(running, run_wr.data, host_word))),
+                    port.en.eq(Mux(zeroing, all_en(self.zn < depth),
+                                   Mux(running, all_en(run_wr.en), h_we))),
+                ]
+            else:
+                m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word), port.en.eq(h_we)]
+
+        rd_code = Signal(3)
+        rd_el = Signal(max(1, self.el_width))
+        with m.If(host.re):
+            m.d.sync += rd_code.eq(host.mem)
+            if cfg.element_port:
+                m.d.sync += rd_el.eq(host.el)
+        with m.Switch(rd_code):
+            for name in self.memories:
+                with m.Case(MEMORIES[name].code):
+                    if cfg.element_port:
+                        self._unpack_element(m, host.rdata[0], rd[name].data, rd_el,
+                                             self.mem_shapes[name])
+                    else:
+                        self._unpack(m, host.rdata, rd[name].data, self.shapes[name][0])
+        return m
+
+    @staticmethod
+    def _fields(shape):
+        if isinstance(shape, data.ArrayLayout):
+            return list(range(shape.length))
+        if isinstance(shape, data.StructLayout):
+            return list(shape.members)
+        return [None]
+
+    def _pack(self, m, word, elements, shape):
+        """Host elements -> memory word (truncating each to its field)."""
+        for e, key in enumerate(self._fields(shape)):
+            m.d.comb += (word.eq(elements[e]) if key is None else word[key].eq(elements[e]))
+
+    def _pack_element(self, m, word, element, name):
+        """Host element -> every element of an element-port memory word (truncated to the field,
+        then sign-extended into the slot); the write enables pick the one written."""
+        shape = self.mem_shapes[name]
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += word.eq(element)
+            return
+        spec, f = MEMORIES[name], self.config.formats
+        for e in range(shape.length):
+            width = spec.field_format(e, f).width if not spec.lanes else shape.elem_shape.width
+            m.d.comb += word[e].eq(element[:width].as_signed())
+
+    @staticmethod
+    def _unpack_element(m, element, word, el, shape):
+        """Element ``el`` of an element-port memory word -> the host element, sign-extended."""
+        if not isinstance(shape, data.ArrayLayout):
+            m.d.comb += element.eq(word)
+            return
+        m.d.comb += element.eq(word[0])
+        for e in range(1, shape.length):
+            with m.If(el == e):
+                m.d.comb += element.eq(word[e])
+
+    def _unpack(self, m, elements, word, shape):
+        """Memory word -> host elements, sign-extended; elements beyond the word read 0."""
+        for e, key in enumerate(self._fields(shape)):
+            m.d.comb += elements[e].eq(word if key is None else word[key])

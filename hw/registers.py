@@ -1,0 +1,105 @@
+"""The accelerator's register file, built from the register map of :mod:`gateskip.spec.registers`."""
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec.config import WORD_WIDTH, AccelConfig
+from ..spec.registers import COUNTERS, REGISTERS
+
+__all__ = ["RegisterFile", "reg_signature"]
+
+
+def reg_signature() -> wiring.Signature:
+    """Register bus, seen from the host: 32-bit registers, word addresses
+    (:mod:`gateskip.spec.registers`). A write takes effect at the clock edge; ``rdata`` is
+    valid the cycle after ``re``."""
+    return wiring.Signature({
+        "addr": Out(8), "we": Out(1), "re": Out(1),
+        "wdata": Out(WORD_WIDTH), "rdata": In(WORD_WIDTH),
+    })
+
+
+def _bits(reg) -> int:
+    return max(reg.fields.values()) + 1
+
+
+class RegisterFile(wiring.Component):
+    """Decodes the register bus ``bus`` into the registers of :data:`~gateskip.spec.registers.REGISTERS`.
+
+    Every ``rw`` register is a port of this component named after it in lower case (``tau``,
+    ``mode``, ``step``, ``seq_len``, ``batch``), at its reset value from the map; a write
+    takes effect at the clock edge, only while ``idle``, and only for a value within the
+    register's range (others are ignored). ``CTRL`` (``w``) is decoded into one-cycle
+    strobes, combinational with the write: ``start`` and ``zero`` only while ``idle`` (``zero``
+    not with ``START``), ``clear`` always. Read-only registers read their input port: ``status``
+    (its bit fields), each counter of :data:`~gateskip.spec.registers.COUNTERS` from
+    ``counters`` (zero-extended), the build parameters of ``config`` as constants. ``rdata`` is
+    registered: valid the cycle after ``re``; an address without a register reads 0.
+    """
+
+    def __init__(self, config: AccelConfig, counter_width: int | None = None):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        self.config = config
+        cw = config.counter_width if counter_width is None else counter_width
+        members = {"bus": In(reg_signature()), "idle": In(1),
+                   "start": Out(1), "zero": Out(1), "clear": Out(1)}
+        self._widths = {}
+        for reg in REGISTERS:
+            name = reg.name.lower()
+            if reg.access == "rw":
+                members[name] = Out(self._shape(reg), init=reg.resolve(reg.init, config))
+            elif reg.access == "r" and reg.fields:
+                members[name] = In(_bits(reg))
+        members["counters"] = In(wiring.Signature(
+            {name.lower(): Out(unsigned(cw)) for name in COUNTERS}))
+        super().__init__(members)
+
+    def _shape(self, reg):
+        if reg.width is not None:
+            w = reg.width
+            return unsigned(getattr(self.config.formats, w).width if isinstance(w, str) else w)
+        if reg.fields:
+            return unsigned(_bits(reg))
+        return range(reg.resolve(reg.hi, self.config) + 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, cfg = self.bus, self.config
+        w = bus.wdata
+        ctrl = next(r for r in REGISTERS if r.access == "w")
+        ctrl_write = bus.we & (bus.addr == ctrl.address)
+        start, zero, clear = (w[ctrl.fields[n]] for n in ("START", "ZERO", "CLEAR"))
+        m.d.comb += [self.start.eq(ctrl_write & start & self.idle),
+                     self.zero.eq(ctrl_write & zero & self.idle & ~start),
+                     self.clear.eq(ctrl_write & clear)]
+
+        readable = {}
+        for reg in REGISTERS:
+            name = reg.name.lower()
+            if reg.access == "rw":
+                port = getattr(self, name)
+                written = bus.we & self.idle & (bus.addr == reg.address)
+                bounds = reg.bounds(cfg)
+                if bounds is not None:           # out-of-range values are ignored
+                    lo, hi = bounds
+                    written &= (w <= hi) if lo == 0 else ((w >= lo) & (w <= hi))
+                with m.If(written):
+                    m.d.sync += port.eq(w)
+                readable[reg.address] = port
+            elif reg.access == "r":
+                if reg.param is not None:
+                    readable[reg.address] = getattr(cfg, reg.param)
+                elif reg.fields:
+                    readable[reg.address] = getattr(self, name)
+                else:
+                    readable[reg.address] = getattr(self.counters, name)
+        with m.If(bus.re):
+            with m.Switch(bus.addr):
+                for address, value in readable.items():
+                    with m.Case(address):
+                        m.d.sync += bus.rdata.eq(value)
+                with m.Default():            # no register here: reads 0
+                    m.d.sync += bus.rdata.eq(0)
+        return m

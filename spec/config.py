@@ -1,0 +1,142 @@
+"""The backward accelerator's build parameters and options: one frozen record, checked whole.
+
+:class:`AccelConfig` is what ``hw.backward.Backward`` is built from, what the host driver and the
+golden model size the memories by (:mod:`.memories`), and where every default is written: the
+blocks ``gateskip verilog`` and ``gateskip sim`` make, the simulated board of ``gateskip compare``
+and ``gateskip linktest`` all start from these. Checking happens in ``__post_init__``, so a bad
+option raises before any hardware is constructed. Pure Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .formats import FORMATS, Formats
+
+__all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "SMALL_DEVICE"]
+
+#: width of a register and of a host-port element
+WORD_WIDTH = 32
+#: the MAC array's widest build (``hw.mac_array.MacArray``)
+MAX_LANES = 16
+#: the build parameters a host can read back from the registers (sizes, not options)
+PARAMS = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
+#: the gate-gradient unit's products (``hw.gate_grad``); 15 or more multipliers is the full unit
+_PRODUCTS = 16
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in {lo}..{hi}, not {value!r}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool) and value not in (0, 1):
+        raise ValueError(f"{name} must be a bool, not {value!r}")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Build parameters (sizes) and options of the backward accelerator.
+
+    ``hidden`` H, ``inputs`` X (K = X + H), ``lanes`` L of the MAC array, ``max_seq`` T and
+    ``max_batch`` B the memories hold. Options (the defaults are the fast, large variant;
+    ``SMALL_DEVICE`` the iCE40 one):
+
+    ``fifo_depth``: entries between the compactor and the array (2: a skid buffer).
+    ``ew_multipliers``: the gate-gradient unit's multipliers (None: fully pipelined, one unit per
+    cycle, as are 15 and 16; 1..14: time-shared). ``counter_width``: bits of the counters (they wrap).
+    ``element_port``: the host memory port moves one element per access (less logic).
+    ``db_serial`` (needs ``element_port``): ``db`` one gate per cycle, one adder.
+    ``forwarding=False``: the MAC array without read-after-write forwarding (needs C >= 2).
+    ``threshold_skid=False``: the threshold's output a plain register.
+    ``formats``: the arithmetic formats (:mod:`.formats`).
+    """
+
+    hidden: int = 8
+    inputs: int = 4
+    lanes: int = 4
+    max_seq: int = 8
+    max_batch: int = 1
+    fifo_depth: int = 8
+    ew_multipliers: int | str | None = None
+    counter_width: int = WORD_WIDTH
+    element_port: bool = False
+    db_serial: bool = False
+    forwarding: bool = True
+    threshold_skid: bool = True
+    formats: Formats = field(default=FORMATS, compare=True)
+
+    def __post_init__(self):
+        for name, hi in (("hidden", 1024), ("inputs", 1024), ("max_seq", 4096),
+                         ("max_batch", 1024)):
+            _check_int(name, getattr(self, name), 1, hi)
+        _check_int("lanes", self.lanes, 1, MAX_LANES)
+        _check_int("fifo_depth", self.fifo_depth, 2, 64)
+        _check_int("counter_width", self.counter_width, 1, WORD_WIDTH)
+        m = self.ew_multipliers
+        if not (m is None or m == "full" or (isinstance(m, int) and not isinstance(m, bool)
+                                             and 1 <= m <= _PRODUCTS)):
+            raise ValueError(f"ew_multipliers must be None, 'full' or an int in "
+                             f"1..{_PRODUCTS}, not {m!r}")
+        for name in ("element_port", "db_serial", "forwarding", "threshold_skid"):
+            _check_bool(name, getattr(self, name))
+        if not isinstance(self.formats, Formats):
+            raise TypeError(f"formats must be a Formats, not {self.formats!r}")
+        if not self.forwarding and self.chunks < 2:
+            raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
+        if self.db_serial and not self.element_port:
+            raise ValueError("db_serial needs element_port (db words are split by gate)")
+        f = self.formats
+        for name in ("act", "cell", "state", "da", "dw", "operand"):
+            if getattr(f, name).width > WORD_WIDTH:
+                raise ValueError(f"formats.{name} is wider than the {WORD_WIDTH}-bit host word")
+        if f.dw.frac_bits < f.grad.frac_bits:
+            raise ValueError(f"formats.dw {f.dw} needs at least the fraction bits of grad "
+                             f"{f.grad} to accumulate db exactly")
+
+    @property
+    def k(self) -> int:
+        """K = X + H, the length of ``a_t`` and of a weight row."""
+        return self.inputs + self.hidden
+
+    @property
+    def chunks(self) -> int:
+        """C = ceil(K / L): words of a K-vector, cycles per MAC command."""
+        return -(-self.k // self.lanes)
+
+    @property
+    def params(self) -> dict:
+        """The sizes alone (:data:`PARAMS`)."""
+        return {name: getattr(self, name) for name in PARAMS}
+
+    @property
+    def options(self) -> dict:
+        """Everything but the sizes and the formats, as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in PARAMS and f.name != "formats"}
+
+    def replace(self, **changes) -> "AccelConfig":
+        return replace(self, **changes)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every parameter and option a caller may set (``formats`` included)."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """The sizes' defaults, :data:`PARAMS` only."""
+        d = asdict(cls())
+        return {name: d[name] for name in PARAMS}
+
+
+#: options that fit the accelerator into an iCE40 UP5K (the iCEBreaker: 5280 LCs, 30 EBR,
+#: 8 SB_MAC16), same results bit for bit: the time-shared gate-gradient unit, a two-entry FIFO
+#: (flip-flops, no EBR), 16-bit counters, the host memory port one element per access, db one
+#: gate per cycle, no forwarding in the MAC array (needs C >= 2), the threshold's output a plain
+#: register. ``hidden=8, inputs=8, lanes=1, max_seq=8, max_batch=1`` with these: 5116/5280 LCs
+#: (3982 LUT4s, 1715 FFs), 24/30 EBR, 3/8 DSPs, Fmax 21.6 MHz at the 12 MHz clock (nextpnr;
+#: yosys ``synth_ice40 -dsp``).
+SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
+                    db_serial=True, forwarding=False, threshold_skid=False)

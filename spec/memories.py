@@ -1,0 +1,176 @@
+"""The backward accelerator's memories: the one place they are described.
+
+Each :class:`Memory` says its host-port code, the axes of the array a host (or the golden model)
+holds for it, the elements of one memory word with their formats, and whether the accelerator
+writes it. From this the hardware builds its memories and host port (``hw.backward``), the host
+link its per-memory sizes (``hw.link``), the golden model checks its inputs (``golden.accel``),
+the host driver moves arrays (``gateskip.host``), ``gateskip compare`` pads a short batch, and
+``gateskip regs`` writes the table. Pure Python.
+
+Two kinds of word:
+
+* *lane words* (``lanes=True``): the last axis is a K-vector, cut into words of L elements
+  (``C = ceil(K / L)`` words; the last is padded with zeros); every element has the one format.
+* *field words*: one word per index of the axes, its elements the :attr:`Memory.fields`
+  (several fields: the array has a last axis of that many; one: no extra axis).
+
+Sizes are written as symbols of :class:`~.config.AccelConfig`: ``H`` hidden, ``X`` inputs,
+``K = X + H``, ``T`` max_seq, ``B`` max_batch, with an optional integer factor (``4H``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+__all__ = ["Memory", "MEMORIES", "by_code", "sizes", "to_words", "from_words", "markdown_table",
+           "ACT_FIELDS", "INPUTS", "RESULTS"]
+
+
+@dataclass(frozen=True)
+class Memory:
+    name: str
+    code: int
+    dims: tuple[str, ...]                 # axes of the host's array, as size symbols
+    fields: tuple[tuple[str, str], ...]   # (element, format name in spec.formats.Formats)
+    lanes: bool                           # a K-vector in words of L elements
+    written: bool                         # the accelerator writes it (ZERO clears it)
+    doc: str
+
+    def shape(self, cfg) -> tuple[int, ...]:
+        """The host's array for this memory, sized for ``cfg`` (an ``AccelConfig`` or any
+        object or mapping with ``hidden inputs max_seq max_batch``)."""
+        s = sizes(cfg)
+        dims = tuple(_size(d, s) for d in self.dims)
+        return dims + ((len(self.fields),) if len(self.fields) > 1 else ())
+
+    def per_word(self, lanes: int) -> int:
+        """Elements in one word: L for lane words, the fields' number otherwise."""
+        return lanes if self.lanes else len(self.fields)
+
+    def words(self, cfg) -> int:
+        """Words the data need (the hardware's memory holds at least two)."""
+        s = sizes(cfg)
+        n = math.prod(_size(d, s) for d in self.dims)
+        if self.lanes:
+            n = n // s["K"] * -(-s["K"] // s["L"])
+        return n
+
+    def field_format(self, index: int, formats):
+        """The :class:`~.formats.Q` of element ``index`` of a word."""
+        _name, fmt = self.fields[index if len(self.fields) > 1 else 0]
+        return getattr(formats, fmt)
+
+    def formats(self, formats) -> list:
+        """The distinct formats of its elements, in field order."""
+        out = []
+        for _name, fmt in self.fields:
+            q = getattr(formats, fmt)
+            if q not in out:
+                out.append(q)
+        return out
+
+    def element_width(self, formats) -> int:
+        """Bits of the widest element (a host-port element, a link element)."""
+        return max(getattr(formats, fmt).width for _n, fmt in self.fields)
+
+    def element_bytes(self, formats) -> int:
+        """Bytes of one element on the wire: :meth:`element_width` rounded up."""
+        return -(-self.element_width(formats) // 8)
+
+    def axis(self, symbol: str) -> int | None:
+        """The axis of the host's array whose size is ``symbol`` (``"B"``, ``"T"``), or None."""
+        return self.dims.index(symbol) if symbol in self.dims else None
+
+
+_SIZE = re.compile(r"^(\d*)([HXKTBL])$")
+
+
+def _size(expr: str, s: dict) -> int:
+    m = _SIZE.match(expr)
+    return int(m.group(1) or 1) * s[m.group(2)]
+
+
+def sizes(cfg) -> dict:
+    """``{H, X, K, T, B, L}`` of a config (attributes or mapping; ``lanes`` optional)."""
+    get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+    H, X = int(get("hidden")), int(get("inputs"))
+    return {"H": H, "X": X, "K": X + H, "T": int(get("max_seq")), "B": int(get("max_batch")),
+            "L": int(get("lanes", 1) or 1)}
+
+
+_GATES = tuple((g, "dw") for g in ("i", "f", "g", "o"))
+
+#: by host-port code
+MEMORIES = {m.name: m for m in (
+    Memory("W", 0, ("4H", "K"), (("w", "operand"),), True, False,
+           "weights, row 4k+g = gate g of unit k, C = ceil(K/L) words per row"),
+    Memory("A", 1, ("B", "T", "K"), (("a", "operand"),), True, False,
+           "a_t = [x_t ; h_{t-1}] of (b, t) at words (b*T + t)*C"),
+    Memory("ACT", 2, ("B", "T", "H"),
+           (("i", "act"), ("f", "act"), ("g", "act"), ("o", "act"), ("tanh_c", "act"),
+            ("c_prev", "cell")), False, False,
+           "i f g o tanh(c_t) c_{t-1} of unit k at (b*T + t)*H + k"),
+    Memory("DH", 3, ("B", "T", "H"), (("dh", "state"),), False, False, "dh from the loss"),
+    Memory("DC", 4, ("B", "H"), (("dc", "state"),), False, True,
+           "carried dc: dc_T in, dc_0 out"),
+    Memory("DW", 5, ("4H", "K"), (("dw", "dw"),), True, True, "dW accumulator, rows as W"),
+    Memory("DB", 6, ("H",), _GATES, False, True, "db accumulator, unit k's four gates in word k"),
+    Memory("DA", 7, ("B", "T", "K"), (("da", "da"),), True, True,
+           "da of (b, t): dx_t = da[:X], dh_{t-1} += da[X:]"),
+)}
+
+#: the fields of an ``ACT`` word, in memory order
+ACT_FIELDS = tuple(name for name, _fmt in MEMORIES["ACT"].fields)
+#: what a host loads before a run (``DC`` too when it carries a ``dc_T``)
+INPUTS = tuple(name for name, m in MEMORIES.items() if not m.written)
+#: what a run produces
+RESULTS = ("DW", "DB", "DA", "DC")
+
+
+def by_code(code: int) -> Memory:
+    for m in MEMORIES.values():
+        if m.code == code:
+            return m
+    raise KeyError(f"no memory with code {code}")
+
+
+def to_words(array, per_word: int):
+    """An array in the layout of :data:`MEMORIES` (last axis = one vector) -> its words, in
+    address order, as an int64 array (words, per_word); vectors are padded with zeros to whole
+    words."""
+    import numpy as np
+    a = np.asarray(array, np.int64)
+    n = a.shape[-1] if a.ndim else 1
+    width = -(-n // per_word) * per_word
+    flat = a.reshape(-1, n)
+    if width != n:
+        flat = np.concatenate([flat, np.zeros((flat.shape[0], width - n), np.int64)], axis=1)
+    return flat.reshape(-1, per_word)
+
+
+def from_words(words, shape, per_word: int):
+    """Inverse of :func:`to_words`: words (n, per_word) -> array of ``shape``."""
+    import numpy as np
+    n = shape[-1]
+    width = -(-n // per_word) * per_word
+    w = np.asarray(words, np.int64).reshape(-1, width)
+    return w[:, :n].reshape(shape)
+
+
+def markdown_table(formats=None) -> str:
+    """The memories as a Markdown table: code, name, array shape, word, formats, meaning."""
+    if formats is None:
+        from .formats import FORMATS as formats
+    rows = ["| code | memory | host array | word | format | written by the run | meaning |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m in MEMORIES.values():
+        shape = " x ".join(m.dims + ((str(len(m.fields)),) if len(m.fields) > 1 else ()))
+        word = "L lanes" if m.lanes else (" ".join(n for n, _f in m.fields)
+                                          if len(m.fields) > 1 else "1 element")
+        fmts = ", ".join(f"{fmt} {getattr(formats, fmt)}" for fmt in
+                         dict.fromkeys(f for _n, f in m.fields))
+        rows.append(f"| {m.code} | `{m.name}` | {shape} | {word} | {fmts} | "
+                    f"{'yes' if m.written else 'no'} | {m.doc} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,138 @@
+"""The backward accelerator's register map: the one place it is written down.
+
+``hw.registers.RegisterFile`` builds the decoder from :data:`REGISTERS` (addresses, bit fields,
+the writable registers' ranges, the build parameters' read-back); the host's Python constants
+(:func:`python_constants`, ``gateskip regs --format python``) and the README's table
+(:func:`markdown_table`) are generated from it, never typed a second time. Pure Python.
+
+Registers are 32 bits wide, word-addressed. Reads of an address without a register give 0;
+writes to read-only registers and out-of-range values of a register with :attr:`Register.lo` /
+:attr:`Register.hi` are ignored (the host driver checks them first and says why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Register", "REGISTERS", "FIELDS", "COUNTERS", "ADDRESS", "by_name", "bit",
+           "python_constants", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    address: int
+    access: str                  # "r", "w" (write-only strobes, read 0) or "rw"
+    doc: str
+    fields: dict = field(default_factory=dict)   # bit fields: name -> bit
+    #: writable values lo..hi, each an int or an AccelConfig attribute with an optional "-1"
+    lo: int | str | None = None
+    hi: int | str | None = None
+    #: reset value: an int or an AccelConfig attribute
+    init: int | str = 0
+    #: bits it holds: an int, or a spec.formats.Formats attribute whose width it takes
+    width: int | str | None = None
+    #: a read-only build parameter: the AccelConfig attribute it reads
+    param: str | None = None
+
+    def resolve(self, value, cfg) -> int:
+        """An int, or ``"attr"`` / ``"attr-1"`` of ``cfg``, as an int."""
+        if value is None or isinstance(value, int):
+            return value
+        name, _, minus = value.partition("-")
+        return getattr(cfg, name) - int(minus or 0)
+
+    def bounds(self, cfg) -> tuple[int, int] | None:
+        """The writable range ``(lo, hi)`` for ``cfg``, or None if any value is kept."""
+        if self.lo is None:
+            return None
+        return self.resolve(self.lo, cfg), self.resolve(self.hi, cfg)
+
+
+#: counters: read-only, wrap; cleared by CTRL.CLEAR
+COUNTERS = {
+    "CYCLES": "cycles spent running (from START to done)",
+    "STEPS": "backward steps completed",
+    "BEATS": "MAC array words issued (busy lane-cycles / lanes)",
+    "STARVED": "running cycles in which the MAC array issued no word",
+    "EW_STALLS": "cycles the gate-gradient unit held a result the threshold did not take",
+    "MACS": "useful MACs done (K per dW or da command)",
+    "MACS_SKIPPED": "MACs skipped for zero dnet (2K per zero)",
+    "VALUES": "dnet values made (4H per step)",
+    "PAIRS": "(j, dnet_j) commands sent to the MAC array",
+    "ZEROS": "dnet values zero after the threshold",
+}
+
+REGISTERS = [
+    Register("CTRL", 0x00, "w", "strobes: START runs the backward, ZERO clears dW, db, da and dc, "
+                                "CLEAR zeroes the counters (CLEAR acts first when combined)",
+             fields={"START": 0, "ZERO": 1, "CLEAR": 2}),
+    Register("STATUS", 0x01, "r", "BUSY while a START or ZERO runs; DONE from its end until the "
+                                  "next START or ZERO; ERROR: the last START was refused "
+                                  "(SINGLE with STEP >= SEQ_LEN)",
+             fields={"BUSY": 0, "DONE": 1, "ERROR": 2}),
+    Register("TAU", 0x02, "rw", "threshold: |dnet| < TAU -> 0, in dnet's scaled code units",
+             width="grad"),
+    Register("MODE", 0x03, "rw", "DENSE: issue every dnet (no skipping); SINGLE: run only step "
+                                 "STEP of each sequence", fields={"DENSE": 0, "SINGLE": 1}),
+    Register("STEP", 0x04, "rw", "the step SINGLE mode runs, 0 .. SEQ_LEN - 1",
+             lo=0, hi="max_seq-1"),
+    Register("SEQ_LEN", 0x05, "rw", "steps T per sequence, 1 .. MAX_SEQ",
+             lo=1, hi="max_seq", init="max_seq"),
+    Register("BATCH", 0x06, "rw", "sequences B, 1 .. MAX_BATCH",
+             lo=1, hi="max_batch", init="max_batch"),
+    Register("HIDDEN", 0x08, "r", "H (build parameter)", param="hidden"),
+    Register("INPUTS", 0x09, "r", "X (build parameter); K = X + H", param="inputs"),
+    Register("LANES", 0x0A, "r", "MAC lanes L (build parameter)", param="lanes"),
+    Register("MAX_SEQ", 0x0B, "r", "T of the memories (build parameter)", param="max_seq"),
+    Register("MAX_BATCH", 0x0C, "r", "B of the memories (build parameter)", param="max_batch"),
+    *[Register(name, 0x10 + n, "r", doc) for n, (name, doc) in enumerate(COUNTERS.items())],
+]
+
+#: bit fields: register -> {field: bit}
+FIELDS = {r.name: r.fields for r in REGISTERS if r.fields}
+#: register name -> address
+ADDRESS = {r.name: r.address for r in REGISTERS}
+
+
+def by_name(name: str) -> Register:
+    for reg in REGISTERS:
+        if reg.name == name:
+            return reg
+    raise KeyError(f"no register {name!r}")
+
+
+def bit(register: str, *names: str) -> int:
+    """The value with the named bit fields of ``register`` set: ``bit("CTRL", "START")``."""
+    return sum(1 << FIELDS[register][n] for n in names)
+
+
+def python_constants() -> str:
+    """The host's constants module, as Python source."""
+    from .memories import MEMORIES
+    lines = ['"""Register map of the gateskip backward accelerator. Generated by `gateskip regs` '
+             'from gateskip.spec: do not edit."""', ""]
+    for reg in REGISTERS:
+        lines.append(f"{reg.name} = 0x{reg.address:02X}  # {reg.access}: {reg.doc}")
+    lines.append("")
+    for reg, fields in FIELDS.items():
+        for name, b in fields.items():
+            lines.append(f"{reg}_{name} = 1 << {b}")
+    lines.append("")
+    for name, mem in MEMORIES.items():
+        lines.append(f"MEM_{name} = {mem.code}")
+    lines.append("")
+    lines.append(f"COUNTERS = {tuple(COUNTERS)!r}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The register map as a Markdown table (README)."""
+    rows = ["| address | register | access | meaning |", "| --- | --- | --- | --- |"]
+    for reg in REGISTERS:
+        doc = reg.doc
+        if reg.fields:
+            doc += " (bits: " + ", ".join(f"{f} {b}" for f, b in reg.fields.items()) + ")"
+        doc = doc.replace("|", "\\|")                  # a table cell
+        rows.append(f"| 0x{reg.address:02X} | `{reg.name}` | {reg.access} | {doc} |")
+    return "\n".join(rows) + "\n"

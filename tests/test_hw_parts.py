@@ -1,0 +1,300 @@
+# amaranth: UnusedElaboratable=no
+"""The parts ``hw.backward.Backward`` is composed of, each on its own in ``amaranth.sim``."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from gateskip.golden.fixed import saturate
+from gateskip.hw.controller import StepController
+from gateskip.hw.db import DbParallel, DbSerial
+from gateskip.hw.memory_bank import MemoryBank
+from gateskip.hw.queue import Queue
+from gateskip.hw.registers import RegisterFile
+from gateskip.spec.config import AccelConfig
+from gateskip.spec.formats import FORMATS
+from gateskip.spec.memories import MEMORIES
+from gateskip.spec.registers import ADDRESS, COUNTERS, bit
+from hwsim import run_stream
+
+
+def _run(dut, tb, top=None):
+    sim = Simulator(top if top is not None else dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("depth", [2, 3, 8])
+@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.8, 0.3), (0.3, 0.9)])
+def test_queue_passes_everything_in_order(depth, p_valid, p_ready):
+    items = list(range(1, 120))
+    got, _cycles, _acc, _emit = run_stream(Queue(8, depth), items, depth, p_valid, p_ready)
+    assert got == items
+
+
+def test_queue_holds_depth_items_and_counts_them():
+    dut = Queue(8, 4)
+
+    async def tb(ctx):
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.valid, 1)
+        for n in range(6):
+            ctx.set(dut.i.payload, n)
+            await ctx.tick()
+        assert ctx.get(dut.level) == 4 and not ctx.get(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        out = []
+        for _ in range(6):
+            if ctx.get(dut.o.valid):
+                out.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+        assert out == [0, 1, 2, 3] and ctx.get(dut.level) == 0
+    _run(dut, tb)
+
+
+def test_queue_refuses_bad_parameters():
+    with pytest.raises(ValueError, match="depth must be an int in 2..4096, not 1"):
+        Queue(8, 1)
+    with pytest.raises(TypeError, match="shape must be a shape-like object"):
+        Queue("x", 4)
+
+
+# -- register file ------------------------------------------------------------------------------
+
+def test_register_file_decodes_the_map():
+    cfg = AccelConfig(hidden=5, inputs=3, lanes=2, max_seq=6, max_batch=3, counter_width=8)
+    dut = RegisterFile(cfg)
+
+    async def tb(ctx):
+        bus = dut.bus
+
+        async def write(name, value, idle=1):
+            ctx.set(dut.idle, idle)
+            ctx.set(bus.addr, ADDRESS[name])
+            ctx.set(bus.wdata, value)
+            ctx.set(bus.we, 1)
+            strobes = (ctx.get(dut.start), ctx.get(dut.zero), ctx.get(dut.clear))
+            await ctx.tick()
+            ctx.set(bus.we, 0)
+            return strobes
+
+        async def read(address):
+            ctx.set(bus.addr, address)
+            ctx.set(bus.re, 1)
+            await ctx.tick()
+            ctx.set(bus.re, 0)
+            return ctx.get(bus.rdata)
+
+        assert await read(ADDRESS["SEQ_LEN"]) == 6 and await read(ADDRESS["BATCH"]) == 3
+        for name, value in (("HIDDEN", 5), ("INPUTS", 3), ("LANES", 2), ("MAX_SEQ", 6),
+                            ("MAX_BATCH", 3)):
+            assert await read(ADDRESS[name]) == value
+        await write("SEQ_LEN", 4)
+        await write("SEQ_LEN", 7)                  # beyond MAX_SEQ: ignored
+        await write("SEQ_LEN", 0)                  # below 1: ignored
+        assert await read(ADDRESS["SEQ_LEN"]) == 4
+        await write("STEP", 5)
+        await write("STEP", 6)                     # STEP is 0 .. MAX_SEQ - 1
+        assert await read(ADDRESS["STEP"]) == 5
+        await write("TAU", 0x1_2345)               # truncated to grad's 16 bits
+        assert await read(ADDRESS["TAU"]) == 0x2345
+        await write("BATCH", 2, idle=0)            # not while running
+        assert await read(ADDRESS["BATCH"]) == 3
+        await write("MODE", bit("MODE", "SINGLE"))
+        assert ctx.get(dut.mode) == bit("MODE", "SINGLE")
+        assert await write("CTRL", bit("CTRL", "START")) == (1, 0, 0)
+        assert await write("CTRL", bit("CTRL", "START", "ZERO")) == (1, 0, 0)
+        assert await write("CTRL", bit("CTRL", "ZERO", "CLEAR")) == (0, 1, 1)
+        assert await write("CTRL", bit("CTRL", "START", "CLEAR"), idle=0) == (0, 0, 1)
+        ctx.set(dut.status, 0b101)
+        assert await read(ADDRESS["STATUS"]) == 0b101
+        ctx.set(dut.counters.macs, 200)
+        assert await read(ADDRESS["MACS"]) == 200
+        assert await read(0x07) == 0 and await read(ADDRESS["CTRL"]) == 0
+    _run(dut, tb)
+
+
+# -- step controller ----------------------------------------------------------------------------
+
+def test_step_controller_walks_the_steps_and_zeroes():
+    H, C, T, B = 3, 2, 4, 3
+    dut = StepController(hidden=H, chunks=C, max_seq=T, max_batch=B, zero_words=7)
+
+    async def tb(ctx):
+        ctx.set(dut.seq_len, 3)
+        ctx.set(dut.batch, 2)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        steps, cycles = [], 0
+        while ctx.get(dut.running):
+            ctx.set(dut.drained, 0)
+            if ctx.get(dut.setup):
+                await ctx.tick()
+                steps.append((ctx.get(dut.act_base), ctx.get(dut.vec_base),
+                              ctx.get(dut.dc_base), ctx.get(dut.has_next)))
+                for _ in range(2):                   # the step's work
+                    await ctx.tick()
+                ctx.set(dut.drained, 1)
+            await ctx.tick()
+            cycles += 1
+            assert cycles < 100
+        want = [((b * T + t) * H, (b * T + t) * C, b * H, int(t + 1 < 3))
+                for b in range(2) for t in (2, 1, 0)]
+        assert steps == want and ctx.get(dut.done) and not ctx.get(dut.error)
+        ctx.set(dut.drained, 0)
+        # SINGLE with STEP >= SEQ_LEN is refused
+        ctx.set(dut.single, 1)
+        ctx.set(dut.step, 3)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        assert ctx.get(dut.error) and ctx.get(dut.done) and not ctx.get(dut.running)
+        # ZERO: zn counts 0 .. 6, one per cycle
+        ctx.set(dut.zero, 1)
+        await ctx.tick()
+        ctx.set(dut.zero, 0)
+        seen = []
+        while ctx.get(dut.zeroing):
+            seen.append(ctx.get(dut.zn))
+            await ctx.tick()
+        assert seen == list(range(7)) and ctx.get(dut.done) and not ctx.get(dut.error)
+    _run(dut, tb)
+
+
+# -- db accumulators ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("serial", [False, True])
+@pytest.mark.parametrize("p_ready", [1.0, 0.4])
+def test_db_accumulates_every_beat_and_passes_it_on(serial, p_ready):
+    H, f = 5, FORMATS
+    lanes = data.ArrayLayout(signed(f.grad.width), 4)
+    beat_in = data.StructLayout({"data": lanes, "mask": unsigned(4)})   # the threshold's
+    beat_out = data.StructLayout({"data": lanes})                       # the compactor's
+    if serial:
+        dut = DbSerial(H, f, beat_in, beat_out)
+        mem = Memory(shape=signed(f.dw.width), depth=4 * H, init=[])
+    else:
+        word = data.ArrayLayout(signed(f.dw.width), 4)
+        dut = DbParallel(H, f, beat_in, beat_out, word)
+        mem = Memory(shape=word, depth=H, init=[])
+    rng = np.random.default_rng(3)
+    start = rng.integers(f.dw.min, f.dw.max, (H, 4))
+    start[0, 0] = f.dw.max - 5                     # saturates
+    beats = rng.integers(f.grad.min, f.grad.max + 1, (2 * H, 4))
+    m = Module()
+    m.submodules.dut, m.submodules.mem = dut, mem
+    rd, wr = mem.read_port(), mem.write_port()
+    m.d.comb += [rd.addr.eq(dut.rd.addr), rd.en.eq(dut.rd.en), dut.rd.data.eq(rd.data),
+                 wr.addr.eq(dut.wr.addr), wr.en.eq(dut.wr.en), wr.data.eq(dut.wr.data)]
+    shift = f.dw.frac_bits - f.grad.frac_bits
+
+    async def tb(ctx):
+        for k in range(H):
+            for g in range(4):
+                if serial:
+                    ctx.set(mem.data[4 * k + g], int(start[k, g]))
+                else:
+                    ctx.set(mem.data[k][g], int(start[k, g]))
+        got, order = [], np.random.default_rng(5)
+        for half in range(2):                      # two steps: setup restarts at unit 0
+            ctx.set(dut.setup, 1)
+            await ctx.tick()
+            ctx.set(dut.setup, 0)
+            await ctx.tick()                       # (the parallel one reads unit 0's word)
+            n = 0
+            while n < H:
+                ctx.set(dut.i.valid, 1)
+                for g in range(4):
+                    ctx.set(dut.i.payload.data[g], int(beats[half * H + n, g]))
+                ctx.set(dut.o.ready, int(order.random() < p_ready))
+                if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                    got.append([ctx.get(dut.o.payload.data[g]) for g in range(4)])
+                    n += 1
+                await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            await ctx.tick()
+        assert got == beats.tolist()
+        want = start.copy()
+        for half in range(2):
+            for k in range(H):
+                want[k] = saturate(want[k] + (beats[half * H + k] << shift), f.dw.width)
+        for k in range(H):
+            for g in range(4):
+                v = ctx.get(mem.data[4 * k + g] if serial else mem.data[k][g])
+                assert v == want[k, g], (k, g)
+    _run(dut, tb, m)
+
+
+# -- memory bank --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options", [{}, {"element_port": True, "db_serial": True}])
+def test_memory_bank_host_writes_reads_and_zero_clears(options):
+    cfg = AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=2, **options)
+    dut = MemoryBank(cfg)
+    rng = np.random.default_rng(1)
+    per_access = dut.port_elements
+
+    async def tb(ctx):
+        host = dut.host
+
+        async def access(name, addr, el=0, value=None):
+            ctx.set(host.mem, MEMORIES[name].code)
+            ctx.set(host.addr, addr)
+            if dut.el_width:
+                ctx.set(host.el, el)
+            if value is not None:
+                for e, v in enumerate(value):
+                    ctx.set(host.wdata[e], int(v))
+            ctx.set(host.we if value is not None else host.re, 1)
+            await ctx.tick()
+            ctx.set(host.we, 0)
+            ctx.set(host.re, 0)
+            return [ctx.get(host.rdata[e]) for e in range(per_access)]
+
+        written = {}
+        for name, mem in MEMORIES.items():
+            per = mem.per_word(cfg.lanes)
+            for e in range(per if cfg.element_port else 1):
+                widths = [mem.field_format(i, cfg.formats).width for i in range(per)]
+                lo = [-(1 << (w - 1)) for w in widths]
+                hi = [(1 << (w - 1)) - 1 for w in widths]
+                v = [int(rng.integers(lo[i], hi[i] + 1)) for i in range(per)]
+                if cfg.element_port:
+                    await access(name, 1, e, [v[e]])
+                    written[name, e] = v[e]
+                else:
+                    await access(name, 1, 0, v + [0] * (per_access - per))
+                    written[name] = v
+        for name, mem in MEMORIES.items():
+            per = mem.per_word(cfg.lanes)
+            if cfg.element_port:
+                for e in range(per):
+                    await access(name, 1, e)
+                    assert ctx.get(host.rdata[0]) == written[name, e], (name, e)
+            else:
+                await access(name, 1)
+                assert [ctx.get(host.rdata[e]) for e in range(per)] == written[name], name
+        # ZERO: the written memories are cleared, the inputs kept
+        ctx.set(dut.zeroing, 1)
+        for zn in range(max(dut.mem_depths.values())):
+            ctx.set(dut.zn, zn)
+            await ctx.tick()
+        ctx.set(dut.zeroing, 0)
+        for name, mem in MEMORIES.items():
+            await access(name, 1)
+            v = ctx.get(host.rdata[0])
+            want = 0 if mem.written else (written[name, 0] if cfg.element_port
+                                         else written[name][0])
+            assert v == want, name
+    _run(dut, tb)
+
+
+def test_counter_names_are_the_register_files_ports():
+    dut = RegisterFile(AccelConfig())
+    assert sorted(dut.counters.signature.members) == sorted(n.lower() for n in COUNTERS)
