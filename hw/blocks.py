@@ -24,6 +24,23 @@ class Block:
     cls: type
     defaults: dict
     summary: str
+    #: the block's parameter check, called with the parameters before anything is built
+    check: object = None
+
+    def check_parameters(self, params: dict) -> None:
+        (self.check or self.cls.check_parameters)(**params)
+
+
+def _check_mac_array(lanes, k, rows):
+    MacArray.check_parameters(lanes, k, rows, AccelConfig().formats)
+
+
+def _check_backward(**params):
+    Backward.check(AccelConfig(**params))
+
+
+def _check_top(divisor, max_payload, **params):
+    AcceleratorTop.check(AccelConfig(**params), divisor=divisor, max_payload=max_payload)
 
 
 BLOCKS = {
@@ -32,18 +49,21 @@ BLOCKS = {
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),
     "mac_array": Block(MacArray, {"lanes": 4, "k": 64, "rows": 256},
-                       "zero-skip MAC array (memory ports outside)"),
+                       "zero-skip MAC array (memory ports outside)", _check_mac_array),
     "core": Block(MacCore, {"lanes": 4, "k": 64, "rows": 256, "in_lanes": None},
                   "threshold -> compactor -> FIFO -> MAC array, with memories and host port"),
     "backward": Block(Backward, AccelConfig.defaults(),
-                      "backward accelerator: gate-gradient unit, core, memories, controller"),
+                      "backward accelerator: gate-gradient unit, core, memories, controller",
+                      _check_backward),
     "top": Block(AcceleratorTop, {**AccelConfig.defaults(), "divisor": 4, "max_payload": 512},
-                 "the backward accelerator behind its UART host link (a board's top)"),
+                 "the backward accelerator behind its UART host link (a board's top)",
+                 _check_top),
 }
 
 
-def make(name: str, **params):
-    """Construct block ``name`` with its defaults overridden by ``params`` (checked by the block)."""
+def check(name: str, **params) -> dict:
+    """Raise the error :func:`make` would, building nothing: for checking every request up
+    front. Returns the parameters, the defaults filled in."""
     if name not in BLOCKS:
         raise ValueError(f"block must be one of {', '.join(BLOCKS)}, not {name!r}")
     block = BLOCKS[name]
@@ -51,14 +71,15 @@ def make(name: str, **params):
     if unknown:
         raise ValueError(f"block {name!r} has no parameter {unknown[0]!r}; it takes "
                          f"{', '.join(block.defaults)}")
-    return block.cls(**{**block.defaults, **params})
+    merged = {**block.defaults, **params}
+    try:
+        block.check_parameters(merged)
+    except TypeError as e:                   # a parameter of the wrong kind
+        raise ValueError(str(e)) from None
+    return merged
 
 
-def check(name: str, **params) -> None:
-    """Raise the error :func:`make` would, building nothing: for checking every request up front.
-
-    The component is elaborated once (milliseconds), which also keeps Amaranth from warning that
-    an elaboratable was created and never used.
-    """
-    from amaranth.hdl import Fragment
-    Fragment.get(make(name, **params), None)
+def make(name: str, **params):
+    """Construct block ``name`` with its defaults overridden by ``params``, all checked
+    (:func:`check`) before any hardware is built."""
+    return BLOCKS[name].cls(**check(name, **params))

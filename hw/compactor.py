@@ -36,8 +36,10 @@ class Compactor(wiring.Component):
     further up).
     """
 
-    def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
-                 counter_width: int = COUNTER_WIDTH):
+    @staticmethod
+    def check_parameters(width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
+                         counter_width: int = COUNTER_WIDTH) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -49,6 +51,10 @@ class Compactor(wiring.Component):
                              f"longest vector), not {lanes}")
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+
+    def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
+                 counter_width: int = COUNTER_WIDTH):
+        self.check_parameters(width, lanes, index_width, counter_width=counter_width)
         self.counter_width = counter_width
         self.width = width
         self.lanes = lanes

@@ -84,8 +84,11 @@ class MacCore(wiring.Component):
     (threshold outputs that are zero).
     """
 
-    def __init__(self, lanes: int = 4, k: int = 16, rows: int = 64, *, in_lanes: int | None = None,
-                 fifo_depth: int = 4, formats: Formats = FORMATS):
+    @staticmethod
+    def check_parameters(lanes: int = 4, k: int = 16, rows: int = 64, *,
+                         in_lanes: int | None = None, fifo_depth: int = 4,
+                         formats: Formats = FORMATS) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         MacArray.check_parameters(lanes, k, rows, formats)
         if in_lanes is None:
             in_lanes = default_in_lanes(lanes, k, rows)
@@ -93,6 +96,13 @@ class MacCore(wiring.Component):
             raise ValueError(f"in_lanes must be an int in 1..64, not {in_lanes!r}")
         if not isinstance(fifo_depth, int) or not 2 <= fifo_depth <= 64:
             raise ValueError(f"fifo_depth must be an int in 2..64, not {fifo_depth!r}")
+
+    def __init__(self, lanes: int = 4, k: int = 16, rows: int = 64, *, in_lanes: int | None = None,
+                 fifo_depth: int = 4, formats: Formats = FORMATS):
+        self.check_parameters(lanes, k, rows, in_lanes=in_lanes, fifo_depth=fifo_depth,
+                              formats=formats)
+        if in_lanes is None:
+            in_lanes = default_in_lanes(lanes, k, rows)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.in_lanes, self.fifo_depth = in_lanes, fifo_depth
         self.array = MacArray(lanes, k, rows, formats)

@@ -29,14 +29,20 @@ class ThresholdUnit(wiring.Component):
     ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero).
     """
 
-    def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
-                 counter_width: int = COUNTER_WIDTH, skid: bool = True):
+    @staticmethod
+    def check_parameters(width: int = GRAD.width, lanes: int = 1, *,
+                         counter_width: int = COUNTER_WIDTH, skid: bool = True) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"lanes must be an int in 1..64, not {lanes!r}")
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+
+    def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
+                 counter_width: int = COUNTER_WIDTH, skid: bool = True):
+        self.check_parameters(width, lanes, counter_width=counter_width, skid=skid)
         self.counter_width = counter_width
         self.skid = bool(skid)
         self.width = width

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """HostLink and the UART in amaranth.sim: packets byte by byte against a small accelerator."""
 
 import struct

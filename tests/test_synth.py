@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """synth/: the pin harness, and real YoWASP builds of small blocks (figures from the reports)."""
 
 import json
