@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..spec import gate_grad
 from ..spec.memories import ACT_FIELDS, MEMORIES
 from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_shift, saturate,
                     threshold_model, threshold_to_tau)
@@ -41,54 +42,25 @@ def _rnd(x, shift):
 
 def gate_grad_model(i, f, g, o, tanh_c, c_prev, dh_loss, da_h, dc,
                     formats: Formats = FORMATS) -> tuple[np.ndarray, np.ndarray]:
-    """Twin of ``hw.gate_grad.GateGradUnit``, element-wise over arrays of the same shape.
+    """Twin of ``hw.gate_grad.GateGradUnit``, element-wise over arrays of the same shape: the op
+    table of :mod:`gateskip.spec.gate_grad` (its docstring lists every rounding), interpreted
+    with numpy.
 
     Inputs are integer codes: ``i f g o tanh_c`` in ``formats.act``, ``c_prev`` in
     ``formats.cell``, ``dh_loss`` and ``dc`` in ``formats.state``, ``da_h`` (the recurrent
     ``dh`` from ``da``) in ``formats.da``. Returns ``(dnet, dc_prev)``: ``dnet`` with a trailing
     axis of the four gates i, f, g, o in ``formats.grad`` (not yet thresholded), ``dc_prev`` in
-    ``formats.state``. Every product is rounded half up to the format named and saturated::
-
-        dh  = sat_s(dh_loss + rnd(da_h -> state))
-        do  = sat_a(o - sq(o));  dtc = sat_a(1 - sq(tanh_c));  di = sat_a(i - sq(i))
-        df  = sat_a(f - sq(f));  dg  = sat_a(1 - sq(g))        # sq(x) = sat_a(rnd(x*x -> act))
-        x   = sat_s(rnd(dh * o));      y = sat_s(rnd(dh * tanh_c))
-        dc' = sat_s(dc + rnd(x * dtc))
-        dnet_o = sat_g(rnd(y * do))
-        dnet_i = sat_g(rnd(sat_s(rnd(dc' * g)) * di))
-        dnet_f = sat_g(rnd(sat_s(rnd(dc' * c_prev)) * df))
-        dnet_g = sat_g(rnd(sat_s(rnd(dc' * i)) * dg))
-        dc_prev = sat_s(rnd(dc' * f))
+    ``formats.state``.
     """
-    fa, fc = formats.act.frac_bits, formats.cell.frac_bits
-    fs, fg, fd = formats.state.frac_bits, formats.grad.frac_bits, formats.da.frac_bits
-    wa, ws, wg = formats.act.width, formats.state.width, formats.grad.width
-    i, f, g, o, tc = (np.asarray(v, np.int64) for v in (i, f, g, o, tanh_c))
-    cp, dhl, dah, dc = (np.asarray(v, np.int64) for v in (c_prev, dh_loss, da_h, dc))
-    one = 1 << fa
-
-    def sq(v):
-        return saturate(_rnd(v * v, fa), wa)
-
-    dh = saturate(dhl + _rnd(dah, fd - fs), ws)
-    do = saturate(o - sq(o), wa)
-    dtc = saturate(one - sq(tc), wa)
-    di = saturate(i - sq(i), wa)
-    df = saturate(f - sq(f), wa)
-    dg = saturate(one - sq(g), wa)
-    x = saturate(_rnd(dh * o, fa), ws)
-    y = saturate(_rnd(dh * tc, fa), ws)
-    dc2 = saturate(dc + _rnd(x * dtc, fa), ws)
-    to_grad = fs + fa - fg
-    dnet_o = saturate(_rnd(y * do, to_grad), wg)
-    u = saturate(_rnd(dc2 * g, fa), ws)
-    v = saturate(_rnd(dc2 * cp, fc), ws)
-    w = saturate(_rnd(dc2 * i, fa), ws)
-    dc_prev = saturate(_rnd(dc2 * f, fa), ws)
-    dnet_i = saturate(_rnd(u * di, to_grad), wg)
-    dnet_f = saturate(_rnd(v * df, to_grad), wg)
-    dnet_g = saturate(_rnd(w * dg, to_grad), wg)
-    return np.stack([dnet_i, dnet_f, dnet_g, dnet_o], axis=-1), dc_prev
+    ws = formats.state.width
+    regs = {n: np.asarray(v, np.int64) for n, v in
+            zip(("i", "f", "g", "o", "tanh_c", "c_prev", "dc"), (i, f, g, o, tanh_c, c_prev, dc))}
+    regs["dh"] = saturate(np.asarray(dh_loss, np.int64) + _rnd(da_h, gate_grad.dh_shift(formats)),
+                          ws)
+    ops, _widths = gate_grad.gate_grad_ops(formats)
+    out = gate_grad.evaluate(ops, regs, rnd=_rnd, sat=saturate, one=1 << formats.act.frac_bits)
+    dnet = np.stack([out[n] for n in gate_grad.OUTPUTS[:4]], axis=-1)
+    return dnet, out["dc_prev"]
 
 
 def to_hw_rows(m) -> np.ndarray:

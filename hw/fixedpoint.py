@@ -1,19 +1,49 @@
-"""Fixed-point helpers for gateware: the hardware side of ``golden.fixed``'s rounding and saturation."""
+"""Fixed-point helpers for gateware: the hardware side of ``spec.formats``'s rounding and saturation.
 
-from amaranth.hdl import Mux
+Every rounding and saturation of ``hw/`` is one of these (the golden twins: ``round_shift``
+mode ``half_up`` and ``saturate`` of :mod:`gateskip.spec.formats`). Two forms of each, equal bit
+for bit: the plain one, and one with shorter carry chains for the time-shared gate-gradient
+unit, whose multipliers feed several roundings through muxes.
+"""
 
-__all__ = ["round_half_up", "saturate"]
+from amaranth.hdl import Mux, Value
+
+__all__ = ["round_half_up", "round_half_up_narrow", "clamp", "saturate", "saturate_by_sign"]
 
 
 def round_half_up(value, shift: int):
-    """``(value + 2**(shift-1)) >> shift`` for ``shift > 0`` (arithmetic shift: add half and floor,
-    ``golden.fixed.round_shift`` mode ``half_up``); an exact ``value << -shift`` otherwise."""
+    """``(value + 2**(shift-1)) >> shift`` for ``shift > 0`` (arithmetic shift: add half and
+    floor); an exact ``value << -shift`` otherwise."""
     if shift <= 0:
         return value << -shift
     return (value + (1 << (shift - 1))) >> shift
 
 
-def saturate(value, width: int):
-    """Clamp a signed value to the range of ``width`` signed bits (``golden.fixed.saturate``)."""
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+def round_half_up_narrow(value, shift: int):
+    """:func:`round_half_up` with an adder only as wide as the bits kept:
+    ``((v >> (shift-1)) + 1) >> 1`` equals ``(v + 2**(shift-1)) >> shift``."""
+    if shift <= 0:
+        return value << -shift
+    return ((value >> (shift - 1)) + 1) >> 1
+
+
+def clamp(value, lo, hi):
+    """``value`` limited to ``lo .. hi`` (two comparisons; the bounds may be signals)."""
     return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+
+def saturate(value, width: int):
+    """Clamp a signed value to the range of ``width`` signed bits."""
+    return clamp(value, -(1 << (width - 1)), (1 << (width - 1)) - 1)
+
+
+def saturate_by_sign(value, width: int):
+    """:func:`saturate` by looking at the bits above ``width`` (all equal to the sign: in
+    range), a few LUTs deep, instead of two comparators (carry chains)."""
+    value = Value.cast(value)
+    if len(value) <= width:
+        return value
+    top = value[width - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return Mux(fits, value[:width].as_signed(), Mux(value[-1], lo, hi))

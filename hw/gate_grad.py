@@ -1,49 +1,26 @@
 """Gate-gradient unit: the element-wise LSTM backward of one hidden unit (DESIGN.md §1)."""
 
 from math import ceil
-from typing import NamedTuple
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up, saturate
+from ..spec.gate_grad import INPUTS as _INPUTS
+from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_ops
+from .fixedpoint import round_half_up, round_half_up_narrow, saturate, saturate_by_sign
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "allocate_registers", "PRODUCTS", "MUL_LATENCY"]
 
-#: products per hidden unit (five squares and eleven products of a gradient by an activation)
-PRODUCTS = 16
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
 #: operand registers, product register, rounding and saturation into the destination register;
 #: one more for a product with an addend (:func:`op_latency`)
 MUL_LATENCY = 3
-#: the unit's registers that hold an input beat (``dh`` is made from ``dh_loss`` and ``da_h``)
-_INPUTS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dc", "dh")
 #: output payload field <- the register the schedule leaves it in
 _OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
             ("dnet", 3): "dnet_o", ("dc_prev", None): "dc_prev"}
-
-
-class GateGradOp(NamedTuple):
-    """One product of the time-shared unit::
-
-        dst = sat(base + sign * sat(rnd(a * b, shift), inner), width)
-
-    ``rnd``: round half up (an exact left shift for ``shift <= 0``); ``inner`` None: no inner
-    saturation; ``base`` None: no addend (``"one"``: the constant 1.0 in ``formats.act``).
-    ``a``, ``b``, ``base`` and ``dst`` name registers (:func:`gate_grad_ops`)."""
-
-    name: str
-    a: str
-    b: str
-    shift: int
-    inner: int | None
-    base: str | None
-    sign: int
-    width: int
-    dst: str
 
 
 def op_latency(op: GateGradOp) -> int:
@@ -51,38 +28,6 @@ def op_latency(op: GateGradOp) -> int:
     registers, product register, rounding and saturation (written here when there is no
     addend), addition of the addend and saturation (written here)."""
     return MUL_LATENCY + (op.base is not None)
-
-
-def gate_grad_ops(formats: Formats = FORMATS) -> tuple[tuple[GateGradOp, ...], dict[str, int]]:
-    """The :data:`PRODUCTS` products of ``golden.accel.gate_grad_model`` (in the order of a
-    tie-break: the first ones are issued first) and the widths of the registers they name:
-    the inputs ``i f g o tanh_c c_prev dc dh`` and one destination per product."""
-    f = formats
-    fa, fc, fs = f.act.frac_bits, f.cell.frac_bits, f.state.frac_bits
-    wa, ws, wg = f.act.width, f.state.width, f.grad.width
-    to_grad = fs + fa - f.grad.frac_bits
-    Op = GateGradOp
-    ops = (
-        Op("x", "dh", "o", fa, None, None, 1, ws, "x"),
-        Op("sq_tanh_c", "tanh_c", "tanh_c", fa, wa, "one", -1, wa, "d_tanh_c"),
-        Op("y", "dh", "tanh_c", fa, None, None, 1, ws, "y"),
-        Op("sq_o", "o", "o", fa, wa, "o", -1, wa, "d_o"),
-        Op("sq_i", "i", "i", fa, wa, "i", -1, wa, "d_i"),
-        Op("sq_f", "f", "f", fa, wa, "f", -1, wa, "d_f"),
-        Op("sq_g", "g", "g", fa, wa, "one", -1, wa, "d_g"),
-        Op("dc2", "x", "d_tanh_c", fa, None, "dc", 1, ws, "dc2"),
-        Op("dnet_o", "y", "d_o", to_grad, None, None, 1, wg, "dnet_o"),
-        Op("u", "dc2", "g", fa, None, None, 1, ws, "u"),
-        Op("v", "dc2", "c_prev", fc, None, None, 1, ws, "v"),
-        Op("w", "dc2", "i", fa, None, None, 1, ws, "w"),
-        Op("dc_prev", "dc2", "f", fa, None, None, 1, ws, "dc_prev"),
-        Op("dnet_i", "u", "d_i", to_grad, None, None, 1, wg, "dnet_i"),
-        Op("dnet_f", "v", "d_f", to_grad, None, None, 1, wg, "dnet_f"),
-        Op("dnet_g", "w", "d_g", to_grad, None, None, 1, wg, "dnet_g"),
-    )
-    widths = {**{n: wa for n in ("i", "f", "g", "o", "tanh_c")}, "c_prev": f.cell.width,
-              "dc": ws, "dh": ws, **{op.dst: op.width for op in ops}}
-    return ops, widths
 
 
 def _dsp_cost(a_width: int, b_width: int) -> int:
@@ -196,26 +141,6 @@ def allocate_registers(schedule, formats: Formats = FORMATS):
     return [(w, tuple(names)) for w, names, _ in registers]
 
 
-def _round(value, shift: int):
-    """``round_half_up`` with an adder only as wide as the bits kept: ``((v >> (shift-1)) + 1)
-    >> 1`` equals ``(v + 2**(shift-1)) >> shift``."""
-    if shift <= 0:
-        return value << -shift
-    return ((value >> (shift - 1)) + 1) >> 1
-
-
-def _saturate(value, width: int):
-    """``saturate`` by looking at the bits above ``width`` (all equal to the sign: in range),
-    a few LUTs deep, instead of two comparators (carry chains)."""
-    value = Value.cast(value)
-    if len(value) <= width:
-        return value
-    top = value[width - 1:]
-    fits = (top == 0) | (top == (1 << len(top)) - 1)
-    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-    return Mux(fits, value[:width].as_signed(), Mux(value[-1], lo, hi))
-
-
 class GateGradUnit(wiring.Component):
     """Makes ``dnet`` (gates i, f, g, o) and ``dc_{t-1}`` of one hidden unit.
 
@@ -224,8 +149,9 @@ class GateGradUnit(wiring.Component):
     recurrent ``dh`` as the MAC array left it in ``da`` (``formats.da``). Output beat: ``dnet``
     (four ``formats.grad`` values, not yet thresholded) and ``dc_prev`` (``formats.state``).
     No sigmoid or tanh is evaluated: the derivatives come from the cached activations
-    (``o(1-o) = o - o*o``, ``1 - tanh^2``). Bit-exact twin: ``golden.accel.gate_grad_model``,
-    whose docstring lists every rounding: :data:`PRODUCTS` (16) products, five of them squares
+    (``o(1-o) = o - o*o``, ``1 - tanh^2``). Both variants are built from the op table of
+    :mod:`gateskip.spec.gate_grad` (its docstring lists every rounding), which the bit-exact
+    twin ``golden.accel.gate_grad_model`` interprets: :data:`PRODUCTS` (16) products, five of them squares
     ``act x act``, the others ``state x act`` (``v``: ``state x cell``), 24x16 bits in the
     default formats (two iCE40 SB_MAC16 each).
 
@@ -355,9 +281,9 @@ class GateGradUnit(wiring.Component):
 
     def _elaborate_shared(self, m):
         f = self.formats
-        fs, ws = f.state.frac_bits, f.state.width
+        ws = f.state.width
         steps, shapes = self.schedule, self.shapes
-        S, P, M = len(steps), self.cycles_per_unit, len(shapes)
+        P, M = self.cycles_per_unit, len(shapes)
         _, widths = gate_grad_ops(f)
         # value name -> its register (written to) and its key and value (read: a mux input)
         r, regkey, src = {}, {"one": "one"}, {"one": 1 << f.act.frac_bits}
@@ -393,8 +319,8 @@ class GateGradUnit(wiring.Component):
                 m.d.sync += [run.eq(1), s.eq(0)]
                 m.d.sync += [r[n].eq(p[n]) for n in ("i", "f", "g", "o", "tanh_c", "c_prev",
                                                      "dc")]
-                m.d.sync += r["dh"].eq(saturate(
-                    p.dh_loss + round_half_up(p.da_h, f.da.frac_bits - fs), ws))
+                m.d.sync += r["dh"].eq(saturate(p.dh_loss + round_half_up(p.da_h, dh_shift(f)),
+                                                ws))
             with m.Elif(run):
                 with m.If(s == P - 1):
                     m.d.sync += run.eq(0)
@@ -465,8 +391,8 @@ class GateGradUnit(wiring.Component):
         for k in range(M):
             for key in sorted({rounded(row[k]) for row in steps if row[k] is not None},
                               key=repr):
-                x = _round(prod[k], key[0])
-                value[k, key] = _saturate(x, key[1]) if key[1] is not None else x
+                x = round_half_up_narrow(prod[k], key[0])
+                value[k, key] = saturate_by_sign(x, key[1]) if key[1] is not None else x
         mid = [None] * M
         for k in range(M):
             mine = [row[k] for row in steps if row[k] in added]
@@ -493,7 +419,7 @@ class GateGradUnit(wiring.Component):
                               registered=True)   # the index, for s3 = s2 a cycle later
                 # only as many bits of ``mid`` as these products leave there
                 x = mid[k][:max(len(value[k, rounded(op)]) for op in table.values())].as_signed()
-                total[k, sign, width] = _saturate(base + x if sign > 0 else base - x, width)
+                total[k, sign, width] = saturate_by_sign(base + x if sign > 0 else base - x, width)
         for here in at(v3, s3, added):
             for k, op in here:
                 m.d.sync += r[op.dst].eq(total[k, op.sign, op.width])
@@ -505,74 +431,63 @@ class GateGradUnit(wiring.Component):
             m.d.sync += o.valid.eq(0)
 
     def _elaborate_parallel(self, m):
+        """The pipelined unit, built from the op table: each op in the stage after its last
+        operand (a square with an addend in two: product, then the difference), every value
+        carried in a register per stage until its last use, the results in the output
+        register (the last stage)."""
         f = self.formats
-        fa, fc, fs = f.act.frac_bits, f.cell.frac_bits, f.state.frac_bits
-        wa, ws, wg = f.act.width, f.state.width, f.grad.width
-        to_grad = fs + fa - f.grad.frac_bits
-        one = 1 << fa
+        ops, widths = gate_grad_ops(f)
+        one = 1 << f.act.frac_bits
+        p = self.i.payload
+        made = {n: 0 for n in _INPUTS if n != "dh"}     # value -> stage it is available at
+        made["dh"] = 1
+        plan = []                                        # (op, stage of its product)
+        for op in ops:
+            ready = max(made[n] for n in (op.a, op.b, op.base) if n not in (None, "one"))
+            split = op.inner is not None and op.base is not None
+            plan.append((op, ready + 1))
+            made[op.dst] = ready + 1 + split
+        depth = max(made.values())
+        o = self.o.payload
+        ports = dict(zip(OUTPUTS, (o.dnet[0], o.dnet[1], o.dnet[2], o.dnet[3], o.dc_prev)))
+        regs = {}                                        # (value, stage) -> its register
+        assignments = []
 
-        def reg(name, width):
-            return Signal(signed(width), name=name)
+        def at(name, stage):
+            """``name`` as held in the register of ``stage`` (0: the input payload; the last
+            stage of a result: the output register)."""
+            if stage == 0:
+                return p[name]
+            if (name, stage) not in regs:
+                regs[name, stage] = (ports[name] if stage == depth and name in ports else
+                                     Signal(signed(widths[name]), name=f"{name}{stage}"))
+                if stage > made[name]:                   # a copy, one stage on
+                    assignments.append((regs[name, stage], at(name, stage - 1)))
+            return regs[name, stage]
 
         adv = Signal()
         m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
-        v = [Signal(name=f"v{n}") for n in range(1, 5)]
+        v = [Signal(name=f"v{n}") for n in range(1, depth)]
         with m.If(adv):
-            m.d.sync += [v[0].eq(self.i.valid), v[1].eq(v[0]), v[2].eq(v[1]), v[3].eq(v[2]),
-                         self.o.valid.eq(v[3])]
-        m.d.comb += self.busy.eq(v[0] | v[1] | v[2] | v[3] | self.o.valid)
+            m.d.sync += [v[0].eq(self.i.valid), *[v[n].eq(v[n - 1]) for n in range(1, depth - 1)],
+                         self.o.valid.eq(v[-1])]
+        m.d.comb += self.busy.eq(Cat(*v, self.o.valid).any())
 
-        def stage(assignments):
-            with m.If(adv):
-                m.d.sync += [dst.eq(src) for dst, src in assignments]
-
-        p = self.i.payload
-        # -- stage 1: dh, the squares of the activations
-        dh1 = reg("dh1", ws)
-        sq = {n: reg(f"sq_{n}", wa) for n in ("o", "tanh_c", "i", "f", "g")}
-        i1, f1, g1, o1, t1 = (reg(f"{n}1", wa) for n in ("i", "f", "g", "o", "tanh_c"))
-        cp1, dc1 = reg("cp1", f.cell.width), reg("dc1", ws)
-        stage([(dh1, saturate(p.dh_loss + round_half_up(p.da_h, f.da.frac_bits - fs), ws)),
-               *[(sq[n], saturate(round_half_up(p[n] * p[n], fa), wa)) for n in sq],
-               (i1, p.i), (f1, p.f), (g1, p.g), (o1, p.o), (t1, p.tanh_c),
-               (cp1, p.c_prev), (dc1, p.dc)])
-
-        # -- stage 2: dh*o, dh*tanh_c, the derivatives
-        x2, y2 = reg("x2", ws), reg("y2", ws)
-        d2 = {n: reg(f"d{n}2", wa) for n in ("o", "tanh_c", "i", "f", "g")}
-        i2, f2, g2, cp2, dc2 = (reg("i2", wa), reg("f2", wa), reg("g2", wa),
-                                reg("cp2", f.cell.width), reg("dc2", ws))
-        stage([(x2, saturate(round_half_up(dh1 * o1, fa), ws)),
-               (y2, saturate(round_half_up(dh1 * t1, fa), ws)),
-               (d2["o"], saturate(o1 - sq["o"], wa)),
-               (d2["tanh_c"], saturate(one - sq["tanh_c"], wa)),
-               (d2["i"], saturate(i1 - sq["i"], wa)),
-               (d2["f"], saturate(f1 - sq["f"], wa)),
-               (d2["g"], saturate(one - sq["g"], wa)),
-               (i2, i1), (f2, f1), (g2, g1), (cp2, cp1), (dc2, dc1)])
-
-        # -- stage 3: dc += dh*o*(1 - tanh_c^2); dnet_o
-        dc3, dno3 = reg("dc3", ws), reg("dno3", wg)
-        di3, df3, dg3 = reg("di3", wa), reg("df3", wa), reg("dg3", wa)
-        i3, f3, g3, cp3 = reg("i3", wa), reg("f3", wa), reg("g3", wa), reg("cp3", f.cell.width)
-        stage([(dc3, saturate(dc2 + round_half_up(x2 * d2["tanh_c"], fa), ws)),
-               (dno3, saturate(round_half_up(y2 * d2["o"], to_grad), wg)),
-               (di3, d2["i"]), (df3, d2["f"]), (dg3, d2["g"]),
-               (i3, i2), (f3, f2), (g3, g2), (cp3, cp2)])
-
-        # -- stage 4: dc times g, c_prev, i, f
-        u4, v4, w4, dcp4 = reg("u4", ws), reg("v4", ws), reg("w4", ws), reg("dcp4", ws)
-        di4, df4, dg4, dno4 = reg("di4", wa), reg("df4", wa), reg("dg4", wa), reg("dno4", wg)
-        stage([(u4, saturate(round_half_up(dc3 * g3, fa), ws)),
-               (v4, saturate(round_half_up(dc3 * cp3, fc), ws)),
-               (w4, saturate(round_half_up(dc3 * i3, fa), ws)),
-               (dcp4, saturate(round_half_up(dc3 * f3, fa), ws)),
-               (di4, di3), (df4, df3), (dg4, dg3), (dno4, dno3)])
-
-        # -- stage 5: dnet_i, dnet_f, dnet_g (the output register)
-        o = self.o.payload
-        stage([(o.dnet[0], saturate(round_half_up(u4 * di4, to_grad), wg)),
-               (o.dnet[1], saturate(round_half_up(v4 * df4, to_grad), wg)),
-               (o.dnet[2], saturate(round_half_up(w4 * dg4, to_grad), wg)),
-               (o.dnet[3], dno4),
-               (o.dc_prev, dcp4)])
+        assignments.append((at("dh", 1), saturate(p.dh_loss + round_half_up(p.da_h, dh_shift(f)),
+                                                  widths["dh"])))
+        for op, stage in plan:
+            product = round_half_up(at(op.a, stage - 1) * at(op.b, stage - 1), op.shift)
+            if op.inner is not None:
+                product = saturate(product, op.inner)
+            if op.base is not None and op.inner is not None:    # the product gets a stage
+                sq = Signal(signed(op.inner), name=op.name)
+                assignments.append((sq, product))
+                product, stage = sq, stage + 1
+            if op.base is not None:
+                base = one if op.base == "one" else at(op.base, stage - 1)
+                product = base + product if op.sign > 0 else base - product
+            assignments.append((at(op.dst, stage), saturate(product, op.width)))
+        for name in OUTPUTS:                             # the earlier results, carried on
+            at(name, depth)
+        with m.If(adv):
+            m.d.sync += [dst.eq(src) for dst, src in assignments]

@@ -8,7 +8,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up
+from .fixedpoint import clamp, round_half_up
 
 __all__ = ["Use", "MacArray", "const_mul"]
 
@@ -224,7 +224,7 @@ class MacArray(wiring.Component):
                           round_half_up(p2[l], f.dw_shift))
             total = Signal(signed(acc_width + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + rounded)
-            m.d.sync += sum3[l].eq(Mux(total > hi, hi, Mux(total < lo, lo, total)))
+            m.d.sync += sum3[l].eq(clamp(total, lo, hi))
         m.d.sync += [v3.eq(v2), ph3.eq(ph2), addr3.eq(addr2), sum4.eq(sum3)]
 
         # -- stage 3: write back (stage 4 only remembers it for forwarding)

@@ -1,6 +1,6 @@
 """The accelerator's register file, built from the register map of :mod:`gateskip.spec.registers`."""
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
