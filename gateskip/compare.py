@@ -47,6 +47,8 @@ from gateskip.golden.metrics import normalised_inner_product
 from gateskip.golden.trace import FORMAT as TRACE_FORMAT
 from gateskip.golden.train import (TrainConfig, evaluate, evaluation_plan, make_optimizer,
                                    numpy_model_forward, numpy_step, setup, single_thread)
+from gateskip.spec.config import PARAMS as SIZES
+from gateskip.spec.memories import MEMORIES
 from gateskip.outputs import check_writable, make_outdir, write_json
 
 __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_KEYS",
@@ -57,7 +59,7 @@ __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_
 #: CLI reads them too)
 DEFAULTS = COMPARE_DEFAULTS
 #: a device's build parameters
-PARAMS = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
+PARAMS = SIZES
 #: what the device must return equal to the fixed-point golden model, bit for bit
 EXACT_KEYS = ("DW", "DB", "DA", "DC", "pairs", "zeros")
 #: what every device result holds
@@ -179,16 +181,18 @@ def fit_sizes(params: dict, *, hidden=None, embed=None, seq_len=None, batch=None
 
 def pad_mems(mems: dict, max_seq: int, max_batch: int) -> dict:
     """``mems`` of B <= ``max_batch`` sequences and T <= ``max_seq`` steps, zero-padded to the
-    device's shapes (sequences on axis 0, steps on axis 1); the run's ``batch``/``seq_len`` keep
-    the padding out of the computation."""
+    device's shapes (the axes :data:`gateskip.spec.memories.MEMORIES` names ``B`` and ``T``);
+    the run's ``batch``/``seq_len`` keep the padding out of the computation."""
     out = {}
     for name, arr in mems.items():
         arr = np.asarray(arr)
-        if name in ("A", "ACT", "DH", "DA", "DC"):
+        mem = MEMORIES[name]
+        axes = {mem.axis("B"): max_batch, mem.axis("T"): max_seq}
+        axes.pop(None, None)
+        if axes:
             pad = [(0, 0)] * arr.ndim
-            pad[0] = (0, max_batch - arr.shape[0])
-            if name != "DC":
-                pad[1] = (0, max_seq - arr.shape[1])
+            for axis, size in axes.items():
+                pad[axis] = (0, size - arr.shape[axis])
             if any(p[1] < 0 for p in pad):
                 raise ValueError(f"mems {name} is {arr.shape}: more than the device's "
                                  f"max_batch {max_batch} / max_seq {max_seq}")

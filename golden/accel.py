@@ -267,15 +267,17 @@ def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
 
     shift = pick_grad_shift(trace["dnet"][record, :T, :B], formats.grad, headroom_bits)
     threshold = float(trace["threshold"][record])
-    act = [(formats.cell if n == "c_prev" else formats.act).quantize(seq_major(n))
-           for n in ACT_FIELDS]
-    K = X + H
-    mems = {"W": formats.operand.quantize(to_hw_rows(np.asarray(trace["W"][record], np.float64))),
-            "A": formats.operand.quantize(seq_major("a")),
-            "ACT": np.stack(act, axis=-1),
-            "DH": formats.state.quantize(seq_major("dh_out") * 2.0 ** shift),
-            "DC": np.zeros((B, H), np.int64), "DW": np.zeros((4 * H, K), np.int64),
-            "DB": np.zeros((H, 4), np.int64), "DA": np.zeros((B, T, K), np.int64)}
+    act = [MEMORIES["ACT"].field_format(k, formats).quantize(seq_major(n))
+           for k, n in enumerate(ACT_FIELDS)]
+    sizes = {"hidden": H, "inputs": X, "max_seq": T, "max_batch": B}
+    mems = {name: np.zeros(mem.shape(sizes), np.int64)          # the accumulators, DC
+            for name, mem in MEMORIES.items() if mem.written}
+    mems.update({
+        "W": formats.operand.quantize(to_hw_rows(np.asarray(trace["W"][record], np.float64))),
+        "A": formats.operand.quantize(seq_major("a")),
+        "ACT": np.stack(act, axis=-1),
+        "DH": formats.state.quantize(seq_major("dh_out") * 2.0 ** shift),
+    })
     meta = {"H": H, "X": X, "T": T, "B": B, "grad_shift": shift,
             "tau": threshold_to_tau(threshold, shift, formats.grad), "threshold": threshold,
             "iteration": int(trace["iteration"][record])}

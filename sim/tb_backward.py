@@ -15,6 +15,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from gateskip.spec.config import PARAMS
 from gateskip.golden.accel import backward_model, trace_inputs
 from gateskip.golden.trace import load_trace
 from gateskip.hw.backward import Backward
@@ -25,7 +26,7 @@ from gateskip.sim.bench_common import TIMEOUT_US, reset, rng_for, setup
 from gateskip.sim.runner import param
 from gateskip.sim.streams import pack, unpack
 
-SIZES = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
+SIZES = PARAMS
 COUNTERS = ("steps", "values", "pairs", "zeros", "macs_skipped")
 
 
