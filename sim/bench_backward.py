@@ -19,7 +19,7 @@ from pathlib import Path
 from ..golden.accel import trace_inputs
 from ..golden.trace import load_trace
 from ..hw.backward import STEP_OVERHEAD, Backward
-from . import bench
+from . import bench_core as bench
 from .accel_stimulus import random_mems, tau_for_sparsity
 from .runner import run
 

@@ -22,7 +22,7 @@ from gateskip.hw.backward import Backward
 from gateskip.hw.blocks import make
 from gateskip.host.accel import RESULTS, BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
-from gateskip.sim.bench_common import TIMEOUT_US, reset, rng_for, setup
+from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup
 from gateskip.sim.runner import param
 from gateskip.sim.streams import pack, unpack
 

@@ -17,7 +17,7 @@ from gateskip.golden.fixed import USES, core_model, quantize_record
 from gateskip.golden.trace import load_trace
 from gateskip.hw.core import MacCore, Mem
 from gateskip.hw.mac_array import Use
-from gateskip.sim.bench_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSource, pack, unpack
 

@@ -10,7 +10,7 @@ from cocotb.triggers import RisingEdge
 
 from gateskip.golden.fixed import threshold_model
 from gateskip.hw.threshold import ThresholdUnit
-from gateskip.sim.bench_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSink, StreamSource
 

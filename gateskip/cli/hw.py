@@ -150,7 +150,7 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     The MAC core (ideal nnz*ceil(K/L) per run) and the backward accelerator over whole
     sequences (ideal nnz*2*ceil(K/L), a fixed latency per step).
     """
-    from gateskip.sim import bench as bench_mod
+    from gateskip.sim import bench_core as bench_mod
     from gateskip.sim import bench_backward as bw_mod
     from gateskip.sim.runner import find_simulator
 
