@@ -1,6 +1,7 @@
 """Gate-gradient unit: the element-wise LSTM backward of one hidden unit (DESIGN.md §1)."""
 
 from math import ceil
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -280,10 +281,23 @@ class GateGradUnit(wiring.Component):
         return m
 
     def _elaborate_shared(self, m):
+        """The time-shared unit: registers, step counter, then per multiplier its operand
+        muxes, rounding circuits and adders (one method each, in the order of the pipeline)."""
+        u = self._shared_registers()
+        self._shared_control(m, u)
+        prod = self._shared_issue(m, u)
+        mid, value = self._shared_round(m, u, prod)
+        self._shared_add(m, u, mid, value)
+        # -- output register: valid from the cycle after the last result is written in
+        o = self.o
+        with m.If(u.en & u.v2 & (u.s2 == self._last_out)):
+            m.d.sync += o.valid.eq(1)
+        with m.Elif(o.ready):
+            m.d.sync += o.valid.eq(0)
+
+    def _shared_registers(self):
+        """The unit's registers (:attr:`registers`), and how each value is read and written."""
         f = self.formats
-        ws = f.state.width
-        steps, shapes = self.schedule, self.shapes
-        P, M = self.cycles_per_unit, len(shapes)
         _, widths = gate_grad_ops(f)
         # value name -> its register (written to) and its key and value (read: a mux input)
         r, regkey, src = {}, {"one": "one"}, {"one": 1 << f.act.frac_bits}
@@ -294,141 +308,150 @@ class GateGradUnit(wiring.Component):
                 src[e, widths[name]] = reg if widths[name] == w else reg[:widths[name]].as_signed()
         for (field, g), name in _OUTPUTS.items():    # written in place (see ``out_due``)
             r[name] = self.o.payload[field] if g is None else self.o.payload[field][g]
+        steps = self.schedule
+        every = {op for row in steps for op in row if op is not None}
+        plain = {op for op in every if op.base is None}
+        P = self.cycles_per_unit
+        return SimpleNamespace(
+            r=r, regkey=regkey, src=src, widths=widths, steps=steps, every=every, plain=plain,
+            added=every - plain, P=P, M=len(self.shapes),
+            en=Signal(name="en"),            # the unit advances (all its registers)
+            run=Signal(name="run"),          # a unit is issuing: step ``s``
+            s=(s := Signal(range(max(P, 2)), name="s")),
+            # the steps in the multipliers' stages: product, rounding, addend
+            v1=Signal(name="v1"), v2=Signal(name="v2"), v3=Signal(name="v3"),
+            s1=Signal.like(s, name="s1"), s2=Signal.like(s, name="s2"),
+            s3=Signal.like(s, name="s3"))
 
-        en = Signal()                        # the unit advances (all its registers)
-        run = Signal()                       # a unit is issuing: step ``s``
-        s = Signal(range(max(P, 2)))
-        # the steps in the multipliers' stages: product, rounding, addend
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        s1, s2, s3 = (Signal.like(s, name=f"s{n}") for n in (1, 2, 3))
-        o = self.o
-        out_steps = sorted({st for st, row in enumerate(steps) for op in row
+    def _shared_control(self, m, u):
+        """Accept a beat (latch it, make ``dh``), count the steps, hold under back-pressure."""
+        f, o, r = self.formats, self.o, u.r
+        out_steps = sorted({st for st, row in enumerate(u.steps) for op in row
                             if op is not None and op.dst in _OUTPUTS.values()})
         out_due = Signal()                   # a result is written to the output register
         m.d.comb += [
-            out_due.eq(v2 & Cat(*(s2 == st for st in out_steps)).any()),
-            en.eq(~(out_due & o.valid & ~o.ready)),
-            self.i.ready.eq(en & (~run | (s == P - 1))),
-            self.busy.eq(run | v1 | v2 | v3 | o.valid),
+            out_due.eq(u.v2 & Cat(*(u.s2 == st for st in out_steps)).any()),
+            u.en.eq(~(out_due & o.valid & ~o.ready)),
+            self.i.ready.eq(u.en & (~u.run | (u.s == u.P - 1))),
+            self.busy.eq(u.run | u.v1 | u.v2 | u.v3 | o.valid),
         ]
-
-        # -- accept: latch the beat, make dh
         p = self.i.payload
-        with m.If(en):
+        with m.If(u.en):
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [run.eq(1), s.eq(0)]
+                m.d.sync += [u.run.eq(1), u.s.eq(0)]
                 m.d.sync += [r[n].eq(p[n]) for n in ("i", "f", "g", "o", "tanh_c", "c_prev",
                                                      "dc")]
                 m.d.sync += r["dh"].eq(saturate(p.dh_loss + round_half_up(p.da_h, dh_shift(f)),
-                                                ws))
-            with m.Elif(run):
-                with m.If(s == P - 1):
-                    m.d.sync += run.eq(0)
+                                                f.state.width))
+            with m.Elif(u.run):
+                with m.If(u.s == u.P - 1):
+                    m.d.sync += u.run.eq(0)
                 with m.Else():
-                    m.d.sync += s.eq(s + 1)
-            m.d.sync += [v1.eq(run), s1.eq(s), v2.eq(v1), s2.eq(s1), v3.eq(v2), s3.eq(s2)]
+                    m.d.sync += u.s.eq(u.s + 1)
+            m.d.sync += [u.v1.eq(u.run), u.s1.eq(u.s), u.v2.eq(u.v1), u.s2.eq(u.s1),
+                         u.v3.eq(u.v2), u.s3.eq(u.s2)]
 
-        def at(stage_valid, stage_step, ops):
-            """One If per step that has ops (a `case` missing values fails `verilator -Wall`)."""
-            for st, row in enumerate(steps):
-                here = [(k, op) for k, op in enumerate(row) if op is not None and op in ops]
-                if here:
-                    with m.If(en & stage_valid & (stage_step == st)):
-                        yield here
+    def _at(self, m, u, stage_valid, stage_step, ops):
+        """One If per step that has ops (a `case` missing values fails `verilator -Wall`)."""
+        for st, row in enumerate(u.steps):
+            here = [(k, op) for k, op in enumerate(row) if op is not None and op in ops]
+            if here:
+                with m.If(u.en & stage_valid & (stage_step == st)):
+                    yield here
 
-        every = {op for row in steps for op in row if op is not None}
-        plain = {op for op in every if op.base is None}
-        added = every - plain
-
-        def choose(step, table, shape, name, values, registered=False):
-            """A mux: ``values[table[st]]`` while ``step == st`` (any of them otherwise), through
-            an index of the distinct values (fewer than the steps). ``registered``: ``step`` is
-            the step of the stage before, the index is registered (off the critical path)."""
-            names = sorted(set(table.values()), key=str)
-            out = Signal(shape, name=name)
-            if len(names) == 1:
-                m.d.comb += out.eq(values[names[0]])
-                return out
-            index = Signal(range(len(names)), name=f"{name}_sel")
-            domain = m.d.sync if registered else m.d.comb
-            with m.If(en if registered else 1):
-                with m.Switch(step):         # every `case` has a default: `verilator -Wall`
-                    for e, nm in enumerate(names[:-1]):
-                        with m.Case(*(st for st, n in table.items() if n == nm)):
-                            domain += index.eq(e)
-                    with m.Default():
-                        domain += index.eq(len(names) - 1)
-            with m.Switch(index):
-                for e, nm in enumerate(names[:-1]):
-                    with m.Case(e):
-                        m.d.comb += out.eq(values[nm])
-                with m.Default():
-                    m.d.comb += out.eq(values[names[-1]])
+    @staticmethod
+    def _choose(m, u, step, table, shape, name, values, registered=False):
+        """A mux: ``values[table[st]]`` while ``step == st`` (any of them otherwise), through
+        an index of the distinct values (fewer than the steps). ``registered``: ``step`` is
+        the step of the stage before, the index is registered (off the critical path)."""
+        names = sorted(set(table.values()), key=str)
+        out = Signal(shape, name=name)
+        if len(names) == 1:
+            m.d.comb += out.eq(values[names[0]])
             return out
+        index = Signal(range(len(names)), name=f"{name}_sel")
+        domain = m.d.sync if registered else m.d.comb
+        with m.If(u.en if registered else 1):
+            with m.Switch(step):         # every `case` has a default: `verilator -Wall`
+                for e, nm in enumerate(names[:-1]):
+                    with m.Case(*(st for st, n in table.items() if n == nm)):
+                        domain += index.eq(e)
+                with m.Default():
+                    domain += index.eq(len(names) - 1)
+        with m.Switch(index):
+            for e, nm in enumerate(names[:-1]):
+                with m.Case(e):
+                    m.d.comb += out.eq(values[nm])
+            with m.Default():
+                m.d.comb += out.eq(values[names[-1]])
+        return out
 
-        # -- issue: operands into the multipliers' operand registers (every cycle: a product
-        # is only written where the schedule has one); products
+    def _shared_issue(self, m, u):
+        """Operands into the multipliers' operand registers (every cycle: a product is only
+        written where the schedule has one); the products. Returns the product registers."""
+        shapes = self.shapes
         A = [Signal(signed(aw), name=f"mul{k}_a") for k, (aw, _) in enumerate(shapes)]
         B = [Signal(signed(bw), name=f"mul{k}_b") for k, (_, bw) in enumerate(shapes)]
         prod = [Signal(signed(aw + bw), name=f"mul{k}_p") for k, (aw, bw) in enumerate(shapes)]
-        for k in range(M):
-            mine = {st: row[k] for st, row in enumerate(steps) if row[k] is not None}
-            b_in = choose(s, {st: regkey[op.b] for st, op in mine.items()}, B[k].shape(),
-                          f"mul{k}_b_in", src)
+        for k in range(u.M):
+            mine = {st: row[k] for st, row in enumerate(u.steps) if row[k] is not None}
+            b_in = self._choose(m, u, u.s, {st: u.regkey[op.b] for st, op in mine.items()},
+                                B[k].shape(), f"mul{k}_b_in", u.src)
             # a square takes its a from b's mux
-            a_in = choose(s, {st: (regkey[op.a] if op.a != op.b else None)
-                              for st, op in mine.items()},
-                          A[k].shape(), f"mul{k}_a_in", {**src, None: b_in})
-            with m.If(en):
+            a_in = self._choose(m, u, u.s, {st: (u.regkey[op.a] if op.a != op.b else None)
+                                            for st, op in mine.items()},
+                                A[k].shape(), f"mul{k}_a_in", {**u.src, None: b_in})
+            with m.If(u.en):
                 m.d.sync += [A[k].eq(a_in), B[k].eq(b_in), prod[k].eq(A[k] * B[k])]
+        return prod
 
-        # -- rounding and saturation: one circuit per multiplier and (shift, width); a product
-        # without addend is written to its destination, one with an addend to ``mid``
-        def rounded(op):
-            return (op.shift, op.width if op.base is None else op.inner)
+    @staticmethod
+    def _rounded(op):
+        return (op.shift, op.width if op.base is None else op.inner)
 
+    def _shared_round(self, m, u, prod):
+        """Rounding and saturation: one circuit per multiplier and (shift, width); a product
+        without addend is written to its destination, one with an addend to ``mid``."""
+        rounded = self._rounded
         value = {}
-        for k in range(M):
-            for key in sorted({rounded(row[k]) for row in steps if row[k] is not None},
+        for k in range(u.M):
+            for key in sorted({rounded(row[k]) for row in u.steps if row[k] is not None},
                               key=repr):
                 x = round_half_up_narrow(prod[k], key[0])
                 value[k, key] = saturate_by_sign(x, key[1]) if key[1] is not None else x
-        mid = [None] * M
-        for k in range(M):
-            mine = [row[k] for row in steps if row[k] in added]
+        mid = [None] * u.M
+        for k in range(u.M):
+            mine = [row[k] for row in u.steps if row[k] in u.added]
             if mine:
                 mid[k] = Signal(signed(max(len(value[k, rounded(op)]) for op in mine)),
                                 name=f"mul{k}_mid")
-        for here in at(v2, s2, every):
+        for here in self._at(m, u, u.v2, u.s2, u.every):
             for k, op in here:
-                target = r[op.dst] if op in plain else mid[k]
+                target = u.r[op.dst] if op in u.plain else mid[k]
                 m.d.sync += target.eq(value[k, rounded(op)])
+        return mid, value
 
-        # -- addend (read now: MUL_LATENCY after the issue) and saturation: one adder per
-        # multiplier and (sign, width)
+    def _shared_add(self, m, u, mid, value):
+        """The addend (read now: MUL_LATENCY after the issue) and saturation: one adder per
+        multiplier and (sign, width)."""
+        rounded, f = self._rounded, self.formats
         total = {}
-        for k in range(M):
+        for k in range(u.M):
             kinds = {}
-            for st, row in enumerate(steps):
-                if row[k] in added:
+            for st, row in enumerate(u.steps):
+                if row[k] in u.added:
                     kinds.setdefault((row[k].sign, row[k].width), {})[st] = row[k]
             for (sign, width), table in sorted(kinds.items()):
-                bw = max(widths.get(op.base, f.act.width) for op in table.values())
-                base = choose(s2, {st: regkey[op.base] for st, op in table.items()}, signed(bw),
-                              f"mul{k}_base{sign + 1}_{width}", src,
-                              registered=True)   # the index, for s3 = s2 a cycle later
+                bw = max(u.widths.get(op.base, f.act.width) for op in table.values())
+                base = self._choose(m, u, u.s2, {st: u.regkey[op.base] for st, op in table.items()},
+                                    signed(bw), f"mul{k}_base{sign + 1}_{width}", u.src,
+                                    registered=True)   # the index, for s3 = s2 a cycle later
                 # only as many bits of ``mid`` as these products leave there
                 x = mid[k][:max(len(value[k, rounded(op)]) for op in table.values())].as_signed()
                 total[k, sign, width] = saturate_by_sign(base + x if sign > 0 else base - x, width)
-        for here in at(v3, s3, added):
+        for here in self._at(m, u, u.v3, u.s3, u.added):
             for k, op in here:
-                m.d.sync += r[op.dst].eq(total[k, op.sign, op.width])
-
-        # -- output register: valid from the cycle after the last result is written in
-        with m.If(en & v2 & (s2 == self._last_out)):
-            m.d.sync += o.valid.eq(1)
-        with m.Elif(o.ready):
-            m.d.sync += o.valid.eq(0)
+                m.d.sync += u.r[op.dst].eq(total[k, op.sign, op.width])
 
     def _elaborate_parallel(self, m):
         """The pipelined unit, built from the op table: each op in the stage after its last

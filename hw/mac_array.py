@@ -1,5 +1,7 @@
 """Zero-skip MAC array: ``acc[0:K] += s * row[0:K]`` per command, L lanes (DESIGN.md §1-§2)."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import ReadPort, WritePort
@@ -136,12 +138,16 @@ class MacArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, C, f = self.lanes, self.chunks, self.formats
-        aw = max(1, self.mat_addr_width)
-        acc_width = max(f.dw.width, f.da.width)
-        prod_width = f.grad.width + f.operand.width
+        seq = self._sequencer(m)
+        stage2 = self._multiply(m, seq)
+        self._accumulate(m, seq, stage2)
+        self._counters(m, seq)
+        return m
 
-        # -- sequencer (stage 0): one word per cycle from the accepted command
+    def _sequencer(self, m):
+        """Stage 0: one word per cycle from the accepted command; the row's read issued."""
+        C, f = self.chunks, self.formats
+        aw = max(1, self.mat_addr_width)
         act = Signal()                   # a command is issuing words
         phase = Signal()                 # 0: dW, 1: da
         da_after = Signal()              # BOTH: da follows dW
@@ -179,14 +185,20 @@ class MacArray(wiring.Component):
             self.w_rd.addr.eq(mat_addr),
             self.w_rd.en.eq(act & phase),
         ]
+        return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw)
 
-        # -- stage 1: row word arrives; product registered; accumulator read issued
+    def _multiply(self, m, seq):
+        """Stage 1: the row word arrives, the product is registered, the accumulator's read
+        issued."""
+        L, C, f = self.lanes, self.chunks, self.formats
+        prod_width = f.grad.width + f.operand.width
         v1, ph1, last1 = Signal(), Signal(), Signal()
         s1 = Signal(signed(f.grad.width))
-        addr1 = Signal(aw)
-        m.d.sync += [v1.eq(act), ph1.eq(phase), s1.eq(s0), addr1.eq(Mux(phase, c, mat_addr))]
+        addr1 = Signal(seq.aw)
+        m.d.sync += [v1.eq(seq.act), ph1.eq(seq.phase), s1.eq(seq.s0),
+                     addr1.eq(Mux(seq.phase, seq.c, seq.mat_addr))]
         if self.tail < L:                # only a partial last word needs to know it is last
-            m.d.sync += last1.eq(c == C - 1)
+            m.d.sync += last1.eq(seq.c == C - 1)
         m.d.comb += [
             self.dw_rd.addr.eq(addr1),
             self.dw_rd.en.eq(v1 & ~ph1),
@@ -194,7 +206,7 @@ class MacArray(wiring.Component):
             self.da_rd.en.eq(v1 & ph1),
         ]
         v2, ph2 = Signal(), Signal()
-        addr2 = Signal(aw)
+        addr2 = Signal(seq.aw)
         p2 = Signal(data.ArrayLayout(signed(prod_width), L))
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
         for l in range(L):
@@ -202,10 +214,15 @@ class MacArray(wiring.Component):
             if l >= self.tail:           # lane beyond K in the last word: product 0, no change
                 row = Mux(last1, 0, row)
             m.d.sync += p2[l].eq(s1 * row)   # registered product: DSP output register
+        return SimpleNamespace(v1=v1, ph1=ph1, addr1=addr1, v2=v2, ph2=ph2, addr2=addr2, p2=p2)
 
-        # -- stage 2: round, forward, saturating add
+    def _accumulate(self, m, seq, st):
+        """Stage 2: round, forward, saturating add; stage 3: write back (stage 4 only remembers
+        it for forwarding)."""
+        L, f = self.lanes, self.formats
+        acc_width = max(f.dw.width, f.da.width)
         v3, ph3 = Signal(), Signal()
-        addr3 = Signal(aw)
+        addr3 = Signal(seq.aw)
         sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
         sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
         # Forwarding selects, compared one stage early and registered so that the address
@@ -213,21 +230,20 @@ class MacArray(wiring.Component):
         # now and stage 4 what stage 3 holds now, while stage 2 holds what stage 1 holds now.
         hit3, hit4 = Signal(), Signal()
         if self.forwarding:
-            m.d.sync += [hit3.eq(v2 & (ph2 == ph1) & (addr2 == addr1)),
-                         hit4.eq(v3 & (ph3 == ph1) & (addr3 == addr1))]
-        lo = Mux(ph2, f.da.min, f.dw.min)
-        hi = Mux(ph2, f.da.max, f.dw.max)
+            m.d.sync += [hit3.eq(st.v2 & (st.ph2 == st.ph1) & (st.addr2 == st.addr1)),
+                         hit4.eq(v3 & (ph3 == st.ph1) & (addr3 == st.addr1))]
+        lo = Mux(st.ph2, f.da.min, f.dw.min)
+        hi = Mux(st.ph2, f.da.max, f.dw.max)
         for l in range(L):
             acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
-                      Mux(ph2, self.da_rd.data[l], self.dw_rd.data[l])))
-            rounded = Mux(ph2, round_half_up(p2[l], f.da_shift),
-                          round_half_up(p2[l], f.dw_shift))
+                      Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])))
+            rounded = Mux(st.ph2, round_half_up(st.p2[l], f.da_shift),
+                          round_half_up(st.p2[l], f.dw_shift))
             total = Signal(signed(acc_width + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + rounded)
             m.d.sync += sum3[l].eq(clamp(total, lo, hi))
-        m.d.sync += [v3.eq(v2), ph3.eq(ph2), addr3.eq(addr2), sum4.eq(sum3)]
+        m.d.sync += [v3.eq(st.v2), ph3.eq(st.ph2), addr3.eq(st.addr2), sum4.eq(sum3)]
 
-        # -- stage 3: write back (stage 4 only remembers it for forwarding)
         for l in range(L):
             m.d.comb += [self.dw_wr.data[l].eq(sum3[l]), self.da_wr.data[l].eq(sum3[l])]
         m.d.comb += [
@@ -235,18 +251,17 @@ class MacArray(wiring.Component):
             self.dw_wr.en.eq(v3 & ~ph3),
             self.da_wr.addr.eq(addr3),
             self.da_wr.en.eq(v3 & ph3),
-            self.busy.eq(act | v1 | v2 | v3),
-            self.issue.eq(act),
+            self.busy.eq(seq.act | st.v1 | st.v2 | v3),
+            self.issue.eq(seq.act),
         ]
 
-        # -- counters
+    def _counters(self, m, seq):
+        L, C = self.lanes, self.chunks
         with m.If(self.clear):
             m.d.sync += [x.eq(0) for x in (self.beats, self.macs, self.commands)]
         with m.Else():
-            with m.If(act):
+            with m.If(seq.act):
                 m.d.sync += [self.beats.eq(self.beats + 1),
-                             self.macs.eq(self.macs + Mux(c == C - 1, self.tail, L))]
+                             self.macs.eq(self.macs + Mux(seq.c == C - 1, self.tail, L))]
             with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):
                 m.d.sync += self.commands.eq(self.commands + 1)
-        return m
-
