@@ -135,7 +135,6 @@ class MacCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        f, L, C = self.formats, self.lanes, self.chunks
         m.submodules.threshold = thr = self.threshold
         m.submodules.compactor = cmp = self.compactor
         m.submodules.array = arr = self.array
@@ -162,8 +161,13 @@ class MacCore(wiring.Component):
         busy = Signal()
         m.d.comb += busy.eq(thr.o.valid | cmp.busy | (queue.level != 0) | arr.busy)
         m.d.comb += self.busy.eq(busy)
+        self._memories(m, busy)
+        self._counters(m, busy)
+        return m
 
-        # -- memories and the host port
+    def _memories(self, m, busy):
+        """The four memories: the array's ports while it runs, the host's while idle."""
+        arr, L = self.array, self.lanes
         vec_aw, mat_aw = arr.vec_addr_width, arr.mat_addr_width
         mems = self.memories
         for name, mem in mems.items():
@@ -202,7 +206,8 @@ class MacCore(wiring.Component):
                     for l in range(L):
                         m.d.comb += host.rdata[l].eq(rd[k].data[l])
 
-        # -- counters
+    def _counters(self, m, busy):
+        thr, cmp, arr = self.threshold, self.compactor, self.array
         window = self.i.valid | busy
         per_use = const_mul(cmp.skip_now, self.k)
         skipped_macs = Signal(unsigned(COUNTER_WIDTH))
@@ -222,4 +227,3 @@ class MacCore(wiring.Component):
                 with m.If(~arr.issue):
                     m.d.sync += self.starved.eq(self.starved + 1)
             m.d.sync += self.macs_skipped.eq(self.macs_skipped + skipped_macs)
-        return m
