@@ -208,3 +208,371 @@ def test_element_packing_round_trips_and_is_little_endian(eb):
     assert data[:eb] == (1 << (8 * eb - 1)).to_bytes(eb, "little")
     assert len(data) == eb * len(values)
     assert list(protocol.unpack_elements(data, eb)) == list(values)
+
+
+# -- the link's parts on their own ------------------------------------------------------------
+
+def _simulate(dut, bench, cycles=None):
+    """Run one async testbench on ``dut`` (1 MHz clock) to its end."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def _receive(schedule, *, ready=lambda cycle: 1, resume_after=3, max_payload=64):
+    """PacketReceiver fed ``schedule`` (a byte or None per cycle); returns the requests taken,
+    as (cycle, error, code, length, head bytes), and the receiver's ``idle`` per cycle."""
+    from gateskip.hw.link_rx import PacketReceiver
+    dut = PacketReceiver(max_payload=max_payload, timeout=TIMEOUT)
+    taken, idle = [], []
+
+    async def bench(ctx):
+        resume_at = None
+        offered = None
+        for cycle, byte in enumerate(schedule):
+            ctx.set(dut.rx.valid, byte is not None)
+            ctx.set(dut.rx.payload, byte or 0)
+            ctx.set(dut.request.ready, ready(cycle))
+            ctx.set(dut.resume, cycle == resume_at)
+            idle.append(ctx.get(dut.idle))
+            assert ctx.get(dut.rx.ready)
+            if ctx.get(dut.request.valid):
+                p = ctx.get(dut.request.payload)
+                req = (p.error, p.code, p.length, bytes(p.head.bytes))
+                assert offered in (None, req), "a request changed while offered"
+                offered = req
+                if ctx.get(dut.request.ready):
+                    taken.append((cycle, *req))
+                    offered, resume_at = None, cycle + resume_after
+            await ctx.tick()
+
+    _simulate(dut, bench)
+    return taken, idle
+
+
+def _bytes(*chunks, gap=0):
+    out = []
+    for chunk in chunks:
+        if isinstance(chunk, int):
+            out += [None] * chunk
+        else:
+            for b in chunk:
+                out += [b] + [None] * gap
+    return out
+
+
+def test_receiver_hands_over_a_good_request_the_cycle_after_its_crc():
+    from gateskip.hw.link_types import RxError
+    payload = struct.pack("<BHH", 2, 1, 3) + bytes(range(30, 42))
+    frame = protocol.frame(CMD["WRITE_MEM"], payload)
+    schedule = _bytes(4, frame, 20, protocol.frame(CMD["PING"]), 20)
+    taken, idle = _receive(schedule)
+    assert taken == [(4 + len(frame), RxError.NONE, CMD["WRITE_MEM"], len(payload), payload[:5]),
+                     (4 + len(frame) + 20 + 6, RxError.NONE, CMD["PING"], 0, payload[:5])]
+    # hunting again only after `resume` (3 cycles after the request was taken)
+    assert idle[:5] == [1] * 5 and not any(idle[5:4 + len(frame) + 4])
+    assert idle[4 + len(frame) + 4]
+
+
+def test_receiver_aligns_short_payloads_and_keeps_the_buffer():
+    from gateskip.hw.link_rx import PacketReceiver
+    dut = PacketReceiver(max_payload=32, timeout=TIMEOUT)
+    frames = [protocol.frame(CMD["READ_REG"], b"\x07"),
+              protocol.frame(CMD["WRITE_REG"], bytes([9, 1, 2, 3, 4])),
+              protocol.frame(0x42, bytes(range(100, 120)))]
+    heads, buffers = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.request.ready, 1)
+        for frame in frames:
+            for b in frame:
+                ctx.set(dut.rx.valid, 1)
+                ctx.set(dut.rx.payload, b)
+                await ctx.tick()
+            ctx.set(dut.rx.valid, 0)
+            assert ctx.get(dut.request.valid)
+            heads.append(bytes(ctx.get(dut.request.payload.head.bytes)))
+            await ctx.tick()
+            got = []
+            for i in range(len(frame) - 6):      # the payload, through the read port
+                ctx.set(dut.buffer.addr, i)
+                await ctx.tick()
+                got.append(ctx.get(dut.buffer.data))
+            buffers.append(bytes(got))
+            ctx.set(dut.resume, 1)
+            await ctx.tick()
+            ctx.set(dut.resume, 0)
+
+    _simulate(dut, bench)
+    assert heads == [b"\x07\x00\x00\x00\x00", bytes([9, 1, 2, 3, 4]), bytes(range(100, 105))]
+    assert buffers == [f[4:-2] for f in frames]
+
+
+@pytest.mark.parametrize("case", ["crc", "timeout", "length", "held"])
+def test_receiver_reports_crc_timeout_and_length(case):
+    """CRC: the cycle after the CRC; TIMEOUT: ``timeout`` cycles after the last byte (a
+    packet cut short); LENGTH: a packet longer than the buffer, once the line is quiet;
+    a request not taken is held, its fields unchanged, while bytes are dropped."""
+    from gateskip.hw.link_types import RxError
+    good = protocol.frame(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 5))
+    ready = lambda cycle: 1
+    if case == "crc":
+        frame, error, at = good[:-1] + bytes([good[-1] ^ 0x80]), RxError.CRC, len(good)
+    elif case == "timeout":
+        frame, error = good[:7], RxError.TIMEOUT
+        at = 6 + TIMEOUT                         # last byte in cycle 6
+    elif case == "length":
+        frame = bytes([protocol.SYNC, CMD["WRITE_MEM"]]) + struct.pack("<H", 65) + bytes(90)
+        error, at = RxError.LENGTH, len(frame) - 1 + TIMEOUT
+    else:
+        frame, error, at = good, RxError.NONE, len(good) + 9
+        ready = lambda cycle: cycle >= len(good) + 9
+    schedule = _bytes(frame, 5, good if case == "held" else b"", TIMEOUT + 30)
+    taken, _idle = _receive(schedule, ready=ready)
+    code = CMD["WRITE_REG"] if case != "length" else CMD["WRITE_MEM"]
+    assert [(t[0], t[1], t[2]) for t in taken] == [(at, error, code)]
+
+
+def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4):
+    """LinkExecutor offered ``requests`` {cycle: request const}; returns per cycle what it did:
+    (cycle, reply or None, reg.we, reg.re, reg.addr, write walk or None, read walk or None)."""
+    from gateskip.hw.link_exec import LinkExecutor
+    from gateskip.hw.link_types import REQUEST
+    dut = LinkExecutor(lanes=L, depths={n: 8 for n in MEMORIES}, elements=6, max_payload=64)
+    log = []
+
+    async def bench(ctx):
+        done_at = None
+        for cycle in range(cycles):
+            req = requests.get(cycle)
+            ctx.set(dut.request.valid, req is not None)
+            if req is not None:
+                ctx.set(dut.request.payload, REQUEST.const(req))
+            ctx.set(dut.busy, busy(cycle))
+            ctx.set(dut.reg.rdata, 0x11223344 + cycle)
+            ctx.set(dut.written, cycle == done_at)
+            if req is not None:
+                assert ctx.get(dut.request.ready)
+            reply = ctx.get(dut.reply.payload) if ctx.get(dut.reply.valid) else None
+            write = ctx.get(dut.write.payload) if ctx.get(dut.write.valid) else None
+            read = ctx.get(dut.read.payload) if ctx.get(dut.read.valid) else None
+            if write is not None:
+                done_at = cycle + writer_done_after
+            walk = lambda w: None if w is None else (w.mem, w.addr, w.words, w.eb, w.per)
+            log.append((cycle, None if reply is None else
+                        (reply.code, reply.length, reply.data, reply.memory),
+                        ctx.get(dut.reg.we), ctx.get(dut.reg.re), ctx.get(dut.reg.addr),
+                        walk(write), walk(read)))
+            await ctx.tick()
+
+    _simulate(dut, bench)
+    return log
+
+
+def _request(code, payload=b"", error=0):
+    head = (payload + bytes(5))[:5]
+    return {"error": error, "code": code, "length": len(payload), "head": {"bytes": list(head)}}
+
+
+def test_executor_refuses_a_write_while_busy():
+    wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
+    wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
+    rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
+    busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
+    log = _executor({0: wreg, 2: wmem, 4: rreg}, busy=lambda cycle: 1, cycles=7)
+    assert log[0][1] == busy_error(CMD["WRITE_REG"]) and log[2][1] == busy_error(CMD["WRITE_MEM"])
+    assert not any(row[2] for row in log) and not any(row[5] for row in log)
+    # READ_REG is served while busy: `re` with the request, the reply the next cycle
+    assert log[4][3:5] == (1, R["HIDDEN"]) and log[4][1] is None
+    assert log[5][1] == (CMD["READ_REG"], 4, 0x11223344 + 5, 0)
+
+
+def test_executor_carries_out_requests_when_not_busy():
+    wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
+    wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
+    rmem = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 3, 3))
+    bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
+    crc = _request(CMD["PING"], error=ERR["CRC"])
+    log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4)
+    assert log[0][1:5] == ((CMD["WRITE_REG"], 0, 0, 0), 1, 0, R["TAU"])
+    assert log[1][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[1][1] is None
+    assert [row[1] for row in log[2:5]] == [None] * 3          # waiting for the writer
+    assert log[5][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[7][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
+    assert log[7][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
+    assert log[8][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
+    assert log[9][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sender_frames_replies_under_back_pressure(seed):
+    """Replies from ``data`` and from an element stream with random gaps, ``tx.ready`` random:
+    every packet well framed with a good CRC, ``tx`` stable while not taken, ``done`` with the
+    last byte."""
+    import random
+    from gateskip.hw.link_tx import PacketSender
+    from gateskip.hw.link_types import REPLY
+    rng = random.Random(seed)
+    dut = PacketSender()
+    replies = []
+    for _ in range(12):
+        if rng.random() < 0.5:
+            n = rng.choice([0, 2, 4, 6])
+            data = rng.getrandbits(8 * n)
+            replies.append((rng.getrandbits(8), data.to_bytes(n, "little"), None))
+        else:
+            eb = rng.choice([2, 3, 4])
+            values = [rng.getrandbits(8 * eb) for _ in range(rng.randint(1, 9))]
+            payload = b"".join(v.to_bytes(eb, "little") for v in values)
+            replies.append((rng.getrandbits(8), payload, (values, eb)))
+    sent, done = bytearray(), []
+
+    async def bench(ctx):
+        cycle = 0
+        for code, payload, elements in replies:
+            ctx.set(dut.reply.valid, 1)
+            ctx.set(dut.reply.payload, REPLY.const({
+                "code": code, "length": len(payload), "memory": elements is not None,
+                "data": int.from_bytes(payload, "little") if elements is None else 0}))
+            await ctx.tick()
+            ctx.set(dut.reply.valid, 0)
+            queue = list(elements[0]) if elements else []
+            held, wait = None, 0
+            while True:
+                ctx.set(dut.tx.ready, rng.random() < 0.6)
+                if not ctx.get(dut.elements.valid) and queue and wait == 0:
+                    ctx.set(dut.elements.valid, 1)
+                    ctx.set(dut.elements.payload, {"value": queue[0], "bytes": elements[1]})
+                wait = max(0, wait - 1)
+                valid, ready = ctx.get(dut.tx.valid), ctx.get(dut.tx.ready)
+                byte = ctx.get(dut.tx.payload)
+                if held is not None:
+                    assert valid and byte == held, "tx changed before it was taken"
+                held = byte if valid and not ready else None
+                if valid and ready:
+                    sent.append(byte)
+                if ctx.get(dut.done):
+                    assert valid and ready
+                    done.append(len(sent))
+                taken = ctx.get(dut.elements.valid) and ctx.get(dut.elements.ready)
+                await ctx.tick()
+                if taken:
+                    queue.pop(0)
+                    ctx.set(dut.elements.valid, 0)
+                    wait = rng.choice([0, 0, 1, 3])
+                cycle += 1
+                assert cycle < 10000, f"hang (seed {seed})"
+                if done and done[-1] == len(sent) and ctx.get(dut.tx.valid) == 0:
+                    break
+
+    _simulate(dut, bench)
+    assert _parse(bytes(sent)) == [(code, payload) for code, payload, _e in replies]
+    ends, total = [], 0
+    for _code, payload, _e in replies:
+        total += len(payload) + 6
+        ends.append(total)
+    assert done == ends
+
+
+@pytest.mark.parametrize("element_port", [False, True])
+def test_buffer_writer_writes_words_two_cycles_a_byte(element_port):
+    from amaranth.lib.memory import Memory
+    from gateskip.hw.link_write import BufferWriter
+    from gateskip.hw.link_types import walk_layout
+    data = bytes(range(7, 7 + 64))
+    words, per, eb = 3, 2, 3
+    m = Module()
+    m.submodules.buffer = buffer = Memory(shape=8, depth=64, init=data)
+    m.submodules.dut = dut = BufferWriter(max_payload=64, first=5, depth=8, addr_width=3,
+                                          elements=4, element_port=element_port)
+    wiring.connect(m, buffer.read_port(), dut.buffer)
+    writes, done = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload, walk_layout(8, 4).const(
+            {"mem": 5, "addr": 2, "words": words, "eb": eb, "per": per}))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        for cycle in range(1, 60):
+            if ctx.get(dut.mem.we):
+                assert ctx.get(dut.mem.mem) == 5
+                el = ctx.get(dut.mem.el) if element_port else None
+                writes.append((ctx.get(dut.mem.addr), el, list(ctx.get(dut.mem.wdata))))
+            if ctx.get(dut.done):
+                done.append(cycle)
+            await ctx.tick()
+
+    _simulate(m, bench)
+    elements = [int.from_bytes(data[5 + eb * i:5 + eb * (i + 1)], "little")
+                for i in range(words * per)]
+    if element_port:
+        assert writes == [(2 + i // per, i % per, [elements[i]]) for i in range(words * per)]
+    else:
+        assert [(a, w[:per]) for a, _el, w in writes] == [
+            (2 + k, elements[per * k:per * (k + 1)]) for k in range(words)]
+    assert done == [2 * words * per * eb + 1]
+
+
+@pytest.mark.parametrize("element_port", [False, True])
+def test_word_reader_reads_on_demand(element_port):
+    """Elements in address order under random ``o.ready``; a read only when asked (``ready``
+    with nothing offered), ``rdata`` used as a read port with enable gives it; a command
+    during the walk is ignored."""
+    import random
+    from gateskip.hw.link_read import WordReader
+    from gateskip.hw.link_types import walk_layout
+    rng = random.Random(4)
+    per, words, n = 3, 4, 4
+    dut = WordReader(depth=8, addr_width=3, elements=n, element_port=element_port)
+    memory = [[rng.getrandbits(31) for _ in range(n)] for _ in range(8)]
+    got, reads = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload, walk_layout(8, n).const(
+            {"mem": 2, "addr": 3, "words": words, "eb": 4, "per": per}))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        for cycle in range(200):
+            ctx.set(dut.cmd.valid, cycle == 7)
+            ctx.set(dut.o.ready, rng.random() < 0.5)
+            re = ctx.get(dut.mem.re)
+            if re:
+                assert not ctx.get(dut.o.valid) and ctx.get(dut.o.ready)
+                addr = ctx.get(dut.mem.addr)
+                el = ctx.get(dut.mem.el) if element_port else None
+                reads.append((addr, el))
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                got.append(ctx.get(dut.o.payload.value))
+            await ctx.tick()
+            if re:
+                word = memory[addr]
+                ctx.set(dut.mem.rdata, [word[el]] if element_port else word)
+
+    _simulate(dut, bench)
+    assert got == [memory[3 + k][e] for k in range(words) for e in range(per)]
+    if element_port:
+        assert reads == [(3 + k, e) for k in range(words) for e in range(per)]
+    else:
+        assert reads == [(3 + k, None) for k in range(words)]
+
+
+def test_parts_check_their_parameters():
+    from gateskip.hw.link_exec import LinkExecutor
+    from gateskip.hw.link_read import WordReader
+    from gateskip.hw.link_rx import PacketReceiver
+    from gateskip.hw.link_write import BufferWriter
+    with pytest.raises(ValueError, match="max_payload"):
+        PacketReceiver(max_payload=8, timeout=64)
+    with pytest.raises(ValueError, match="timeout"):
+        PacketReceiver(max_payload=64, timeout=3)
+    with pytest.raises(ValueError, match="depths"):
+        LinkExecutor(lanes=L, depths={"W": 4}, elements=6, max_payload=64)
+    with pytest.raises(ValueError, match="cannot hold one word"):
+        LinkExecutor(lanes=L, depths={n: 4 for n in MEMORIES}, elements=6, max_payload=16)
+    with pytest.raises(ValueError, match="first"):
+        BufferWriter(max_payload=64, first=64, depth=4, addr_width=2, elements=4)
+    with pytest.raises(ValueError, match="elements"):
+        WordReader(depth=4, addr_width=2, elements=0)

@@ -1,0 +1,193 @@
+"""The host link's executor: a received request checked and carried out, its reply described."""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec import protocol
+from ..spec.formats import FORMATS, Formats
+from ..spec.memories import MEMORIES
+from ..spec.registers import ADDRESS
+from .link_types import MEM_HEAD, REPLY, REQUEST, RxError, check_max_payload, walk_layout
+from .mac_array import const_mul
+from .registers import reg_signature
+
+__all__ = ["LinkExecutor"]
+
+CMD, ERR = protocol.CODE, protocol.ERROR_CODE
+
+
+# The state is a plain enum register tested with If/Elif, not m.FSM or a Switch: Amaranth writes
+# those as a `case` without default, which `verilator -Wall` rejects.
+class _State(enum.Enum, shape=2):
+    IDLE = 0         # waiting for a request
+    REG_READ = 1     # register read issued; its data arrive now
+    WAIT = 2         # WAIT: until the accelerator is not busy
+    WRITE = 3        # the writer moves the buffer into memory words
+
+
+class LinkExecutor(wiring.Component):
+    """Checks a received ``request`` (:data:`~.link_types.REQUEST`) and carries it out.
+
+    Checked in the cycle the request is taken: the receiver's verdict, the command, the
+    length, the memory and its address range, ``busy`` (a register write or memory access
+    while the accelerator runs is refused). Then, through ``reg``
+    (:func:`~.registers.reg_signature`): a register write in the same cycle; a read whose data
+    arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go
+    out as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte
+    5) and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements
+    the reply carries.
+
+    ``reply`` (:data:`~.link_types.REPLY`): offered in the cycle the request is taken (errors,
+    ``PING``, ``WRITE_REG``, ``READ_MEM``, an empty ``WRITE_MEM``), the cycle after a register
+    read (``READ_REG``, ``WAIT``), or with ``written``. Latency: 0 cycles, 1, 1 after ``busy``
+    falls, or the walk's. ``request.ready`` is high while no request is being carried out.
+    ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
+    and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
+    new packet until the reply is sent).
+
+    ``depths`` gives each memory's words, ``elements`` the widest word's elements,
+    ``max_payload`` the packet buffer's bytes (which bounds a read's reply).
+    """
+
+    @staticmethod
+    def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
+                         formats: Formats = FORMATS) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range."""
+        if set(depths) != set(MEMORIES):
+            raise ValueError(f"depths must name the memories {', '.join(MEMORIES)}")
+        check_max_payload(max_payload)
+        for name, mem in MEMORIES.items():
+            per = mem.per_word(lanes)
+            if per > elements:
+                raise ValueError(f"a word of {name} has {per} elements, the port {elements}")
+            if max_payload < MEM_HEAD + per * mem.element_bytes(formats):
+                raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
+
+    def __init__(self, *, lanes: int, depths: dict, elements: int, max_payload: int,
+                 formats: Formats = FORMATS):
+        self.check_parameters(lanes=lanes, depths=depths, elements=elements,
+                              max_payload=max_payload, formats=formats)
+        self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
+        self.per = {n: mem.per_word(lanes) for n, mem in MEMORIES.items()}
+        self.eb = {n: mem.element_bytes(formats) for n, mem in MEMORIES.items()}
+        walk = walk_layout(max(self.depths.values()), elements)
+        super().__init__({
+            "request": In(stream.Signature(REQUEST)),
+            "reply": Out(stream.Signature(REPLY, always_ready=True)),
+            "reg": Out(reg_signature()),
+            "busy": In(1),
+            "write": Out(stream.Signature(walk, always_ready=True)),
+            "written": In(1),
+            "read": Out(stream.Signature(walk, always_ready=True)),
+        })
+
+    def _reply(self, code, length, payload=0, memory=0):
+        """Statements that offer a reply."""
+        rep = self.reply.payload
+        return [self.reply.valid.eq(1), rep.code.eq(code), rep.length.eq(length),
+                rep.data.eq(payload), rep.memory.eq(memory)]
+
+    def _error(self, name):
+        """Statements that offer the error reply ``name`` to the request."""
+        return self._reply(protocol.ERROR, 2, Cat(Const(ERR[name], 8), self.request.payload.code))
+
+    def _memory(self, m, sel, words):
+        """Per memory ``sel`` (a Switch on its code): (element bytes, elements per word, depth,
+        bytes of ``words`` words)."""
+        eb, per = Signal(3), Signal(range(self.elements + 1))
+        depth = Signal(range(max(self.depths.values()) + 1))
+        nbytes = Signal(22)
+        with m.Switch(sel):
+            for name, mem_spec in MEMORIES.items():
+                with m.Case(mem_spec.code):
+                    m.d.comb += [eb.eq(self.eb[name]), per.eq(self.per[name]),
+                                 depth.eq(self.depths[name]),
+                                 nbytes.eq(const_mul(words, self.eb[name] * self.per[name]))]
+        return eb, per, depth, nbytes
+
+    def _memory_request(self, m):
+        """``WRITE_MEM``, ``READ_MEM``: checked, then a walk started (``write.valid`` or
+        ``read.valid``) or the reply given."""
+        req = self.request.payload
+        f_mem = req.head.mem
+        sel = f_mem.mem[:3]
+        eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
+        for walk in (self.write.payload, self.read.payload):
+            m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
+                         walk.eb.eq(eb), walk.per.eq(per)]
+        reading = req.code == CMD["READ_MEM"]
+        with m.If((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
+                  (~reading & (req.length != MEM_HEAD + count_bytes))):
+            m.d.comb += self._error("LENGTH")
+        with m.Elif((f_mem.mem >= len(MEMORIES)) | (f_mem.addr + f_mem.words > depth)):
+            m.d.comb += self._error("ADDRESS")
+        with m.Elif(reading & (count_bytes > self.max_payload)):
+            m.d.comb += self._error("LENGTH")
+        with m.Elif(self.busy):
+            m.d.comb += self._error("BUSY")
+        with m.Elif(f_mem.words == 0):
+            m.d.comb += self._reply(req.code, 0)
+        with m.Elif(reading):
+            m.d.comb += [self.read.valid.eq(1), *self._reply(req.code, count_bytes, memory=1)]
+        with m.Else():
+            m.d.comb += self.write.valid.eq(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(_State)
+        req, reg, reply, error = self.request.payload, self.reg, self._reply, self._error
+        code = Signal(8)                                # the request being carried out
+        m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
+                     reg.wdata.eq(req.head.reg.value)]
+
+        with m.If(state == _State.IDLE):
+            m.d.comb += self.request.ready.eq(1)
+            with m.If(self.request.valid):
+                m.d.sync += code.eq(req.code)
+                with m.If(req.error != RxError.NONE):
+                    m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
+                with m.Elif(req.code == CMD["PING"]):
+                    with m.If(req.length != 0):
+                        m.d.comb += error("LENGTH")
+                    with m.Else():
+                        magic = int.from_bytes(protocol.MAGIC, "little")
+                        m.d.comb += reply(req.code, 6, Cat(Const(magic, 24),
+                                                           Const(protocol.VERSION, 8),
+                                                           Const(self.max_payload, 16)))
+                with m.Elif(req.code == CMD["WRITE_REG"]):
+                    with m.If(req.length != 5):
+                        m.d.comb += error("LENGTH")
+                    with m.Elif(self.busy):
+                        m.d.comb += error("BUSY")
+                    with m.Else():
+                        m.d.comb += [reg.we.eq(1), *reply(req.code, 0)]
+                with m.Elif(req.code == CMD["READ_REG"]):
+                    with m.If(req.length != 1):
+                        m.d.comb += error("LENGTH")
+                    with m.Else():
+                        m.d.comb += reg.re.eq(1)
+                        m.d.sync += state.eq(_State.REG_READ)
+                with m.Elif(req.code == CMD["WAIT"]):
+                    with m.If(req.length != 0):
+                        m.d.comb += error("LENGTH")
+                    with m.Else():
+                        m.d.sync += state.eq(_State.WAIT)
+                with m.Elif((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])):
+                    self._memory_request(m)
+                    with m.If(self.write.valid):
+                        m.d.sync += state.eq(_State.WRITE)
+                with m.Else():
+                    m.d.comb += error("COMMAND")
+        with m.Elif(state == _State.REG_READ):
+            m.d.comb += reply(code, 4, reg.rdata)
+            m.d.sync += state.eq(_State.IDLE)
+        with m.Elif(state == _State.WAIT):
+            with m.If(~self.busy):
+                m.d.comb += reg.re.eq(1)
+                m.d.sync += state.eq(_State.REG_READ)
+        with m.Elif(state == _State.WRITE):
+            with m.If(self.written):
+                m.d.comb += reply(code, 0)
+                m.d.sync += state.eq(_State.IDLE)
+        return m

@@ -1,0 +1,75 @@
+"""The host link's memory reader: memory words, on demand, as a stream of elements."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .link_types import ELEMENT, check_walk, walk_layout
+from .memory_bank import mem_port_signature
+
+__all__ = ["WordReader"]
+
+
+class WordReader(wiring.Component):
+    """Reads ``cmd.words`` (at least 1) words of memory ``cmd.mem`` from word ``cmd.addr`` on
+    and offers their elements on ``o`` (:data:`~.link_types.ELEMENT`, ``cmd.eb`` bytes each),
+    ``cmd.per`` per word, in address order.
+
+    Reads on demand: a word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`)
+    in a cycle when one is due and ``o.ready`` is high with nothing offered, and its elements
+    are offered from the next cycle on, each held until taken; the next word is due once the
+    last element is taken. So a sink that holds ``ready`` high while it waits gets an element
+    1 cycle after asking, and a word every ``per + 1`` cycles at best. ``element_port``: each
+    element is read alone (``mem.el``), ``2`` cycles per element at best. ``mem.rdata`` must
+    hold while ``mem.re`` is low (a read port with enable). A ``cmd`` (no back-pressure)
+    starts a walk the next cycle; one that comes during a walk is ignored, so an element
+    offered stays until taken whatever ``cmd`` does. ``walking``: a walk is in progress (a
+    register: from the cycle after ``cmd`` to the last element taken).
+    """
+
+    def __init__(self, *, depth: int, addr_width: int, elements: int,
+                 element_port: bool = False):
+        check_walk(depth=depth, addr_width=addr_width, elements=elements)
+        self.depth, self.elements, self.element_port = depth, elements, bool(element_port)
+        el_width = max(1, ceil_log2(elements)) if element_port else 0
+        super().__init__({
+            "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
+            "o": Out(stream.Signature(ELEMENT)),
+            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
+                                          el_width)),
+            "walking": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        EP, cmd, mem, o = self.element_port, self.cmd.payload, self.mem, self.o
+        code, eb, per = Signal(3), Signal(3), Signal(range(self.elements + 1))
+        maddr, left = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
+        el = Signal(range(self.elements + 1))           # the element offered
+        pending = Signal()                              # a word (element) is due
+        full = Signal()                                 # mem.rdata holds it
+        m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr), mem.re.eq(pending & ~full & o.ready),
+                     o.valid.eq(full), o.payload.bytes.eq(eb), self.walking.eq(pending | full)]
+        if EP:
+            m.d.comb += [mem.el.eq(el), o.payload.value.eq(mem.rdata[0])]
+        for e in range(0 if EP else self.elements):     # an If per element: no `case` on el
+            with m.If(el == e):
+                m.d.comb += o.payload.value.eq(mem.rdata[e])
+
+        end_of_word = el == per - 1
+        with m.If(self.cmd.valid & ~pending & ~full):
+            m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
+                         eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
+                         full.eq(0)]
+        with m.Elif(mem.re):
+            m.d.sync += [pending.eq(0), full.eq(1)]
+            with m.If(end_of_word if EP else 1):        # the word's last element moves on
+                m.d.sync += maddr.eq(maddr + 1)
+        with m.Elif(o.valid & o.ready):
+            m.d.sync += el.eq(el + 1)
+            with m.If(end_of_word):
+                m.d.sync += [el.eq(0), left.eq(left - 1)]
+            with m.If(1 if EP else end_of_word):   # the word (element) is used up
+                m.d.sync += [full.eq(0), pending.eq(~end_of_word | (left != 1))]
+        return m

@@ -1,0 +1,150 @@
+"""The host link's packet receiver: bytes in, whole requests (or what was wrong) out."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.memory import Memory, ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec import protocol
+from .link_types import MEM_HEAD, REQUEST, RxError, check_max_payload
+
+__all__ = ["PacketReceiver"]
+
+
+# The state is a plain enum register tested with If/Elif, not m.FSM or a Switch: Amaranth writes
+# those as a `case` without default, which `verilator -Wall` rejects.
+class _State(enum.Enum, shape=3):
+    HUNT = 0         # waiting for SYNC
+    HEAD = 1         # code, len lo, len hi
+    BODY = 2         # payload into the buffer
+    CRC = 3          # crc lo, crc hi
+    DISCARD = 4      # too long for the buffer: drop bytes until the line is quiet
+    CHECK = 5        # the packet is whole: offer it, with the verdict of its CRC
+    HELD = 6         # the request was taken: drop bytes until `resume`
+
+
+class PacketReceiver(wiring.Component):
+    """Frames :mod:`.protocol` packets from the bytes of ``rx`` into ``request``\\ s.
+
+    Hunts for ``SYNC``, reads code and length, writes the payload into ``buffer`` (a memory of
+    ``max_payload`` bytes, one block RAM: EBR on the iCE40, DP16KD on the ECP5; payload byte
+    ``i`` at address ``i``, read synchronously through the port ``buffer``: data the cycle after
+    ``addr``) and the first five bytes into ``request.head``, checks the CRC with
+    :mod:`amaranth.lib.crc`. ``request`` is offered (:data:`~.link_types.REQUEST`):
+
+    * the cycle after a packet's last CRC byte, ``error`` ``NONE`` or ``CRC``;
+    * in the cycle ``timeout`` cycles after the last byte of a packet in progress
+      (counting that byte's cycle): ``TIMEOUT``, or ``LENGTH`` for a packet longer than
+      ``max_payload``, which is read (and dropped) to the line going quiet.
+
+    Back-pressure: a request is held until taken (bytes are dropped meanwhile, the timeout
+    stands still); once taken, bytes are dropped until ``resume`` (in :class:`~.link.HostLink`:
+    the reply's last byte), then the receiver hunts again. Its fields do not change before the
+    next packet's header arrives. ``rx`` is never held back (``rx.ready`` is always 1): bytes
+    the receiver cannot use are dropped. ``idle``: hunting, no packet in progress or
+    unanswered.
+    """
+
+    @staticmethod
+    def check_parameters(*, max_payload: int, timeout: int) -> None:
+        """Raise ``ValueError`` naming the first parameter out of its range."""
+        check_max_payload(max_payload)
+        if not isinstance(timeout, int) or not 16 <= timeout <= 1 << 28:
+            raise ValueError(f"timeout must be an int in 16..2**28 cycles, not {timeout!r}")
+
+    def __init__(self, *, max_payload: int, timeout: int):
+        self.check_parameters(max_payload=max_payload, timeout=timeout)
+        self.max_payload, self.timeout = max_payload, timeout
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "request": Out(stream.Signature(REQUEST)),
+            "buffer": Out(ReadPort.Signature(addr_width=ceil_log2(max_payload), shape=8)),
+            "resume": In(1),
+            "idle": Out(1),
+        })
+
+    def _quiet_line(self, m, got, timing):
+        """High when no byte has come for ``timeout`` cycles while ``timing``; then held (bytes
+        ignored) until ``timing`` falls."""
+        quiet = Signal(range(self.timeout + 1))
+        timed_out = timing & (quiet == self.timeout - 1)
+        with m.If(~timing | (got & ~timed_out)):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += quiet.eq(quiet + 1)
+        return timed_out
+
+    def elaborate(self, platform):
+        m = Module()
+        P = self.max_payload
+        m.submodules.buffer = buffer = Memory(shape=8, depth=P, init=[])
+        buf_wr = buffer.write_port()
+        wiring.connect(m, buffer.read_port(), wiring.flipped(self.buffer))
+        m.submodules.crc = crc = catalog.CRC16_XMODEM(data_width=8).create()
+
+        state = Signal(_State)
+        byte, got = self.rx.payload, self.rx.valid
+        req = self.request
+        code, length, head = Signal(8), Signal(16), Signal(8 * MEM_HEAD)
+        index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
+        crc_rx = Signal(16)
+        m.d.comb += [self.rx.ready.eq(1), crc.data.eq(byte),
+                     req.payload.code.eq(code), req.payload.length.eq(length),
+                     req.payload.head.eq(head), self.idle.eq(state == _State.HUNT),
+                     buf_wr.addr.eq(index), buf_wr.data.eq(byte)]
+
+        timed_out = self._quiet_line(m, got, (state == _State.HEAD) | (state == _State.BODY) |
+                                     (state == _State.CRC) | (state == _State.DISCARD))
+        with m.If(timed_out):
+            m.d.comb += [req.valid.eq(1), req.payload.error.eq(
+                Mux(state == _State.DISCARD, RxError.LENGTH, RxError.TIMEOUT))]
+            with m.If(req.ready):
+                m.d.sync += state.eq(_State.HELD)
+        with m.Elif(state == _State.HUNT):
+            with m.If(got & (byte == protocol.SYNC)):
+                m.d.comb += crc.start.eq(1)
+                m.d.sync += [state.eq(_State.HEAD), index.eq(0)]
+        with m.Elif(state == _State.HEAD):
+            with m.If(got):
+                m.d.comb += crc.valid.eq(1)
+                m.d.sync += index.eq(index + 1)
+                with m.If(index == 0):
+                    m.d.sync += code.eq(byte)
+                with m.Elif(index == 1):
+                    m.d.sync += length[:8].eq(byte)
+                with m.Else():
+                    m.d.sync += [length[8:].eq(byte), index.eq(0)]
+                    with m.If(Cat(length[:8], byte) > P):
+                        m.d.sync += state.eq(_State.DISCARD)
+                    with m.Elif(Cat(length[:8], byte) == 0):
+                        m.d.sync += state.eq(_State.CRC)
+                    with m.Else():
+                        m.d.sync += state.eq(_State.BODY)
+        with m.Elif(state == _State.BODY):
+            with m.If(got):
+                m.d.comb += [crc.valid.eq(1), buf_wr.en.eq(1)]
+                m.d.sync += index.eq(index + 1)
+                with m.If(index < MEM_HEAD):
+                    m.d.sync += head.eq(Cat(head[8:], byte))
+                with m.If(index == length - 1):
+                    m.d.sync += [state.eq(_State.CRC), index.eq(0)]
+                    # align a payload shorter than five bytes at head[0]
+                    for n in range(MEM_HEAD - 1):
+                        with m.If(index == n):
+                            m.d.sync += head.eq(Cat(head[8 * (MEM_HEAD - n):], byte))
+        with m.Elif(state == _State.CRC):
+            with m.If(got):
+                m.d.sync += [index.eq(index + 1), crc_rx.eq(Cat(crc_rx[8:], byte))]
+                with m.If(index == 1):
+                    m.d.sync += state.eq(_State.CHECK)
+        with m.Elif(state == _State.CHECK):
+            m.d.comb += [req.valid.eq(1), req.payload.error.eq(
+                Mux(crc_rx != crc.crc, RxError.CRC, RxError.NONE))]
+            with m.If(req.ready):
+                m.d.sync += state.eq(_State.HELD)
+        with m.Elif(state == _State.HELD):
+            with m.If(self.resume):
+                m.d.sync += state.eq(_State.HUNT)
+        return m

@@ -1,0 +1,113 @@
+"""The host link's memory writer: elements from the packet buffer, written as memory words."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec.config import WORD_WIDTH
+from .link_types import check_max_payload, check_walk, walk_layout
+from .memory_bank import mem_port_signature
+
+__all__ = ["BufferWriter"]
+
+
+class BufferWriter(wiring.Component):
+    """Writes ``cmd.words`` (at least 1) memory words from the packet buffer, from its byte
+    ``first`` on.
+
+    A walk (:func:`~.link_types.walk_layout`) starts the cycle after ``cmd.valid``; a command
+    during a walk is ignored (``cmd`` takes no back-pressure). Buffer bytes are read
+    through ``buffer`` (a synchronous read port: data the cycle after ``addr``), one byte per
+    two cycles; ``cmd.eb`` bytes, little-endian, make an element, ``cmd.per`` elements a word.
+    A word goes to ``mem`` (:func:`~.memory_bank.mem_port_signature`, memory ``cmd.mem`` from
+    word ``cmd.addr`` on) the cycle after its last byte, while the next byte's read is issued,
+    so the walk takes ``2 * words * per * eb + 1`` cycles. ``element_port``: each element is
+    written alone (``mem.el``), the cycle after its last byte, and the port carries one
+    element. ``done`` is high in the cycle of the walk's last write.
+
+    ``mem.wdata`` keeps what was last written in elements a word does not use.
+    """
+
+    def __init__(self, *, max_payload: int, first: int, depth: int, addr_width: int,
+                 elements: int, element_port: bool = False):
+        check_max_payload(max_payload)
+        if not isinstance(first, int) or not 0 <= first < max_payload:
+            raise ValueError(f"first must be an int in 0..{max_payload - 1}, not {first!r}")
+        check_walk(depth=depth, addr_width=addr_width, elements=elements)
+        self.max_payload, self.first, self.depth = max_payload, first, depth
+        self.elements, self.element_port = elements, bool(element_port)
+        el_width = max(1, ceil_log2(elements)) if element_port else 0
+        super().__init__({
+            "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
+            "buffer": In(ReadPort.Signature(addr_width=ceil_log2(max_payload), shape=8)),
+            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
+                                          el_width)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        EP, cmd, mem, buf = self.element_port, self.cmd.payload, self.mem, self.buffer
+        active = Signal()
+        code, eb, per = Signal(3), Signal(3), Signal(range(self.elements + 1))
+        maddr, words = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
+        index = Signal(range(self.max_payload + 1))     # the buffer byte
+        el = Signal(range(self.elements + 1))           # the element within the word
+        bi = Signal(3)                                  # the byte within the element
+        cur = Signal(32)                                # bytes in, LSB last
+        rd_pending = Signal()                           # buffer[index] was read last cycle
+        word_full = Signal()                            # a word (element) waits to be written
+        m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr)]
+        if EP:
+            # the element is written the cycle after its last byte, while `cur` still holds it
+            w_elem, w_el, w_last = Signal(WORD_WIDTH), Signal.like(el), Signal()
+            m.d.comb += [w_elem.eq(cur), mem.wdata[0].eq(w_elem), mem.el.eq(w_el)]
+            for n in range(1, 4):
+                with m.If(eb == n):
+                    m.d.comb += w_elem.eq(cur[32 - 8 * n:])
+        else:
+            word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+            m.d.comb += mem.wdata.eq(word)
+
+        with m.If(self.cmd.valid & ~active):
+            m.d.sync += [active.eq(1), code.eq(cmd.mem), maddr.eq(cmd.addr),
+                         words.eq(cmd.words), eb.eq(cmd.eb), per.eq(cmd.per),
+                         index.eq(self.first), el.eq(0), bi.eq(0), rd_pending.eq(0),
+                         word_full.eq(0)]
+        with m.Elif(active):
+            # cycle 1 reads buffer[index]; cycle 2 (rd_pending) takes the byte
+            m.d.comb += [buf.addr.eq(index), buf.en.eq(~rd_pending)]
+            m.d.sync += rd_pending.eq(~rd_pending)
+            with m.If(rd_pending):
+                m.d.sync += [index.eq(index + 1), bi.eq(bi + 1),
+                             cur.eq(Cat(cur[8:], buf.data))]
+                with m.If(bi == eb - 1):              # an element is whole
+                    m.d.sync += bi.eq(0)
+                    if EP:                              # written alone, next cycle
+                        m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1), word_full.eq(1)]
+                    else:
+                        whole = Cat(cur[8:], buf.data)
+                        elem = Signal(WORD_WIDTH)
+                        m.d.comb += elem.eq(whole)
+                        for n in range(1, 4):
+                            with m.If(eb == n):
+                                m.d.comb += elem.eq(whole[32 - 8 * n:])
+                        for e in range(self.elements):  # an If per element: no `case` on el
+                            with m.If(el == e):
+                                m.d.sync += word[e].eq(elem)
+                    with m.If(el == per - 1):
+                        m.d.sync += [el.eq(0), word_full.eq(1)]
+                    with m.Else():
+                        m.d.sync += el.eq(el + 1)
+            with m.Elif(word_full):
+                # a word is whole (written while the next byte's read is issued)
+                m.d.comb += mem.we.eq(1)
+                m.d.sync += word_full.eq(0)
+                with m.If(w_last if EP else 1):
+                    m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
+                    with m.If(words == 1):
+                        m.d.comb += self.done.eq(1)
+                        m.d.sync += [active.eq(0), rd_pending.eq(0)]
+        return m
