@@ -260,5 +260,48 @@ def regs(fmt, output, json_path):
                                for m in memories.MEMORIES.values()]})
 
 
+@click.command()
+@click.option("--only", "only", multiple=True, metavar="NAME",
+              help="Run only this property, or every property of a block such as 'link' "
+                   "(repeatable). [default: all]")
+@click.option("--build-dir", type=str, default=os.path.join("out", "formal"),
+              show_default=True, help="Where each proof's RTLIL, .sby and logs go.")
+@click.option("--list", "list_only", is_flag=True, help="List the properties and exit.")
+@json_option("Write {\"properties\": [{block, property, method, depth, status, seconds}]}.")
+@progress_option()
+@fail_cleanly
+def formal(only, build_dir, list_only, json_path, progress):
+    """Formal properties of the blocks, proven with SymbiYosys (bmc or k-induction).
+
+    Prints a table (block, property, method and depth, result, seconds); exits non-zero if
+    any property fails, and names the counterexample trace.
+    """
+    from gateskip import formal as formal_mod
+    check_writable(json_path, "--json")
+    chosen = formal_mod.select(list(only) or None)
+    if list_only:
+        for p in chosen:
+            click.echo(f"{p.name:32} {p.block:15} {p.method} {p.depth:3}  {p.property}")
+        return
+    formal_mod.tools()                            # a missing tool fails here, in one line
+    make_outdir(build_dir)
+    bar = Progress("properties", progress)
+    done = []
+
+    def step(prop, row):
+        done.append(row)
+        bar(len(done), len(chosen), {"last": prop.name})
+    rows = formal_mod.run_all(build_dir, progress=step, only=[p.name for p in chosen])
+    bar.close()
+    click.echo(formal_mod.table(rows))
+    write_json(json_path, {"properties": rows})
+    failed = [r for r in rows if r["status"] != "pass"]
+    if failed:
+        r = failed[0]
+        raise click.ClickException(f"{len(failed)} of {len(rows)} properties failed; first: "
+                                   f"{r['name']}: {r['detail']}"
+                                   + (f" (trace {r['trace']})" if r.get("trace") else ""))
+
+
 #: the commands of this module, registered on ``gateskip`` by :mod:`gateskip.cli`
-COMMANDS = (verilog, sim, bench, regs)
+COMMANDS = (verilog, sim, bench, regs, formal)
