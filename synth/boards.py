@@ -59,16 +59,16 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 # -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
 # (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
 # named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
-#   icebreaker  synth/reports/icebreaker.json: H 8, X 8, L 1, T 8, B 1 with hw.top.SMALL_DEVICE
+#   icebreaker  synth/reports/icebreaker.json: H 8, X 8, L 1, T 8, B 1 with spec.config.SMALL_DEVICE
 #               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
 #               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
 #               5280 ICESTORM_LC (icebreaker-no-small-options.json).
-#   ulx3s-85f   synth/reports/ulx3s-85f.json: 11772/83640 LUT slots, 35/156 MULT18X18D, 139/208
-#               DP16KD, Fmax 36.54 MHz >= 25 MHz. One step up fails: hidden 96 (inputs 48) before
+#   ulx3s-85f   synth/reports/ulx3s-85f.json: 11631/83640 LUT slots, 35/156 MULT18X18D, 139/208
+#               DP16KD, Fmax 35.19 MHz >= 25 MHz. One step up fails: hidden 96 (inputs 48) before
 #               any tool (memories 3855360 bits > 3833856, ulx3s-85f-step-up.json); lanes 16 with
 #               max_seq 32 did not route in 15 min (ulx3s-85f-lanes16-seq32.json).
-#   ulx3s-12f   synth/reports/ulx3s-12f.json: 9128/24288 LUT slots, 10/28 MULT18X18D, 37/56
-#               DP16KD, Fmax 43.43 MHz >= 25 MHz; the full gate-gradient unit alone takes 27 of
+#   ulx3s-12f   synth/reports/ulx3s-12f.json: 8807/24288 LUT slots, 10/28 MULT18X18D, 37/56
+#               DP16KD, Fmax 42.84 MHz >= 25 MHz; the full gate-gradient unit alone takes 27 of
 #               the 28 multipliers, so ew_multipliers=3. Hidden 48 (inputs 24) does not fit
 #               (ulx3s-12f-step-up.json: nextpnr's DP16KD figure).
 BOARDS = {b.name: b for b in (
