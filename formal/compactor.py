@@ -2,11 +2,11 @@
 index_width=2`` (vectors of 1 to 4 values, so one or two beats each)."""
 
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Assert, Assume, Mux, Signal
 
 from gateskip.hw.compactor import Compactor
 
-from .streams import drive_sink, drive_source, no_reset
+from .streams import Harness, drive_sink, drive_source
 
 __all__ = ["PARAMS", "small", "CompactorPairs"]
 
@@ -19,7 +19,7 @@ def small():
     return Compactor(**PARAMS)
 
 
-class CompactorPairs(Elaboratable):
+class CompactorPairs(Harness):
     """Every value of a vector that is non-zero (every value, in dense mode) comes out exactly
     once, in order, as ``(index, value)`` with its index in the vector; nothing else comes out
     (no zero in skip mode, no index at or beyond ``length``, no pair twice); a pair is offered
@@ -38,14 +38,10 @@ class CompactorPairs(Elaboratable):
     the indices), so there is none to check.
     """
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
+        m, dut = self.module()
         L = dut.lanes
-        no_reset(m)
         drive_source(m, dut.i, "i")
         drive_sink(m, dut.o)
         length = AnyConst(len(dut.length))

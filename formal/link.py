@@ -8,13 +8,13 @@ enable, as ``amaranth.lib.memory`` gives), ``busy`` arbitrary (or bounded, where
 """
 
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, Value
+from amaranth.hdl import Assert, Assume, Module, Mux, Signal, Value
 
 from gateskip.hw.link import HostLink
 from gateskip.spec import protocol
 from gateskip.spec.memories import MEMORIES
 
-from .streams import no_reset
+from .streams import Harness
 
 __all__ = ["PARAMS", "small", "LinkReplies", "LinkRecovers", "PING", "GARBAGE",
            "RECOVER", "ANSWER", "RECOVERS_DEPTH"]
@@ -94,7 +94,7 @@ class _Replies:
                 m.d.sync += at.eq(0)
 
 
-class LinkReplies(Elaboratable):
+class LinkReplies(Harness):
     """Every request gets exactly one reply: under any bytes on ``rx`` at any times and any
     accelerator (``busy`` too: a ``WAIT`` may last for ever), every packet the link starts
     (a ``SYNC`` taken while ``idle``: hunting, nothing in flight) is answered by exactly one
@@ -115,13 +115,9 @@ class LinkReplies(Elaboratable):
     error reply to a short request, and any part of a longer one.
     """
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         m.d.comb += [dut.rx.valid.eq(AnySeq(1)), dut.rx.payload.eq(AnySeq(8)),
                      dut.tx.ready.eq(1)]
         _accelerator(m, dut)
@@ -141,7 +137,7 @@ class LinkReplies(Elaboratable):
         return m
 
 
-class LinkRecovers(Elaboratable):
+class LinkRecovers(Harness):
     """No lock-up: whatever bytes came in the first :data:`GARBAGE` cycles, once the line is
     quiet the link is back to hunting within :data:`RECOVER` cycles, and then a good ``PING``
     frame is answered: its reply (``SYNC``, code ``PING``, 6 bytes) starts within
@@ -157,13 +153,9 @@ class LinkRecovers(Elaboratable):
     the reply. (A deeper garbage prefix makes the search grow steeply: 16 cycles of it need
     minutes per cycle of depth.)"""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         m.d.comb += dut.tx.ready.eq(1)
         _accelerator(m, dut, busy_for=4)
 

@@ -34,6 +34,21 @@ def no_reset(m: Module, domain: str = "sync") -> None:
     m.d.comb += Assume(~ResetSignal(domain))
 
 
+class Harness(Elaboratable):
+    """A property's harness around ``factory()``, the block at the proof's parameters
+    (:attr:`dut`); :meth:`module` starts its ``elaborate``."""
+
+    def __init__(self, factory):
+        self.dut = factory()
+
+    def module(self) -> tuple[Module, object]:
+        """A module holding the block as ``dut``, run without reset (:func:`no_reset`)."""
+        m = Module()
+        m.submodules.dut = self.dut
+        no_reset(m)
+        return m, self.dut
+
+
 def _held(m: Module, stream, name: str, check) -> None:
     """``check`` (``Assert`` or ``Assume``) that a stalled item stays: in the cycle after
     ``valid & ~ready``, ``valid`` is still high and ``payload`` unchanged."""
@@ -132,23 +147,19 @@ def drive_ports(m: Module, dut, *, check: bool = True) -> None:
             m.d.comb += value.eq(AnySeq(len(value)))
 
 
-class BlockStreams(Elaboratable):
+class BlockStreams(Harness):
     """Any block: under inputs that obey the stream rules, any ``ready`` on its outputs and
     arbitrary other inputs (read data held between reads, :func:`drive_ports`), every output
     stream obeys the rules."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         drive_ports(m, dut)
         return m
 
 
-class UartRxStreams(Elaboratable):
+class UartRxStreams(Harness):
     """:class:`~gateskip.hw.uart.UartRx` on an arbitrary ``rx`` line: ``o`` obeys the stream
     rules while its sink takes each byte within ``9 * divisor`` cycles (``stall`` below), which
     the host link does (its ``rx.ready`` is always high).
@@ -157,13 +168,9 @@ class UartRxStreams(Elaboratable):
     line back (see its docstring), so a sink that stalls longer than a byte time is outside
     the rules; the assumption says exactly that and no more."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         m.d.comb += dut.rx.eq(AnySeq(1))
         drive_sink(m, dut.o)
         stall = 9 * dut.divisor
@@ -177,34 +184,26 @@ class UartRxStreams(Elaboratable):
         return m
 
 
-class UartTxAccepts(Elaboratable):
+class UartTxAccepts(Harness):
     """:class:`~gateskip.hw.uart.UartTx`: under inputs that obey the stream rules, an offered
     byte is taken within ``10 * divisor + 1`` cycles (the byte before it on the line)."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         drive_ports(m, dut, check=False)
         assert_accepts(m, dut.i, "i", 10 * dut.divisor + 1)
         return m
 
 
-class MacArrayAccepts(Elaboratable):
+class MacArrayAccepts(Harness):
     """:class:`~gateskip.hw.mac_array.MacArray`: ``cmd`` (its only stream, an input) is taken
     within ``2 * C`` cycles of being offered (a ``BOTH`` command before it issues ``2C``
     words), under commands that obey the stream rules and arbitrary memory read data."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         drive_ports(m, dut, check=False)
         assert_accepts(m, dut.cmd, "cmd", 2 * dut.chunks)
         return m

@@ -5,11 +5,11 @@ most negative value is no special case) rather than reuse the block's expression
 """
 
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Assert, Module, Mux, Signal
 
 from gateskip.hw.threshold import ThresholdUnit
 
-from .streams import drive_sink, drive_source, no_reset
+from .streams import Harness, drive_sink, drive_source
 
 __all__ = ["PARAMS", "small", "expected_beat", "ThresholdLanes", "ThresholdCounters"]
 
@@ -38,7 +38,7 @@ def expected_beat(m: Module, dut, values, tau):
     return want, zeros
 
 
-class ThresholdLanes(Elaboratable):
+class ThresholdLanes(Harness):
     """Every output beat is the next accepted input beat thresholded: lane ``l`` equals the
     input's lane ``l`` where ``|v| >= tau`` (``tau`` as it was when the beat was accepted) and is
     zero elsewhere, with the mask of its non-zero lanes; beats come out in order, none lost,
@@ -52,13 +52,9 @@ class ThresholdLanes(Elaboratable):
     skid buffer's second item is not visible at the ports, so with ``skid=True`` it is checked
     by BMC from reset (every state of the two-entry buffer is reached within 3 cycles)."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         drive_source(m, dut.i, "i")
         drive_sink(m, dut.o)
         m.d.comb += [dut.tau.eq(AnySeq(dut.width)), dut.clear.eq(AnySeq(1))]
@@ -93,19 +89,15 @@ class ThresholdLanes(Elaboratable):
         return m
 
 
-class ThresholdCounters(Elaboratable):
+class ThresholdCounters(Harness):
     """The counters count exactly what passed: ``seen`` the values of every accepted beat
     (``lanes`` each), ``zeros`` those of them that leave as zero (``|v| < tau`` or ``v = 0``),
     both cleared by ``clear`` and wrapping at ``counter_width`` bits. The harness keeps its
     own counts, from its own threshold; asserted equal every cycle (1-inductive: prove)."""
 
-    def __init__(self, factory):
-        self.dut = factory()
 
     def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = dut = self.dut
-        no_reset(m)
+        m, dut = self.module()
         drive_source(m, dut.i, "i")
         drive_sink(m, dut.o)
         m.d.comb += [dut.tau.eq(AnySeq(dut.width)), dut.clear.eq(AnySeq(1))]
