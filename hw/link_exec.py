@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import protocol
 from ..spec.formats import FORMATS, Formats
-from ..spec.memories import MEMORIES
+from ..spec.memories import CODE_BITS, MEMORIES
 from ..spec.registers import ADDRESS
 from .link_types import MEM_HEAD, REPLY, REQUEST, RxError, check_max_payload, walk_layout
 from .mac_array import const_mul
@@ -111,7 +111,7 @@ class LinkExecutor(wiring.Component):
         ``read.valid``) or the reply given."""
         req = self.request.payload
         f_mem = req.head.mem
-        sel = f_mem.mem[:3]
+        sel = f_mem.mem[:CODE_BITS]
         eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
         for walk in (self.write.payload, self.read.payload):
             m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),

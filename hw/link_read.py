@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..spec.memories import CODE_BITS
 from .link_types import ELEMENT, check_walk, walk_layout
 from .memory_bank import mem_port_signature
 
@@ -44,7 +45,7 @@ class WordReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         EP, cmd, mem, o = self.element_port, self.cmd.payload, self.mem, self.o
-        code, eb, per = Signal(3), Signal(3), Signal(range(self.elements + 1))
+        code, eb, per = Signal(CODE_BITS), Signal(3), Signal(range(self.elements + 1))
         maddr, left = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
         el = Signal(range(self.elements + 1))           # the element offered
         pending = Signal()                              # a word (element) is due

@@ -6,6 +6,7 @@ from amaranth.lib import data, enum
 
 from ..spec import protocol
 from ..spec.config import WORD_WIDTH
+from ..spec.memories import CODE_BITS
 
 __all__ = ["RxError", "REQUEST", "REPLY", "ELEMENT", "MEM_HEAD", "walk_layout",
            "check_walk", "check_max_payload"]
@@ -49,7 +50,7 @@ ELEMENT = data.StructLayout({"value": unsigned(WORD_WIDTH), "bytes": 3})
 def walk_layout(depth: int, elements: int) -> data.StructLayout:
     """A walk over ``words`` words of memory ``mem`` from word ``addr``, ``per`` elements of
     ``eb`` bytes each; ``depth`` bounds addresses and counts, ``elements`` the elements."""
-    return data.StructLayout({"mem": 3, "addr": range(depth + 1), "words": range(depth + 1),
+    return data.StructLayout({"mem": CODE_BITS, "addr": range(depth + 1), "words": range(depth + 1),
                               "eb": 3, "per": range(elements + 1)})
 
 

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import WORD_WIDTH
+from ..spec.memories import CODE_BITS
 from .link_types import check_max_payload, check_walk, walk_layout
 from .memory_bank import mem_port_signature
 
@@ -51,7 +52,7 @@ class BufferWriter(wiring.Component):
         m = Module()
         EP, cmd, mem, buf = self.element_port, self.cmd.payload, self.mem, self.buffer
         active = Signal()
-        code, eb, per = Signal(3), Signal(3), Signal(range(self.elements + 1))
+        code, eb, per = Signal(CODE_BITS), Signal(3), Signal(range(self.elements + 1))
         maddr, words = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
         index = Signal(range(self.max_payload + 1))     # the buffer byte
         el = Signal(range(self.elements + 1))           # the element within the word

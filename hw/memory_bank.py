@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.memories import ACT_FIELDS, MEMORIES
+from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES
 
 __all__ = ["MemoryBank", "mem_port_signature", "word_shapes"]
 
@@ -21,7 +21,7 @@ def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wir
     With ``el_width`` (an element port: ``elements`` is 1), each access is the one element
     ``el`` of the word at ``addr``: a write changes that element alone."""
     word = data.ArrayLayout(signed(WORD_WIDTH), elements)
-    members = {"mem": Out(3), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
+    members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
                "wdata": Out(word), "rdata": In(word)}
     if el_width:
         members["el"] = Out(el_width)
@@ -165,7 +165,7 @@ class MemoryBank(wiring.Component):
             else:
                 m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word), port.en.eq(h_we)]
 
-        rd_code = Signal(3)
+        rd_code = Signal(CODE_BITS)
         rd_el = Signal(max(1, self.el_width))
         with m.If(host.re):
             m.d.sync += rd_code.eq(host.mem)

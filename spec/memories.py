@@ -24,8 +24,8 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Memory", "MEMORIES", "by_code", "sizes", "to_words", "from_words", "markdown_table",
-           "ACT_FIELDS", "INPUTS", "RESULTS"]
+__all__ = ["Memory", "MEMORIES", "CODE_BITS", "by_code", "sizes", "to_words", "from_words",
+           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,8 @@ MEMORIES = {m.name: m for m in (
            "da of (b, t): dx_t = da[:X], dh_{t-1} += da[X:]"),
 )}
 
+#: bits of a memory code on the host port (the link's requests carry a byte)
+CODE_BITS = max(1, (max(m.code for m in MEMORIES.values())).bit_length())
 #: the fields of an ``ACT`` word, in memory order
 ACT_FIELDS = tuple(name for name, _fmt in MEMORIES["ACT"].fields)
 #: what a host loads before a run (``DC`` too when it carries a ``dc_T``)
