@@ -117,6 +117,12 @@ PROPERTIES = [
     Property("gate_grad.streams_shared", "GateGradUnit", "o obeys the stream rules "
              "(time-shared, 1 multiplier)", "prove", 24, streams.BlockStreams,
              streams.small_gate_grad(1)),
+    Property("fetch.streams", "FetchStage", "o obeys the stream rules", "prove", 8,
+             streams.BlockStreams, streams.small_fetch),
+    Property("db.streams", "DbParallel", "o obeys the stream rules", "prove", 8,
+             streams.BlockStreams, streams.small_db(serial=False)),
+    Property("db.streams_serial", "DbSerial", "o obeys the stream rules", "prove", 8,
+             streams.BlockStreams, streams.small_db(serial=True)),
     Property("mac_array.cmd_accepts", "MacArray", "cmd is taken within 2C cycles", "prove", 8,
              streams.MacArrayAccepts, streams.small_mac_array),
 ]

@@ -244,3 +244,34 @@ def small_gate_grad(multipliers=None):
 
 def small_mac_array():
     return MacArray(lanes=2, k=4, rows=3)
+
+
+def _small_config(**options):
+    from gateskip.spec.config import AccelConfig
+    return AccelConfig(hidden=2, inputs=2, lanes=2, max_seq=2, max_batch=1, **options)
+
+
+def small_fetch():
+    """The fetch stage of a tiny accelerator (H 2, X 2, L 2, T 2, B 1)."""
+    from gateskip.hw.fetch import FetchStage
+    from gateskip.hw.memory_bank import word_shapes
+    cfg = _small_config()
+    ports = {n: (s, d) for n, (s, d) in word_shapes(cfg).items()}
+    return FetchStage(cfg, ports, GateGradUnit.layouts(cfg.formats)[0])
+
+
+def small_db(serial=False):
+    """A ``db`` accumulator of H 2 between the threshold's and the compactor's beats."""
+    def make():
+        from amaranth.hdl import signed, unsigned
+        from amaranth.lib import data
+        from gateskip.hw.db import DbParallel, DbSerial
+        from gateskip.spec.formats import FORMATS as f
+        lanes = data.ArrayLayout(signed(f.grad.width), 4)
+        beat_in = data.StructLayout({"data": lanes, "mask": unsigned(4)})
+        beat_out = data.StructLayout({"data": lanes})
+        if serial:
+            return DbSerial(2, f, beat_in, beat_out)
+        return DbParallel(2, f, beat_in, beat_out, data.ArrayLayout(signed(f.dw.width), 4))
+    return make
+

@@ -254,23 +254,29 @@ class GateGradUnit(wiring.Component):
             # before the next beat is latched)
             self.registers = allocate_registers(self.schedule, formats)
             self.dsp_blocks = sum(_dsp_cost(*s) for s in self.shapes)
+        self.in_layout, self.out_layout = self.layouts(formats)
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+            "busy": Out(1),
+        })
+
+    @staticmethod
+    def layouts(formats: Formats = FORMATS):
+        """The input and the output beat's layouts (no unit is built)."""
         f = formats
-        self.in_layout = data.StructLayout({
+        in_layout = data.StructLayout({
             **{name: signed(f.act.width) for name in ("i", "f", "g", "o", "tanh_c")},
             "c_prev": signed(f.cell.width),
             "dh_loss": signed(f.state.width),
             "da_h": signed(f.da.width),
             "dc": signed(f.state.width),
         })
-        self.out_layout = data.StructLayout({
+        out_layout = data.StructLayout({
             "dnet": data.ArrayLayout(signed(f.grad.width), 4),
             "dc_prev": signed(f.state.width),
         })
-        super().__init__({
-            "i": In(stream.Signature(self.in_layout)),
-            "o": Out(stream.Signature(self.out_layout)),
-            "busy": Out(1),
-        })
+        return in_layout, out_layout
 
     def elaborate(self, platform):
         m = Module()

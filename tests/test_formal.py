@@ -205,6 +205,9 @@ BROKEN = [
     ("link.reader_streams", "wobble", tampered(streams.small_word_reader(False), wobble("o"))),
     ("link.reader_streams_element", "blink", tampered(streams.small_word_reader(True),
                                                       blink("o"))),
+    ("fetch.streams", "wobble", tampered(streams.small_fetch, wobble("o"))),
+    ("db.streams", "blink", tampered(streams.small_db(serial=False), blink("o"))),
+    ("db.streams_serial", "wobble", tampered(streams.small_db(serial=True), wobble("o"))),
 ]
 
 
