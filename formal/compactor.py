@@ -38,7 +38,6 @@ class CompactorPairs(Harness):
     the indices), so there is none to check.
     """
 
-
     def elaborate(self, platform):
         m, dut = self.module()
         L = dut.lanes

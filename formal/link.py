@@ -115,7 +115,6 @@ class LinkReplies(Harness):
     error reply to a short request, and any part of a longer one.
     """
 
-
     def elaborate(self, platform):
         m, dut = self.module()
         m.d.comb += [dut.rx.valid.eq(AnySeq(1)), dut.rx.payload.eq(AnySeq(8)),
@@ -152,7 +151,6 @@ class LinkRecovers(Harness):
     stall for ever. BMC from reset; the depth covers the garbage, the quiet line, the frame and
     the reply. (A deeper garbage prefix makes the search grow steeply: 16 cycles of it need
     minutes per cycle of depth.)"""
-
 
     def elaborate(self, platform):
         m, dut = self.module()

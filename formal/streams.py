@@ -152,7 +152,6 @@ class BlockStreams(Harness):
     arbitrary other inputs (read data held between reads, :func:`drive_ports`), every output
     stream obeys the rules."""
 
-
     def elaborate(self, platform):
         m, dut = self.module()
         drive_ports(m, dut)
@@ -167,7 +166,6 @@ class UartRxStreams(Harness):
     A byte left longer is replaced by the next one: by design the receiver never holds the
     line back (see its docstring), so a sink that stalls longer than a byte time is outside
     the rules; the assumption says exactly that and no more."""
-
 
     def elaborate(self, platform):
         m, dut = self.module()
@@ -188,7 +186,6 @@ class UartTxAccepts(Harness):
     """:class:`~gateskip.hw.uart.UartTx`: under inputs that obey the stream rules, an offered
     byte is taken within ``10 * divisor + 1`` cycles (the byte before it on the line)."""
 
-
     def elaborate(self, platform):
         m, dut = self.module()
         drive_ports(m, dut, check=False)
@@ -200,7 +197,6 @@ class MacArrayAccepts(Harness):
     """:class:`~gateskip.hw.mac_array.MacArray`: ``cmd`` (its only stream, an input) is taken
     within ``2 * C`` cycles of being offered (a ``BOTH`` command before it issues ``2C``
     words), under commands that obey the stream rules and arbitrary memory read data."""
-
 
     def elaborate(self, platform):
         m, dut = self.module()

@@ -38,7 +38,19 @@ def expected_beat(m: Module, dut, values, tau):
     return want, zeros
 
 
-class ThresholdLanes(Harness):
+class _ThresholdHarness(Harness):
+    """The unit under any input beats, ``tau`` and ``clear`` that obey the rules, and any
+    ``ready`` on its output."""
+
+    def module(self):
+        m, dut = super().module()
+        drive_source(m, dut.i, "i")
+        drive_sink(m, dut.o)
+        m.d.comb += [dut.tau.eq(AnySeq(dut.width)), dut.clear.eq(AnySeq(1))]
+        return m, dut
+
+
+class ThresholdLanes(_ThresholdHarness):
     """Every output beat is the next accepted input beat thresholded: lane ``l`` equals the
     input's lane ``l`` where ``|v| >= tau`` (``tau`` as it was when the beat was accepted) and is
     zero elsewhere, with the mask of its non-zero lanes; beats come out in order, none lost,
@@ -52,12 +64,8 @@ class ThresholdLanes(Harness):
     skid buffer's second item is not visible at the ports, so with ``skid=True`` it is checked
     by BMC from reset (every state of the two-entry buffer is reached within 3 cycles)."""
 
-
     def elaborate(self, platform):
         m, dut = self.module()
-        drive_source(m, dut.i, "i")
-        drive_sink(m, dut.o)
-        m.d.comb += [dut.tau.eq(AnySeq(dut.width)), dut.clear.eq(AnySeq(1))]
 
         want, _ = expected_beat(m, dut, dut.i.payload.data, dut.tau)
         q0, q1 = Signal(dut.out_layout), Signal(dut.out_layout)     # owed beats, oldest first
@@ -89,18 +97,14 @@ class ThresholdLanes(Harness):
         return m
 
 
-class ThresholdCounters(Harness):
+class ThresholdCounters(_ThresholdHarness):
     """The counters count exactly what passed: ``seen`` the values of every accepted beat
     (``lanes`` each), ``zeros`` those of them that leave as zero (``|v| < tau`` or ``v = 0``),
     both cleared by ``clear`` and wrapping at ``counter_width`` bits. The harness keeps its
     own counts, from its own threshold; asserted equal every cycle (1-inductive: prove)."""
 
-
     def elaborate(self, platform):
         m, dut = self.module()
-        drive_source(m, dut.i, "i")
-        drive_sink(m, dut.o)
-        m.d.comb += [dut.tau.eq(AnySeq(dut.width)), dut.clear.eq(AnySeq(1))]
 
         _, zeros = expected_beat(m, dut, dut.i.payload.data, dut.tau)
         seen = Signal(dut.counter_width)

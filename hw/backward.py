@@ -1,6 +1,6 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -13,7 +13,7 @@ from .db import DbParallel, DbSerial
 from .fetch import FetchStage
 from .gate_grad import GateGradUnit
 from .mac_array import MacArray, Use, const_mul
-from .memory_bank import MemoryBank, mem_port_signature, word_shapes
+from .memory_bank import MemoryBank, mem_port_signature
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
 from .threshold import ThresholdUnit
@@ -64,12 +64,7 @@ class Backward(wiring.Component):
 
     def __init__(self, config: AccelConfig | None = None, *,
                  max_memory_bits: int | None = None, **params):
-        if config is None:
-            config = AccelConfig(**params)
-        elif not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
-        elif params:
-            config = config.replace(**params)
+        config = AccelConfig.of(config, **params)
         self.check(config, max_memory_bits)
         self.config = c = config
         f, H = c.formats, c.hidden
@@ -104,8 +99,7 @@ class Backward(wiring.Component):
         self.queue = Queue(self.compactor.pair_layout, c.fifo_depth)
         super().__init__({
             "reg": In(reg_signature()),
-            "mem": In(mem_port_signature(self.addr_width, self.bank.port_elements,
-                                         self.bank.el_width)),
+            "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
             "busy": Out(1),
             "done": Out(1),
         })
@@ -117,7 +111,7 @@ class Backward(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
-        memory_bits = sum(Shape.cast(s).width * d for s, d in word_shapes(config).values())
+        memory_bits = MemoryBank.bits(config)
         if max_memory_bits is not None and memory_bits > max_memory_bits:
             raise ValueError(f"the memories need {memory_bits} bits "
                              f"({memory_bits / 8192:.1f} KiB) and the target holds "

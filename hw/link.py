@@ -3,7 +3,6 @@
 from amaranth.hdl import Module, Mux
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec import protocol
 from ..spec.formats import FORMATS, Formats
@@ -60,7 +59,6 @@ class HostLink(wiring.Component):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, timeout=timeout, formats=formats)
         self.element_port = bool(element_port)
-        el_width = max(1, ceil_log2(elements)) if element_port else 0
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
         self.formats = formats
@@ -68,8 +66,7 @@ class HostLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "reg": Out(reg_signature()),
-            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
-                                          el_width)),
+            "mem": Out(mem_port_signature(addr_width, elements, element_port)),
             "busy": In(1),
             "idle": Out(1),
         })

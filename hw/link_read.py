@@ -3,7 +3,6 @@
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec.memories import CODE_BITS
 from .link_types import ELEMENT, check_walk, walk_layout
@@ -33,12 +32,10 @@ class WordReader(wiring.Component):
                  element_port: bool = False):
         check_walk(depth=depth, addr_width=addr_width, elements=elements)
         self.depth, self.elements, self.element_port = depth, elements, bool(element_port)
-        el_width = max(1, ceil_log2(elements)) if element_port else 0
         super().__init__({
             "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
             "o": Out(stream.Signature(ELEMENT)),
-            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
-                                          el_width)),
+            "mem": Out(mem_port_signature(addr_width, elements, element_port)),
             "walking": Out(1),
         })
 

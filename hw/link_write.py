@@ -39,12 +39,10 @@ class BufferWriter(wiring.Component):
         check_walk(depth=depth, addr_width=addr_width, elements=elements)
         self.max_payload, self.first, self.depth = max_payload, first, depth
         self.elements, self.element_port = elements, bool(element_port)
-        el_width = max(1, ceil_log2(elements)) if element_port else 0
         super().__init__({
             "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
             "buffer": In(ReadPort.Signature(addr_width=ceil_log2(max_payload), shape=8)),
-            "mem": Out(mem_port_signature(addr_width, 1 if element_port else elements,
-                                          el_width)),
+            "mem": Out(mem_port_signature(addr_width, elements, element_port)),
             "done": Out(1),
         })
 

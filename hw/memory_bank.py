@@ -9,18 +9,27 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES
 
-__all__ = ["MemoryBank", "mem_port_signature", "word_shapes"]
+__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes"]
 
 
-def mem_port_signature(addr_width: int, elements: int, el_width: int = 0) -> wiring.Signature:
+def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
+    """``(elements per access, width of the element index el)`` of a host memory port over
+    words of up to ``elements`` elements: ``(elements, 0)``, or ``(1, bits)`` for an element
+    port."""
+    return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
+
+
+def mem_port_signature(addr_width: int, elements: int,
+                       element_port: bool = False) -> wiring.Signature:
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
     truncated to the word's fields, read ones sign-extended; ``rdata`` is valid the cycle after
     ``re``.
 
-    With ``el_width`` (an element port: ``elements`` is 1), each access is the one element
-    ``el`` of the word at ``addr``: a write changes that element alone."""
-    word = data.ArrayLayout(signed(WORD_WIDTH), elements)
+    ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
+    carries one element): a write changes that element alone."""
+    per_access, el_width = port_elements(elements, element_port)
+    word = data.ArrayLayout(signed(WORD_WIDTH), per_access)
     members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
                "wdata": Out(word), "rdata": In(word)}
     if el_width:
@@ -84,17 +93,16 @@ class MemoryBank(wiring.Component):
             widest = MEMORIES["ACT"].element_width(f)
             self.mem_shapes["ACT"] = data.ArrayLayout(signed(widest), len(ACT_FIELDS))
         #: bits of all memories together (the board's block RAM must hold them)
-        self.memory_bits = sum(Shape.cast(s).width * d for s, d in self.shapes.values())
+        self.memory_bits = self.bits(config)
         self.addr_width = max(ceil_log2(d) for _, d in self.shapes.values())
         self.elements = self.port_width(config)
         #: the host port's elements per access, and the width of its element index
-        self.port_elements = 1 if config.element_port else self.elements
-        self.el_width = max(1, ceil_log2(self.elements)) if config.element_port else 0
+        self.port_elements, self.el_width = port_elements(self.elements, config.element_port)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[])
                          for name in MEMORIES}
         members = {
-            "host": In(mem_port_signature(self.addr_width, self.port_elements, self.el_width)),
+            "host": In(mem_port_signature(self.addr_width, self.elements, config.element_port)),
             "running": In(1), "zeroing": In(1),
             "zn": In(range(max(self.mem_depths.values()) + 1)),
         }
@@ -112,6 +120,11 @@ class MemoryBank(wiring.Component):
     def depths(config: AccelConfig) -> dict:
         """Each memory's words as the host port addresses them."""
         return {name: d for name, (_s, d) in word_shapes(config).items()}
+
+    @staticmethod
+    def bits(config: AccelConfig) -> int:
+        """Bits of all the memories of ``config`` together (as the host port sees their words)."""
+        return sum(Shape.cast(s).width * d for s, d in word_shapes(config).values())
 
     @staticmethod
     def port_width(config: AccelConfig) -> int:

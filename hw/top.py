@@ -38,19 +38,15 @@ class AcceleratorTop(wiring.Component):
     def __init__(self, config: AccelConfig | None = None, *, divisor: int = 4,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
                  max_memory_bits: int | None = None, **params):
-        if config is None:
-            config = AccelConfig(**params)
-        elif params:
-            config = config.replace(**params)
+        config = AccelConfig.of(config, **params)
         self.check(config, divisor=divisor, max_payload=max_payload, timeout=timeout,
                    max_memory_bits=max_memory_bits)
         self.backward = Backward(config)
         self.config = c = config
         self.uart_rx, self.uart_tx = UartRx(divisor), UartTx(divisor)
-        self.link = HostLink(lanes=c.lanes, depths={n: d for n, (_s, d) in
-                                                    self.backward.shapes.items()},
+        self.link = HostLink(lanes=c.lanes, depths=MemoryBank.depths(c),
                              addr_width=self.backward.addr_width,
-                             elements=self.backward.elements, max_payload=max_payload,
+                             elements=MemoryBank.port_width(c), max_payload=max_payload,
                              timeout=timeout, formats=c.formats,
                              element_port=c.element_port)
         self.divisor = divisor

@@ -120,6 +120,16 @@ class AccelConfig:
         return replace(self, **changes)
 
     @classmethod
+    def of(cls, config: "AccelConfig | None" = None, **params) -> "AccelConfig":
+        """``config`` with ``params`` changed, or a new config of ``params`` (a block's
+        ``__init__(config=None, **params)``)."""
+        if config is None:
+            return cls(**params)
+        if not isinstance(config, cls):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        return config.replace(**params) if params else config
+
+    @classmethod
     def names(cls) -> tuple[str, ...]:
         """Every parameter and option a caller may set (``formats`` included)."""
         return tuple(f.name for f in fields(cls))

@@ -291,7 +291,7 @@ def formal(only, build_dir, list_only, json_path, progress):
     def step(prop, row):
         done.append(row)
         bar(len(done), len(chosen), {"last": prop.name})
-    rows = formal_mod.run_all(build_dir, progress=step, only=[p.name for p in chosen])
+    rows = formal_mod.run_all(build_dir, progress=step, only=list(only) or None)
     bar.close()
     click.echo(formal_mod.table(rows))
     write_json(json_path, {"properties": rows})

@@ -55,8 +55,8 @@ class BackwardHost:
 
     async def read_mem(self, name: str) -> np.ndarray:
         shape, per = self.shape(name), self._per(name)
-        n = to_words(np.zeros(shape, np.int64), per).shape[0]
-        words = await self.bus.read_mem(MEMORIES[name].code, n, per)
+        words = await self.bus.read_mem(MEMORIES[name].code, MEMORIES[name].words(self.config),
+                                        per)
         return from_words(words, shape, per)
 
     async def command(self, *fields: str) -> int:
