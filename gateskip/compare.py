@@ -47,9 +47,10 @@ from gateskip.golden.metrics import normalised_inner_product
 from gateskip.golden.trace import FORMAT as TRACE_FORMAT
 from gateskip.golden.train import (TrainConfig, evaluate, evaluation_plan, make_optimizer,
                                    numpy_model_forward, numpy_step, setup, single_thread)
-from gateskip.spec.config import PARAMS as SIZES
+from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
+from gateskip.spec.config import LIMITS as BUILD_LIMITS, PARAMS as SIZES
 from gateskip.spec.memories import MEMORIES
-from gateskip.outputs import check_writable, make_outdir, write_json
+from gateskip.spec.protocol import BAUD_RANGE
 
 __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_KEYS",
            "first_mismatch", "describe_mismatch", "fit_sizes", "pad_mems", "step_trace",
@@ -60,6 +61,11 @@ __all__ = ["Device", "ModelDevice", "DEFAULTS", "PARAMS", "EXACT_KEYS", "RESULT_
 DEFAULTS = COMPARE_DEFAULTS
 #: a device's build parameters
 PARAMS = SIZES
+#: what ``run`` writes into its output directory
+OUTPUTS = {"summary": "summary.md", "loss": "loss.png", "gradients": "gradients.png"}
+#: the options of ``run`` that are build parameters of the sim and model devices, by name
+BUILD_OPTIONS = {"hidden": "hidden", "embed": "inputs", "seq_len": "max_seq", "batch": "max_batch",
+                 "lanes": "lanes"}
 #: what the device must return equal to the fixed-point golden model, bit for bit
 EXACT_KEYS = ("DW", "DB", "DA", "DC", "pairs", "zeros")
 #: what every device result holds
@@ -488,7 +494,7 @@ def plot(result: dict, outdir) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(os.path.join(outdir, "loss.png"))
+    paths.append(os.path.join(outdir, OUTPUTS["loss"]))
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
@@ -510,7 +516,7 @@ def plot(result: dict, outdir) -> list[str]:
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(os.path.join(outdir, "gradients.png"))
+    paths.append(os.path.join(outdir, OUTPUTS["gradients"]))
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
@@ -580,17 +586,25 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     kind = "board" if port is not None else (device or "sim")
     if kind not in (*DEVICES, "board"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if lanes is not None:
-        _check_param("lanes", lanes)
-    if baud is not None:
-        _check_param("baud", baud)
+    if baud is not None and kind != "board":
+        raise ValueError(f"--baud is the baud rate of --port: the {kind} device has none")
+    if baud is not None and not (isinstance(baud, int) and BAUD_RANGE[0] <= baud <= BAUD_RANGE[1]):
+        raise ValueError(f"--baud must be an integer in {BAUD_RANGE[0]}..{BAUD_RANGE[1]}, "
+                         f"not {baud!r}")
     requested = {"hidden": hidden, "embed": embed, "seq_len": seq_len, "batch": batch}
     sizes = {k: DEFAULTS[k] if v is None else v for k, v in requested.items()}
     config = TrainConfig(iterations=iterations, threshold=threshold, corpus=corpus, seed=seed,
                          **sizes).check()          # every option, before the board is opened
+    for option, param in BUILD_OPTIONS.items():    # and against what a device can be built with
+        value = lanes if option == "lanes" else sizes[option]
+        lo, hi = BUILD_LIMITS[param]
+        if value is not None and not (isinstance(value, int) and lo <= value <= hi):
+            raise ValueError(f"--{option.replace('_', '-')} must be an integer in {lo}..{hi} "
+                             f"(the device's {param}), not {value!r}")
     text = load_corpus(config.corpus, config.level)
-    out = make_outdir(out)
-    check_writable(json_path, "--json")
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, **{what: os.path.join(out, name) for what, name in OUTPUTS.items()}})
     params = None
     if kind != "board":
         params = {"hidden": sizes["hidden"], "inputs": sizes["embed"],
@@ -614,9 +628,10 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                 bar.close()
     finally:
         build.close()
+    out = make_outdir(out)
     report = table(result)
     paths = plot(result, out)
-    paths.append(os.path.join(out, "summary.md"))
+    paths.append(os.path.join(out, OUTPUTS["summary"]))
     with open(paths[-1], "w") as f:
         f.write(report + "\n")
     write_json(json_path, result)

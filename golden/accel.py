@@ -32,7 +32,7 @@ from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_s
 from .metrics import normalised_inner_product
 
 __all__ = ["gate_grad_model", "to_hw_rows", "from_hw_rows", "MEMS", "ACT_FIELDS", "check_mems",
-           "backward_model", "trace_inputs", "to_float", "float_backward",
+           "backward_model", "trace_inputs", "saturated_inputs", "to_float", "float_backward",
            "compare_backward"]
 
 
@@ -252,7 +252,7 @@ def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
     Uses sequences ``0 .. batch-1`` and steps ``0 .. seq_len-1`` (defaults: all). Gradients are
     scaled by ``2**grad_shift``, ``grad_shift = pick_grad_shift`` of the trace's float ``dnet``
     of those sequences and steps (``headroom_bits`` spare, since the fixed-point ``dnet`` differs
-    a little); ``tau`` maps the record's threshold (:func:`threshold_to_tau`). Every input is
+    a little), or less if ``dh_out`` would saturate in its format at that scale; ``tau`` maps the record's threshold (:func:`threshold_to_tau`). Every input is
     quantised round half up with saturation (:meth:`Q.quantize`); ``DC DW DB DA`` start at zero.
     Returns ``(mems, meta)``, ``mems`` as :func:`check_mems` (B = ``batch``, T = ``seq_len``),
     ``meta``: ``H X T B grad_shift tau threshold iteration``.
@@ -265,7 +265,10 @@ def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
     def seq_major(key):          # (T, B, ...) of the record -> (B, T, ...) of the chosen part
         return np.asarray(trace[key][record, :T, :B], np.float64).swapaxes(0, 1)
 
-    shift = pick_grad_shift(trace["dnet"][record, :T, :B], formats.grad, headroom_bits)
+    # dnet sets the scale; dh_out must fit its own format at that scale too (a dnet the
+    # threshold zeroed entirely would otherwise ask for the largest shift and saturate DH)
+    shift = min(pick_grad_shift(trace["dnet"][record, :T, :B], formats.grad, headroom_bits),
+                pick_grad_shift(trace["dh_out"][record, :T, :B], formats.state))
     threshold = float(trace["threshold"][record])
     act = [MEMORIES["ACT"].field_format(k, formats).quantize(seq_major(n))
            for k, n in enumerate(ACT_FIELDS)]
@@ -282,6 +285,22 @@ def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
             "tau": threshold_to_tau(threshold, shift, formats.grad), "threshold": threshold,
             "iteration": int(trace["iteration"][record])}
     return mems, meta
+
+
+def saturated_inputs(mems: dict, formats: Formats = FORMATS) -> int:
+    """How many input codes of ``mems`` (:func:`trace_inputs`) sit at a limit of their format:
+    values that were clamped when quantised, or were exactly at the limit."""
+    count = 0
+    for name, mem in MEMORIES.items():
+        if mem.written:
+            continue
+        codes = np.asarray(mems[name])
+        parts = ([codes[..., k] for k in range(len(mem.fields))] if len(mem.fields) > 1
+                 else [codes])
+        for k, part in enumerate(parts):
+            fmt = mem.field_format(k, formats)
+            count += int(np.count_nonzero((part == fmt.min) | (part == fmt.max)))
+    return count
 
 
 def to_float(result: dict, meta: dict, formats: Formats = FORMATS) -> dict:
@@ -323,7 +342,8 @@ def compare_backward(trace: dict, records=None, *, batch: int | None = None,
     ``dnet``). Returns one dict per record: ``iteration``, ``grad_shift``, ``tau``,
     ``threshold``, ``corr_dW corr_db corr_dx corr_dh0 corr_dc0`` (normalised inner products),
     ``sparsity_float`` (of the float ``dnet``), ``sparsity_fixed``, ``pairs``, ``values``,
-    ``sequential``.
+    ``sequential``, ``saturated_inputs`` (:func:`saturated_inputs`: a row where it is not 0
+    measures saturation, not quantisation).
     """
     from .lstm import check_threshold
     records = range(len(trace["iteration"])) if records is None else records
@@ -341,6 +361,7 @@ def compare_backward(trace: dict, records=None, *, batch: int | None = None,
         for k in ("dW", "db", "dx", "dh0", "dc0"):
             row[f"corr_{k}"] = normalised_inner_product(fix[k], getattr(ref, k))
         row.update(sparsity_float=float(np.mean(ref.dnet == 0)), sparsity_fixed=res["sparsity"],
-                   pairs=res["pairs"], values=res["values"], sequential=res["sequential"])
+                   pairs=res["pairs"], values=res["values"], sequential=res["sequential"],
+                   saturated_inputs=saturated_inputs(mems, formats))
         out.append(row)
     return out

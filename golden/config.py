@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
-__all__ = ["TrainConfig", "BACKENDS", "OPTIMIZERS", "LEVELS", "DEFAULT_THRESHOLDS",
-           "RECOMMENDED_THRESHOLD", "check_threshold"]
+__all__ = ["TrainConfig", "LIMITS", "BACKENDS", "OPTIMIZERS", "LEVELS", "DEFAULT_THRESHOLDS",
+           "RECOMMENDED_THRESHOLD", "check_number", "check_threshold", "option"]
 
 #: where a step's gradients come from: torch autograd, or the numpy reference (golden.train)
 BACKENDS = ("torch", "numpy")
@@ -26,16 +27,46 @@ LEVELS = ("char", "word")
 DEFAULT_THRESHOLDS = (0.0, 2e-6, 4e-6, 8e-6)
 RECOMMENDED_THRESHOLD = 8e-6
 
+#: every numeric setting's range, inclusive (``lr`` must also be > 0), written once: checked by
+#: :meth:`TrainConfig.check`, shown and enforced by the CLI's options. Sizes are bounded by what
+#: trains on a workstation (the working set is checked against the machine's memory as well),
+#: seeds by numpy's, thresholds by the gradient: ``|dnet|`` of a mean loss is far below 1 (median
+#: about 1e-6 at the defaults), so 1 already zeroes every gate gradient; ``lr`` and ``clip`` by
+#: what stays finite in float32.
+LIMITS = {"hidden": (1, 2048), "embed": (1, 2048), "seq_len": (1, 1024), "batch": (1, 1024),
+          "iterations": (1, 10_000_000), "trace_batch": (1, 1024), "seed": (0, 2**32 - 1),
+          "eval_every": (0, 10_000_000), "eval_symbols": (0, 10**9),
+          "corr_every": (0, 10_000_000), "lr": (0.0, 100.0), "clip": (0.0, 1e6),
+          "threshold": (0.0, 1.0)}
+
+
+def option(name: str) -> str:
+    """The command-line spelling of setting ``name``: ``seq_len`` -> ``--seq-len``."""
+    return "--" + name.replace("_", "-")
+
+
+def check_number(name: str, value, *, integer: bool = False):
+    """``value`` checked against :data:`LIMITS` ``[name]``; ``ValueError`` naming the option and
+    its range otherwise (``lr`` must be > 0)."""
+    lo, hi = LIMITS[name]
+    if integer:
+        ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+        if not ok:
+            raise ValueError(f"{option(name)} must be an integer in {lo}..{hi}, not {value!r}")
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option(name)} must be a number, not {value!r}") from None
+    if not (math.isfinite(number) and lo <= number <= hi) or (name == "lr" and number <= 0):
+        low = "> 0" if name == "lr" else f">= {lo:g}"
+        raise ValueError(f"{option(name)} must be {low} and <= {hi:g}, not {value!r}")
+    return number
+
 
 def check_threshold(threshold) -> float:
-    """Return ``threshold`` as a float, or raise ``ValueError`` if it is negative or not finite."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number, not {threshold!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"threshold must be finite and >= 0, not {threshold!r}")
-    return value
+    """Return ``threshold`` as a float, or raise ``ValueError`` outside ``LIMITS["threshold"]``."""
+    return check_number("threshold", threshold)
 
 
 @dataclass
@@ -65,19 +96,10 @@ class TrainConfig:
 
     def check(self) -> "TrainConfig":
         """Raise ``ValueError`` with a one-line message for the first impossible setting."""
-        self.threshold = check_threshold(self.threshold)
-        for name in ("hidden", "embed", "seq_len", "batch", "iterations", "trace_batch"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 1, not {value!r}")
-        for name in ("eval_every", "eval_symbols", "corr_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name.replace('_', '-')} must be an integer >= 0, not {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, not {self.lr!r}")
-        if not (math.isfinite(self.clip) and self.clip >= 0):
-            raise ValueError(f"clip must be finite and >= 0 (0: no clipping), not {self.clip!r}")
+        for name in LIMITS:
+            value = check_number(name, getattr(self, name),
+                                 integer=name not in ("lr", "clip", "threshold"))
+            setattr(self, name, value)
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
         if self.backend not in BACKENDS:
@@ -88,7 +110,30 @@ class TrainConfig:
         bad = [k for k in self.trace_iterations if not 0 <= k < self.iterations]
         if bad:
             raise ValueError(f"trace iterations must be in 0..{self.iterations - 1}, not {bad}")
+        need, have = self.memory_bytes(), _physical_memory()
+        if have and need > have / 2:
+            raise ValueError(f"--hidden {self.hidden} --embed {self.embed} --seq-len "
+                             f"{self.seq_len} --batch {self.batch} need about {need / 2**30:.1f} "
+                             f"GiB, more than half of this machine's {have / 2**30:.1f} GiB")
         return self
+
+    def memory_bytes(self) -> int:
+        """About what one training step holds at its largest (float64 numpy path): the forward's
+        caches, the logits and their gradient per symbol, weights with gradient and optimiser
+        state; a word vocabulary taken as 10,000 symbols, a character one as 256."""
+        H, K = self.hidden, self.hidden + self.embed
+        V = 10_000 if self.level == "word" else 256
+        per_symbol = 3 * K + 12 * H + 3 * V
+        weights = 4 * H * (K + 1) + V * (H + 1) + V * self.embed
+        return 8 * (self.seq_len * self.batch * per_symbol + 5 * weights)
 
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig(**{**asdict(self), **changes})
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0

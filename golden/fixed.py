@@ -56,8 +56,9 @@ def threshold_to_tau(threshold: float, grad_shift: int, fmt: Q = GRAD) -> int:
     """
     if not (math.isfinite(threshold) and threshold >= 0):
         raise ValueError(f"threshold must be finite and >= 0, not {threshold!r}")
-    t = math.ceil(threshold * 2.0 ** (grad_shift + fmt.frac_bits))
-    return int(min(max(t, 0), (1 << fmt.width) - 1))
+    top = (1 << fmt.width) - 1
+    scaled = threshold * 2.0 ** (grad_shift + fmt.frac_bits)
+    return top if scaled >= top else max(math.ceil(scaled), 0)     # no ceil of an infinity
 
 
 # -- bit-exact twins of hw/ ------------------------------------------------------------------------

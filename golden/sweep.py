@@ -12,7 +12,12 @@ from .config import DEFAULT_THRESHOLDS, RECOMMENDED_THRESHOLD, TrainConfig, chec
 from .corpus import load_corpus
 from .train import train
 
-__all__ = ["DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "check_thresholds", "sweep", "run_row", "table", "plot_sweep"]
+__all__ = ["PLOTS", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "check_thresholds", "sweep", "run_row", "table", "plot_sweep"]
+
+
+#: the PNG plots :func:`plot_sweep` writes, by what they show
+PLOTS = {"sparsity": "sparsity.png", "val_loss": "val_loss.png", "train_loss": "train_loss.png",
+         "dw_correlation": "dw_correlation.png", "skippable_macs": "skippable_macs.png"}
 
 
 def check_thresholds(thresholds) -> list[float]:
@@ -100,10 +105,12 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
         plt.close(fig)
         paths.append(path)
 
-    per_iteration("dnet_sparsity", "dnet sparsity (%)", "sparsity.png", scale=100)
-    per_iteration("val_loss", "validation loss (nats / symbol)", "val_loss.png", source="evals")
-    per_iteration("train_loss", "training loss (nats / symbol)", "train_loss.png")
-    per_iteration("dw_correlation", "<dW, dW exact> / (|dW| |dW exact|)", "dw_correlation.png")
+    per_iteration("dnet_sparsity", "dnet sparsity (%)", PLOTS["sparsity"], scale=100)
+    per_iteration("val_loss", "validation loss (nats / symbol)", PLOTS["val_loss"],
+                  source="evals")
+    per_iteration("train_loss", "training loss (nats / symbol)", PLOTS["train_loss"])
+    per_iteration("dw_correlation", "<dW, dW exact> / (|dW| |dW exact|)",
+                  PLOTS["dw_correlation"])
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     nz = runs
@@ -120,7 +127,7 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    path = os.path.join(outdir, "skippable_macs.png")
+    path = os.path.join(outdir, PLOTS["skippable_macs"])
     fig.savefig(path, dpi=120)
     plt.close(fig)
     paths.append(path)

@@ -35,11 +35,22 @@ import os
 
 import numpy as np
 
-__all__ = ["FORMAT", "ARRAYS", "save_trace", "load_trace", "record_small_trace"]
+from .config import LIMITS as _SETTINGS
+
+__all__ = ["FORMAT", "ARRAYS", "SHAPES", "LIMITS", "save_trace", "load_trace", "check_trace",
+           "record_small_trace", "SMALL_TRACE"]
 
 FORMAT = "gateskip-trace-1"
-ARRAYS = ("iteration", "threshold", "W", "b", "h0", "c0", "x", "a", "i", "f", "g", "o", "c",
-          "c_prev", "tanh_c", "dh_out", "dh", "dc", "dnet", "dW", "db", "dx", "dh0", "dc0")
+_STEP = ("i", "f", "g", "o", "c", "c_prev", "tanh_c", "dh_out", "dh", "dc")
+SHAPES = {"iteration": "N", "threshold": "N", "W": "N 4H K", "b": "N 4H", "h0": "N B H",
+          "c0": "N B H", "x": "N T B X", "a": "N T B K", **dict.fromkeys(_STEP, "N T B H"),
+          "dnet": "N T B 4H", "dW": "N 4H K", "db": "N 4H", "dx": "N T B X", "dh0": "N B H",
+          "dc0": "N B H"}
+"""Shape of every array of a trace (the table above, with its leading axis N; K = X + H)."""
+ARRAYS = tuple(SHAPES)
+LIMITS = {"H": _SETTINGS["hidden"][1], "X": _SETTINGS["embed"][1], "T": _SETTINGS["seq_len"][1],
+          "B": _SETTINGS["trace_batch"][1]}
+"""Largest H, X, T, B a trace may have: what training can record (``golden.config.LIMITS``)."""
 
 
 def save_trace(path: str | os.PathLike, records: list[dict]) -> None:
@@ -53,29 +64,133 @@ def save_trace(path: str | os.PathLike, records: list[dict]) -> None:
 
 
 def load_trace(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a trace written by :func:`save_trace`; checks its format and shapes."""
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    if str(data.get("format")) != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a {FORMAT} trace")
-    missing = [k for k in ARRAYS if k not in data]
+    """Read a trace written by :func:`save_trace` and check it with :func:`check_trace`.
+
+    Any fault, from a missing file to a NaN, is a one-line ``ValueError`` naming the file."""
+    name = os.fspath(path)
+    return check_trace(_read(name), name)
+
+
+def check_trace(data: dict, name: str) -> dict[str, np.ndarray]:
+    """Check a trace held in memory (as :func:`load_trace` returns it): format tag, sizes, every
+    array's shape and dtype, finite values, ``threshold`` and ``iteration`` >= 0. Returns it with
+    every value as an array; raises a one-line ``ValueError`` naming ``name`` on the first fault."""
+    data = {k: _as_array(v, k, name) for k, v in data.items()}
+    _check_format(data.get("format"), name)
+    missing = [k for k in (*LIMITS, *ARRAYS) if k not in data]
     if missing:
-        raise ValueError(f"trace {os.fspath(path)!r} lacks {', '.join(missing)}")
-    H, X, T, B = (int(data[k]) for k in ("H", "X", "T", "B"))
-    N = len(data["iteration"])
-    expect = {"W": (N, 4 * H, X + H), "a": (N, T, B, X + H), "dnet": (N, T, B, 4 * H),
-              "i": (N, T, B, H), "dh_out": (N, T, B, H)}
-    for k, shape in expect.items():
-        if data[k].shape != shape:
-            raise ValueError(f"trace {os.fspath(path)!r}: {k} is {data[k].shape}, not {shape}")
+        raise _error(name, f"missing keys: {', '.join(missing)}")
+    dims = {k: _size(data[k], k, name) for k in LIMITS}
+    it = data["iteration"]
+    if it.ndim != 1:
+        raise _error(name, f"iteration must be 1-D (one entry per record), not of shape {it.shape}")
+    if len(it) == 0:
+        raise _error(name, "holds no records (iteration is empty)")
+    dims |= {"N": len(it), "K": dims["X"] + dims["H"], "4H": 4 * dims["H"]}
+    for k, axes in SHAPES.items():
+        _check_array(data[k], k, tuple(dims[a] for a in axes.split()), name)
+    lo, hi = THRESHOLD_RANGE
+    bad = data["threshold"][(data["threshold"] < lo) | (data["threshold"] > hi)]
+    if bad.size:
+        raise _error(name, f"threshold must be in {lo:g}..{hi:g} (as gateskip train's "
+                           f"--threshold), not {bad[0]:g}")
+    if (it < 0).any():
+        raise _error(name, f"iteration must be >= 0, not {it.min()}")
     return data
 
 
+def _error(name: str, why: str) -> ValueError:
+    return ValueError(f"trace {name!r}: {why}")
+
+
+def _read(name: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file ``name``, without unpickling anything."""
+    try:
+        with open(name, "rb") as f:                  # missing, a directory, no permission
+            head = f.read(4)
+    except OSError as e:
+        raise _error(name, f"cannot read it: {e.strerror or e}") from None
+    if not head:
+        raise _error(name, "the file is empty")
+    try:
+        z = np.load(name, allow_pickle=False)
+    except Exception:                                # numpy's and zipfile's many kinds of damage
+        why = "a truncated or damaged .npz file" if head == b"PK\x03\x04" else "not an .npz file"
+        raise _error(name, why) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise _error(name, "holds a single .npy array, not an .npz trace")
+    data = {}
+    with z:
+        for k in z.files:
+            try:
+                data[k] = z[k]
+            except Exception as e:
+                why = "holds Python objects, not numbers" if "pickle" in str(e) else "is damaged"
+                raise _error(name, f"array {k!r} {why}") from None
+    return data
+
+
+def _as_array(value, key: str, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise _error(name, f"{key} is not an array") from None
+
+
+def _what(a: np.ndarray) -> str:
+    return f"a {a.dtype} array of shape {a.shape}"
+
+
+def _check_format(tag, name: str) -> None:
+    if tag is not None and tag.shape == () and tag.dtype.kind == "U" and tag.item() == FORMAT:
+        return
+    if tag is None:
+        found = "no format tag"
+    elif tag.shape == () and tag.dtype.kind in "US":
+        found = f"format {repr(tag.item())[:40]}"
+    else:
+        found = f"format is {_what(tag)}"
+    raise _error(name, f"not a {FORMAT} trace ({found})")
+
+
+def _size(a: np.ndarray, key: str, name: str) -> int:
+    """``H X T B``: an integer scalar in 1..LIMITS[key]."""
+    if a.shape != () or a.dtype.kind not in "iu":
+        raise _error(name, f"{key} must be an integer scalar, not {_what(a)}")
+    if not 1 <= a <= LIMITS[key]:
+        raise _error(name, f"{key} is {a.item()}, must be 1..{LIMITS[key]}")
+    return int(a)
+
+
+def _check_array(a: np.ndarray, key: str, shape: tuple, name: str) -> None:
+    """Shape, dtype (``iteration`` integer, the rest float32/float64) and finite values."""
+    if a.shape != shape:
+        raise _error(name, f"{key} has shape {a.shape}, not {shape}")
+    if key == "iteration":
+        if a.dtype.kind not in "iu":
+            raise _error(name, f"iteration must be integer, not {a.dtype}")
+        return
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+        raise _error(name, f"{key} must be float32 or float64, not {a.dtype}")
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if nan or inf:
+        raise _error(name, f"{key} holds {nan} NaN and {inf} infinite values; all must be finite")
+
+
+#: the thresholds a trace may hold: those training accepts
+THRESHOLD_RANGE = _SETTINGS["threshold"]
+
+#: the sizes of :func:`record_small_trace`'s trace
+SMALL_TRACE = {"H": 8, "X": 4, "T": 6, "B": 2}
+
+
 def record_small_trace(path: str | os.PathLike, corpus=None, threshold: float = 2e-4) -> None:
-    """Train a tiny model (H 8, X 4, T 6, 6 iterations) and save two records of its backward
-    passes: a quick, real trace for hardware tests that need one and have none given. Its
-    threshold zeroes a good part of ``dnet``; the default corpus is Penn Treebank."""
+    """Train a tiny model (:data:`SMALL_TRACE`, 6 iterations) and save two records of its
+    backward passes: a quick, real trace for hardware tests that need one and have none given.
+    Its threshold zeroes a good part of ``dnet``; the default corpus is Penn Treebank."""
     from .train import TrainConfig, train
-    config = TrainConfig(hidden=8, embed=4, seq_len=6, batch=4, iterations=6, threshold=threshold,
-                         eval_symbols=200, corr_every=0, trace_iterations=(0, 5), trace_batch=2)
+    s = SMALL_TRACE
+    config = TrainConfig(hidden=s["H"], embed=s["X"], seq_len=s["T"], batch=4, iterations=6,
+                         threshold=threshold, eval_symbols=200, corr_every=0,
+                         trace_iterations=(0, 5), trace_batch=s["B"])
     save_trace(path, train(config, corpus).traces)

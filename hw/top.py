@@ -86,8 +86,9 @@ class BoardTop(Elaboratable):
 
     @staticmethod
     def check_baud(baud) -> None:
-        if not isinstance(baud, int) or isinstance(baud, bool) or not 9600 <= baud <= 12_000_000:
-            raise ValueError(f"baud must be an int in 9600..12000000, not {baud!r}")
+        lo, hi = protocol.BAUD_RANGE
+        if not isinstance(baud, int) or isinstance(baud, bool) or not lo <= baud <= hi:
+            raise ValueError(f"baud must be an int in {lo}..{hi}, not {baud!r}")
 
     @classmethod
     def divisor_for(cls, baud: int, clk_freq: float) -> int:

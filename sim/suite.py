@@ -56,23 +56,27 @@ CASES = [
 ]
 
 
-def trace_case(path, lanes: int = 4) -> Case:
-    """A core case shaped by a trace: rows = 4H, K = X + H; runs the trace test only."""
-    import numpy as np
-    with np.load(path) as z:
-        H, X = int(z["H"]), int(z["X"])
+def trace_case(path, sizes: dict | None = None, lanes: int = 4) -> Case:
+    """A core case shaped by a trace: rows = 4H, K = X + H; runs the trace test only.
+    ``sizes`` (``H X T B``) for a trace not yet written; by default read from it, checked."""
+    H, X, _T, _B = _trace_sizes(path, sizes)
     return Case(f"core_trace_H{H}_X{X}", "core", {"lanes": lanes, "k": X + H, "rows": 4 * H},
                 "tb_core", ("trace",), {"trace": str(path)})
 
 
-def backward_trace_case(path, lanes: int = 4) -> Case:
+def backward_trace_case(path, sizes: dict | None = None, lanes: int = 4) -> Case:
     """A backward-accelerator case shaped by a trace (H, X, T, B); runs the trace test only."""
-    import numpy as np
-    with np.load(path) as z:
-        H, X, T, B = (int(z[k]) for k in ("H", "X", "T", "B"))
+    H, X, T, B = _trace_sizes(path, sizes)
     return Case(f"backward_trace_H{H}_X{X}", "backward",
                 {"hidden": H, "inputs": X, "lanes": lanes, "max_seq": T, "max_batch": B},
                 "tb_backward", ("trace",), {"trace": str(path)})
+
+
+def _trace_sizes(path, sizes: dict | None) -> tuple[int, int, int, int]:
+    if sizes is None:
+        from gateskip.golden.trace import load_trace
+        sizes = load_trace(path)
+    return tuple(int(sizes[k]) for k in ("H", "X", "T", "B"))
 
 
 def run_case(case: Case, simulator: str, build_root, waves: bool = False,

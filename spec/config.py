@@ -12,13 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .formats import FORMATS, Formats
+from .limits import LIMITS, MAX_LANES, WORD_WIDTH
 
-__all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "SMALL_DEVICE"]
+__all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "LIMITS", "SMALL_DEVICE"]
 
-#: width of a register and of a host-port element
-WORD_WIDTH = 32
-#: the MAC array's widest build (``hw.mac_array.MacArray``)
-MAX_LANES = 16
 #: the build parameters a host can read back from the registers (sizes, not options)
 PARAMS = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
 #: the gate-gradient unit's products (``hw.gate_grad``); 15 or more multipliers is the full unit
@@ -68,12 +65,8 @@ class AccelConfig:
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
-        for name, hi in (("hidden", 1024), ("inputs", 1024), ("max_seq", 4096),
-                         ("max_batch", 1024)):
-            _check_int(name, getattr(self, name), 1, hi)
-        _check_int("lanes", self.lanes, 1, MAX_LANES)
-        _check_int("fifo_depth", self.fifo_depth, 2, 64)
-        _check_int("counter_width", self.counter_width, 1, WORD_WIDTH)
+        for name, (lo, hi) in LIMITS.items():
+            _check_int(name, getattr(self, name), lo, hi)
         m = self.ew_multipliers
         if not (m is None or m == "full" or (isinstance(m, int) and not isinstance(m, bool)
                                              and 1 <= m <= _PRODUCTS)):

@@ -27,9 +27,13 @@ import struct
 
 from .memories import MEMORIES
 
-__all__ = ["SYNC", "COMMANDS", "CODE", "ERROR", "ERRORS", "ERROR_CODE", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
+__all__ = ["BAUD_RANGE", "SYNC", "COMMANDS", "CODE", "ERROR", "ERRORS", "ERROR_CODE", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
            "crc16", "frame", "element_bytes", "word_bytes", "pack_elements", "unpack_elements",
            "markdown_table"]
+
+#: the baud rates a link may run at, inclusive: the common 9600 up to the 12 Mbaud of the
+#: iCEBreaker's FT2232H (a board's clock may allow fewer: ``hw.top.BoardTop.divisor_for``)
+BAUD_RANGE = (9600, 12_000_000)
 
 SYNC = 0x5A
 MAGIC = b"GSK"

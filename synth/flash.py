@@ -37,15 +37,20 @@ def program(board: Board, bitstream: str | Path | None = None, *, flash: bool = 
     the tool cannot start, or its own error.
     """
     path = Path(bitstream) if bitstream is not None else default_bitstream(board)
+    if path.is_dir():
+        raise ValueError(f"bitstream {path} is a directory, not a file")
     if not path.is_file():
-        command = f"gateskip build --board {board.name}"
-        if bitstream is not None and path.parent != default_bitstream(board).parent:
-            command += f" --out {path.parent}"
-        wrote = f"gateskip.{board.bitstream_ext}"
-        raise ValueError(f"bitstream {path} does not exist: make it with `{command}`"
-                         + (f" (it writes {wrote} there)" if path.name != wrote else ""))
+        hint = ""
+        if path.name == default_bitstream(board).name:     # where some build would write it
+            command = f"gateskip build --board {board.name}"
+            if path.parent != default_bitstream(board).parent:
+                command += f" --out {path.parent}"
+            hint = f": make it with `{command}`"
+        raise ValueError(f"bitstream {path} does not exist{hint}")
     if path.suffix != f".{board.bitstream_ext}":
         raise ValueError(f"{board.title} takes a .{board.bitstream_ext} bitstream, not {path.name}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"bitstream {path} is empty")
     command = loader_command(board, path, flash)
     if timeout is None:
         timeout = 600 if flash else 120

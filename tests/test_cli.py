@@ -111,14 +111,14 @@ def test_sweep_json_contract(text_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--threshold", "-1"], "threshold must be finite and >= 0"),
-    (["train", "--threshold", "nan"], "threshold must be finite and >= 0"),
-    (["train", "--threshold", "inf"], "threshold must be finite and >= 0"),
-    (["sweep", "--thresholds", "1e-6,-2"], "threshold must be finite and >= 0"),
-    (["sweep", "--thresholds", "1e-6,abc"], "thresholds must be comma-separated numbers"),
-    (["train", "--seq-len", "0"], "seq-len must be an integer >= 1"),
-    (["train", "--hidden", "0"], "hidden must be an integer >= 1"),
-    (["sweep", "--hidden", "0"], "hidden must be an integer >= 1"),
+    (["train", "--threshold", "-1"], "'--threshold': -1.0 is not in the range 0.0<=x<=1.0"),
+    (["train", "--threshold", "nan"], "'--threshold': 'nan' is not a finite number"),
+    (["train", "--threshold", "inf"], "'--threshold': 'inf' is not a finite number"),
+    (["sweep", "--thresholds", "1e-6,-2"], "--thresholds: -2 is not a number in 0..1"),
+    (["sweep", "--thresholds", "1e-6,abc"], "--thresholds must be comma-separated numbers"),
+    (["train", "--seq-len", "0"], "'--seq-len': 0 is not in the range 1<=x<=1024"),
+    (["train", "--hidden", "0"], "'--hidden': 0 is not in the range 1<=x<=2048"),
+    (["sweep", "--hidden", "0"], "'--hidden': 0 is not in the range 1<=x<=2048"),
     (["train", "--corpus", "/nonexistent/corpus.txt"], "does not exist"),
     (["train", "--json", "/nonexistent/dir/r.json"], "does not exist"),
     (["sweep", "--json", "/proc/version"], "not writable"),

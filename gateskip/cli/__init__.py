@@ -16,12 +16,13 @@ from __future__ import annotations
 import click
 
 from . import board, golden, hw
+from .common import Group
 from .hw import BLOCK_NAMES
 
 __all__ = ["main", "BLOCK_NAMES"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gateskip")
 def main():
     """gateskip: LSTM training hardware that skips the MACs of sparsified gate gradients."""

@@ -9,9 +9,11 @@ import os
 import click
 
 from gateskip.defaults import COMPARE_DEFAULTS, LINK_BAUD, LINKTEST_BOARD
-from gateskip.outputs import check_writable, make_outdir, write_json
+from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
+from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
-from .common import Progress, fail_cleanly, json_option, parse_params, progress_option
+from .common import (IntRange, Progress, baud_option, fail_cleanly, json_option, out_option, parse_params,
+                     progress_option, seed_option, setting)
 
 __all__ = ["COMMANDS", "SYNTH_COLUMNS"]
 
@@ -28,8 +30,7 @@ SYNTH_COLUMNS = ("board", "device", "lcs", "luts", "ffs", "dsps", "brams", "fmax
               show_default=True, help="Board whose device to place and route on (repeatable).")
 @click.option("--system-tools", is_flag=True,
               help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
-@click.option("--out", type=str, default="out/synth", show_default=True,
-              help="Directory for the builds, logs and reports.")
+@out_option("out/synth", "Directory for the builds, logs and reports.")
 @json_option()
 @progress_option()
 @fail_cleanly
@@ -50,8 +51,9 @@ def synth(block, params, boards, system_tools, out, json_path, progress):
     targets = [get_board(name) for name in boards]
     for b in targets:
         toolchain_env(b.family, system_tools)
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
     out = make_outdir(out)
-    check_writable(json_path, "--json")
     rows = []
     for b in targets:
         bar, stage = _build_progress(f"synth {b.name}", progress)
@@ -135,13 +137,11 @@ def _report_line(r) -> str:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A build parameter over the board's default, e.g. --param lanes=8 "
                    "(repeatable; see --list).")
-@click.option("--baud", type=int, default=None,
-              help=f"Host-link baud rate. [default: {LINK_BAUD}]")
+@baud_option(f"Host-link baud rate. [default: {LINK_BAUD}]")
 @click.option("--system-tools", is_flag=True,
               help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
-@click.option("--out", type=str, default=None,
-              help="Directory for the build, the bitstream and report.{md,json}. "
-                   "[default: out/build/BOARD; with --table: out/build]")
+@out_option(None, "Directory for the build, the bitstream and report.{md,json}. "
+                 "[default: out/build/BOARD; with --table: out/build]")
 @json_option("Write the report (with --table: every board's) as JSON to this file.")
 @click.option("--list", "list_boards", is_flag=True,
               help="List the boards and their default parameters, and build nothing.")
@@ -166,6 +166,12 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
 
     values = parse_params(params)
     if list_boards:
+        given = [o for o, v in (("--board", board_name), ("--param", values), ("--out", out),
+                                ("--baud", baud), ("--table", table),
+                                ("--from-reports", from_reports)) if v]
+        if given:
+            raise ValueError(f"--list lists every board and builds nothing: no {given[0]}")
+        check_writable(json_path, "--json")
         rows = []
         for b in BOARDS.values():
             d = ", ".join(f"{k}={v}" for k, v in b.defaults.items()) or "(none found that fit)"
@@ -182,27 +188,32 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
                          "fits": b.fits})
         params_line = ", ".join(f"{k}={v}" for k, v in build_params().items())
         click.echo(f"parameters (and the design's own defaults): {params_line}")
-        check_writable(json_path, "--json")
         write_json(json_path, {"boards": rows, "parameters": build_params()})
         return
     if table:
         if board_name is not None or values:
             raise ValueError("--table builds every board at its defaults: no --board, no --param")
-        check_writable(json_path, "--json")
+        base = out or os.path.join("out", "build")
+        writes = out is not None or not from_reports
+        if writes:
+            check_outdir(base)
+        check_writable(json_path, "--json", created=[base] if writes else [])
+        check_distinct({"--json": json_path, "table": os.path.join(base, "boards.md")
+                        if writes else None})
         if from_reports:
             reports = [saved_report(b) for b in BOARDS.values()]
         else:
-            base = make_outdir(out or os.path.join("out", "build"))
             for b in BOARDS.values():                    # check everything before any build
                 check_build(b, resolve_params(b), baud)
+            base = make_outdir(base)
             reports = []
             for b in BOARDS.values():
                 reports.append(_board_build(b, {}, os.path.join(base, b.name), baud,
                                             system_tools, progress, fail=False))
                 click.echo(_report_line(reports[-1]), err=True)
         text = boards_table(reports)
-        if out is not None or not from_reports:
-            path = os.path.join(make_outdir(out or os.path.join("out", "build")), "boards.md")
+        if writes:
+            path = os.path.join(make_outdir(base), "boards.md")
             with open(path, "w") as f:
                 f.write(text)
         write_json(json_path, {"boards": reports})
@@ -218,8 +229,13 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
     if board_name is None:
         raise ValueError("which board? --board NAME (gateskip build --list shows them)")
     b = get_board(board_name)
-    out = make_outdir(out or os.path.join("out", "build", b.name))
-    check_writable(json_path, "--json")
+    check_build(b, resolve_params(b, values), baud)      # refused before anything is written
+    out = out or os.path.join("out", "build", b.name)
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, "report": os.path.join(out, "report.json"),
+                    "report table": os.path.join(out, "report.md")})
+    out = make_outdir(out)
     report = _board_build(b, values, out, baud, system_tools, progress, json_path)
     click.echo(_report_line(report))
     click.echo(f"wrote {report['bitstream']}, {os.path.join(out, 'report.md')}, "
@@ -252,29 +268,25 @@ def flash(board_name, bitstream, to_flash):
               help="Where the LSTM backward runs: the simulated board, or the golden "
                    "fixed-point model. [default: sim; the board with --port]")
 @click.option("--port", type=str, default=None, help="Serial port of a real board.")
-@click.option("--baud", type=int, default=None, help="Baud rate of --port. [default: the host's]")
-@click.option("--iterations", type=int, default=COMPARE_DEFAULTS["iterations"],
-              show_default=True)
-@click.option("--hidden", type=int, default=None,
-              help=f"LSTM hidden size H. [default: {COMPARE_DEFAULTS['hidden']}, or the board's]")
-@click.option("--embed", type=int, default=None,
-              help=f"Embedding size X. [default: {COMPARE_DEFAULTS['embed']}, or the board's]")
-@click.option("--seq-len", type=int, default=None,
-              help=f"Truncated-BPTT length T. [default: {COMPARE_DEFAULTS['seq_len']}, or the "
-                   f"board's]")
-@click.option("--batch", type=int, default=None,
-              help=f"Sequences per batch B. [default: {COMPARE_DEFAULTS['batch']}, or the "
-                   f"board's]")
-@click.option("--threshold", type=float, default=COMPARE_DEFAULTS["threshold"],
-              show_default=True,
-              help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
-@click.option("--lanes", type=int, default=None,
+@baud_option(f"Baud rate of --port. [default: {LINK_BAUD}]")
+@setting("iterations", COMPARE_DEFAULTS["iterations"], help="Training iterations.")
+@setting("hidden", help=f"LSTM hidden size H. [default: {COMPARE_DEFAULTS['hidden']}, or the "
+                        f"board's]", hi=BUILD_LIMITS["hidden"][1])
+@setting("embed", help=f"Embedding size X. [default: {COMPARE_DEFAULTS['embed']}, or the "
+                       f"board's]", hi=BUILD_LIMITS["inputs"][1])
+@setting("seq_len", help=f"Truncated-BPTT length T. [default: {COMPARE_DEFAULTS['seq_len']}, or "
+                         f"the board's]", hi=BUILD_LIMITS["max_seq"][1])
+@setting("batch", help=f"Sequences per batch B. [default: {COMPARE_DEFAULTS['batch']}, or the "
+                       f"board's]", hi=BUILD_LIMITS["max_batch"][1])
+@setting("threshold", COMPARE_DEFAULTS["threshold"],
+         help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
+@click.option("--lanes", type=IntRange(*BUILD_LIMITS["lanes"]), default=None,
               help=f"MAC lanes of the sim device (a build parameter). "
                    f"[default: {COMPARE_DEFAULTS['lanes']}]")
 @click.option("--corpus", type=str, default=None,
               help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=str, default="out/compare", show_default=True)
+@seed_option()
+@out_option("out/compare", "Directory for the summary and the PNG plots.")
 @json_option()
 @progress_option()
 @fail_cleanly
@@ -291,10 +303,10 @@ def compare(progress, **kw):
 @click.command()
 @click.option("--port", type=str, default=None,
               help="Serial port of a real board. [default: the simulated board]")
-@click.option("--baud", type=int, default=LINK_BAUD, show_default=True)
-@click.option("--trials", type=int, default=200, show_default=True,
+@baud_option(f"Baud rate of --port. [default: {LINK_BAUD}]")
+@click.option("--trials", type=IntRange(1, 1_000_000), default=200, show_default=True,
               help="Bad packets to send, each followed by a good request.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @json_option()
 @progress_option()
 @fail_cleanly
@@ -309,8 +321,8 @@ def linktest(port, baud, trials, seed, json_path, progress):
     from gateskip.host.soak import KINDS, soak
     from gateskip.sim.board import sim_device
     from gateskip.spec.registers import ADDRESS
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, not {trials}")
+    if baud is not None and port is None:
+        raise ValueError("--baud is the baud rate of --port: the simulated board has none")
     check_writable(json_path, "--json")
     with contextlib.ExitStack() as stack:
         if port is None:
@@ -318,7 +330,7 @@ def linktest(port, baud, trials, seed, json_path, progress):
                                                     Progress("build", progress)))
             link = device.link
         else:
-            transport = SerialTransport(port, baud)
+            transport = SerialTransport(port, LINK_BAUD if baud is None else baud)
             stack.callback(transport.close)
             link = Link(transport)
             link.ping()

@@ -1,5 +1,6 @@
 """What the CLI's commands share: one-line errors, progress bars, ``--param`` parsing and the
-options every command spells the same way. Imports nothing heavy (tqdm only when a bar shows).
+options several commands have, each defined (and validated) once. Imports nothing heavy (tqdm
+only when a bar shows).
 
 Writing results (:func:`~gateskip.outputs.check_writable`, :func:`~gateskip.outputs.make_outdir`,
 :func:`~gateskip.outputs.write_json`) lives in :mod:`gateskip.outputs`, which the library uses
@@ -8,12 +9,56 @@ too; nothing outside ``gateskip.cli`` imports this module.
 
 from __future__ import annotations
 
+import errno
 import functools
+import math
 import sys
+import warnings
 
 import click
 
-__all__ = ["fail_cleanly", "Progress", "parse_params", "json_option", "progress_option"]
+from gateskip.golden.config import LIMITS, option as option_name
+from gateskip.spec.protocol import BAUD_RANGE
+
+__all__ = ["Group", "IntRange", "fail_cleanly", "Progress", "parse_params", "json_option", "progress_option",
+           "Finite", "setting", "seed_option", "baud_option", "out_option", "split_numbers"]
+
+#: exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED = 130
+
+
+class Group(click.Group):
+    """The ``gateskip`` group: every error a user can cause is one line on stderr.
+
+    Click prints a usage error with the usage and a hint around it; here it is one line
+    (``Error: Invalid value for '--hidden': ...``, exit 2). Ctrl-C exits 130, as shells expect.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            _quiet_unused_elaboratables()
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            _quiet_unused_elaboratables()
+            click.echo("Interrupted.", err=True)
+            sys.exit(INTERRUPTED)
+        except BrokenPipeError:                  # `gateskip ... | head`: not an error
+            sys.exit(0)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_unused_elaboratables():
+    """A command refused after building some hardware would print Amaranth's
+    ``UnusedElaboratable`` warning for every block at exit: the one-line error is enough."""
+    warnings.filterwarnings("ignore", message=r".* created but never used")
 
 
 def fail_cleanly(fn):
@@ -22,9 +67,98 @@ def fail_cleanly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, OSError, FloatingPointError, RuntimeError) as e:
-            raise click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except (ValueError, OSError, FloatingPointError, RuntimeError, OverflowError) as e:
+            _quiet_unused_elaboratables()
+            if isinstance(e, OSError) and e.errno == errno.EPIPE:
+                raise BrokenPipeError() from None
+            raise click.ClickException(_one_line(e)) from None
+        except MemoryError:
+            _quiet_unused_elaboratables()
+            raise click.ClickException("out of memory: try smaller sizes") from None
     return wrapper
+
+
+def _one_line(e: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none; an OSError's
+    ``strerror`` and file name when its ``str`` is the bare ``[Errno n]`` form."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+class IntRange(click.IntRange):
+    """click's ``IntRange``, which calls a word "not a valid integer range": here, an integer."""
+
+    name = "integer"
+
+
+class Finite(click.FloatRange):
+    """A float in a range that is also finite: click's ``FloatRange`` lets ``nan`` through."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def setting(name: str, default=None, *, help: str, show_default: bool = True, hi=None):
+    """The option of training setting ``name`` (``golden.config.LIMITS``): ``--seq-len`` for
+    ``seq_len``, its type bounded by the setting's range (``hi`` lowers the upper bound, for a
+    command whose device holds less), so every command that has it refuses the same values."""
+    lo, top = LIMITS[name]
+    top = top if hi is None else min(top, hi)
+    if isinstance(lo, int):
+        kind = IntRange(lo, top)
+    else:
+        kind = Finite(lo, top, min_open=name == "lr")
+    return click.option(option_name(name), name, type=kind, default=default,
+                        show_default=show_default and default is not None, help=help)
+
+
+def seed_option(default=0):
+    """``--seed``: the random seed, as numpy accepts it."""
+    return setting("seed", default, help="Random seed.")
+
+
+def baud_option(help: str, default=None):
+    """``--baud``: a link's baud rate (``spec.protocol.BAUD_RANGE``)."""
+    return click.option("--baud", type=IntRange(*BAUD_RANGE), default=default,
+                        show_default=default is not None, help=help)
+
+
+def out_option(default: str | None, help: str):
+    """``--out DIR``: a directory for a command's results; ``''`` is refused, not taken as the
+    default."""
+    def check(ctx, param, value):
+        if value is not None and not value.strip():
+            raise click.BadParameter("must name a directory, not ''", ctx, param)
+        return value
+    return click.option("--out", type=str, default=default, show_default=default is not None,
+                        callback=check, help=help)
+
+
+def split_numbers(text: str, what: str, lo: float, hi: float):
+    """``"0,.5, 1"`` -> ``[0.0, 0.5, 1.0]``; ``ValueError`` naming option ``what`` for an empty
+    list, a word, a non-finite number or one outside ``lo..hi``."""
+    parts = [t.strip() for t in text.split(",")]
+    if not any(parts):
+        raise ValueError(f"{what} is empty: give comma-separated numbers")
+    values = []
+    for part in parts:
+        if not part:
+            raise ValueError(f"{what} {text!r} has an empty entry")
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{what} must be comma-separated numbers, not {text!r}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"{what}: {part} is not a number in {lo:g}..{hi:g}")
+        values.append(value)
+    return values
 
 
 class Progress:

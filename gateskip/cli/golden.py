@@ -6,44 +6,39 @@ import os
 
 import click
 
-from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, OPTIMIZERS,
+from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, TrainConfig)
-from gateskip.outputs import check_writable, make_outdir, write_json
+from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
+                              write_json)
 
-from .common import Progress, fail_cleanly, json_option, progress_option
+from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, progress_option, seed_option,
+                     setting, split_numbers)
 
 __all__ = ["COMMANDS", "training_options"]
 
 
 def training_options(fn):
-    """The options ``train`` and ``sweep`` share, with the library's defaults."""
+    """The options ``train`` and ``sweep`` share, with the library's defaults and ranges."""
     d = TrainConfig()
     opts = [
-        click.option("--hidden", type=int, default=d.hidden, show_default=True,
-                     help="LSTM hidden size H."),
-        click.option("--embed", type=int, default=d.embed, show_default=True,
-                     help="Embedding size X (the LSTM's input)."),
-        click.option("--seq-len", type=int, default=d.seq_len, show_default=True,
-                     help="Truncated-BPTT length T."),
-        click.option("--batch", type=int, default=d.batch, show_default=True,
-                     help="Sequences per batch B."),
-        click.option("--iterations", type=int, default=d.iterations, show_default=True,
-                     help="Training iterations."),
+        setting("hidden", d.hidden, help="LSTM hidden size H."),
+        setting("embed", d.embed, help="Embedding size X (the LSTM's input)."),
+        setting("seq_len", d.seq_len, help="Truncated-BPTT length T."),
+        setting("batch", d.batch, help="Sequences per batch B."),
+        setting("iterations", d.iterations, help="Training iterations."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=d.optimizer,
                      show_default=True),
-        click.option("--lr", type=float, default=d.lr, show_default=True, help="Learning rate."),
-        click.option("--clip", type=float, default=d.clip, show_default=True,
-                     help="Gradient-norm clip (0: none)."),
+        setting("lr", d.lr, help="Learning rate."),
+        setting("clip", d.clip, help="Gradient-norm clip (0: none)."),
         click.option("--level", type=click.Choice(LEVELS), default=d.level,
                      show_default=True, help="Symbols: characters or words."),
         click.option("--corpus", type=str, default=None,
                      help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank."),
-        click.option("--seed", type=int, default=d.seed, show_default=True),
+        seed_option(d.seed),
         click.option("--backend", type=click.Choice(BACKENDS), default=d.backend,
                      show_default=True, help="Gradients from torch autograd or the numpy reference."),
-        click.option("--corr-every", type=int, default=d.corr_every, show_default=True,
-                     help="Compare dW with the exact dW every N iterations (0: never)."),
-        click.option("--out", type=str, help="Directory for tables and PNG plots."),
+        setting("corr_every", d.corr_every,
+                help="Compare dW with the exact dW every N iterations (0: never)."),
         json_option("Write the results as JSON to this file."),
         progress_option(),
     ]
@@ -53,23 +48,29 @@ def training_options(fn):
 
 
 def _config(**kw) -> TrainConfig:
+    """The run's config, checked whole, and its corpus read once now (a file that is not UTF-8
+    text fails here, before any output exists)."""
+    from gateskip.golden.corpus import load_corpus
     keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
             "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations"}
-    return TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
+    config = TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
+    load_corpus(config.corpus, config.level)
+    return config
 
 
 @click.command()
-@click.option("--threshold", type=float, default=None,
-              help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
-                   f"[default: {RECOMMENDED_THRESHOLD:g}]")
-@click.option("--trace-steps", type=int, default=3, show_default=True,
+@setting("threshold", help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
+                           f"[default: {RECOMMENDED_THRESHOLD:g}]")
+@click.option("--trace-steps", type=IntRange(0, 1000), default=3, show_default=True,
               help="Iterations recorded into trace.npz for the hardware (first, ..., last).")
 @training_options
+@out_option("out/train", "Directory for the summary, the PNG plots and trace.npz.")
 @fail_cleanly
 def train(threshold, trace_steps, out, json_path, progress, **kw):
     """Train the language model with sparsified SGD; write curves, a summary and traces.
 
-    Writes OUT/summary.txt, OUT/curves.png and OUT/trace.npz (format: gateskip.golden.trace).
+    Writes OUT/summary.txt, OUT/trace.npz (format: gateskip.golden.trace) and PNG curves:
+    OUT/sparsity.png, val_loss.png, train_loss.png, dw_correlation.png, skippable_macs.png.
     """
     from gateskip.golden import sweep as sweep_mod
     from gateskip.golden.train import train as run_train
@@ -78,13 +79,15 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     if threshold is None:
         threshold = RECOMMENDED_THRESHOLD
     iterations = kw["iterations"]
-    if trace_steps < 0:
-        raise ValueError(f"trace-steps must be >= 0, not {trace_steps}")
     n = min(trace_steps, max(iterations, 1))
     traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
     config = _config(threshold=threshold, trace_iterations=tuple(traces), **kw)
-    out = make_outdir(out or "out/train")
-    check_writable(json_path, "--json")
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, "trace": os.path.join(out, "trace.npz"),
+                    "summary": os.path.join(out, "summary.txt"),
+                    **{name: os.path.join(out, name) for name in sweep_mod.PLOTS.values()}})
+    out = make_outdir(out)
     bar = Progress(f"train threshold {config.threshold:g}", progress)
     try:
         result = run_train(config, progress=bar)
@@ -113,6 +116,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
               help="Comma-separated thresholds; 0 is always added. [default: "
                    + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS) + "]")
 @training_options
+@out_option("out/sweep", "Directory for the table and the PNG plots.")
 @fail_cleanly
 def sweep(thresholds, out, json_path, progress, **kw):
     """Train at several thresholds on the same data and seed; table and PNG plots.
@@ -125,14 +129,14 @@ def sweep(thresholds, out, json_path, progress, **kw):
     if thresholds is None:
         values = DEFAULT_THRESHOLDS
     else:
-        try:
-            values = [float(t) for t in thresholds.split(",") if t.strip()]
-        except ValueError:
-            raise ValueError(f"thresholds must be comma-separated numbers, not {thresholds!r}")
+        values = split_numbers(thresholds, "--thresholds", *LIMITS["threshold"])
     values = sweep_mod.check_thresholds(values)
     config = _config(**kw)
-    out = make_outdir(out or "out/sweep")
-    check_writable(json_path, "--json")
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, "table": os.path.join(out, "sweep.txt"),
+                    **{name: os.path.join(out, name) for name in sweep_mod.PLOTS.values()}})
+    out = make_outdir(out)
     bar = Progress("sweep", progress)
     try:
         runs = sweep_mod.sweep(config, values, progress=bar)
@@ -163,12 +167,21 @@ def fixed(trace, json_path):
     from gateskip.golden.train import train as run_train
 
     check_writable(json_path, "--json")
+    check_distinct({"--json": json_path, "--trace": trace})
     if trace is None:
         trace = os.path.join(make_outdir("out/fixed"), "trace.npz")
         config = TrainConfig(iterations=30, threshold=RECOMMENDED_THRESHOLD, corr_every=0,
                              trace_iterations=(0, 29))
         save_trace(trace, run_train(config).traces)
-    rows = compare_trace(load_trace(trace))
+    t = load_trace(trace)
+    rows = compare_trace(t)
+    bw = compare_backward(t) + compare_backward(t, threshold=0.0)
+    bad = next((r for r in bw if r["saturated_inputs"]), None)
+    if bad is not None:
+        raise ValueError(f"trace {trace!r}, iteration {bad['iteration']}: {bad['saturated_inputs']} "
+                         f"inputs saturate their fixed-point formats at grad_shift "
+                         f"{bad['grad_shift']}, so the comparison would measure saturation, not "
+                         f"quantisation")
     f = FORMATS
     click.echo(f"formats: a_t and W {f.operand}, dnet {f.grad} (scaled by 2**shift), "
                f"dW {f.dw}, da {f.da}; products rounded half up, accumulators saturate")
@@ -177,8 +190,6 @@ def fixed(trace, json_path):
         click.echo(f"{r['iteration']:9}  {r['grad_shift']:5}  {r['tau']:4}  {r['corr_dW']:.8f}"
                    f"  {r['corr_da']:.8f}  {r['sparsity_float']:.4f} / {r['sparsity_fixed']:.4f}"
                    f"  {r['saturated']:9}")
-    t = load_trace(trace)
-    bw = compare_backward(t) + compare_backward(t, threshold=0.0)
     click.echo(f"\nwhole backward as the accelerator runs it (golden.accel: gate gradients in "
                f"act {f.act}, cell {f.cell}, state {f.state}), against the float backward:")
     click.echo("iteration  threshold  shift   tau  corr_dW     corr_db     corr_dx     "

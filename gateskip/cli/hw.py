@@ -7,9 +7,11 @@ import os
 
 import click
 
-from gateskip.outputs import check_writable, make_outdir, write_json
+from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
+                              write_json)
 
-from .common import Progress, fail_cleanly, json_option, parse_params, progress_option
+from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, parse_params,
+                     progress_option, seed_option, split_numbers)
 
 __all__ = ["COMMANDS", "BLOCK_NAMES"]
 
@@ -34,12 +36,16 @@ def verilog(block, params, output, lint, json_path):
     from gateskip.sim.runner import lint as run_lint, write_verilog
 
     values = parse_params(params)
-    component = make(block, **values)
     output = output or os.path.join("out", "verilog", f"{block}.v")
-    if os.path.dirname(output):
-        make_outdir(os.path.dirname(output))
-    check_writable(output, "--output")
+    folder = os.path.dirname(output)
+    if folder:
+        check_outdir(folder, "--output's directory")
+    check_writable(output, "--output", created=[folder] if folder else [])
     check_writable(json_path, "--json")
+    check_distinct({"--output": output, "--json": json_path})
+    component = make(block, **values)
+    if folder:
+        make_outdir(folder)
     path = write_verilog(component, block, output)
     if lint:
         run_lint(path)
@@ -62,7 +68,7 @@ def verilog(block, params, output, lint, json_path):
 @click.option("--waves/--no-waves", default=False, show_default=True,
               help="Write FST (Verilator) or VCD (Icarus) waveforms into the build directory.")
 @click.option("--build-dir", type=str, default="out/sim", show_default=True)
-@click.option("--seed", type=int, default=None, help="Seed of the random stimulus.")
+@seed_option(None)
 @json_option()
 @progress_option()
 @fail_cleanly
@@ -71,28 +77,29 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
 
     Every test compares every output bit of the hardware with its golden fixed-point twin.
     """
-    from gateskip.golden.trace import load_trace, record_small_trace
+    from gateskip.golden.trace import SMALL_TRACE, load_trace, record_small_trace
     from gateskip.sim.runner import find_simulator
     from gateskip.sim.suite import CASES, backward_trace_case, run_case, trace_case
 
     sims = ["verilator", "icarus"] if simulator == "both" else [simulator]
     for name in sims:
         find_simulator(name)
-    build_dir = make_outdir(build_dir)
-    check_writable(json_path, "--json")
-    if trace is None:
-        trace = os.path.join(build_dir, "small_trace.npz")
-        record_small_trace(trace)
-    else:
-        load_trace(trace)                      # a clear error now, not inside the simulator
-    trace = os.path.abspath(trace)             # the simulator runs in its own build directory
-    todo = [*CASES, trace_case(trace), backward_trace_case(trace)]
+    check_outdir(build_dir, "--build-dir")
+    check_writable(json_path, "--json", created=[build_dir])
+    # a given trace checked now, not inside the simulator; the default one is recorded later
+    sizes = load_trace(trace) if trace is not None else SMALL_TRACE
+    path = os.path.abspath(trace if trace is not None   # the simulator runs in its own folder
+                           else os.path.join(build_dir, "small_trace.npz"))
+    todo = [*CASES, trace_case(path, sizes), backward_trace_case(path, sizes)]
     if cases:
         known = {c.name for c in todo}
         unknown = [c for c in cases if c not in known]
         if unknown:
             raise ValueError(f"no case {unknown[0]!r}; cases: {', '.join(sorted(known))}")
         todo = [c for c in todo if c.name in cases]
+    build_dir = make_outdir(build_dir)
+    if trace is None:
+        record_small_trace(path)
     bar = Progress("sim", progress)
     results = []
     try:
@@ -122,13 +129,13 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
                    "32,1]")
 @click.option("--sparsities", type=str, default=None,
               help="Comma-separated dnet sparsities in 0..1. [default: 0,.25,.5,.75,.8,.9,.95]")
-@click.option("--rows", type=int, default=256, show_default=True,
+@click.option("--rows", type=IntRange(1, 4096), default=256, show_default=True,
               help="dnet vector length (4H).")
-@click.option("--vectors", type=int, default=4, show_default=True, help="Vectors per run.")
+@click.option("--vectors", type=IntRange(1, 1000), default=4, show_default=True,
+              help="Vectors per run.")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
               show_default=True)
-@click.option("--out", type=str, default="out/bench", show_default=True,
-              help="Directory for the table and the PNG.")
+@out_option("out/bench", "Directory for the table and the PNG.")
 @json_option()
 @click.option("--kind", type=click.Choice(["all", "mac_array", "backward"]), default="all",
               show_default=True, help="The MAC core alone, the whole backward accelerator, "
@@ -136,7 +143,7 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
 @click.option("--backward-config", "backward_configs", multiple=True, metavar="H,X,LANES",
               help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable). "
                    "[default: 32,16,4 128,32,8]")
-@click.option("--seq-len", type=int, default=8, show_default=True,
+@click.option("--seq-len", type=IntRange(1, 4096), default=8, show_default=True,
               help="Steps T of each backward run.")
 @click.option("--trace", type=str, default=None,
               help="A training trace (gateskip train's trace.npz): also run the backward on "
@@ -152,6 +159,7 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     """
     from gateskip.sim import bench_core as bench_mod
     from gateskip.sim import bench_backward as bw_mod
+    from gateskip.hw.blocks import check
     from gateskip.sim.runner import find_simulator
 
     pairs = []
@@ -163,17 +171,11 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         pairs.append((K, L))
     pairs = pairs or list(bench_mod.DEFAULT_CONFIGS)
     if sparsities is None:
-        values = bench_mod.DEFAULT_SPARSITIES
+        values, bw_values = bench_mod.DEFAULT_SPARSITIES, bw_mod.DEFAULT_SPARSITIES
     else:
-        try:
-            values = [float(v) for v in sparsities.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"sparsities must be comma-separated numbers, not {sparsities!r}")
-    if vectors < 1:
-        raise ValueError(f"vectors must be >= 1, not {vectors}")
-    from gateskip.hw.blocks import check
+        values = bw_values = split_numbers(sparsities, "--sparsities", 0.0, 1.0)
     for K, L in pairs:                        # every parameter checked before any simulation
-        check("core", lanes=L, k=K, rows=rows)
+        _named(f"--config {K},{L}", check, "core", lanes=L, k=K, rows=rows)
     triples = []
     for text in backward_configs:
         try:
@@ -182,20 +184,18 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
             raise ValueError(f"--backward-config must be H,X,LANES, not {text!r}") from None
         triples.append((H, X, L))
     triples = triples or list(bw_mod.DEFAULT_CONFIGS)
-    if seq_len < 1:
-        raise ValueError(f"seq-len must be >= 1, not {seq_len}")
     for H, X, L in triples:
-        check("backward", hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+        _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "backward",
+               hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
     if trace is not None:
         from gateskip.golden.trace import load_trace
         load_trace(trace)
-    if sparsities is None:
-        bw_values = bw_mod.DEFAULT_SPARSITIES
-    else:
-        bw_values = values
     find_simulator(simulator)
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, **{name: os.path.join(out, name) for names in
+                                              _BENCH_FILES.values() for name in names}})
     out = make_outdir(out)
-    check_writable(json_path, "--json")
     bar = Progress("bench", progress)
     rows_out, written = [], []
     try:
@@ -209,17 +209,15 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
                                                   build_root=os.path.join(out, "build"))
     finally:
         bar.close()
-    for name, mod, sel in (("bench", bench_mod, "mac_array"),
-                           ("backward", bw_mod, "backward")):
+    for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod)):
         part = [r for r in rows_out if r["kind"] == sel]
         if not part:
             continue
         text = mod.table(part)
-        with open(os.path.join(out, f"{name}.txt"), "w") as f:
+        txt, png = (os.path.join(out, name) for name in _BENCH_FILES[sel])
+        with open(txt, "w") as f:
             f.write(text + "\n")
-        png = mod.plot(part, os.path.join(out, "cycles.png" if sel == "mac_array"
-                                          else "backward_cycles.png"))
-        written += [os.path.join(out, f"{name}.txt"), png]
+        written += [txt, mod.plot(part, png)]
         click.echo(text)
         if sel == "mac_array":
             click.echo(f"fixed latency per run: {part[0]['latency']} cycles; dense exactly "
@@ -229,6 +227,19 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
                        f"ideal + {part[0]['latency_per_step']} cycles per step")
     write_json(json_path, {"rows": rows_out})
     click.echo(f"wrote {', '.join(written)}")
+
+
+#: what ``gateskip bench`` writes per kind: the table and the PNG
+_BENCH_FILES = {"mac_array": ("bench.txt", "cycles.png"),
+                "backward": ("backward.txt", "backward_cycles.png")}
+
+
+def _named(what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its ``ValueError`` prefixed by the option it came from."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
 
 
 @click.command()
