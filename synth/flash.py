@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,6 +23,12 @@ def default_bitstream(board: Board, out: str | Path | None = None) -> Path:
     return out / f"gateskip.{board.bitstream_ext}"
 
 
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
+
+
 def loader_command(board: Board, bitstream: str | Path, flash: bool = False) -> list[str]:
     """openFPGALoader's command line: ``-m`` writes the SRAM, ``-f`` the SPI flash."""
     return [openfpgaloader(), "-b", board.loader, "-f" if flash else "-m", str(bitstream)]
@@ -40,13 +47,15 @@ def program(board: Board, bitstream: str | Path | None = None, *, flash: bool = 
     if path.is_dir():
         raise ValueError(f"bitstream {path} is a directory, not a file")
     if not path.is_file():
-        hint = ""
-        if path.name == default_bitstream(board).name:     # where some build would write it
-            command = f"gateskip build --board {board.name}"
-            if path.parent != default_bitstream(board).parent:
-                command += f" --out {path.parent}"
-            hint = f": make it with `{command}`"
-        raise ValueError(f"bitstream {path} does not exist{hint}")
+        command = f"gateskip build --board {board.name}"
+        folder = path.parent
+        if bitstream is not None and folder != default_bitstream(board).parent:
+            if folder.parent == folder or not os.access(_existing(folder), os.W_OK):
+                raise ValueError(f"bitstream {path} does not exist")  # no build goes there
+            command += f" --out {folder}"
+        wrote = f"gateskip.{board.bitstream_ext}"
+        raise ValueError(f"bitstream {path} does not exist: make it with `{command}`"
+                         + (f" (it writes {wrote} there)" if path.name != wrote else ""))
     if path.suffix != f".{board.bitstream_ext}":
         raise ValueError(f"{board.title} takes a .{board.bitstream_ext} bitstream, not {path.name}")
     if path.stat().st_size == 0:
