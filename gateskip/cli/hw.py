@@ -29,13 +29,28 @@ BLOCK_NAMES = ["threshold", "compactor", "mac_array", "core", "backward", "top"]
 @click.option("--lint/--no-lint", default=True, show_default=True,
               help="Check the output with verilator --lint-only -Wall.")
 @json_option("Write what was generated as JSON to this file.")
+@progress_option()
 @fail_cleanly
-def verilog(block, params, output, lint, json_path):
-    """Write the Verilog of a block for given parameters."""
-    from gateskip.hw.blocks import BLOCKS, make
+def verilog(block, params, output, lint, json_path, progress):
+    """Write the Verilog of a block for given parameters.
+
+    Blocks whose memories hold more than 16 Mbit are refused: 15 Mbit took 55 s and 1.3 GB
+    here, and no board here has a quarter of that block RAM.
+    """
+    from gateskip.hw.blocks import BLOCKS, check, make
+    from gateskip.hw.memory_bank import MemoryBank
     from gateskip.sim.runner import lint as run_lint, write_verilog
+    from gateskip.spec.config import AccelConfig
 
     values = parse_params(params)
+    merged = check(block, **values)
+    if block in ("backward", "top"):
+        bits = MemoryBank.bits(AccelConfig(**{k: v for k, v in merged.items()
+                                              if k in AccelConfig.names()}))
+        if bits > VERILOG_MEMORY_BITS:
+            raise ValueError(f"--param: the memories of this {block} hold {bits / 2**20:.0f} "
+                             f"Mbit, more than the {VERILOG_MEMORY_BITS >> 20} Mbit gateskip "
+                             f"verilog generates (minutes and gigabytes to elaborate)")
     output = output or os.path.join("out", "verilog", f"{block}.v")
     folder = os.path.dirname(output)
     if folder:
@@ -43,12 +58,21 @@ def verilog(block, params, output, lint, json_path):
     check_writable(output, "--output", created=[folder] if folder else [])
     check_writable(json_path, "--json")
     check_distinct({"--output": output, "--json": json_path})
-    component = make(block, **values)
-    if folder:
-        make_outdir(folder)
-    path = write_verilog(component, block, output)
-    if lint:
-        run_lint(path)
+    bar = Progress(f"verilog {block}", progress)
+    stages = ["build", "convert", "lint" if lint else "done", "done"]
+    try:
+        bar(0, 3, {"stage": stages[0]})
+        component = make(block, **values)
+        if folder:
+            make_outdir(folder)
+        bar(1, 3, {"stage": stages[1]})
+        path = write_verilog(component, block, output)
+        bar(2, 3, {"stage": stages[2]})
+        if lint:
+            run_lint(path)
+        bar(3, 3, {"stage": "done"})
+    finally:
+        bar.close()
     text = path.read_text()
     result = {"block": block, "params": {**BLOCKS[block].defaults, **values},
               "path": str(path), "lines": text.count("\n"),
@@ -228,6 +252,9 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     write_json(json_path, {"rows": rows_out})
     click.echo(f"wrote {', '.join(written)}")
 
+
+#: the largest memories ``gateskip verilog`` generates, in bits (15 Mbit: 55 s and 1.3 GB here)
+VERILOG_MEMORY_BITS = 16 << 20
 
 #: what ``gateskip bench`` writes per kind: the table and the PNG
 _BENCH_FILES = {"mac_array": ("bench.txt", "cycles.png"),
