@@ -299,3 +299,17 @@ def test_a_usage_error_is_one_line(workdir):
 def test_good_trace_still_loads(workdir):
     """The fixture's trace is valid, so every refusal above is the damage's doing."""
     assert np.array_equal(load_trace("good.npz")["iteration"], [0, 3])
+
+
+def test_refused_after_building_hardware_prints_one_line(tmp_path):
+    """A failure after blocks were constructed: no ``UnusedElaboratable`` warnings at exit."""
+    import subprocess
+    import sys
+    code = ("import gateskip.sim.runner as r\n"
+            "def fail(*a, **k): raise ValueError('disk full')\n"
+            "r.write_verilog = fail\n"
+            "from gateskip.cli import main\n"
+            f"main(['verilog', '--block', 'backward', '--no-lint', '--no-progress', "
+            f"'--output', {str(tmp_path / 'x.v')!r}])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr == "Error: disk full\n", p.stderr

@@ -211,9 +211,11 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     for H, X, L in triples:
         _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "backward",
                hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
-    if trace is not None:
+    if trace is not None:                     # the trace's backward is built at its sizes
         from gateskip.golden.trace import load_trace
-        load_trace(trace)
+        t = load_trace(trace)
+        _named(f"--trace {trace!r}", check, "backward", hidden=int(t["H"]), inputs=int(t["X"]),
+               lanes=triples[-1][2], max_seq=int(t["T"]), max_batch=int(t["B"]))
     find_simulator(simulator)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
