@@ -271,7 +271,16 @@ def test_json_under_a_file(command, workdir):
     refused([*command, "--json", "afile/x.json"], "'afile' is a file, not a directory")
 
 
-def test_sim_names_the_seq_len_option_not_an_internal_name(workdir):
+@pytest.mark.parametrize("args, fragment", [
+    (["verilog", "--output", ""], "--output"), (["regs", "--output", ""], "--output"),
+    (["sim", "--build-dir", ""], "--build-dir"), (["formal", "--build-dir", ""], "--build-dir"),
+    (["train", "--json", ""], "--json"), (["fixed", "--trace", ""], "trace ''"),
+])
+def test_empty_paths_are_errors_not_defaults(args, fragment, workdir):
+    refused(args, fragment)
+
+
+def test_bench_names_the_seq_len_option_not_an_internal_name(workdir):
     message = refused(["bench", "--kind", "backward", "--seq-len", "5000"], "--seq-len")
     assert "max_seq" not in message
 

@@ -51,7 +51,9 @@ def verilog(block, params, output, lint, json_path, progress):
             raise ValueError(f"--param: the memories of this {block} hold {bits / 2**20:.0f} "
                              f"Mbit, more than the {VERILOG_MEMORY_BITS >> 20} Mbit gateskip "
                              f"verilog generates (minutes and gigabytes to elaborate)")
-    output = output or os.path.join("out", "verilog", f"{block}.v")
+    output = os.path.join("out", "verilog", f"{block}.v") if output is None else output
+    if not output.strip():
+        raise ValueError("--output must name a file, not ''")
     folder = os.path.dirname(output)
     if folder:
         check_outdir(folder, "--output's directory")
@@ -318,6 +320,7 @@ def formal(only, build_dir, list_only, json_path, progress):
     """
     from gateskip import formal as formal_mod
     check_writable(json_path, "--json")
+    check_outdir(build_dir, "--build-dir")
     chosen = formal_mod.select(list(only) or None)
     if list_only:
         for p in chosen:
