@@ -38,7 +38,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from gateskip.defaults import COMPARE_DEFAULTS
+from gateskip.defaults import COMPARE_DEFAULTS, COMPARE_MODES
 from gateskip.golden import lstm
 from gateskip.golden.accel import backward_model, check_mems, to_float, trace_inputs
 from gateskip.golden.corpus import Corpus, load_corpus
@@ -525,6 +525,8 @@ def plot(result: dict, outdir) -> list[str]:
 # -- the command -----------------------------------------------------------------------------------
 
 DEVICES = ("sim", "model")
+#: what ``run`` can put on the device (:data:`gateskip.defaults.COMPARE_MODES`)
+MODES = COMPARE_MODES
 
 
 @contextlib.contextmanager
@@ -567,12 +569,15 @@ class _Silent:
 def run(*, device: str | None, port: str | None, baud: int | None, iterations: int,
         hidden: int | None, embed: int | None, seq_len: int | None, batch: int | None,
         threshold: float, corpus: str | None, seed: int, lanes: int | None, out: str,
-        json_path: str | None, progress=None, echo=print) -> dict:
+        json_path: str | None, mode: str = "backward", progress=None, echo=print) -> dict:
     """``gateskip compare``: check every input, open the device, :func:`compare`, write
     ``OUT/summary.md``, ``OUT/loss.png``, ``OUT/gradients.png`` and ``json_path``; print the
     table through ``echo``.
 
-    ``device`` ``None`` means ``"sim"``, or the board when ``port`` is given. Sizes left
+    ``mode`` ``"backward"`` puts the layer's backward on the device (this module);
+    ``"layer"`` its whole training iteration (:mod:`gateskip.compare_layer`, ``--device model``
+    only until the layer-training hardware exists). ``device`` ``None`` means ``"sim"``, or the
+    board when ``port`` is given. Sizes left
     ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. ``progress``
     makes the progress bar of a stage: ``progress(description)`` returns a callable ``(done,
     total, postfix)`` with a ``close()`` method (the CLI passes its ``Progress`` class); ``None``
@@ -581,6 +586,8 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     writing every output).
     """
     bars = progress or (lambda description: _Silent())
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if port is not None and device is not None:
         raise ValueError(f"--port runs on the board at {port}; --device {device} does not apply")
     kind = "board" if port is not None else (device or "sim")
@@ -601,10 +608,16 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
         if value is not None and not (isinstance(value, int) and lo <= value <= hi):
             raise ValueError(f"--{option.replace('_', '-')} must be an integer in {lo}..{hi} "
                              f"(the device's {param}), not {value!r}")
+    if mode == "layer" and kind != "model":
+        raise ValueError(f"--mode layer needs --device model: the layer-training hardware is not "
+                         f"built yet, and the {kind} device carries the backward-only top")
     text = load_corpus(config.corpus, config.level)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, **{what: os.path.join(out, name) for what, name in OUTPUTS.items()}})
+    if mode == "layer":
+        from gateskip.compare_layer import run_layer
+        return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
     params = None
     if kind != "board":
         params = {"hidden": sizes["hidden"], "inputs": sizes["embed"],

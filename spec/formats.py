@@ -33,6 +33,11 @@ act        Q(2, 14)     cached ``i f g o tanh(c_t)`` of the backward accelerator
 cell       Q(4, 12)     cached ``c_{t-1}``: the cell state reaches a few units
 state      Q(6, 18)     ``dh`` and ``dc`` in the gate-gradient unit, scaled like ``dnet``: they are
                         up to ~1/(o(1-o)) times larger than ``dnet``, so 6 integer bits; 24 bits
+net        Q(5, 11)     the forward's ``net = W a_t + b`` (exact sum, rounded once), the input of
+                        the activation tables: [-16, 16) is where sigmoid reaches 1 within 1.2e-7
+master     Q(4, 28)     weights and bias as the update unit keeps them: an SGD step of 1e-6 still
+                        counts (lsb 3.7e-9); the MAC operand is this rounded to ``operand``
+lr         Q(8, 16)     the learning rate register (positive; lsb 1.5e-5)
 =========  ===========  ===========================================================================
 
 One MAC, exactly as the hardware does it (``golden.fixed.mac_step``)::
@@ -57,7 +62,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
-           "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "FORMATS"]
+           "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "NET", "MASTER", "LR",
+           "FORMATS"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -181,6 +187,9 @@ DA = Q(8, 24)
 ACT = Q(2, 14)
 CELL = Q(4, 12)
 STATE = Q(6, 18)
+NET = Q(5, 11)
+MASTER = Q(4, 28)
+LR = Q(8, 16)
 
 
 @dataclass(frozen=True)
@@ -190,7 +199,8 @@ class Formats:
     ``operand``: ``a_t`` and ``W`` (row source); ``grad``: scaled ``dnet`` (the scalar ``s``);
     ``dw`` / ``da``: the two accumulators; ``act``, ``cell``, ``state``: the gate-gradient
     unit's cached activations, cached ``c_{t-1}`` and carried gradients ``dh``/``dc``
-    (:mod:`golden.accel`). The product format is exact, and each accumulator's
+    (:mod:`golden.accel`); ``net``, ``master``, ``lr``: the forward's pre-activations, the
+    update's weights and its learning rate (:mod:`golden.layer`). The product format is exact, and each accumulator's
     fraction must not exceed the product's (products are rounded *down* in precision, by
     :attr:`dw_shift` / :attr:`da_shift` bits, round half up); the rounded product must fit the
     accumulator's width.
@@ -203,10 +213,14 @@ class Formats:
     act: Q = ACT
     cell: Q = CELL
     state: Q = STATE
+    net: Q = NET
+    master: Q = MASTER
+    lr: Q = LR
     rounding: str = field(default="half_up")
 
     def __post_init__(self):
-        for name in ("operand", "grad", "dw", "da", "act", "cell", "state"):
+        for name in ("operand", "grad", "dw", "da", "act", "cell", "state", "net", "master",
+                     "lr"):
             if not isinstance(getattr(self, name), Q):
                 raise TypeError(f"{name} must be a Q format, not {getattr(self, name)!r}")
         if self.rounding not in ROUNDING:

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from gateskip.defaults import COMPARE_DEFAULTS, LINK_BAUD, LINKTEST_BOARD
+from gateskip.defaults import COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD, LINKTEST_BOARD
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
@@ -264,6 +264,10 @@ def flash(board_name, bitstream, to_flash):
 
 
 @click.command()
+@click.option("--mode", type=click.Choice(COMPARE_MODES), default=COMPARE_MODES[0],
+              show_default=True,
+              help="What the device runs: the LSTM layer's backward, or its whole training "
+                   "iteration (forward, backward, SGD update; --device model for now).")
 @click.option("--device", type=click.Choice(["sim", "model"]), default=None,
               help="Where the LSTM backward runs: the simulated board, or the golden "
                    "fixed-point model. [default: sim; the board with --port]")
@@ -294,7 +298,9 @@ def compare(progress, **kw):
     """Train with the LSTM backward on a device against golden training, same data and seed.
 
     Every iteration the device must equal the golden fixed-point model bit for bit (exit 1 if
-    not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png.
+    not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png. With --mode layer the
+    device runs the layer's whole training iteration in fixed point (--device model for now)
+    against float training with the update unit's SGD; writes OUT/summary.md and OUT/loss.png.
     """
     from gateskip.compare import run
     run(**kw, progress=Progress if progress else None, echo=click.echo)

@@ -1,0 +1,236 @@
+"""Bit-exact fixed-point twins of the layer-training blocks: the activation functions, the
+forward unit and the update unit (DESIGN.md §3), composing with :func:`golden.accel.backward_model`
+into one fixed-point training iteration of the LSTM layer (:class:`FixedLayer`).
+
+**Activation functions.** One table, ``sigmoid`` at the 129 points ``k / 8``, ``k = 0 .. 128``
+(``[0, 16]``), entries with 16 fraction bits; between points, linear interpolation with the
+8 low bits of the ``net`` code (round half up); ``sigmoid(-x) = 1 - sigmoid(x)``. ``tanh(x) =
+2 sigmoid(2x) - 1`` on the same table: for ``net`` the code doubled (saturated), for the cell
+state ``Q(4, 12)`` the code as it is (``2c`` in ``Q(5, 11)`` has the same bits). The result is
+rounded half up to ``act`` ``Q(2, 14)``. Maximum error against float over every input code
+(:func:`activation_errors`): sigmoid 2.2e-4, tanh 4.2e-4 (of ``net`` and of ``c``).
+
+**Forward, step t** (tensor gate order i f g o; the accelerator's rows ``4k + g``)::
+
+    net  = sat_net(round(sum_k W[j,k] a[k] + b[j] << 12, 24 -> 11))   # exact sum, one rounding
+    i f o = sigmoid(net);  g = tanh(net)                                 # act Q(2, 14)
+    c    = sat_cell(round(f c_prev << 2 + i g, 28 -> 12))
+    h    = sat_operand(round(o tanh(c), 28 -> 12))
+
+The sum of exact products is the same in any order, so the hardware may add the ``K`` products
+of a row in any order and skip a zero ``a[k]`` without changing a bit.
+
+**Update** (plain SGD on master weights; :func:`update_model`)::
+
+    master -= round(D * lr, dw.frac + grad_shift + lr.frac - master.frac)   # saturating
+    W       = sat_operand(round(master, master.frac - operand.frac))
+
+``D`` is the backward's ``DW`` (or ``DB``), scaled by ``2**grad_shift``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec.memories import MEMORIES
+from .accel import backward_model, from_hw_rows, to_hw_rows
+from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
+
+__all__ = ["STEP_BITS", "TABLE_FRAC", "sigmoid_table", "sigmoid_code", "tanh_code",
+           "activation_errors", "forward_model", "update_model", "lr_code", "FixedLayer"]
+
+#: the table's step is ``2**-STEP_BITS``
+STEP_BITS = 3
+#: fraction bits of a table entry (and of the interpolation, before the final rounding)
+TABLE_FRAC = 16
+
+
+def sigmoid_table(formats: Formats = FORMATS) -> np.ndarray:
+    """``round(sigmoid(k / 2**STEP_BITS) * 2**TABLE_FRAC)`` for ``k`` over ``[0, net.max]``, with
+    one more entry repeating the last (the interpolation at ``|net| = 2**(int-1)`` reads it)."""
+    n = 1 << (formats.net.int_bits - 1 + STEP_BITS)
+    k = np.arange(n + 1, dtype=np.float64)
+    table = np.floor(2.0 ** TABLE_FRAC / (1.0 + np.exp(-k / (1 << STEP_BITS))) + 0.5)
+    return np.append(table, table[-1]).astype(np.int64)
+
+
+def _sigmoid16(q, formats: Formats) -> np.ndarray:
+    """sigmoid of ``net`` codes ``q``, ``TABLE_FRAC`` fraction bits, unsigned."""
+    q = np.asarray(q, np.int64)
+    low = formats.net.frac_bits - STEP_BITS
+    table = sigmoid_table(formats)
+    m = np.abs(q)
+    k, r = m >> low, m & ((1 << low) - 1)
+    y = table[k] + round_shift((table[k + 1] - table[k]) * r, low)
+    return np.where(q < 0, (1 << TABLE_FRAC) - y, y)
+
+
+def sigmoid_code(q, formats: Formats = FORMATS) -> np.ndarray:
+    """``sigmoid`` of ``net`` codes, as ``act`` codes."""
+    out = round_shift(_sigmoid16(q, formats), TABLE_FRAC - formats.act.frac_bits)
+    return saturate(out, formats.act.width)
+
+
+def tanh_code(q, fmt: Q | None = None, formats: Formats = FORMATS) -> np.ndarray:
+    """``tanh`` of codes ``q`` in ``fmt`` (default ``net``; ``cell`` for ``tanh(c_t)``), as
+    ``act`` codes: ``2 sigmoid(2x) - 1``, ``2x`` brought to ``net`` by a shift, saturated."""
+    fmt = formats.net if fmt is None else fmt
+    two_x = saturate(round_shift(np.asarray(q, np.int64),
+                                 fmt.frac_bits - 1 - formats.net.frac_bits), formats.net.width)
+    out = round_shift(2 * _sigmoid16(two_x, formats) - (1 << TABLE_FRAC),
+                      TABLE_FRAC - formats.act.frac_bits)
+    return saturate(out, formats.act.width)
+
+
+def activation_errors(formats: Formats = FORMATS) -> dict:
+    """The maximum absolute error against float64 of each activation function over every code
+    of its input format: ``{"sigmoid": e, "tanh": e, "tanh_cell": e}``."""
+    out = {}
+    for name, fmt, fn in (("sigmoid", formats.net, lambda x: 1 / (1 + np.exp(-x))),
+                          ("tanh", formats.net, np.tanh), ("tanh_cell", formats.cell, np.tanh)):
+        q = np.arange(fmt.min, fmt.max + 1, dtype=np.int64)
+        codes = sigmoid_code(q, formats) if name == "sigmoid" else tanh_code(q, fmt, formats)
+        out[name] = float(np.max(np.abs(formats.act.to_float(codes) - fn(fmt.to_float(q)))))
+    return out
+
+
+def forward_model(W, b, x, h0, c0, formats: Formats = FORMATS) -> dict:
+    """Twin of the forward unit over ``T`` steps of ``B`` sequences, all codes.
+
+    ``W`` (4H, K) and ``b`` (4H,) ``operand`` codes in tensor gate order; ``x`` (B, T, X)
+    ``operand`` codes; ``h0`` (B, H) ``operand``, ``c0`` (B, H) ``cell``. Returns ``A`` (B, T, K)
+    and ``ACT`` (B, T, H, 6: ``i f g o tanh_c c_prev``), the backward's memories as the forward
+    writes them; ``h`` (B, T, H) ``operand`` codes; ``h_T``, ``c_T`` (B, H), the state carried to
+    the next iteration.
+    """
+    f = formats
+    W, b, x = (np.asarray(v, np.int64) for v in (W, b, x))
+    B, T, X = x.shape
+    H = W.shape[0] // 4
+    prod_frac = 2 * f.operand.frac_bits
+    A = np.zeros((B, T, X + H), np.int64)
+    ACT = np.zeros((B, T, H, 6), np.int64)
+    h = np.zeros((B, T, H), np.int64)
+    h_t, c_t = np.asarray(h0, np.int64), np.asarray(c0, np.int64)
+    bias = b << (prod_frac - f.operand.frac_bits)
+    for t in range(T):
+        a = np.concatenate([x[:, t], h_t], axis=1)
+        net = saturate(round_shift(a @ W.T + bias, prod_frac - f.net.frac_bits), f.net.width)
+        i, fg, o = (sigmoid_code(net[:, n * H:(n + 1) * H], f) for n in (0, 1, 3))
+        g = tanh_code(net[:, 2 * H:3 * H], f.net, f)
+        cc = ((fg * c_t) << (f.act.frac_bits - f.cell.frac_bits)) + i * g    # at 2 act.frac
+        c_new = saturate(round_shift(cc, 2 * f.act.frac_bits - f.cell.frac_bits), f.cell.width)
+        tanh_c = tanh_code(c_new, f.cell, f)
+        h_t = saturate(round_shift(o * tanh_c, 2 * f.act.frac_bits - f.operand.frac_bits),
+                       f.operand.width)
+        A[:, t] = a
+        ACT[:, t] = np.stack([i, fg, g, o, tanh_c, c_t], axis=-1)
+        h[:, t] = h_t
+        c_t = c_new
+    return {"A": A, "ACT": ACT, "h": h, "h_T": h_t, "c_T": c_t}
+
+
+def lr_code(lr: float, formats: Formats = FORMATS) -> int:
+    """The learning-rate register's code for ``lr``; ``ValueError`` outside ``(0, lr.max]``."""
+    code = int(math.floor(lr * 2.0 ** formats.lr.frac_bits + 0.5)) if math.isfinite(lr) else 0
+    if not 1 <= code <= formats.lr.max:
+        raise ValueError(f"lr must be in {formats.lr.lsb:g}..{formats.lr.to_float(formats.lr.max):g}"
+                         f" ({formats.lr}), not {lr!r}")
+    return code
+
+
+def update_model(master, grad, grad_shift: int, lr: int, formats: Formats = FORMATS) -> np.ndarray:
+    """Twin of the update unit: ``master`` codes minus ``lr`` (a :func:`lr_code`) times the
+    backward's ``grad`` codes (``dw`` format, scaled by ``2**grad_shift``), rounded half up to
+    ``master``'s lsb and saturated. Returns the new master codes."""
+    f = formats
+    shift = f.dw.frac_bits + grad_shift + f.lr.frac_bits - f.master.frac_bits
+    step = round_shift(np.asarray(grad, np.int64) * int(lr), shift)
+    return saturate(np.asarray(master, np.int64) - step, f.master.width)
+
+
+def _operand(master, formats: Formats) -> np.ndarray:
+    """The MAC operand of master codes: rounded half up, saturated."""
+    return saturate(round_shift(master, formats.master.frac_bits - formats.operand.frac_bits),
+                    formats.operand.width)
+
+
+@dataclass
+class FixedLayer:
+    """The LSTM layer as the chip trains it: master weights, the recurrent state carried between
+    iterations, and one iteration as two halves, :meth:`forward` then :meth:`backward_update`
+    (the host computes the loss gradient ``dh_out`` in between).
+
+    ``master_frac`` fraction bits of the master weights (``formats.master``'s by default; the
+    operand's 12 makes the update round straight to the MAC operand, for comparison).
+    """
+
+    W: np.ndarray                  # (4H, K) master codes, tensor gate order
+    b: np.ndarray                  # (4H,) master codes
+    inputs: int
+    formats: Formats = FORMATS
+
+    @classmethod
+    def from_float(cls, W, b, inputs: int, formats: Formats = FORMATS,
+                   master_frac: int | None = None) -> "FixedLayer":
+        if master_frac is not None:
+            formats = _with_master_frac(formats, master_frac)
+        m = formats.master
+        return cls(m.quantize(np.asarray(W, np.float64)), m.quantize(np.asarray(b, np.float64)),
+                   inputs, formats)
+
+    @property
+    def hidden(self) -> int:
+        return self.W.shape[0] // 4
+
+    def weights_float(self) -> tuple[np.ndarray, np.ndarray]:
+        """``W`` and ``b`` as the forward uses them (operand precision), in float."""
+        f = self.formats
+        return f.operand.to_float(_operand(self.W, f)), f.operand.to_float(_operand(self.b, f))
+
+    def forward(self, x, state=None) -> dict:
+        """``x`` (T, B, X) float (quantised to ``operand`` here, as the host would send it);
+        ``state`` ``(h, c)`` codes or ``None`` (zeros). Returns :func:`forward_model`'s dict plus
+        ``h_float`` (T, B, H)."""
+        f = self.formats
+        x = np.asarray(x, np.float64)
+        T, B, _X = x.shape
+        H = self.hidden
+        h0, c0 = state if state is not None else (np.zeros((B, H), np.int64),) * 2
+        out = forward_model(_operand(self.W, f), _operand(self.b, f),
+                            f.operand.quantize(x.swapaxes(0, 1)), h0, c0, f)
+        out["h_float"] = f.operand.to_float(out["h"]).swapaxes(0, 1)
+        return out
+
+    def backward_update(self, fwd: dict, dh_out, threshold: float, lr: float) -> dict:
+        """The backward on the forward's memories and ``dh_out`` (T, B, H float), then the SGD
+        step. ``grad_shift`` comes from ``dh_out`` alone (the host knows nothing else): the
+        largest shift that leaves ``max|dh_out|`` a quarter of the ``grad`` range (``dnet``
+        is at most about ``dh / 4``). Returns ``dx`` (T, B, X float), ``grad_shift``, ``tau``
+        and the backward's counters (``pairs values zeros sparsity macs``)."""
+        f = self.formats
+        dh_out = np.asarray(dh_out, np.float64)
+        shift = pick_grad_shift(dh_out, f.grad, headroom_bits=2)
+        tau = threshold_to_tau(threshold, shift, f.grad)
+        B, T = fwd["A"].shape[:2]
+        mems = {"W": to_hw_rows(_operand(self.W, f)), "A": fwd["A"],
+                "ACT": fwd["ACT"], "DH": f.state.quantize(dh_out.swapaxes(0, 1) * 2.0 ** shift)}
+        sizes = {"hidden": self.hidden, "inputs": self.inputs, "max_seq": T, "max_batch": B}
+        mems.update({name: np.zeros(mem.shape(sizes), np.int64)     # the accumulators, DC
+                     for name, mem in MEMORIES.items() if mem.written})
+        res = backward_model(mems, tau, inputs=self.inputs, formats=f)
+        code = lr_code(lr, f)
+        self.W = update_model(self.W, from_hw_rows(res["DW"]), shift, code, f)
+        self.b = update_model(self.b, from_hw_rows(np.asarray(res["DB"]).reshape(-1)), shift,
+                              code, f)
+        dx = f.da.to_float(np.asarray(res["DA"])[:, :, :self.inputs]).swapaxes(0, 1) * 2.0 ** -shift
+        return {"dx": dx, "grad_shift": shift, "tau": tau,
+                **{k: res[k] for k in ("pairs", "values", "zeros", "sparsity", "macs")}}
+
+
+def _with_master_frac(formats: Formats, frac: int) -> Formats:
+    from dataclasses import replace
+    return replace(formats, master=Q(formats.master.width - frac, frac))

@@ -1,0 +1,120 @@
+"""Fixed-point training of the LSTM layer against float training: same model, data, seed and
+optimiser, the layer's forward, backward and update all in :mod:`golden.layer`'s fixed point.
+
+Run **float**: :func:`golden.train.numpy_step` (float32 numpy) and plain SGD on every parameter.
+Run **fixed**: embedding, output layer, softmax and their SGD in float (the host's part), the
+layer as :class:`golden.layer.FixedLayer` (the chip's part): ``x_t`` quantised to the operand
+format, the fixed-point forward, ``dh_out`` from the float output layer, the fixed-point
+backward and the SGD step on master weights; ``dx`` back to the embedding. Both carry the
+recurrent state across batches (truncated BPTT) and reset it when the data wraps.
+
+SGD, without momentum or clipping: at the compare defaults (H 32, X 16, T 16, B 4) plain SGD at
+lr 2 reaches a lower validation loss in 300 iterations than the Adam default, and clipping the
+gradient norm at 1 changes nothing there (the norm of a mean loss's gradient stays below 1).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .corpus import Corpus
+from .layer import FixedLayer
+from .train import _batchify, _softmax_xent, evaluate, evaluation_plan, numpy_step, setup, \
+    single_thread
+
+__all__ = ["layer_train", "evaluate_fixed"]
+
+
+def evaluate_fixed(layer: FixedLayer, host: dict, ids: np.ndarray, batch: int = 256,
+                   window: int = 128) -> float:
+    """Mean cross-entropy of ``ids`` with the layer's fixed-point forward and the host's float
+    embedding and output layer (``host``: ``E Wo bo``), read as :func:`golden.train.evaluate`
+    reads it (``batch`` streams, windows of ``window``, state carried)."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    data = _batchify(ids, batch)
+    total, count, state = 0.0, 0, None
+    for p in range(0, len(data) - 1, window):
+        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
+        inp = inp[:len(tgt)]
+        fwd = layer.forward(host["E"][inp], state)
+        state = (fwd["h_T"], fwd["c_T"])
+        logits = fwd["h_float"] @ host["Wo"].T + host["bo"]
+        z = logits - logits.max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        total -= float(np.take_along_axis(logp, tgt[..., None], axis=-1).sum())
+        count += tgt.size
+    return total / count
+
+
+def layer_train(config: TrainConfig, corpus: Corpus | None = None, *,
+                master_frac: int | None = None, progress=None) -> dict:
+    """Train the float run and the fixed run together (module doc); ``config.optimizer`` must be
+    ``sgd`` and ``config.clip`` 0 (the update unit's step). ``master_frac``: fraction bits of
+    the master weights (default the ``master`` format's). Returns ``{"config", "iterations":
+    [per iteration: train losses, validation losses at the evaluation points, sparsity,
+    grad_shift], "summary": {val_loss_float, val_loss_fixed, ratio, seconds}}``."""
+    config = config.replace(backend="numpy", trace_iterations=()).check()
+    if config.optimizer != "sgd" or config.clip != 0:
+        raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
+    with single_thread():
+        return _layer_train(config, corpus, master_frac, progress)
+
+
+def _layer_train(config, corpus, master_frac, progress) -> dict:
+    corpus, data, model = setup(config, corpus)
+    host = {k: v.detach().numpy().astype(np.float64).copy() for k, v in
+            zip(("E", "W", "b", "Wo", "bo"), model.weights())}
+    layer = FixedLayer.from_float(host.pop("W"), host.pop("b"), config.embed,
+                                  master_frac=master_frac)
+    opt = torch.optim.SGD(model.weights(), lr=config.lr)
+    eval_every, val_curve = evaluation_plan(config, corpus)
+    T, lr = config.seq_len, config.lr
+    rows, state_f, state_x, pos = [], None, None, 0
+    t0 = time.perf_counter()
+    for it in range(config.iterations):
+        if pos + T + 1 > len(data):
+            pos, state_f, state_x = 0, None, None
+        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
+        pos += T
+
+        opt.zero_grad(set_to_none=True)                           # float
+        loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
+                                                torch.from_numpy(tgt), state_f)
+        opt.step()
+
+        fwd = layer.forward(host["E"][inp], state_x)              # fixed
+        state_x = (fwd["h_T"], fwd["c_T"])
+        h = fwd["h_float"]
+        loss_x, dlogits = _softmax_xent(h @ host["Wo"].T + host["bo"], tgt)
+        dh_out = dlogits @ host["Wo"]
+        grads = {"Wo": np.einsum("tbv,tbh->vh", dlogits, h), "bo": dlogits.sum(axis=(0, 1))}
+        bw = layer.backward_update(fwd, dh_out, config.threshold, lr)
+        grads["E"] = np.zeros_like(host["E"])
+        np.add.at(grads["E"], inp, bw["dx"])
+        for k, g in grads.items():
+            host[k] -= lr * g
+
+        for name, loss in (("float", loss_f), ("fixed", loss_x)):
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the {name} run diverged at iteration {it}")
+        now = (it + 1) % eval_every == 0 or it + 1 == config.iterations
+        rows.append({"iteration": it, "train_loss_float": loss_f, "train_loss_fixed": loss_x,
+                     "val_loss_float": evaluate(model, val_curve) if now else None,
+                     "val_loss_fixed": evaluate_fixed(layer, host, val_curve) if now else None,
+                     "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)),
+                     "sparsity_fixed": float(bw["sparsity"]), "grad_shift": bw["grad_shift"]})
+        if progress is not None:
+            progress(it + 1, config.iterations, {"loss": f"{loss_f:.3f}/{loss_x:.3f}"})
+    val_f, val_x = evaluate(model, corpus.valid), evaluate_fixed(layer, host, corpus.valid)
+    summary = {"val_loss_float": val_f, "val_loss_fixed": val_x, "ratio": val_x / val_f,
+               "sparsity_float": float(np.mean([r["sparsity_float"] for r in rows])),
+               "sparsity_fixed": float(np.mean([r["sparsity_fixed"] for r in rows])),
+               "master_frac": layer.formats.master.frac_bits,
+               "seconds": time.perf_counter() - t0}
+    return {"config": vars(copy.copy(config)), "iterations": rows, "summary": summary}
