@@ -35,27 +35,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..spec.activation import STEP_BITS, TABLE_FRAC, sigmoid_table
 from ..spec.memories import MEMORIES
 from .accel import backward_model, from_hw_rows, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
-__all__ = ["STEP_BITS", "TABLE_FRAC", "sigmoid_table", "sigmoid_code", "tanh_code",
+__all__ = ["sigmoid_code", "tanh_code",
            "activation_errors", "forward_model", "update_model", "lr_code", "FixedLayer"]
-
-#: the table's step is ``2**-STEP_BITS``
-STEP_BITS = 3
-#: fraction bits of a table entry (and of the interpolation, before the final rounding)
-TABLE_FRAC = 16
-
-
-def sigmoid_table(formats: Formats = FORMATS) -> np.ndarray:
-    """``round(sigmoid(k / 2**STEP_BITS) * 2**TABLE_FRAC)`` for ``k`` over ``[0, net.max]``, with
-    one more entry repeating the last (the interpolation at ``|net| = 2**(int-1)`` reads it)."""
-    n = 1 << (formats.net.int_bits - 1 + STEP_BITS)
-    k = np.arange(n + 1, dtype=np.float64)
-    table = np.floor(2.0 ** TABLE_FRAC / (1.0 + np.exp(-k / (1 << STEP_BITS))) + 0.5)
-    return np.append(table, table[-1]).astype(np.int64)
-
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
     """sigmoid of ``net`` codes ``q``, ``TABLE_FRAC`` fraction bits, unsigned."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec.config import AccelConfig
+from .activation import ActivationUnit
 from .backward import Backward
 from .compactor import Compactor
 from .core import MacCore
@@ -46,6 +47,8 @@ def _check_top(divisor, max_payload, **params):
 BLOCKS = {
     "threshold": Block(ThresholdUnit, {"width": 16, "lanes": 4},
                        "threshold unit: |v| < tau -> 0, per lane"),
+    "activation": Block(ActivationUnit, {},
+                        "sigmoid / tanh of the forward pass: an interpolated table"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),
     "mac_array": Block(MacArray, {"lanes": 4, "k": 64, "rows": 256},
