@@ -38,7 +38,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from gateskip.defaults import COMPARE_DEFAULTS, COMPARE_MODES
+from gateskip.defaults import COMPARE_BUILD_OPTIONS, COMPARE_DEFAULTS, COMPARE_MODES
 from gateskip.golden import lstm
 from gateskip.golden.accel import backward_model, check_mems, to_float, trace_inputs
 from gateskip.golden.corpus import Corpus, load_corpus
@@ -64,8 +64,7 @@ PARAMS = SIZES
 #: what ``run`` writes into its output directory
 OUTPUTS = {"summary": "summary.md", "loss": "loss.png", "gradients": "gradients.png"}
 #: the options of ``run`` that are build parameters of the sim and model devices, by name
-BUILD_OPTIONS = {"hidden": "hidden", "embed": "inputs", "seq_len": "max_seq", "batch": "max_batch",
-                 "lanes": "lanes"}
+BUILD_OPTIONS = COMPARE_BUILD_OPTIONS
 #: what the device must return equal to the fixed-point golden model, bit for bit
 EXACT_KEYS = ("DW", "DB", "DA", "DC", "pairs", "zeros")
 #: what every device result holds
@@ -614,15 +613,15 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     text = load_corpus(config.corpus, config.level)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
-    check_distinct({"--json": json_path, **{what: os.path.join(out, name) for what, name in OUTPUTS.items()}})
+    check_distinct({"--json": json_path,
+                    **{what: os.path.join(out, name) for what, name in OUTPUTS.items()}})
     if mode == "layer":
         from gateskip.compare_layer import run_layer
         return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
     params = None
     if kind != "board":
-        params = {"hidden": sizes["hidden"], "inputs": sizes["embed"],
-                  "lanes": DEFAULTS["lanes"] if lanes is None else lanes,
-                  "max_seq": sizes["seq_len"], "max_batch": sizes["batch"]}
+        chosen = {**sizes, "lanes": DEFAULTS["lanes"] if lanes is None else lanes}
+        params = {param: chosen[option] for option, param in BUILD_OPTIONS.items()}
     build = bars(f"build {kind} device")
     try:
         cm = open_device(kind, params, port=port, baud=baud,

@@ -6,7 +6,8 @@ values.
 
 from __future__ import annotations
 
-__all__ = ["COMPARE_DEFAULTS", "COMPARE_MODES", "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD"]
+__all__ = ["COMPARE_DEFAULTS", "COMPARE_BUILD_OPTIONS", "COMPARE_BOARD", "COMPARE_MODES",
+           "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD"]
 
 #: the defaults of ``gateskip compare`` (:func:`gateskip.compare.run`): 100 iterations take a
 #: few seconds with the model device, the loss falls from 3.9 to about 2.7 nats/char on Penn
@@ -16,6 +17,13 @@ __all__ = ["COMPARE_DEFAULTS", "COMPARE_MODES", "LAYER_OPTIMIZER", "LINKTEST_BOA
 #: is built to these sizes: hidden, inputs = embed, lanes, max_seq = seq_len, max_batch = batch.
 COMPARE_DEFAULTS = {"hidden": 32, "embed": 16, "seq_len": 16, "batch": 4, "iterations": 100,
                     "threshold": 1.5e-4, "lanes": 4}
+
+#: the options of ``gateskip compare`` that are build parameters of its sim and model devices:
+#: option -> build parameter
+COMPARE_BUILD_OPTIONS = {"hidden": "hidden", "embed": "inputs", "seq_len": "max_seq",
+                         "batch": "max_batch", "lanes": "lanes"}
+#: the simulated board ``gateskip compare`` runs at its defaults, and ``gateskip board`` starts
+COMPARE_BOARD = {param: COMPARE_DEFAULTS[option] for option, param in COMPARE_BUILD_OPTIONS.items()}
 
 #: what ``gateskip compare`` can put on the device: the LSTM layer's backward, or its whole
 #: training iteration (forward, backward, update)

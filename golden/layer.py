@@ -41,7 +41,8 @@ from .accel import backward_model, from_hw_rows, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
 __all__ = ["sigmoid_code", "tanh_code",
-           "activation_errors", "forward_model", "update_model", "lr_code", "FixedLayer"]
+           "activation_errors", "forward_model", "update_model", "operand_code", "lr_code",
+           "FixedLayer"]
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
     """sigmoid of ``net`` codes ``q``, ``TABLE_FRAC`` fraction bits, unsigned."""
@@ -123,8 +124,8 @@ def lr_code(lr: float, formats: Formats = FORMATS) -> int:
     """The learning-rate register's code for ``lr``; ``ValueError`` outside ``(0, lr.max]``."""
     code = int(math.floor(lr * 2.0 ** formats.lr.frac_bits + 0.5)) if math.isfinite(lr) else 0
     if not 1 <= code <= formats.lr.max:
-        raise ValueError(f"lr must be in {formats.lr.lsb:g}..{formats.lr.to_float(formats.lr.max):g}"
-                         f" ({formats.lr}), not {lr!r}")
+        top = formats.lr.to_float(formats.lr.max)
+        raise ValueError(f"lr must be in {formats.lr.lsb:g}..{top:g} ({formats.lr}), not {lr!r}")
     return code
 
 
@@ -138,7 +139,7 @@ def update_model(master, grad, grad_shift: int, lr: int, formats: Formats = FORM
     return saturate(np.asarray(master, np.int64) - step, f.master.width)
 
 
-def _operand(master, formats: Formats) -> np.ndarray:
+def operand_code(master, formats: Formats = FORMATS) -> np.ndarray:
     """The MAC operand of master codes: rounded half up, saturated."""
     return saturate(round_shift(master, formats.master.frac_bits - formats.operand.frac_bits),
                     formats.operand.width)
@@ -175,7 +176,8 @@ class FixedLayer:
     def weights_float(self) -> tuple[np.ndarray, np.ndarray]:
         """``W`` and ``b`` as the forward uses them (operand precision), in float."""
         f = self.formats
-        return f.operand.to_float(_operand(self.W, f)), f.operand.to_float(_operand(self.b, f))
+        return (f.operand.to_float(operand_code(self.W, f)),
+                f.operand.to_float(operand_code(self.b, f)))
 
     def forward(self, x, state=None) -> dict:
         """``x`` (T, B, X) float (quantised to ``operand`` here, as the host would send it);
@@ -186,7 +188,7 @@ class FixedLayer:
         T, B, _X = x.shape
         H = self.hidden
         h0, c0 = state if state is not None else (np.zeros((B, H), np.int64),) * 2
-        out = forward_model(_operand(self.W, f), _operand(self.b, f),
+        out = forward_model(operand_code(self.W, f), operand_code(self.b, f),
                             f.operand.quantize(x.swapaxes(0, 1)), h0, c0, f)
         out["h_float"] = f.operand.to_float(out["h"]).swapaxes(0, 1)
         return out
@@ -202,7 +204,7 @@ class FixedLayer:
         shift = pick_grad_shift(dh_out, f.grad, headroom_bits=2)
         tau = threshold_to_tau(threshold, shift, f.grad)
         B, T = fwd["A"].shape[:2]
-        mems = {"W": to_hw_rows(_operand(self.W, f)), "A": fwd["A"],
+        mems = {"W": to_hw_rows(operand_code(self.W, f)), "A": fwd["A"],
                 "ACT": fwd["ACT"], "DH": f.state.quantize(dh_out.swapaxes(0, 1) * 2.0 ** shift)}
         sizes = {"hidden": self.hidden, "inputs": self.inputs, "max_seq": T, "max_batch": B}
         mems.update({name: np.zeros(mem.shape(sizes), np.int64)     # the accumulators, DC

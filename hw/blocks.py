@@ -16,6 +16,7 @@ from .core import MacCore
 from .mac_array import MacArray
 from .threshold import ThresholdUnit
 from .top import AcceleratorTop
+from .update import UpdateUnit
 
 __all__ = ["Block", "BLOCKS", "make", "check"]
 
@@ -49,6 +50,7 @@ BLOCKS = {
                        "threshold unit: |v| < tau -> 0, per lane"),
     "activation": Block(ActivationUnit, {},
                         "sigmoid / tanh of the forward pass: an interpolated table"),
+    "update": Block(UpdateUnit, {}, "SGD step on master weights, and their MAC operand"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),
     "mac_array": Block(MacArray, {"lanes": 4, "k": 64, "rows": 256},

@@ -25,13 +25,15 @@ from pathlib import Path
 
 from .runner import LINT_WAIVERS, find_simulator, log_error, tool_env, write_verilog
 
-__all__ = ["HARNESS", "TOP_NAME", "cache_dir", "sim_board", "sim_board_dir", "build_sim_board",
-           "SimulatedBoard", "sim_device"]
+__all__ = ["HARNESS", "TOP_NAME", "TOP_OPTIONS", "cache_dir", "sim_board", "check_sim_board",
+           "sim_board_dir", "build_sim_board", "SimulatedBoard", "sim_device"]
 
 #: the C++ harness around the Verilated top (see its header for the exact behaviour)
 HARNESS = Path(__file__).with_name("board_harness.cpp")
 #: the Verilog module name of the board top, and the executable's name
 TOP_NAME = "gateskip_board"
+#: the parameters of the board top beyond ``AccelConfig``'s (``gateskip.hw.top.AcceleratorTop``)
+TOP_OPTIONS = ("divisor", "max_payload", "timeout")
 PORTS = {"clk": "input", "rst": "input", "rx": "input", "tx": "output", "idle": "output"}
 #: What Verilator simulates: the board top behind one register stage on ``rst`` and ``rx`` (as a
 #: synchroniser would). Amaranth's next-state logic reads ``rst``; fed straight from the
@@ -107,6 +109,25 @@ def sim_board(params: dict):
     """The hardware top ``gateskip.hw.top.SimBoard(**params)``."""
     from gateskip.hw.top import SimBoard
     return SimBoard(**params)
+
+
+def check_sim_board(params: dict) -> None:
+    """Raise the ``ValueError`` :func:`sim_board` would for ``params``, constructing nothing and
+    creating no directory: a name that is no parameter (of ``AccelConfig``, formats aside, or
+    :data:`TOP_OPTIONS`), a value out of range, memories or a divisor the top refuses."""
+    from gateskip.hw.top import SimBoard
+    from gateskip.spec.config import AccelConfig
+    known = [n for n in AccelConfig.names() if n != "formats"] + list(TOP_OPTIONS)
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        raise ValueError(f"the simulated board has no parameter {unknown[0]!r}; it takes "
+                         f"{', '.join(known)}")
+    top = {k: v for k, v in params.items() if k in TOP_OPTIONS}
+    try:
+        SimBoard.check(AccelConfig(**{k: v for k, v in params.items() if k not in TOP_OPTIONS}),
+                       **top)
+    except TypeError as e:                        # a parameter of the wrong kind
+        raise ValueError(str(e)) from None
 
 
 def _check_ports(verilog: str) -> None:

@@ -5,7 +5,8 @@ built-in default that needs no download and no board, shows progress for long wo
 its results for machines with ``--json PATH``. Errors a user can cause are one line and exit 1.
 
 The commands live in one module per group -- :mod:`.golden` (train, sweep, fixed), :mod:`.hw`
-(verilog, sim, bench, regs), :mod:`.board` (synth, build, flash, compare, linktest) -- and share
+(verilog, sim, bench, regs, formal), :mod:`.board` (synth, build, flash, compare, linktest,
+board) -- and share
 :mod:`.common`. Importing them loads neither numpy, torch nor Amaranth: every default shown in
 ``--help`` comes from a pure-Python module (:mod:`gateskip.golden.config`,
 :mod:`gateskip.defaults`), and each command imports its library when it runs.

@@ -1,19 +1,21 @@
 """The commands that build for, program and run on a board (or its simulation): ``synth``,
-``build``, ``flash``, ``compare``, ``linktest`` (gateskip.synth, gateskip.compare, the host
-link)."""
+``build``, ``flash``, ``compare``, ``linktest``, ``board`` (gateskip.synth, gateskip.compare,
+the host link, the simulated board)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import click
 
-from gateskip.defaults import COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD, LINKTEST_BOARD
+from gateskip.defaults import (COMPARE_BOARD, COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD,
+                               LINKTEST_BOARD)
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
-from .common import (IntRange, Progress, baud_option, fail_cleanly, json_option, out_option, parse_params,
-                     progress_option, seed_option, setting)
+from .common import (IntRange, Progress, baud_option, fail_cleanly, json_option, out_option,
+                     parse_params, progress_option, seed_option, setting)
 
 __all__ = ["COMMANDS", "SYNTH_COLUMNS"]
 
@@ -360,5 +362,129 @@ def linktest(port, baud, trials, seed, json_path, progress):
         raise SystemExit(1)
 
 
+def _compare_board() -> dict:
+    """The build parameters of the simulated board ``gateskip compare`` runs at its defaults
+    (:data:`~gateskip.defaults.COMPARE_BOARD`), in the order of ``spec.config.PARAMS``."""
+    from gateskip.spec.config import PARAMS
+    return {name: COMPARE_BOARD[name] for name in PARAMS}
+
+
+def _check_link(path: str | None) -> None:
+    """``--link PATH``: a new name, or an old symbolic link (replaced), in a writable folder."""
+    if path is None:
+        return
+    if not path.strip():
+        raise ValueError(f"--link must name a file, not {path!r}")
+    if os.path.lexists(path) and not os.path.islink(path):
+        raise ValueError(f"--link {path!r} exists and is no symbolic link: not replaced")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"--link {path!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--link {path!r}: directory {parent!r} is not writable")
+
+
+def _plain(path: str) -> bool:
+    """``path`` is a new name or a regular file (not a device, not a symbolic link)."""
+    return not os.path.lexists(path) or (os.path.isfile(path) and not os.path.islink(path))
+
+
+def _replace(path: str, make) -> None:
+    """Create ``path`` by ``make(tmp)`` beside it and one rename, so that a program waiting for
+    ``path`` never finds it half made."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    make(tmp)
+    os.replace(tmp, path)
+
+
+@click.command()
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A build parameter over the board gateskip compare simulates at its "
+                   "defaults, e.g. --param hidden=8 (repeatable; those of gateskip build --list, "
+                   "divisor, timeout).")
+@click.option("--link", "link_path", type=str, default=None, metavar="PATH",
+              help="Also make PATH a symbolic link to the port, a name that stays the same "
+                   "(removed when the board ends).")
+@json_option("Once the board answers, write {port, link, params, pid, simulator_pid, executable} "
+             "to this file, there while the board runs (pid: this command's, to signal).")
+@progress_option()
+@fail_cleanly
+def board(params, link_path, json_path, progress):
+    """Run the simulated board on its own, on a serial port that any program can open.
+
+    Builds the board (cached, as gateskip compare does), starts it and prints its
+    pseudo-terminal: open it like a board's USB serial port (pyserial, picocom, ...) and speak
+    the protocol of spec/protocol.py, closing and reopening it as often as needed. Ctrl-C or
+    SIGTERM ends it and prints what it simulated.
+    """
+    import signal
+    import time
+    from gateskip.host import Link, SerialTransport
+    from gateskip.sim.board import (SimulatedBoard, build_sim_board, check_sim_board, sim_board,
+                                    sim_board_dir)
+
+    values = {**_compare_board(), **parse_params(params)}
+    check_sim_board(values)                              # everything before any build
+    check_writable(json_path, "--json")
+    _check_link(link_path)
+    check_distinct({"--json": json_path, "--link": link_path})
+    if link_path is not None and os.path.islink(link_path):
+        os.remove(link_path)                             # an older board's, whose port is gone
+    if json_path is not None and os.path.lexists(json_path) and _plain(json_path):
+        os.remove(json_path)                             # so that it appears when this one is up
+    bar = Progress("build", progress)
+    try:
+        exe = build_sim_board(sim_board(values), sim_board_dir(values), progress=bar)
+    finally:
+        bar.close()
+    stop = []
+    made = []
+    with SimulatedBoard(exe) as sim:
+        previous = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
+                    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            transport = SerialTransport(sim.port, timeout=10.0)   # it answers before it is shown
+            try:
+                Link(transport, quiet_seconds=0.05).ping()
+            finally:
+                transport.close()
+            if link_path is not None:
+                _replace(link_path, lambda tmp: os.symlink(sim.port, tmp))
+                made.append(link_path)
+            if json_path is not None:
+                up = {"port": sim.port, "link": link_path, "params": values,
+                      "pid": os.getpid(), "simulator_pid": sim.proc.pid, "executable": str(exe)}
+                if _plain(json_path):
+                    _replace(json_path, lambda tmp: write_json(tmp, up))
+                    made.append(json_path)
+                else:                                    # /dev/stdout, a link: written, left
+                    write_json(json_path, up)
+            sizes = ", ".join(f"{k} {v}" for k, v in values.items())
+            click.echo(f"simulated board ({sizes}) on {sim.port}"
+                       + (f" (also {link_path})" if link_path else "")
+                       + ": open it at any baud (the simulated UART runs at its own rate); "
+                         "Ctrl-C ends it")
+            while not stop and sim.proc.poll() is None:
+                time.sleep(0.1)
+        finally:
+            for path in made:                            # unless another board took it over
+                with contextlib.suppress(OSError):
+                    if path != link_path or os.readlink(path) == sim.port:
+                        os.remove(path)
+            sim.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    st = sim.stats()
+    code = sim.proc.returncode
+    ended = ("ended" if stop or code == 0 else f"was killed (signal {-code})" if code < 0
+             else f"stopped (exit status {code})")
+    click.echo(f"simulated board {ended}: {st['cycles']} cycles simulated in "
+               f"{st['seconds']:.3g} s of clocking ({st['cycles_per_second']:.3g} cycles/s), "
+               f"{st['framing_errors']} framing errors, {st['dropped']} tx bytes dropped")
+    if not stop and code != 0:
+        raise SystemExit(1)
+
+
 #: the commands of this module, registered on ``gateskip`` by :mod:`gateskip.cli`
-COMMANDS = (synth, build, flash, compare, linktest)
+COMMANDS = (synth, build, flash, compare, linktest, board)

@@ -20,8 +20,8 @@ import click
 from gateskip.golden.config import LIMITS, option as option_name
 from gateskip.spec.protocol import BAUD_RANGE
 
-__all__ = ["Group", "IntRange", "fail_cleanly", "Progress", "parse_params", "json_option", "progress_option",
-           "Finite", "setting", "seed_option", "baud_option", "out_option", "split_numbers"]
+__all__ = ["Group", "IntRange", "fail_cleanly", "Progress", "parse_params", "json_option",
+           "progress_option", "Finite", "setting", "seed_option", "baud_option", "out_option", "split_numbers"]
 
 #: exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it
 INTERRUPTED = 130

@@ -11,8 +11,8 @@ from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
 
-from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, progress_option, seed_option,
-                     setting, split_numbers)
+from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, progress_option,
+                     seed_option, setting, split_numbers)
 
 __all__ = ["COMMANDS", "training_options"]
 
@@ -36,7 +36,8 @@ def training_options(fn):
                      help="A UTF-8 text file (split 90/5/5) instead of Penn Treebank."),
         seed_option(d.seed),
         click.option("--backend", type=click.Choice(BACKENDS), default=d.backend,
-                     show_default=True, help="Gradients from torch autograd or the numpy reference."),
+                     show_default=True,
+                     help="Gradients from torch autograd or the numpy reference."),
         setting("corr_every", d.corr_every,
                 help="Compare dW with the exact dW every N iterations (0: never)."),
         json_option("Write the results as JSON to this file."),
@@ -178,8 +179,8 @@ def fixed(trace, json_path):
     bw = compare_backward(t) + compare_backward(t, threshold=0.0)
     bad = next((r for r in bw if r["saturated_inputs"]), None)
     if bad is not None:
-        raise ValueError(f"trace {trace!r}, iteration {bad['iteration']}: {bad['saturated_inputs']} "
-                         f"inputs saturate their fixed-point formats at grad_shift "
+        raise ValueError(f"trace {trace!r}, iteration {bad['iteration']}: "
+                         f"{bad['saturated_inputs']} inputs saturate their fixed-point formats at grad_shift "
                          f"{bad['grad_shift']}, so the comparison would measure saturation, not "
                          f"quantisation")
     f = FORMATS

@@ -1,0 +1,105 @@
+"""Update unit: the SGD step on master weights (DESIGN.md §3; golden twin:
+``golden.layer.update_model``)."""
+
+from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec.formats import FORMATS, Formats
+from .fixedpoint import round_half_up, saturate
+
+__all__ = ["UpdateUnit", "SHIFT_WIDTH", "step_shift"]
+
+#: width of the ``shift`` input: a right shift of 0 .. 63
+SHIFT_WIDTH = 6
+
+
+def step_shift(grad_shift: int, formats: Formats = FORMATS) -> int:
+    """The unit's ``shift`` for a backward run at ``grad_shift``: the product ``grad * lr`` has
+    ``dw.frac + grad_shift + lr.frac`` fraction bits, the master ``master.frac``. ``ValueError``
+    when it falls outside ``0 .. 2**SHIFT_WIDTH - 1``."""
+    f = formats
+    shift = f.dw.frac_bits + grad_shift + f.lr.frac_bits - f.master.frac_bits
+    if not 0 <= shift < 1 << SHIFT_WIDTH:
+        lo = f.master.frac_bits - f.dw.frac_bits - f.lr.frac_bits
+        raise ValueError(f"grad_shift must be in {lo}..{lo + (1 << SHIFT_WIDTH) - 1} for the "
+                         f"update unit, not {grad_shift}")
+    return shift
+
+
+class UpdateUnit(wiring.Component):
+    """``master - round(grad * lr >> shift)`` per beat, saturated to ``master``, and the MAC
+    operand of the result (``master`` rounded half up to ``operand`` and saturated).
+
+    A beat carries a master weight (``master`` code) and its gradient (``dw`` code, scaled by
+    ``2**grad_shift``); ``lr`` (``lr`` code) and ``shift`` (:func:`step_shift`) are held by the
+    caller for a whole update. The rounding is half up (add half, floor) at any ``shift``;
+    ``shift = 0`` is exact.
+
+    Three stages (product, rounded step, subtraction and operand): latency 3 cycles, one beat
+    per cycle; the pipeline moves as a whole when its output can be taken (``i.ready = ~o.valid
+    | o.ready``), so under back-pressure nothing is lost.
+    """
+
+    @staticmethod
+    def check_parameters(formats: Formats = FORMATS) -> None:
+        """Raise ``ValueError`` if the formats do not suit the unit (builds nothing)."""
+        if not isinstance(formats, Formats):
+            raise TypeError(f"formats must be a Formats, not {formats!r}")
+        if formats.master.frac_bits < formats.operand.frac_bits:
+            raise ValueError(f"master {formats.master} needs at least the fraction bits of the "
+                             f"operand {formats.operand}")
+        if formats.master.int_bits != formats.operand.int_bits:
+            raise ValueError(f"master {formats.master} and operand {formats.operand} must have "
+                             f"the same integer bits")
+
+    def __init__(self, formats: Formats = FORMATS):
+        self.check_parameters(formats)
+        self.formats = formats
+        f = formats
+        self.in_layout = data.StructLayout({"master": signed(f.master.width),
+                                            "grad": signed(f.dw.width)})
+        self.out_layout = data.StructLayout({"master": signed(f.master.width),
+                                             "operand": signed(f.operand.width)})
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+            "lr": In(unsigned(f.lr.width)),
+            "shift": In(unsigned(SHIFT_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f = self.formats
+        advance = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(advance)
+
+        # stage 1: the product, exact (a signed gradient times the unsigned rate)
+        prod_width = f.dw.width + f.lr.width + 1
+        v1 = Signal()
+        master1 = Signal(signed(f.master.width))
+        prod1 = Signal(signed(prod_width))
+        with m.If(advance):
+            m.d.sync += [v1.eq(self.i.valid), master1.eq(self.i.payload.master),
+                         prod1.eq(self.i.payload.grad * self.lr)]
+
+        # stage 2: the step, rounded half up at the variable shift
+        v2 = Signal()
+        master2 = Signal(signed(f.master.width))
+        step2 = Signal(signed(prod_width))
+        half = (Const(1, unsigned(1 << SHIFT_WIDTH)) << self.shift) >> 1     # 0 at shift 0
+        with m.If(advance):
+            m.d.sync += [v2.eq(v1), master2.eq(master1),
+                         step2.eq((prod1 + half) >> self.shift)]
+
+        # stage 3: the new master weight and its operand
+        new = Signal(signed(f.master.width))
+        m.d.comb += new.eq(saturate(master2 - step2, f.master.width))
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(v2),
+                self.o.payload.master.eq(new),
+                self.o.payload.operand.eq(saturate(
+                    round_half_up(new, f.master.frac_bits - f.operand.frac_bits),
+                    f.operand.width))]
+        return m

@@ -1,0 +1,75 @@
+# amaranth: UnusedElaboratable=no
+"""hw.update.UpdateUnit against golden.layer.update_model: random and extreme weights,
+gradients, rates and shifts, bit for bit, at full rate and under back-pressure."""
+
+import numpy as np
+import pytest
+
+from gateskip.golden.fixed import FORMATS
+from gateskip.golden.layer import operand_code, update_model
+from gateskip.hw.update import SHIFT_WIDTH, UpdateUnit, step_shift
+from hwsim import run_stream
+
+F = FORMATS
+
+
+def _items(rng, n):
+    lo_m, hi_m, lo_g, hi_g = F.master.min, F.master.max, F.dw.min, F.dw.max
+    extremes_m, extremes_g = [lo_m, lo_m + 1, -1, 0, 1, hi_m], [lo_g, -1, 0, 1, hi_g]
+    out = []
+    for _ in range(n):
+        m = int(rng.choice(extremes_m)) if rng.random() < 0.2 else int(rng.integers(lo_m, hi_m))
+        g = int(rng.choice(extremes_g)) if rng.random() < 0.2 else \
+            int(rng.integers(-(1 << 20), 1 << 20))
+        out.append((m, g))
+    return out
+
+
+def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0):
+    dut = UpdateUnit()
+
+    def setup(ctx):
+        ctx.set(dut.lr, lr)
+        ctx.set(dut.shift, step_shift(grad_shift))
+
+    def put(ctx, item):
+        ctx.set(dut.i.payload.master, item[0])
+        ctx.set(dut.i.payload.grad, item[1])
+    return run_stream(dut, items, seed, pv, pr, setup=setup, put=put,
+                      get=lambda ctx: (ctx.get(dut.o.payload.master),
+                                       ctx.get(dut.o.payload.operand)))
+
+
+@pytest.mark.parametrize("grad_shift", [-8, 0, 5, 12, 30, 55])
+def test_bit_exact(grad_shift):
+    rng = np.random.default_rng(grad_shift + 100)
+    items = _items(rng, 120)
+    for lr in (1, 3 << 14, 1 << 17, F.lr.max):
+        got, cycles, *_ = _run(items, lr, grad_shift)
+        master = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]),
+                              grad_shift, lr)
+        assert [g[0] for g in got] == master.tolist(), (lr, grad_shift)
+        assert [g[1] for g in got] == operand_code(master, F).tolist()
+        assert cycles == len(items) + 3
+
+
+def test_back_pressure():
+    rng = np.random.default_rng(9)
+    items = _items(rng, 300)
+    want = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]), 10,
+                        1 << 16)
+    for seed, pv, pr in ((2, 0.6, 0.5), (3, 1.0, 0.2)):
+        got, *_ = _run(items, 1 << 16, 10, seed, pv, pr)
+        assert [g[0] for g in got] == want.tolist()
+
+
+def test_shift_range_and_formats():
+    lo = F.master.frac_bits - F.dw.frac_bits - F.lr.frac_bits
+    assert step_shift(lo) == 0 and step_shift(lo + (1 << SHIFT_WIDTH) - 1) == 63
+    for bad in (lo - 1, lo + (1 << SHIFT_WIDTH)):
+        with pytest.raises(ValueError, match="grad_shift must be in"):
+            step_shift(bad)
+    from dataclasses import replace
+    from gateskip.spec.formats import Q
+    with pytest.raises(ValueError, match="master"):
+        UpdateUnit(replace(F, master=Q(4, 8)))
