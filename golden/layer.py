@@ -41,7 +41,7 @@ from .accel import backward_model, from_hw_rows, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
 __all__ = ["sigmoid_code", "tanh_code",
-           "activation_errors", "forward_model", "update_model", "operand_code", "lr_code",
+           "activation_errors", "net_code", "forward_model", "update_model", "operand_code", "lr_code",
            "FixedLayer"]
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
@@ -84,6 +84,17 @@ def activation_errors(formats: Formats = FORMATS) -> dict:
     return out
 
 
+def net_code(W, a, b, formats: Formats = FORMATS) -> np.ndarray:
+    """Twin of the dot-product unit: ``net = W a + b`` for ``operand`` codes ``W`` (rows, K),
+    ``a`` (..., K) and ``b`` (rows,): the products summed exactly, the bias at their scale, one
+    rounding half up to ``net`` and saturation. Returns ``net`` codes (..., rows)."""
+    f = formats
+    prod_frac = 2 * f.operand.frac_bits
+    acc = np.asarray(a, np.int64) @ np.asarray(W, np.int64).T
+    acc = acc + (np.asarray(b, np.int64) << (prod_frac - f.operand.frac_bits))
+    return saturate(round_shift(acc, prod_frac - f.net.frac_bits), f.net.width)
+
+
 def forward_model(W, b, x, h0, c0, formats: Formats = FORMATS) -> dict:
     """Twin of the forward unit over ``T`` steps of ``B`` sequences, all codes.
 
@@ -97,15 +108,13 @@ def forward_model(W, b, x, h0, c0, formats: Formats = FORMATS) -> dict:
     W, b, x = (np.asarray(v, np.int64) for v in (W, b, x))
     B, T, X = x.shape
     H = W.shape[0] // 4
-    prod_frac = 2 * f.operand.frac_bits
     A = np.zeros((B, T, X + H), np.int64)
     ACT = np.zeros((B, T, H, 6), np.int64)
     h = np.zeros((B, T, H), np.int64)
     h_t, c_t = np.asarray(h0, np.int64), np.asarray(c0, np.int64)
-    bias = b << (prod_frac - f.operand.frac_bits)
     for t in range(T):
         a = np.concatenate([x[:, t], h_t], axis=1)
-        net = saturate(round_shift(a @ W.T + bias, prod_frac - f.net.frac_bits), f.net.width)
+        net = net_code(W, a, b, f)
         i, fg, o = (sigmoid_code(net[:, n * H:(n + 1) * H], f) for n in (0, 1, 3))
         g = tanh_code(net[:, 2 * H:3 * H], f.net, f)
         cc = ((fg * c_t) << (f.act.frac_bits - f.cell.frac_bits)) + i * g    # at 2 act.frac

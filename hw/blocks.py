@@ -12,6 +12,7 @@ from ..spec.config import AccelConfig
 from .activation import ActivationUnit
 from .backward import Backward
 from .compactor import Compactor
+from .dot import DotUnit
 from .core import MacCore
 from .mac_array import MacArray
 from .threshold import ThresholdUnit
@@ -50,6 +51,7 @@ BLOCKS = {
                        "threshold unit: |v| < tau -> 0, per lane"),
     "activation": Block(ActivationUnit, {},
                         "sigmoid / tanh of the forward pass: an interpolated table"),
+    "dot": Block(DotUnit, {"lanes": 4}, "the forward's net = W a + b, one row per C beats"),
     "update": Block(UpdateUnit, {}, "SGD step on master weights, and their MAC operand"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),

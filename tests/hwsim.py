@@ -20,11 +20,14 @@ from gateskip.hw.mac_array import Use
 
 __all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
 
-def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None):
+def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
+               n_out=None):
     """Drive ``dut.i`` with ``items`` and collect ``dut.o``; random valid gaps and ready drops.
+    ``n_out``: the outputs to wait for (default one per item).
 
     Returns ``(outputs, cycles, accept_cycles, emit_cycles)``.
     """
+    n_out = len(items) if n_out is None else n_out
     rng = random.Random(seed)
     got, accepted, emitted = [], [], []
     cycles = [0]
@@ -35,7 +38,7 @@ def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=Non
         if setup:
             setup(ctx)
         k = cyc = 0
-        while len(got) < len(items):
+        while len(got) < n_out:
             send = k < len(items) and rng.random() < p_valid
             ctx.set(dut.i.valid, int(send))
             if send:
