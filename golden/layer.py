@@ -41,7 +41,7 @@ from .accel import backward_model, from_hw_rows, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
 __all__ = ["sigmoid_code", "tanh_code",
-           "activation_errors", "net_code", "forward_model", "update_model", "operand_code", "lr_code",
+           "activation_errors", "net_code", "cell_model", "forward_model", "update_model", "operand_code", "lr_code",
            "FixedLayer"]
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
@@ -95,6 +95,20 @@ def net_code(W, a, b, formats: Formats = FORMATS) -> np.ndarray:
     return saturate(round_shift(acc, prod_frac - f.net.frac_bits), f.net.width)
 
 
+def cell_model(i, f, g, o, c_prev, formats: Formats = FORMATS) -> tuple:
+    """Twin of the cell unit: from the gates (``act`` codes) and ``c_{t-1}`` (``cell``),
+    ``c = sat_cell(round(f c_prev << 2 + i g))``, ``tanh_c`` and ``h = sat_operand(round(o
+    tanh_c))``; returns ``(c, tanh_c, h)``."""
+    F = formats
+    i, f, g, o, c_prev = (np.asarray(v, np.int64) for v in (i, f, g, o, c_prev))
+    cc = ((f * c_prev) << (F.act.frac_bits - F.cell.frac_bits)) + i * g    # at 2 act.frac
+    c = saturate(round_shift(cc, 2 * F.act.frac_bits - F.cell.frac_bits), F.cell.width)
+    tanh_c = tanh_code(c, F.cell, F)
+    h = saturate(round_shift(o * tanh_c, 2 * F.act.frac_bits - F.operand.frac_bits),
+                 F.operand.width)
+    return c, tanh_c, h
+
+
 def forward_model(W, b, x, h0, c0, formats: Formats = FORMATS) -> dict:
     """Twin of the forward unit over ``T`` steps of ``B`` sequences, all codes.
 
@@ -117,11 +131,7 @@ def forward_model(W, b, x, h0, c0, formats: Formats = FORMATS) -> dict:
         net = net_code(W, a, b, f)
         i, fg, o = (sigmoid_code(net[:, n * H:(n + 1) * H], f) for n in (0, 1, 3))
         g = tanh_code(net[:, 2 * H:3 * H], f.net, f)
-        cc = ((fg * c_t) << (f.act.frac_bits - f.cell.frac_bits)) + i * g    # at 2 act.frac
-        c_new = saturate(round_shift(cc, 2 * f.act.frac_bits - f.cell.frac_bits), f.cell.width)
-        tanh_c = tanh_code(c_new, f.cell, f)
-        h_t = saturate(round_shift(o * tanh_c, 2 * f.act.frac_bits - f.operand.frac_bits),
-                       f.operand.width)
+        c_new, tanh_c, h_t = cell_model(i, fg, g, o, c_t, f)
         A[:, t] = a
         ACT[:, t] = np.stack([i, fg, g, o, tanh_c, c_t], axis=-1)
         h[:, t] = h_t

@@ -22,6 +22,13 @@ The backward accelerator (:mod:`.backward` ``Backward``), a composition of:
 * :mod:`.db` ``DbParallel`` / ``DbSerial`` -- ``db += dnet``
 * :mod:`.memory_bank` ``MemoryBank`` -- the memories of ``spec.memories``; run, ZERO or host
 
+The layer-training blocks, not yet in a top (twins in ``golden.layer``):
+
+* :mod:`.dot` ``DotUnit`` -- the forward's ``net = W a + b``, one row per ``C`` beats
+* :mod:`.activation` ``ActivationUnit`` -- sigmoid and tanh by an interpolated table
+* :mod:`.cell` ``CellUnit`` -- ``c_t``, ``tanh(c_t)``, ``h_t`` of a unit from its gates
+* :mod:`.update` ``UpdateUnit`` -- the SGD step on master weights
+
 Around it: :mod:`.uart`, :mod:`.link` ``HostLink`` (the packets of ``spec.protocol``),
 :mod:`.top` (``AcceleratorTop``, ``BoardTop``), :mod:`.blocks` (blocks by name, for the CLI).
 

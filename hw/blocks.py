@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..spec.config import AccelConfig
 from .activation import ActivationUnit
 from .backward import Backward
+from .cell import CellUnit
 from .compactor import Compactor
 from .dot import DotUnit
 from .core import MacCore
@@ -52,6 +53,7 @@ BLOCKS = {
     "activation": Block(ActivationUnit, {},
                         "sigmoid / tanh of the forward pass: an interpolated table"),
     "dot": Block(DotUnit, {"lanes": 4}, "the forward's net = W a + b, one row per C beats"),
+    "cell": Block(CellUnit, {}, "the forward's c_t, tanh(c_t), h_t of a unit from its gates"),
     "update": Block(UpdateUnit, {}, "SGD step on master weights, and their MAC operand"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),
