@@ -27,6 +27,7 @@ The layer-training blocks, not yet in a top (twins in ``golden.layer``):
 * :mod:`.dot` ``DotUnit`` -- the forward's ``net = W a + b``, one row per ``C`` beats
 * :mod:`.activation` ``ActivationUnit`` -- sigmoid and tanh by an interpolated table
 * :mod:`.cell` ``CellUnit`` -- ``c_t``, ``tanh(c_t)``, ``h_t`` of a unit from its gates
+* :mod:`.forward` ``ForwardPipe`` -- dot -> activation -> cell, the forward unit's compute
 * :mod:`.update` ``UpdateUnit`` -- the SGD step on master weights
 
 Around it: :mod:`.uart`, :mod:`.link` ``HostLink`` (the packets of ``spec.protocol``),

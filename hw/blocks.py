@@ -14,6 +14,7 @@ from .backward import Backward
 from .cell import CellUnit
 from .compactor import Compactor
 from .dot import DotUnit
+from .forward import ForwardPipe
 from .core import MacCore
 from .mac_array import MacArray
 from .threshold import ThresholdUnit
@@ -54,6 +55,8 @@ BLOCKS = {
                         "sigmoid / tanh of the forward pass: an interpolated table"),
     "dot": Block(DotUnit, {"lanes": 4}, "the forward's net = W a + b, one row per C beats"),
     "cell": Block(CellUnit, {}, "the forward's c_t, tanh(c_t), h_t of a unit from its gates"),
+    "forward_pipe": Block(ForwardPipe, {"lanes": 4},
+                          "dot -> activation -> cell: a unit's cache and state from its rows"),
     "update": Block(UpdateUnit, {}, "SGD step on master weights, and their MAC operand"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),

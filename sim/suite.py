@@ -42,6 +42,8 @@ CASES = [
     Case("dot_L4", "dot", {"lanes": 4}, "tb_dot"),
     Case("dot_L1", "dot", {"lanes": 1}, "tb_dot"),
     Case("cell", "cell", {}, "tb_cell"),
+    Case("forward_pipe_L4", "forward_pipe", {"lanes": 4}, "tb_forward"),
+    Case("forward_pipe_L1", "forward_pipe", {"lanes": 1}, "tb_forward"),
     Case("compactor_L4", "compactor", {"width": 16, "lanes": 4, "index_width": 6}, "tb_compactor"),
     Case("compactor_L1", "compactor", {"width": 16, "lanes": 1, "index_width": 4}, "tb_compactor"),
     # C = 4, no hazard; C = 5 with one lane; C = 2 with 8 lanes (forwarding on every command)
