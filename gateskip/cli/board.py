@@ -24,7 +24,9 @@ SYNTH_COLUMNS = ("board", "device", "lcs", "luts", "ffs", "dsps", "brams", "fmax
 
 
 @click.command()
-@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core"]),
+@click.option("--block", type=click.Choice(["threshold", "compactor", "mac_array", "core",
+                                          "activation", "dot", "cell", "forward_pipe",
+                                          "update"]),
               default="mac_array", show_default=True, help="Which block.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A block parameter, e.g. --param lanes=8 (repeatable).")
