@@ -8,12 +8,11 @@ and back-pressure, and a reset in the middle of a stream.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from gateskip.golden.layer import sigmoid_code, tanh_code
 from gateskip.hw.activation import ActivationUnit, Function
-from gateskip.sim.streams import StreamSink, StreamSource
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
+                                    setup)
 
 
 def golden(items, unit):
@@ -29,19 +28,10 @@ def golden(items, unit):
 
 
 async def run(dut, unit, rng, items, idle=0.0, stall=0.0):
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, idle)
-    sink = StreamSink(dut, "o", dut.clk, unit.out_layout, rng, stall)
-    task = cocotb.start_soon(sink.run())
-    start = cocotb.utils.get_sim_time("ns")
-    await src.send([{"value": q, "fn": int(fn)} for q, fn in items])
-    await wait_until(dut, lambda: len(sink.beats) == len(items), 100 * len(items) + 100)
-    task.cancel()
-    got = [b["value"] for b in sink.beats]
-    want = golden(items, unit)
-    bad = [k for k, (g, w) in enumerate(zip(got, want)) if g != w]
-    assert not bad, f"item {bad[0]} {items[bad[0]]}: got {got[bad[0]]}, want {want[bad[0]]}"
-    cycles = (cocotb.utils.get_sim_time("ns") - start) / 10
-    await RisingEdge(dut.clk)                   # out of ReadOnly before anyone drives again
+    beats = [{"value": q, "fn": int(fn)} for q, fn in items]
+    out, cycles = await exchange(dut, {"i": (unit.in_layout, beats)}, ("o", unit.out_layout),
+                                 rng, len(items), idle=idle, stall=stall)
+    assert_same([b["value"] for b in out], golden(items, unit), "item", items)
     return cycles
 
 
@@ -76,14 +66,7 @@ async def reset_mid_stream(dut):
     unit = ActivationUnit()
     rng, _ = rng_for("reset_mid_stream")
     await setup(dut)
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, 0.0)
-    dut.o__ready.value = 0
-    send = cocotb.start_soon(src.send([{"value": k * 311, "fn": k % 3} for k in range(10)]))
-    for _ in range(5):
-        await RisingEdge(dut.clk)
-    send.cancel()
-    src.valid.value = 0
-    await reset(dut)
-    assert int(dut.o__valid.value) == 0
+    beats = [{"value": k * 311, "fn": k % 3} for k in range(10)]
+    await reset_in_flight(dut, {"i": (unit.in_layout, beats)}, rng, 5)
     items = [(rng.randint(-3000, 3000), Function(rng.randrange(3))) for _ in range(100)]
     await run(dut, unit, rng, items, idle=0.2, stall=0.2)

@@ -7,12 +7,11 @@ and back-pressure, and after a reset in the middle of a unit.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from gateskip.golden.layer import cell_model
 from gateskip.hw.cell import CellUnit
-from gateskip.sim.streams import StreamSink, StreamSource
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
+                                    setup)
 
 
 def units(rng, unit, n, extreme=False):
@@ -27,23 +26,16 @@ def units(rng, unit, n, extreme=False):
 
 
 async def check(dut, unit, rng, items, idle=0.0, stall=0.0):
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, idle)
-    sink = StreamSink(dut, "o", dut.clk, unit.out_layout, rng, stall)
-    task = cocotb.start_soon(sink.run())
-    start = cocotb.utils.get_sim_time("ns")
-    await src.send([{"act": a, "c_prev": c} for gates, c in items for a in gates])
-    await wait_until(dut, lambda: len(sink.beats) == len(items), 100 * len(items) + 100)
-    task.cancel()
-    cycles = (cocotb.utils.get_sim_time("ns") - start) / 10
+    beats = [{"act": a, "c_prev": c} for gates, c in items for a in gates]
+    out, cycles = await exchange(dut, {"i": (unit.in_layout, beats)}, ("o", unit.out_layout),
+                                 rng, len(items), idle=idle, stall=stall)
     g = np.array([gates for gates, _ in items])
     cp = np.array([c for _, c in items])
     c, tanh_c, h = cell_model(g[:, 0], g[:, 1], g[:, 2], g[:, 3], cp, unit.formats)
     want = [{"i": int(r[0]), "f": int(r[1]), "g": int(r[2]), "o": int(r[3]), "c_prev": int(p),
              "c": int(a), "tanh_c": int(b), "h": int(d)}
             for r, p, a, b, d in zip(g, cp, c, tanh_c, h)]
-    bad = [k for k, (x, y) in enumerate(zip(sink.beats, want)) if x != y]
-    assert not bad, f"unit {bad[0]}: got {sink.beats[bad[0]]}, want {want[bad[0]]}"
-    await RisingEdge(dut.clk)
+    assert_same(out, want, "unit", items)
     return cycles
 
 
@@ -74,8 +66,6 @@ async def reset_mid_unit(dut):
     unit = CellUnit()
     rng, _ = rng_for("reset_mid_unit")
     await setup(dut)
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, 0.0)
-    await src.send([{"act": 100, "c_prev": 5}, {"act": 200, "c_prev": 5}])
-    await reset(dut)
-    assert int(dut.o__valid.value) == 0
+    two_gates = [{"act": 100, "c_prev": 5}, {"act": 200, "c_prev": 5}]
+    await reset_in_flight(dut, {"i": (unit.in_layout, two_gates)}, rng, 3, hold_output=False)
     await check(dut, unit, rng, units(rng, unit, 40), idle=0.2, stall=0.2)

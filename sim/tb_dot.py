@@ -7,13 +7,12 @@ valid gaps and back-pressure, and after a reset in the middle of a row.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from gateskip.golden.layer import net_code
 from gateskip.hw.dot import DotUnit
 from gateskip.sim.runner import param
-from gateskip.sim.streams import StreamSink, StreamSource
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
+                                    setup)
 
 
 def make_unit() -> DotUnit:
@@ -44,20 +43,11 @@ def beats(unit, W, a, b):
 
 
 async def check(dut, unit, rng, W, a, b, idle=0.0, stall=0.0):
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, idle)
-    sink = StreamSink(dut, "o", dut.clk, unit.out_layout, rng, stall)
-    task = cocotb.start_soon(sink.run())
-    start = cocotb.utils.get_sim_time("ns")
-    await src.send(beats(unit, W, a, b))
-    await wait_until(dut, lambda: len(sink.beats) == len(W), 100 * len(W) * len(W[0]) + 100)
-    task.cancel()
-    cycles = (cocotb.utils.get_sim_time("ns") - start) / 10
+    out, cycles = await exchange(dut, {"i": (unit.in_layout, beats(unit, W, a, b))},
+                                 ("o", unit.out_layout), rng, len(W), idle=idle, stall=stall)
     want = [int(net_code(np.array(W[j]), np.array(a[j]), np.array([b[j]]), unit.formats)[0])
             for j in range(len(W))]
-    got = [beat["net"] for beat in sink.beats]
-    bad = [j for j, (g, w) in enumerate(zip(got, want)) if g != w]
-    assert not bad, f"row {bad[0]}: got {got[bad[0]]}, want {want[bad[0]]}"
-    await RisingEdge(dut.clk)
+    assert_same([beat["net"] for beat in out], want, "row")
     return cycles
 
 
@@ -92,13 +82,7 @@ async def reset_mid_row(dut):
     rng, _ = rng_for("reset_mid_row")
     await setup(dut)
     W, a, b = rows(rng, unit, 3, 4 * unit.lanes)
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, 0.0)
-    send = cocotb.start_soon(src.send(beats(unit, W, a, b)[:6]))
-    for _ in range(4):
-        await RisingEdge(dut.clk)
-    send.cancel()
-    src.valid.value = 0
-    await reset(dut)
-    assert int(dut.o__valid.value) == 0
+    await reset_in_flight(dut, {"i": (unit.in_layout, beats(unit, W, a, b)[:6])}, rng, 4,
+                          hold_output=False)
     W, a, b = rows(rng, unit, 20, 11)
     await check(dut, unit, rng, W, a, b, idle=0.2, stall=0.2)

@@ -10,14 +10,13 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from gateskip.golden.accel import to_hw_rows
 from gateskip.golden.layer import forward_model
 from gateskip.hw.forward import ForwardPipe
 from gateskip.sim.runner import param
-from gateskip.sim.streams import StreamSink, StreamSource
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
+                                    setup)
 
 FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev")
 
@@ -51,21 +50,10 @@ def step(rng: random.Random, pipe, H, X):
 
 async def check(dut, pipe, rng, H, X, idle=0.0, stall=0.0):
     beats, states, want = step(rng, pipe, H, X)
-    rows = StreamSource(dut, "rows", dut.clk, pipe.row_layout, rng, idle)
-    state = StreamSource(dut, "state", dut.clk, pipe.state_shape, rng, idle)
-    sink = StreamSink(dut, "o", dut.clk, pipe.out_layout, rng, stall)
-    task = cocotb.start_soon(sink.run())
-    feed = cocotb.start_soon(state.send(states))
-    start = cocotb.utils.get_sim_time("ns")
-    await rows.send(beats)
-    await wait_until(dut, lambda: len(sink.beats) == H, 100 * len(beats) + 100)
-    task.cancel()
-    feed.cancel()
-    cycles = (cocotb.utils.get_sim_time("ns") - start) / 10
-    got = [{k: beat[k] for k in (*FIELDS, "c", "h")} for beat in sink.beats]
-    bad = [k for k, (g, w) in enumerate(zip(got, want)) if g != w]
-    assert not bad, f"unit {bad[0]}: got {got[bad[0]]}, want {want[bad[0]]}"
-    await RisingEdge(dut.clk)
+    out, cycles = await exchange(
+        dut, {"rows": (pipe.row_layout, beats), "state": (pipe.state_shape, states)},
+        ("o", pipe.out_layout), rng, H, idle=idle, stall=stall)
+    assert_same([{k: beat[k] for k in (*FIELDS, "c", "h")} for beat in out], want, "unit")
     return cycles, len(beats)
 
 
@@ -96,16 +84,7 @@ async def reset_mid_step(dut):
     rng, _ = rng_for("reset_mid_step")
     await setup(dut)
     beats, states, _ = step(rng, pipe, 4, 3)
-    rows = StreamSource(dut, "rows", dut.clk, pipe.row_layout, rng, 0.0)
-    state = StreamSource(dut, "state", dut.clk, pipe.state_shape, rng, 0.0)
-    feed = cocotb.start_soon(state.send(states))
-    send = cocotb.start_soon(rows.send(beats))
-    for _ in range(len(beats) // 2):
-        await RisingEdge(dut.clk)
-    send.cancel()
-    feed.cancel()
-    rows.valid.value = 0
-    state.valid.value = 0
-    await reset(dut)
-    assert int(dut.o__valid.value) == 0
+    await reset_in_flight(dut, {"rows": (pipe.row_layout, beats),
+                                "state": (pipe.state_shape, states)}, rng, len(beats) // 2,
+                          hold_output=False)
     await check(dut, pipe, rng, 5, 3, idle=0.2, stall=0.2)

@@ -8,12 +8,11 @@ and after a reset in the middle of a stream.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from gateskip.golden.layer import operand_code, update_model
 from gateskip.hw.update import UpdateUnit, step_shift
-from gateskip.sim.streams import StreamSink, StreamSource
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup, wait_until
+from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
+                                    setup)
 
 
 def items_for(rng, unit, n):
@@ -28,19 +27,14 @@ def items_for(rng, unit, n):
 async def check(dut, unit, rng, items, lr, grad_shift, idle=0.0, stall=0.0):
     dut.lr.value = lr
     dut.shift.value = step_shift(grad_shift, unit.formats)
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, idle)
-    sink = StreamSink(dut, "o", dut.clk, unit.out_layout, rng, stall)
-    task = cocotb.start_soon(sink.run())
-    await src.send([{"master": m, "grad": g} for m, g in items])
-    await wait_until(dut, lambda: len(sink.beats) == len(items), 100 * len(items) + 100)
-    task.cancel()
+    beats = [{"master": m, "grad": g} for m, g in items]
+    out, _cycles = await exchange(dut, {"i": (unit.in_layout, beats)}, ("o", unit.out_layout),
+                                  rng, len(items), idle=idle, stall=stall)
     master = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]),
                           grad_shift, lr, unit.formats)
     want = [{"master": int(m), "operand": int(o)}
             for m, o in zip(master, operand_code(master, unit.formats))]
-    bad = [k for k, (g, w) in enumerate(zip(sink.beats, want)) if g != w]
-    assert not bad, f"item {bad[0]} {items[bad[0]]}: got {sink.beats[bad[0]]}, want {want[bad[0]]}"
-    await RisingEdge(dut.clk)
+    assert_same(out, want, "item", items)
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
@@ -69,13 +63,6 @@ async def reset_mid_stream(dut):
     unit = UpdateUnit()
     rng, _ = rng_for("reset_mid_stream")
     await setup(dut)
-    src = StreamSource(dut, "i", dut.clk, unit.in_layout, rng, 0.0)
-    dut.o__ready.value = 0
-    send = cocotb.start_soon(src.send([{"master": k, "grad": k} for k in range(10)]))
-    for _ in range(5):
-        await RisingEdge(dut.clk)
-    send.cancel()
-    src.valid.value = 0
-    await reset(dut)
-    assert int(dut.o__valid.value) == 0
+    beats = [{"master": k, "grad": k} for k in range(10)]
+    await reset_in_flight(dut, {"i": (unit.in_layout, beats)}, rng, 5)
     await check(dut, unit, rng, items_for(rng, unit, 100), 1 << 15, 12, idle=0.2, stall=0.2)
