@@ -47,6 +47,7 @@ from gateskip.golden.metrics import normalised_inner_product
 from gateskip.golden.trace import FORMAT as TRACE_FORMAT
 from gateskip.golden.train import (TrainConfig, evaluate, evaluation_plan, make_optimizer,
                                    numpy_model_forward, numpy_step, setup, single_thread)
+from gateskip.plots import loss_plot
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.config import LIMITS as BUILD_LIMITS, PARAMS as SIZES
 from gateskip.spec.memories import MEMORIES
@@ -479,23 +480,9 @@ def plot(result: dict, outdir) -> list[str]:
     name = result["device"]["name"]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(its, [r["train_loss_golden"] for r in rows], lw=1.0, label="golden train")
-    ax.plot(its, [r["train_loss_device"] for r in rows], lw=1.0, ls="--",
-            label=f"device ({name}) train")
-    for key, label, marker in (("val_loss_golden", "golden validation", "o"),
-                               ("val_loss_device", f"device ({name}) validation", "x")):
-        pts = [(r["iteration"], r[key]) for r in rows if r[key] is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker=marker, ms=4, lw=1.2, label=label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (nats / symbol)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(os.path.join(outdir, OUTPUTS["loss"]))
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(loss_plot(rows, (("train_loss_golden", "val_loss_golden", "golden"),
+                                  ("train_loss_device", "val_loss_device", f"device ({name})")),
+                           os.path.join(outdir, OUTPUTS["loss"])))
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
     ax1.plot(its, [r["dw_correlation"] for r in rows], lw=1.0,

@@ -17,9 +17,11 @@ import os
 
 from gateskip.defaults import LAYER_OPTIMIZER
 from gateskip.golden.config import TrainConfig
+from gateskip.golden.fixed import FORMATS, Q
 from gateskip.golden.layer import activation_errors
 from gateskip.golden.layer_train import layer_train
 from gateskip.outputs import make_outdir, write_json
+from gateskip.plots import loss_plot
 
 __all__ = ["OUTPUTS", "run_layer", "table", "plot"]
 
@@ -65,6 +67,7 @@ def run_layer(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
 def table(result: dict) -> str:
     """The summary as Markdown."""
     c, e = result["config"], result["activation_errors"]
+    frac = result["master_frac"]
     opt = result["optimizer"]
     return "\n".join([
         f"layer training on the {result['device']} device (hidden {c['hidden']}, embed "
@@ -78,7 +81,7 @@ def table(result: dict) -> str:
         f"{result['dnet_sparsity']:.1%} |", "",
         "| figure | value |", "| --- | ---: |",
         f"| validation loss device / float | {result['val_loss_ratio']:.4f} |",
-        f"| master weights | Q({32 - result['master_frac']},{result['master_frac']}) |",
+        f"| master weights | {Q(FORMATS.master.width - frac, frac)} |",
         f"| activation max error: sigmoid, tanh(net), tanh(c) | {e['sigmoid']:.2e}, "
         f"{e['tanh']:.2e}, {e['tanh_cell']:.2e} |",
         f"| wall seconds | {result['seconds']:.1f} |"])
@@ -86,25 +89,6 @@ def table(result: dict) -> str:
 
 def plot(result: dict, outdir) -> str:
     """``loss.png``: train loss of both runs and their validation points; returns its path."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["history"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    its = [r["iteration"] for r in rows]
-    ax.plot(its, [r["train_loss_float"] for r in rows], lw=1.0, label="float train")
-    ax.plot(its, [r["train_loss_fixed"] for r in rows], lw=1.0, ls="--", label="fixed train")
-    for key, label, marker in (("val_loss_float", "float validation", "o"),
-                               ("val_loss_fixed", "fixed validation", "x")):
-        pts = [(r["iteration"], r[key]) for r in rows if r[key] is not None]
-        ax.plot(*zip(*pts), marker=marker, ms=4, lw=1.2, label=label)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (nats / symbol)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(outdir, OUTPUTS["loss"])
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return loss_plot(result["history"], (("train_loss_float", "val_loss_float", "float"),
+                                         ("train_loss_fixed", "val_loss_fixed", "fixed")),
+                     os.path.join(outdir, OUTPUTS["loss"]))

@@ -32,7 +32,7 @@ from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_s
 from .metrics import normalised_inner_product
 
 __all__ = ["gate_grad_model", "to_hw_rows", "from_hw_rows", "MEMS", "ACT_FIELDS", "check_mems",
-           "backward_model", "trace_inputs", "saturated_inputs", "to_float", "float_backward",
+           "backward_model", "run_outputs", "trace_inputs", "saturated_inputs", "to_float", "float_backward",
            "compare_backward"]
 
 
@@ -244,6 +244,14 @@ def backward_model(mems: dict, tau: int, *, inputs: int, dense: bool = False,
 
 # -- from a training trace, and back to float ------------------------------------------------------
 
+def run_outputs(hidden: int, inputs: int, seq_len: int, batch: int) -> dict:
+    """The memories a backward run writes (``DW DB DA DC``), zero, for these sizes: what
+    ``ZERO`` leaves before a run."""
+    sizes = {"hidden": hidden, "inputs": inputs, "max_seq": seq_len, "max_batch": batch}
+    return {name: np.zeros(mem.shape(sizes), np.int64)
+            for name, mem in MEMORIES.items() if mem.written}
+
+
 def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
                  seq_len: int | None = None, headroom_bits: int = 1,
                  formats: Formats = FORMATS) -> tuple[dict, dict]:
@@ -272,9 +280,7 @@ def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,
     threshold = float(trace["threshold"][record])
     act = [MEMORIES["ACT"].field_format(k, formats).quantize(seq_major(n))
            for k, n in enumerate(ACT_FIELDS)]
-    sizes = {"hidden": H, "inputs": X, "max_seq": T, "max_batch": B}
-    mems = {name: np.zeros(mem.shape(sizes), np.int64)          # the accumulators, DC
-            for name, mem in MEMORIES.items() if mem.written}
+    mems = run_outputs(H, X, T, B)
     mems.update({
         "W": formats.operand.quantize(to_hw_rows(np.asarray(trace["W"][record], np.float64))),
         "A": formats.operand.quantize(seq_major("a")),

@@ -36,8 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec.activation import STEP_BITS, TABLE_FRAC, sigmoid_table
-from ..spec.memories import MEMORIES
-from .accel import backward_model, from_hw_rows, to_hw_rows
+from .accel import backward_model, from_hw_rows, run_outputs, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
 __all__ = ["sigmoid_code", "tanh_code",
@@ -152,10 +151,8 @@ def update_model(master, grad, grad_shift: int, lr: int, formats: Formats = FORM
     """Twin of the update unit: ``master`` codes minus ``lr`` (a :func:`lr_code`) times the
     backward's ``grad`` codes (``dw`` format, scaled by ``2**grad_shift``), rounded half up to
     ``master``'s lsb and saturated. Returns the new master codes."""
-    f = formats
-    shift = f.dw.frac_bits + grad_shift + f.lr.frac_bits - f.master.frac_bits
-    step = round_shift(np.asarray(grad, np.int64) * int(lr), shift)
-    return saturate(np.asarray(master, np.int64) - step, f.master.width)
+    step = round_shift(np.asarray(grad, np.int64) * int(lr), formats.update_shift(grad_shift))
+    return saturate(np.asarray(master, np.int64) - step, formats.master.width)
 
 
 def operand_code(master, formats: Formats = FORMATS) -> np.ndarray:
@@ -225,9 +222,7 @@ class FixedLayer:
         B, T = fwd["A"].shape[:2]
         mems = {"W": to_hw_rows(operand_code(self.W, f)), "A": fwd["A"],
                 "ACT": fwd["ACT"], "DH": f.state.quantize(dh_out.swapaxes(0, 1) * 2.0 ** shift)}
-        sizes = {"hidden": self.hidden, "inputs": self.inputs, "max_seq": T, "max_batch": B}
-        mems.update({name: np.zeros(mem.shape(sizes), np.int64)     # the accumulators, DC
-                     for name, mem in MEMORIES.items() if mem.written})
+        mems.update(run_outputs(self.hidden, self.inputs, T, B))
         res = backward_model(mems, tau, inputs=self.inputs, formats=f)
         code = lr_code(lr, f)
         self.W = update_model(self.W, from_hw_rows(res["DW"]), shift, code, f)

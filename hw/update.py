@@ -15,13 +15,11 @@ SHIFT_WIDTH = 6
 
 
 def step_shift(grad_shift: int, formats: Formats = FORMATS) -> int:
-    """The unit's ``shift`` for a backward run at ``grad_shift``: the product ``grad * lr`` has
-    ``dw.frac + grad_shift + lr.frac`` fraction bits, the master ``master.frac``. ``ValueError``
-    when it falls outside ``0 .. 2**SHIFT_WIDTH - 1``."""
-    f = formats
-    shift = f.dw.frac_bits + grad_shift + f.lr.frac_bits - f.master.frac_bits
+    """The unit's ``shift`` for a backward run at ``grad_shift`` (``Formats.update_shift``);
+    ``ValueError`` when it falls outside ``0 .. 2**SHIFT_WIDTH - 1``."""
+    shift = formats.update_shift(grad_shift)
     if not 0 <= shift < 1 << SHIFT_WIDTH:
-        lo = f.master.frac_bits - f.dw.frac_bits - f.lr.frac_bits
+        lo = grad_shift - shift
         raise ValueError(f"grad_shift must be in {lo}..{lo + (1 << SHIFT_WIDTH) - 1} for the "
                          f"update unit, not {grad_shift}")
     return shift

@@ -242,6 +242,11 @@ class Formats:
         return Q(self.grad.int_bits + self.operand.int_bits,
                  self.grad.frac_bits + self.operand.frac_bits)
 
+    def update_shift(self, grad_shift: int) -> int:
+        """The right shift of the update's step ``grad * lr`` (``dw`` codes scaled by
+        ``2**grad_shift`` times ``lr`` codes) to ``master``'s lsb."""
+        return self.dw.frac_bits + grad_shift + self.lr.frac_bits - self.master.frac_bits
+
     @property
     def dw_shift(self) -> int:
         return self.product.frac_bits - self.dw.frac_bits
