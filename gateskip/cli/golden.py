@@ -48,15 +48,15 @@ def training_options(fn):
     return fn
 
 
-def _config(**kw) -> TrainConfig:
-    """The run's config, checked whole, and its corpus read once now (a file that is not UTF-8
-    text fails here, before any output exists)."""
+def _config(**kw):
+    """The run's config, checked whole, and its corpus, read now (a file that is not UTF-8 text
+    fails here, before any output exists) and passed to the run, which reads it no more.
+    Returns ``(config, corpus)``."""
     from gateskip.golden.corpus import load_corpus
     keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
             "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations"}
     config = TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
-    load_corpus(config.corpus, config.level)
-    return config
+    return config, load_corpus(config.corpus, config.level)
 
 
 @click.command()
@@ -82,7 +82,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     iterations = kw["iterations"]
     n = min(trace_steps, max(iterations, 1))
     traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
-    config = _config(threshold=threshold, trace_iterations=tuple(traces), **kw)
+    config, corpus = _config(threshold=threshold, trace_iterations=tuple(traces), **kw)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "trace": os.path.join(out, "trace.npz"),
@@ -91,7 +91,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     out = make_outdir(out)
     bar = Progress(f"train threshold {config.threshold:g}", progress)
     try:
-        result = run_train(config, progress=bar)
+        result = run_train(config, corpus, progress=bar)
     finally:
         bar.close()
     runs = [sweep_mod.run_row(result, result.summary["val_loss"])]
@@ -132,7 +132,7 @@ def sweep(thresholds, out, json_path, progress, **kw):
     else:
         values = split_numbers(thresholds, "--thresholds", *LIMITS["threshold"])
     values = sweep_mod.check_thresholds(values)
-    config = _config(**kw)
+    config, corpus = _config(**kw)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "table": os.path.join(out, "sweep.txt"),
@@ -140,7 +140,7 @@ def sweep(thresholds, out, json_path, progress, **kw):
     out = make_outdir(out)
     bar = Progress("sweep", progress)
     try:
-        runs = sweep_mod.sweep(config, values, progress=bar)
+        runs = sweep_mod.sweep(config, values, progress=bar, corpus=corpus)
     finally:
         bar.close()
     text = sweep_mod.table(runs)
