@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import gate_grad
-from ..spec.memories import ACT_FIELDS, MEMORIES
+from ..spec.memories import ACT_FIELDS, BACKWARD, INPUTS, MEMORIES
 from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_shift, saturate,
                     threshold_model, threshold_to_tau)
 from .metrics import normalised_inner_product
@@ -81,7 +81,7 @@ def from_hw_rows(m) -> np.ndarray:
 
 #: the memories of ``hw.backward.Backward``, as :func:`backward_model` takes them
 #: (:mod:`gateskip.spec.memories`)
-MEMS = tuple(MEMORIES)
+MEMS = BACKWARD
 
 
 def _check_size(name: str, value, lo: int, hi: int | None = None) -> int:
@@ -103,7 +103,8 @@ def _check_mem_shapes(mems: dict, hidden: int, inputs: int, max_seq: int, max_ba
     if missing:
         raise ValueError(f"mems lacks {', '.join(missing)} (needs {', '.join(MEMS)})")
     sizes = {"hidden": hidden, "inputs": inputs, "max_seq": max_seq, "max_batch": max_batch}
-    for name, mem in MEMORIES.items():
+    for name in MEMS:
+        mem = MEMORIES[name]
         shape = mem.shape(sizes)
         arr = np.asarray(mems[name])
         if arr.shape != shape:
@@ -131,7 +132,8 @@ def check_mems(mems: dict, *, hidden: int, inputs: int, max_seq: int, max_batch:
     (the hardware would truncate it to the word's field).
     """
     _check_mem_shapes(mems, hidden, inputs, max_seq, max_batch, seq_len, batch)
-    for name, mem in MEMORIES.items():
+    for name in MEMS:
+        mem = MEMORIES[name]
         arr = np.asarray(mems[name])
         if mem.lanes or len(mem.formats(formats)) == 1:
             fields = [(name, mem.field_format(0, formats), ...)]
@@ -297,9 +299,8 @@ def saturated_inputs(mems: dict, formats: Formats = FORMATS) -> int:
     """How many input codes of ``mems`` (:func:`trace_inputs`) sit at a limit of their format:
     values that were clamped when quantised, or were exactly at the limit."""
     count = 0
-    for name, mem in MEMORIES.items():
-        if mem.written:
-            continue
+    for name in INPUTS:
+        mem = MEMORIES[name]
         codes = np.asarray(mems[name])
         parts = ([codes[..., k] for k in range(len(mem.fields))] if len(mem.fields) > 1
                  else [codes])

@@ -40,8 +40,8 @@ from .accel import backward_model, from_hw_rows, run_outputs, to_hw_rows
 from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, threshold_to_tau
 
 __all__ = ["sigmoid_code", "tanh_code",
-           "activation_errors", "net_code", "cell_model", "forward_model", "update_model", "operand_code", "lr_code",
-           "FixedLayer"]
+           "activation_errors", "net_code", "cell_model", "forward_model", "update_model",
+           "operand_code", "lr_code", "forward_memories", "train_memories", "FixedLayer"]
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
     """sigmoid of ``net`` codes ``q``, ``TABLE_FRAC`` fraction bits, unsigned."""
@@ -159,6 +159,45 @@ def operand_code(master, formats: Formats = FORMATS) -> np.ndarray:
     """The MAC operand of master codes: rounded half up, saturated."""
     return saturate(round_shift(master, formats.master.frac_bits - formats.operand.frac_bits),
                     formats.operand.width)
+
+
+def forward_memories(mems: dict, *, inputs: int, seq_len: int | None = None,
+                     batch: int | None = None, formats: Formats = FORMATS) -> dict:
+    """Twin of the training build's ``FORWARD`` on its memories (:mod:`gateskip.spec.memories`):
+    from ``W`` (hardware rows, operand codes), ``BM`` (master codes), ``HS``, ``CS`` and the
+    ``x`` lanes of ``A``, the memories it writes, ``A ACT HO HS CS`` (copies; what lies beyond
+    ``seq_len`` steps and ``batch`` sequences is left as it was)."""
+    f = formats
+    B_max, T_max = np.asarray(mems["A"]).shape[:2]
+    T = T_max if seq_len is None else seq_len
+    B = B_max if batch is None else batch
+    out = {n: np.array(mems[n], np.int64) for n in ("A", "ACT", "HO", "HS", "CS")}
+    fwd = forward_model(from_hw_rows(mems["W"]), from_hw_rows(operand_code(mems["BM"], f)),
+                        out["A"][:B, :T, :inputs], out["HS"][:B], out["CS"][:B], f)
+    out["A"][:B, :T] = fwd["A"]
+    out["ACT"][:B, :T] = fwd["ACT"]
+    out["HO"][:B, :T] = fwd["h"]
+    out["HS"][:B], out["CS"][:B] = fwd["h_T"], fwd["c_T"]
+    return out
+
+
+def train_memories(mems: dict, tau: int, *, inputs: int, lr: int, shift: int,
+                   dense: bool = False, seq_len: int | None = None, batch: int | None = None,
+                   formats: Formats = FORMATS) -> dict:
+    """Twin of ``TRAIN``: ZERO, the backward (:func:`~.accel.backward_model` at ``tau``) and the
+    update at learning-rate code ``lr`` and the unit's right ``shift``. Returns the memories it
+    writes: ``DW DB DA DC`` and the new ``WM W BM``, with the backward's counters."""
+    f = formats
+    B_max, T_max = np.asarray(mems["A"]).shape[:2]
+    H = np.asarray(mems["W"]).shape[0] // 4
+    run = {n: mems[n] for n in ("W", "A", "ACT", "DH")}
+    run.update(run_outputs(H, inputs, T_max, B_max))
+    res = backward_model(run, tau, inputs=inputs, dense=dense, seq_len=seq_len, batch=batch,
+                         formats=f)
+    grad_shift = shift - f.update_shift(0)
+    WM = update_model(mems["WM"], res["DW"], grad_shift, lr, f)
+    BM = update_model(mems["BM"], np.asarray(res["DB"]).reshape(-1), grad_shift, lr, f)
+    return {**res, "WM": WM, "W": operand_code(WM, f), "BM": BM}
 
 
 @dataclass

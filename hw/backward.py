@@ -1,24 +1,34 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
+from ..spec.memories import MEMORIES
 from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
 from .db import DbParallel, DbSerial
 from .fetch import FetchStage
+from .forward import ForwardPipe
+from .forward_unit import ForwardUnit
 from .gate_grad import GateGradUnit
 from .mac_array import MacArray, Use, const_mul
 from .memory_bank import MemoryBank, mem_port_signature
+from .phases import PhaseControl
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
 from .threshold import ThresholdUnit
+from .update import UpdateUnit
+from .weight_update import WeightUpdate
 
 __all__ = ["Backward", "STEP_OVERHEAD"]
+
+
+class _View:
+    """The memories' run ports as the backward sees them (``Backward._run_ports``)."""
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
 #: setup 1, fetch 1, gate-gradient unit 5, threshold 1, compactor 1, FIFO 2, array accept 1,
@@ -26,6 +36,8 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 STEP_OVERHEAD = 16
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
+#: the memories whose host writes clear STATUS.CACHED
+CACHE = ("A", "ACT")
 
 
 class Backward(wiring.Component):
@@ -80,7 +92,7 @@ class Backward(wiring.Component):
         self.regs = RegisterFile(c)
         self.control = StepController(hidden=H, chunks=c.chunks, max_seq=c.max_seq,
                                       max_batch=c.max_batch,
-                                      zero_words=max(self.bank.mem_depths.values()))
+                                      zero_words=self.bank.zero_words)
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers)
         run_ports = {n: (self.bank.mem_shapes[n], self.bank.mem_depths[n])
                      for n in self.bank.mem_shapes}
@@ -97,6 +109,10 @@ class Backward(wiring.Component):
             self.db = DbParallel(H, f, self.threshold.out_layout, self.compactor.in_layout,
                                  self.bank.mem_shapes["DB"])
         self.queue = Queue(self.compactor.pair_layout, c.fifo_depth)
+        self.phases = PhaseControl(train=c.train)
+        if c.train:
+            self.forward = ForwardUnit(c, run_ports)
+            self.update = WeightUpdate(c, run_ports)
         super().__init__({
             "reg": In(reg_signature()),
             "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
@@ -111,6 +127,9 @@ class Backward(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
+        if config.train:
+            ForwardPipe.check_parameters(config.lanes, config.formats)
+            UpdateUnit.check_parameters(config.formats)
         memory_bits = MemoryBank.bits(config)
         if max_memory_bits is not None and memory_bits > max_memory_bits:
             raise ValueError(f"the memories need {memory_bits} bits "
@@ -121,27 +140,48 @@ class Backward(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for name in ("bank", "regs", "control", "fetch", "ew", "threshold", "db", "compactor",
-                     "queue", "array"):
+        for name in ("bank", "regs", "control", "phases", "fetch", "ew", "threshold", "db",
+                     "compactor", "queue", "array"):
             m.submodules[name] = getattr(self, name)
-        bank, regs, ctl, fetch, ew = self.bank, self.regs, self.control, self.fetch, self.ew
+        regs, ctl, fetch, ew = self.regs, self.control, self.fetch, self.ew
         thr, db, cmp, queue, arr = self.threshold, self.db, self.compactor, self.queue, self.array
+        ph = self.phases
         H = self.hidden
         running, zeroing = ctl.running, ctl.zeroing
+        # the backward's view of the memories' run ports (shared with the training units)
+        bank = self._run_ports(m) if self.config.train else self.bank
 
-        # host and registers
+        # host, registers, commands
         wiring.connect(m, wiring.flipped(self.reg), regs.bus)
-        wiring.connect(m, wiring.flipped(self.mem), bank.host)
+        wiring.connect(m, wiring.flipped(self.mem), self.bank.host)
+        host = self.mem
         m.d.comb += [
-            regs.idle.eq(~running & ~zeroing),
-            regs.status[STATUS["BUSY"]].eq(running | zeroing),
-            regs.status[STATUS["DONE"]].eq(ctl.done), regs.status[STATUS["ERROR"]].eq(ctl.error),
-            ctl.start.eq(regs.start), ctl.zero.eq(regs.zero),
+            regs.idle.eq(~ph.busy),
+            regs.status[STATUS["BUSY"]].eq(ph.busy), regs.status[STATUS["DONE"]].eq(ph.done),
+            regs.status[STATUS["ERROR"]].eq(ph.error),
+            regs.status[STATUS["CACHED"]].eq(ph.cached),
+            ph.start.eq(regs.start), ph.zero.eq(regs.zero), ph.forward.eq(regs.forward),
+            ph.train_cmd.eq(regs.train), ph.single.eq(regs.mode[MODE["SINGLE"]]),
+            ph.cache_written.eq(host.we & ~ph.busy &
+                                Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
+            ph.ctl_busy.eq(running | zeroing), ph.ctl_error.eq(ctl.error),
+            ctl.start.eq(ph.ctl_start), ctl.zero.eq(ph.ctl_zero),
             ctl.single.eq(regs.mode[MODE["SINGLE"]]), ctl.step.eq(regs.step),
             ctl.seq_len.eq(regs.seq_len), ctl.batch.eq(regs.batch),
-            self.busy.eq(running | zeroing), self.done.eq(ctl.done),
-            bank.running.eq(running), bank.zeroing.eq(zeroing), bank.zn.eq(ctl.zn),
+            self.busy.eq(ph.busy), self.done.eq(ph.done),
+            self.bank.zeroing.eq(zeroing), self.bank.zn.eq(ctl.zn),
         ]
+        if self.config.train:
+            fwd, upd = self.forward, self.update
+            m.d.comb += [
+                self.bank.running.eq(running | fwd.busy | upd.busy),
+                fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
+                fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
+                upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr),
+                upd.shift.eq(regs.update_shift), ph.upd_busy.eq(upd.busy),
+            ]
+        else:
+            m.d.comb += self.bank.running.eq(running)
 
         # fetch -> gate-gradient unit -> threshold -> db -> compactor -> queue -> array
         m.d.comb += [
@@ -195,6 +235,38 @@ class Backward(wiring.Component):
         self._counters(m)
         return m
 
+    def _run_ports(self, m):
+        """The training units on the memories' run ports, each port given to the block of the
+        phase that runs (forward, update, else the backward); returns the backward's view: an
+        object with a port per name, as the bank has."""
+        m.submodules.forward, m.submodules.update = fwd, upd = self.forward, self.update
+        bank, view = self.bank, _View()
+        for name, member in bank.signature.members.items():
+            if not (name.endswith("_rd") or name.endswith("_wr")) or name == "da_h_rd":
+                if name.endswith("_rd"):
+                    setattr(view, name, getattr(bank, name))
+                continue
+            users = [(unit.busy, getattr(unit, name)) for unit in (fwd, upd)
+                     if name in unit.signature.members]
+            target = getattr(bank, name)
+            if not users:
+                setattr(view, name, target)
+                continue
+            own = member.signature.create(path=("bw", name))
+            setattr(view, name, own)
+            drive = ("addr", "en", "data") if name.endswith("_wr") else ("addr", "en")
+            for field in drive:
+                value = getattr(own, field)
+                if name.endswith("_wr") and field == "en" and len(target.en) > len(value):
+                    value = value.replicate(len(target.en))
+                for busy, port in reversed(users):
+                    value = Mux(busy, getattr(port, field), value)
+                m.d.comb += getattr(target, field).eq(value)
+            if name.endswith("_rd"):
+                m.d.comb += [own.data.eq(target.data),
+                             *[port.data.eq(target.data) for _b, port in users]]
+        return view
+
     def _counters(self, m):
         """The counters of :data:`~gateskip.spec.registers.COUNTERS`, into the register file."""
         regs, ctl, ew, thr, cmp, arr = (self.regs, self.control, self.ew, self.threshold,
@@ -203,7 +275,8 @@ class Backward(wiring.Component):
         clear = regs.clear
         m.d.comb += [arr.clear.eq(clear), thr.clear.eq(clear), cmp.clear.eq(clear)]
         own = {name: Signal(self.config.counter_width, name=f"cnt_{name}")
-               for name in ("cycles", "steps", "starved", "ew_stalls", "macs_skipped")}
+               for name in ("cycles", "steps", "starved", "ew_stalls", "macs_skipped",
+                            "forward_cycles", "update_cycles")}
         with m.If(ctl.step_done):
             m.d.sync += own["steps"].eq(own["steps"] + 1)
         with m.If(clear):
@@ -213,6 +286,11 @@ class Backward(wiring.Component):
                 m.d.sync += own["cycles"].eq(own["cycles"] + 1)
                 with m.If(~arr.issue):
                     m.d.sync += own["starved"].eq(own["starved"] + 1)
+            if self.config.train:
+                with m.If(self.forward.busy):
+                    m.d.sync += own["forward_cycles"].eq(own["forward_cycles"] + 1)
+                with m.If(self.update.busy):
+                    m.d.sync += own["update_cycles"].eq(own["update_cycles"] + 1)
             with m.If(ew.o.valid & ~thr.i.ready):
                 m.d.sync += own["ew_stalls"].eq(own["ew_stalls"] + 1)
             m.d.sync += own["macs_skipped"].eq(own["macs_skipped"] +

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import protocol
 from ..spec.formats import FORMATS, Formats
-from ..spec.memories import CODE_BITS, MEMORIES
+from ..spec.memories import BACKWARD, CODE_BITS, MEMORIES
 from ..spec.registers import ADDRESS
 from .link_types import MEM_HEAD, REPLY, REQUEST, RxError, check_max_payload, walk_layout
 from .mac_array import const_mul
@@ -54,10 +54,13 @@ class LinkExecutor(wiring.Component):
     def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
                          formats: Formats = FORMATS) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range."""
-        if set(depths) != set(MEMORIES):
-            raise ValueError(f"depths must name the memories {', '.join(MEMORIES)}")
+        first = [n for n in MEMORIES if MEMORIES[n].code < len(depths)]
+        if set(depths) != set(first) or not set(BACKWARD) <= set(depths):
+            raise ValueError(f"depths must name the memories of a build, codes 0 .. n - 1 "
+                             f"({', '.join(MEMORIES)})")
         check_max_payload(max_payload)
-        for name, mem in MEMORIES.items():
+        for name in depths:
+            mem = MEMORIES[name]
             per = mem.per_word(lanes)
             if per > elements:
                 raise ValueError(f"a word of {name} has {per} elements, the port {elements}")
@@ -69,8 +72,8 @@ class LinkExecutor(wiring.Component):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, formats=formats)
         self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
-        self.per = {n: mem.per_word(lanes) for n, mem in MEMORIES.items()}
-        self.eb = {n: mem.element_bytes(formats) for n, mem in MEMORIES.items()}
+        self.per = {n: MEMORIES[n].per_word(lanes) for n in self.depths}
+        self.eb = {n: MEMORIES[n].element_bytes(formats) for n in self.depths}
         walk = walk_layout(max(self.depths.values()), elements)
         super().__init__({
             "request": In(stream.Signature(REQUEST)),
@@ -99,8 +102,8 @@ class LinkExecutor(wiring.Component):
         depth = Signal(range(max(self.depths.values()) + 1))
         nbytes = Signal(22)
         with m.Switch(sel):
-            for name, mem_spec in MEMORIES.items():
-                with m.Case(mem_spec.code):
+            for name in self.depths:
+                with m.Case(MEMORIES[name].code):
                     m.d.comb += [eb.eq(self.eb[name]), per.eq(self.per[name]),
                                  depth.eq(self.depths[name]),
                                  nbytes.eq(const_mul(words, self.eb[name] * self.per[name]))]
@@ -120,7 +123,7 @@ class LinkExecutor(wiring.Component):
         with m.If((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
                   (~reading & (req.length != MEM_HEAD + count_bytes))):
             m.d.comb += self._error("LENGTH")
-        with m.Elif((f_mem.mem >= len(MEMORIES)) | (f_mem.addr + f_mem.words > depth)):
+        with m.Elif((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)):
             m.d.comb += self._error("ADDRESS")
         with m.Elif(reading & (count_bytes > self.max_payload)):
             m.d.comb += self._error("LENGTH")

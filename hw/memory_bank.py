@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES
+from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
 __all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes"]
 
@@ -42,10 +42,11 @@ def word_shapes(config: AccelConfig) -> dict:
 
     Lane words are arrays of L elements, ACT a structure of its fields, a one-element word a
     signed value, DB an array of its four gates; every memory has at least two words (so that
-    every address is at least one bit wide)."""
+    every address is at least one bit wide). Only the memories the build has
+    (:func:`~gateskip.spec.memories.built`)."""
     f, L = config.formats, config.lanes
     out = {}
-    for name, mem in MEMORIES.items():
+    for name, mem in built(config).items():
         formats = mem.formats(f)
         if mem.lanes:
             shape = data.ArrayLayout(signed(formats[0].width), L)
@@ -65,16 +66,17 @@ class MemoryBank(wiring.Component):
     with a second read port (``da_h_rd``: the recurrent ``dh`` of the fetch stage).
 
     Who drives the ports, decided combinationally each cycle: while ``running`` the run's ports
-    (``<name>_rd``, ``<name>_wr`` for the memories the run writes); while ``zeroing`` the write
-    ports of those memories write 0 at word ``zn`` (words beyond a memory's depth are left
-    alone); otherwise the host port ``host`` (:func:`mem_port_signature`), whose read data are
+    (``<name>_rd``, ``<name>_wr`` for the memories the run writes: ``Memory.run_writes``); while
+    ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
+    (words beyond a memory's depth are left alone); otherwise the host port ``host`` (:func:`mem_port_signature`), whose read data are
     valid the cycle after ``re``. The host's accesses while ``running`` or ``zeroing`` are
     ignored.
 
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
     words are arrays get a write enable per element, ACT is stored as an array of slots of its
     widest field, and with ``db_serial`` DB is ``4H`` words of one gate (word ``k``, gate ``g``
-    at ``4k + g``).
+    at ``4k + g``). In a training build ``a_wr`` has a write enable per lane (the forward
+    writes ``h`` one element at a time).
     """
 
     def __init__(self, config: AccelConfig):
@@ -100,21 +102,31 @@ class MemoryBank(wiring.Component):
         self.port_elements, self.el_width = port_elements(self.elements, config.element_port)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[])
-                         for name in MEMORIES}
+                         for name in self.shapes}
+        #: the memories the run writes, and those ZERO clears
+        self.run_written = tuple(n for n in self.shapes if MEMORIES[n].run_writes(config))
+        self.zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
+        #: words ZERO walks: the deepest memory it clears
+        self.zero_words = max(self.mem_depths[n] for n in self.zeroed)
         members = {
             "host": In(mem_port_signature(self.addr_width, self.elements, config.element_port)),
             "running": In(1), "zeroing": In(1),
-            "zn": In(range(max(self.mem_depths.values()) + 1)),
+            "zn": In(range(self.zero_words + 1)),
         }
-        for name, mem in MEMORIES.items():
+        for name in self.shapes:
             shape, aw = self.mem_shapes[name], ceil_log2(self.mem_depths[name])
             members[f"{name.lower()}_rd"] = Out(ReadPort.Signature(addr_width=aw, shape=shape))
-            if mem.written:
-                members[f"{name.lower()}_wr"] = Out(WritePort.Signature(addr_width=aw,
-                                                                        shape=shape))
+            if name in self.run_written:
+                members[f"{name.lower()}_wr"] = Out(WritePort.Signature(
+                    addr_width=aw, shape=shape, granularity=self._lane_granularity(name)))
         members["da_h_rd"] = Out(ReadPort.Signature(
             addr_width=ceil_log2(self.mem_depths["DA"]), shape=self.mem_shapes["DA"]))
         super().__init__(members)
+
+    def _lane_granularity(self, name):
+        """The run write port's granularity: one lane (an array element) of A in a training
+        build, else None."""
+        return 1 if self.config.train and name == "A" else None
 
     @staticmethod
     def depths(config: AccelConfig) -> dict:
@@ -129,7 +141,7 @@ class MemoryBank(wiring.Component):
     @staticmethod
     def port_width(config: AccelConfig) -> int:
         """Elements of the widest word: the host port's elements per access."""
-        return max(config.lanes, *(len(m.fields) for m in MEMORIES.values()))
+        return max(config.lanes, *(len(m.fields) for m in built(config).values()))
 
     def elaborate(self, platform):
         m = Module()
@@ -156,7 +168,9 @@ class MemoryBank(wiring.Component):
                          rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
                          run_rd.data.eq(rd[name].data)]
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
-            port = mem.write_port(granularity=1) if per_element else mem.write_port()
+            lane_gran = self._lane_granularity(name)
+            port = (mem.write_port(granularity=1) if per_element else
+                    mem.write_port(granularity=lane_gran) if lane_gran else mem.write_port())
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
             h_we = h_sel & host.we
             if cfg.element_port:
@@ -165,15 +179,25 @@ class MemoryBank(wiring.Component):
                     h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
-            if spec.written:
+            def all_en(en):
+                return en.replicate(len(port.en)) if len(port.en) > 1 else en
+            if lane_gran:                                   # the host writes whole words
+                h_we = all_en(h_we)
+            if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
-                def all_en(en):
-                    return en.replicate(len(port.en)) if len(port.en) > 1 else en
                 m.d.comb += [
                     port.addr.eq(Mux(zeroing, self.zn, Mux(running, run_wr.addr, h_addr))),
                     port.data.eq(Mux(zeroing, 0, Mux(running, run_wr.data, host_word))),
                     port.en.eq(Mux(zeroing, all_en(self.zn < depth),
                                    Mux(running, all_en(run_wr.en), h_we))),
+                ]
+            elif name in self.run_written:
+                run_wr = getattr(self, f"{name.lower()}_wr")
+                run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
+                m.d.comb += [
+                    port.addr.eq(Mux(running, run_wr.addr, h_addr)),
+                    port.data.eq(Mux(running, run_wr.data, host_word)),
+                    port.en.eq(Mux(running, run_en, Mux(zeroing, 0, h_we))),
                 ]
             else:
                 m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word), port.en.eq(h_we)]

@@ -1,6 +1,6 @@
 """The accelerator's register file, built from the register map of :mod:`gateskip.spec.registers`."""
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Const, Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,6 +20,14 @@ def reg_signature() -> wiring.Signature:
     })
 
 
+#: the strobes of CTRL that start a command, highest priority first
+_COMMANDS = ("START", "ZERO", "FORWARD", "TRAIN")
+
+
+def _ctrl():
+    return next(r for r in REGISTERS if r.access == "w")
+
+
 def _bits(reg) -> int:
     return max(reg.fields.values()) + 1
 
@@ -31,8 +39,9 @@ class RegisterFile(wiring.Component):
     ``mode``, ``step``, ``seq_len``, ``batch``), at its reset value from the map; a write
     takes effect at the clock edge, only while ``idle``, and only for a value within the
     register's range (others are ignored). ``CTRL`` (``w``) is decoded into one-cycle
-    strobes, combinational with the write: ``start`` and ``zero`` only while ``idle`` (``zero``
-    not with ``START``), ``clear`` always. Read-only registers read their input port: ``status``
+    strobes, combinational with the write: the commands ``start``, ``zero``, ``forward`` and
+    ``train`` only while ``idle`` and one at a time (the first of them set wins), ``clear``
+    always. Read-only registers read their input port: ``status``
     (its bit fields), each counter of :data:`~gateskip.spec.registers.COUNTERS` from
     ``counters`` (zero-extended), the build parameters of ``config`` as constants. ``rdata`` is
     registered: valid the cycle after ``re``; an address without a register reads 0.
@@ -44,7 +53,7 @@ class RegisterFile(wiring.Component):
         self.config = config
         cw = config.counter_width if counter_width is None else counter_width
         members = {"bus": In(reg_signature()), "idle": In(1),
-                   "start": Out(1), "zero": Out(1), "clear": Out(1)}
+                   **{name.lower(): Out(1) for name in _ctrl().fields}}
         self._widths = {}
         for reg in REGISTERS:
             name = reg.name.lower()
@@ -68,12 +77,14 @@ class RegisterFile(wiring.Component):
         m = Module()
         bus, cfg = self.bus, self.config
         w = bus.wdata
-        ctrl = next(r for r in REGISTERS if r.access == "w")
+        ctrl = _ctrl()
         ctrl_write = bus.we & (bus.addr == ctrl.address)
-        start, zero, clear = (w[ctrl.fields[n]] for n in ("START", "ZERO", "CLEAR"))
-        m.d.comb += [self.start.eq(ctrl_write & start & self.idle),
-                     self.zero.eq(ctrl_write & zero & self.idle & ~start),
-                     self.clear.eq(ctrl_write & clear)]
+        m.d.comb += self.clear.eq(ctrl_write & w[ctrl.fields["CLEAR"]])
+        earlier = Const(0, 1)                    # the commands: one at a time, by priority
+        for name in _COMMANDS:
+            bit = w[ctrl.fields[name]]
+            m.d.comb += getattr(self, name.lower()).eq(ctrl_write & bit & self.idle & ~earlier)
+            earlier = earlier | bit
 
         readable = {}
         for reg in REGISTERS:
@@ -90,7 +101,7 @@ class RegisterFile(wiring.Component):
                 readable[reg.address] = port
             elif reg.access == "r":
                 if reg.param is not None:
-                    readable[reg.address] = getattr(cfg, reg.param)
+                    readable[reg.address] = int(getattr(cfg, reg.param))
                 elif reg.fields:
                     readable[reg.address] = getattr(self, name)
                 else:

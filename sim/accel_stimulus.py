@@ -1,4 +1,5 @@
-"""Stimulus for the backward accelerator: random LSTM caches in the hardware's memory layout.
+"""Stimulus for the accelerator: random LSTM caches in the hardware's memory layout, and random
+layers for the training build.
 
 Shared by the ``amaranth.sim`` tests and the cocotb testbench, so both drive the same cases.
 """
@@ -10,7 +11,7 @@ import numpy as np
 from ..golden.accel import to_hw_rows
 from ..golden.fixed import FORMATS, Formats
 
-__all__ = ["random_mems", "tau_for_sparsity"]
+__all__ = ["random_mems", "tau_for_sparsity", "random_layer"]
 
 
 def random_mems(hidden: int, inputs: int, seq: int, batch: int, seed: int, *,
@@ -57,3 +58,20 @@ def tau_for_sparsity(mems: dict, inputs: int, sparsity: float, formats: Formats 
     dnet = np.abs(np.concatenate(backward_model(mems, 0, inputs=inputs, formats=formats,
                                                 **run)["dnet"]))
     return int(np.quantile(dnet, sparsity, method="higher")) + (1 if sparsity >= 1 else 0)
+
+
+def random_layer(hidden: int, inputs: int, seq: int, batch: int, seed: int, *,
+                 formats: Formats = FORMATS) -> dict:
+    """One iteration's data for the training build, codes in the layout of
+    :mod:`gateskip.spec.memories`: ``WM`` (4H, K) and ``BM`` (4H,) master weights ~ N(0, 0.4)
+    (hardware rows), the carried state ``HS`` ``CS`` (B, H), ``x`` (B, T, X) ~ U(-1.5, 1.5) and
+    ``dh`` (B, T, H) ~ N(0, 0.5) in the scaled unit."""
+    rng = np.random.default_rng(seed)
+    F = formats
+    H, X, T, B, K = hidden, inputs, seq, batch, inputs + hidden
+    return {"WM": F.master.quantize(rng.normal(0, 0.4, (4 * H, K))),
+            "BM": F.master.quantize(rng.normal(0, 0.4, 4 * H)),
+            "HS": F.operand.quantize(rng.uniform(-0.9, 0.9, (B, H))),
+            "CS": F.cell.quantize(rng.normal(0, 1.5, (B, H))),
+            "x": F.operand.quantize(rng.uniform(-1.5, 1.5, (B, T, X))),
+            "dh": F.state.quantize(rng.normal(0, 0.5, (B, T, H)))}

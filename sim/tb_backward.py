@@ -61,25 +61,25 @@ class CocotbBus:
         await RisingEdge(d.clk)
         return value
 
-    async def write_mem(self, code, words):
+    async def write_mem(self, code, words, addr=0):
         d = self.dut
         d.mem__mem.value, d.mem__we.value = code, 1
         n = self.word.length
-        for addr, word in enumerate(words):
-            d.mem__addr.value = addr
+        for i, word in enumerate(words):
+            d.mem__addr.value = addr + i
             d.mem__wdata.value = pack(self.word, list(map(int, word)) + [0] * (n - len(word)))
             await RisingEdge(d.clk)
         d.mem__we.value = 0
 
-    async def read_mem(self, code, n, per):
+    async def read_mem(self, code, n, per, addr=0):
         d = self.dut
         d.mem__mem.value = code
         out = []
-        for addr in range(n + 1):          # pipelined: word addr - 1 arrives as addr is asked
-            d.mem__re.value = int(addr < n)
-            d.mem__addr.value = min(addr, n - 1)
+        for i in range(n + 1):             # pipelined: word i - 1 arrives as word i is asked
+            d.mem__re.value = int(i < n)
+            d.mem__addr.value = addr + min(i, n - 1)
             await ReadOnly()
-            if addr:
+            if i:
                 out.append(unpack(self.word, d.mem__rdata.value)[:per])
             await RisingEdge(d.clk)
         d.mem__re.value = 0

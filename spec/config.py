@@ -47,6 +47,9 @@ class AccelConfig:
     ``db_serial`` (needs ``element_port``): ``db`` one gate per cycle, one adder.
     ``forwarding=False``: the MAC array without read-after-write forwarding (needs C >= 2).
     ``threshold_skid=False``: the threshold's output a plain register.
+    ``train``: the layer trains on the chip: the forward and update units and the memories of
+    master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
+    backward (needs ``element_port=False``).
     ``formats``: the arithmetic formats (:mod:`.formats`).
     """
 
@@ -62,6 +65,7 @@ class AccelConfig:
     db_serial: bool = False
     forwarding: bool = True
     threshold_skid: bool = True
+    train: bool = False
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
@@ -72,12 +76,14 @@ class AccelConfig:
                                              and 1 <= m <= _PRODUCTS)):
             raise ValueError(f"ew_multipliers must be None, 'full' or an int in "
                              f"1..{_PRODUCTS}, not {m!r}")
-        for name in ("element_port", "db_serial", "forwarding", "threshold_skid"):
+        for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "train"):
             _check_bool(name, getattr(self, name))
         if not isinstance(self.formats, Formats):
             raise TypeError(f"formats must be a Formats, not {self.formats!r}")
         if not self.forwarding and self.chunks < 2:
             raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
+        if self.train and self.element_port:
+            raise ValueError("train needs element_port=False (the forward writes h by lane)")
         if self.db_serial and not self.element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         f = self.formats

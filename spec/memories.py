@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Memory", "MEMORIES", "CODE_BITS", "by_code", "sizes", "to_words", "from_words",
-           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS"]
+           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "built"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,20 @@ class Memory:
     dims: tuple[str, ...]                 # axes of the host's array, as size symbols
     fields: tuple[tuple[str, str], ...]   # (element, format name in spec.formats.Formats)
     lanes: bool                           # a K-vector in words of L elements
-    written: bool                         # the accelerator writes it (ZERO clears it)
+    written: bool                         # the backward writes it (ZERO clears it)
     doc: str
+    #: only in training builds (``AccelConfig.train``)
+    train_only: bool = False
+    #: written by the forward or update unit of a training build
+    trained: bool = False
+
+    def built(self, cfg) -> bool:
+        """Whether a build of ``cfg`` (an ``AccelConfig``) has this memory."""
+        return not self.train_only or bool(getattr(cfg, "train", False))
+
+    def run_writes(self, cfg) -> bool:
+        """Whether the accelerator of ``cfg`` writes it (it has a run write port)."""
+        return self.written or (self.trained and bool(getattr(cfg, "train", False)))
 
     def shape(self, cfg) -> tuple[int, ...]:
         """The host's array for this memory, sized for ``cfg`` (an ``AccelConfig`` or any
@@ -105,13 +117,13 @@ _GATES = tuple((g, "dw") for g in ("i", "f", "g", "o"))
 #: by host-port code
 MEMORIES = {m.name: m for m in (
     Memory("W", 0, ("4H", "K"), (("w", "operand"),), True, False,
-           "weights, row 4k+g = gate g of unit k, C = ceil(K/L) words per row"),
+           "weights, row 4k+g = gate g of unit k, C = ceil(K/L) words per row", trained=True),
     Memory("A", 1, ("B", "T", "K"), (("a", "operand"),), True, False,
-           "a_t = [x_t ; h_{t-1}] of (b, t) at words (b*T + t)*C"),
+           "a_t = [x_t ; h_{t-1}] of (b, t) at words (b*T + t)*C", trained=True),
     Memory("ACT", 2, ("B", "T", "H"),
            (("i", "act"), ("f", "act"), ("g", "act"), ("o", "act"), ("tanh_c", "act"),
             ("c_prev", "cell")), False, False,
-           "i f g o tanh(c_t) c_{t-1} of unit k at (b*T + t)*H + k"),
+           "i f g o tanh(c_t) c_{t-1} of unit k at (b*T + t)*H + k", trained=True),
     Memory("DH", 3, ("B", "T", "H"), (("dh", "state"),), False, False, "dh from the loss"),
     Memory("DC", 4, ("B", "H"), (("dc", "state"),), False, True,
            "carried dc: dc_T in, dc_0 out"),
@@ -119,16 +131,38 @@ MEMORIES = {m.name: m for m in (
     Memory("DB", 6, ("H",), _GATES, False, True, "db accumulator, unit k's four gates in word k"),
     Memory("DA", 7, ("B", "T", "K"), (("da", "da"),), True, True,
            "da of (b, t): dx_t = da[:X], dh_{t-1} += da[X:]"),
+    # training builds: the forward writes A (h lanes), ACT, HO, HS, CS; the update WM, W, BM
+    Memory("WM", 8, ("4H", "K"), (("w", "master"),), True, False,
+           "master weights, rows as W; the update writes WM and its operand into W",
+           train_only=True, trained=True),
+    Memory("BM", 9, ("4H",), (("b", "master"),), False, False,
+           "master bias of row 4k+g (the forward adds it rounded to the operand)",
+           train_only=True, trained=True),
+    Memory("HS", 10, ("B", "H"), (("h", "operand"),), False, False,
+           "h carried between iterations: h_{-1} in, h_{T-1} out", train_only=True,
+           trained=True),
+    Memory("CS", 11, ("B", "H"), (("c", "cell"),), False, False,
+           "c carried between iterations: c_{-1} in, c_{T-1} out", train_only=True,
+           trained=True),
+    Memory("HO", 12, ("B", "T", "H"), (("h", "operand"),), False, False,
+           "h_t of (b, t), the forward's output", train_only=True, trained=True),
 )}
 
 #: bits of a memory code on the host port (the link's requests carry a byte)
 CODE_BITS = max(1, (max(m.code for m in MEMORIES.values())).bit_length())
 #: the fields of an ``ACT`` word, in memory order
 ACT_FIELDS = tuple(name for name, _fmt in MEMORIES["ACT"].fields)
-#: what a host loads before a run (``DC`` too when it carries a ``dc_T``)
-INPUTS = tuple(name for name, m in MEMORIES.items() if not m.written)
+#: the memories of every build (the backward accelerator's)
+BACKWARD = tuple(name for name, m in MEMORIES.items() if not m.train_only)
+#: what a host loads before a backward run (``DC`` too when it carries a ``dc_T``)
+INPUTS = tuple(name for name in BACKWARD if not MEMORIES[name].written)
 #: what a run produces
 RESULTS = ("DW", "DB", "DA", "DC")
+
+
+def built(cfg) -> dict:
+    """The memories a build of ``cfg`` has, by name (codes ``0 .. len - 1``)."""
+    return {name: m for name, m in MEMORIES.items() if m.built(cfg)}
 
 
 def by_code(code: int) -> Memory:
@@ -167,6 +201,10 @@ def markdown_table(formats=None) -> str:
         from .formats import FORMATS as formats
     rows = ["| code | memory | host array | word | format | written by the run | meaning |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
+    def writer(m):
+        return ("backward" if m.written else
+                "training builds" if m.trained and not m.train_only else
+                "yes (training builds only)" if m.trained else "no")
     for m in MEMORIES.values():
         shape = " x ".join(m.dims + ((str(len(m.fields)),) if len(m.fields) > 1 else ()))
         word = "L lanes" if m.lanes else (" ".join(n for n, _f in m.fields)
@@ -174,5 +212,5 @@ def markdown_table(formats=None) -> str:
         fmts = ", ".join(f"{fmt} {getattr(formats, fmt)}" for fmt in
                          dict.fromkeys(f for _n, f in m.fields))
         rows.append(f"| {m.code} | `{m.name}` | {shape} | {word} | {fmts} | "
-                    f"{'yes' if m.written else 'no'} | {m.doc} |")
+                    f"{writer(m)} | {m.doc} |")
     return "\n".join(rows) + "\n"

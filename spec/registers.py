@@ -36,9 +36,12 @@ class Register:
     param: str | None = None
 
     def resolve(self, value, cfg) -> int:
-        """An int, or ``"attr"`` / ``"attr-1"`` of ``cfg``, as an int."""
+        """An int, ``"attr"`` / ``"attr-1"`` of ``cfg``, or ``"fmt.max"`` (the largest code of
+        ``cfg.formats.fmt``), as an int."""
         if value is None or isinstance(value, int):
             return value
+        if value.endswith(".max"):
+            return getattr(cfg.formats, value[:-4]).max
         name, _, minus = value.partition("-")
         return getattr(cfg, name) - int(minus or 0)
 
@@ -61,16 +64,25 @@ COUNTERS = {
     "VALUES": "dnet values made (4H per step)",
     "PAIRS": "(j, dnet_j) commands sent to the MAC array",
     "ZEROS": "dnet values zero after the threshold",
+    "FORWARD_CYCLES": "cycles spent in FORWARD (training builds)",
+    "UPDATE_CYCLES": "cycles spent in the update of TRAIN (training builds)",
 }
 
 REGISTERS = [
     Register("CTRL", 0x00, "w", "strobes: START runs the backward, ZERO clears dW, db, da and dc, "
-                                "CLEAR zeroes the counters (CLEAR acts first when combined)",
-             fields={"START": 0, "ZERO": 1, "CLEAR": 2}),
-    Register("STATUS", 0x01, "r", "BUSY while a START or ZERO runs; DONE from its end until the "
-                                  "next START or ZERO; ERROR: the last START was refused "
-                                  "(SINGLE with STEP >= SEQ_LEN)",
-             fields={"BUSY": 0, "DONE": 1, "ERROR": 2}),
+                                "CLEAR zeroes the counters (CLEAR acts first when combined); "
+                                "training builds: FORWARD runs the forward over SEQ_LEN steps of "
+                                "BATCH sequences, TRAIN runs ZERO, the backward and the update "
+                                "(one strobe at a time: START, ZERO, FORWARD, TRAIN in that "
+                                "priority)",
+             fields={"START": 0, "ZERO": 1, "CLEAR": 2, "FORWARD": 3, "TRAIN": 4}),
+    Register("STATUS", 0x01, "r", "BUSY while a command runs; DONE from its end until the "
+                                  "next command; ERROR: the last command was refused (START: "
+                                  "SINGLE with STEP >= SEQ_LEN; FORWARD, TRAIN: not a training "
+                                  "build; TRAIN: SINGLE set or no forward CACHED); CACHED: a "
+                                  "FORWARD's activations await their TRAIN (cleared by TRAIN and "
+                                  "by a host write to A or ACT)",
+             fields={"BUSY": 0, "DONE": 1, "ERROR": 2, "CACHED": 3}),
     Register("TAU", 0x02, "rw", "threshold: |dnet| < TAU -> 0, in dnet's scaled code units",
              width="grad"),
     Register("MODE", 0x03, "rw", "DENSE: issue every dnet (no skipping); SINGLE: run only step "
@@ -81,11 +93,19 @@ REGISTERS = [
              lo=1, hi="max_seq", init="max_seq"),
     Register("BATCH", 0x06, "rw", "sequences B, 1 .. MAX_BATCH",
              lo=1, hi="max_batch", init="max_batch"),
+    Register("LR", 0x07, "rw", "learning rate of the update, an lr code (1 .. its largest; 0 at "
+                               "reset: the update leaves the weights as they are)",
+             lo=1, hi="lr.max", width="lr"),
     Register("HIDDEN", 0x08, "r", "H (build parameter)", param="hidden"),
     Register("INPUTS", 0x09, "r", "X (build parameter); K = X + H", param="inputs"),
     Register("LANES", 0x0A, "r", "MAC lanes L (build parameter)", param="lanes"),
     Register("MAX_SEQ", 0x0B, "r", "T of the memories (build parameter)", param="max_seq"),
     Register("MAX_BATCH", 0x0C, "r", "B of the memories (build parameter)", param="max_batch"),
+    Register("TRAIN", 0x0D, "r", "1: a training build (forward and update on the chip)",
+             param="train"),
+    Register("UPDATE_SHIFT", 0x0E, "rw", "right shift of the update's lr * dW product, 0 .. 63 "
+                                         "(dw.frac + grad_shift + lr.frac - master.frac)",
+             lo=0, hi=63, width=6),
     *[Register(name, 0x10 + n, "r", doc) for n, (name, doc) in enumerate(COUNTERS.items())],
 ]
 

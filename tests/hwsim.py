@@ -18,7 +18,8 @@ from gateskip.golden.fixed import FORMATS, USES, Formats
 from gateskip.hw.core import LATENCY, MacCore, Mem
 from gateskip.hw.mac_array import Use
 
-__all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY"]
+__all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY",
+           "AmaranthBus"]
 
 def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
                n_out=None):
@@ -261,3 +262,57 @@ def cycle_grid(ks=(16, 64), lanes=(1, 4, 8), sparsities=(0.0, 0.5, 0.8, 0.95), *
                                  "dense": dense_done, "dense_ideal": dense_ideal,
                                  "speedup": dense_done / skip["run_cycles"]})
     return rows_out
+
+
+class AmaranthBus:
+    """The accelerator's register bus and memory port in ``amaranth.sim`` (see gateskip.host.accel)."""
+
+    def __init__(self, dut, ctx):
+        self.dut, self.ctx = dut, ctx
+
+    async def write_reg(self, address, value):
+        c, reg = self.ctx, self.dut.reg
+        c.set(reg.addr, address); c.set(reg.wdata, value); c.set(reg.we, 1)
+        await c.tick()
+        c.set(reg.we, 0)
+
+    async def read_reg(self, address):
+        c, reg = self.ctx, self.dut.reg
+        c.set(reg.addr, address); c.set(reg.re, 1)
+        await c.tick()
+        c.set(reg.re, 0)
+        return c.get(reg.rdata)
+
+    async def write_mem(self, code, words, addr=0):
+        c, port = self.ctx, self.dut.mem
+        c.set(port.mem, code); c.set(port.we, 1)
+        for i, word in enumerate(words):
+            c.set(port.addr, addr + i)
+            if self.dut.element_port:              # one element per access
+                for e, v in enumerate(word):
+                    c.set(port.el, e); c.set(port.wdata[0], int(v))
+                    await c.tick()
+                continue
+            for e, v in enumerate(word):
+                c.set(port.wdata[e], int(v))
+            await c.tick()
+        c.set(port.we, 0)
+
+    async def read_mem(self, code, n, per, addr=0):
+        c, port = self.ctx, self.dut.mem
+        c.set(port.mem, code); c.set(port.re, 1)
+        out = []
+        for i in range(n):
+            c.set(port.addr, addr + i)
+            if self.dut.element_port:
+                word = []
+                for e in range(per):
+                    c.set(port.el, e)
+                    await c.tick()
+                    word.append(c.get(port.rdata[0]))
+                out.append(word)
+                continue
+            await c.tick()
+            out.append([c.get(port.rdata[e]) for e in range(per)])
+        c.set(port.re, 0)
+        return np.array(out, np.int64)

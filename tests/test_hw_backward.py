@@ -11,61 +11,9 @@ from gateskip.hw.backward import Backward
 from gateskip.host.accel import BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 
+from hwsim import AmaranthBus
+
 STATUS = regmap.FIELDS["STATUS"]
-
-
-class AmaranthBus:
-    """The accelerator's register bus and memory port in ``amaranth.sim`` (see gateskip.host.accel)."""
-
-    def __init__(self, dut, ctx):
-        self.dut, self.ctx = dut, ctx
-
-    async def write_reg(self, address, value):
-        c, reg = self.ctx, self.dut.reg
-        c.set(reg.addr, address); c.set(reg.wdata, value); c.set(reg.we, 1)
-        await c.tick()
-        c.set(reg.we, 0)
-
-    async def read_reg(self, address):
-        c, reg = self.ctx, self.dut.reg
-        c.set(reg.addr, address); c.set(reg.re, 1)
-        await c.tick()
-        c.set(reg.re, 0)
-        return c.get(reg.rdata)
-
-    async def write_mem(self, code, words):
-        c, port = self.ctx, self.dut.mem
-        c.set(port.mem, code); c.set(port.we, 1)
-        for addr, word in enumerate(words):
-            c.set(port.addr, addr)
-            if self.dut.element_port:              # one element per access
-                for e, v in enumerate(word):
-                    c.set(port.el, e); c.set(port.wdata[0], int(v))
-                    await c.tick()
-                continue
-            for e, v in enumerate(word):
-                c.set(port.wdata[e], int(v))
-            await c.tick()
-        c.set(port.we, 0)
-
-    async def read_mem(self, code, n, per):
-        c, port = self.ctx, self.dut.mem
-        c.set(port.mem, code); c.set(port.re, 1)
-        out = []
-        for addr in range(n):
-            c.set(port.addr, addr)
-            if self.dut.element_port:
-                word = []
-                for e in range(per):
-                    c.set(port.el, e)
-                    await c.tick()
-                    word.append(c.get(port.rdata[0]))
-                out.append(word)
-                continue
-            await c.tick()
-            out.append([c.get(port.rdata[e]) for e in range(per)])
-        c.set(port.re, 0)
-        return np.array(out, np.int64)
 
 
 def simulate(dut, mems, tau, **run):

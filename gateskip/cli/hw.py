@@ -299,7 +299,8 @@ def regs(fmt, output, json_path):
                            "memory_layout": [
                                {"name": m.name, "code": m.code, "dims": list(m.dims),
                                 "fields": [list(f) for f in m.fields], "lanes": m.lanes,
-                                "written": m.written, "doc": m.doc}
+                                "written": m.written, "train_only": m.train_only,
+                                "trained": m.trained, "doc": m.doc}
                                for m in memories.MEMORIES.values()]})
 
 

@@ -6,9 +6,11 @@ words. The ``amaranth.sim`` tests and the cocotb testbench each give a bus over 
 ports; the UART link gives one over the wire. A bus has four coroutines::
 
     write_reg(address, value)          read_reg(address) -> int
-    write_mem(code, words)             read_mem(code, n_words, per_word) -> (n, per) int array
+    write_mem(code, words, addr=0)     read_mem(code, n_words, per_word, addr=0) -> (n, per)
 
 and may have ``wait() -> STATUS`` (the UART link's ``WAIT``), used instead of polling.
+:class:`LayerHost` adds the training build's sequences (``FORWARD``, ``TRAIN``): what crosses
+the bus per iteration is ``x`` in, ``h`` out, ``dh_out`` in, ``dx`` out.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, to_words
 from ..spec.registers import ADDRESS as R
 from ..spec.registers import COUNTERS, bit
 
-__all__ = ["BackwardHost", "RESULTS"]
+__all__ = ["BackwardHost", "LayerHost", "RESULTS", "DeviceError"]
+
+
+class DeviceError(RuntimeError):
+    """The accelerator refused a command (STATUS.ERROR)."""
 
 
 class BackwardHost:
     """Runs backward passes on an accelerator of the given build parameters through ``bus``."""
 
     def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
-                 max_batch: int, poll_limit: int = 10_000_000):
+                 max_batch: int, poll_limit: int = 10_000_000, **_params):
         self.bus, self.poll_limit = bus, poll_limit
         self.config = AccelConfig(hidden=hidden, inputs=inputs, lanes=lanes, max_seq=max_seq,
-                                  max_batch=max_batch)
+                                  max_batch=max_batch, train=bool(_params.get("train", False)))
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch = max_seq, max_batch
 
@@ -110,3 +116,128 @@ class BackwardHost:
         for name in COUNTERS:
             out[name] = await self.read_reg(name)
         return out
+
+
+class LayerHost(BackwardHost):
+    """The training build's register sequences (``TRAIN`` reads 1), over the same bus.
+
+    One iteration: :meth:`forward` (``x`` in, ``FORWARD``, ``h`` out), then :meth:`train`
+    (``dh_out`` in, ``TRAIN``: ZERO, backward, update) and :meth:`read_dx`. Weights stay on the
+    chip: :meth:`load_weights` once, :meth:`weights` to read them back; the recurrent state
+    carries over between iterations until :meth:`reset_state`. Arrays are codes in the layout of
+    :mod:`gateskip.spec.memories` (hardware rows); only the words of the ``batch`` sequences and
+    ``seq_len`` steps in use cross the bus. Every argument is checked before any traffic.
+    """
+
+    def _sizes(self, seq_len, batch):
+        seq_len = self.max_seq if seq_len is None else seq_len
+        batch = self.max_batch if batch is None else batch
+        if not 1 <= seq_len <= self.max_seq:
+            raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
+        return seq_len, batch
+
+    def _check(self, name, array, shape):
+        a = np.asarray(array, np.int64)
+        if a.shape != tuple(shape):
+            raise ValueError(f"{name} is {a.shape}, expected {tuple(shape)}")
+        return a
+
+    async def _run(self, command: str) -> int:
+        status = await self.command(command)
+        if status & bit("STATUS", "ERROR"):
+            raise DeviceError(f"the accelerator refused {command} (STATUS 0x{status:x})")
+        return status
+
+    async def load_weights(self, WM, BM) -> None:
+        """Master weights ``WM`` (4H, K) and bias ``BM`` (4H,) in hardware rows; ``W`` gets their
+        operands (as the update would write them)."""
+        from ..golden.layer import operand_code
+        WM = self._check("WM", WM, self.shape("WM"))
+        BM = self._check("BM", BM, self.shape("BM"))
+        await self.write_mem("WM", WM)
+        await self.write_mem("W", operand_code(WM, self.config.formats))
+        await self.write_mem("BM", BM)
+
+    async def weights(self) -> dict:
+        """``WM``, ``W`` and ``BM`` as the chip holds them."""
+        return {name: await self.read_mem(name) for name in ("WM", "W", "BM")}
+
+    async def reset_state(self, h=None, c=None) -> None:
+        """The carried state ``HS``, ``CS`` (B, H): zero, or the given codes."""
+        B, H = self.max_batch, self.hidden
+        h = np.zeros((B, H), np.int64) if h is None else self._check("h", h, (B, H))
+        c = np.zeros((B, H), np.int64) if c is None else self._check("c", c, (B, H))
+        await self.write_mem("HS", h)
+        await self.write_mem("CS", c)
+
+    def _x_words(self):
+        """Words of a K-vector that hold x (the first ``ceil(X / L)``), and C."""
+        C = self.config.chunks
+        return -(-self.inputs // self.lanes), C
+
+    async def forward(self, x, *, seq_len: int | None = None, batch: int | None = None,
+                      clear: bool = True) -> np.ndarray:
+        """``x`` (batch, seq_len, X) operand codes into the x lanes of ``A``, ``FORWARD``, and
+        ``h`` (batch, seq_len, H) back from ``HO``. ``clear``: zero the counters first (an
+        iteration's counters run from its forward to its update)."""
+        seq_len, batch = self._sizes(seq_len, batch)
+        x = self._check("x", x, (batch, seq_len, self.inputs))
+        await self.write_reg("SEQ_LEN", seq_len)
+        await self.write_reg("BATCH", batch)
+        if clear:
+            await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
+        nx, C = self._x_words()
+        code = MEMORIES["A"].code
+        for b in range(batch):
+            for t in range(seq_len):
+                await self.bus.write_mem(code, to_words(x[b, t], self.lanes)[:nx],
+                                         addr=(b * self.max_seq + t) * C)
+        await self._run("FORWARD")
+        return await self.read_h(seq_len, batch)
+
+    async def read_h(self, seq_len: int, batch: int) -> np.ndarray:
+        """``h`` (batch, seq_len, H) of the last forward, from ``HO``."""
+        H, code = self.hidden, MEMORIES["HO"].code
+        out = np.zeros((batch, seq_len, H), np.int64)
+        for b in range(batch):
+            words = await self.bus.read_mem(code, seq_len * H, 1, addr=b * self.max_seq * H)
+            out[b] = words.reshape(seq_len, H)
+        return out
+
+    async def train(self, dh, tau: int, *, lr: int, shift: int, dense: bool = False) -> int:
+        """``dh_out`` (batch, seq_len, H) ``state`` codes of the last forward's sizes into
+        ``DH``, then ``TRAIN`` at threshold ``tau``, learning-rate code ``lr`` and update
+        ``shift`` (``hw.update.step_shift``). Returns STATUS."""
+        from ..spec.registers import by_name
+        seq_len, batch = await self.read_reg("SEQ_LEN"), await self.read_reg("BATCH")
+        dh = self._check("dh", dh, (batch, seq_len, self.hidden))
+        for name, value in (("LR", lr), ("UPDATE_SHIFT", shift)):
+            lo, hi = by_name(name).bounds(self.config)
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be {lo}..{hi}, not {value}")
+        H, code = self.hidden, MEMORIES["DH"].code
+        for b in range(batch):
+            await self.bus.write_mem(code, dh[b].reshape(-1, 1), addr=b * self.max_seq * H)
+        await self.write_reg("TAU", tau)
+        await self.write_reg("LR", lr)
+        await self.write_reg("UPDATE_SHIFT", shift)
+        await self.write_reg("MODE", bit("MODE", *(["DENSE"] if dense else [])))
+        return await self._run("TRAIN")
+
+    async def read_dx(self, seq_len: int, batch: int) -> np.ndarray:
+        """``dx`` (batch, seq_len, X) ``da`` codes of the last TRAIN, from ``DA``."""
+        nx, C = self._x_words()
+        code, X = MEMORIES["DA"].code, self.inputs
+        out = np.zeros((batch, seq_len, X), np.int64)
+        for b in range(batch):
+            for t in range(seq_len):
+                words = await self.bus.read_mem(code, nx, self.lanes,
+                                                addr=(b * self.max_seq + t) * C)
+                out[b, t] = words.reshape(-1)[:X]
+        return out
+
+    async def counters(self) -> dict:
+        """Every counter, by its register name."""
+        return {name: await self.read_reg(name) for name in COUNTERS}

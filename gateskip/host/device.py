@@ -34,11 +34,11 @@ class LinkBus:
     async def read_reg(self, address):
         return self.link.read_reg(address)
 
-    async def write_mem(self, code, words):
-        self.link.write_mem(code, words, self.lanes)
+    async def write_mem(self, code, words, addr=0):
+        self.link.write_mem(code, words, self.lanes, addr)
 
-    async def read_mem(self, code, n_words, per):
-        return self.link.read_mem(code, n_words, per, self.lanes)
+    async def read_mem(self, code, n_words, per, addr=0):
+        return self.link.read_mem(code, n_words, per, self.lanes, addr)
 
     async def wait(self):
         return self.link.wait()

@@ -148,21 +148,23 @@ class Link:
         for start in range(0, n_words, per_packet):
             yield start, min(per_packet, n_words - start)
 
-    def write_mem(self, code: int, words, lanes: int) -> None:
-        """Words (n, per) of memory ``code`` from address 0, as many per packet as fit."""
+    def write_mem(self, code: int, words, lanes: int, addr: int = 0) -> None:
+        """Words (n, per) of memory ``code`` from address ``addr``, as many per packet as fit."""
         name = by_code(code).name
         eb = protocol.element_bytes(name)
         words = np.asarray(words, np.int64)
         for start, n in self._chunks(name, lanes, len(words), 5):
             data = protocol.pack_elements(words[start:start + n], eb)
-            self.request("WRITE_MEM", struct.pack("<BHH", code, start, n) + data)
+            self.request("WRITE_MEM", struct.pack("<BHH", code, addr + start, n) + data)
 
-    def read_mem(self, code: int, n_words: int, per: int, lanes: int) -> np.ndarray:
+    def read_mem(self, code: int, n_words: int, per: int, lanes: int,
+                 addr: int = 0) -> np.ndarray:
+        """Words (n_words, per) of memory ``code`` from address ``addr``."""
         name = by_code(code).name
         eb = protocol.element_bytes(name)
         out = np.zeros((n_words, per), np.int64)
         for start, n in self._chunks(name, lanes, n_words, 0):
-            data = self.request("READ_MEM", struct.pack("<BHH", code, start, n))
+            data = self.request("READ_MEM", struct.pack("<BHH", code, addr + start, n))
             if len(data) != n * per * eb:
                 raise LinkError("BAD_REPLY", f"READ_MEM gave {len(data)} bytes, not "
                                              f"{n * per * eb}")

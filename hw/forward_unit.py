@@ -1,0 +1,202 @@
+"""Forward unit: the LSTM layer's forward pass over the resident memories (DESIGN.md §3; golden
+twin: ``golden.layer.forward_model``)."""
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec.config import AccelConfig
+from ..spec.memories import ACT_FIELDS
+from .fixedpoint import round_half_up, saturate
+from .forward import ForwardPipe
+from .mac_array import const_mul
+
+__all__ = ["ForwardUnit", "STEP_OVERHEAD"]
+
+#: cycles per step beyond the ``4H * C`` row beats, measured: setup 1, the pipe's latency from
+#: the last beat to the last unit written (dot 3, activation 3, cell unit with its tanh 7,
+#: write 1), the step change 1
+STEP_OVERHEAD = 16
+
+#: the memories the unit reads and writes
+READS = ("W", "A", "BM", "HS", "CS")
+WRITES = ("A", "ACT", "HS", "CS", "HO")
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    SETUP = 1       # the step's bases are computed
+    COPY = 2        # h_{-1} of the sequence: HS -> the h lanes of its first a_t
+    ROWS = 3        # the step's rows through the pipe, its units written back
+
+
+class ForwardUnit(wiring.Component):
+    """Runs the forward of ``seq_len`` steps of ``batch`` sequences (``start``, a strobe) through
+    a :class:`~.forward.ForwardPipe` on the memories of :mod:`gateskip.spec.memories`.
+
+    Per sequence ``b``: ``h_{-1}`` is copied from ``HS`` into the hidden lanes of ``a_0`` (``A``
+    word ``b*T*C + (X + k) // L``, lane ``(X + k) % L``; H cycles); the ``x_t`` lanes of ``A``
+    are the host's. Per step ``t``: rows ``j = 0 .. 4H-1`` of ``W`` (hardware order ``4k + g``)
+    stream with ``a_t`` as ``C`` beats each, the bias ``BM[j]`` rounded to the operand on the
+    last; ``c_{t-1}`` of unit ``k`` comes from ``CS``. As unit ``k`` leaves the pipe its cache
+    ``i f g o tanh(c_t) c_{t-1}`` is written to ``ACT`` at ``(b*T + t)*H + k`` (the backward's
+    layout), ``c_t`` to ``CS``, ``h_t`` to ``HO`` at ``(b*T + t)*H + k`` and into the hidden lane
+    of ``a_{t+1}`` (after the last step into ``HS`` instead). A step starts when the previous
+    one's last unit is written (its ``h`` is the next ``a_t``).
+
+    The reads are synchronous and issued only when the pipe can take the beat they make, so under
+    back-pressure a beat waits in the read port and nothing is lost. Cycles: per sequence
+    ``H + 1`` for the copy, per step ``4H * C`` beats (every lane busy, one row per ``C``
+    cycles) plus :data:`STEP_OVERHEAD`. ``busy`` from the cycle after ``start`` until the last
+    unit is written; ``done`` pulses in the cycle after.
+
+    ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
+    """
+
+    def __init__(self, config: AccelConfig, ports: dict):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        ForwardPipe.check_parameters(config.lanes, config.formats)
+        self.config, self.ports = config, ports
+        self.pipe = ForwardPipe(config.lanes, config.formats)
+        T, B = config.max_seq, config.max_batch
+        members = {"start": In(1), "seq_len": In(range(T + 1)), "batch": In(range(B + 1)),
+                   "busy": Out(1), "done": Out(1)}
+        for name in READS:
+            shape, depth = ports[name]
+            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
+                                                                  shape=shape))
+        for name in WRITES:
+            shape, depth = ports[name]
+            gran = 1 if name == "A" else None             # per lane: h one element at a time
+            members[f"{name.lower()}_wr"] = In(WritePort.Signature(
+                addr_width=ceil_log2(depth), shape=shape, granularity=gran))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pipe = pipe = self.pipe
+        cfg, f = self.config, self.config.formats
+        H, X, L, C, T = cfg.hidden, cfg.inputs, cfg.lanes, cfg.chunks, cfg.max_seq
+        R = 4 * H
+
+        state = Signal(_State)
+        b = Signal(range(cfg.max_batch))
+        t = Signal(range(T))
+        vec_base = Signal(range(cfg.max_batch * T * C + 1))    # (b*T + t) * C
+        act_base = Signal(range(cfg.max_batch * T * H + 1))    # (b*T + t) * H
+        seq_base = Signal(range(cfg.max_batch * H + 1))        # b * H
+        last_step = Signal()
+        m.d.comb += self.busy.eq(state != _State.IDLE)
+
+        # where h of unit k goes in an a_t vector: word (X + k) // L, lane (X + k) % L
+        word_h = Signal(range(C + 1))
+        lane_h = Signal(range(max(L, 2)))
+        advance_h = Signal()
+        with m.If(advance_h):
+            with m.If(lane_h == L - 1):
+                m.d.sync += [lane_h.eq(0), word_h.eq(word_h + 1)]
+            with m.Else():
+                m.d.sync += lane_h.eq(lane_h + 1)
+
+        # -- the rows: W and a_t words, the bias on the last beat ----------------------------
+        j = Signal(range(R + 1))
+        c = Signal(range(C))
+        w_addr = Signal(range(R * C + 1))
+        row_valid, row_last = Signal(), Signal()
+        take = ~row_valid | pipe.rows.ready
+        issue = take & (state == _State.ROWS) & (j < R)
+        with m.If(take):
+            m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1)]
+        with m.If(issue):
+            m.d.sync += w_addr.eq(w_addr + 1)
+            with m.If(c == C - 1):
+                m.d.sync += [c.eq(0), j.eq(j + 1)]
+            with m.Else():
+                m.d.sync += c.eq(c + 1)
+        shift = f.master.frac_bits - f.operand.frac_bits
+        beat = pipe.rows.payload
+        m.d.comb += [
+            self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
+            self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
+            self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
+            pipe.rows.valid.eq(row_valid),
+            beat.w.eq(self.w_rd.data), beat.a.eq(self.a_rd.data), beat.last.eq(row_last),
+            beat.bias.eq(saturate(round_half_up(self.bm_rd.data, shift), f.operand.width)),
+        ]
+
+        # -- c_{t-1} of each unit, in order ------------------------------------------------------
+        kc = Signal(range(H + 1))
+        c_valid = Signal()
+        c_take = ~c_valid | pipe.state.ready
+        c_issue = c_take & (state == _State.ROWS) & (kc < H)
+        with m.If(c_take):
+            m.d.sync += c_valid.eq(c_issue)
+        with m.If(c_issue):
+            m.d.sync += kc.eq(kc + 1)
+        m.d.comb += [self.cs_rd.addr.eq(seq_base + kc), self.cs_rd.en.eq(c_take),
+                     pipe.state.valid.eq(c_valid), pipe.state.payload.eq(self.cs_rd.data)]
+
+        # -- the units leaving the pipe: written back -------------------------------------------
+        k_out = Signal(range(H + 1))
+        out = pipe.o.payload
+        fire = pipe.o.valid
+        m.d.comb += pipe.o.ready.eq(1)
+        with m.If(fire):
+            m.d.sync += k_out.eq(k_out + 1)
+        m.d.comb += [
+            self.act_wr.addr.eq(act_base + k_out), self.act_wr.en.eq(fire),
+            *[self.act_wr.data[n].eq(out[n]) for n in ACT_FIELDS],
+            self.cs_wr.addr.eq(seq_base + k_out), self.cs_wr.en.eq(fire),
+            self.cs_wr.data.eq(out.c),
+            self.ho_wr.addr.eq(act_base + k_out), self.ho_wr.en.eq(fire),
+            self.ho_wr.data.eq(out.h),
+            self.hs_wr.addr.eq(seq_base + k_out), self.hs_wr.en.eq(fire & last_step),
+            self.hs_wr.data.eq(out.h),
+        ]
+
+        # -- the copy of h_{-1}, and the h lanes of a_{t+1} --------------------------------------
+        k_copy = Signal(range(H + 1))
+        copy_valid = Signal()
+        m.d.comb += [self.hs_rd.addr.eq(seq_base + k_copy), self.hs_rd.en.eq(1)]
+        lane_en = Const(1, L) << lane_h
+        with m.If(copy_valid):
+            m.d.comb += [self.a_wr.addr.eq(vec_base + word_h), self.a_wr.en.eq(lane_en),
+                         *[self.a_wr.data[l].eq(self.hs_rd.data) for l in range(L)],
+                         advance_h.eq(1)]
+        with m.Else():
+            m.d.comb += [self.a_wr.addr.eq(vec_base + C + word_h),
+                         self.a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
+                         *[self.a_wr.data[l].eq(out.h) for l in range(L)],
+                         advance_h.eq(fire)]
+
+        # -- sequencing --------------------------------------------------------------------------
+        m.d.sync += self.done.eq(0)
+        with m.If(state == _State.IDLE):
+            with m.If(self.start):
+                m.d.sync += [b.eq(0), t.eq(0), state.eq(_State.SETUP)]
+        with m.Elif(state == _State.SETUP):
+            s = const_mul(b, T) + t
+            m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
+                         seq_base.eq(const_mul(b, H)), last_step.eq(t == self.seq_len - 1),
+                         j.eq(0), c.eq(0), w_addr.eq(0), kc.eq(0), k_out.eq(0),
+                         k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),
+                         state.eq(Mux(t == 0, _State.COPY, _State.ROWS))]
+        with m.Elif(state == _State.COPY):
+            m.d.sync += copy_valid.eq(k_copy < H)
+            with m.If(k_copy < H):
+                m.d.sync += k_copy.eq(k_copy + 1)
+            with m.Elif(~copy_valid):
+                m.d.sync += [state.eq(_State.ROWS), word_h.eq(X // L), lane_h.eq(X % L)]
+        with m.Elif(state == _State.ROWS):
+            with m.If(k_out == H):
+                with m.If(~last_step):
+                    m.d.sync += [t.eq(t + 1), state.eq(_State.SETUP)]
+                with m.Elif(b != self.batch - 1):
+                    m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
+                with m.Else():
+                    m.d.sync += [state.eq(_State.IDLE), self.done.eq(1)]
+        return m
+

@@ -1,0 +1,109 @@
+"""Weight update: the SGD step over the resident weights and bias after the backward
+(DESIGN.md §3; golden twin: ``golden.layer.update_model`` and ``operand_code``)."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..spec.config import AccelConfig
+from .update import SHIFT_WIDTH, UpdateUnit
+
+__all__ = ["WeightUpdate", "OVERHEAD"]
+
+#: cycles of an update beyond its ``4H * C`` words: the read 1, the update unit 3, the end 1
+OVERHEAD = 5
+
+#: the memories it reads and writes
+READS = ("DW", "WM", "DB", "BM")
+WRITES = ("WM", "W", "BM")
+
+
+class WeightUpdate(wiring.Component):
+    """``start`` (a strobe) runs one SGD step: every word ``n`` of ``WM`` (``4H * C`` words of
+    ``L`` master weights) with the same word of ``DW`` through ``L`` :class:`~.update.UpdateUnit`
+    s, the new masters back to ``WM`` and their operands to ``W``; beside it, every bias row
+    ``j`` of ``BM`` with gate ``j % 4`` of ``DB`` word ``j // 4`` through one more unit. ``lr``
+    and ``shift`` (registers) hold for the whole step.
+
+    One word per cycle, read, updated 3 cycles later and written (each address is read once and
+    written once, after): ``4H * C +`` :data:`OVERHEAD` cycles. ``busy`` from the cycle after
+    ``start`` until the last word is written; ``done`` pulses in the cycle after.
+
+    ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
+    """
+
+    def __init__(self, config: AccelConfig, ports: dict):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        UpdateUnit.check_parameters(config.formats)
+        self.config, self.ports = config, ports
+        f = config.formats
+        members = {"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
+                   "busy": Out(1), "done": Out(1)}
+        for name in READS:
+            shape, depth = ports[name]
+            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
+                                                                  shape=shape))
+        for name in WRITES:
+            shape, depth = ports[name]
+            members[f"{name.lower()}_wr"] = In(WritePort.Signature(addr_width=ceil_log2(depth),
+                                                                   shape=shape))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L, words, rows = cfg.lanes, 4 * cfg.hidden * cfg.chunks, 4 * cfg.hidden
+        units = [UpdateUnit(cfg.formats) for _ in range(L + 1)]
+        for l, unit in enumerate(units):
+            m.submodules[f"unit{l}" if l < L else "bias"] = unit
+            m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]
+        lanes, bias = units[:L], units[L]
+
+        running = Signal()
+        n = Signal(range(words + 1))            # next word read
+        n_out = Signal(range(words + 1))        # next word written
+        j = Signal(range(rows + 1))
+        j_out = Signal(range(rows + 1))
+        read_w, read_b = running & (n < words), running & (j < rows)
+        valid_w, valid_b = Signal(), Signal()
+        gate = Signal(2)
+        m.d.sync += [valid_w.eq(read_w), valid_b.eq(read_b), gate.eq(j[:2])]
+        with m.If(read_w):
+            m.d.sync += n.eq(n + 1)
+        with m.If(read_b):
+            m.d.sync += j.eq(j + 1)
+        m.d.comb += [
+            self.dw_rd.addr.eq(n), self.wm_rd.addr.eq(n),
+            self.db_rd.addr.eq(j[2:]), self.bm_rd.addr.eq(j),
+            *[unit.i.valid.eq(valid_w) for unit in lanes],
+            *[unit.i.payload.master.eq(self.wm_rd.data[l]) for l, unit in enumerate(lanes)],
+            *[unit.i.payload.grad.eq(self.dw_rd.data[l]) for l, unit in enumerate(lanes)],
+            bias.i.valid.eq(valid_b), bias.i.payload.master.eq(self.bm_rd.data),
+            bias.i.payload.grad.eq(self.db_rd.data[gate]),
+        ]
+
+        # the results, in order
+        out_w, out_b = lanes[0].o.valid, bias.o.valid
+        with m.If(out_w):
+            m.d.sync += n_out.eq(n_out + 1)
+        with m.If(out_b):
+            m.d.sync += j_out.eq(j_out + 1)
+        m.d.comb += [
+            self.wm_wr.addr.eq(n_out), self.wm_wr.en.eq(out_w),
+            self.w_wr.addr.eq(n_out), self.w_wr.en.eq(out_w),
+            *[self.wm_wr.data[l].eq(unit.o.payload.master) for l, unit in enumerate(lanes)],
+            *[self.w_wr.data[l].eq(unit.o.payload.operand) for l, unit in enumerate(lanes)],
+            self.bm_wr.addr.eq(j_out), self.bm_wr.en.eq(out_b),
+            self.bm_wr.data.eq(bias.o.payload.master),
+            self.busy.eq(running),
+        ]
+
+        m.d.sync += self.done.eq(0)
+        with m.If(self.start & ~running):
+            m.d.sync += [running.eq(1), n.eq(0), n_out.eq(0), j.eq(0), j_out.eq(0)]
+        with m.Elif(running & (n_out == words) & (j_out == rows)):
+            m.d.sync += [running.eq(0), self.done.eq(1)]
+        return m

@@ -1,0 +1,164 @@
+# amaranth: UnusedElaboratable=no
+"""The training build (``AccelConfig.train``) in amaranth.sim: FORWARD and TRAIN through the host
+sequences of ``gateskip.host.accel.LayerHost``, bit for bit against
+``golden.layer.forward_memories`` / ``train_memories``, two iterations (the state carried)."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gateskip.golden.layer import forward_memories, operand_code, train_memories
+from gateskip.host.accel import DeviceError, LayerHost
+from gateskip.hw.backward import Backward
+from gateskip.hw.update import step_shift
+from gateskip.sim.accel_stimulus import random_layer, tau_for_sparsity
+from gateskip.spec import registers as regmap
+from gateskip.spec.formats import FORMATS
+
+from hwsim import AmaranthBus
+
+STATUS = regmap.FIELDS["STATUS"]
+FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS")
+TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM")
+
+
+def run(dut, script):
+    """Run ``script(host)`` (a coroutine function) against ``dut``; returns what it returns."""
+    out = {}
+
+    async def tb(ctx):
+        host = LayerHost(AmaranthBus(dut, ctx), hidden=dut.hidden, inputs=dut.inputs,
+                         lanes=dut.lanes, max_seq=dut.max_seq, max_batch=dut.max_batch,
+                         train=True)
+        out["result"] = await script(host)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out["result"]
+
+
+async def read_all(host, names):
+    return {n: await host.read_mem(n) for n in names}
+
+
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, seq_len, batch", [
+    (3, 2, 2, 3, 2, 0.6, False, None, None),
+    (4, 3, 4, 2, 1, 0.8, False, None, None),     # C = 2, x and h in one word
+    (3, 4, 2, 3, 2, 0.5, True, None, None),      # dense
+    (2, 1, 1, 3, 2, 0.5, False, 2, 1),           # one lane; a short run
+])
+def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch):
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True)
+    f = FORMATS
+    Tn, Bn = seq_len or T, batch or B
+    data = [random_layer(H, X, T, B, seed) for seed in (1, 2)]
+    lr = 3 << f.lr.frac_bits
+    shift = step_shift(9, f)
+
+    async def script(host):
+        got = []
+        await host.load_weights(data[0]["WM"], data[0]["BM"])
+        await host.reset_state(data[0]["HS"], data[0]["CS"])
+        for d in data:
+            h = await host.forward(d["x"][:Bn, :Tn], seq_len=Tn, batch=Bn)
+            status = await host.read_reg("STATUS")
+            fwd = await read_all(host, FORWARD_OUT + ("W", "WM", "BM", "DH"))
+            await host.train(d["dh"][:Bn, :Tn], d["tau"], lr=lr, shift=shift, dense=dense)
+            trn = await read_all(host, TRAIN_OUT)
+            got.append({"h": h, "status": status, "fwd": fwd, "train": trn,
+                        "counters": await host.counters(),
+                        "after": await host.read_reg("STATUS")})
+        return got
+
+    # the golden twin, iteration by iteration
+    mems = {"WM": data[0]["WM"], "BM": data[0]["BM"], "W": operand_code(data[0]["WM"], f),
+            "HS": data[0]["HS"], "CS": data[0]["CS"],
+            "A": np.zeros((B, T, X + H), np.int64), "ACT": np.zeros((B, T, H, 6), np.int64),
+            "HO": np.zeros((B, T, H), np.int64), "DH": np.zeros((B, T, H), np.int64)}
+    wants = []
+    for d in data:
+        mems["A"][:Bn, :Tn, :X] = d["x"][:Bn, :Tn]
+        mems.update(forward_memories(mems, inputs=X, seq_len=Tn, batch=Bn))
+        mems["DH"][:Bn, :Tn] = d["dh"][:Bn, :Tn]
+        d["tau"] = tau_for_sparsity({**mems, **_zero(H, X, T, B)}, X, sparsity,
+                                    seq_len=Tn, batch=Bn)
+        trained = train_memories(mems, d["tau"], inputs=X, lr=lr, shift=shift, dense=dense,
+                                 seq_len=Tn, batch=Bn)
+        wants.append({"fwd": {n: mems[n].copy() for n in FORWARD_OUT + ("W", "WM", "BM")},
+                      "train": trained})
+        mems.update({n: trained[n] for n in ("WM", "W", "BM")})
+
+    got = run(dut, script)
+    K = X + H
+    for it, (g, w) in enumerate(zip(got, wants)):
+        assert g["status"] & (1 << STATUS["CACHED"]), it
+        assert not g["after"] & (1 << STATUS["CACHED"]), it
+        for n, v in w["fwd"].items():
+            np.testing.assert_array_equal(g["fwd"][n], v, err_msg=f"iteration {it}: {n}")
+        np.testing.assert_array_equal(g["h"], w["fwd"]["HO"][:Bn, :Tn], err_msg="h")
+        for n in TRAIN_OUT:
+            np.testing.assert_array_equal(g["train"][n], w["train"][n],
+                                          err_msg=f"iteration {it}: {n}")
+        c = g["counters"]
+        assert c["ZEROS"] == w["train"]["zeros"] and c["PAIRS"] == w["train"]["pairs"]
+        assert c["FORWARD_CYCLES"] >= Tn * Bn * 4 * H * -(-K // L)
+        assert c["UPDATE_CYCLES"] >= 4 * H * -(-K // L)
+    # the weights moved (lr is large enough that some master changes)
+    assert np.any(got[1]["train"]["WM"] != data[0]["WM"])
+
+
+def _zero(H, X, T, B):
+    from gateskip.golden.accel import run_outputs
+    return run_outputs(H, X, T, B)
+
+
+def test_commands_out_of_order_are_refused_and_change_nothing():
+    dut = Backward(hidden=2, inputs=1, lanes=1, max_seq=2, max_batch=1, train=True)
+    d = random_layer(2, 1, 2, 1, 5)
+
+    async def script(host):
+        await host.load_weights(d["WM"], d["BM"])
+        before = await read_all(host, ("WM", "W", "BM", "DW"))
+        errors = []
+        try:                                      # TRAIN before any FORWARD
+            await host.train(d["dh"], 0, lr=1, shift=8)
+        except DeviceError as e:
+            errors.append(str(e))
+        after = await read_all(host, ("WM", "W", "BM", "DW"))
+        await host.forward(d["x"])
+        await host.write_mem("A", await host.read_mem("A"))      # a host write to the cache
+        status = await host.read_reg("STATUS")
+        try:
+            await host.train(d["dh"], 0, lr=1, shift=8)
+        except DeviceError as e:
+            errors.append(str(e))
+        await host.write_reg("LR", 0)                             # out of range: ignored
+        lr = await host.read_reg("LR")
+        return errors, before, after, status, lr
+
+    errors, before, after, status, lr = run(dut, script)
+    assert len(errors) == 2 and all("refused TRAIN" in e for e in errors)
+    for n in before:
+        np.testing.assert_array_equal(after[n], before[n], err_msg=n)
+    assert not status & (1 << STATUS["CACHED"])
+    assert lr == 1
+
+
+def test_backward_only_build_refuses_forward():
+    dut = Backward(hidden=2, inputs=1, lanes=1, max_seq=2, max_batch=1)
+
+    async def script(host):
+        status = await host.command("FORWARD")
+        return status, await host.read_reg("TRAIN")
+
+    status, train = run(dut, script)
+    assert status & (1 << STATUS["ERROR"]) and status & (1 << STATUS["DONE"])
+    assert train == 0
+
+
+def test_train_needs_the_word_port():
+    with pytest.raises(ValueError, match="train needs element_port=False"):
+        Backward(hidden=2, inputs=1, lanes=1, max_seq=2, max_batch=1, train=True,
+                 element_port=True)
