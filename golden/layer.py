@@ -41,7 +41,8 @@ from .fixed import FORMATS, Formats, Q, pick_grad_shift, round_shift, saturate, 
 
 __all__ = ["sigmoid_code", "tanh_code",
            "activation_errors", "net_code", "cell_model", "forward_model", "update_model",
-           "operand_code", "lr_code", "forward_memories", "train_memories", "FixedLayer"]
+           "operand_code", "lr_code", "forward_memories", "train_memories", "LayerMemories",
+           "FixedLayer"]
 
 def _sigmoid16(q, formats: Formats) -> np.ndarray:
     """sigmoid of ``net`` codes ``q``, ``TABLE_FRAC`` fraction bits, unsigned."""
@@ -198,6 +199,47 @@ def train_memories(mems: dict, tau: int, *, inputs: int, lr: int, shift: int,
     WM = update_model(mems["WM"], res["DW"], grad_shift, lr, f)
     BM = update_model(mems["BM"], np.asarray(res["DB"]).reshape(-1), grad_shift, lr, f)
     return {**res, "WM": WM, "W": operand_code(WM, f), "BM": BM}
+
+
+class LayerMemories:
+    """The training build's memories as the golden model holds them, ``FORWARD`` and ``TRAIN``
+    applied in turn: the twin of a device that ``gateskip.host.accel.LayerHost`` drives, with
+    the same arguments (codes, hardware rows). :attr:`mems` maps every memory's name to its
+    array."""
+
+    def __init__(self, WM, BM, *, hidden: int, inputs: int, max_seq: int, max_batch: int,
+                 HS=None, CS=None, formats: Formats = FORMATS):
+        from ..spec.memories import MEMORIES
+        sizes = {"hidden": hidden, "inputs": inputs, "max_seq": max_seq, "max_batch": max_batch}
+        self.inputs, self.formats = inputs, formats
+        self.mems = {n: np.zeros(m.shape(sizes), np.int64) for n, m in MEMORIES.items()}
+        self.mems.update(WM=np.array(WM, np.int64), BM=np.array(BM, np.int64),
+                         W=operand_code(WM, formats))
+        for name, v in (("HS", HS), ("CS", CS)):
+            if v is not None:
+                self.mems[name] = np.array(v, np.int64)
+        self.seq_len, self.batch = max_seq, max_batch
+
+    def forward(self, x, seq_len: int | None = None, batch: int | None = None) -> np.ndarray:
+        """``x`` (batch, seq_len, X) into ``A``, the forward; returns ``h`` (batch, seq_len, H)."""
+        x = np.asarray(x, np.int64)
+        B, T = x.shape[:2]
+        self.seq_len, self.batch = T, B
+        self.mems["A"][:B, :T, :self.inputs] = x
+        self.mems.update(forward_memories(self.mems, inputs=self.inputs, seq_len=T, batch=B,
+                                          formats=self.formats))
+        return self.mems["HO"][:B, :T].copy()
+
+    def train(self, dh, tau: int, *, lr: int, shift: int, dense: bool = False) -> dict:
+        """``dh`` (batch, seq_len, H) into ``DH``, then ZERO, backward and update; returns
+        :func:`train_memories`' result (the backward's counters with it)."""
+        T, B = self.seq_len, self.batch
+        self.mems["DH"][:B, :T] = np.asarray(dh, np.int64)
+        res = train_memories(self.mems, tau, inputs=self.inputs, lr=lr, shift=shift,
+                             dense=dense, seq_len=T, batch=B, formats=self.formats)
+        self.mems.update({n: np.asarray(res[n], np.int64)
+                          for n in ("DW", "DB", "DA", "DC", "WM", "W", "BM")})
+        return res
 
 
 @dataclass

@@ -21,7 +21,7 @@ from .threshold import ThresholdUnit
 from .top import AcceleratorTop
 from .update import UpdateUnit
 
-__all__ = ["Block", "BLOCKS", "make", "check"]
+__all__ = ["Block", "BLOCKS", "make", "check", "training_build"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,15 @@ def _check_mac_array(lanes, k, rows):
 
 def _check_backward(**params):
     Backward.check(AccelConfig(**params))
+
+
+def training_build(**params) -> Backward:
+    """The training build (``AccelConfig.train``) of ``params``."""
+    return Backward(train=True, **params)
+
+
+def _check_layer(**params):
+    Backward.check(AccelConfig(train=True, **params))
 
 
 def _check_top(divisor, max_payload, **params):
@@ -67,6 +76,9 @@ BLOCKS = {
     "backward": Block(Backward, AccelConfig.defaults(),
                       "backward accelerator: gate-gradient unit, core, memories, controller",
                       _check_backward),
+    "layer": Block(training_build, AccelConfig.defaults(),
+                   "training build: forward, backward and update on resident weights and state",
+                   _check_layer),
     "top": Block(AcceleratorTop, {**AccelConfig.defaults(), "divisor": 4, "max_payload": 512},
                  "the backward accelerator behind its UART host link (a board's top)",
                  _check_top),

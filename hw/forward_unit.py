@@ -83,8 +83,8 @@ class ForwardUnit(wiring.Component):
         R = 4 * H
 
         state = Signal(_State)
-        b = Signal(range(cfg.max_batch))
-        t = Signal(range(T))
+        b = Signal(range(cfg.max_batch + 1))         # + 1: never zero bits wide (verilator)
+        t = Signal(range(T + 1))
         vec_base = Signal(range(cfg.max_batch * T * C + 1))    # (b*T + t) * C
         act_base = Signal(range(cfg.max_batch * T * H + 1))    # (b*T + t) * H
         seq_base = Signal(range(cfg.max_batch * H + 1))        # b * H
@@ -103,7 +103,7 @@ class ForwardUnit(wiring.Component):
 
         # -- the rows: W and a_t words, the bias on the last beat ----------------------------
         j = Signal(range(R + 1))
-        c = Signal(range(C))
+        c = Signal(range(C + 1))
         w_addr = Signal(range(R * C + 1))
         row_valid, row_last = Signal(), Signal()
         take = ~row_valid | pipe.rows.ready

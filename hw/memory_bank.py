@@ -216,6 +216,8 @@ class MemoryBank(wiring.Component):
                                              self.mem_shapes[name])
                     else:
                         self._unpack(m, host.rdata, rd[name].data, self.shapes[name][0])
+            with m.Default():                   # a code without a memory reads 0
+                m.d.comb += [host.rdata[e].eq(0) for e in range(self.port_elements)]
         return m
 
     @staticmethod

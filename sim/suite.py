@@ -33,6 +33,7 @@ class Case:
 
 CORE_TESTS = ("sparsities", "dense_mode", "extremes", "reset_mid_vector")
 BACKWARD_TESTS = ("sparsities", "sizes_and_single_steps", "extremes", "reset_mid_run")
+LAYER_TESTS = ("iterations", "out_of_order", "reset_mid_forward")
 
 CASES = [
     Case("threshold_L4", "threshold", {"width": 16, "lanes": 4}, "tb_threshold"),
@@ -60,6 +61,13 @@ CASES = [
     Case("backward_H3_X2_L8", "backward",
          {"hidden": 3, "inputs": 2, "lanes": 8, "max_seq": 4, "max_batch": 1},
          "tb_backward", BACKWARD_TESTS),
+    # the training build: x and h in one word (X = 3, L = 2); C = 1 with one lane per element
+    Case("layer_H4_X3_L2", "layer",
+         {"hidden": 4, "inputs": 3, "lanes": 2, "max_seq": 3, "max_batch": 2},
+         "tb_layer", LAYER_TESTS),
+    Case("layer_H3_X2_L8", "layer",
+         {"hidden": 3, "inputs": 2, "lanes": 8, "max_seq": 2, "max_batch": 1},
+         "tb_layer", LAYER_TESTS),
 ]
 
 

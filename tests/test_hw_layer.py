@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gateskip.golden.layer import forward_memories, operand_code, train_memories
+from gateskip.golden.accel import run_outputs
+from gateskip.golden.layer import LayerMemories
 from gateskip.host.accel import DeviceError, LayerHost
 from gateskip.hw.backward import Backward
 from gateskip.hw.update import step_shift
@@ -73,22 +74,18 @@ def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len,
         return got
 
     # the golden twin, iteration by iteration
-    mems = {"WM": data[0]["WM"], "BM": data[0]["BM"], "W": operand_code(data[0]["WM"], f),
-            "HS": data[0]["HS"], "CS": data[0]["CS"],
-            "A": np.zeros((B, T, X + H), np.int64), "ACT": np.zeros((B, T, H, 6), np.int64),
-            "HO": np.zeros((B, T, H), np.int64), "DH": np.zeros((B, T, H), np.int64)}
+    model = LayerMemories(data[0]["WM"], data[0]["BM"], hidden=H, inputs=X, max_seq=T,
+                          max_batch=B, HS=data[0]["HS"], CS=data[0]["CS"])
     wants = []
     for d in data:
-        mems["A"][:Bn, :Tn, :X] = d["x"][:Bn, :Tn]
-        mems.update(forward_memories(mems, inputs=X, seq_len=Tn, batch=Bn))
-        mems["DH"][:Bn, :Tn] = d["dh"][:Bn, :Tn]
-        d["tau"] = tau_for_sparsity({**mems, **_zero(H, X, T, B)}, X, sparsity,
-                                    seq_len=Tn, batch=Bn)
-        trained = train_memories(mems, d["tau"], inputs=X, lr=lr, shift=shift, dense=dense,
-                                 seq_len=Tn, batch=Bn)
-        wants.append({"fwd": {n: mems[n].copy() for n in FORWARD_OUT + ("W", "WM", "BM")},
-                      "train": trained})
-        mems.update({n: trained[n] for n in ("WM", "W", "BM")})
+        model.forward(d["x"][:Bn, :Tn])
+        fwd = {n: model.mems[n].copy() for n in FORWARD_OUT + ("W", "WM", "BM")}
+        probe = {**model.mems, **run_outputs(H, X, T, B)}
+        probe["DH"] = model.mems["DH"].copy()
+        probe["DH"][:Bn, :Tn] = d["dh"][:Bn, :Tn]
+        d["tau"] = tau_for_sparsity(probe, X, sparsity, seq_len=Tn, batch=Bn)
+        trained = model.train(d["dh"][:Bn, :Tn], d["tau"], lr=lr, shift=shift, dense=dense)
+        wants.append({"fwd": fwd, "train": trained})
 
     got = run(dut, script)
     K = X + H
@@ -107,11 +104,6 @@ def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len,
         assert c["UPDATE_CYCLES"] >= 4 * H * -(-K // L)
     # the weights moved (lr is large enough that some master changes)
     assert np.any(got[1]["train"]["WM"] != data[0]["WM"])
-
-
-def _zero(H, X, T, B):
-    from gateskip.golden.accel import run_outputs
-    return run_outputs(H, X, T, B)
 
 
 def test_commands_out_of_order_are_refused_and_change_nothing():
