@@ -542,6 +542,14 @@ def open_device(kind: str, params: dict | None = None, *, port: str | None = Non
         yield device
 
 
+def _on_chip(config, dev, text, kind, out, json_path, bars, echo) -> dict:
+    """``--mode layer`` on the simulated board or a board: the layer's training on the chip."""
+    from gateskip.compare_layer import run_layer
+    dev.layer_host()                               # a training build, or ValueError
+    return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo,
+                     device=dev, device_name=kind)
+
+
 class _Silent:
     """A progress bar that shows nothing: :func:`run`'s stages when it is given no bars."""
 
@@ -561,8 +569,8 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     table through ``echo``.
 
     ``mode`` ``"backward"`` puts the layer's backward on the device (this module);
-    ``"layer"`` its whole training iteration (:mod:`gateskip.compare_layer`, ``--device model``
-    only until the layer-training hardware exists). ``device`` ``None`` means ``"sim"``, or the
+    ``"layer"`` its whole training iteration (:mod:`gateskip.compare_layer`; the simulated
+    board is the training build, a board must carry it). ``device`` ``None`` means ``"sim"``, or the
     board when ``port`` is given. Sizes left
     ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. ``progress``
     makes the progress bar of a stage: ``progress(description)`` returns a callable ``(done,
@@ -594,21 +602,20 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
         if value is not None and not (isinstance(value, int) and lo <= value <= hi):
             raise ValueError(f"--{option.replace('_', '-')} must be an integer in {lo}..{hi} "
                              f"(the device's {param}), not {value!r}")
-    if mode == "layer" and kind != "model":
-        raise ValueError(f"--mode layer needs --device model: the layer-training hardware is not "
-                         f"built yet, and the {kind} device carries the backward-only top")
     text = load_corpus(config.corpus, config.level)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path,
                     **{what: os.path.join(out, name) for what, name in OUTPUTS.items()}})
-    if mode == "layer":
+    if mode == "layer" and kind == "model":
         from gateskip.compare_layer import run_layer
         return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
     params = None
     if kind != "board":
         chosen = {**sizes, "lanes": DEFAULTS["lanes"] if lanes is None else lanes}
         params = {param: chosen[option] for option, param in BUILD_OPTIONS.items()}
+        if mode == "layer":
+            params["train"] = True
     build = bars(f"build {kind} device")
     try:
         cm = open_device(kind, params, port=port, baud=baud,
@@ -620,6 +627,8 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                 raise ValueError(f"the board has {dev.params['lanes']} lanes; --lanes {lanes} "
                                  f"does not fit (it is a build parameter)")
             config = config.replace(**fitted).check()
+            if mode == "layer":
+                return _on_chip(config, dev, text, kind, out, json_path, bars, echo)
             bar = bars(f"compare on {kind}")
             try:
                 result = compare(config, dev, text, progress=bar, name=kind)

@@ -295,7 +295,8 @@ class FixedLayer:
         step. ``grad_shift`` comes from ``dh_out`` alone (the host knows nothing else): the
         largest shift that leaves ``max|dh_out|`` a quarter of the ``grad`` range (``dnet``
         is at most about ``dh / 4``). Returns ``dx`` (T, B, X float), ``grad_shift``, ``tau``
-        and the backward's counters (``pairs values zeros sparsity macs``)."""
+        and the backward's counters (``pairs values zeros sparsity macs``); the codes a device
+        exchanges: ``dh_codes`` (B, T, H) in, ``dx_codes`` (B, T, X) out, and ``lr_code``."""
         f = self.formats
         dh_out = np.asarray(dh_out, np.float64)
         shift = pick_grad_shift(dh_out, f.grad, headroom_bits=2)
@@ -309,8 +310,10 @@ class FixedLayer:
         self.W = update_model(self.W, from_hw_rows(res["DW"]), shift, code, f)
         self.b = update_model(self.b, from_hw_rows(np.asarray(res["DB"]).reshape(-1)), shift,
                               code, f)
-        dx = f.da.to_float(np.asarray(res["DA"])[:, :, :self.inputs]).swapaxes(0, 1) * 2.0 ** -shift
-        return {"dx": dx, "grad_shift": shift, "tau": tau,
+        dx_codes = np.asarray(res["DA"])[:, :, :self.inputs]
+        dx = f.da.to_float(dx_codes).swapaxes(0, 1) * 2.0 ** -shift
+        return {"dx": dx, "grad_shift": shift, "tau": tau, "dh_codes": mems["DH"],
+                "dx_codes": dx_codes, "lr_code": code,
                 **{k: res[k] for k in ("pairs", "values", "zeros", "sparsity", "macs")}}
 
 

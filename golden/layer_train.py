@@ -53,25 +53,31 @@ def evaluate_fixed(layer: FixedLayer, host: dict, ids: np.ndarray, batch: int = 
 
 
 def layer_train(config: TrainConfig, corpus: Corpus | None = None, *,
-                master_frac: int | None = None, progress=None) -> dict:
+                master_frac: int | None = None, progress=None, chip=None) -> dict:
     """Train the float run and the fixed run together (module doc); ``config.optimizer`` must be
     ``sgd`` and ``config.clip`` 0 (the update unit's step). ``master_frac``: fraction bits of
     the master weights (default the ``master`` format's). Returns ``{"config", "iterations":
     [per iteration: train losses, validation losses at the evaluation points, sparsity,
-    grad_shift], "summary": {val_loss_float, val_loss_fixed, ratio, seconds}}``."""
+    grad_shift], "summary": {val_loss_float, val_loss_fixed, ratio, seconds}}``.
+
+    ``chip(layer)``: a device in place of the fixed-point layer, made from it (its twin): an
+    object with ``forward`` and ``backward_update`` as :class:`FixedLayer` has, returning the
+    twin's results, and ``row()``, the device's figures of the iteration (added to its row).
+    Validation reads the twin."""
     config = config.replace(backend="numpy", trace_iterations=()).check()
     if config.optimizer != "sgd" or config.clip != 0:
         raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
     with single_thread():
-        return _layer_train(config, corpus, master_frac, progress)
+        return _layer_train(config, corpus, master_frac, progress, chip)
 
 
-def _layer_train(config, corpus, master_frac, progress) -> dict:
+def _layer_train(config, corpus, master_frac, progress, make_chip) -> dict:
     corpus, data, model = setup(config, corpus)
     host = {k: v.detach().numpy().astype(np.float64).copy() for k, v in
             zip(("E", "W", "b", "Wo", "bo"), model.weights())}
     layer = FixedLayer.from_float(host.pop("W"), host.pop("b"), config.embed,
                                   master_frac=master_frac)
+    chip = layer if make_chip is None else make_chip(layer)
     opt = torch.optim.SGD(model.weights(), lr=config.lr)
     eval_every, val_curve = evaluation_plan(config, corpus)
     T, lr = config.seq_len, config.lr
@@ -88,13 +94,13 @@ def _layer_train(config, corpus, master_frac, progress) -> dict:
                                                 torch.from_numpy(tgt), state_f)
         opt.step()
 
-        fwd = layer.forward(host["E"][inp], state_x)              # fixed
+        fwd = chip.forward(host["E"][inp], state_x)               # fixed
         state_x = (fwd["h_T"], fwd["c_T"])
         h = fwd["h_float"]
         loss_x, dlogits = _softmax_xent(h @ host["Wo"].T + host["bo"], tgt)
         dh_out = dlogits @ host["Wo"]
         grads = {"Wo": np.einsum("tbv,tbh->vh", dlogits, h), "bo": dlogits.sum(axis=(0, 1))}
-        bw = layer.backward_update(fwd, dh_out, config.threshold, lr)
+        bw = chip.backward_update(fwd, dh_out, config.threshold, lr)
         grads["E"] = np.zeros_like(host["E"])
         np.add.at(grads["E"], inp, bw["dx"])
         for k, g in grads.items():
@@ -108,7 +114,8 @@ def _layer_train(config, corpus, master_frac, progress) -> dict:
                      "val_loss_float": evaluate(model, val_curve) if now else None,
                      "val_loss_fixed": evaluate_fixed(layer, host, val_curve) if now else None,
                      "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)),
-                     "sparsity_fixed": float(bw["sparsity"]), "grad_shift": bw["grad_shift"]})
+                     "sparsity_fixed": float(bw["sparsity"]), "grad_shift": bw["grad_shift"],
+                     **(chip.row() if make_chip is not None else {})})
         if progress is not None:
             progress(it + 1, config.iterations, {"loss": f"{loss_f:.3f}/{loss_x:.3f}"})
     val_f, val_x = evaluate(model, corpus.valid), evaluate_fixed(layer, host, corpus.valid)

@@ -164,12 +164,14 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
               show_default=True)
 @out_option("out/bench", "Directory for the table and the PNG.")
 @json_option()
-@click.option("--kind", type=click.Choice(["all", "mac_array", "backward"]), default="all",
-              show_default=True, help="The MAC core alone, the whole backward accelerator, "
-                                      "or both.")
+@click.option("--kind", type=click.Choice(["all", "mac_array", "backward", "layer"]),
+              default="all", show_default=True,
+              help="The MAC core alone, the whole backward accelerator, a whole training "
+                   "iteration of the layer (forward, backward, update), or all three.")
 @click.option("--backward-config", "backward_configs", multiple=True, metavar="H,X,LANES",
-              help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable). "
-                   "[default: 32,16,4 128,32,8]")
+              help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable); "
+                   "for --kind layer the training build. [default: 32,16,4 128,32,8; layer "
+                   "32,16,4]")
 @click.option("--seq-len", type=IntRange(1, 4096), default=8, show_default=True,
               help="Steps T of each backward run.")
 @click.option("--trace", type=str, default=None,
@@ -186,6 +188,7 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     """
     from gateskip.sim import bench_core as bench_mod
     from gateskip.sim import bench_backward as bw_mod
+    from gateskip.sim import bench_layer as layer_mod
     from gateskip.hw.blocks import check
     from gateskip.sim.runner import find_simulator
 
@@ -210,10 +213,15 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         except ValueError:
             raise ValueError(f"--backward-config must be H,X,LANES, not {text!r}") from None
         triples.append((H, X, L))
+    layer_triples = triples or list(layer_mod.DEFAULT_CONFIGS)
     triples = triples or list(bw_mod.DEFAULT_CONFIGS)
     for H, X, L in triples:
         _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "backward",
                hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+    if kind in ("all", "layer"):
+        for H, X, L in layer_triples:
+            _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "layer",
+                   hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
     if trace is not None:                     # the trace's backward is built at its sizes
         from gateskip.golden.trace import load_trace
         t = load_trace(trace)
@@ -236,9 +244,13 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
             rows_out += bw_mod.run_backward_bench(triples, bw_values, seq=seq_len,
                                                   simulator=simulator, trace=trace, progress=bar,
                                                   build_root=os.path.join(out, "build"))
+        if kind in ("all", "layer"):
+            rows_out += layer_mod.run_layer_bench(layer_triples, bw_values, seq=seq_len,
+                                                  simulator=simulator, progress=bar,
+                                                  build_root=os.path.join(out, "build"))
     finally:
         bar.close()
-    for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod)):
+    for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod), ("layer", layer_mod)):
         part = [r for r in rows_out if r["kind"] == sel]
         if not part:
             continue
@@ -251,9 +263,14 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         if sel == "mac_array":
             click.echo(f"fixed latency per run: {part[0]['latency']} cycles; dense exactly "
                        f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in part)}")
-        else:
+        elif sel == "backward":
             click.echo(f"skip within {max(r['skip_over_ideal'] for r in part) - 1:.1%} of "
                        f"ideal + {part[0]['latency_per_step']} cycles per step")
+        else:
+            click.echo(f"layer iteration: skip within "
+                       f"{max(r['skip_over_ideal'] for r in part) - 1:.1%} of ideal + latency; "
+                       f"forward {min(r['forward_macs_per_cycle'] for r in part):.2f} MACs per "
+                       f"cycle of {part[0]['lanes']} lanes")
     write_json(json_path, {"rows": rows_out})
     click.echo(f"wrote {', '.join(written)}")
 
@@ -263,7 +280,8 @@ VERILOG_MEMORY_BITS = 16 << 20
 
 #: what ``gateskip bench`` writes per kind: the table and the PNG
 _BENCH_FILES = {"mac_array": ("bench.txt", "cycles.png"),
-                "backward": ("backward.txt", "backward_cycles.png")}
+                "backward": ("backward.txt", "backward_cycles.png"),
+                "layer": ("layer.txt", "layer_cycles.png")}
 
 
 def _named(what: str, fn, *args, **kwargs):

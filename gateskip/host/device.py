@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spec.memories import INPUTS
 from ..spec.registers import REGISTERS, bit
-from .accel import BackwardHost
+from .accel import BackwardHost, LayerHost
 from .link import Link, LinkError, SerialTransport
 
 __all__ = ["LinkBus", "LinkDevice", "serial_device"]
@@ -57,6 +57,18 @@ class LinkDevice:
         self.params = {reg.param: link.read_reg(reg.address) for reg in REGISTERS
                        if reg.param is not None}
         self.host = BackwardHost(LinkBus(link, self.params["lanes"]), **self.params)
+
+    def layer_host(self) -> LayerHost:
+        """The training build's sequences on this link; ``ValueError`` if the board carries the
+        backward-only top (its ``TRAIN`` register reads 0)."""
+        if not self.params.get("train"):
+            raise ValueError("the board carries the backward-only top, not the training build")
+        return LayerHost(self.host.bus, **self.params)
+
+    @staticmethod
+    def run(coroutine):
+        """Run one of the host's coroutines to its end (the link's bus is synchronous)."""
+        return asyncio.run(coroutine)
 
     def backward(self, mems: dict, tau: int, *, dense: bool = False,
                  seq_len: int | None = None, batch: int | None = None) -> dict:

@@ -1,0 +1,155 @@
+"""``gateskip bench --kind layer``: whole training iterations of the layer (FORWARD, then TRAIN:
+the backward and the update) on the training build in simulation, dense vs skip vs ideal.
+
+Per configuration (H, X, lanes) the training build is made once and the ``bench`` test of
+:mod:`gateskip.sim.tb_layer` runs one iteration of ``T`` steps of a random layer
+(:func:`~.accel_stimulus.random_layer`) per asked sparsity, in skip and dense mode, from the
+same weights and state, reading the phase counters. Ideal per phase: the forward ``T*B*4H*C``
+(every row's ``C`` beats: the forward does not skip), the backward ``pairs * 2C``, the update
+``4H*C``; the rest is a latency per step (forward :data:`gateskip.hw.forward_unit.STEP_OVERHEAD`,
+backward :data:`gateskip.hw.backward.STEP_OVERHEAD`) and per update
+(:data:`gateskip.hw.weight_update.OVERHEAD`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from ..golden.accel import run_outputs
+from ..golden.layer import LayerMemories
+from ..hw import forward_unit, weight_update
+from ..hw.backward import STEP_OVERHEAD as BACKWARD_STEP
+from ..hw.blocks import make
+from . import bench_core as bench
+from .accel_stimulus import random_layer, tau_for_sparsity
+from .runner import run
+
+__all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_layer_bench", "table", "plot"]
+
+DEFAULT_CONFIGS = ((32, 16, 4),)                       # (H, X, lanes): the compare defaults
+DEFAULT_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
+PHASES = (("forward", "FORWARD_CYCLES"), ("backward", "CYCLES"), ("update", "UPDATE_CYCLES"))
+
+
+def _taus(H, X, T, B, sparsities, seed) -> list[dict]:
+    """The ``tau`` of each sparsity for the iteration the bench runs (the golden forward, then
+    the quantile of its ``|dnet|``)."""
+    d = random_layer(H, X, T, B, seed)
+    model = LayerMemories(d["WM"], d["BM"], hidden=H, inputs=X, max_seq=T, max_batch=B,
+                          HS=d["HS"], CS=d["CS"])
+    model.forward(d["x"])
+    mems = {**model.mems, **run_outputs(H, X, T, B), "DH": d["dh"]}
+    return [{"label": f"{s:.0%}", "tau": tau_for_sparsity(mems, X, s)} for s in sparsities]
+
+
+def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, seq: int = 8,
+                    batch: int = 1, simulator: str = "verilator", build_root=None,
+                    progress=None, seed: int = 1) -> list[dict]:
+    """One row per (configuration, sparsity)."""
+    sparsities = [float(s) for s in sparsities]
+    bad = [s for s in sparsities if not 0 <= s <= 1]
+    if bad:
+        raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
+    jobs = [(make("layer", hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=batch),
+             _taus(H, X, seq, batch, sparsities, seed)) for H, X, L in configs]
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(build_root or tmp).resolve()
+        for n, (accel, cases) in enumerate(jobs):
+            name = f"H{accel.hidden}_X{accel.inputs}_L{accel.lanes}_{n}"
+            result = root / f"layer_{name}.json"
+            params = {"hidden": accel.hidden, "inputs": accel.inputs, "lanes": accel.lanes,
+                      "max_seq": accel.max_seq, "max_batch": accel.max_batch,
+                      "bench_out": str(result), "cases": cases, "seed": seed}
+            build = root / f"layer_{name}_{simulator}"
+            tests, failed = run(accel, "layer", "gateskip.sim.tb_layer", simulator, build,
+                                params, testcase="bench")
+            if failed or not result.exists():
+                raise RuntimeError(f"layer bench simulation failed for {name}: see "
+                                   f"{build / 'test.log'}")
+            out += [_row(accel, r, simulator) for r in json.loads(result.read_text())]
+            if progress is not None:
+                progress(n + 1, len(jobs), {"H": accel.hidden, "lanes": accel.lanes})
+    return out
+
+
+def _row(accel, r: dict, simulator: str) -> dict:
+    skip, dense = r["skip"], r["dense"]
+    H, K, C, L = accel.hidden, accel.k, accel.chunks, accel.lanes
+    T, B = accel.max_seq, accel.max_batch
+    steps = T * B
+    ideal = {"forward": steps * 4 * H * C, "backward": skip["PAIRS"] * 2 * C,
+             "update": 4 * H * C}
+    ideal_dense_backward = dense["PAIRS"] * 2 * C
+    latency = (steps * (forward_unit.STEP_OVERHEAD + BACKWARD_STEP) + B * (H + 1) +
+               weight_update.OVERHEAD)
+    total = {mode: sum(c[key] for _p, key in PHASES) for mode, c in (("skip", skip),
+                                                                       ("dense", dense))}
+    ideal_total = sum(ideal.values())
+    row = {"kind": "layer", "label": r["label"], "H": H, "X": accel.inputs, "K": K, "T": T,
+           "B": B, "lanes": L, "C": C, "tau": r["tau"],
+           "sparsity": skip["ZEROS"] / skip["VALUES"], "nnz": skip["PAIRS"],
+           "n": skip["VALUES"],
+           **{f"{phase}_{mode}": c[key] for phase, key in PHASES
+              for mode, c in (("skip", skip), ("dense", dense))},
+           **{f"{phase}_ideal": ideal[phase] for phase in ideal},
+           "cycles_skip": total["skip"], "cycles_dense": total["dense"],
+           "cycles_ideal": ideal_total, "latency": latency,
+           "skip_over_ideal": total["skip"] / (ideal_total + latency),
+           "dense_over_ideal": total["dense"] / (ideal_total - ideal["backward"] +
+                                                 ideal_dense_backward + latency),
+           "speedup": total["dense"] / total["skip"],
+           "forward_macs_per_cycle": steps * 4 * H * K / skip["FORWARD_CYCLES"],
+           "simulator": simulator}
+    return row
+
+
+COLUMNS = (("H", "{}"), ("X", "{}"), ("lanes", "{}"), ("T", "{}"), ("label", "{}"),
+           ("sparsity", "{:.1%}"), ("forward_skip", "{}"), ("backward_dense", "{}"),
+           ("backward_skip", "{}"), ("update_skip", "{}"), ("cycles_dense", "{}"),
+           ("cycles_skip", "{}"), ("cycles_ideal", "{}"), ("skip_over_ideal", "{:.3f}"),
+           ("speedup", "{:.2f}"), ("forward_macs_per_cycle", "{:.2f}"))
+
+
+def table(rows: list[dict]) -> str:
+    return bench.table(rows, COLUMNS)
+
+
+def plot(rows: list[dict], path: str | os.PathLike) -> str:
+    """Cycles of a whole iteration against sparsity per (H, X, lanes), by phase: dense and skip
+    stacked bars (forward, backward, update), the ideal as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = sorted({(r["H"], r["X"], r["lanes"], r["T"]) for r in rows})
+    fig, axes = plt.subplots(1, len(configs), figsize=(4.6 * len(configs), 3.6), squeeze=False)
+    colors = {"forward": "tab:blue", "backward": "tab:orange", "update": "tab:green"}
+    for ax, (H, X, L, T) in zip(axes[0], configs):
+        sel = sorted((r for r in rows if (r["H"], r["X"], r["lanes"], r["T"]) == (H, X, L, T)),
+                     key=lambda r: r["sparsity"])
+        xs = range(len(sel))
+        for offset, mode, hatch in ((-0.2, "dense", "//"), (0.2, "skip", "")):
+            bottom = [0] * len(sel)
+            for phase, _key in PHASES:
+                values = [r[f"{phase}_{mode}"] for r in sel]
+                ax.bar([x + offset for x in xs], values, 0.38, bottom=bottom, hatch=hatch,
+                       color=colors[phase], edgecolor="k", linewidth=0.4,
+                       label=f"{phase}" if mode == "skip" else None)
+                bottom = [b + v for b, v in zip(bottom, values)]
+        ax.plot(list(xs), [r["cycles_ideal"] + r["latency"] for r in sel], "k:o", ms=3,
+                label="ideal + latency")
+        ax.set_xticks(list(xs), [f"{r['sparsity']:.0%}" for r in sel])
+        ax.set_title(f"layer iteration H={H}, X={X}, L={L}, T={T} (left dense, right skip)",
+                     fontsize=8)
+        ax.set_xlabel("dnet sparsity")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("cycles per iteration")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
