@@ -76,7 +76,7 @@ class DeviceLayer:
         run(host.train(bw["dh_codes"], bw["tau"], lr=bw["lr_code"],
                        shift=step_shift(bw["grad_shift"])))
         dx = run(host.read_dx(T, B))
-        c = run(host.counters())
+        c = run(host.counters(("ZEROS", "PAIRS", "FORWARD_CYCLES", "CYCLES", "UPDATE_CYCLES")))
         row = self._row
         row["dx_exact"] = bool(np.array_equal(dx, bw["dx_codes"]))
         row["counters_exact"] = (c["ZEROS"] == bw["zeros"] and c["PAIRS"] == bw["pairs"])

@@ -165,8 +165,8 @@ def operand_code(master, formats: Formats = FORMATS) -> np.ndarray:
 def forward_memories(mems: dict, *, inputs: int, seq_len: int | None = None,
                      batch: int | None = None, formats: Formats = FORMATS) -> dict:
     """Twin of the training build's ``FORWARD`` on its memories (:mod:`gateskip.spec.memories`):
-    from ``W`` (hardware rows, operand codes), ``BM`` (master codes), ``HS``, ``CS`` and the
-    ``x`` lanes of ``A``, the memories it writes, ``A ACT HO HS CS`` (copies; what lies beyond
+    from ``W`` (hardware rows, operand codes), ``BM`` (master codes), ``HS``, ``CS`` and ``x``
+    (the ``x`` lanes of ``A``: the host's ``XI``, which the forward copies there), the memories it writes, ``A ACT HO HS CS`` (copies; what lies beyond
     ``seq_len`` steps and ``batch`` sequences is left as it was)."""
     f = formats
     B_max, T_max = np.asarray(mems["A"]).shape[:2]
@@ -187,7 +187,8 @@ def train_memories(mems: dict, tau: int, *, inputs: int, lr: int, shift: int,
                    formats: Formats = FORMATS) -> dict:
     """Twin of ``TRAIN``: ZERO, the backward (:func:`~.accel.backward_model` at ``tau``) and the
     update at learning-rate code ``lr`` and the unit's right ``shift``. Returns the memories it
-    writes: ``DW DB DA DC`` and the new ``WM W BM``, with the backward's counters."""
+    writes: ``DW DB DA DC``, the new ``WM W BM`` and ``DX`` (``dx`` of every step), with the
+    backward's counters."""
     f = formats
     B_max, T_max = np.asarray(mems["A"]).shape[:2]
     H = np.asarray(mems["W"]).shape[0] // 4
@@ -198,7 +199,8 @@ def train_memories(mems: dict, tau: int, *, inputs: int, lr: int, shift: int,
     grad_shift = shift - f.update_shift(0)
     WM = update_model(mems["WM"], res["DW"], grad_shift, lr, f)
     BM = update_model(mems["BM"], np.asarray(res["DB"]).reshape(-1), grad_shift, lr, f)
-    return {**res, "WM": WM, "W": operand_code(WM, f), "BM": BM}
+    return {**res, "WM": WM, "W": operand_code(WM, f), "BM": BM,
+            "DX": np.asarray(res["DA"])[:, :, :inputs]}
 
 
 class LayerMemories:
@@ -225,6 +227,7 @@ class LayerMemories:
         x = np.asarray(x, np.int64)
         B, T = x.shape[:2]
         self.seq_len, self.batch = T, B
+        self.mems["XI"][:B, :T] = x
         self.mems["A"][:B, :T, :self.inputs] = x
         self.mems.update(forward_memories(self.mems, inputs=self.inputs, seq_len=T, batch=B,
                                           formats=self.formats))
@@ -238,7 +241,7 @@ class LayerMemories:
         res = train_memories(self.mems, tau, inputs=self.inputs, lr=lr, shift=shift,
                              dense=dense, seq_len=T, batch=B, formats=self.formats)
         self.mems.update({n: np.asarray(res[n], np.int64)
-                          for n in ("DW", "DB", "DA", "DC", "WM", "W", "BM")})
+                          for n in ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")})
         return res
 
 

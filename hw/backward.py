@@ -11,6 +11,7 @@ from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
 from .db import DbParallel, DbSerial
+from .dx_gather import DxGather
 from .fetch import FetchStage
 from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
@@ -113,6 +114,7 @@ class Backward(wiring.Component):
         if c.train:
             self.forward = ForwardUnit(c, run_ports)
             self.update = WeightUpdate(c, run_ports)
+            self.gather = DxGather(c, run_ports)
         super().__init__({
             "reg": In(reg_signature()),
             "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
@@ -172,13 +174,14 @@ class Backward(wiring.Component):
             self.bank.zeroing.eq(zeroing), self.bank.zn.eq(ctl.zn),
         ]
         if self.config.train:
-            fwd, upd = self.forward, self.update
+            fwd, upd, gather = self.forward, self.update, self.gather
             m.d.comb += [
-                self.bank.running.eq(running | fwd.busy | upd.busy),
+                self.bank.running.eq(running | fwd.busy | upd.busy | gather.busy),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
                 upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr),
-                upd.shift.eq(regs.update_shift), ph.upd_busy.eq(upd.busy),
+                upd.shift.eq(regs.update_shift), gather.start.eq(ph.upd_start),
+                ph.upd_busy.eq(upd.busy | gather.busy),      # they share no memory
             ]
         else:
             m.d.comb += self.bank.running.eq(running)
@@ -239,14 +242,15 @@ class Backward(wiring.Component):
         """The training units on the memories' run ports, each port given to the block of the
         phase that runs (forward, update, else the backward); returns the backward's view: an
         object with a port per name, as the bank has."""
-        m.submodules.forward, m.submodules.update = fwd, upd = self.forward, self.update
+        fwd, upd, gather = self.forward, self.update, self.gather
+        m.submodules.forward, m.submodules.update, m.submodules.gather = fwd, upd, gather
         bank, view = self.bank, _View()
         for name, member in bank.signature.members.items():
             if not (name.endswith("_rd") or name.endswith("_wr")) or name == "da_h_rd":
                 if name.endswith("_rd"):
                     setattr(view, name, getattr(bank, name))
                 continue
-            users = [(unit.busy, getattr(unit, name)) for unit in (fwd, upd)
+            users = [(unit.busy, getattr(unit, name)) for unit in (fwd, upd, gather)
                      if name in unit.signature.members]
             target = getattr(bank, name)
             if not users:

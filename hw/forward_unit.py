@@ -1,7 +1,7 @@
 """Forward unit: the LSTM layer's forward pass over the resident memories (DESIGN.md §3; golden
 twin: ``golden.layer.forward_model``)."""
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -21,7 +21,7 @@ __all__ = ["ForwardUnit", "STEP_OVERHEAD"]
 STEP_OVERHEAD = 16
 
 #: the memories the unit reads and writes
-READS = ("W", "A", "BM", "HS", "CS")
+READS = ("W", "A", "XI", "BM", "HS", "CS")
 WRITES = ("A", "ACT", "HS", "CS", "HO")
 
 
@@ -37,10 +37,12 @@ class ForwardUnit(wiring.Component):
     a :class:`~.forward.ForwardPipe` on the memories of :mod:`gateskip.spec.memories`.
 
     Per sequence ``b``: ``h_{-1}`` is copied from ``HS`` into the hidden lanes of ``a_0`` (``A``
-    word ``b*T*C + (X + k) // L``, lane ``(X + k) % L``; H cycles); the ``x_t`` lanes of ``A``
-    are the host's. Per step ``t``: rows ``j = 0 .. 4H-1`` of ``W`` (hardware order ``4k + g``)
-    stream with ``a_t`` as ``C`` beats each, the bias ``BM[j]`` rounded to the operand on the
-    last; ``c_{t-1}`` of unit ``k`` comes from ``CS``. As unit ``k`` leaves the pipe its cache
+    word ``b*T*C + (X + k) // L``, lane ``(X + k) % L``; H cycles). Per step ``t``: rows
+    ``j = 0 .. 4H-1`` of ``W`` (hardware order ``4k + g``) stream with ``a_t`` as ``C`` beats
+    each, the bias ``BM[j]`` rounded to the operand on the last; the ``x_t`` lanes of a beat come
+    from the host's ``XI`` (word ``(b*T + t)*ceil(X/L) + c``) and are copied into ``A`` as row 0
+    streams (no unit of the step leaves the pipe before its fourth row, so the copy never meets
+    an ``h`` write); ``c_{t-1}`` of unit ``k`` comes from ``CS``. As unit ``k`` leaves the pipe its cache
     ``i f g o tanh(c_t) c_{t-1}`` is written to ``ACT`` at ``(b*T + t)*H + k`` (the backward's
     layout), ``c_t`` to ``CS``, ``h_t`` to ``HO`` at ``(b*T + t)*H + k`` and into the hidden lane
     of ``a_{t+1}`` (after the last step into ``HS`` instead). A step starts when the previous
@@ -105,11 +107,15 @@ class ForwardUnit(wiring.Component):
         j = Signal(range(R + 1))
         c = Signal(range(C + 1))
         w_addr = Signal(range(R * C + 1))
-        row_valid, row_last = Signal(), Signal()
+        nx, rem = -(-X // L), X % L                 # words of x_t; x lanes of the last of them
+        x_base = Signal(range(cfg.max_batch * T * nx + 1))     # (b*T + t) * ceil(X/L)
+        row_valid, row_last, row_first = Signal(), Signal(), Signal()
+        row_c = Signal.like(c)
         take = ~row_valid | pipe.rows.ready
         issue = take & (state == _State.ROWS) & (j < R)
         with m.If(take):
-            m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1)]
+            m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
+                         row_c.eq(c)]
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
@@ -118,14 +124,22 @@ class ForwardUnit(wiring.Component):
                 m.d.sync += c.eq(c + 1)
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
+        # lane l of beat c is x when c < nx - 1, or c == nx - 1 and (l < rem or rem == 0)
+        last_x = (row_c == nx - 1) if nx > 1 else (row_c == 0)
+        x_lanes = [(last_x if rem == 0 or l < rem else Const(0, 1)) |
+                   ((row_c < nx - 1) if nx > 1 else Const(0, 1)) for l in range(L)]
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
+            self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
-            beat.w.eq(self.w_rd.data), beat.a.eq(self.a_rd.data), beat.last.eq(row_last),
+            beat.w.eq(self.w_rd.data), beat.last.eq(row_last),
+            *[beat.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))
+              for l in range(L)],
             beat.bias.eq(saturate(round_half_up(self.bm_rd.data, shift), f.operand.width)),
         ]
+        x_copy = row_valid & row_first & (row_c < nx)        # row 0's x words into A
 
         # -- c_{t-1} of each unit, in order ------------------------------------------------------
         kc = Signal(range(H + 1))
@@ -166,6 +180,10 @@ class ForwardUnit(wiring.Component):
             m.d.comb += [self.a_wr.addr.eq(vec_base + word_h), self.a_wr.en.eq(lane_en),
                          *[self.a_wr.data[l].eq(self.hs_rd.data) for l in range(L)],
                          advance_h.eq(1)]
+        with m.Elif(x_copy):
+            m.d.comb += [self.a_wr.addr.eq(vec_base + row_c),
+                         self.a_wr.en.eq(Cat(x_lanes)),
+                         *[self.a_wr.data[l].eq(self.xi_rd.data[l]) for l in range(L)]]
         with m.Else():
             m.d.comb += [self.a_wr.addr.eq(vec_base + C + word_h),
                          self.a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
@@ -180,6 +198,7 @@ class ForwardUnit(wiring.Component):
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
             m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
+                         x_base.eq(const_mul(s, nx)),
                          seq_base.eq(const_mul(b, H)), last_step.eq(t == self.seq_len - 1),
                          j.eq(0), c.eq(0), w_addr.eq(0), kc.eq(0), k_out.eq(0),
                          k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),

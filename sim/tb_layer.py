@@ -23,8 +23,8 @@ from gateskip.sim.runner import param
 from gateskip.sim.tb_backward import SIZES, CocotbBus
 from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup
 
-FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS")
-TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM")
+FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
+TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
 #: learning rate 3 and the update shift of grad_shift 9: large steps, so the weights move
 LR, SHIFT = 3 << 16, step_shift(9)
 

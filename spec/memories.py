@@ -9,8 +9,9 @@ the host driver moves arrays (``gateskip.host``), ``gateskip compare`` pads a sh
 
 Two kinds of word:
 
-* *lane words* (``lanes=True``): the last axis is a K-vector, cut into words of L elements
-  (``C = ceil(K / L)`` words; the last is padded with zeros); every element has the one format.
+* *lane words* (``lanes=True``): the last axis (a K- or X-vector) is cut into words of L
+  elements (``C = ceil(K / L)`` words; the last is padded with zeros); every element has the
+  one format.
 * *field words*: one word per index of the axes, its elements the :attr:`Memory.fields`
   (several fields: the array has a last axis of that many; one: no extra axis).
 
@@ -65,8 +66,9 @@ class Memory:
         """Words the data need (the hardware's memory holds at least two)."""
         s = sizes(cfg)
         n = math.prod(_size(d, s) for d in self.dims)
-        if self.lanes:
-            n = n // s["K"] * -(-s["K"] // s["L"])
+        if self.lanes:                        # the last axis in words of L
+            last = _size(self.dims[-1], s)
+            n = n // last * -(-last // s["L"])
         return n
 
     def field_format(self, index: int, formats):
@@ -146,6 +148,12 @@ MEMORIES = {m.name: m for m in (
            trained=True),
     Memory("HO", 12, ("B", "T", "H"), (("h", "operand"),), False, False,
            "h_t of (b, t), the forward's output", train_only=True, trained=True),
+    Memory("XI", 13, ("B", "T", "X"), (("x", "operand"),), True, False,
+           "x_t of (b, t) at words (b*T + t)*ceil(X/L), the forward's input (it copies x_t "
+           "into A)", train_only=True),
+    Memory("DX", 14, ("B", "T", "X"), (("dx", "da"),), True, False,
+           "dx_t of (b, t) as XI: da[:X] gathered after the backward", train_only=True,
+           trained=True),
 )}
 
 #: bits of a memory code on the host port (the link's requests carry a byte)

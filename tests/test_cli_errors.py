@@ -213,7 +213,7 @@ def test_sim_board_not_built_for_bad_input(args, fragment, workdir):
     (["compare", "--baud", "0"], "--baud"),
     (["compare", "--device", "model", "--baud", "9600"], "--baud"),
     (["compare", "--device", "sim", "--baud", "9600"], "--baud"),
-    (["compare", "--mode", "layer"], "--mode layer needs --device model"),
+    (["compare", "--mode", "layer", "--device", "model", "--baud", "9600"], "--baud"),
     (["compare", "--mode", "nosuch"], "--mode"),
     (["build", "--board", "icebreaker", "--baud", "0"], "--baud"),
     (["build", "--list", "--board", "nosuch"], "--board"),

@@ -140,3 +140,31 @@ def test_compare_mode_layer_json(text_file, tmp_path):
     assert abs(r["val_loss_device"] / r["val_loss_float"] - 1) < 0.02
     assert r["activation_errors"] == activation_errors()
     assert (out / "loss.png").stat().st_size > 0 and (out / "summary.md").exists()
+
+
+def test_compare_mode_layer_on_the_simulated_board(text_file, tmp_path):
+    """``gateskip compare --mode layer`` on the simulated training build (tiny sizes): every
+    iteration bit-exact (h, dx, counters), the weights read back equal, link bytes and cycles
+    per phase reported, and the same losses as the model device."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gateskip.cli import main
+    tiny = ["--iterations", "4", "--hidden", "8", "--embed", "4", "--seq-len", "4", "--batch",
+            "2", "--lanes", "2", "--corpus", str(text_file), "--no-progress"]
+    runs = {}
+    for device in ("sim", "model"):
+        result = CliRunner().invoke(main, ["compare", "--mode", "layer", "--device", device,
+                                           *tiny, "--out", str(tmp_path / device), "--json",
+                                           str(tmp_path / f"{device}.json")])
+        assert result.exit_code == 0, result.output
+        runs[device] = json.loads((tmp_path / f"{device}.json").read_text())
+    sim, model = runs["sim"], runs["model"]
+    assert sim["bit_exact_iterations"] == 4 and sim["weights_bit_exact"] is True
+    assert sim["val_loss_device"] == model["val_loss_device"]
+    cyc = sim["accelerator_cycles_per_iteration"]
+    C = -(-(8 + 4) // 2)
+    assert cyc["forward"] >= 4 * 2 * 4 * 8 * C and cyc["update"] >= 4 * 8 * C
+    assert 0 < cyc["backward"] and sim["board_cycles_per_iteration"] > cyc["total"]
+    assert 0 < sim["link_bytes_per_iteration"] and 1 < sim["forward_macs_per_cycle"] <= 2

@@ -19,8 +19,8 @@ from gateskip.spec.formats import FORMATS
 from hwsim import AmaranthBus
 
 STATUS = regmap.FIELDS["STATUS"]
-FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS")
-TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM")
+FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
+TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
 
 
 def run(dut, script):

@@ -179,7 +179,7 @@ class LayerHost(BackwardHost):
 
     async def forward(self, x, *, seq_len: int | None = None, batch: int | None = None,
                       clear: bool = True) -> np.ndarray:
-        """``x`` (batch, seq_len, X) operand codes into the x lanes of ``A``, ``FORWARD``, and
+        """``x`` (batch, seq_len, X) operand codes into ``XI``, ``FORWARD``, and
         ``h`` (batch, seq_len, H) back from ``HO``. ``clear``: zero the counters first (an
         iteration's counters run from its forward to its update)."""
         seq_len, batch = self._sizes(seq_len, batch)
@@ -188,12 +188,11 @@ class LayerHost(BackwardHost):
         await self.write_reg("BATCH", batch)
         if clear:
             await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
-        nx, C = self._x_words()
-        code = MEMORIES["A"].code
-        for b in range(batch):
-            for t in range(seq_len):
-                await self.bus.write_mem(code, to_words(x[b, t], self.lanes)[:nx],
-                                         addr=(b * self.max_seq + t) * C)
+        nx, _C = self._x_words()
+        code = MEMORIES["XI"].code
+        for b in range(batch):                      # a sequence's x_t are contiguous in XI
+            await self.bus.write_mem(code, to_words(x[b], self.lanes),
+                                     addr=b * self.max_seq * nx)
         await self._run("FORWARD")
         return await self.read_h(seq_len, batch)
 
@@ -227,17 +226,16 @@ class LayerHost(BackwardHost):
         return await self._run("TRAIN")
 
     async def read_dx(self, seq_len: int, batch: int) -> np.ndarray:
-        """``dx`` (batch, seq_len, X) ``da`` codes of the last TRAIN, from ``DA``."""
-        nx, C = self._x_words()
-        code, X = MEMORIES["DA"].code, self.inputs
+        """``dx`` (batch, seq_len, X) ``da`` codes of the last TRAIN, from ``DX``."""
+        nx, _C = self._x_words()
+        code, X = MEMORIES["DX"].code, self.inputs
         out = np.zeros((batch, seq_len, X), np.int64)
-        for b in range(batch):
-            for t in range(seq_len):
-                words = await self.bus.read_mem(code, nx, self.lanes,
-                                                addr=(b * self.max_seq + t) * C)
-                out[b, t] = words.reshape(-1)[:X]
+        for b in range(batch):                      # gathered by TRAIN: contiguous per sequence
+            words = await self.bus.read_mem(code, seq_len * nx, self.lanes,
+                                            addr=b * self.max_seq * nx)
+            out[b] = from_words(words, (seq_len, X), self.lanes)
         return out
 
-    async def counters(self) -> dict:
-        """Every counter, by its register name."""
-        return {name: await self.read_reg(name) for name in COUNTERS}
+    async def counters(self, names=COUNTERS) -> dict:
+        """The counters ``names`` (default every one), by register name."""
+        return {name: await self.read_reg(name) for name in names}
