@@ -3,11 +3,10 @@
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
+from .memory_bank import run_ports
 
 __all__ = ["DxGather"]
 
@@ -27,13 +26,8 @@ class DxGather(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         self.config = config
-        members = {"start": In(1), "busy": Out(1)}
-        for name, port in (("DA", ReadPort), ("DX", WritePort)):
-            shape, depth = ports[name]
-            kind = "rd" if port is ReadPort else "wr"
-            members[f"{name.lower()}_{kind}"] = In(port.Signature(addr_width=ceil_log2(depth),
-                                                                  shape=shape))
-        super().__init__(members)
+        super().__init__({"start": In(1), "busy": Out(1),
+                          **run_ports(ports, reads=("DA",), writes=("DX",))})
 
     def elaborate(self, platform):
         m = Module()

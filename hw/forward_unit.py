@@ -3,22 +3,24 @@ twin: ``golden.layer.forward_model``)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
-from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
 from .fixedpoint import round_half_up, saturate
 from .forward import ForwardPipe
 from .mac_array import const_mul
+from .memory_bank import run_ports
 
-__all__ = ["ForwardUnit", "STEP_OVERHEAD"]
+__all__ = ["ForwardUnit", "STEP_OVERHEAD", "SEQUENCE_OVERHEAD"]
 
-#: cycles per step beyond the ``4H * C`` row beats, measured: setup 1, the pipe's latency from
-#: the last beat to the last unit written (dot 3, activation 3, cell unit with its tanh 7,
-#: write 1), the step change 1
-STEP_OVERHEAD = 16
+#: cycles per step beyond the ``4H * C`` row beats: setup 1, then 13 from the last beat to the
+#: step's end (dot 3, activation 3, cell unit with its tanh about 6, write 1); exact, as is
+#: :data:`SEQUENCE_OVERHEAD`: ``gateskip compare --mode layer`` at its defaults measures
+#: ``T*B*(4H*C + 14) + B*(H + 2)`` = 99,336 forward cycles
+STEP_OVERHEAD = 14
+#: cycles per sequence beyond :data:`STEP_OVERHEAD`: the copy of ``h_{-1}`` (H words, + 2)
+SEQUENCE_OVERHEAD = 2
 
 #: the memories the unit reads and writes
 READS = ("W", "A", "XI", "BM", "HS", "CS")
@@ -50,8 +52,8 @@ class ForwardUnit(wiring.Component):
 
     The reads are synchronous and issued only when the pipe can take the beat they make, so under
     back-pressure a beat waits in the read port and nothing is lost. Cycles: per sequence
-    ``H + 1`` for the copy, per step ``4H * C`` beats (every lane busy, one row per ``C``
-    cycles) plus :data:`STEP_OVERHEAD`. ``busy`` from the cycle after ``start`` until the last
+    ``H +`` :data:`SEQUENCE_OVERHEAD` for the copy, per step ``4H * C`` beats (every lane busy,
+    one row per ``C`` cycles) plus :data:`STEP_OVERHEAD`. ``busy`` from the cycle after ``start`` until the last
     unit is written; ``done`` pulses in the cycle after.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
@@ -64,18 +66,10 @@ class ForwardUnit(wiring.Component):
         self.config, self.ports = config, ports
         self.pipe = ForwardPipe(config.lanes, config.formats)
         T, B = config.max_seq, config.max_batch
-        members = {"start": In(1), "seq_len": In(range(T + 1)), "batch": In(range(B + 1)),
-                   "busy": Out(1), "done": Out(1)}
-        for name in READS:
-            shape, depth = ports[name]
-            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
-                                                                  shape=shape))
-        for name in WRITES:
-            shape, depth = ports[name]
-            gran = 1 if name == "A" else None             # per lane: h one element at a time
-            members[f"{name.lower()}_wr"] = In(WritePort.Signature(
-                addr_width=ceil_log2(depth), shape=shape, granularity=gran))
-        super().__init__(members)
+        super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
+                          "batch": In(range(B + 1)), "busy": Out(1), "done": Out(1),
+                          # A per lane: h is written one element at a time
+                          **run_ports(ports, READS, WRITES, lane_writes=("A",))})
 
     def elaborate(self, platform):
         m = Module()

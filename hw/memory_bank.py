@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes"]
+__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes", "run_ports"]
 
 
 def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
@@ -35,6 +35,23 @@ def mem_port_signature(addr_width: int, elements: int,
     if el_width:
         members["el"] = Out(el_width)
     return wiring.Signature(members)
+
+
+def run_ports(ports: dict, reads=(), writes=(), lane_writes=()) -> dict:
+    """The members of a block that uses memories' run ports, seen from the block: ``<name>_rd``
+    for each of ``reads``, ``<name>_wr`` for each of ``writes`` (a write enable per lane for
+    those in ``lane_writes``); ``ports`` is ``{name: (word shape, depth)}`` (the bank's)."""
+    members = {}
+    for name in reads:
+        shape, depth = ports[name]
+        members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
+                                                              shape=shape))
+    for name in writes:
+        shape, depth = ports[name]
+        members[f"{name.lower()}_wr"] = In(WritePort.Signature(
+            addr_width=ceil_log2(depth), shape=shape,
+            granularity=1 if name in lane_writes else None))
+    return members
 
 
 def word_shapes(config: AccelConfig) -> dict:

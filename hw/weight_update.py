@@ -3,11 +3,10 @@
 
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
+from .memory_bank import run_ports
 from .update import SHIFT_WIDTH, UpdateUnit
 
 __all__ = ["WeightUpdate", "OVERHEAD"]
@@ -40,17 +39,8 @@ class WeightUpdate(wiring.Component):
         UpdateUnit.check_parameters(config.formats)
         self.config, self.ports = config, ports
         f = config.formats
-        members = {"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
-                   "busy": Out(1), "done": Out(1)}
-        for name in READS:
-            shape, depth = ports[name]
-            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
-                                                                  shape=shape))
-        for name in WRITES:
-            shape, depth = ports[name]
-            members[f"{name.lower()}_wr"] = In(WritePort.Signature(addr_width=ceil_log2(depth),
-                                                                   shape=shape))
-        super().__init__(members)
+        super().__init__({"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
+                          "busy": Out(1), "done": Out(1), **run_ports(ports, READS, WRITES)})
 
     def elaborate(self, platform):
         m = Module()

@@ -84,8 +84,8 @@ def _row(accel, r: dict, simulator: str) -> dict:
     ideal = {"forward": steps * 4 * H * C, "backward": skip["PAIRS"] * 2 * C,
              "update": 4 * H * C}
     ideal_dense_backward = dense["PAIRS"] * 2 * C
-    latency = (steps * (forward_unit.STEP_OVERHEAD + BACKWARD_STEP) + B * (H + 1) +
-               weight_update.OVERHEAD)
+    latency = (steps * (forward_unit.STEP_OVERHEAD + BACKWARD_STEP) +
+               B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.OVERHEAD)
     total = {mode: sum(c[key] for _p, key in PHASES) for mode, c in (("skip", skip),
                                                                        ("dense", dense))}
     ideal_total = sum(ideal.values())

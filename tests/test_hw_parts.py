@@ -16,7 +16,7 @@ from gateskip.hw.queue import Queue
 from gateskip.hw.registers import RegisterFile
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
-from gateskip.spec.memories import MEMORIES
+from gateskip.spec.memories import MEMORIES, built
 from gateskip.spec.registers import ADDRESS, COUNTERS, bit
 from hwsim import run_stream
 
@@ -233,10 +233,13 @@ def test_db_accumulates_every_beat_and_passes_it_on(serial, p_ready):
 
 # -- memory bank --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("options", [{}, {"element_port": True, "db_serial": True}])
+@pytest.mark.parametrize("options", [{}, {"element_port": True, "db_serial": True},
+                                     {"train": True}])
 def test_memory_bank_host_writes_reads_and_zero_clears(options):
     cfg = AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=2, **options)
     dut = MemoryBank(cfg)
+    mems = built(cfg)                     # the build's memories: eight, or all in a training build
+    assert len(mems) == (len(MEMORIES) if cfg.train else 8)
     rng = np.random.default_rng(1)
     per_access = dut.port_elements
 
@@ -258,7 +261,7 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
             return [ctx.get(host.rdata[e]) for e in range(per_access)]
 
         written = {}
-        for name, mem in MEMORIES.items():
+        for name, mem in mems.items():
             per = mem.per_word(cfg.lanes)
             for e in range(per if cfg.element_port else 1):
                 widths = [mem.field_format(i, cfg.formats).width for i in range(per)]
@@ -271,7 +274,7 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
                 else:
                     await access(name, 1, 0, v + [0] * (per_access - per))
                     written[name] = v
-        for name, mem in MEMORIES.items():
+        for name, mem in mems.items():
             per = mem.per_word(cfg.lanes)
             if cfg.element_port:
                 for e in range(per):
@@ -286,7 +289,7 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
             ctx.set(dut.zn, zn)
             await ctx.tick()
         ctx.set(dut.zeroing, 0)
-        for name, mem in MEMORIES.items():
+        for name, mem in mems.items():
             await access(name, 1)
             v = ctx.get(host.rdata[0])
             want = 0 if mem.written else (written[name, 0] if cfg.element_port

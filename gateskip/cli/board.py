@@ -185,11 +185,14 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
             if not b.fits:
                 proof = f"the smallest build, and even it does not fit: {proof}".rstrip(": ")
             click.echo(f"{'':10}  defaults: {d}" + (f" ({proof})" if proof else ""))
+            top = "training build" if b.defaults.get("train") else "backward-only"
+            click.echo(f"{'':10}  top: {top}")
             rows.append({"board": b.name, "title": b.title, "device": b.device,
                          "family": b.family, "clock_mhz": b.clock_mhz, "dsps": b.dsps,
                          "bram_bits": b.bram_bits, "bram_note": b.bram_note,
                          "defaults": b.defaults, "defaults_report": b.defaults_report,
-                         "fits": b.fits})
+                         "fits": b.fits,
+                         "top": "training" if b.defaults.get("train") else "backward"})
         params_line = ", ".join(f"{k}={v}" for k, v in build_params().items())
         click.echo(f"parameters (and the design's own defaults): {params_line}")
         write_json(json_path, {"boards": rows, "parameters": build_params()})

@@ -47,6 +47,16 @@ class BackwardHost:
     def _per(self, name):
         return MEMORIES[name].per_word(self.lanes)
 
+    def _sizes(self, seq_len, batch) -> tuple[int, int]:
+        """``(seq_len, batch)``, ``None`` meaning the memories' size, checked."""
+        seq_len = self.max_seq if seq_len is None else seq_len
+        batch = self.max_batch if batch is None else batch
+        if not 1 <= seq_len <= self.max_seq:
+            raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
+        return seq_len, batch
+
     async def write_reg(self, name: str, value: int) -> None:
         await self.bus.write_reg(R[name], int(value))
 
@@ -88,12 +98,7 @@ class BackwardHost:
                        batch: int | None = None, steps=None) -> int:
         """Clear the counters and run the whole sequences, or SINGLE mode for each step of
         ``steps`` in turn; returns the last STATUS."""
-        seq_len = self.max_seq if seq_len is None else seq_len
-        batch = self.max_batch if batch is None else batch
-        if not 1 <= seq_len <= self.max_seq:
-            raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
-        if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
+        seq_len, batch = self._sizes(seq_len, batch)
         await self.write_reg("TAU", tau)
         await self.write_reg("SEQ_LEN", seq_len)
         await self.write_reg("BATCH", batch)
@@ -128,15 +133,6 @@ class LayerHost(BackwardHost):
     :mod:`gateskip.spec.memories` (hardware rows); only the words of the ``batch`` sequences and
     ``seq_len`` steps in use cross the bus. Every argument is checked before any traffic.
     """
-
-    def _sizes(self, seq_len, batch):
-        seq_len = self.max_seq if seq_len is None else seq_len
-        batch = self.max_batch if batch is None else batch
-        if not 1 <= seq_len <= self.max_seq:
-            raise ValueError(f"seq_len must be 1..{self.max_seq}, not {seq_len}")
-        if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch must be 1..{self.max_batch}, not {batch}")
-        return seq_len, batch
 
     def _check(self, name, array, shape):
         a = np.asarray(array, np.int64)
