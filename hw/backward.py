@@ -161,11 +161,8 @@ class Backward(wiring.Component):
             regs.idle.eq(~ph.busy),
             regs.status[STATUS["BUSY"]].eq(ph.busy), regs.status[STATUS["DONE"]].eq(ph.done),
             regs.status[STATUS["ERROR"]].eq(ph.error),
-            regs.status[STATUS["CACHED"]].eq(ph.cached),
             ph.start.eq(regs.start), ph.zero.eq(regs.zero), ph.forward.eq(regs.forward),
             ph.train_cmd.eq(regs.train), ph.single.eq(regs.mode[MODE["SINGLE"]]),
-            ph.cache_written.eq(host.we & ~ph.busy &
-                                Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
             ph.ctl_busy.eq(running | zeroing), ph.ctl_error.eq(ctl.error),
             ctl.start.eq(ph.ctl_start), ctl.zero.eq(ph.ctl_zero),
             ctl.single.eq(regs.mode[MODE["SINGLE"]]), ctl.step.eq(regs.step),
@@ -176,6 +173,9 @@ class Backward(wiring.Component):
         if self.config.train:
             fwd, upd, gather = self.forward, self.update, self.gather
             m.d.comb += [
+                regs.status[STATUS["CACHED"]].eq(ph.cached),
+                ph.cache_written.eq(host.we & ~ph.busy &
+                                    Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
                 self.bank.running.eq(running | fwd.busy | upd.busy | gather.busy),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),

@@ -54,7 +54,7 @@ class ForwardUnit(wiring.Component):
     back-pressure a beat waits in the read port and nothing is lost. Cycles: per sequence
     ``H +`` :data:`SEQUENCE_OVERHEAD` for the copy, per step ``4H * C`` beats (every lane busy,
     one row per ``C`` cycles) plus :data:`STEP_OVERHEAD`. ``busy`` from the cycle after ``start`` until the last
-    unit is written; ``done`` pulses in the cycle after.
+    unit is written.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -67,7 +67,7 @@ class ForwardUnit(wiring.Component):
         self.pipe = ForwardPipe(config.lanes, config.formats)
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
-                          "batch": In(range(B + 1)), "busy": Out(1), "done": Out(1),
+                          "batch": In(range(B + 1)), "busy": Out(1),
                           # A per lane: h is written one element at a time
                           **run_ports(ports, READS, WRITES, lane_writes=("A",))})
 
@@ -185,7 +185,6 @@ class ForwardUnit(wiring.Component):
                          advance_h.eq(fire)]
 
         # -- sequencing --------------------------------------------------------------------------
-        m.d.sync += self.done.eq(0)
         with m.If(state == _State.IDLE):
             with m.If(self.start):
                 m.d.sync += [b.eq(0), t.eq(0), state.eq(_State.SETUP)]
@@ -210,6 +209,6 @@ class ForwardUnit(wiring.Component):
                 with m.Elif(b != self.batch - 1):
                     m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
                 with m.Else():
-                    m.d.sync += [state.eq(_State.IDLE), self.done.eq(1)]
+                    m.d.sync += state.eq(_State.IDLE)
         return m
 

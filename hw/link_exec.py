@@ -107,6 +107,8 @@ class LinkExecutor(wiring.Component):
                     m.d.comb += [eb.eq(self.eb[name]), per.eq(self.per[name]),
                                  depth.eq(self.depths[name]),
                                  nbytes.eq(const_mul(words, self.eb[name] * self.per[name]))]
+            with m.Default():           # no memory: refused as ADDRESS (zero depth)
+                m.d.comb += [eb.eq(0), per.eq(0), depth.eq(0), nbytes.eq(0)]
         return eb, per, depth, nbytes
 
     def _memory_request(self, m):

@@ -27,7 +27,8 @@ class PhaseControl(wiring.Component):
     training units (``train=False``); ``train`` with ``single`` set or without ``cached``.
 
     ``cached``: a forward ended since the last ``train``; cleared by ``train`` and by
-    ``cache_written`` (the host wrote ``A`` or ``ACT``). ``busy`` from the cycle after a
+    ``cache_written`` (the host wrote ``A`` or ``ACT``). The training build's members
+    (``cache_written fwd_busy upd_busy fwd_start upd_start cached``) exist only with ``train``. ``busy`` from the cycle after a
     command's strobe until the cycle after its last phase; ``done`` from then until the next
     command; ``error`` with ``done`` (a refused command, or the step controller's ``ctl_error``).
     Each phase waits one cycle after its start for the block's own ``*_busy`` to rise.
@@ -39,10 +40,11 @@ class PhaseControl(wiring.Component):
         self.train = train
         super().__init__({
             "start": In(1), "zero": In(1), "forward": In(1), "train_cmd": In(1),
-            "single": In(1), "cache_written": In(1),
-            "ctl_busy": In(1), "ctl_error": In(1), "fwd_busy": In(1), "upd_busy": In(1),
-            "ctl_start": Out(1), "ctl_zero": Out(1), "fwd_start": Out(1), "upd_start": Out(1),
-            "busy": Out(1), "done": Out(1), "error": Out(1), "cached": Out(1),
+            "single": In(1), "ctl_busy": In(1), "ctl_error": In(1),
+            "ctl_start": Out(1), "ctl_zero": Out(1),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
+            **({"cache_written": In(1), "fwd_busy": In(1), "upd_busy": In(1),
+                "fwd_start": Out(1), "upd_start": Out(1), "cached": Out(1)} if train else {}),
         })
 
     def elaborate(self, platform):
@@ -58,8 +60,9 @@ class PhaseControl(wiring.Component):
         def refuse():
             return [self.done.eq(1), self.error.eq(1)]
 
-        with m.If(self.cache_written):
-            m.d.sync += self.cached.eq(0)
+        if self.train:
+            with m.If(self.cache_written):
+                m.d.sync += self.cached.eq(0)
         with m.If(phase == _Phase.IDLE):
             with m.If(self.start | self.zero):
                 m.d.comb += [self.ctl_start.eq(self.start), self.ctl_zero.eq(self.zero)]
@@ -83,18 +86,19 @@ class PhaseControl(wiring.Component):
             with m.If(~first & ~self.ctl_busy):
                 m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1),
                              self.error.eq(self.ctl_error)]
-        with m.Elif(phase == _Phase.FORWARD):
-            with m.If(~first & ~self.fwd_busy):
-                m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1), self.cached.eq(1)]
-        with m.Elif(phase == _Phase.ZERO):
-            with m.If(~first & ~self.ctl_busy):
-                m.d.comb += self.ctl_start.eq(1)
-                m.d.sync += [phase.eq(_Phase.BACKWARD), first.eq(1)]
-        with m.Elif(phase == _Phase.BACKWARD):
-            with m.If(~first & ~self.ctl_busy):
-                m.d.comb += self.upd_start.eq(1)
-                m.d.sync += [phase.eq(_Phase.UPDATE), first.eq(1)]
-        with m.Elif(phase == _Phase.UPDATE):
-            with m.If(~first & ~self.upd_busy):
-                m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1)]
+        if self.train:
+            with m.Elif(phase == _Phase.FORWARD):
+                with m.If(~first & ~self.fwd_busy):
+                    m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1), self.cached.eq(1)]
+            with m.Elif(phase == _Phase.ZERO):
+                with m.If(~first & ~self.ctl_busy):
+                    m.d.comb += self.ctl_start.eq(1)
+                    m.d.sync += [phase.eq(_Phase.BACKWARD), first.eq(1)]
+            with m.Elif(phase == _Phase.BACKWARD):
+                with m.If(~first & ~self.ctl_busy):
+                    m.d.comb += self.upd_start.eq(1)
+                    m.d.sync += [phase.eq(_Phase.UPDATE), first.eq(1)]
+            with m.Elif(phase == _Phase.UPDATE):
+                with m.If(~first & ~self.upd_busy):
+                    m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1)]
         return m

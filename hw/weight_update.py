@@ -28,7 +28,7 @@ class WeightUpdate(wiring.Component):
 
     One word per cycle, read, updated 3 cycles later and written (each address is read once and
     written once, after): ``4H * C +`` :data:`OVERHEAD` cycles. ``busy`` from the cycle after
-    ``start`` until the last word is written; ``done`` pulses in the cycle after.
+    ``start`` until the last word is written.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -40,7 +40,7 @@ class WeightUpdate(wiring.Component):
         self.config, self.ports = config, ports
         f = config.formats
         super().__init__({"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
-                          "busy": Out(1), "done": Out(1), **run_ports(ports, READS, WRITES)})
+                          "busy": Out(1), **run_ports(ports, READS, WRITES)})
 
     def elaborate(self, platform):
         m = Module()
@@ -91,9 +91,8 @@ class WeightUpdate(wiring.Component):
             self.busy.eq(running),
         ]
 
-        m.d.sync += self.done.eq(0)
         with m.If(self.start & ~running):
             m.d.sync += [running.eq(1), n.eq(0), n_out.eq(0), j.eq(0), j_out.eq(0)]
         with m.Elif(running & (n_out == words) & (j_out == rows)):
-            m.d.sync += [running.eq(0), self.done.eq(1)]
+            m.d.sync += running.eq(0)
         return m

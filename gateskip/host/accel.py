@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec.config import AccelConfig
+from ..spec.formats import round_shift, saturate
 from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, to_words
 from ..spec.registers import ADDRESS as R
 from ..spec.registers import COUNTERS, bit
@@ -149,11 +150,12 @@ class LayerHost(BackwardHost):
     async def load_weights(self, WM, BM) -> None:
         """Master weights ``WM`` (4H, K) and bias ``BM`` (4H,) in hardware rows; ``W`` gets their
         operands (as the update would write them)."""
-        from ..golden.layer import operand_code
         WM = self._check("WM", WM, self.shape("WM"))
         BM = self._check("BM", BM, self.shape("BM"))
         await self.write_mem("WM", WM)
-        await self.write_mem("W", operand_code(WM, self.config.formats))
+        f = self.config.formats
+        await self.write_mem("W", saturate(round_shift(WM, f.master.frac_bits -
+                                                       f.operand.frac_bits), f.operand.width))
         await self.write_mem("BM", BM)
 
     async def weights(self) -> dict:
