@@ -1,5 +1,7 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -26,10 +28,6 @@ from .update import UpdateUnit
 from .weight_update import WeightUpdate
 
 __all__ = ["Backward", "STEP_OVERHEAD"]
-
-
-class _View:
-    """The memories' run ports as the backward sees them (``Backward._run_ports``)."""
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
 #: setup 1, fetch 1, gate-gradient unit 5, threshold 1, compactor 1, FIFO 2, array accept 1,
@@ -95,8 +93,7 @@ class Backward(wiring.Component):
                                       max_batch=c.max_batch,
                                       zero_words=self.bank.zero_words)
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers)
-        run_ports = {n: (self.bank.mem_shapes[n], self.bank.mem_depths[n])
-                     for n in self.bank.mem_shapes}
+        run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               forwarding=c.forwarding)
@@ -240,33 +237,31 @@ class Backward(wiring.Component):
 
     def _run_ports(self, m):
         """The training units on the memories' run ports, each port given to the block of the
-        phase that runs (forward, update, else the backward); returns the backward's view: an
-        object with a port per name, as the bank has."""
+        phase that runs (forward, update and gather, else the backward); returns the backward's
+        view: a namespace with a port per name, as the bank has."""
         fwd, upd, gather = self.forward, self.update, self.gather
         m.submodules.forward, m.submodules.update, m.submodules.gather = fwd, upd, gather
-        bank, view = self.bank, _View()
+        bank, view = self.bank, SimpleNamespace()
         for name, member in bank.signature.members.items():
-            if not (name.endswith("_rd") or name.endswith("_wr")) or name == "da_h_rd":
-                if name.endswith("_rd"):
-                    setattr(view, name, getattr(bank, name))
+            if not name.endswith(("_rd", "_wr")):
                 continue
+            target = getattr(bank, name)
             users = [(unit.busy, getattr(unit, name)) for unit in (fwd, upd, gather)
                      if name in unit.signature.members]
-            target = getattr(bank, name)
             if not users:
                 setattr(view, name, target)
                 continue
             own = member.signature.create(path=("bw", name))
             setattr(view, name, own)
-            drive = ("addr", "en", "data") if name.endswith("_wr") else ("addr", "en")
-            for field in drive:
+            write = name.endswith("_wr")
+            for field in ("addr", "en", "data") if write else ("addr", "en"):
                 value = getattr(own, field)
-                if name.endswith("_wr") and field == "en" and len(target.en) > len(value):
+                if write and field == "en" and len(target.en) > len(value):
                     value = value.replicate(len(target.en))
                 for busy, port in reversed(users):
                     value = Mux(busy, getattr(port, field), value)
                 m.d.comb += getattr(target, field).eq(value)
-            if name.endswith("_rd"):
+            if not write:
                 m.d.comb += [own.data.eq(target.data),
                              *[port.data.eq(target.data) for _b, port in users]]
         return view

@@ -32,7 +32,7 @@ class DxGather(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        C, nx = cfg.chunks, -(-cfg.inputs // cfg.lanes)
+        C, nx = cfg.chunks, cfg.x_chunks
         words = cfg.max_batch * cfg.max_seq * nx
         n = Signal(range(words + 1))                 # next DX word read
         c = Signal(range(nx + 1))                    # ... its word within the vector

@@ -2,12 +2,11 @@
 
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
+from .memory_bank import run_ports
 
 __all__ = ["FetchStage"]
 
@@ -40,11 +39,7 @@ class FetchStage(wiring.Component):
             "o": Out(stream.Signature(out_layout)),
             "done": Out(1),
         }
-        for name in ("ACT", "DH", "DC", "DA"):
-            shape, depth = ports[name]
-            members[f"{name.lower()}_rd"] = In(ReadPort.Signature(
-                addr_width=ceil_log2(depth), shape=shape))
-        super().__init__(members)
+        super().__init__({**members, **run_ports(ports, reads=("ACT", "DH", "DC", "DA"))})
 
     def elaborate(self, platform):
         m = Module()

@@ -101,7 +101,7 @@ class ForwardUnit(wiring.Component):
         j = Signal(range(R + 1))
         c = Signal(range(C + 1))
         w_addr = Signal(range(R * C + 1))
-        nx, rem = -(-X // L), X % L                 # words of x_t; x lanes of the last of them
+        nx, rem = cfg.x_chunks, X % L               # words of x_t; x lanes of the last of them
         x_base = Signal(range(cfg.max_batch * T * nx + 1))     # (b*T + t) * ceil(X/L)
         row_valid, row_last, row_first = Signal(), Signal(), Signal()
         row_c = Signal.like(c)
@@ -119,9 +119,9 @@ class ForwardUnit(wiring.Component):
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
         # lane l of beat c is x when c < nx - 1, or c == nx - 1 and (l < rem or rem == 0)
-        last_x = (row_c == nx - 1) if nx > 1 else (row_c == 0)
-        x_lanes = [(last_x if rem == 0 or l < rem else Const(0, 1)) |
-                   ((row_c < nx - 1) if nx > 1 else Const(0, 1)) for l in range(L)]
+        before_last = (row_c < nx - 1) if nx > 1 else Const(0, 1)   # no `c < 0` (lint)
+        x_lanes = [before_last | ((row_c == nx - 1) if rem == 0 or l < rem else Const(0, 1))
+                   for l in range(L)]
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),

@@ -37,18 +37,19 @@ def mem_port_signature(addr_width: int, elements: int,
     return wiring.Signature(members)
 
 
-def run_ports(ports: dict, reads=(), writes=(), lane_writes=()) -> dict:
-    """The members of a block that uses memories' run ports, seen from the block: ``<name>_rd``
-    for each of ``reads``, ``<name>_wr`` for each of ``writes`` (a write enable per lane for
-    those in ``lane_writes``); ``ports`` is ``{name: (word shape, depth)}`` (the bank's)."""
+def run_ports(ports: dict, reads=(), writes=(), lane_writes=(), flow=In) -> dict:
+    """Members for memories' run ports: ``<name>_rd`` for each of ``reads``, ``<name>_wr`` for
+    each of ``writes`` (a write enable per lane for those in ``lane_writes``); ``ports`` is
+    ``{name: (word shape, depth)}`` (the bank's). ``flow`` ``In``: seen from a block that uses
+    them; ``Out``: from the :class:`MemoryBank` that has them."""
     members = {}
     for name in reads:
         shape, depth = ports[name]
-        members[f"{name.lower()}_rd"] = In(ReadPort.Signature(addr_width=ceil_log2(depth),
-                                                              shape=shape))
+        members[f"{name.lower()}_rd"] = flow(ReadPort.Signature(addr_width=ceil_log2(depth),
+                                                                shape=shape))
     for name in writes:
         shape, depth = ports[name]
-        members[f"{name.lower()}_wr"] = In(WritePort.Signature(
+        members[f"{name.lower()}_wr"] = flow(WritePort.Signature(
             addr_width=ceil_log2(depth), shape=shape,
             granularity=1 if name in lane_writes else None))
     return members
@@ -85,8 +86,8 @@ class MemoryBank(wiring.Component):
     Who drives the ports, decided combinationally each cycle: while ``running`` the run's ports
     (``<name>_rd``, ``<name>_wr`` for the memories the run writes: ``Memory.run_writes``); while
     ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
-    (words beyond a memory's depth are left alone); otherwise the host port ``host`` (:func:`mem_port_signature`), whose read data are
-    valid the cycle after ``re``. The host's accesses while ``running`` or ``zeroing`` are
+    (words beyond a memory's depth are left alone); otherwise the host port ``host``
+    (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``. The host's accesses while ``running`` or ``zeroing`` are
     ignored.
 
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
@@ -123,6 +124,8 @@ class MemoryBank(wiring.Component):
         #: the memories the run writes, and those ZERO clears
         self.run_written = tuple(n for n in self.shapes if MEMORIES[n].run_writes(config))
         self.zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
+        #: the run writes these one lane at a time: A in a training build (the forward's h)
+        self.lane_written = ("A",) if config.train else ()
         #: words ZERO walks: the deepest memory it clears
         self.zero_words = max(self.mem_depths[n] for n in self.zeroed)
         members = {
@@ -130,20 +133,13 @@ class MemoryBank(wiring.Component):
             "running": In(1), "zeroing": In(1),
             "zn": In(range(self.zero_words + 1)),
         }
-        for name in self.shapes:
-            shape, aw = self.mem_shapes[name], ceil_log2(self.mem_depths[name])
-            members[f"{name.lower()}_rd"] = Out(ReadPort.Signature(addr_width=aw, shape=shape))
-            if name in self.run_written:
-                members[f"{name.lower()}_wr"] = Out(WritePort.Signature(
-                    addr_width=aw, shape=shape, granularity=self._lane_granularity(name)))
+        #: ``{name: (word shape, depth)}`` of the run ports (what :func:`run_ports` takes)
+        self.ports = {n: (self.mem_shapes[n], self.mem_depths[n]) for n in self.shapes}
+        members.update(run_ports(self.ports, self.shapes, self.run_written,
+                                 lane_writes=self.lane_written, flow=Out))
         members["da_h_rd"] = Out(ReadPort.Signature(
             addr_width=ceil_log2(self.mem_depths["DA"]), shape=self.mem_shapes["DA"]))
         super().__init__(members)
-
-    def _lane_granularity(self, name):
-        """The run write port's granularity: one lane (an array element) of A in a training
-        build, else None."""
-        return 1 if self.config.train and name == "A" else None
 
     @staticmethod
     def depths(config: AccelConfig) -> dict:
@@ -185,9 +181,9 @@ class MemoryBank(wiring.Component):
                          rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
                          run_rd.data.eq(rd[name].data)]
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
-            lane_gran = self._lane_granularity(name)
-            port = (mem.write_port(granularity=1) if per_element else
-                    mem.write_port(granularity=lane_gran) if lane_gran else mem.write_port())
+            lane_gran = name in self.lane_written
+            port = (mem.write_port(granularity=1) if per_element or lane_gran else
+                    mem.write_port())
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
             h_we = h_sel & host.we
             if cfg.element_port:

@@ -23,7 +23,8 @@ from . import bench_core as bench
 from .accel_stimulus import random_mems, tau_for_sparsity
 from .runner import run
 
-__all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_backward_bench", "table", "plot"]
+__all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_backward_bench", "bench_accelerators",
+           "table", "plot"]
 
 DEFAULT_CONFIGS = ((32, 16, 4), (128, 32, 8))          # (H, X, lanes)
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
@@ -57,23 +58,32 @@ def run_backward_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *
             jobs.append((Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B),
                          {"trace": str(Path(trace).resolve()), "record": case["record"]},
                          [case]))
+    return bench_accelerators("backward", jobs, _row, simulator=simulator,
+                              build_root=build_root, progress=progress)
+
+
+def bench_accelerators(kind: str, jobs, row, *, simulator: str, build_root=None,
+                       progress=None) -> list[dict]:
+    """Run the ``bench`` test of ``gateskip.sim.tb_<kind>`` once per job ``(accel, extra,
+    cases)`` (block ``kind`` built as ``accel``; ``extra``: testbench parameters) and turn each
+    of its JSON rows into ``row(accel, r, simulator)``. Builds go under ``build_root`` (a
+    temporary directory by default)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(build_root or tmp).resolve()     # the simulator runs in its build dir
         for n, (accel, extra, cases) in enumerate(jobs):
             name = f"H{accel.hidden}_X{accel.inputs}_L{accel.lanes}_{n}"
-            result = root / f"backward_{name}.json"
+            result = root / f"{kind}_{name}.json"
             params = {"hidden": accel.hidden, "inputs": accel.inputs, "lanes": accel.lanes,
                       "max_seq": accel.max_seq, "max_batch": accel.max_batch,
                       "bench_out": str(result), "cases": cases, **extra}
-            build = root / f"backward_{name}_{simulator}"
-            tests, failed = run(accel, "backward", "gateskip.sim.tb_backward", simulator, build,
+            build = root / f"{kind}_{name}_{simulator}"
+            tests, failed = run(accel, kind, f"gateskip.sim.tb_{kind}", simulator, build,
                                 params, testcase="bench")
             if failed or not result.exists():
-                raise RuntimeError(f"backward bench simulation failed for {name}: see "
+                raise RuntimeError(f"{kind} bench simulation failed for {name}: see "
                                    f"{build / 'test.log'}")
-            for r in json.loads(result.read_text()):
-                out.append(_row(accel, r, simulator))
+            out += [row(accel, r, simulator) for r in json.loads(result.read_text())]
             if progress is not None:
                 progress(n + 1, len(jobs), {"H": accel.hidden, "lanes": accel.lanes})
     return out

@@ -13,10 +13,7 @@ backward :data:`gateskip.hw.backward.STEP_OVERHEAD`) and per update
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from pathlib import Path
 
 from ..golden.accel import run_outputs
 from ..golden.layer import LayerMemories
@@ -25,7 +22,7 @@ from ..hw.backward import STEP_OVERHEAD as BACKWARD_STEP
 from ..hw.blocks import make
 from . import bench_core as bench
 from .accel_stimulus import random_layer, tau_for_sparsity
-from .runner import run
+from .bench_backward import bench_accelerators
 
 __all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_layer_bench", "table", "plot"]
 
@@ -54,26 +51,9 @@ def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, s
     if bad:
         raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
     jobs = [(make("layer", hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=batch),
-             _taus(H, X, seq, batch, sparsities, seed)) for H, X, L in configs]
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(build_root or tmp).resolve()
-        for n, (accel, cases) in enumerate(jobs):
-            name = f"H{accel.hidden}_X{accel.inputs}_L{accel.lanes}_{n}"
-            result = root / f"layer_{name}.json"
-            params = {"hidden": accel.hidden, "inputs": accel.inputs, "lanes": accel.lanes,
-                      "max_seq": accel.max_seq, "max_batch": accel.max_batch,
-                      "bench_out": str(result), "cases": cases, "seed": seed}
-            build = root / f"layer_{name}_{simulator}"
-            tests, failed = run(accel, "layer", "gateskip.sim.tb_layer", simulator, build,
-                                params, testcase="bench")
-            if failed or not result.exists():
-                raise RuntimeError(f"layer bench simulation failed for {name}: see "
-                                   f"{build / 'test.log'}")
-            out += [_row(accel, r, simulator) for r in json.loads(result.read_text())]
-            if progress is not None:
-                progress(n + 1, len(jobs), {"H": accel.hidden, "lanes": accel.lanes})
-    return out
+             {"seed": seed}, _taus(H, X, seq, batch, sparsities, seed)) for H, X, L in configs]
+    return bench_accelerators("layer", jobs, _row, simulator=simulator, build_root=build_root,
+                              progress=progress)
 
 
 def _row(accel, r: dict, simulator: str) -> dict:

@@ -105,6 +105,12 @@ class AccelConfig:
         return -(-self.k // self.lanes)
 
     @property
+    def x_chunks(self) -> int:
+        """``ceil(X / L)``: the words of a K-vector that hold ``x`` (the first of its ``C``),
+        and the words per vector of ``XI`` and ``DX``."""
+        return -(-self.inputs // self.lanes)
+
+    @property
     def params(self) -> dict:
         """The sizes alone (:data:`PARAMS`)."""
         return {name: getattr(self, name) for name in PARAMS}

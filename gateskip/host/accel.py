@@ -34,10 +34,10 @@ class BackwardHost:
     """Runs backward passes on an accelerator of the given build parameters through ``bus``."""
 
     def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
-                 max_batch: int, poll_limit: int = 10_000_000, **_params):
+                 max_batch: int, train: bool = False, poll_limit: int = 10_000_000):
         self.bus, self.poll_limit = bus, poll_limit
         self.config = AccelConfig(hidden=hidden, inputs=inputs, lanes=lanes, max_seq=max_seq,
-                                  max_batch=max_batch, train=bool(_params.get("train", False)))
+                                  max_batch=max_batch, train=bool(train))
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch = max_seq, max_batch
 
@@ -170,11 +170,6 @@ class LayerHost(BackwardHost):
         await self.write_mem("HS", h)
         await self.write_mem("CS", c)
 
-    def _x_words(self):
-        """Words of a K-vector that hold x (the first ``ceil(X / L)``), and C."""
-        C = self.config.chunks
-        return -(-self.inputs // self.lanes), C
-
     async def forward(self, x, *, seq_len: int | None = None, batch: int | None = None,
                       clear: bool = True) -> np.ndarray:
         """``x`` (batch, seq_len, X) operand codes into ``XI``, ``FORWARD``, and
@@ -186,8 +181,7 @@ class LayerHost(BackwardHost):
         await self.write_reg("BATCH", batch)
         if clear:
             await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
-        nx, _C = self._x_words()
-        code = MEMORIES["XI"].code
+        nx, code = self.config.x_chunks, MEMORIES["XI"].code
         for b in range(batch):                      # a sequence's x_t are contiguous in XI
             await self.bus.write_mem(code, to_words(x[b], self.lanes),
                                      addr=b * self.max_seq * nx)
@@ -225,8 +219,7 @@ class LayerHost(BackwardHost):
 
     async def read_dx(self, seq_len: int, batch: int) -> np.ndarray:
         """``dx`` (batch, seq_len, X) ``da`` codes of the last TRAIN, from ``DX``."""
-        nx, _C = self._x_words()
-        code, X = MEMORIES["DX"].code, self.inputs
+        nx, code, X = self.config.x_chunks, MEMORIES["DX"].code, self.inputs
         out = np.zeros((batch, seq_len, X), np.int64)
         for b in range(batch):                      # gathered by TRAIN: contiguous per sequence
             words = await self.bus.read_mem(code, seq_len * nx, self.lanes,
