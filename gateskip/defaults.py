@@ -7,7 +7,7 @@ values.
 from __future__ import annotations
 
 __all__ = ["COMPARE_DEFAULTS", "COMPARE_BUILD_OPTIONS", "COMPARE_BOARD", "COMPARE_MODES",
-           "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD"]
+           "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD", "BENCH_TRAINING_ITERATIONS"]
 
 #: the defaults of ``gateskip compare`` (:func:`gateskip.compare.run`): 100 iterations take a
 #: few seconds with the model device, the loss falls from 3.9 to about 2.7 nats/char on Penn
@@ -41,3 +41,7 @@ LINKTEST_BOARD = {"hidden": 4, "inputs": 3, "lanes": 2, "max_seq": 3, "max_batch
 #: the host link's baud rate when none is given (``gateskip build``, ``gateskip linktest``):
 #: ``gateskip.hw.top.DEFAULT_BAUD``, which the boards are built with (tests/test_cli_hw.py checks)
 LINK_BAUD = 1_000_000
+
+#: ``gateskip bench --kind layer``: the iterations of fixed-point training before the iteration
+#: its training row measures (the loss has left its first plateau by then at the bench's sizes)
+BENCH_TRAINING_ITERATIONS = 100

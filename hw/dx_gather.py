@@ -54,6 +54,6 @@ class DxGather(wiring.Component):
                 m.d.sync += [c.eq(c + 1), src.eq(src + 1)]
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), n.eq(0), c.eq(0), src.eq(0), dst.eq(0)]
-        with m.Elif(self.busy & ~reading & ~pending):
+        with m.Elif(self.busy & ~reading):                  # the last word's write
             m.d.sync += self.busy.eq(0)
         return m

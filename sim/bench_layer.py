@@ -9,13 +9,22 @@ same weights and state, reading the phase counters. Ideal per phase: the forward
 ``4H*C``; the rest is a latency per step (forward :data:`gateskip.hw.forward_unit.STEP_OVERHEAD`,
 backward :data:`gateskip.hw.backward.STEP_OVERHEAD`) and per update
 (:data:`gateskip.hw.weight_update.OVERHEAD`).
+
+One more row per configuration runs an iteration of real training: the layer's weights, state,
+``x``, ``dh_out`` and ``tau`` at the last of ``training_iterations`` of fixed-point training
+(:func:`training_case`, ``golden.layer_train`` at ``gateskip compare``'s threshold and
+optimiser), so the sparsity and its spread over steps are those training produces.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
-from ..golden.accel import run_outputs
+import numpy as np
+
+from ..defaults import BENCH_TRAINING_ITERATIONS, COMPARE_DEFAULTS, LAYER_OPTIMIZER
+from ..golden.accel import run_outputs, to_hw_rows
 from ..golden.layer import LayerMemories
 from ..hw import forward_unit, weight_update
 from ..hw.backward import STEP_OVERHEAD as BACKWARD_STEP
@@ -24,7 +33,8 @@ from . import bench_core as bench
 from .accel_stimulus import random_layer, tau_for_sparsity
 from .bench_backward import bench_accelerators
 
-__all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_layer_bench", "table", "plot"]
+__all__ = ["DEFAULT_CONFIGS", "DEFAULT_SPARSITIES", "run_layer_bench", "training_case", "table",
+           "plot"]
 
 DEFAULT_CONFIGS = ((32, 16, 4),)                       # (H, X, lanes): the compare defaults
 DEFAULT_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
@@ -42,18 +52,78 @@ def _taus(H, X, T, B, sparsities, seed) -> list[dict]:
     return [{"label": f"{s:.0%}", "tau": tau_for_sparsity(mems, X, s)} for s in sparsities]
 
 
+def training_case(H: int, X: int, T: int, B: int, *, iterations: int, seed: int = 0,
+                  corpus=None) -> dict:
+    """The iteration after ``iterations`` of fixed-point training of a layer of these sizes
+    (``golden.layer_train``, :data:`~gateskip.defaults.LAYER_OPTIMIZER` at the compare
+    threshold scaled to ``T*B``): its codes as :func:`~.accel_stimulus.random_layer` gives them (``WM BM HS CS x
+    dh``) plus ``tau``, ``lr`` and ``shift`` (the update unit's) and the golden ``sparsity``."""
+    from ..golden.config import TrainConfig
+    from ..golden.layer_train import layer_train
+    from ..hw.update import step_shift
+
+    # the threshold applies to the gradient of the mean loss over B*T symbols: scaled from the
+    # compare sizes to these, so that it zeroes the same share of dnet
+    compare_symbols = COMPARE_DEFAULTS["seq_len"] * COMPARE_DEFAULTS["batch"]
+    config = TrainConfig(hidden=H, embed=X, seq_len=T, batch=B, iterations=iterations + 1,
+                         threshold=COMPARE_DEFAULTS["threshold"] * compare_symbols / (T * B),
+                         seed=seed, corr_every=0, **LAYER_OPTIMIZER)
+    got = {}
+
+    class Recorder:                       # the fixed-point layer, its last iteration kept
+        def __init__(self, layer):
+            self.layer = layer
+
+        def forward(self, x, state=None):
+            zeros = np.zeros((B, H), np.int64)
+            h, c = state if state is not None else (zeros, zeros)
+            got.update(WM=to_hw_rows(self.layer.W), BM=to_hw_rows(self.layer.b),
+                       HS=np.array(h, np.int64), CS=np.array(c, np.int64))
+            fwd = self.layer.forward(x, state)
+            got["x"] = np.array(fwd["A"][:, :, :X], np.int64)
+            return fwd
+
+        def backward_update(self, fwd, dh_out, threshold, lr):
+            bw = self.layer.backward_update(fwd, dh_out, threshold, lr)
+            got.update(dh=np.array(bw["dh_codes"], np.int64), tau=int(bw["tau"]),
+                       lr=int(bw["lr_code"]), shift=step_shift(bw["grad_shift"]),
+                       sparsity=float(bw["sparsity"]))
+            return bw
+
+        def row(self):
+            return {}
+
+    layer_train(config, corpus, chip=Recorder)
+    return got
+
+
 def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, seq: int = 8,
                     batch: int = 1, simulator: str = "verilator", build_root=None,
-                    progress=None, seed: int = 1) -> list[dict]:
-    """One row per (configuration, sparsity)."""
+                    progress=None, seed: int = 1,
+                    training_iterations: int = BENCH_TRAINING_ITERATIONS) -> list[dict]:
+    """One row per (configuration, sparsity), and one per configuration for an iteration of
+    training after ``training_iterations`` (0: none)."""
     sparsities = [float(s) for s in sparsities]
     bad = [s for s in sparsities if not 0 <= s <= 1]
     if bad:
         raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
-    jobs = [(make("layer", hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=batch),
-             {"seed": seed}, _taus(H, X, seq, batch, sparsities, seed)) for H, X, L in configs]
-    return bench_accelerators("layer", jobs, _row, simulator=simulator, build_root=build_root,
-                              progress=progress)
+    if not isinstance(training_iterations, int) or training_iterations < 0:
+        raise ValueError(f"training_iterations must be an int >= 0, not {training_iterations!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        for H, X, L in configs:
+            cases = _taus(H, X, seq, batch, sparsities, seed)
+            if training_iterations:
+                case = training_case(H, X, seq, batch, iterations=training_iterations)
+                path = os.path.join(build_root or tmp, f"training_H{H}_X{X}_L{L}.npz")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                np.savez(path, **{k: case[k] for k in ("WM", "BM", "HS", "CS", "x", "dh")})
+                cases.append({"label": f"training it {training_iterations}", "tau": case["tau"],
+                              "lr": case["lr"], "shift": case["shift"], "data": path})
+            jobs.append((make("layer", hidden=H, inputs=X, lanes=L, max_seq=seq,
+                              max_batch=batch), {"seed": seed}, cases))
+        return bench_accelerators("layer", jobs, _row, simulator=simulator,
+                                  build_root=build_root, progress=progress)
 
 
 def _row(accel, r: dict, simulator: str) -> dict:
@@ -123,6 +193,10 @@ def plot(rows: list[dict], path: str | os.PathLike) -> str:
         ax.plot(list(xs), [r["cycles_ideal"] + r["latency"] for r in sel], "k:o", ms=3,
                 label="ideal + latency")
         ax.set_xticks(list(xs), [f"{r['sparsity']:.0%}" for r in sel])
+        for x, r in zip(xs, sel):
+            if r["label"].startswith("training"):
+                ax.annotate("training", (x, r["cycles_dense"]), ha="center", va="bottom",
+                            fontsize=7)
         ax.set_title(f"layer iteration H={H}, X={X}, L={L}, T={T} (left dense, right skip)",
                      fontsize=8)
         ax.set_xlabel("dnet sparsity")

@@ -137,21 +137,24 @@ async def reset_mid_forward(dut):
 @cocotb.test(timeout_time=100_000 * TIMEOUT_US, timeout_unit="us")
 async def bench(dut):
     """Cycles for ``gateskip bench --kind layer``: per case ``{label, tau}`` of
-    params['cases'], one whole iteration (FORWARD, TRAIN) in skip and in dense mode, each from
+    params['cases'] (with ``data``, an ``.npz`` of the layer's codes, and its ``lr`` and
+    ``shift``; else a random layer), one whole iteration (FORWARD, TRAIN) in skip and in dense mode, each from
     the same weights and state; the counters of each phase."""
     import json
     out = param("bench_out")
     assert out, "run with params['bench_out'] = the JSON file to write"
     accel, host = await start(dut)
-    data = random_layer(accel.hidden, accel.inputs, accel.max_seq, accel.max_batch,
-                        param("seed", 1))
+    stimulus = random_layer(accel.hidden, accel.inputs, accel.max_seq, accel.max_batch,
+                            param("seed", 1))
     rows = []
     for case in param("cases"):
         r = {"label": case["label"], "tau": case["tau"]}
+        data = dict(np.load(case["data"])) if "data" in case else stimulus
         for mode, dense in (("skip", False), ("dense", True)):
             await load(host, data)
             await host.forward(data["x"])
-            await host.train(data["dh"], case["tau"], lr=LR, shift=SHIFT, dense=dense)
+            await host.train(data["dh"], case["tau"], lr=case.get("lr", LR),
+                             shift=case.get("shift", SHIFT), dense=dense)
             r[mode] = await host.counters()
         rows.append(r)
         with open(out, "w") as f:

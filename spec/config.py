@@ -78,6 +78,7 @@ class AccelConfig:
                              f"1..{_PRODUCTS}, not {m!r}")
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "train"):
             _check_bool(name, getattr(self, name))
+            object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
             raise TypeError(f"formats must be a Formats, not {self.formats!r}")
         if not self.forwarding and self.chunks < 2:

@@ -238,7 +238,10 @@ def test_parameter_that_does_not_exist(no_tools, tmp_path):
 
 @pytest.mark.parametrize("pair, message", [("lanes=17", "lanes must be an int in 1..16"),
                                            ("hidden=0", "hidden must be an int in 1..1024"),
-                                           ("lanes=x", "--param lanes must be an integer")])
+                                           ("lanes=x", "--param lanes must be an integer"),
+                                           ("train=2", "train must be a bool, not 2"),
+                                           ("train=yes", "--param train must be an integer, "
+                                                         "true, false or none")])
 def test_parameter_out_of_range(no_tools, tmp_path, pair, message):
     line = one_line_error(run("build", "--board", "ulx3s-85f", "--param", pair,
                               "--out", str(tmp_path), "--no-progress"))
@@ -336,3 +339,12 @@ def test_default_bitstream_is_where_build_writes_it():
     assert default_bitstream(board("ulx3s-85f")) == Path("out/build/ulx3s-85f/gateskip.bit")
     with pytest.raises(ValueError, match="gateskip build --board ulx3s-12f"):
         program(board("ulx3s-12f"), os.devnull + ".missing.bit")
+
+
+def test_bool_parameters_read_as_words_or_bits():
+    from gateskip.cli.common import parse_params
+    from gateskip.spec.config import AccelConfig
+    assert parse_params(["train=true", "forwarding=False", "ew_multipliers=none", "lanes=0x8"]) \
+        == {"train": True, "forwarding": False, "ew_multipliers": None, "lanes": 8}
+    config = AccelConfig(train=1, forwarding=0)         # stored as bools, as the blocks want
+    assert config.train is True and config.forwarding is False

@@ -99,6 +99,34 @@ def test_bench_backward_whole_sequences(tiny_trace, tmp_path):
     assert (tmp_path / "b" / "backward_cycles.png").stat().st_size > 0
 
 
+def test_bench_layer_whole_iterations(tmp_path):
+    """The forward and the update exactly their cycle models, the backward's skip within 10% of
+    ideal; one row from an iteration of real training, at the sparsity training made."""
+    from gateskip.hw import forward_unit, weight_update
+    from gateskip.sim.bench_layer import training_case
+
+    r = run(["bench", "--kind", "layer", "--backward-config", "6,3,2", "--seq-len", "3",
+             "--sparsities", "0,0.8", "--training-iterations", "5", "--simulator", "icarus",
+             "--out", str(tmp_path / "b"), "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [row["label"] for row in rows] == ["0%", "80%", "training it 5"]
+    H, C, T = 6, 5, 3
+    for row in rows:
+        assert row["kind"] == "layer" and row["C"] == C
+        assert row["forward_skip"] == row["forward_dense"] == (
+            T * (4 * H * C + forward_unit.STEP_OVERHEAD) + H + forward_unit.SEQUENCE_OVERHEAD)
+        assert row["update_skip"] == 4 * H * C + weight_update.OVERHEAD
+        assert row["cycles_skip"] <= 1.10 * (row["cycles_ideal"] + row["latency"])
+        assert row["backward_skip"] <= row["backward_dense"]
+    trained = training_case(6, 3, 3, 1, iterations=5)
+    assert rows[2]["tau"] == trained["tau"]
+    assert rows[2]["sparsity"] == pytest.approx(trained["sparsity"])
+    assert rows[1]["sparsity"] == pytest.approx(0.8, abs=0.1)
+    assert (tmp_path / "b" / "layer_cycles.png").stat().st_size > 0
+    assert "training it 5" in (tmp_path / "b" / "layer.txt").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--backward-config", "8,4"], "--backward-config must be H,X,LANES"),
     (["--backward-config", "8,4,0"], "lanes must be an int in 1..16"),

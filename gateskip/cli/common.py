@@ -183,20 +183,25 @@ class Progress:
             self.bar.close()
 
 
+_WORDS = {"none": None, "true": True, "false": False}
+
+
 def parse_params(pairs) -> dict:
-    """``("lanes=4", "k=64")`` -> ``{"lanes": 4, "k": 64}`` (integers, or ``none``)."""
+    """``("lanes=4", "train=true")`` -> ``{"lanes": 4, "train": True}`` (integers, ``true`` or
+    ``false``, or ``none``)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--param must be NAME=VALUE, not {pair!r}")
-        if value.lower() == "none":
-            out[key] = None
+        if value.lower() in _WORDS:
+            out[key] = _WORDS[value.lower()]
             continue
         try:
             out[key] = int(value, 0)
         except ValueError:
-            raise ValueError(f"--param {key} must be an integer, not {value!r}") from None
+            raise ValueError(f"--param {key} must be an integer, true, false or none, "
+                             f"not {value!r}") from None
     return out
 
 

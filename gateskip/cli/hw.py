@@ -7,6 +7,7 @@ import os
 
 import click
 
+from gateskip.defaults import BENCH_TRAINING_ITERATIONS
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
 
@@ -177,10 +178,15 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
 @click.option("--trace", type=str, default=None,
               help="A training trace (gateskip train's trace.npz): also run the backward on "
                    "it at its threshold, the sparsity training produces.")
+@click.option("--training-iterations", type=IntRange(0, 100_000),
+              default=BENCH_TRAINING_ITERATIONS, show_default=True,
+              help="For --kind layer: also run the iteration that follows this many "
+                   "iterations of fixed-point training on Penn Treebank (its weights, state, "
+                   "data and sparsity); 0: none.")
 @progress_option()
 @fail_cleanly
 def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
-          backward_configs, seq_len, trace, progress):
+          backward_configs, seq_len, trace, training_iterations, progress):
     """Cycles in simulation of the generated hardware: dense vs skip vs ideal.
 
     The MAC core (ideal nnz*ceil(K/L) per run) and the backward accelerator over whole
@@ -245,9 +251,9 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
                                                   simulator=simulator, trace=trace, progress=bar,
                                                   build_root=os.path.join(out, "build"))
         if kind in ("all", "layer"):
-            rows_out += layer_mod.run_layer_bench(layer_triples, bw_values, seq=seq_len,
-                                                  simulator=simulator, progress=bar,
-                                                  build_root=os.path.join(out, "build"))
+            rows_out += layer_mod.run_layer_bench(
+                layer_triples, bw_values, seq=seq_len, simulator=simulator, progress=bar,
+                build_root=os.path.join(out, "build"), training_iterations=training_iterations)
     finally:
         bar.close()
     for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod), ("layer", layer_mod)):

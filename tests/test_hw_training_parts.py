@@ -1,0 +1,265 @@
+# amaranth: UnusedElaboratable=no
+"""The training build's own blocks one by one in amaranth.sim, each on memories of its own
+(``hw.memory_bank.word_shapes``): :class:`~gateskip.hw.weight_update.WeightUpdate` against
+``golden.layer.update_model``/``operand_code``, :class:`~gateskip.hw.dx_gather.DxGather` against
+the gather it promises, :class:`~gateskip.hw.phases.PhaseControl` against its phase order and
+refusals. Each with its exact cycle count. (The forward unit reads and writes ten memories of the
+bank; it is tested through the whole build in ``test_hw_layer.py``.)"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from gateskip.golden.layer import operand_code, update_model
+from gateskip.hw.dx_gather import DxGather
+from gateskip.hw.memory_bank import word_shapes
+from gateskip.hw.phases import PhaseControl
+from gateskip.hw.update import step_shift
+from gateskip.hw.weight_update import OVERHEAD, WeightUpdate
+from gateskip.spec.config import AccelConfig
+from gateskip.spec.formats import FORMATS
+
+
+class _OnMemories(wiring.Component):
+    """``block`` with a memory behind each of its ``<name>_rd``/``<name>_wr`` ports, filled from
+    ``init`` (``{name: [word, ...]}``); the block's other members are this component's."""
+
+    def __init__(self, block, ports: dict, init: dict):
+        self.block = block
+        self.mems = {}
+        for name, (shape, depth) in ports.items():
+            key = name.lower()
+            if f"{key}_rd" in block.signature.members or f"{key}_wr" in block.signature.members:
+                self.mems[name] = Memory(shape=shape, depth=depth, init=init.get(name, []))
+        super().__init__({k: v for k, v in block.signature.members.items()
+                          if not k.endswith(("_rd", "_wr"))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = self.block
+        for name, mem in self.mems.items():
+            m.submodules[name] = mem
+            key = name.lower()
+            if f"{key}_rd" in self.block.signature.members:
+                wiring.connect(m, mem.read_port(),
+                               getattr(self.block, f"{key}_rd"))
+            if f"{key}_wr" in self.block.signature.members:
+                wiring.connect(m, mem.write_port(),
+                               getattr(self.block, f"{key}_wr"))
+        for k in self.signature.members:
+            if self.signature.members[k].flow == wiring.In:
+                m.d.comb += getattr(self.block, k).eq(getattr(self, k))
+            else:
+                m.d.comb += getattr(self, k).eq(getattr(self.block, k))
+        return m
+
+
+def _run(dut, testbench):
+    out = {}
+
+    async def tb(ctx):
+        out["result"] = await testbench(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out["result"]
+
+
+async def _strobe_and_count(ctx, dut, limit=100_000):
+    """``start`` for one cycle, then the cycles until ``busy`` falls (as the docstrings count)."""
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+    cycles = 0
+    while ctx.get(dut.busy):
+        await ctx.tick()
+        cycles += 1
+        assert cycles < limit
+    return cycles
+
+
+def _words(ctx, mem, lanes=None):
+    if lanes is None:
+        return np.array([ctx.get(mem.data[i]) for i in range(mem.depth)], np.int64)
+    return np.array([[ctx.get(mem.data[i])[l] for l in range(lanes)] for i in range(mem.depth)],
+                    np.int64)
+
+
+@pytest.mark.parametrize("H, X, L, seed", [(2, 1, 1, 1), (3, 2, 2, 2), (2, 3, 4, 3)])
+def test_weight_update_is_the_golden_sgd_step(H, X, L, seed):
+    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=2, max_batch=1, train=True)
+    ports = word_shapes(cfg)
+    f, C, rng = FORMATS, cfg.chunks, np.random.default_rng(seed)
+    words = 4 * H * C
+    m_hi = 1 << (f.master.width - 1)
+    wm = rng.integers(-m_hi, m_hi, (words, L))
+    wm[0, 0], wm[-1, -1] = m_hi - 1, -m_hi                  # saturation at both ends
+    dw = rng.integers(-(1 << 20), 1 << 20, (words, L))
+    dw[0, 0], dw[-1, -1] = -(1 << 20), 1 << 20
+    bm = rng.integers(-m_hi, m_hi, 4 * H)
+    db = rng.integers(-(1 << 20), 1 << 20, (H, 4))
+    grad_shift, lr = 9, 3 << f.lr.frac_bits
+    block = WeightUpdate(cfg, ports)
+    dut = _OnMemories(block, ports, {"WM": wm.tolist(), "DW": dw.tolist(), "BM": bm.tolist(),
+                                     "DB": db.tolist()})
+
+    async def tb(ctx):
+        ctx.set(dut.lr, lr)
+        ctx.set(dut.shift, step_shift(grad_shift, f))
+        cycles = await _strobe_and_count(ctx, dut)
+        return (cycles, _words(ctx, dut.mems["WM"], L), _words(ctx, dut.mems["W"], L),
+                _words(ctx, dut.mems["BM"]))
+
+    cycles, got_wm, got_w, got_bm = _run(dut, tb)
+    want_wm = update_model(wm, dw, grad_shift, lr, f)
+    want_bm = update_model(bm, db.reshape(-1), grad_shift, lr, f)
+    assert np.any(want_wm == m_hi - 1) and np.any(want_wm == -m_hi)   # saturation exercised
+    np.testing.assert_array_equal(got_wm[:words], want_wm)
+    np.testing.assert_array_equal(got_w[:words], operand_code(want_wm, f))
+    np.testing.assert_array_equal(got_bm[:4 * H], want_bm)
+    assert cycles == words + OVERHEAD
+
+
+@pytest.mark.parametrize("H, X, L, T, B", [(2, 1, 1, 2, 2), (3, 5, 2, 3, 1), (2, 2, 4, 2, 2)])
+def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
+    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True)
+    ports = word_shapes(cfg)
+    C, nx = cfg.chunks, cfg.x_chunks
+    rng = np.random.default_rng(H + X + L)
+    da = rng.integers(-(1 << 15), 1 << 15, (ports["DA"][1], L))
+    dx_before = rng.integers(-(1 << 15), 1 << 15, (ports["DX"][1], L))
+    dut = _OnMemories(DxGather(cfg, ports), ports, {"DA": da.tolist(), "DX": dx_before.tolist()})
+
+    async def tb(ctx):
+        first = await _strobe_and_count(ctx, dut)
+        second = await _strobe_and_count(ctx, dut)             # a second run: the same
+        return first, second, _words(ctx, dut.mems["DX"], L)
+
+    first, second, dx = _run(dut, tb)
+    want = da[:B * T * C].reshape(B * T, C, L)[:, :nx].reshape(B * T * nx, L)
+    np.testing.assert_array_equal(dx[:B * T * nx], want)
+    np.testing.assert_array_equal(dx[B * T * nx:], dx_before[B * T * nx:])
+    assert first == second == B * T * nx + 1
+
+
+# -- PhaseControl: the phases' blocks modelled as "busy for N cycles from the cycle after start"
+
+def _phases(train: bool, script, durations=None):
+    """Run ``script(ctx, dut, log)`` on a PhaseControl whose step controller, forward unit and
+    update unit are busy ``durations[name]`` cycles after their start; ``log`` collects
+    ``(cycle, name)`` for every start and ``ctl_zero``."""
+    durations = {"ctl": 5, "fwd": 7, "upd": 4, **(durations or {})}
+    dut = PhaseControl(train=train)
+    log, state = [], {"cycle": 0, "ctl": 0, "fwd": 0, "upd": 0}
+    starts = {"ctl": ("ctl_start", "ctl_zero"), "fwd": ("fwd_start",), "upd": ("upd_start",)}
+
+    async def tb(ctx):
+        async def tick():
+            # sample the strobes of this cycle, then advance the modelled blocks
+            for unit, names in starts.items():
+                for name in names:
+                    if hasattr(dut, name) and ctx.get(getattr(dut, name)):
+                        log.append((state["cycle"], name))
+                        state[unit] = durations[unit] + 1
+            await ctx.tick()
+            state["cycle"] += 1
+            for unit in ("ctl", "fwd", "upd"):
+                state[unit] = max(0, state[unit] - 1)
+            ctx.set(dut.ctl_busy, state["ctl"] > 0)
+            if train:
+                ctx.set(dut.fwd_busy, state["fwd"] > 0)
+                ctx.set(dut.upd_busy, state["upd"] > 0)
+
+        async def command(name, **held):
+            for k, v in held.items():
+                ctx.set(getattr(dut, k), v)
+            ctx.set(getattr(dut, name), 1)
+            await tick()
+            ctx.set(getattr(dut, name), 0)
+            begin = state["cycle"]
+            while ctx.get(dut.busy):
+                await tick()
+            return {"cycles": state["cycle"] - begin, "done": ctx.get(dut.done),
+                    "error": ctx.get(dut.error),
+                    "cached": ctx.get(dut.cached) if train else None}
+
+        return await script(ctx, dut, command, tick, log)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    return sim.run() or dut
+
+
+def test_phase_control_runs_forward_then_zero_backward_update_in_order():
+    got = {}
+
+    async def script(ctx, dut, command, tick, log):
+        got["train_first"] = await command("train_cmd")          # nothing cached: refused
+        got["log_refused"] = list(log)
+        got["forward"] = await command("forward")
+        log.clear()
+        got["train"] = await command("train_cmd")
+        got["log"] = list(log)
+        got["again"] = await command("train_cmd")                # the cache was used up
+
+    _phases(True, script)
+    assert got["train_first"] == {"cycles": 0, "done": 1, "error": 1, "cached": 0}
+    assert got["log_refused"] == []
+    assert got["forward"]["cached"] == 1 and not got["forward"]["error"]
+    assert got["forward"]["cycles"] == 7 + 1
+    names = [n for _, n in got["log"]]
+    assert names == ["ctl_zero", "ctl_start", "upd_start"]
+    # each phase starts in the cycle after the previous one's block drops busy
+    (z, _), (s, _), (u, _) = got["log"]
+    assert s - z == 5 + 1 and u - s == 5 + 1
+    assert got["train"]["done"] == 1 and got["train"]["error"] == 0
+    assert got["train"]["cycles"] == (5 + 1) * 2 + 4 + 1
+    assert got["again"]["error"] == 1
+
+
+def test_phase_control_refusals_and_the_cache():
+    got = {}
+
+    async def script(ctx, dut, command, tick, log):
+        await command("forward")
+        got["single"] = await command("train_cmd", single=1)      # SINGLE: refused, cache kept
+        ctx.set(dut.single, 0)
+        ctx.set(dut.cache_written, 1)                             # the host writes A
+        await tick()
+        ctx.set(dut.cache_written, 0)
+        got["written"] = await command("train_cmd")
+        got["start"] = await command("start")
+        got["log"] = [n for _, n in log]
+
+    _phases(True, script)
+    assert got["single"]["error"] == 1 and got["single"]["cached"] == 1
+    assert got["written"]["error"] == 1 and got["written"]["cached"] == 0
+    assert got["start"] == {"cycles": 5 + 1, "done": 1, "error": 0, "cached": 0}
+    assert got["log"] == ["fwd_start", "ctl_start"]
+
+
+def test_backward_only_phase_control_refuses_the_training_commands():
+    got = {}
+
+    async def script(ctx, dut, command, tick, log):
+        got["forward"] = await command("forward")
+        got["train"] = await command("train_cmd")
+        got["zero"] = await command("zero")
+        got["log"] = [n for _, n in log]
+
+    _phases(False, script)
+    assert got["forward"]["error"] == 1 and got["train"]["error"] == 1
+    assert got["zero"]["error"] == 0 and got["zero"]["cycles"] == 5 + 1
+    assert got["log"] == ["ctl_zero"]
+    assert not hasattr(PhaseControl(train=False), "fwd_start")
+
+
+def test_phase_control_checks_its_parameter():
+    with pytest.raises(TypeError, match="train must be a bool"):
+        PhaseControl(train=1)
