@@ -570,7 +570,8 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
 
     ``mode`` ``"backward"`` puts the layer's backward on the device (this module);
     ``"layer"`` its whole training iteration (:mod:`gateskip.compare_layer`; the simulated
-    board is the training build, a board must carry it). ``device`` ``None`` means ``"sim"``, or the
+    board is the training build, a board must carry it); ``"model"`` the whole model's
+    (:mod:`gateskip.compare_model`; the model device only, for now). ``device`` ``None`` means ``"sim"``, or the
     board when ``port`` is given. Sizes left
     ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. ``progress``
     makes the progress bar of a stage: ``progress(description)`` returns a callable ``(done,
@@ -587,6 +588,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     kind = "board" if port is not None else (device or "sim")
     if kind not in (*DEVICES, "board"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if mode == "model" and kind != "model":
+        raise ValueError(f"--mode model runs on --device model for now: no device carries the "
+                         f"whole model yet, so not on the {kind}")
     if baud is not None and kind != "board":
         raise ValueError(f"--baud is the baud rate of --port: the {kind} device has none")
     if baud is not None and not (isinstance(baud, int) and BAUD_RANGE[0] <= baud <= BAUD_RANGE[1]):
@@ -610,6 +614,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     if mode == "layer" and kind == "model":
         from gateskip.compare_layer import run_layer
         return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
+    if mode == "model":
+        from gateskip.compare_model import run_model
+        return run_model(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
     params = None
     if kind != "board":
         chosen = {**sizes, "lanes": DEFAULTS["lanes"] if lanes is None else lanes}

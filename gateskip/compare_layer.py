@@ -166,12 +166,15 @@ def run_layer(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
 
 
 def table(result: dict) -> str:
-    """The summary as Markdown."""
+    """The summary as Markdown (of ``--mode layer``, and of ``--mode model``'s result, which
+    adds the softmax's errors)."""
     c, e = result["config"], result["activation_errors"]
     frac = result["master_frac"]
     opt = result["optimizer"]
+    what = {"layer": "layer training", "model": "whole-model training"}[result["mode"]]
+    sm = result.get("softmax_errors")
     return "\n".join([
-        f"layer training on the {result['device']} device (hidden {c['hidden']}, embed "
+        f"{what} on the {result['device']} device (hidden {c['hidden']}, embed "
         f"{c['embed']}, seq-len {c['seq_len']}, batch {c['batch']}), threshold "
         f"{c['threshold']:g}, {result['iterations']} iterations, {opt['optimizer']} lr "
         f"{opt['lr']:g}, corpus {result['corpus']}", "",
@@ -185,6 +188,8 @@ def table(result: dict) -> str:
         f"| master weights | {Q(FORMATS.master.width - frac, frac)} |",
         f"| activation max error: sigmoid, tanh(net), tanh(c) | {e['sigmoid']:.2e}, "
         f"{e['tanh']:.2e}, {e['tanh_cell']:.2e} |",
+        *([f"| softmax max error: exp, p, loss (bits) | {sm['exp']:.2e}, {sm['p']:.2e}, "
+           f"{sm['loss_bits']:.2e} |"] if sm else []),
         f"| wall seconds | {result['seconds']:.1f} |",
         *(_device_rows(result) if result["bit_exact_iterations"] is not None else [])])
 

@@ -25,9 +25,10 @@ COMPARE_BUILD_OPTIONS = {"hidden": "hidden", "embed": "inputs", "seq_len": "max_
 #: the simulated board ``gateskip compare`` runs at its defaults, and ``gateskip board`` starts
 COMPARE_BOARD = {param: COMPARE_DEFAULTS[option] for option, param in COMPARE_BUILD_OPTIONS.items()}
 
-#: what ``gateskip compare`` can put on the device: the LSTM layer's backward, or its whole
-#: training iteration (forward, backward, update)
-COMPARE_MODES = ("backward", "layer")
+#: what ``gateskip compare`` can put on the device: the LSTM layer's backward, its whole
+#: training iteration (forward, backward, update), or the whole model's (embedding, layer,
+#: output layer, softmax and loss)
+COMPARE_MODES = ("backward", "layer", "model")
 
 #: the optimiser of ``gateskip compare --mode layer`` (the update unit's): plain SGD. At the compare
 #: defaults, 300 iterations reach validation 2.226 nats/char at lr 2 against 2.405 with Adam at

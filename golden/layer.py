@@ -284,14 +284,18 @@ class FixedLayer:
         ``state`` ``(h, c)`` codes or ``None`` (zeros). Returns :func:`forward_model`'s dict plus
         ``h_float`` (T, B, H)."""
         f = self.formats
-        x = np.asarray(x, np.float64)
-        T, B, _X = x.shape
-        H = self.hidden
-        h0, c0 = state if state is not None else (np.zeros((B, H), np.int64),) * 2
-        out = forward_model(operand_code(self.W, f), operand_code(self.b, f),
-                            f.operand.quantize(x.swapaxes(0, 1)), h0, c0, f)
+        out = self.forward_codes(f.operand.quantize(np.asarray(x, np.float64).swapaxes(0, 1)),
+                                 state)
         out["h_float"] = f.operand.to_float(out["h"]).swapaxes(0, 1)
         return out
+
+    def forward_codes(self, x, state=None) -> dict:
+        """:meth:`forward` on ``x`` (B, T, X) ``operand`` codes: :func:`forward_model`'s dict."""
+        f = self.formats
+        x = np.asarray(x, np.int64)
+        B, H = x.shape[0], self.hidden
+        h0, c0 = state if state is not None else (np.zeros((B, H), np.int64),) * 2
+        return forward_model(operand_code(self.W, f), operand_code(self.b, f), x, h0, c0, f)
 
     def backward_update(self, fwd: dict, dh_out, threshold: float, lr: float) -> dict:
         """The backward on the forward's memories and ``dh_out`` (T, B, H float), then the SGD
@@ -303,20 +307,31 @@ class FixedLayer:
         f = self.formats
         dh_out = np.asarray(dh_out, np.float64)
         shift = pick_grad_shift(dh_out, f.grad, headroom_bits=2)
-        tau = threshold_to_tau(threshold, shift, f.grad)
+        dh_codes = f.state.quantize(dh_out.swapaxes(0, 1) * 2.0 ** shift)
+        out = self.backward_update_codes(fwd, dh_codes, shift,
+                                         threshold_to_tau(threshold, shift, f.grad),
+                                         lr_code(lr, f))
+        out["dx"] = f.da.to_float(out["dx_codes"]).swapaxes(0, 1) * 2.0 ** -shift
+        return out
+
+    def backward_update_codes(self, fwd: dict, dh_codes, grad_shift: int, tau: int,
+                              lr: int) -> dict:
+        """:meth:`backward_update` on codes: ``dh_codes`` (B, T, H) ``state`` codes scaled by
+        ``2**grad_shift``, the threshold ``tau`` and the ``lr`` code. Returns ``grad_shift``,
+        ``tau``, ``dh_codes``, ``dx_codes`` (B, T, X) ``da`` codes, ``lr_code`` and the
+        backward's counters."""
+        f = self.formats
         B, T = fwd["A"].shape[:2]
         mems = {"W": to_hw_rows(operand_code(self.W, f)), "A": fwd["A"],
-                "ACT": fwd["ACT"], "DH": f.state.quantize(dh_out.swapaxes(0, 1) * 2.0 ** shift)}
+                "ACT": fwd["ACT"], "DH": np.asarray(dh_codes, np.int64)}
         mems.update(run_outputs(self.hidden, self.inputs, T, B))
         res = backward_model(mems, tau, inputs=self.inputs, formats=f)
-        code = lr_code(lr, f)
-        self.W = update_model(self.W, from_hw_rows(res["DW"]), shift, code, f)
-        self.b = update_model(self.b, from_hw_rows(np.asarray(res["DB"]).reshape(-1)), shift,
-                              code, f)
+        self.W = update_model(self.W, from_hw_rows(res["DW"]), grad_shift, lr, f)
+        self.b = update_model(self.b, from_hw_rows(np.asarray(res["DB"]).reshape(-1)),
+                              grad_shift, lr, f)
         dx_codes = np.asarray(res["DA"])[:, :, :self.inputs]
-        dx = f.da.to_float(dx_codes).swapaxes(0, 1) * 2.0 ** -shift
-        return {"dx": dx, "grad_shift": shift, "tau": tau, "dh_codes": mems["DH"],
-                "dx_codes": dx_codes, "lr_code": code,
+        return {"grad_shift": grad_shift, "tau": tau, "dh_codes": mems["DH"],
+                "dx_codes": dx_codes, "lr_code": lr,
                 **{k: res[k] for k in ("pairs", "values", "zeros", "sparsity", "macs")}}
 
 

@@ -38,6 +38,10 @@ net        Q(5, 11)     the forward's ``net = W a_t + b`` (exact sum, rounded on
 master     Q(4, 28)     weights and bias as the update unit keeps them: an SGD step of 1e-6 still
                         counts (lsb 3.7e-9); the MAC operand is this rounded to ``operand``
 lr         Q(8, 16)     the learning rate register (positive; lsb 1.5e-5)
+logit      Q(6, 10)     the output layer's ``Wo h + bo`` (exact sum, rounded once): a character
+                        model's logits stay within +-32; the softmax reads ``max - logit``
+loss       Q(8, 16)     one symbol's cross-entropy in bits (``log2``), before the exact sum over
+                        the batch: up to 256 bits a symbol, lsb 1.5e-5
 =========  ===========  ===========================================================================
 
 One MAC, exactly as the hardware does it (``golden.fixed.mac_step``)::
@@ -63,7 +67,7 @@ import numpy as np
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "NET", "MASTER", "LR",
-           "FORMATS"]
+           "LOGIT", "LOSS", "FORMATS"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -190,6 +194,8 @@ STATE = Q(6, 18)
 NET = Q(5, 11)
 MASTER = Q(4, 28)
 LR = Q(8, 16)
+LOGIT = Q(6, 10)
+LOSS = Q(8, 16)
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,8 @@ class Formats:
     ``dw`` / ``da``: the two accumulators; ``act``, ``cell``, ``state``: the gate-gradient
     unit's cached activations, cached ``c_{t-1}`` and carried gradients ``dh``/``dc``
     (:mod:`golden.accel`); ``net``, ``master``, ``lr``: the forward's pre-activations, the
-    update's weights and its learning rate (:mod:`golden.layer`). The product format is exact, and each accumulator's
+    update's weights and its learning rate (:mod:`golden.layer`); ``logit``, ``loss``: the
+    output layer's logits and a symbol's loss (:mod:`golden.output`). The product format is exact, and each accumulator's
     fraction must not exceed the product's (products are rounded *down* in precision, by
     :attr:`dw_shift` / :attr:`da_shift` bits, round half up); the rounded product must fit the
     accumulator's width.
@@ -216,11 +223,13 @@ class Formats:
     net: Q = NET
     master: Q = MASTER
     lr: Q = LR
+    logit: Q = LOGIT
+    loss: Q = LOSS
     rounding: str = field(default="half_up")
 
     def __post_init__(self):
         for name in ("operand", "grad", "dw", "da", "act", "cell", "state", "net", "master",
-                     "lr"):
+                     "lr", "logit", "loss"):
             if not isinstance(getattr(self, name), Q):
                 raise TypeError(f"{name} must be a Q format, not {getattr(self, name)!r}")
         if self.rounding not in ROUNDING:

@@ -166,7 +166,7 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
     """
     from gateskip.synth.boards import BOARDS, board as get_board
     from gateskip.synth.build import (boards_table, build_params, check_build, resolve_params,
-                                      saved_report)
+                                      saved_report, top_name)
 
     values = parse_params(params)
     if list_boards:
@@ -185,14 +185,13 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
             if not b.fits:
                 proof = f"the smallest build, and even it does not fit: {proof}".rstrip(": ")
             click.echo(f"{'':10}  defaults: {d}" + (f" ({proof})" if proof else ""))
-            top = "training build" if b.defaults.get("train") else "backward-only"
-            click.echo(f"{'':10}  top: {top}")
+            click.echo(f"{'':10}  top: {top_name(b.defaults)}")
             rows.append({"board": b.name, "title": b.title, "device": b.device,
                          "family": b.family, "clock_mhz": b.clock_mhz, "dsps": b.dsps,
                          "bram_bits": b.bram_bits, "bram_note": b.bram_note,
                          "defaults": b.defaults, "defaults_report": b.defaults_report,
                          "fits": b.fits,
-                         "top": "training" if b.defaults.get("train") else "backward"})
+                         "top": top_name(b.defaults)})
         params_line = ", ".join(f"{k}={v}" for k, v in build_params().items())
         click.echo(f"parameters (and the design's own defaults): {params_line}")
         write_json(json_path, {"boards": rows, "parameters": build_params()})
@@ -273,8 +272,9 @@ def flash(board_name, bitstream, to_flash):
 @click.command()
 @click.option("--mode", type=click.Choice(COMPARE_MODES), default=COMPARE_MODES[0],
               show_default=True,
-              help="What the device runs: the LSTM layer's backward, or its whole training "
-                   "iteration (forward, backward, SGD update; --device model for now).")
+              help="What the device runs: the LSTM layer's backward, its whole training "
+                   "iteration (forward, backward, SGD update), or the whole model's "
+                   "(embedding, output layer, softmax and loss too; --device model for now).")
 @click.option("--device", type=click.Choice(["sim", "model"]), default=None,
               help="Where the LSTM backward runs: the simulated board, or the golden "
                    "fixed-point model. [default: sim; the board with --port]")
@@ -306,8 +306,9 @@ def compare(progress, **kw):
 
     Every iteration the device must equal the golden fixed-point model bit for bit (exit 1 if
     not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png. With --mode layer the
-    device runs the layer's whole training iteration in fixed point (--device model for now)
-    against float training with the update unit's SGD; writes OUT/summary.md and OUT/loss.png.
+    device runs the layer's whole training iteration in fixed point against float training
+    with the update unit's SGD, checked bit for bit against the fixed-point model; --mode model
+    the whole model's (--device model for now). Both write OUT/summary.md and OUT/loss.png.
     """
     from gateskip.compare import run
     run(**kw, progress=Progress if progress else None, echo=click.echo)

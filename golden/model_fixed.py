@@ -1,0 +1,173 @@
+"""The whole character model in fixed point, as the chip will train it (issue 12): the embedding,
+the LSTM layer (:class:`golden.layer.FixedLayer`), the output layer, softmax and loss
+(:mod:`golden.output`) and SGD on every weight; and its training against float training.
+
+One iteration (:meth:`FixedModel.step`), tokens ``(T, B)`` in, loss out:
+
+1. ``x = operand(E[token])``; the LSTM forward (state carried);
+2. per symbol: logits, softmax, loss (bits), ``dlogit = p - onehot``;
+3. the output layer's backward (``dWo``, ``dbo``, ``dh``), on the loss **summed** over the
+   ``N = B T`` symbols (gradients at scale ``2**0``);
+4. the LSTM's loss scale ``s`` from ``max|dh|`` (:func:`golden.output.loss_scale_shift`),
+   ``DH = dh`` at ``2**s``, the threshold at the summed loss's scale (``threshold * N``, as the
+   float run's threshold applies to the mean loss's ``dnet``), the LSTM's backward and update;
+5. the embedding's update by ``dx`` as it comes, and the output layer's update;
+
+every update at ``lr / N`` (:func:`golden.layer.lr_code`), so that the step equals the float
+run's SGD on the mean loss. The loss of the batch is the exact sum of each symbol's ``loss``
+code (bits), which the host reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .corpus import Corpus
+from .fixed import FORMATS, Formats, threshold_to_tau
+from .layer import FixedLayer, lr_code, operand_code, update_model
+from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift,
+                     output_backward, softmax_code)
+from .train import _batchify, evaluate, evaluation_plan, numpy_step, setup, single_thread
+
+__all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
+
+#: the LSTM's loss scale ``s`` stays within these (the update unit's shift ``8 + s`` and the
+#: embedding's ``12 + s`` stay within 0..63)
+SHIFT_BOUNDS = (-8, 40)
+
+
+class FixedModel:
+    """Master codes of every weight: ``E`` (V, X), the layer's ``W`` (4H, K) and ``b``,
+    ``Wo`` (V, H), ``bo`` (V,)."""
+
+    def __init__(self, E, layer: FixedLayer, Wo, bo, formats: Formats = FORMATS):
+        self.E, self.layer = np.asarray(E, np.int64), layer
+        self.Wo, self.bo = np.asarray(Wo, np.int64), np.asarray(bo, np.int64)
+        self.formats = formats
+
+    @classmethod
+    def from_float(cls, E, W, b, Wo, bo, formats: Formats = FORMATS) -> "FixedModel":
+        m = formats.master
+        E = np.asarray(E, np.float64)
+        layer = FixedLayer.from_float(W, b, E.shape[1], formats)
+        return cls(m.quantize(E), layer, m.quantize(np.asarray(Wo, np.float64)),
+                   m.quantize(np.asarray(bo, np.float64)), formats)
+
+    @property
+    def vocab(self) -> int:
+        return self.E.shape[0]
+
+    def forward(self, tokens, targets, state=None) -> dict:
+        """Steps 1-2 for ``tokens``/``targets`` (T, B): the layer's forward dict plus
+        ``logits`` (B, T, V), the softmax's ``p``, ``dlogit``, ``loss`` (B, T) codes and
+        ``loss_sum`` (int, bits at ``loss``'s lsb)."""
+        f = self.formats
+        tokens = np.asarray(tokens, np.int64).T                   # (B, T), the device's order
+        x = operand_code(self.E, f)[tokens]
+        fwd = self.layer.forward_codes(x, state)
+        logits = logit_code(operand_code(self.Wo, f), fwd["h"], operand_code(self.bo, f), f)
+        sm = softmax_code(logits, np.asarray(targets, np.int64).T, f)
+        fwd.update(tokens=tokens, logits=logits, p=sm["p"], dlogit=sm["dlogit"],
+                   loss=sm["loss"], loss_sum=int(sm["loss"].sum()))
+        return fwd
+
+    def step(self, tokens, targets, state, threshold: float, lr: float) -> dict:
+        """One training iteration (module docstring). Returns the forward's dict (its ``h_T``,
+        ``c_T`` carry the state) and ``grad_shift``, ``tau``, ``lr_code`` and the LSTM
+        backward's counters."""
+        f = self.formats
+        fwd = self.forward(tokens, targets, state)
+        B, T = fwd["tokens"].shape
+        n = B * T
+        out = output_backward(fwd["dlogit"], fwd["h"], operand_code(self.Wo, f), f)
+        shift = loss_scale_shift(out["dh"], f, bounds=SHIFT_BOUNDS)
+        code = lr_code(lr / n, f)
+        bw = self.layer.backward_update_codes(fwd, dh_to_state(out["dh"], shift, f), shift,
+                                              threshold_to_tau(threshold * n, shift, f.grad),
+                                              code)
+        self.E = embedding_update(self.E, fwd["tokens"], bw["dx_codes"], shift, code, f)
+        self.Wo = update_model(self.Wo, out["dWo"], 0, code, f)
+        self.bo = update_model(self.bo, out["dbo"], 0, code, f)
+        return {**fwd, **bw}
+
+    def loss_nats(self, loss_sum: int, symbols: int) -> float:
+        """A summed ``loss`` code (bits) as the mean cross-entropy in nats per symbol."""
+        return self.formats.loss.to_float(loss_sum) * math.log(2) / symbols
+
+
+def evaluate_model(model: FixedModel, ids: np.ndarray, batch: int = 256,
+                   window: int = 128) -> float:
+    """Mean cross-entropy (nats) of ``ids`` by the fixed model's forward, read as
+    :func:`golden.train.evaluate` reads it (``batch`` streams, windows, state carried)."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    data = _batchify(ids, batch)
+    total, count, state = 0, 0, None
+    for p in range(0, len(data) - 1, window):
+        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
+        inp = inp[:len(tgt)]
+        fwd = model.forward(inp, tgt, state)
+        state = (fwd["h_T"], fwd["c_T"])
+        total += fwd["loss_sum"]
+        count += tgt.size
+    return model.loss_nats(total, count)
+
+
+def model_train(config: TrainConfig, corpus: Corpus | None = None, *, progress=None) -> dict:
+    """Train the float model (:func:`golden.train.numpy_step`, plain SGD) and the fixed model
+    (:class:`FixedModel`, from the same initial weights) on the same batches; ``config.optimizer``
+    must be ``sgd`` and ``config.clip`` 0. Returns ``{"config", "iterations": [per iteration:
+    train losses, validation losses at the evaluation points, sparsity, grad_shift],
+    "summary": {val_loss_float, val_loss_fixed, ratio, sparsity_*, seconds}}``."""
+    config = config.replace(backend="numpy", trace_iterations=()).check()
+    if config.optimizer != "sgd" or config.clip != 0:
+        raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
+    with single_thread():
+        return _model_train(config, corpus, progress)
+
+
+def _model_train(config, corpus, progress) -> dict:
+    corpus, data, model = setup(config, corpus)
+    fixed = FixedModel.from_float(*(v.detach().numpy().astype(np.float64)
+                                    for v in model.weights()))
+    opt = torch.optim.SGD(model.weights(), lr=config.lr)
+    eval_every, val_curve = evaluation_plan(config, corpus)
+    T = config.seq_len
+    rows, state_f, state_x, pos = [], None, None, 0
+    t0 = time.perf_counter()
+    for it in range(config.iterations):
+        if pos + T + 1 > len(data):
+            pos, state_f, state_x = 0, None, None
+        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
+        pos += T
+        opt.zero_grad(set_to_none=True)                           # float
+        loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
+                                                torch.from_numpy(tgt), state_f)
+        opt.step()
+        r = fixed.step(inp, tgt, state_x, config.threshold, config.lr)    # fixed
+        state_x = (r["h_T"], r["c_T"])
+        loss_x = float(fixed.loss_nats(r["loss_sum"], tgt.size))
+        for name, loss in (("float", loss_f), ("fixed", loss_x)):
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the {name} run diverged at iteration {it}")
+        now = (it + 1) % eval_every == 0 or it + 1 == config.iterations
+        rows.append({"iteration": it, "train_loss_float": loss_f, "train_loss_fixed": loss_x,
+                     "val_loss_float": evaluate(model, val_curve) if now else None,
+                     "val_loss_fixed": float(evaluate_model(fixed, val_curve)) if now else None,
+                     "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)),
+                     "sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"]})
+        if progress is not None:
+            progress(it + 1, config.iterations, {"loss": f"{loss_f:.3f}/{loss_x:.3f}"})
+    val_f, val_x = evaluate(model, corpus.valid), evaluate_model(fixed, corpus.valid)
+    val_x = float(val_x)
+    summary = {"val_loss_float": val_f, "val_loss_fixed": val_x, "ratio": val_x / val_f,
+               "sparsity_float": float(np.mean([r["sparsity_float"] for r in rows])),
+               "sparsity_fixed": float(np.mean([r["sparsity_fixed"] for r in rows])),
+               "seconds": time.perf_counter() - t0}
+    return {"config": vars(copy.copy(config)), "iterations": rows, "summary": summary,
+            "model": fixed}

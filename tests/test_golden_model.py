@@ -1,0 +1,163 @@
+"""The whole model in fixed point (issue 12, golden first): the softmax's tables and errors, the
+output layer's and the embedding's arithmetic against float, one iteration against float
+backprop, fixed-point training against float training, and ``gateskip compare --mode model``."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gateskip.cli import main
+from gateskip.golden import lstm
+from gateskip.golden.config import TrainConfig
+from gateskip.golden.fixed import FORMATS as F, normalised_inner_product
+from gateskip.golden.model_fixed import FixedModel, model_train
+from gateskip.golden.output import (dh_to_state, embedding_update, log2_code, logit_code,
+                                    loss_scale_shift, output_backward, softmax_code,
+                                    softmax_errors)
+from gateskip.golden.layer import operand_code
+from gateskip.golden.train import numpy_gradients
+from gateskip.spec.softmax import EXP_RANGE, exp_table, log2_table
+
+
+def test_softmax_errors_against_float():
+    e = softmax_errors()                             # vocabulary 50, as character models
+    assert e["exp"] < 1.3e-4 and e["log2"] < 1e-4
+    assert e["p"] < 2e-4 and e["loss_bits"] < 5e-4
+
+
+def test_tables_and_their_edges():
+    t = exp_table()
+    assert t[0] == 1 << 16 and np.all(np.diff(t[:-1]) <= 0) and t[-1] == t[-2]
+    assert np.exp(-EXP_RANGE) * 2 ** 16 < 0.5          # beyond the table, exp rounds to 0
+    l2 = log2_table()
+    assert l2[0] == 0 and l2[-1] == 1 << 16
+    S = np.array([1 << 16, 1 << 17, 3 << 16, (1 << 22) - 1])
+    np.testing.assert_allclose(log2_code(S) / 2 ** 16, np.log2(S / 2 ** 16), atol=1e-4)
+    with pytest.raises(ValueError, match="S must be"):
+        log2_code(np.array([100]))
+
+
+def test_softmax_codes():
+    rng = np.random.default_rng(3)
+    z = F.logit.quantize(rng.normal(0, 4, (40, 30)))
+    z[0] = F.logit.max                               # all equal: uniform
+    z[1, :] = F.logit.min
+    z[1, 7] = F.logit.max                             # one certain symbol
+    t = rng.integers(0, 30, 40)
+    t[1] = 3
+    sm = softmax_code(z, t)
+    assert np.all(np.abs(sm["p"].sum(axis=-1) - (1 << 15)) <= 30)       # sums to 1
+    assert np.all(sm["e"].max(axis=-1) == 1 << 16)                       # 1.0 at the max
+    assert np.all(sm["dlogit"][np.arange(40), t] <= 0)
+    assert sm["p"][1, 7] == F.grad.max                 # p = 1 saturates to the largest code
+    assert F.loss.to_float(sm["loss"][1]) == pytest.approx(F.logit.to_float(
+        int(F.logit.max) - int(F.logit.min)) * np.log2(np.e), abs=1e-3)   # exp(-64) is 0
+    assert F.loss.to_float(sm["loss"][0]) == pytest.approx(np.log2(30), abs=1e-3)
+
+
+def _float_model(rng, V=12, X=4, H=6):
+    return (rng.normal(0, 0.5, (V, X)), rng.normal(0, 0.3, (4 * H, X + H)),
+            rng.normal(0, 0.1, 4 * H), rng.normal(0, 0.4, (V, H)), rng.normal(0, 0.1, V))
+
+
+def test_output_layer_against_float():
+    rng = np.random.default_rng(4)
+    V, H, B, T = 12, 6, 2, 5
+    Wo = F.operand.quantize(rng.normal(0, 0.4, (V, H)))
+    bo = F.operand.quantize(rng.normal(0, 0.1, V))
+    h = F.operand.quantize(rng.uniform(-1, 1, (B, T, H)))
+    z = logit_code(Wo, h, bo)
+    zf = F.operand.to_float(h) @ F.operand.to_float(Wo).T + F.operand.to_float(bo)
+    np.testing.assert_allclose(F.logit.to_float(z), zf, atol=F.logit.lsb)
+    t = rng.integers(0, V, (B, T))
+    sm = softmax_code(z, t)
+    out = output_backward(sm["dlogit"], h, Wo)
+    g = F.grad.to_float(sm["dlogit"])
+    np.testing.assert_allclose(F.dw.to_float(out["dWo"]),
+                               np.einsum("btv,bth->vh", g, F.operand.to_float(h)), atol=1e-4)
+    np.testing.assert_allclose(F.dw.to_float(out["dbo"]), g.sum(axis=(0, 1)), atol=1e-6)
+    np.testing.assert_allclose(F.da.to_float(out["dh"]), g @ F.operand.to_float(Wo), atol=1e-5)
+    s = loss_scale_shift(out["dh"])
+    m = np.abs(F.da.to_float(out["dh"])).max() * 2.0 ** s
+    assert 2 ** -4 <= m < 2 ** -2                      # a quarter of the grad range, at most
+    assert loss_scale_shift(np.zeros(3), bounds=(-8, 40)) == 40
+    dh = dh_to_state(out["dh"], s)
+    np.testing.assert_allclose(F.state.to_float(dh), F.da.to_float(out["dh"]) * 2.0 ** s,
+                               atol=F.state.lsb)
+
+
+def test_embedding_update_follows_its_tokens_and_saturates():
+    E = np.zeros((4, 2), np.int64)
+    E[3] = F.master.min + 1
+    tokens = np.array([[1, 1, 3]])
+    dx = np.array([[[1 << 20, 0], [1 << 20, -(1 << 20)], [1 << 30, 1 << 30]]])
+    out = embedding_update(E, tokens, dx, grad_shift=0, lr=1 << 16)
+    # dx = 2**-4 (da Q(8, 24)) at lr 1: E[1] -= 2 * 2**-4, E[1, 1] += 2**-4
+    assert F.master.to_float(out[1]).tolist() == [-0.125, 0.0625]
+    assert np.all(out[3] == F.master.min)               # saturated, not wrapped
+    assert np.all(out[[0, 2]] == 0) and np.all(E[1] == 0)   # the input is not changed
+
+
+def test_one_iteration_matches_float_backprop():
+    """Every weight's fixed-point step is -lr times float backprop's gradient of the mean loss
+    through the same (quantised) weights, within quantisation; the loss too."""
+    rng = np.random.default_rng(6)
+    E, W, b, Wo, bo = _float_model(rng)
+    model = FixedModel.from_float(E, W, b, Wo, bo)
+    q = [F.operand.to_float(operand_code(F.master.quantize(v))) for v in (E, W, b, Wo, bo)]
+    tokens, targets = rng.integers(0, 12, (5, 3)), rng.integers(0, 12, (5, 3))
+    B, H = 3, 6
+    loss, grads, _g, _s, _ = numpy_gradients(q, tokens, targets,
+                                             (np.zeros((B, H)), np.zeros((B, H))), 0.0)
+    before = {"E": model.E.copy(), "W": model.layer.W.copy(), "Wo": model.Wo.copy(),
+              "bo": model.bo.copy()}
+    r = model.step(tokens, targets, None, threshold=0.0, lr=0.5)
+    assert model.loss_nats(r["loss_sum"], tokens.size) == pytest.approx(loss, abs=2e-3)
+    for name, now, grad in (("E", model.E, grads[0]), ("W", model.layer.W, grads[1]),
+                            ("Wo", model.Wo, grads[3]), ("bo", model.bo, grads[4])):
+        step = F.master.to_float(now - before[name])
+        assert normalised_inner_product(step, -0.5 * grad) > 0.999, name
+    assert r["sparsity"] < 0.1
+
+
+def test_fixed_point_training_follows_float(text_file):
+    config = TrainConfig(hidden=16, embed=8, seq_len=8, batch=4, iterations=40,
+                         threshold=3e-4, optimizer="sgd", lr=2.0, clip=0.0, corr_every=0,
+                         corpus=str(text_file), eval_symbols=2000)
+    result = model_train(config)
+    s = result["summary"]
+    assert abs(s["ratio"] - 1) < 0.02, s
+    assert abs(s["sparsity_fixed"] - s["sparsity_float"]) < 0.03, s
+    rows = result["iterations"]
+    assert rows[-1]["train_loss_fixed"] < rows[0]["train_loss_fixed"]
+    with pytest.raises(ValueError, match="plain SGD"):
+        model_train(config.replace(optimizer="adam"))
+
+
+def test_compare_mode_model(text_file, tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, [
+        "compare", "--mode", "model", "--device", "model", "--iterations", "20", "--hidden",
+        "16", "--embed", "8", "--seq-len", "8", "--corpus", str(text_file), "--out", str(out),
+        "--json", str(tmp_path / "r.json"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    for key in ("mode", "bit_exact_iterations", "iterations", "link_bytes_per_iteration",
+                "accelerator_cycles_per_iteration", "board_cycles_per_iteration",
+                "val_loss_device", "val_loss_float", "dnet_sparsity", "softmax_errors"):
+        assert key in data, key
+    assert data["mode"] == "model" and len(data["history"]) == 20
+    assert abs(data["val_loss_device"] / data["val_loss_float"] - 1) < 0.02
+    assert (out / "loss.png").stat().st_size > 0
+    assert "whole-model training" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("device", ["sim"])
+def test_compare_mode_model_needs_the_model_device(device, tmp_path):
+    r = CliRunner().invoke(main, ["compare", "--mode", "model", "--device", device,
+                                  "--out", str(tmp_path / "o"), "--no-progress"])
+    assert r.exit_code != 0
+    assert "--mode model runs on --device model for now" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
