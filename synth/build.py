@@ -403,8 +403,15 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def top_name(params: dict) -> str:
+    """Which top a build carries: ``"training"`` (forward, backward and update on the chip:
+    ``train``) or ``"backward-only"``."""
+    return "training" if params.get("train") else "backward-only"
+
+
 #: the columns of the boards table: (report key, heading)
-TABLE_COLUMNS = (("board", "board"), ("device", "device"), ("hidden", "H"), ("inputs", "X"),
+TABLE_COLUMNS = (("board", "board"), ("device", "device"), ("top", "top"),
+                 ("hidden", "H"), ("inputs", "X"),
                  ("lanes", "lanes"), ("max_seq", "T"), ("max_batch", "B"), ("other", "other"),
                  ("luts", "LUT4s"), ("ffs", "FFs"), ("lcs", "LCs"), ("dsps", "DSPs"),
                  ("brams", "BRAMs"), ("fmax_mhz", "Fmax MHz"), ("clock_mhz", "clock MHz"),
@@ -413,7 +420,7 @@ TABLE_COLUMNS = (("board", "board"), ("device", "device"), ("hidden", "H"), ("in
 
 def boards_table(reports: list[dict]) -> str:
     """One Markdown table of every board's figures (used/available where nextpnr says)."""
-    main = {"hidden", "inputs", "lanes", "max_seq", "max_batch"}
+    main = {"hidden", "inputs", "lanes", "max_seq", "max_batch", "train"}
     defaults = build_params()
     lines = ["| " + " | ".join(h for _k, h in TABLE_COLUMNS) + " |",
              "|" + " --- |" * len(TABLE_COLUMNS)]
@@ -424,6 +431,8 @@ def boards_table(reports: list[dict]) -> str:
                 other = [f"{k}={v}" for k, v in r["params"].items()
                          if k not in main and v != defaults.get(k)]
                 value = ", ".join(other) or "-"
+            elif key == "top":
+                value = top_name(r["params"])
             elif key == "fits":
                 value = {"ok": "yes", "timing": "no: Fmax below the clock"}.get(
                     r["status"], "no: " + ", ".join(r.get("overfull") or [r.get("error", "")]))
