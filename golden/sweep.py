@@ -1,23 +1,36 @@
-"""Threshold sweep: the same training run (data, seed, model) at several thresholds.
+"""Threshold sweep: the same training run (data, model) at several thresholds and seeds.
 
-Each run is compared with the threshold-0 run (exact back-propagation), which the sweep always
-includes. Results are a list of run summaries (:func:`run_row`), a text table and PNG plots.
+Each run is compared with the threshold-0 run (exact back-propagation) of the same seed, which
+the sweep always includes. Every run (one threshold, one seed) is a task of
+:mod:`~gateskip.golden.executor`: run here one after another, or as Ray tasks, and saved as it
+finishes so that an interrupted sweep resumes. Results are a list of run summaries
+(:func:`run_row`), a text table and PNG plots.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from dataclasses import asdict, dataclass, field
 
-from .config import DEFAULT_THRESHOLDS, RECOMMENDED_THRESHOLD, TrainConfig, check_threshold
+from .config import (DEFAULT_THRESHOLDS, LIMITS, RECOMMENDED_THRESHOLD, TrainConfig,
+                     check_threshold)
 from .corpus import load_corpus
+from .executor import EXECUTORS, run_tasks
 from .train import train
 
-__all__ = ["PLOTS", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "check_thresholds", "sweep", "run_row", "table", "plot_sweep"]
+__all__ = ["PLOTS", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "TIMING_KEYS",
+           "check_thresholds", "check_seeds", "sweep", "run_sweep", "SweepResult", "sweep_task",
+           "corpus_fingerprint", "run_row", "table", "plot_sweep"]
 
 
 #: the PNG plots :func:`plot_sweep` writes, by what they show
 PLOTS = {"sparsity": "sparsity.png", "val_loss": "val_loss.png", "train_loss": "train_loss.png",
          "dw_correlation": "dw_correlation.png", "skippable_macs": "skippable_macs.png"}
+
+#: the keys of a run that measure wall time: the only ones that differ between equal runs
+TIMING_KEYS = ("seconds", "seconds_per_iteration")
 
 
 def check_thresholds(thresholds) -> list[float]:
@@ -27,38 +40,132 @@ def check_thresholds(thresholds) -> list[float]:
     return sorted(values)
 
 
-def run_row(result, baseline_val_loss: float) -> dict:
-    """The machine-readable summary of one run (keys may be added, never renamed)."""
-    s = result.summary
-    return {
-        **{k: v for k, v in s.items()},
-        "baseline_val_loss": baseline_val_loss,
-        "val_loss_ratio": s["val_loss"] / baseline_val_loss,
-        "history": result.history,
-        "evals": result.evals,
-    }
+def check_seeds(seeds) -> list[int]:
+    """Validated, de-duplicated, sorted seeds (integers in ``LIMITS["seed"]``), at least one."""
+    lo, hi = LIMITS["seed"]
+    values = set()
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not lo <= s <= hi:
+            raise ValueError(f"--seeds must be integers in {lo}..{hi}, not {s!r}")
+        values.add(s)
+    if not values:
+        raise ValueError("--seeds is empty: give comma-separated integers")
+    return sorted(values)
 
 
-def sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, progress=None,
-          corpus=None) -> list[dict]:
-    """Train once per threshold; returns :func:`run_row` dicts, threshold 0 first.
+def run_row(result, baseline_val_loss: float | None) -> dict:
+    """The machine-readable summary of one run (keys may be added, never renamed): a
+    :class:`~gateskip.golden.train.TrainResult`, or the dict :func:`sweep_task` returns, with
+    its threshold-0 run's validation loss (``None``: that run failed, and so has the ratio)."""
+    if not isinstance(result, dict):
+        result = {**result.summary, "history": result.history, "evals": result.evals}
+    head = {k: v for k, v in result.items() if k not in ("history", "evals")}
+    ratio = None if baseline_val_loss is None else result["val_loss"] / baseline_val_loss
+    return {**head, "baseline_val_loss": baseline_val_loss, "val_loss_ratio": ratio,
+            "history": result["history"], "evals": result["evals"]}
 
-    ``progress`` is called as ``(done, total, postfix)`` over all iterations of all runs;
-    ``corpus`` (a loaded :class:`~gateskip.golden.corpus.Corpus`) overrides ``config.corpus``.
+
+def corpus_fingerprint(corpus) -> str:
+    """A hash of a loaded corpus's symbols and vocabulary: part of every task's settings, so that
+    a changed corpus file is a different task."""
+    h = hashlib.sha256(json.dumps([corpus.name, corpus.level, corpus.vocab]).encode())
+    for split in (corpus.train, corpus.valid, corpus.test):
+        h.update(split.tobytes())
+    return h.hexdigest()
+
+
+def sweep_task(settings: dict, corpus, progress=None) -> dict:
+    """One run of a sweep, as :mod:`.executor` calls it: train ``settings["config"]`` on
+    ``corpus``; returns the run's summary with its ``seed``, ``history`` and ``evals``.
+
+    :func:`~gateskip.golden.train.train` seeds numpy and torch from the config and runs torch
+    on one thread, so the result does not depend on the process or the worker it runs in.
+    """
+    result = train(TrainConfig(**settings["config"]), corpus, progress)
+    return {**result.summary, "seed": result.config["seed"], "history": result.history,
+            "evals": result.evals}
+
+
+@dataclass
+class SweepResult:
+    """The runs of a sweep (:func:`run_row` dicts, in task order), the failed tasks
+    (``{"threshold", "seed", "error"}``), and how many tasks ran now (the rest were resumed)."""
+
+    runs: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    ran: int = 0
+
+
+def run_sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, seeds=None, *, corpus=None,
+              executor: str = EXECUTORS[0], workers: int | None = None,
+              address: str | None = None, folder: str | os.PathLike | None = None,
+              resume: bool = False, progress=None, task_progress=None,
+              task=None) -> SweepResult:
+    """Train once per threshold and seed (``None``: ``config.seed`` alone), in the order of
+    the thresholds (0 first), then of the seeds; a task that fails is recorded and the others
+    go on. ``val_loss_ratio`` is against the threshold-0 run of the same seed.
+
+    ``executor``, ``workers``, ``address``, ``folder`` and ``resume`` are those of
+    :func:`~gateskip.golden.executor.run_tasks`. ``progress`` is called as ``(done, total,
+    postfix)`` over the tasks; ``task_progress(threshold, seed)`` before a task runs here, and
+    may return its ``(done, total, postfix)`` callback over its iterations. ``corpus`` (a loaded
+    :class:`~gateskip.golden.corpus.Corpus`) overrides ``config.corpus``; ``task`` is the
+    function each task runs (``None``: this module's :func:`sweep_task`, looked up at the call,
+    so that a test can replace it, also for Ray, which receives the function itself).
     """
     thresholds = check_thresholds(thresholds)
+    seeds = check_seeds([config.seed] if seeds is None else seeds)
     config = config.replace(threshold=0.0).check()
     if corpus is None:
         corpus = load_corpus(config.corpus, config.level)
-    results = []
-    total = len(thresholds) * config.iterations
-    for k, threshold in enumerate(thresholds):
-        def inner(done, _total, postfix, k=k, threshold=threshold):
-            if progress is not None:
-                progress(k * config.iterations + done, total, {"threshold": f"{threshold:g}", **postfix})
-        results.append(train(config.replace(threshold=threshold), corpus, inner))
-    baseline = results[0].summary["val_loss"]
-    return [run_row(r, baseline) for r in results]
+    fingerprint = corpus_fingerprint(corpus)
+    tasks = [{"config": asdict(config.replace(threshold=t, seed=s)), "corpus": fingerprint}
+             for t in thresholds for s in seeds]
+    total, finished = len(tasks), []
+
+    def start(settings):
+        c = settings["config"]
+        if progress is not None:
+            progress(len(finished), total, {"threshold": f"{c['threshold']:g}", "seed": c["seed"]})
+        return task_progress(c["threshold"], c["seed"]) if task_progress is not None else None
+
+    def done(outcome):
+        finished.append(outcome)
+        if progress is not None:
+            c = outcome.settings["config"]
+            progress(len(finished), total,
+                     {"last": f"{c['threshold']:g}/{c['seed']}",
+                      "failed": sum(o.error is not None for o in finished)})
+
+    if progress is not None:
+        progress(0, total, None)
+    outcomes = run_tasks(task or sweep_task, tasks, corpus, executor=executor, workers=workers,
+                         address=address, folder=folder, resume=resume, start=start, done=done)
+    out = SweepResult(ran=sum(not o.resumed for o in outcomes))
+    results = {(o.settings["config"]["threshold"], o.settings["config"]["seed"]): o
+               for o in outcomes}
+    for o in outcomes:
+        c = o.settings["config"]
+        if o.error is not None:
+            out.failures.append({"threshold": c["threshold"], "seed": c["seed"], "error": o.error})
+            continue
+        base = results[(0.0, c["seed"])].result
+        out.runs.append(run_row({**o.result, "seed": c["seed"]},
+                                None if base is None else base["val_loss"]))
+    return out
+
+
+def sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, progress=None,
+          corpus=None, **options) -> list[dict]:
+    """:func:`run_sweep`'s runs; ``RuntimeError`` with the first failed task's error if any
+    failed. ``options`` are those of :func:`run_sweep` (``seeds``, ``executor``, ...)."""
+    result = run_sweep(config, thresholds, corpus=corpus, progress=progress, **options)
+    if result.failures:
+        f = result.failures[0]
+        raise RuntimeError(f"{len(result.failures)} of {len(result.failures) + len(result.runs)}"
+                           f" sweep runs failed; threshold {f['threshold']:g} seed {f['seed']}: "
+                           f"{f['error']}")
+    return result.runs
 
 
 COLUMNS = (("threshold", "{:g}"), ("dnet_sparsity", "{:.1%}"), ("val_loss", "{:.4f}"),
@@ -67,9 +174,13 @@ COLUMNS = (("threshold", "{:g}"), ("dnet_sparsity", "{:.1%}"), ("val_loss", "{:.
 
 
 def table(runs: list[dict]) -> str:
-    """A plain text table of the runs, one line each."""
-    head = [name for name, _ in COLUMNS]
-    rows = [[fmt.format(r[name]) if r[name] is not None else "-" for name, fmt in COLUMNS]
+    """A plain text table of the runs, one line each; a seed column after the threshold when
+    the runs have more than one seed."""
+    columns = list(COLUMNS)
+    if len({r.get("seed") for r in runs}) > 1:
+        columns.insert(1, ("seed", "{}"))
+    head = [name for name, _ in columns]
+    rows = [[fmt.format(r[name]) if r[name] is not None else "-" for name, fmt in columns]
             for r in runs]
     widths = [max(len(h), *(len(row[k]) for row in rows)) for k, h in enumerate(head)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
@@ -85,6 +196,10 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
 
     os.makedirs(outdir, exist_ok=True)
     paths = []
+    seeds = len({r.get("seed") for r in runs}) > 1
+
+    def run_label(r):
+        return f"{r['threshold']:g}" + (f" seed {r['seed']}" if seeds else "")
 
     def per_iteration(key, ylabel, name, source="history", scale=1.0):
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -92,7 +207,7 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
             pts = [(h["iteration"], h[key]) for h in r[source] if h.get(key) is not None]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, [y * scale for y in ys], label=f"threshold {r['threshold']:g}",
+                ax.plot(xs, [y * scale for y in ys], label=f"threshold {run_label(r)}",
                         lw=1.0 if source == "history" else 1.5,
                         marker=None if source == "history" else "o", ms=3)
         ax.set_xlabel("iteration")
@@ -121,7 +236,9 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
            label="skippable MACs of the training step")
     ax.axhline(80, color="grey", ls=":", lw=1)
     ax.axhline(50, color="grey", ls="--", lw=1)
-    ax.set_xticks(list(xs), [f"{r['threshold']:g}\nloss x{r['val_loss_ratio']:.3f}" for r in nz])
+    ax.set_xticks(list(xs), [run_label(r).replace(" seed", "\nseed") + "\nloss " +
+                             ("-" if r["val_loss_ratio"] is None else f"x{r['val_loss_ratio']:.3f}")
+                             for r in nz])
     ax.set_xlabel("threshold (val loss vs threshold 0)")
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)

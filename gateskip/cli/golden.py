@@ -8,6 +8,7 @@ import click
 
 from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, TrainConfig)
+from gateskip.golden.executor import EXECUTORS, check_executor
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
 
@@ -116,40 +117,96 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
 @click.option("--thresholds", type=str, default=None,
               help="Comma-separated thresholds; 0 is always added. [default: "
                    + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS) + "]")
+@click.option("--seeds", type=str, default=None,
+              help="Comma-separated seeds: one run per threshold and seed. [default: --seed]")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0],
+              show_default=True,
+              help="Run here, one run after another, or as Ray tasks (pip install ray).")
+@click.option("--workers", type=IntRange(1, None), default=None,
+              help="CPUs of the local Ray instance, one run each. [default: this machine's]")
+@click.option("--address", type=str, default=None,
+              help="HOST:PORT of a Ray cluster to join instead of starting one (--executor ray).")
+@click.option("--resume", is_flag=True,
+              help="Read back the runs that a sweep with the same settings finished "
+                   "(OUT/tasks/) instead of running them again.")
 @training_options
-@out_option("out/sweep", "Directory for the table and the PNG plots.")
+@out_option("out/sweep", "Directory for the table, the PNG plots and each finished run "
+                         "(tasks/).")
 @fail_cleanly
-def sweep(thresholds, out, json_path, progress, **kw):
-    """Train at several thresholds on the same data and seed; table and PNG plots.
+def sweep(thresholds, seeds, executor, workers, address, resume, out, json_path, progress, **kw):
+    """Train at several thresholds (and seeds) on the same data; table and PNG plots.
 
     Writes OUT/sweep.txt and PNGs of sparsity, validation loss, dW correlation and skippable
-    MACs per threshold.
+    MACs per threshold; each run is saved in OUT/tasks/ as it finishes, for --resume. A run
+    that fails is reported, the others are written, and the command exits non-zero.
     """
-    from gateskip.golden import sweep as sweep_mod
-
     if thresholds is None:
         values = DEFAULT_THRESHOLDS
     else:
         values = split_numbers(thresholds, "--thresholds", *LIMITS["threshold"])
+    if seeds is not None and click.get_current_context().get_parameter_source("seed") \
+            is not click.core.ParameterSource.DEFAULT:
+        raise ValueError("give --seed or --seeds, not both")
+    check_executor(executor, workers, address)
+    from gateskip.golden import sweep as sweep_mod
+
     values = sweep_mod.check_thresholds(values)
-    config, corpus = _config(**kw)
+    seed_list = sweep_mod.check_seeds([kw["seed"]] if seeds is None else _split_seeds(seeds))
+    config, corpus = _config(**{**kw, "seed": seed_list[0]})
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "table": os.path.join(out, "sweep.txt"),
+                    "tasks folder": os.path.join(out, "tasks"),
                     **{name: os.path.join(out, name) for name in sweep_mod.PLOTS.values()}})
     out = make_outdir(out)
-    bar = Progress("sweep", progress)
+    overall, task_bar = Progress("sweep (runs)", progress), []
+
+    def task_progress(threshold, seed):
+        for bar in task_bar:
+            bar.close()
+        task_bar[:] = [Progress(f"threshold {threshold:g} seed {seed}", progress)]
+        return task_bar[0]
+
     try:
-        runs = sweep_mod.sweep(config, values, progress=bar, corpus=corpus)
+        result = sweep_mod.run_sweep(config, values, seed_list, corpus=corpus, executor=executor,
+                                     workers=workers, address=address,
+                                     folder=os.path.join(out, "tasks"), resume=resume,
+                                     progress=overall, task_progress=task_progress)
     finally:
-        bar.close()
-    text = sweep_mod.table(runs)
-    with open(os.path.join(out, "sweep.txt"), "w") as f:
-        f.write(text + "\n")
-    paths = sweep_mod.plot_sweep(runs, out)
-    write_json(json_path, {"config": {**vars(config), "thresholds": values}, "runs": runs})
-    click.echo(text)
-    click.echo("wrote " + ", ".join([os.path.join(out, "sweep.txt"), *paths]))
+        for bar in task_bar:
+            bar.close()
+        overall.close()
+    runs, paths = result.runs, []
+    if runs:
+        text = sweep_mod.table(runs)
+        with open(os.path.join(out, "sweep.txt"), "w") as f:
+            f.write(text + "\n")
+        paths = [os.path.join(out, "sweep.txt"), *sweep_mod.plot_sweep(runs, out)]
+        click.echo(text)
+    write_json(json_path, {"config": {**vars(config), "thresholds": values, "seeds": seed_list},
+                           "runs": runs, "failures": result.failures})
+    if result.ran < len(runs) + len(result.failures):
+        click.echo(f"{len(runs) + len(result.failures) - result.ran} runs read back from "
+                   f"{os.path.join(out, 'tasks')}")
+    if paths:
+        click.echo("wrote " + ", ".join(paths))
+    for f in result.failures:
+        click.echo(f"failed: threshold {f['threshold']:g} seed {f['seed']}: {f['error']}",
+                   err=True)
+    if result.failures:
+        raise RuntimeError(f"{len(result.failures)} of {len(runs) + len(result.failures)} runs "
+                           f"failed (above); the others are written")
+
+
+def _split_seeds(text: str) -> list[int]:
+    """``"0, 1,2"`` -> ``[0, 1, 2]``; ``ValueError`` naming ``--seeds`` otherwise."""
+    parts = [t.strip() for t in text.split(",")]
+    if not any(parts):
+        raise ValueError("--seeds is empty: give comma-separated integers")
+    try:
+        return [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, not {text!r}") from None
 
 
 @click.command()
