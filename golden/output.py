@@ -36,15 +36,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, TABLE_FRAC,
-                            exp_table, log2_table)
+from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RECIP_BITS,
+                            TABLE_FRAC, exp_table, log2_table)
 from .fixed import FORMATS, Formats, round_shift, saturate
 
-__all__ = ["RECIP_BITS", "logit_code", "softmax_code", "log2_code", "softmax_errors",
+__all__ = ["logit_code", "softmax_code", "log2_code", "softmax_errors",
            "output_backward", "dh_to_state", "embedding_update", "loss_scale_shift"]
-
-#: ``R = floor(2**RECIP_BITS / S)``: 25 bits at most (S >= 2**16)
-RECIP_BITS = 41
 
 
 def logit_code(Wo, h, bo, formats: Formats = FORMATS) -> np.ndarray:

@@ -17,6 +17,7 @@ from .dot import DotUnit
 from .forward import ForwardPipe
 from .core import MacCore
 from .mac_array import MacArray
+from .softmax import SoftmaxUnit
 from .threshold import ThresholdUnit
 from .top import AcceleratorTop
 from .update import UpdateUnit
@@ -67,6 +68,8 @@ BLOCKS = {
     "forward_pipe": Block(ForwardPipe, {"lanes": 4},
                           "dot -> activation -> cell: a unit's cache and state from its rows"),
     "update": Block(UpdateUnit, {}, "SGD step on master weights, and their MAC operand"),
+    "softmax": Block(SoftmaxUnit, {"vocab": 50},
+                     "output layer: softmax, dlogit = p - onehot and the loss in bits, per symbol"),
     "compactor": Block(Compactor, {"width": 16, "lanes": 4, "index_width": 9},
                        "dense dnet vector -> non-zero (index, value) pairs"),
     "mac_array": Block(MacArray, {"lanes": 4, "k": 64, "rows": 256},

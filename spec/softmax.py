@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 __all__ = ["TABLE_FRAC", "EXP_STEP_BITS", "EXP_RANGE", "EXP_ENTRIES", "LOG_STEP_BITS",
-           "LOG2E", "exp_table", "log2_table"]
+           "LOG2E", "RECIP_BITS", "exp_table", "log2_table"]
 
 #: fraction bits of a table entry, of ``exp`` and of the ``log2`` of the normaliser
 TABLE_FRAC = 16
@@ -30,6 +30,9 @@ EXP_ENTRIES = EXP_RANGE << EXP_STEP_BITS
 LOG_STEP_BITS = 6
 #: ``log2(e)`` with ``TABLE_FRAC`` fraction bits: a logit difference (nats) to bits
 LOG2E = math.floor(math.log2(math.e) * (1 << TABLE_FRAC) + 0.5)
+#: the normaliser's reciprocal ``R = floor(2**RECIP_BITS / S)``: 25 bits at most
+#: (``S >= 2**TABLE_FRAC``, the max's ``exp``)
+RECIP_BITS = 41
 
 
 def exp_table() -> np.ndarray:

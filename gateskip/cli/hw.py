@@ -17,8 +17,8 @@ from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, 
 __all__ = ["COMMANDS", "BLOCK_NAMES"]
 
 #: gateskip.hw.blocks.BLOCKS' names, here so that --help needs no Amaranth (a test keeps them equal)
-BLOCK_NAMES = ["threshold", "activation", "dot", "cell", "forward_pipe", "update", "compactor",
-               "mac_array", "core", "backward", "layer", "top"]
+BLOCK_NAMES = ["threshold", "activation", "dot", "cell", "forward_pipe", "update", "softmax",
+               "compactor", "mac_array", "core", "backward", "layer", "top"]
 
 
 @click.command()
