@@ -161,10 +161,12 @@ class SoftmaxUnit(wiring.Component):
 
         advance = ~self.o.valid | self.o.ready           # the out pass's pipeline moves
         state = Signal(_State)
+        # a plain assignment (not under the If below): Icarus never runs an ``always @*`` whose
+        # only input holds from time 0, and would leave i.ready X until a state change
+        m.d.comb += self.i.ready.eq(state == _State.IN)
         with m.If(state == _State.IN):
             logit = self.i.payload.logit
-            m.d.comb += [self.i.ready.eq(1),
-                         wr.addr.eq(k), wr.data.logit.eq(logit), wr.en.eq(self.i.valid)]
+            m.d.comb += [wr.addr.eq(k), wr.data.logit.eq(logit), wr.en.eq(self.i.valid)]
             with m.If(self.i.valid):
                 m.d.sync += k.eq(k + 1)
                 with m.If((k == 0) | (logit > top)):

@@ -40,6 +40,9 @@ CASES = [
     Case("threshold_L1_w8", "threshold", {"width": 8, "lanes": 1}, "tb_threshold"),
     Case("activation", "activation", {}, "tb_activation"),
     Case("update", "update", {}, "tb_update"),
+    # the output layer: a short symbol, and the character model's alphabet (the default)
+    Case("softmax_V7", "softmax", {"vocab": 7}, "tb_softmax"),
+    Case("softmax_V50", "softmax", {"vocab": 50}, "tb_softmax"),
     Case("dot_L4", "dot", {"lanes": 4}, "tb_dot"),
     Case("dot_L1", "dot", {"lanes": 1}, "tb_dot"),
     Case("cell", "cell", {}, "tb_cell"),

@@ -159,8 +159,9 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
           from_reports, progress):
     """Build the accelerator for a board: bitstream and report (LUTs, FFs, DSPs, BRAMs, Fmax).
 
-    BoardTop (the backward accelerator behind its UART host link, LED 0 = busy) at the board's
-    default parameters (gateskip build --list), each --param over them. Parameters that do not
+    BoardTop (the accelerator behind its UART host link, LED 0 = busy: the training top where
+    the board's defaults have train=True, else the backward-only one) at the board's default
+    parameters (gateskip build --list), each --param over them. Parameters that do not
     fit fail in one line: the memories against the device's block RAM before any tool runs,
     the rest with nextpnr's own figure. Every figure comes from Yosys' and nextpnr's reports.
     """
