@@ -27,7 +27,7 @@ from gateskip.golden.layer_train import layer_train
 from gateskip.outputs import make_outdir, write_json
 from gateskip.plots import loss_plot
 
-__all__ = ["OUTPUTS", "DeviceLayer", "run_layer", "table", "plot"]
+__all__ = ["OUTPUTS", "DeviceLayer", "run_layer", "write_outputs", "table", "plot"]
 
 #: what :func:`run_layer` writes into its output directory
 OUTPUTS = {"summary": "summary.md", "loss": "loss.png"}
@@ -149,6 +149,19 @@ def run_layer(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
         result["forward_macs_per_cycle"] = (4 * config.hidden * (config.embed + config.hidden)
                                             * config.seq_len * config.batch /
                                             result["accelerator_cycles_per_iteration"]["forward"])
+    write_outputs(result, out, json_path, echo)
+    if on_chip and (result["bit_exact_iterations"] != config.iterations or
+                    not result["weights_bit_exact"]):
+        raise RuntimeError(f"the {device_name} device was bit-exact in "
+                           f"{result['bit_exact_iterations']} of {config.iterations} iterations"
+                           f"{'' if result['weights_bit_exact'] else ', its weights differ'}")
+    return result
+
+
+def write_outputs(result: dict, out: str, json_path: str | None, echo=print) -> None:
+    """``OUT/summary.md`` (:func:`table`), ``OUT/loss.png`` (:func:`plot`) and ``json_path``
+    of a ``--mode layer`` or ``--mode model`` result; the table and the paths through
+    ``echo``."""
     out = make_outdir(out)
     text = table(result)
     paths = [plot(result, out), os.path.join(out, OUTPUTS["summary"])]
@@ -157,12 +170,6 @@ def run_layer(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
     write_json(json_path, result)
     echo(text)
     echo("wrote " + ", ".join(paths + ([json_path] if json_path else [])))
-    if on_chip and (result["bit_exact_iterations"] != config.iterations or
-                    not result["weights_bit_exact"]):
-        raise RuntimeError(f"the {device_name} device was bit-exact in "
-                           f"{result['bit_exact_iterations']} of {config.iterations} iterations"
-                           f"{'' if result['weights_bit_exact'] else ', its weights differ'}")
-    return result
 
 
 def table(result: dict) -> str:

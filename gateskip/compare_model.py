@@ -9,16 +9,13 @@ model yet. The JSON keeps ``--mode layer``'s keys (the device's figures ``null``
 
 from __future__ import annotations
 
-import os
-
-from gateskip.compare_layer import OUTPUTS, plot, table
+from gateskip.compare_layer import write_outputs
 from gateskip.defaults import LAYER_OPTIMIZER
 from gateskip.golden.config import TrainConfig
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import activation_errors
 from gateskip.golden.model_fixed import model_train
 from gateskip.golden.output import softmax_errors
-from gateskip.outputs import make_outdir, write_json
 
 __all__ = ["run_model"]
 
@@ -48,12 +45,5 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
         "softmax_errors": softmax_errors(vocab=corpus.V),
         "optimizer": dict(LAYER_OPTIMIZER), "seconds": s["seconds"],
         "corpus": corpus.name, "config": run["config"], "history": run["iterations"]}
-    out = make_outdir(out)
-    text = table(result)
-    paths = [plot(result, out), os.path.join(out, OUTPUTS["summary"])]
-    with open(paths[-1], "w") as f:
-        f.write(text + "\n")
-    write_json(json_path, result)
-    echo(text)
-    echo("wrote " + ", ".join(paths + ([json_path] if json_path else [])))
+    write_outputs(result, out, json_path, echo)
     return result

@@ -28,7 +28,7 @@ from .layer import FixedLayer
 from .train import _batchify, _softmax_xent, evaluate, evaluation_plan, numpy_step, setup, \
     single_thread
 
-__all__ = ["layer_train", "evaluate_fixed"]
+__all__ = ["layer_train", "evaluate_fixed", "train_against_float"]
 
 
 def evaluate_fixed(layer: FixedLayer, host: dict, ids: np.ndarray, batch: int = 256,
@@ -78,26 +78,13 @@ def _layer_train(config, corpus, master_frac, progress, make_chip) -> dict:
     layer = FixedLayer.from_float(host.pop("W"), host.pop("b"), config.embed,
                                   master_frac=master_frac)
     chip = layer if make_chip is None else make_chip(layer)
-    opt = torch.optim.SGD(model.weights(), lr=config.lr)
-    eval_every, val_curve = evaluation_plan(config, corpus)
-    T, lr = config.seq_len, config.lr
-    rows, state_f, state_x, pos = [], None, None, 0
-    t0 = time.perf_counter()
-    for it in range(config.iterations):
-        if pos + T + 1 > len(data):
-            pos, state_f, state_x = 0, None, None
-        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
-        pos += T
+    lr, state = config.lr, [None]
 
-        opt.zero_grad(set_to_none=True)                           # float
-        loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
-                                                torch.from_numpy(tgt), state_f)
-        opt.step()
-
-        fwd = chip.forward(host["E"][inp], state_x)               # fixed
-        state_x = (fwd["h_T"], fwd["c_T"])
+    def fixed_step(inp, tgt, reset):
+        fwd = chip.forward(host["E"][inp], None if reset else state[0])
+        state[0] = (fwd["h_T"], fwd["c_T"])
         h = fwd["h_float"]
-        loss_x, dlogits = _softmax_xent(h @ host["Wo"].T + host["bo"], tgt)
+        loss, dlogits = _softmax_xent(h @ host["Wo"].T + host["bo"], tgt)
         dh_out = dlogits @ host["Wo"]
         grads = {"Wo": np.einsum("tbv,tbh->vh", dlogits, h), "bo": dlogits.sum(axis=(0, 1))}
         bw = chip.backward_update(fwd, dh_out, config.threshold, lr)
@@ -105,23 +92,54 @@ def _layer_train(config, corpus, master_frac, progress, make_chip) -> dict:
         np.add.at(grads["E"], inp, bw["dx"])
         for k, g in grads.items():
             host[k] -= lr * g
+        return loss, {"sparsity_fixed": float(bw["sparsity"]), "grad_shift": bw["grad_shift"],
+                      **(chip.row() if make_chip is not None else {})}
 
+    run = train_against_float(config, corpus, data, model, fixed_step,
+                              lambda ids: evaluate_fixed(layer, host, ids), progress)
+    run["summary"]["master_frac"] = layer.formats.master.frac_bits
+    return run
+
+
+def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_step,
+                        fixed_loss, progress=None) -> dict:
+    """The loop of a fixed-point training beside float training (``setup``'s ``data`` and
+    ``model``): per iteration the same window of ``data`` to the float model's SGD step
+    (:func:`golden.train.numpy_step`) and to ``fixed_step(inputs, targets, reset)``, which
+    returns ``(loss, row)`` (``reset``: the data wrapped, the recurrent state restarts; ``row``
+    at least ``sparsity_fixed``); validation by :func:`golden.train.evaluate` and
+    ``fixed_loss(ids)`` at the evaluation points and at the end. Returns ``{"config",
+    "iterations", "summary"}``."""
+    opt = torch.optim.SGD(model.weights(), lr=config.lr)
+    eval_every, val_curve = evaluation_plan(config, corpus)
+    T = config.seq_len
+    rows, state_f, pos = [], None, 0
+    t0 = time.perf_counter()
+    for it in range(config.iterations):
+        reset = pos + T + 1 > len(data)
+        if reset:
+            pos, state_f = 0, None
+        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
+        pos += T
+        opt.zero_grad(set_to_none=True)                           # float
+        loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
+                                                torch.from_numpy(tgt), state_f)
+        opt.step()
+        loss_x, extra = fixed_step(inp, tgt, reset or it == 0)    # fixed
+        loss_x = float(loss_x)
         for name, loss in (("float", loss_f), ("fixed", loss_x)):
             if not math.isfinite(loss):
                 raise FloatingPointError(f"the {name} run diverged at iteration {it}")
         now = (it + 1) % eval_every == 0 or it + 1 == config.iterations
         rows.append({"iteration": it, "train_loss_float": loss_f, "train_loss_fixed": loss_x,
                      "val_loss_float": evaluate(model, val_curve) if now else None,
-                     "val_loss_fixed": evaluate_fixed(layer, host, val_curve) if now else None,
-                     "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)),
-                     "sparsity_fixed": float(bw["sparsity"]), "grad_shift": bw["grad_shift"],
-                     **(chip.row() if make_chip is not None else {})})
+                     "val_loss_fixed": float(fixed_loss(val_curve)) if now else None,
+                     "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)), **extra})
         if progress is not None:
             progress(it + 1, config.iterations, {"loss": f"{loss_f:.3f}/{loss_x:.3f}"})
-    val_f, val_x = evaluate(model, corpus.valid), evaluate_fixed(layer, host, corpus.valid)
+    val_f, val_x = evaluate(model, corpus.valid), float(fixed_loss(corpus.valid))
     summary = {"val_loss_float": val_f, "val_loss_fixed": val_x, "ratio": val_x / val_f,
                "sparsity_float": float(np.mean([r["sparsity_float"] for r in rows])),
                "sparsity_fixed": float(np.mean([r["sparsity_fixed"] for r in rows])),
-               "master_frac": layer.formats.master.frac_bits,
                "seconds": time.perf_counter() - t0}
     return {"config": vars(copy.copy(config)), "iterations": rows, "summary": summary}

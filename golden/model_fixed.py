@@ -20,12 +20,9 @@ code (bits), which the host reads.
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 
 import numpy as np
-import torch
 
 from .config import TrainConfig
 from .corpus import Corpus
@@ -33,7 +30,8 @@ from .fixed import FORMATS, Formats, threshold_to_tau
 from .layer import FixedLayer, lr_code, operand_code, update_model
 from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift,
                      output_backward, softmax_code)
-from .train import _batchify, evaluate, evaluation_plan, numpy_step, setup, single_thread
+from .layer_train import train_against_float
+from .train import _batchify, setup, single_thread
 
 __all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
 
@@ -135,39 +133,15 @@ def _model_train(config, corpus, progress) -> dict:
     corpus, data, model = setup(config, corpus)
     fixed = FixedModel.from_float(*(v.detach().numpy().astype(np.float64)
                                     for v in model.weights()))
-    opt = torch.optim.SGD(model.weights(), lr=config.lr)
-    eval_every, val_curve = evaluation_plan(config, corpus)
-    T = config.seq_len
-    rows, state_f, state_x, pos = [], None, None, 0
-    t0 = time.perf_counter()
-    for it in range(config.iterations):
-        if pos + T + 1 > len(data):
-            pos, state_f, state_x = 0, None, None
-        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
-        pos += T
-        opt.zero_grad(set_to_none=True)                           # float
-        loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
-                                                torch.from_numpy(tgt), state_f)
-        opt.step()
-        r = fixed.step(inp, tgt, state_x, config.threshold, config.lr)    # fixed
-        state_x = (r["h_T"], r["c_T"])
-        loss_x = float(fixed.loss_nats(r["loss_sum"], tgt.size))
-        for name, loss in (("float", loss_f), ("fixed", loss_x)):
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"the {name} run diverged at iteration {it}")
-        now = (it + 1) % eval_every == 0 or it + 1 == config.iterations
-        rows.append({"iteration": it, "train_loss_float": loss_f, "train_loss_fixed": loss_x,
-                     "val_loss_float": evaluate(model, val_curve) if now else None,
-                     "val_loss_fixed": float(evaluate_model(fixed, val_curve)) if now else None,
-                     "sparsity_float": float(np.mean(np.asarray(dnet_f) == 0)),
-                     "sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"]})
-        if progress is not None:
-            progress(it + 1, config.iterations, {"loss": f"{loss_f:.3f}/{loss_x:.3f}"})
-    val_f, val_x = evaluate(model, corpus.valid), evaluate_model(fixed, corpus.valid)
-    val_x = float(val_x)
-    summary = {"val_loss_float": val_f, "val_loss_fixed": val_x, "ratio": val_x / val_f,
-               "sparsity_float": float(np.mean([r["sparsity_float"] for r in rows])),
-               "sparsity_fixed": float(np.mean([r["sparsity_fixed"] for r in rows])),
-               "seconds": time.perf_counter() - t0}
-    return {"config": vars(copy.copy(config)), "iterations": rows, "summary": summary,
-            "model": fixed}
+    state = [None]
+
+    def fixed_step(inp, tgt, reset):
+        r = fixed.step(inp, tgt, None if reset else state[0], config.threshold, config.lr)
+        state[0] = (r["h_T"], r["c_T"])
+        return (fixed.loss_nats(r["loss_sum"], tgt.size),
+                {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"]})
+
+    run = train_against_float(config, corpus, data, model, fixed_step,
+                              lambda ids: evaluate_model(fixed, ids), progress)
+    run["model"] = fixed
+    return run

@@ -11,7 +11,7 @@ import numpy as np
 from ..golden.accel import to_hw_rows
 from ..golden.fixed import FORMATS, Formats
 
-__all__ = ["random_mems", "tau_for_sparsity", "random_layer"]
+__all__ = ["random_mems", "tau_for_sparsity", "random_layer", "softmax_edge_symbols"]
 
 
 def random_mems(hidden: int, inputs: int, seq: int, batch: int, seed: int, *,
@@ -75,3 +75,26 @@ def random_layer(hidden: int, inputs: int, seq: int, batch: int, seed: int, *,
             "CS": F.cell.quantize(rng.normal(0, 1.5, (B, H))),
             "x": F.operand.quantize(rng.uniform(-1.5, 1.5, (B, T, X))),
             "dh": F.state.quantize(rng.normal(0, 0.5, (B, T, H)))}
+
+
+def softmax_edge_symbols(vocab: int, formats: Formats = FORMATS) -> list:
+    """``(logit codes (vocab,), target)`` of the softmax's edges: all equal (at 0, the max and
+    the min); one at the max and the rest at the min (p saturates, every other e underflows to
+    0), the target at the max and at a min; ``d`` exactly ``EXP_RANGE`` (0 without the table),
+    one lsb below (0 from the table) and ``EXP_RANGE - 1/2`` (the smallest e, 1 lsb); ties for
+    the max; the max first and last."""
+    from ..spec.softmax import EXP_RANGE
+    V, fmt = vocab, formats.logit
+    lo, hi, one = fmt.min, fmt.max, 1 << fmt.frac_bits
+    spike = np.full(V, lo)
+    spike[V // 2] = hi
+    edge = np.full(V, -EXP_RANGE * one)
+    edge[0] = 0
+    edge[V - 1 if V > 2 else 1] = -EXP_RANGE * one + 1
+    edge[V - 2 if V > 3 else 1] = -(2 * EXP_RANGE - 1) * one // 2
+    ramp = np.arange(V, dtype=np.int64) * 37 - 500
+    ties = np.zeros(V, np.int64)
+    ties[::2] = 3 * one
+    return [(np.zeros(V, np.int64), 0), (np.full(V, hi), V - 1), (np.full(V, lo), V // 2),
+            (spike, V // 2), (spike, 0 if V // 2 else 1), (edge, 0), (edge, V - 1),
+            (ramp, V - 1), (ramp[::-1].copy(), 0), (ties, 1)]

@@ -17,10 +17,10 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from gateskip.golden.output import softmax_code
 from gateskip.hw.softmax import R_BITS, SoftmaxUnit
+from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSink, StreamSource, unpack
 from gateskip.sim.tb_common import TIMEOUT_US, assert_same, reset, rng_for, setup, wait_until
-from gateskip.spec.softmax import EXP_RANGE
 
 
 def make_unit() -> SoftmaxUnit:
@@ -41,24 +41,8 @@ def random_symbols(rng, unit, n):
 
 
 def edge_symbols(unit):
-    """All equal (at 0, the max and the min); one at the max and the rest at the min (p
-    saturates, every other e underflows to 0), the target at the max and at a min; ``d``
-    exactly ``EXP_RANGE`` (0 without the table), one lsb below (0 from the table) and
-    ``EXP_RANGE - 1/2`` (the smallest e, 1 lsb); ties for the max; the max first and last."""
-    V, fmt = unit.vocab, unit.formats.logit
-    lo, hi, one = fmt.min, fmt.max, 1 << fmt.frac_bits
-    spike = np.full(V, lo)
-    spike[V // 2] = hi
-    edge = np.full(V, -EXP_RANGE * one)
-    edge[0] = 0
-    edge[V - 1 if V > 2 else 1] = -EXP_RANGE * one + 1
-    edge[V - 2 if V > 3 else 1] = -(2 * EXP_RANGE - 1) * one // 2
-    ramp = np.arange(V, dtype=np.int64) * 37 - 500
-    ties = np.zeros(V, np.int64)
-    ties[::2] = 3 * one
-    return [(np.zeros(V, np.int64), 0), (np.full(V, hi), V - 1), (np.full(V, lo), V // 2),
-            (spike, V // 2), (spike, 0 if V // 2 else 1), (edge, 0), (edge, V - 1),
-            (ramp, V - 1), (ramp[::-1].copy(), 0), (ties, 1)]
+    """:func:`~.accel_stimulus.softmax_edge_symbols` of the unit's vocabulary."""
+    return softmax_edge_symbols(unit.vocab, unit.formats)
 
 
 def golden(symbols, unit):

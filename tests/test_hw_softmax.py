@@ -16,8 +16,8 @@ from gateskip.golden.output import softmax_code
 from gateskip.spec.softmax import RECIP_BITS
 from gateskip.hw.divider import Divider
 from gateskip.hw.softmax import R_BITS, SoftmaxUnit
+from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.spec.formats import FORMATS, Q
-from gateskip.spec.softmax import EXP_RANGE
 
 F = FORMATS
 LOGIT = F.logit
@@ -35,23 +35,7 @@ def _random_symbols(rng, V, n):
 
 
 def _edge_symbols(V):
-    """All equal (at 0, the max and the min); one at the max and the rest at the min (p
-    saturates, every other e underflows to 0), the target at the max and at a min; d exactly
-    EXP_RANGE (0 without the table), one lsb below (0 from the table) and 11.5 (the smallest
-    e, 1 lsb); ties for the max; the max first and last."""
-    lo, hi, one = LOGIT.min, LOGIT.max, 1 << LOGIT.frac_bits
-    spike = np.full(V, lo)
-    spike[V // 2] = hi
-    edge = np.zeros(V, np.int64)                 # d = EXP_RANGE, one lsb less, 11.5
-    edge[1:] = -EXP_RANGE * one
-    edge[V - 1 if V > 2 else 1] = -EXP_RANGE * one + 1
-    edge[V - 2 if V > 3 else 1] = -(2 * EXP_RANGE - 1) * one // 2
-    ramp = np.arange(V, dtype=np.int64) * 37 - 500
-    ties = np.zeros(V, np.int64)
-    ties[::2] = 3 * one
-    return [(np.zeros(V, np.int64), 0), (np.full(V, hi), V - 1), (np.full(V, lo), V // 2),
-            (spike, V // 2), (spike, 0 if V // 2 else 1), (edge, 0), (edge, V - 1),
-            (ramp, V - 1), (ramp[::-1].copy(), 0), (ties, 1)]
+    return softmax_edge_symbols(V)
 
 
 class Run:
