@@ -63,14 +63,19 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 #               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
 #               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
 #               5280 ICESTORM_LC (icebreaker-no-small-options.json).
-#   ulx3s-85f   synth/reports/ulx3s-85f.json: 11631/83640 LUT slots, 35/156 MULT18X18D, 139/208
-#               DP16KD, Fmax 35.19 MHz >= 25 MHz. One step up fails: hidden 96 (inputs 48) before
-#               any tool (memories 3855360 bits > 3833856, ulx3s-85f-step-up.json); lanes 16 with
-#               max_seq 32 did not route in 15 min (ulx3s-85f-lanes16-seq32.json).
-#   ulx3s-12f   synth/reports/ulx3s-12f.json: 8807/24288 LUT slots, 10/28 MULT18X18D, 37/56
-#               DP16KD, Fmax 42.84 MHz >= 25 MHz; the full gate-gradient unit alone takes 27 of
-#               the 28 multipliers, so ew_multipliers=3. Hidden 48 (inputs 24) does not fit
-#               (ulx3s-12f-step-up.json: nextpnr's DP16KD figure).
+#   ulx3s-85f   synth/reports/ulx3s-85f.json, the training top (train=True) at the compare
+#               defaults H 32, X 16, L 4, T 16, B 4: 16593/83640 LUT slots, 60/156 MULT18X18D,
+#               79/208 DP16KD, Fmax 37.92 MHz >= 25 MHz. Larger training builds placed but did
+#               not route (router2 stalled with thousands of wires overused: H 64 at L 8 B 4,
+#               L 8 B 2, L 4 B 2; H 48 at L 4 B 4, ulx3s-85f-step-up.json). The backward-only
+#               top's default was H 64, X 32, L 8, T 16, B 4 (ulx3s-85f-backward.json).
+#   ulx3s-12f   synth/reports/ulx3s-12f.json, the training top (train=True): H 32, X 16, L 2,
+#               T 16, B 1: 12733/24288 LUT slots, 27/28 MULT18X18D, 47/56 DP16KD, Fmax 37.18 MHz
+#               >= 25 MHz; the full gate-gradient unit alone takes 27 of the 28 multipliers, so
+#               ew_multipliers=3, and each lane takes three (backward, forward, update): L 4
+#               needs 39 and B 2 with L 4 59 DP16KD (nextpnr). One step up, B 2 at L 2, fills
+#               56/56 DP16KD and did not route (ulx3s-12f-step-up.json). The backward-only top's
+#               default was H 32, X 16, L 4, T 16, B 2 (ulx3s-12f-backward.json).
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
@@ -84,14 +89,15 @@ BOARDS = {b.name: b for b in (
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
           title="ULX3S (85F)", clock_mhz=25.0, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
-          defaults={"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4},
+          defaults={"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4,
+                    "train": True},
           defaults_report="ulx3s-85f.json"),
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
           title="ULX3S (12F)", clock_mhz=25.0, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
-          defaults={"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 2,
-                    "ew_multipliers": 3},
+          defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 1,
+                    "ew_multipliers": 3, "train": True},
           defaults_report="ulx3s-12f.json"),
 )}
 
