@@ -1,5 +1,6 @@
 """Dot-product unit: the forward's ``net_j = W[j] a_t + b[j]`` on the MAC lanes (DESIGN.md §3,
-forward unit; golden twin: ``golden.layer.net_code``)."""
+forward unit; golden twin: ``golden.layer.net_code``), and the output layer's logits
+``Wo[v] h + bo[v]`` (golden twin: ``golden.output.logit_code``)."""
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -9,11 +10,16 @@ from ..spec.formats import FORMATS, Formats
 from ..spec.limits import LIMITS, MAX_LANES
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["DotUnit"]
+__all__ = ["DotUnit", "OUTPUTS"]
+
+#: what a row's sum is rounded to: the forward's ``net``, or the output layer's ``logit``
+OUTPUTS = ("net", "logit")
 
 
 class DotUnit(wiring.Component):
-    """``net = round(sum_k w[k] a[k] + b << f, f -> net)``, one row of ``W`` at a time.
+    """``net = round(sum_k w[k] a[k] + b << f, f -> net)``, one row of ``W`` at a time; with
+    ``out="logit"`` the output layer's ``logit`` the same way (its format instead of ``net``'s,
+    the payload's field named ``logit``).
 
     A row arrives as ``C = ceil(K / lanes)`` beats of ``lanes`` weights and ``lanes`` inputs
     (zero-padded past ``K``), its last beat marked ``last`` and carrying the row's bias. All
@@ -30,23 +36,26 @@ class DotUnit(wiring.Component):
     """
 
     @staticmethod
-    def check_parameters(lanes: int = 4, formats: Formats = FORMATS) -> None:
+    def check_parameters(lanes: int = 4, formats: Formats = FORMATS, out: str = "net") -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= MAX_LANES:
             raise ValueError(f"lanes must be an int in 1..{MAX_LANES}, not {lanes!r}")
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a Formats, not {formats!r}")
-        if formats.net.frac_bits > 2 * formats.operand.frac_bits:
-            raise ValueError(f"net {formats.net} has more fraction bits than a product")
+        if out not in OUTPUTS:
+            raise ValueError(f"out must be one of {', '.join(OUTPUTS)}, not {out!r}")
+        fmt = getattr(formats, out)
+        if fmt.frac_bits > 2 * formats.operand.frac_bits:
+            raise ValueError(f"{out} {fmt} has more fraction bits than a product")
 
-    def __init__(self, lanes: int = 4, formats: Formats = FORMATS):
-        self.check_parameters(lanes, formats)
-        self.lanes, self.formats = lanes, formats
+    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, out: str = "net"):
+        self.check_parameters(lanes, formats, out)
+        self.lanes, self.formats, self.out = lanes, formats, out
         op = signed(formats.operand.width)
         self.in_layout = data.StructLayout({"w": data.ArrayLayout(op, lanes),
                                             "a": data.ArrayLayout(op, lanes),
                                             "bias": op, "last": 1})
-        self.out_layout = data.StructLayout({"net": signed(formats.net.width)})
+        self.out_layout = data.StructLayout({out: signed(getattr(formats, out).width)})
         super().__init__({
             "i": In(stream.Signature(self.in_layout)),
             "o": Out(stream.Signature(self.out_layout)),
@@ -55,6 +64,8 @@ class DotUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f, L = self.formats, self.lanes
+        fmt = getattr(f, self.out)
+        result = getattr(self.o.payload, self.out)
         prod_width = 2 * f.operand.width
         most = LIMITS["hidden"][1] + LIMITS["inputs"][1]          # products in a row, at most
         acc_width = prod_width + most.bit_length() + 1
@@ -87,6 +98,6 @@ class DotUnit(wiring.Component):
             with m.If(v2):
                 m.d.sync += acc.eq(acc + part2)
                 with m.If(last2):
-                    m.d.sync += [acc.eq(0), self.o.payload.net.eq(saturate(
-                        round_half_up(total, prod_frac - f.net.frac_bits), f.net.width))]
+                    m.d.sync += [acc.eq(0), result.eq(saturate(
+                        round_half_up(total, prod_frac - fmt.frac_bits), fmt.width))]
         return m

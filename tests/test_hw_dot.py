@@ -1,12 +1,14 @@
 # amaranth: UnusedElaboratable=no
-"""hw.dot.DotUnit against golden.layer.net_code: rows of random and extreme weights and inputs,
-bit for bit, every lane busy on every beat, and under back-pressure."""
+"""hw.dot.DotUnit against golden.layer.net_code (and, as the output layer's logits, against
+golden.output.logit_code): rows of random and extreme weights and inputs, bit for bit, every
+lane busy on every beat, and under back-pressure."""
 
 import numpy as np
 import pytest
 
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import net_code
+from gateskip.golden.output import logit_code
 from gateskip.hw.dot import DotUnit
 from hwsim import run_stream
 
@@ -35,8 +37,8 @@ def _beats(W, a, b, L):
              c == C - 1) for j in range(n) for c in range(C)]
 
 
-def _run(L, W, a, b, seed=1, pv=1.0, pr=1.0):
-    dut = DotUnit(lanes=L)
+def _run(L, W, a, b, seed=1, pv=1.0, pr=1.0, out="net"):
+    dut = DotUnit(lanes=L, out=out)
 
     def put(ctx, item):
         w, x, bias, last = item
@@ -46,7 +48,8 @@ def _run(L, W, a, b, seed=1, pv=1.0, pr=1.0):
         ctx.set(dut.i.payload.bias, bias)
         ctx.set(dut.i.payload.last, last)
     got, cycles, *_ = run_stream(dut, _beats(W, a, b, L), seed, pv, pr, put=put,
-                                 get=lambda ctx: ctx.get(dut.o.payload.net), n_out=len(b))
+                                 get=lambda ctx: ctx.get(getattr(dut.o.payload, out)),
+                                 n_out=len(b))
     return got, cycles
 
 
@@ -60,6 +63,20 @@ def test_bit_exact_rows(L, K):
         assert got == want, (L, K, extreme)
         C = -(-K // L)
         assert cycles == len(b) * C + 3               # every lane busy on every beat
+
+
+@pytest.mark.parametrize("L, H", [(1, 5), (4, 32), (8, 13)])
+def test_logits_of_the_output_layer(L, H):
+    """``out="logit"``: the rows of ``Wo`` against one ``h``, rounded to ``logit``, the extremes
+    saturating both ways."""
+    rng = np.random.default_rng(L + H)
+    for extreme in (False, True):
+        Wo, a, bo = _rows(rng, 24, H, extreme)
+        h = a[0]
+        got, cycles = _run(L, Wo, np.tile(h, (len(bo), 1)), bo, out="logit")
+        assert got == logit_code(Wo, h, bo).tolist(), (L, H, extreme)
+        assert cycles == len(bo) * -(-H // L) + 3
+    assert F.logit.max in got and F.logit.min in got          # the extremes saturated
 
 
 def test_back_pressure():
@@ -76,3 +93,5 @@ def test_parameters_checked():
         DotUnit(lanes=0)
     with pytest.raises(TypeError):
         DotUnit(formats="x")
+    with pytest.raises(ValueError, match="out must be one of net, logit"):
+        DotUnit(out="loss")
