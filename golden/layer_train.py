@@ -25,8 +25,8 @@ import torch
 from .config import TrainConfig
 from .corpus import Corpus
 from .layer import FixedLayer
-from .train import _batchify, _softmax_xent, evaluate, evaluation_plan, numpy_step, setup, \
-    single_thread
+from .train import (_softmax_xent, evaluate, evaluation_plan, evaluation_windows, numpy_step,
+                    setup, single_thread)
 
 __all__ = ["layer_train", "evaluate_fixed", "train_against_float"]
 
@@ -36,12 +36,8 @@ def evaluate_fixed(layer: FixedLayer, host: dict, ids: np.ndarray, batch: int = 
     """Mean cross-entropy of ``ids`` with the layer's fixed-point forward and the host's float
     embedding and output layer (``host``: ``E Wo bo``), read as :func:`golden.train.evaluate`
     reads it (``batch`` streams, windows of ``window``, state carried)."""
-    batch = max(1, min(batch, (len(ids) - 1) // 2))
-    data = _batchify(ids, batch)
     total, count, state = 0.0, 0, None
-    for p in range(0, len(data) - 1, window):
-        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
-        inp = inp[:len(tgt)]
+    for inp, tgt in evaluation_windows(ids, batch, window):
         fwd = layer.forward(host["E"][inp], state)
         state = (fwd["h_T"], fwd["c_T"])
         logits = fwd["h_float"] @ host["Wo"].T + host["bo"]

@@ -31,7 +31,7 @@ from .layer import FixedLayer, lr_code, operand_code, update_model
 from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift,
                      output_backward, softmax_code)
 from .layer_train import train_against_float
-from .train import _batchify, setup, single_thread
+from .train import evaluation_windows, setup, single_thread
 
 __all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
 
@@ -103,12 +103,8 @@ def evaluate_model(model: FixedModel, ids: np.ndarray, batch: int = 256,
                    window: int = 128) -> float:
     """Mean cross-entropy (nats) of ``ids`` by the fixed model's forward, read as
     :func:`golden.train.evaluate` reads it (``batch`` streams, windows, state carried)."""
-    batch = max(1, min(batch, (len(ids) - 1) // 2))
-    data = _batchify(ids, batch)
     total, count, state = 0, 0, None
-    for p in range(0, len(data) - 1, window):
-        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
-        inp = inp[:len(tgt)]
+    for inp, tgt in evaluation_windows(ids, batch, window):
         fwd = model.forward(inp, tgt, state)
         state = (fwd["h_T"], fwd["c_T"])
         total += fwd["loss_sum"]

@@ -129,15 +129,23 @@ def _batchify(ids: np.ndarray, batch: int) -> np.ndarray:
     return ids[: n * batch].reshape(batch, n).T.copy()  # (n, batch): one stream per column
 
 
+def evaluation_windows(ids: np.ndarray, batch: int = 256, window: int = 128):
+    """``(inputs, targets)`` (T, B) of ``ids`` read as ``batch`` parallel streams (at most half
+    the symbols), ``window`` steps at a time: how every evaluation reads a split, the state
+    carried from one window to the next."""
+    batch = max(1, min(batch, (len(ids) - 1) // 2))
+    data = _batchify(ids, batch)
+    for p in range(0, len(data) - 1, window):
+        tgt = data[p + 1:p + 1 + window]
+        yield data[p:p + len(tgt)], tgt
+
+
 @torch.no_grad()
 def evaluate(model: LanguageModel, ids: np.ndarray, batch: int = 256, window: int = 128) -> float:
     """Mean cross-entropy (nats per symbol) of ``ids`` read as ``batch`` parallel streams."""
-    batch = max(1, min(batch, (len(ids) - 1) // 2))
-    data = torch.from_numpy(_batchify(ids, batch))
     total, count, state = 0.0, 0, None
-    for p in range(0, len(data) - 1, window):
-        inp, tgt = data[p:p + window], data[p + 1:p + 1 + window]
-        inp = inp[:len(tgt)]
+    for inp, tgt in evaluation_windows(ids, batch, window):
+        inp, tgt = torch.from_numpy(inp), torch.from_numpy(tgt)
         logits, state = model(inp, state)
         total += torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum").item()

@@ -22,7 +22,7 @@ from gateskip.hw.backward import Backward
 from gateskip.hw.blocks import make
 from gateskip.host.accel import RESULTS, BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup
+from gateskip.sim.tb_common import TIMEOUT_US, reset_while, rng_for, setup
 from gateskip.sim.runner import param
 from gateskip.sim.streams import pack, unpack
 
@@ -167,14 +167,7 @@ async def reset_mid_run(dut):
     rng, seed = rng_for("reset_mid_run")
     mems = random_mems(accel.hidden, accel.inputs, accel.max_seq, accel.max_batch, seed)
     await host.load(mems)
-    run = cocotb.start_soon(host.backward(0))
-    for _ in range(60):
-        await RisingEdge(dut.clk)
-    run.cancel()
-    await reset(dut)
-    await ReadOnly()
-    assert int(dut.busy.value) == 0
-    await RisingEdge(dut.clk)
+    await reset_while(dut, host.backward(0), 60)
     await check(host, accel, mems, tau_for_sparsity(mems, accel.inputs, 0.5), "after reset")
 
 

@@ -46,6 +46,20 @@ async def reset(dut, cycles: int = 2) -> None:
     dut.rst.value = 0
 
 
+async def reset_while(dut, coroutine, cycles: int) -> None:
+    """Start ``coroutine`` (a host sequence), let it run ``cycles`` clock cycles, drop it and
+    reset the design; asserts ``busy`` low after the reset, and returns a cycle later, ready
+    for the next sequence."""
+    run = cocotb.start_soon(coroutine)
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    run.cancel()
+    await reset(dut)
+    await ReadOnly()
+    assert int(dut.busy.value) == 0, "busy after a reset"
+    await RisingEdge(dut.clk)
+
+
 async def wait_until(dut, condition, limit: int = 1_000_000) -> int:
     """Clock until ``condition()`` holds in ReadOnly; returns the cycles waited."""
     for n in range(limit):

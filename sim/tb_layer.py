@@ -12,7 +12,6 @@ and the rerun exact.
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from gateskip.golden.layer import LayerMemories
 from gateskip.host.accel import DeviceError, LayerHost
@@ -21,7 +20,7 @@ from gateskip.hw.update import step_shift
 from gateskip.sim.accel_stimulus import random_layer
 from gateskip.sim.runner import param
 from gateskip.sim.tb_backward import SIZES, CocotbBus
-from gateskip.sim.tb_common import TIMEOUT_US, reset, rng_for, setup
+from gateskip.sim.tb_common import TIMEOUT_US, reset_while, rng_for, setup
 
 FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
 TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
@@ -121,14 +120,7 @@ async def reset_mid_forward(dut):
     rng, seed = rng_for("reset_mid_forward")
     data = random_layer(accel.hidden, accel.inputs, accel.max_seq, accel.max_batch, seed)
     await load(host, data)
-    run = cocotb.start_soon(host.forward(data["x"]))
-    for _ in range(rng.randint(40, 200)):
-        await RisingEdge(dut.clk)
-    run.cancel()
-    await reset(dut)
-    await ReadOnly()
-    assert int(dut.busy.value) == 0
-    await RisingEdge(dut.clk)
+    await reset_while(dut, host.forward(data["x"]), rng.randint(40, 200))
     await load(host, data)
     await iteration(host, model_for(accel, data), data, rng.randint(200, 3000),
                     f"after reset (seed {seed})")

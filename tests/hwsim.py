@@ -19,7 +19,7 @@ from gateskip.hw.core import LATENCY, MacCore, Mem
 from gateskip.hw.mac_array import Use
 
 __all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY",
-           "AmaranthBus"]
+           "AmaranthBus", "simulate"]
 
 def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
                n_out=None):
@@ -316,3 +316,18 @@ class AmaranthBus:
             out.append([c.get(port.rdata[e]) for e in range(per)])
         c.set(port.re, 0)
         return np.array(out, np.int64)
+
+
+def simulate(dut, testbench):
+    """Run ``testbench(ctx)`` (an async function) against ``dut`` on a 100 MHz clock; returns
+    what it returns."""
+    out = {}
+
+    async def tb(ctx):
+        out["result"] = await testbench(ctx)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out["result"]

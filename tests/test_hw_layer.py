@@ -5,7 +5,6 @@ sequences of ``gateskip.host.accel.LayerHost``, bit for bit against
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from gateskip.golden.accel import run_outputs
 from gateskip.golden.layer import LayerMemories
@@ -16,7 +15,7 @@ from gateskip.sim.accel_stimulus import random_layer, tau_for_sparsity
 from gateskip.spec import registers as regmap
 from gateskip.spec.formats import FORMATS
 
-from hwsim import AmaranthBus
+from hwsim import AmaranthBus, simulate
 
 STATUS = regmap.FIELDS["STATUS"]
 FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
@@ -25,19 +24,12 @@ TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
 
 def run(dut, script):
     """Run ``script(host)`` (a coroutine function) against ``dut``; returns what it returns."""
-    out = {}
-
     async def tb(ctx):
-        host = LayerHost(AmaranthBus(dut, ctx), hidden=dut.hidden, inputs=dut.inputs,
-                         lanes=dut.lanes, max_seq=dut.max_seq, max_batch=dut.max_batch,
-                         train=True)
-        out["result"] = await script(host)
+        return await script(LayerHost(AmaranthBus(dut, ctx), hidden=dut.hidden,
+                                      inputs=dut.inputs, lanes=dut.lanes, max_seq=dut.max_seq,
+                                      max_batch=dut.max_batch, train=True))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out["result"]
+    return simulate(dut, tb)
 
 
 async def read_all(host, names):

@@ -11,7 +11,6 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.sim import Simulator
 
 from gateskip.golden.layer import operand_code, update_model
 from gateskip.hw.dx_gather import DxGather
@@ -21,6 +20,8 @@ from gateskip.hw.update import step_shift
 from gateskip.hw.weight_update import OVERHEAD, WeightUpdate
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
+
+from hwsim import simulate
 
 
 class _OnMemories(wiring.Component):
@@ -55,19 +56,6 @@ class _OnMemories(wiring.Component):
             else:
                 m.d.comb += getattr(self, k).eq(getattr(self.block, k))
         return m
-
-
-def _run(dut, testbench):
-    out = {}
-
-    async def tb(ctx):
-        out["result"] = await testbench(ctx)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out["result"]
 
 
 async def _strobe_and_count(ctx, dut, limit=100_000):
@@ -115,7 +103,7 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, seed):
         return (cycles, _words(ctx, dut.mems["WM"], L), _words(ctx, dut.mems["W"], L),
                 _words(ctx, dut.mems["BM"]))
 
-    cycles, got_wm, got_w, got_bm = _run(dut, tb)
+    cycles, got_wm, got_w, got_bm = simulate(dut, tb)
     want_wm = update_model(wm, dw, grad_shift, lr, f)
     want_bm = update_model(bm, db.reshape(-1), grad_shift, lr, f)
     assert np.any(want_wm == m_hi - 1) and np.any(want_wm == -m_hi)   # saturation exercised
@@ -140,7 +128,7 @@ def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
         second = await _strobe_and_count(ctx, dut)             # a second run: the same
         return first, second, _words(ctx, dut.mems["DX"], L)
 
-    first, second, dx = _run(dut, tb)
+    first, second, dx = simulate(dut, tb)
     want = da[:B * T * C].reshape(B * T, C, L)[:, :nx].reshape(B * T * nx, L)
     np.testing.assert_array_equal(dx[:B * T * nx], want)
     np.testing.assert_array_equal(dx[B * T * nx:], dx_before[B * T * nx:])
@@ -150,9 +138,10 @@ def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
 # -- PhaseControl: the phases' blocks modelled as "busy for N cycles from the cycle after start"
 
 def _phases(train: bool, script, durations=None):
-    """Run ``script(ctx, dut, log)`` on a PhaseControl whose step controller, forward unit and
-    update unit are busy ``durations[name]`` cycles after their start; ``log`` collects
-    ``(cycle, name)`` for every start and ``ctl_zero``."""
+    """Run ``script(ctx, dut, command, tick, log)`` on a PhaseControl whose step controller,
+    forward unit and update unit are busy ``durations[name]`` cycles after their start:
+    ``command(name, **held)`` strobes a command and returns its cycles and status bits, ``tick``
+    advances one cycle, ``log`` collects ``(cycle, name)`` for every start and ``ctl_zero``."""
     durations = {"ctl": 5, "fwd": 7, "upd": 4, **(durations or {})}
     dut = PhaseControl(train=train)
     log, state = [], {"cycle": 0, "ctl": 0, "fwd": 0, "upd": 0}
@@ -190,10 +179,7 @@ def _phases(train: bool, script, durations=None):
 
         return await script(ctx, dut, command, tick, log)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    return sim.run() or dut
+    simulate(dut, tb)
 
 
 def test_phase_control_runs_forward_then_zero_backward_update_in_order():
