@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import gate_grad
-from ..spec.memories import ACT_FIELDS, BACKWARD, INPUTS, MEMORIES
+from ..spec.memories import ACT_FIELDS, BACKWARD, INPUTS, MEMORIES, RESULTS
 from .fixed import (FORMATS, Formats, Q, compact_model, pick_grad_shift, round_shift, saturate,
                     threshold_model, threshold_to_tau)
 from .metrics import normalised_inner_product
@@ -250,8 +250,7 @@ def run_outputs(hidden: int, inputs: int, seq_len: int, batch: int) -> dict:
     """The memories a backward run writes (``DW DB DA DC``), zero, for these sizes: what
     ``ZERO`` leaves before a run."""
     sizes = {"hidden": hidden, "inputs": inputs, "max_seq": seq_len, "max_batch": batch}
-    return {name: np.zeros(mem.shape(sizes), np.int64)
-            for name, mem in MEMORIES.items() if mem.written}
+    return {name: np.zeros(MEMORIES[name].shape(sizes), np.int64) for name in RESULTS}
 
 
 def trace_inputs(trace: dict, record: int = 0, *, batch: int | None = None,

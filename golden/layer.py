@@ -214,7 +214,8 @@ class LayerMemories:
         from ..spec.memories import MEMORIES
         sizes = {"hidden": hidden, "inputs": inputs, "max_seq": max_seq, "max_batch": max_batch}
         self.inputs, self.formats = inputs, formats
-        self.mems = {n: np.zeros(m.shape(sizes), np.int64) for n, m in MEMORIES.items()}
+        self.mems = {n: np.zeros(m.shape(sizes), np.int64) for n, m in MEMORIES.items()
+                     if not m.model_only}
         self.mems.update(WM=np.array(WM, np.int64), BM=np.array(BM, np.int64),
                          W=operand_code(WM, formats))
         for name, v in (("HS", HS), ("CS", CS)):

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from ..spec.formats import LOSS_SCALE_BOUNDS
 from .config import TrainConfig
 from .corpus import Corpus
 from .fixed import FORMATS, Formats, threshold_to_tau
@@ -35,9 +36,8 @@ from .train import evaluation_windows, setup, single_thread
 
 __all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
 
-#: the LSTM's loss scale ``s`` stays within these (the update unit's shift ``8 + s`` and the
-#: embedding's ``12 + s`` stay within 0..63)
-SHIFT_BOUNDS = (-8, 40)
+#: the LSTM's loss scale ``s`` stays within these (``spec.formats.LOSS_SCALE_BOUNDS``)
+SHIFT_BOUNDS = LOSS_SCALE_BOUNDS
 
 
 class FixedModel:

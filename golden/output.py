@@ -38,6 +38,7 @@ import numpy as np
 
 from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RECIP_BITS,
                             TABLE_FRAC, exp_table, log2_table)
+from ..spec.formats import LOSS_SCALE_BOUNDS, LOSS_SCALE_HEADROOM
 from .fixed import FORMATS, Formats, round_shift, saturate
 
 __all__ = ["logit_code", "softmax_code", "log2_code", "softmax_errors",
@@ -159,8 +160,9 @@ def output_backward(dlogit, h, Wo, formats: Formats = FORMATS) -> dict:
     return {"dWo": dWo, "dbo": dbo, "dh": dh}
 
 
-def loss_scale_shift(dh, formats: Formats = FORMATS, headroom_bits: int = 2,
-                     bounds: tuple[int, int] = (-16, 40)) -> int:
+def loss_scale_shift(dh, formats: Formats = FORMATS,
+                     headroom_bits: int = LOSS_SCALE_HEADROOM,
+                     bounds: tuple[int, int] = LOSS_SCALE_BOUNDS) -> int:
     """The LSTM's loss scale ``s`` for ``dh`` (da codes): the largest that leaves ``max|dh|
     2**s`` below ``2**-headroom_bits`` (in the grad range ``[-1, 1)``), within ``bounds``;
     the top bound when ``dh`` is all zero. Integers only, as a leading-zero count would."""

@@ -126,6 +126,9 @@ class Backward(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
+        if config.vocab:
+            raise ValueError("vocab: the whole-model build is not assembled yet (its blocks "
+                             "are hw.output_layer and hw.loss_scale); build vocab=0")
         if config.train:
             ForwardPipe.check_parameters(config.lanes, config.formats)
             UpdateUnit.check_parameters(config.formats)

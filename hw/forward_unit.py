@@ -46,7 +46,8 @@ class ForwardUnit(wiring.Component):
     streams (no unit of the step leaves the pipe before its fourth row, so the copy never meets
     an ``h`` write); ``c_{t-1}`` of unit ``k`` comes from ``CS``. As unit ``k`` leaves the pipe its cache
     ``i f g o tanh(c_t) c_{t-1}`` is written to ``ACT`` at ``(b*T + t)*H + k`` (the backward's
-    layout), ``c_t`` to ``CS``, ``h_t`` to ``HO`` at ``(b*T + t)*H + k`` and into the hidden lane
+    layout), ``c_t`` to ``CS``, ``h_t`` to ``HO`` (word ``(b*T + t)*ceil(H/L) + k // L``, lane
+    ``k % L``) and into the hidden lane
     of ``a_{t+1}`` (after the last step into ``HS`` instead). A step starts when the previous
     one's last unit is written (its ``h`` is the next ``a_t``).
 
@@ -68,8 +69,8 @@ class ForwardUnit(wiring.Component):
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
                           "batch": In(range(B + 1)), "busy": Out(1),
-                          # A per lane: h is written one element at a time
-                          **run_ports(ports, READS, WRITES, lane_writes=("A",))})
+                          # A and HO per lane: h is written one element at a time
+                          **run_ports(ports, READS, WRITES, lane_writes=("A", "HO"))})
 
     def elaborate(self, platform):
         m = Module()
@@ -84,6 +85,7 @@ class ForwardUnit(wiring.Component):
         vec_base = Signal(range(cfg.max_batch * T * C + 1))    # (b*T + t) * C
         act_base = Signal(range(cfg.max_batch * T * H + 1))    # (b*T + t) * H
         seq_base = Signal(range(cfg.max_batch * H + 1))        # b * H
+        ho_base = Signal(range(cfg.max_batch * T * cfg.h_chunks + 1))   # (b*T + t)*ceil(H/L)
         last_step = Signal()
         m.d.comb += self.busy.eq(state != _State.IDLE)
 
@@ -149,18 +151,25 @@ class ForwardUnit(wiring.Component):
 
         # -- the units leaving the pipe: written back -------------------------------------------
         k_out = Signal(range(H + 1))
+        ho_word = Signal(range(cfg.h_chunks + 1))             # k_out // L and k_out % L
+        ho_lane = Signal(range(max(L, 2)))
         out = pipe.o.payload
         fire = pipe.o.valid
         m.d.comb += pipe.o.ready.eq(1)
         with m.If(fire):
             m.d.sync += k_out.eq(k_out + 1)
+            with m.If(ho_lane == L - 1):
+                m.d.sync += [ho_lane.eq(0), ho_word.eq(ho_word + 1)]
+            with m.Else():
+                m.d.sync += ho_lane.eq(ho_lane + 1)
         m.d.comb += [
             self.act_wr.addr.eq(act_base + k_out), self.act_wr.en.eq(fire),
             *[self.act_wr.data[n].eq(out[n]) for n in ACT_FIELDS],
             self.cs_wr.addr.eq(seq_base + k_out), self.cs_wr.en.eq(fire),
             self.cs_wr.data.eq(out.c),
-            self.ho_wr.addr.eq(act_base + k_out), self.ho_wr.en.eq(fire),
-            self.ho_wr.data.eq(out.h),
+            self.ho_wr.addr.eq(ho_base + ho_word),
+            self.ho_wr.en.eq(Mux(fire, Const(1, L) << ho_lane, 0)),
+            *[self.ho_wr.data[l].eq(out.h) for l in range(L)],
             self.hs_wr.addr.eq(seq_base + k_out), self.hs_wr.en.eq(fire & last_step),
             self.hs_wr.data.eq(out.h),
         ]
@@ -191,7 +200,8 @@ class ForwardUnit(wiring.Component):
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
             m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
-                         x_base.eq(const_mul(s, nx)),
+                         x_base.eq(const_mul(s, nx)), ho_base.eq(const_mul(s, cfg.h_chunks)),
+                         ho_word.eq(0), ho_lane.eq(0),
                          seq_base.eq(const_mul(b, H)), last_step.eq(t == self.seq_len - 1),
                          j.eq(0), c.eq(0), w_addr.eq(0), kc.eq(0), k_out.eq(0),
                          k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),

@@ -93,8 +93,8 @@ class MemoryBank(wiring.Component):
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
     words are arrays get a write enable per element, ACT is stored as an array of slots of its
     widest field, and with ``db_serial`` DB is ``4H`` words of one gate (word ``k``, gate ``g``
-    at ``4k + g``). In a training build ``a_wr`` has a write enable per lane (the forward
-    writes ``h`` one element at a time).
+    at ``4k + g``). In a training build ``a_wr`` and ``ho_wr`` have a write enable per lane
+    (the forward writes ``h`` one element at a time).
     """
 
     def __init__(self, config: AccelConfig):
@@ -124,8 +124,9 @@ class MemoryBank(wiring.Component):
         #: the memories the run writes, and those ZERO clears
         self.run_written = tuple(n for n in self.shapes if MEMORIES[n].run_writes(config))
         self.zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
-        #: the run writes these one lane at a time: A in a training build (the forward's h)
-        self.lane_written = ("A",) if config.train else ()
+        #: the run writes these one lane at a time: A and HO in a training build (the
+        #: forward's h)
+        self.lane_written = ("A", "HO") if config.train else ()
         #: words ZERO walks: the deepest memory it clears
         self.zero_words = max(self.mem_depths[n] for n in self.zeroed)
         members = {

@@ -7,6 +7,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
+from ..spec.limits import MAX_VOCAB
 from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RECIP_BITS,
                             TABLE_FRAC, exp_table, log2_table)
 from .divider import Divider
@@ -14,7 +15,6 @@ from .fixedpoint import round_half_up, saturate
 
 __all__ = ["SoftmaxUnit", "MAX_VOCAB"]
 
-MAX_VOCAB = 4096
 #: quotient bits of ``R = floor(2**RECIP_BITS / S)``: ``S >= 2**TABLE_FRAC`` (the max's ``e``)
 R_BITS = RECIP_BITS - TABLE_FRAC + 1
 

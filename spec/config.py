@@ -50,6 +50,9 @@ class AccelConfig:
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``element_port=False``).
+    ``vocab``: 0, or the vocabulary V of the whole character model on the chip (needs
+    ``train``): embedding, output layer, softmax and loss beside the layer, and their memories
+    (:mod:`.memories`, ``model_only``).
     ``formats``: the arithmetic formats (:mod:`.formats`).
     """
 
@@ -66,6 +69,7 @@ class AccelConfig:
     forwarding: bool = True
     threshold_skid: bool = True
     train: bool = False
+    vocab: int = 0
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
@@ -85,6 +89,10 @@ class AccelConfig:
             raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
         if self.train and self.element_port:
             raise ValueError("train needs element_port=False (the forward writes h by lane)")
+        if self.vocab == 1:
+            raise ValueError("vocab must be 0 (no model) or at least 2")
+        if self.vocab and not self.train:
+            raise ValueError("vocab (the whole model on the chip) needs train")
         if self.db_serial and not self.element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         f = self.formats
@@ -104,6 +112,12 @@ class AccelConfig:
     def chunks(self) -> int:
         """C = ceil(K / L): words of a K-vector, cycles per MAC command."""
         return -(-self.k // self.lanes)
+
+    @property
+    def h_chunks(self) -> int:
+        """``ceil(H / L)``: the words of an ``h_t`` vector in ``HO`` and ``DHO``, and of an
+        output-layer row."""
+        return -(-self.hidden // self.lanes)
 
     @property
     def x_chunks(self) -> int:

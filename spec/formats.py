@@ -42,6 +42,8 @@ logit      Q(6, 10)     the output layer's ``Wo h + bo`` (exact sum, rounded onc
                         model's logits stay within +-32; the softmax reads ``max - logit``
 loss       Q(8, 16)     one symbol's cross-entropy in bits (``log2``), before the exact sum over
                         the batch: up to 256 bits a symbol, lsb 1.5e-5
+token      Q(13, 0)     a symbol's index in the vocabulary, 0 .. 4095 (``limits.MAX_VOCAB``): the
+                        token and target memories of the whole-model build
 =========  ===========  ===========================================================================
 
 One MAC, exactly as the hardware does it (``golden.fixed.mac_step``)::
@@ -67,7 +69,7 @@ import numpy as np
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "NET", "MASTER", "LR",
-           "LOGIT", "LOSS", "FORMATS"]
+           "LOGIT", "LOSS", "TOKEN", "FORMATS", "LOSS_SCALE_BOUNDS", "LOSS_SCALE_HEADROOM"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -196,6 +198,14 @@ MASTER = Q(4, 28)
 LR = Q(8, 16)
 LOGIT = Q(6, 10)
 LOSS = Q(8, 16)
+TOKEN = Q(13, 0)
+
+#: the whole model's LSTM loss scale ``s`` (``dh`` into ``DH`` at ``2**s``, ``golden.output.
+#: loss_scale_shift``, ``hw.loss_scale``) leaves ``max|dh| 2**s`` below ``2**-HEADROOM`` of the
+#: grad range, within these bounds (the update's shift ``8 + s`` and the embedding's ``12 + s``
+#: stay within 0..63)
+LOSS_SCALE_BOUNDS = (-8, 40)
+LOSS_SCALE_HEADROOM = 2
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,8 @@ class Formats:
     unit's cached activations, cached ``c_{t-1}`` and carried gradients ``dh``/``dc``
     (:mod:`golden.accel`); ``net``, ``master``, ``lr``: the forward's pre-activations, the
     update's weights and its learning rate (:mod:`golden.layer`); ``logit``, ``loss``: the
-    output layer's logits and a symbol's loss (:mod:`golden.output`). The product format is exact, and each accumulator's
+    output layer's logits and a symbol's loss (:mod:`golden.output`); ``token``: a symbol's
+    index (not arithmetic). The product format is exact, and each accumulator's
     fraction must not exceed the product's (products are rounded *down* in precision, by
     :attr:`dw_shift` / :attr:`da_shift` bits, round half up); the rounded product must fit the
     accumulator's width.
@@ -225,11 +236,12 @@ class Formats:
     lr: Q = LR
     logit: Q = LOGIT
     loss: Q = LOSS
+    token: Q = TOKEN
     rounding: str = field(default="half_up")
 
     def __post_init__(self):
         for name in ("operand", "grad", "dw", "da", "act", "cell", "state", "net", "master",
-                     "lr", "logit", "loss"):
+                     "lr", "logit", "loss", "token"):
             if not isinstance(getattr(self, name), Q):
                 raise TypeError(f"{name} must be a Q format, not {getattr(self, name)!r}")
         if self.rounding not in ROUNDING:

@@ -16,7 +16,8 @@ Two kinds of word:
   (several fields: the array has a last axis of that many; one: no extra axis).
 
 Sizes are written as symbols of :class:`~.config.AccelConfig`: ``H`` hidden, ``X`` inputs,
-``K = X + H``, ``T`` max_seq, ``B`` max_batch, with an optional integer factor (``4H``).
+``K = X + H``, ``T`` max_seq, ``B`` max_batch, ``V`` vocab, with an optional integer factor
+(``4H``).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ class Memory:
     train_only: bool = False
     #: written by the forward or update unit of a training build
     trained: bool = False
+    #: only in whole-model builds (``AccelConfig.vocab``; they are training builds too)
+    model_only: bool = False
 
     def built(self, cfg) -> bool:
         """Whether a build of ``cfg`` (an ``AccelConfig``) has this memory."""
-        return not self.train_only or bool(getattr(cfg, "train", False))
+        get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
+        return ((not self.train_only or bool(get("train", False))) and
+                (not self.model_only or bool(get("vocab", 0))))
 
     def run_writes(self, cfg) -> bool:
         """Whether the accelerator of ``cfg`` writes it (it has a run write port)."""
@@ -98,7 +103,7 @@ class Memory:
         return self.dims.index(symbol) if symbol in self.dims else None
 
 
-_SIZE = re.compile(r"^(\d*)([HXKTBL])$")
+_SIZE = re.compile(r"^(\d*)([HXKTBLV])$")
 
 
 def _size(expr: str, s: dict) -> int:
@@ -107,11 +112,12 @@ def _size(expr: str, s: dict) -> int:
 
 
 def sizes(cfg) -> dict:
-    """``{H, X, K, T, B, L}`` of a config (attributes or mapping; ``lanes`` optional)."""
+    """``{H, X, K, T, B, L, V}`` of a config (attributes or mapping; ``lanes`` and ``vocab``
+    optional)."""
     get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
     H, X = int(get("hidden")), int(get("inputs"))
     return {"H": H, "X": X, "K": X + H, "T": int(get("max_seq")), "B": int(get("max_batch")),
-            "L": int(get("lanes", 1) or 1)}
+            "L": int(get("lanes", 1) or 1), "V": int(get("vocab", 0) or 0)}
 
 
 _GATES = tuple((g, "dw") for g in ("i", "f", "g", "o"))
@@ -146,14 +152,41 @@ MEMORIES = {m.name: m for m in (
     Memory("CS", 11, ("B", "H"), (("c", "cell"),), False, False,
            "c carried between iterations: c_{-1} in, c_{T-1} out", train_only=True,
            trained=True),
-    Memory("HO", 12, ("B", "T", "H"), (("h", "operand"),), False, False,
-           "h_t of (b, t), the forward's output", train_only=True, trained=True),
+    Memory("HO", 12, ("B", "T", "H"), (("h", "operand"),), True, False,
+           "h_t of (b, t) at words (b*T + t)*ceil(H/L), the forward's output (and the output "
+           "layer's input)", train_only=True, trained=True),
     Memory("XI", 13, ("B", "T", "X"), (("x", "operand"),), True, False,
            "x_t of (b, t) at words (b*T + t)*ceil(X/L), the forward's input (it copies x_t "
            "into A)", train_only=True),
     Memory("DX", 14, ("B", "T", "X"), (("dx", "da"),), True, False,
            "dx_t of (b, t) as XI: da[:X] gathered after the backward", train_only=True,
            trained=True),
+    # whole-model builds: tokens in, the embedding and the output layer resident
+    Memory("TOK", 15, ("B", "T"), (("token", "token"),), False, False,
+           "input token of (b, t) at b*T + t", train_only=True, model_only=True),
+    Memory("TGT", 16, ("B", "T"), (("token", "token"),), False, False,
+           "target token of (b, t) at b*T + t", train_only=True, model_only=True),
+    Memory("E", 17, ("V", "X"), (("e", "operand"),), True, False,
+           "embedding rows, v at words v*ceil(X/L); the update writes EM and its operand here",
+           train_only=True, trained=True, model_only=True),
+    Memory("EM", 18, ("V", "X"), (("e", "master"),), True, False,
+           "master embedding, rows as E", train_only=True, trained=True, model_only=True),
+    Memory("WO", 19, ("V", "H"), (("w", "operand"),), True, False,
+           "output weights, row v at words v*ceil(H/L); the update writes WOM and its operand "
+           "here", train_only=True, trained=True, model_only=True),
+    Memory("WOM", 20, ("V", "H"), (("w", "master"),), True, False,
+           "master output weights, rows as WO", train_only=True, trained=True,
+           model_only=True),
+    Memory("BOM", 21, ("V",), (("b", "master"),), False, False,
+           "master output bias (the logits add it rounded to the operand)", train_only=True,
+           trained=True, model_only=True),
+    Memory("DWO", 22, ("V", "H"), (("dw", "dw"),), True, True,
+           "dWo accumulator, rows as WO", train_only=True, trained=True, model_only=True),
+    Memory("DBO", 23, ("V",), (("dw", "dw"),), False, True, "dbo accumulator",
+           train_only=True, trained=True, model_only=True),
+    Memory("DHO", 24, ("B", "T", "H"), (("da", "da"),), True, True,
+           "dh_t from the output layer, as HO (the loss scale takes it into DH)",
+           train_only=True, trained=True, model_only=True),
 )}
 
 #: bits of a memory code on the host port (the link's requests carry a byte)
@@ -210,6 +243,8 @@ def markdown_table(formats=None) -> str:
     rows = ["| code | memory | host array | word | format | written by the run | meaning |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     def writer(m):
+        if m.model_only:
+            return "yes (whole-model builds only)" if m.trained else "no"
         return ("backward" if m.written else
                 "training builds" if m.trained and not m.train_only else
                 "yes (training builds only)" if m.trained else "no")

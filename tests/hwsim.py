@@ -4,7 +4,9 @@
 and ready drops. :func:`run_core` loads :class:`~gateskip.hw.core.MacCore`'s memories, streams
 dnet vectors, waits for the core to finish and reads ``dW``, ``da`` and the counters back;
 :func:`cycle_grid` measures skip and dense mode against the ideal ``nnz * C * n_uses`` over a
-grid of K, L and sparsities.
+grid of K, L and sparsities. :class:`OnMemories` puts a block that drives memory ports
+(``<name>_rd``, ``<name>_wr``) on memories of its own, :func:`strobe_and_count` runs it once
+and counts its busy cycles, :func:`memory_words` reads a memory back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from gateskip.golden.fixed import FORMATS, USES, Formats
@@ -19,6 +24,7 @@ from gateskip.hw.core import LATENCY, MacCore, Mem
 from gateskip.hw.mac_array import Use
 
 __all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY",
+           "OnMemories", "strobe_and_count", "memory_words",
            "AmaranthBus", "simulate"]
 
 def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
@@ -331,3 +337,60 @@ def simulate(dut, testbench):
     sim.add_testbench(tb)
     sim.run()
     return out["result"]
+
+
+# -- a block on memories of its own ------------------------------------------------------------
+
+class OnMemories(wiring.Component):
+    """``block`` with a memory behind each of its ``<name>_rd``/``<name>_wr`` ports, filled from
+    ``init`` (``{name: [word, ...]}``); the block's other members are this component's."""
+
+    def __init__(self, block, ports: dict, init: dict):
+        self.block = block
+        self.mems = {}
+        for name, (shape, depth) in ports.items():
+            key = name.lower()
+            if f"{key}_rd" in block.signature.members or f"{key}_wr" in block.signature.members:
+                self.mems[name] = Memory(shape=shape, depth=depth, init=init.get(name, []))
+        super().__init__({k: v for k, v in block.signature.members.items()
+                          if not k.endswith(("_rd", "_wr"))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = self.block
+        for name, mem in self.mems.items():
+            m.submodules[name] = mem
+            key = name.lower()
+            if f"{key}_rd" in self.block.signature.members:
+                wiring.connect(m, mem.read_port(),
+                               getattr(self.block, f"{key}_rd"))
+            if f"{key}_wr" in self.block.signature.members:
+                wiring.connect(m, mem.write_port(),
+                               getattr(self.block, f"{key}_wr"))
+        for k in self.signature.members:
+            if self.signature.members[k].flow == wiring.In:
+                m.d.comb += getattr(self.block, k).eq(getattr(self, k))
+            else:
+                m.d.comb += getattr(self, k).eq(getattr(self.block, k))
+        return m
+
+
+async def strobe_and_count(ctx, dut, limit=100_000):
+    """``start`` for one cycle, then the cycles until ``busy`` falls (as the docstrings count)."""
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+    cycles = 0
+    while ctx.get(dut.busy):
+        await ctx.tick()
+        cycles += 1
+        assert cycles < limit
+    return cycles
+
+
+def memory_words(ctx, mem, lanes=None):
+    """The words of memory ``mem`` (an array of ``lanes`` elements each, if given)."""
+    if lanes is None:
+        return np.array([ctx.get(mem.data[i]) for i in range(mem.depth)], np.int64)
+    return np.array([[ctx.get(mem.data[i])[l] for l in range(lanes)] for i in range(mem.depth)],
+                    np.int64)

@@ -234,12 +234,12 @@ def test_db_accumulates_every_beat_and_passes_it_on(serial, p_ready):
 # -- memory bank --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("options", [{}, {"element_port": True, "db_serial": True},
-                                     {"train": True}])
+                                     {"train": True}, {"train": True, "vocab": 3}])
 def test_memory_bank_host_writes_reads_and_zero_clears(options):
     cfg = AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=2, **options)
     dut = MemoryBank(cfg)
-    mems = built(cfg)                     # the build's memories: eight, or all in a training build
-    assert len(mems) == (len(MEMORIES) if cfg.train else 8)
+    mems = built(cfg)          # the build's memories: 8, 15 in a training build, all in a model's
+    assert len(mems) == (len(MEMORIES) if cfg.vocab else 15 if cfg.train else 8)
     rng = np.random.default_rng(1)
     per_access = dut.port_elements
 

@@ -8,9 +8,6 @@ bank; it is tested through the whole build in ``test_hw_layer.py``.)"""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module
-from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 
 from gateskip.golden.layer import operand_code, update_model
 from gateskip.hw.dx_gather import DxGather
@@ -21,61 +18,7 @@ from gateskip.hw.weight_update import OVERHEAD, WeightUpdate
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
 
-from hwsim import simulate
-
-
-class _OnMemories(wiring.Component):
-    """``block`` with a memory behind each of its ``<name>_rd``/``<name>_wr`` ports, filled from
-    ``init`` (``{name: [word, ...]}``); the block's other members are this component's."""
-
-    def __init__(self, block, ports: dict, init: dict):
-        self.block = block
-        self.mems = {}
-        for name, (shape, depth) in ports.items():
-            key = name.lower()
-            if f"{key}_rd" in block.signature.members or f"{key}_wr" in block.signature.members:
-                self.mems[name] = Memory(shape=shape, depth=depth, init=init.get(name, []))
-        super().__init__({k: v for k, v in block.signature.members.items()
-                          if not k.endswith(("_rd", "_wr"))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.block = self.block
-        for name, mem in self.mems.items():
-            m.submodules[name] = mem
-            key = name.lower()
-            if f"{key}_rd" in self.block.signature.members:
-                wiring.connect(m, mem.read_port(),
-                               getattr(self.block, f"{key}_rd"))
-            if f"{key}_wr" in self.block.signature.members:
-                wiring.connect(m, mem.write_port(),
-                               getattr(self.block, f"{key}_wr"))
-        for k in self.signature.members:
-            if self.signature.members[k].flow == wiring.In:
-                m.d.comb += getattr(self.block, k).eq(getattr(self, k))
-            else:
-                m.d.comb += getattr(self, k).eq(getattr(self.block, k))
-        return m
-
-
-async def _strobe_and_count(ctx, dut, limit=100_000):
-    """``start`` for one cycle, then the cycles until ``busy`` falls (as the docstrings count)."""
-    ctx.set(dut.start, 1)
-    await ctx.tick()
-    ctx.set(dut.start, 0)
-    cycles = 0
-    while ctx.get(dut.busy):
-        await ctx.tick()
-        cycles += 1
-        assert cycles < limit
-    return cycles
-
-
-def _words(ctx, mem, lanes=None):
-    if lanes is None:
-        return np.array([ctx.get(mem.data[i]) for i in range(mem.depth)], np.int64)
-    return np.array([[ctx.get(mem.data[i])[l] for l in range(lanes)] for i in range(mem.depth)],
-                    np.int64)
+from hwsim import OnMemories, memory_words, simulate, strobe_and_count
 
 
 @pytest.mark.parametrize("H, X, L, seed", [(2, 1, 1, 1), (3, 2, 2, 2), (2, 3, 4, 3)])
@@ -93,15 +36,15 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, seed):
     db = rng.integers(-(1 << 20), 1 << 20, (H, 4))
     grad_shift, lr = 9, 3 << f.lr.frac_bits
     block = WeightUpdate(cfg, ports)
-    dut = _OnMemories(block, ports, {"WM": wm.tolist(), "DW": dw.tolist(), "BM": bm.tolist(),
+    dut = OnMemories(block, ports, {"WM": wm.tolist(), "DW": dw.tolist(), "BM": bm.tolist(),
                                      "DB": db.tolist()})
 
     async def tb(ctx):
         ctx.set(dut.lr, lr)
         ctx.set(dut.shift, step_shift(grad_shift, f))
-        cycles = await _strobe_and_count(ctx, dut)
-        return (cycles, _words(ctx, dut.mems["WM"], L), _words(ctx, dut.mems["W"], L),
-                _words(ctx, dut.mems["BM"]))
+        cycles = await strobe_and_count(ctx, dut)
+        return (cycles, memory_words(ctx, dut.mems["WM"], L), memory_words(ctx, dut.mems["W"], L),
+                memory_words(ctx, dut.mems["BM"]))
 
     cycles, got_wm, got_w, got_bm = simulate(dut, tb)
     want_wm = update_model(wm, dw, grad_shift, lr, f)
@@ -121,12 +64,12 @@ def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
     rng = np.random.default_rng(H + X + L)
     da = rng.integers(-(1 << 15), 1 << 15, (ports["DA"][1], L))
     dx_before = rng.integers(-(1 << 15), 1 << 15, (ports["DX"][1], L))
-    dut = _OnMemories(DxGather(cfg, ports), ports, {"DA": da.tolist(), "DX": dx_before.tolist()})
+    dut = OnMemories(DxGather(cfg, ports), ports, {"DA": da.tolist(), "DX": dx_before.tolist()})
 
     async def tb(ctx):
-        first = await _strobe_and_count(ctx, dut)
-        second = await _strobe_and_count(ctx, dut)             # a second run: the same
-        return first, second, _words(ctx, dut.mems["DX"], L)
+        first = await strobe_and_count(ctx, dut)
+        second = await strobe_and_count(ctx, dut)             # a second run: the same
+        return first, second, memory_words(ctx, dut.mems["DX"], L)
 
     first, second, dx = simulate(dut, tb)
     want = da[:B * T * C].reshape(B * T, C, L)[:, :nx].reshape(B * T * nx, L)

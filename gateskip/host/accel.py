@@ -190,11 +190,12 @@ class LayerHost(BackwardHost):
 
     async def read_h(self, seq_len: int, batch: int) -> np.ndarray:
         """``h`` (batch, seq_len, H) of the last forward, from ``HO``."""
-        H, code = self.hidden, MEMORIES["HO"].code
+        H, nh, code = self.hidden, self.config.h_chunks, MEMORIES["HO"].code
         out = np.zeros((batch, seq_len, H), np.int64)
-        for b in range(batch):
-            words = await self.bus.read_mem(code, seq_len * H, 1, addr=b * self.max_seq * H)
-            out[b] = words.reshape(seq_len, H)
+        for b in range(batch):                      # a sequence's h_t are contiguous in HO
+            words = await self.bus.read_mem(code, seq_len * nh, self.lanes,
+                                            addr=b * self.max_seq * nh)
+            out[b] = from_words(words, (seq_len, H), self.lanes)
         return out
 
     async def train(self, dh, tau: int, *, lr: int, shift: int, dense: bool = False) -> int:

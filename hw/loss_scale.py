@@ -1,0 +1,169 @@
+"""Loss scale: the output layer's ``dh`` into the LSTM's ``DH`` at a power-of-two scale taken
+from ``max|dh|`` (golden twins: ``golden.output.loss_scale_shift`` and ``dh_to_state``)."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec.config import AccelConfig
+from ..spec.formats import LOSS_SCALE_BOUNDS, LOSS_SCALE_HEADROOM
+from .fixedpoint import saturate
+from .mac_array import const_mul
+from .memory_bank import run_ports
+
+__all__ = ["LossScale", "READS", "WRITES", "cycles"]
+
+#: the memories it reads and writes
+READS = ("DHO",)
+WRITES = ("DH",)
+
+
+def cycles(config: AccelConfig, symbols: int) -> int:
+    """Busy cycles of a run over ``symbols`` symbols: per symbol its ``ceil(H/L)`` words
+    (the max pass) and its ``H`` elements (the copy), each pass with a setup and a closing
+    cycle per symbol, the copy's last write one more; and the shift's cycle."""
+    return symbols * (config.h_chunks + config.hidden + 5) + 1
+
+
+class _State(enum.Enum, shape=3):
+    IDLE = 0
+    SETUP = 1       # a symbol's bases
+    MAX = 2         # its DHO words read, max |dh| kept
+    SHIFT = 3       # the last word's max in; the shift chosen
+    COPY = 4        # its elements scaled into DH
+
+
+class LossScale(wiring.Component):
+    """``start`` (a strobe): over ``seq_len`` steps of ``batch`` sequences, the largest ``|dh|``
+    of the output layer's ``DHO`` (``da`` codes, lane words ``(b*T + t)*ceil(H/L)``; lanes past
+    ``H`` ignored), then the loss scale ``shift = da.frac - HEADROOM - bits(max)`` within
+    ``LOSS_SCALE_BOUNDS`` (the top bound for an all-zero ``dh``), a leading-one detector, and
+    every ``dh`` into ``DH[(b*T + t)*H + k] = sat_state(round(dh << shift, da -> state))``
+    (rounded half up), one element per cycle. ``shift`` holds from the end of the max pass
+    until the next ``start``.
+
+    Cycles: :func:`cycles`; ``busy`` from the cycle after ``start`` until the last write.
+    ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
+    """
+
+    def __init__(self, config: AccelConfig, ports: dict):
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        self.config, self.ports = config, ports
+        lo, hi = LOSS_SCALE_BOUNDS
+        T, B = config.max_seq, config.max_batch
+        super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
+                          "batch": In(range(B + 1)), "busy": Out(1),
+                          "shift": Out(range(lo, hi + 1)),
+                          **run_ports(ports, READS, WRITES)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, f = self.config, self.config.formats
+        H, L, T, NH = cfg.hidden, cfg.lanes, cfg.max_seq, cfg.h_chunks
+        lo, hi = LOSS_SCALE_BOUNDS
+        da, st = f.da, f.state
+
+        state = Signal(_State)
+        copy = Signal()                             # the pass: 0 max, 1 copy
+        b = Signal(range(cfg.max_batch + 1))
+        t = Signal(range(T + 1))
+        word_base = Signal(range(cfg.max_batch * T * NH + 1))   # (b*T + t) * ceil(H/L)
+        dh_base = Signal(range(cfg.max_batch * T * H + 1))      # (b*T + t) * H
+        last_symbol = Signal()
+        n = Signal(range(max(NH, H) + 1))           # word (max) or element (copy) of the symbol
+        word, lane = Signal(range(NH + 1)), Signal(range(max(L, 2)))   # element n's place
+        m.d.comb += self.busy.eq(state != _State.IDLE)
+
+        # -- max pass: one word a cycle, |dh| of its lanes (the last word's past H masked) --------
+        top = Signal(da.width)                      # |most negative| fits unsigned
+        v1, last1 = Signal(), Signal()
+        reading = (state == _State.MAX) & (n < NH)
+        m.d.sync += [v1.eq(reading), last1.eq(n == NH - 1)]
+        tail = H - (NH - 1) * L                     # lanes of the last word in use
+        mags = []
+        for l in range(L):
+            x = self.dho_rd.data[l]
+            mag = Mux(x < 0, -x, x).as_unsigned()[:da.width]
+            if l >= tail:
+                mag = Mux(last1, 0, mag)
+            mags.append(mag)
+        word_max = mags[0]
+        for mag in mags[1:]:
+            word_max = Mux(mag > word_max, mag, word_max)
+        with m.If(v1 & (word_max > top)):
+            m.d.sync += top.eq(word_max)
+
+        # the shift: bits(top) from its leading one
+        bits = Signal(range(da.width + 1))
+        m.d.comb += bits.eq(0)
+        for i in range(da.width):
+            with m.If(top[i]):
+                m.d.comb += bits.eq(i + 1)
+        raw = Signal(signed(8))
+        m.d.comb += raw.eq(da.frac_bits - LOSS_SCALE_HEADROOM - bits)
+
+        # -- copy pass: element k from word k // L, lane k % L; scaled, rounded, saturated -------
+        lane1 = Signal.like(lane)
+        w1 = Signal()
+        m.d.sync += [w1.eq((state == _State.COPY) & (n < H)), lane1.eq(lane)]
+        # right shift r = da.frac - state.frac - shift in [r_lo, r_hi]: x << -r_lo, then a
+        # right shift by r - r_lo >= 0 with round half up
+        r_lo = da.frac_bits - st.frac_bits - hi
+        x = self.dho_rd.data[0]
+        for l in range(1, L):
+            x = Mux(lane1 == l, self.dho_rd.data[l], x)
+        wide = Signal(signed(da.width - r_lo + 1))
+        amount = Signal(range(hi - lo + 1))
+        m.d.comb += [wide.eq(x << -r_lo), amount.eq(hi - self.shift)]
+        half = (Const(1, hi - lo + 2) << amount) >> 1
+        scaled = (wide + half) >> amount
+        dh_addr = Signal.like(dh_base)
+        m.d.sync += dh_addr.eq(dh_base + n)
+        m.d.comb += [self.dh_wr.addr.eq(dh_addr), self.dh_wr.en.eq(w1),
+                     self.dh_wr.data.eq(saturate(scaled, st.width))]
+
+        m.d.comb += [self.dho_rd.addr.eq(word_base + Mux(copy, word, n)),
+                     self.dho_rd.en.eq(reading | ((state == _State.COPY) & (n < H)))]
+
+        # -- sequencing --------------------------------------------------------------------------
+        def next_symbol():
+            with m.If(last_symbol):
+                with m.If(copy):
+                    m.d.sync += state.eq(_State.IDLE)
+                with m.Else():
+                    m.d.sync += state.eq(_State.SHIFT)
+            with m.Elif(t == self.seq_len - 1):
+                m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
+            with m.Else():
+                m.d.sync += [t.eq(t + 1), state.eq(_State.SETUP)]
+
+        with m.If(state == _State.IDLE):
+            with m.If(self.start):
+                m.d.sync += [b.eq(0), t.eq(0), copy.eq(0), top.eq(0), state.eq(_State.SETUP)]
+        with m.Elif(state == _State.SETUP):
+            s = const_mul(b, T) + t
+            m.d.sync += [word_base.eq(const_mul(s, NH)), dh_base.eq(const_mul(s, H)),
+                         last_symbol.eq((t == self.seq_len - 1) & (b == self.batch - 1)),
+                         n.eq(0), word.eq(0), lane.eq(0),
+                         state.eq(Mux(copy, _State.COPY, _State.MAX))]
+        with m.Elif(state == _State.MAX):
+            with m.If(n < NH):
+                m.d.sync += n.eq(n + 1)
+            with m.Else():
+                next_symbol()
+        with m.Elif(state == _State.SHIFT):
+            with m.If(~v1):                         # the last word's max is in
+                m.d.sync += [self.shift.eq(Mux(top == 0, hi, Mux(raw < lo, lo,
+                                                                 Mux(raw > hi, hi, raw)))),
+                             b.eq(0), t.eq(0), copy.eq(1), state.eq(_State.SETUP)]
+        with m.Elif(state == _State.COPY):
+            with m.If(n < H):
+                m.d.sync += n.eq(n + 1)
+                with m.If(lane == L - 1):
+                    m.d.sync += [lane.eq(0), word.eq(word + 1)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+            with m.Elif(~w1):
+                next_symbol()
+        return m
