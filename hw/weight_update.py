@@ -9,43 +9,60 @@ from ..spec.config import AccelConfig
 from .memory_bank import run_ports
 from .update import SHIFT_WIDTH, UpdateUnit
 
-__all__ = ["WeightUpdate", "OVERHEAD"]
+__all__ = ["WeightUpdate", "OVERHEAD", "LAYERS"]
 
-#: cycles of an update beyond its ``4H * C`` words: the read 1, the update unit 3, the end 1
+#: cycles of an update beyond its words: the read 1, the update unit 3, the end 1
 OVERHEAD = 5
 
-#: the memories it reads and writes
-READS = ("DW", "WM", "DB", "BM")
-WRITES = ("WM", "W", "BM")
+#: the layers it updates: their memories (gradient, master, operand, bias gradient, master
+#: bias), as ``{layer: (DW, WM, W, DB, BM)}``
+LAYERS = {"lstm": ("DW", "WM", "W", "DB", "BM"), "output": ("DWO", "WOM", "WO", "DBO", "BOM")}
 
 
 class WeightUpdate(wiring.Component):
-    """``start`` (a strobe) runs one SGD step: every word ``n`` of ``WM`` (``4H * C`` words of
-    ``L`` master weights) with the same word of ``DW`` through ``L`` :class:`~.update.UpdateUnit`
-    s, the new masters back to ``WM`` and their operands to ``W``; beside it, every bias row
-    ``j`` of ``BM`` with gate ``j % 4`` of ``DB`` word ``j // 4`` through one more unit. ``lr``
-    and ``shift`` (registers) hold for the whole step.
+    """``start`` (a strobe) runs one SGD step of a layer (:data:`LAYERS`): every word ``n`` of
+    ``WM`` (``4H * C`` words of ``L`` master weights; the output layer's ``WOM``, ``V *
+    ceil(H/L)``) with the same word of ``DW`` (``DWO``) through ``L``
+    :class:`~.update.UpdateUnit` s, the new masters back to ``WM`` and their operands to ``W``
+    (``WO``); beside it, every bias row ``j`` of ``BM`` with gate ``j % 4`` of ``DB`` word
+    ``j // 4`` (``BOM`` with ``DBO`` word ``j``) through one more unit. ``lr`` and ``shift``
+    (registers) hold for the whole step.
 
     One word per cycle, read, updated 3 cycles later and written (each address is read once and
-    written once, after): ``4H * C +`` :data:`OVERHEAD` cycles. ``busy`` from the cycle after
-    ``start`` until the last word is written.
+    written once, after): words ``+`` :data:`OVERHEAD` cycles (rows are fewer than words).
+    ``busy`` from the cycle after ``start`` until the last word is written.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
-    def __init__(self, config: AccelConfig, ports: dict):
+    def __init__(self, config: AccelConfig, ports: dict, layer: str = "lstm"):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {', '.join(LAYERS)}, not {layer!r}")
+        if layer == "output" and not config.vocab:
+            raise ValueError("the output layer's update needs a whole-model build (vocab >= 2)")
         UpdateUnit.check_parameters(config.formats)
-        self.config, self.ports = config, ports
+        self.config, self.ports, self.layer = config, ports, layer
+        self.names = dw, wm, w, db, bm = LAYERS[layer]
+        if layer == "lstm":
+            self.words, self.rows = 4 * config.hidden * config.chunks, 4 * config.hidden
+        else:
+            self.words, self.rows = config.vocab * config.h_chunks, config.vocab
         f = config.formats
         super().__init__({"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
-                          "busy": Out(1), **run_ports(ports, READS, WRITES)})
+                          "busy": Out(1),
+                          **run_ports(ports, (dw, wm, db, bm), (wm, w, bm))})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        L, words, rows = cfg.lanes, 4 * cfg.hidden * cfg.chunks, 4 * cfg.hidden
+        L, words, rows = cfg.lanes, self.words, self.rows
+        dw_rd, wm_rd, db_rd, bm_rd = (getattr(self, f"{n.lower()}_rd")
+                                      for n in (self.names[0], self.names[1], self.names[3],
+                                                self.names[4]))
+        wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
+                              for n in (self.names[1], self.names[2], self.names[4]))
         units = [UpdateUnit(cfg.formats) for _ in range(L + 1)]
         for l, unit in enumerate(units):
             m.submodules[f"unit{l}" if l < L else "bias"] = unit
@@ -61,18 +78,19 @@ class WeightUpdate(wiring.Component):
         valid_w, valid_b = Signal(), Signal()
         gate = Signal(2)
         m.d.sync += [valid_w.eq(read_w), valid_b.eq(read_b), gate.eq(j[:2])]
+        per_gate = self.layer == "lstm"            # DB: four gates a word; DBO: one
         with m.If(read_w):
             m.d.sync += n.eq(n + 1)
         with m.If(read_b):
             m.d.sync += j.eq(j + 1)
         m.d.comb += [
-            self.dw_rd.addr.eq(n), self.wm_rd.addr.eq(n),
-            self.db_rd.addr.eq(j[2:]), self.bm_rd.addr.eq(j),
+            dw_rd.addr.eq(n), wm_rd.addr.eq(n),
+            db_rd.addr.eq(j[2:] if per_gate else j), bm_rd.addr.eq(j),
             *[unit.i.valid.eq(valid_w) for unit in lanes],
-            *[unit.i.payload.master.eq(self.wm_rd.data[l]) for l, unit in enumerate(lanes)],
-            *[unit.i.payload.grad.eq(self.dw_rd.data[l]) for l, unit in enumerate(lanes)],
-            bias.i.valid.eq(valid_b), bias.i.payload.master.eq(self.bm_rd.data),
-            bias.i.payload.grad.eq(self.db_rd.data[gate]),
+            *[unit.i.payload.master.eq(wm_rd.data[l]) for l, unit in enumerate(lanes)],
+            *[unit.i.payload.grad.eq(dw_rd.data[l]) for l, unit in enumerate(lanes)],
+            bias.i.valid.eq(valid_b), bias.i.payload.master.eq(bm_rd.data),
+            bias.i.payload.grad.eq(db_rd.data[gate] if per_gate else db_rd.data),
         ]
 
         # the results, in order
@@ -82,12 +100,12 @@ class WeightUpdate(wiring.Component):
         with m.If(out_b):
             m.d.sync += j_out.eq(j_out + 1)
         m.d.comb += [
-            self.wm_wr.addr.eq(n_out), self.wm_wr.en.eq(out_w),
-            self.w_wr.addr.eq(n_out), self.w_wr.en.eq(out_w),
-            *[self.wm_wr.data[l].eq(unit.o.payload.master) for l, unit in enumerate(lanes)],
-            *[self.w_wr.data[l].eq(unit.o.payload.operand) for l, unit in enumerate(lanes)],
-            self.bm_wr.addr.eq(j_out), self.bm_wr.en.eq(out_b),
-            self.bm_wr.data.eq(bias.o.payload.master),
+            wm_wr.addr.eq(n_out), wm_wr.en.eq(out_w),
+            w_wr.addr.eq(n_out), w_wr.en.eq(out_w),
+            *[wm_wr.data[l].eq(unit.o.payload.master) for l, unit in enumerate(lanes)],
+            *[w_wr.data[l].eq(unit.o.payload.operand) for l, unit in enumerate(lanes)],
+            bm_wr.addr.eq(j_out), bm_wr.en.eq(out_b),
+            bm_wr.data.eq(bias.o.payload.master),
             self.busy.eq(running),
         ]
 
