@@ -343,7 +343,7 @@ def _compare(config: TrainConfig, device, reference, corpus, progress, name) -> 
         # run B: the LSTM layer's backward on the device
         opt_b.zero_grad(set_to_none=True)
         loss_b, state_b, row, dW_b = _device_step(model_b, device, reference, inp, tgt, state_b,
-                                                  config.threshold, it, formats)
+                                                  config.dnet_threshold(), it, formats)
         if config.clip:
             torch.nn.utils.clip_grad_norm_(model_b.weights(), config.clip)
         opt_b.step()

@@ -83,7 +83,7 @@ def _layer_train(config, corpus, master_frac, progress, make_chip) -> dict:
         loss, dlogits = _softmax_xent(h @ host["Wo"].T + host["bo"], tgt)
         dh_out = dlogits @ host["Wo"]
         grads = {"Wo": np.einsum("tbv,tbh->vh", dlogits, h), "bo": dlogits.sum(axis=(0, 1))}
-        bw = chip.backward_update(fwd, dh_out, config.threshold, lr)
+        bw = chip.backward_update(fwd, dh_out, config.dnet_threshold(), lr)
         grads["E"] = np.zeros_like(host["E"])
         np.add.at(grads["E"], inp, bw["dx"])
         for k, g in grads.items():

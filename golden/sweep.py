@@ -4,14 +4,17 @@ Each run is compared with the threshold-0 run (exact back-propagation) of the sa
 the sweep always includes. Every run (one threshold, one seed) is a task of
 :mod:`~gateskip.golden.executor`: run here one after another, or as Ray tasks, and saved as it
 finishes so that an interrupted sweep resumes. Results are a list of run summaries
-(:func:`run_row`), a text table and PNG plots.
+(:func:`run_row`), a text table and PNG plots; over several seeds, one row per threshold with
+the mean and sample standard deviation of each figure (:func:`aggregate`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import statistics
 from dataclasses import asdict, dataclass, field
 
 from .config import (DEFAULT_THRESHOLDS, LIMITS, RECOMMENDED_THRESHOLD, TrainConfig,
@@ -22,15 +25,18 @@ from .train import train
 
 __all__ = ["PLOTS", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "TIMING_KEYS",
            "check_thresholds", "check_seeds", "sweep", "run_sweep", "SweepResult", "sweep_task",
-           "corpus_fingerprint", "run_row", "table", "plot_sweep"]
+           "corpus_fingerprint", "run_row", "table", "aggregate", "aggregate_table", "plot_sweep"]
 
 
-#: the PNG plots :func:`plot_sweep` writes, by what they show
+#: the PNG plots :func:`plot_sweep` writes, by what they show (``per_threshold`` only for runs
+#: of more than one seed)
 PLOTS = {"sparsity": "sparsity.png", "val_loss": "val_loss.png", "train_loss": "train_loss.png",
-         "dw_correlation": "dw_correlation.png", "skippable_macs": "skippable_macs.png"}
+         "dw_correlation": "dw_correlation.png", "skippable_macs": "skippable_macs.png",
+         "per_threshold": "per_threshold.png"}
 
-#: the keys of a run that measure wall time: the only ones that differ between equal runs
-TIMING_KEYS = ("seconds", "seconds_per_iteration")
+#: the keys of a run (and of an :func:`aggregate` row) that measure wall time: the only ones
+#: that differ between equal runs
+TIMING_KEYS = ("seconds", "seconds_per_iteration", "seconds_mean", "seconds_std")
 
 
 def check_thresholds(thresholds) -> list[float]:
@@ -188,8 +194,63 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: the figures :func:`aggregate` averages over seeds, with their format (bits per character only
+#: for runs on characters, which have ``val_bpc``)
+AGGREGATED = (("dnet_sparsity", "{:.1%}"), ("val_loss", "{:.4f}"), ("test_loss", "{:.4f}"),
+              ("val_bpc", "{:.4f}"), ("test_bpc", "{:.4f}"), ("val_loss_ratio", "{:.4f}"),
+              ("dw_correlation", "{:.4f}"), ("skippable_mac_fraction", "{:.1%}"),
+              ("seconds", "{:.1f}"))
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    """One row per threshold (ascending) over its runs' seeds: ``threshold``, ``seeds`` (how
+    many runs) and, for each figure of :data:`AGGREGATED`, ``<figure>_mean`` and
+    ``<figure>_std``, the sample standard deviation (ddof 1; 0 for one run). Runs without a
+    figure (``None``: no dW correlation, a failed baseline) are left out of its mean, which is
+    ``None`` when no run has it; ``val_bpc``/``test_bpc`` (loss / ln 2) only for characters."""
+    by_threshold = {}
+    for r in runs:
+        by_threshold.setdefault(r["threshold"], []).append(r)
+    rows = []
+    for threshold, group in sorted(by_threshold.items()):
+        row = {"threshold": threshold, "seeds": len(group)}
+        chars = all("val_bpc" in r for r in group)
+        for name, _ in AGGREGATED:
+            if name.endswith("_bpc"):
+                if not chars:
+                    continue
+                values = [r[name.replace("_bpc", "_loss")] / math.log(2) for r in group]
+            else:
+                values = [r[name] for r in group if r.get(name) is not None]
+            row[name + "_mean"] = statistics.fmean(values) if values else None
+            row[name + "_std"] = (statistics.stdev(values) if len(values) > 1 else
+                                  0.0 if values else None)
+        rows.append(row)
+    return rows
+
+
+def aggregate_table(rows: list[dict]) -> str:
+    """A plain text table of :func:`aggregate`'s rows, "mean ± std" per figure; bits per
+    character instead of the losses when the rows have them."""
+    bpc = any("val_bpc_mean" in r for r in rows)
+    skip = ("val_loss", "test_loss") if bpc else ()
+    columns = [(name, fmt) for name, fmt in AGGREGATED
+               if name not in skip and (bpc or not name.endswith("_bpc"))]
+    head = ["threshold", "seeds", *(name for name, _ in columns)]
+
+    def cell(r, name, fmt):
+        mean, std = r[name + "_mean"], r[name + "_std"]
+        return "-" if mean is None else f"{fmt.format(mean)} ± {fmt.format(std)}"
+    body = [[f"{r['threshold']:g}", str(r["seeds"]), *(cell(r, n, f) for n, f in columns)]
+            for r in rows]
+    widths = [max(len(h), *(len(row[k]) for row in body)) for k, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in body]
+    return "\n".join(lines)
+
+
 def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
-    """Write the sweep's PNG plots into ``outdir``; returns their paths."""
+    """Write the sweep's PNG plots (:data:`PLOTS`) into ``outdir``; returns their paths."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -248,4 +309,37 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     paths.append(path)
+    if seeds:
+        paths.append(_plot_per_threshold(plt, aggregate(runs),
+                                         os.path.join(outdir, PLOTS["per_threshold"])))
     return paths
+
+
+def _plot_per_threshold(plt, rows: list[dict], path: str) -> str:
+    """dnet sparsity, dW correlation and validation bpc (or loss) against the threshold, with
+    error bars of one sample standard deviation over the seeds; threshold 0 at the left end of
+    a symmetric-log axis, linear up to the smallest non-zero threshold."""
+    loss = "val_bpc" if "val_bpc_mean" in rows[0] else "val_loss"
+    panels = (("dnet_sparsity", 100, "dnet sparsity (%)"),
+              ("dw_correlation", 1, "dW correlation with exact dW"),
+              (loss, 1, "validation bits / char" if loss == "val_bpc"
+               else "validation loss (nats / symbol)"))
+    positive = [r["threshold"] for r in rows if r["threshold"] > 0]
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
+    for ax, (name, scale, ylabel) in zip(axes, panels):
+        pts = [(r["threshold"], r[name + "_mean"] * scale, r[name + "_std"] * scale)
+               for r in rows if r[name + "_mean"] is not None]
+        if pts:
+            xs, ys, errs = zip(*pts)
+            ax.errorbar(xs, ys, yerr=errs, marker="o", ms=4, capsize=3, lw=1.2)
+        if positive:
+            ax.set_xscale("symlog", linthresh=min(positive))
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_xlabel("threshold")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"mean ± sample std over {max(r['seeds'] for r in rows)} seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -8,7 +8,15 @@ gradients to rounding; over hundreds of iterations rounding moves a few elements
 threshold, so long runs agree in their figures, not in every bit).
 
 The loss is the mean cross-entropy over the B x T symbols of a batch (nats per symbol), so
-``dnet`` and the threshold are on that scale: see :func:`threshold_scale_note`.
+``dnet`` and the threshold the LSTM applies are on that scale; ``threshold_scale="sum"`` gives the
+threshold on the scale of the summed loss instead: see :func:`threshold_scale_note`.
+
+A run trains ``iterations`` iterations, or with ``epochs`` N > 0 to convergence: N whole passes
+over the training split (the recurrent state reset at each one's start), the whole validation
+split evaluated after each (a row of ``evals`` with its ``epoch`` and ``lr``), the learning rate
+decayed after an epoch by ``lr_decay`` (from epoch ``decay_after`` on, or when the epoch did not
+improve on the best validation loss if it is 0), early stopping after ``patience`` epochs without
+improvement, and the final losses those of the best epoch's weights.
 
 MAC accounting covers the whole training step, forward and backward, per symbol:
 
@@ -67,7 +75,8 @@ def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros: int
 
 def threshold_scale_note() -> str:
     return ("thresholds apply to dnet of the mean cross-entropy over the B*T symbols of a batch; a "
-            "loss summed over the batch (as in the sparsified-BPTT papers) has dnet B*T times larger")
+            "loss summed over the batch (as in the sparsified-BPTT papers) has dnet B*T times "
+            "larger: --threshold-scale sum takes the threshold on that scale and divides it by B*T")
 
 
 # -- the numpy path -------------------------------------------------------------------------------
@@ -206,7 +215,8 @@ def setup(config: TrainConfig, corpus: Corpus | None = None):
     if len(data) < config.seq_len + 1:
         raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
                          f"batch {config.batch} x seq-len {config.seq_len}")
-    return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden, config.threshold)
+    return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden,
+                                       config.dnet_threshold())
 
 
 def make_optimizer(config: TrainConfig, model: LanguageModel) -> torch.optim.Optimizer:
@@ -220,8 +230,9 @@ def make_optimizer(config: TrainConfig, model: LanguageModel) -> torch.optim.Opt
 def evaluation_plan(config: TrainConfig, corpus: Corpus):
     """``(every, symbols)``: evaluate the validation loss every ``every`` iterations (and after
     the last one) on ``symbols``, the start of the validation split; the final loss of a run
-    uses the whole split."""
-    every = config.eval_every or max(1, config.iterations // 20)
+    uses the whole split. With ``epochs``, ``every`` is ``eval_every`` (0: no curve; the epochs'
+    ends evaluate the whole split, and no curve point is taken there)."""
+    every = config.eval_every or (0 if config.epochs else max(1, config.iterations // 20))
     return every, corpus.valid[: max(config.eval_symbols, 2 * 64 + 2)]
 
 
@@ -233,12 +244,15 @@ def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
     eval_every, val_curve = evaluation_plan(config, corpus)
     result = TrainResult(asdict(config), corpus.name, V)
     trace_at = set(config.trace_iterations)
+    iterations = config.run_iterations(len(corpus.train))
+    epoch_length = config.epoch_iterations(len(corpus.train))
+    epochs = _Epochs(config, model, opt) if config.epochs else None
 
     state = None
     pos = 0
     step_seconds = 0.0
     t_start = time.perf_counter()
-    for it in range(config.iterations):
+    for it in range(iterations):
         if pos + T + 1 > len(data):
             pos, state = 0, None
         inp = torch.from_numpy(data[pos:pos + T])
@@ -269,17 +283,71 @@ def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at iteration {it} (loss {loss})")
         result.history.append(row)
-        if (it + 1) % eval_every == 0 or it + 1 == config.iterations:
+        stop = False
+        if epochs is not None and (it + 1) % epoch_length == 0:
+            result.evals.append(epochs.end(it, evaluate(model, corpus.valid)))
+            stop = epochs.stop()
+        elif eval_every and ((it + 1) % eval_every == 0 or it + 1 == iterations):
             result.evals.append({"iteration": it, "val_loss": evaluate(model, val_curve)})
         if progress is not None:
-            progress(it + 1, config.iterations,
+            progress(it + 1, iterations,
                      {"loss": f"{loss:.3f}", "sparsity": f"{sparsity['all']:.1%}"})
+        if stop:
+            break
 
+    if epochs is not None:
+        epochs.restore_best()
     val_loss = evaluate(model, corpus.valid)
     test_loss = evaluate(model, corpus.test)
     result.summary = _summarise(result.history, config, val_loss, test_loss,
                                 step_seconds, time.perf_counter() - t_start)
+    if epochs is not None:
+        result.summary.update(epochs.summary())
     return result
+
+
+class _Epochs:
+    """The ends of the epochs of a run with ``config.epochs``: the learning-rate schedule, the
+    copy of the best epoch's weights and early stopping (module doc)."""
+
+    def __init__(self, config: TrainConfig, model: LanguageModel, opt: torch.optim.Optimizer):
+        self.config, self.model, self.opt = config, model, opt
+        self.lr, self.last_lr, self.done, self.waited = config.lr, config.lr, 0, 0
+        self.best, self.best_epoch, self.best_weights = math.inf, 0, None
+
+    def end(self, it: int, val_loss: float) -> dict:
+        """Record the epoch that ended at iteration ``it`` with ``val_loss`` on the whole
+        validation split, set the next epoch's learning rate; returns the epoch's ``evals`` row."""
+        self.done, self.last_lr = self.done + 1, self.lr
+        row = {"iteration": it, "val_loss": val_loss, "epoch": self.done, "lr": self.lr}
+        improved = val_loss < self.best
+        if improved:
+            self.best, self.best_epoch, self.waited = val_loss, self.done, 0
+            self.best_weights = {k: v.detach().clone()
+                                 for k, v in self.model.state_dict().items()}
+        else:
+            self.waited += 1
+        c = self.config
+        if (self.done >= c.decay_after) if c.decay_after else not improved:
+            self.lr *= c.lr_decay
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr
+        return row
+
+    def stop(self) -> bool:
+        """Whether ``patience`` epochs have passed without improvement."""
+        return bool(self.config.patience) and self.waited >= self.config.patience
+
+    def restore_best(self) -> None:
+        """Load the weights of the best epoch into the model."""
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+
+    def summary(self) -> dict:
+        """The summary's keys of a run with epochs; ``final_lr`` is the rate the last epoch
+        trained at."""
+        return {"epochs_run": self.done, "best_epoch": self.best_epoch, "final_lr": self.last_lr,
+                "stopped_early": self.done < self.config.epochs}
 
 
 def _torch_step(model, inp, tgt, state, want_exact):
@@ -342,8 +410,9 @@ def _trace(model, inp, tgt, state, config, it) -> dict:
     ids, targets = inp.numpy()[:, :n], tgt.numpy()[:, :n]
     loss, dlogits, x, h, cache, _ = numpy_model_forward(params, ids, targets, s, scale=tgt.numel())
     dh_out = dlogits @ params[3]
-    g = lstm.backward(cache, dh_out, config.threshold)
-    return {"iteration": it, "threshold": config.threshold, "W": cache.W, "b": params[2],
+    threshold = config.dnet_threshold()
+    g = lstm.backward(cache, dh_out, threshold)
+    return {"iteration": it, "threshold": threshold, "W": cache.W, "b": params[2],
             "h0": s[0], "c0": s[1], "x": x, "a": cache.a,
             "i": cache.i, "f": cache.f, "g": cache.g, "o": cache.o,
             "c": cache.c, "c_prev": cache.c_prev, "tanh_c": cache.tanh_c,
@@ -360,6 +429,8 @@ def _summarise(history, config, val_loss, test_loss, step_seconds, seconds) -> d
     per_sym = math.log(2) if config.level == "char" else 1.0
     return {
         "threshold": config.threshold,
+        "threshold_scale": config.threshold_scale,
+        "threshold_mean": config.dnet_threshold(),
         "iterations": n,
         "dnet_sparsity": float(np.mean([r["dnet_sparsity"] for r in tail])),
         "gate_sparsity": {g: float(np.mean([r["gate_sparsity"][g] for r in tail]))

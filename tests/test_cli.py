@@ -108,6 +108,32 @@ def test_sweep_json_contract(text_file, tmp_path):
                           ("seconds", float)]:
             assert isinstance(r[key], kind), key
     assert (tmp_path / "s" / "skippable_macs.png").stat().st_size > 0
+    rows = json.loads((tmp_path / "s.json").read_text())["aggregate"]        # one seed: no spread
+    assert [(r["threshold"], r["seeds"], r["val_loss_std"]) for r in rows] == \
+        [(r["threshold"], 1, 0.0) for r in runs]
+    assert not (tmp_path / "s" / "sweep_seeds.txt").exists()
+    assert not (tmp_path / "s" / "per_threshold.png").exists()
+
+
+def test_train_to_convergence(text_file, tmp_path):
+    """--epochs 2 on a tiny corpus: whole passes, the sum-scale threshold divided by B*T."""
+    result = run(["train", "--hidden", "8", "--embed", "4", "--seq-len", "16", "--batch", "16",
+                  "--epochs", "2", "--lr-decay", "0.5", "--decay-after", "1", "--patience", "3",
+                  "--threshold-scale", "sum", "--threshold", "0.0256", "--no-progress",
+                  "--corpus", str(text_file), "--out", str(tmp_path / "t"),
+                  "--json", str(tmp_path / "t.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "t.json").read_text())
+    epoch = data["evals"][0]["iteration"] + 1
+    assert data["iterations"] == 2 * epoch and data["epochs_run"] == 2
+    assert [(e["epoch"], e["lr"]) for e in data["evals"]] == [(1, 3e-3), (2, 1.5e-3)]
+    assert (data["threshold"], data["threshold_scale"]) == (0.0256, "sum")
+    assert data["threshold_mean"] == pytest.approx(1e-4, rel=1e-12)
+    assert f"2 of 2 epochs, {2 * epoch} iterations" in result.output
+    from gateskip.golden.trace import load_trace
+    t = load_trace(tmp_path / "t" / "trace.npz")
+    assert list(t["iteration"]) == [0, round((2 * epoch - 1) / 2), 2 * epoch - 1]
+    assert list(t["threshold"]) == [data["threshold_mean"]] * 3
 
 
 @pytest.mark.parametrize("args, message", [

@@ -114,6 +114,17 @@ def test_extreme_training_value(option, value, workdir):
     refused(["train", option, value], option)
 
 
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--lr-decay", "0", "0.0<x<=1.0"), ("--lr-decay", "1.5", "0.0<x<=1.0"),
+    ("--epochs", "-1", "0<=x<=10000"), ("--patience", "-1", "0<=x<=1000"),
+    ("--decay-after", "x", "not a valid integer"), ("--threshold-scale", "foo", "'mean', 'sum'"),
+])
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_convergence_options(command, option, value, fragment, workdir):
+    message = refused([command, option, value], fragment)
+    assert option in message
+
+
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_sizes_beyond_this_machine(command, workdir):
     refused([command, "--hidden", "2048", "--seq-len", "1024", "--batch", "1024"],

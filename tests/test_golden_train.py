@@ -113,10 +113,112 @@ def test_corpus_splits_and_errors(text_file, tmp_path):
     ({"threshold": float("inf")}, "threshold"), ({"seq_len": 0}, "seq-len"),
     ({"hidden": 0}, "hidden"), ({"batch": 0}, "batch"), ({"lr": 0.0}, "lr"),
     ({"iterations": 0}, "iterations"), ({"trace_iterations": (99,)}, "trace iterations"),
+    ({"epochs": -1}, "--epochs must be an integer in 0..10000"),
+    ({"patience": 1001}, "--patience"), ({"decay_after": -1}, "--decay-after"),
+    ({"lr_decay": 0.0}, "--lr-decay must be > 0 and <= 1, not 0.0"),
+    ({"lr_decay": 1.5}, "--lr-decay must be > 0 and <= 1"),
+    ({"threshold_scale": "foo"}, "threshold scale must be one of mean, sum, not 'foo'"),
 ])
 def test_bad_configs_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         SMALL.replace(**change).check()
+
+
+def test_convergence_settings_are_checked_as_numbers():
+    c = SMALL.replace(lr_decay=0.5, epochs=3, patience=2, decay_after=1).check()
+    assert (c.lr_decay, c.epochs, c.patience, c.decay_after) == (0.5, 3, 2, 1)
+    assert SMALL.replace(lr_decay=1).check().lr_decay == 1.0
+    assert SMALL.replace(epochs=2, trace_iterations=(10**6,)).check()   # past the run: untraced
+    sum_scale = SMALL.replace(threshold=0.32, threshold_scale="sum", batch=4, seq_len=8)
+    assert sum_scale.dnet_threshold() == 0.01
+    assert SMALL.replace(threshold=0.3).dnet_threshold() == 0.3
+
+
+#: B*T = 256, a power of two: a threshold times B*T divided by B*T is the threshold, bit for bit
+EPOCHS = SMALL.replace(seq_len=16, batch=16, corr_every=0)
+
+
+def _epoch_length(corpus):
+    return EPOCHS.epoch_iterations(len(corpus.train))
+
+
+def test_default_runs_are_iterations_with_a_curve(corpus):
+    result = train(SMALL.replace(threshold=1e-4), corpus)
+    assert len(result.history) == result.summary["iterations"] == SMALL.iterations
+    assert [e["iteration"] for e in result.evals] == list(range(SMALL.iterations))
+    assert all(set(e) == {"iteration", "val_loss"} for e in result.evals)
+    assert not {"epochs_run", "best_epoch", "final_lr", "stopped_early"} & set(result.summary)
+    assert (result.summary["threshold_scale"], result.summary["threshold_mean"]) == ("mean", 1e-4)
+
+
+def test_epochs_are_whole_passes_evaluated_on_the_whole_split(corpus):
+    n = _epoch_length(corpus)
+    assert n == (len(corpus.train) // 16 - 1) // 16 > 10
+    result = train(EPOCHS.replace(epochs=2, iterations=3), corpus)
+    assert len(result.history) == result.summary["iterations"] == 2 * n
+    rows = result.evals
+    assert [(r["iteration"], r["epoch"], r["lr"]) for r in rows] == [(n - 1, 1, EPOCHS.lr),
+                                                                   (2 * n - 1, 2, EPOCHS.lr)]
+    s = result.summary
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert (s["epochs_run"], s["best_epoch"], s["final_lr"], s["stopped_early"]) == \
+        (2, best["epoch"], EPOCHS.lr, False)
+    assert s["val_loss"] == best["val_loss"]           # the whole split, the best weights
+    # an epoch is what the iterations' wrap already did: the same training as 2n iterations
+    same = train(EPOCHS.replace(iterations=2 * n), corpus)
+    assert same.history == result.history
+    # the curve goes on within the epochs; no curve point at an epoch's end
+    curve = train(EPOCHS.replace(epochs=1, eval_every=5), corpus).evals
+    assert [r["iteration"] for r in curve] == [*range(4, n - 1, 5), n - 1]
+    assert "epoch" not in curve[0] and curve[-1]["epoch"] == 1
+
+
+def test_patience_stops_early_and_keeps_the_best_weights(corpus):
+    """SGD at lr 30 makes the second epoch worse than the first (deterministically)."""
+    n = _epoch_length(corpus)
+    result = train(EPOCHS.replace(epochs=4, optimizer="sgd", lr=30.0, patience=1), corpus)
+    rows, s = result.evals, result.summary
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["val_loss"] > rows[0]["val_loss"]
+    assert (s["epochs_run"], s["best_epoch"], s["stopped_early"]) == (2, 1, True)
+    assert s["iterations"] == len(result.history) == 2 * n
+    assert s["val_loss"] == rows[0]["val_loss"]         # epoch 1's weights, restored
+
+
+def test_lr_decays_after_the_given_epoch(corpus):
+    n = _epoch_length(corpus)
+    plain = train(EPOCHS.replace(epochs=3), corpus)
+    decayed = train(EPOCHS.replace(epochs=3, decay_after=2, lr_decay=0.5), corpus)
+    lr = EPOCHS.lr
+    assert [r["lr"] for r in decayed.evals] == [lr, lr, lr * 0.5]
+    assert decayed.summary["final_lr"] == lr * 0.5
+    assert decayed.history[:2 * n] == plain.history[:2 * n]       # the optimizer took the rate
+    assert decayed.history[2 * n:] != plain.history[2 * n:]
+
+
+def test_lr_decays_on_a_plateau(corpus):
+    result = train(EPOCHS.replace(epochs=3, optimizer="sgd", lr=30.0, lr_decay=0.5), corpus)
+    rows, best, lr = result.evals, math.inf, 30.0
+    for row in rows:
+        assert row["lr"] == lr
+        lr *= 1.0 if row["val_loss"] < best else 0.5
+        best = min(best, row["val_loss"])
+    assert rows[1]["lr"] == 30.0 and rows[-1]["lr"] == 15.0   # epoch 2 did not improve
+
+
+def test_sum_scale_threshold_is_the_mean_scale_one_times_b_t(corpus):
+    base = EPOCHS.replace(iterations=12, corr_every=1, trace_iterations=(0, 11), trace_batch=2)
+    t = 1e-4
+    mean = train(base.replace(threshold=t), corpus)
+    total = train(base.replace(threshold=t * 256, threshold_scale="sum"), corpus)
+    assert mean.history == total.history and mean.evals == total.evals
+    assert total.summary["threshold"] == t * 256 and total.summary["threshold_mean"] == t
+    assert total.summary["threshold_scale"] == "sum"
+    different = ("threshold", "threshold_scale", *sweep.TIMING_KEYS)
+    assert ({k: v for k, v in mean.summary.items() if k not in different}
+            == {k: v for k, v in total.summary.items() if k not in different})
+    for a, b in zip(mean.traces, total.traces, strict=True):
+        assert a.keys() == b.keys() and b["threshold"] == t
+        assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_sweep_rows_carry_the_contract_keys(corpus):
@@ -128,3 +230,36 @@ def test_sweep_rows_carry_the_contract_keys(corpus):
         assert keys <= set(r)
         assert r["baseline_val_loss"] == runs[0]["val_loss"]
     assert "threshold" in sweep.table(runs)
+
+
+def test_aggregate_over_seeds_by_hand():
+    def run(threshold, seed, sparsity, val, test, corr, seconds, ratio):
+        return {"threshold": threshold, "seed": seed, "dnet_sparsity": sparsity, "val_loss": val,
+                "val_bpc": val / math.log(2), "test_loss": test, "dw_correlation": corr,
+                "skippable_mac_fraction": sparsity / 2, "val_loss_ratio": ratio,
+                "seconds": seconds}
+    runs = [run(0.0, 0, 0.0, 1.0, 1.1, 1.0, 2.0, 1.0),
+            run(0.0, 1, 0.0, 1.2, 1.3, 1.0, 4.0, 1.0),
+            run(1e-5, 0, 0.5, 1.1, 1.2, 0.9, 3.0, 1.1),
+            run(1e-5, 1, 0.7, 1.3, 1.4, None, 5.0, None)]
+    rows = sweep.aggregate(runs)
+    assert [(r["threshold"], r["seeds"]) for r in rows] == [(0.0, 2), (1e-5, 2)]
+    zero, one = rows
+    assert zero["val_loss_mean"] == pytest.approx(1.1)
+    assert zero["val_loss_std"] == pytest.approx(math.sqrt(0.02))        # ddof 1: 2 * 0.1**2 / 1
+    assert zero["val_bpc_mean"] == pytest.approx(1.1 / math.log(2))
+    assert zero["test_bpc_std"] == pytest.approx(math.sqrt(0.02) / math.log(2))
+    assert (zero["seconds_mean"], zero["seconds_std"]) == (3.0, pytest.approx(math.sqrt(2)))
+    assert (zero["dnet_sparsity_mean"], zero["dnet_sparsity_std"]) == (0.0, 0.0)
+    assert one["dnet_sparsity_mean"] == pytest.approx(0.6)
+    assert one["skippable_mac_fraction_std"] == pytest.approx(math.sqrt(0.02) / 2)
+    # a figure a run lacks is left out: one run left, so no spread
+    assert (one["dw_correlation_mean"], one["dw_correlation_std"]) == (0.9, 0.0)
+    assert (one["val_loss_ratio_mean"], one["val_loss_ratio_std"]) == (1.1, 0.0)
+    single = sweep.aggregate(runs[:1])[0]
+    assert single["seeds"] == 1 and single["val_loss_std"] == 0.0
+    words = sweep.aggregate([{k: v for k, v in r.items() if k != "val_bpc"} for r in runs])
+    assert "val_bpc_mean" not in words[0] and "val_loss_mean" in words[0]
+    text = sweep.aggregate_table(rows)
+    assert "val_bpc" in text and "val_loss " not in text and "1.5870 ± 0.2040" in text
+    assert "60.0% ± 14.1%" in text and len(text.splitlines()) == 3

@@ -64,10 +64,17 @@ def ray_instance():
 
 
 @pytest.fixture(scope="module")
-def local_json(text_file, tmp_path_factory):
-    result, data = run_sweep(text_file, tmp_path_factory.mktemp("local") / "out")
+def local_sweep(text_file, tmp_path_factory):
+    """The local sweep of :data:`TINY`: ``(out, json, output)``."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    result, data = run_sweep(text_file, out)
     assert result.exit_code == 0, result.output
-    return data
+    return out, data, result.output
+
+
+@pytest.fixture(scope="module")
+def local_json(local_sweep):
+    return local_sweep[1]
 
 
 def test_local_sweep_is_thresholds_times_seeds_with_a_baseline_per_seed(local_json):
@@ -79,6 +86,20 @@ def test_local_sweep_is_thresholds_times_seeds_with_a_baseline_per_seed(local_js
     for r in runs:
         assert r["baseline_val_loss"] == base[r["seed"]]
         assert r["val_loss_ratio"] == r["val_loss"] / base[r["seed"]]
+
+
+def test_seeds_are_aggregated_per_threshold(local_sweep):
+    out, data, output = local_sweep
+    rows = data["aggregate"]
+    assert [(r["threshold"], r["seeds"]) for r in rows] == [(0, 2), (1e-4, 2)]
+    for row in rows:
+        losses = [r["val_loss"] for r in data["runs"] if r["threshold"] == row["threshold"]]
+        assert row["val_loss_mean"] == pytest.approx(sum(losses) / 2)
+        assert row["val_loss_std"] == pytest.approx(abs(losses[0] - losses[1]) / 2 ** 0.5)
+    text = (out / "sweep_seeds.txt").read_text()
+    assert text.splitlines()[0].split()[:3] == ["threshold", "seeds", "dnet_sparsity"]
+    assert text in output + "\n" and " ± " in text
+    assert (out / "per_threshold.png").stat().st_size > 0
 
 
 def test_ray_gives_the_local_results(text_file, tmp_path, local_json):

@@ -17,7 +17,7 @@ import warnings
 
 import click
 
-from gateskip.golden.config import LIMITS, option as option_name
+from gateskip.golden.config import LIMITS, OPEN_BELOW, option as option_name
 from gateskip.spec.protocol import BAUD_RANGE
 
 __all__ = ["Group", "IntRange", "fail_cleanly", "Progress", "parse_params", "json_option",
@@ -114,7 +114,7 @@ def setting(name: str, default=None, *, help: str, show_default: bool = True, hi
     if isinstance(lo, int):
         kind = IntRange(lo, top)
     else:
-        kind = Finite(lo, top, min_open=name == "lr")
+        kind = Finite(lo, top, min_open=name in OPEN_BELOW)
     return click.option(option_name(name), name, type=kind, default=default,
                         show_default=show_default and default is not None, help=help)
 

@@ -7,7 +7,7 @@ import os
 import click
 
 from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
-                                    RECOMMENDED_THRESHOLD, TrainConfig)
+                                    RECOMMENDED_THRESHOLD, THRESHOLD_SCALES, TrainConfig)
 from gateskip.golden.executor import EXECUTORS, check_executor
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
@@ -26,7 +26,21 @@ def training_options(fn):
         setting("embed", d.embed, help="Embedding size X (the LSTM's input)."),
         setting("seq_len", d.seq_len, help="Truncated-BPTT length T."),
         setting("batch", d.batch, help="Sequences per batch B."),
-        setting("iterations", d.iterations, help="Training iterations."),
+        setting("iterations", d.iterations, help="Training iterations (ignored with --epochs)."),
+        setting("epochs", d.epochs,
+                help="Train N whole passes over the training split instead of --iterations, "
+                     "evaluating the whole validation split after each; the results are those "
+                     "of the best epoch's weights (0: --iterations)."),
+        setting("lr_decay", d.lr_decay,
+                help="With --epochs: multiply the learning rate by this after an epoch (see "
+                     "--decay-after)."),
+        setting("decay_after", d.decay_after,
+                help="With --epochs: decay the learning rate after every epoch from this one on "
+                     "(e.g. 4 with --lr-decay 0.5; 0: after an epoch that did not improve the "
+                     "validation loss)."),
+        setting("patience", d.patience,
+                help="With --epochs: stop after this many epochs without a better validation "
+                     "loss (0: never)."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=d.optimizer,
                      show_default=True),
         setting("lr", d.lr, help="Learning rate."),
@@ -41,6 +55,10 @@ def training_options(fn):
                      help="Gradients from torch autograd or the numpy reference."),
         setting("corr_every", d.corr_every,
                 help="Compare dW with the exact dW every N iterations (0: never)."),
+        click.option("--threshold-scale", type=click.Choice(THRESHOLD_SCALES),
+                     default=d.threshold_scale, show_default=True,
+                     help="Thresholds on dnet of the mean loss over the batch's B*T symbols, or "
+                          "of the summed loss (the sparsified-SGD paper's; divided by B*T)."),
         json_option("Write the results as JSON to this file."),
         progress_option(),
     ]
@@ -55,14 +73,21 @@ def _config(**kw):
     Returns ``(config, corpus)``."""
     from gateskip.golden.corpus import load_corpus
     keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
-            "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations"}
+            "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations",
+            "epochs", "lr_decay", "decay_after", "patience", "threshold_scale"}
     config = TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
     return config, load_corpus(config.corpus, config.level)
 
 
+def _default_scale(kw) -> int:
+    """What a default threshold (on the "mean" scale) is multiplied by on --threshold-scale."""
+    return TrainConfig(batch=kw["batch"], seq_len=kw["seq_len"],
+                       threshold_scale=kw["threshold_scale"]).threshold_divisor()
+
+
 @click.command()
-@setting("threshold", help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss). "
-                           f"[default: {RECOMMENDED_THRESHOLD:g}]")
+@setting("threshold", help="Sparsified-SGD threshold on |dnet| (on the scale --threshold-scale "
+                           f"says). [default: {RECOMMENDED_THRESHOLD:g} on the mean scale]")
 @click.option("--trace-steps", type=IntRange(0, 1000), default=3, show_default=True,
               help="Iterations recorded into trace.npz for the hardware (first, ..., last).")
 @training_options
@@ -73,17 +98,20 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
 
     Writes OUT/summary.txt, OUT/trace.npz (format: gateskip.golden.trace) and PNG curves:
     OUT/sparsity.png, val_loss.png, train_loss.png, dw_correlation.png, skippable_macs.png.
+    With --epochs the traced iterations spread over all the epochs (those after an early stop
+    are not recorded).
     """
     from gateskip.golden import sweep as sweep_mod
     from gateskip.golden.train import train as run_train
     from gateskip.golden.trace import save_trace
 
     if threshold is None:
-        threshold = RECOMMENDED_THRESHOLD
-    iterations = kw["iterations"]
+        threshold = RECOMMENDED_THRESHOLD * _default_scale(kw)
+    config, corpus = _config(threshold=threshold, **kw)
+    iterations = config.run_iterations(len(corpus.train))
     n = min(trace_steps, max(iterations, 1))
     traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
-    config, corpus = _config(threshold=threshold, trace_iterations=tuple(traces), **kw)
+    config = config.replace(trace_iterations=tuple(traces)).check()
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "trace": os.path.join(out, "trace.npz"),
@@ -110,13 +138,19 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     unit = f"{s['val_bpc']:.3f} bits/char" if "val_bpc" in s else f"ppl {s['val_perplexity']:.1f}"
     click.echo(f"validation {s['val_loss']:.4f} nats/symbol ({unit}); "
                f"{1000 * s['seconds_per_iteration']:.1f} ms/iteration ({config.backend})")
+    if config.epochs:
+        click.echo(f"{s['epochs_run']} of {config.epochs} epochs"
+                   f"{' (stopped early)' if s['stopped_early'] else ''}, {s['iterations']} "
+                   f"iterations; the losses are those of epoch {s['best_epoch']}, the best; "
+                   f"final learning rate {s['final_lr']:g}")
     click.echo("wrote " + ", ".join(paths))
 
 
 @click.command()
 @click.option("--thresholds", type=str, default=None,
-              help="Comma-separated thresholds; 0 is always added. [default: "
-                   + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS) + "]")
+              help="Comma-separated thresholds (on the scale --threshold-scale says); 0 is "
+                   "always added. [default: " + ",".join(f"{t:g}" for t in DEFAULT_THRESHOLDS)
+                   + " on the mean scale]")
 @click.option("--seeds", type=str, default=None,
               help="Comma-separated seeds: one run per threshold and seed. [default: --seed]")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0],
@@ -137,11 +171,13 @@ def sweep(thresholds, seeds, executor, workers, address, resume, out, json_path,
     """Train at several thresholds (and seeds) on the same data; table and PNG plots.
 
     Writes OUT/sweep.txt and PNGs of sparsity, validation loss, dW correlation and skippable
-    MACs per threshold; each run is saved in OUT/tasks/ as it finishes, for --resume. A run
-    that fails is reported, the others are written, and the command exits non-zero.
+    MACs per threshold; with several seeds also OUT/sweep_seeds.txt and per_threshold.png, the
+    mean and standard deviation over the seeds. Each run is saved in OUT/tasks/ as it finishes,
+    for --resume. A run that fails is reported, the others are written, and the command exits
+    non-zero.
     """
     if thresholds is None:
-        values = DEFAULT_THRESHOLDS
+        values = [t * _default_scale(kw) for t in DEFAULT_THRESHOLDS]
     else:
         values = split_numbers(thresholds, "--thresholds", *LIMITS["threshold"])
     if seeds is not None and click.get_current_context().get_parameter_source("seed") \
@@ -156,6 +192,7 @@ def sweep(thresholds, seeds, executor, workers, address, resume, out, json_path,
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "table": os.path.join(out, "sweep.txt"),
+                    "seeds table": os.path.join(out, "sweep_seeds.txt"),
                     "tasks folder": os.path.join(out, "tasks"),
                     **{name: os.path.join(out, name) for name in sweep_mod.PLOTS.values()}})
     out = make_outdir(out)
@@ -177,14 +214,23 @@ def sweep(thresholds, seeds, executor, workers, address, resume, out, json_path,
             bar.close()
         overall.close()
     runs, paths = result.runs, []
+    rows = sweep_mod.aggregate(runs)
     if runs:
         text = sweep_mod.table(runs)
         with open(os.path.join(out, "sweep.txt"), "w") as f:
             f.write(text + "\n")
-        paths = [os.path.join(out, "sweep.txt"), *sweep_mod.plot_sweep(runs, out)]
+        paths = [os.path.join(out, "sweep.txt")]
         click.echo(text)
+        if len(seed_list) > 1:
+            seeds_text = sweep_mod.aggregate_table(rows)
+            with open(os.path.join(out, "sweep_seeds.txt"), "w") as f:
+                f.write(seeds_text + "\n")
+            paths.append(os.path.join(out, "sweep_seeds.txt"))
+            click.echo(f"\nover seeds {','.join(map(str, seed_list))} (mean ± sample std):")
+            click.echo(seeds_text)
+        paths += sweep_mod.plot_sweep(runs, out)
     write_json(json_path, {"config": {**vars(config), "thresholds": values, "seeds": seed_list},
-                           "runs": runs, "failures": result.failures})
+                           "runs": runs, "aggregate": rows, "failures": result.failures})
     if result.ran < len(runs) + len(result.failures):
         click.echo(f"{len(runs) + len(result.failures) - result.ran} runs read back from "
                    f"{os.path.join(out, 'tasks')}")
