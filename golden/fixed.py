@@ -12,11 +12,12 @@ import math
 import numpy as np
 
 from ..spec.formats import (ACT, CELL, DA, DW, FORMATS, GRAD, OPERAND, OVERFLOW, ROUNDING, STATE,
-                            Formats, Q, round_shift, saturate, wrap)
+                            THRESHOLD_FRAC, Formats, Q, round_shift, saturate, wrap)
 from .metrics import normalised_inner_product
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "FORMATS", "pick_grad_shift", "threshold_to_tau",
+           "threshold_code", "model_tau",
            "threshold_model", "compact_model", "mac_step", "mac_model", "mac_commands_model",
            "USES", "core_model", "fixed_dW", "fixed_da", "quantize_record", "compare_trace",
            "normalised_inner_product"]
@@ -59,6 +60,26 @@ def threshold_to_tau(threshold: float, grad_shift: int, fmt: Q = GRAD) -> int:
     top = (1 << fmt.width) - 1
     scaled = threshold * 2.0 ** (grad_shift + fmt.frac_bits)
     return top if scaled >= top else max(math.ceil(scaled), 0)     # no ceil of an infinity
+
+
+def threshold_code(threshold: float, fmt: Q = GRAD) -> int:
+    """The whole model's ``THRESHOLD`` register for a float threshold on ``dnet`` of the summed
+    loss: ``ceil(threshold * 2**(fmt.frac + THRESHOLD_FRAC))``, at most ``2**32 - 1``."""
+    if not (math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be finite and >= 0, not {threshold!r}")
+    top = (1 << 32) - 1
+    scaled = threshold * 2.0 ** (fmt.frac_bits + THRESHOLD_FRAC)
+    return top if scaled >= top else max(math.ceil(scaled), 0)
+
+
+def model_tau(code: int, shift: int, fmt: Q = GRAD) -> int:
+    """Twin of the whole model's ``tau`` at loss scale ``2**shift``:
+    ``ceil(code * 2**(shift - THRESHOLD_FRAC))``, at most ``2**fmt.width - 1`` (integers only,
+    as the hardware shifts)."""
+    top = (1 << fmt.width) - 1
+    n = shift - THRESHOLD_FRAC
+    tau = code << n if n >= 0 else -((-code) >> -n)
+    return min(tau, top)
 
 
 # -- bit-exact twins of hw/ ------------------------------------------------------------------------

@@ -10,7 +10,9 @@ One iteration (:meth:`FixedModel.step`), tokens ``(T, B)`` in, loss out:
    ``N = B T`` symbols (gradients at scale ``2**0``);
 4. the LSTM's loss scale ``s`` from ``max|dh|`` (:func:`golden.output.loss_scale_shift`),
    ``DH = dh`` at ``2**s``, the threshold at the summed loss's scale (``threshold * N``, as the
-   float run's threshold applies to the mean loss's ``dnet``), the LSTM's backward and update;
+   float run's threshold applies to the mean loss's ``dnet``; its register code,
+   :func:`golden.fixed.threshold_code`, and ``tau`` at the loss scale,
+   :func:`golden.fixed.model_tau`), the LSTM's backward and update;
 5. the embedding's update by ``dx`` as it comes, and the output layer's update;
 
 every update at ``lr / N`` (:func:`golden.layer.lr_code`), so that the step equals the float
@@ -25,9 +27,10 @@ import math
 import numpy as np
 
 from ..spec.formats import LOSS_SCALE_BOUNDS
+from .accel import to_hw_rows
 from .config import TrainConfig
 from .corpus import Corpus
-from .fixed import FORMATS, Formats, threshold_to_tau
+from .fixed import FORMATS, Formats, model_tau, threshold_code
 from .layer import FixedLayer, lr_code, operand_code, update_model
 from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift,
                      output_backward, softmax_code)
@@ -61,6 +64,12 @@ class FixedModel:
     def vocab(self) -> int:
         return self.E.shape[0]
 
+    def masters(self) -> dict:
+        """Every master code in the chip's memories' layout (:mod:`gateskip.spec.memories`):
+        ``EM``, ``WM`` and ``BM`` (hardware rows), ``WOM``, ``BOM``."""
+        return {"EM": self.E.copy(), "WM": to_hw_rows(self.layer.W),
+                "BM": to_hw_rows(self.layer.b), "WOM": self.Wo.copy(), "BOM": self.bo.copy()}
+
     def forward(self, tokens, targets, state=None) -> dict:
         """Steps 1-2 for ``tokens``/``targets`` (T, B): the layer's forward dict plus
         ``logits`` (B, T, V), the softmax's ``p``, ``dlogit``, ``loss`` (B, T) codes and
@@ -86,9 +95,9 @@ class FixedModel:
         out = output_backward(fwd["dlogit"], fwd["h"], operand_code(self.Wo, f), f)
         shift = loss_scale_shift(out["dh"], f, bounds=SHIFT_BOUNDS)
         code = lr_code(lr / n, f)
+        tau = model_tau(threshold_code(threshold * n, f.grad), shift, f.grad)
         bw = self.layer.backward_update_codes(fwd, dh_to_state(out["dh"], shift, f), shift,
-                                              threshold_to_tau(threshold * n, shift, f.grad),
-                                              code)
+                                              tau, code)
         self.E = embedding_update(self.E, fwd["tokens"], bw["dx_codes"], shift, code, f)
         self.Wo = update_model(self.Wo, out["dWo"], 0, code, f)
         self.bo = update_model(self.bo, out["dbo"], 0, code, f)
@@ -132,7 +141,8 @@ def _model_train(config, corpus, progress) -> dict:
     state = [None]
 
     def fixed_step(inp, tgt, reset):
-        r = fixed.step(inp, tgt, None if reset else state[0], config.threshold, config.lr)
+        r = fixed.step(inp, tgt, None if reset else state[0], config.dnet_threshold(),
+                       config.lr)
         state[0] = (r["h_T"], r["c_T"])
         return (fixed.loss_nats(r["loss_sum"], tgt.size),
                 {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"]})

@@ -2,24 +2,29 @@
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
+from ..spec.formats import LOSS_SCALE_BOUNDS, THRESHOLD_FRAC
 from ..spec.memories import MEMORIES
 from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
 from .db import DbParallel, DbSerial
 from .dx_gather import DxGather
+from .embed_lookup import EmbedLookup
+from .embed_update import EmbeddingUpdate
 from .fetch import FetchStage
 from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
 from .gate_grad import GateGradUnit
+from .loss_scale import LossScale
 from .mac_array import MacArray, Use, const_mul
 from .memory_bank import MemoryBank, mem_port_signature
+from .output_layer import OutputLayer
 from .phases import PhaseControl
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
@@ -107,11 +112,18 @@ class Backward(wiring.Component):
             self.db = DbParallel(H, f, self.threshold.out_layout, self.compactor.in_layout,
                                  self.bank.mem_shapes["DB"])
         self.queue = Queue(self.compactor.pair_layout, c.fifo_depth)
-        self.phases = PhaseControl(train=c.train)
+        self.model = bool(c.vocab)
+        self.phases = PhaseControl(train=c.train, model=self.model)
         if c.train:
             self.forward = ForwardUnit(c, run_ports)
             self.update = WeightUpdate(c, run_ports)
             self.gather = DxGather(c, run_ports)
+        if self.model:
+            self.embed = EmbedLookup(c, run_ports)
+            self.output = OutputLayer(c, run_ports)
+            self.scale = LossScale(c, run_ports)
+            self.embed_update = EmbeddingUpdate(c, run_ports)
+            self.out_update = WeightUpdate(c, run_ports, layer="output")
         super().__init__({
             "reg": In(reg_signature()),
             "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
@@ -126,9 +138,6 @@ class Backward(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
-        if config.vocab:
-            raise ValueError("vocab: the whole-model build is not assembled yet (its blocks "
-                             "are hw.output_layer and hw.loss_scale); build vocab=0")
         if config.train:
             ForwardPipe.check_parameters(config.lanes, config.formats)
             UpdateUnit.check_parameters(config.formats)
@@ -176,13 +185,15 @@ class Backward(wiring.Component):
                 regs.status[STATUS["CACHED"]].eq(ph.cached),
                 ph.cache_written.eq(host.we & ~ph.busy &
                                     Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
-                self.bank.running.eq(running | fwd.busy | upd.busy | gather.busy),
+                self.bank.running.eq(Cat(running, *(u.busy for u in self._units())).any()),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
                 upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr),
                 upd.shift.eq(regs.update_shift), gather.start.eq(ph.upd_start),
                 ph.upd_busy.eq(upd.busy | gather.busy),      # they share no memory
             ]
+            if self.model:
+                self._model(m)
         else:
             m.d.comb += self.bank.running.eq(running)
 
@@ -191,9 +202,10 @@ class Backward(wiring.Component):
             fetch.running.eq(running), fetch.setup.eq(ctl.setup),
             fetch.has_next.eq(ctl.has_next), fetch.act_base.eq(ctl.act_base),
             fetch.vec_base.eq(ctl.vec_base), fetch.dc_base.eq(ctl.dc_base),
-            db.setup.eq(ctl.setup),
-            thr.tau.eq(regs.tau), cmp.dense.eq(regs.mode[MODE["DENSE"]]), cmp.length.eq(4 * H),
+            db.setup.eq(ctl.setup), cmp.dense.eq(regs.mode[MODE["DENSE"]]), cmp.length.eq(4 * H),
         ]
+        if not self.model:                  # a whole model's tau follows its loss scale
+            m.d.comb += thr.tau.eq(regs.tau)
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
         wiring.connect(m, fetch.da_rd, bank.da_h_rd)
@@ -238,18 +250,66 @@ class Backward(wiring.Component):
         self._counters(m)
         return m
 
+    def _units(self):
+        """The training build's units beside the backward, by submodule name."""
+        names = ("forward", "update", "gather") if self.config.train else ()
+        if self.model:
+            names += ("embed", "output", "scale", "embed_update", "out_update")
+        return [getattr(self, n) for n in names]
+
+    def _model(self, m):
+        """A whole-model build: its units' commands, sizes, rates and shifts, its tau and its
+        registers."""
+        regs, ph, f = self.regs, self.phases, self.formats
+        emb, out, scale, embu, oupd = (self.embed, self.output, self.scale, self.embed_update,
+                                       self.out_update)
+        base_shift = f.update_shift(0)              # the update's shift at loss scale 2**0
+        s = scale.shift
+        m.d.comb += [
+            emb.start.eq(ph.emb_start), ph.emb_busy.eq(emb.busy),
+            out.start.eq(ph.out_start), ph.out_busy.eq(out.busy),
+            out.forward_only.eq(ph.out_eval), out.dense.eq(regs.mode[MODE["DENSE"]]),
+            out.clear.eq(regs.clear),
+            scale.start.eq(ph.scale_start), ph.scale_busy.eq(scale.busy),
+            embu.start.eq(ph.embu_start), ph.embu_busy.eq(embu.busy),
+            oupd.start.eq(ph.upd_start),
+            ph.upd_busy.eq(self.update.busy | self.gather.busy | oupd.busy),
+            *[u.seq_len.eq(regs.seq_len) for u in (emb, out, scale, embu)],
+            *[u.batch.eq(regs.batch) for u in (emb, out, scale, embu)],
+            *[u.lr.eq(regs.lr) for u in (embu, oupd)],
+            # the update shifts follow the loss scale: dw codes at 2**s, dx (da codes) at 2**s
+            self.update.shift.eq(base_shift + s), oupd.shift.eq(base_shift),
+            embu.shift.eq(base_shift + s + f.da.frac_bits - f.dw.frac_bits),
+            regs.loss_shift.eq(s),              # sign-extended, as the sum below
+        ]
+        loss = Signal(signed(64))
+        m.d.comb += [loss.eq(out.loss_sum), regs.loss.eq(loss[:32]), regs.loss_hi.eq(loss[32:])]
+        # tau = min(ceil(THRESHOLD 2**(s - THRESHOLD_FRAC)), its largest code), registered
+        lo = LOSS_SCALE_BOUNDS[0]
+        down = THRESHOLD_FRAC - lo                   # the right shift at s = lo
+        wide = regs.threshold << (s - lo).as_unsigned()
+        tau = (wide + ((1 << down) - 1)) >> down
+        top = (1 << f.grad.width) - 1
+        model_tau = Signal(f.grad.width)
+        m.d.sync += model_tau.eq(Mux(tau > top, top, tau))
+        m.d.comb += self.threshold.tau.eq(model_tau)
+
     def _run_ports(self, m):
         """The training units on the memories' run ports, each port given to the block of the
-        phase that runs (forward, update and gather, else the backward); returns the backward's
-        view: a namespace with a port per name, as the bank has."""
-        fwd, upd, gather = self.forward, self.update, self.gather
-        m.submodules.forward, m.submodules.update, m.submodules.gather = fwd, upd, gather
+        phase that runs (forward, update and gather, the whole model's units, else the
+        backward); returns the backward's view: a namespace with a port per name, as the bank
+        has."""
+        units = self._units()
+        names = ("forward", "update", "gather", "embed", "output", "scale", "embed_update",
+                 "out_update")
+        for name, unit in zip(names, units):
+            m.submodules[name] = unit
         bank, view = self.bank, SimpleNamespace()
         for name, member in bank.signature.members.items():
             if not name.endswith(("_rd", "_wr")):
                 continue
             target = getattr(bank, name)
-            users = [(unit.busy, getattr(unit, name)) for unit in (fwd, upd, gather)
+            users = [(unit.busy, getattr(unit, name)) for unit in units
                      if name in unit.signature.members]
             if not users:
                 setattr(view, name, target)
@@ -278,7 +338,8 @@ class Backward(wiring.Component):
         m.d.comb += [arr.clear.eq(clear), thr.clear.eq(clear), cmp.clear.eq(clear)]
         own = {name: Signal(self.config.counter_width, name=f"cnt_{name}")
                for name in ("cycles", "steps", "starved", "ew_stalls", "macs_skipped",
-                            "forward_cycles", "update_cycles")}
+                            "forward_cycles", "update_cycles") +
+               (("output_cycles", "scale_cycles", "embed_cycles") if self.model else ())}
         with m.If(ctl.step_done):
             m.d.sync += own["steps"].eq(own["steps"] + 1)
         with m.If(clear):
@@ -293,6 +354,12 @@ class Backward(wiring.Component):
                     m.d.sync += own["forward_cycles"].eq(own["forward_cycles"] + 1)
                 with m.If(self.update.busy):
                     m.d.sync += own["update_cycles"].eq(own["update_cycles"] + 1)
+            if self.model:
+                for name, busy in (("output_cycles", self.output.busy),
+                                   ("scale_cycles", self.scale.busy),
+                                   ("embed_cycles", self.embed.busy | self.embed_update.busy)):
+                    with m.If(busy):
+                        m.d.sync += own[name].eq(own[name] + 1)
             with m.If(ew.o.valid & ~thr.i.ready):
                 m.d.sync += own["ew_stalls"].eq(own["ew_stalls"] + 1)
             m.d.sync += own["macs_skipped"].eq(own["macs_skipped"] +
@@ -300,3 +367,7 @@ class Backward(wiring.Component):
         m.d.comb += [*[getattr(c, name).eq(s) for name, s in own.items()],
                      c.beats.eq(arr.beats), c.macs.eq(arr.macs), c.values.eq(cmp.values),
                      c.pairs.eq(cmp.pairs), c.zeros.eq(thr.zeros)]
+        if self.model:
+            out = self.output
+            m.d.comb += [c.output_values.eq(out.values), c.output_zeros.eq(out.zeros),
+                         c.output_macs.eq(out.macs)]

@@ -65,6 +65,9 @@ class OutputLayer(wiring.Component):
     the array is busy) and :data:`SYMBOL_OVERHEAD` (:func:`cycles`). ``busy`` from the cycle
     after ``start`` until the last symbol's last write.
 
+    ``forward_only`` (a level, read while it runs): the loss alone; every ``dlogit`` is taken
+    as it comes and none goes to ``DBO`` or the array (an evaluation).
+
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``values`` (``dlogit`` made),
     ``zeros`` (those zero), and the array's ``pairs`` (commands), ``macs`` and ``beats``.
 
@@ -90,7 +93,7 @@ class OutputLayer(wiring.Component):
         self.loss_width = f.loss.width + max(1, ceil_log2(T * B + 1))
         super().__init__({
             "start": In(1), "seq_len": In(range(T + 1)), "batch": In(range(B + 1)),
-            "dense": In(1), "clear": In(1), "busy": Out(1),
+            "dense": In(1), "forward_only": In(1), "clear": In(1), "busy": Out(1),
             "loss_sum": Out(signed(self.loss_width)),
             "values": Out(cw), "zeros": Out(cw), "pairs": Out(cw), "macs": Out(cw),
             "beats": Out(cw),
@@ -164,7 +167,7 @@ class OutputLayer(wiring.Component):
         # -- dlogit: DBO, and the array unless zero ---------------------------------------------
         g = sm.o.payload.dlogit
         zero = g == 0
-        skip = zero & ~self.dense
+        skip = (zero & ~self.dense) | self.forward_only
         vo = Signal(range(V + 1))                 # dlogit taken of this symbol
         m.d.comb += [arr.cmd.valid.eq(sm.o.valid & ~skip), arr.cmd.payload.j.eq(vo),
                      arr.cmd.payload.s.eq(g), arr.cmd.payload.use.eq(Use.BOTH),
@@ -173,7 +176,7 @@ class OutputLayer(wiring.Component):
         db_valid = Signal()
         db_addr = Signal.like(vo)
         db_add = Signal(signed(f.grad.width))
-        m.d.sync += [db_valid.eq(taken), db_addr.eq(vo), db_add.eq(g)]
+        m.d.sync += [db_valid.eq(taken & ~self.forward_only), db_addr.eq(vo), db_add.eq(g)]
         with m.If(taken):
             m.d.sync += vo.eq(vo + 1)
         m.d.comb += [
@@ -207,6 +210,6 @@ class OutputLayer(wiring.Component):
                      self.macs.eq(arr.macs), self.beats.eq(arr.beats)]
         with m.If(self.clear):
             m.d.sync += [self.values.eq(0), self.zeros.eq(0)]
-        with m.Elif(taken):
+        with m.Elif(taken & ~self.forward_only):
             m.d.sync += [self.values.eq(self.values + 1), self.zeros.eq(self.zeros + zero)]
         return m

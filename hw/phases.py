@@ -2,60 +2,88 @@
 bits they leave (:mod:`gateskip.spec.registers`)."""
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import enum, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PhaseControl"]
+__all__ = ["PhaseControl", "SEQUENCES"]
 
+#: each unit a phase starts and waits for: ``{unit: (start strobe, busy input)}``
+_UNITS = {"zero": ("ctl_zero", "ctl_busy"), "backward": ("ctl_start", "ctl_busy"),
+          "forward": ("fwd_start", "fwd_busy"), "update": ("upd_start", "upd_busy"),
+          "embed": ("emb_start", "emb_busy"), "output": ("out_start", "out_busy"),
+          "scale": ("scale_start", "scale_busy"), "embed_update": ("embu_start", "embu_busy")}
 
-class _Phase(enum.Enum, shape=3):
-    IDLE = 0
-    STEPS = 1       # START or ZERO: the step controller runs it
-    FORWARD = 2
-    ZERO = 3        # TRAIN, 1: the accumulators cleared
-    BACKWARD = 4    # TRAIN, 2: the backward
-    UPDATE = 5      # TRAIN, 3: the weight update
+#: the phases of FORWARD and TRAIN, in order, by build: a training build (``"layer"``) or a
+#: whole-model build (``"model"``)
+SEQUENCES = {
+    "layer": {"forward": ("forward",), "train": ("zero", "backward", "update")},
+    "model": {"forward": ("embed", "forward", "output"),
+              "train": ("zero", "embed", "forward", "output", "scale", "backward", "update",
+                        "embed_update")},
+}
 
 
 class PhaseControl(wiring.Component):
     """Runs one command at a time from the register file's strobes.
 
     ``start`` and ``zero`` go to the step controller (``ctl_start``, ``ctl_zero``) as they are.
-    ``forward`` starts the forward unit (``fwd_start``). ``train`` runs ZERO, the backward and
-    the weight update in turn, each started in the cycle after the previous one ends. Refused
-    (``error`` and ``done`` rise, nothing runs): ``forward`` and ``train`` when the build has no
-    training units (``train=False``); ``train`` with ``single`` set or without ``cached``.
+    ``forward`` and ``train`` run the phases of :data:`SEQUENCES` in turn, each started (its
+    unit's ``*_start`` strobe) in the cycle after the previous one ends, the first with the
+    command's strobe; a phase ends when its unit's ``*_busy`` is low, from the cycle after its
+    start. In a whole-model build (``model``) ``out_eval`` is high through the output phase of
+    ``forward`` (the loss alone, no backward).
 
-    ``cached``: a forward ended since the last ``train``; cleared by ``train`` and by
-    ``cache_written`` (the host wrote ``A`` or ``ACT``). The training build's members
-    (``cache_written fwd_busy upd_busy fwd_start upd_start cached``) exist only with ``train``. ``busy`` from the cycle after a
+    Refused (``error`` and ``done`` rise, nothing runs): ``forward`` and ``train`` when the
+    build has no training units (``train=False``); ``train`` with ``single`` set, and in a
+    training build without ``cached``. ``cached``: a forward ended since the last ``train``;
+    cleared by ``train`` and by ``cache_written`` (the host wrote ``A`` or ``ACT``); a
+    whole-model build's ``train`` runs its own forward and does not need it.
+
+    The members of the units a build has exist only with it. ``busy`` from the cycle after a
     command's strobe until the cycle after its last phase; ``done`` from then until the next
-    command; ``error`` with ``done`` (a refused command, or the step controller's ``ctl_error``).
-    Each phase waits one cycle after its start for the block's own ``*_busy`` to rise.
+    command; ``error`` with ``done`` (a refused command, or the step controller's
+    ``ctl_error``).
     """
 
-    def __init__(self, *, train: bool):
-        if not isinstance(train, bool):
-            raise TypeError(f"train must be a bool, not {train!r}")
-        self.train = train
-        super().__init__({
-            "start": In(1), "zero": In(1), "forward": In(1), "train_cmd": In(1),
-            "single": In(1), "ctl_busy": In(1), "ctl_error": In(1),
-            "ctl_start": Out(1), "ctl_zero": Out(1),
-            "busy": Out(1), "done": Out(1), "error": Out(1),
-            **({"cache_written": In(1), "fwd_busy": In(1), "upd_busy": In(1),
-                "fwd_start": Out(1), "upd_start": Out(1), "cached": Out(1)} if train else {}),
-        })
+    def __init__(self, *, train: bool, model: bool = False):
+        for name, value in (("train", train), ("model", model)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        if model and not train:
+            raise ValueError("model needs train")
+        self.train, self.model = train, model
+        self.sequences = SEQUENCES["model" if model else "layer"] if train else {}
+        units = {u for seq in self.sequences.values() for u in seq}
+        members = {"start": In(1), "zero": In(1), "forward": In(1), "train_cmd": In(1),
+                   "single": In(1), "ctl_busy": In(1), "ctl_error": In(1),
+                   "ctl_start": Out(1), "ctl_zero": Out(1),
+                   "busy": Out(1), "done": Out(1), "error": Out(1)}
+        if train:
+            members.update({"cache_written": In(1), "cached": Out(1)})
+        for unit in sorted(units):
+            strobe, busy = _UNITS[unit]
+            members.setdefault(strobe, Out(1))
+            members.setdefault(busy, In(1))
+        if model:
+            members["out_eval"] = Out(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
-        phase = Signal(_Phase)
-        first = Signal()                # the first cycle of a phase: its block not busy yet
-        m.d.comb += self.busy.eq(phase != _Phase.IDLE)
+        # phase 0: idle; 1: START or ZERO on the step controller; then one per position of
+        # each command's sequence
+        positions = [(cmd, i) for cmd, seq in self.sequences.items() for i in range(len(seq))]
+        number = {p: n + 2 for n, p in enumerate(positions)}
+        phase = Signal(range(len(positions) + 2))
+        first = Signal()                # the first cycle of a phase: its unit not busy yet
+        m.d.comb += self.busy.eq(phase != 0)
         m.d.sync += first.eq(0)
 
-        def begin(p):
-            return [phase.eq(p), first.eq(1), self.done.eq(0), self.error.eq(0)]
+        def enter(cmd, i):
+            """The strobe of position ``i`` of ``cmd`` now, and its phase from the next cycle."""
+            unit = self.sequences[cmd][i]
+            m.d.comb += getattr(self, _UNITS[unit][0]).eq(1)
+            m.d.sync += [phase.eq(number[cmd, i]), first.eq(1)]
 
         def refuse():
             return [self.done.eq(1), self.error.eq(1)]
@@ -63,42 +91,39 @@ class PhaseControl(wiring.Component):
         if self.train:
             with m.If(self.cache_written):
                 m.d.sync += self.cached.eq(0)
-        with m.If(phase == _Phase.IDLE):
+        with m.If(phase == 0):
             with m.If(self.start | self.zero):
                 m.d.comb += [self.ctl_start.eq(self.start), self.ctl_zero.eq(self.zero)]
-                m.d.sync += begin(_Phase.STEPS)
+                m.d.sync += [phase.eq(1), first.eq(1), self.done.eq(0), self.error.eq(0)]
             with m.Elif(self.forward):
                 if self.train:
-                    m.d.comb += self.fwd_start.eq(1)
-                    m.d.sync += [*begin(_Phase.FORWARD), self.cached.eq(0)]
+                    enter("forward", 0)
+                    m.d.sync += [self.done.eq(0), self.error.eq(0), self.cached.eq(0)]
                 else:
                     m.d.sync += refuse()
             with m.Elif(self.train_cmd):
                 if self.train:
-                    with m.If(self.single | ~self.cached):
+                    refused = self.single if self.model else self.single | ~self.cached
+                    with m.If(refused):
                         m.d.sync += refuse()
                     with m.Else():
-                        m.d.comb += self.ctl_zero.eq(1)
-                        m.d.sync += [*begin(_Phase.ZERO), self.cached.eq(0)]
+                        enter("train", 0)
+                        m.d.sync += [self.done.eq(0), self.error.eq(0), self.cached.eq(0)]
                 else:
                     m.d.sync += refuse()
-        with m.Elif(phase == _Phase.STEPS):
+        with m.Elif(phase == 1):
             with m.If(~first & ~self.ctl_busy):
-                m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1),
-                             self.error.eq(self.ctl_error)]
-        if self.train:
-            with m.Elif(phase == _Phase.FORWARD):
-                with m.If(~first & ~self.fwd_busy):
-                    m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1), self.cached.eq(1)]
-            with m.Elif(phase == _Phase.ZERO):
-                with m.If(~first & ~self.ctl_busy):
-                    m.d.comb += self.ctl_start.eq(1)
-                    m.d.sync += [phase.eq(_Phase.BACKWARD), first.eq(1)]
-            with m.Elif(phase == _Phase.BACKWARD):
-                with m.If(~first & ~self.ctl_busy):
-                    m.d.comb += self.upd_start.eq(1)
-                    m.d.sync += [phase.eq(_Phase.UPDATE), first.eq(1)]
-            with m.Elif(phase == _Phase.UPDATE):
-                with m.If(~first & ~self.upd_busy):
-                    m.d.sync += [phase.eq(_Phase.IDLE), self.done.eq(1)]
+                m.d.sync += [phase.eq(0), self.done.eq(1), self.error.eq(self.ctl_error)]
+        for (cmd, i), n in number.items():
+            seq = self.sequences[cmd]
+            with m.Elif(phase == n):
+                if self.model and cmd == "forward" and seq[i] == "output":
+                    m.d.comb += self.out_eval.eq(1)
+                with m.If(~first & ~getattr(self, _UNITS[seq[i]][1])):
+                    if i + 1 < len(seq):
+                        enter(cmd, i + 1)
+                    else:
+                        m.d.sync += [phase.eq(0), self.done.eq(1)]
+                        if cmd == "forward":
+                            m.d.sync += self.cached.eq(1)
         return m

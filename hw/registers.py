@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.registers import COUNTERS, REGISTERS
+from ..spec.registers import COUNTERS, REGISTERS, built, counters
 
 __all__ = ["RegisterFile", "reg_signature"]
 
@@ -43,8 +43,10 @@ class RegisterFile(wiring.Component):
     ``train`` only while ``idle`` and one at a time (the first of them set wins), ``clear``
     always. Read-only registers read their input port: ``status``
     (its bit fields), each counter of :data:`~gateskip.spec.registers.COUNTERS` from
-    ``counters`` (zero-extended), the build parameters of ``config`` as constants. ``rdata`` is
-    registered: valid the cycle after ``re``; an address without a register reads 0.
+    ``counters`` (zero-extended), the other values (``loss``, ``loss_hi``, ``loss_shift``)
+    from their ports, the build parameters of ``config`` as constants. Only the registers the
+    build has (``spec.registers.built``). ``rdata`` is registered: valid the cycle after
+    ``re``; an address without a register reads 0.
     """
 
     def __init__(self, config: AccelConfig, counter_width: int | None = None):
@@ -54,15 +56,17 @@ class RegisterFile(wiring.Component):
         cw = config.counter_width if counter_width is None else counter_width
         members = {"bus": In(reg_signature()), "idle": In(1),
                    **{name.lower(): Out(1) for name in _ctrl().fields}}
-        self._widths = {}
-        for reg in REGISTERS:
+        self.registers = built(config)
+        for reg in self.registers:
             name = reg.name.lower()
             if reg.access == "rw":
                 members[name] = Out(self._shape(reg), init=reg.resolve(reg.init, config))
             elif reg.access == "r" and reg.fields:
                 members[name] = In(_bits(reg))
+            elif reg.access == "r" and reg.param is None and reg.name not in COUNTERS:
+                members[name] = In(unsigned(reg.width))
         members["counters"] = In(wiring.Signature(
-            {name.lower(): Out(unsigned(cw)) for name in COUNTERS}))
+            {name.lower(): Out(unsigned(cw)) for name in counters(config)}))
         super().__init__(members)
 
     def _shape(self, reg):
@@ -87,7 +91,7 @@ class RegisterFile(wiring.Component):
             earlier = earlier | bit
 
         readable = {}
-        for reg in REGISTERS:
+        for reg in self.registers:
             name = reg.name.lower()
             if reg.access == "rw":
                 port = getattr(self, name)
@@ -104,8 +108,10 @@ class RegisterFile(wiring.Component):
                     readable[reg.address] = int(getattr(cfg, reg.param))
                 elif reg.fields:
                     readable[reg.address] = getattr(self, name)
-                else:
+                elif reg.name in COUNTERS:
                     readable[reg.address] = getattr(self.counters, name)
+                else:
+                    readable[reg.address] = getattr(self, name)
         with m.If(bus.re):
             with m.Switch(bus.addr):
                 for address, value in readable.items():

@@ -69,7 +69,7 @@ import numpy as np
 
 __all__ = ["Q", "ROUNDING", "OVERFLOW", "round_shift", "saturate", "wrap", "Formats",
            "OPERAND", "GRAD", "DW", "DA", "ACT", "CELL", "STATE", "NET", "MASTER", "LR",
-           "LOGIT", "LOSS", "TOKEN", "FORMATS", "LOSS_SCALE_BOUNDS", "LOSS_SCALE_HEADROOM"]
+           "LOGIT", "LOSS", "TOKEN", "FORMATS", "LOSS_SCALE_BOUNDS", "LOSS_SCALE_HEADROOM", "THRESHOLD_FRAC"]
 
 ROUNDING = ("half_up", "floor", "convergent")
 OVERFLOW = ("saturate", "wrap")
@@ -206,6 +206,10 @@ TOKEN = Q(13, 0)
 #: stay within 0..63)
 LOSS_SCALE_BOUNDS = (-8, 40)
 LOSS_SCALE_HEADROOM = 2
+#: the whole model's threshold register holds the threshold on ``dnet`` of the summed loss at
+#: loss scale ``2**0`` in grad codes with this many more fraction bits; the backward's ``tau``
+#: at loss scale ``s`` is ``ceil(THRESHOLD 2**(s - THRESHOLD_FRAC))`` (``golden.fixed.model_tau``)
+THRESHOLD_FRAC = 16
 
 
 @dataclass(frozen=True)

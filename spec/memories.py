@@ -45,6 +45,8 @@ class Memory:
     trained: bool = False
     #: only in whole-model builds (``AccelConfig.vocab``; they are training builds too)
     model_only: bool = False
+    #: written by a whole-model build's units (the host's input in other builds)
+    model_written: bool = False
 
     def built(self, cfg) -> bool:
         """Whether a build of ``cfg`` (an ``AccelConfig``) has this memory."""
@@ -54,7 +56,8 @@ class Memory:
 
     def run_writes(self, cfg) -> bool:
         """Whether the accelerator of ``cfg`` writes it (it has a run write port)."""
-        return self.written or (self.trained and bool(getattr(cfg, "train", False)))
+        return (self.written or (self.trained and bool(getattr(cfg, "train", False))) or
+                (self.model_written and bool(getattr(cfg, "vocab", 0))))
 
     def shape(self, cfg) -> tuple[int, ...]:
         """The host's array for this memory, sized for ``cfg`` (an ``AccelConfig`` or any
@@ -132,7 +135,8 @@ MEMORIES = {m.name: m for m in (
            (("i", "act"), ("f", "act"), ("g", "act"), ("o", "act"), ("tanh_c", "act"),
             ("c_prev", "cell")), False, False,
            "i f g o tanh(c_t) c_{t-1} of unit k at (b*T + t)*H + k", trained=True),
-    Memory("DH", 3, ("B", "T", "H"), (("dh", "state"),), False, False, "dh from the loss"),
+    Memory("DH", 3, ("B", "T", "H"), (("dh", "state"),), False, False,
+           "dh from the loss (a whole model's loss scale writes it)", model_written=True),
     Memory("DC", 4, ("B", "H"), (("dc", "state"),), False, True,
            "carried dc: dc_T in, dc_0 out"),
     Memory("DW", 5, ("4H", "K"), (("dw", "dw"),), True, True, "dW accumulator, rows as W"),
@@ -157,7 +161,7 @@ MEMORIES = {m.name: m for m in (
            "layer's input)", train_only=True, trained=True),
     Memory("XI", 13, ("B", "T", "X"), (("x", "operand"),), True, False,
            "x_t of (b, t) at words (b*T + t)*ceil(X/L), the forward's input (it copies x_t "
-           "into A)", train_only=True),
+           "into A; a whole model's embedding writes it)", train_only=True, model_written=True),
     Memory("DX", 14, ("B", "T", "X"), (("dx", "da"),), True, False,
            "dx_t of (b, t) as XI: da[:X] gathered after the backward", train_only=True,
            trained=True),
@@ -245,6 +249,8 @@ def markdown_table(formats=None) -> str:
     def writer(m):
         if m.model_only:
             return "yes (whole-model builds only)" if m.trained else "no"
+        if m.model_written:
+            return "whole-model builds"
         return ("backward" if m.written else
                 "training builds" if m.trained and not m.train_only else
                 "yes (training builds only)" if m.trained else "no")

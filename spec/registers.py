@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Register", "REGISTERS", "FIELDS", "COUNTERS", "ADDRESS", "by_name", "bit",
-           "python_constants", "markdown_table"]
+__all__ = ["Register", "REGISTERS", "FIELDS", "COUNTERS", "MODEL_ONLY", "ADDRESS", "by_name",
+           "bit", "built", "counters", "python_constants", "markdown_table"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class Register:
     width: int | str | None = None
     #: a read-only build parameter: the AccelConfig attribute it reads
     param: str | None = None
+
+    def built(self, cfg) -> bool:
+        """Whether a build of ``cfg`` has it (an address without a register reads 0)."""
+        return self.name not in MODEL_ONLY or bool(getattr(cfg, "vocab", 0))
 
     def resolve(self, value, cfg) -> int:
         """An int, ``"attr"`` / ``"attr-1"`` of ``cfg``, or ``"fmt.max"`` (the largest code of
@@ -66,7 +70,17 @@ COUNTERS = {
     "ZEROS": "dnet values zero after the threshold",
     "FORWARD_CYCLES": "cycles spent in FORWARD (training builds)",
     "UPDATE_CYCLES": "cycles spent in the update of TRAIN (training builds)",
+    "OUTPUT_CYCLES": "cycles the output layer ran (whole-model builds)",
+    "SCALE_CYCLES": "cycles the loss scale ran (whole-model builds)",
+    "EMBED_CYCLES": "cycles the embedding's lookup and update ran (whole-model builds)",
+    "OUTPUT_VALUES": "dlogit values made (V per symbol; whole-model builds)",
+    "OUTPUT_ZEROS": "dlogit values zero (whole-model builds)",
+    "OUTPUT_MACS": "useful MACs of the output layer's backward (H per dWo or dh command)",
 }
+
+#: registers of whole-model builds only (``AccelConfig.vocab``)
+MODEL_ONLY = ("OUTPUT_CYCLES", "SCALE_CYCLES", "EMBED_CYCLES", "OUTPUT_VALUES", "OUTPUT_ZEROS",
+              "OUTPUT_MACS", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD")
 
 REGISTERS = [
     Register("CTRL", 0x00, "w", "strobes: START runs the backward, ZERO clears dW, db, da and dc, "
@@ -104,9 +118,24 @@ REGISTERS = [
     Register("TRAIN", 0x0D, "r", "1: a training build (forward and update on the chip)",
              param="train"),
     Register("UPDATE_SHIFT", 0x0E, "rw", "right shift of the update's lr * dW product, 0 .. 63 "
-                                         "(dw.frac + grad_shift + lr.frac - master.frac)",
+                                         "(dw.frac + grad_shift + lr.frac - master.frac); "
+                                         "whole-model builds derive it from LOSS_SHIFT",
              lo=0, hi=63, width=6),
+    Register("VOCAB", 0x0F, "r", "V (build parameter): 0, or the vocabulary of a whole-model "
+                                 "build", param="vocab"),
     *[Register(name, 0x10 + n, "r", doc) for n, (name, doc) in enumerate(COUNTERS.items())],
+    # whole-model builds
+    Register("LOSS", 0x30, "r", "the last FORWARD's or TRAIN's loss summed over its symbols, "
+                                "loss codes (bits, Q(8,16) each): the low 32 bits",
+             width=32),
+    Register("LOSS_HI", 0x31, "r", "the bits of that sum above LOSS (sign-extended)",
+             width=32),
+    Register("LOSS_SHIFT", 0x32, "r", "the loss scale s of the last TRAIN (two's complement): "
+                                      "dh enters the LSTM's DH at 2**s", width=32),
+    Register("THRESHOLD", 0x33, "rw", "threshold on dnet of the summed loss at loss scale 1, "
+                                      "grad codes with THRESHOLD_FRAC = 16 more fraction bits: "
+                                      "TRAIN's tau = ceil(THRESHOLD 2**(LOSS_SHIFT - 16))",
+             width=32),
 ]
 
 #: bit fields: register -> {field: bit}
@@ -120,6 +149,16 @@ def by_name(name: str) -> Register:
         if reg.name == name:
             return reg
     raise KeyError(f"no register {name!r}")
+
+
+def built(cfg) -> list:
+    """The registers a build of ``cfg`` (an ``AccelConfig``) has."""
+    return [r for r in REGISTERS if r.built(cfg)]
+
+
+def counters(cfg) -> tuple:
+    """The counters a build of ``cfg`` has, by name."""
+    return tuple(name for name in COUNTERS if name not in MODEL_ONLY or getattr(cfg, "vocab", 0))
 
 
 def bit(register: str, *names: str) -> int:

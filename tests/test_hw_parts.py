@@ -17,7 +17,7 @@ from gateskip.hw.registers import RegisterFile
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
 from gateskip.spec.memories import MEMORIES, built
-from gateskip.spec.registers import ADDRESS, COUNTERS, bit
+from gateskip.spec.registers import ADDRESS, COUNTERS, MODEL_ONLY, bit
 from hwsim import run_stream
 
 
@@ -299,5 +299,8 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
 
 
 def test_counter_names_are_the_register_files_ports():
-    dut = RegisterFile(AccelConfig())
-    assert sorted(dut.counters.signature.members) == sorted(n.lower() for n in COUNTERS)
+    for cfg in (AccelConfig(), AccelConfig(train=True, vocab=3)):
+        dut = RegisterFile(cfg)
+        want = [n for n in COUNTERS if n not in MODEL_ONLY or cfg.vocab]
+        assert sorted(dut.counters.signature.members) == sorted(n.lower() for n in want)
+    assert len(want) == len(COUNTERS)

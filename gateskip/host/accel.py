@@ -21,7 +21,7 @@ from ..spec.config import AccelConfig
 from ..spec.formats import round_shift, saturate
 from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, to_words
 from ..spec.registers import ADDRESS as R
-from ..spec.registers import COUNTERS, bit
+from ..spec.registers import bit, counters
 
 __all__ = ["BackwardHost", "LayerHost", "RESULTS", "DeviceError"]
 
@@ -34,10 +34,11 @@ class BackwardHost:
     """Runs backward passes on an accelerator of the given build parameters through ``bus``."""
 
     def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
-                 max_batch: int, train: bool = False, poll_limit: int = 10_000_000):
+                 max_batch: int, train: bool = False, vocab: int = 0,
+                 poll_limit: int = 10_000_000):
         self.bus, self.poll_limit = bus, poll_limit
         self.config = AccelConfig(hidden=hidden, inputs=inputs, lanes=lanes, max_seq=max_seq,
-                                  max_batch=max_batch, train=bool(train))
+                                  max_batch=max_batch, train=bool(train), vocab=vocab)
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch = max_seq, max_batch
 
@@ -119,7 +120,7 @@ class BackwardHost:
     async def results(self) -> dict:
         """DW, DB, DA, DC and every counter (by its register name)."""
         out = {name: await self.read_mem(name) for name in RESULTS}
-        for name in COUNTERS:
+        for name in counters(self.config):
             out[name] = await self.read_reg(name)
         return out
 
@@ -228,6 +229,100 @@ class LayerHost(BackwardHost):
             out[b] = from_words(words, (seq_len, X), self.lanes)
         return out
 
-    async def counters(self, names=COUNTERS) -> dict:
-        """The counters ``names`` (default every one), by register name."""
+    async def counters(self, names=None) -> dict:
+        """The counters ``names`` (default every one of the build), by register name."""
+        names = counters(self.config) if names is None else names
         return {name: await self.read_reg(name) for name in names}
+
+
+class ModelHost(LayerHost):
+    """The whole-model build's register sequences (``VOCAB`` reads V), over the same bus:
+    tokens in, loss out.
+
+    One iteration, :meth:`step`: the batch's input tokens and targets into ``TOK``/``TGT``,
+    ``THRESHOLD``, ``LR`` and ``MODE``, ``TRAIN`` (ZERO, embedding, forward, output layer,
+    loss scale, backward, updates), and the summed loss (``LOSS``, ``LOSS_HI``) and the loss
+    scale (``LOSS_SHIFT``) back. :meth:`evaluate` runs ``FORWARD`` (embedding, forward, output
+    layer: the loss alone) over a batch of tokens. Every weight stays on the chip:
+    :meth:`load_model` once, :meth:`read_model` for a checkpoint; the recurrent state carries
+    between batches until :meth:`reset_state`. Arrays are codes in the layout of
+    :mod:`gateskip.spec.memories`; every argument is checked before any traffic.
+    """
+
+    #: the masters a checkpoint holds, and the operand memory each feeds
+    MASTERS = {"EM": "E", "WM": "W", "BM": None, "WOM": "WO", "BOM": None}
+
+    def __init__(self, bus, *, vocab: int, **params):
+        if not vocab:
+            raise ValueError("a whole-model build has a vocabulary (VOCAB reads 0 on this one)")
+        super().__init__(bus, **{**params, "train": True, "vocab": vocab})
+        self.vocab = vocab
+
+    async def load_model(self, masters: dict) -> None:
+        """The master codes :data:`MASTERS` (``EM`` (V, X), ``WM`` (4H, K) hardware rows,
+        ``BM`` (4H,), ``WOM`` (V, H), ``BOM`` (V,)) and the operands of those that have one."""
+        arrays = {n: self._check(n, masters[n], self.shape(n)) for n in self.MASTERS}
+        f = self.config.formats
+        for name, operand in self.MASTERS.items():
+            await self.write_mem(name, arrays[name])
+            if operand is not None:
+                await self.write_mem(operand, saturate(round_shift(
+                    arrays[name], f.master.frac_bits - f.operand.frac_bits), f.operand.width))
+
+    async def read_model(self) -> dict:
+        """The master codes :data:`MASTERS` and the carried state ``HS``, ``CS``: a
+        checkpoint."""
+        return {name: await self.read_mem(name) for name in (*self.MASTERS, "HS", "CS")}
+
+    async def _tokens(self, tokens, targets) -> tuple[int, int]:
+        tokens = np.asarray(tokens, np.int64)
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be (batch, seq_len), not {tokens.shape}")
+        batch, seq_len = tokens.shape
+        self._sizes(seq_len, batch)
+        targets = self._check("targets", targets, tokens.shape)
+        for name, a in (("tokens", tokens), ("targets", targets)):
+            if a.min() < 0 or a.max() >= self.vocab:
+                raise ValueError(f"{name} must be in 0..{self.vocab - 1}")
+        await self.write_reg("SEQ_LEN", seq_len)
+        await self.write_reg("BATCH", batch)
+        for name, a in (("TOK", tokens), ("TGT", targets)):
+            for b in range(batch):                  # a sequence's symbols are contiguous
+                await self.bus.write_mem(MEMORIES[name].code, a[b].reshape(-1, 1),
+                                         addr=b * self.max_seq)
+        return seq_len, batch
+
+    async def loss(self) -> int:
+        """The summed loss of the last FORWARD or TRAIN, ``loss`` codes (bits)."""
+        lo, hi = await self.read_reg("LOSS"), await self.read_reg("LOSS_HI")
+        value = (hi << 32) | lo
+        return value - (1 << 64) if value >> 63 else value
+
+    async def step(self, tokens, targets, *, threshold: int, lr: int, dense: bool = False,
+                   clear: bool = True) -> dict:
+        """One training iteration on ``tokens``/``targets`` (batch, seq_len) at ``THRESHOLD``
+        code ``threshold`` (``golden.fixed.threshold_code``) and learning-rate code ``lr``.
+        ``clear``: zero the counters first. Returns ``{"loss_sum", "shift", "status"}``."""
+        from ..spec.registers import by_name
+        lo, hi = by_name("LR").bounds(self.config)
+        if not lo <= lr <= hi:
+            raise ValueError(f"LR must be {lo}..{hi}, not {lr}")
+        if not 0 <= threshold < 1 << 32:
+            raise ValueError(f"THRESHOLD must be 0..{(1 << 32) - 1}, not {threshold}")
+        await self._tokens(tokens, targets)
+        await self.write_reg("THRESHOLD", threshold)
+        await self.write_reg("LR", lr)
+        await self.write_reg("MODE", bit("MODE", *(["DENSE"] if dense else [])))
+        if clear:
+            await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
+        status = await self._run("TRAIN")
+        shift = await self.read_reg("LOSS_SHIFT")
+        return {"loss_sum": await self.loss(), "shift": shift - (1 << 32) if shift >> 31 else shift,
+                "status": status}
+
+    async def evaluate(self, tokens, targets) -> int:
+        """``FORWARD`` over ``tokens``/``targets`` (batch, seq_len): the summed loss; the state
+        carries on."""
+        await self._tokens(tokens, targets)
+        await self._run("FORWARD")
+        return await self.loss()

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..spec.memories import INPUTS
 from ..spec.registers import REGISTERS, bit
-from .accel import BackwardHost, LayerHost
+from .accel import BackwardHost, LayerHost, ModelHost
 from .link import Link, LinkError, SerialTransport
 
 __all__ = ["LinkBus", "LinkDevice", "serial_device"]
@@ -64,6 +64,13 @@ class LinkDevice:
         if not self.params.get("train"):
             raise ValueError("the board carries the backward-only top, not the training build")
         return LayerHost(self.host.bus, **self.params)
+
+    def model_host(self) -> ModelHost:
+        """The whole-model build's sequences on this link; ``ValueError`` if the board carries
+        another top (its ``VOCAB`` register reads 0)."""
+        if not self.params.get("vocab"):
+            raise ValueError("the board does not carry the whole-model build (VOCAB reads 0)")
+        return ModelHost(self.host.bus, **self.params)
 
     @staticmethod
     def run(coroutine):

@@ -1,0 +1,101 @@
+# amaranth: UnusedElaboratable=no
+"""The whole-model build (``AccelConfig.vocab``) in amaranth.sim through the host sequences of
+``gateskip.host.accel.ModelHost``: tokens in, loss out, bit for bit against
+``golden.model_fixed.FixedModel`` iteration by iteration (the summed loss, the loss scale, the
+output layer's dlogit counts) and in every weight and the carried state after the run, in skip
+and dense mode; and the evaluation (FORWARD) against the golden forward."""
+
+import numpy as np
+import pytest
+
+from gateskip.golden.fixed import threshold_code
+from gateskip.golden.layer import lr_code
+from gateskip.golden.model_fixed import FixedModel
+from gateskip.host.accel import DeviceError, ModelHost
+from gateskip.hw.backward import Backward
+from gateskip.spec.formats import FORMATS
+
+from hwsim import AmaranthBus, simulate
+
+
+def _model(H, X, V, seed):
+    rng = np.random.default_rng(seed)
+    return FixedModel.from_float(rng.normal(0, 1.0, (V, X)), rng.normal(0, 0.5, (4 * H, X + H)),
+                                 rng.normal(0, 0.2, 4 * H), rng.normal(0, 1.5, (V, H)),
+                                 rng.normal(0, 0.3, V))
+
+
+def run(dut, script):
+    async def tb(ctx):
+        return await script(ModelHost(AmaranthBus(dut, ctx), vocab=dut.config.vocab,
+                                      hidden=dut.hidden, inputs=dut.inputs, lanes=dut.lanes,
+                                      max_seq=dut.max_seq, max_batch=dut.max_batch))
+
+    return simulate(dut, tb)
+
+
+@pytest.mark.parametrize("H, X, L, V, T, B, threshold, dense", [
+    (3, 2, 2, 7, 3, 2, 2e-3, False),
+    (4, 3, 4, 5, 2, 1, 5e-3, True),
+    (2, 2, 1, 6, 2, 2, 1e-3, False),
+])
+def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense):
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True, vocab=V)
+    rng = np.random.default_rng(V)
+    batches = [(rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))) for _ in range(2)]
+    lr, n = 0.5, T * B
+    golden = _model(H, X, V, H + V)
+    start = golden.masters()
+
+    async def script(host):
+        await host.load_model(start)
+        await host.reset_state()
+        got = []
+        for tok, tgt in batches:
+            r = await host.step(tok.T, tgt.T, threshold=threshold_code(threshold * n),
+                                lr=lr_code(lr / n), dense=dense)
+            r["counters"] = await host.counters(("OUTPUT_VALUES", "OUTPUT_ZEROS", "ZEROS",
+                                                 "VALUES"))
+            got.append(r)
+        tok, tgt = batches[0]
+        evaluation = await host.evaluate(tok.T, tgt.T)
+        return got, evaluation, await host.read_model()
+
+    got, evaluation, final = run(dut, script)
+    state = None
+    for (tok, tgt), g in zip(batches, got):
+        want = golden.step(tok, tgt, state, threshold, lr)
+        state = (want["h_T"], want["c_T"])
+        assert g["loss_sum"] == want["loss_sum"]
+        assert g["shift"] == want["grad_shift"]
+        assert g["counters"]["OUTPUT_VALUES"] == n * V
+        assert g["counters"]["OUTPUT_ZEROS"] == int((want["dlogit"] == 0).sum())
+        assert g["counters"]["ZEROS"] == want["zeros"]
+        assert g["counters"]["VALUES"] == want["values"]
+    assert any(g["counters"]["ZEROS"] for g in got)               # the threshold did something
+    tok, tgt = batches[0]
+    assert evaluation == golden.forward(tok, tgt, state)["loss_sum"]
+    for name, value in golden.masters().items():
+        np.testing.assert_array_equal(final[name], value, err_msg=name)
+    np.testing.assert_array_equal(final["HS"], golden.forward(tok, tgt, state)["h_T"])
+
+
+def test_model_build_refuses_single_mode_and_bad_tokens():
+    dut = Backward(hidden=2, inputs=2, lanes=2, max_seq=2, max_batch=1, train=True, vocab=4)
+
+    async def script(host):
+        await host.write_reg("MODE", 2)                        # SINGLE
+        await host.write_reg("CTRL", 1 << 4)                   # TRAIN
+        status = await host.read_reg("STATUS")
+        await host.write_reg("MODE", 0)
+        errors = []
+        for tok in (np.full((1, 2), 4), np.full((1, 3), 0), np.full((2, 2), 0)):
+            try:
+                await host.step(tok, np.zeros_like(tok), threshold=0, lr=1)
+            except ValueError as e:
+                errors.append(str(e))
+        return status, errors
+
+    status, errors = run(dut, script)
+    assert status & 0b100                                      # ERROR
+    assert len(errors) == 3 and "0..3" in errors[0]
