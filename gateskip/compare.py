@@ -63,7 +63,8 @@ DEFAULTS = COMPARE_DEFAULTS
 #: a device's build parameters
 PARAMS = SIZES
 #: what ``run`` writes into its output directory
-OUTPUTS = {"summary": "summary.md", "loss": "loss.png", "gradients": "gradients.png"}
+OUTPUTS = {"summary": "summary.md", "loss": "loss.png", "gradients": "gradients.png",
+           "phases": "phases.png"}
 #: the options of ``run`` that are build parameters of the sim and model devices, by name
 BUILD_OPTIONS = COMPARE_BUILD_OPTIONS
 #: what the device must return equal to the fixed-point golden model, bit for bit
@@ -542,6 +543,18 @@ def open_device(kind: str, params: dict | None = None, *, port: str | None = Non
         yield device
 
 
+def model_boards() -> tuple[dict, int]:
+    """The boards the simulated board of ``--mode model`` stands for, ``{name: clock in Hz}``
+    (those with :data:`~gateskip.defaults.MODEL_BOARD`'s clock), and its UART divisor at
+    :data:`~gateskip.defaults.LINK_BAUD` (the board's clock-to-baud ratio)."""
+    from gateskip.defaults import LINK_BAUD, MODEL_BOARD
+    from gateskip.hw.top import BoardTop
+    from gateskip.synth.boards import BOARDS
+    clock = BOARDS[MODEL_BOARD].clock_mhz * 1e6
+    return ({name: clock for name, b in BOARDS.items() if b.clock_mhz * 1e6 == clock},
+            BoardTop.divisor_for(LINK_BAUD, clock))
+
+
 def _on_chip(config, dev, text, kind, out, json_path, bars, echo) -> dict:
     """``--mode layer`` on the simulated board or a board: the layer's training on the chip."""
     from gateskip.compare_layer import run_layer
@@ -563,7 +576,8 @@ class _Silent:
 def run(*, device: str | None, port: str | None, baud: int | None, iterations: int,
         hidden: int | None, embed: int | None, seq_len: int | None, batch: int | None,
         threshold: float, corpus: str | None, seed: int, lanes: int | None, out: str,
-        json_path: str | None, mode: str = "backward", progress=None, echo=print) -> dict:
+        json_path: str | None, mode: str = "backward", also_dense: bool = False,
+        progress=None, echo=print) -> dict:
     """``gateskip compare``: check every input, open the device, :func:`compare`, write
     ``OUT/summary.md``, ``OUT/loss.png``, ``OUT/gradients.png`` and ``json_path``; print the
     table through ``echo``.
@@ -571,8 +585,10 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     ``mode`` ``"backward"`` puts the layer's backward on the device (this module);
     ``"layer"`` its whole training iteration (:mod:`gateskip.compare_layer`; the simulated
     board is the training build, a board must carry it); ``"model"`` the whole model's
-    (:mod:`gateskip.compare_model`; the model device only, for now). ``device`` ``None`` means ``"sim"``, or the
-    board when ``port`` is given. Sizes left
+    (:mod:`gateskip.compare_model`; the simulated board is the whole-model build at the clock
+    and clock-to-baud divisor of :data:`~gateskip.defaults.MODEL_BOARD`, a board must carry
+    it; ``also_dense``: the same iterations again in dense mode). ``device`` ``None`` means
+    ``"sim"``, or the board when ``port`` is given. Sizes left
     ``None`` take :data:`DEFAULTS` (sim, model) or the board's build parameters. ``progress``
     makes the progress bar of a stage: ``progress(description)`` returns a callable ``(done,
     total, postfix)`` with a ``close()`` method (the CLI passes its ``Progress`` class); ``None``
@@ -588,9 +604,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     kind = "board" if port is not None else (device or "sim")
     if kind not in (*DEVICES, "board"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if mode == "model" and kind != "model":
-        raise ValueError(f"--mode model runs on --device model for now: no device carries the "
-                         f"whole model yet, so not on the {kind}")
+    if also_dense and (mode != "model" or kind == "model"):
+        raise ValueError("--also-dense runs --mode model a second time in dense mode on a "
+                         "device (sim or a board), not on the model")
     if baud is not None and kind != "board":
         raise ValueError(f"--baud is the baud rate of --port: the {kind} device has none")
     if baud is not None and not (isinstance(baud, int) and BAUD_RANGE[0] <= baud <= BAUD_RANGE[1]):
@@ -614,15 +630,18 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     if mode == "layer" and kind == "model":
         from gateskip.compare_layer import run_layer
         return run_layer(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
-    if mode == "model":
+    if mode == "model" and kind == "model":
         from gateskip.compare_model import run_model
         return run_model(config, text, out=out, json_path=json_path, bars=bars, echo=echo)
-    params = None
+    params, clock_hz = None, {}
     if kind != "board":
         chosen = {**sizes, "lanes": DEFAULTS["lanes"] if lanes is None else lanes}
         params = {param: chosen[option] for option, param in BUILD_OPTIONS.items()}
         if mode == "layer":
             params["train"] = True
+        if mode == "model":
+            clock_hz, divisor = model_boards()
+            params.update(train=True, vocab=text.V, divisor=divisor)
     build = bars(f"build {kind} device")
     try:
         cm = open_device(kind, params, port=port, baud=baud,
@@ -636,6 +655,14 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
             config = config.replace(**fitted).check()
             if mode == "layer":
                 return _on_chip(config, dev, text, kind, out, json_path, bars, echo)
+            if mode == "model":
+                from gateskip.compare_model import run_model
+                if int(dev.params.get("vocab", 0)) != text.V:
+                    raise ValueError(f"the {kind} device's vocabulary is "
+                                     f"{dev.params.get('vocab', 0)}, the corpus's {text.V}")
+                return run_model(config, text, out=out, json_path=json_path, bars=bars,
+                                 echo=echo, device=dev, device_name=kind, clock_hz=clock_hz,
+                                 also_dense=also_dense)
             bar = bars(f"compare on {kind}")
             try:
                 result = compare(config, dev, text, progress=bar, name=kind)

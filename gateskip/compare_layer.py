@@ -158,12 +158,13 @@ def run_layer(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
     return result
 
 
-def write_outputs(result: dict, out: str, json_path: str | None, echo=print) -> None:
-    """``OUT/summary.md`` (:func:`table`), ``OUT/loss.png`` (:func:`plot`) and ``json_path``
-    of a ``--mode layer`` or ``--mode model`` result; the table and the paths through
-    ``echo``."""
+def write_outputs(result: dict, out: str, json_path: str | None, echo=print,
+                  device_rows=None) -> None:
+    """``OUT/summary.md`` (:func:`table`, ``device_rows`` its device's rows), ``OUT/loss.png``
+    (:func:`plot`) and ``json_path`` of a ``--mode layer`` or ``--mode model`` result; the
+    table and the paths through ``echo``."""
     out = make_outdir(out)
-    text = table(result)
+    text = table(result, device_rows)
     paths = [plot(result, out), os.path.join(out, OUTPUTS["summary"])]
     with open(paths[-1], "w") as f:
         f.write(text + "\n")
@@ -172,9 +173,11 @@ def write_outputs(result: dict, out: str, json_path: str | None, echo=print) -> 
     echo("wrote " + ", ".join(paths + ([json_path] if json_path else [])))
 
 
-def table(result: dict) -> str:
+def table(result: dict, device_rows=None) -> str:
     """The summary as Markdown (of ``--mode layer``, and of ``--mode model``'s result, which
-    adds the softmax's errors)."""
+    adds the softmax's errors); ``device_rows(result)``: the rows of a device's figures
+    (default the layer's)."""
+    device_rows = device_rows or _device_rows
     c, e = result["config"], result["activation_errors"]
     frac = result["master_frac"]
     opt = result["optimizer"]
@@ -198,7 +201,7 @@ def table(result: dict) -> str:
         *([f"| softmax max error: exp, p, loss (bits) | {sm['exp']:.2e}, {sm['p']:.2e}, "
            f"{sm['loss_bits']:.2e} |"] if sm else []),
         f"| wall seconds | {result['seconds']:.1f} |",
-        *(_device_rows(result) if result["bit_exact_iterations"] is not None else [])])
+        *(device_rows(result) if result["bit_exact_iterations"] is not None else [])])
 
 
 def _device_rows(result: dict) -> list:

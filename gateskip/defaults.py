@@ -7,7 +7,8 @@ values.
 from __future__ import annotations
 
 __all__ = ["COMPARE_DEFAULTS", "COMPARE_BUILD_OPTIONS", "COMPARE_BOARD", "COMPARE_MODES",
-           "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD", "BENCH_TRAINING_ITERATIONS"]
+           "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD", "BENCH_TRAINING_ITERATIONS",
+           "MODEL_BOARD", "MODEL_EVAL_SYMBOLS"]
 
 #: the defaults of ``gateskip compare`` (:func:`gateskip.compare.run`): 100 iterations take a
 #: few seconds with the model device, the loss falls from 3.9 to about 2.7 nats/char on Penn
@@ -46,3 +47,12 @@ LINK_BAUD = 1_000_000
 #: ``gateskip bench --kind layer``: the iterations of fixed-point training before the iteration
 #: its training row measures (the loss has left its first plateau by then at the bench's sizes)
 BENCH_TRAINING_ITERATIONS = 100
+
+#: ``gateskip compare --mode model`` on the simulated board: the board whose clock and
+#: clock-to-baud divisor (at :data:`LINK_BAUD`) the simulation has, so that its cycles are that
+#: board's (every board with the same clock is reported with it)
+MODEL_BOARD = "ulx3s-85f"
+
+#: ``gateskip compare --mode model`` on a device: the validation symbols evaluated on the chip
+#: (FORWARD) and checked against the fixed-point model (the whole split is read by the model)
+MODEL_EVAL_SYMBOLS = 4096

@@ -105,22 +105,25 @@ def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_
     returns ``(loss, row)`` (``reset``: the data wrapped, the recurrent state restarts; ``row``
     at least ``sparsity_fixed``); validation by :func:`golden.train.evaluate` and
     ``fixed_loss(ids)`` at the evaluation points and at the end. Returns ``{"config",
-    "iterations", "summary"}``."""
+    "iterations", "summary"}``; the summary's ``float_seconds_per_iteration`` is this
+    machine's time for one float iteration (forward, backward and SGD step)."""
     opt = torch.optim.SGD(model.weights(), lr=config.lr)
     eval_every, val_curve = evaluation_plan(config, corpus)
     T = config.seq_len
     rows, state_f, pos = [], None, 0
-    t0 = time.perf_counter()
+    t0, float_seconds = time.perf_counter(), 0.0
     for it in range(config.iterations):
         reset = pos + T + 1 > len(data)
         if reset:
             pos, state_f = 0, None
         inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
         pos += T
+        t_float = time.perf_counter()
         opt.zero_grad(set_to_none=True)                           # float
         loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
                                                 torch.from_numpy(tgt), state_f)
         opt.step()
+        float_seconds += time.perf_counter() - t_float
         loss_x, extra = fixed_step(inp, tgt, reset or it == 0)    # fixed
         loss_x = float(loss_x)
         for name, loss in (("float", loss_f), ("fixed", loss_x)):
@@ -137,5 +140,6 @@ def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_
     summary = {"val_loss_float": val_f, "val_loss_fixed": val_x, "ratio": val_x / val_f,
                "sparsity_float": float(np.mean([r["sparsity_float"] for r in rows])),
                "sparsity_fixed": float(np.mean([r["sparsity_fixed"] for r in rows])),
-               "seconds": time.perf_counter() - t0}
+               "seconds": time.perf_counter() - t0,
+               "float_seconds_per_iteration": float_seconds / config.iterations}
     return {"config": vars(copy.copy(config)), "iterations": rows, "summary": summary}

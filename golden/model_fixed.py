@@ -121,31 +121,37 @@ def evaluate_model(model: FixedModel, ids: np.ndarray, batch: int = 256,
     return model.loss_nats(total, count)
 
 
-def model_train(config: TrainConfig, corpus: Corpus | None = None, *, progress=None) -> dict:
+def model_train(config: TrainConfig, corpus: Corpus | None = None, *, progress=None,
+                chip=None) -> dict:
     """Train the float model (:func:`golden.train.numpy_step`, plain SGD) and the fixed model
     (:class:`FixedModel`, from the same initial weights) on the same batches; ``config.optimizer``
     must be ``sgd`` and ``config.clip`` 0. Returns ``{"config", "iterations": [per iteration:
     train losses, validation losses at the evaluation points, sparsity, grad_shift],
-    "summary": {val_loss_float, val_loss_fixed, ratio, sparsity_*, seconds}}``."""
+    "summary": {val_loss_float, val_loss_fixed, ratio, sparsity_*, seconds}, "model"}``.
+
+    ``chip(model)``: a device in place of the fixed model, made from it (its twin): an object
+    with :meth:`FixedModel.step`, returning the twin's result, and ``row()``, the device's
+    figures of the iteration (added to its row). Validation reads the twin."""
     config = config.replace(backend="numpy", trace_iterations=()).check()
     if config.optimizer != "sgd" or config.clip != 0:
         raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
     with single_thread():
-        return _model_train(config, corpus, progress)
+        return _model_train(config, corpus, progress, chip)
 
 
-def _model_train(config, corpus, progress) -> dict:
+def _model_train(config, corpus, progress, make_chip) -> dict:
     corpus, data, model = setup(config, corpus)
     fixed = FixedModel.from_float(*(v.detach().numpy().astype(np.float64)
                                     for v in model.weights()))
+    chip = fixed if make_chip is None else make_chip(fixed)
     state = [None]
 
     def fixed_step(inp, tgt, reset):
-        r = fixed.step(inp, tgt, None if reset else state[0], config.dnet_threshold(),
-                       config.lr)
+        r = chip.step(inp, tgt, None if reset else state[0], config.dnet_threshold(), config.lr)
         state[0] = (r["h_T"], r["c_T"])
         return (fixed.loss_nats(r["loss_sum"], tgt.size),
-                {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"]})
+                {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"],
+                 **(chip.row() if make_chip is not None else {})})
 
     run = train_against_float(config, corpus, data, model, fixed_step,
                               lambda ids: evaluate_model(fixed, ids), progress)

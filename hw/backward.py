@@ -339,7 +339,8 @@ class Backward(wiring.Component):
         own = {name: Signal(self.config.counter_width, name=f"cnt_{name}")
                for name in ("cycles", "steps", "starved", "ew_stalls", "macs_skipped",
                             "forward_cycles", "update_cycles") +
-               (("output_cycles", "scale_cycles", "embed_cycles") if self.model else ())}
+               (("output_cycles", "scale_cycles", "embed_cycles", "busy_cycles")
+                if self.model else ())}
         with m.If(ctl.step_done):
             m.d.sync += own["steps"].eq(own["steps"] + 1)
         with m.If(clear):
@@ -357,7 +358,8 @@ class Backward(wiring.Component):
             if self.model:
                 for name, busy in (("output_cycles", self.output.busy),
                                    ("scale_cycles", self.scale.busy),
-                                   ("embed_cycles", self.embed.busy | self.embed_update.busy)):
+                                   ("embed_cycles", self.embed.busy | self.embed_update.busy),
+                                   ("busy_cycles", self.phases.busy)):
                     with m.If(busy):
                         m.d.sync += own[name].eq(own[name] + 1)
             with m.If(ew.o.valid & ~thr.i.ready):

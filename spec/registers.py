@@ -76,11 +76,12 @@ COUNTERS = {
     "OUTPUT_VALUES": "dlogit values made (V per symbol; whole-model builds)",
     "OUTPUT_ZEROS": "dlogit values zero (whole-model builds)",
     "OUTPUT_MACS": "useful MACs of the output layer's backward (H per dWo or dh command)",
+    "BUSY_CYCLES": "cycles a command ran, STATUS.BUSY (whole-model builds)",
 }
 
 #: registers of whole-model builds only (``AccelConfig.vocab``)
 MODEL_ONLY = ("OUTPUT_CYCLES", "SCALE_CYCLES", "EMBED_CYCLES", "OUTPUT_VALUES", "OUTPUT_ZEROS",
-              "OUTPUT_MACS", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD")
+              "OUTPUT_MACS", "BUSY_CYCLES", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD")
 
 REGISTERS = [
     Register("CTRL", 0x00, "w", "strobes: START runs the backward, ZERO clears dW, db, da and dc, "

@@ -154,10 +154,34 @@ def test_compare_mode_model(text_file, tmp_path):
     assert "whole-model training" in (out / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("device", ["sim"])
-def test_compare_mode_model_needs_the_model_device(device, tmp_path):
-    r = CliRunner().invoke(main, ["compare", "--mode", "model", "--device", device,
-                                  "--out", str(tmp_path / "o"), "--no-progress"])
-    assert r.exit_code != 0
-    assert "--mode model runs on --device model for now" in r.output
-    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+def test_compare_mode_model_on_the_simulated_board(text_file, tmp_path):
+    """``gateskip compare --mode model --also-dense`` on the simulated whole-model build (tiny
+    sizes): every iteration bit-exact in skip and dense mode, the checkpoint and the on-chip
+    evaluation equal the model's, the same losses as the model device, the board figures."""
+    tiny = ["--iterations", "3", "--hidden", "8", "--embed", "4", "--seq-len", "4", "--batch",
+            "2", "--lanes", "2", "--corpus", str(text_file), "--no-progress"]
+    runs = {}
+    for device, extra in (("sim", ["--also-dense"]), ("model", [])):
+        r = CliRunner().invoke(main, ["compare", "--mode", "model", "--device", device, *tiny,
+                                      *extra, "--out", str(tmp_path / device), "--json",
+                                      str(tmp_path / f"{device}.json")])
+        assert r.exit_code == 0, r.output
+        runs[device] = json.loads((tmp_path / f"{device}.json").read_text())
+    sim, model = runs["sim"], runs["model"]
+    assert sim["bit_exact_iterations"] == 3 and sim["dense"]["bit_exact_iterations"] == 3
+    assert sim["weights_bit_exact"] is True and sim["evaluation_on_chip"]["bit_exact"] is True
+    assert sim["val_loss_device"] == model["val_loss_device"]
+    assert set(sim["boards"]) >= {"ulx3s-85f"} and set(sim["speedup_measured"]) == \
+        set(sim["boards"])
+    b = sim["boards"]["ulx3s-85f"]
+    assert 0 < b["accelerator_busy_fraction"] < 1 and b["board_seconds_per_iteration"] > 0
+    assert sim["speedup_ideal"] >= 1 and sim["cpu_seconds_per_iteration"] > 0
+    assert (tmp_path / "sim" / "phases.png").stat().st_size > 0
+
+
+def test_also_dense_needs_a_device_and_mode_model(tmp_path):
+    for args in (["--mode", "model", "--device", "model"], ["--mode", "layer"]):
+        r = CliRunner().invoke(main, ["compare", *args, "--also-dense", "--out",
+                                      str(tmp_path / "o"), "--no-progress"])
+        assert r.exit_code != 0 and "--also-dense" in r.output
+        assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

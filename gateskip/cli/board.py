@@ -275,12 +275,15 @@ def flash(board_name, bitstream, to_flash):
               show_default=True,
               help="What the device runs: the LSTM layer's backward, its whole training "
                    "iteration (forward, backward, SGD update), or the whole model's "
-                   "(embedding, output layer, softmax and loss too; --device model for now).")
+                   "(embedding, output layer, softmax and loss too: tokens in, loss out).")
 @click.option("--device", type=click.Choice(["sim", "model"]), default=None,
               help="Where the LSTM backward runs: the simulated board, or the golden "
                    "fixed-point model. [default: sim; the board with --port]")
 @click.option("--port", type=str, default=None, help="Serial port of a real board.")
 @baud_option(f"Baud rate of --port. [default: {LINK_BAUD}]")
+@click.option("--also-dense", is_flag=True,
+              help="--mode model on a device: run the same iterations again in dense mode, "
+                   "so the speedup of skipping is measured.")
 @setting("iterations", COMPARE_DEFAULTS["iterations"], help="Training iterations.")
 @setting("hidden", help=f"LSTM hidden size H. [default: {COMPARE_DEFAULTS['hidden']}, or the "
                         f"board's]", hi=BUILD_LIMITS["hidden"][1])
@@ -309,7 +312,9 @@ def compare(progress, **kw):
     not). Writes OUT/summary.md, OUT/loss.png and OUT/gradients.png. With --mode layer the
     device runs the layer's whole training iteration in fixed point against float training
     with the update unit's SGD, checked bit for bit against the fixed-point model; --mode model
-    the whole model's (--device model for now). Both write OUT/summary.md and OUT/loss.png.
+    the whole model's, tokens in and loss out (the simulated board at the ULX3S's clock and
+    baud ratio; on a device also OUT/phases.png, where the board's time goes). Both write
+    OUT/summary.md and OUT/loss.png.
     """
     from gateskip.compare import run
     run(**kw, progress=Progress if progress else None, echo=click.echo)
