@@ -5,10 +5,11 @@ same model, data and seed (:func:`golden.model_fixed.model_train`).
 On ``--device model`` the fixed-point model (:class:`golden.model_fixed.FixedModel`) runs it;
 on the simulated board (the whole-model build, ``AccelConfig.vocab``) or a board carrying it,
 :class:`DeviceModel` runs each iteration on the chip, tokens in and loss out, and checks it
-against that model bit for bit: the summed loss, the loss scale and the zero counts of
-``dnet`` and ``dlogit``; at the end every weight and the state read back (a checkpoint), and
+against that model bit for bit: the summed loss and the loss scale of every iteration, the
+zero counts of ``dnet`` and ``dlogit`` in total; at the end every weight and the state read back (a checkpoint), and
 the validation loss of a stretch of the validation split evaluated on the chip (``FORWARD``)
-against the model's. The JSON keeps ``--mode layer``'s keys and adds ``softmax_errors``,
+against the model's. The iterations stream: the next batch's tokens go into the chip's other
+token bank while the current one computes, and its loss comes back while the next one runs. The JSON keeps ``--mode layer``'s keys and adds ``softmax_errors``,
 ``cpu_seconds_per_iteration`` (this machine's float golden iteration), ``boards`` (per board:
 ``board_seconds_per_iteration`` from the simulated board's cycles at that board's clock and
 clock-to-baud divisor, ``accelerator_busy_fraction``), ``macs_per_iteration`` and
@@ -30,13 +31,14 @@ from gateskip.golden.layer import activation_errors, lr_code
 from gateskip.golden.model_fixed import evaluate_model, model_train
 from gateskip.golden.output import softmax_errors
 from gateskip.golden.train import evaluation_windows
+from gateskip.spec.registers import bit
 
 __all__ = ["DeviceModel", "PHASES", "run_model", "macs", "device_rows", "phase_plot"]
 
 #: the iteration's phases, by the counter that times them (``spec.registers.COUNTERS``)
 PHASES = {"embedding": "EMBED_CYCLES", "forward": "FORWARD_CYCLES", "output": "OUTPUT_CYCLES",
           "loss scale": "SCALE_CYCLES", "backward": "CYCLES", "update": "UPDATE_CYCLES"}
-#: the counters read after every iteration
+#: the counters read at the end of a run (cleared at its start)
 _COUNTERS = (*PHASES.values(), "BUSY_CYCLES", "ZEROS", "VALUES", "OUTPUT_ZEROS",
              "OUTPUT_VALUES")
 
@@ -53,10 +55,15 @@ def macs(config: TrainConfig, vocab: int, zeros: int, output_zeros: int) -> dict
 class DeviceModel:
     """The whole model on a device carrying the whole-model build (``gateskip.host.LinkDevice``),
     beside its fixed-point twin ``model`` (:class:`golden.model_fixed.FixedModel`), with the
-    twin's :meth:`step`: each call runs the device and the twin and returns the twin's result;
-    :meth:`row` gives the device's figures of the iteration. The twin's masters are loaded
-    into the device first; the device's state is reset when the training resets it (``state``
-    ``None``) and otherwise carried on the chip. ``dense``: no skipping on the chip."""
+    twin's :meth:`step`: each call runs the twin and returns its result, and streams the
+    iterations to the chip overlapped: the next batch's tokens go into the other bank while an
+    iteration runs, the next ``TRAIN`` starts when it ends, and the ended iteration's loss and
+    loss scale are read while the next one runs and checked against the twin's. :meth:`finish`
+    ends the last; the counters (cleared once at the start) are checked in total there.
+
+    The twin's masters are loaded into the device first; the device's state is reset when the
+    training resets it (``state`` ``None``) and otherwise carried on the chip. ``dense``: no
+    skipping on the chip."""
 
     def __init__(self, device, model, *, dense: bool = False):
         self.device, self.twin, self.dense = device, model, dense
@@ -64,41 +71,88 @@ class DeviceModel:
         self.link = getattr(device, "link", None)
         self.board_stats = getattr(device, "board_stats", None)
         device.run(self.host.load_model(model.masters()))
+        device.run(self.host.write_reg("CTRL", bit("CTRL", "CLEAR")))
+        self.pending = None                 # the twin's result of the TRAIN on the chip
+        self.prefetched = None              # the tokens and targets already in the next bank
+        self.iterations, self.verdicts = 0, []
+        self.twin_counts = dict.fromkeys(("ZEROS", "VALUES", "OUTPUT_ZEROS", "OUTPUT_VALUES"), 0)
         self._row = {}
-        self._mark()
+        self._start = self._mark()
 
     def _mark(self):
         self._bytes = (self.link.stats["bytes_out"] + self.link.stats["bytes_in"]
                        if self.link is not None else None)
         self._cycles = self.board_stats()["cycles"] if self.board_stats else None
+        return self._bytes, self._cycles
 
-    def step(self, tokens, targets, state, threshold: float, lr: float) -> dict:
+    def _check(self, got):
+        want = self.pending
+        self.verdicts.append(got["loss_sum"] == want["loss_sum"] and
+                             got["shift"] == want["grad_shift"])
+
+    def step(self, tokens, targets, state, threshold: float, lr: float,
+             upcoming=None) -> dict:
+        """The twin's :meth:`~golden.model_fixed.FixedModel.step`, and on the chip: wait for
+        the last iteration, ``TRAIN`` this one on its bank (its tokens written before, unless
+        they were not known), read and check the last one's results while it runs, write
+        ``upcoming`` (the next ``(tokens, targets)``) into the other bank, then compute the
+        twin's step while the chip computes."""
         run, host = self.device.run, self.host
-        want = self.twin.step(tokens, targets, state, threshold, lr)
+        tokens, targets = np.asarray(tokens), np.asarray(targets)
+        n, bank = tokens.size, self.iterations % 2
+        if self.prefetched is None or not all(np.array_equal(a, b) for a, b in
+                                              zip(self.prefetched, (tokens, targets))):
+            run(host.write_tokens(tokens.T, targets.T, bank))
+        if self.pending is not None:
+            run(host.wait())
+        run(host.configure(seq_len=tokens.shape[0], batch=tokens.shape[1],
+                           threshold=threshold_code(threshold * n), lr=lr_code(lr / n),
+                           dense=self.dense))                 # no traffic unless they changed
         if state is None:
             run(host.reset_state())
-        n = np.size(tokens)
-        got = run(host.step(np.asarray(tokens).T, np.asarray(targets).T,
-                            threshold=threshold_code(threshold * n), lr=lr_code(lr / n),
-                            dense=self.dense))
-        c = run(host.counters(_COUNTERS))
-        out_zeros = int((want["dlogit"] == 0).sum())
-        row = {"bit_exact": bool(got["loss_sum"] == want["loss_sum"] and
-                                 got["shift"] == want["grad_shift"] and
-                                 c["ZEROS"] == want["zeros"] and c["VALUES"] == want["values"] and
-                                 c["OUTPUT_ZEROS"] == out_zeros),
-               "cycles": {phase: c[name] for phase, name in PHASES.items()},
-               "busy_cycles": c["BUSY_CYCLES"], "zeros": c["ZEROS"],
-               "output_zeros": c["OUTPUT_ZEROS"], "output_values": c["OUTPUT_VALUES"]}
+        run(host.start("TRAIN", bank))
+        if self.pending is not None:
+            self._check(run(host.result(previous=True)))  # the last one's, while this runs
+        self.prefetched = None
+        if upcoming is not None:
+            nxt = tuple(np.asarray(a) for a in upcoming)
+            run(host.write_tokens(nxt[0].T, nxt[1].T, 1 - bank))
+            self.prefetched = nxt
+        want = self.twin.step(tokens, targets, state, threshold, lr)
+        self.pending = want
+        self.iterations += 1
+        for name, key in (("ZEROS", "zeros"), ("VALUES", "values")):
+            self.twin_counts[name] += int(want[key])
+        self.twin_counts["OUTPUT_ZEROS"] += int((want["dlogit"] == 0).sum())
+        self.twin_counts["OUTPUT_VALUES"] += int(want["dlogit"].size)
         before_bytes, before_cycles = self._bytes, self._cycles
         self._mark()
-        row["link_bytes"] = (self._bytes - before_bytes) if self.link is not None else None
-        row["board_cycles"] = (self._cycles - before_cycles) if self.board_stats else None
-        self._row = row
+        self._row = {"link_bytes": (self._bytes - before_bytes) if self.link else None,
+                     "board_cycles": (self._cycles - before_cycles) if self.board_stats
+                     else None,
+                     "zeros": int(want["zeros"]),
+                     "output_zeros": int((want["dlogit"] == 0).sum())}
         return want
 
     def row(self) -> dict:
         return dict(self._row)
+
+    def finish(self) -> dict:
+        """End the last iteration and check it; returns the run's totals: ``bit_exact``
+        (per iteration), ``counters_exact``, ``counters``, ``link_bytes`` and
+        ``board_cycles`` (from the first iteration's start to the last one's end)."""
+        run, host = self.device.run, self.host
+        if self.pending is not None:
+            run(host.wait())
+            self._check(run(host.result()))
+            self.pending = None
+        counters = run(host.counters(_COUNTERS))
+        start_bytes, start_cycles = self._start
+        end_bytes, end_cycles = self._mark()
+        return {"bit_exact": list(self.verdicts), "counters": counters,
+                "counters_exact": all(counters[k] == v for k, v in self.twin_counts.items()),
+                "link_bytes": (end_bytes - start_bytes) if self.link else None,
+                "board_cycles": (end_cycles - start_cycles) if self.board_stats else None}
 
     def checkpoint_exact(self) -> bool:
         """The device's masters and carried state (read back: a checkpoint) equal the twin's."""
@@ -122,27 +176,27 @@ class DeviceModel:
                 evaluate_model(self.twin, ids, batch=batch, window=window))
 
 
-def _summary(rows, config, vocab, clock_hz: dict) -> dict:
-    """The device's figures over ``rows``: means per iteration, the MACs, and per board
-    (``clock_hz``: ``{name: Hz}``) the seconds per iteration and the busy fraction."""
-    def mean(key):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        return float(np.mean(values)) if values else None
-
-    cycles = {p: float(np.mean([r["cycles"][p] for r in rows])) for p in PHASES}
-    busy = mean("busy_cycles")
-    board = mean("board_cycles")
+def _summary(totals: dict, rows, config, vocab, clock_hz: dict) -> dict:
+    """The device's figures of a run (``totals`` from :meth:`DeviceModel.finish`, the rows of
+    its iterations): means per iteration, the MACs, and per board (``clock_hz``: ``{name:
+    Hz}``) the seconds per iteration and the busy fraction."""
+    n = len(rows)
+    c = totals["counters"]
+    cycles = {p: c[name] / n for p, name in PHASES.items()}
+    busy = c["BUSY_CYCLES"] / n
+    board = totals["board_cycles"] / n if totals["board_cycles"] is not None else None
     m = [macs(config, vocab, r["zeros"], r["output_zeros"]) for r in rows]
     dense = float(np.mean([x["dense"] for x in m]))
     done = float(np.mean([x["dense"] - x["skipped"] for x in m]))
-    out = {"bit_exact_iterations": sum(r["bit_exact"] for r in rows),
-           "link_bytes_per_iteration": mean("link_bytes"),
+    out = {"bit_exact_iterations": sum(totals["bit_exact"]),
+           "counters_exact": totals["counters_exact"],
+           "link_bytes_per_iteration": (totals["link_bytes"] / n
+                                        if totals["link_bytes"] is not None else None),
            "accelerator_cycles_per_iteration": {**cycles, "busy": busy},
            "board_cycles_per_iteration": board,
            "macs_per_iteration": {"dense": dense, "after_skipping": done},
            "speedup_ideal": dense / done,
-           "dlogit_sparsity": float(np.mean([r["output_zeros"] / r["output_values"]
-                                             for r in rows]))}
+           "dlogit_sparsity": c["OUTPUT_ZEROS"] / max(1, c["OUTPUT_VALUES"])}
     out["boards"] = ({name: {"board_seconds_per_iteration": board / hz,
                              "accelerator_busy_fraction": busy / board}
                       for name, hz in clock_hz.items()} if board else {})
@@ -195,7 +249,7 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
         "corpus": corpus.name, "config": run["config"], "history": rows}
     if on_chip:
         chip = made[-1]
-        result.update(_summary(rows, config, corpus.V, clock_hz or {}))
+        result.update(_summary(chip.finish(), rows, config, corpus.V, clock_hz or {}))
         result["weights_bit_exact"] = chip.checkpoint_exact()
         symbols = min(MODEL_EVAL_SYMBOLS, len(corpus.valid))
         chip_loss, twin_loss = chip.evaluate(corpus.valid, symbols)
@@ -204,7 +258,7 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
                                         "bit_exact": chip_loss == twin_loss}
         if also_dense:
             dense_rows = train(True, " (dense)")["iterations"]
-            dense = _summary(dense_rows, config, corpus.V, clock_hz or {})
+            dense = _summary(made[-1].finish(), dense_rows, config, corpus.V, clock_hz or {})
             result["dense"] = dense
             result["speedup_measured"] = {
                 name: dense["boards"][name]["board_seconds_per_iteration"] /
@@ -214,6 +268,8 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
         echo("wrote " + phase_plot(result, out))
         bad = [f"{result['bit_exact_iterations']} of {config.iterations} iterations bit-exact"
                ] if result["bit_exact_iterations"] != config.iterations else []
+        if not result["counters_exact"]:
+            bad.append("its zero counts differ")
         if "dense" in result and result["dense"]["bit_exact_iterations"] != config.iterations:
             bad.append(f"dense {result['dense']['bit_exact_iterations']} of "
                        f"{config.iterations}")
@@ -231,8 +287,9 @@ def device_rows(result: dict) -> list:
     cyc = result["accelerator_cycles_per_iteration"]
     ev = result["evaluation_on_chip"]
     rows = [
-        f"| bit-exact iterations (loss, loss scale, zero counts) | "
-        f"{result['bit_exact_iterations']} of {result['iterations']} |",
+        f"| bit-exact iterations (loss, loss scale); zero counts in total | "
+        f"{result['bit_exact_iterations']} of {result['iterations']}; "
+        f"{'equal' if result['counters_exact'] else 'differ'} |",
         f"| checkpoint read back bit-exact (every master, the state) | "
         f"{'yes' if result['weights_bit_exact'] else 'no'} |",
         f"| validation loss on the chip, first {ev['symbols']} symbols: device, fixed | "

@@ -76,7 +76,7 @@ def _layer_train(config, corpus, master_frac, progress, make_chip) -> dict:
     chip = layer if make_chip is None else make_chip(layer)
     lr, state = config.lr, [None]
 
-    def fixed_step(inp, tgt, reset):
+    def fixed_step(inp, tgt, reset, upcoming):
         fwd = chip.forward(host["E"][inp], None if reset else state[0])
         state[0] = (fwd["h_T"], fwd["c_T"])
         h = fwd["h_float"]
@@ -101,9 +101,11 @@ def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_
                         fixed_loss, progress=None) -> dict:
     """The loop of a fixed-point training beside float training (``setup``'s ``data`` and
     ``model``): per iteration the same window of ``data`` to the float model's SGD step
-    (:func:`golden.train.numpy_step`) and to ``fixed_step(inputs, targets, reset)``, which
-    returns ``(loss, row)`` (``reset``: the data wrapped, the recurrent state restarts; ``row``
-    at least ``sparsity_fixed``); validation by :func:`golden.train.evaluate` and
+    (:func:`golden.train.numpy_step`) and to ``fixed_step(inputs, targets, reset,
+    upcoming)``, which returns ``(loss, row)`` (``reset``: the data wrapped, the recurrent
+    state restarts; ``upcoming``: the next iteration's ``(inputs, targets)``, ``None`` after
+    the last, for a device that takes them early; ``row`` at least ``sparsity_fixed``);
+    validation by :func:`golden.train.evaluate` and
     ``fixed_loss(ids)`` at the evaluation points and at the end. Returns ``{"config",
     "iterations", "summary"}``; the summary's ``float_seconds_per_iteration`` is this
     machine's time for one float iteration (forward, backward and SGD step)."""
@@ -112,19 +114,25 @@ def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_
     T = config.seq_len
     rows, state_f, pos = [], None, 0
     t0, float_seconds = time.perf_counter(), 0.0
+    def window(p):
+        """The window from position ``p``: ``(start, inputs, targets, reset)``."""
+        reset = p + T + 1 > len(data)
+        p = 0 if reset else p
+        return p, data[p:p + T], data[p + 1:p + T + 1], reset
+
     for it in range(config.iterations):
-        reset = pos + T + 1 > len(data)
+        start, inp, tgt, reset = window(pos)
         if reset:
-            pos, state_f = 0, None
-        inp, tgt = data[pos:pos + T], data[pos + 1:pos + T + 1]
-        pos += T
+            state_f = None
+        pos = start + T
+        upcoming = window(pos)[1:3] if it + 1 < config.iterations else None
         t_float = time.perf_counter()
         opt.zero_grad(set_to_none=True)                           # float
         loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),
                                                 torch.from_numpy(tgt), state_f)
         opt.step()
         float_seconds += time.perf_counter() - t_float
-        loss_x, extra = fixed_step(inp, tgt, reset or it == 0)    # fixed
+        loss_x, extra = fixed_step(inp, tgt, reset or it == 0, upcoming)    # fixed
         loss_x = float(loss_x)
         for name, loss in (("float", loss_f), ("fixed", loss_x)):
             if not math.isfinite(loss):

@@ -23,6 +23,7 @@ code (bits), which the host reads.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -130,8 +131,9 @@ def model_train(config: TrainConfig, corpus: Corpus | None = None, *, progress=N
     "summary": {val_loss_float, val_loss_fixed, ratio, sparsity_*, seconds}, "model"}``.
 
     ``chip(model)``: a device in place of the fixed model, made from it (its twin): an object
-    with :meth:`FixedModel.step`, returning the twin's result, and ``row()``, the device's
-    figures of the iteration (added to its row). Validation reads the twin."""
+    with :meth:`FixedModel.step` (and a keyword ``upcoming``, the next iteration's tokens and
+    targets, or ``None``), returning the twin's result, and ``row()``, the device's figures
+    of the iteration (added to its row). Validation reads the twin."""
     config = config.replace(backend="numpy", trace_iterations=()).check()
     if config.optimizer != "sgd" or config.clip != 0:
         raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
@@ -146,8 +148,9 @@ def _model_train(config, corpus, progress, make_chip) -> dict:
     chip = fixed if make_chip is None else make_chip(fixed)
     state = [None]
 
-    def fixed_step(inp, tgt, reset):
-        r = chip.step(inp, tgt, None if reset else state[0], config.dnet_threshold(), config.lr)
+    def fixed_step(inp, tgt, reset, upcoming):
+        step = chip.step if make_chip is None else partial(chip.step, upcoming=upcoming)
+        r = step(inp, tgt, None if reset else state[0], config.dnet_threshold(), config.lr)
         state[0] = (r["h_T"], r["c_T"])
         return (fixed.loss_nats(r["loss_sum"], tgt.size),
                 {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"],

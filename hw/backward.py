@@ -265,6 +265,9 @@ class Backward(wiring.Component):
                                        self.out_update)
         base_shift = f.update_shift(0)              # the update's shift at loss scale 2**0
         s = scale.shift
+        bank = Signal()                             # the token bank of the running command
+        with m.If(regs.forward | regs.train):
+            m.d.sync += bank.eq(regs.bank)
         m.d.comb += [
             emb.start.eq(ph.emb_start), ph.emb_busy.eq(emb.busy),
             out.start.eq(ph.out_start), ph.out_busy.eq(out.busy),
@@ -275,15 +278,27 @@ class Backward(wiring.Component):
             oupd.start.eq(ph.upd_start),
             ph.upd_busy.eq(self.update.busy | self.gather.busy | oupd.busy),
             *[u.seq_len.eq(regs.seq_len) for u in (emb, out, scale, embu)],
+            *[u.bank.eq(bank) for u in (emb, out, embu)],
             *[u.batch.eq(regs.batch) for u in (emb, out, scale, embu)],
             *[u.lr.eq(regs.lr) for u in (embu, oupd)],
             # the update shifts follow the loss scale: dw codes at 2**s, dx (da codes) at 2**s
             self.update.shift.eq(base_shift + s), oupd.shift.eq(base_shift),
             embu.shift.eq(base_shift + s + f.da.frac_bits - f.dw.frac_bits),
-            regs.loss_shift.eq(s),              # sign-extended, as the sum below
         ]
-        loss = Signal(signed(64))
-        m.d.comb += [loss.eq(out.loss_sum), regs.loss.eq(loss[:32]), regs.loss_hi.eq(loss[32:])]
+        # the results of the last command to end; and as they were when the running (or last)
+        # command started, steady until the next starts (a streaming host reads these)
+        loss, shift = Signal(signed(64)), Signal.like(s)
+        prev_loss, prev_shift = Signal(signed(64)), Signal.like(s)
+        was_busy = Signal()
+        m.d.sync += was_busy.eq(ph.busy)
+        with m.If(was_busy & ~ph.busy):
+            m.d.sync += [loss.eq(out.loss_sum), shift.eq(s)]
+        with m.If(regs.start | regs.zero | regs.forward | regs.train):    # a command's strobe
+            m.d.sync += [prev_loss.eq(loss), prev_shift.eq(shift)]
+        m.d.comb += [regs.loss.eq(loss[:32]), regs.loss_hi.eq(loss[32:]),
+                     regs.loss_shift.eq(shift),               # sign-extended
+                     regs.prev_loss.eq(prev_loss[:32]), regs.prev_loss_hi.eq(prev_loss[32:]),
+                     regs.prev_loss_shift.eq(prev_shift)]
         # tau = min(ceil(THRESHOLD 2**(s - THRESHOLD_FRAC)), its largest code), registered
         lo = LOSS_SCALE_BOUNDS[0]
         down = THRESHOLD_FRAC - lo                   # the right shift at s = lo

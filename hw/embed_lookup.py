@@ -1,7 +1,7 @@
 """Embedding lookup: each input token's embedding row into ``x_t`` (DESIGN.md §3, embedding;
 golden twin: ``golden.model_fixed.FixedModel.forward``, ``x = operand(E)[token]``)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ class _State(enum.Enum, shape=2):
 
 class EmbedLookup(wiring.Component):
     """``start`` (a strobe): for ``seq_len`` steps of ``batch`` sequences, the operand row of
-    token ``TOK[b*T + t]`` in ``E`` (words ``token*ceil(X/L) + c``) copied into ``XI`` (words
+    token ``TOK[(bank*B + b)*T + t]`` (``bank`` held while it runs) in ``E`` (words ``token*ceil(X/L) + c``) copied into ``XI`` (words
     ``(b*T + t)*ceil(X/L) + c``), where the forward reads ``x_t``. One word per cycle;
     :func:`cycles`; ``busy`` from the cycle after ``start`` until the last write. A token must
     be below ``V`` (the host's driver checks; a larger one reads past the table).
@@ -47,7 +47,7 @@ class EmbedLookup(wiring.Component):
         self.config, self.ports = config, ports
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
-                          "batch": In(range(B + 1)), "busy": Out(1),
+                          "batch": In(range(B + 1)), "bank": In(1), "busy": Out(1),
                           **run_ports(ports, READS, WRITES)})
 
     def elaborate(self, platform):
@@ -68,7 +68,9 @@ class EmbedLookup(wiring.Component):
         written = Signal()
         w_addr = Signal.like(x_base)
         m.d.sync += [written.eq(reading), w_addr.eq(x_base + c)]
-        m.d.comb += [self.tok_rd.addr.eq(s), self.tok_rd.en.eq(state == _State.SETUP),
+        bank_base = Mux(self.bank, cfg.max_batch * T, 0)
+        m.d.comb += [self.tok_rd.addr.eq(bank_base + s),
+                     self.tok_rd.en.eq(state == _State.SETUP),
                      self.e_rd.addr.eq(e_base + c), self.e_rd.en.eq(reading),
                      self.xi_wr.addr.eq(w_addr), self.xi_wr.en.eq(written),
                      self.xi_wr.data.eq(self.e_rd.data)]

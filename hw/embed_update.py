@@ -1,7 +1,7 @@
 """Embedding update: the SGD step of each used embedding row by its ``dx_t`` as the backward
 left it (DESIGN.md §3, embedding; golden twin: ``golden.output.embedding_update``)."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,7 +34,8 @@ class _State(enum.Enum, shape=2):
 
 class EmbeddingUpdate(wiring.Component):
     """``start`` (a strobe): for each sequence ``b`` ascending and each step ``t`` descending
-    (the order the backward makes ``dx_t``), the row of token ``TOK[b*T + t]`` of ``EM``
+    (the order the backward makes ``dx_t``), the row of token ``TOK[(bank*B + b)*T + t]``
+    (``bank`` held while it runs) of ``EM``
     (master codes, words ``token*ceil(X/L) + c``) minus ``round(dx lr >> shift)`` with
     ``dx = DX[(b*T + t)*ceil(X/L) + c]`` (``da`` codes), saturated, through ``L``
     :class:`~.update.UpdateUnit` s, the new masters to ``EM`` and their operands to ``E``.
@@ -57,7 +58,7 @@ class EmbeddingUpdate(wiring.Component):
         self.config, self.ports = config, ports
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
-                          "batch": In(range(B + 1)), "lr": In(f.lr.width),
+                          "batch": In(range(B + 1)), "bank": In(1), "lr": In(f.lr.width),
                           "shift": In(SHIFT_WIDTH), "busy": Out(1),
                           **run_ports(ports, READS, WRITES)})
 
@@ -84,7 +85,9 @@ class EmbeddingUpdate(wiring.Component):
         reading = (state == _State.WORDS) & (c < NX)
         valid = Signal()
         m.d.sync += valid.eq(reading)
-        m.d.comb += [self.tok_rd.addr.eq(s), self.tok_rd.en.eq(state == _State.SETUP),
+        bank_base = Mux(self.bank, cfg.max_batch * T, 0)
+        m.d.comb += [self.tok_rd.addr.eq(bank_base + s),
+                     self.tok_rd.en.eq(state == _State.SETUP),
                      self.dx_rd.addr.eq(dx_base + c), self.dx_rd.en.eq(reading),
                      self.em_rd.addr.eq(e_base + c), self.em_rd.en.eq(reading),
                      *[unit.i.valid.eq(valid) for unit in units],

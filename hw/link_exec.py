@@ -122,6 +122,8 @@ class LinkExecutor(wiring.Component):
             m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
                          walk.eb.eq(eb), walk.per.eq(per)]
         reading = req.code == CMD["READ_MEM"]
+        codes = [MEMORIES[n].code for n in self.depths if MEMORIES[n].streamed]
+        streamed = Cat(sel == c for c in codes).any() if codes else Const(0, 1)
         with m.If((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
                   (~reading & (req.length != MEM_HEAD + count_bytes))):
             m.d.comb += self._error("LENGTH")
@@ -129,7 +131,7 @@ class LinkExecutor(wiring.Component):
             m.d.comb += self._error("ADDRESS")
         with m.Elif(reading & (count_bytes > self.max_payload)):
             m.d.comb += self._error("LENGTH")
-        with m.Elif(self.busy):
+        with m.Elif(self.busy & (reading | ~streamed)):
             m.d.comb += self._error("BUSY")
         with m.Elif(f_mem.words == 0):
             m.d.comb += self._reply(req.code, 0)

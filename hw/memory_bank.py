@@ -87,8 +87,9 @@ class MemoryBank(wiring.Component):
     (``<name>_rd``, ``<name>_wr`` for the memories the run writes: ``Memory.run_writes``); while
     ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
     (words beyond a memory's depth are left alone); otherwise the host port ``host``
-    (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``. The host's accesses while ``running`` or ``zeroing`` are
-    ignored.
+    (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``. The host's
+    accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
+    memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
     words are arrays get a write enable per element, ACT is stored as an array of slots of its
@@ -177,6 +178,8 @@ class MemoryBank(wiring.Component):
             if cfg.db_serial and name == "DB":       # word k, element g at 4k + g
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
+            # a streamed memory takes the host's writes while the run reads its other bank
+            h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
             m.d.comb += [rd[name].addr.eq(Mux(running, run_rd.addr, h_addr)),
                          rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
@@ -186,7 +189,7 @@ class MemoryBank(wiring.Component):
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
                     mem.write_port())
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
-            h_we = h_sel & host.we
+            h_we = h_wsel & host.we
             if cfg.element_port:
                 self._pack_element(m, host_word, host.wdata[0], name)
                 if per_element:                                 # the element's enable alone

@@ -49,7 +49,8 @@ class OutputLayer(wiring.Component):
     Per symbol ``s = b*T + t``: rows ``v = 0 .. V-1`` of ``WO`` stream with ``h_t`` (``HO``
     words ``s*ceil(H/L) + c``) through a :class:`~.dot.DotUnit` (``out="logit"``), the bias
     ``BOM[v]`` rounded to the operand on a row's last beat, into a
-    :class:`~.softmax.SoftmaxUnit` with the target ``TGT[s]``; the symbol's ``loss`` is added
+    :class:`~.softmax.SoftmaxUnit` with the target ``TGT[bank*B*T + s]`` (``bank`` held while
+    it runs); the symbol's ``loss`` is added
     to ``loss_sum`` (exact; cleared by ``start``), and each ``dlogit_v`` (``v`` ascending) adds
     ``dlogit_v << 5`` into ``DBO[v]`` (saturating) and, unless it is zero (every one with
     ``dense``), goes to a :class:`~.mac_array.MacArray` of ``H`` columns as the command ``(v,
@@ -93,7 +94,7 @@ class OutputLayer(wiring.Component):
         self.loss_width = f.loss.width + max(1, ceil_log2(T * B + 1))
         super().__init__({
             "start": In(1), "seq_len": In(range(T + 1)), "batch": In(range(B + 1)),
-            "dense": In(1), "forward_only": In(1), "clear": In(1), "busy": Out(1),
+            "bank": In(1), "dense": In(1), "forward_only": In(1), "clear": In(1), "busy": Out(1),
             "loss_sum": Out(signed(self.loss_width)),
             "values": Out(cw), "zeros": Out(cw), "pairs": Out(cw), "macs": Out(cw),
             "beats": Out(cw),
@@ -138,7 +139,8 @@ class OutputLayer(wiring.Component):
             # logits into the softmax, with the symbol's target (read in SETUP, held)
             sm.i.valid.eq(dot.o.valid), sm.i.payload.logit.eq(dot.o.payload.logit),
             sm.i.payload.target.eq(self.tgt_rd.data), dot.o.ready.eq(sm.i.ready),
-            self.tgt_rd.addr.eq(const_mul(b, T) + t), self.tgt_rd.en.eq(state == _State.SETUP),
+            self.tgt_rd.addr.eq(Mux(self.bank, cfg.max_batch * T, 0) + const_mul(b, T) + t),
+            self.tgt_rd.en.eq(state == _State.SETUP),
         ]
         # HO and WO: the array's while it runs, else the rows'
         vec_base = ho_base

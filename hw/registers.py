@@ -84,6 +84,9 @@ class RegisterFile(wiring.Component):
         ctrl = _ctrl()
         ctrl_write = bus.we & (bus.addr == ctrl.address)
         m.d.comb += self.clear.eq(ctrl_write & w[ctrl.fields["CLEAR"]])
+        for name, bit in ctrl.fields.items():      # BANK: a level with the command's strobe
+            if name not in _COMMANDS and name != "CLEAR":
+                m.d.comb += getattr(self, name.lower()).eq(ctrl_write & w[bit])
         earlier = Const(0, 1)                    # the commands: one at a time, by priority
         for name in _COMMANDS:
             bit = w[ctrl.fields[name]]

@@ -15,7 +15,9 @@
 // received, the harness waits in poll() (200 ms at a time) for the host without clocking:
 // simulated time stands still while the host is silent. Otherwise it clocks without pause and
 // services the pty every SERVICE_CYCLES cycles with non-blocking I/O, passing tx bytes on in
-// batches (TX_BATCH bytes, or after TX_FLUSH_CYCLES cycles, or as soon as the board falls quiet).
+// batches (TX_BATCH bytes, or after TX_FLUSH_CYCLES cycles, or as soon as the board falls quiet,
+// or once tx has been silent for TX_GAP_CYCLES: the end of a reply sent while the design
+// computes, which the host may be waiting for to send its next request).
 // The stats file (JSON: cycles, seconds spent clocking, framing_errors, dropped: tx bytes lost
 // to a full buffer nobody read) is rewritten atomically at start, about every second while
 // clocking, each time the board falls quiet, and at exit. The harness holds the pty's slave open
@@ -56,6 +58,7 @@ static_assert(GATESKIP_DIVISOR >= 2, "the UART needs at least 2 cycles per bit")
 static const unsigned SERVICE_CYCLES = 256;   // pty check interval while clocking
 static const size_t TX_BATCH = 1024;          // while clocking, tx bytes are written in batches
 static const uint64_t TX_FLUSH_CYCLES = 1 << 16;
+static const uint64_t TX_GAP_CYCLES = 2 * 10 * DIVISOR;  // two byte times without a tx frame
 static const size_t RX_QUEUE_MAX = 4096;      // beyond this the pty holds the host's bytes back
 static const size_t TX_BUFFER_MAX = 1 << 20;  // tx bytes nobody reads beyond this are dropped
 static const int QUIET_POLL_MS = 200;
@@ -93,6 +96,7 @@ struct Board {
     unsigned tx_bit = 0, tx_count = 0;
     uint8_t tx_byte = 0;
     std::string tx_buffer;
+    uint64_t tx_last = 0;                              // the cycle the last tx byte ended
     uint64_t framing_errors = 0, dropped = 0;
 
     void dump(uint64_t t) {
@@ -150,6 +154,7 @@ struct Board {
             if (!line) ++framing_errors;
             else if (tx_buffer.size() < TX_BUFFER_MAX) tx_buffer.push_back(char(tx_byte));
             else ++dropped;
+            tx_last = cycles;
         }
     }
 
@@ -290,7 +295,9 @@ int main(int argc, char** argv) {
             continue;
         }
         for (unsigned i = 0; i < SERVICE_CYCLES && !b.quiet(); ++i) b.cycle();
-        bool flush = b.tx_buffer.size() >= TX_BATCH || b.cycles - flushed_at >= TX_FLUSH_CYCLES;
+        bool flush = b.tx_buffer.size() >= TX_BATCH || b.cycles - flushed_at >= TX_FLUSH_CYCLES ||
+                     (!b.tx_buffer.empty() && !b.tx_active &&
+                      b.cycles - b.tx_last >= TX_GAP_CYCLES);
         if (flush) flushed_at = b.cycles;
         running = service(b, master, 0, flush);
         double t = now();

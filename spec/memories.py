@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Memory", "MEMORIES", "CODE_BITS", "by_code", "sizes", "to_words", "from_words",
-           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "built"]
+           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "STREAMED", "built"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class Memory:
     model_only: bool = False
     #: written by a whole-model build's units (the host's input in other builds)
     model_written: bool = False
+    #: the host may write it while the accelerator runs (double-buffered tokens: the run reads
+    #: one bank while the host fills the other)
+    streamed: bool = False
 
     def built(self, cfg) -> bool:
         """Whether a build of ``cfg`` (an ``AccelConfig``) has this memory."""
@@ -166,10 +169,13 @@ MEMORIES = {m.name: m for m in (
            "dx_t of (b, t) as XI: da[:X] gathered after the backward", train_only=True,
            trained=True),
     # whole-model builds: tokens in, the embedding and the output layer resident
-    Memory("TOK", 15, ("B", "T"), (("token", "token"),), False, False,
-           "input token of (b, t) at b*T + t", train_only=True, model_only=True),
-    Memory("TGT", 16, ("B", "T"), (("token", "token"),), False, False,
-           "target token of (b, t) at b*T + t", train_only=True, model_only=True),
+    Memory("TOK", 15, ("2B", "T"), (("token", "token"),), False, False,
+           "input token of (b, t) in bank k (CTRL.BANK) at (k*B + b)*T + t; the host may "
+           "write it while the accelerator runs", train_only=True, model_only=True,
+           streamed=True),
+    Memory("TGT", 16, ("2B", "T"), (("token", "token"),), False, False,
+           "target token of (b, t) in bank k, as TOK", train_only=True, model_only=True,
+           streamed=True),
     Memory("E", 17, ("V", "X"), (("e", "operand"),), True, False,
            "embedding rows, v at words v*ceil(X/L); the update writes EM and its operand here",
            train_only=True, trained=True, model_only=True),
@@ -201,6 +207,8 @@ ACT_FIELDS = tuple(name for name, _fmt in MEMORIES["ACT"].fields)
 BACKWARD = tuple(name for name, m in MEMORIES.items() if not m.train_only)
 #: what a host loads before a backward run (``DC`` too when it carries a ``dc_T``)
 INPUTS = tuple(name for name in BACKWARD if not MEMORIES[name].written)
+#: what the host may write while the accelerator runs
+STREAMED = tuple(name for name, m in MEMORIES.items() if m.streamed)
 #: what a run produces
 RESULTS = ("DW", "DB", "DA", "DC")
 

@@ -58,7 +58,8 @@ ERRORS = {
     "COMMAND": (2, "no such command"),
     "LENGTH": (3, "payload longer than the buffer, or the wrong length for the command"),
     "ADDRESS": (4, "no such memory, or words beyond its end"),
-    "BUSY": (5, "memory access or register write while the accelerator runs"),
+    "BUSY": (5, "memory access or register write while the accelerator runs (writes to a "
+                "streamed memory, TOK or TGT, excepted)"),
     "TIMEOUT": (6, "the packet stopped before its end"),
 }
 

@@ -81,7 +81,8 @@ COUNTERS = {
 
 #: registers of whole-model builds only (``AccelConfig.vocab``)
 MODEL_ONLY = ("OUTPUT_CYCLES", "SCALE_CYCLES", "EMBED_CYCLES", "OUTPUT_VALUES", "OUTPUT_ZEROS",
-              "OUTPUT_MACS", "BUSY_CYCLES", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD")
+              "OUTPUT_MACS", "BUSY_CYCLES", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD",
+              "PREV_LOSS", "PREV_LOSS_HI", "PREV_LOSS_SHIFT")
 
 REGISTERS = [
     Register("CTRL", 0x00, "w", "strobes: START runs the backward, ZERO clears dW, db, da and dc, "
@@ -89,8 +90,9 @@ REGISTERS = [
                                 "training builds: FORWARD runs the forward over SEQ_LEN steps of "
                                 "BATCH sequences, TRAIN runs ZERO, the backward and the update "
                                 "(one strobe at a time: START, ZERO, FORWARD, TRAIN in that "
-                                "priority)",
-             fields={"START": 0, "ZERO": 1, "CLEAR": 2, "FORWARD": 3, "TRAIN": 4}),
+                                "priority); whole-model builds: BANK, the token bank (TOK, "
+                                "TGT) this FORWARD or TRAIN reads",
+             fields={"START": 0, "ZERO": 1, "CLEAR": 2, "FORWARD": 3, "TRAIN": 4, "BANK": 5}),
     Register("STATUS", 0x01, "r", "BUSY while a command runs; DONE from its end until the "
                                   "next command; ERROR: the last command was refused (START: "
                                   "SINGLE with STEP >= SEQ_LEN; FORWARD, TRAIN: not a training "
@@ -126,17 +128,24 @@ REGISTERS = [
                                  "build", param="vocab"),
     *[Register(name, 0x10 + n, "r", doc) for n, (name, doc) in enumerate(COUNTERS.items())],
     # whole-model builds
-    Register("LOSS", 0x30, "r", "the last FORWARD's or TRAIN's loss summed over its symbols, "
-                                "loss codes (bits, Q(8,16) each): the low 32 bits",
-             width=32),
+    Register("LOSS", 0x30, "r", "the loss of the last FORWARD or TRAIN to end, summed over "
+                                "its symbols, loss codes (bits, Q(8,16) each): the low 32 "
+                                "bits", width=32),
     Register("LOSS_HI", 0x31, "r", "the bits of that sum above LOSS (sign-extended)",
              width=32),
-    Register("LOSS_SHIFT", 0x32, "r", "the loss scale s of the last TRAIN (two's complement): "
-                                      "dh enters the LSTM's DH at 2**s", width=32),
+    Register("LOSS_SHIFT", 0x32, "r", "the loss scale s of the last TRAIN to end (two's "
+                                      "complement): dh enters the LSTM's DH at 2**s",
+             width=32),
     Register("THRESHOLD", 0x33, "rw", "threshold on dnet of the summed loss at loss scale 1, "
                                       "grad codes with THRESHOLD_FRAC = 16 more fraction bits: "
                                       "TRAIN's tau = ceil(THRESHOLD 2**(LOSS_SHIFT - 16))",
              width=32),
+    Register("PREV_LOSS", 0x34, "r", "LOSS as it was when the running (or last) command "
+                                     "started: the previous command's, steady until the next "
+                                     "command starts (a streaming host reads it while the "
+                                     "next one runs)", width=32),
+    Register("PREV_LOSS_HI", 0x35, "r", "LOSS_HI, as PREV_LOSS", width=32),
+    Register("PREV_LOSS_SHIFT", 0x36, "r", "LOSS_SHIFT, as PREV_LOSS", width=32),
 ]
 
 #: bit fields: register -> {field: bit}

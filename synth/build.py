@@ -404,8 +404,11 @@ def report_markdown(report: dict) -> str:
 
 
 def top_name(params: dict) -> str:
-    """Which top a build carries: ``"training"`` (forward, backward and update on the chip:
+    """Which top a build carries: ``"whole-model"`` (embedding, LSTM layer and output layer
+    train on the chip: ``vocab``), ``"training"`` (the layer's forward, backward and update:
     ``train``) or ``"backward-only"``."""
+    if params.get("vocab"):
+        return "whole-model"
     return "training" if params.get("train") else "backward-only"
 
 

@@ -388,6 +388,19 @@ def test_executor_refuses_a_write_while_busy():
     assert log[5][1] == (CMD["READ_REG"], 4, 0x11223344 + 5, 0)
 
 
+def test_executor_takes_token_writes_while_busy():
+    """The streamed memories (``TOK``, ``TGT``: double-buffered tokens) take writes while the
+    accelerator runs; reading them, or writing another memory, is still refused."""
+    tok = MEMORIES["TOK"].code
+    wtok = _request(CMD["WRITE_MEM"], struct.pack("<BHH", tok, 1, 2) + bytes(4))
+    rtok = _request(CMD["READ_MEM"], struct.pack("<BHH", tok, 1, 2))
+    busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
+    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=8)
+    assert log[0][5] == (tok, 1, 2, 2, 1) and log[0][1] is None    # the writer walks it
+    assert log[4][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[6][1] == busy_error(CMD["READ_MEM"])
+
+
 def test_executor_carries_out_requests_when_not_busy():
     wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))

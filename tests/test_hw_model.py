@@ -80,6 +80,45 @@ def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense):
     np.testing.assert_array_equal(final["HS"], golden.forward(tok, tgt, state)["h_T"])
 
 
+def test_model_overlapped_iterations_are_bit_exact():
+    """The streaming sequence: the next batch's tokens written into the other bank while a
+    TRAIN runs, the next TRAIN started on it, the loss of the last read while it runs."""
+    H, X, L, V, T, B, threshold, lr = 3, 2, 2, 6, 3, 2, 2e-3, 0.5
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True, vocab=V)
+    rng = np.random.default_rng(5)
+    batches = [(rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))) for _ in range(3)]
+    golden = _model(H, X, V, 11)
+    start, n = golden.masters(), T * B
+
+    async def script(host):
+        await host.load_model(start)
+        await host.reset_state()
+        await host.configure(seq_len=T, batch=B, threshold=threshold_code(threshold * n),
+                             lr=lr_code(lr / n))
+        results, busy_when_written = [], []
+        await host.write_tokens(batches[0][0].T, batches[0][1].T, 0)
+        await host.start("TRAIN", 0)
+        for i in range(1, len(batches) + 1):
+            if i < len(batches):
+                busy_when_written.append(bool(await host.read_reg("STATUS") & 1))
+                await host.write_tokens(batches[i][0].T, batches[i][1].T, i % 2)
+            await host.wait()
+            if i < len(batches):
+                await host.start("TRAIN", i % 2)
+            results.append(await host.result(previous=i < len(batches)))   # i - 1's
+        return results, busy_when_written, await host.read_model()
+
+    results, busy, final = run(dut, script)
+    assert all(busy)                                    # the tokens went in while it ran
+    state = None
+    for (tok, tgt), got in zip(batches, results):
+        want = golden.step(tok, tgt, state, threshold, lr)
+        state = (want["h_T"], want["c_T"])
+        assert got == {"loss_sum": want["loss_sum"], "shift": want["grad_shift"]}
+    for name, value in golden.masters().items():
+        np.testing.assert_array_equal(final[name], value, err_msg=name)
+
+
 def test_model_build_refuses_single_mode_and_bad_tokens():
     dut = Backward(hidden=2, inputs=2, lanes=2, max_seq=2, max_batch=1, train=True, vocab=4)
 

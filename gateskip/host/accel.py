@@ -239,11 +239,14 @@ class ModelHost(LayerHost):
     """The whole-model build's register sequences (``VOCAB`` reads V), over the same bus:
     tokens in, loss out.
 
-    One iteration, :meth:`step`: the batch's input tokens and targets into ``TOK``/``TGT``,
-    ``THRESHOLD``, ``LR`` and ``MODE``, ``TRAIN`` (ZERO, embedding, forward, output layer,
-    loss scale, backward, updates), and the summed loss (``LOSS``, ``LOSS_HI``) and the loss
-    scale (``LOSS_SHIFT``) back. :meth:`evaluate` runs ``FORWARD`` (embedding, forward, output
-    layer: the loss alone) over a batch of tokens. Every weight stays on the chip:
+    One iteration, :meth:`step`: the batch's input tokens and targets into a bank of
+    ``TOK``/``TGT``, the run's settings (written only when they change), ``TRAIN`` (ZERO,
+    embedding, forward, output layer, loss scale, backward, updates) on that bank, and the
+    summed loss (``LOSS``, ``LOSS_HI``) and the loss scale (``LOSS_SHIFT``) back.
+    :meth:`evaluate` runs ``FORWARD`` (embedding, forward, output layer: the loss alone) over a
+    batch of tokens. The overlapped form is :meth:`write_tokens` into the other bank while a
+    command runs, :meth:`wait`, :meth:`start` of the next, and :meth:`result` of the one
+    before it (``previous``: held until the next start). Every weight stays on the chip:
     :meth:`load_model` once, :meth:`read_model` for a checkpoint; the recurrent state carries
     between batches until :meth:`reset_state`. Arrays are codes in the layout of
     :mod:`gateskip.spec.memories`; every argument is checked before any traffic.
@@ -257,6 +260,7 @@ class ModelHost(LayerHost):
             raise ValueError("a whole-model build has a vocabulary (VOCAB reads 0 on this one)")
         super().__init__(bus, **{**params, "train": True, "vocab": vocab})
         self.vocab = vocab
+        self._settings = {}                    # what the registers hold, as this host wrote them
 
     async def load_model(self, masters: dict) -> None:
         """The master codes :data:`MASTERS` (``EM`` (V, X), ``WM`` (4H, K) hardware rows,
@@ -274,7 +278,8 @@ class ModelHost(LayerHost):
         checkpoint."""
         return {name: await self.read_mem(name) for name in (*self.MASTERS, "HS", "CS")}
 
-    async def _tokens(self, tokens, targets) -> tuple[int, int]:
+    def check_tokens(self, tokens, targets) -> tuple[np.ndarray, np.ndarray]:
+        """``tokens`` and ``targets`` (batch, seq_len) as int arrays, checked."""
         tokens = np.asarray(tokens, np.int64)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be (batch, seq_len), not {tokens.shape}")
@@ -284,45 +289,110 @@ class ModelHost(LayerHost):
         for name, a in (("tokens", tokens), ("targets", targets)):
             if a.min() < 0 or a.max() >= self.vocab:
                 raise ValueError(f"{name} must be in 0..{self.vocab - 1}")
-        await self.write_reg("SEQ_LEN", seq_len)
-        await self.write_reg("BATCH", batch)
+        return tokens, targets
+
+    async def write_tokens(self, tokens, targets, bank: int = 0) -> None:
+        """``tokens``/``targets`` (batch, seq_len) into bank ``bank`` of ``TOK``/``TGT``; allowed
+        while a command runs on the other bank."""
+        tokens, targets = self.check_tokens(tokens, targets)
+        if bank not in (0, 1):
+            raise ValueError(f"bank must be 0 or 1, not {bank!r}")
+        batch, seq_len = tokens.shape
+        T, base = self.max_seq, bank * self.max_batch * self.max_seq
         for name, a in (("TOK", tokens), ("TGT", targets)):
-            for b in range(batch):                  # a sequence's symbols are contiguous
-                await self.bus.write_mem(MEMORIES[name].code, a[b].reshape(-1, 1),
-                                         addr=b * self.max_seq)
-        return seq_len, batch
+            code = MEMORIES[name].code
+            if seq_len == T:                        # the bank's sequences are contiguous
+                await self.bus.write_mem(code, a.reshape(-1, 1), addr=base)
+                continue
+            for b in range(batch):
+                await self.bus.write_mem(code, a[b].reshape(-1, 1), addr=base + b * T)
 
-    async def loss(self) -> int:
-        """The summed loss of the last FORWARD or TRAIN, ``loss`` codes (bits)."""
-        lo, hi = await self.read_reg("LOSS"), await self.read_reg("LOSS_HI")
-        value = (hi << 32) | lo
-        return value - (1 << 64) if value >> 63 else value
-
-    async def step(self, tokens, targets, *, threshold: int, lr: int, dense: bool = False,
-                   clear: bool = True) -> dict:
-        """One training iteration on ``tokens``/``targets`` (batch, seq_len) at ``THRESHOLD``
-        code ``threshold`` (``golden.fixed.threshold_code``) and learning-rate code ``lr``.
-        ``clear``: zero the counters first. Returns ``{"loss_sum", "shift", "status"}``."""
+    async def configure(self, *, seq_len: int, batch: int, threshold: int = 0, lr: int = 1,
+                        dense: bool = False) -> bool:
+        """The run's registers (``SEQ_LEN BATCH THRESHOLD LR MODE``), each written only if it
+        differs from what this host last wrote; the accelerator must be idle when one does.
+        Returns whether anything was written."""
         from ..spec.registers import by_name
+        self._sizes(seq_len, batch)
         lo, hi = by_name("LR").bounds(self.config)
         if not lo <= lr <= hi:
             raise ValueError(f"LR must be {lo}..{hi}, not {lr}")
         if not 0 <= threshold < 1 << 32:
             raise ValueError(f"THRESHOLD must be 0..{(1 << 32) - 1}, not {threshold}")
-        await self._tokens(tokens, targets)
-        await self.write_reg("THRESHOLD", threshold)
-        await self.write_reg("LR", lr)
-        await self.write_reg("MODE", bit("MODE", *(["DENSE"] if dense else [])))
+        want = {"SEQ_LEN": seq_len, "BATCH": batch, "THRESHOLD": threshold, "LR": lr,
+                "MODE": bit("MODE", *(["DENSE"] if dense else []))}
+        changed = {k: v for k, v in want.items() if self._settings.get(k) != v}
+        for name, value in changed.items():
+            await self.write_reg(name, value)
+            self._settings[name] = value
+        return bool(changed)
+
+    def needs_configure(self, **settings) -> bool:
+        """Whether :meth:`configure` with these settings would write a register."""
+        want = {"SEQ_LEN": settings["seq_len"], "BATCH": settings["batch"],
+                "THRESHOLD": settings.get("threshold", 0), "LR": settings.get("lr", 1),
+                "MODE": bit("MODE", *(["DENSE"] if settings.get("dense") else []))}
+        return any(self._settings.get(k) != v for k, v in want.items())
+
+    async def start(self, command: str, bank: int = 0) -> None:
+        """``CTRL``'s ``command`` (``TRAIN`` or ``FORWARD``) on token bank ``bank``, without
+        waiting for its end."""
+        await self.write_reg("CTRL", bit("CTRL", command, *(["BANK"] if bank else [])))
+
+    async def wait(self) -> int:
+        """Wait for the running command's end; ``DeviceError`` if it was refused. Returns
+        STATUS."""
+        if hasattr(self.bus, "wait"):
+            status = await self.bus.wait()
+        else:
+            for _ in range(self.poll_limit):
+                status = await self.read_reg("STATUS")
+                if not status & bit("STATUS", "BUSY"):
+                    break
+            else:
+                raise TimeoutError("the accelerator stayed busy")
+        if status & bit("STATUS", "ERROR"):
+            raise DeviceError(f"the accelerator refused its command (STATUS 0x{status:x})")
+        return status
+
+    async def result(self, previous: bool = False) -> dict:
+        """The last command to end: ``{"loss_sum", "shift"}`` (its summed loss in ``loss``
+        codes, and the loss scale of the last TRAIN). ``previous``: the results as they were
+        when the running command started (the one before it), steady until the next start:
+        what a streaming host reads while the next command runs."""
+        pre = "PREV_" if previous else ""
+        lo, hi = await self.read_reg(pre + "LOSS"), await self.read_reg(pre + "LOSS_HI")
+        loss = (hi << 32) | lo
+        shift = await self.read_reg(pre + "LOSS_SHIFT")
+        return {"loss_sum": loss - (1 << 64) if loss >> 63 else loss,
+                "shift": shift - (1 << 32) if shift >> 31 else shift}
+
+    async def step(self, tokens, targets, *, threshold: int, lr: int, dense: bool = False,
+                   clear: bool = True) -> dict:
+        """One training iteration on ``tokens``/``targets`` (batch, seq_len) at ``THRESHOLD``
+        code ``threshold`` (``golden.fixed.threshold_code``) and learning-rate code ``lr``,
+        on bank 0, waiting for it. ``clear``: zero the counters first. Returns
+        ``{"loss_sum", "shift", "status"}``."""
+        tokens, targets = self.check_tokens(tokens, targets)
+        batch, seq_len = tokens.shape
+        await self.configure(seq_len=seq_len, batch=batch, threshold=threshold, lr=lr,
+                             dense=dense)
+        await self.write_tokens(tokens, targets, 0)
         if clear:
             await self.write_reg("CTRL", bit("CTRL", "CLEAR"))
-        status = await self._run("TRAIN")
-        shift = await self.read_reg("LOSS_SHIFT")
-        return {"loss_sum": await self.loss(), "shift": shift - (1 << 32) if shift >> 31 else shift,
-                "status": status}
+        await self.start("TRAIN", 0)
+        status = await self.wait()
+        return {**await self.result(), "status": status}
 
     async def evaluate(self, tokens, targets) -> int:
-        """``FORWARD`` over ``tokens``/``targets`` (batch, seq_len): the summed loss; the state
-        carries on."""
-        await self._tokens(tokens, targets)
-        await self._run("FORWARD")
-        return await self.loss()
+        """``FORWARD`` over ``tokens``/``targets`` (batch, seq_len) on bank 0: the summed loss;
+        the state carries on."""
+        tokens, targets = self.check_tokens(tokens, targets)
+        batch, seq_len = tokens.shape
+        s = self._settings
+        await self.configure(seq_len=seq_len, batch=batch, threshold=s.get("THRESHOLD", 0),
+                             lr=s.get("LR", 1), dense=bool(s.get("MODE", 0)))
+        await self.write_tokens(tokens, targets, 0)
+        await self.start("FORWARD", 0)
+        await self.wait()
+        return (await self.result())["loss_sum"]
