@@ -8,7 +8,8 @@ on the simulated board (the whole-model build, ``AccelConfig.vocab``) or a board
 against that model bit for bit: the summed loss and the loss scale of every iteration, the
 zero counts of ``dnet`` and ``dlogit`` in total; at the end every weight and the state read back (a checkpoint), and
 the validation loss of a stretch of the validation split evaluated on the chip (``FORWARD``)
-against the model's. The iterations stream: the next batch's tokens go into the chip's other
+against the model's; the checkpoint is also loaded into the float golden model, whose
+validation loss is ``checkpoint_val_loss_float``. The iterations stream: the next batch's tokens go into the chip's other
 token bank while the current one computes, and its loss comes back while the next one runs. The JSON keeps ``--mode layer``'s keys and adds ``softmax_errors``,
 ``cpu_seconds_per_iteration`` (this machine's float golden iteration), ``boards`` (per board:
 ``board_seconds_per_iteration`` from the simulated board's cycles at that board's clock and
@@ -28,9 +29,9 @@ from gateskip.defaults import LAYER_OPTIMIZER, MODEL_EVAL_SYMBOLS
 from gateskip.golden.config import TrainConfig
 from gateskip.golden.fixed import FORMATS, threshold_code
 from gateskip.golden.layer import activation_errors, lr_code
-from gateskip.golden.model_fixed import evaluate_model, model_train
+from gateskip.golden.model_fixed import FixedModel, evaluate_model, model_train
 from gateskip.golden.output import softmax_errors
-from gateskip.golden.train import evaluation_windows
+from gateskip.golden.train import evaluate, evaluation_windows
 from gateskip.spec.registers import bit
 
 __all__ = ["DeviceModel", "PHASES", "run_model", "macs", "device_rows", "phase_plot"]
@@ -154,10 +155,13 @@ class DeviceModel:
                 "link_bytes": (end_bytes - start_bytes) if self.link else None,
                 "board_cycles": (end_cycles - start_cycles) if self.board_stats else None}
 
-    def checkpoint_exact(self) -> bool:
-        """The device's masters and carried state (read back: a checkpoint) equal the twin's."""
-        got = self.device.run(self.host.read_model())
-        return all(np.array_equal(got[name], value)
+    def checkpoint(self) -> dict:
+        """The device's masters and carried state, read back."""
+        return self.device.run(self.host.read_model())
+
+    def checkpoint_exact(self, checkpoint: dict) -> bool:
+        """``checkpoint``'s masters equal the twin's."""
+        return all(np.array_equal(checkpoint[name], value)
                    for name, value in self.twin.masters().items())
 
     def evaluate(self, ids, symbols: int) -> tuple[float, float]:
@@ -250,7 +254,10 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
     if on_chip:
         chip = made[-1]
         result.update(_summary(chip.finish(), rows, config, corpus.V, clock_hz or {}))
-        result["weights_bit_exact"] = chip.checkpoint_exact()
+        saved = chip.checkpoint()
+        result["weights_bit_exact"] = chip.checkpoint_exact(saved)
+        floated = FixedModel.from_masters(saved, config.embed).float_model()
+        result["checkpoint_val_loss_float"] = evaluate(floated, corpus.valid)
         symbols = min(MODEL_EVAL_SYMBOLS, len(corpus.valid))
         chip_loss, twin_loss = chip.evaluate(corpus.valid, symbols)
         result["evaluation_on_chip"] = {"symbols": symbols, "val_loss_device": chip_loss,
@@ -292,6 +299,8 @@ def device_rows(result: dict) -> list:
         f"{'equal' if result['counters_exact'] else 'differ'} |",
         f"| checkpoint read back bit-exact (every master, the state) | "
         f"{'yes' if result['weights_bit_exact'] else 'no'} |",
+        f"| the checkpoint in the float golden model: validation loss | "
+        f"{result['checkpoint_val_loss_float']:.4f} |",
         f"| validation loss on the chip, first {ev['symbols']} symbols: device, fixed | "
         f"{ev['val_loss_device']:.4f}, {ev['val_loss_fixed']:.4f} |",
         f"| link bytes per iteration | {result['link_bytes_per_iteration']:,.0f} |",

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from ..spec.formats import LOSS_SCALE_BOUNDS
-from .accel import to_hw_rows
+from .accel import from_hw_rows, to_hw_rows
 from .config import TrainConfig
 from .corpus import Corpus
 from .fixed import FORMATS, Formats, model_tau, threshold_code
@@ -36,7 +36,7 @@ from .layer import FixedLayer, lr_code, operand_code, update_model
 from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift,
                      output_backward, softmax_code)
 from .layer_train import train_against_float
-from .train import evaluation_windows, setup, single_thread
+from .train import LanguageModel, evaluation_windows, setup, single_thread
 
 __all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
 
@@ -64,6 +64,26 @@ class FixedModel:
     @property
     def vocab(self) -> int:
         return self.E.shape[0]
+
+    @classmethod
+    def from_masters(cls, masters: dict, inputs: int, formats: Formats = FORMATS) -> "FixedModel":
+        """The model of a checkpoint in the chip's layout (:meth:`masters`)."""
+        layer = FixedLayer(from_hw_rows(np.asarray(masters["WM"], np.int64)),
+                           from_hw_rows(np.asarray(masters["BM"], np.int64)), inputs, formats)
+        return cls(masters["EM"], layer, masters["WOM"], masters["BOM"], formats)
+
+    def float_model(self):
+        """The golden float model (:class:`golden.train.LanguageModel`) with these weights
+        (the master codes in float): what a checkpoint read from the chip loads into."""
+        import torch
+        m = self.formats.master
+        V, X = self.E.shape
+        model = LanguageModel(V, X, self.layer.hidden)
+        with torch.no_grad():
+            for param, codes in zip(model.weights(), (self.E, self.layer.W, self.layer.b,
+                                                      self.Wo, self.bo)):
+                param.copy_(torch.from_numpy(m.to_float(codes)).to(param.dtype))
+        return model
 
     def masters(self) -> dict:
         """Every master code in the chip's memories' layout (:mod:`gateskip.spec.memories`):

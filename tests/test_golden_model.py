@@ -171,6 +171,7 @@ def test_compare_mode_model_on_the_simulated_board(text_file, tmp_path):
     assert sim["bit_exact_iterations"] == 3 and sim["dense"]["bit_exact_iterations"] == 3
     assert sim["weights_bit_exact"] is True and sim["evaluation_on_chip"]["bit_exact"] is True
     assert sim["val_loss_device"] == model["val_loss_device"]
+    assert abs(sim["checkpoint_val_loss_float"] / sim["val_loss_device"] - 1) < 0.02
     assert set(sim["boards"]) >= {"ulx3s-85f"} and set(sim["speedup_measured"]) == \
         set(sim["boards"])
     b = sim["boards"]["ulx3s-85f"]
@@ -185,3 +186,23 @@ def test_also_dense_needs_a_device_and_mode_model(tmp_path):
                                       str(tmp_path / "o"), "--no-progress"])
         assert r.exit_code != 0 and "--also-dense" in r.output
         assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+def test_a_checkpoint_loads_into_the_float_model(text_file):
+    """Masters in the chip's layout -> FixedModel.from_masters -> the float golden model: the
+    same weights (to the master's lsb), and the validation loss of the fixed model within the
+    fixed-point tolerance (2%)."""
+    from gateskip.golden.corpus import load_corpus
+    from gateskip.golden.model_fixed import evaluate_model
+    from gateskip.golden.train import evaluate
+    config = TrainConfig(hidden=16, embed=8, seq_len=8, batch=4, iterations=30,
+                         threshold=3e-4, optimizer="sgd", lr=2.0, clip=0.0, corr_every=0,
+                         corpus=str(text_file), eval_symbols=2000)
+    fixed = model_train(config)["model"]
+    back = FixedModel.from_masters(fixed.masters(), config.embed)
+    for name, value in fixed.masters().items():
+        np.testing.assert_array_equal(back.masters()[name], value)
+    floated = back.float_model()
+    W = floated.lstm.W.detach().numpy().astype(np.float64)
+    assert np.allclose(W, F.master.to_float(fixed.layer.W), atol=1e-7)
+    valid = load_corpus(str(text_file), "char").valid
+    assert abs(evaluate(floated, valid) / evaluate_model(fixed, valid) - 1) < 0.02
