@@ -577,7 +577,7 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
         hidden: int | None, embed: int | None, seq_len: int | None, batch: int | None,
         threshold: float, corpus: str | None, seed: int, lanes: int | None, out: str,
         json_path: str | None, mode: str = "backward", also_dense: bool = False,
-        progress=None, echo=print) -> dict:
+        layers: int = 1, progress=None, echo=print) -> dict:
     """``gateskip compare``: check every input, open the device, :func:`compare`, write
     ``OUT/summary.md``, ``OUT/loss.png``, ``OUT/gradients.png`` and ``json_path``; print the
     table through ``echo``.
@@ -604,6 +604,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     kind = "board" if port is not None else (device or "sim")
     if kind not in (*DEVICES, "board"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if layers != 1 and (mode != "model" or kind != "model"):
+        raise ValueError(f"--layers {layers} runs with --mode model --device model: the chip "
+                         f"holds one LSTM layer for now")
     if also_dense and (mode != "model" or kind == "model"):
         raise ValueError("--also-dense runs --mode model a second time in dense mode on a "
                          "device (sim or a board), not on the model")
@@ -615,7 +618,7 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     requested = {"hidden": hidden, "embed": embed, "seq_len": seq_len, "batch": batch}
     sizes = {k: DEFAULTS[k] if v is None else v for k, v in requested.items()}
     config = TrainConfig(iterations=iterations, threshold=threshold, corpus=corpus, seed=seed,
-                         **sizes).check()          # every option, before the board is opened
+                         layers=layers, **sizes).check()          # every option, before the board is opened
     for option, param in BUILD_OPTIONS.items():    # and against what a device can be built with
         value = lanes if option == "lanes" else sizes[option]
         lo, hi = BUILD_LIMITS[param]

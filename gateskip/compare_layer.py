@@ -185,7 +185,8 @@ def table(result: dict, device_rows=None) -> str:
     sm = result.get("softmax_errors")
     return "\n".join([
         f"{what} on the {result['device']} device (hidden {c['hidden']}, embed "
-        f"{c['embed']}, seq-len {c['seq_len']}, batch {c['batch']}), threshold "
+        f"{c['embed']}, seq-len {c['seq_len']}, batch {c['batch']}"
+        f"{', %d LSTM layers' % c['layers'] if c.get('layers', 1) > 1 else ''}), threshold "
         f"{c['threshold']:g}, {result['iterations']} iterations, {opt['optimizer']} lr "
         f"{opt['lr']:g}, corpus {result['corpus']}", "",
         "| figure | float golden | device (fixed point) |", "| --- | ---: | ---: |",

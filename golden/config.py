@@ -44,7 +44,7 @@ LIMITS = {"hidden": (1, 2048), "embed": (1, 2048), "seq_len": (1, 1024), "batch"
           "eval_every": (0, 10_000_000), "eval_symbols": (0, 10**9),
           "corr_every": (0, 10_000_000), "lr": (0.0, 100.0), "clip": (0.0, 1e6),
           "threshold": (0.0, 1.0), "epochs": (0, 10_000), "patience": (0, 1000),
-          "decay_after": (0, 10_000), "lr_decay": (0.0, 1.0)}
+          "decay_after": (0, 10_000), "lr_decay": (0.0, 1.0), "layers": (1, 4)}
 #: the settings of :data:`LIMITS` that must be strictly above their lower bound
 OPEN_BELOW = ("lr", "lr_decay")
 
@@ -103,6 +103,7 @@ class TrainConfig:
     corr_every: int = 10           # exact-dW correlation every N iterations (0: never)
     trace_iterations: tuple[int, ...] = ()
     trace_batch: int = 4
+    layers: int = 1                # stacked LSTM layers (the first takes the embedding)
     # training to convergence (golden.train): N > 0 runs N whole passes over the training split
     # instead of `iterations`, evaluates the whole validation split after each, and ends with the
     # weights of the best one
@@ -133,6 +134,8 @@ class TrainConfig:
         bad = [k for k in self.trace_iterations if not 0 <= k < last]
         if bad:
             raise ValueError(f"trace iterations must be in 0..{last - 1}, not {bad}")
+        if self.trace_iterations and self.layers > 1:
+            raise ValueError("traces hold one LSTM layer: --layers 1 (or no trace iterations)")
         need, have = self.memory_bytes(), _physical_memory()
         if have and need > have / 2:
             raise ValueError(f"--hidden {self.hidden} --embed {self.embed} --seq-len "

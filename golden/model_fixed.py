@@ -45,20 +45,34 @@ SHIFT_BOUNDS = LOSS_SCALE_BOUNDS
 
 
 class FixedModel:
-    """Master codes of every weight: ``E`` (V, X), the layer's ``W`` (4H, K) and ``b``,
-    ``Wo`` (V, H), ``bo`` (V,)."""
+    """Master codes of every weight: ``E`` (V, X), each LSTM layer's ``W`` (4H, K) and ``b``
+    (:class:`~golden.layer.FixedLayer`; ``layer`` is the first), ``Wo`` (V, H), ``bo`` (V,).
+    With several layers the second takes the first's ``h_t`` as its ``x_t``, the state is a
+    tuple of one ``(h, c)`` per layer, and the backward runs top down: each layer's ``dx`` (at
+    the loss scale) is the ``DH`` of the one below, every layer at the same ``tau``."""
 
-    def __init__(self, E, layer: FixedLayer, Wo, bo, formats: Formats = FORMATS):
-        self.E, self.layer = np.asarray(E, np.int64), layer
+    def __init__(self, E, layer, Wo, bo, formats: Formats = FORMATS):
+        self.E = np.asarray(E, np.int64)
+        self.layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         self.Wo, self.bo = np.asarray(Wo, np.int64), np.asarray(bo, np.int64)
         self.formats = formats
 
+    @property
+    def layer(self) -> FixedLayer:
+        return self.layers[0]
+
     @classmethod
-    def from_float(cls, E, W, b, Wo, bo, formats: Formats = FORMATS) -> "FixedModel":
+    def from_float(cls, E, *weights, formats: Formats = FORMATS) -> "FixedModel":
+        """From float weights in :meth:`golden.train.LanguageModel.weights`' order: ``E``,
+        ``W`` and ``b`` of each layer, ``Wo``, ``bo``."""
         m = formats.master
         E = np.asarray(E, np.float64)
-        layer = FixedLayer.from_float(W, b, E.shape[1], formats)
-        return cls(m.quantize(E), layer, m.quantize(np.asarray(Wo, np.float64)),
+        *pairs, Wo, bo = weights
+        layers, inputs = [], E.shape[1]
+        for W, b in zip(pairs[::2], pairs[1::2]):
+            layers.append(FixedLayer.from_float(W, b, inputs, formats))
+            inputs = layers[-1].hidden
+        return cls(m.quantize(E), layers, m.quantize(np.asarray(Wo, np.float64)),
                    m.quantize(np.asarray(bo, np.float64)), formats)
 
     @property
@@ -78,37 +92,49 @@ class FixedModel:
         import torch
         m = self.formats.master
         V, X = self.E.shape
-        model = LanguageModel(V, X, self.layer.hidden)
+        model = LanguageModel(V, X, self.layer.hidden, layers=len(self.layers))
+        codes = [self.E, *[a for layer in self.layers for a in (layer.W, layer.b)],
+                 self.Wo, self.bo]
         with torch.no_grad():
-            for param, codes in zip(model.weights(), (self.E, self.layer.W, self.layer.b,
-                                                      self.Wo, self.bo)):
-                param.copy_(torch.from_numpy(m.to_float(codes)).to(param.dtype))
+            for param, c in zip(model.weights(), codes):
+                param.copy_(torch.from_numpy(m.to_float(c)).to(param.dtype))
         return model
 
     def masters(self) -> dict:
         """Every master code in the chip's memories' layout (:mod:`gateskip.spec.memories`):
-        ``EM``, ``WM`` and ``BM`` (hardware rows), ``WOM``, ``BOM``."""
+        ``EM``, ``WM`` and ``BM`` (hardware rows), ``WOM``, ``BOM``; one layer only (the chip
+        holds one)."""
+        if len(self.layers) != 1:
+            raise ValueError(f"the chip holds one LSTM layer, not {len(self.layers)}")
         return {"EM": self.E.copy(), "WM": to_hw_rows(self.layer.W),
                 "BM": to_hw_rows(self.layer.b), "WOM": self.Wo.copy(), "BOM": self.bo.copy()}
 
     def forward(self, tokens, targets, state=None) -> dict:
-        """Steps 1-2 for ``tokens``/``targets`` (T, B): the layer's forward dict plus
-        ``logits`` (B, T, V), the softmax's ``p``, ``dlogit``, ``loss`` (B, T) codes and
-        ``loss_sum`` (int, bits at ``loss``'s lsb)."""
+        """Steps 1-2 for ``tokens``/``targets`` (T, B): the (top) layer's forward dict plus
+        ``logits`` (B, T, V), the softmax's ``p``, ``dlogit``, ``loss`` (B, T) codes,
+        ``loss_sum`` (int, bits at ``loss``'s lsb), ``state`` (the state to carry) and
+        ``forwards`` (every layer's forward dict, first first)."""
         f = self.formats
         tokens = np.asarray(tokens, np.int64).T                   # (B, T), the device's order
         x = operand_code(self.E, f)[tokens]
-        fwd = self.layer.forward_codes(x, state)
+        states = [state] if len(self.layers) == 1 else list(state or [None] * len(self.layers))
+        forwards = []
+        for layer, st in zip(self.layers, states):
+            forwards.append(layer.forward_codes(x, st))
+            x = forwards[-1]["h"]
+        fwd = dict(forwards[-1])
         logits = logit_code(operand_code(self.Wo, f), fwd["h"], operand_code(self.bo, f), f)
         sm = softmax_code(logits, np.asarray(targets, np.int64).T, f)
+        carried = [(w["h_T"], w["c_T"]) for w in forwards]
         fwd.update(tokens=tokens, logits=logits, p=sm["p"], dlogit=sm["dlogit"],
-                   loss=sm["loss"], loss_sum=int(sm["loss"].sum()))
+                   loss=sm["loss"], loss_sum=int(sm["loss"].sum()), forwards=forwards,
+                   state=carried[0] if len(carried) == 1 else tuple(carried))
         return fwd
 
     def step(self, tokens, targets, state, threshold: float, lr: float) -> dict:
-        """One training iteration (module docstring). Returns the forward's dict (its ``h_T``,
-        ``c_T`` carry the state) and ``grad_shift``, ``tau``, ``lr_code`` and the LSTM
-        backward's counters."""
+        """One training iteration (module docstring). Returns the forward's dict (its
+        ``state`` carries on) and ``grad_shift``, ``tau``, ``lr_code`` and the LSTM backward's
+        counters (summed over the layers; ``dx_codes`` the first layer's)."""
         f = self.formats
         fwd = self.forward(tokens, targets, state)
         B, T = fwd["tokens"].shape
@@ -117,12 +143,17 @@ class FixedModel:
         shift = loss_scale_shift(out["dh"], f, bounds=SHIFT_BOUNDS)
         code = lr_code(lr / n, f)
         tau = model_tau(threshold_code(threshold * n, f.grad), shift, f.grad)
-        bw = self.layer.backward_update_codes(fwd, dh_to_state(out["dh"], shift, f), shift,
-                                              tau, code)
+        dh = dh_to_state(out["dh"], shift, f)
+        counts = dict.fromkeys(("pairs", "values", "zeros", "macs"), 0)
+        for layer, lf in zip(reversed(self.layers), reversed(fwd["forwards"])):
+            bw = layer.backward_update_codes(lf, dh, shift, tau, code)
+            for k in counts:
+                counts[k] += int(bw[k])
+            dh = dh_to_state(bw["dx_codes"], 0, f)      # the layer below's dh, same scale
         self.E = embedding_update(self.E, fwd["tokens"], bw["dx_codes"], shift, code, f)
         self.Wo = update_model(self.Wo, out["dWo"], 0, code, f)
         self.bo = update_model(self.bo, out["dbo"], 0, code, f)
-        return {**fwd, **bw}
+        return {**fwd, **bw, **counts, "sparsity": counts["zeros"] / max(1, counts["values"])}
 
     def loss_nats(self, loss_sum: int, symbols: int) -> float:
         """A summed ``loss`` code (bits) as the mean cross-entropy in nats per symbol."""
@@ -136,7 +167,7 @@ def evaluate_model(model: FixedModel, ids: np.ndarray, batch: int = 256,
     total, count, state = 0, 0, None
     for inp, tgt in evaluation_windows(ids, batch, window):
         fwd = model.forward(inp, tgt, state)
-        state = (fwd["h_T"], fwd["c_T"])
+        state = fwd["state"]
         total += fwd["loss_sum"]
         count += tgt.size
     return model.loss_nats(total, count)
@@ -171,7 +202,7 @@ def _model_train(config, corpus, progress, make_chip) -> dict:
     def fixed_step(inp, tgt, reset, upcoming):
         step = chip.step if make_chip is None else partial(chip.step, upcoming=upcoming)
         r = step(inp, tgt, None if reset else state[0], config.dnet_threshold(), config.lr)
-        state[0] = (r["h_T"], r["c_T"])
+        state[0] = r["state"]
         return (fixed.loss_nats(r["loss_sum"], tgt.size),
                 {"sparsity_fixed": float(r["sparsity"]), "grad_shift": r["grad_shift"],
                  **(chip.row() if make_chip is not None else {})})

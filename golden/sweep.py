@@ -25,6 +25,7 @@ from .train import train
 
 __all__ = ["PLOTS", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "TIMING_KEYS",
            "check_thresholds", "check_seeds", "sweep", "run_sweep", "SweepResult", "sweep_task",
+           "task_config",
            "corpus_fingerprint", "run_row", "table", "aggregate", "aggregate_table", "plot_sweep"]
 
 
@@ -80,6 +81,15 @@ def corpus_fingerprint(corpus) -> str:
     return h.hexdigest()
 
 
+def task_config(config: TrainConfig) -> dict:
+    """A task's config: its threshold and seed, and every other setting that differs from
+    :class:`TrainConfig`'s default. A setting added later with a default leaves the tasks of
+    older sweeps their keys, so that they still resume."""
+    default = asdict(TrainConfig())
+    return {k: v for k, v in asdict(config).items()
+            if k in ("threshold", "seed") or v != default[k]}
+
+
 def sweep_task(settings: dict, corpus, progress=None) -> dict:
     """One run of a sweep, as :mod:`.executor` calls it: train ``settings["config"]`` on
     ``corpus``; returns the run's summary with its ``seed``, ``history`` and ``evals``.
@@ -125,7 +135,7 @@ def run_sweep(config: TrainConfig, thresholds=DEFAULT_THRESHOLDS, seeds=None, *,
     if corpus is None:
         corpus = load_corpus(config.corpus, config.level)
     fingerprint = corpus_fingerprint(corpus)
-    tasks = [{"config": asdict(config.replace(threshold=t, seed=s)), "corpus": fingerprint}
+    tasks = [{"config": task_config(config.replace(threshold=t, seed=s)), "corpus": fingerprint}
              for t in thresholds for s in seeds]
     total, finished = len(tasks), []
 

@@ -48,29 +48,58 @@ __all__ = ["TrainConfig", "LanguageModel", "train", "step_macs", "normalised_inn
 
 
 class LanguageModel(torch.nn.Module):
-    """Embedding (V x E) -> :class:`~gateskip.golden.lstm.SparseLSTM` (E -> H) -> linear (H -> V)."""
+    """Embedding (V x E) -> ``layers`` :class:`~gateskip.golden.lstm.SparseLSTM` (E -> H, then
+    H -> H) -> linear (H -> V). ``lstm`` is the first layer (the one the backward-only and
+    training builds accelerate). The recurrent state is ``(h, c)``, or with several layers a
+    tuple of one ``(h, c)`` per layer."""
 
-    def __init__(self, vocab: int, embed: int, hidden: int, threshold: float = 0.0):
+    def __init__(self, vocab: int, embed: int, hidden: int, threshold: float = 0.0,
+                 layers: int = 1):
         super().__init__()
         self.embed = torch.nn.Embedding(vocab, embed)
-        self.lstm = lstm.SparseLSTM(embed, hidden, threshold)
+        self.lstms = torch.nn.ModuleList(
+            [lstm.SparseLSTM(embed if n == 0 else hidden, hidden, threshold)
+             for n in range(layers)])
         self.out = torch.nn.Linear(hidden, vocab)
 
+    @property
+    def lstm(self) -> lstm.SparseLSTM:
+        return self.lstms[0]
+
     def forward(self, ids, state=None):
-        h, state = self.lstm(self.embed(ids), state)
-        return self.out(h), state
+        x = self.embed(ids)
+        if len(self.lstms) == 1:
+            h, state = self.lstm(x, state)
+            return self.out(h), state
+        states = []
+        for n, layer in enumerate(self.lstms):
+            x, st = layer(x, None if state is None else state[n])
+            states.append(st)
+        return self.out(x), tuple(states)
 
     def weights(self) -> list:
-        """The parameters ``[E, W, b, Wo, bo]``, in the order :func:`numpy_model_forward` and
-        :func:`numpy_gradients` take them and return their gradients."""
-        return [self.embed.weight, self.lstm.W, self.lstm.b, self.out.weight, self.out.bias]
+        """The parameters ``[E, W, b, (W, b of each further layer), Wo, bo]``, in the order
+        :func:`numpy_model_forward` and :func:`numpy_gradients` take them and return their
+        gradients."""
+        return [self.embed.weight, *[p for layer in self.lstms for p in (layer.W, layer.b)],
+                self.out.weight, self.out.bias]
+
+    def dnet(self):
+        """The last backward's sparsified ``dnet``: (T, B, 4H), or with several layers every
+        layer's stacked along the batch axis, first layer first (T, layers * B, 4H)."""
+        if len(self.lstms) == 1:
+            return self.lstm.dnet
+        return torch.cat([layer.dnet for layer in self.lstms], dim=1)
 
 
-def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros: int) -> tuple[int, int]:
-    """``(total, skippable)`` MACs of one training step over ``symbols`` symbols (module doc)."""
-    K = embed + hidden
-    total = symbols * (3 * 4 * hidden * K + 3 * vocab * hidden)
-    return total, 2 * K * int(dnet_zeros)
+def step_macs(vocab: int, embed: int, hidden: int, symbols: int, dnet_zeros) -> tuple[int, int]:
+    """``(total, skippable)`` MACs of one training step over ``symbols`` symbols (module doc);
+    ``dnet_zeros`` an int, or with several LSTM layers a list of each layer's zeros (the first
+    layer's K is ``embed + hidden``, the others' ``2 hidden``)."""
+    zeros = [int(dnet_zeros)] if np.ndim(dnet_zeros) == 0 else [int(z) for z in dnet_zeros]
+    Ks = [embed + hidden] + [2 * hidden] * (len(zeros) - 1)
+    total = symbols * (3 * 4 * hidden * sum(Ks) + 3 * vocab * hidden)
+    return total, sum(2 * K * z for K, z in zip(Ks, zeros))
 
 
 def threshold_scale_note() -> str:
@@ -95,15 +124,22 @@ def _softmax_xent(logits, targets):
 
 
 def numpy_model_forward(params, ids, targets, state, scale=None):
-    """Forward of the whole model in numpy; returns ``(loss, dlogits, x, h, cache, state)``.
+    """Forward of the whole model in numpy; returns ``(loss, dlogits, x, h, cache, state)``
+    (with several layers ``cache`` and ``state`` are per layer, ``h`` the top layer's).
 
     ``scale`` divides ``dlogits`` instead of the symbol count (to cut a sub-batch out of a batch and
     keep the batch's gradient scale).
     """
-    E, W, b, Wo, bo = params
+    E, Wo, bo = params[0], params[-2], params[-1]
+    pairs = list(zip(params[1:-2:2], params[2:-2:2]))
     x = E[ids]
-    h0, c0 = state
-    h, state, cache = lstm.forward(W, b, x, h0, c0)
+    states = [state] if len(pairs) == 1 else list(state)
+    h, caches, new = x, [], []
+    for (W, b), (h0, c0) in zip(pairs, states):
+        h, st, cache = lstm.forward(W, b, h, h0, c0)
+        caches.append(cache)
+        new.append(st)
+    cache, state = (caches[0], new[0]) if len(pairs) == 1 else (caches, tuple(new))
     logits = h @ Wo.T + bo
     loss, dlogits = _softmax_xent(logits, targets)
     if scale is not None:
@@ -115,20 +151,34 @@ def numpy_gradients(params, ids, targets, state, threshold, exact=False):
     """Loss and gradients of all parameters from the numpy reference.
 
     Returns ``(loss, grads, lstm_grads, state, exact_dW)``; ``exact_dW`` is the threshold-0
-    ``dW`` of the same step when ``exact`` is set.
+    ``dW`` of the (first) layer in the same step when ``exact`` is set. With several layers
+    ``lstm_grads`` is a list, first layer first: each layer's ``dx`` is the ``dh`` of the one
+    below.
     """
-    E, W, b, Wo, bo = params
+    E, Wo = params[0], params[-2]
     loss, dlogits, x, h, cache, state = numpy_model_forward(params, ids, targets, state)
+    caches = cache if isinstance(cache, list) else [cache]
     dWo = np.einsum("tbv,tbh->vh", dlogits, h)
     dbo = dlogits.sum(axis=(0, 1))
     dh_out = dlogits @ Wo
-    g = lstm.backward(cache, dh_out, threshold)
+    gs, dh = [], dh_out
+    for c in reversed(caches):
+        gs.insert(0, lstm.backward(c, dh, threshold))
+        dh = gs[0].dx
     dE = np.zeros_like(E)
-    np.add.at(dE, ids, g.dx)
+    np.add.at(dE, ids, gs[0].dx)
     exact_dW = None
     if exact:
-        exact_dW = g.dW if threshold == 0 else lstm.backward(cache, dh_out, 0.0).dW
-    return loss, [dE, g.dW, g.db, dWo, dbo], g, state, exact_dW
+        if threshold == 0:
+            exact_dW = gs[0].dW
+        else:
+            dh = dh_out
+            for c in reversed(caches):
+                exact = lstm.backward(c, dh, 0.0)
+                dh = exact.dx
+            exact_dW = exact.dW
+    grads = [dE, *[a for g in gs for a in (g.dW, g.db)], dWo, dbo]
+    return loss, grads, (gs[0] if len(gs) == 1 else gs), state, exact_dW
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -216,7 +266,7 @@ def setup(config: TrainConfig, corpus: Corpus | None = None):
         raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
                          f"batch {config.batch} x seq-len {config.seq_len}")
     return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden,
-                                       config.dnet_threshold())
+                                       config.dnet_threshold(), config.layers)
 
 
 def make_optimizer(config: TrainConfig, model: LanguageModel) -> torch.optim.Optimizer:
@@ -273,7 +323,8 @@ def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
         pos += T
 
         sparsity = lstm.gate_sparsity(dnet)
-        zeros = int((dnet == 0).sum())
+        zeros = [int((np.asarray(d) == 0).sum()) for d in np.split(np.asarray(dnet),
+                                                                    config.layers, axis=1)]
         total, skippable = step_macs(V, E, H, T * B, zeros)
         row = {"iteration": it, "train_loss": loss, "dnet_sparsity": sparsity["all"],
                "gate_sparsity": {g: sparsity[g] for g in lstm.GATES},
@@ -359,17 +410,26 @@ def _torch_step(model, inp, tgt, state, want_exact):
             loss.backward()
             exact_dW = model.lstm.W.grad.detach().numpy().copy()
         else:
-            threshold, model.lstm.threshold = model.lstm.threshold, 0.0
+            threshold = model.lstm.threshold
+            for layer in model.lstms:              # exact back-propagation through every layer
+                layer.threshold = 0.0
             try:
                 (exact,) = torch.autograd.grad(loss, [model.lstm.W], retain_graph=True)
             finally:
-                model.lstm.threshold = threshold
+                for layer in model.lstms:
+                    layer.threshold = threshold
             exact_dW = exact.numpy()
             loss.backward()
     else:
         loss.backward()
-    state = tuple(s.detach() for s in new_state)
-    return loss.item(), model.lstm.dnet, exact_dW, state
+    return loss.item(), model.dnet(), exact_dW, _map_state(lambda s: s.detach(), new_state)
+
+
+def _map_state(fn, state):
+    """``fn`` on each array of a recurrent state (``(h, c)`` or a tuple of them)."""
+    if isinstance(state[0], tuple):
+        return tuple(_map_state(fn, s) for s in state)
+    return tuple(fn(s) for s in state)
 
 
 def numpy_step(model: LanguageModel, inp, tgt, state, want_exact=False):
@@ -377,21 +437,24 @@ def numpy_step(model: LanguageModel, inp, tgt, state, want_exact=False):
     model's ``.grad`` for the optimizer (which the caller zeroes before and steps after).
 
     ``inp``/``tgt`` are ``(T, B)`` int tensors of symbol ids, ``state`` the ``(h, c)`` carried
-    from the previous batch (``None``: zeros). Returns ``(loss, dnet, exact_dW, state)``:
-    ``dnet`` the sparsified gate gradients of the step, ``exact_dW`` the threshold-0 ``dW`` if
-    ``want_exact`` (else ``None``), ``state`` the final ``(h, c)`` for the next batch.
+    from the previous batch (one per layer with several; ``None``: zeros). Returns ``(loss,
+    dnet, exact_dW, state)``: ``dnet`` the sparsified gate gradients of the step (as
+    :meth:`LanguageModel.dnet`), ``exact_dW`` the threshold-0 ``dW`` of the first layer if
+    ``want_exact`` (else ``None``), ``state`` the final state for the next batch.
     """
     params = [p.detach().numpy() for p in model.weights()]
     B, H = inp.shape[1], model.lstm.hidden
     if state is None:
-        state = (np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
+        zero = (np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
+        state = zero if len(model.lstms) == 1 else (zero,) * len(model.lstms)
     else:
-        state = tuple(s.numpy() if isinstance(s, torch.Tensor) else s for s in state)
+        state = _map_state(lambda s: s.numpy() if isinstance(s, torch.Tensor) else s, state)
     loss, grads, g, state, exact_dW = numpy_gradients(
         params, inp.numpy(), tgt.numpy(), state, model.lstm.threshold, bool(want_exact))
     for p, grad in zip(model.weights(), grads):
         p.grad = torch.from_numpy(np.ascontiguousarray(grad, dtype=np.float32))
-    return loss, g.dnet, exact_dW, state
+    dnet = g.dnet if not isinstance(g, list) else np.concatenate([x.dnet for x in g], axis=1)
+    return loss, dnet, exact_dW, state
 
 
 def _trace(model, inp, tgt, state, config, it) -> dict:

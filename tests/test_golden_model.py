@@ -206,3 +206,40 @@ def test_a_checkpoint_loads_into_the_float_model(text_file):
     assert np.allclose(W, F.master.to_float(fixed.layer.W), atol=1e-7)
     valid = load_corpus(str(text_file), "char").valid
     assert abs(evaluate(floated, valid) / evaluate_model(fixed, valid) - 1) < 0.02
+
+
+def test_two_layer_model_gradients_and_fixed_training(text_file):
+    """Two stacked LSTM layers: the numpy reference's gradients are torch autograd's, and the
+    fixed-point model trains as float does (validation within 2%, sparsity within 3 points)."""
+    import torch
+
+    from gateskip.golden.train import LanguageModel, numpy_gradients
+    torch.manual_seed(0)
+    m = LanguageModel(11, 5, 6, 0.0, layers=2).double()
+    ids, tgt = torch.randint(0, 11, (4, 3)), torch.randint(0, 11, (4, 3))
+    logits, state = m(ids)
+    assert len(state) == 2 and state[1][0].shape == (3, 6)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), tgt.reshape(-1))
+    loss.backward()
+    zero = (np.zeros((3, 6)), np.zeros((3, 6)))
+    got, grads, gs, _, _ = numpy_gradients([p.detach().numpy() for p in m.weights()],
+                                           ids.numpy(), tgt.numpy(), (zero, zero), 0.0)
+    assert abs(got - loss.item()) < 1e-12 and len(gs) == 2
+    for p, g in zip(m.weights(), grads):
+        np.testing.assert_allclose(g, p.grad.numpy(), atol=1e-12)
+    config = TrainConfig(hidden=16, embed=8, seq_len=8, batch=4, iterations=40, layers=2,
+                         threshold=3e-4, optimizer="sgd", lr=2.0, clip=0.0, corr_every=0,
+                         corpus=str(text_file), eval_symbols=2000)
+    result = model_train(config)
+    s = result["summary"]
+    assert abs(s["ratio"] - 1) < 0.02 and abs(s["sparsity_fixed"] - s["sparsity_float"]) < 0.03
+    assert len(result["model"].layers) == 2
+    with pytest.raises(ValueError, match="one LSTM layer"):
+        result["model"].masters()
+
+
+def test_two_layers_run_on_the_model_device_only(tmp_path):
+    r = CliRunner().invoke(main, ["compare", "--mode", "model", "--device", "sim", "--layers",
+                                  "2", "--out", str(tmp_path / "o"), "--no-progress"])
+    assert r.exit_code != 0 and "holds one LSTM layer" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

@@ -295,6 +295,8 @@ def flash(board_name, bitstream, to_flash):
                        f"board's]", hi=BUILD_LIMITS["max_batch"][1])
 @setting("threshold", COMPARE_DEFAULTS["threshold"],
          help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
+@setting("layers", 1, help="Stacked LSTM layers: 2 with --mode model --device model (the chip "
+                           "holds one for now).")
 @click.option("--lanes", type=IntRange(*BUILD_LIMITS["lanes"]), default=None,
               help=f"MAC lanes of the sim device (a build parameter). "
                    f"[default: {COMPARE_DEFAULTS['lanes']}]")

@@ -26,6 +26,7 @@ def training_options(fn):
         setting("embed", d.embed, help="Embedding size X (the LSTM's input)."),
         setting("seq_len", d.seq_len, help="Truncated-BPTT length T."),
         setting("batch", d.batch, help="Sequences per batch B."),
+        setting("layers", d.layers, help="Stacked LSTM layers (traces only with one)."),
         setting("iterations", d.iterations, help="Training iterations (ignored with --epochs)."),
         setting("epochs", d.epochs,
                 help="Train N whole passes over the training split instead of --iterations, "
@@ -74,7 +75,7 @@ def _config(**kw):
     from gateskip.golden.corpus import load_corpus
     keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
             "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations",
-            "epochs", "lr_decay", "decay_after", "patience", "threshold_scale"}
+            "epochs", "lr_decay", "decay_after", "patience", "threshold_scale", "layers"}
     config = TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
     return config, load_corpus(config.corpus, config.level)
 
@@ -109,7 +110,7 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
         threshold = RECOMMENDED_THRESHOLD * _default_scale(kw)
     config, corpus = _config(threshold=threshold, **kw)
     iterations = config.run_iterations(len(corpus.train))
-    n = min(trace_steps, max(iterations, 1))
+    n = min(trace_steps, max(iterations, 1)) if config.layers == 1 else 0   # one layer's
     traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
     config = config.replace(trace_iterations=tuple(traces)).check()
     check_outdir(out)
