@@ -332,8 +332,15 @@ class FixedLayer:
                               grad_shift, lr, f)
         dx_codes = np.asarray(res["DA"])[:, :, :self.inputs]
         return {"grad_shift": grad_shift, "tau": tau, "dh_codes": mems["DH"],
-                "dx_codes": dx_codes, "lr_code": lr,
+                "dx_codes": dx_codes, "lr_code": lr, "gate_zeros": _gate_zeros(res["dnet"]),
                 **{k: res[k] for k in ("pairs", "values", "zeros", "sparsity", "macs")}}
+
+
+def _gate_zeros(dnet) -> np.ndarray:
+    """Zero ``dnet`` per gate (i, f, g, o) of a backward's steps (each (4H,) in hardware row
+    order, row ``4k + g``)."""
+    rows = np.asarray(dnet).reshape(-1, 4)
+    return (rows == 0).sum(axis=0)
 
 
 def _with_master_frac(formats: Formats, frac: int) -> Formats:

@@ -38,7 +38,7 @@ from .output import (dh_to_state, embedding_update, logit_code, loss_scale_shift
 from .layer_train import train_against_float
 from .train import LanguageModel, evaluation_windows, setup, single_thread
 
-__all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train"]
+__all__ = ["FixedModel", "SHIFT_BOUNDS", "evaluate_model", "model_train", "fixed_train"]
 
 #: the LSTM's loss scale ``s`` stays within these (``spec.formats.LOSS_SCALE_BOUNDS``)
 SHIFT_BOUNDS = LOSS_SCALE_BOUNDS
@@ -134,7 +134,8 @@ class FixedModel:
     def step(self, tokens, targets, state, threshold: float, lr: float) -> dict:
         """One training iteration (module docstring). Returns the forward's dict (its
         ``state`` carries on) and ``grad_shift``, ``tau``, ``lr_code`` and the LSTM backward's
-        counters (summed over the layers; ``dx_codes`` the first layer's)."""
+        counters (summed over the layers; ``gate_zeros`` per gate, ``layer_zeros`` per layer;
+        ``dx_codes`` the first layer's)."""
         f = self.formats
         fwd = self.forward(tokens, targets, state)
         B, T = fwd["tokens"].shape
@@ -145,10 +146,13 @@ class FixedModel:
         tau = model_tau(threshold_code(threshold * n, f.grad), shift, f.grad)
         dh = dh_to_state(out["dh"], shift, f)
         counts = dict.fromkeys(("pairs", "values", "zeros", "macs"), 0)
+        counts["gate_zeros"], counts["layer_zeros"] = 0, []
         for layer, lf in zip(reversed(self.layers), reversed(fwd["forwards"])):
             bw = layer.backward_update_codes(lf, dh, shift, tau, code)
-            for k in counts:
+            for k in ("pairs", "values", "zeros", "macs"):
                 counts[k] += int(bw[k])
+            counts["gate_zeros"] = counts["gate_zeros"] + bw["gate_zeros"]
+            counts["layer_zeros"].insert(0, int(bw["zeros"]))
             dh = dh_to_state(bw["dx_codes"], 0, f)      # the layer below's dh, same scale
         self.E = embedding_update(self.E, fwd["tokens"], bw["dx_codes"], shift, code, f)
         self.Wo = update_model(self.Wo, out["dWo"], 0, code, f)
@@ -211,3 +215,71 @@ def _model_train(config, corpus, progress, make_chip) -> dict:
                               lambda ids: evaluate_model(fixed, ids), progress)
     run["model"] = fixed
     return run
+
+
+def fixed_train(config: TrainConfig, corpus: Corpus | None = None, *, chip=None,
+                progress=None):
+    """:func:`golden.train.train`'s run (same data, order, resets, evaluation plan, history and
+    summary) with the whole model in fixed point, as the chip trains it: on ``chip`` (made
+    from the :class:`FixedModel` as :func:`model_train` makes it; its ``row()`` joins each
+    history row) or the fixed-point model itself. Plain SGD only (``config.optimizer`` sgd,
+    ``clip`` 0). Returns a :class:`golden.train.TrainResult`; the validation and test losses
+    are the fixed model's (a device is bit-exact with it)."""
+    config = config.replace(backend="numpy", trace_iterations=()).check()
+    if config.optimizer != "sgd" or config.clip != 0:
+        raise ValueError("the update unit runs plain SGD: --optimizer sgd --clip 0")
+    with single_thread():
+        return _fixed_train(config, corpus, chip, progress)
+
+
+def _fixed_train(config, corpus, make_chip, progress):
+    import time
+    from dataclasses import asdict
+
+    from . import lstm
+    from .train import TrainResult, _summarise, evaluation_plan, step_macs
+    corpus, data, model = setup(config, corpus)
+    fixed = FixedModel.from_float(*(v.detach().numpy().astype(np.float64)
+                                    for v in model.weights()))
+    chip = fixed if make_chip is None else make_chip(fixed)
+    V, X, H, T, B = corpus.V, config.embed, config.hidden, config.seq_len, config.batch
+    iterations = config.run_iterations(len(corpus.train))
+    eval_every, val_curve = evaluation_plan(config, corpus)
+    result = TrainResult(asdict(config), corpus.name, V)
+    state, pos, step_seconds, t_start = None, 0, 0.0, time.perf_counter()
+
+    def window(p):
+        reset = p + T + 1 > len(data)
+        p = 0 if reset else p
+        return p, data[p:p + T], data[p + 1:p + T + 1], reset
+
+    for it in range(iterations):
+        start, inp, tgt, reset = window(pos)
+        pos = start + T
+        upcoming = window(pos)[1:3] if it + 1 < iterations else None
+        t0 = time.perf_counter()
+        step = chip.step if make_chip is None else partial(chip.step, upcoming=upcoming)
+        r = step(inp, tgt, None if reset or it == 0 else state, config.dnet_threshold(),
+                 config.lr)
+        step_seconds += time.perf_counter() - t0
+        state = r["state"]
+        loss = fixed.loss_nats(r["loss_sum"], tgt.size)
+        gate = r["gate_zeros"] / max(1, r["values"] // 4)
+        total, skippable = step_macs(V, X, H, T * B, r["layer_zeros"])
+        row = {"iteration": it, "train_loss": loss, "dnet_sparsity": r["sparsity"],
+               "gate_sparsity": {g: float(z) for g, z in zip(lstm.GATES, gate)},
+               "macs_total": total, "macs_skippable": skippable, "dw_correlation": None,
+               **(chip.row() if make_chip is not None else {})}
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss})")
+        result.history.append(row)
+        if eval_every and ((it + 1) % eval_every == 0 or it + 1 == iterations):
+            result.evals.append({"iteration": it, "val_loss": evaluate_model(fixed, val_curve)})
+        if progress is not None:
+            progress(it + 1, iterations, {"loss": f"{loss:.3f}",
+                                          "sparsity": f"{r['sparsity']:.1%}"})
+    result.summary = _summarise(result.history, config, evaluate_model(fixed, corpus.valid),
+                                evaluate_model(fixed, corpus.test), step_seconds,
+                                time.perf_counter() - t_start)
+    result.model = fixed
+    return result

@@ -284,7 +284,11 @@ def plot_sweep(runs: list[dict], outdir: str | os.PathLike) -> list[str]:
         ax.set_xlabel("iteration")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:                            # nothing measured (the dW correlation of a device run)
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center",
+                    transform=ax.transAxes)
         fig.tight_layout()
         path = os.path.join(outdir, name)
         fig.savefig(path, dpi=120)

@@ -243,3 +243,35 @@ def test_two_layers_run_on_the_model_device_only(tmp_path):
                                   "2", "--out", str(tmp_path / "o"), "--no-progress"])
     assert r.exit_code != 0 and "holds one LSTM layer" in r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_train_on_the_simulated_board(text_file, tmp_path):
+    """``gateskip train --device sim``: golden training's outputs and summary, every iteration
+    bit-exact on the chip, the same losses as ``--device model`` of the same settings."""
+    args = ["train", "--optimizer", "sgd", "--clip", "0", "--lr", "2", "--hidden", "8",
+            "--embed", "4", "--seq-len", "4", "--batch", "2", "--lanes", "2", "--iterations",
+            "6", "--corpus", str(text_file), "--no-progress"]
+    runs = {}
+    for device in ("sim", "model"):
+        r = CliRunner().invoke(main, [*args, "--device", device, "--out", str(tmp_path / device),
+                                      "--json", str(tmp_path / f"{device}.json")])
+        assert r.exit_code == 0, r.output
+        runs[device] = json.loads((tmp_path / f"{device}.json").read_text())
+    sim, model = runs["sim"], runs["model"]
+    assert sim["device"]["bit_exact_iterations"] == 6 and sim["device"]["weights_bit_exact"]
+    assert sim["val_loss"] == model["val_loss"] and len(sim["history"]) == 6
+    assert [h["train_loss"] for h in sim["history"]] == [h["train_loss"] for h in model["history"]]
+    assert "ulx3s-85f" in sim["device"]["boards"] and "device" not in model or \
+        model["device"]["name"] == "model"
+    assert (tmp_path / "sim" / "sparsity.png").stat().st_size > 0
+    assert not (tmp_path / "sim" / "trace.npz").exists()
+
+
+@pytest.mark.parametrize("extra, message", [([], "--optimizer sgd --clip 0"),
+                                            (["--optimizer", "sgd", "--clip", "0", "--layers",
+                                              "2"], "holds one LSTM layer")])
+def test_train_on_a_device_refuses_what_it_cannot_run(extra, message, tmp_path):
+    r = CliRunner().invoke(main, ["train", "--device", "sim", *extra, "--out",
+                                  str(tmp_path / "o"), "--no-progress"])
+    assert r.exit_code != 0 and message in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()

@@ -6,11 +6,14 @@ import os
 
 import click
 
+from gateskip.defaults import COMPARE_DEFAULTS
 from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, THRESHOLD_SCALES, TrainConfig)
 from gateskip.golden.executor import EXECUTORS, check_executor
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
+
+from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
 from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, progress_option,
                      seed_option, setting, split_numbers)
@@ -89,18 +92,26 @@ def _default_scale(kw) -> int:
 @click.command()
 @setting("threshold", help="Sparsified-SGD threshold on |dnet| (on the scale --threshold-scale "
                            f"says). [default: {RECOMMENDED_THRESHOLD:g} on the mean scale]")
+@click.option("--device", type=click.Choice(["sim", "model"]), default=None,
+              help="Train the whole model in fixed point on the simulated board (sim: the "
+                   "whole-model build at these sizes) or on the fixed-point model; plain SGD. "
+                   "[default: the float golden model]")
+@click.option("--lanes", type=IntRange(*BUILD_LIMITS["lanes"]), default=COMPARE_DEFAULTS["lanes"],
+              show_default=True, help="MAC lanes of the --device sim board.")
 @click.option("--trace-steps", type=IntRange(0, 1000), default=3, show_default=True,
               help="Iterations recorded into trace.npz for the hardware (first, ..., last).")
 @training_options
 @out_option("out/train", "Directory for the summary, the PNG plots and trace.npz.")
 @fail_cleanly
-def train(threshold, trace_steps, out, json_path, progress, **kw):
+def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw):
     """Train the language model with sparsified SGD; write curves, a summary and traces.
 
     Writes OUT/summary.txt, OUT/trace.npz (format: gateskip.golden.trace) and PNG curves:
     OUT/sparsity.png, val_loss.png, train_loss.png, dw_correlation.png, skippable_macs.png.
     With --epochs the traced iterations spread over all the epochs (those after an early stop
-    are not recorded).
+    are not recorded). With --device the same run, the same outputs but the trace (and
+    dW correlation), in the chip's fixed point, on the simulated board or the fixed-point
+    model; the JSON adds the device's figures under "device".
     """
     from gateskip.golden import sweep as sweep_mod
     from gateskip.golden.train import train as run_train
@@ -110,7 +121,11 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
         threshold = RECOMMENDED_THRESHOLD * _default_scale(kw)
     config, corpus = _config(threshold=threshold, **kw)
     iterations = config.run_iterations(len(corpus.train))
-    n = min(trace_steps, max(iterations, 1)) if config.layers == 1 else 0   # one layer's
+    if device is not None:
+        from gateskip.device_train import check
+        check(config, device)
+    # traces: the float run's, of one layer
+    n = min(trace_steps, max(iterations, 1)) if config.layers == 1 and device is None else 0
     traces = sorted({round(k * (iterations - 1) / max(n - 1, 1)) for k in range(n)}) if n else []
     config = config.replace(trace_iterations=tuple(traces)).check()
     check_outdir(out)
@@ -119,9 +134,17 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
                     "summary": os.path.join(out, "summary.txt"),
                     **{name: os.path.join(out, name) for name in sweep_mod.PLOTS.values()}})
     out = make_outdir(out)
-    bar = Progress(f"train threshold {config.threshold:g}", progress)
+    bar = Progress(f"train threshold {config.threshold:g}"
+                   + (f" on {device}" if device else ""), progress)
+    figures = None
     try:
-        result = run_train(config, corpus, progress=bar)
+        if device is None:
+            result = run_train(config, corpus, progress=bar)
+        else:
+            from gateskip.device_train import train_on_device
+            result, figures = train_on_device(config, corpus, device, lanes=lanes,
+                                              progress=bar,
+                                              build_progress=Progress("build", progress))
     finally:
         bar.close()
     runs = [sweep_mod.run_row(result, result.summary["val_loss"])]
@@ -133,12 +156,21 @@ def train(threshold, trace_steps, out, json_path, progress, **kw):
     with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(text + "\n")
     write_json(json_path, {"config": result.config, "corpus": result.corpus, "vocab": result.vocab,
-                           **runs[0]})
+                           **runs[0], **({"device": {"name": device, **figures}}
+                                         if device else {})})
     s = result.summary
     click.echo(text)
     unit = f"{s['val_bpc']:.3f} bits/char" if "val_bpc" in s else f"ppl {s['val_perplexity']:.1f}"
     click.echo(f"validation {s['val_loss']:.4f} nats/symbol ({unit}); "
-               f"{1000 * s['seconds_per_iteration']:.1f} ms/iteration ({config.backend})")
+               f"{1000 * s['seconds_per_iteration']:.1f} ms/iteration "
+               f"({device + ' device' if device else config.backend})")
+    if figures:
+        for name, b in figures["boards"].items():
+            click.echo(f"{name}: {b['board_seconds_per_iteration'] * 1e3:.2f} ms per iteration, "
+                       f"accelerator busy {b['accelerator_busy_fraction']:.1%}")
+        click.echo(f"bit-exact with the fixed-point model in {figures['bit_exact_iterations']} "
+                   f"of {s['iterations']} iterations; {figures['link_bytes_per_iteration']:.0f} "
+                   f"link bytes per iteration")
     if config.epochs:
         click.echo(f"{s['epochs_run']} of {config.epochs} epochs"
                    f"{' (stopped early)' if s['stopped_early'] else ''}, {s['iterations']} "
