@@ -188,12 +188,13 @@ class Backward(wiring.Component):
                 self.bank.running.eq(Cat(running, *(u.busy for u in self._units())).any()),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
-                upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr),
-                upd.shift.eq(regs.update_shift), gather.start.eq(ph.upd_start),
+                upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr), gather.start.eq(ph.upd_start),
                 ph.upd_busy.eq(upd.busy | gather.busy),      # they share no memory
             ]
             if self.model:
                 self._model(m)
+            else:
+                m.d.comb += upd.shift.eq(regs.update_shift)
         else:
             m.d.comb += self.bank.running.eq(running)
 

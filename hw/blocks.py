@@ -22,7 +22,7 @@ from .threshold import ThresholdUnit
 from .top import AcceleratorTop
 from .update import UpdateUnit
 
-__all__ = ["Block", "BLOCKS", "make", "check", "training_build"]
+__all__ = ["Block", "BLOCKS", "make", "check", "training_build", "model_build"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ def _check_layer(**params):
     Backward.check(AccelConfig(train=True, **params))
 
 
+def model_build(**params) -> Backward:
+    """The whole-model build (``AccelConfig.vocab``) of ``params``."""
+    return Backward(train=True, **params)
+
+
 def _check_top(divisor, max_payload, **params):
     AcceleratorTop.check(AccelConfig(**params), divisor=divisor, max_payload=max_payload)
 
@@ -82,6 +87,9 @@ BLOCKS = {
     "layer": Block(training_build, AccelConfig.defaults(),
                    "training build: forward, backward and update on resident weights and state",
                    _check_layer),
+    "model": Block(model_build, {**AccelConfig.defaults(), "vocab": 50},
+                   "whole-model build: embedding, LSTM layer, output layer, softmax and loss "
+                   "train on the chip, tokens in", _check_layer),
     "top": Block(AcceleratorTop, {**AccelConfig.defaults(), "divisor": 4, "max_payload": 512},
                  "the backward accelerator behind its UART host link (a board's top)",
                  _check_top),

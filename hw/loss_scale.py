@@ -77,10 +77,13 @@ class LossScale(wiring.Component):
 
         # -- max pass: one word a cycle, |dh| of its lanes (the last word's past H masked) --------
         top = Signal(da.width)                      # |most negative| fits unsigned
-        v1, last1 = Signal(), Signal()
+        v1 = Signal()
         reading = (state == _State.MAX) & (n < NH)
-        m.d.sync += [v1.eq(reading), last1.eq(n == NH - 1)]
+        m.d.sync += v1.eq(reading)
         tail = H - (NH - 1) * L                     # lanes of the last word in use
+        if tail < L:                                # a last word partly past H
+            last1 = Signal()
+            m.d.sync += last1.eq(n == NH - 1)
         mags = []
         for l in range(L):
             x = self.dho_rd.data[l]
@@ -118,7 +121,7 @@ class LossScale(wiring.Component):
         m.d.comb += [wide.eq(x << -r_lo), amount.eq(hi - self.shift)]
         half = (Const(1, hi - lo + 2) << amount) >> 1
         scaled = (wide + half) >> amount
-        dh_addr = Signal.like(dh_base)
+        dh_addr = Signal(len(self.dh_wr.addr))
         m.d.sync += dh_addr.eq(dh_base + n)
         m.d.comb += [self.dh_wr.addr.eq(dh_addr), self.dh_wr.en.eq(w1),
                      self.dh_wr.data.eq(saturate(scaled, st.width))]

@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.registers import COUNTERS, REGISTERS, built, counters
+from ..spec.registers import COUNTERS, MODEL_ONLY_FIELDS, REGISTERS, built, counters
 
 __all__ = ["RegisterFile", "reg_signature"]
 
@@ -54,8 +54,11 @@ class RegisterFile(wiring.Component):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         self.config = config
         cw = config.counter_width if counter_width is None else counter_width
+        #: the CTRL fields the build has (BANK in whole-model builds only)
+        self.ctrl_fields = {name: bit for name, bit in _ctrl().fields.items()
+                            if config.vocab or name not in MODEL_ONLY_FIELDS["CTRL"]}
         members = {"bus": In(reg_signature()), "idle": In(1),
-                   **{name.lower(): Out(1) for name in _ctrl().fields}}
+                   **{name.lower(): Out(1) for name in self.ctrl_fields}}
         self.registers = built(config)
         for reg in self.registers:
             name = reg.name.lower()
@@ -84,7 +87,7 @@ class RegisterFile(wiring.Component):
         ctrl = _ctrl()
         ctrl_write = bus.we & (bus.addr == ctrl.address)
         m.d.comb += self.clear.eq(ctrl_write & w[ctrl.fields["CLEAR"]])
-        for name, bit in ctrl.fields.items():      # BANK: a level with the command's strobe
+        for name, bit in self.ctrl_fields.items():   # BANK: a level with the command's strobe
             if name not in _COMMANDS and name != "CLEAR":
                 m.d.comb += getattr(self, name.lower()).eq(ctrl_write & w[bit])
         earlier = Const(0, 1)                    # the commands: one at a time, by priority

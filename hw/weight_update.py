@@ -76,9 +76,11 @@ class WeightUpdate(wiring.Component):
         j_out = Signal(range(rows + 1))
         read_w, read_b = running & (n < words), running & (j < rows)
         valid_w, valid_b = Signal(), Signal()
-        gate = Signal(2)
-        m.d.sync += [valid_w.eq(read_w), valid_b.eq(read_b), gate.eq(j[:2])]
+        m.d.sync += [valid_w.eq(read_w), valid_b.eq(read_b)]
         per_gate = self.layer == "lstm"            # DB: four gates a word; DBO: one
+        if per_gate:
+            gate = Signal(2)
+            m.d.sync += gate.eq(j[:2])
         with m.If(read_w):
             m.d.sync += n.eq(n + 1)
         with m.If(read_b):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Register", "REGISTERS", "FIELDS", "COUNTERS", "MODEL_ONLY", "ADDRESS", "by_name",
+__all__ = ["Register", "REGISTERS", "FIELDS", "COUNTERS", "MODEL_ONLY", "MODEL_ONLY_FIELDS",
+           "NOT_MODEL", "ADDRESS", "by_name",
            "bit", "built", "counters", "python_constants", "markdown_table"]
 
 
@@ -37,7 +38,8 @@ class Register:
 
     def built(self, cfg) -> bool:
         """Whether a build of ``cfg`` has it (an address without a register reads 0)."""
-        return self.name not in MODEL_ONLY or bool(getattr(cfg, "vocab", 0))
+        model = bool(getattr(cfg, "vocab", 0))
+        return (self.name not in MODEL_ONLY or model) and not (model and self.name in NOT_MODEL)
 
     def resolve(self, value, cfg) -> int:
         """An int, ``"attr"`` / ``"attr-1"`` of ``cfg``, or ``"fmt.max"`` (the largest code of
@@ -79,6 +81,10 @@ COUNTERS = {
     "BUSY_CYCLES": "cycles a command ran, STATUS.BUSY (whole-model builds)",
 }
 
+#: registers a whole-model build does not have: it derives them from THRESHOLD and LOSS_SHIFT
+NOT_MODEL = ("TAU", "UPDATE_SHIFT")
+#: bit fields of whole-model builds only, by register
+MODEL_ONLY_FIELDS = {"CTRL": ("BANK",)}
 #: registers of whole-model builds only (``AccelConfig.vocab``)
 MODEL_ONLY = ("OUTPUT_CYCLES", "SCALE_CYCLES", "EMBED_CYCLES", "OUTPUT_VALUES", "OUTPUT_ZEROS",
               "OUTPUT_MACS", "BUSY_CYCLES", "LOSS", "LOSS_HI", "LOSS_SHIFT", "THRESHOLD",
@@ -100,7 +106,8 @@ REGISTERS = [
                                   "FORWARD's activations await their TRAIN (cleared by TRAIN and "
                                   "by a host write to A or ACT)",
              fields={"BUSY": 0, "DONE": 1, "ERROR": 2, "CACHED": 3}),
-    Register("TAU", 0x02, "rw", "threshold: |dnet| < TAU -> 0, in dnet's scaled code units",
+    Register("TAU", 0x02, "rw", "threshold: |dnet| < TAU -> 0, in dnet's scaled code units "
+                                "(not in whole-model builds: they derive it)",
              width="grad"),
     Register("MODE", 0x03, "rw", "DENSE: issue every dnet (no skipping); SINGLE: run only step "
                                  "STEP of each sequence", fields={"DENSE": 0, "SINGLE": 1}),
@@ -122,7 +129,8 @@ REGISTERS = [
              param="train"),
     Register("UPDATE_SHIFT", 0x0E, "rw", "right shift of the update's lr * dW product, 0 .. 63 "
                                          "(dw.frac + grad_shift + lr.frac - master.frac); "
-                                         "whole-model builds derive it from LOSS_SHIFT",
+                                         "not in whole-model builds: they derive it from "
+                                         "LOSS_SHIFT",
              lo=0, hi=63, width=6),
     Register("VOCAB", 0x0F, "r", "V (build parameter): 0, or the vocabulary of a whole-model "
                                  "build", param="vocab"),
