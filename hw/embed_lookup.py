@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.config import AccelConfig
+from ..spec.config import AccelConfig, check_config
 from .mac_array import const_mul
 from .memory_bank import run_ports
 
@@ -40,10 +40,7 @@ class EmbedLookup(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, ports: dict):
-        if not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
-        if not config.vocab:
-            raise ValueError("the embedding needs a whole-model build (vocab >= 2)")
+        check_config(config, model="the embedding")
         self.config, self.ports = config, ports
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.config import AccelConfig
+from ..spec.config import AccelConfig, check_config
 from .mac_array import const_mul
 from .memory_bank import run_ports
 from .update import SHIFT_WIDTH, UpdateUnit
@@ -47,10 +47,7 @@ class EmbeddingUpdate(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, ports: dict):
-        if not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
-        if not config.vocab:
-            raise ValueError("the embedding needs a whole-model build (vocab >= 2)")
+        check_config(config, model="the embedding")
         f = config.formats
         UpdateUnit.check_parameters(f)
         if f.da.width > f.dw.width:

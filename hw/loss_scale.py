@@ -5,7 +5,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.config import AccelConfig
+from ..spec.config import AccelConfig, check_config
 from ..spec.formats import LOSS_SCALE_BOUNDS, LOSS_SCALE_HEADROOM
 from .fixedpoint import saturate
 from .mac_array import const_mul
@@ -47,8 +47,7 @@ class LossScale(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, ports: dict):
-        if not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
+        check_config(config, model="the loss scale")
         self.config, self.ports = config, ports
         lo, hi = LOSS_SCALE_BOUNDS
         T, B = config.max_seq, config.max_batch

@@ -7,7 +7,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..spec.config import AccelConfig
+from ..spec.config import AccelConfig, check_config
 from .dot import DotUnit
 from .fixedpoint import round_half_up, saturate
 from .mac_array import MacArray, Use, const_mul
@@ -76,10 +76,7 @@ class OutputLayer(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, ports: dict):
-        if not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
-        if not config.vocab:
-            raise ValueError("the output layer needs a whole-model build (vocab >= 2)")
+        check_config(config, model="the output layer")
         f = config.formats
         DotUnit.check_parameters(config.lanes, f, "logit")
         SoftmaxUnit.check_parameters(config.vocab, f)

@@ -5,7 +5,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..spec.config import AccelConfig
+from ..spec.config import AccelConfig, check_config
 from .memory_bank import run_ports
 from .update import SHIFT_WIDTH, UpdateUnit
 
@@ -36,12 +36,9 @@ class WeightUpdate(wiring.Component):
     """
 
     def __init__(self, config: AccelConfig, ports: dict, layer: str = "lstm"):
-        if not isinstance(config, AccelConfig):
-            raise TypeError(f"config must be an AccelConfig, not {config!r}")
         if layer not in LAYERS:
             raise ValueError(f"layer must be one of {', '.join(LAYERS)}, not {layer!r}")
-        if layer == "output" and not config.vocab:
-            raise ValueError("the output layer's update needs a whole-model build (vocab >= 2)")
+        check_config(config, model="the output layer's update" if layer == "output" else None)
         UpdateUnit.check_parameters(config.formats)
         self.config, self.ports, self.layer = config, ports, layer
         self.names = dw, wm, w, db, bm = LAYERS[layer]

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from .formats import FORMATS, Formats
 from .limits import LIMITS, MAX_LANES, WORD_WIDTH
 
-__all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "LIMITS", "SMALL_DEVICE"]
+__all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "LIMITS", "SMALL_DEVICE",
+           "check_config"]
 
 #: the build parameters a host can read back from the registers (sizes, not options)
 PARAMS = ("hidden", "inputs", "lanes", "max_seq", "max_batch")
@@ -159,6 +160,16 @@ class AccelConfig:
         """The sizes' defaults, :data:`PARAMS` only."""
         d = asdict(cls())
         return {name: d[name] for name in PARAMS}
+
+
+def check_config(config, model: str | None = None) -> "AccelConfig":
+    """``config`` if it is an :class:`AccelConfig` (``TypeError`` otherwise) and, with
+    ``model`` (what needs it, for the message), a whole-model build (``ValueError``)."""
+    if not isinstance(config, AccelConfig):
+        raise TypeError(f"config must be an AccelConfig, not {config!r}")
+    if model is not None and not config.vocab:
+        raise ValueError(f"{model} needs a whole-model build (vocab >= 2)")
+    return config
 
 
 #: options that fit the accelerator into an iCE40 UP5K (the iCEBreaker: 5280 LCs, 30 EBR,
