@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "BLOCK_NAMES"]
 
 #: gateskip.hw.blocks.BLOCKS' names, here so that --help needs no Amaranth (a test keeps them equal)
 BLOCK_NAMES = ["threshold", "activation", "dot", "cell", "forward_pipe", "update", "softmax",
-               "compactor", "mac_array", "core", "backward", "layer", "top"]
+               "compactor", "mac_array", "core", "backward", "layer", "model", "top"]
 
 
 @click.command()
