@@ -22,7 +22,7 @@ from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
 from .gate_grad import GateGradUnit
 from .loss_scale import LossScale
-from .mac_array import MacArray, Use, const_mul
+from .mac_array import MacArray, Use, const_mul, wire_ports
 from .memory_bank import MemoryBank, mem_port_signature
 from .output_layer import OutputLayer
 from .phases import PhaseControl
@@ -234,16 +234,9 @@ class Backward(wiring.Component):
                      bank.dc_wr.data.eq(ew.o.payload.dc_prev)]
 
         # the array's memory ports: A and DA relative to the step's vectors
-        vec_base = ctl.vec_base
-        for port, name, base in ((arr.a_rd, "a", vec_base), (arr.w_rd, "w", 0),
-                                 (arr.dw_rd, "dw", 0), (arr.da_rd, "da", vec_base)):
-            bank_port = getattr(bank, f"{name}_rd")
-            m.d.comb += [bank_port.addr.eq(base + port.addr), bank_port.en.eq(port.en),
-                         port.data.eq(bank_port.data)]
-        for port, name, base in ((arr.dw_wr, "dw", 0), (arr.da_wr, "da", vec_base)):
-            bank_port = getattr(bank, f"{name}_wr")
-            m.d.comb += [bank_port.addr.eq(base + port.addr), bank_port.en.eq(port.en),
-                         bank_port.data.eq(port.data)]
+        wire_ports(m, arr, {n: getattr(bank, n) for n in ("a_rd", "w_rd", "dw_rd", "da_rd",
+                                                          "dw_wr", "da_wr")},
+                   {"a": ctl.vec_base, "da": ctl.vec_base})
 
         # a step ends when everything behind the fetch is idle
         m.d.comb += ctl.drained.eq(fetch.done & ~ew.busy & ~thr.o.valid & ~cmp.busy &

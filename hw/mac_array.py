@@ -12,7 +12,7 @@ from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
 from .fixedpoint import clamp, round_half_up
 
-__all__ = ["Use", "MacArray", "const_mul"]
+__all__ = ["Use", "MacArray", "const_mul", "wire_ports"]
 
 COUNTER_WIDTH = 32
 
@@ -34,6 +34,21 @@ def const_mul(value, constant: int):
     for t in terms[1:]:
         out = out + t
     return out
+
+
+def wire_ports(m, array, targets: dict, bases: dict | None = None):
+    """Connect memory ports of ``array`` (a :class:`MacArray`) to ``targets`` (``{"dw_rd":
+    port, ...}``, by the array's port names), each address offset by ``bases[memory]``
+    (``{"da": vec_base}``; 0 for the others)."""
+    bases = bases or {}
+    for name, target in targets.items():
+        port = getattr(array, name)
+        m.d.comb += [target.addr.eq(bases.get(name[:-3], 0) + port.addr),
+                     target.en.eq(port.en)]
+        if name.endswith("_rd"):
+            m.d.comb += port.data.eq(target.data)
+        else:
+            m.d.comb += target.data.eq(port.data)
 
 
 class MacArray(wiring.Component):

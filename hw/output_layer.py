@@ -10,7 +10,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import AccelConfig, check_config
 from .dot import DotUnit
 from .fixedpoint import round_half_up, saturate
-from .mac_array import MacArray, Use, const_mul
+from .mac_array import MacArray, Use, const_mul, wire_ports
 from .memory_bank import run_ports
 from .softmax import SoftmaxUnit
 
@@ -149,14 +149,8 @@ class OutputLayer(wiring.Component):
             m.d.comb += [self.ho_rd.addr.eq(ho_base + c), self.ho_rd.en.eq(take),
                          self.wo_rd.addr.eq(wo_addr), self.wo_rd.en.eq(take)]
         m.d.comb += [arr.a_rd.data.eq(self.ho_rd.data), arr.w_rd.data.eq(self.wo_rd.data)]
-        for port, name, base in ((arr.dw_rd, "dwo", 0), (arr.da_rd, "dho", vec_base)):
-            mem = getattr(self, f"{name}_rd")
-            m.d.comb += [mem.addr.eq(base + port.addr), mem.en.eq(port.en),
-                         port.data.eq(mem.data)]
-        for port, name, base in ((arr.dw_wr, "dwo", 0), (arr.da_wr, "dho", vec_base)):
-            mem = getattr(self, f"{name}_wr")
-            m.d.comb += [mem.addr.eq(base + port.addr), mem.en.eq(port.en),
-                         mem.data.eq(port.data)]
+        wire_ports(m, arr, {"dw_rd": self.dwo_rd, "da_rd": self.dho_rd, "dw_wr": self.dwo_wr,
+                            "da_wr": self.dho_wr}, {"da": vec_base})
 
         # -- the loss, summed ------------------------------------------------------------------
         m.d.comb += sm.loss.ready.eq(1)
