@@ -122,17 +122,16 @@ class DeviceModel:
         want = self.twin.step(tokens, targets, state, threshold, lr)
         self.pending = want
         self.iterations += 1
-        for name, key in (("ZEROS", "zeros"), ("VALUES", "values")):
-            self.twin_counts[name] += int(want[key])
-        self.twin_counts["OUTPUT_ZEROS"] += int((want["dlogit"] == 0).sum())
-        self.twin_counts["OUTPUT_VALUES"] += int(want["dlogit"].size)
+        out_zeros = int((want["dlogit"] == 0).sum())
+        for name, value in (("ZEROS", want["zeros"]), ("VALUES", want["values"]),
+                            ("OUTPUT_ZEROS", out_zeros), ("OUTPUT_VALUES", want["dlogit"].size)):
+            self.twin_counts[name] += int(value)
         before_bytes, before_cycles = self._bytes, self._cycles
         self._mark()
         self._row = {"link_bytes": (self._bytes - before_bytes) if self.link else None,
                      "board_cycles": (self._cycles - before_cycles) if self.board_stats
                      else None,
-                     "zeros": int(want["zeros"]),
-                     "output_zeros": int((want["dlogit"] == 0).sum())}
+                     "zeros": int(want["zeros"]), "output_zeros": out_zeros}
         return want
 
     def row(self) -> dict:

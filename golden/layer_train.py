@@ -26,7 +26,7 @@ from .config import TrainConfig
 from .corpus import Corpus
 from .layer import FixedLayer
 from .train import (_softmax_xent, evaluate, evaluation_plan, evaluation_windows, numpy_step,
-                    setup, single_thread)
+                    setup, single_thread, training_windows)
 
 __all__ = ["layer_train", "evaluate_fixed", "train_against_float"]
 
@@ -112,20 +112,12 @@ def train_against_float(config: TrainConfig, corpus: Corpus, data, model, fixed_
     opt = torch.optim.SGD(model.weights(), lr=config.lr)
     eval_every, val_curve = evaluation_plan(config, corpus)
     T = config.seq_len
-    rows, state_f, pos = [], None, 0
+    rows, state_f = [], None
     t0, float_seconds = time.perf_counter(), 0.0
-    def window(p):
-        """The window from position ``p``: ``(start, inputs, targets, reset)``."""
-        reset = p + T + 1 > len(data)
-        p = 0 if reset else p
-        return p, data[p:p + T], data[p + 1:p + T + 1], reset
-
-    for it in range(config.iterations):
-        start, inp, tgt, reset = window(pos)
+    for it, (inp, tgt, reset, upcoming) in enumerate(
+            training_windows(data, T, config.iterations)):
         if reset:
             state_f = None
-        pos = start + T
-        upcoming = window(pos)[1:3] if it + 1 < config.iterations else None
         t_float = time.perf_counter()
         opt.zero_grad(set_to_none=True)                           # float
         loss_f, dnet_f, _, state_f = numpy_step(model, torch.from_numpy(inp),

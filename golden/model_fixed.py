@@ -237,7 +237,7 @@ def _fixed_train(config, corpus, make_chip, progress):
     from dataclasses import asdict
 
     from . import lstm
-    from .train import TrainResult, _summarise, evaluation_plan, step_macs
+    from .train import TrainResult, _summarise, evaluation_plan, step_macs, training_windows
     corpus, data, model = setup(config, corpus)
     fixed = FixedModel.from_float(*(v.detach().numpy().astype(np.float64)
                                     for v in model.weights()))
@@ -246,17 +246,8 @@ def _fixed_train(config, corpus, make_chip, progress):
     iterations = config.run_iterations(len(corpus.train))
     eval_every, val_curve = evaluation_plan(config, corpus)
     result = TrainResult(asdict(config), corpus.name, V)
-    state, pos, step_seconds, t_start = None, 0, 0.0, time.perf_counter()
-
-    def window(p):
-        reset = p + T + 1 > len(data)
-        p = 0 if reset else p
-        return p, data[p:p + T], data[p + 1:p + T + 1], reset
-
-    for it in range(iterations):
-        start, inp, tgt, reset = window(pos)
-        pos = start + T
-        upcoming = window(pos)[1:3] if it + 1 < iterations else None
+    state, step_seconds, t_start = None, 0.0, time.perf_counter()
+    for it, (inp, tgt, reset, upcoming) in enumerate(training_windows(data, T, iterations)):
         t0 = time.perf_counter()
         step = chip.step if make_chip is None else partial(chip.step, upcoming=upcoming)
         r = step(inp, tgt, None if reset or it == 0 else state, config.dnet_threshold(),

@@ -44,7 +44,8 @@ from .metrics import normalised_inner_product
 
 __all__ = ["TrainConfig", "LanguageModel", "train", "step_macs", "normalised_inner_product",
            "BACKENDS", "OPTIMIZERS", "setup", "make_optimizer", "numpy_step", "evaluation_plan",
-           "single_thread", "evaluate", "numpy_model_forward", "numpy_gradients"]
+           "single_thread", "evaluate", "numpy_model_forward", "numpy_gradients",
+           "training_windows"]
 
 
 class LanguageModel(torch.nn.Module):
@@ -186,6 +187,23 @@ def numpy_gradients(params, ids, targets, state, threshold, exact=False):
 def _batchify(ids: np.ndarray, batch: int) -> np.ndarray:
     n = len(ids) // batch
     return ids[: n * batch].reshape(batch, n).T.copy()  # (n, batch): one stream per column
+
+
+def training_windows(data: np.ndarray, seq_len: int, iterations: int):
+    """The windows a fixed-point run beside float training takes from ``data`` (``(n, batch)``
+    symbol ids): per iteration ``(inputs, targets, reset, upcoming)``, ``seq_len`` steps each,
+    back to the start (``reset``: the recurrent state restarts) when the next would run past
+    the end; ``upcoming`` the next iteration's ``(inputs, targets)``, ``None`` after the last."""
+    def window(p):
+        reset = p + seq_len + 1 > len(data)
+        p = 0 if reset else p
+        return p, data[p:p + seq_len], data[p + 1:p + seq_len + 1], reset
+
+    pos = 0
+    for it in range(iterations):
+        start, inp, tgt, reset = window(pos)
+        pos = start + seq_len
+        yield inp, tgt, reset, (window(pos)[1:3] if it + 1 < iterations else None)
 
 
 def evaluation_windows(ids: np.ndarray, batch: int = 256, window: int = 128):

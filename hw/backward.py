@@ -185,7 +185,8 @@ class Backward(wiring.Component):
                 regs.status[STATUS["CACHED"]].eq(ph.cached),
                 ph.cache_written.eq(host.we & ~ph.busy &
                                     Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
-                self.bank.running.eq(Cat(running, *(u.busy for u in self._units())).any()),
+                self.bank.running.eq(Cat(running,
+                                         *(u.busy for u in self._units().values())).any()),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
                 upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr), gather.start.eq(ph.upd_start),
@@ -244,12 +245,12 @@ class Backward(wiring.Component):
         self._counters(m)
         return m
 
-    def _units(self):
+    def _units(self) -> dict:
         """The training build's units beside the backward, by submodule name."""
         names = ("forward", "update", "gather") if self.config.train else ()
         if self.model:
             names += ("embed", "output", "scale", "embed_update", "out_update")
-        return [getattr(self, n) for n in names]
+        return {n: getattr(self, n) for n in names}
 
     def _model(self, m):
         """A whole-model build: its units' commands, sizes, rates and shifts, its tau and its
@@ -309,10 +310,9 @@ class Backward(wiring.Component):
         backward); returns the backward's view: a namespace with a port per name, as the bank
         has."""
         units = self._units()
-        names = ("forward", "update", "gather", "embed", "output", "scale", "embed_update",
-                 "out_update")
-        for name, unit in zip(names, units):
+        for name, unit in units.items():
             m.submodules[name] = unit
+        units = list(units.values())
         bank, view = self.bank, SimpleNamespace()
         for name, member in bank.signature.members.items():
             if not name.endswith(("_rd", "_wr")):

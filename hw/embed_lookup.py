@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import AccelConfig, check_config
 from .mac_array import const_mul
 from .memory_bank import run_ports
+from .symbols import next_symbol
 
 __all__ = ["EmbedLookup", "READS", "WRITES", "cycles"]
 
@@ -86,10 +87,6 @@ class EmbedLookup(wiring.Component):
             with m.If(c < NX):
                 m.d.sync += c.eq(c + 1)
             with m.Else():
-                with m.If(last_symbol):
-                    m.d.sync += state.eq(_State.IDLE)
-                with m.Elif(t == self.seq_len - 1):
-                    m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
-                with m.Else():
-                    m.d.sync += [t.eq(t + 1), state.eq(_State.SETUP)]
+                next_symbol(m, state, b=b, t=t, seq_len=self.seq_len, last=last_symbol,
+                            setup=_State.SETUP, done=_State.IDLE)
         return m

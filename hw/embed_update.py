@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import AccelConfig, check_config
 from .mac_array import const_mul
 from .memory_bank import run_ports
+from .symbols import next_symbol
 from .update import SHIFT_WIDTH, UpdateUnit
 
 __all__ = ["EmbeddingUpdate", "READS", "WRITES", "cycles"]
@@ -116,10 +117,6 @@ class EmbeddingUpdate(wiring.Component):
             with m.If(c < NX):
                 m.d.sync += c.eq(c + 1)
             with m.Elif(c_out == NX):
-                with m.If(last_symbol):
-                    m.d.sync += state.eq(_State.IDLE)
-                with m.Elif(t == 0):
-                    m.d.sync += [b.eq(b + 1), t.eq(self.seq_len - 1), state.eq(_State.SETUP)]
-                with m.Else():
-                    m.d.sync += [t.eq(t - 1), state.eq(_State.SETUP)]
+                next_symbol(m, state, b=b, t=t, seq_len=self.seq_len, last=last_symbol,
+                            setup=_State.SETUP, done=_State.IDLE, descending=True)
         return m

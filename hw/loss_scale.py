@@ -10,6 +10,7 @@ from ..spec.formats import LOSS_SCALE_BOUNDS, LOSS_SCALE_HEADROOM
 from .fixedpoint import saturate
 from .mac_array import const_mul
 from .memory_bank import run_ports
+from .symbols import next_symbol
 
 __all__ = ["LossScale", "READS", "WRITES", "cycles"]
 
@@ -129,16 +130,9 @@ class LossScale(wiring.Component):
                      self.dho_rd.en.eq(reading | ((state == _State.COPY) & (n < H)))]
 
         # -- sequencing --------------------------------------------------------------------------
-        def next_symbol():
-            with m.If(last_symbol):
-                with m.If(copy):
-                    m.d.sync += state.eq(_State.IDLE)
-                with m.Else():
-                    m.d.sync += state.eq(_State.SHIFT)
-            with m.Elif(t == self.seq_len - 1):
-                m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
-            with m.Else():
-                m.d.sync += [t.eq(t + 1), state.eq(_State.SETUP)]
+        def to_next():
+            next_symbol(m, state, b=b, t=t, seq_len=self.seq_len, last=last_symbol,
+                        setup=_State.SETUP, done=Mux(copy, _State.IDLE, _State.SHIFT))
 
         with m.If(state == _State.IDLE):
             with m.If(self.start):
@@ -153,7 +147,7 @@ class LossScale(wiring.Component):
             with m.If(n < NH):
                 m.d.sync += n.eq(n + 1)
             with m.Else():
-                next_symbol()
+                to_next()
         with m.Elif(state == _State.SHIFT):
             with m.If(~v1):                         # the last word's max is in
                 m.d.sync += [self.shift.eq(Mux(top == 0, hi, Mux(raw < lo, lo,
@@ -167,5 +161,5 @@ class LossScale(wiring.Component):
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
             with m.Elif(~w1):
-                next_symbol()
+                to_next()
         return m

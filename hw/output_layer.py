@@ -13,6 +13,7 @@ from .fixedpoint import round_half_up, saturate
 from .mac_array import MacArray, Use, const_mul, wire_ports
 from .memory_bank import run_ports
 from .softmax import SoftmaxUnit
+from .symbols import next_symbol
 
 __all__ = ["OutputLayer", "READS", "WRITES", "SYMBOL_OVERHEAD", "cycles"]
 
@@ -191,12 +192,8 @@ class OutputLayer(wiring.Component):
         with m.Elif(state == _State.ROWS):
             # the symbol ends when every dlogit is taken and the array has written the last
             with m.If((vo == V) & ~arr.busy & ~arr.cmd.valid & ~db_valid):
-                with m.If(last_symbol):
-                    m.d.sync += state.eq(_State.IDLE)
-                with m.Elif(t == self.seq_len - 1):
-                    m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
-                with m.Else():
-                    m.d.sync += [t.eq(t + 1), state.eq(_State.SETUP)]
+                next_symbol(m, state, b=b, t=t, seq_len=self.seq_len, last=last_symbol,
+                            setup=_State.SETUP, done=_State.IDLE)
 
         # -- counters ---------------------------------------------------------------------------
         m.d.comb += [arr.clear.eq(self.clear), self.pairs.eq(arr.commands),

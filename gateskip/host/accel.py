@@ -327,13 +327,6 @@ class ModelHost(LayerHost):
             self._settings[name] = value
         return bool(changed)
 
-    def needs_configure(self, **settings) -> bool:
-        """Whether :meth:`configure` with these settings would write a register."""
-        want = {"SEQ_LEN": settings["seq_len"], "BATCH": settings["batch"],
-                "THRESHOLD": settings.get("threshold", 0), "LR": settings.get("lr", 1),
-                "MODE": bit("MODE", *(["DENSE"] if settings.get("dense") else []))}
-        return any(self._settings.get(k) != v for k, v in want.items())
-
     async def start(self, command: str, bank: int = 0) -> None:
         """``CTRL``'s ``command`` (``TRAIN`` or ``FORWARD``) on token bank ``bank``, without
         waiting for its end."""
