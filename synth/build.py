@@ -9,7 +9,9 @@ one dictionary. Nothing here guesses a figure: every number comes from a tool's 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -90,14 +92,44 @@ def _overfull(pnr_log: str) -> list[str]:
     return out
 
 
+def _stopped(stage: str, seconds: float, pnr_log: Path, log_path: Path) -> BuildError:
+    """The error of a build stopped after ``seconds``: where it was, and for a router that had
+    not converged, its last iteration's figures from nextpnr's log."""
+    minutes = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+    text = pnr_log.read_text(errors="replace") if pnr_log.exists() else ""
+    iters = re.findall(r"iter=\s*(\d+)\s+wires=\s*(\d+)\s+overused=\s*(\d+)\s+overuse=\s*(\d+)",
+                       text)
+    if stage == "nextpnr" and iters:
+        it, wires, over, overuse = iters[-1]
+        message = (f"router2 had not routed the design after {it} iterations and {minutes}: "
+                   f"{over} wires still overused (iter={it} wires={wires} overused={over} "
+                   f"overuse={overuse}); stopped")
+        stage = "nextpnr (routing, stopped)"
+    else:
+        message = f"{stage} had not finished after {minutes}; stopped"
+        stage = f"{stage} (stopped)"
+    return BuildError(f"{message} (log: {log_path.parent})", stage=stage, tool_message=message,
+                      log=str(log_path.parent))
+
+
+def _placement_fmax(pnr_log: Path) -> float | None:
+    """nextpnr's first Fmax estimate (after placement) from its log, or None."""
+    text = pnr_log.read_text(errors="replace") if pnr_log.exists() else ""
+    m = re.search(r"Max frequency for clock [^:]*: ([\d.]+) MHz", text)
+    return float(m.group(1)) if m else None
+
+
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
-              name: str = "top", progress=None, **overrides) -> Path:
+              name: str = "top", progress=None, timeout: float | None = None,
+              **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``. ``progress(stage)`` is called
     with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as the build moves on.
-    Raises :class:`BuildError` with the tool's own message on failure.
+    Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
+    seconds have passed, stops the tools and raises one that says where they were (for a
+    router that had not converged: its overused wires).
     """
     env = toolchain_env(board.family, system)
     build_dir = Path(build_dir)
@@ -112,16 +144,27 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     stage = "yosys"
     if progress:
         progress(stage)
+    t0 = time.monotonic()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=root, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        while proc.poll() is None:
-            i = order.index(stage)
-            if i + 1 < len(order) and markers[order[i + 1]].exists():
-                stage = order[i + 1]
-                if progress:
-                    progress(stage)
-            time.sleep(0.5)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while proc.poll() is None:
+                i = order.index(stage)
+                if i + 1 < len(order) and markers[order[i + 1]].exists():
+                    stage = order[i + 1]
+                    if progress:
+                        progress(stage)
+                if timeout is not None and time.monotonic() - t0 > timeout:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    raise _stopped(stage, time.monotonic() - t0, root / f"{name}.tim", log_path)
+                time.sleep(0.5)
+        except BaseException:                # Ctrl-C or the timeout: no tool left running
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
     if proc.returncode != 0:
         raise BuildError.from_logs(stage, log_path, root / f"{name}.tim")
     if progress:
@@ -251,14 +294,16 @@ def check_build(board: Board, params: dict, baud: int | None = None) -> dict:
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, system: bool = False, progress=None,
-                name: str = "gateskip") -> dict:
+                name: str = "gateskip", timeout: float | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, in ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
 
     Everything that needs no tool is checked first (:func:`check_build`), and the tools are
     looked up before the build starts. nextpnr runs with ``--timing-allow-fail`` so that a
     build that misses the board clock still reports its Fmax: ``meets_timing`` says whether
-    it met it. Raises :class:`BuildError` (its ``report`` set) when a tool fails.
+    it met it. Raises :class:`BuildError` (its ``report`` set, with nextpnr's Fmax estimate
+    after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
+    ``timeout`` seconds pass (:func:`run_build`).
     """
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
@@ -275,11 +320,12 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     t0 = time.perf_counter()
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
-                         progress=progress, **overrides)
+                         progress=progress, timeout=timeout, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                system=system, error=e, seconds=time.perf_counter() - t0,
-                               yosys=_yosys_version(out / f"{name}.rpt"), **memory)
+                               yosys=_yosys_version(out / f"{name}.rpt"),
+                               placement_fmax_mhz=_placement_fmax(out / f"{name}.tim"), **memory)
         raise
     figures = read_report(root, board.family, name)
     bitstream = root / f"{name}.{board.bitstream_ext}"

@@ -14,8 +14,8 @@ from gateskip.defaults import (COMPARE_BOARD, COMPARE_DEFAULTS, COMPARE_MODES, L
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
-from .common import (IntRange, Progress, baud_option, fail_cleanly, json_option, out_option,
-                     parse_params, progress_option, seed_option, setting)
+from .common import (IntRange, Progress, baud_option, executor_options, fail_cleanly, json_option,
+                     out_option, parse_params, progress_option, seed_option, setting)
 
 __all__ = ["COMMANDS", "SYNTH_COLUMNS"]
 
@@ -153,10 +153,20 @@ def _report_line(r) -> str:
               help="Build every board at its defaults and print one Markdown table.")
 @click.option("--from-reports", is_flag=True,
               help="With --table: read the saved reports of synth/reports/ instead of building.")
+@click.option("--search", is_flag=True,
+              help="Run the build search that chose the boards' defaults (synth/reports/"
+                   "SEARCH.md): each --step (default: every step, those of --board only) "
+                   "written as OUT/STEP.{json,md}, as the saved reports are.")
+@click.option("--step", "steps", multiple=True, metavar="NAME",
+              help="With --search: this step only (repeatable; the saved reports' names).")
+@click.option("--timeout", type=click.FloatRange(0.1, 24 * 60), default=None,
+              help="With --search: minutes a step's tools may run before it is stopped and "
+                   "reported as not routed. [default: 40]")
+@executor_options("build", "OUT/tasks/, with --search")
 @progress_option()
 @fail_cleanly
 def build(board_name, params, baud, system_tools, out, json_path, list_boards, table,
-          from_reports, progress):
+          from_reports, search, steps, timeout, executor, workers, address, resume, progress):
     """Build the accelerator for a board: bitstream and report (LUTs, FFs, DSPs, BRAMs, Fmax).
 
     BoardTop (the accelerator behind its UART host link, LED 0 = busy: the training top where
@@ -170,6 +180,20 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
                                       saved_report, top_name)
 
     values = parse_params(params)
+    search_only = [o for o, v in (("--step", steps), ("--timeout", timeout),
+                                  ("--executor ray", executor != "local"),
+                                  ("--workers", workers), ("--address", address),
+                                  ("--resume", resume)) if v]
+    if search:
+        given = [o for o, v in (("--param", values), ("--list", list_boards), ("--table", table),
+                                ("--from-reports", from_reports),
+                                ("--system-tools", system_tools)) if v]
+        if given:
+            raise ValueError(f"--search builds its own steps' parameters: no {given[0]}")
+        return _search(board_name, steps, timeout, baud, out, json_path, executor, workers,
+                       address, resume, progress)
+    if search_only:
+        raise ValueError(f"{search_only[0]} goes with --search")
     if list_boards:
         given = [o for o, v in (("--board", board_name), ("--param", values), ("--out", out),
                                 ("--baud", baud), ("--table", table),
@@ -247,6 +271,53 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
     click.echo(_report_line(report))
     click.echo(f"wrote {report['bitstream']}, {os.path.join(out, 'report.md')}, "
                f"{os.path.join(out, 'report.json')}")
+
+
+def _search(board_name, steps, timeout, baud, out, json_path, executor, workers, address,
+            resume, progress):
+    """``gateskip build --search``: the steps as tasks, their reports and the search's table."""
+    from gateskip.golden.executor import check_executor
+    from gateskip.synth import search as search_mod
+    from gateskip.synth.build import check_build, resolve_params
+    from gateskip.synth.boards import board as get_board
+
+    check_executor(executor, workers, address)
+    chosen = search_mod.select(list(steps) or None,
+                               None if board_name is None else [board_name])
+    for st in chosen:                 # the baud rate from each board's clock, before anything
+        check_build(get_board(st.board), resolve_params(get_board(st.board)), baud)
+    out = out or os.path.join("out", "search")
+    check_outdir(out)
+    check_writable(json_path, "--json", created=[out])
+    check_distinct({"--json": json_path, "table": os.path.join(out, "search.md"),
+                    **{st.name: os.path.join(out, st.name + ".json") for st in chosen}})
+    out = make_outdir(out)
+    bar = Progress("search (builds)", progress)
+    finished = []
+
+    def done(o):
+        finished.append(o)
+        bar(len(finished), len(chosen), {"step": o.settings["name"]})
+        r = o.result
+        line = (f"{o.settings['name']}: task failed: {o.error}" if r is None else
+                f"{o.settings['name']}: {_report_line(r)}"
+                + (" (read back)" if o.resumed else ""))
+        click.echo(line, err=True)
+    try:
+        outcomes = search_mod.run_search(
+            chosen, out, baud=baud, executor=executor, workers=workers, address=address,
+            resume=resume, done=done,
+            timeout_minutes=search_mod.DEFAULT_TIMEOUT if timeout is None else timeout)
+    finally:
+        bar.close()
+    write_json(json_path, {"steps": [{"name": o.settings["name"], "report": o.result,
+                                      "error": o.error} for o in outcomes]})
+    click.echo(search_mod.search_table(outcomes), nl=False)
+    click.echo(f"wrote {os.path.join(out, 'search.md')} and each step's STEP.json, STEP.md")
+    failed = [o.settings["name"] for o in outcomes if o.error is not None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(outcomes)} steps did not run: "
+                           f"{', '.join(failed)}")
 
 
 @click.command()

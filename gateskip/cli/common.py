@@ -21,7 +21,8 @@ from gateskip.golden.config import LIMITS, OPEN_BELOW, option as option_name
 from gateskip.spec.protocol import BAUD_RANGE
 
 __all__ = ["Group", "IntRange", "fail_cleanly", "Progress", "parse_params", "json_option",
-           "progress_option", "Finite", "setting", "seed_option", "baud_option", "out_option", "split_numbers"]
+           "progress_option", "Finite", "setting", "seed_option", "baud_option", "out_option", "split_numbers",
+           "executor_options"]
 
 #: exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it
 INTERRUPTED = 130
@@ -139,6 +140,32 @@ def out_option(default: str | None, help: str):
         return value
     return click.option("--out", type=str, default=default, show_default=default is not None,
                         callback=check, help=help)
+
+
+def executor_options(what: str, saved: str):
+    """``--executor``, ``--workers``, ``--address`` and ``--resume`` of a command that runs
+    independent tasks (:mod:`gateskip.golden.executor`): ``what`` one task is, ``saved`` where
+    the finished ones are kept. Ray is imported only when it is chosen."""
+    from gateskip.golden.executor import EXECUTORS
+
+    def decorate(fn):
+        for opt in reversed((
+                click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0],
+                             show_default=True,
+                             help=f"Run here, one {what} after another, or as Ray tasks "
+                                  f"(pip install ray)."),
+                click.option("--workers", type=IntRange(1, None), default=None,
+                             help=f"CPUs of the local Ray instance, one {what} each. "
+                                  f"[default: this machine's]"),
+                click.option("--address", type=str, default=None,
+                             help="HOST:PORT of a Ray cluster to join instead of starting one "
+                                  "(--executor ray)."),
+                click.option("--resume", is_flag=True,
+                             help=f"Read back the {what}s that a run with the same settings "
+                                  f"finished ({saved}) instead of running them again."))):
+            fn = opt(fn)
+        return fn
+    return decorate
 
 
 def split_numbers(text: str, what: str, lo: float, hi: float):

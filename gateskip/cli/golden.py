@@ -9,14 +9,14 @@ import click
 from gateskip.defaults import COMPARE_DEFAULTS
 from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, THRESHOLD_SCALES, TrainConfig)
-from gateskip.golden.executor import EXECUTORS, check_executor
+from gateskip.golden.executor import check_executor
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
                               write_json)
 
 from gateskip.spec.limits import LIMITS as BUILD_LIMITS
 
-from .common import (IntRange, Progress, fail_cleanly, json_option, out_option, progress_option,
-                     seed_option, setting, split_numbers)
+from .common import (IntRange, Progress, executor_options, fail_cleanly, json_option, out_option,
+                     progress_option, seed_option, setting, split_numbers)
 
 __all__ = ["COMMANDS", "training_options"]
 
@@ -186,16 +186,7 @@ def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw)
                    + " on the mean scale]")
 @click.option("--seeds", type=str, default=None,
               help="Comma-separated seeds: one run per threshold and seed. [default: --seed]")
-@click.option("--executor", type=click.Choice(EXECUTORS), default=EXECUTORS[0],
-              show_default=True,
-              help="Run here, one run after another, or as Ray tasks (pip install ray).")
-@click.option("--workers", type=IntRange(1, None), default=None,
-              help="CPUs of the local Ray instance, one run each. [default: this machine's]")
-@click.option("--address", type=str, default=None,
-              help="HOST:PORT of a Ray cluster to join instead of starting one (--executor ray).")
-@click.option("--resume", is_flag=True,
-              help="Read back the runs that a sweep with the same settings finished "
-                   "(OUT/tasks/) instead of running them again.")
+@executor_options("run", "OUT/tasks/")
 @training_options
 @out_option("out/sweep", "Directory for the table, the PNG plots and each finished run "
                          "(tasks/).")

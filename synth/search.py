@@ -1,0 +1,220 @@
+"""The build search that chose each board's defaults (``synth/reports/SEARCH.md``), as data, and
+its runner.
+
+Each :class:`Step` is one ``gateskip build`` (:func:`~.build.build_board`) at parameters set over
+the design's own defaults (not the board's, which the search itself chose), named as its saved
+report in ``synth/reports/``. :func:`run_search` runs the steps as tasks of
+:mod:`gateskip.golden.executor`: here one after another, or as Ray tasks on a local instance or
+a cluster, one CPU each (Yosys and nextpnr run one thread here). A step whose tools run longer
+than ``timeout`` is stopped and reported as failed with where it was (a router that had not
+converged: its overused wires), as the search's stalled routings were. A step refused before any
+tool (the memory check) is reported without running one. Each report is written as
+``OUT/<name>.json`` and ``OUT/<name>.md``, the form of the saved reports, so that
+``--out synth/reports`` rewrites them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..spec.config import SMALL_DEVICE
+
+__all__ = ["Step", "STEPS", "step", "search_task", "run_search", "search_table", "DEFAULT_TIMEOUT"]
+
+#: minutes a step's tools may run before it is stopped (the search stopped stalled routings by
+#: hand after 14 to 34 minutes)
+DEFAULT_TIMEOUT = 40.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """One build of the search: the saved report's ``name``, the ``board``, the ``params``
+    over the design's defaults (``gateskip.synth.build.build_params``) and what it tried."""
+
+    name: str
+    board: str
+    params: dict = field(hash=False)
+    what: str = ""
+
+
+_TRAIN = {"train": True}
+
+#: the search, in the order of SEARCH.md: the backward-only top's search, then the training
+#: top's, then the whole model's
+STEPS = (
+    Step("icebreaker-no-small-options", "icebreaker",
+         {"hidden": 1, "inputs": 1, "lanes": 1, "max_seq": 1, "max_batch": 1, "ew_multipliers": 1},
+         "the smallest backward-only top without the small-device options"),
+    Step("icebreaker", "icebreaker",
+         {"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1, **SMALL_DEVICE},
+         "the small-device options: the board's default"),
+    Step("icebreaker-step-up", "icebreaker",
+         {"hidden": 16, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1, **SMALL_DEVICE},
+         "one step up: hidden 16"),
+    Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f",
+         {"hidden": 64, "inputs": 32, "lanes": 16, "max_seq": 32, "max_batch": 4},
+         "backward-only top, 16 lanes, T 32"),
+    Step("ulx3s-85f-backward", "ulx3s-85f",
+         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4},
+         "backward-only top: its default"),
+    Step("ulx3s-85f-backward-step-up", "ulx3s-85f",
+         {"hidden": 96, "inputs": 48, "lanes": 8, "max_seq": 16, "max_batch": 4},
+         "backward-only top, one step up: hidden 96"),
+    Step("ulx3s-12f-backward", "ulx3s-12f",
+         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 2,
+          "ew_multipliers": 3}, "backward-only top: its default"),
+    Step("ulx3s-12f-backward-step-up", "ulx3s-12f",
+         {"hidden": 48, "inputs": 24, "lanes": 4, "max_seq": 16, "max_batch": 2,
+          "ew_multipliers": 3}, "backward-only top, one step up: hidden 48"),
+    Step("ulx3s-12f", "ulx3s-12f",
+         {"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 1,
+          "ew_multipliers": 3, **_TRAIN}, "training top: the board's default"),
+    Step("ulx3s-12f-step-up", "ulx3s-12f",
+         {"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
+          "ew_multipliers": 3, **_TRAIN}, "training top, one step up: max_batch 2"),
+    Step("ulx3s-85f-train-b4", "ulx3s-85f",
+         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4, **_TRAIN},
+         "training top at the backward-only default"),
+    Step("ulx3s-85f-train-b2", "ulx3s-85f",
+         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 2, **_TRAIN},
+         "training top, H 64, max_batch 2"),
+    Step("ulx3s-85f-train-l4b2", "ulx3s-85f",
+         {"hidden": 64, "inputs": 32, "lanes": 4, "max_seq": 16, "max_batch": 2, **_TRAIN},
+         "training top, H 64, 4 lanes, max_batch 2"),
+    Step("ulx3s-85f", "ulx3s-85f",
+         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN},
+         "training top at the compare defaults: the board's default"),
+    Step("ulx3s-85f-step-up", "ulx3s-85f",
+         {"hidden": 48, "inputs": 24, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN},
+         "training top, one step up: hidden 48"),
+    Step("ulx3s-85f-model", "ulx3s-85f",
+         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN,
+          "vocab": 51}, "whole-model top at the compare defaults (PTB characters)"),
+)
+
+
+def step(name: str) -> Step:
+    """The step named ``name``; ``ValueError`` naming the steps if there is none."""
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise ValueError(f"no search step {name!r}; the steps are {', '.join(s.name for s in STEPS)}")
+
+
+def select(names=None, boards=None) -> list[Step]:
+    """The steps named in ``names`` (all if None) on the ``boards`` (all if None), in search
+    order; ``ValueError`` for an unknown name or board, or an empty choice."""
+    from .boards import board as get_board
+    chosen = STEPS if names is None else tuple(step(n) for n in dict.fromkeys(names))
+    if boards is not None:
+        for b in boards:
+            get_board(b)
+        chosen = tuple(s for s in chosen if s.board in boards)
+    if not chosen:
+        raise ValueError("no search step is on the boards chosen")
+    order = {s.name: i for i, s in enumerate(STEPS)}
+    return sorted(chosen, key=lambda s: order[s.name])
+
+
+def search_task(settings: dict, shared=None, progress=None) -> dict:
+    """One step's build in ``settings["build_dir"]``: its report, also when the build fails or
+    is refused before any tool (``status`` "failed", ``error`` and ``error_stage`` say why)."""
+    from .boards import board as get_board
+    from .build import BuildError, build_board, build_params, check_build, make_report
+    b = get_board(settings["board"])
+    params = {**build_params(), **settings["params"]}   # the step's, not the board's defaults
+    baud = settings["baud"]
+    built_in = f"gateskip build --search (step {settings['name']})"
+    try:
+        checked = check_build(b, params, baud)
+    except ValueError as e:
+        from ..hw.backward import Backward
+        from ..spec.config import AccelConfig
+        from .build import TOP_PARAMS
+        try:                          # the figure that refused it, if it was the memories
+            bits = Backward.check(AccelConfig(**{k: v for k, v in params.items()
+                                                 if k not in TOP_PARAMS}), None)
+        except (ValueError, TypeError):
+            bits = None
+        report = make_report(b, params, baud, None, error=_Refused(str(e)), seconds=0.0,
+                             memory_bits=bits, memory_bits_available=b.bram_bits)
+        return {**report, "built_in": built_in}
+    del checked
+    try:
+        report = build_board(b, params, settings["build_dir"], baud=baud,
+                             timeout=settings["timeout_minutes"] * 60)
+    except BuildError as e:
+        report = e.report
+    return {**report, "built_in": built_in}
+
+
+class _Refused:
+    """What :func:`~.build.make_report` reads from a build refused before any tool."""
+
+    stage = "check (BoardTop's memory check, before any tool)"
+    overfull: list = []
+    log = ""
+
+    def __init__(self, message: str):
+        self.tool_message = message
+
+    def __str__(self):
+        return self.tool_message
+
+
+def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = DEFAULT_TIMEOUT,
+               executor: str = "local", workers: int | None = None, address: str | None = None,
+               resume: bool = False, start=None, done=None) -> list:
+    """Run ``steps`` (:class:`Step`) as tasks; write each report as ``OUT/<name>.{json,md}``
+    as it finishes and ``OUT/search.md``; return the :class:`~gateskip.golden.executor.Outcome`
+    of each, in order. Builds go to ``OUT/builds/<name>``, finished tasks to ``OUT/tasks`` (for
+    ``resume``). ``start(settings)`` and ``done(outcome)`` as in
+    :func:`~gateskip.golden.executor.run_tasks`."""
+    from ..golden.executor import run_tasks
+    from ..hw.top import DEFAULT_BAUD
+    from .build import write_report
+    out = Path(out)
+    tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
+              "baud": DEFAULT_BAUD if baud is None else baud,
+              "timeout_minutes": timeout_minutes,
+              "build_dir": os.path.abspath(out / "builds" / s.name)} for s in steps]
+
+    def finished(outcome):
+        if outcome.result is not None:
+            write_report(outcome.result, out, stem=outcome.settings["name"])
+        if done is not None:
+            done(outcome)
+    outcomes = run_tasks(search_task, tasks, None, executor=executor, workers=workers,
+                         address=address, folder=out / "tasks", resume=resume, start=start,
+                         done=finished)
+    (out / "search.md").write_text(search_table(outcomes))
+    return outcomes
+
+
+def search_table(outcomes) -> str:
+    """The search's steps as one Markdown table: what each tried and what the tools said."""
+    from .build import top_name
+    lines = ["| step | board | top | H | X | L | T | B | result | min |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for o in outcomes:
+        s, r = o.settings, o.result
+        p = s["params"]
+        if r is None:
+            result, minutes = f"task failed: {o.error}", "-"
+        else:
+            minutes = "-" if r.get("seconds") is None else f"{r['seconds'] / 60:.0f}"
+            if r["status"] == "failed":
+                result = r["error"]
+            else:
+                fits = "**fits**" if r["status"] == "ok" else "misses the clock"
+                result = (f"{fits}: LCs {r['lcs']}/{r['lcs_available']}, DSPs "
+                          f"{r['dsps']}/{r['dsps_available']}, BRAMs "
+                          f"{r['brams']}/{r['brams_available']}, Fmax {r['fmax_mhz']} MHz")
+        lines.append(f"| `{s['name']}` | {s['board']} | {top_name(p)} | "
+                     + " | ".join(str(p.get(k, "-")) for k in
+                                  ("hidden", "inputs", "lanes", "max_seq", "max_batch"))
+                     + f" | {result.replace('|', '/')} | {minutes} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""gateskip build --search: the search's steps are the saved reports' builds, a step refused
+before any tool gives the saved report again, locally and through Ray alike, and a build that
+runs past its time is stopped with where it was and no tool left running."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateskip.cli import main
+from gateskip.synth import search as search_mod
+from gateskip.synth.boards import board
+from gateskip.synth.build import REPORTS_DIR, BuildError, build_board, build_params
+
+#: the step that the memory check refuses before any tool (no place and route in the tests)
+REFUSED = "ulx3s-85f-backward-step-up"
+
+
+def saved_reports():
+    return sorted(p.stem for p in REPORTS_DIR.glob("*.json"))
+
+
+def test_every_saved_report_is_a_step_of_the_search():
+    assert sorted(s.name for s in search_mod.STEPS) == saved_reports()
+
+
+@pytest.mark.parametrize("name", [s.name for s in search_mod.STEPS])
+def test_a_steps_parameters_are_its_saved_reports(name):
+    """Over the design's defaults, a step builds what its saved report says was built; keys the
+    report predates are at their defaults."""
+    st = search_mod.step(name)
+    saved = json.loads((REPORTS_DIR / f"{name}.json").read_text())
+    assert saved["board"] == st.board
+    full = {**build_params(), **st.params}
+    assert set(st.params) <= set(build_params())
+    assert {k: full[k] for k in saved["params"]} == saved["params"]
+    assert {k: v for k, v in full.items() if k not in saved["params"]} == \
+        {k: v for k, v in build_params().items() if k not in saved["params"]}
+
+
+def search(tmp_path, *args):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["build", "--search", "--out", str(out), "--no-progress",
+                                  "--json", str(tmp_path / "s.json"), *args])
+    return r, out
+
+
+def comparable(report):
+    """A report without what differs between equal builds (time, where it ran)."""
+    return {k: v for k, v in report.items() if k not in ("seconds", "log", "build_dir")}
+
+
+def test_a_step_refused_before_any_tool_gives_its_saved_report(tmp_path):
+    r, out = search(tmp_path, "--step", REFUSED)
+    assert r.exit_code == 0, r.output
+    got = json.loads((out / f"{REFUSED}.json").read_text())
+    saved = json.loads((REPORTS_DIR / f"{REFUSED}.json").read_text())
+    assert got["status"] == "failed"
+    for key in ("board", "device", "error", "error_stage", "memory_bits",
+                "memory_bits_available", "hidden", "inputs", "lanes", "max_seq", "max_batch"):
+        assert got[key] == saved[key], key
+    assert (out / f"{REFUSED}.md").read_text().startswith("# ULX3S (85F)")
+    assert REFUSED in (out / "search.md").read_text()
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert [s["name"] for s in data["steps"]] == [REFUSED]
+
+
+def test_ray_gives_the_local_reports(tmp_path):
+    ray = pytest.importorskip("ray")
+    steps = [search_mod.Step("a", "ulx3s-12f", {"hidden": 96, "inputs": 48, "max_seq": 16}),
+             search_mod.Step("b", "ulx3s-85f", {"hidden": 128, "inputs": 64, "max_seq": 32,
+                                                "max_batch": 4})]
+    local = search_mod.run_search(steps, tmp_path / "local")
+    running = ray.is_initialized()
+    remote = search_mod.run_search(steps, tmp_path / "ray", executor="ray", workers=2)
+    assert ray.is_initialized() == running
+    assert [o.error for o in local + remote] == [None] * 4
+    assert [comparable(o.result) for o in local] == [comparable(o.result) for o in remote]
+    assert all(o.result["error_stage"].startswith("check") for o in local)
+    for name in ("a", "b"):
+        assert comparable(json.loads((tmp_path / "local" / f"{name}.json").read_text())) == \
+            comparable(json.loads((tmp_path / "ray" / f"{name}.json").read_text()))
+
+
+def test_finished_steps_are_read_back_with_resume(tmp_path):
+    r, out = search(tmp_path, "--step", REFUSED)
+    assert r.exit_code == 0, r.output
+    r, _ = search(tmp_path, "--step", REFUSED, "--resume")
+    assert r.exit_code == 0, r.output
+    assert "(read back)" in r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--step", "nope"], "no search step 'nope'"),
+    (["--board", "nope"], "nope"),
+    (["--param", "lanes=2"], "no --param"),
+    (["--table"], "no --table"),
+    (["--workers", "2"], "--workers needs --executor ray"),
+])
+def test_bad_search_choices_fail_in_one_line(tmp_path, args, message):
+    r, out = search(tmp_path, *args)
+    assert r.exit_code != 0
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.output
+    assert not out.exists()
+
+
+def test_search_options_need_search(tmp_path):
+    r = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--timeout", "5"])
+    assert r.exit_code != 0 and "--timeout goes with --search" in r.output
+
+
+def test_a_build_past_its_time_is_stopped_with_where_it_was(tmp_path):
+    b = board("icebreaker")
+    with pytest.raises(BuildError) as e:
+        build_board(b, {}, tmp_path / "b", timeout=3)
+    assert e.value.stage in ("yosys (stopped)", "nextpnr (stopped)",
+                             "nextpnr (routing, stopped)")
+    assert "stopped" in e.value.tool_message
+    assert e.value.report["status"] == "failed"
+    assert e.value.report["error"] == e.value.tool_message
+    assert running_in(tmp_path) == []
+
+
+def running_in(folder) -> list[str]:
+    """The processes whose working directory is in ``folder`` (Linux' /proc)."""
+    out = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if str(cwd.resolve()).startswith(str(folder)):
+                out.append((cwd.parent / "cmdline").read_text().replace("\0", " "))
+        except OSError:
+            pass
+    return out
