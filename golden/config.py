@@ -11,12 +11,15 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-__all__ = ["TrainConfig", "LIMITS", "OPEN_BELOW", "BACKENDS", "OPTIMIZERS", "LEVELS",
+__all__ = ["TrainConfig", "LIMITS", "OPEN_BELOW", "BACKENDS", "DEVICES", "OPTIMIZERS", "LEVELS",
            "THRESHOLD_SCALES", "DEFAULT_THRESHOLDS", "RECOMMENDED_THRESHOLD", "check_number",
            "check_threshold", "option"]
 
 #: where a step's gradients come from: torch autograd, or the numpy reference (golden.train)
 BACKENDS = ("torch", "numpy")
+#: where the float model's torch tensors live: this machine's processor, or a CUDA GPU (torch
+#: backend only; the numpy reference runs on the processor)
+DEVICES = ("cpu", "cuda")
 #: the optimizers golden.train builds
 OPTIMIZERS = ("sgd", "adam")
 #: the symbols of a corpus (golden.corpus): characters or words
@@ -112,6 +115,7 @@ class TrainConfig:
     decay_after: int = 0           # ... numbered >= this (0: after one that did not improve)
     patience: int = 0              # stop after this many epochs without improvement (0: never)
     threshold_scale: str = "mean"  # THRESHOLD_SCALES: what `threshold` is given on
+    device: str = "cpu"            # DEVICES: where the torch backend's tensors live
 
     def check(self) -> "TrainConfig":
         """Raise ``ValueError`` with a one-line message for the first impossible setting."""
@@ -123,6 +127,11 @@ class TrainConfig:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.device != "cpu" and self.backend != "torch":
+            raise ValueError(f"--device {self.device} needs --backend torch (the numpy "
+                             f"reference runs on the processor)")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, "
                              f"not {self.optimizer!r}")

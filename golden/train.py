@@ -222,7 +222,8 @@ def evaluate(model: LanguageModel, ids: np.ndarray, batch: int = 256, window: in
     """Mean cross-entropy (nats per symbol) of ``ids`` read as ``batch`` parallel streams."""
     total, count, state = 0.0, 0, None
     for inp, tgt in evaluation_windows(ids, batch, window):
-        inp, tgt = torch.from_numpy(inp), torch.from_numpy(tgt)
+        device = model.out.weight.device
+        inp, tgt = torch.from_numpy(inp).to(device), torch.from_numpy(tgt).to(device)
         logits, state = model(inp, state)
         total += torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum").item()
@@ -247,8 +248,16 @@ def train(config: TrainConfig, corpus: Corpus | None = None, progress=None) -> T
     ``progress`` is a callable ``(done, total, postfix)`` or ``None``.
     """
     config = config.replace().check()
+    check_device(config.device)
     with single_thread():
         return _train(config, corpus, progress)
+
+
+def check_device(device: str) -> None:
+    """``ValueError`` in one line if torch cannot use ``device`` (:data:`~.config.DEVICES`) here."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch finds no CUDA GPU here "
+                         "(torch.cuda.is_available() is False)")
 
 
 @contextlib.contextmanager
@@ -284,7 +293,7 @@ def setup(config: TrainConfig, corpus: Corpus | None = None):
         raise ValueError(f"corpus train split has {len(corpus.train)} symbols: too short for "
                          f"batch {config.batch} x seq-len {config.seq_len}")
     return corpus, data, LanguageModel(corpus.V, config.embed, config.hidden,
-                                       config.dnet_threshold(), config.layers)
+                                       config.dnet_threshold(), config.layers).to(config.device)
 
 
 def make_optimizer(config: TrainConfig, model: LanguageModel) -> torch.optim.Optimizer:
@@ -347,7 +356,7 @@ def _train(config: TrainConfig, corpus: Corpus | None, progress) -> TrainResult:
         row = {"iteration": it, "train_loss": loss, "dnet_sparsity": sparsity["all"],
                "gate_sparsity": {g: sparsity[g] for g in lstm.GATES},
                "macs_total": total, "macs_skippable": skippable,
-               "dw_correlation": (normalised_inner_product(model.lstm.W.grad, exact_dW)
+               "dw_correlation": (normalised_inner_product(model.lstm.W.grad.cpu(), exact_dW)
                                   if exact_dW is not None else None)}
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at iteration {it} (loss {loss})")
@@ -420,13 +429,15 @@ class _Epochs:
 
 
 def _torch_step(model, inp, tgt, state, want_exact):
-    logits, new_state = model(inp, state)
+    device = model.out.weight.device
+    logits, new_state = model(inp.to(device), state)
+    tgt = tgt.to(device)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
     exact_dW = None
     if want_exact:
         if model.lstm.threshold == 0:
             loss.backward()
-            exact_dW = model.lstm.W.grad.detach().numpy().copy()
+            exact_dW = model.lstm.W.grad.detach().cpu().numpy().copy()
         else:
             threshold = model.lstm.threshold
             for layer in model.lstms:              # exact back-propagation through every layer
@@ -436,11 +447,12 @@ def _torch_step(model, inp, tgt, state, want_exact):
             finally:
                 for layer in model.lstms:
                     layer.threshold = threshold
-            exact_dW = exact.numpy()
+            exact_dW = exact.cpu().numpy()
             loss.backward()
     else:
         loss.backward()
-    return loss.item(), model.dnet(), exact_dW, _map_state(lambda s: s.detach(), new_state)
+    return (loss.item(), model.dnet().cpu(), exact_dW,
+            _map_state(lambda s: s.detach(), new_state))
 
 
 def _map_state(fn, state):
@@ -482,12 +494,13 @@ def _trace(model, inp, tgt, state, config, it) -> dict:
     so ``dnet`` equals those sequences' rows of the training step's ``dnet``.
     """
     n = min(config.trace_batch, inp.shape[1])
-    params = [p.detach().double().numpy() for p in model.weights()]
+    params = [p.detach().cpu().double().numpy() for p in model.weights()]
     H = config.hidden
     if state is None:
         s = (np.zeros((n, H)), np.zeros((n, H)))
     else:
-        s = tuple(np.asarray(v[:n], np.float64) for v in state)
+        s = tuple(np.asarray(v[:n].cpu() if isinstance(v, torch.Tensor) else v[:n], np.float64)
+                  for v in state)
     ids, targets = inp.numpy()[:, :n], tgt.numpy()[:, :n]
     loss, dlogits, x, h, cache, _ = numpy_model_forward(params, ids, targets, s, scale=tgt.numel())
     dh_out = dlogits @ params[3]

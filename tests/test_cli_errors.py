@@ -126,6 +126,15 @@ def test_convergence_options(command, option, value, fragment, workdir):
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_gpu_this_machine_lacks(command, workdir):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    refused([command, "--device", "cuda", "--backend", "torch"], "no CUDA GPU here")
+    refused([command, "--device", "cuda"], "--device cuda needs --backend torch")
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
 def test_sizes_beyond_this_machine(command, workdir):
     refused([command, "--hidden", "2048", "--seq-len", "1024", "--batch", "1024"],
             "GiB, more than half of this machine's")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from gateskip.golden import sweep, trace
 from gateskip.golden.corpus import load_corpus
@@ -28,6 +29,21 @@ def test_numpy_and_torch_backends_train_the_same_model(corpus):
     ln = np.array([r["train_loss"] for r in n.history])
     np.testing.assert_allclose(ln, lt, rtol=1e-4)
     assert abs(n.summary["val_loss"] - t.summary["val_loss"]) < 1e-3
+
+
+def test_the_torch_path_names_its_device(corpus):
+    """The torch path moves the model, the batches and the state to ``config.device`` and
+    brings back to the processor what numpy reads: on the processor, named or not, one run."""
+    a = train(SMALL.replace(threshold=1e-4, corr_every=2, backend="torch"), corpus)
+    b = train(SMALL.replace(threshold=1e-4, corr_every=2, backend="torch", device="cpu"),
+              corpus)
+    assert a.history == b.history and a.summary["val_loss"] == b.summary["val_loss"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused_before_the_run(corpus):
+    with pytest.raises(ValueError, match="--device cuda: torch finds no CUDA GPU here"):
+        train(SMALL.replace(device="cuda", backend="torch"), corpus)
 
 
 def test_threshold_makes_zeros_and_is_accounted(corpus):
@@ -118,6 +134,8 @@ def test_corpus_splits_and_errors(text_file, tmp_path):
     ({"lr_decay": 0.0}, "--lr-decay must be > 0 and <= 1, not 0.0"),
     ({"lr_decay": 1.5}, "--lr-decay must be > 0 and <= 1"),
     ({"threshold_scale": "foo"}, "threshold scale must be one of mean, sum, not 'foo'"),
+    ({"device": "tpu"}, "device must be one of cpu, cuda, not 'tpu'"),
+    ({"device": "cuda", "backend": "numpy"}, "--device cuda needs --backend torch"),
 ])
 def test_bad_configs_are_refused(change, message):
     with pytest.raises(ValueError, match=message):

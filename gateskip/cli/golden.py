@@ -7,7 +7,7 @@ import os
 import click
 
 from gateskip.defaults import COMPARE_DEFAULTS
-from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, LEVELS, LIMITS, OPTIMIZERS,
+from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, DEVICES, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, THRESHOLD_SCALES, TrainConfig)
 from gateskip.golden.executor import check_executor
 from gateskip.outputs import (check_distinct, check_outdir, check_writable, make_outdir,
@@ -19,6 +19,9 @@ from .common import (IntRange, Progress, executor_options, fail_cleanly, json_op
                      progress_option, seed_option, setting, split_numbers)
 
 __all__ = ["COMMANDS", "training_options"]
+
+#: where ``train --device`` runs the whole model in the chip's fixed point (gateskip.device_train)
+CHIP_DEVICES = ("sim", "model")
 
 
 def training_options(fn):
@@ -78,8 +81,12 @@ def _config(**kw):
     from gateskip.golden.corpus import load_corpus
     keys = {"hidden", "embed", "seq_len", "batch", "iterations", "optimizer", "lr", "clip",
             "level", "corpus", "seed", "backend", "corr_every", "threshold", "trace_iterations",
-            "epochs", "lr_decay", "decay_after", "patience", "threshold_scale", "layers"}
+            "epochs", "lr_decay", "decay_after", "patience", "threshold_scale", "layers",
+            "device"}
     config = TrainConfig(**{k: v for k, v in kw.items() if k in keys}).check()
+    if config.device != DEVICES[0]:
+        from gateskip.golden.train import check_device
+        check_device(config.device)
     return config, load_corpus(config.corpus, config.level)
 
 
@@ -92,10 +99,12 @@ def _default_scale(kw) -> int:
 @click.command()
 @setting("threshold", help="Sparsified-SGD threshold on |dnet| (on the scale --threshold-scale "
                            f"says). [default: {RECOMMENDED_THRESHOLD:g} on the mean scale]")
-@click.option("--device", type=click.Choice(["sim", "model"]), default=None,
-              help="Train the whole model in fixed point on the simulated board (sim: the "
-                   "whole-model build at these sizes) or on the fixed-point model; plain SGD. "
-                   "[default: the float golden model]")
+@click.option("--device", type=click.Choice(DEVICES + CHIP_DEVICES), default=DEVICES[0],
+              show_default=True,
+              help="Where it trains: the float golden model on this processor or a CUDA GPU "
+                   "(--backend torch), or the whole model in fixed point on the simulated "
+                   "board (sim: the whole-model build at these sizes) or on the fixed-point "
+                   "model (plain SGD).")
 @click.option("--lanes", type=IntRange(*BUILD_LIMITS["lanes"]), default=COMPARE_DEFAULTS["lanes"],
               show_default=True, help="MAC lanes of the --device sim board.")
 @click.option("--trace-steps", type=IntRange(0, 1000), default=3, show_default=True,
@@ -109,9 +118,9 @@ def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw)
     Writes OUT/summary.txt, OUT/trace.npz (format: gateskip.golden.trace) and PNG curves:
     OUT/sparsity.png, val_loss.png, train_loss.png, dw_correlation.png, skippable_macs.png.
     With --epochs the traced iterations spread over all the epochs (those after an early stop
-    are not recorded). With --device the same run, the same outputs but the trace (and
-    dW correlation), in the chip's fixed point, on the simulated board or the fixed-point
-    model; the JSON adds the device's figures under "device".
+    are not recorded). With --device sim or model the same run, the same outputs but the
+    trace (and dW correlation), in the chip's fixed point, on the simulated board or the
+    fixed-point model; the JSON adds the device's figures under "device".
     """
     from gateskip.golden import sweep as sweep_mod
     from gateskip.golden.train import train as run_train
@@ -119,7 +128,9 @@ def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw)
 
     if threshold is None:
         threshold = RECOMMENDED_THRESHOLD * _default_scale(kw)
-    config, corpus = _config(threshold=threshold, **kw)
+    on_chip = device in CHIP_DEVICES
+    config, corpus = _config(threshold=threshold, device=DEVICES[0] if on_chip else device, **kw)
+    device = device if on_chip else None
     iterations = config.run_iterations(len(corpus.train))
     if device is not None:
         from gateskip.device_train import check
@@ -187,6 +198,9 @@ def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw)
 @click.option("--seeds", type=str, default=None,
               help="Comma-separated seeds: one run per threshold and seed. [default: --seed]")
 @executor_options("run", "OUT/tasks/")
+@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
+              help="Where each run's float model trains: this processor or a CUDA GPU "
+                   "(--backend torch).")
 @training_options
 @out_option("out/sweep", "Directory for the table, the PNG plots and each finished run "
                          "(tasks/).")
