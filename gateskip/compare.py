@@ -50,6 +50,7 @@ from gateskip.golden.train import (TrainConfig, evaluate, evaluation_plan, make_
 from gateskip.plots import loss_plot
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.config import LIMITS as BUILD_LIMITS, PARAMS as SIZES
+from gateskip.spec.limits import MAX_LAYERS
 from gateskip.spec.memories import MEMORIES
 from gateskip.spec.protocol import BAUD_RANGE
 
@@ -604,9 +605,12 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     kind = "board" if port is not None else (device or "sim")
     if kind not in (*DEVICES, "board"):
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if layers != 1 and (mode != "model" or kind != "model"):
-        raise ValueError(f"--layers {layers} runs with --mode model --device model: the chip "
-                         f"holds one LSTM layer for now")
+    if layers != 1 and mode != "model":
+        raise ValueError(f"--layers {layers} runs with --mode model (the layer modes train one "
+                         f"LSTM layer)")
+    if layers > MAX_LAYERS and kind != "model":
+        raise ValueError(f"--layers {layers}: the chip stacks at most {MAX_LAYERS} LSTM layers "
+                         f"(--device model trains more)")
     if also_dense and (mode != "model" or kind == "model"):
         raise ValueError("--also-dense runs --mode model a second time in dense mode on a "
                          "device (sim or a board), not on the model")
@@ -617,6 +621,12 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                          f"not {baud!r}")
     requested = {"hidden": hidden, "embed": embed, "seq_len": seq_len, "batch": batch}
     sizes = {k: DEFAULTS[k] if v is None else v for k, v in requested.items()}
+    if layers > 1 and embed is None:        # the layer above takes h_t as its x_t: X = H
+        sizes["embed"] = sizes["hidden"]
+    if layers > 1 and kind != "model" and sizes["embed"] != sizes["hidden"]:
+        raise ValueError(f"--layers {layers} on the chip needs --embed equal to --hidden (the "
+                         f"second layer's x_t is the first's h_t), not {sizes['embed']} and "
+                         f"{sizes['hidden']}")
     config = TrainConfig(iterations=iterations, threshold=threshold, corpus=corpus, seed=seed,
                          layers=layers, **sizes).check()          # every option, before the board is opened
     for option, param in BUILD_OPTIONS.items():    # and against what a device can be built with
@@ -644,7 +654,8 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
             params["train"] = True
         if mode == "model":
             clock_hz, divisor = model_boards()
-            params.update(train=True, vocab=text.V, divisor=divisor)
+            params.update(train=True, vocab=text.V, divisor=divisor,
+                          **({"layers": layers} if layers > 1 else {}))
     build = bars(f"build {kind} device")
     try:
         cm = open_device(kind, params, port=port, baud=baud,
@@ -663,6 +674,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                 if int(dev.params.get("vocab", 0)) != text.V:
                     raise ValueError(f"the {kind} device's vocabulary is "
                                      f"{dev.params.get('vocab', 0)}, the corpus's {text.V}")
+                if int(dev.params.get("layers") or 1) != layers:
+                    raise ValueError(f"the {kind} device stacks {dev.params.get('layers') or 1} "
+                                     f"LSTM layers; --layers {layers} does not fit")
                 return run_model(config, text, out=out, json_path=json_path, bars=bars,
                                  echo=echo, device=dev, device_name=kind, clock_hz=clock_hz,
                                  also_dense=also_dense)

@@ -45,11 +45,14 @@ _COUNTERS = (*PHASES.values(), "BUSY_CYCLES", "ZEROS", "VALUES", "OUTPUT_ZEROS",
 
 
 def macs(config: TrainConfig, vocab: int, zeros: int, output_zeros: int) -> dict:
-    """One iteration's MACs (``golden.train.step_macs``'s accounting): ``dense``, all of them;
-    ``skipped``, those a zero ``dnet`` (``2K`` each) or a zero ``dlogit`` (``2H``) skips."""
+    """One iteration's MACs (``golden.train.step_macs``'s accounting): ``dense``, all of them
+    (every layer's, the second's ``K = 2H``); ``skipped``, those a zero ``dnet`` (``2K`` each;
+    ``zeros`` of every layer, whose ``K`` a device's layers share, ``X = H``) or a zero
+    ``dlogit`` (``2H``) skips."""
     H, X, N = config.hidden, config.embed, config.seq_len * config.batch
     K = H + X
-    dense = N * (3 * 4 * H * K + 3 * vocab * H)
+    lstm = 4 * H * (K + (config.layers - 1) * 2 * H)
+    dense = N * (3 * lstm + 3 * vocab * H)
     return {"dense": dense, "skipped": 2 * K * zeros + 2 * H * output_zeros}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from gateskip.golden.config import TrainConfig
 from gateskip.golden.model_fixed import fixed_train
+from gateskip.spec.limits import MAX_LAYERS
 
 __all__ = ["DEVICES", "check", "train_on_device"]
 
@@ -31,9 +32,13 @@ def check(config: TrainConfig, device: str) -> None:
                          "sgd --clip 0")
     if config.epochs:
         raise ValueError("--epochs runs on the golden float model, not with --device")
-    if device == "sim" and config.layers != 1:
-        raise ValueError(f"--layers {config.layers}: the chip holds one LSTM layer for now "
-                         f"(--device model trains more)")
+    if device == "sim" and config.layers > MAX_LAYERS:
+        raise ValueError(f"--layers {config.layers}: the chip stacks at most {MAX_LAYERS} LSTM "
+                         f"layers (--device model trains more)")
+    if device == "sim" and config.layers > 1 and config.embed != config.hidden:
+        raise ValueError(f"--layers {config.layers} on the chip needs --embed equal to --hidden "
+                         f"(the second layer's x_t is the first's h_t), not {config.embed} and "
+                         f"{config.hidden}")
 
 
 def train_on_device(config: TrainConfig, corpus, device: str, *, lanes: int, progress=None,
@@ -49,7 +54,8 @@ def train_on_device(config: TrainConfig, corpus, device: str, *, lanes: int, pro
     clock_hz, divisor = model_boards()
     params = {"hidden": config.hidden, "inputs": config.embed, "lanes": lanes,
               "max_seq": config.seq_len, "max_batch": config.batch, "train": True,
-              "vocab": corpus.V, "divisor": divisor}
+              "vocab": corpus.V, "divisor": divisor,
+              **({"layers": config.layers} if config.layers > 1 else {})}
     made = []
 
     def make(model):

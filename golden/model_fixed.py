@@ -81,10 +81,16 @@ class FixedModel:
 
     @classmethod
     def from_masters(cls, masters: dict, inputs: int, formats: Formats = FORMATS) -> "FixedModel":
-        """The model of a checkpoint in the chip's layout (:meth:`masters`)."""
-        layer = FixedLayer(from_hw_rows(np.asarray(masters["WM"], np.int64)),
-                           from_hw_rows(np.asarray(masters["BM"], np.int64)), inputs, formats)
-        return cls(masters["EM"], layer, masters["WOM"], masters["BOM"], formats)
+        """The model of a checkpoint in the chip's layout (:meth:`masters`; ``WM`` and ``BM``
+        with a first axis of the layers where there are several)."""
+        WM, BM = np.asarray(masters["WM"], np.int64), np.asarray(masters["BM"], np.int64)
+        if WM.ndim == 2:
+            WM, BM = WM[None], BM[None]
+        layers = []
+        for W, b in zip(WM, BM):
+            layers.append(FixedLayer(from_hw_rows(W), from_hw_rows(b), inputs, formats))
+            inputs = layers[-1].hidden
+        return cls(masters["EM"], layers, masters["WOM"], masters["BOM"], formats)
 
     def float_model(self):
         """The golden float model (:class:`golden.train.LanguageModel`) with these weights
@@ -102,12 +108,17 @@ class FixedModel:
 
     def masters(self) -> dict:
         """Every master code in the chip's memories' layout (:mod:`gateskip.spec.memories`):
-        ``EM``, ``WM`` and ``BM`` (hardware rows), ``WOM``, ``BOM``; one layer only (the chip
-        holds one)."""
-        if len(self.layers) != 1:
-            raise ValueError(f"the chip holds one LSTM layer, not {len(self.layers)}")
-        return {"EM": self.E.copy(), "WM": to_hw_rows(self.layer.W),
-                "BM": to_hw_rows(self.layer.b), "WOM": self.Wo.copy(), "BOM": self.bo.copy()}
+        ``EM``, ``WM`` and ``BM`` (hardware rows; with several layers a first axis of the
+        layers, as the chip's layered memories), ``WOM``, ``BOM``."""
+        if len({layer.W.shape for layer in self.layers}) > 1:
+            raise ValueError("the chip stacks layers of one shape: its layers need inputs == "
+                             "hidden (embed == hidden)")
+        WM = np.stack([to_hw_rows(layer.W) for layer in self.layers])
+        BM = np.stack([to_hw_rows(layer.b) for layer in self.layers])
+        if len(self.layers) == 1:
+            WM, BM = WM[0], BM[0]
+        return {"EM": self.E.copy(), "WM": WM, "BM": BM, "WOM": self.Wo.copy(),
+                "BOM": self.bo.copy()}
 
     def forward(self, tokens, targets, state=None) -> dict:
         """Steps 1-2 for ``tokens``/``targets`` (T, B): the (top) layer's forward dict plus

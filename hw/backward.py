@@ -113,7 +113,7 @@ class Backward(wiring.Component):
                                  self.bank.mem_shapes["DB"])
         self.queue = Queue(self.compactor.pair_layout, c.fifo_depth)
         self.model = bool(c.vocab)
-        self.phases = PhaseControl(train=c.train, model=self.model)
+        self.phases = PhaseControl(train=c.train, model=self.model, layers=c.layers)
         if c.train:
             self.forward = ForwardUnit(c, run_ports)
             self.update = WeightUpdate(c, run_ports)
@@ -124,6 +124,8 @@ class Backward(wiring.Component):
             self.scale = LossScale(c, run_ports)
             self.embed_update = EmbeddingUpdate(c, run_ports)
             self.out_update = WeightUpdate(c, run_ports, layer="output")
+        if c.layers > 1:
+            self.lift = DxGather(c, run_ports, source="HO", dest="XI")
         super().__init__({
             "reg": In(reg_signature()),
             "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
@@ -181,6 +183,7 @@ class Backward(wiring.Component):
         ]
         if self.config.train:
             fwd, upd, gather = self.forward, self.update, self.gather
+            layered = self.config.layers > 1
             m.d.comb += [
                 regs.status[STATUS["CACHED"]].eq(ph.cached),
                 ph.cache_written.eq(host.we & ~ph.busy &
@@ -189,7 +192,10 @@ class Backward(wiring.Component):
                                          *(u.busy for u in self._units().values())).any()),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
-                upd.start.eq(ph.upd_start), upd.lr.eq(regs.lr), gather.start.eq(ph.upd_start),
+                # several layers: the layer's update alone (update_lstm), the gather alone
+                upd.start.eq(ph.upd_start | ph.updl_start if layered else ph.upd_start),
+                upd.lr.eq(regs.lr),
+                gather.start.eq(ph.upd_start | ph.gather_start if layered else ph.upd_start),
                 ph.upd_busy.eq(upd.busy | gather.busy),      # they share no memory
             ]
             if self.model:
@@ -250,6 +256,8 @@ class Backward(wiring.Component):
         names = ("forward", "update", "gather") if self.config.train else ()
         if self.model:
             names += ("embed", "output", "scale", "embed_update", "out_update")
+        if self.config.layers > 1:
+            names += ("lift",)
         return {n: getattr(self, n) for n in names}
 
     def _model(self, m):
@@ -268,7 +276,9 @@ class Backward(wiring.Component):
             out.start.eq(ph.out_start), ph.out_busy.eq(out.busy),
             out.forward_only.eq(ph.out_eval), out.dense.eq(regs.mode[MODE["DENSE"]]),
             out.clear.eq(regs.clear),
-            scale.start.eq(ph.scale_start), ph.scale_busy.eq(scale.busy),
+            scale.start.eq(ph.scale_start | ph.drop_start if self.config.layers > 1
+                           else ph.scale_start),
+            ph.scale_busy.eq(scale.busy),
             embu.start.eq(ph.embu_start), ph.embu_busy.eq(embu.busy),
             oupd.start.eq(ph.upd_start),
             ph.upd_busy.eq(self.update.busy | self.gather.busy | oupd.busy),
@@ -280,6 +290,15 @@ class Backward(wiring.Component):
             self.update.shift.eq(base_shift + s), oupd.shift.eq(base_shift),
             embu.shift.eq(base_shift + s + f.da.frac_bits - f.dw.frac_bits),
         ]
+        if self.config.layers > 1:
+            # each phase on its layers' memory banks; the gather alone, the loss scale's drop
+            # and the lift between the layers
+            lift = self.lift
+            m.d.comb += [
+                self.bank.rd_layer.eq(ph.rd_layer), self.bank.wr_layer.eq(ph.wr_layer),
+                ph.gather_busy.eq(self.gather.busy), scale.drop.eq(ph.drop_start),
+                lift.start.eq(ph.lift_start), ph.lift_busy.eq(lift.busy),
+            ]
         # the results of the last command to end; and as they were when the running (or last)
         # command started, steady until the next starts (a streaming host reads these)
         loss, shift = Signal(signed(64)), Signal.like(s)

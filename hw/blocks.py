@@ -87,9 +87,10 @@ BLOCKS = {
     "layer": Block(training_build, AccelConfig.defaults(),
                    "training build: forward, backward and update on resident weights and state",
                    _check_layer),
-    "model": Block(model_build, {**AccelConfig.defaults(), "vocab": 50},
-                   "whole-model build: embedding, LSTM layer, output layer, softmax and loss "
-                   "train on the chip, tokens in", _check_layer),
+    "model": Block(model_build, {**AccelConfig.defaults(), "vocab": 50, "layers": 1},
+                   "whole-model build: embedding, LSTM layers (1 or 2; 2 with inputs = "
+                   "hidden), output layer, softmax and loss train on the chip, tokens in",
+                   _check_layer),
     "top": Block(AcceleratorTop, {**AccelConfig.defaults(), "divisor": 4, "max_payload": 512},
                  "the backward accelerator behind its UART host link (a board's top)",
                  _check_top),

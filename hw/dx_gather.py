@@ -14,35 +14,52 @@ __all__ = ["DxGather"]
 class DxGather(wiring.Component):
     """``start`` (a strobe) copies words ``c = 0 .. ceil(X/L) - 1`` of every vector ``(b, t)``
     of ``DA`` (word ``(b*T + t)*C + c``) to ``DX`` word ``(b*T + t)*ceil(X/L) + c``, so that the
-    host reads ``dx`` of a sequence in one request instead of one per step.
+    host reads ``dx`` of a sequence in one request instead of one per step, and the layer below
+    (or the embedding) finds it in one place.
+
+    ``source="HO", dest="XI"`` (a build of several layers, ``X = H``): the same copy of every
+    ``h_t`` (``HO``, ``ceil(H/L)`` words a vector) into the ``XI`` of the layer above (through
+    the memory bank's layers): the lift between two layers' forwards.
 
     One word per cycle (read, written the next cycle): ``B*T*ceil(X/L) + 1`` cycles. ``busy``
     from the cycle after ``start`` until the last word is written.
 
-    ``ports``: ``{name: (word shape, depth)}`` of ``DA`` and ``DX`` (``hw.memory_bank``).
+    ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
-    def __init__(self, config: AccelConfig, ports: dict):
+    #: the copies it makes: ``{(source, dest): words a source vector has}``
+    COPIES = {("DA", "DX"): "chunks", ("HO", "XI"): "h_chunks"}
+
+    def __init__(self, config: AccelConfig, ports: dict, *, source: str = "DA",
+                 dest: str = "DX"):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
-        self.config = config
+        if (source, dest) not in self.COPIES:
+            raise ValueError(f"a gather copies {' or '.join(f'{s} to {d}' for s, d in self.COPIES)}"
+                             f", not {source} to {dest}")
+        if source == "HO" and config.inputs != config.hidden:
+            raise ValueError("HO to XI needs inputs == hidden")
+        self.config, self.source, self.dest = config, source, dest
+        self.stride = getattr(config, self.COPIES[source, dest])
         super().__init__({"start": In(1), "busy": Out(1),
-                          **run_ports(ports, reads=("DA",), writes=("DX",))})
+                          **run_ports(ports, reads=(source,), writes=(dest,))})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        C, nx = cfg.chunks, cfg.x_chunks
+        C, nx = self.stride, cfg.x_chunks
+        src_rd = getattr(self, f"{self.source.lower()}_rd")
+        dst_wr = getattr(self, f"{self.dest.lower()}_wr")
         words = cfg.max_batch * cfg.max_seq * nx
-        n = Signal(range(words + 1))                 # next DX word read
+        n = Signal(range(words + 1))                 # next destination word read
         c = Signal(range(nx + 1))                    # ... its word within the vector
         src = Signal(range(cfg.max_batch * cfg.max_seq * C + 1))
         pending = Signal()                           # a word read last cycle, written now
         dst = Signal.like(n)
         reading = self.busy & (n < words)
-        m.d.comb += [self.da_rd.addr.eq(src), self.da_rd.en.eq(1),
-                     self.dx_wr.addr.eq(dst), self.dx_wr.en.eq(pending),
-                     self.dx_wr.data.eq(self.da_rd.data)]
+        m.d.comb += [src_rd.addr.eq(src), src_rd.en.eq(1),
+                     dst_wr.addr.eq(dst), dst_wr.en.eq(pending),
+                     dst_wr.data.eq(src_rd.data)]
         m.d.sync += pending.eq(reading)
         with m.If(pending):
             m.d.sync += dst.eq(dst + 1)

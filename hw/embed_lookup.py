@@ -64,7 +64,7 @@ class EmbedLookup(wiring.Component):
         s = const_mul(b, T) + t
         reading = (state == _State.COPY) & (c < NX)
         written = Signal()
-        w_addr = Signal.like(x_base)
+        w_addr = Signal.like(self.xi_wr.addr)
         m.d.sync += [written.eq(reading), w_addr.eq(x_base + c)]
         bank_base = Mux(self.bank, cfg.max_batch * T, 0)
         m.d.comb += [self.tok_rd.addr.eq(bank_base + s),

@@ -12,11 +12,13 @@ from .mac_array import const_mul
 from .memory_bank import run_ports
 from .symbols import next_symbol
 
-__all__ = ["LossScale", "READS", "WRITES", "cycles"]
+__all__ = ["LossScale", "READS", "WRITES", "DROP_READS", "cycles", "drop_cycles"]
 
 #: the memories it reads and writes
 READS = ("DHO",)
 WRITES = ("DH",)
+#: what a drop reads besides, in a build of several layers
+DROP_READS = ("DX",)
 
 
 def cycles(config: AccelConfig, symbols: int) -> int:
@@ -24,6 +26,11 @@ def cycles(config: AccelConfig, symbols: int) -> int:
     (the max pass) and its ``H`` elements (the copy), each pass with a setup and a closing
     cycle per symbol, the copy's last write one more; and the shift's cycle."""
     return symbols * (config.h_chunks + config.hidden + 5) + 1
+
+
+def drop_cycles(config: AccelConfig, symbols: int) -> int:
+    """Busy cycles of a drop over ``symbols`` symbols: the copy pass alone."""
+    return symbols * (config.hidden + 3)
 
 
 class _State(enum.Enum, shape=3):
@@ -41,9 +48,15 @@ class LossScale(wiring.Component):
     ``LOSS_SCALE_BOUNDS`` (the top bound for an all-zero ``dh``), a leading-one detector, and
     every ``dh`` into ``DH[(b*T + t)*H + k] = sat_state(round(dh << shift, da -> state))``
     (rounded half up), one element per cycle. ``shift`` holds from the end of the max pass
-    until the next ``start``.
+    until the next ``start`` without ``drop``.
 
-    Cycles: :func:`cycles`; ``busy`` from the cycle after ``start`` until the last write.
+    ``drop`` with ``start`` (a build of several layers, ``X = H``): the copy pass alone, of
+    ``DX`` (the layer above's gathered ``dx``, ``da`` codes already at the loss scale) at scale
+    ``2**0`` into ``DH`` (the layer below's, through the memory bank's layers); ``shift`` keeps
+    its value.
+
+    Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from the cycle after
+    ``start`` until the last write.
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
@@ -52,10 +65,13 @@ class LossScale(wiring.Component):
         self.config, self.ports = config, ports
         lo, hi = LOSS_SCALE_BOUNDS
         T, B = config.max_seq, config.max_batch
-        super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
-                          "batch": In(range(B + 1)), "busy": Out(1),
-                          "shift": Out(range(lo, hi + 1)),
-                          **run_ports(ports, READS, WRITES)})
+        self.drops = config.layers > 1
+        members = {"start": In(1), "seq_len": In(range(T + 1)), "batch": In(range(B + 1)),
+                   "busy": Out(1), "shift": Out(range(lo, hi + 1)),
+                   **run_ports(ports, READS + (DROP_READS if self.drops else ()), WRITES)}
+        if self.drops:
+            members["drop"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -113,12 +129,16 @@ class LossScale(wiring.Component):
         # right shift r = da.frac - state.frac - shift in [r_lo, r_hi]: x << -r_lo, then a
         # right shift by r - r_lo >= 0 with round half up
         r_lo = da.frac_bits - st.frac_bits - hi
-        x = self.dho_rd.data[0]
+        dropping = Signal()                         # this run is a drop (DX at 2**0)
+        source = self.dho_rd.data
+        if self.drops:
+            source = [Mux(dropping, self.dx_rd.data[l], self.dho_rd.data[l]) for l in range(L)]
+        x = source[0]
         for l in range(1, L):
-            x = Mux(lane1 == l, self.dho_rd.data[l], x)
+            x = Mux(lane1 == l, source[l], x)
         wide = Signal(signed(da.width - r_lo + 1))
         amount = Signal(range(hi - lo + 1))
-        m.d.comb += [wide.eq(x << -r_lo), amount.eq(hi - self.shift)]
+        m.d.comb += [wide.eq(x << -r_lo), amount.eq(hi - Mux(dropping, 0, self.shift))]
         half = (Const(1, hi - lo + 2) << amount) >> 1
         scaled = (wide + half) >> amount
         dh_addr = Signal(len(self.dh_wr.addr))
@@ -128,6 +148,9 @@ class LossScale(wiring.Component):
 
         m.d.comb += [self.dho_rd.addr.eq(word_base + Mux(copy, word, n)),
                      self.dho_rd.en.eq(reading | ((state == _State.COPY) & (n < H)))]
+        if self.drops:
+            m.d.comb += [self.dx_rd.addr.eq(word_base + word),
+                         self.dx_rd.en.eq((state == _State.COPY) & (n < H))]
 
         # -- sequencing --------------------------------------------------------------------------
         def to_next():
@@ -137,6 +160,8 @@ class LossScale(wiring.Component):
         with m.If(state == _State.IDLE):
             with m.If(self.start):
                 m.d.sync += [b.eq(0), t.eq(0), copy.eq(0), top.eq(0), state.eq(_State.SETUP)]
+                if self.drops:
+                    m.d.sync += [dropping.eq(self.drop), copy.eq(self.drop)]
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
             m.d.sync += [word_base.eq(const_mul(s, NH)), dh_base.eq(const_mul(s, H)),

@@ -91,6 +91,11 @@ class MemoryBank(wiring.Component):
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
+    With several LSTM layers (``config.layers``) a layered memory holds one bank per layer,
+    layer ``l`` at its ``l``-th ``layer_words``: the host addresses them all, the run's ports
+    one bank (``rd_layer`` for reads, ``wr_layer`` for writes: a phase may read one layer's
+    memories and write the next one's), an adder on the address.
+
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
     words are arrays get a write enable per element, ACT is stored as an array of slots of its
     widest field, and with ``db_serial`` DB is ``4H`` words of one gate (word ``k``, gate ``g``
@@ -122,6 +127,11 @@ class MemoryBank(wiring.Component):
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[])
                          for name in self.shapes}
+        #: LSTM layers, and each memory's words per layer bank (:attr:`Memory.layered`): the
+        #: run addresses one bank, at ``rd_layer`` (reads) or ``wr_layer`` (writes) times these
+        self.layers = config.layers
+        self.layer_words = {name: MEMORIES[name].layer_words(config) if self.layers > 1 and
+                            MEMORIES[name].layered else None for name in self.shapes}
         #: the memories the run writes, and those ZERO clears
         self.run_written = tuple(n for n in self.shapes if MEMORIES[n].run_writes(config))
         self.zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
@@ -135,12 +145,16 @@ class MemoryBank(wiring.Component):
             "running": In(1), "zeroing": In(1),
             "zn": In(range(self.zero_words + 1)),
         }
-        #: ``{name: (word shape, depth)}`` of the run ports (what :func:`run_ports` takes)
-        self.ports = {n: (self.mem_shapes[n], self.mem_depths[n]) for n in self.shapes}
+        #: ``{name: (word shape, depth)}`` of the run ports (what :func:`run_ports` takes): a
+        #: layered memory's run ports address one layer's bank
+        self.ports = {n: (self.mem_shapes[n], self.mem_depths[n] if self.layer_words[n] is None
+                          else max(2, self.layer_words[n])) for n in self.shapes}
+        if self.layers > 1:
+            members.update(rd_layer=In(range(self.layers)), wr_layer=In(range(self.layers)))
         members.update(run_ports(self.ports, self.shapes, self.run_written,
                                  lane_writes=self.lane_written, flow=Out))
         members["da_h_rd"] = Out(ReadPort.Signature(
-            addr_width=ceil_log2(self.mem_depths["DA"]), shape=self.mem_shapes["DA"]))
+            addr_width=ceil_log2(self.ports["DA"][1]), shape=self.mem_shapes["DA"]))
         super().__init__(members)
 
     @staticmethod
@@ -168,8 +182,8 @@ class MemoryBank(wiring.Component):
             m.submodules[f"mem_{name.lower()}"] = mem
             rd[name] = mem.read_port()
         da_h = self.memories["DA"].read_port()
-        m.d.comb += [da_h.addr.eq(self.da_h_rd.addr), da_h.en.eq(self.da_h_rd.en),
-                     self.da_h_rd.data.eq(da_h.data)]
+        m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
+                     da_h.en.eq(self.da_h_rd.en), self.da_h_rd.data.eq(da_h.data)]
 
         for name, mem in self.memories.items():
             spec, shape, depth = MEMORIES[name], self.mem_shapes[name], self.mem_depths[name]
@@ -181,7 +195,8 @@ class MemoryBank(wiring.Component):
             # a streamed memory takes the host's writes while the run reads its other bank
             h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
-            m.d.comb += [rd[name].addr.eq(Mux(running, run_rd.addr, h_addr)),
+            m.d.comb += [rd[name].addr.eq(Mux(running, self._banked(run_rd.addr, name, "rd"),
+                                              h_addr)),
                          rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
                          run_rd.data.eq(rd[name].data)]
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
@@ -203,7 +218,9 @@ class MemoryBank(wiring.Component):
             if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 m.d.comb += [
-                    port.addr.eq(Mux(zeroing, self.zn, Mux(running, run_wr.addr, h_addr))),
+                    port.addr.eq(Mux(zeroing, self.zn,
+                                     Mux(running, self._banked(run_wr.addr, name, "wr"),
+                                         h_addr))),
                     port.data.eq(Mux(zeroing, 0, Mux(running, run_wr.data, host_word))),
                     port.en.eq(Mux(zeroing, all_en(self.zn < depth),
                                    Mux(running, all_en(run_wr.en), h_we))),
@@ -212,7 +229,7 @@ class MemoryBank(wiring.Component):
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
                 m.d.comb += [
-                    port.addr.eq(Mux(running, run_wr.addr, h_addr)),
+                    port.addr.eq(Mux(running, self._banked(run_wr.addr, name, "wr"), h_addr)),
                     port.data.eq(Mux(running, run_wr.data, host_word)),
                     port.en.eq(Mux(running, run_en, Mux(zeroing, 0, h_we))),
                 ]
@@ -236,6 +253,16 @@ class MemoryBank(wiring.Component):
             with m.Default():                   # a code without a memory reads 0
                 m.d.comb += [host.rdata[e].eq(0) for e in range(self.port_elements)]
         return m
+
+    def _banked(self, addr, name: str, side: str):
+        """A run port's address in ``name``'s memory: in the bank of layer ``rd_layer`` (reads)
+        or ``wr_layer`` (writes) if it is layered."""
+        words = self.layer_words[name]
+        if words is None:
+            return addr
+        layer = self.rd_layer if side == "rd" else self.wr_layer
+        base = Mux(layer == 1, words, 0) if self.layers == 2 else layer * words
+        return (addr + base)[:ceil_log2(self.mem_depths[name])]
 
     @staticmethod
     def _fields(shape):

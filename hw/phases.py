@@ -1,26 +1,72 @@
 """Phase control: which command of ``CTRL`` runs, in which order its phases go, and the status
 bits they leave (:mod:`gateskip.spec.registers`)."""
 
+from typing import NamedTuple
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PhaseControl", "SEQUENCES"]
+from ..spec.limits import MAX_LAYERS
 
-#: each unit a phase starts and waits for: ``{unit: (start strobe, busy input)}``
+__all__ = ["PhaseControl", "Phase", "SEQUENCES", "sequences"]
+
+#: each unit a phase starts and waits for: ``{unit: (start strobe, busy input)}``. ``update``
+#: starts the LSTM layer's update, the dx gather and (in a whole model) the output layer's
+#: update together; ``update_lstm`` the layer's alone; ``drop`` is the loss scale's copy of a
+#: layer's ``dx`` into the ``DH`` of the layer below; ``lift`` copies a layer's ``h`` into the
+#: ``XI`` of the layer above
 _UNITS = {"zero": ("ctl_zero", "ctl_busy"), "backward": ("ctl_start", "ctl_busy"),
           "forward": ("fwd_start", "fwd_busy"), "update": ("upd_start", "upd_busy"),
+          "update_lstm": ("updl_start", "upd_busy"), "gather": ("gather_start", "gather_busy"),
           "embed": ("emb_start", "emb_busy"), "output": ("out_start", "out_busy"),
-          "scale": ("scale_start", "scale_busy"), "embed_update": ("embu_start", "embu_busy")}
+          "scale": ("scale_start", "scale_busy"), "drop": ("drop_start", "scale_busy"),
+          "lift": ("lift_start", "lift_busy"), "embed_update": ("embu_start", "embu_busy")}
 
-#: the phases of FORWARD and TRAIN, in order, by build: a training build (``"layer"``) or a
-#: whole-model build (``"model"``)
-SEQUENCES = {
-    "layer": {"forward": ("forward",), "train": ("zero", "backward", "update")},
-    "model": {"forward": ("embed", "forward", "output"),
-              "train": ("zero", "embed", "forward", "output", "scale", "backward", "update",
-                        "embed_update")},
-}
+
+class Phase(NamedTuple):
+    """A phase: the unit it starts, and the layer whose memory banks it reads (``rd``) and
+    writes (``wr``) (``hw.memory_bank``; 0 in a build of one layer)."""
+    unit: str
+    rd: int = 0
+    wr: int = 0
+
+
+def sequences(*, train: bool, model: bool = False, layers: int = 1) -> dict:
+    """The phases of FORWARD and TRAIN, in order: ``{"forward": (Phase, ...), "train": ...}``;
+    none without training units. A whole model of two layers runs each layer's forward and
+    backward in turn, the first's ``h`` lifted into the second's ``XI`` between the forwards
+    and the second's ``dx`` (gathered) dropped into the first's ``DH`` between the backwards."""
+    if not train:
+        return {}
+    if not model:
+        return {"forward": (Phase("forward"),),
+                "train": (Phase("zero"), Phase("backward"), Phase("update"))}
+    if layers == 1:
+        return {"forward": tuple(map(Phase, ("embed", "forward", "output"))),
+                "train": tuple(map(Phase, ("zero", "embed", "forward", "output", "scale",
+                                           "backward", "update", "embed_update")))}
+    top = layers - 1
+    up = [Phase("embed")]
+    for n in range(layers):
+        up += [Phase("forward", n, n)] + ([Phase("lift", n, n + 1)] if n < top else [])
+    down = []
+    for n in reversed(range(layers)):
+        down.append(Phase("backward", n, n))
+        if n:
+            down += [Phase("gather", n, n), Phase("drop", n, n - 1)]
+    return {"forward": (*up, Phase("output", top, top)),
+            "train": (Phase("zero"), *up, Phase("output", top, top), Phase("scale", top, top),
+                      *down, Phase("update"),
+                      *[Phase("update_lstm", n, n) for n in range(1, layers)],
+                      Phase("embed_update"))}
+
+
+#: the sequences by build: a training build (``"layer"``), a whole-model build of one layer
+#: (``"model"``) and of two (``"model2"``)
+SEQUENCES = {"layer": sequences(train=True),
+             "model": sequences(train=True, model=True),
+             "model2": sequences(train=True, model=True, layers=2)}
 
 
 class PhaseControl(wiring.Component):
@@ -31,7 +77,8 @@ class PhaseControl(wiring.Component):
     unit's ``*_start`` strobe) in the cycle after the previous one ends, the first with the
     command's strobe; a phase ends when its unit's ``*_busy`` is low, from the cycle after its
     start. In a whole-model build (``model``) ``out_eval`` is high through the output phase of
-    ``forward`` (the loss alone, no backward).
+    ``forward`` (the loss alone, no backward). With ``layers`` > 1, ``rd_layer`` and
+    ``wr_layer`` are the running phase's layers (:class:`Phase`), 0 while idle.
 
     Refused (``error`` and ``done`` rise, nothing runs): ``forward`` and ``train`` when the
     build has no training units (``train=False``); ``train`` with ``single`` set, and in a
@@ -45,15 +92,19 @@ class PhaseControl(wiring.Component):
     ``ctl_error``).
     """
 
-    def __init__(self, *, train: bool, model: bool = False):
+    def __init__(self, *, train: bool, model: bool = False, layers: int = 1):
         for name, value in (("train", train), ("model", model)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if model and not train:
             raise ValueError("model needs train")
-        self.train, self.model = train, model
-        self.sequences = SEQUENCES["model" if model else "layer"] if train else {}
-        units = {u for seq in self.sequences.values() for u in seq}
+        if (not isinstance(layers, int) or isinstance(layers, bool)
+                or not 1 <= layers <= MAX_LAYERS or (layers > 1 and not model)):
+            raise ValueError(f"layers must be 1, or up to {MAX_LAYERS} with model, not "
+                             f"{layers!r}")
+        self.train, self.model, self.layers = train, model, layers
+        self.sequences = sequences(train=train, model=model, layers=layers)
+        units = {p.unit for seq in self.sequences.values() for p in seq}
         members = {"start": In(1), "zero": In(1), "forward": In(1), "train_cmd": In(1),
                    "single": In(1), "ctl_busy": In(1), "ctl_error": In(1),
                    "ctl_start": Out(1), "ctl_zero": Out(1),
@@ -66,6 +117,8 @@ class PhaseControl(wiring.Component):
             members.setdefault(busy, In(1))
         if model:
             members["out_eval"] = Out(1)
+        if layers > 1:
+            members.update(rd_layer=Out(range(layers)), wr_layer=Out(range(layers)))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -81,7 +134,7 @@ class PhaseControl(wiring.Component):
 
         def enter(cmd, i):
             """The strobe of position ``i`` of ``cmd`` now, and its phase from the next cycle."""
-            unit = self.sequences[cmd][i]
+            unit = self.sequences[cmd][i].unit
             m.d.comb += getattr(self, _UNITS[unit][0]).eq(1)
             m.d.sync += [phase.eq(number[cmd, i]), first.eq(1)]
 
@@ -117,9 +170,11 @@ class PhaseControl(wiring.Component):
         for (cmd, i), n in number.items():
             seq = self.sequences[cmd]
             with m.Elif(phase == n):
-                if self.model and cmd == "forward" and seq[i] == "output":
+                if self.model and cmd == "forward" and seq[i].unit == "output":
                     m.d.comb += self.out_eval.eq(1)
-                with m.If(~first & ~getattr(self, _UNITS[seq[i]][1])):
+                if self.layers > 1:
+                    m.d.comb += [self.rd_layer.eq(seq[i].rd), self.wr_layer.eq(seq[i].wr)]
+                with m.If(~first & ~getattr(self, _UNITS[seq[i].unit][1])):
                     if i + 1 < len(seq):
                         enter(cmd, i + 1)
                     else:

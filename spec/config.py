@@ -54,6 +54,9 @@ class AccelConfig:
     ``vocab``: 0, or the vocabulary V of the whole character model on the chip (needs
     ``train``): embedding, output layer, softmax and loss beside the layer, and their memories
     (:mod:`.memories`, ``model_only``).
+    ``layers``: the LSTM layers a whole-model build stacks (1 or 2; 2 needs ``vocab`` and
+    ``inputs == hidden``, as the second layer's ``x_t`` is the first's ``h_t``): the units run
+    once per layer on per-layer banks of the layer's memories (:mod:`.memories`, ``layered``).
     ``formats``: the arithmetic formats (:mod:`.formats`).
     """
 
@@ -71,6 +74,7 @@ class AccelConfig:
     threshold_skid: bool = True
     train: bool = False
     vocab: int = 0
+    layers: int = 1
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
@@ -94,6 +98,11 @@ class AccelConfig:
             raise ValueError("vocab must be 0 (no model) or at least 2")
         if self.vocab and not self.train:
             raise ValueError("vocab (the whole model on the chip) needs train")
+        if self.layers > 1 and not self.vocab:
+            raise ValueError("layers > 1 needs a whole-model build (vocab)")
+        if self.layers > 1 and self.inputs != self.hidden:
+            raise ValueError(f"layers > 1 needs inputs == hidden (the second layer's x_t is the "
+                             f"first's h_t), not inputs {self.inputs} and hidden {self.hidden}")
         if self.db_serial and not self.element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         f = self.formats

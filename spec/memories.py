@@ -22,12 +22,14 @@ Sizes are written as symbols of :class:`~.config.AccelConfig`: ``H`` hidden, ``X
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 
 __all__ = ["Memory", "MEMORIES", "CODE_BITS", "by_code", "sizes", "to_words", "from_words",
-           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "STREAMED", "built"]
+           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "STREAMED", "LAYERED",
+           "built"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class Memory:
     #: the host may write it while the accelerator runs (double-buffered tokens: the run reads
     #: one bank while the host fills the other)
     streamed: bool = False
+    #: one bank per LSTM layer (``AccelConfig.layers``): the host's array gets a first axis of
+    #: the layers, layer l's words follow layer l - 1's, and the run addresses the bank of the
+    #: running phase's layer
+    layered: bool = False
 
     def built(self, cfg) -> bool:
         """Whether a build of ``cfg`` (an ``AccelConfig``) has this memory."""
@@ -67,7 +73,17 @@ class Memory:
         object or mapping with ``hidden inputs max_seq max_batch``)."""
         s = sizes(cfg)
         dims = tuple(_size(d, s) for d in self.dims)
+        if self.layered and s["N"] > 1:
+            dims = (s["N"],) + dims
         return dims + ((len(self.fields),) if len(self.fields) > 1 else ())
+
+    def layers(self, cfg) -> int:
+        """The banks it has in a build of ``cfg``: its layers, or 1."""
+        return sizes(cfg)["N"] if self.layered else 1
+
+    def layer_words(self, cfg) -> int:
+        """Words of one layer's bank (:meth:`words` over :meth:`layers`)."""
+        return self.words(cfg) // self.layers(cfg)
 
     def per_word(self, lanes: int) -> int:
         """Elements in one word: L for lane words, the fields' number otherwise."""
@@ -80,7 +96,7 @@ class Memory:
         if self.lanes:                        # the last axis in words of L
             last = _size(self.dims[-1], s)
             n = n // last * -(-last // s["L"])
-        return n
+        return n * (s["N"] if self.layered else 1)
 
     def field_format(self, index: int, formats):
         """The :class:`~.formats.Q` of element ``index`` of a word."""
@@ -118,12 +134,13 @@ def _size(expr: str, s: dict) -> int:
 
 
 def sizes(cfg) -> dict:
-    """``{H, X, K, T, B, L, V}`` of a config (attributes or mapping; ``lanes`` and ``vocab``
-    optional)."""
+    """``{H, X, K, T, B, L, V, N}`` of a config (attributes or mapping; ``lanes``, ``vocab``
+    and ``layers`` (N) optional)."""
     get = cfg.get if isinstance(cfg, dict) else (lambda k, d=None: getattr(cfg, k, d))
     H, X = int(get("hidden")), int(get("inputs"))
     return {"H": H, "X": X, "K": X + H, "T": int(get("max_seq")), "B": int(get("max_batch")),
-            "L": int(get("lanes", 1) or 1), "V": int(get("vocab", 0) or 0)}
+            "L": int(get("lanes", 1) or 1), "V": int(get("vocab", 0) or 0),
+            "N": int(get("layers", 1) or 1)}
 
 
 _GATES = tuple((g, "dw") for g in ("i", "f", "g", "o"))
@@ -199,6 +216,12 @@ MEMORIES = {m.name: m for m in (
            train_only=True, trained=True, model_only=True),
 )}
 
+#: the LSTM layer's own memories: one bank per layer in a build of several
+#: (``AccelConfig.layers``); the embedding's, the output layer's and the tokens' are the model's
+LAYERED = ("W", "A", "ACT", "DH", "DC", "DW", "DB", "DA", "WM", "BM", "HS", "CS", "HO", "XI",
+           "DX")
+MEMORIES = {name: dataclasses.replace(m, layered=name in LAYERED) for name, m in MEMORIES.items()}
+
 #: bits of a memory code on the host port (the link's requests carry a byte)
 CODE_BITS = max(1, (max(m.code for m in MEMORIES.values())).bit_length())
 #: the fields of an ``ACT`` word, in memory order
@@ -264,6 +287,8 @@ def markdown_table(formats=None) -> str:
                 "yes (training builds only)" if m.trained else "no")
     for m in MEMORIES.values():
         shape = " x ".join(m.dims + ((str(len(m.fields)),) if len(m.fields) > 1 else ()))
+        if m.layered:                          # a first axis of the layers where there are two
+            shape = "(N x) " + shape
         word = "L lanes" if m.lanes else (" ".join(n for n, _f in m.fields)
                                           if len(m.fields) > 1 else "1 element")
         fmts = ", ".join(f"{fmt} {getattr(formats, fmt)}" for fmt in

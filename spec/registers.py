@@ -154,6 +154,8 @@ REGISTERS = [
                                      "next one runs)", width=32),
     Register("PREV_LOSS_HI", 0x35, "r", "LOSS_HI, as PREV_LOSS", width=32),
     Register("PREV_LOSS_SHIFT", 0x36, "r", "LOSS_SHIFT, as PREV_LOSS", width=32),
+    Register("LAYERS", 0x37, "r", "N (build parameter): the LSTM layers (1, or 2 in a "
+                                  "whole-model build)", param="layers"),
 ]
 
 #: bit fields: register -> {field: bit}

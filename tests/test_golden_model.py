@@ -234,15 +234,51 @@ def test_two_layer_model_gradients_and_fixed_training(text_file):
     s = result["summary"]
     assert abs(s["ratio"] - 1) < 0.02 and abs(s["sparsity_fixed"] - s["sparsity_float"]) < 0.03
     assert len(result["model"].layers) == 2
-    with pytest.raises(ValueError, match="one LSTM layer"):
+    with pytest.raises(ValueError, match="need inputs == hidden"):      # X 8, H 16
         result["model"].masters()
 
 
-def test_two_layers_run_on_the_model_device_only(tmp_path):
-    r = CliRunner().invoke(main, ["compare", "--mode", "model", "--device", "sim", "--layers",
-                                  "2", "--out", str(tmp_path / "o"), "--no-progress"])
-    assert r.exit_code != 0 and "holds one LSTM layer" in r.output
+def test_a_two_layer_checkpoint_round_trips():
+    """A two-layer model's masters in the chip's layout (a first axis of the layers) give the
+    same model back."""
+    rng = np.random.default_rng(2)
+    H, V = 3, 5
+    model = FixedModel.from_float(rng.normal(0, 1, (V, H)), rng.normal(0, .5, (4 * H, 2 * H)),
+                                  rng.normal(0, .2, 4 * H), rng.normal(0, .5, (4 * H, 2 * H)),
+                                  rng.normal(0, .2, 4 * H), rng.normal(0, 1, (V, H)),
+                                  rng.normal(0, .3, V))
+    masters = model.masters()
+    assert masters["WM"].shape == (2, 4 * H, 2 * H) and masters["BM"].shape == (2, 4 * H)
+    back = FixedModel.from_masters(masters, H)
+    for a, b in zip(back.layers, model.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "model", "--device", "sim", "--embed", "16"], "needs --embed equal to --hidden"),
+    (["--mode", "layer"], "runs with --mode model"),
+    (["--mode", "model", "--device", "sim", "--layers", "3"], "at most 2 LSTM layers"),
+])
+def test_layers_the_chip_cannot_stack_are_refused(tmp_path, args, message):
+    r = CliRunner().invoke(main, ["compare", "--layers", "2", *args,
+                                  "--out", str(tmp_path / "o"), "--no-progress"])
+    assert r.exit_code != 0 and message in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_two_layers_train_on_the_simulated_board(text_file, tmp_path):
+    """``gateskip train --device sim --layers 2``: both layers on the chip, every iteration
+    and the checkpoint bit-exact through the simulated board's link."""
+    r = CliRunner().invoke(main, [
+        "train", "--device", "sim", "--layers", "2", "--optimizer", "sgd", "--clip", "0",
+        "--lr", "2", "--hidden", "4", "--embed", "4", "--seq-len", "3", "--batch", "2",
+        "--lanes", "2", "--iterations", "4", "--threshold", "1e-3", "--corpus", str(text_file),
+        "--no-progress", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "r.json").read_text())
+    assert run["device"]["bit_exact_iterations"] == 4 and run["device"]["weights_bit_exact"]
+    assert run["config"]["layers"] == 2 and run["dnet_sparsity"] > 0
 
 
 def test_train_on_the_simulated_board(text_file, tmp_path):
@@ -269,7 +305,9 @@ def test_train_on_the_simulated_board(text_file, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [([], "--optimizer sgd --clip 0"),
                                             (["--optimizer", "sgd", "--clip", "0", "--layers",
-                                              "2"], "holds one LSTM layer")])
+                                              "2"], "needs --embed equal to --hidden"),
+                                            (["--optimizer", "sgd", "--clip", "0", "--layers",
+                                              "3", "--embed", "128"], "at most 2 LSTM layers")])
 def test_train_on_a_device_refuses_what_it_cannot_run(extra, message, tmp_path):
     r = CliRunner().invoke(main, ["train", "--device", "sim", *extra, "--out",
                                   str(tmp_path / "o"), "--no-progress"])

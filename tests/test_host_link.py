@@ -37,7 +37,7 @@ def link(board):
 def test_the_board_reports_its_build(link):
     assert link.ping()["max_payload"] == 512
     device = LinkDevice(link)
-    assert device.params == {**PARAMS, "train": 0, "vocab": 0}
+    assert device.params == {**PARAMS, "train": 0, "vocab": 0, "layers": 1}
 
 
 @pytest.mark.parametrize("sparsity, dense, seed", [(0.0, False, 1), (0.8, False, 2),

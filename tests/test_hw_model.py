@@ -25,11 +25,20 @@ def _model(H, X, V, seed):
                                  rng.normal(0, 0.3, V))
 
 
+def _two_layers(H, V, seed):
+    rng = np.random.default_rng(seed)
+    return FixedModel.from_float(rng.normal(0, 1.0, (V, H)),
+                                 *[a for _ in range(2) for a in (rng.normal(0, 0.5, (4 * H, 2 * H)),
+                                                                rng.normal(0, 0.2, 4 * H))],
+                                 rng.normal(0, 1.5, (V, H)), rng.normal(0, 0.3, V))
+
+
 def run(dut, script):
     async def tb(ctx):
         return await script(ModelHost(AmaranthBus(dut, ctx), vocab=dut.config.vocab,
                                       hidden=dut.hidden, inputs=dut.inputs, lanes=dut.lanes,
-                                      max_seq=dut.max_seq, max_batch=dut.max_batch))
+                                      max_seq=dut.max_seq, max_batch=dut.max_batch,
+                                      layers=dut.config.layers))
 
     return simulate(dut, tb)
 
@@ -78,6 +87,51 @@ def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense):
     for name, value in golden.masters().items():
         np.testing.assert_array_equal(final[name], value, err_msg=name)
     np.testing.assert_array_equal(final["HS"], golden.forward(tok, tgt, state)["h_T"])
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_two_layers_are_bit_exact(dense):
+    """Two LSTM layers on the chip (``layers=2``): each layer's forward on its own memory banks,
+    the first's h lifted into the second's XI, the second's dx dropped into the first's DH,
+    every update; against the golden model of two layers, iteration by iteration and in every
+    weight and both layers' carried state."""
+    H, L, V, T, B, threshold, lr = 3, 2, 6, 3, 2, 2e-3, 0.5
+    dut = Backward(hidden=H, inputs=H, lanes=L, max_seq=T, max_batch=B, train=True, vocab=V,
+                   layers=2)
+    rng = np.random.default_rng(9)
+    batches = [(rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))) for _ in range(2)]
+    golden, n = _two_layers(H, V, 4), T * B
+    start = golden.masters()
+    assert start["WM"].shape == (2, 4 * H, 2 * H)
+
+    async def script(host):
+        await host.load_model(start)
+        await host.reset_state()
+        got = []
+        for tok, tgt in batches:
+            r = await host.step(tok.T, tgt.T, threshold=threshold_code(threshold * n),
+                                lr=lr_code(lr / n), dense=dense)
+            r["counters"] = await host.counters(("ZEROS", "VALUES"))
+            got.append(r)
+        tok, tgt = batches[0]
+        return got, await host.evaluate(tok.T, tgt.T), await host.read_model()
+
+    got, evaluation, final = run(dut, script)
+    state = None
+    for (tok, tgt), g in zip(batches, got):
+        want = golden.step(tok, tgt, state, threshold, lr)
+        state = want["state"]
+        assert (g["loss_sum"], g["shift"]) == (want["loss_sum"], want["grad_shift"])
+        assert (g["counters"]["ZEROS"], g["counters"]["VALUES"]) == (want["zeros"],
+                                                                     want["values"])
+    assert dense or any(g["counters"]["ZEROS"] for g in got)
+    tok, tgt = batches[0]
+    fwd = golden.forward(tok, tgt, state)
+    assert evaluation == fwd["loss_sum"]
+    for name, value in golden.masters().items():
+        np.testing.assert_array_equal(final[name], value, err_msg=name)
+    np.testing.assert_array_equal(final["HS"], np.stack([h for h, _c in fwd["state"]]))
+    np.testing.assert_array_equal(final["CS"], np.stack([c for _h, c in fwd["state"]]))
 
 
 def test_model_overlapped_iterations_are_bit_exact():

@@ -11,7 +11,7 @@ from gateskip.golden.layer import operand_code
 from gateskip.golden.output import (dh_to_state, logit_code, loss_scale_shift, output_backward,
                                     softmax_code)
 from gateskip.hw.memory_bank import word_shapes
-from gateskip.hw.loss_scale import LossScale, cycles as loss_scale_cycles
+from gateskip.hw.loss_scale import LossScale, cycles as loss_scale_cycles, drop_cycles
 from gateskip.hw.output_layer import OutputLayer, cycles
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
@@ -126,3 +126,37 @@ def test_loss_scale_is_golden(H, L, T, B, top_bits):
     DH[:B, :T] = dh_to_state(dh[:B, :T], shift, f)
     np.testing.assert_array_equal(got, want)
     assert n == loss_scale_cycles(cfg, B * T)
+
+
+def test_loss_scale_drop_copies_dx_at_scale_one_and_keeps_the_shift():
+    """A two-layer build's drop: the layer above's DX (da codes) into DH at 2**0, the copy pass
+    alone; the loss scale of the run before stays."""
+    H, L, T, B = 3, 2, 2, 2
+    cfg = AccelConfig(hidden=H, inputs=H, lanes=L, max_seq=T, max_batch=B, train=True, vocab=3,
+                      layers=2)
+    ports, f = word_shapes(cfg), FORMATS
+    rng = np.random.default_rng(7)
+    dho = rng.integers(-(1 << 12), 1 << 12, (B, T, H))
+    dx = rng.integers(-(1 << 20), 1 << 20, (B, T, H))
+    dx[0, 0, 0] = 1 << 30                               # saturates in the state format
+    before = rng.integers(-99, 99, ports["DH"][1])
+    dut = OnMemories(LossScale(cfg, ports), ports, {"DHO": to_words(dho, L).tolist(),
+                                                    "DX": to_words(dx, L).tolist(),
+                                                    "DH": before.tolist()})
+
+    async def tb(ctx):
+        ctx.set(dut.seq_len, T)
+        ctx.set(dut.batch, B)
+        await strobe_and_count(ctx, dut)                # the loss scale
+        shift = ctx.get(dut.shift)
+        ctx.set(dut.drop, 1)
+        n = await strobe_and_count(ctx, dut)            # the drop
+        return shift, ctx.get(dut.shift), n, memory_words(ctx, dut.mems["DH"])
+
+    shift, after, n, got = simulate(dut, tb)
+    assert shift == loss_scale_shift(dho, f) and after == shift
+    want = before.copy()
+    want[:B * T * H] = dh_to_state(dx, 0, f).reshape(-1)
+    np.testing.assert_array_equal(got, want)
+    assert got[0] == (1 << (f.state.width - 1)) - 1
+    assert n == drop_cycles(cfg, B * T)

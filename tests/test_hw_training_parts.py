@@ -78,6 +78,70 @@ def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
     assert first == second == B * T * nx + 1
 
 
+def test_lift_copies_every_h_into_the_next_layers_x():
+    """The lift (a DxGather from HO to XI): every h_t word of a two-layer build's layer into
+    the XI words of the same (b, t), one word a cycle."""
+    H, L, T, B = 3, 2, 2, 2
+    cfg = AccelConfig(hidden=H, inputs=H, lanes=L, max_seq=T, max_batch=B, train=True,
+                      vocab=4, layers=2)
+    ports = word_shapes(cfg)
+    rng = np.random.default_rng(3)
+    ho = rng.integers(-(1 << 15), 1 << 15, (ports["HO"][1], L))
+    xi_before = rng.integers(-(1 << 15), 1 << 15, (ports["XI"][1], L))
+    dut = OnMemories(DxGather(cfg, ports, source="HO", dest="XI"), ports,
+                     {"HO": ho.tolist(), "XI": xi_before.tolist()})
+
+    async def tb(ctx):
+        return await strobe_and_count(ctx, dut), memory_words(ctx, dut.mems["XI"], L)
+
+    cycles, xi = simulate(dut, tb)
+    words = B * T * cfg.h_chunks
+    np.testing.assert_array_equal(xi[:words], ho[:words])
+    np.testing.assert_array_equal(xi[words:], xi_before[words:])
+    assert cycles == words + 1
+    with pytest.raises(ValueError, match="a gather copies DA to DX or HO to XI, not DA to XI"):
+        DxGather(cfg, ports, source="DA", dest="XI")
+    with pytest.raises(ValueError, match="needs inputs == hidden"):
+        one = AccelConfig(hidden=H, inputs=2, lanes=L, train=True, vocab=4)
+        DxGather(one, word_shapes(one), source="HO", dest="XI")
+
+
+def test_two_layer_phases_run_each_layer_on_its_banks():
+    """TRAIN and FORWARD of a whole model of two layers: every phase's strobe in order, with the
+    layers it reads and writes (every unit finishes at once here)."""
+    dut = PhaseControl(train=True, model=True, layers=2)
+    strobes = {name: getattr(dut, name) for name in dut.signature.members
+               if name.endswith("_start") or name == "ctl_zero"}
+
+    async def tb(ctx):
+        runs = {}
+        for command in ("train_cmd", "forward"):
+            ctx.set(getattr(dut, command), 1)
+            log, cycles = [], 0
+            while True:
+                fired = [n for n, sig in strobes.items() if ctx.get(sig)]
+                await ctx.tick()
+                ctx.set(getattr(dut, command), 0)
+                cycles += 1
+                if fired:
+                    log.append((fired[0], ctx.get(dut.rd_layer), ctx.get(dut.wr_layer)))
+                if not ctx.get(dut.busy):
+                    break
+            runs[command] = log
+        return runs
+
+    runs = simulate(dut, tb)
+    assert runs["train_cmd"] == [
+        ("ctl_zero", 0, 0), ("emb_start", 0, 0), ("fwd_start", 0, 0), ("lift_start", 0, 1),
+        ("fwd_start", 1, 1), ("out_start", 1, 1), ("scale_start", 1, 1), ("ctl_start", 1, 1),
+        ("gather_start", 1, 1), ("drop_start", 1, 0), ("ctl_start", 0, 0), ("upd_start", 0, 0),
+        ("updl_start", 1, 1), ("embu_start", 0, 0)]
+    assert runs["forward"] == [("emb_start", 0, 0), ("fwd_start", 0, 0), ("lift_start", 0, 1),
+                               ("fwd_start", 1, 1), ("out_start", 1, 1)]
+    with pytest.raises(ValueError, match="layers must be 1, or up to 2 with model"):
+        PhaseControl(train=True, layers=2)
+
+
 # -- PhaseControl: the phases' blocks modelled as "busy for N cycles from the cycle after start"
 
 def _phases(train: bool, script, durations=None):

@@ -34,11 +34,13 @@ class BackwardHost:
     """Runs backward passes on an accelerator of the given build parameters through ``bus``."""
 
     def __init__(self, bus, *, hidden: int, inputs: int, lanes: int, max_seq: int,
-                 max_batch: int, train: bool = False, vocab: int = 0,
+                 max_batch: int, train: bool = False, vocab: int = 0, layers: int = 1,
                  poll_limit: int = 10_000_000):
         self.bus, self.poll_limit = bus, poll_limit
+        # a build older than the LAYERS register reads 0 there: one layer
         self.config = AccelConfig(hidden=hidden, inputs=inputs, lanes=lanes, max_seq=max_seq,
-                                  max_batch=max_batch, train=bool(train), vocab=vocab)
+                                  max_batch=max_batch, train=bool(train), vocab=vocab,
+                                  layers=layers or 1)
         self.hidden, self.inputs, self.lanes = hidden, inputs, lanes
         self.max_seq, self.max_batch = max_seq, max_batch
 
@@ -164,10 +166,11 @@ class LayerHost(BackwardHost):
         return {name: await self.read_mem(name) for name in ("WM", "W", "BM")}
 
     async def reset_state(self, h=None, c=None) -> None:
-        """The carried state ``HS``, ``CS`` (B, H): zero, or the given codes."""
-        B, H = self.max_batch, self.hidden
-        h = np.zeros((B, H), np.int64) if h is None else self._check("h", h, (B, H))
-        c = np.zeros((B, H), np.int64) if c is None else self._check("c", c, (B, H))
+        """The carried state ``HS``, ``CS`` (B, H; layers x B x H with several layers): zero,
+        or the given codes."""
+        shape = self.shape("HS")
+        h = np.zeros(shape, np.int64) if h is None else self._check("h", h, shape)
+        c = np.zeros(shape, np.int64) if c is None else self._check("c", c, shape)
         await self.write_mem("HS", h)
         await self.write_mem("CS", c)
 
