@@ -358,16 +358,16 @@ def flash(board_name, bitstream, to_flash):
 @setting("iterations", COMPARE_DEFAULTS["iterations"], help="Training iterations.")
 @setting("hidden", help=f"LSTM hidden size H. [default: {COMPARE_DEFAULTS['hidden']}, or the "
                         f"board's]", hi=BUILD_LIMITS["hidden"][1])
-@setting("embed", help=f"Embedding size X. [default: {COMPARE_DEFAULTS['embed']}, or the "
-                       f"board's]", hi=BUILD_LIMITS["inputs"][1])
+@setting("embed", help=f"Embedding size X. [default: {COMPARE_DEFAULTS['embed']} (with "
+                       f"--layers 2: H), or the board's]", hi=BUILD_LIMITS["inputs"][1])
 @setting("seq_len", help=f"Truncated-BPTT length T. [default: {COMPARE_DEFAULTS['seq_len']}, or "
                          f"the board's]", hi=BUILD_LIMITS["max_seq"][1])
 @setting("batch", help=f"Sequences per batch B. [default: {COMPARE_DEFAULTS['batch']}, or the "
                        f"board's]", hi=BUILD_LIMITS["max_batch"][1])
 @setting("threshold", COMPARE_DEFAULTS["threshold"],
          help="Sparsified-SGD threshold on |dnet| (gradient scale of a mean loss).")
-@setting("layers", 1, help="Stacked LSTM layers: 2 with --mode model --device model (the chip "
-                           "holds one for now).")
+@setting("layers", 1, help="Stacked LSTM layers, with --mode model: up to 2 on a device "
+                           "(embedding = hidden, its default then), more on --device model.")
 @click.option("--lanes", type=IntRange(*BUILD_LIMITS["lanes"]), default=None,
               help=f"MAC lanes of the sim device (a build parameter). "
                    f"[default: {COMPARE_DEFAULTS['lanes']}]")
