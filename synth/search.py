@@ -40,59 +40,48 @@ class Step:
     what: str = ""
 
 
+def _sizes(H: int, X: int, L: int, T: int, B: int, **options) -> dict:
+    """A step's parameters: hidden, inputs, lanes, max_seq, max_batch and ``options``."""
+    return {"hidden": H, "inputs": X, "lanes": L, "max_seq": T, "max_batch": B, **options}
+
+
 _TRAIN = {"train": True}
 
 #: the search, in the order of SEARCH.md: the backward-only top's search, then the training
 #: top's, then the whole model's
 STEPS = (
-    Step("icebreaker-no-small-options", "icebreaker",
-         {"hidden": 1, "inputs": 1, "lanes": 1, "max_seq": 1, "max_batch": 1, "ew_multipliers": 1},
+    Step("icebreaker-no-small-options", "icebreaker", _sizes(1, 1, 1, 1, 1, ew_multipliers=1),
          "the smallest backward-only top without the small-device options"),
-    Step("icebreaker", "icebreaker",
-         {"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1, **SMALL_DEVICE},
+    Step("icebreaker", "icebreaker", _sizes(8, 8, 1, 8, 1, **SMALL_DEVICE),
          "the small-device options: the board's default"),
-    Step("icebreaker-step-up", "icebreaker",
-         {"hidden": 16, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1, **SMALL_DEVICE},
+    Step("icebreaker-step-up", "icebreaker", _sizes(16, 8, 1, 8, 1, **SMALL_DEVICE),
          "one step up: hidden 16"),
-    Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f",
-         {"hidden": 64, "inputs": 32, "lanes": 16, "max_seq": 32, "max_batch": 4},
+    Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
          "backward-only top, 16 lanes, T 32"),
-    Step("ulx3s-85f-backward", "ulx3s-85f",
-         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4},
+    Step("ulx3s-85f-backward", "ulx3s-85f", _sizes(64, 32, 8, 16, 4),
          "backward-only top: its default"),
-    Step("ulx3s-85f-backward-step-up", "ulx3s-85f",
-         {"hidden": 96, "inputs": 48, "lanes": 8, "max_seq": 16, "max_batch": 4},
+    Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),
          "backward-only top, one step up: hidden 96"),
-    Step("ulx3s-12f-backward", "ulx3s-12f",
-         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 2,
-          "ew_multipliers": 3}, "backward-only top: its default"),
-    Step("ulx3s-12f-backward-step-up", "ulx3s-12f",
-         {"hidden": 48, "inputs": 24, "lanes": 4, "max_seq": 16, "max_batch": 2,
-          "ew_multipliers": 3}, "backward-only top, one step up: hidden 48"),
-    Step("ulx3s-12f", "ulx3s-12f",
-         {"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 1,
-          "ew_multipliers": 3, **_TRAIN}, "training top: the board's default"),
-    Step("ulx3s-12f-step-up", "ulx3s-12f",
-         {"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
-          "ew_multipliers": 3, **_TRAIN}, "training top, one step up: max_batch 2"),
-    Step("ulx3s-85f-train-b4", "ulx3s-85f",
-         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 4, **_TRAIN},
+    Step("ulx3s-12f-backward", "ulx3s-12f", _sizes(32, 16, 4, 16, 2, ew_multipliers=3),
+         "backward-only top: its default"),
+    Step("ulx3s-12f-backward-step-up", "ulx3s-12f", _sizes(48, 24, 4, 16, 2, ew_multipliers=3),
+         "backward-only top, one step up: hidden 48"),
+    Step("ulx3s-12f", "ulx3s-12f", _sizes(32, 16, 2, 16, 1, ew_multipliers=3, **_TRAIN),
+         "training top: the board's default"),
+    Step("ulx3s-12f-step-up", "ulx3s-12f", _sizes(32, 16, 2, 16, 2, ew_multipliers=3, **_TRAIN),
+         "training top, one step up: max_batch 2"),
+    Step("ulx3s-85f-train-b4", "ulx3s-85f", _sizes(64, 32, 8, 16, 4, **_TRAIN),
          "training top at the backward-only default"),
-    Step("ulx3s-85f-train-b2", "ulx3s-85f",
-         {"hidden": 64, "inputs": 32, "lanes": 8, "max_seq": 16, "max_batch": 2, **_TRAIN},
+    Step("ulx3s-85f-train-b2", "ulx3s-85f", _sizes(64, 32, 8, 16, 2, **_TRAIN),
          "training top, H 64, max_batch 2"),
-    Step("ulx3s-85f-train-l4b2", "ulx3s-85f",
-         {"hidden": 64, "inputs": 32, "lanes": 4, "max_seq": 16, "max_batch": 2, **_TRAIN},
+    Step("ulx3s-85f-train-l4b2", "ulx3s-85f", _sizes(64, 32, 4, 16, 2, **_TRAIN),
          "training top, H 64, 4 lanes, max_batch 2"),
-    Step("ulx3s-85f", "ulx3s-85f",
-         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN},
+    Step("ulx3s-85f", "ulx3s-85f", _sizes(32, 16, 4, 16, 4, **_TRAIN),
          "training top at the compare defaults: the board's default"),
-    Step("ulx3s-85f-step-up", "ulx3s-85f",
-         {"hidden": 48, "inputs": 24, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN},
+    Step("ulx3s-85f-step-up", "ulx3s-85f", _sizes(48, 24, 4, 16, 4, **_TRAIN),
          "training top, one step up: hidden 48"),
-    Step("ulx3s-85f-model", "ulx3s-85f",
-         {"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4, **_TRAIN,
-          "vocab": 51}, "whole-model top at the compare defaults (PTB characters)"),
+    Step("ulx3s-85f-model", "ulx3s-85f", _sizes(32, 16, 4, 16, 4, vocab=51, **_TRAIN),
+         "whole-model top at the compare defaults (PTB characters)"),
 )
 
 

@@ -33,6 +33,26 @@ def _two_layers(H, V, seed):
                                  rng.normal(0, 1.5, (V, H)), rng.normal(0, 0.3, V))
 
 
+def training(start, batches, threshold, lr, dense, counters):
+    """The host's script: the masters ``start`` loaded, the state reset, one ``TRAIN`` per
+    batch (its ``counters`` read after it), a ``FORWARD`` of the first batch; returns the
+    iterations' results, the evaluation's summed loss and the checkpoint."""
+    n = batches[0][0].size
+
+    async def script(host):
+        await host.load_model(start)
+        await host.reset_state()
+        got = []
+        for tok, tgt in batches:
+            r = await host.step(tok.T, tgt.T, threshold=threshold_code(threshold * n),
+                                lr=lr_code(lr / n), dense=dense)
+            r["counters"] = await host.counters(counters)
+            got.append(r)
+        tok, tgt = batches[0]
+        return got, await host.evaluate(tok.T, tgt.T), await host.read_model()
+    return script
+
+
 def run(dut, script):
     async def tb(ctx):
         return await script(ModelHost(AmaranthBus(dut, ctx), vocab=dut.config.vocab,
@@ -56,21 +76,9 @@ def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense):
     golden = _model(H, X, V, H + V)
     start = golden.masters()
 
-    async def script(host):
-        await host.load_model(start)
-        await host.reset_state()
-        got = []
-        for tok, tgt in batches:
-            r = await host.step(tok.T, tgt.T, threshold=threshold_code(threshold * n),
-                                lr=lr_code(lr / n), dense=dense)
-            r["counters"] = await host.counters(("OUTPUT_VALUES", "OUTPUT_ZEROS", "ZEROS",
-                                                 "VALUES"))
-            got.append(r)
-        tok, tgt = batches[0]
-        evaluation = await host.evaluate(tok.T, tgt.T)
-        return got, evaluation, await host.read_model()
-
-    got, evaluation, final = run(dut, script)
+    got, evaluation, final = run(dut, training(start, batches, threshold, lr, dense,
+                                              ("OUTPUT_VALUES", "OUTPUT_ZEROS", "ZEROS",
+                                               "VALUES")))
     state = None
     for (tok, tgt), g in zip(batches, got):
         want = golden.step(tok, tgt, state, threshold, lr)
@@ -104,19 +112,8 @@ def test_two_layers_are_bit_exact(dense):
     start = golden.masters()
     assert start["WM"].shape == (2, 4 * H, 2 * H)
 
-    async def script(host):
-        await host.load_model(start)
-        await host.reset_state()
-        got = []
-        for tok, tgt in batches:
-            r = await host.step(tok.T, tgt.T, threshold=threshold_code(threshold * n),
-                                lr=lr_code(lr / n), dense=dense)
-            r["counters"] = await host.counters(("ZEROS", "VALUES"))
-            got.append(r)
-        tok, tgt = batches[0]
-        return got, await host.evaluate(tok.T, tgt.T), await host.read_model()
-
-    got, evaluation, final = run(dut, script)
+    got, evaluation, final = run(dut, training(start, batches, threshold, lr, dense,
+                                              ("ZEROS", "VALUES")))
     state = None
     for (tok, tgt), g in zip(batches, got):
         want = golden.step(tok, tgt, state, threshold, lr)
