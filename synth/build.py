@@ -23,7 +23,7 @@ from .boards import Board, toolchain_env
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
-           "saved_report", "REPORTS_DIR"]
+           "saved_report", "REPORTS_DIR", "critical_path", "describe_path", "rtl_name", "critical_log", "keep_raw"]
 
 # (cell in nextpnr's utilisation, report key)
 _CELLS = {
@@ -191,8 +191,85 @@ def read_report(root: str | Path, family: str, name: str = "top") -> dict:
               for clk, v in report.get("fmax", {}).items()}
     out["fmax"] = clocks
     out["fmax_mhz"] = min((c["achieved_mhz"] for c in clocks.values()), default=None)
+    out["critical_path"] = critical_path(report)
     out["luts"], out["ffs"] = _yosys_counts(root / f"{name}.rpt", family)
     return out
+
+
+def critical_log(log: str) -> str:
+    """nextpnr's critical-path sections of its final timing analysis (after routing) from its
+    log, up to its slack histogram; ``""`` if the log has none."""
+    lines = log.splitlines(keepends=True)
+    routed = max((i for i, ln in enumerate(lines) if "Routing complete" in ln), default=0)
+    first = next((i for i in range(routed, len(lines))
+                  if "Critical path report" in lines[i]), None)
+    if first is None:
+        return ""
+    end = next((i for i in range(first, len(lines)) if "Slack histogram" in lines[i]),
+               len(lines))
+    return "".join(lines[first:end])
+
+
+def keep_raw(root: str | Path, dest: str | Path, name: str = "top") -> list[Path]:
+    """What :func:`read_report` reads of a build in ``root``, kept small in ``dest``: the
+    ``utilization``, ``fmax`` and ``critical_paths`` of nextpnr's ``--report`` JSON, Yosys' log
+    from its final statistics, and nextpnr's critical-path sections
+    (:func:`critical_log`, ``{name}.critical.txt``). Returns the paths written."""
+    root, dest = Path(root), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    full = json.loads((root / f"{name}.report.json").read_text())
+    kept = {k: full[k] for k in ("utilization", "fmax", "critical_paths") if k in full}
+    paths = [dest / f"{name}.report.json", dest / f"{name}.rpt", dest / f"{name}.critical.txt"]
+    paths[0].write_text(json.dumps(kept, indent=1) + "\n")
+    text = (root / f"{name}.rpt").read_text(errors="replace")
+    paths[1].write_text("\n[... Yosys' log up to its final statistics, cut ...]\n\n\n"
+                        + text[text.rfind("\n", 0, text.rfind("Printing statistics")) + 1:])
+    tim = root / f"{name}.tim"
+    paths[2].write_text(critical_log(tim.read_text(errors="replace")) if tim.exists() else "")
+    return paths
+
+
+def rtl_name(cell: str) -> str:
+    """The design's own name in a cell's: the hierarchy and the signal (or memory) Yosys named
+    it after, without the ``top.`` of the board top and the techmap's suffixes
+    (``top.backward.ew.sq_f_TRELLIS_FF_Q_1`` -> ``backward.ew.sq_f``)."""
+    name = re.split(r"_(?=[A-Z$])|\$", cell)[0]
+    return name[len("top."):] if name.startswith("top.") else name
+
+
+def critical_path(report: dict) -> dict | None:
+    """The worst register-to-register path of nextpnr's ``--report`` JSON (its
+    ``critical_paths``; paths from or to ``<async>`` I/O left out): ``clock``, ``from`` and
+    ``to`` (cell.port), ``rtl_from``/``rtl_to`` (:func:`rtl_name`), ``delay_ns``, ``logic_ns``
+    (cells, clock-to-q and setup included), ``routing_ns``, ``logic_levels`` (its logic
+    segments), ``through`` (the blocks it crosses, in order); None if the report has none."""
+    paths = [p for p in report.get("critical_paths", [])
+             if "<async>" not in (p.get("from"), p.get("to")) and p.get("path")]
+    if not paths:
+        return None
+    worst = max(paths, key=lambda p: sum(seg["delay"] for seg in p["path"]))
+    segs = worst["path"]
+    first, last = segs[0]["from"], segs[-1]["to"]
+    through = []
+    for seg in segs:
+        block = re.sub(r"(\.\d+)+$", "", rtl_name(seg["to"]["cell"])).rpartition(".")[0]
+        if block and (not through or through[-1] != block):
+            through.append(block)
+    routing = sum(seg["delay"] for seg in segs if seg["type"] == "routing")
+    total = sum(seg["delay"] for seg in segs)
+    return {"clock": worst["from"],
+            "from": f"{first['cell']}.{first['port']}", "to": f"{last['cell']}.{last['port']}",
+            "rtl_from": rtl_name(first["cell"]), "rtl_to": rtl_name(last["cell"]),
+            "delay_ns": round(total, 2), "logic_ns": round(total - routing, 2),
+            "routing_ns": round(routing, 2),
+            "logic_levels": sum(seg["type"] == "logic" for seg in segs), "through": through}
+
+
+def describe_path(path: dict) -> str:
+    """A critical path (:func:`critical_path`) in one line."""
+    return (f"`{path['rtl_from']}` -> `{path['rtl_to']}`, {path['delay_ns']} ns "
+            f"({path['logic_ns']} logic, {path['routing_ns']} routing), "
+            f"{path['logic_levels']} logic levels through {' -> '.join(path['through'])}")
 
 
 def _yosys_counts(path: Path, family: str) -> tuple[int, int]:
@@ -405,6 +482,7 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
         report["log"] = error.log
     report.update(extra)
     report["fmax"] = figures.get("fmax")
+    report["critical_path"] = figures.get("critical_path")
     return report
 
 
@@ -443,8 +521,11 @@ def report_markdown(report: dict) -> str:
     if failed:
         return "\n".join(lines + [""])
     verdict = "meets" if report["meets_timing"] else "does NOT meet"
+    path = report.get("critical_path")
     lines += ["", f"Fmax {report['fmax_mhz']} MHz (nextpnr) against the {report['clock_mhz']} MHz "
                   f"board clock: {verdict} timing.",
+              *([f"Critical path (nextpnr): {describe_path(path)}; from `{path['from']}` to "
+                 f"`{path['to']}`."] if path else []),
               f"Bitstream: `{report['bitstream']}`; {report['seconds']} s.", ""]
     return "\n".join(lines)
 
@@ -464,7 +545,7 @@ TABLE_COLUMNS = (("board", "board"), ("device", "device"), ("top", "top"),
                  ("lanes", "lanes"), ("max_seq", "T"), ("max_batch", "B"), ("other", "other"),
                  ("luts", "LUT4s"), ("ffs", "FFs"), ("lcs", "LCs"), ("dsps", "DSPs"),
                  ("brams", "BRAMs"), ("fmax_mhz", "Fmax MHz"), ("clock_mhz", "clock MHz"),
-                 ("fits", "fits"))
+                 ("fits", "fits"), ("critical_path", "critical path (nextpnr)"))
 
 
 def boards_table(reports: list[dict]) -> str:
@@ -485,6 +566,10 @@ def boards_table(reports: list[dict]) -> str:
             elif key == "fits":
                 value = {"ok": "yes", "timing": "no: Fmax below the clock"}.get(
                     r["status"], "no: " + ", ".join(r.get("overfull") or [r.get("error", "")]))
+            elif key == "critical_path" and r.get(key):
+                p = r[key]
+                value = (f"`{p['rtl_from']}` -> `{p['rtl_to']}`, {p['delay_ns']} ns, "
+                         f"{p['logic_levels']} logic levels")
             elif key == "fmax_mhz" and r.get("fmax_mhz") is not None:
                 value = f"{r['fmax_mhz']:.1f}"
             elif key == "clock_mhz" and r.get(key) is not None:

@@ -10,7 +10,8 @@ than ``timeout`` is stopped and reported as failed with where it was (a router t
 converged: its overused wires), as the search's stalled routings were. A step refused before any
 tool (the memory check) is reported without running one. Each report is written as
 ``OUT/<name>.json`` and ``OUT/<name>.md``, the form of the saved reports, so that
-``--out synth/reports`` rewrites them.
+``--out synth/reports`` rewrites them; a build that placed and routed keeps its nextpnr report
+and critical paths small in ``OUT/raw/<name>/`` (:func:`~.build.keep_raw`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     """One step's build in ``settings["build_dir"]``: its report, also when the build fails or
     is refused before any tool (``status`` "failed", ``error`` and ``error_stage`` say why)."""
     from .boards import board as get_board
-    from .build import BuildError, build_board, build_params, check_build, make_report
+    from .build import (BuildError, build_board, build_params, check_build, keep_raw,
+                        make_report)
     b = get_board(settings["board"])
     params = {**build_params(), **settings["params"]}   # the step's, not the board's defaults
     baud = settings["baud"]
@@ -137,6 +139,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
                              timeout=settings["timeout_minutes"] * 60)
     except BuildError as e:
         report = e.report
+    else:                              # what read_report needs again, and the critical paths
+        keep_raw(settings["build_dir"], settings["raw_dir"], "gateskip")
     return {**report, "built_in": built_in}
 
 
@@ -169,7 +173,8 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud,
               "timeout_minutes": timeout_minutes,
-              "build_dir": os.path.abspath(out / "builds" / s.name)} for s in steps]
+              "build_dir": os.path.abspath(out / "builds" / s.name),
+              "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]
 
     def finished(outcome):
         if outcome.result is not None:

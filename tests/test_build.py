@@ -17,7 +17,7 @@ from gateskip.synth import build as build_mod
 from gateskip.synth.boards import BOARDS, board, openfpgaloader
 from gateskip.synth.build import (REPORTS_DIR, BuildError, boards_table, build_params,
                                   check_build, make_report, partial_report, read_report,
-                                  resolve_params, saved_report)
+                                  resolve_params, rtl_name, saved_report)
 from gateskip.synth.flash import default_bitstream, program
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -127,6 +127,31 @@ def test_read_report_reproduces_the_saved_figures(name):
     for key in ("luts", "ffs", "lcs", "lcs_available", "dsps", "dsps_available", "brams",
                 "brams_available", "fmax_mhz"):
         assert fig[key] == saved[key], key
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_the_critical_path_is_kept_and_is_the_one_that_sets_fmax(name):
+    """nextpnr's critical paths kept beside each saved report: the worst register-to-register
+    path's delay is the one its Fmax comes from, it names where it starts and ends in the
+    design, and the log's critical-path section is kept too."""
+    raw = REPORTS_DIR / "raw" / name
+    path = read_report(raw, BOARDS[name].family, "gateskip")["critical_path"]
+    saved = saved_report(BOARDS[name])
+    assert path == saved["critical_path"]
+    assert abs(1000 / path["delay_ns"] - saved["fmax_mhz"]) < 0.05
+    assert path["logic_levels"] >= 1 and path["through"]
+    assert abs(path["logic_ns"] + path["routing_ns"] - path["delay_ns"]) < 0.02
+    assert path["rtl_from"] in path["from"].replace("top.", "", 1)
+    log = (raw / "gateskip.critical.txt").read_text()
+    assert f"{path['delay_ns'] - path['routing_ns']:.2f} ns logic" in log or \
+        f"{path['routing_ns']:.2f} ns routing" in log
+    assert "Critical path (nextpnr)" in (REPORTS_DIR / f"{name}.md").read_text()
+
+
+def test_rtl_names_drop_the_techmaps_suffixes():
+    assert rtl_name("top.backward.ew.sq_f_TRELLIS_FF_Q_1") == "backward.ew.sq_f"
+    assert rtl_name("top.backward.bank.mem_act.0.1") == "backward.bank.mem_act.0.1"
+    assert rtl_name("top.link.mem__addr$73_SB_DFFESR_Q_2_D_SB_LUT4_O_LC") == "link.mem__addr"
 
 
 def test_failure_figures_come_from_nextpnrs_log(tmp_path):
