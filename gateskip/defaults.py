@@ -31,6 +31,10 @@ COMPARE_BOARD = {param: COMPARE_DEFAULTS[option] for option, param in COMPARE_BU
 #: output layer, softmax and loss)
 COMPARE_MODES = ("backward", "layer", "model")
 
+#: where ``gateskip train --device`` trains the whole model in the chip's fixed point: the
+#: simulated board, or its fixed-point twin (``gateskip.device_train``)
+TRAIN_CHIP_DEVICES = ("sim", "model")
+
 #: the optimiser of ``gateskip compare --mode layer`` (the update unit's): plain SGD. At the compare
 #: defaults, 300 iterations reach validation 2.226 nats/char at lr 2 against 2.405 with Adam at
 #: 3e-3; clipping the norm at 1 changes nothing there (``gateskip train ... --optimizer sgd``).

@@ -4,7 +4,7 @@ the simulated board carrying the whole-model build (``sim``) or on the fixed-poi
 run of the same settings (:func:`golden.model_fixed.fixed_train`), plus the device's figures.
 
 On ``sim`` the board is built at the run's sizes (hidden, embed as inputs, seq-len as max_seq,
-batch as max_batch, ``lanes``, the corpus's vocabulary) and the clock-to-baud divisor of
+batch as max_batch, ``lanes``, the corpus's vocabulary, its layers: two with embed = hidden) and the clock-to-baud divisor of
 :data:`~gateskip.defaults.MODEL_BOARD`; :class:`gateskip.compare_model.DeviceModel` streams
 the iterations and checks each against the fixed-point model, and the figures are
 ``compare --mode model``'s (``bit_exact_iterations``, ``boards``, ``link_bytes_per_iteration``,
@@ -13,6 +13,7 @@ the iterations and checks each against the fixed-point model, and the figures ar
 
 from __future__ import annotations
 
+from gateskip.defaults import TRAIN_CHIP_DEVICES
 from gateskip.golden.config import TrainConfig
 from gateskip.golden.model_fixed import fixed_train
 from gateskip.spec.limits import MAX_LAYERS
@@ -20,7 +21,7 @@ from gateskip.spec.limits import MAX_LAYERS
 __all__ = ["DEVICES", "check", "train_on_device"]
 
 #: where ``gateskip train --device`` trains
-DEVICES = ("sim", "model")
+DEVICES = TRAIN_CHIP_DEVICES
 
 
 def check(config: TrainConfig, device: str) -> None:

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from gateskip.defaults import COMPARE_DEFAULTS
+from gateskip.defaults import COMPARE_DEFAULTS, TRAIN_CHIP_DEVICES
 from gateskip.golden.config import (BACKENDS, DEFAULT_THRESHOLDS, DEVICES, LEVELS, LIMITS, OPTIMIZERS,
                                     RECOMMENDED_THRESHOLD, THRESHOLD_SCALES, TrainConfig)
 from gateskip.golden.executor import check_executor
@@ -19,9 +19,6 @@ from .common import (IntRange, Progress, executor_options, fail_cleanly, json_op
                      progress_option, seed_option, setting, split_numbers)
 
 __all__ = ["COMMANDS", "training_options"]
-
-#: where ``train --device`` runs the whole model in the chip's fixed point (gateskip.device_train)
-CHIP_DEVICES = ("sim", "model")
 
 
 def training_options(fn):
@@ -99,8 +96,8 @@ def _default_scale(kw) -> int:
 @click.command()
 @setting("threshold", help="Sparsified-SGD threshold on |dnet| (on the scale --threshold-scale "
                            f"says). [default: {RECOMMENDED_THRESHOLD:g} on the mean scale]")
-@click.option("--device", type=click.Choice(DEVICES + CHIP_DEVICES), default=DEVICES[0],
-              show_default=True,
+@click.option("--device", type=click.Choice(DEVICES + TRAIN_CHIP_DEVICES),
+              default=DEVICES[0], show_default=True,
               help="Where it trains: the float golden model on this processor or a CUDA GPU "
                    "(--backend torch), or the whole model in fixed point on the simulated "
                    "board (sim: the whole-model build at these sizes) or on the fixed-point "
@@ -128,7 +125,7 @@ def train(threshold, device, lanes, trace_steps, out, json_path, progress, **kw)
 
     if threshold is None:
         threshold = RECOMMENDED_THRESHOLD * _default_scale(kw)
-    on_chip = device in CHIP_DEVICES
+    on_chip = device in TRAIN_CHIP_DEVICES
     config, corpus = _config(threshold=threshold, device=DEVICES[0] if on_chip else device, **kw)
     device = device if on_chip else None
     iterations = config.run_iterations(len(corpus.train))
