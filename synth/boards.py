@@ -63,12 +63,15 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 #               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
 #               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
 #               5280 ICESTORM_LC (icebreaker-no-small-options.json).
-#   ulx3s-85f   synth/reports/ulx3s-85f.json, the training top (train=True) at the compare
-#               defaults H 32, X 16, L 4, T 16, B 4: 16593/83640 LUT slots, 60/156 MULT18X18D,
-#               79/208 DP16KD, Fmax 37.92 MHz >= 25 MHz. Larger training builds placed but did
-#               not route (router2 stalled with thousands of wires overused: H 64 at L 8 B 4,
-#               L 8 B 2, L 4 B 2; H 48 at L 4 B 4, ulx3s-85f-step-up.json). The backward-only
-#               top's default was H 64, X 32, L 8, T 16, B 4 (ulx3s-85f-backward.json).
+#   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
+#               train=True) at H 32, X 16, L 2, T 16, B 2: 22786/83640 LUT slots, 77/156
+#               MULT18X18D, 74/208 DP16KD, Fmax 32.92 MHz >= 25 MHz. At L 4, B 4 it placed but
+#               did not route (ulx3s-85f-model.json). The training top's default was the
+#               compare defaults H 32, X 16, L 4, T 16, B 4 (ulx3s-85f-train.json); larger
+#               training builds placed but did not route (router2 stalled with thousands of
+#               wires overused: H 64 at L 8 B 4, L 8 B 2, L 4 B 2; H 48 at L 4 B 4,
+#               ulx3s-85f-step-up.json). The backward-only top's default was H 64, X 32, L 8,
+#               T 16, B 4 (ulx3s-85f-backward.json).
 #   ulx3s-12f   synth/reports/ulx3s-12f.json, the training top (train=True): H 32, X 16, L 2,
 #               T 16, B 1: 12733/24288 LUT slots, 27/28 MULT18X18D, 47/56 DP16KD, Fmax 37.18 MHz
 #               >= 25 MHz; the full gate-gradient unit alone takes 27 of the 28 multipliers, so
@@ -89,8 +92,8 @@ BOARDS = {b.name: b for b in (
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
           title="ULX3S (85F)", clock_mhz=25.0, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
-          defaults={"hidden": 32, "inputs": 16, "lanes": 4, "max_seq": 16, "max_batch": 4,
-                    "train": True},
+          defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
+                    "train": True, "vocab": 51},
           defaults_report="ulx3s-85f.json"),
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",

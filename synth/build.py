@@ -232,8 +232,9 @@ def keep_raw(root: str | Path, dest: str | Path, name: str = "top") -> list[Path
 def rtl_name(cell: str) -> str:
     """The design's own name in a cell's: the hierarchy and the signal (or memory) Yosys named
     it after, without the ``top.`` of the board top and the techmap's suffixes
-    (``top.backward.ew.sq_f_TRELLIS_FF_Q_1`` -> ``backward.ew.sq_f``)."""
-    name = re.split(r"_(?=[A-Z$])|\$", cell)[0]
+    (``top.backward.ew.sq_f_TRELLIS_FF_Q_1`` -> ``backward.ew.sq_f``; an instance's ``$N``
+    dropped: ``top.backward.bank$681.mem_dho.0.0`` -> ``backward.bank.mem_dho.0.0``)."""
+    name = re.split(r"_(?=[A-Z$])|\$", re.sub(r"\$\d+(?=\.)", "", cell))[0]
     return name[len("top."):] if name.startswith("top.") else name
 
 

@@ -77,12 +77,14 @@ STEPS = (
          "training top, H 64, max_batch 2"),
     Step("ulx3s-85f-train-l4b2", "ulx3s-85f", _sizes(64, 32, 4, 16, 2, **_TRAIN),
          "training top, H 64, 4 lanes, max_batch 2"),
-    Step("ulx3s-85f", "ulx3s-85f", _sizes(32, 16, 4, 16, 4, **_TRAIN),
-         "training top at the compare defaults: the board's default"),
+    Step("ulx3s-85f-train", "ulx3s-85f", _sizes(32, 16, 4, 16, 4, **_TRAIN),
+         "training top at the compare defaults: its default"),
     Step("ulx3s-85f-step-up", "ulx3s-85f", _sizes(48, 24, 4, 16, 4, **_TRAIN),
          "training top, one step up: hidden 48"),
     Step("ulx3s-85f-model", "ulx3s-85f", _sizes(32, 16, 4, 16, 4, vocab=51, **_TRAIN),
          "whole-model top at the compare defaults (PTB characters)"),
+    Step("ulx3s-85f", "ulx3s-85f", _sizes(32, 16, 2, 16, 2, vocab=51, **_TRAIN),
+         "whole-model top, 2 lanes, max_batch 2: the board's default"),
 )
 
 
