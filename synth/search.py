@@ -85,6 +85,9 @@ STEPS = (
          "whole-model top at the compare defaults (PTB characters)"),
     Step("ulx3s-85f", "ulx3s-85f", _sizes(32, 16, 2, 16, 2, vocab=51, **_TRAIN),
          "whole-model top, 2 lanes, max_batch 2: the board's default"),
+    Step("ulx3s-85f-model-2l", "ulx3s-85f", _sizes(32, 32, 2, 16, 2, vocab=51, layers=2,
+                                                   **_TRAIN),
+         "whole-model top of two LSTM layers (inputs = hidden), 2 lanes, max_batch 2"),
 )
 
 
