@@ -88,3 +88,14 @@ def test_error_reply_is_raised_with_its_name(link):
 def test_board_speed_is_reported(board):
     stats = board.stats()
     assert stats["cycles"] > 0 and stats["cycles_per_second"] > 0
+
+
+def test_the_layer_mode_refuses_a_board_of_another_top():
+    """``compare --mode layer --port`` on a board whose top is not the training build: one line,
+    before any traffic (the whole-model build's layer runs inside the model)."""
+    device = LinkDevice.__new__(LinkDevice)
+    for params, message in (({**PARAMS, "train": 0, "vocab": 0}, "backward-only top"),
+                            ({**PARAMS, "train": 1, "vocab": 51}, "whole-model build")):
+        device.params = params
+        with pytest.raises(ValueError, match=message):
+            device.layer_host()

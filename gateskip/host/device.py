@@ -63,6 +63,9 @@ class LinkDevice:
         backward-only top (its ``TRAIN`` register reads 0)."""
         if not self.params.get("train"):
             raise ValueError("the board carries the backward-only top, not the training build")
+        if self.params.get("vocab"):
+            raise ValueError("the board carries the whole-model build, whose layer runs inside "
+                             "the model: --mode model")
         return LayerHost(self.host.bus, **self.params)
 
     def model_host(self) -> ModelHost:
