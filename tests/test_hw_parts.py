@@ -304,3 +304,62 @@ def test_counter_names_are_the_register_files_ports():
         want = [n for n in COUNTERS if n not in MODEL_ONLY or cfg.vocab]
         assert sorted(dut.counters.signature.members) == sorted(n.lower() for n in want)
     assert len(want) == len(COUNTERS)
+
+
+def test_memory_bank_gives_the_run_the_bank_of_its_layer():
+    """Two layers: the host sees both banks of a layered memory (layer 1 after layer 0), the
+    run's ports address the bank of ``rd_layer`` (reads) and ``wr_layer`` (writes); the model's
+    memories have one bank."""
+    cfg = AccelConfig(hidden=3, inputs=3, lanes=2, max_seq=2, max_batch=2, train=True, vocab=3,
+                      layers=2)
+    dut = MemoryBank(cfg)
+    words = dut.layer_words["W"]
+    assert words == MEMORIES["W"].words(cfg) // 2 and dut.layer_words["E"] is None
+    assert dut.ports["W"][1] == words and dut.mem_depths["W"] == 2 * words
+
+    got = {}
+
+    async def tb(ctx):
+        host = dut.host
+
+        async def host_access(name, addr, value=None):
+            ctx.set(host.mem, MEMORIES[name].code)
+            ctx.set(host.addr, addr)
+            if value is not None:
+                ctx.set(host.wdata[0], value)
+            ctx.set(host.we if value is not None else host.re, 1)
+            await ctx.tick()
+            ctx.set(host.we, 0)
+            ctx.set(host.re, 0)
+            return ctx.get(host.rdata[0])
+
+        await host_access("W", 1, 11)                 # layer 0, word 1
+        await host_access("W", words + 1, 22)         # layer 1, word 1
+        await host_access("E", 1, 33)
+        ctx.set(dut.running, 1)
+        for layer in (0, 1):
+            ctx.set(dut.rd_layer, layer)
+            for name in ("W", "E"):
+                port = getattr(dut, f"{name.lower()}_rd")
+                ctx.set(port.addr, 1)
+                ctx.set(port.en, 1)
+                await ctx.tick()
+                got[name, layer] = ctx.get(port.data)[0]
+                ctx.set(port.en, 0)
+        ctx.set(dut.wr_layer, 1)                      # a run write into layer 1's bank
+        ctx.set(dut.rd_layer, 0)
+        ctx.set(dut.w_wr.addr, 0)
+        ctx.set(dut.w_wr.data, [44, 0])
+        ctx.set(dut.w_wr.en, 1)
+        await ctx.tick()
+        ctx.set(dut.w_wr.en, 0)
+        ctx.set(dut.running, 0)
+        await host_access("W", words)
+        got["written"] = ctx.get(host.rdata[0])
+        await host_access("W", 0)
+        got["layer 0 word 0"] = ctx.get(host.rdata[0])
+
+    _run(dut, tb)
+    assert (got["W", 0], got["W", 1]) == (11, 22)
+    assert got["E", 0] == got["E", 1] == 33
+    assert got["written"] == 44 and got["layer 0 word 0"] == 0
