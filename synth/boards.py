@@ -72,13 +72,15 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 #               wires overused: H 64 at L 8 B 4, L 8 B 2, L 4 B 2; H 48 at L 4 B 4,
 #               ulx3s-85f-step-up.json). The backward-only top's default was H 64, X 32, L 8,
 #               T 16, B 4 (ulx3s-85f-backward.json).
-#   ulx3s-12f   synth/reports/ulx3s-12f.json, the training top (train=True): H 32, X 16, L 2,
-#               T 16, B 1: 12733/24288 LUT slots, 27/28 MULT18X18D, 47/56 DP16KD, Fmax 37.18 MHz
+#   ulx3s-12f   synth/reports/ulx3s-12f.json, the training top (train=True): H 32, X 16, L 1,
+#               T 16, B 1: 11003/24288 LUT slots, 21/28 MULT18X18D, 46/56 DP16KD, Fmax 42.5 MHz
 #               >= 25 MHz; the full gate-gradient unit alone takes 27 of the 28 multipliers, so
 #               ew_multipliers=3, and each lane takes three (backward, forward, update): L 4
-#               needs 39 and B 2 with L 4 59 DP16KD (nextpnr). One step up, B 2 at L 2, fills
-#               56/56 DP16KD and did not route (ulx3s-12f-step-up.json). The backward-only top's
-#               default was H 32, X 16, L 4, T 16, B 2 (ulx3s-12f-backward.json).
+#               needs 39. L 2 (27/28 MULT18X18D) routed with an earlier design
+#               (ulx3s-12f-train-l2.json) and no longer does: router2 stalled at T 16 and at T 8.
+#               B 2 at L 2 fills 56/56 DP16KD and did not route (ulx3s-12f-step-up.json). The
+#               backward-only top's default was H 32, X 16, L 4, T 16, B 2
+#               (ulx3s-12f-backward.json).
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
@@ -99,7 +101,7 @@ BOARDS = {b.name: b for b in (
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
           title="ULX3S (12F)", clock_mhz=25.0, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
-          defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 1,
+          defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,
                     "ew_multipliers": 3, "train": True},
           defaults_report="ulx3s-12f.json"),
 )}

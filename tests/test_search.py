@@ -3,6 +3,7 @@ before any tool gives the saved report again, locally and through Ray alike, and
 runs past its time is stopped with where it was and no tool left running."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -120,16 +121,23 @@ def test_a_build_past_its_time_is_stopped_with_where_it_was(tmp_path):
     assert "stopped" in e.value.tool_message
     assert e.value.report["status"] == "failed"
     assert e.value.report["error"] == e.value.tool_message
+    for _ in range(100):                  # the tools were sent SIGKILL: they end at once
+        if not running_in(tmp_path):
+            break
+        time.sleep(0.1)
     assert running_in(tmp_path) == []
 
 
 def running_in(folder) -> list[str]:
-    """The processes whose working directory is in ``folder`` (Linux' /proc)."""
+    """The live processes whose working directory is in ``folder`` (Linux' /proc; a zombie,
+    killed and not yet reaped by init, has no command line and runs nothing)."""
     out = []
     for cwd in Path("/proc").glob("[0-9]*/cwd"):
         try:
             if str(cwd.resolve()).startswith(str(folder)):
-                out.append((cwd.parent / "cmdline").read_text().replace("\0", " "))
+                command = (cwd.parent / "cmdline").read_text().replace("\0", " ").strip()
+                if command:
+                    out.append(command)
         except OSError:
             pass
     return out
