@@ -254,8 +254,8 @@ def test_sim_device_builds_once_in_the_cache_with_a_plain_path(cache, monkeypatc
         steps = []
         with sim_device(dict(LINKTEST_BOARD), lambda d, t, p=None: steps.append(p)) as device:
             assert device.params == {**{k: LINKTEST_BOARD[k] for k in device.params
-                                        if k not in ("train", "vocab")}, "train": 0,
-                                     "vocab": 0}
+                                        if k not in ("train", "vocab", "layers")}, "train": 0,
+                                     "vocab": 0, "layers": 1}
         assert steps[-1] == {"step": step}
     built = sim_board_dir(dict(LINKTEST_BOARD))
     assert (built / board_mod.TOP_NAME).exists() and (built / "build.lock").exists()
