@@ -128,20 +128,21 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     baud = settings["baud"]
     built_in = f"gateskip build --search (step {settings['name']})"
     try:
-        checked = check_build(b, params, baud)
+        check_build(b, params, baud)
     except ValueError as e:
-        from ..hw.backward import Backward
+        from ..hw.memory_bank import MemoryBank
         from ..spec.config import AccelConfig
         from .build import TOP_PARAMS
         try:                          # the figure that refused it, if it was the memories
-            bits = Backward.check(AccelConfig(**{k: v for k, v in params.items()
-                                                 if k not in TOP_PARAMS}), None)
+            bits = MemoryBank.bits(AccelConfig(**{k: v for k, v in params.items()
+                                                  if k not in TOP_PARAMS}))
         except (ValueError, TypeError):
             bits = None
-        report = make_report(b, params, baud, None, error=_Refused(str(e)), seconds=0.0,
+        refused = BuildError(str(e), stage="check (BoardTop's memory check, before any tool)",
+                             tool_message=str(e))
+        report = make_report(b, params, baud, None, error=refused, seconds=0.0,
                              memory_bits=bits, memory_bits_available=b.bram_bits)
         return {**report, "built_in": built_in}
-    del checked
     try:
         report = build_board(b, params, settings["build_dir"], baud=baud,
                              timeout=settings["timeout_minutes"] * 60)
@@ -150,20 +151,6 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     else:                              # what read_report needs again, and the critical paths
         keep_raw(settings["build_dir"], settings["raw_dir"], "gateskip")
     return {**report, "built_in": built_in}
-
-
-class _Refused:
-    """What :func:`~.build.make_report` reads from a build refused before any tool."""
-
-    stage = "check (BoardTop's memory check, before any tool)"
-    overfull: list = []
-    log = ""
-
-    def __init__(self, message: str):
-        self.tool_message = message
-
-    def __str__(self):
-        return self.tool_message
 
 
 def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = DEFAULT_TIMEOUT,
