@@ -1,6 +1,6 @@
 """The accelerator behind its host link: what a board carries, and what the simulated board runs."""
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,6 +9,7 @@ from ..spec.config import SMALL_DEVICE, AccelConfig
 from .backward import Backward
 from .link import HostLink
 from .memory_bank import MemoryBank
+from .pll import PllClock, PllParams
 from .uart import UartRx, UartTx, check_divisor
 
 __all__ = ["AcceleratorTop", "SimBoard", "BoardTop", "DEFAULT_BAUD", "SMALL_DEVICE"]
@@ -77,12 +78,16 @@ SimBoard = AcceleratorTop
 
 
 class BoardTop(Elaboratable):
-    """:class:`AcceleratorTop` on a board: UART on its USB-serial pins at ``baud``, the board's
-    default clock, LED 0 lit while the accelerator runs."""
+    """:class:`AcceleratorTop` on a board: UART on its USB-serial pins at ``baud``, the design
+    clocked by ``clock`` (:class:`~.pll.PllClock`: the board's oscillator through its PLL; the
+    platform's default clock when ``None``), LED 0 lit while the accelerator runs. The UART's
+    divisor follows the clock the design runs at."""
 
-    def __init__(self, baud: int = DEFAULT_BAUD, **params):
+    def __init__(self, baud: int = DEFAULT_BAUD, *, clock: PllParams | None = None, **params):
         self.check_baud(baud)
-        self.baud, self.params = baud, params
+        if clock is not None and not isinstance(clock, PllParams):
+            raise TypeError(f"clock must be a PllParams or None, not {clock!r}")
+        self.baud, self.clock, self.params = baud, clock, params
 
     @staticmethod
     def check_baud(baud) -> None:
@@ -100,12 +105,17 @@ class BoardTop(Elaboratable):
                              f"within 2%")
         return divisor
 
-    def divisor(self, clk_freq: float) -> int:
-        return self.divisor_for(self.baud, clk_freq)
+    def clk_freq(self, platform) -> float:
+        """The frequency the design runs at, in Hz."""
+        return (platform.default_clk_frequency if self.clock is None
+                else self.clock.fout_mhz * 1e6)
 
     def elaborate(self, platform):
         m = Module()
-        top = AcceleratorTop(divisor=self.divisor(platform.default_clk_frequency),
+        if self.clock is not None:
+            m.domains.sync = ClockDomain()
+            m.submodules.clock = PllClock(self.clock)
+        top = AcceleratorTop(divisor=self.divisor_for(self.baud, self.clk_freq(platform)),
                              **self.params)
         m.submodules.top = top
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})

@@ -13,9 +13,10 @@ import shutil
 import sysconfig
 from dataclasses import dataclass, field
 
+from ..hw.pll import PllParams, pll_params
 from ..spec.config import SMALL_DEVICE
 
-__all__ = ["Board", "BOARDS", "board", "toolchain_env", "openfpgaloader"]
+__all__ = ["Board", "BOARDS", "board", "board_clock", "toolchain_env", "openfpgaloader"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,12 @@ class Board:
     dsps: int                  # multipliers the device has (SB_MAC16 / MULT18X18D)
     summary: str
     title: str = ""            # the board's own name, for messages ("iCEBreaker")
-    clock_mhz: float = 0.0     # the board's default clock, which the design runs on
+    osc_mhz: float = 0.0       # the board's oscillator, which the PLL multiplies
+    #: the clock the design runs at by default (the PLL's output; the oscillator itself when
+    #: equal): the highest found that the default build meets (``defaults_report``)
+    clock_mhz: float = 0.0
+    serial_chip: str = ""      # the board's USB-serial chip, for messages
+    max_baud: int = 0          # the fastest baud rate the chip supports
     #: block RAM the accelerator's memories may use (``BoardTop(max_memory_bits=...)``)
     bram_bits: int = 0
     bram_note: str = ""        # what of the device's RAM is not counted, and why
@@ -84,7 +90,8 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
-          title="iCEBreaker", clock_mhz=12.0, bram_bits=30 * 4096, bram_note=_ICE40_BRAM_NOTE,
+          title="iCEBreaker", osc_mhz=12.0, clock_mhz=12.0, serial_chip="FT2232H",
+          max_baud=12_000_000, bram_bits=30 * 4096, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default
           defaults={"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1,
@@ -92,19 +99,30 @@ BOARDS = {b.name: b for b in (
           defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
-          title="ULX3S (85F)", clock_mhz=25.0, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=25.0, serial_chip="FT231X",
+          max_baud=3_000_000, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
                     "train": True, "vocab": 51},
           defaults_report="ulx3s-85f.json"),
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
-          title="ULX3S (12F)", clock_mhz=25.0, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=25.0, serial_chip="FT231X",
+          max_baud=3_000_000, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,
                     "ew_multipliers": 3, "train": True},
           defaults_report="ulx3s-12f.json"),
 )}
+
+def board_clock(b: Board, clock_mhz: float | None = None) -> PllParams:
+    """The PLL setting that makes ``clock_mhz`` (default ``b.clock_mhz``) from the board's
+    oscillator. Raises ``ValueError`` naming the board when its PLL cannot make it."""
+    try:
+        return pll_params(b.family, b.osc_mhz, b.clock_mhz if clock_mhz is None else clock_mhz)
+    except ValueError as e:
+        raise ValueError(f"{b.name}: {e}") from None
+
 
 # Amaranth's tool name -> (its environment variable, YoWASP's command)
 _TOOLS = {

@@ -16,10 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from .boards import Board, toolchain_env
+from ..hw.pll import PllClock, PllParams
+from .boards import Board, board_clock, toolchain_env
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
@@ -291,8 +292,9 @@ def _yosys_counts(path: Path, family: str) -> tuple[int, int]:
 
 
 def synth_block(component, board: Board, build_dir: str | Path, *, system: bool = False,
-                progress=None) -> dict:
-    """Place and route one block out of context on ``board``'s device (see :class:`PinHarness`).
+                progress=None, clock: PllParams | None = None) -> dict:
+    """Place and route one block out of context on ``board``'s device (see :class:`PinHarness`),
+    clocked by the board's oscillator or, with ``clock``, by its PLL (:class:`~gateskip.hw.pll.PllClock`).
 
     Returns :func:`read_report`'s figures, which include the harness, plus ``harness_ffs`` and
     ``harness_luts``: what the harness adds at most (Yosys removes the chain flip-flops of
@@ -307,6 +309,9 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
     class Top(Elaboratable):
         def elaborate(self, platform):
             m = Module()
+            if clock is not None:
+                m.domains.sync = ClockDomain()
+                m.submodules.clock = PllClock(clock)
             uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
             m.submodules.rx = rx = io.Buffer("i", uart.rx)
             m.submodules.tx = tx = io.Buffer("o", uart.tx)
@@ -352,14 +357,26 @@ def resolve_params(board: Board, params: dict | None = None) -> dict:
     return {**board.defaults, **params}
 
 
-def check_build(board: Board, params: dict, baud: int | None = None) -> dict:
-    """Every check that needs no tool: the baud rate from the board's clock, the parameters'
-    ranges, and the memories against the device's block RAM (``board.bram_bits``); constructs
-    no hardware. Returns ``{"config", "divisor", "memory_bits"}``; raises ``ValueError``."""
+def check_build(board: Board, params: dict, baud: int | None = None,
+                clock_mhz: float | None = None) -> dict:
+    """Every check that needs no tool: the clock from the board's PLL (``clock_mhz``, default
+    ``board.clock_mhz``), the baud rate from that clock and against the board's USB-serial chip,
+    the parameters' ranges, and the memories against the device's block RAM
+    (``board.bram_bits``); constructs no hardware. Returns ``{"config", "divisor",
+    "memory_bits", "clock"}`` (``clock``: the :class:`~gateskip.hw.pll.PllParams`); raises
+    ``ValueError``."""
     from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
     from ..spec.config import AccelConfig
-    divisor = BoardTop.divisor_for(DEFAULT_BAUD if baud is None else baud,
-                                   board.clock_mhz * 1e6)
+    baud = DEFAULT_BAUD if baud is None else baud
+    clock = board_clock(board, clock_mhz)
+    BoardTop.check_baud(baud)
+    if baud > board.max_baud:
+        raise ValueError(f"{board.name}: {baud} baud is faster than the board's "
+                         f"{board.serial_chip} supports ({board.max_baud})")
+    try:
+        divisor = BoardTop.divisor_for(baud, clock.fout_mhz * 1e6)
+    except ValueError as e:
+        raise ValueError(f"{board.name}: {e}") from None
     top = {k: params[k] for k in TOP_PARAMS if k in params}
     try:
         config = AccelConfig(**{k: v for k, v in params.items() if k not in TOP_PARAMS})
@@ -367,14 +384,15 @@ def check_build(board: Board, params: dict, baud: int | None = None) -> dict:
                                     **top)
     except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
         raise ValueError(f"{board.name}: {e}") from None
-    return {"config": config, "divisor": divisor, "memory_bits": bits}
+    return {"config": config, "divisor": divisor, "memory_bits": bits, "clock": clock}
 
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
-                baud: int | None = None, system: bool = False, progress=None,
-                name: str = "gateskip", timeout: float | None = None) -> dict:
+                baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
+                progress=None, name: str = "gateskip", timeout: float | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
-    ``params``, in ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
+    ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
+    ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
 
     Everything that needs no tool is checked first (:func:`check_build`), and the tools are
     looked up before the build starts. nextpnr runs with ``--timing-allow-fail`` so that a
@@ -386,13 +404,14 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
-    checked = check_build(board, params, baud)
+    checked = check_build(board, params, baud, clock_mhz)
+    clock = checked["clock"]
     toolchain_env(board.family, system)          # a missing tool fails here, before the build
     out = Path(out if out is not None else Path("out", "build", board.name))
     full = {**build_params(), **params}
     memory = {"memory_bits": checked["memory_bits"],
               "memory_bits_available": board.bram_bits}
-    top = BoardTop(baud, max_memory_bits=board.bram_bits, **params)
+    top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
     overrides = dict(board.overrides)
     overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
     t0 = time.perf_counter()
@@ -401,13 +420,14 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
                          progress=progress, timeout=timeout, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
-                               system=system, error=e, seconds=time.perf_counter() - t0,
+                               clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,
                                yosys=_yosys_version(out / f"{name}.rpt"),
                                placement_fmax_mhz=_placement_fmax(out / f"{name}.tim"), **memory)
         raise
     figures = read_report(root, board.family, name)
     bitstream = root / f"{name}.{board.bitstream_ext}"
-    return make_report(board, full, baud, figures, system=system, bitstream=bitstream,
+    return make_report(board, full, baud, figures, clock=clock, system=system,
+                       bitstream=bitstream,
                        seconds=time.perf_counter() - t0, yosys=_yosys_version(root / f"{name}.rpt"),
                        **memory)
 
@@ -440,20 +460,25 @@ def _yosys_version(path: Path) -> str | None:
 
 #: the keys every report has, in order (figures are None where the build failed)
 REPORT_KEYS = ("board", "device", "status", "hidden", "inputs", "lanes", "max_seq", "max_batch",
-               "params", "baud", "clock_mhz", "fmax_mhz", "meets_timing", "luts", "ffs", "lcs",
+               "params", "baud", "osc_mhz", "clock_mhz", "pll", "fmax_mhz", "meets_timing", "luts", "ffs", "lcs",
                "lcs_available", "dsps", "dsps_available", "brams", "brams_available", "sprams",
                "sprams_available", "ios", "memory_bits", "memory_bits_available", "bitstream",
                "seconds", "tools", "error")
 
 
 def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
-                system: bool = False, error: BuildError | None = None,
-                bitstream: Path | None = None, seconds: float | None = None, **extra) -> dict:
-    """One build's report: the board, every build parameter, and the tools' figures
-    (:func:`read_report`; ``None`` where the build failed before nextpnr's report)."""
+                clock: PllParams | None = None, system: bool = False,
+                error: BuildError | None = None, bitstream: Path | None = None,
+                seconds: float | None = None, **extra) -> dict:
+    """One build's report: the board, every build parameter, the clock the design runs at
+    (``clock_mhz``, ``clock``'s output, default the board's; ``osc_mhz`` the oscillator) and the
+    tools' figures (:func:`read_report`; ``None`` where the build failed before nextpnr's
+    report). ``meets_timing``: nextpnr's Fmax is at least ``clock_mhz``."""
     figures = dict(figures or {})
-    clocks = list(figures.get("fmax", {}).values())
-    clock = clocks[0]["constraint_mhz"] if clocks else board.clock_mhz
+    clock = board_clock(board) if clock is None else clock
+    pll = None if clock.bypass else {"vco_mhz": round(clock.vco_mhz, 3),
+                                     "dividers": list(clock.dividers)}
+    clock = round(clock.fout_mhz, 3)
     fmax = figures.get("fmax_mhz")
     status = "ok"
     if error is not None:
@@ -463,7 +488,8 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
     report = {
         "board": board.name, "device": board.device, "status": status,
         **{k: params.get(k) for k in ("hidden", "inputs", "lanes", "max_seq", "max_batch")},
-        "params": params, "baud": baud, "clock_mhz": clock, "fmax_mhz": fmax,
+        "params": params, "baud": baud, "osc_mhz": board.osc_mhz, "clock_mhz": clock,
+        "pll": pll, "fmax_mhz": fmax,
         "meets_timing": None if fmax is None else fmax >= clock,
     }
     for key in ("luts", "ffs", "lcs", "lcs_available", "dsps", "dsps_available", "brams",
@@ -523,8 +549,10 @@ def report_markdown(report: dict) -> str:
         return "\n".join(lines + [""])
     verdict = "meets" if report["meets_timing"] else "does NOT meet"
     path = report.get("critical_path")
+    made = (f" (the PLL's, from the {report['osc_mhz']:g} MHz oscillator)" if report.get("pll")
+            else " (the board's oscillator)")
     lines += ["", f"Fmax {report['fmax_mhz']} MHz (nextpnr) against the {report['clock_mhz']} MHz "
-                  f"board clock: {verdict} timing.",
+                  f"clock{made}: {verdict} timing.",
               *([f"Critical path (nextpnr): {describe_path(path)}; from `{path['from']}` to "
                  f"`{path['to']}`."] if path else []),
               f"Bitstream: `{report['bitstream']}`; {report['seconds']} s.", ""]

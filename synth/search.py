@@ -33,12 +33,14 @@ DEFAULT_TIMEOUT = 40.0
 @dataclass(frozen=True)
 class Step:
     """One build of the search: the saved report's ``name``, the ``board``, the ``params``
-    over the design's defaults (``gateskip.synth.build.build_params``) and what it tried."""
+    over the design's defaults (``gateskip.synth.build.build_params``), what it tried, and the
+    clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL)."""
 
     name: str
     board: str
     params: dict = field(hash=False)
     what: str = ""
+    clock_mhz: float | None = None
 
 
 def _sizes(H: int, X: int, L: int, T: int, B: int, **options) -> dict:
@@ -121,14 +123,16 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     """One step's build in ``settings["build_dir"]``: its report, also when the build fails or
     is refused before any tool (``status`` "failed", ``error`` and ``error_stage`` say why)."""
     from .boards import board as get_board
+    from .boards import board_clock
     from .build import (BuildError, build_board, build_params, check_build, keep_raw,
                         make_report)
     b = get_board(settings["board"])
     params = {**build_params(), **settings["params"]}   # the step's, not the board's defaults
     baud = settings["baud"]
+    clock_mhz = settings.get("clock_mhz") or b.osc_mhz
     built_in = f"gateskip build --search (step {settings['name']})"
     try:
-        check_build(b, params, baud)
+        check_build(b, params, baud, clock_mhz)
     except ValueError as e:
         from ..hw.memory_bank import MemoryBank
         from ..spec.config import AccelConfig
@@ -141,10 +145,11 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
         refused = BuildError(str(e), stage="check (BoardTop's memory check, before any tool)",
                              tool_message=str(e))
         report = make_report(b, params, baud, None, error=refused, seconds=0.0,
+                             clock=board_clock(b, clock_mhz),
                              memory_bits=bits, memory_bits_available=b.bram_bits)
         return {**report, "built_in": built_in}
     try:
-        report = build_board(b, params, settings["build_dir"], baud=baud,
+        report = build_board(b, params, settings["build_dir"], baud=baud, clock_mhz=clock_mhz,
                              timeout=settings["timeout_minutes"] * 60)
     except BuildError as e:
         report = e.report
@@ -166,7 +171,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     from .build import write_report
     out = Path(out)
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
-              "baud": DEFAULT_BAUD if baud is None else baud,
+              "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock_mhz,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

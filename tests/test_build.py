@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gateskip.cli import main
 from gateskip.synth import build as build_mod
-from gateskip.synth.boards import BOARDS, board, openfpgaloader
+from gateskip.synth.boards import BOARDS, board, board_clock, openfpgaloader
 from gateskip.synth.build import (REPORTS_DIR, BuildError, boards_table, build_params,
                                   check_build, make_report, partial_report, read_report,
                                   resolve_params, rtl_name, saved_report)
@@ -283,9 +283,41 @@ def test_memories_that_exceed_the_device_fail_before_any_tool(no_tools, tmp_path
 
 
 def test_baud_that_the_clock_cannot_make(no_tools, tmp_path):
-    line = one_line_error(run("build", "--board", "ulx3s-85f", "--baud", "4000000",
+    line = one_line_error(run("build", "--board", "ulx3s-85f", "--baud", "3000000",
                               "--out", str(tmp_path), "--no-progress"))
-    assert "4000000 baud cannot be made from 25 MHz" in line
+    assert "ulx3s-85f: 3000000 baud cannot be made from 25 MHz within 2%" in line
+    # the PLL's 30 MHz can: 10 cycles a bit (checked before any tool: no_tools)
+    assert check_build(board("ulx3s-85f"), resolve_params(board("ulx3s-85f")), 3_000_000,
+                       30.0)["divisor"] == 10
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name, baud, chip", [("ulx3s-85f", 4_000_000, "FT231X supports (3000000)"),
+                                              ("icebreaker", 12_000_001, "is not in the range 9600<=x<=12000000")])
+def test_baud_beyond_the_usb_serial_chip(no_tools, tmp_path, name, baud, chip):
+    line = one_line_error(run("build", "--board", name, "--baud", str(baud),
+                              "--out", str(tmp_path), "--no-progress"))
+    assert chip in line and str(baud) in line
+
+
+@pytest.mark.parametrize("name, mhz, message", [
+    ("ulx3s-85f", 5, "the ECP5 PLL's output must lie in 10..400 MHz, not 5 MHz"),
+    ("icebreaker", 14, "the iCE40 PLL's output must lie in 16..275 MHz, not 14 MHz"),
+    ("ulx3s-12f", 450, "ulx3s-12f: the ECP5 PLL's output must lie in 10..400 MHz, not 450")])
+def test_clock_the_pll_cannot_make(no_tools, tmp_path, name, mhz, message):
+    line = one_line_error(run("build", "--board", name, "--clock", str(mhz),
+                              "--out", str(tmp_path), "--no-progress"))
+    assert message in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_report_says_the_clock_and_how_it_is_made():
+    b = board("ulx3s-12f")
+    fig = {"fmax": {"clk": {"achieved_mhz": 80.0, "constraint_mhz": 75.0}}, "fmax_mhz": 80.0}
+    r = make_report(b, {}, 1_000_000, fig, clock=board_clock(b, 75))
+    assert (r["osc_mhz"], r["clock_mhz"], r["meets_timing"]) == (25.0, 75.0, True)
+    assert r["pll"] == {"vco_mhz": 600.0, "dividers": [1, 3, 8]}
+    assert make_report(b, {}, 1_000_000, fig, clock=board_clock(b, 25))["pll"] is None
 
 
 def test_missing_toolchain(no_tools, tmp_path):

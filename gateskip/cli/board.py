@@ -91,7 +91,8 @@ def _build_progress(desc: str, enabled: bool):
     return bar, lambda st: bar(stages.index(st), len(stages) - 1, {"stage": st})
 
 
-def _board_build(b, values, out, baud, system_tools, progress, json_path=None, fail=True):
+def _board_build(b, values, out, baud, system_tools, progress, json_path=None, fail=True,
+                 clock=None):
     """One ``gateskip build``: the report written to OUT/report.{json,md} (and ``--json``) in
     every case; a build that fails or misses the clock raises one line after that (or, if not
     ``fail``, its report is returned)."""
@@ -99,7 +100,8 @@ def _board_build(b, values, out, baud, system_tools, progress, json_path=None, f
 
     bar, stage = _build_progress(f"build {b.name}", progress)
     try:
-        report = build_board(b, values, out, baud=baud, system=system_tools, progress=stage)
+        report = build_board(b, values, out, baud=baud, clock_mhz=clock, system=system_tools,
+                             progress=stage)
     except BuildError as e:
         bar.close()
         if e.report is not None:
@@ -118,8 +120,8 @@ def _board_build(b, values, out, baud, system_tools, progress, json_path=None, f
     write_json(json_path, report)
     if not report["meets_timing"] and fail:
         raise RuntimeError(f"{b.name}: Fmax {report['fmax_mhz']} MHz (nextpnr) is below the "
-                           f"{report['clock_mhz']:g} MHz board clock: the build does not meet "
-                           f"timing (report in {out}; lower lanes or hidden)")
+                           f"{report['clock_mhz']:g} MHz clock: the build does not meet "
+                           f"timing (report in {out}; lower --clock, lanes or hidden)")
     return report
 
 
@@ -131,8 +133,13 @@ def _report_line(r) -> str:
     return (f"{r['board']} ({r['device']}): {r['luts']} LUT4s, {r['ffs']} FFs, "
             f"{r['lcs']}/{r['lcs_available']} LCs, {r['dsps']}/{r['dsps_available']} DSPs, "
             f"{r['brams']}/{r['brams_available']} BRAMs{extra}; Fmax {r['fmax_mhz']} MHz at a "
-            f"{r['clock_mhz']:g} MHz clock ({'meets' if r['meets_timing'] else 'FAILS'} timing); "
+            f"{r['clock_mhz']:g} MHz clock{_pll_words(r)} ({'meets' if r['meets_timing'] else 'FAILS'} timing); "
             f"{r['seconds']} s")
+
+
+def _pll_words(r) -> str:
+    """How a report's clock is made: `` (PLL from the 25 MHz oscillator)``, or nothing."""
+    return f" (PLL from the {r['osc_mhz']:g} MHz oscillator)" if r.get("pll") else ""
 
 
 @click.command()
@@ -141,7 +148,12 @@ def _report_line(r) -> str:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A build parameter over the board's default, e.g. --param lanes=8 "
                    "(repeatable; see --list).")
-@baud_option(f"Host-link baud rate. [default: {LINK_BAUD}]")
+@baud_option(f"Host-link baud rate, up to what the board's USB-serial chip supports. "
+             f"[default: {LINK_BAUD}]")
+@click.option("--clock", type=click.FloatRange(1, 500), default=None, metavar="MHZ",
+              help="Clock the design runs at, made by the FPGA's PLL from the board's "
+                   "oscillator (the nearest it can make; the oscillator's own frequency: no "
+                   "PLL). [default: the board's, gateskip build --list]")
 @click.option("--system-tools", is_flag=True,
               help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
 @out_option(None, "Directory for the build, the bitstream and report.{md,json}. "
@@ -165,7 +177,7 @@ def _report_line(r) -> str:
 @executor_options("build", "OUT/tasks/, with --search")
 @progress_option()
 @fail_cleanly
-def build(board_name, params, baud, system_tools, out, json_path, list_boards, table,
+def build(board_name, params, baud, clock, system_tools, out, json_path, list_boards, table,
           from_reports, search, steps, timeout, executor, workers, address, resume, progress):
     """Build the accelerator for a board: bitstream and report (LUTs, FFs, DSPs, BRAMs, Fmax).
 
@@ -185,7 +197,8 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
                                   ("--workers", workers), ("--address", address),
                                   ("--resume", resume)) if v]
     if search:
-        given = [o for o, v in (("--param", values), ("--list", list_boards), ("--table", table),
+        given = [o for o, v in (("--param", values), ("--clock", clock),
+                                ("--list", list_boards), ("--table", table),
                                 ("--from-reports", from_reports),
                                 ("--system-tools", system_tools)) if v]
         if given:
@@ -196,7 +209,7 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
         raise ValueError(f"{search_only[0]} goes with --search")
     if list_boards:
         given = [o for o, v in (("--board", board_name), ("--param", values), ("--out", out),
-                                ("--baud", baud), ("--table", table),
+                                ("--baud", baud), ("--clock", clock), ("--table", table),
                                 ("--from-reports", from_reports)) if v]
         if given:
             raise ValueError(f"--list lists every board and builds nothing: no {given[0]}")
@@ -204,15 +217,18 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
         rows = []
         for b in BOARDS.values():
             d = ", ".join(f"{k}={v}" for k, v in b.defaults.items()) or "(none found that fit)"
-            click.echo(f"{b.name:10}  {b.title}: {b.device}, {b.clock_mhz:g} MHz, {b.dsps} DSPs, "
-                       f"{b.bram_bits} block-RAM bits")
+            click.echo(f"{b.name:10}  {b.title}: {b.device}, {b.osc_mhz:g} MHz oscillator, "
+                       f"design clock {b.clock_mhz:g} MHz, {b.dsps} DSPs, {b.bram_bits} "
+                       f"block-RAM bits, {b.serial_chip} up to {b.max_baud} baud")
             proof = f"synth/reports/{b.defaults_report}" if b.defaults_report else ""
             if not b.fits:
                 proof = f"the smallest build, and even it does not fit: {proof}".rstrip(": ")
             click.echo(f"{'':10}  defaults: {d}" + (f" ({proof})" if proof else ""))
             click.echo(f"{'':10}  top: {top_name(b.defaults)}")
             rows.append({"board": b.name, "title": b.title, "device": b.device,
-                         "family": b.family, "clock_mhz": b.clock_mhz, "dsps": b.dsps,
+                         "family": b.family, "osc_mhz": b.osc_mhz,
+                         "clock_mhz": b.clock_mhz, "serial_chip": b.serial_chip,
+                         "max_baud": b.max_baud, "dsps": b.dsps,
                          "bram_bits": b.bram_bits, "bram_note": b.bram_note,
                          "defaults": b.defaults, "defaults_report": b.defaults_report,
                          "fits": b.fits,
@@ -222,8 +238,9 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
         write_json(json_path, {"boards": rows, "parameters": build_params()})
         return
     if table:
-        if board_name is not None or values:
-            raise ValueError("--table builds every board at its defaults: no --board, no --param")
+        if board_name is not None or values or clock is not None:
+            raise ValueError("--table builds every board at its defaults: no --board, "
+                             "no --param, no --clock")
         base = out or os.path.join("out", "build")
         writes = out is not None or not from_reports
         if writes:
@@ -260,14 +277,14 @@ def build(board_name, params, baud, system_tools, out, json_path, list_boards, t
     if board_name is None:
         raise ValueError("which board? --board NAME (gateskip build --list shows them)")
     b = get_board(board_name)
-    check_build(b, resolve_params(b, values), baud)      # refused before anything is written
+    check_build(b, resolve_params(b, values), baud, clock)   # refused before anything is written
     out = out or os.path.join("out", "build", b.name)
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
     check_distinct({"--json": json_path, "report": os.path.join(out, "report.json"),
                     "report table": os.path.join(out, "report.md")})
     out = make_outdir(out)
-    report = _board_build(b, values, out, baud, system_tools, progress, json_path)
+    report = _board_build(b, values, out, baud, system_tools, progress, json_path, clock=clock)
     click.echo(_report_line(report))
     click.echo(f"wrote {report['bitstream']}, {os.path.join(out, 'report.md')}, "
                f"{os.path.join(out, 'report.json')}")
@@ -284,8 +301,9 @@ def _search(board_name, steps, timeout, baud, out, json_path, executor, workers,
     check_executor(executor, workers, address)
     chosen = search_mod.select(list(steps) or None,
                                None if board_name is None else [board_name])
-    for st in chosen:                 # the baud rate from each board's clock, before anything
-        check_build(get_board(st.board), resolve_params(get_board(st.board)), baud)
+    for st in chosen:                 # the baud rate from each step's clock, before anything
+        check_build(get_board(st.board), resolve_params(get_board(st.board)), baud,
+                    st.clock_mhz or get_board(st.board).osc_mhz)
     out = out or os.path.join("out", "search")
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])

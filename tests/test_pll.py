@@ -1,0 +1,78 @@
+"""hw/pll.py: the PLL settings (as Project Trellis' ecppll and IceStorm's icepll find them), and
+real builds whose design runs at the PLL's output."""
+
+import re
+
+import pytest
+
+from gateskip.hw.blocks import make
+from gateskip.hw.pll import PLL_RANGES, TOLERANCE, PllParams, pll_params
+from gateskip.synth.boards import board, board_clock
+from gateskip.synth.build import synth_block
+
+
+@pytest.mark.parametrize("family, fin, fout, dividers", [
+    ("ecp5", 25, 100, (1, 4, 6)),        # ecppll -i 25 -o 100
+    ("ecp5", 25, 75, (1, 3, 8)),
+    ("ice40", 12, 30, (0, 79, 5, 1)),    # icepll -i 12 -o 30
+    ("ice40", 12, 48, (0, 63, 4, 1)),
+])
+def test_known_settings(family, fin, fout, dividers):
+    p = pll_params(family, fin, fout)
+    assert p.fout_mhz == fout and p.dividers == dividers and not p.bypass
+
+
+@pytest.mark.parametrize("family, fin", [("ecp5", 25.0), ("ice40", 12.0)])
+def test_every_setting_keeps_to_the_ranges_and_makes_what_it_says(family, fin):
+    r = PLL_RANGES[family]
+    for fout in (17.0, 20.0, 33.3, 40.0, 50.0, 62.5, 75.0, 90.0, 100.0, 125.0):
+        p = pll_params(family, fin, fout)
+        if family == "ecp5":
+            clki, clkfb, clkop = p.dividers
+            made, pfd = fin * clkfb / clki, fin / clki
+            assert p.vco_mhz == pytest.approx(made * clkop)
+        else:
+            divr, divf, divq, _filter = p.dividers
+            pfd = fin / (divr + 1)
+            made = pfd * (divf + 1) / 2 ** divq
+            assert p.vco_mhz == pytest.approx(pfd * (divf + 1))
+        assert made == pytest.approx(p.fout_mhz)
+        assert abs(made - fout) <= TOLERANCE * fout
+        assert r["pfd"][0] <= pfd <= r["pfd"][1]
+        assert r["vco"][0] <= p.vco_mhz <= r["vco"][1]
+
+
+def test_the_oscillator_itself_needs_no_pll():
+    p = pll_params("ice40", 12, 12)
+    assert p.bypass and p.fout_mhz == 12 and p == PllParams("ice40", 12, 12)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("ecp5", 25, 401), "the ECP5 PLL's output must lie in 10..400 MHz, not 401 MHz"),
+    (("ice40", 12, 15), "the iCE40 PLL's output must lie in 16..275 MHz, not 15 MHz"),
+    (("ice40", 5, 30), "the iCE40 PLL's input must lie in 10..133 MHz, not 5 MHz"),
+    (("ecp5", 25, 0), "the clock must be a positive number of MHz, not 0"),
+    (("ecp5", 25, True), "the clock must be a positive number of MHz"),
+    (("xilinx", 25, 100), "family must be one of ecp5, ice40"),
+])
+def test_what_no_pll_can_make_is_refused(args, message):
+    with pytest.raises(ValueError, match=message):
+        pll_params(*args)
+
+
+def test_board_clock_names_the_board():
+    assert board_clock(board("ulx3s-85f")).fout_mhz == board("ulx3s-85f").clock_mhz
+    with pytest.raises(ValueError, match="^icebreaker: the iCE40 PLL's output"):
+        board_clock(board("icebreaker"), 300)
+
+
+@pytest.mark.parametrize("name, mhz", [("icebreaker", 20), ("ulx3s-12f", 60)])
+def test_a_real_build_runs_at_the_plls_output(name, mhz, tmp_path):
+    """Yosys and nextpnr take the PLL; nextpnr times the design against the PLL's output."""
+    b = board(name)
+    clock = board_clock(b, mhz)
+    fig = synth_block(make("mac_array", lanes=2, k=4, rows=4), b, tmp_path, clock=clock)
+    (constraint,) = {c["constraint_mhz"] for c in fig["fmax"].values()}
+    assert constraint == pytest.approx(clock.fout_mhz, abs=0.01) and constraint != b.osc_mhz
+    log = (tmp_path / "top.tim").read_text()
+    assert re.search(r"(placed|constrained) PLL 'clock\.pll'", log)
