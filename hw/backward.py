@@ -286,10 +286,14 @@ class Backward(wiring.Component):
             *[u.bank.eq(bank) for u in (emb, out, embu)],
             *[u.batch.eq(regs.batch) for u in (emb, out, scale, embu)],
             *[u.lr.eq(regs.lr) for u in (embu, oupd)],
-            # the update shifts follow the loss scale: dw codes at 2**s, dx (da codes) at 2**s
-            self.update.shift.eq(base_shift + s), oupd.shift.eq(base_shift),
-            embu.shift.eq(base_shift + s + f.da.frac_bits - f.dw.frac_bits),
+            oupd.shift.eq(base_shift),
         ]
+        # the update shifts follow the loss scale: dw codes at 2**s, dx (da codes) at 2**s;
+        # registered (the loss scale sets s long before an update starts)
+        upd_shift, embu_shift = Signal.like(self.update.shift), Signal.like(embu.shift)
+        m.d.sync += [upd_shift.eq(base_shift + s),
+                     embu_shift.eq(base_shift + s + f.da.frac_bits - f.dw.frac_bits)]
+        m.d.comb += [self.update.shift.eq(upd_shift), embu.shift.eq(embu_shift)]
         if self.config.layers > 1:
             # each phase on its layers' memory banks; the gather alone, the loss scale's drop
             # and the lift between the layers
@@ -313,14 +317,18 @@ class Backward(wiring.Component):
                      regs.loss_shift.eq(shift),               # sign-extended
                      regs.prev_loss.eq(prev_loss[:32]), regs.prev_loss_hi.eq(prev_loss[32:]),
                      regs.prev_loss_shift.eq(prev_shift)]
-        # tau = min(ceil(THRESHOLD 2**(s - THRESHOLD_FRAC)), its largest code), registered
+        # tau = min(ceil(THRESHOLD 2**(s - THRESHOLD_FRAC)), its largest code), in three
+        # registered steps (the loss scale sets s long before the backward starts): the shift
+        # left; the shift right, rounded up (plus one if a bit shifted out was set); the clamp
         lo = LOSS_SCALE_BOUNDS[0]
         down = THRESHOLD_FRAC - lo                   # the right shift at s = lo
-        wide = regs.threshold << (s - lo).as_unsigned()
-        tau = (wide + ((1 << down) - 1)) >> down
-        top = (1 << f.grad.width) - 1
+        wide = Signal(len(regs.threshold) + LOSS_SCALE_BOUNDS[1] - lo)
+        tau = Signal(len(wide) - down + 1)
         model_tau = Signal(f.grad.width)
-        m.d.sync += model_tau.eq(Mux(tau > top, top, tau))
+        m.d.sync += [wide.eq(regs.threshold << (s - lo).as_unsigned()),
+                     tau.eq(wide[down:] + wide[:down].any()),
+                     model_tau.eq(Mux(tau[f.grad.width:].any(), (1 << f.grad.width) - 1,
+                                      tau[:f.grad.width]))]
         m.d.comb += self.threshold.tau.eq(model_tau)
 
     def _run_ports(self, m):

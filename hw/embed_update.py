@@ -9,7 +9,7 @@ from ..spec.config import AccelConfig, check_config
 from .mac_array import const_mul
 from .memory_bank import run_ports
 from .symbols import next_symbol
-from .update import SHIFT_WIDTH, UpdateUnit
+from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
 
 __all__ = ["EmbeddingUpdate", "READS", "WRITES", "cycles"]
 
@@ -20,10 +20,10 @@ WRITES = ("EM", "E")
 
 def cycles(config: AccelConfig, symbols: int) -> int:
     """Busy cycles of an update over ``symbols`` symbols: per symbol a setup cycle, the
-    token's read, its ``ceil(X/L)`` words, the read's cycle and the update units' 3, and a
-    closing one (a symbol's words are written before the next symbol's are read: the same
-    token may follow)."""
-    return symbols * (config.x_chunks + 7)
+    token's read, its ``ceil(X/L)`` words, the read's cycle and the update units'
+    ``LATENCY``, and a closing one (a symbol's words are written before the next symbol's are
+    read: the same token may follow)."""
+    return symbols * (config.x_chunks + 4 + LATENCY)
 
 
 class _State(enum.Enum, shape=2):

@@ -1,7 +1,7 @@
 """Loss scale: the output layer's ``dh`` into the LSTM's ``DH`` at a power-of-two scale taken
 from ``max|dh|`` (golden twins: ``golden.output.loss_scale_shift`` and ``dh_to_state``)."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,16 +21,22 @@ WRITES = ("DH",)
 DROP_READS = ("DX",)
 
 
+#: register stages between a read's data and what it feeds: the max pass's magnitudes, the
+#: copy's lane select and its rounding (each a cycle the pass waits out at its end)
+MAX_STAGES, COPY_STAGES = 1, 2
+
+
 def cycles(config: AccelConfig, symbols: int) -> int:
     """Busy cycles of a run over ``symbols`` symbols: per symbol its ``ceil(H/L)`` words
     (the max pass) and its ``H`` elements (the copy), each pass with a setup and a closing
-    cycle per symbol, the copy's last write one more; and the shift's cycle."""
-    return symbols * (config.h_chunks + config.hidden + 5) + 1
+    cycle per symbol, the copy's last write ``1 + COPY_STAGES`` more; and the shift's cycle
+    after the max pass's ``MAX_STAGES``."""
+    return (symbols * (config.h_chunks + config.hidden + 5 + COPY_STAGES) + 1 + MAX_STAGES)
 
 
 def drop_cycles(config: AccelConfig, symbols: int) -> int:
     """Busy cycles of a drop over ``symbols`` symbols: the copy pass alone."""
-    return symbols * (config.hidden + 3)
+    return symbols * (config.hidden + 3 + COPY_STAGES)
 
 
 class _State(enum.Enum, shape=3):
@@ -55,8 +61,10 @@ class LossScale(wiring.Component):
     ``2**0`` into ``DH`` (the layer below's, through the memory bank's layers); ``shift`` keeps
     its value.
 
-    Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from the cycle after
-    ``start`` until the last write.
+    Every read's data goes into a register first (:data:`MAX_STAGES`, :data:`COPY_STAGES`):
+    the block RAM's output, the lane select, the rounding shift and the saturation each have a
+    cycle of their own. Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from
+    the cycle after ``start`` until the last write.
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
@@ -100,17 +108,20 @@ class LossScale(wiring.Component):
         if tail < L:                                # a last word partly past H
             last1 = Signal()
             m.d.sync += last1.eq(n == NH - 1)
-        mags = []
+        mags = []                                   # registered: |dh| of each lane
         for l in range(L):
             x = self.dho_rd.data[l]
             mag = Mux(x < 0, -x, x).as_unsigned()[:da.width]
             if l >= tail:
                 mag = Mux(last1, 0, mag)
-            mags.append(mag)
+            mags.append(Signal(da.width, name=f"mag{l}"))
+            m.d.sync += mags[-1].eq(mag)
+        v2 = Signal()
+        m.d.sync += v2.eq(v1)
         word_max = mags[0]
         for mag in mags[1:]:
             word_max = Mux(mag > word_max, mag, word_max)
-        with m.If(v1 & (word_max > top)):
+        with m.If(v2 & (word_max > top)):
             m.d.sync += top.eq(word_max)
 
         # the shift: bits(top) from its leading one
@@ -124,8 +135,9 @@ class LossScale(wiring.Component):
 
         # -- copy pass: element k from word k // L, lane k % L; scaled, rounded, saturated -------
         lane1 = Signal.like(lane)
-        w1 = Signal()
-        m.d.sync += [w1.eq((state == _State.COPY) & (n < H)), lane1.eq(lane)]
+        w1, w2, w3 = Signal(), Signal(), Signal()   # a read's data, lane selected, rounded
+        m.d.sync += [w1.eq((state == _State.COPY) & (n < H)), lane1.eq(lane),
+                     w2.eq(w1), w3.eq(w2)]
         # right shift r = da.frac - state.frac - shift in [r_lo, r_hi]: x << -r_lo, then a
         # right shift by r - r_lo >= 0 with round half up
         r_lo = da.frac_bits - st.frac_bits - hi
@@ -136,14 +148,18 @@ class LossScale(wiring.Component):
         x = source[0]
         for l in range(1, L):
             x = Mux(lane1 == l, source[l], x)
+        x2 = Signal(signed(da.width))               # stage 2: the lane's element
+        m.d.sync += x2.eq(x)
+        amount = Signal(range(hi - lo + 1))         # held over the copy (set in SETUP)
         wide = Signal(signed(da.width - r_lo + 1))
-        amount = Signal(range(hi - lo + 1))
-        m.d.comb += [wide.eq(x << -r_lo), amount.eq(hi - Mux(dropping, 0, self.shift))]
-        half = (Const(1, hi - lo + 2) << amount) >> 1
-        scaled = (wide + half) >> amount
-        dh_addr = Signal(len(self.dh_wr.addr))
-        m.d.sync += dh_addr.eq(dh_base + n)
-        m.d.comb += [self.dh_wr.addr.eq(dh_addr), self.dh_wr.en.eq(w1),
+        m.d.comb += wide.eq(x2 << -r_lo)
+        # round half up: the shifted value plus the last bit shifted out (a carry-in)
+        scaled = Signal(signed(da.width - r_lo + 1))   # stage 3
+        m.d.sync += scaled.eq((wide >> amount) + (wide << 1).bit_select(amount, 1))
+        dh_addr = [Signal(len(self.dh_wr.addr), name=f"dh_addr{i}") for i in range(3)]
+        m.d.sync += [dh_addr[0].eq(dh_base + n), dh_addr[1].eq(dh_addr[0]),
+                     dh_addr[2].eq(dh_addr[1])]
+        m.d.comb += [self.dh_wr.addr.eq(dh_addr[2]), self.dh_wr.en.eq(w3),
                      self.dh_wr.data.eq(saturate(scaled, st.width))]
 
         m.d.comb += [self.dho_rd.addr.eq(word_base + Mux(copy, word, n)),
@@ -165,6 +181,7 @@ class LossScale(wiring.Component):
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
             m.d.sync += [word_base.eq(const_mul(s, NH)), dh_base.eq(const_mul(s, H)),
+                         amount.eq(hi - Mux(dropping, 0, self.shift)),
                          last_symbol.eq((t == self.seq_len - 1) & (b == self.batch - 1)),
                          n.eq(0), word.eq(0), lane.eq(0),
                          state.eq(Mux(copy, _State.COPY, _State.MAX))]
@@ -174,7 +191,7 @@ class LossScale(wiring.Component):
             with m.Else():
                 to_next()
         with m.Elif(state == _State.SHIFT):
-            with m.If(~v1):                         # the last word's max is in
+            with m.If(~v1 & ~v2):                   # the last word's max is in
                 m.d.sync += [self.shift.eq(Mux(top == 0, hi, Mux(raw < lo, lo,
                                                                  Mux(raw > hi, hi, raw)))),
                              b.eq(0), t.eq(0), copy.eq(1), state.eq(_State.SETUP)]
@@ -185,6 +202,6 @@ class LossScale(wiring.Component):
                     m.d.sync += [lane.eq(0), word.eq(word + 1)]
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
-            with m.Elif(~w1):
+            with m.Elif(~w1 & ~w2 & ~w3):
                 to_next()
         return m

@@ -1,17 +1,19 @@
 """Update unit: the SGD step on master weights (DESIGN.md §3; golden twin:
 ``golden.layer.update_model``)."""
 
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["UpdateUnit", "SHIFT_WIDTH", "step_shift"]
+__all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 
 #: width of the ``shift`` input: a right shift of 0 .. 63
 SHIFT_WIDTH = 6
+#: cycles from a beat taken to its result offered (:class:`UpdateUnit`'s stages)
+LATENCY = 4
 
 
 def step_shift(grad_shift: int, formats: Formats = FORMATS) -> int:
@@ -34,9 +36,10 @@ class UpdateUnit(wiring.Component):
     caller for a whole update. The rounding is half up (add half, floor) at any ``shift``;
     ``shift = 0`` is exact.
 
-    Three stages (product, rounded step, subtraction and operand): latency 3 cycles, one beat
-    per cycle; the pipeline moves as a whole when its output can be taken (``i.ready = ~o.valid
-    | o.ready``), so under back-pressure nothing is lost.
+    Four stages (the beat registered as it comes from block RAM, the product, the rounded step,
+    subtraction and operand): latency :data:`LATENCY` cycles, one beat per cycle; the pipeline
+    moves as a whole when its output can be taken (``i.ready = ~o.valid | o.ready``), so under
+    back-pressure nothing is lost.
     """
 
     @staticmethod
@@ -72,23 +75,28 @@ class UpdateUnit(wiring.Component):
         advance = ~self.o.valid | self.o.ready
         m.d.comb += self.i.ready.eq(advance)
 
+        # stage 0: the beat as it comes (from block RAM: nothing between it and a register)
+        v0 = Signal()
+        beat0 = Signal(self.in_layout)
+        with m.If(advance):
+            m.d.sync += [v0.eq(self.i.valid), beat0.eq(self.i.payload)]
+
         # stage 1: the product, exact (a signed gradient times the unsigned rate)
         prod_width = f.dw.width + f.lr.width + 1
         v1 = Signal()
         master1 = Signal(signed(f.master.width))
         prod1 = Signal(signed(prod_width))
         with m.If(advance):
-            m.d.sync += [v1.eq(self.i.valid), master1.eq(self.i.payload.master),
-                         prod1.eq(self.i.payload.grad * self.lr)]
+            m.d.sync += [v1.eq(v0), master1.eq(beat0.master), prod1.eq(beat0.grad * self.lr)]
 
-        # stage 2: the step, rounded half up at the variable shift
+        # stage 2: the step, rounded half up at the variable shift: the shifted product plus
+        # the last bit shifted out (a carry-in; none at shift 0)
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
         step2 = Signal(signed(prod_width))
-        half = (Const(1, unsigned(1 << SHIFT_WIDTH)) << self.shift) >> 1     # 0 at shift 0
         with m.If(advance):
             m.d.sync += [v2.eq(v1), master2.eq(master1),
-                         step2.eq((prod1 + half) >> self.shift)]
+                         step2.eq((prod1 >> self.shift) + (prod1 << 1).bit_select(self.shift, 1))]
 
         # stage 3: the new master weight and its operand
         new = Signal(signed(f.master.width))

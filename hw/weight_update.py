@@ -7,12 +7,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig, check_config
 from .memory_bank import run_ports
-from .update import SHIFT_WIDTH, UpdateUnit
+from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
 
 __all__ = ["WeightUpdate", "OVERHEAD", "LAYERS"]
 
-#: cycles of an update beyond its words: the read 1, the update unit 3, the end 1
-OVERHEAD = 5
+#: cycles of an update beyond its words: the read 1, the update unit's latency, the end 1
+OVERHEAD = LATENCY + 2
 
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
 #: bias), as ``{layer: (DW, WM, W, DB, BM)}``
@@ -28,7 +28,7 @@ class WeightUpdate(wiring.Component):
     ``j // 4`` (``BOM`` with ``DBO`` word ``j``) through one more unit. ``lr`` and ``shift``
     (registers) hold for the whole step.
 
-    One word per cycle, read, updated 3 cycles later and written (each address is read once and
+    One word per cycle, read, updated ``LATENCY`` cycles later and written (each address is read once and
     written once, after): words ``+`` :data:`OVERHEAD` cycles (rows are fewer than words).
     ``busy`` from the cycle after ``start`` until the last word is written.
 

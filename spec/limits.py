@@ -8,7 +8,7 @@ __all__ = ["WORD_WIDTH", "MAX_LANES", "MAX_VOCAB", "MAX_LAYERS", "LIMITS"]
 #: width of a register and of a host-port element
 WORD_WIDTH = 32
 #: the MAC array's widest build (``hw.mac_array.MacArray``)
-MAX_LANES = 16
+MAX_LANES = 64
 #: the largest vocabulary of a whole-model build (the softmax unit's, ``hw.softmax``)
 MAX_VOCAB = 4096
 #: the most LSTM layers a whole-model build stacks on the chip

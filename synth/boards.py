@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..hw.pll import PllParams, pll_params
 from ..spec.config import SMALL_DEVICE
+from .brams import BLOCK_BITS
 
 __all__ = ["Board", "BOARDS", "board", "board_clock", "toolchain_env", "openfpgaloader"]
 
@@ -34,8 +35,8 @@ class Board:
     clock_mhz: float = 0.0
     serial_chip: str = ""      # the board's USB-serial chip, for messages
     max_baud: int = 0          # the fastest baud rate the chip supports
-    #: block RAM the accelerator's memories may use (``BoardTop(max_memory_bits=...)``)
-    bram_bits: int = 0
+    #: block RAMs the accelerator's memories may use (``synth.brams.check_block_rams``)
+    brams: int = 0
     bram_note: str = ""        # what of the device's RAM is not counted, and why
     loader: str = ""           # ``openFPGALoader -b`` name
     bitstream_ext: str = "bit"
@@ -48,6 +49,11 @@ class Board:
     #: False where even the smallest build does not fit the device (``defaults`` is then that
     #: smallest build, and its report the tool's figure that says so)
     fits: bool = True
+
+    @property
+    def bram_bits(self) -> int:
+        """Bits of those block RAMs (``BoardTop(max_memory_bits=...)``)."""
+        return self.brams * BLOCK_BITS[self.family]
 
     def make_platform(self):
         import importlib
@@ -91,7 +97,7 @@ BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
           title="iCEBreaker", osc_mhz=12.0, clock_mhz=12.0, serial_chip="FT2232H",
-          max_baud=12_000_000, bram_bits=30 * 4096, bram_note=_ICE40_BRAM_NOTE,
+          max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default
           defaults={"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1,
@@ -100,7 +106,7 @@ BOARDS = {b.name: b for b in (
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
           title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=25.0, serial_chip="FT231X",
-          max_baud=3_000_000, bram_bits=208 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          max_baud=3_000_000, brams=208, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
                     "train": True, "vocab": 51},
@@ -108,7 +114,7 @@ BOARDS = {b.name: b for b in (
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
           title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=25.0, serial_chip="FT231X",
-          max_baud=3_000_000, bram_bits=56 * 18432, bram_note=_ECP5_BRAM_NOTE,
+          max_baud=3_000_000, brams=56, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,
                     "ew_multipliers": 3, "train": True},

@@ -21,6 +21,7 @@ from amaranth.lib import io
 
 from ..hw.pll import PllClock, PllParams
 from .boards import Board, board_clock, toolchain_env
+from .brams import check_block_rams
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
@@ -361,10 +362,11 @@ def check_build(board: Board, params: dict, baud: int | None = None,
                 clock_mhz: float | None = None) -> dict:
     """Every check that needs no tool: the clock from the board's PLL (``clock_mhz``, default
     ``board.clock_mhz``), the baud rate from that clock and against the board's USB-serial chip,
-    the parameters' ranges, and the memories against the device's block RAM
-    (``board.bram_bits``); constructs no hardware. Returns ``{"config", "divisor",
-    "memory_bits", "clock"}`` (``clock``: the :class:`~gateskip.hw.pll.PllParams`); raises
-    ``ValueError``."""
+    the parameters' ranges, the memories' bits against the device's block RAM
+    (``board.bram_bits``), then the block RAMs Yosys will allocate for them
+    (:func:`~.brams.check_block_rams`: it elaborates the accelerator, under a second). Returns
+    ``{"config", "divisor", "memory_bits", "brams", "clock"}`` (``clock``: the
+    :class:`~gateskip.hw.pll.PllParams`); raises ``ValueError``."""
     from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
     from ..spec.config import AccelConfig
     baud = DEFAULT_BAUD if baud is None else baud
@@ -382,9 +384,11 @@ def check_build(board: Board, params: dict, baud: int | None = None,
         config = AccelConfig(**{k: v for k, v in params.items() if k not in TOP_PARAMS})
         bits = AcceleratorTop.check(config, divisor=divisor, max_memory_bits=board.bram_bits,
                                     **top)
+        brams = check_block_rams(config, board.family, board.brams, **top)
     except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
         raise ValueError(f"{board.name}: {e}") from None
-    return {"config": config, "divisor": divisor, "memory_bits": bits, "clock": clock}
+    return {"config": config, "divisor": divisor, "memory_bits": bits,
+            "brams": brams["total"], "clock": clock}
 
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,

@@ -262,7 +262,7 @@ def test_parameter_that_does_not_exist(no_tools, tmp_path):
     assert "there is no build parameter 'lanez'" in line and "lanes" in line
 
 
-@pytest.mark.parametrize("pair, message", [("lanes=17", "lanes must be an int in 1..16"),
+@pytest.mark.parametrize("pair, message", [("lanes=65", "lanes must be an int in 1..64"),
                                            ("hidden=0", "hidden must be an int in 1..1024"),
                                            ("lanes=x", "--param lanes must be an integer"),
                                            ("train=2", "train must be a bool, not 2"),

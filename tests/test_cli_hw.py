@@ -24,8 +24,8 @@ def test_verilog_writes_lint_clean_verilog(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--param", "lanes=0"], "lanes must be an int in 1..16, not 0"),
-    (["--param", "lanes=17"], "lanes must be an int in 1..16, not 17"),
+    (["--param", "lanes=0"], "lanes must be an int in 1..64, not 0"),
+    (["--param", "lanes=65"], "lanes must be an int in 1..64, not 65"),
     (["--param", "k=0"], "k must be an int in 1..4096, not 0"),
     (["--block", "threshold", "--param", "width=1"], "width must be an int in 2..32, not 1"),
     (["--param", "bogus=1"], "block 'core' has no parameter 'bogus'"),
@@ -129,11 +129,11 @@ def test_bench_layer_whole_iterations(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--backward-config", "8,4"], "--backward-config must be H,X,LANES"),
-    (["--backward-config", "8,4,0"], "lanes must be an int in 1..16"),
+    (["--backward-config", "8,4,0"], "lanes must be an int in 1..64"),
     (["--seq-len", "0"], "'--seq-len': 0 is not in the range 1<=x<=4096"),
     (["--trace", "nonexistent.npz"], "nonexistent.npz"),
     (["--config", "16"], "--config must be K,LANES"),
-    (["--config", "16,0"], "lanes must be an int in 1..16"),
+    (["--config", "16,0"], "lanes must be an int in 1..64"),
     (["--sparsities", "0.5,1.5"], "--sparsities: 1.5 is not a number in 0..1"),
 ])
 def test_bench_bad_input(args, message, tmp_path):

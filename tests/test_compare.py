@@ -226,7 +226,7 @@ def test_cli_sim_mismatch_exits_non_zero(fake_host, text_file, tmp_path):
     (["--iterations", "0"], "'--iterations': 0 is not in the range 1<=x<=10000000"),
     (["--threshold", "-1"], "'--threshold': -1.0 is not in the range 0.0<=x<=1.0"),
     (["--hidden", "0"], "'--hidden': 0 is not in the range 1<=x<=1024"),
-    (["--lanes", "0"], "'--lanes': 0 is not in the range 1<=x<=16"),
+    (["--lanes", "0"], "'--lanes': 0 is not in the range 1<=x<=64"),
     (["--corpus", "/nonexistent/c.txt"], "does not exist"),
     (["--json", "/nonexistent/dir/r.json"], "does not exist"),
     (["--port", "/dev/fake", "--device", "model"], "--device model does not apply"),

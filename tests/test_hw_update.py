@@ -7,7 +7,7 @@ import pytest
 
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import operand_code, update_model
-from gateskip.hw.update import SHIFT_WIDTH, UpdateUnit, step_shift
+from gateskip.hw.update import LATENCY, SHIFT_WIDTH, UpdateUnit, step_shift
 from hwsim import run_stream
 
 F = FORMATS
@@ -50,7 +50,7 @@ def test_bit_exact(grad_shift):
                               grad_shift, lr)
         assert [g[0] for g in got] == master.tolist(), (lr, grad_shift)
         assert [g[1] for g in got] == operand_code(master, F).tolist()
-        assert cycles == len(items) + 3
+        assert cycles == len(items) + LATENCY
 
 
 def test_back_pressure():

@@ -85,5 +85,5 @@ def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
 
 def test_synth_bad_parameters_fail_before_building(tmp_path):
     r = CliRunner().invoke(main, ["synth", "--param", "lanes=0", "--out", str(tmp_path)])
-    assert r.exit_code == 1 and "lanes must be an int in 1..16" in r.output
+    assert r.exit_code == 1 and "lanes must be an int in 1..64" in r.output
     assert not any(tmp_path.iterdir())
