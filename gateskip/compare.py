@@ -38,7 +38,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from gateskip.defaults import COMPARE_BUILD_OPTIONS, COMPARE_DEFAULTS, COMPARE_MODES
+from gateskip.defaults import COMPARE_BUILD_OPTIONS, COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD
 from gateskip.golden import lstm
 from gateskip.golden.accel import backward_model, check_mems, to_float, trace_inputs
 from gateskip.golden.corpus import Corpus, load_corpus
@@ -544,16 +544,27 @@ def open_device(kind: str, params: dict | None = None, *, port: str | None = Non
         yield device
 
 
-def model_boards() -> tuple[dict, int]:
+def model_boards(baud: int | None = None) -> tuple[dict, int]:
     """The boards the simulated board of ``--mode model`` stands for, ``{name: clock in Hz}``
-    (those with :data:`~gateskip.defaults.MODEL_BOARD`'s clock), and its UART divisor at
-    :data:`~gateskip.defaults.LINK_BAUD` (the board's clock-to-baud ratio)."""
+    (:data:`~gateskip.defaults.MODEL_BOARD` and those that carry the whole model at its clock),
+    and its UART divisor at ``baud`` (default :data:`~gateskip.defaults.LINK_BAUD`: the board's
+    clock-to-baud ratio). Raises ``ValueError`` when the board's clock cannot make ``baud`` or
+    its USB-serial chip does not support it."""
     from gateskip.defaults import LINK_BAUD, MODEL_BOARD
     from gateskip.hw.top import BoardTop
     from gateskip.synth.boards import BOARDS
-    clock = BOARDS[MODEL_BOARD].clock_mhz * 1e6
-    return ({name: clock for name, b in BOARDS.items() if b.clock_mhz * 1e6 == clock},
-            BoardTop.divisor_for(LINK_BAUD, clock))
+    b = BOARDS[MODEL_BOARD]
+    baud = LINK_BAUD if baud is None else baud
+    if baud > b.max_baud:
+        raise ValueError(f"--baud {baud} is faster than the {b.title}'s {b.serial_chip} "
+                         f"supports ({b.max_baud})")
+    clock = b.clock_mhz * 1e6
+    try:
+        divisor = BoardTop.divisor_for(baud, clock)
+    except ValueError as e:
+        raise ValueError(f"--baud: {e} (the {b.title}'s clock)") from None
+    return ({name: clock for name, other in BOARDS.items()
+             if other.clock_mhz * 1e6 == clock and other.defaults.get("vocab")}, divisor)
 
 
 def _on_chip(config, dev, text, kind, out, json_path, bars, echo) -> dict:
@@ -614,8 +625,9 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
     if also_dense and (mode != "model" or kind == "model"):
         raise ValueError("--also-dense runs --mode model a second time in dense mode on a "
                          "device (sim or a board), not on the model")
-    if baud is not None and kind != "board":
-        raise ValueError(f"--baud is the baud rate of --port: the {kind} device has none")
+    if baud is not None and kind != "board" and not (kind == "sim" and mode == "model"):
+        raise ValueError(f"--baud is the baud rate of --port (or, with --mode model, of the "
+                         f"simulated board's link): the {kind} device has none")
     if baud is not None and not (isinstance(baud, int) and BAUD_RANGE[0] <= baud <= BAUD_RANGE[1]):
         raise ValueError(f"--baud must be an integer in {BAUD_RANGE[0]}..{BAUD_RANGE[1]}, "
                          f"not {baud!r}")
@@ -653,12 +665,12 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
         if mode == "layer":
             params["train"] = True
         if mode == "model":
-            clock_hz, divisor = model_boards()
+            clock_hz, divisor = model_boards(baud)
             params.update(train=True, vocab=text.V, divisor=divisor,
                           **({"layers": layers} if layers > 1 else {}))
     build = bars(f"build {kind} device")
     try:
-        cm = open_device(kind, params, port=port, baud=baud,
+        cm = open_device(kind, params, port=port, baud=baud if kind == "board" else None,
                          progress=build if progress else None)
         with cm as dev:
             build.close()
@@ -679,7 +691,7 @@ def run(*, device: str | None, port: str | None, baud: int | None, iterations: i
                                      f"LSTM layers; --layers {layers} does not fit")
                 return run_model(config, text, out=out, json_path=json_path, bars=bars,
                                  echo=echo, device=dev, device_name=kind, clock_hz=clock_hz,
-                                 also_dense=also_dense)
+                                 also_dense=also_dense, baud=baud or LINK_BAUD)
             bar = bars(f"compare on {kind}")
             try:
                 result = compare(config, dev, text, progress=bar, name=kind)

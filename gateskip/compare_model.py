@@ -182,10 +182,10 @@ class DeviceModel:
                 evaluate_model(self.twin, ids, batch=batch, window=window))
 
 
-def _summary(totals: dict, rows, config, vocab, clock_hz: dict) -> dict:
+def _summary(totals: dict, rows, config, vocab, clock_hz: dict, baud: int | None = None) -> dict:
     """The device's figures of a run (``totals`` from :meth:`DeviceModel.finish`, the rows of
     its iterations): means per iteration, the MACs, and per board (``clock_hz``: ``{name:
-    Hz}``) the seconds per iteration and the busy fraction."""
+    Hz}``; its link at ``baud``) the seconds per iteration and the busy fraction."""
     n = len(rows)
     c = totals["counters"]
     cycles = {p: c[name] / n for p, name in PHASES.items()}
@@ -204,19 +204,20 @@ def _summary(totals: dict, rows, config, vocab, clock_hz: dict) -> dict:
            "speedup_ideal": dense / done,
            "dlogit_sparsity": c["OUTPUT_ZEROS"] / max(1, c["OUTPUT_VALUES"])}
     out["boards"] = ({name: {"board_seconds_per_iteration": board / hz,
-                             "accelerator_busy_fraction": busy / board}
+                             "accelerator_busy_fraction": busy / board,
+                             "clock_mhz": hz / 1e6, "baud": baud}
                       for name, hz in clock_hz.items()} if board else {})
     return out
 
 
 def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, bars,
               echo=print, device=None, device_name: str = "model", clock_hz=None,
-              also_dense: bool = False) -> dict:
+              also_dense: bool = False, baud: int | None = None) -> dict:
     """Train ``config`` (the optimiser replaced by :data:`LAYER_OPTIMIZER`, the update unit's)
     with the whole model in fixed point (on ``device``, a ``gateskip.host.LinkDevice`` carrying
     the whole-model build, or the model) against float; write ``OUT/summary.md``,
     ``OUT/loss.png``, ``OUT/phases.png`` (on a device) and ``json_path``. ``clock_hz``: the
-    boards the device's cycles stand for, ``{name: clock in Hz}``. Everything was checked by
+    boards the device's cycles stand for, ``{name: clock in Hz}``, its link at ``baud``. Everything was checked by
     the caller. Raises ``RuntimeError`` after writing every output when the device was not
     bit-exact."""
     config = config.replace(**LAYER_OPTIMIZER, corr_every=0).check()
@@ -255,7 +256,7 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
         "corpus": corpus.name, "config": run["config"], "history": rows}
     if on_chip:
         chip = made[-1]
-        result.update(_summary(chip.finish(), rows, config, corpus.V, clock_hz or {}))
+        result.update(_summary(chip.finish(), rows, config, corpus.V, clock_hz or {}, baud))
         saved = chip.checkpoint()
         result["weights_bit_exact"] = chip.checkpoint_exact(saved)
         floated = FixedModel.from_masters(saved, config.embed).float_model()
@@ -267,7 +268,8 @@ def run_model(config: TrainConfig, corpus, *, out: str, json_path: str | None, b
                                         "bit_exact": chip_loss == twin_loss}
         if also_dense:
             dense_rows = train(True, " (dense)")["iterations"]
-            dense = _summary(made[-1].finish(), dense_rows, config, corpus.V, clock_hz or {})
+            dense = _summary(made[-1].finish(), dense_rows, config, corpus.V, clock_hz or {},
+                             baud)
             result["dense"] = dense
             result["speedup_measured"] = {
                 name: dense["boards"][name]["board_seconds_per_iteration"] /
@@ -319,7 +321,8 @@ def device_rows(result: dict) -> list:
         rows.append(f"| board cycles per iteration (link included) | "
                     f"{result['board_cycles_per_iteration']:,.0f} |")
     for name, b in result.get("boards", {}).items():
-        rows.append(f"| {name}: seconds per iteration, accelerator busy | "
+        rows.append(f"| {name} at {b['clock_mhz']:g} MHz, {b['baud'] / 1e6:g} Mbaud: seconds per "
+                    f"iteration, accelerator busy | "
                     f"{b['board_seconds_per_iteration'] * 1e3:.2f} ms, "
                     f"{b['accelerator_busy_fraction']:.1%} |")
     if "dense" in result:

@@ -50,6 +50,7 @@ def train_on_device(config: TrainConfig, corpus, device: str, *, lanes: int, pro
     if device == "model":
         return fixed_train(config, corpus, progress=progress), {}
     from gateskip.compare import model_boards
+    from gateskip.defaults import LINK_BAUD
     from gateskip.compare_model import DeviceModel, _summary
     from gateskip.sim.board import sim_device
     clock_hz, divisor = model_boards()
@@ -66,7 +67,8 @@ def train_on_device(config: TrainConfig, corpus, device: str, *, lanes: int, pro
     with sim_device(params, build_progress) as dev:
         result = fixed_train(config, corpus, chip=make, progress=progress)
         chip = made[0]
-        figures = _summary(chip.finish(), result.history, config, corpus.V, clock_hz)
+        figures = _summary(chip.finish(), result.history, config, corpus.V, clock_hz,
+                           LINK_BAUD)
         figures["weights_bit_exact"] = chip.checkpoint_exact(chip.checkpoint())
     n = len(result.history)
     if figures["bit_exact_iterations"] != n or not figures["counters_exact"] or \

@@ -235,6 +235,9 @@ def test_cli_sim_mismatch_exits_non_zero(fake_host, text_file, tmp_path):
                                                  "not fit"),
     (["--port", "/dev/fake", "--seq-len", "9"], "--seq-len 9 does not fit"),
     (["--port", "/dev/fake", "--lanes", "8"], "the board has 4 lanes; --lanes 8 does not fit"),
+    (["--mode", "model", "--baud", "4000000"], "--baud 4000000 is faster than the ULX3S (85F)'s "
+                                                "FT231X supports (3000000)"),
+    (["--baud", "2000000"], "--baud is the baud rate of --port (or, with --mode model"),
 ])
 def test_cli_bad_input(args, message, fake_host, text_file, tmp_path, monkeypatch):
     def no_training(*a, **k):
@@ -246,6 +249,19 @@ def test_cli_bad_input(args, message, fake_host, text_file, tmp_path, monkeypatc
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_model_boards_at_a_faster_link():
+    """The simulated board of --mode model stands for the boards that carry the whole model at
+    the 85F's clock; --baud sets its clock-to-baud divisor."""
+    from gateskip.synth.boards import BOARDS
+    hz = BOARDS["ulx3s-85f"].clock_mhz * 1e6
+    boards, divisor = cmp.model_boards()
+    assert boards == {"ulx3s-85f": hz} and divisor == round(hz / 1e6)
+    assert cmp.model_boards(int(hz / 10))[1] == 10
+    halfway = int(hz / 8.5)                  # between 8 and 9 cycles a bit: 6% off either way
+    with pytest.raises(ValueError, match=f"--baud: {halfway} baud cannot be made from"):
+        cmp.model_boards(halfway)
 
 
 def test_cli_sim_without_host(monkeypatch, text_file, tmp_path):

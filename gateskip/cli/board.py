@@ -369,7 +369,9 @@ def flash(board_name, bitstream, to_flash):
               help="Where the LSTM backward runs: the simulated board, or the golden "
                    "fixed-point model. [default: sim; the board with --port]")
 @click.option("--port", type=str, default=None, help="Serial port of a real board.")
-@baud_option(f"Baud rate of --port. [default: {LINK_BAUD}]")
+@baud_option(f"Baud rate of --port; with --mode model on the simulated board, its link's "
+             f"(the board's clock-to-baud ratio at that rate, up to its USB-serial chip's). "
+             f"[default: {LINK_BAUD}]")
 @click.option("--also-dense", is_flag=True,
               help="--mode model on a device: run the same iterations again in dense mode, "
                    "so the speedup of skipping is measured.")
