@@ -29,6 +29,7 @@ def _mems(rng, rows, k, f=FORMATS):
     (2, 5, 16, 16, 1.0, "both", False, 1.0, False),
     (3, 7, 12, 11, 0.5, "both", True, 0.7, True),
     (1, 3, 8, 8, 0.8, "both", False, 0.5, False),
+    (32, 72, 40, 40, 0.8, "both", False, 1.0, False),     # past the old cap of 16 lanes
 ])
 def test_core_matches_model(lanes, k, rows, length, sparsity, uses, dense, p_valid, via_host):
     seed = hash((lanes, k, rows, sparsity, uses, dense)) & 0xFFFF

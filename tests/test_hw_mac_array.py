@@ -122,9 +122,9 @@ def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, tra
     return trace
 
 
-CONFIGS = [  # lanes, k, rows: C = 1, 2 (tail 1), 4, 8, odd lanes, one lane, 16 lanes
+CONFIGS = [  # lanes, k, rows: C = 1, 2 (tail 1), 4, 8, odd lanes, one lane, 16 and 64 lanes
     (1, 1, 2), (4, 4, 3), (4, 5, 4), (4, 16, 8), (3, 7, 5), (8, 64, 3), (1, 3, 4), (16, 20, 3),
-    (2, 3, 2),
+    (2, 3, 2), (64, 100, 2),
 ]
 
 

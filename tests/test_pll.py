@@ -76,3 +76,14 @@ def test_a_real_build_runs_at_the_plls_output(name, mhz, tmp_path):
     assert constraint == pytest.approx(clock.fout_mhz, abs=0.01) and constraint != b.osc_mhz
     log = (tmp_path / "top.tim").read_text()
     assert re.search(r"(placed|constrained) PLL 'clock\.pll'", log)
+
+
+def test_the_uart_divisor_follows_the_plls_output():
+    from gateskip.hw.top import BoardTop
+    b = board("ulx3s-85f")
+    top = BoardTop(3_000_000, clock=board_clock(b, 75))
+    assert top.clk_freq(b.make_platform()) == 75e6
+    assert top.divisor_for(top.baud, top.clk_freq(None)) == 25
+    assert BoardTop().clk_freq(b.make_platform()) == 25e6       # no clock: the oscillator
+    with pytest.raises(TypeError, match="clock must be a PllParams"):
+        BoardTop(clock=75)
