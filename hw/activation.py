@@ -12,7 +12,11 @@ from ..spec.activation import STEP_BITS, TABLE_FRAC, sigmoid_table
 from ..spec.formats import FORMATS, Formats
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["Function", "ActivationUnit"]
+__all__ = ["Function", "ActivationUnit", "LATENCY"]
+
+
+#: cycles from a beat taken to its result offered (:class:`ActivationUnit`'s stages)
+LATENCY = 4
 
 
 class Function(enum.IntEnum):
@@ -31,8 +35,8 @@ class ActivationUnit(wiring.Component):
     multiplier), ``sigmoid(-x) = 1 - sigmoid(x)``, ``tanh(x) = 2 sigmoid(2x) - 1``, and the result
     is rounded half up to ``act`` and saturated (the module doc of ``golden.layer``).
 
-    Three stages (table read, interpolation product, fix-up and rounding): latency 3 cycles,
-    one beat per cycle. The pipeline moves as a whole when its output can be taken
+    Four stages (table read, the entry registered as it leaves the block RAM, interpolation
+    product, fix-up and rounding): latency :data:`LATENCY` cycles, one beat per cycle. The pipeline moves as a whole when its output can be taken
     (``o.ready`` or no output held), so under back-pressure beats wait in order and none is
     dropped; ``i.ready`` is that condition.
     """
@@ -99,13 +103,21 @@ class ActivationUnit(wiring.Component):
             m.d.sync += [v1.eq(self.i.valid), neg1.eq(arg < 0), frac1.eq(mag[:low]),
                          tanh1.eq(fn != Function.SIGMOID)]
 
+        # stage 1b: the entry as it leaves the block RAM, into registers
+        vr, negr, tanhr = Signal(), Signal(), Signal()
+        fracr = Signal(unsigned(low))
+        word = Signal.like(read.data)
+        with m.If(advance):
+            m.d.sync += [vr.eq(v1), negr.eq(neg1), tanhr.eq(tanh1), fracr.eq(frac1),
+                         word.eq(read.data)]
+
         # stage 2: interpolation, y = T[k] + round((T[k+1] - T[k]) * frac)
         v2, neg2, tanh2 = Signal(), Signal(), Signal()
         y2 = Signal(unsigned(entry_bits))
-        entry, diff = read.data[:entry_bits], read.data[entry_bits:]
+        entry, diff = word[:entry_bits], word[entry_bits:]
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), neg2.eq(neg1), tanh2.eq(tanh1),
-                         y2.eq(entry + round_half_up(diff * frac1, low))]
+            m.d.sync += [v2.eq(vr), neg2.eq(negr), tanh2.eq(tanhr),
+                         y2.eq(entry + round_half_up(diff * fracr, low))]
 
         # stage 3: the other half of the sigmoid, tanh's 2y - 1, rounding to act
         one = 1 << TABLE_FRAC

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
+from .activation import LATENCY as ACT_LATENCY
 from .fixedpoint import round_half_up, saturate
 from .forward import ForwardPipe
 from .mac_array import const_mul
@@ -14,11 +15,11 @@ from .memory_bank import run_ports
 
 __all__ = ["ForwardUnit", "STEP_OVERHEAD", "SEQUENCE_OVERHEAD"]
 
-#: cycles per step beyond the ``4H * C`` row beats: setup 1, then 13 from the last beat to the
-#: step's end (dot 3, activation 3, cell unit with its tanh about 6, write 1); exact, as is
-#: :data:`SEQUENCE_OVERHEAD`: ``gateskip compare --mode layer`` at its defaults measures
-#: ``T*B*(4H*C + 14) + B*(H + 2)`` = 99,336 forward cycles
-STEP_OVERHEAD = 14
+#: cycles per step beyond the ``4H * C`` row beats: setup 1, then from the last beat to the
+#: step's end the dot 3, the activation's latency, the cell unit (its own 3 and its tanh's
+#: activation) and the write 1; exact, as is :data:`SEQUENCE_OVERHEAD` (``gateskip bench --kind
+#: layer`` checks it: ``T*(4H*C + STEP_OVERHEAD) + H + SEQUENCE_OVERHEAD`` per sequence)
+STEP_OVERHEAD = 8 + 2 * ACT_LATENCY
 #: cycles per sequence beyond :data:`STEP_OVERHEAD`: the copy of ``h_{-1}`` (H words, + 2)
 SEQUENCE_OVERHEAD = 2
 

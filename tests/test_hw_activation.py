@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import sigmoid_code, tanh_code
-from gateskip.hw.activation import ActivationUnit, Function
+from gateskip.hw.activation import LATENCY, ActivationUnit, Function
 from hwsim import run_stream
 
 F = FORMATS
@@ -39,7 +39,7 @@ def test_bit_exact_over_the_range(fn):
     got, cycles, _acc, emit = run_stream(dut, items, 1, 1.0, 1.0, put=_put(dut),
                                          get=lambda ctx: ctx.get(dut.o.payload.value))
     assert np.array_equal(got, GOLDEN[fn](np.array(codes)))
-    assert cycles == len(items) + 3                      # one per cycle, latency 3
+    assert cycles == len(items) + LATENCY                # one per cycle
 
 
 def test_mixed_functions_under_back_pressure():
