@@ -35,9 +35,9 @@ from .weight_update import WeightUpdate
 __all__ = ["Backward", "STEP_OVERHEAD"]
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
-#: setup 1, fetch 1, gate-gradient unit 5, threshold 1, compactor 1, FIFO 2, array accept 1,
-#: array pipeline to the last write 3, step change 1
-STEP_OVERHEAD = 16
+#: setup 1, fetch 2 (the read, then its data registered), gate-gradient unit 5, threshold 1,
+#: compactor 1, FIFO 2, array accept 1, array pipeline to the last write 3, step change 1
+STEP_OVERHEAD = 17
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED

@@ -17,9 +17,10 @@ class FetchStage(wiring.Component):
     Per unit: its ``ACT`` word (``act_base + k``), ``dh`` from the loss (``DH``, same address),
     the carried ``dc`` (``DC``, ``dc_base + k``) and the recurrent ``dh``: element ``X + k`` of
     the next step's ``da`` (``DA`` word ``vec_base + C + (X + k) // L``, lane ``(X + k) % L``;
-    0 when ``has_next`` is low). The reads are synchronous, so the beat is valid the cycle after
-    its read is issued; a read is issued whenever ``o`` can take a beat (``o.ready`` or no beat
-    held), so under back-pressure the beat waits and no read is lost. ``setup`` (the first cycle
+    0 when ``has_next`` is low). The reads are synchronous and their data go into ``o``'s
+    registers (nothing between the block RAMs and a register but the lane select), so the beat
+    is offered two cycles after its read is issued; the two stages move when ``o`` can take a
+    beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost. ``setup`` (the first cycle
     of a step) restarts at unit 0; ``done``: all H units have left.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
@@ -54,7 +55,8 @@ class FetchStage(wiring.Component):
 
         with m.If(self.setup):
             m.d.sync += [k.eq(0), word_h.eq(X // L), lane_h.eq(X % L)]
-        take = ~valid | self.o.ready
+        forward = ~self.o.valid | self.o.ready      # the read data move into o's registers
+        take = ~valid | forward
         issue = take & self.running & ~self.setup & (k < H)
         with m.If(take):
             m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
@@ -75,16 +77,20 @@ class FetchStage(wiring.Component):
         act = self.act_rd.data
         element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
         out = self.o.payload
+        with m.If(forward):
+            m.d.sync += [
+                self.o.valid.eq(valid),
+                *[out[n].eq(act[i] if element_port else act[n])
+                  for i, n in enumerate(ACT_FIELDS)],
+                out.dh_loss.eq(self.dh_rd.data),
+                out.dc.eq(self.dc_rd.data),
+                out.da_h.eq(Mux(has_next, da_h, 0)),
+            ]
         m.d.comb += [
             self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(take),
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(take),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(take),
             self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(take),
-            self.o.valid.eq(valid),
-            *[out[n].eq(act[i] if element_port else act[n]) for i, n in enumerate(ACT_FIELDS)],
-            out.dh_loss.eq(self.dh_rd.data),
-            out.dc.eq(self.dc_rd.data),
-            out.da_h.eq(Mux(has_next, da_h, 0)),
-            self.done.eq((k == H) & ~valid),
+            self.done.eq((k == H) & ~valid & ~self.o.valid),
         ]
         return m
