@@ -76,8 +76,12 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
 #               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
 #               5280 ICESTORM_LC (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
-#               train=True) at H 32, X 16, L 2, T 16, B 2: 22786/83640 LUT slots, 77/156
-#               MULT18X18D, 74/208 DP16KD, Fmax 32.92 MHz >= 25 MHz. At L 4, B 4 it placed but
+#               train=True) at H 32, X 16, L 2, T 16, B 2 at a 30 MHz PLL clock: 23161/83640 LUT
+#               slots, 77/156 MULT18X18D, 74/208 DP16KD, Fmax 32.71 MHz (on the oscillator:
+#               32.92 MHz, ulx3s-85f-osc.json). With the loss scale's and the update unit's
+#               stages in, a 40 MHz build reached 37.47 MHz (ulx3s-85f-40mhz.json, its critical
+#               path the tau that the next stages register); at 35, 37.5 and 40 MHz after those
+#               router2 did not converge. At L 4, B 4 it placed but
 #               did not route (ulx3s-85f-model.json). The training top's default was the
 #               compare defaults H 32, X 16, L 4, T 16, B 4 (ulx3s-85f-train.json); larger
 #               training builds placed but did not route (router2 stalled with thousands of
@@ -106,7 +110,7 @@ BOARDS = {b.name: b for b in (
           defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
-          title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=25.0, serial_chip="FT231X",
+          title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=30.0, serial_chip="FT231X",
           max_baud=3_000_000, brams=208, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hw/pll.py: the PLL settings (as Project Trellis' ecppll and IceStorm's icepll find them), and
 real builds whose design runs at the PLL's output."""
 
