@@ -259,7 +259,7 @@ def test_model_boards_at_a_faster_link():
     boards, divisor = cmp.model_boards()
     assert boards == {"ulx3s-85f": hz} and divisor == round(hz / 1e6)
     assert cmp.model_boards(int(hz / 10))[1] == 10
-    halfway = int(hz / 8.5)                  # between 8 and 9 cycles a bit: 6% off either way
+    halfway = int(hz / 12.5)                 # between 12 and 13 cycles a bit: 4% off either way
     with pytest.raises(ValueError, match=f"--baud: {halfway} baud cannot be made from"):
         cmp.model_boards(halfway)
 
