@@ -31,7 +31,8 @@ The layer-training blocks, not yet in a top (twins in ``golden.layer``):
 * :mod:`.update` ``UpdateUnit`` -- the SGD step on master weights
 
 Around it: :mod:`.uart`, :mod:`.link` ``HostLink`` (the packets of ``spec.protocol``),
-:mod:`.top` (``AcceleratorTop``, ``BoardTop``), :mod:`.blocks` (blocks by name, for the CLI).
+:mod:`.top` (``AcceleratorTop``, ``BoardTop``), :mod:`.pll` (``PllClock``: the boards' clock from
+the FPGA's PLL), :mod:`.blocks` (blocks by name, for the CLI).
 
 Formats, memories, registers and the protocol come from :mod:`gateskip.spec`; the bit-exact
 twins live in :mod:`gateskip.golden`.
