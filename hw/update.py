@@ -1,7 +1,7 @@
 """Update unit: the SGD step on master weights (DESIGN.md §3; golden twin:
 ``golden.layer.update_model``)."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -94,9 +94,12 @@ class UpdateUnit(wiring.Component):
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
         step2 = Signal(signed(prod_width))
+        # (a shift past the product's width shifts out sign bits: the select is kept in range,
+        # where Verilog's and Amaranth's out-of-range selects would differ)
+        last_out = Mux(self.shift > prod_width, prod1[-1], (prod1 << 1).bit_select(self.shift, 1))
         with m.If(advance):
             m.d.sync += [v2.eq(v1), master2.eq(master1),
-                         step2.eq((prod1 >> self.shift) + (prod1 << 1).bit_select(self.shift, 1))]
+                         step2.eq((prod1 >> self.shift) + last_out)]
 
         # stage 3: the new master weight and its operand
         new = Signal(signed(f.master.width))
