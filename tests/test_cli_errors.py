@@ -141,7 +141,7 @@ def test_sizes_beyond_this_machine(command, workdir):
 
 
 @pytest.mark.parametrize("option, value", [("--hidden", "2000"), ("--seq-len", "5000"),
-                                           ("--lanes", "17"), ("--lanes", "0")])
+                                           ("--lanes", "65"), ("--lanes", "0")])
 def test_compare_sizes_bounded_by_the_device(option, value, workdir):
     refused(["compare", "--device", "model", option, value], option)
 

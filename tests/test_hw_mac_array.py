@@ -185,7 +185,7 @@ def test_other_formats():
 
 
 @pytest.mark.parametrize("args,exc,match", [
-    ((0, 4, 4), ValueError, "lanes"), ((17, 4, 4), ValueError, "lanes"),
+    ((0, 4, 4), ValueError, "lanes"), ((65, 4, 4), ValueError, "lanes"),
     ((4, 0, 4), ValueError, "k must"), ((4, 5000, 4), ValueError, "k must"),
     ((4, 4, 0), ValueError, "rows"), ((4, 4, 70000), ValueError, "rows"),
     ((4, 4, 4, "Q(4,12)"), TypeError, "formats"),
