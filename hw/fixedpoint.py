@@ -8,7 +8,8 @@ unit, whose multipliers feed several roundings through muxes.
 
 from amaranth.hdl import Mux, Value
 
-__all__ = ["round_half_up", "round_half_up_narrow", "clamp", "saturate", "saturate_by_sign"]
+__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "clamp", "saturate",
+           "saturate_by_sign"]
 
 
 def round_half_up(value, shift: int):
@@ -25,6 +26,19 @@ def round_half_up_narrow(value, shift: int):
     if shift <= 0:
         return value << -shift
     return ((value >> (shift - 1)) + 1) >> 1
+
+
+def round_half_up_by(value, amount):
+    """:func:`round_half_up` of a signed ``value`` at a variable ``shift`` (a signal,
+    ``amount >= 0``): the shifted value plus the last bit shifted out, a carry-in rather than
+    an add of half (none at 0). An ``amount`` past the value's width shifts out sign bits only:
+    the bit select is kept in range there, where Verilog's and Amaranth's out-of-range selects
+    differ."""
+    value, amount = Value.cast(value), Value.cast(amount)
+    last = (value << 1).bit_select(amount, 1)
+    if (1 << len(amount)) - 1 > len(value):
+        last = Mux(amount > len(value), value[-1], last)
+    return (value >> amount) + last
 
 
 def clamp(value, lo, hi):

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig, check_config
 from ..spec.formats import LOSS_SCALE_BOUNDS, LOSS_SCALE_HEADROOM
-from .fixedpoint import saturate
+from .fixedpoint import round_half_up_by, saturate
 from .mac_array import const_mul
 from .memory_bank import run_ports
 from .symbols import next_symbol
@@ -153,9 +153,8 @@ class LossScale(wiring.Component):
         amount = Signal(range(hi - lo + 1))         # held over the copy (set in SETUP)
         wide = Signal(signed(da.width - r_lo + 1))
         m.d.comb += wide.eq(x2 << -r_lo)
-        # round half up: the shifted value plus the last bit shifted out (a carry-in)
-        scaled = Signal(signed(da.width - r_lo + 1))   # stage 3
-        m.d.sync += scaled.eq((wide >> amount) + (wide << 1).bit_select(amount, 1))
+        scaled = Signal(signed(da.width - r_lo + 1))   # stage 3: rounded half up
+        m.d.sync += scaled.eq(round_half_up_by(wide, amount))
         dh_addr = [Signal(len(self.dh_wr.addr), name=f"dh_addr{i}") for i in range(3)]
         m.d.sync += [dh_addr[0].eq(dh_base + n), dh_addr[1].eq(dh_addr[0]),
                      dh_addr[2].eq(dh_addr[1])]

@@ -1,12 +1,12 @@
 """Update unit: the SGD step on master weights (DESIGN.md §3; golden twin:
 ``golden.layer.update_model``)."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up, saturate
+from .fixedpoint import round_half_up, round_half_up_by, saturate
 
 __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 
@@ -89,17 +89,13 @@ class UpdateUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [v1.eq(v0), master1.eq(beat0.master), prod1.eq(beat0.grad * self.lr)]
 
-        # stage 2: the step, rounded half up at the variable shift: the shifted product plus
-        # the last bit shifted out (a carry-in; none at shift 0)
+        # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
         step2 = Signal(signed(prod_width))
-        # (a shift past the product's width shifts out sign bits: the select is kept in range,
-        # where Verilog's and Amaranth's out-of-range selects would differ)
-        last_out = Mux(self.shift > prod_width, prod1[-1], (prod1 << 1).bit_select(self.shift, 1))
         with m.If(advance):
             m.d.sync += [v2.eq(v1), master2.eq(master1),
-                         step2.eq((prod1 >> self.shift) + last_out)]
+                         step2.eq(round_half_up_by(prod1, self.shift))]
 
         # stage 3: the new master weight and its operand
         new = Signal(signed(f.master.width))
