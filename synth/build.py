@@ -482,19 +482,19 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
     clock = board_clock(board) if clock is None else clock
     pll = None if clock.bypass else {"vco_mhz": round(clock.vco_mhz, 3),
                                      "dividers": list(clock.dividers)}
-    clock = round(clock.fout_mhz, 3)
+    mhz = round(clock.fout_mhz, 3)
     fmax = figures.get("fmax_mhz")
     status = "ok"
     if error is not None:
         status = "failed"
-    elif fmax is None or fmax < clock:
+    elif fmax is None or fmax < mhz:
         status = "timing"
     report = {
         "board": board.name, "device": board.device, "status": status,
         **{k: params.get(k) for k in ("hidden", "inputs", "lanes", "max_seq", "max_batch")},
-        "params": params, "baud": baud, "osc_mhz": board.osc_mhz, "clock_mhz": clock,
+        "params": params, "baud": baud, "osc_mhz": board.osc_mhz, "clock_mhz": mhz,
         "pll": pll, "fmax_mhz": fmax,
-        "meets_timing": None if fmax is None else fmax >= clock,
+        "meets_timing": None if fmax is None else fmax >= mhz,
     }
     for key in ("luts", "ffs", "lcs", "lcs_available", "dsps", "dsps_available", "brams",
                 "brams_available", "sprams", "sprams_available", "ios"):

@@ -42,6 +42,12 @@ class Step:
     what: str = ""
     clock_mhz: float | None = None
 
+    @property
+    def clock(self) -> float:
+        """The clock it builds at, in MHz: ``clock_mhz`` or the board's oscillator."""
+        from .boards import board
+        return self.clock_mhz or board(self.board).osc_mhz
+
 
 def _sizes(H: int, X: int, L: int, T: int, B: int, **options) -> dict:
     """A step's parameters: hidden, inputs, lanes, max_seq, max_batch and ``options``."""
@@ -136,7 +142,7 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     b = get_board(settings["board"])
     params = {**build_params(), **settings["params"]}   # the step's, not the board's defaults
     baud = settings["baud"]
-    clock_mhz = settings.get("clock_mhz") or b.osc_mhz
+    clock_mhz = settings["clock_mhz"]
     built_in = f"gateskip build --search (step {settings['name']})"
     try:
         check_build(b, params, baud, clock_mhz)
@@ -178,7 +184,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     from .build import write_report
     out = Path(out)
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
-              "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock_mhz,
+              "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

@@ -302,8 +302,7 @@ def _search(board_name, steps, timeout, baud, out, json_path, executor, workers,
     chosen = search_mod.select(list(steps) or None,
                                None if board_name is None else [board_name])
     for st in chosen:                 # the baud rate from each step's clock, before anything
-        check_build(get_board(st.board), resolve_params(get_board(st.board)), baud,
-                    st.clock_mhz or get_board(st.board).osc_mhz)
+        check_build(get_board(st.board), resolve_params(get_board(st.board)), baud, st.clock)
     out = out or os.path.join("out", "search")
     check_outdir(out)
     check_writable(json_path, "--json", created=[out])
