@@ -1,7 +1,7 @@
 """Loss scale: the output layer's ``dh`` into the LSTM's ``DH`` at a power-of-two scale taken
 from ``max|dh|`` (golden twins: ``golden.output.loss_scale_shift`` and ``dh_to_state``)."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,9 +21,10 @@ WRITES = ("DH",)
 DROP_READS = ("DX",)
 
 
-#: register stages between a read's data and what it feeds: the max pass's magnitudes, the
-#: copy's lane select and its rounding (each a cycle the pass waits out at its end)
-MAX_STAGES, COPY_STAGES = 1, 2
+#: register stages between a read's data and what it feeds: the max pass's magnitudes and
+#: their word's max, the copy's lane select and its rounding (each a cycle the pass waits out
+#: at its end)
+MAX_STAGES, COPY_STAGES = 2, 2
 
 
 def cycles(config: AccelConfig, symbols: int) -> int:
@@ -37,6 +38,25 @@ def cycles(config: AccelConfig, symbols: int) -> int:
 def drop_cycles(config: AccelConfig, symbols: int) -> int:
     """Busy cycles of a drop over ``symbols`` symbols: the copy pass alone."""
     return symbols * (config.hidden + 3 + COPY_STAGES)
+
+
+def _max_tree(m, values):
+    """The largest of the unsigned ``values``: a balanced tree of comparisons, ``ceil(log2 n)``
+    deep, each node a signal of its own (an expression used by both sides of the next node's
+    mux would be copied into it, doubling at every level)."""
+    level = 0
+    while len(values) > 1:
+        pairs = [values[i:i + 2] for i in range(0, len(values), 2)]
+        values = []
+        for i, pair in enumerate(pairs):
+            if len(pair) == 1:
+                values.append(pair[0])
+                continue
+            node = Signal.like(pair[0], name=f"max{level}_{i}")
+            m.d.comb += node.eq(Mux(pair[1] > pair[0], pair[1], pair[0]))
+            values.append(node)
+        level += 1
+    return values[0]
 
 
 class _State(enum.Enum, shape=3):
@@ -62,8 +82,8 @@ class LossScale(wiring.Component):
     its value.
 
     Every read's data goes into a register first (:data:`MAX_STAGES`, :data:`COPY_STAGES`):
-    the block RAM's output, the lane select, the rounding shift and the saturation each have a
-    cycle of their own. Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from
+    the block RAM's output, the word's max (a tree of comparisons, ``log2 L`` deep), the lane
+    select, the rounding shift and the saturation each have a cycle of their own. Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from
     the cycle after ``start`` until the last write.
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -116,12 +136,10 @@ class LossScale(wiring.Component):
                 mag = Mux(last1, 0, mag)
             mags.append(Signal(da.width, name=f"mag{l}"))
             m.d.sync += mags[-1].eq(mag)
-        v2 = Signal()
-        m.d.sync += v2.eq(v1)
-        word_max = mags[0]
-        for mag in mags[1:]:
-            word_max = Mux(mag > word_max, mag, word_max)
-        with m.If(v2 & (word_max > top)):
+        v2, v3 = Signal(), Signal()
+        word_max = Signal(da.width)                 # registered: the word's largest
+        m.d.sync += [v2.eq(v1), v3.eq(v2), word_max.eq(_max_tree(m, mags))]
+        with m.If(v3 & (word_max > top)):
             m.d.sync += top.eq(word_max)
 
         # the shift: bits(top) from its leading one
@@ -145,11 +163,8 @@ class LossScale(wiring.Component):
         source = self.dho_rd.data
         if self.drops:
             source = [Mux(dropping, self.dx_rd.data[l], self.dho_rd.data[l]) for l in range(L)]
-        x = source[0]
-        for l in range(1, L):
-            x = Mux(lane1 == l, source[l], x)
         x2 = Signal(signed(da.width))               # stage 2: the lane's element
-        m.d.sync += x2.eq(x)
+        m.d.sync += x2.eq(Array(source[l] for l in range(L))[lane1])
         amount = Signal(range(hi - lo + 1))         # held over the copy (set in SETUP)
         wide = Signal(signed(da.width - r_lo + 1))
         m.d.comb += wide.eq(x2 << -r_lo)
@@ -190,7 +205,7 @@ class LossScale(wiring.Component):
             with m.Else():
                 to_next()
         with m.Elif(state == _State.SHIFT):
-            with m.If(~v1 & ~v2):                   # the last word's max is in
+            with m.If(~v1 & ~v2 & ~v3):             # the last word's max is in
                 m.d.sync += [self.shift.eq(Mux(top == 0, hi, Mux(raw < lo, lo,
                                                                  Mux(raw > hi, hi, raw)))),
                              b.eq(0), t.eq(0), copy.eq(1), state.eq(_State.SETUP)]
