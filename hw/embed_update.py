@@ -10,6 +10,7 @@ from .mac_array import const_mul
 from .memory_bank import run_ports
 from .symbols import next_symbol
 from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
+from .word_update import WordUpdate
 
 __all__ = ["EmbeddingUpdate", "READS", "WRITES", "cycles"]
 
@@ -20,10 +21,10 @@ WRITES = ("EM", "E")
 
 def cycles(config: AccelConfig, symbols: int) -> int:
     """Busy cycles of an update over ``symbols`` symbols: per symbol a setup cycle, the
-    token's read, its ``ceil(X/L)`` words, the read's cycle and the update units'
-    ``LATENCY``, and a closing one (a symbol's words are written before the next symbol's are
-    read: the same token may follow)."""
-    return symbols * (config.x_chunks + 4 + LATENCY)
+    token's read, its ``ceil(X/L)`` words of ``config.update_passes`` cycles each, the read's
+    cycle and the update units' ``LATENCY``, and a closing one (a symbol's words are written
+    before the next symbol's are read: the same token may follow)."""
+    return symbols * (config.x_chunks * config.update_passes + 4 + LATENCY)
 
 
 class _State(enum.Enum, shape=2):
@@ -38,8 +39,8 @@ class EmbeddingUpdate(wiring.Component):
     (the order the backward makes ``dx_t``), the row of token ``TOK[(bank*B + b)*T + t]``
     (``bank`` held while it runs) of ``EM``
     (master codes, words ``token*ceil(X/L) + c``) minus ``round(dx lr >> shift)`` with
-    ``dx = DX[(b*T + t)*ceil(X/L) + c]`` (``da`` codes), saturated, through ``L``
-    :class:`~.update.UpdateUnit` s, the new masters to ``EM`` and their operands to ``E``.
+    ``dx = DX[(b*T + t)*ceil(X/L) + c]`` (``da`` codes), saturated, through a
+    :class:`~.word_update.WordUpdate`, the new masters to ``EM`` and their operands to ``E``.
     ``lr`` and ``shift`` (``Formats.update_shift`` of the loss scale plus ``da.frac -
     dw.frac``) hold for the whole step. A row used twice is updated twice, in that order.
 
@@ -64,10 +65,8 @@ class EmbeddingUpdate(wiring.Component):
         m = Module()
         cfg = self.config
         L, T, NX = cfg.lanes, cfg.max_seq, cfg.x_chunks
-        units = [UpdateUnit(cfg.formats) for _ in range(L)]
-        for l, unit in enumerate(units):
-            m.submodules[f"unit{l}"] = unit
-            m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]
+        m.submodules.lanes = lanes = WordUpdate(cfg)
+        m.d.comb += [lanes.lr.eq(self.lr), lanes.shift.eq(self.shift)]
 
         state = Signal(_State)
         b = Signal(range(cfg.max_batch + 1))
@@ -80,28 +79,26 @@ class EmbeddingUpdate(wiring.Component):
         m.d.comb += self.busy.eq(state != _State.IDLE)
 
         s = const_mul(b, T) + t
-        reading = (state == _State.WORDS) & (c < NX)
         valid = Signal()
-        m.d.sync += valid.eq(reading)
+        # a word is read when the one on the read ports is taken (they hold it until then)
+        reading = (state == _State.WORDS) & (c < NX) & (~valid | lanes.i.ready)
+        with m.If(~valid | lanes.i.ready):
+            m.d.sync += valid.eq(reading)
         bank_base = Mux(self.bank, cfg.max_batch * T, 0)
         m.d.comb += [self.tok_rd.addr.eq(bank_base + s),
                      self.tok_rd.en.eq(state == _State.SETUP),
                      self.dx_rd.addr.eq(dx_base + c), self.dx_rd.en.eq(reading),
                      self.em_rd.addr.eq(e_base + c), self.em_rd.en.eq(reading),
-                     *[unit.i.valid.eq(valid) for unit in units],
-                     *[unit.i.payload.master.eq(self.em_rd.data[l])
-                       for l, unit in enumerate(units)],
-                     *[unit.i.payload.grad.eq(self.dx_rd.data[l])
-                       for l, unit in enumerate(units)]]
-        out = units[0].o.valid
+                     lanes.i.valid.eq(valid),
+                     *[lanes.i.payload.master[l].eq(self.em_rd.data[l]) for l in range(L)],
+                     *[lanes.i.payload.grad[l].eq(self.dx_rd.data[l]) for l in range(L)]]
+        out = lanes.o.valid
         with m.If(out):
             m.d.sync += c_out.eq(c_out + 1)
         m.d.comb += [self.em_wr.addr.eq(e_base + c_out), self.em_wr.en.eq(out),
                      self.e_wr.addr.eq(e_base + c_out), self.e_wr.en.eq(out),
-                     *[self.em_wr.data[l].eq(unit.o.payload.master)
-                       for l, unit in enumerate(units)],
-                     *[self.e_wr.data[l].eq(unit.o.payload.operand)
-                       for l, unit in enumerate(units)]]
+                     self.em_wr.data.eq(lanes.o.payload.master),
+                     self.e_wr.data.eq(lanes.o.payload.operand)]
 
         with m.If(state == _State.IDLE):
             with m.If(self.start):
@@ -115,7 +112,8 @@ class EmbeddingUpdate(wiring.Component):
                          state.eq(_State.WORDS)]
         with m.Elif(state == _State.WORDS):
             with m.If(c < NX):
-                m.d.sync += c.eq(c + 1)
+                with m.If(reading):
+                    m.d.sync += c.eq(c + 1)
             with m.Elif(c_out == NX):
                 next_symbol(m, state, b=b, t=t, seq_len=self.seq_len, last=last_symbol,
                             setup=_State.SETUP, done=_State.IDLE, descending=True)

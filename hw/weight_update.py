@@ -8,10 +8,11 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import AccelConfig, check_config
 from .memory_bank import run_ports
 from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
+from .word_update import WordUpdate
 
-__all__ = ["WeightUpdate", "OVERHEAD", "LAYERS"]
+__all__ = ["WeightUpdate", "OVERHEAD", "LAYERS", "cycles"]
 
-#: cycles of an update beyond its words: the read 1, the update unit's latency, the end 1
+#: cycles of an update beyond its words' passes: the read 1, the update unit's latency, the end 1
 OVERHEAD = LATENCY + 2
 
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
@@ -19,17 +20,31 @@ OVERHEAD = LATENCY + 2
 LAYERS = {"lstm": ("DW", "WM", "W", "DB", "BM"), "output": ("DWO", "WOM", "WO", "DBO", "BOM")}
 
 
+def words(config: AccelConfig, layer: str = "lstm") -> tuple[int, int]:
+    """``(words, rows)`` of ``layer``'s weights: lane words of ``WM`` (``WOM``), bias rows."""
+    if layer == "lstm":
+        return 4 * config.hidden * config.chunks, 4 * config.hidden
+    return config.vocab * config.h_chunks, config.vocab
+
+
+def cycles(config: AccelConfig, layer: str = "lstm") -> int:
+    """Busy cycles of one step of ``layer``: its words, ``config.update_passes`` cycles each
+    (:class:`~.word_update.WordUpdate`), and :data:`OVERHEAD`."""
+    return words(config, layer)[0] * config.update_passes + OVERHEAD
+
+
 class WeightUpdate(wiring.Component):
     """``start`` (a strobe) runs one SGD step of a layer (:data:`LAYERS`): every word ``n`` of
     ``WM`` (``4H * C`` words of ``L`` master weights; the output layer's ``WOM``, ``V *
-    ceil(H/L)``) with the same word of ``DW`` (``DWO``) through ``L``
-    :class:`~.update.UpdateUnit` s, the new masters back to ``WM`` and their operands to ``W``
+    ceil(H/L)``) with the same word of ``DW`` (``DWO``) through a
+    :class:`~.word_update.WordUpdate`, the new masters back to ``WM`` and their operands to ``W``
     (``WO``); beside it, every bias row ``j`` of ``BM`` with gate ``j % 4`` of ``DB`` word
     ``j // 4`` (``BOM`` with ``DBO`` word ``j``) through one more unit. ``lr`` and ``shift``
     (registers) hold for the whole step.
 
-    One word per cycle, read, updated ``LATENCY`` cycles later and written (each address is read once and
-    written once, after): words ``+`` :data:`OVERHEAD` cycles (rows are fewer than words).
+    A word every ``config.update_passes`` cycles, read, updated and written ``LATENCY`` cycles
+    after its last pass (each address is read once and written once, after): :func:`cycles`
+    (rows are fewer than words).
     ``busy`` from the cycle after ``start`` until the last word is written.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
@@ -42,10 +57,7 @@ class WeightUpdate(wiring.Component):
         UpdateUnit.check_parameters(config.formats)
         self.config, self.ports, self.layer = config, ports, layer
         self.names = dw, wm, w, db, bm = LAYERS[layer]
-        if layer == "lstm":
-            self.words, self.rows = 4 * config.hidden * config.chunks, 4 * config.hidden
-        else:
-            self.words, self.rows = config.vocab * config.h_chunks, config.vocab
+        self.words, self.rows = words(config, layer)
         f = config.formats
         super().__init__({"start": In(1), "lr": In(f.lr.width), "shift": In(SHIFT_WIDTH),
                           "busy": Out(1),
@@ -60,20 +72,24 @@ class WeightUpdate(wiring.Component):
                                                 self.names[4]))
         wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
                               for n in (self.names[1], self.names[2], self.names[4]))
-        units = [UpdateUnit(cfg.formats) for _ in range(L + 1)]
-        for l, unit in enumerate(units):
-            m.submodules[f"unit{l}" if l < L else "bias"] = unit
-            m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]
-        lanes, bias = units[:L], units[L]
+        m.submodules.lanes = lanes = WordUpdate(cfg)
+        m.submodules.bias = bias = UpdateUnit(cfg.formats)
+        for unit in (lanes, bias):
+            m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift)]
+        m.d.comb += bias.o.ready.eq(1)
 
         running = Signal()
         n = Signal(range(words + 1))            # next word read
         n_out = Signal(range(words + 1))        # next word written
         j = Signal(range(rows + 1))
         j_out = Signal(range(rows + 1))
-        read_w, read_b = running & (n < words), running & (j < rows)
         valid_w, valid_b = Signal(), Signal()
-        m.d.sync += [valid_w.eq(read_w), valid_b.eq(read_b)]
+        # a word is read when the one on the read ports is taken (they hold it until then)
+        read_w = running & (n < words) & (~valid_w | lanes.i.ready)
+        read_b = running & (j < rows)
+        with m.If(~valid_w | lanes.i.ready):
+            m.d.sync += valid_w.eq(read_w)
+        m.d.sync += valid_b.eq(read_b)
         per_gate = self.layer == "lstm"            # DB: four gates a word; DBO: one
         if per_gate:
             gate = Signal(2)
@@ -83,17 +99,17 @@ class WeightUpdate(wiring.Component):
         with m.If(read_b):
             m.d.sync += j.eq(j + 1)
         m.d.comb += [
-            dw_rd.addr.eq(n), wm_rd.addr.eq(n),
+            dw_rd.addr.eq(n), wm_rd.addr.eq(n), dw_rd.en.eq(read_w), wm_rd.en.eq(read_w),
             db_rd.addr.eq(j[2:] if per_gate else j), bm_rd.addr.eq(j),
-            *[unit.i.valid.eq(valid_w) for unit in lanes],
-            *[unit.i.payload.master.eq(wm_rd.data[l]) for l, unit in enumerate(lanes)],
-            *[unit.i.payload.grad.eq(dw_rd.data[l]) for l, unit in enumerate(lanes)],
+            lanes.i.valid.eq(valid_w),
+            *[lanes.i.payload.master[l].eq(wm_rd.data[l]) for l in range(L)],
+            *[lanes.i.payload.grad[l].eq(dw_rd.data[l]) for l in range(L)],
             bias.i.valid.eq(valid_b), bias.i.payload.master.eq(bm_rd.data),
             bias.i.payload.grad.eq(db_rd.data[gate] if per_gate else db_rd.data),
         ]
 
         # the results, in order
-        out_w, out_b = lanes[0].o.valid, bias.o.valid
+        out_w, out_b = lanes.o.valid, bias.o.valid
         with m.If(out_w):
             m.d.sync += n_out.eq(n_out + 1)
         with m.If(out_b):
@@ -101,8 +117,7 @@ class WeightUpdate(wiring.Component):
         m.d.comb += [
             wm_wr.addr.eq(n_out), wm_wr.en.eq(out_w),
             w_wr.addr.eq(n_out), w_wr.en.eq(out_w),
-            *[wm_wr.data[l].eq(unit.o.payload.master) for l, unit in enumerate(lanes)],
-            *[w_wr.data[l].eq(unit.o.payload.operand) for l, unit in enumerate(lanes)],
+            wm_wr.data.eq(lanes.o.payload.master), w_wr.data.eq(lanes.o.payload.operand),
             bm_wr.addr.eq(j_out), bm_wr.en.eq(out_b),
             bm_wr.data.eq(bias.o.payload.master),
             self.busy.eq(running),

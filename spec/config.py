@@ -43,7 +43,10 @@ class AccelConfig:
 
     ``fifo_depth``: entries between the compactor and the array (2: a skid buffer).
     ``ew_multipliers``: the gate-gradient unit's multipliers (None: fully pipelined, one unit per
-    cycle, as are 15 and 16; 1..14: time-shared). ``counter_width``: bits of the counters (they wrap).
+    cycle, as are 15 and 16; 1..14: time-shared). ``update_lanes``: the update units (the SGD
+    step, four multipliers each on the ECP5) that a lane word of masters goes through (None: one
+    per lane; fewer: the word in :attr:`update_passes` passes, one a cycle).
+    ``counter_width``: bits of the counters (they wrap).
     ``element_port``: the host memory port moves one element per access (less logic).
     ``db_serial`` (needs ``element_port``): ``db`` one gate per cycle, one adder.
     ``forwarding=False``: the MAC array without read-after-write forwarding (needs C >= 2).
@@ -67,6 +70,7 @@ class AccelConfig:
     max_batch: int = 1
     fifo_depth: int = 8
     ew_multipliers: int | str | None = None
+    update_lanes: int | None = None
     counter_width: int = WORD_WIDTH
     element_port: bool = False
     db_serial: bool = False
@@ -85,6 +89,8 @@ class AccelConfig:
                                              and 1 <= m <= _PRODUCTS)):
             raise ValueError(f"ew_multipliers must be None, 'full' or an int in "
                              f"1..{_PRODUCTS}, not {m!r}")
+        if self.update_lanes is not None:
+            _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "train"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
@@ -134,6 +140,18 @@ class AccelConfig:
         """``ceil(X / L)``: the words of a K-vector that hold ``x`` (the first of its ``C``),
         and the words per vector of ``XI`` and ``DX``."""
         return -(-self.inputs // self.lanes)
+
+    @property
+    def update_passes(self) -> int:
+        """Cycles a lane word spends in the update units: ``ceil(L / update_lanes)`` (1 with
+        a unit per lane)."""
+        units = self.lanes if self.update_lanes is None else min(self.update_lanes, self.lanes)
+        return -(-self.lanes // units)
+
+    @property
+    def update_units(self) -> int:
+        """The update units built per lane word: ``ceil(L / update_passes)``."""
+        return -(-self.lanes // self.update_passes)
 
     @property
     def params(self) -> dict:

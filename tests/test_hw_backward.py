@@ -107,6 +107,8 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
     ({"hidden": 0}, "hidden must be an int in 1..1024, not 0"),
     ({"ew_multipliers": 0}, "multipliers must be None, 'full' or an int in 1..16, not 0"),
     ({"lanes": 0}, "lanes must be an int in 1..64, not 0"),
+    ({"update_lanes": 0}, "update_lanes must be an int in 1..64, not 0"),
+    ({"update_lanes": 2.0}, "update_lanes must be an int in 1..64, not 2.0"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),
 ])

@@ -14,7 +14,7 @@ from gateskip.hw.embed_lookup import EmbedLookup, cycles as lookup_cycles
 from gateskip.hw.embed_update import EmbeddingUpdate, cycles as embed_update_cycles
 from gateskip.hw.memory_bank import word_shapes
 from gateskip.hw.update import step_shift
-from gateskip.hw.weight_update import OVERHEAD, WeightUpdate
+from gateskip.hw.weight_update import WeightUpdate, cycles as update_cycles
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
 from gateskip.spec.memories import from_words, to_words
@@ -22,9 +22,9 @@ from gateskip.spec.memories import from_words, to_words
 from hwsim import OnMemories, memory_words, simulate, strobe_and_count
 
 
-def _config(H, X, L, V, T, B):
+def _config(H, X, L, V, T, B, update_lanes=None):
     return AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=T + 1, max_batch=B + 1,
-                       train=True, vocab=V)
+                       train=True, vocab=V, update_lanes=update_lanes)
 
 
 @pytest.mark.parametrize("H, X, L, V, T, B", [(2, 3, 2, 5, 2, 2), (3, 4, 4, 7, 3, 1),
@@ -54,11 +54,12 @@ def test_embed_lookup_copies_each_tokens_row(H, X, L, V, T, B):
     assert n == lookup_cycles(cfg, B * T)
 
 
-@pytest.mark.parametrize("H, X, L, V, T, B, grad_shift", [(2, 3, 2, 3, 3, 2, 5),
-                                                          (3, 4, 4, 2, 2, 2, 0),
-                                                          (2, 2, 1, 4, 2, 1, 12)])
-def test_embedding_update_is_golden_with_repeated_tokens(H, X, L, V, T, B, grad_shift):
-    cfg, f = _config(H, X, L, V, T, B), FORMATS
+@pytest.mark.parametrize("H, X, L, V, T, B, grad_shift, units",
+                         [(2, 3, 2, 3, 3, 2, 5, None), (3, 4, 4, 2, 2, 2, 0, None),
+                          (2, 2, 1, 4, 2, 1, 12, None), (3, 5, 4, 3, 3, 2, 5, 3)])
+def test_embedding_update_is_golden_with_repeated_tokens(H, X, L, V, T, B, grad_shift, units):
+    """The last case: four lanes on three update units, two passes a word."""
+    cfg, f = _config(H, X, L, V, T, B, units), FORMATS
     ports, rng = word_shapes(cfg), np.random.default_rng(V * T + grad_shift)
     m_hi = 1 << (f.master.width - 1)
     EM = rng.integers(-m_hi, m_hi, (V, X))
@@ -90,9 +91,10 @@ def test_embedding_update_is_golden_with_repeated_tokens(H, X, L, V, T, B, grad_
     assert n == embed_update_cycles(cfg, B * T)
 
 
-@pytest.mark.parametrize("H, L, V", [(3, 2, 5), (5, 4, 3), (2, 1, 4)])
-def test_output_weight_update_is_the_golden_sgd_step(H, L, V):
-    cfg, f = _config(H, 2, L, V, 1, 1), FORMATS
+@pytest.mark.parametrize("H, L, V, units", [(3, 2, 5, None), (5, 4, 3, None), (2, 1, 4, None),
+                                            (5, 4, 3, 2)])
+def test_output_weight_update_is_the_golden_sgd_step(H, L, V, units):
+    cfg, f = _config(H, 2, L, V, 1, 1, units), FORMATS
     ports, rng = word_shapes(cfg), np.random.default_rng(H * V)
     m_hi = 1 << (f.master.width - 1)
     Wo = rng.integers(-m_hi, m_hi, (V, H))
@@ -121,7 +123,7 @@ def test_output_weight_update_is_the_golden_sgd_step(H, L, V):
     np.testing.assert_array_equal(wom, want)
     np.testing.assert_array_equal(wo, operand_code(want, f))
     np.testing.assert_array_equal(bom, update_model(bo, dbo, 0, lr, f))
-    assert n == words + OVERHEAD
+    assert n == update_cycles(cfg, "output") == words * cfg.update_passes + 6
 
 
 def test_model_blocks_refuse_a_build_without_a_model():

@@ -14,16 +14,21 @@ from gateskip.hw.dx_gather import DxGather
 from gateskip.hw.memory_bank import word_shapes
 from gateskip.hw.phases import PhaseControl
 from gateskip.hw.update import step_shift
-from gateskip.hw.weight_update import OVERHEAD, WeightUpdate
+from gateskip.hw.weight_update import WeightUpdate, cycles as update_cycles
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
 
 from hwsim import OnMemories, memory_words, simulate, strobe_and_count
 
 
-@pytest.mark.parametrize("H, X, L, seed", [(2, 1, 1, 1), (3, 2, 2, 2), (2, 3, 4, 3)])
-def test_weight_update_is_the_golden_sgd_step(H, X, L, seed):
-    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=2, max_batch=1, train=True)
+@pytest.mark.parametrize("H, X, L, units, seed", [(2, 1, 1, None, 1), (3, 2, 2, None, 2),
+                                                  (2, 3, 4, None, 3), (2, 3, 4, 1, 4),
+                                                  (3, 2, 5, 2, 5)])
+def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed):
+    """One unit per lane, and fewer: four lanes in four passes, five in three (the last pass
+    one lane)."""
+    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=2, max_batch=1, train=True,
+                      update_lanes=units)
     ports = word_shapes(cfg)
     f, C, rng = FORMATS, cfg.chunks, np.random.default_rng(seed)
     words = 4 * H * C
@@ -53,7 +58,7 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, seed):
     np.testing.assert_array_equal(got_wm[:words], want_wm)
     np.testing.assert_array_equal(got_w[:words], operand_code(want_wm, f))
     np.testing.assert_array_equal(got_bm[:4 * H], want_bm)
-    assert cycles == words + OVERHEAD
+    assert cycles == update_cycles(cfg) == words * cfg.update_passes + 6
 
 
 @pytest.mark.parametrize("H, X, L, T, B", [(2, 1, 1, 2, 2), (3, 5, 2, 3, 1), (2, 2, 4, 2, 2)])

@@ -1,0 +1,88 @@
+"""Word update: a lane word of master weights through the SGD step, on as many update units as
+the build affords (``AccelConfig.update_lanes``)."""
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..spec.config import AccelConfig, check_config
+from .update import SHIFT_WIDTH, UpdateUnit
+
+__all__ = ["WordUpdate"]
+
+
+class WordUpdate(wiring.Component):
+    """``L`` masters and their gradients in (``i``, a stream of lane words), the ``L`` new
+    masters and their MAC operands out (``o``, no back-pressure), through ``U =
+    config.update_units`` :class:`~.update.UpdateUnit` s (``lr`` and ``shift`` held by the
+    caller).
+
+    A word takes ``P = config.update_passes`` cycles: lanes ``p*U .. p*U + U - 1`` in its pass
+    ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
+    port's data (a read port holds it while not enabled) until then. The new word is offered on
+    ``o`` for one cycle, :data:`~.update.LATENCY` cycles after its last pass: ``P = 1`` is the
+    update units alone, one word per cycle.
+    """
+
+    def __init__(self, config: AccelConfig):
+        check_config(config)
+        UpdateUnit.check_parameters(config.formats)
+        self.config = config
+        f, L = config.formats, config.lanes
+        self.in_layout = data.StructLayout({
+            "master": data.ArrayLayout(signed(f.master.width), L),
+            "grad": data.ArrayLayout(signed(f.dw.width), L)})
+        self.out_layout = data.StructLayout({
+            "master": data.ArrayLayout(signed(f.master.width), L),
+            "operand": data.ArrayLayout(signed(f.operand.width), L)})
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout, always_ready=True)),
+            "lr": In(f.lr.width),
+            "shift": In(SHIFT_WIDTH),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L, P, U = cfg.lanes, cfg.update_passes, cfg.update_units
+        units = [UpdateUnit(cfg.formats) for _ in range(U)]
+        for u, unit in enumerate(units):
+            m.submodules[f"unit{u}"] = unit
+            m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]
+
+        def lane(value, l):                     # lane l of a word; 0 past L (a last pass's tail)
+            return value[l] if l < L else 0
+
+        # in: pass p of the word feeds the units
+        p = Signal(range(P))
+        m.d.comb += self.i.ready.eq(p == P - 1)
+        if P > 1:
+            with m.If(self.i.valid):
+                m.d.sync += p.eq(Mux(p == P - 1, 0, p + 1))
+        for u, unit in enumerate(units):
+            masters = Array(lane(self.i.payload.master, q * U + u) for q in range(P))
+            grads = Array(lane(self.i.payload.grad, q * U + u) for q in range(P))
+            m.d.comb += [unit.i.valid.eq(self.i.valid),
+                         unit.i.payload.master.eq(masters[p] if P > 1 else masters[0]),
+                         unit.i.payload.grad.eq(grads[p] if P > 1 else grads[0])]
+
+        # out: the passes but the last held; the last one's lanes straight from the units
+        q = Signal(range(P))
+        out = units[0].o.valid
+        m.d.comb += self.o.valid.eq(out & (q == P - 1))
+        if P > 1:
+            with m.If(out):
+                m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
+        for l in range(L):
+            unit = units[l % U]
+            for name in ("master", "operand"):
+                field = getattr(self.o.payload, name)[l]
+                if l // U == P - 1:
+                    m.d.comb += field.eq(getattr(unit.o.payload, name))
+                else:
+                    held = Signal.like(field, name=f"{name}{l}")
+                    with m.If(out & (q == l // U)):
+                        m.d.sync += held.eq(getattr(unit.o.payload, name))
+                    m.d.comb += field.eq(held)
+        return m
