@@ -54,26 +54,27 @@ class WordUpdate(wiring.Component):
         def lane(value, l):                     # lane l of a word; 0 past L (a last pass's tail)
             return value[l] if l < L else 0
 
+        # the pass a word is in, at the units' inputs (p) and outputs (q); no counter (no
+        # zero-width signal) for one pass
+        p, q = (Signal(range(P), name="p"), Signal(range(P), name="q")) if P > 1 else (0, 0)
+        out = units[0].o.valid
+
         # in: pass p of the word feeds the units
-        p = Signal(range(P))
         m.d.comb += self.i.ready.eq(p == P - 1)
         if P > 1:
             with m.If(self.i.valid):
                 m.d.sync += p.eq(Mux(p == P - 1, 0, p + 1))
-        for u, unit in enumerate(units):
-            masters = Array(lane(self.i.payload.master, q * U + u) for q in range(P))
-            grads = Array(lane(self.i.payload.grad, q * U + u) for q in range(P))
-            m.d.comb += [unit.i.valid.eq(self.i.valid),
-                         unit.i.payload.master.eq(masters[p] if P > 1 else masters[0]),
-                         unit.i.payload.grad.eq(grads[p] if P > 1 else grads[0])]
-
-        # out: the passes but the last held; the last one's lanes straight from the units
-        q = Signal(range(P))
-        out = units[0].o.valid
-        m.d.comb += self.o.valid.eq(out & (q == P - 1))
-        if P > 1:
             with m.If(out):
                 m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
+        for u, unit in enumerate(units):
+            masters = Array(lane(self.i.payload.master, k * U + u) for k in range(P))
+            grads = Array(lane(self.i.payload.grad, k * U + u) for k in range(P))
+            m.d.comb += [unit.i.valid.eq(self.i.valid),
+                         unit.i.payload.master.eq(masters[p]),
+                         unit.i.payload.grad.eq(grads[p])]
+
+        # out: the passes but the last held; the last one's lanes straight from the units
+        m.d.comb += self.o.valid.eq(out & (q == P - 1))
         for l in range(L):
             unit = units[l % U]
             for name in ("master", "operand"):
