@@ -31,7 +31,7 @@ GARBAGE = 8
 #: cycles of quiet line within which the link is back to hunting (asserted)
 RECOVER = 26
 #: cycles from the last byte of a PING (sent to an idle link) to the SYNC of its reply
-ANSWER = 2
+ANSWER = 3
 #: the BMC depth of :class:`LinkRecovers`: garbage, quiet line, frame, the reply's header
 RECOVERS_DEPTH = GARBAGE + RECOVER + len(PING) + ANSWER + 4
 

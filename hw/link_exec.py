@@ -38,10 +38,12 @@ class LinkExecutor(wiring.Component):
     5) and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements
     the reply carries.
 
-    ``reply`` (:data:`~.link_types.REPLY`): offered in the cycle the request is taken (errors,
-    ``PING``, ``WRITE_REG``, ``READ_MEM``, an empty ``WRITE_MEM``), the cycle after a register
-    read (``READ_REG``, ``WAIT``), or with ``written``. Latency: 0 cycles, 1, 1 after ``busy``
-    falls, or the walk's. ``request.ready`` is high while no request is being carried out.
+    ``reply`` (:data:`~.link_types.REPLY`), ``write`` and ``read`` are registered: offered the
+    cycle after the request is taken (errors, ``PING``, ``WRITE_REG``, ``READ_MEM`` with its
+    walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
+    after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
+    series with the sender or the walkers. ``request.ready`` is high while no request is being
+    carried out.
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
     new packet until the reply is sent).
@@ -86,9 +88,9 @@ class LinkExecutor(wiring.Component):
         })
 
     def _reply(self, code, length, payload=0, memory=0):
-        """Statements that offer a reply."""
-        rep = self.reply.payload
-        return [self.reply.valid.eq(1), rep.code.eq(code), rep.length.eq(length),
+        """Statements that offer a reply (the next cycle)."""
+        valid, rep = self._next_reply
+        return [valid.eq(1), rep.code.eq(code), rep.length.eq(length),
                 rep.data.eq(payload), rep.memory.eq(memory)]
 
     def _error(self, name):
@@ -118,9 +120,9 @@ class LinkExecutor(wiring.Component):
         f_mem = req.head.mem
         sel = f_mem.mem[:CODE_BITS]
         eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
-        for walk in (self.write.payload, self.read.payload):
-            m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
-                         walk.eb.eq(eb), walk.per.eq(per)]
+        walk, write, read = self._next_walk
+        m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
+                     walk.eb.eq(eb), walk.per.eq(per)]
         reading = req.code == CMD["READ_MEM"]
         codes = [MEMORIES[n].code for n in self.depths if MEMORIES[n].streamed]
         streamed = Cat(sel == c for c in codes).any() if codes else Const(0, 1)
@@ -136,15 +138,22 @@ class LinkExecutor(wiring.Component):
         with m.Elif(f_mem.words == 0):
             m.d.comb += self._reply(req.code, 0)
         with m.Elif(reading):
-            m.d.comb += [self.read.valid.eq(1), *self._reply(req.code, count_bytes, memory=1)]
+            m.d.comb += [read.eq(1), *self._reply(req.code, count_bytes, memory=1)]
         with m.Else():
-            m.d.comb += self.write.valid.eq(1)
+            m.d.comb += write.eq(1)
 
     def elaborate(self, platform):
         m = Module()
         state = Signal(_State)
         req, reg, reply, error = self.request.payload, self.reg, self._reply, self._error
         code = Signal(8)                                # the request being carried out
+        # what the outputs carry the next cycle
+        self._next_reply = (Signal(), Signal(REPLY))
+        self._next_walk = (Signal.like(self.write.payload), Signal(), Signal())
+        (reply_valid, reply_payload), (walk, write, read) = self._next_reply, self._next_walk
+        m.d.sync += [self.reply.valid.eq(reply_valid), self.reply.payload.eq(reply_payload),
+                     self.write.valid.eq(write), self.read.valid.eq(read),
+                     self.write.payload.eq(walk), self.read.payload.eq(walk)]
         m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
                      reg.wdata.eq(req.head.reg.value)]
 
@@ -182,7 +191,7 @@ class LinkExecutor(wiring.Component):
                         m.d.sync += state.eq(_State.WAIT)
                 with m.Elif((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])):
                     self._memory_request(m)
-                    with m.If(self.write.valid):
+                    with m.If(write):
                         m.d.sync += state.eq(_State.WRITE)
                 with m.Else():
                     m.d.comb += error("COMMAND")

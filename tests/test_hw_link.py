@@ -381,11 +381,14 @@ def test_executor_refuses_a_write_while_busy():
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
     log = _executor({0: wreg, 2: wmem, 4: rreg}, busy=lambda cycle: 1, cycles=7)
-    assert log[0][1] == busy_error(CMD["WRITE_REG"]) and log[2][1] == busy_error(CMD["WRITE_MEM"])
+    # replies are registered: offered the cycle after the request
+    assert log[0][1] is None
+    assert log[1][1] == busy_error(CMD["WRITE_REG"]) and log[3][1] == busy_error(CMD["WRITE_MEM"])
     assert not any(row[2] for row in log) and not any(row[5] for row in log)
-    # READ_REG is served while busy: `re` with the request, the reply the next cycle
-    assert log[4][3:5] == (1, R["HIDDEN"]) and log[4][1] is None
-    assert log[5][1] == (CMD["READ_REG"], 4, 0x11223344 + 5, 0)
+    # READ_REG is served while busy: `re` with the request, the data the next cycle, the
+    # reply (registered) the cycle after
+    assert log[4][3:5] == (1, R["HIDDEN"]) and log[4][1] is None and log[5][1] is None
+    assert log[6][1] == (CMD["READ_REG"], 4, 0x11223344 + 5, 0)
 
 
 def test_executor_takes_token_writes_while_busy():
@@ -396,9 +399,9 @@ def test_executor_takes_token_writes_while_busy():
     rtok = _request(CMD["READ_MEM"], struct.pack("<BHH", tok, 1, 2))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
     log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=8)
-    assert log[0][5] == (tok, 1, 2, 2, 1) and log[0][1] is None    # the writer walks it
-    assert log[4][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[6][1] == busy_error(CMD["READ_MEM"])
+    assert log[1][5] == (tok, 1, 2, 2, 1) and log[1][1] is None    # the writer walks it
+    assert log[6][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[7][1] == busy_error(CMD["READ_MEM"])
 
 
 def test_executor_carries_out_requests_when_not_busy():
@@ -408,14 +411,15 @@ def test_executor_carries_out_requests_when_not_busy():
     bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
     crc = _request(CMD["PING"], error=ERR["CRC"])
     log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4)
-    assert log[0][1:5] == ((CMD["WRITE_REG"], 0, 0, 0), 1, 0, R["TAU"])
-    assert log[1][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[1][1] is None
-    assert [row[1] for row in log[2:5]] == [None] * 3          # waiting for the writer
-    assert log[5][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[7][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
-    assert log[7][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
-    assert log[8][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
-    assert log[9][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
+    assert log[0][2:5] == (1, 0, R["TAU"])                      # the register write at once
+    assert log[1][1] == (CMD["WRITE_REG"], 0, 0, 0)             # its reply the next cycle
+    assert log[2][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[2][1] is None
+    assert [row[1] for row in log[3:7]] == [None] * 4          # waiting for the writer
+    assert log[7][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[8][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
+    assert log[8][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
+    assert log[9][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
+    assert log[10][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
