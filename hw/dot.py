@@ -8,12 +8,20 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
 from ..spec.limits import LIMITS, MAX_LANES
-from .fixedpoint import round_half_up, saturate
+from .fixedpoint import round_half_up, saturate_by_sign
 
-__all__ = ["DotUnit", "OUTPUTS"]
+__all__ = ["DotUnit", "OUTPUTS", "LATENCY"]
 
 #: what a row's sum is rounded to: the forward's ``net``, or the output layer's ``logit``
 OUTPUTS = ("net", "logit")
+#: the lanes' products are summed in a tree of registered stages, ``TREE_FANIN`` terms each:
+#: ``TREE_FANIN ** TREE_STAGES`` covers :data:`~gateskip.spec.limits.MAX_LANES`, whatever the
+#: lanes (fewer lanes pass the later stages as registers: one latency for every build)
+TREE_FANIN, TREE_STAGES = 4, 3
+#: cycles from a row's last beat taken to its result offered: the products 1, the tree, the
+#: accumulation 1, the rounding 1
+LATENCY = 1 + TREE_STAGES + 2
+assert TREE_FANIN ** TREE_STAGES >= MAX_LANES
 
 
 class DotUnit(wiring.Component):
@@ -30,8 +38,9 @@ class DotUnit(wiring.Component):
     sum rounded half up once to ``net`` and saturated.
 
     Throughput one beat per cycle (so ``C`` cycles per row, every lane busy on every beat);
-    latency 3 cycles from a row's last beat to its ``net`` (products, lane sum, accumulation
-    and rounding). The pipeline moves as a whole when its output can be taken
+    latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the products, the
+    lanes' sum in :data:`TREE_STAGES` registered stages of four terms, the accumulation, the
+    rounding and saturation). The pipeline moves as a whole when its output can be taken
     (``i.ready = ~o.valid | o.ready``).
     """
 
@@ -75,29 +84,39 @@ class DotUnit(wiring.Component):
         beat = self.i.payload
 
         # stage 1: the lanes' products (registered after the multipliers)
-        v1, last1 = Signal(), Signal()
-        prods = [Signal(signed(prod_width), name=f"prod{l}") for l in range(L)]
-        bias1 = Signal.like(beat.bias)
+        valid, last, bias = Signal(), Signal(), Signal.like(beat.bias)
+        sums = [Signal(signed(prod_width), name=f"prod{l}") for l in range(L)]
         with m.If(advance):
-            m.d.sync += [v1.eq(self.i.valid), last1.eq(beat.last), bias1.eq(beat.bias)]
-            m.d.sync += [p.eq(beat.w[l] * beat.a[l]) for l, p in enumerate(prods)]
+            m.d.sync += [valid.eq(self.i.valid), last.eq(beat.last), bias.eq(beat.bias)]
+            m.d.sync += [p.eq(beat.w[l] * beat.a[l]) for l, p in enumerate(sums)]
 
-        # stage 2: the beat's sum over the lanes
-        v2, last2 = Signal(), Signal()
-        part2 = Signal(signed(prod_width + L.bit_length()))
-        bias2 = Signal.like(beat.bias)
-        with m.If(advance):
-            m.d.sync += [v2.eq(v1), last2.eq(last1), bias2.eq(bias1), part2.eq(sum(prods))]
+        # stages 2 .. 1 + TREE_STAGES: the beat's sum over the lanes, four terms a stage
+        for level in range(TREE_STAGES):
+            groups = [sums[i:i + TREE_FANIN] for i in range(0, len(sums), TREE_FANIN)]
+            width = len(sums[0]) + (TREE_FANIN - 1).bit_length() if len(sums) > 1 else \
+                len(sums[0])
+            nxt = [Signal(signed(width), name=f"sum{level}_{i}") for i in range(len(groups))]
+            v, l, b = Signal(), Signal(), Signal.like(bias)
+            with m.If(advance):
+                m.d.sync += [v.eq(valid), l.eq(last), b.eq(bias),
+                             *[s.eq(sum(g)) for s, g in zip(nxt, groups)]]
+            sums, valid, last, bias = nxt, v, l, b
+        part = sums[0]
 
-        # stage 3: accumulate the row; at its last beat add the bias, round, saturate, emit
+        # accumulate the row; at its last beat the exact total with the bias, registered
         acc = Signal(signed(acc_width))
         total = Signal(signed(acc_width + 1))
-        m.d.comb += total.eq(acc + part2 + (bias2 << (prod_frac - f.operand.frac_bits)))
+        done = Signal()
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(v2 & last2)
-            with m.If(v2):
-                m.d.sync += acc.eq(acc + part2)
-                with m.If(last2):
-                    m.d.sync += [acc.eq(0), result.eq(saturate(
-                        round_half_up(total, prod_frac - fmt.frac_bits), fmt.width))]
+            m.d.sync += done.eq(valid & last)
+            with m.If(valid):
+                m.d.sync += acc.eq(acc + part)
+                with m.If(last):
+                    m.d.sync += [acc.eq(0), total.eq(
+                        acc + part + (bias << (prod_frac - f.operand.frac_bits)))]
+
+        # out: rounded half up once and saturated (a test of the top bits)
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(done), result.eq(saturate_by_sign(
+                round_half_up(total, prod_frac - fmt.frac_bits), fmt.width))]
         return m

@@ -9,7 +9,7 @@ import cocotb
 import numpy as np
 
 from gateskip.golden.layer import net_code
-from gateskip.hw.dot import DotUnit
+from gateskip.hw.dot import LATENCY, DotUnit
 from gateskip.sim.runner import param
 from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
                                     setup)
@@ -62,7 +62,7 @@ async def rows_at_full_rate(dut):
             W, a, b = rows(rng, unit, 12, K, extreme)
             cycles = await check(dut, unit, rng, W, a, b)
             C = -(-K // unit.lanes)
-            assert cycles <= 12 * C + 4, f"K {K}: {cycles} cycles for {12 * C} beats"
+            assert cycles <= 12 * C + LATENCY + 1, f"K {K}: {cycles} cycles for {12 * C} beats"
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")

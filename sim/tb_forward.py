@@ -14,6 +14,7 @@ import numpy as np
 from gateskip.golden.accel import to_hw_rows
 from gateskip.golden.layer import forward_model
 from gateskip.hw.activation import LATENCY as ACT_LATENCY
+from gateskip.hw.dot import LATENCY as DOT_LATENCY
 from gateskip.hw.forward import ForwardPipe
 from gateskip.sim.runner import param
 from gateskip.sim.tb_common import (TIMEOUT_US, assert_same, exchange, reset_in_flight, rng_for,
@@ -67,7 +68,7 @@ async def shapes_at_full_rate(dut):
     for H, X in ((3, 2), (6, 5), (2, 1), (8, 8)):
         cycles, n = await check(dut, pipe, rng, H, X)
         # the pipe's latency: the activation's twice (gates, then the cell's tanh) and 6 more
-        assert cycles <= n + 6 + 2 * ACT_LATENCY, f"H {H} X {X}: {cycles} cycles for {n} beats"
+        assert cycles <= n + 3 + DOT_LATENCY + 2 * ACT_LATENCY, f"H {H} X {X}: {cycles} cycles for {n} beats"
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")

@@ -9,7 +9,7 @@ import pytest
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import net_code
 from gateskip.golden.output import logit_code
-from gateskip.hw.dot import DotUnit
+from gateskip.hw.dot import LATENCY, DotUnit
 from hwsim import run_stream
 
 F = FORMATS
@@ -53,7 +53,7 @@ def _run(L, W, a, b, seed=1, pv=1.0, pr=1.0, out="net"):
     return got, cycles
 
 
-@pytest.mark.parametrize("L, K", [(1, 5), (4, 12), (4, 13), (8, 48), (16, 7)])
+@pytest.mark.parametrize("L, K", [(1, 5), (4, 12), (4, 13), (8, 48), (16, 7), (17, 40), (64, 130)])
 def test_bit_exact_rows(L, K):
     rng = np.random.default_rng(L * 100 + K)
     for extreme in (False, True):
@@ -62,7 +62,7 @@ def test_bit_exact_rows(L, K):
         want = [int(net_code(W[j], a[j], np.array([b[j]]))[0]) for j in range(len(b))]
         assert got == want, (L, K, extreme)
         C = -(-K // L)
-        assert cycles == len(b) * C + 3               # every lane busy on every beat
+        assert cycles == len(b) * C + LATENCY         # every lane busy on every beat
 
 
 @pytest.mark.parametrize("L, H", [(1, 5), (4, 32), (8, 13)])
@@ -75,7 +75,7 @@ def test_logits_of_the_output_layer(L, H):
         h = a[0]
         got, cycles = _run(L, Wo, np.tile(h, (len(bo), 1)), bo, out="logit")
         assert got == logit_code(Wo, h, bo).tolist(), (L, H, extreme)
-        assert cycles == len(bo) * -(-H // L) + 3
+        assert cycles == len(bo) * -(-H // L) + LATENCY
     assert F.logit.max in got and F.logit.min in got          # the extremes saturated
 
 

@@ -13,6 +13,7 @@ from gateskip.golden.accel import to_hw_rows
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import forward_model
 from gateskip.hw.activation import LATENCY as ACT_LATENCY
+from gateskip.hw.dot import LATENCY as DOT_LATENCY
 from gateskip.hw.forward import ForwardPipe
 
 F = FORMATS
@@ -91,7 +92,7 @@ def test_one_step_bit_exact(H, X, L):
             assert unit[name] == ref["ACT"][0, 0, k, n], (k, name)
         assert unit["c"] == ref["c_T"][0, k] and unit["h"] == ref["h"][0, 0, k], k
     assert len(got) == H
-    assert cycles <= n_beats + 6 + 2 * ACT_LATENCY   # the lanes never wait
+    assert cycles <= n_beats + 3 + DOT_LATENCY + 2 * ACT_LATENCY   # the lanes never wait
 
 
 def test_back_pressure_and_gaps():
