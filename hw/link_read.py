@@ -1,6 +1,6 @@
 """The host link's memory reader: memory words, on demand, as a stream of elements."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,12 +17,14 @@ class WordReader(wiring.Component):
     ``cmd.per`` per word, in address order.
 
     Reads on demand: a word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`)
-    in a cycle when one is due and ``o.ready`` is high with nothing offered, and its elements
-    are offered from the next cycle on, each held until taken; the next word is due once the
-    last element is taken. So a sink that holds ``ready`` high while it waits gets an element
-    1 cycle after asking, and a word every ``per + 1`` cycles at best. ``element_port``: each
-    element is read alone (``mem.el``), ``2`` cycles per element at best. ``mem.rdata`` must
-    hold while ``mem.re`` is low (a read port with enable). A ``cmd`` (no back-pressure)
+    in a cycle when one is due and ``o.ready`` is high with nothing offered; the cycle after,
+    ``mem.rdata`` goes into a register of the reader's own (nothing between the memories' read
+    mux and a register: the block RAM's output and that mux take most of a cycle), and its
+    elements are offered from the next cycle on, each held until taken, the register shifting
+    by an element as one is taken (no element mux); the next word is due once the last element
+    is taken. So a sink that holds ``ready`` high while it waits gets an element 2 cycles after
+    asking, and a word every ``per + 2`` cycles at best. ``element_port``: each element is
+    read alone (``mem.el``), ``3`` cycles per element at best. A ``cmd`` (no back-pressure)
     starts a walk the next cycle; one that comes during a walk is ignored, so an element
     offered stays until taken whatever ``cmd`` does. ``walking``: a walk is in progress (a
     register: from the cycle after ``cmd`` to the last element taken).
@@ -46,26 +48,30 @@ class WordReader(wiring.Component):
         maddr, left = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
         el = Signal(range(self.elements + 1))           # the element offered
         pending = Signal()                              # a word (element) is due
-        full = Signal()                                 # mem.rdata holds it
-        m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr), mem.re.eq(pending & ~full & o.ready),
-                     o.valid.eq(full), o.payload.bytes.eq(eb), self.walking.eq(pending | full)]
+        arriving = Signal()                             # mem.rdata holds it: registered now
+        full = Signal()                                 # `word` holds it
+        word = Signal(len(Value.cast(mem.rdata)))       # element 0: the one offered
+        element = len(Value.cast(mem.rdata[0]))
+        m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
+                     mem.re.eq(pending & ~arriving & ~full & o.ready),
+                     o.valid.eq(full), o.payload.bytes.eq(eb), o.payload.value.eq(word[:element]),
+                     self.walking.eq(pending | arriving | full)]
         if EP:
-            m.d.comb += [mem.el.eq(el), o.payload.value.eq(mem.rdata[0])]
-        for e in range(0 if EP else self.elements):     # an If per element: no `case` on el
-            with m.If(el == e):
-                m.d.comb += o.payload.value.eq(mem.rdata[e])
+            m.d.comb += mem.el.eq(el)
 
         end_of_word = el == per - 1
-        with m.If(self.cmd.valid & ~pending & ~full):
+        with m.If(self.cmd.valid & ~pending & ~arriving & ~full):
             m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
                          full.eq(0)]
         with m.Elif(mem.re):
-            m.d.sync += [pending.eq(0), full.eq(1)]
+            m.d.sync += [pending.eq(0), arriving.eq(1)]
             with m.If(end_of_word if EP else 1):        # the word's last element moves on
                 m.d.sync += maddr.eq(maddr + 1)
+        with m.Elif(arriving):
+            m.d.sync += [arriving.eq(0), full.eq(1), word.eq(mem.rdata)]
         with m.Elif(o.valid & o.ready):
-            m.d.sync += el.eq(el + 1)
+            m.d.sync += [el.eq(el + 1), word.eq(word >> element)]
             with m.If(end_of_word):
                 m.d.sync += [el.eq(0), left.eq(left - 1)]
             with m.If(1 if EP else end_of_word):   # the word (element) is used up

@@ -67,6 +67,10 @@ _ICE40_BRAM_NOTE = ("30 EBR of 4096 bits; the 4 SPRAMs (4 x 256 kbit) are not us
 _ECP5_BRAM_NOTE = "DP16KD of 18432 bits (16 kbit + parity); distributed RAM is not counted"
 # router1 needs half an hour and more to route the accelerator on the 85F; router2 minutes
 _ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
+# on the 12F (45% of its LUTs, 46 of 56 DP16KD) router2 stopped converging at 60 and 75 MHz
+# (about 500 wires overused after 74 iterations); router1 routed the same 60 MHz placement in
+# 217 s
+_ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
 
 # -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
 # (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
@@ -120,7 +124,7 @@ BOARDS = {b.name: b for b in (
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
           title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=50.0, serial_chip="FT231X",
           max_baud=3_000_000, brams=56, bram_note=_ECP5_BRAM_NOTE,
-          loader="ulx3s", overrides=_ECP5_OVERRIDES,
+          loader="ulx3s", overrides=_ECP5_12F_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,
                     "ew_multipliers": 3, "train": True},
           defaults_report="ulx3s-12f.json"),
