@@ -22,7 +22,7 @@ from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
 from .gate_grad import GateGradUnit
 from .loss_scale import LossScale
-from .mac_array import MacArray, Use, const_mul, wire_ports
+from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
 from .memory_bank import MemoryBank, mem_port_signature
 from .output_layer import OutputLayer
 from .phases import PhaseControl
@@ -36,8 +36,8 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
 #: setup 1, fetch 2 (the read, then its data registered), gate-gradient unit 5, threshold 1,
-#: compactor 1, FIFO 2, array accept 1, array pipeline to the last write 3, step change 1
-STEP_OVERHEAD = 17
+#: compactor 1, FIFO 2, array accept 1, the array's pipeline to the last write, step change 1
+STEP_OVERHEAD = 14 + ARRAY_LATENCY
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED

@@ -8,7 +8,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.formats import FORMATS, Formats
 from .compactor import Compactor
-from .mac_array import MacArray, Use, const_mul
+from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul
 from .queue import Queue
 from .threshold import ThresholdUnit
 
@@ -17,8 +17,8 @@ __all__ = ["Mem", "MacCore", "host_signature", "default_in_lanes", "LATENCY"]
 COUNTER_WIDTH = 32
 
 #: cycles from the first input beat to ``busy`` low beyond the MAC array's C per command
-#: (threshold slice 1, compactor 1, FIFO 2, array accept 1, array pipeline to the write 3)
-LATENCY = 8
+#: (threshold slice 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the write)
+LATENCY = 5 + ARRAY_LATENCY
 
 
 class Mem(enum.Enum, shape=2):

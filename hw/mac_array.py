@@ -12,9 +12,11 @@ from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
 from .fixedpoint import clamp, round_half_up
 
-__all__ = ["Use", "MacArray", "const_mul", "wire_ports"]
+__all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
 
 COUNTER_WIDTH = 32
+#: cycles from a word issued (its row read) to its sum written
+LATENCY = 4
 
 
 class Use(enum.Enum, shape=2):
@@ -73,9 +75,10 @@ class MacArray(wiring.Component):
     Timing: C cycles per single command (2C for ``BOTH``), one L-element word per cycle, a new
     command is accepted in the cycle its predecessor issues its last word, so consecutive
     commands leave no bubble for every C (``cmd.ready`` does not depend on ``cmd.valid``).
-    Pipeline: accept -> issue (row read) -> product (acc read) -> round and add -> write: a word
-    is written 3 cycles after it is issued, the first word issues the cycle after acceptance, and
-    ``busy`` falls the cycle after the last write.
+    Pipeline: accept -> issue (row read) -> row registered -> product (acc read) -> round and
+    add -> write: a word is written 4 cycles after it is issued (:data:`LATENCY`; no logic
+    between a block RAM's output and a register but the lane select), the first word issues the
+    cycle after acceptance, and ``busy`` falls the cycle after the last write.
     Read-after-write on the same accumulator word (C <= 2, or repeated rows) is resolved by
     forwarding the two newest sums, never by stalling (``forwarding=False`` leaves that out, for
     users whose commands never read a word within 3 cycles of its write: only ``BOTH`` commands
@@ -203,17 +206,29 @@ class MacArray(wiring.Component):
         return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw)
 
     def _multiply(self, m, seq):
-        """Stage 1: the row word arrives, the product is registered, the accumulator's read
-        issued."""
+        """Stage R: the row word registered as it leaves block RAM (the lane select and the
+        tail's zero, one LUT, before the register); stage 1: the product registered, the
+        accumulator's read issued."""
         L, C, f = self.lanes, self.chunks, self.formats
         prod_width = f.grad.width + f.operand.width
-        v1, ph1, last1 = Signal(), Signal(), Signal()
+        vr, phr, lastr = Signal(), Signal(), Signal()
+        sr = Signal(signed(f.grad.width))
+        addrr = Signal(seq.aw)
+        m.d.sync += [vr.eq(seq.act), phr.eq(seq.phase), sr.eq(seq.s0),
+                     addrr.eq(Mux(seq.phase, seq.c, seq.mat_addr))]
+        if self.tail < L:                # only a partial last word needs to know it is last
+            m.d.sync += lastr.eq(seq.c == C - 1)
+        rows = Signal(self.operand_word)
+        for l in range(L):
+            row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
+            if l >= self.tail:           # lane beyond K in the last word: product 0, no change
+                row = Mux(lastr, 0, row)
+            m.d.sync += rows[l].eq(row)
+
+        v1, ph1 = Signal(), Signal()
         s1 = Signal(signed(f.grad.width))
         addr1 = Signal(seq.aw)
-        m.d.sync += [v1.eq(seq.act), ph1.eq(seq.phase), s1.eq(seq.s0),
-                     addr1.eq(Mux(seq.phase, seq.c, seq.mat_addr))]
-        if self.tail < L:                # only a partial last word needs to know it is last
-            m.d.sync += last1.eq(seq.c == C - 1)
+        m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
         m.d.comb += [
             self.dw_rd.addr.eq(addr1),
             self.dw_rd.en.eq(v1 & ~ph1),
@@ -225,11 +240,9 @@ class MacArray(wiring.Component):
         p2 = Signal(data.ArrayLayout(signed(prod_width), L))
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
         for l in range(L):
-            row = Mux(ph1, self.w_rd.data[l], self.a_rd.data[l])
-            if l >= self.tail:           # lane beyond K in the last word: product 0, no change
-                row = Mux(last1, 0, row)
-            m.d.sync += p2[l].eq(s1 * row)   # registered product: DSP output register
-        return SimpleNamespace(v1=v1, ph1=ph1, addr1=addr1, v2=v2, ph2=ph2, addr2=addr2, p2=p2)
+            m.d.sync += p2[l].eq(s1 * rows[l])  # registered product: DSP output register
+        return SimpleNamespace(vr=vr, v1=v1, ph1=ph1, addr1=addr1, v2=v2, ph2=ph2, addr2=addr2,
+                               p2=p2)
 
     def _accumulate(self, m, seq, st):
         """Stage 2: round, forward, saturating add; stage 3: write back (stage 4 only remembers
@@ -266,7 +279,7 @@ class MacArray(wiring.Component):
             self.dw_wr.en.eq(v3 & ~ph3),
             self.da_wr.addr.eq(addr3),
             self.da_wr.en.eq(v3 & ph3),
-            self.busy.eq(seq.act | st.v1 | st.v2 | v3),
+            self.busy.eq(seq.act | st.vr | st.v1 | st.v2 | v3),
             self.issue.eq(seq.act),
         ]
 

@@ -10,7 +10,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import AccelConfig, check_config
 from .dot import LATENCY as DOT_LATENCY, DotUnit
 from .fixedpoint import round_half_up, saturate
-from .mac_array import MacArray, Use, const_mul, wire_ports
+from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
 from .memory_bank import run_ports
 from .softmax import SoftmaxUnit
 from .symbols import next_symbol
@@ -19,9 +19,9 @@ __all__ = ["OutputLayer", "READS", "WRITES", "SYMBOL_OVERHEAD", "cycles"]
 
 #: cycles per symbol beyond its rows (``V * ceil(H/L)``), its softmax's exp and out passes
 #: (``V``) and its array commands (``2 * ceil(H/L)`` each): setup 1, the dot unit's latency,
-#: softmax from its last logit to its first dlogit 35 beyond ``V`` (``R_BITS + 9``), the array's
-#: last write and the symbol's end 5; exact in dense mode (:func:`cycles`)
-SYMBOL_OVERHEAD = 41 + DOT_LATENCY
+#: softmax from its last logit to its first dlogit 35 beyond ``V`` (``R_BITS + 9``), the
+#: array's pipeline to its last write and the symbol's end 2; exact in dense mode (:func:`cycles`)
+SYMBOL_OVERHEAD = 38 + DOT_LATENCY + ARRAY_LATENCY
 
 
 def cycles(config: AccelConfig, symbols: int, commands: int) -> int:
