@@ -10,7 +10,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import clamp, round_half_up
+from .fixedpoint import clamp, round_half_up, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
 
@@ -237,16 +237,21 @@ class MacArray(wiring.Component):
         ]
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(seq.aw)
-        p2 = Signal(data.ArrayLayout(signed(prod_width), L))
+        # registered: the product rounded half up to the accumulator's fraction (the rounding's
+        # adder after the multiplier, not in series with the accumulate)
+        r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
         for l in range(L):
-            m.d.sync += p2[l].eq(s1 * rows[l])  # registered product: DSP output register
+            p = Signal(signed(prod_width), name=f"prod{l}")
+            m.d.comb += p.eq(s1 * rows[l])
+            m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
+                                     round_half_up(p, f.dw_shift)))
         return SimpleNamespace(vr=vr, v1=v1, ph1=ph1, addr1=addr1, v2=v2, ph2=ph2, addr2=addr2,
-                               p2=p2)
+                               r2=r2)
 
     def _accumulate(self, m, seq, st):
-        """Stage 2: round, forward, saturating add; stage 3: write back (stage 4 only remembers
-        it for forwarding)."""
+        """Stage 2: forward, saturating add; stage 3: write back (stage 4 only remembers it for
+        forwarding)."""
         L, f = self.lanes, self.formats
         acc_width = max(f.dw.width, f.da.width)
         v3, ph3 = Signal(), Signal()
@@ -265,11 +270,12 @@ class MacArray(wiring.Component):
         for l in range(L):
             acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
                       Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])))
-            rounded = Mux(st.ph2, round_half_up(st.p2[l], f.da_shift),
-                          round_half_up(st.p2[l], f.dw_shift))
-            total = Signal(signed(acc_width + 1), name=f"total{l}")
-            m.d.comb += total.eq(acc + rounded)
-            m.d.sync += sum3[l].eq(clamp(total, lo, hi))
+            total = Signal(signed(max(acc_width, len(st.r2[l])) + 1), name=f"total{l}")
+            m.d.comb += total.eq(acc + st.r2[l])
+            if f.da.width == f.dw.width:    # one range: saturated by a test of the top bits
+                m.d.sync += sum3[l].eq(saturate_by_sign(total, acc_width))
+            else:
+                m.d.sync += sum3[l].eq(clamp(total, lo, hi))
         m.d.sync += [v3.eq(st.v2), ph3.eq(st.ph2), addr3.eq(st.addr2), sum4.eq(sum3)]
 
         for l in range(L):
