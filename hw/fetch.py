@@ -20,7 +20,9 @@ class FetchStage(wiring.Component):
     0 when ``has_next`` is low). The reads are synchronous and their data go into ``o``'s
     registers (nothing between the block RAMs and a register but the lane select), so the beat
     is offered two cycles after its read is issued; the two stages move when ``o`` can take a
-    beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost. ``setup`` (the first cycle
+    beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost.
+    ``config.timing_stages=False``: the beat offered straight from the read ports the cycle
+    after its read (they hold it until taken). ``setup`` (the first cycle
     of a step) restarts at unit 0; ``done``: all H units have left.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
@@ -55,7 +57,8 @@ class FetchStage(wiring.Component):
 
         with m.If(self.setup):
             m.d.sync += [k.eq(0), word_h.eq(X // L), lane_h.eq(X % L)]
-        forward = ~self.o.valid | self.o.ready      # the read data move into o's registers
+        staged = cfg.timing_stages                  # the read data go into o's registers
+        forward = (~self.o.valid | self.o.ready) if staged else self.o.ready
         take = ~valid | forward
         issue = take & self.running & ~self.setup & (k < H)
         with m.If(take):
@@ -77,20 +80,22 @@ class FetchStage(wiring.Component):
         act = self.act_rd.data
         element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
         out = self.o.payload
-        with m.If(forward):
-            m.d.sync += [
-                self.o.valid.eq(valid),
-                *[out[n].eq(act[i] if element_port else act[n])
+        beat = [*[out[n].eq(act[i] if element_port else act[n])
                   for i, n in enumerate(ACT_FIELDS)],
                 out.dh_loss.eq(self.dh_rd.data),
                 out.dc.eq(self.dc_rd.data),
-                out.da_h.eq(Mux(has_next, da_h, 0)),
-            ]
+                out.da_h.eq(Mux(has_next, da_h, 0))]
+        if staged:
+            with m.If(forward):
+                m.d.sync += [self.o.valid.eq(valid), *beat]
+        else:       # offered from the read ports, which hold their data until the next read
+            m.d.comb += [self.o.valid.eq(valid), *beat]
         m.d.comb += [
             self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(take),
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(take),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(take),
             self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(take),
-            self.done.eq((k == H) & ~valid & ~self.o.valid),
+            self.done.eq((k == H) & ~valid & ~self.o.valid) if staged else
+            self.done.eq((k == H) & ~valid),
         ]
         return m

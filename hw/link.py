@@ -39,9 +39,10 @@ class HostLink(wiring.Component):
     (checks, register bus, ``WAIT``), which starts :class:`~.link_write.BufferWriter` (buffer
     -> memory) or :class:`~.link_read.WordReader` (memory -> elements) and describes the reply
     that :class:`~.link_tx.PacketSender` sends; the receiver hunts again on the sender's
-    ``done``. From the last byte of a request to the first of its reply: 2 cycles (errors,
-    ``PING``, ``WRITE_REG``, ``READ_MEM``), 3 (``READ_REG``), more for ``WAIT`` and
-    ``WRITE_MEM``.
+    ``done``. From the last byte of a request to the first of its reply: 3 cycles (errors,
+    ``PING``, ``WRITE_REG``, ``READ_MEM``), 4 (``READ_REG``), more for ``WAIT`` and
+    ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
+    registered, for a small device): one cycle less each.
     """
 
     @staticmethod
@@ -55,9 +56,10 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
-                 formats: Formats = FORMATS, element_port: bool = False):
+                 formats: Formats = FORMATS, element_port: bool = False, stages: bool = True):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, timeout=timeout, formats=formats)
+        self.stages = bool(stages)
         self.element_port = bool(element_port)
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
@@ -80,10 +82,10 @@ class HostLink(wiring.Component):
                                                     timeout=self.timeout)
         m.submodules.executor = ex = LinkExecutor(
             lanes=self.lanes, depths=self.depths, elements=self.elements,
-            max_payload=self.max_payload, formats=self.formats)
+            max_payload=self.max_payload, formats=self.formats, registered=self.stages)
         m.submodules.writer = wr = BufferWriter(max_payload=self.max_payload, first=MEM_HEAD,
                                                 **walker)
-        m.submodules.reader = rd = WordReader(**walker)
+        m.submodules.reader = rd = WordReader(**walker, registered=self.stages)
         m.submodules.sender = tx = PacketSender()
 
         wiring.connect(m, wiring.flipped(self.rx), rx.rx)

@@ -43,7 +43,8 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out.
+    carried out. ``registered=False``: the outputs straight from the checks, a cycle earlier
+    each (fewer flip-flops, for a small device).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
     new packet until the reply is sent).
@@ -70,9 +71,10 @@ class LinkExecutor(wiring.Component):
                 raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
 
     def __init__(self, *, lanes: int, depths: dict, elements: int, max_payload: int,
-                 formats: Formats = FORMATS):
+                 formats: Formats = FORMATS, registered: bool = True):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, formats=formats)
+        self.registered = bool(registered)
         self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
         self.per = {n: MEMORIES[n].per_word(lanes) for n in self.depths}
         self.eb = {n: MEMORIES[n].element_bytes(formats) for n in self.depths}
@@ -151,9 +153,10 @@ class LinkExecutor(wiring.Component):
         self._next_reply = (Signal(), Signal(REPLY))
         self._next_walk = (Signal.like(self.write.payload), Signal(), Signal())
         (reply_valid, reply_payload), (walk, write, read) = self._next_reply, self._next_walk
-        m.d.sync += [self.reply.valid.eq(reply_valid), self.reply.payload.eq(reply_payload),
-                     self.write.valid.eq(write), self.read.valid.eq(read),
-                     self.write.payload.eq(walk), self.read.payload.eq(walk)]
+        m.d["sync" if self.registered else "comb"] += [
+            self.reply.valid.eq(reply_valid), self.reply.payload.eq(reply_payload),
+            self.write.valid.eq(write), self.read.valid.eq(read),
+            self.write.payload.eq(walk), self.read.payload.eq(walk)]
         m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
                      reg.wdata.eq(req.head.reg.value)]
 

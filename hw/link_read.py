@@ -24,16 +24,20 @@ class WordReader(wiring.Component):
     by an element as one is taken (no element mux); the next word is due once the last element
     is taken. So a sink that holds ``ready`` high while it waits gets an element 2 cycles after
     asking, and a word every ``per + 2`` cycles at best. ``element_port``: each element is
-    read alone (``mem.el``), ``3`` cycles per element at best. A ``cmd`` (no back-pressure)
+    read alone (``mem.el``), ``3`` cycles per element at best. ``registered=False`` (fewer
+    flip-flops, for a small device): the elements offered straight from ``mem.rdata`` (which
+    must then hold while ``mem.re`` is low: a read port with enable) from the cycle after the
+    read, a cycle earlier. A ``cmd`` (no back-pressure)
     starts a walk the next cycle; one that comes during a walk is ignored, so an element
     offered stays until taken whatever ``cmd`` does. ``walking``: a walk is in progress (a
     register: from the cycle after ``cmd`` to the last element taken).
     """
 
     def __init__(self, *, depth: int, addr_width: int, elements: int,
-                 element_port: bool = False):
+                 element_port: bool = False, registered: bool = True):
         check_walk(depth=depth, addr_width=addr_width, elements=elements)
         self.depth, self.elements, self.element_port = depth, elements, bool(element_port)
+        self.registered = bool(registered)
         super().__init__({
             "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
             "o": Out(stream.Signature(ELEMENT)),
@@ -49,15 +53,22 @@ class WordReader(wiring.Component):
         el = Signal(range(self.elements + 1))           # the element offered
         pending = Signal()                              # a word (element) is due
         arriving = Signal()                             # mem.rdata holds it: registered now
-        full = Signal()                                 # `word` holds it
-        word = Signal(len(Value.cast(mem.rdata)))       # element 0: the one offered
-        element = len(Value.cast(mem.rdata[0]))
+        full = Signal()                                 # it is offered
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
                      mem.re.eq(pending & ~arriving & ~full & o.ready),
-                     o.valid.eq(full), o.payload.bytes.eq(eb), o.payload.value.eq(word[:element]),
+                     o.valid.eq(full), o.payload.bytes.eq(eb),
                      self.walking.eq(pending | arriving | full)]
         if EP:
             m.d.comb += mem.el.eq(el)
+        if self.registered:
+            word = Signal(len(Value.cast(mem.rdata)))   # element 0: the one offered
+            element = len(Value.cast(mem.rdata[0]))
+            m.d.comb += o.payload.value.eq(word[:element])
+        else:
+            m.d.comb += o.payload.value.eq(mem.rdata[0])
+            for e in range(1, 1 if EP else self.elements):  # an If per element: no `case`
+                with m.If(el == e):
+                    m.d.comb += o.payload.value.eq(mem.rdata[e])
 
         end_of_word = el == per - 1
         with m.If(self.cmd.valid & ~pending & ~arriving & ~full):
@@ -65,13 +76,17 @@ class WordReader(wiring.Component):
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
                          full.eq(0)]
         with m.Elif(mem.re):
-            m.d.sync += [pending.eq(0), arriving.eq(1)]
+            # registered: the data arrive (into `word`) next cycle; else they are offered then
+            m.d.sync += [pending.eq(0), (arriving if self.registered else full).eq(1)]
             with m.If(end_of_word if EP else 1):        # the word's last element moves on
                 m.d.sync += maddr.eq(maddr + 1)
-        with m.Elif(arriving):
-            m.d.sync += [arriving.eq(0), full.eq(1), word.eq(mem.rdata)]
+        if self.registered:
+            with m.Elif(arriving):
+                m.d.sync += [arriving.eq(0), full.eq(1), word.eq(mem.rdata)]
         with m.Elif(o.valid & o.ready):
-            m.d.sync += [el.eq(el + 1), word.eq(word >> element)]
+            m.d.sync += el.eq(el + 1)
+            if self.registered:
+                m.d.sync += word.eq(word >> element)
             with m.If(end_of_word):
                 m.d.sync += [el.eq(0), left.eq(left - 1)]
             with m.If(1 if EP else end_of_word):   # the word (element) is used up

@@ -51,6 +51,9 @@ class AccelConfig:
     ``db_serial`` (needs ``element_port``): ``db`` one gate per cycle, one adder.
     ``forwarding=False``: the MAC array without read-after-write forwarding (needs C >= 2).
     ``threshold_skid=False``: the threshold's output a plain register.
+    ``timing_stages=False``: without the registers that only shorten paths (fewer flip-flops,
+    same results): the fetch stage's data straight from block RAM into the gate-gradient unit
+    (a cycle less per step), the host link's executor outputs and its reader's word.
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``element_port=False``).
@@ -76,6 +79,7 @@ class AccelConfig:
     db_serial: bool = False
     forwarding: bool = True
     threshold_skid: bool = True
+    timing_stages: bool = True
     train: bool = False
     vocab: int = 0
     layers: int = 1
@@ -91,7 +95,8 @@ class AccelConfig:
                              f"1..{_PRODUCTS}, not {m!r}")
         if self.update_lanes is not None:
             _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
-        for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "train"):
+        for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "timing_stages",
+                     "train"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
@@ -207,4 +212,4 @@ def check_config(config, model: str | None = None) -> "AccelConfig":
 #: (3967 LUT4s, 1823 FFs), 24/30 EBR, 3/8 DSPs, Fmax 15.3 MHz at the 12 MHz clock (nextpnr;
 #: yosys ``synth_ice40 -dsp``).
 SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
-                    db_serial=True, forwarding=False, threshold_skid=False)
+                    db_serial=True, forwarding=False, threshold_skid=False, timing_stages=False)
