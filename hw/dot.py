@@ -18,9 +18,9 @@ OUTPUTS = ("net", "logit")
 #: ``TREE_FANIN ** TREE_STAGES`` covers :data:`~gateskip.spec.limits.MAX_LANES`, whatever the
 #: lanes (fewer lanes pass the later stages as registers: one latency for every build)
 TREE_FANIN, TREE_STAGES = 4, 3
-#: cycles from a row's last beat taken to its result offered: the products 1, the tree, the
-#: accumulation 1, the rounding 1
-LATENCY = 1 + TREE_STAGES + 2
+#: cycles from a row's last beat taken to its result offered: the beat 1, the products 1, the
+#: tree, the accumulation 1, the rounding 1
+LATENCY = 2 + TREE_STAGES + 2
 assert TREE_FANIN ** TREE_STAGES >= MAX_LANES
 
 
@@ -38,9 +38,9 @@ class DotUnit(wiring.Component):
     sum rounded half up once to ``net`` and saturated.
 
     Throughput one beat per cycle (so ``C`` cycles per row, every lane busy on every beat);
-    latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the products, the
-    lanes' sum in :data:`TREE_STAGES` registered stages of four terms, the accumulation, the
-    rounding and saturation). The pipeline moves as a whole when its output can be taken
+    latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the beat registered
+    as it comes, the products, the lanes' sum in :data:`TREE_STAGES` registered stages of four
+    terms, the accumulation, the rounding and saturation). The pipeline moves as a whole when its output can be taken
     (``i.ready = ~o.valid | o.ready``).
     """
 
@@ -83,12 +83,18 @@ class DotUnit(wiring.Component):
         m.d.comb += self.i.ready.eq(advance)
         beat = self.i.payload
 
+        # stage 0: the beat registered as it comes (from block RAM: nothing between it and a
+        # register)
+        valid0, beat0 = Signal(), Signal(self.in_layout)
+        with m.If(advance):
+            m.d.sync += [valid0.eq(self.i.valid), beat0.eq(beat)]
+
         # stage 1: the lanes' products (registered after the multipliers)
         valid, last, bias = Signal(), Signal(), Signal.like(beat.bias)
         sums = [Signal(signed(prod_width), name=f"prod{l}") for l in range(L)]
         with m.If(advance):
-            m.d.sync += [valid.eq(self.i.valid), last.eq(beat.last), bias.eq(beat.bias)]
-            m.d.sync += [p.eq(beat.w[l] * beat.a[l]) for l, p in enumerate(sums)]
+            m.d.sync += [valid.eq(valid0), last.eq(beat0.last), bias.eq(beat0.bias)]
+            m.d.sync += [p.eq(beat0.w[l] * beat0.a[l]) for l, p in enumerate(sums)]
 
         # stages 2 .. 1 + TREE_STAGES: the beat's sum over the lanes, four terms a stage
         for level in range(TREE_STAGES):
