@@ -208,8 +208,8 @@ def check_config(config, model: str | None = None) -> "AccelConfig":
 #: 8 SB_MAC16), same results bit for bit: the time-shared gate-gradient unit, a two-entry FIFO
 #: (flip-flops, no EBR), 16-bit counters, the host memory port one element per access, db one
 #: gate per cycle, no forwarding in the MAC array (needs C >= 2), the threshold's output a plain
-#: register. ``hidden=8, inputs=8, lanes=1, max_seq=8, max_batch=1`` with these: 5242/5280 LCs
-#: (3967 LUT4s, 1823 FFs), 24/30 EBR, 3/8 DSPs, Fmax 15.3 MHz at the 12 MHz clock (nextpnr;
-#: yosys ``synth_ice40 -dsp``).
+#: register, none of the registers that only shorten paths. ``hidden=8, inputs=8, lanes=1,
+#: max_seq=8, max_batch=1`` with these: 5205/5280 LCs (3946 LUT4s, 1860 FFs), 24/30 EBR, 3/8
+#: DSPs, Fmax 15.96 MHz at the 12 MHz clock (nextpnr; yosys ``synth_ice40 -dsp``).
 SMALL_DEVICE = dict(ew_multipliers=1, fifo_depth=2, counter_width=16, element_port=True,
                     db_serial=True, forwarding=False, threshold_skid=False, timing_stages=False)
