@@ -55,6 +55,8 @@ def _sizes(H: int, X: int, L: int, T: int, B: int, **options) -> dict:
 
 
 _TRAIN = {"train": True}
+#: the small-device options as they were before ``timing_stages`` (a build saved before it)
+_SMALL_BEFORE_STAGES = {k: v for k, v in SMALL_DEVICE.items() if k != "timing_stages"}
 
 #: the search, in the order of SEARCH.md: the backward-only top's search, then the training
 #: top's, then the whole model's
@@ -63,7 +65,7 @@ STEPS = (
          "the smallest backward-only top without the small-device options"),
     Step("icebreaker", "icebreaker", _sizes(8, 8, 1, 8, 1, **SMALL_DEVICE),
          "the small-device options: the board's default"),
-    Step("icebreaker-step-up", "icebreaker", _sizes(16, 8, 1, 8, 1, **SMALL_DEVICE),
+    Step("icebreaker-step-up", "icebreaker", _sizes(16, 8, 1, 8, 1, **_SMALL_BEFORE_STAGES),
          "one step up: hidden 16"),
     Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
          "backward-only top, 16 lanes, T 32"),
