@@ -1,5 +1,8 @@
 """The host link's executor: a received request checked and carried out, its reply described."""
 
+from functools import partial
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -89,15 +92,17 @@ class LinkExecutor(wiring.Component):
             "read": Out(stream.Signature(walk, always_ready=True)),
         })
 
-    def _reply(self, code, length, payload=0, memory=0):
-        """Statements that offer a reply (the next cycle)."""
-        valid, rep = self._next_reply
-        return [valid.eq(1), rep.code.eq(code), rep.length.eq(length),
+    @staticmethod
+    def _reply(nxt, code, length, payload=0, memory=0):
+        """Statements that offer a reply (``nxt``: what the outputs carry next)."""
+        rep = nxt.reply
+        return [nxt.reply_valid.eq(1), rep.code.eq(code), rep.length.eq(length),
                 rep.data.eq(payload), rep.memory.eq(memory)]
 
-    def _error(self, name):
+    def _error(self, nxt, name):
         """Statements that offer the error reply ``name`` to the request."""
-        return self._reply(protocol.ERROR, 2, Cat(Const(ERR[name], 8), self.request.payload.code))
+        return self._reply(nxt, protocol.ERROR, 2,
+                           Cat(Const(ERR[name], 8), self.request.payload.code))
 
     def _memory(self, m, sel, words):
         """Per memory ``sel`` (a Switch on its code): (element bytes, elements per word, depth,
@@ -115,14 +120,14 @@ class LinkExecutor(wiring.Component):
                 m.d.comb += [eb.eq(0), per.eq(0), depth.eq(0), nbytes.eq(0)]
         return eb, per, depth, nbytes
 
-    def _memory_request(self, m):
+    def _memory_request(self, m, nxt):
         """``WRITE_MEM``, ``READ_MEM``: checked, then a walk started (``write.valid`` or
         ``read.valid``) or the reply given."""
         req = self.request.payload
         f_mem = req.head.mem
         sel = f_mem.mem[:CODE_BITS]
         eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
-        walk, write, read = self._next_walk
+        walk = nxt.walk
         m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
                      walk.eb.eq(eb), walk.per.eq(per)]
         reading = req.code == CMD["READ_MEM"]
@@ -130,33 +135,33 @@ class LinkExecutor(wiring.Component):
         streamed = Cat(sel == c for c in codes).any() if codes else Const(0, 1)
         with m.If((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
                   (~reading & (req.length != MEM_HEAD + count_bytes))):
-            m.d.comb += self._error("LENGTH")
+            m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)):
-            m.d.comb += self._error("ADDRESS")
+            m.d.comb += self._error(nxt, "ADDRESS")
         with m.Elif(reading & (count_bytes > self.max_payload)):
-            m.d.comb += self._error("LENGTH")
+            m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif(self.busy & (reading | ~streamed)):
-            m.d.comb += self._error("BUSY")
+            m.d.comb += self._error(nxt, "BUSY")
         with m.Elif(f_mem.words == 0):
-            m.d.comb += self._reply(req.code, 0)
+            m.d.comb += self._reply(nxt, req.code, 0)
         with m.Elif(reading):
-            m.d.comb += [read.eq(1), *self._reply(req.code, count_bytes, memory=1)]
+            m.d.comb += [nxt.read.eq(1), *self._reply(nxt, req.code, count_bytes, memory=1)]
         with m.Else():
-            m.d.comb += write.eq(1)
+            m.d.comb += nxt.write.eq(1)
 
     def elaborate(self, platform):
         m = Module()
         state = Signal(_State)
-        req, reg, reply, error = self.request.payload, self.reg, self._reply, self._error
+        req, reg = self.request.payload, self.reg
         code = Signal(8)                                # the request being carried out
-        # what the outputs carry the next cycle
-        self._next_reply = (Signal(), Signal(REPLY))
-        self._next_walk = (Signal.like(self.write.payload), Signal(), Signal())
-        (reply_valid, reply_payload), (walk, write, read) = self._next_reply, self._next_walk
+        # what the outputs carry: the next cycle (registered), or at once
+        nxt = SimpleNamespace(reply_valid=Signal(), reply=Signal(REPLY), write=Signal(),
+                              read=Signal(), walk=Signal.like(self.write.payload))
         m.d["sync" if self.registered else "comb"] += [
-            self.reply.valid.eq(reply_valid), self.reply.payload.eq(reply_payload),
-            self.write.valid.eq(write), self.read.valid.eq(read),
-            self.write.payload.eq(walk), self.read.payload.eq(walk)]
+            self.reply.valid.eq(nxt.reply_valid), self.reply.payload.eq(nxt.reply),
+            self.write.valid.eq(nxt.write), self.read.valid.eq(nxt.read),
+            self.write.payload.eq(nxt.walk), self.read.payload.eq(nxt.walk)]
+        reply, error = partial(self._reply, nxt), partial(self._error, nxt)
         m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
                      reg.wdata.eq(req.head.reg.value)]
 
@@ -193,8 +198,8 @@ class LinkExecutor(wiring.Component):
                     with m.Else():
                         m.d.sync += state.eq(_State.WAIT)
                 with m.Elif((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])):
-                    self._memory_request(m)
-                    with m.If(write):
+                    self._memory_request(m, nxt)
+                    with m.If(nxt.write):
                         m.d.sync += state.eq(_State.WRITE)
                 with m.Else():
                     m.d.comb += error("COMMAND")
