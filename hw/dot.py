@@ -40,8 +40,8 @@ class DotUnit(wiring.Component):
     Throughput one beat per cycle (so ``C`` cycles per row, every lane busy on every beat);
     latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the beat registered
     as it comes, the products, the lanes' sum in :data:`TREE_STAGES` registered stages of four
-    terms, the accumulation, the rounding and saturation). The pipeline moves as a whole when its output can be taken
-    (``i.ready = ~o.valid | o.ready``).
+    terms, the accumulation, the rounding and saturation). The pipeline moves as a whole when
+    its output can be taken (``i.ready = ~o.valid | o.ready``).
     """
 
     @staticmethod

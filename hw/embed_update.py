@@ -79,17 +79,12 @@ class EmbeddingUpdate(wiring.Component):
         m.d.comb += self.busy.eq(state != _State.IDLE)
 
         s = const_mul(b, T) + t
-        valid = Signal()
-        # a word is read when the one on the read ports is taken (they hold it until then)
-        reading = (state == _State.WORDS) & (c < NX) & (~valid | lanes.i.ready)
-        with m.If(~valid | lanes.i.ready):
-            m.d.sync += valid.eq(reading)
+        reading = lanes.read_ports(m, (state == _State.WORDS) & (c < NX))
         bank_base = Mux(self.bank, cfg.max_batch * T, 0)
         m.d.comb += [self.tok_rd.addr.eq(bank_base + s),
                      self.tok_rd.en.eq(state == _State.SETUP),
                      self.dx_rd.addr.eq(dx_base + c), self.dx_rd.en.eq(reading),
                      self.em_rd.addr.eq(e_base + c), self.em_rd.en.eq(reading),
-                     lanes.i.valid.eq(valid),
                      *[lanes.i.payload.master[l].eq(self.em_rd.data[l]) for l in range(L)],
                      *[lanes.i.payload.grad[l].eq(self.dx_rd.data[l]) for l in range(L)]]
         out = lanes.o.valid

@@ -95,7 +95,6 @@ class FetchStage(wiring.Component):
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(take),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(take),
             self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(take),
-            self.done.eq((k == H) & ~valid & ~self.o.valid) if staged else
-            self.done.eq((k == H) & ~valid),
+            self.done.eq((k == H) & ~valid & ~self.o.valid),
         ]
         return m

@@ -89,7 +89,7 @@ class PacketReceiver(wiring.Component):
         req = self.request
         code, length, head = Signal(8), Signal(16), Signal(8 * MEM_HEAD)
         index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
-        crc_rx = Signal(16)
+        crc_lo = Signal(8)                          # the received CRC's first (low) byte
         crc_bad = Signal()                          # the CRC received differs from the computed
         m.d.comb += [self.rx.ready.eq(1), crc.data.eq(byte),
                      req.payload.code.eq(code), req.payload.length.eq(length),
@@ -137,12 +137,12 @@ class PacketReceiver(wiring.Component):
                             m.d.sync += head.eq(Cat(head[8 * (MEM_HEAD - n):], byte))
         with m.Elif(state == _State.CRC):
             with m.If(got):
-                m.d.sync += [index.eq(index + 1), crc_rx.eq(Cat(crc_rx[8:], byte))]
+                m.d.sync += [index.eq(index + 1), crc_lo.eq(byte)]
                 with m.If(index == 1):
                     # the verdict registered with the last byte: the request's error is a
                     # register, not a 16-bit compare in front of the executor's checks
                     m.d.sync += [state.eq(_State.CHECK),
-                                 crc_bad.eq(Cat(crc_rx[8:], byte) != crc.crc)]
+                                 crc_bad.eq(Cat(crc_lo, byte) != crc.crc)]
         with m.Elif(state == _State.CHECK):
             m.d.comb += [req.valid.eq(1), req.payload.error.eq(
                 Mux(crc_bad, RxError.CRC, RxError.NONE))]

@@ -83,8 +83,9 @@ class LossScale(wiring.Component):
 
     Every read's data goes into a register first (:data:`MAX_STAGES`, :data:`COPY_STAGES`):
     the block RAM's output, the word's max (a tree of comparisons, ``log2 L`` deep), the lane
-    select, the rounding shift and the saturation each have a cycle of their own. Cycles: :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from
-    the cycle after ``start`` until the last write.
+    select, the rounding shift and the saturation each have a cycle of their own. Cycles:
+    :func:`cycles` (:func:`drop_cycles` for a drop); ``busy`` from the cycle after ``start``
+    until the last write.
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 

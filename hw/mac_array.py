@@ -265,8 +265,6 @@ class MacArray(wiring.Component):
         if self.forwarding:
             m.d.sync += [hit3.eq(st.v2 & (st.ph2 == st.ph1) & (st.addr2 == st.addr1)),
                          hit4.eq(v3 & (ph3 == st.ph1) & (addr3 == st.addr1))]
-        lo = Mux(st.ph2, f.da.min, f.dw.min)
-        hi = Mux(st.ph2, f.da.max, f.dw.max)
         for l in range(L):
             acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
                       Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])))
@@ -275,7 +273,8 @@ class MacArray(wiring.Component):
             if f.da.width == f.dw.width:    # one range: saturated by a test of the top bits
                 m.d.sync += sum3[l].eq(saturate_by_sign(total, acc_width))
             else:
-                m.d.sync += sum3[l].eq(clamp(total, lo, hi))
+                m.d.sync += sum3[l].eq(clamp(total, Mux(st.ph2, f.da.min, f.dw.min),
+                                             Mux(st.ph2, f.da.max, f.dw.max)))
         m.d.sync += [v3.eq(st.v2), ph3.eq(st.ph2), addr3.eq(st.addr2), sum4.eq(sum3)]
 
         for l in range(L):

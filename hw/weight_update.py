@@ -83,12 +83,9 @@ class WeightUpdate(wiring.Component):
         n_out = Signal(range(words + 1))        # next word written
         j = Signal(range(rows + 1))
         j_out = Signal(range(rows + 1))
-        valid_w, valid_b = Signal(), Signal()
-        # a word is read when the one on the read ports is taken (they hold it until then)
-        read_w = running & (n < words) & (~valid_w | lanes.i.ready)
+        read_w = lanes.read_ports(m, running & (n < words))
         read_b = running & (j < rows)
-        with m.If(~valid_w | lanes.i.ready):
-            m.d.sync += valid_w.eq(read_w)
+        valid_b = Signal()
         m.d.sync += valid_b.eq(read_b)
         per_gate = self.layer == "lstm"            # DB: four gates a word; DBO: one
         if per_gate:
@@ -101,7 +98,6 @@ class WeightUpdate(wiring.Component):
         m.d.comb += [
             dw_rd.addr.eq(n), wm_rd.addr.eq(n), dw_rd.en.eq(read_w), wm_rd.en.eq(read_w),
             db_rd.addr.eq(j[2:] if per_gate else j), bm_rd.addr.eq(j),
-            lanes.i.valid.eq(valid_w),
             *[lanes.i.payload.master[l].eq(wm_rd.data[l]) for l in range(L)],
             *[lanes.i.payload.grad[l].eq(dw_rd.data[l]) for l in range(L)],
             bias.i.valid.eq(valid_b), bias.i.payload.master.eq(bm_rd.data),

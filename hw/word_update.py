@@ -19,9 +19,9 @@ class WordUpdate(wiring.Component):
 
     A word takes ``P = config.update_passes`` cycles: lanes ``p*U .. p*U + U - 1`` in its pass
     ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
-    port's data (a read port holds it while not enabled) until then. The new word is offered on
-    ``o`` for one cycle, :data:`~.update.LATENCY` cycles after its last pass: ``P = 1`` is the
-    update units alone, one word per cycle.
+    port's data (a read port holds it while not enabled) until then (:meth:`read_ports`). The
+    new word is offered on ``o`` for one cycle, :data:`~.update.LATENCY` cycles after its last
+    pass: ``P = 1`` is the update units alone, one word per cycle.
     """
 
     def __init__(self, config: AccelConfig):
@@ -41,6 +41,19 @@ class WordUpdate(wiring.Component):
             "lr": In(f.lr.width),
             "shift": In(SHIFT_WIDTH),
         })
+
+    def read_ports(self, m, want):
+        """A caller's read enable for the block RAM ports that feed ``i``, reading while
+        ``want``: a word is read when none is on the ports or the one there is taken (they hold
+        it until then), and ``i.valid`` is high from the cycle after its read until it is
+        taken. Returns the enable."""
+        valid = Signal()
+        free = ~valid | self.i.ready
+        read = Signal()
+        m.d.comb += [read.eq(want & free), self.i.valid.eq(valid)]
+        with m.If(free):
+            m.d.sync += valid.eq(read)
+        return read
 
     def elaborate(self, platform):
         m = Module()
