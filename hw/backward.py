@@ -101,7 +101,7 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
-                              forwarding=c.forwarding)
+                              forwarding=c.forwarding, staged_read=c.timing_stages)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        skid=c.threshold_skid)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),

@@ -75,15 +75,18 @@ class MacArray(wiring.Component):
     Timing: C cycles per single command (2C for ``BOTH``), one L-element word per cycle, a new
     command is accepted in the cycle its predecessor issues its last word, so consecutive
     commands leave no bubble for every C (``cmd.ready`` does not depend on ``cmd.valid``).
-    Pipeline: accept -> issue (row read) -> row registered -> product (acc read) -> round and
-    add -> write: a word is written 4 cycles after it is issued (:data:`LATENCY`; no logic
-    between a block RAM's output and a register but the lane select), the first word issues the
-    cycle after acceptance, and ``busy`` falls the cycle after the last write.
+    Pipeline: accept -> issue (row read) -> row registered (acc read) -> product (acc
+    registered) -> round and add -> write: a word is written 4 cycles after it is issued
+    (:data:`LATENCY`; no logic between a block RAM's output and a register but a select), the
+    first word issues the cycle after acceptance, and ``busy`` falls the cycle after the last
+    write. ``staged_read=False`` issues the accumulator's read a cycle later, at the product,
+    and adds its data straight from block RAM (fewer flip-flops, a longer path; same cycles).
     Read-after-write on the same accumulator word (C <= 2, or repeated rows) is resolved by
-    forwarding the two newest sums, never by stalling (``forwarding=False`` leaves that out, for
-    users whose commands never read a word within 3 cycles of its write: only ``BOTH`` commands
-    with ``C >= 2``, rows never repeated back to back). The array never stalls once a word is
-    issued; back-pressure is only ``cmd.ready`` while a command is running.
+    forwarding the three newest sums (two without ``staged_read``), never by stalling: the
+    newest into the add, the older ones into the registered read. ``forwarding=False`` leaves
+    that out, for users whose commands never issue an accumulator word again within 4 words
+    (3 without ``staged_read``): only ``BOTH`` commands with ``C >= 2``. The array never stalls
+    once a word is issued; back-pressure is only ``cmd.ready`` while a command is running.
 
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
@@ -115,12 +118,13 @@ class MacArray(wiring.Component):
                 raise ValueError(f"formats.{name} width must be 2..48, not {w}")
 
     def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
-                 counter_width: int = COUNTER_WIDTH, forwarding: bool = True):
+                 counter_width: int = COUNTER_WIDTH, forwarding: bool = True,
+                 staged_read: bool = True):
         self.check_parameters(lanes, k, rows, formats)
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         self.counter_width = counter_width
-        self.forwarding = bool(forwarding)
+        self.forwarding, self.staged_read = bool(forwarding), bool(staged_read)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
@@ -229,11 +233,13 @@ class MacArray(wiring.Component):
         s1 = Signal(signed(f.grad.width))
         addr1 = Signal(seq.aw)
         m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
+        # the accumulator's read: at the row's stage when staged, else at the product's
+        v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         m.d.comb += [
-            self.dw_rd.addr.eq(addr1),
-            self.dw_rd.en.eq(v1 & ~ph1),
-            self.da_rd.addr.eq(addr1),
-            self.da_rd.en.eq(v1 & ph1),
+            self.dw_rd.addr.eq(addr_rd),
+            self.dw_rd.en.eq(v_rd & ~ph_rd),
+            self.da_rd.addr.eq(addr_rd),
+            self.da_rd.en.eq(v_rd & ph_rd),
         ]
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(seq.aw)
@@ -246,12 +252,13 @@ class MacArray(wiring.Component):
             m.d.comb += p.eq(s1 * rows[l])
             m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
                                      round_half_up(p, f.dw_shift)))
-        return SimpleNamespace(vr=vr, v1=v1, ph1=ph1, addr1=addr1, v2=v2, ph2=ph2, addr2=addr2,
-                               r2=r2)
+        return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
+                               ph2=ph2, addr2=addr2, r2=r2)
 
     def _accumulate(self, m, seq, st):
         """Stage 2: forward, saturating add; stage 3: write back (stage 4 only remembers it for
-        forwarding)."""
+        forwarding). Staged, the read is registered at stage 1 with the sums of the two words
+        before the previous one (then in ``sum3`` and ``sum4``) forwarded into it."""
         L, f = self.lanes, self.formats
         acc_width = max(f.dw.width, f.da.width)
         v3, ph3 = Signal(), Signal()
@@ -259,15 +266,28 @@ class MacArray(wiring.Component):
         sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
         sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
         # Forwarding selects, compared one stage early and registered so that the address
-        # compare is not in series with the add: next cycle, stage 3 holds what stage 2 holds
-        # now and stage 4 what stage 3 holds now, while stage 2 holds what stage 1 holds now.
-        hit3, hit4 = Signal(), Signal()
+        # compare is not in series with the add or the read: next cycle, stage 3 holds what
+        # stage 2 holds now and stage 4 what stage 3 holds now, while stage 2 holds what stage 1
+        # holds now and stage 1 what stage R holds now.
+        hit3, hit4, hit5 = Signal(), Signal(), Signal()
+        def same(v, ph, addr, ph_at, addr_at):
+            return v & (ph == ph_at) & (addr == addr_at)
         if self.forwarding:
-            m.d.sync += [hit3.eq(st.v2 & (st.ph2 == st.ph1) & (st.addr2 == st.addr1)),
-                         hit4.eq(v3 & (ph3 == st.ph1) & (addr3 == st.addr1))]
+            m.d.sync += hit3.eq(same(st.v2, st.ph2, st.addr2, st.ph1, st.addr1))
+            if self.staged_read:      # the older two: for the registered read, at stage 1
+                m.d.sync += [hit4.eq(same(st.v2, st.ph2, st.addr2, st.phr, st.addrr)),
+                             hit5.eq(same(v3, ph3, addr3, st.phr, st.addrr))]
+            else:
+                m.d.sync += hit4.eq(same(v3, ph3, addr3, st.ph1, st.addr1))
         for l in range(L):
-            acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l],
-                      Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])))
+            read = Mux(st.ph1 if self.staged_read else st.ph2,
+                       self.da_rd.data[l], self.dw_rd.data[l])
+            if self.staged_read:      # registered with the two older sums forwarded into it
+                acc2 = Signal(signed(acc_width), name=f"acc{l}")
+                m.d.sync += acc2.eq(Mux(hit4, sum3[l], Mux(hit5, sum4[l], read)))
+                acc = Mux(hit3, sum3[l], acc2)
+            else:
+                acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l], read))
             total = Signal(signed(max(acc_width, len(st.r2[l])) + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + st.r2[l])
             if f.da.width == f.dw.width:    # one range: saturated by a test of the top bits

@@ -86,7 +86,8 @@ class OutputLayer(wiring.Component):
         self.softmax = SoftmaxUnit(config.vocab, f)
         self.array = MacArray(config.lanes, config.hidden, config.vocab, f,
                               counter_width=config.counter_width,
-                              forwarding=config.forwarding or config.h_chunks < 2)
+                              forwarding=config.forwarding or config.h_chunks < 2,
+                              staged_read=config.timing_stages)
         T, B, cw = config.max_seq, config.max_batch, config.counter_width
         #: bits of ``loss_sum``: every symbol's loss at its largest, summed exactly
         self.loss_width = f.loss.width + max(1, ceil_log2(T * B + 1))

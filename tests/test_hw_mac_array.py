@@ -18,9 +18,9 @@ from gateskip.hw.mac_array import LATENCY, MacArray, Use
 class Harness(wiring.Component):
     """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
 
-    def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False):
+    def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True):
         self.transparent = transparent
-        self.dut = MacArray(lanes, k, rows, formats)
+        self.dut = MacArray(lanes, k, rows, formats, staged_read=staged)
         C = self.dut.chunks
         super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
         self.mem = {
@@ -85,8 +85,9 @@ def _commands(rng, n, rows, f, extreme=False):
     return cmds
 
 
-def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, transparent=False):
-    h = Harness(lanes, k, rows, mems, formats, transparent)
+def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, transparent=False,
+              staged=True):
+    h = Harness(lanes, k, rows, mems, formats, transparent, staged)
     dut = h.dut
     rng = random.Random(seed)
     trace = {"issue": [], "accept": []}
@@ -128,15 +129,17 @@ CONFIGS = [  # lanes, k, rows: C = 1, 2 (tail 1), 4, 8, odd lanes, one lane, 16 
 ]
 
 
+@pytest.mark.parametrize("staged", [True, False], ids=["staged", "unstaged"])
 @pytest.mark.parametrize("lanes,k,rows", CONFIGS)
 @pytest.mark.parametrize("extreme", [False, True])
-def test_mac_array_matches_model(lanes, k, rows, extreme):
+def test_mac_array_matches_model(lanes, k, rows, extreme, staged):
     seed = hash((lanes, k, rows, extreme)) & 0xFFFF
     rng = np.random.default_rng(seed)
     f = FORMATS
     mems = _mems(rng, rows, k, f, extreme)
     cmds = _commands(rng, 40 if k <= 16 else 12, rows, f, extreme)
-    out = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.6 if extreme else 1.0)
+    out = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.6 if extreme else 1.0,
+                    staged=staged)
     want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
     assert np.array_equal(out["dW"], want["dW"]), f"seed {seed}"
     assert np.array_equal(out["da"], want["da"]), f"seed {seed}"
@@ -150,9 +153,10 @@ def test_mac_array_matches_model(lanes, k, rows, extreme):
         assert first["dW"][0, 0] == f.dw.max and first["da"][0] == f.da.min
 
 
+@pytest.mark.parametrize("staged", [True, False], ids=["staged", "unstaged"])
 @pytest.mark.parametrize("transparent", [False, True])
 @pytest.mark.parametrize("lanes,k", [(4, 4), (4, 5), (2, 6), (8, 64), (4, 16)])
-def test_no_bubbles_between_commands(lanes, k, transparent):
+def test_no_bubbles_between_commands(lanes, k, transparent, staged):
     """Commands always valid: words issue on consecutive cycles from the first to the last,
     and the last write lands 4 cycles after the last word (C = 1 included: da hazards)."""
     rng = np.random.default_rng(k)
@@ -162,7 +166,8 @@ def test_no_bubbles_between_commands(lanes, k, transparent):
     cmds = [(int(j), int(s), u) for j, s, u in zip(
         rng.integers(0, rows, 24), rng.integers(f.grad.min, f.grad.max + 1, 24),
         [Use.DA, Use.DW, Use.BOTH] * 8)]
-    out = run_array(lanes, k, rows, mems, cmds, seed=0, p_valid=1.0, transparent=transparent)
+    out = run_array(lanes, k, rows, mems, cmds, seed=0, p_valid=1.0, transparent=transparent,
+                    staged=staged)
     issue = out["issue"]
     first = issue.index(1)
     last = len(issue) - 1 - issue[::-1].index(1)
