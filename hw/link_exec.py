@@ -34,7 +34,9 @@ class LinkExecutor(wiring.Component):
 
     Checked in the cycle the request is taken: the receiver's verdict, the command, the
     length, the memory and its address range, ``busy`` (a register write or memory access
-    while the accelerator runs is refused). Then, through ``reg``
+    while the accelerator runs is refused). A memory request (``WRITE_MEM``, ``READ_MEM``
+    without a receiver error) is taken in its second cycle offered: its length, range and
+    sizes are registered from its fields in the first. Then, through ``reg``
     (:func:`~.registers.reg_signature`): a register write in the same cycle; a read whose data
     arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go
     out as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte
@@ -46,7 +48,7 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out. ``registered=False``: the outputs straight from the checks, a cycle earlier
+    carried out, but for a memory request's first cycle. ``registered=False``: the outputs straight from the checks, a cycle earlier
     each (fewer flip-flops, for a small device).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
@@ -120,32 +122,52 @@ class LinkExecutor(wiring.Component):
                 m.d.comb += [eb.eq(0), per.eq(0), depth.eq(0), nbytes.eq(0)]
         return eb, per, depth, nbytes
 
-    def _memory_request(self, m, nxt):
-        """``WRITE_MEM``, ``READ_MEM``: checked, then a walk started (``write.valid`` or
-        ``read.valid``) or the reply given."""
+    def _memory_checks(self, m):
+        """A memory request's checks and walk figures, registered from the request's fields
+        every cycle, so that no adder or compare of them is in series with the request's
+        arrival: a memory request is taken in its second cycle offered, when they are its own."""
         req = self.request.payload
         f_mem = req.head.mem
         sel = f_mem.mem[:CODE_BITS]
         eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
-        walk = nxt.walk
-        m.d.comb += [walk.mem.eq(sel), walk.addr.eq(f_mem.addr), walk.words.eq(f_mem.words),
-                     walk.eb.eq(eb), walk.per.eq(per)]
         reading = req.code == CMD["READ_MEM"]
         codes = [MEMORIES[n].code for n in self.depths if MEMORIES[n].streamed]
         streamed = Cat(sel == c for c in codes).any() if codes else Const(0, 1)
-        with m.If((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
-                  (~reading & (req.length != MEM_HEAD + count_bytes))):
+        chk = SimpleNamespace(eb=Signal.like(eb), per=Signal.like(per),
+                              nbytes=Signal.like(count_bytes), length=Signal(), address=Signal(),
+                              too_long=Signal(), idle_only=Signal(), empty=Signal())
+        m.d.sync += [
+            chk.eb.eq(eb), chk.per.eq(per), chk.nbytes.eq(count_bytes),
+            chk.length.eq((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
+                          (~reading & (req.length != MEM_HEAD + count_bytes))),
+            chk.address.eq((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)),
+            chk.too_long.eq(reading & (count_bytes > self.max_payload)),
+            chk.idle_only.eq(reading | ~streamed),
+            chk.empty.eq(f_mem.words == 0),
+        ]
+        return chk
+
+    def _memory_request(self, m, nxt, chk):
+        """``WRITE_MEM``, ``READ_MEM``: checked (``chk``, :meth:`_memory_checks`), then a walk
+        started (``write.valid`` or ``read.valid``) or the reply given."""
+        req = self.request.payload
+        f_mem = req.head.mem
+        walk = nxt.walk
+        m.d.comb += [walk.mem.eq(f_mem.mem[:CODE_BITS]), walk.addr.eq(f_mem.addr),
+                     walk.words.eq(f_mem.words), walk.eb.eq(chk.eb), walk.per.eq(chk.per)]
+        reading = req.code == CMD["READ_MEM"]
+        with m.If(chk.length):
             m.d.comb += self._error(nxt, "LENGTH")
-        with m.Elif((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)):
+        with m.Elif(chk.address):
             m.d.comb += self._error(nxt, "ADDRESS")
-        with m.Elif(reading & (count_bytes > self.max_payload)):
+        with m.Elif(chk.too_long):
             m.d.comb += self._error(nxt, "LENGTH")
-        with m.Elif(self.busy & (reading | ~streamed)):
+        with m.Elif(self.busy & chk.idle_only):
             m.d.comb += self._error(nxt, "BUSY")
-        with m.Elif(f_mem.words == 0):
+        with m.Elif(chk.empty):
             m.d.comb += self._reply(nxt, req.code, 0)
         with m.Elif(reading):
-            m.d.comb += [nxt.read.eq(1), *self._reply(nxt, req.code, count_bytes, memory=1)]
+            m.d.comb += [nxt.read.eq(1), *self._reply(nxt, req.code, chk.nbytes, memory=1)]
         with m.Else():
             m.d.comb += nxt.write.eq(1)
 
@@ -162,12 +184,19 @@ class LinkExecutor(wiring.Component):
             self.write.valid.eq(nxt.write), self.read.valid.eq(nxt.read),
             self.write.payload.eq(nxt.walk), self.read.payload.eq(nxt.walk)]
         reply, error = partial(self._reply, nxt), partial(self._error, nxt)
+        chk = self._memory_checks(m)
         m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
                      reg.wdata.eq(req.head.reg.value)]
 
+        # the request was offered last cycle and not taken: ``chk`` is of its fields (a stream's
+        # payload holds until taken)
+        fresh = Signal()
+        m.d.sync += fresh.eq(self.request.valid & ~self.request.ready)
         with m.If(state == _State.IDLE):
-            m.d.comb += self.request.ready.eq(1)
-            with m.If(self.request.valid):
+            mem_req = (req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])
+            # a memory request waits one cycle, not taken, for its registered checks
+            m.d.comb += self.request.ready.eq(~(mem_req & (req.error == RxError.NONE) & ~fresh))
+            with m.If(self.request.valid & self.request.ready):
                 m.d.sync += code.eq(req.code)
                 with m.If(req.error != RxError.NONE):
                     m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
@@ -197,8 +226,8 @@ class LinkExecutor(wiring.Component):
                         m.d.comb += error("LENGTH")
                     with m.Else():
                         m.d.sync += state.eq(_State.WAIT)
-                with m.Elif((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])):
-                    self._memory_request(m, nxt)
+                with m.Elif(mem_req):
+                    self._memory_request(m, nxt, chk)
                     with m.If(nxt.write):
                         m.d.sync += state.eq(_State.WRITE)
                 with m.Else():

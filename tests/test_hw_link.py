@@ -335,25 +335,29 @@ def test_receiver_reports_crc_timeout_and_length(case):
 
 
 def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4):
-    """LinkExecutor offered ``requests`` {cycle: request const}; returns per cycle what it did:
-    (cycle, reply or None, reg.we, reg.re, reg.addr, write walk or None, read walk or None)."""
+    """LinkExecutor offered ``requests`` {cycle: request const}, each held from its cycle until
+    taken (in order); returns per cycle what it did: (cycle, reply or None, reg.we, reg.re,
+    reg.addr, write walk or None, read walk or None, a request taken)."""
     from gateskip.hw.link_exec import LinkExecutor
     from gateskip.hw.link_types import REQUEST
     dut = LinkExecutor(lanes=L, depths={n: 8 for n in MEMORIES}, elements=6, max_payload=64)
     log = []
 
     async def bench(ctx):
-        done_at = None
+        done_at, pending = None, []
         for cycle in range(cycles):
-            req = requests.get(cycle)
+            if cycle in requests:
+                pending.append(requests[cycle])
+            req = pending[0] if pending else None
             ctx.set(dut.request.valid, req is not None)
             if req is not None:
                 ctx.set(dut.request.payload, REQUEST.const(req))
             ctx.set(dut.busy, busy(cycle))
             ctx.set(dut.reg.rdata, 0x11223344 + cycle)
             ctx.set(dut.written, cycle == done_at)
-            if req is not None:
-                assert ctx.get(dut.request.ready)
+            taken = req is not None and bool(ctx.get(dut.request.ready))
+            if taken:
+                pending.pop(0)
             reply = ctx.get(dut.reply.payload) if ctx.get(dut.reply.valid) else None
             write = ctx.get(dut.write.payload) if ctx.get(dut.write.valid) else None
             read = ctx.get(dut.read.payload) if ctx.get(dut.read.valid) else None
@@ -363,8 +367,9 @@ def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4)
             log.append((cycle, None if reply is None else
                         (reply.code, reply.length, reply.data, reply.memory),
                         ctx.get(dut.reg.we), ctx.get(dut.reg.re), ctx.get(dut.reg.addr),
-                        walk(write), walk(read)))
+                        walk(write), walk(read), taken))
             await ctx.tick()
+        assert not pending, "a request was never taken"
 
     _simulate(dut, bench)
     return log
@@ -380,15 +385,18 @@ def test_executor_refuses_a_write_while_busy():
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wreg, 2: wmem, 4: rreg}, busy=lambda cycle: 1, cycles=7)
-    # replies are registered: offered the cycle after the request
-    assert log[0][1] is None
-    assert log[1][1] == busy_error(CMD["WRITE_REG"]) and log[3][1] == busy_error(CMD["WRITE_MEM"])
+    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=8)
+    # replies are registered: offered the cycle after the request is taken; a memory request
+    # is taken in its second cycle offered (its checks registered in the first)
+    assert log[0][1] is None and log[0][7]
+    assert log[1][1] == busy_error(CMD["WRITE_REG"])
+    assert not log[2][7] and log[3][7] and log[3][1] is None
+    assert log[4][1] == busy_error(CMD["WRITE_MEM"])
     assert not any(row[2] for row in log) and not any(row[5] for row in log)
     # READ_REG is served while busy: `re` with the request, the data the next cycle, the
     # reply (registered) the cycle after
-    assert log[4][3:5] == (1, R["HIDDEN"]) and log[4][1] is None and log[5][1] is None
-    assert log[6][1] == (CMD["READ_REG"], 4, 0x11223344 + 5, 0)
+    assert log[5][3:5] == (1, R["HIDDEN"]) and log[5][1] is None and log[6][1] is None
+    assert log[7][1] == (CMD["READ_REG"], 4, 0x11223344 + 6, 0)
 
 
 def test_executor_takes_token_writes_while_busy():
@@ -398,10 +406,12 @@ def test_executor_takes_token_writes_while_busy():
     wtok = _request(CMD["WRITE_MEM"], struct.pack("<BHH", tok, 1, 2) + bytes(4))
     rtok = _request(CMD["READ_MEM"], struct.pack("<BHH", tok, 1, 2))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=8)
-    assert log[1][5] == (tok, 1, 2, 2, 1) and log[1][1] is None    # the writer walks it
-    assert log[6][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[7][1] == busy_error(CMD["READ_MEM"])
+    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=9)
+    assert log[2][5] == (tok, 1, 2, 2, 1) and log[2][1] is None    # the writer walks it
+    assert log[7][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    # offered while the write was carried out, so its checks are ready: taken at once
+    assert not log[6][7] and log[7][7]
+    assert log[8][1] == busy_error(CMD["READ_MEM"])
 
 
 def test_executor_carries_out_requests_when_not_busy():
@@ -410,16 +420,19 @@ def test_executor_carries_out_requests_when_not_busy():
     rmem = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 3, 3))
     bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
     crc = _request(CMD["PING"], error=ERR["CRC"])
-    log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4)
+    log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4,
+                    cycles=13)
     assert log[0][2:5] == (1, 0, R["TAU"])                      # the register write at once
     assert log[1][1] == (CMD["WRITE_REG"], 0, 0, 0)             # its reply the next cycle
-    assert log[2][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[2][1] is None
-    assert [row[1] for row in log[3:7]] == [None] * 4          # waiting for the writer
-    assert log[7][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[8][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
-    assert log[8][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
-    assert log[9][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
-    assert log[10][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
+    assert not log[1][7] and log[2][7]                          # WRITE_MEM: a cycle to check
+    assert log[3][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[3][1] is None
+    assert [row[1] for row in log[4:8]] == [None] * 4          # waiting for the writer
+    assert log[8][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[9][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)      # READ_MEM waited: taken at 8
+    assert log[9][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
+    assert log[11][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
+    assert log[11][7]                                           # a receiver error: at once
+    assert log[12][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
