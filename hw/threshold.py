@@ -26,7 +26,8 @@ class ThresholdUnit(wiring.Component):
     is accepted. The output carries the beat's non-zero mask (bit ``l`` for lane ``l``).
 
     Counters (``counter_width`` bits, wrap, cleared by ``clear``), updated per accepted input beat:
-    ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero).
+    ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero; counted the
+    cycle after the beat is accepted).
     """
 
     @staticmethod
@@ -78,10 +79,17 @@ class ThresholdUnit(wiring.Component):
                      out.i.valid.eq(self.i.valid),
                      self.i.ready.eq(out.i.ready)]
 
-        nonzero = sum(result.mask[l] for l in range(self.lanes))
+        # a beat's zeros counted the cycle after it is accepted: the magnitude compares and their
+        # sum are not in series with the counter's adder
+        taken = self.i.valid & self.i.ready
+        beat_zeros, counted = Signal(range(self.lanes + 1)), Signal()
+        m.d.sync += [beat_zeros.eq(self.lanes - sum(result.mask[l] for l in range(self.lanes))),
+                     counted.eq(taken & ~self.clear)]
         with m.If(self.clear):
             m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
-        with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [self.seen.eq(self.seen + self.lanes),
-                         self.zeros.eq(self.zeros + (self.lanes - nonzero))]
+        with m.Else():
+            with m.If(taken):
+                m.d.sync += self.seen.eq(self.seen + self.lanes)
+            with m.If(counted):
+                m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
         return m

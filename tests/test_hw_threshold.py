@@ -103,9 +103,15 @@ def test_threshold_counters_clear():
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.i.payload.data, [3, 30])
         await ctx.tick().repeat(3)
-        assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (6, 3)
+        assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (6, 2)   # zeros: a cycle after
         ctx.set(dut.i.valid, 0)
-        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (6, 3)
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.clear, 1)                   # a beat taken with clear is not counted
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.clear, 0)
         await ctx.tick()
         assert (ctx.get(dut.seen), ctx.get(dut.zeros)) == (0, 0)
 
