@@ -10,7 +10,11 @@ from .activation import ActivationUnit, Function
 from .fixedpoint import round_half_up, saturate
 from .queue import Queue
 
-__all__ = ["CellUnit"]
+__all__ = ["CellUnit", "LATENCY"]
+
+#: the unit's own cycles in a forward step's latency, besides its tanh's activation (the
+#: record, the product ``o tanh(c)``, the output, the handover; ``forward_unit.STEP_OVERHEAD``)
+LATENCY = 4
 
 
 class CellUnit(wiring.Component):
@@ -22,7 +26,8 @@ class CellUnit(wiring.Component):
 
     The products ``f c_prev`` and ``i g`` are formed when ``g`` arrives, ``c`` when ``o``
     arrives; the record then waits for ``tanh(c)`` in a queue beside the activation unit, so
-    units overlap: one unit per four input beats, latency about 7 cycles from ``o``.
+    units overlap: one unit per four input beats. ``o tanh(c)`` is registered before its
+    rounding (:data:`LATENCY`).
     ``i.ready`` drops only while a finished record cannot enter the activation unit.
     """
 
@@ -91,19 +96,29 @@ class CellUnit(wiring.Component):
                     record.c.eq(saturate(round_half_up(
                         cc, 2 * F.act.frac_bits - F.cell.frac_bits), F.cell.width))]
 
-        # output: the record and its tanh(c) meet; h = o tanh(c)
-        take = tanh.o.valid & side.o.valid & (~self.o.valid | self.o.ready)
+        # output: the record and its tanh(c) meet and o tanh(c) is registered (stage P, the
+        # multiplier between registers); then h = sat(round(o tanh(c))) (the output register)
+        pv = Signal()
+        prec = Signal(self.record_layout)
+        pt = Signal(signed(F.act.width))
+        prod = Signal(signed(2 * F.act.width))
+        advance = pv & (~self.o.valid | self.o.ready)
+        take = tanh.o.valid & side.o.valid & (~pv | advance)
         m.d.comb += [tanh.o.ready.eq(take), side.o.ready.eq(take)]
+        with m.If(advance):
+            m.d.sync += pv.eq(0)
+        with m.If(take):
+            m.d.sync += [pv.eq(1), prec.eq(side.o.payload), pt.eq(tanh.o.payload.value),
+                         prod.eq(side.o.payload.o * tanh.o.payload.value)]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        rec, t = side.o.payload, tanh.o.payload.value
-        with m.If(take):
+        with m.If(advance):
             m.d.sync += [self.o.valid.eq(1),
-                         self.o.payload.i.eq(rec.i), self.o.payload.f.eq(rec.f),
-                         self.o.payload.g.eq(rec.g), self.o.payload.o.eq(rec.o),
-                         self.o.payload.c_prev.eq(rec.c_prev), self.o.payload.c.eq(rec.c),
-                         self.o.payload.tanh_c.eq(t),
+                         self.o.payload.i.eq(prec.i), self.o.payload.f.eq(prec.f),
+                         self.o.payload.g.eq(prec.g), self.o.payload.o.eq(prec.o),
+                         self.o.payload.c_prev.eq(prec.c_prev), self.o.payload.c.eq(prec.c),
+                         self.o.payload.tanh_c.eq(pt),
                          self.o.payload.h.eq(saturate(round_half_up(
-                             rec.o * t, 2 * F.act.frac_bits - F.operand.frac_bits),
+                             prod, 2 * F.act.frac_bits - F.operand.frac_bits),
                              F.operand.width))]
         return m

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
 from .activation import LATENCY as ACT_LATENCY
+from .cell import LATENCY as CELL_LATENCY
 from .dot import LATENCY as DOT_LATENCY
 from .fixedpoint import round_half_up, saturate
 from .forward import ForwardPipe
@@ -17,10 +18,11 @@ from .memory_bank import run_ports
 __all__ = ["ForwardUnit", "STEP_OVERHEAD", "SEQUENCE_OVERHEAD"]
 
 #: cycles per step beyond the ``4H * C`` row beats: setup 1, then from the last beat to the
-#: step's end the dot unit's latency, the activation's, the cell unit (its own 3 and its tanh's
-#: activation) and the write 1; exact, as is :data:`SEQUENCE_OVERHEAD` (``gateskip bench --kind
-#: layer`` checks it: ``T*(4H*C + STEP_OVERHEAD) + H + SEQUENCE_OVERHEAD`` per sequence)
-STEP_OVERHEAD = 5 + DOT_LATENCY + 2 * ACT_LATENCY
+#: step's end the dot unit's latency, the activation's, the cell unit (its own
+#: :data:`~.cell.LATENCY` and its tanh's activation) and the write 1; exact, as is
+#: :data:`SEQUENCE_OVERHEAD` (``gateskip bench --kind layer`` checks it:
+#: ``T*(4H*C + STEP_OVERHEAD) + H + SEQUENCE_OVERHEAD`` per sequence)
+STEP_OVERHEAD = 2 + DOT_LATENCY + 2 * ACT_LATENCY + CELL_LATENCY
 #: cycles per sequence beyond :data:`STEP_OVERHEAD`: the copy of ``h_{-1}`` (H words, + 2)
 SEQUENCE_OVERHEAD = 2
 
