@@ -19,15 +19,16 @@ class WordReader(wiring.Component):
     Reads on demand: a word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`)
     in a cycle when one is due and ``o.ready`` is high with nothing offered; the cycle after,
     ``mem.rdata`` goes into a register of the reader's own (nothing between the memories' read
-    mux and a register: the block RAM's output and that mux take most of a cycle), and its
-    elements are offered from the next cycle on, each held until taken, the register shifting
-    by an element as one is taken (no element mux); the next word is due once the last element
-    is taken. So a sink that holds ``ready`` high while it waits gets an element 2 cycles after
-    asking, and a word every ``per + 2`` cycles at best. ``element_port``: each element is
-    read alone (``mem.el``), ``3`` cycles per element at best. ``registered=False`` (fewer
-    flip-flops, for a small device): the elements offered straight from ``mem.rdata`` (which
-    must then hold while ``mem.re`` is low: a read port with enable) from the cycle after the
-    read, a cycle earlier. A ``cmd`` (no back-pressure)
+    mux and a register but its enable: the block RAM's output and that mux take most of a
+    cycle), the next into a shift register, and its elements are offered from the cycle after
+    that, each held until taken, the register shifting by an element as one is taken (no
+    element mux); the next word is due once the last element is taken. So a sink that holds
+    ``ready`` high while it waits gets an element 3 cycles after asking, and a word every
+    ``per + 3`` cycles at best. ``element_port``: each element is read alone (``mem.el``),
+    ``4`` cycles per element at best. ``registered=False`` (fewer flip-flops, for a small
+    device): the elements offered straight from ``mem.rdata`` (which must then hold while
+    ``mem.re`` is low: a read port with enable) from the cycle after the read, two cycles
+    earlier. A ``cmd`` (no back-pressure)
     starts a walk the next cycle; one that comes during a walk is ignored, so an element
     offered stays until taken whatever ``cmd`` does. ``walking``: a walk is in progress (a
     register: from the cycle after ``cmd`` to the last element taken).
@@ -54,10 +55,11 @@ class WordReader(wiring.Component):
         pending = Signal()                              # a word (element) is due
         arriving = Signal()                             # mem.rdata holds it: registered now
         full = Signal()                                 # it is offered
+        loading = Signal()                              # registered: the data held, to `word`
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
-                     mem.re.eq(pending & ~arriving & ~full & o.ready),
+                     mem.re.eq(pending & ~arriving & ~loading & ~full & o.ready),
                      o.valid.eq(full), o.payload.bytes.eq(eb),
-                     self.walking.eq(pending | arriving | full)]
+                     self.walking.eq(pending | arriving | loading | full)]
         if EP:
             m.d.comb += mem.el.eq(el)
         if self.registered:
@@ -71,7 +73,7 @@ class WordReader(wiring.Component):
                     m.d.comb += o.payload.value.eq(mem.rdata[e])
 
         end_of_word = el == per - 1
-        with m.If(self.cmd.valid & ~pending & ~arriving & ~full):
+        with m.If(self.cmd.valid & ~pending & ~arriving & ~loading & ~full):
             m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
                          full.eq(0)]
@@ -81,8 +83,13 @@ class WordReader(wiring.Component):
             with m.If(end_of_word if EP else 1):        # the word's last element moves on
                 m.d.sync += maddr.eq(maddr + 1)
         if self.registered:
+            # the data go first into a register of their own (no logic but its enable after
+            # the memories' read mux), then into the shifting `word`
+            held = Signal.like(word)
             with m.Elif(arriving):
-                m.d.sync += [arriving.eq(0), full.eq(1), word.eq(mem.rdata)]
+                m.d.sync += [arriving.eq(0), loading.eq(1), held.eq(mem.rdata)]
+            with m.Elif(loading):
+                m.d.sync += [loading.eq(0), full.eq(1), word.eq(held)]
         with m.Elif(o.valid & o.ready):
             m.d.sync += el.eq(el + 1)
             if self.registered:

@@ -589,6 +589,39 @@ def test_word_reader_reads_on_demand(element_port):
         assert reads == [(3 + k, None) for k in range(words)]
 
 
+@pytest.mark.parametrize("registered,latency", [(True, 3), (False, 1)])
+def test_word_reader_latency(registered, latency):
+    """With ``o.ready`` held high: each word's first element ``latency`` cycles after its read
+    (registered: the port's data held, then shifted out), a word every ``per + latency``."""
+    from gateskip.hw.link_read import WordReader
+    from gateskip.hw.link_types import walk_layout
+    per, n = 2, 3
+    dut = WordReader(depth=8, addr_width=3, elements=n, registered=registered)
+    reads, offers = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.cmd.valid, 1)
+        ctx.set(dut.cmd.payload, walk_layout(8, n).const(
+            {"mem": 1, "addr": 0, "words": 3, "eb": 4, "per": per}))
+        await ctx.tick()
+        ctx.set(dut.cmd.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for cycle in range(30):
+            re, addr = ctx.get(dut.mem.re), ctx.get(dut.mem.addr)
+            if re:
+                reads.append(cycle)
+            if ctx.get(dut.o.valid):
+                offers.append((cycle, ctx.get(dut.o.payload.value)))
+            await ctx.tick()
+            if re:
+                ctx.set(dut.mem.rdata, [10 * addr + e for e in range(n)])
+
+    _simulate(dut, bench)
+    assert [v for _, v in offers] == [0, 1, 10, 11, 20, 21]
+    assert [offers[per * k][0] - r for k, r in enumerate(reads)] == [latency] * 3
+    assert reads[1] - reads[0] == per + latency
+
+
 def test_parts_check_their_parameters():
     from gateskip.hw.link_exec import LinkExecutor
     from gateskip.hw.link_read import WordReader
