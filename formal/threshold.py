@@ -100,8 +100,9 @@ class ThresholdLanes(_ThresholdHarness):
 class ThresholdCounters(_ThresholdHarness):
     """The counters count exactly what passed: ``seen`` the values of every accepted beat
     (``lanes`` each), ``zeros`` those of them that leave as zero (``|v| < tau`` or ``v = 0``),
-    both cleared by ``clear`` and wrapping at ``counter_width`` bits. The harness keeps its
-    own counts, from its own threshold; asserted equal every cycle (1-inductive: prove)."""
+    both cleared by ``clear`` and wrapping at ``counter_width`` bits; ``zeros`` a cycle after
+    ``seen``. The harness keeps its own counts, from its own threshold; asserted equal every
+    cycle (k-inductive: prove)."""
 
     def elaborate(self, platform):
         m, dut = self.module()
@@ -113,6 +114,8 @@ class ThresholdCounters(_ThresholdHarness):
             m.d.sync += [seen.eq(0), zero.eq(0)]
         with m.Elif(dut.i.valid & dut.i.ready):
             m.d.sync += [seen.eq(seen + dut.lanes), zero.eq(zero + zeros)]
+        late = Signal(dut.counter_width)         # `zero` a cycle later (0 after a clear)
+        m.d.sync += late.eq(Mux(dut.clear, 0, zero))
         m.d.comb += [Assert(dut.seen == seen, "seen is not the values accepted"),
-                     Assert(dut.zeros == zero, "zeros is not the zero values accepted")]
+                     Assert(dut.zeros == late, "zeros is not the zero values accepted")]
         return m
