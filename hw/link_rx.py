@@ -69,11 +69,12 @@ class PacketReceiver(wiring.Component):
         """High when no byte has come for ``timeout`` cycles while ``timing``; then held (bytes
         ignored) until ``timing`` falls."""
         quiet = Signal(range(self.timeout + 1))
-        timed_out = timing & (quiet == self.timeout - 1)
+        at_end = Signal()                # quiet == timeout - 1: registered with it, so that
+        timed_out = timing & at_end      # no compare is in series with the executor's checks
         with m.If(~timing | (got & ~timed_out)):
-            m.d.sync += quiet.eq(0)
+            m.d.sync += [quiet.eq(0), at_end.eq(0)]          # timeout >= 16: 0 is not the end
         with m.Elif(~timed_out):
-            m.d.sync += quiet.eq(quiet + 1)
+            m.d.sync += [quiet.eq(quiet + 1), at_end.eq(quiet == self.timeout - 2)]
         return timed_out
 
     def elaborate(self, platform):
