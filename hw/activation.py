@@ -3,14 +3,14 @@
 
 import enum
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..spec.activation import STEP_BITS, TABLE_FRAC, sigmoid_table
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up, saturate
+from .fixedpoint import round_half_up, saturate, saturate_by_sign
 
 __all__ = ["Function", "ActivationUnit", "LATENCY"]
 
@@ -115,19 +115,22 @@ class ActivationUnit(wiring.Component):
         v2, neg2, tanh2 = Signal(), Signal(), Signal()
         y2 = Signal(unsigned(entry_bits))
         entry, diff = word[:entry_bits], word[entry_bits:]
+        # one adder after the multiplier: T[k] + round(p) = (T[k] << low | half + p) >> low
+        # (round half up is add half and floor, and T[k] << low has no low bits to carry)
         with m.If(advance):
             m.d.sync += [v2.eq(vr), neg2.eq(negr), tanh2.eq(tanhr),
-                         y2.eq(entry + round_half_up(diff * fracr, low))]
+                         y2.eq((Cat(Const(1 << (low - 1), low), entry) + diff * fracr) >> low)]
 
-        # stage 3: the other half of the sigmoid, tanh's 2y - 1, rounding to act
-        one = 1 << TABLE_FRAC
-        s = Signal(signed(TABLE_FRAC + 3))
+        # stage 3: the other half of the sigmoid, tanh's 2y - 1, rounding to act, in one adder:
+        # with u = y (sigmoid) or 2y (tanh), the result before rounding is one - u for x < 0,
+        # else u - one for tanh and u for sigmoid; the rounding's half is added to those
+        # constants, and act holds the whole range (saturation by its top bits)
+        one, shift = 1 << TABLE_FRAC, TABLE_FRAC - f.act.frac_bits
+        half = 1 << (shift - 1) if shift > 0 else 0
+        u = Mux(tanh2, y2 << 1, y2)
         t = Signal(signed(TABLE_FRAC + 3))
-        m.d.comb += [s.eq(Mux(neg2, one - y2, y2)),
-                     t.eq(Mux(tanh2, 2 * s - one, s))]
+        m.d.comb += t.eq(Mux(neg2, (one + half) - u, u - Mux(tanh2, one - half, -half)))
         with m.If(advance):
-            m.d.sync += [
-                self.o.valid.eq(v2),
-                self.o.payload.value.eq(
-                    saturate(round_half_up(t, TABLE_FRAC - f.act.frac_bits), f.act.width))]
+            m.d.sync += [self.o.valid.eq(v2),
+                         self.o.payload.value.eq(saturate_by_sign(t >> shift, f.act.width))]
         return m
