@@ -379,6 +379,10 @@ class Backward(wiring.Component):
                 if self.model else ())}
         with m.If(ctl.step_done):
             m.d.sync += own["steps"].eq(own["steps"] + 1)
+        # the compactor's skips counted a cycle later, so that its handshake is not in series
+        # with the counter's adders (those of a clear's cycle dropped, as the clear drops them)
+        skip_last = Signal.like(cmp.skip_now)
+        m.d.sync += skip_last.eq(Mux(clear, 0, cmp.skip_now))
         with m.If(clear):
             m.d.sync += [s.eq(0) for s in own.values()]
         with m.Else():
@@ -401,7 +405,7 @@ class Backward(wiring.Component):
             with m.If(ew.o.valid & ~thr.i.ready):
                 m.d.sync += own["ew_stalls"].eq(own["ew_stalls"] + 1)
             m.d.sync += own["macs_skipped"].eq(own["macs_skipped"] +
-                                               const_mul(cmp.skip_now, 2 * self.k))
+                                               const_mul(skip_last, 2 * self.k))
         m.d.comb += [*[getattr(c, name).eq(s) for name, s in own.items()],
                      c.beats.eq(arr.beats), c.macs.eq(arr.macs), c.values.eq(cmp.values),
                      c.pairs.eq(cmp.pairs), c.zeros.eq(thr.zeros)]
