@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up, round_half_up_by, saturate
+from .fixedpoint import round_half_up, round_half_up_by, saturate_by_sign
 
 __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 
@@ -97,14 +97,15 @@ class UpdateUnit(wiring.Component):
             m.d.sync += [v2.eq(v1), master2.eq(master1),
                          step2.eq(round_half_up_by(prod1, self.shift))]
 
-        # stage 3: the new master weight and its operand
+        # stage 3: the new master weight and its operand (both saturations a test of the top
+        # bits: two carry chains in series, the subtraction and the rounding)
         new = Signal(signed(f.master.width))
-        m.d.comb += new.eq(saturate(master2 - step2, f.master.width))
+        m.d.comb += new.eq(saturate_by_sign(master2 - step2, f.master.width))
         with m.If(advance):
             m.d.sync += [
                 self.o.valid.eq(v2),
                 self.o.payload.master.eq(new),
-                self.o.payload.operand.eq(saturate(
+                self.o.payload.operand.eq(saturate_by_sign(
                     round_half_up(new, f.master.frac_bits - f.operand.frac_bits),
                     f.operand.width))]
         return m
