@@ -13,7 +13,9 @@ __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 #: width of the ``shift`` input: a right shift of 0 .. 63
 SHIFT_WIDTH = 6
 #: cycles from a beat taken to its result offered (:class:`UpdateUnit`'s stages)
-LATENCY = 4
+LATENCY = 5
+#: the rate's low bits multiplied apart from its high ones (one MULT18X18D or SB_MAC16 row)
+RATE_SPLIT = 17
 
 
 def step_shift(grad_shift: int, formats: Formats = FORMATS) -> int:
@@ -36,8 +38,8 @@ class UpdateUnit(wiring.Component):
     caller for a whole update. The rounding is half up (add half, floor) at any ``shift``;
     ``shift = 0`` is exact.
 
-    Four stages (the beat registered as it comes from block RAM, the product, the rounded step,
-    subtraction and operand): latency :data:`LATENCY` cycles, one beat per cycle; the pipeline
+    Five stages (the beat registered as it comes from block RAM, the product in two parts of the
+    rate, their sum, the rounded step, subtraction and operand): latency :data:`LATENCY` cycles, one beat per cycle; the pipeline
     moves as a whole when its output can be taken (``i.ready = ~o.valid | o.ready``), so under
     back-pressure nothing is lost.
     """
@@ -81,13 +83,25 @@ class UpdateUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [v0.eq(self.i.valid), beat0.eq(self.i.payload)]
 
-        # stage 1: the product, exact (a signed gradient times the unsigned rate)
+        # stage 1: the product, exact (a signed gradient times the unsigned rate), in two parts
+        # of the rate, each a row of multipliers and the adder that joins them; stage 1b: the
+        # two parts added
         prod_width = f.dw.width + f.lr.width + 1
+        lo = min(RATE_SPLIT, f.lr.width)
+        va = Signal()
+        master_a = Signal(signed(f.master.width))
+        part_lo = Signal(signed(f.dw.width + lo + 1))
+        part_hi = Signal(signed(f.dw.width + max(1, f.lr.width - lo) + 1))
+        with m.If(advance):
+            m.d.sync += [va.eq(v0), master_a.eq(beat0.master),
+                         part_lo.eq(beat0.grad * self.lr[:lo])]
+            if lo < f.lr.width:
+                m.d.sync += part_hi.eq(beat0.grad * self.lr[lo:])
         v1 = Signal()
         master1 = Signal(signed(f.master.width))
         prod1 = Signal(signed(prod_width))
         with m.If(advance):
-            m.d.sync += [v1.eq(v0), master1.eq(beat0.master), prod1.eq(beat0.grad * self.lr)]
+            m.d.sync += [v1.eq(va), master1.eq(master_a), prod1.eq(part_lo + (part_hi << lo))]
 
         # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()
