@@ -93,10 +93,10 @@ _ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
 #               ulx3s-85f-step-up.json). The backward-only top's default was H 64, X 32, L 8,
 #               T 16, B 4 (ulx3s-85f-backward.json).
 #   ulx3s-12f   synth/reports/ulx3s-12f.json, the training top (train=True): H 32, X 16, L 1,
-#               T 16, B 1 at a 65 MHz PLL clock: 10931/24288 LUT slots, 21/28 MULT18X18D,
-#               46/56 DP16KD, Fmax 66.09 MHz, routed by router1 (on the 25 MHz oscillator
-#               before the timing work: 42.5 MHz, ulx3s-12f-osc.json; at a 70 MHz clock the
-#               same design reached 66.75 MHz); the full gate-gradient unit alone takes 27 of the 28 multipliers, so
+#               T 16, B 1 at a 75 MHz PLL clock: 10906/24288 LUT slots, 21/28 MULT18X18D,
+#               46/56 DP16KD, Fmax 77.12 MHz, routed by router1 (on the 25 MHz oscillator
+#               before the timing work: 42.5 MHz, ulx3s-12f-osc.json; the path-by-path search
+#               from 52.8 MHz is in SEARCH.md); the full gate-gradient unit alone takes 27 of the 28 multipliers, so
 #               ew_multipliers=3, and each lane takes three (backward, forward, update): L 4
 #               needs 39. L 2 (27/28 MULT18X18D) routed with an earlier design
 #               (ulx3s-12f-train-l2.json) and no longer does: router2 stalled at T 16 and at T 8.
@@ -123,7 +123,7 @@ BOARDS = {b.name: b for b in (
           defaults_report="ulx3s-85f.json"),
     Board("ulx3s-12f", "ulx3s:ULX3S_12F_Platform", "ecp5", "LFE5U-12F-6BG381C", 28,
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
-          title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=65.0, serial_chip="FT231X",
+          title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=75.0, serial_chip="FT231X",
           max_baud=3_000_000, brams=56, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_12F_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,

@@ -83,7 +83,7 @@ STEPS = (
     Step("ulx3s-12f-osc", "ulx3s-12f", _sizes(32, 16, 1, 16, 1, ew_multipliers=3, **_TRAIN),
          "training top at 1 lane on the 25 MHz oscillator, before the timing work"),
     Step("ulx3s-12f", "ulx3s-12f", _sizes(32, 16, 1, 16, 1, ew_multipliers=3, **_TRAIN),
-         "training top at 1 lane, a 65 MHz PLL clock: the board's default", clock_mhz=65.0),
+         "training top at 1 lane, a 75 MHz PLL clock: the board's default", clock_mhz=75.0),
     Step("ulx3s-12f-step-up", "ulx3s-12f", _sizes(32, 16, 2, 16, 2, ew_multipliers=3, **_TRAIN),
          "training top, one step up: max_batch 2"),
     Step("ulx3s-85f-train-b4", "ulx3s-85f", _sizes(64, 32, 8, 16, 4, **_TRAIN),
