@@ -77,8 +77,10 @@ _ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
 # named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
 #   icebreaker  synth/reports/icebreaker.json: H 8, X 8, L 1, T 8, B 1 with spec.config.SMALL_DEVICE
 #               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
-#               counters, ...). Without those options even H = X = L = T = B = 1 needs 7145 of
-#               5280 ICESTORM_LC (icebreaker-no-small-options.json).
+#               counters, ...) at an 18 MHz PLL clock: 5212/5280 ICESTORM_LC, Fmax 22.72 MHz
+#               (a 19.875 MHz build reached 19.66). Without those options even
+#               H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
+#               (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
 #               train=True) at H 32, X 16, L 2, T 16, B 2 at a 30 MHz PLL clock: 23161/83640 LUT
 #               slots, 77/156 MULT18X18D, 74/208 DP16KD, Fmax 32.71 MHz (on the oscillator:
@@ -106,7 +108,7 @@ _ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
-          title="iCEBreaker", osc_mhz=12.0, clock_mhz=12.0, serial_chip="FT2232H",
+          title="iCEBreaker", osc_mhz=12.0, clock_mhz=18.0, serial_chip="FT2232H",
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default

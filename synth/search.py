@@ -64,7 +64,7 @@ STEPS = (
     Step("icebreaker-no-small-options", "icebreaker", _sizes(1, 1, 1, 1, 1, ew_multipliers=1),
          "the smallest backward-only top without the small-device options"),
     Step("icebreaker", "icebreaker", _sizes(8, 8, 1, 8, 1, **SMALL_DEVICE),
-         "the small-device options: the board's default"),
+         "the small-device options, an 18 MHz PLL clock: the board's default", clock_mhz=18.0),
     Step("icebreaker-step-up", "icebreaker", _sizes(16, 8, 1, 8, 1, **_SMALL_BEFORE_STAGES),
          "one step up: hidden 16"),
     Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
