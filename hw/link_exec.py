@@ -48,8 +48,8 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out, but for a memory request's first cycle. ``registered=False``: the outputs straight from the checks, a cycle earlier
-    each (fewer flip-flops, for a small device).
+    carried out, but for a memory request's first cycle. ``registered=False``: the outputs
+    straight from the checks, a cycle earlier each (fewer flip-flops, for a small device).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
     new packet until the reply is sent).

@@ -39,9 +39,9 @@ class UpdateUnit(wiring.Component):
     ``shift = 0`` is exact.
 
     Five stages (the beat registered as it comes from block RAM, the product in two parts of the
-    rate, their sum, the rounded step, subtraction and operand): latency :data:`LATENCY` cycles, one beat per cycle; the pipeline
-    moves as a whole when its output can be taken (``i.ready = ~o.valid | o.ready``), so under
-    back-pressure nothing is lost.
+    rate, their sum, the rounded step, subtraction and operand): latency :data:`LATENCY`
+    cycles, one beat per cycle; the pipeline moves as a whole when its output can be taken
+    (``i.ready = ~o.valid | o.ready``), so under back-pressure nothing is lost.
     """
 
     @staticmethod
