@@ -65,12 +65,11 @@ _ICE40_BRAM_NOTE = ("30 EBR of 4096 bits; the 4 SPRAMs (4 x 256 kbit) are not us
                     "single port, and every memory of the accelerator needs a read port and a "
                     "write port in the same cycle")
 _ECP5_BRAM_NOTE = "DP16KD of 18432 bits (16 kbit + parity); distributed RAM is not counted"
-# router1 needs half an hour and more to route the accelerator on the 85F; router2 minutes
-_ECP5_OVERRIDES = {"nextpnr_opts": "--router router2"}
-# on the 12F (45% of its LUTs, 46 of 56 DP16KD) router2 stopped converging at 60 and 75 MHz
-# (about 500 wires overused after 74 iterations); router1 routed the same 60 MHz placement in
-# 217 s
-_ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
+# router1 on both ECP5 boards: as their clocks rose router2 stopped converging (the 12F at 60 and
+# 75 MHz: about 500 wires overused after 74 iterations; the 85F's default at 40 MHz: 2939 after
+# 32), where router1 routed the same 12F placement in 217 s and the 85F's default at 50 MHz in
+# 25 minutes
+_ECP5_OVERRIDES = {"nextpnr_opts": "--router router1"}
 
 # -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
 # (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
@@ -82,9 +81,11 @@ _ECP5_12F_OVERRIDES = {"nextpnr_opts": "--router router1"}
 #               H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
 #               (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
-#               train=True) at H 32, X 16, L 2, T 16, B 2 at a 30 MHz PLL clock: 23161/83640 LUT
-#               slots, 77/156 MULT18X18D, 74/208 DP16KD, Fmax 32.71 MHz (on the oscillator:
-#               32.92 MHz, ulx3s-85f-osc.json). With the loss scale's and the update unit's
+#               train=True) at H 32, X 16, L 2, T 16, B 2 at a 45 MHz PLL clock: 22008/83640 LUT
+#               slots, 77/156 MULT18X18D, 74/208 DP16KD, Fmax 46.37 MHz, routed by router1
+#               (a 50 MHz build of the session before its last stages reached 49.14 MHz; on the
+#               oscillator before the timing work: 32.92 MHz, ulx3s-85f-osc.json; at 30 MHz,
+#               32.71 MHz). With the loss scale's and the update unit's
 #               stages in, a 40 MHz build reached 37.47 MHz (ulx3s-85f-40mhz.json, its critical
 #               path the tau that the next stages register); at 35, 37.5 and 40 MHz after those
 #               router2 did not converge. At L 4, B 4 it placed but
@@ -117,7 +118,7 @@ BOARDS = {b.name: b for b in (
           defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",
-          title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=30.0, serial_chip="FT231X",
+          title="ULX3S (85F)", osc_mhz=25.0, clock_mhz=45.0, serial_chip="FT231X",
           max_baud=3_000_000, brams=208, bram_note=_ECP5_BRAM_NOTE,
           loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 2, "max_seq": 16, "max_batch": 2,
@@ -127,7 +128,7 @@ BOARDS = {b.name: b for b in (
           "Radiona ULX3S: ECP5 12F, 12288 LUT4s, 28 MULT18X18D, 56 DP16KD, 25 MHz",
           title="ULX3S (12F)", osc_mhz=25.0, clock_mhz=75.0, serial_chip="FT231X",
           max_baud=3_000_000, brams=56, bram_note=_ECP5_BRAM_NOTE,
-          loader="ulx3s", overrides=_ECP5_12F_OVERRIDES,
+          loader="ulx3s", overrides=_ECP5_OVERRIDES,
           defaults={"hidden": 32, "inputs": 16, "lanes": 1, "max_seq": 16, "max_batch": 1,
                     "ew_multipliers": 3, "train": True},
           defaults_report="ulx3s-12f.json"),
