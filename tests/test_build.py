@@ -294,7 +294,7 @@ def test_baud_that_the_clock_cannot_make(no_tools, tmp_path):
     line = one_line_error(run("build", "--board", "ulx3s-85f", "--baud", str(baud),
                               "--out", str(tmp_path), "--no-progress"))
     assert f"ulx3s-85f: {baud} baud cannot be made from {mhz:g} MHz within 2%" in line
-    # the PLL's 30 MHz can: 10 cycles a bit (checked before any tool: no_tools)
+    # a 30 MHz clock can: 10 cycles a bit (checked before any tool: no_tools)
     assert check_build(board("ulx3s-85f"), resolve_params(board("ulx3s-85f")), 3_000_000,
                        30.0)["divisor"] == 10
     assert not any(tmp_path.iterdir())

@@ -255,11 +255,16 @@ def test_model_boards_at_a_faster_link():
     """The simulated board of --mode model stands for the boards that carry the whole model at
     the 85F's clock; --baud sets its clock-to-baud divisor."""
     from gateskip.synth.boards import BOARDS
-    hz = BOARDS["ulx3s-85f"].clock_mhz * 1e6
+    b = BOARDS["ulx3s-85f"]
+    hz = b.clock_mhz * 1e6
     boards, divisor = cmp.model_boards()
     assert boards == {"ulx3s-85f": hz} and divisor == round(hz / 1e6)
-    assert cmp.model_boards(int(hz / 10))[1] == 10
-    halfway = int(hz / 12.5)                 # between 12 and 13 cycles a bit: 4% off either way
+    # the fastest whole divisor the USB-serial chip takes, then half way past the next one (half
+    # a cycle a bit is over 2% off below 25 cycles)
+    fastest = -(-int(hz) // b.max_baud)
+    assert cmp.model_boards(int(hz / fastest))[1] == fastest
+    halfway = int(hz / (fastest + 2.5))
+    assert fastest + 2 < 25
     with pytest.raises(ValueError, match=f"--baud: {halfway} baud cannot be made from"):
         cmp.model_boards(halfway)
 
