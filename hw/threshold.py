@@ -79,17 +79,18 @@ class ThresholdUnit(wiring.Component):
                      out.i.valid.eq(self.i.valid),
                      self.i.ready.eq(out.i.ready)]
 
-        # a beat's zeros counted the cycle after it is accepted: the magnitude compares and their
-        # sum are not in series with the counter's adder
+        # a beat's zeros counted the cycle after it is accepted, so that the magnitude compares
+        # and their sum are not in series with the counter's adder (0 for a beat not taken, or
+        # taken with a clear, which drops it)
         taken = self.i.valid & self.i.ready
-        beat_zeros, counted = Signal(range(self.lanes + 1)), Signal()
-        m.d.sync += [beat_zeros.eq(self.lanes - sum(result.mask[l] for l in range(self.lanes))),
-                     counted.eq(taken & ~self.clear)]
+        beat_zeros = Signal(range(self.lanes + 1))
+        m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
+                                      self.lanes - sum(result.mask[l] for l in range(self.lanes)),
+                                      0))
         with m.If(self.clear):
             m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
         with m.Else():
+            m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
             with m.If(taken):
                 m.d.sync += self.seen.eq(self.seen + self.lanes)
-            with m.If(counted):
-                m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
         return m
