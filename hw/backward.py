@@ -101,7 +101,8 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
-                              forwarding=c.forwarding, staged_read=c.timing_stages)
+                              forwarding=c.forwarding, staged_read=c.timing_stages,
+                              single_port_dw=c.spram)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        skid=c.threshold_skid)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
@@ -140,6 +141,10 @@ class Backward(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
+        least = MacArray.min_chunks_single_port(config.timing_stages)
+        if config.spram and config.chunks < least:
+            raise ValueError(f"spram needs C = ceil((inputs + hidden) / lanes) >= {least}, "
+                             f"not {config.chunks}")
         if config.train:
             ForwardPipe.check_parameters(config.lanes, config.formats)
             UpdateUnit.check_parameters(config.formats)

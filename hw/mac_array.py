@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -88,6 +88,14 @@ class MacArray(wiring.Component):
     (3 without ``staged_read``): only ``BOTH`` commands with ``C >= 2``. The array never stalls
     once a word is issued; back-pressure is only ``cmd.ready`` while a command is running.
 
+    ``single_port_dw``: ``DW`` is never read and written in the same cycle, and both its ports
+    carry the same address (a single-port RAM: the iCE40 UP5K's SPRAM). A dW sum goes into a
+    C-word buffer of the array's own (block RAM) and is written back in its command's da
+    phase, at the pipeline stage where the dW phase reads: that stage holds one word a cycle,
+    either phase's. Same cycles for ``BOTH``, ``DA`` and ``NOP``; a ``DW`` command runs a da
+    phase that only writes back (2C cycles). Needs ``C >= 5`` (4 without ``staged_read``: a
+    sum is in the buffer before its da word reads it).
+
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
     cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
@@ -117,16 +125,27 @@ class MacArray(wiring.Component):
             if not 2 <= w <= 48:
                 raise ValueError(f"formats.{name} width must be 2..48, not {w}")
 
+    @staticmethod
+    def min_chunks_single_port(staged_read: bool = True) -> int:
+        """The least ``C`` with ``single_port_dw``: a word's sum, written to the buffer
+        :data:`LATENCY` cycles after its issue, is read from it the cycle before the da phase's
+        word of the same index reaches the read stage, ``C`` words later."""
+        return LATENCY + 2 - (1 if staged_read else 2)
+
     def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
                  counter_width: int = COUNTER_WIDTH, forwarding: bool = True,
-                 staged_read: bool = True):
+                 staged_read: bool = True, single_port_dw: bool = False):
         self.check_parameters(lanes, k, rows, formats)
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         self.counter_width = counter_width
         self.forwarding, self.staged_read = bool(forwarding), bool(staged_read)
+        self.single_port_dw = bool(single_port_dw)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
         self.chunks = C = -(-k // lanes)
+        least = self.min_chunks_single_port(self.staged_read)
+        if self.single_port_dw and C < least:
+            raise ValueError(f"single_port_dw needs C = ceil(k / lanes) >= {least}, not {C}")
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
         # depths of the memories behind the ports: at least two words, so that every address is
         # at least one bit wide (a one-word memory would give zero-width nets in Verilog)
@@ -176,6 +195,9 @@ class MacArray(wiring.Component):
         c = Signal(range(max(C, 2)))        # at least one bit: no zero-width nets in Verilog
         base = Signal(aw)                # j * C
         s0 = Signal(signed(f.grad.width))
+        # single_port_dw: the command had a dW phase, whose sums its da phase writes back
+        # (``back``), and a DW command's da phase does nothing else (``back_only``)
+        back, back_only = Signal(), Signal()
         last_word = act & (c == C - 1) & ~(da_after & ~phase)
         m.d.comb += self.cmd.ready.eq(~act | last_word)
 
@@ -193,11 +215,14 @@ class MacArray(wiring.Component):
             m.d.sync += [
                 act.eq(use != Use.NOP),
                 phase.eq(use == Use.DA),
-                da_after.eq(use == Use.BOTH),
+                da_after.eq((use == Use.BOTH) | (self.single_port_dw & (use == Use.DW))),
                 c.eq(0),
                 base.eq(const_mul(self.cmd.payload.j, C)),
                 s0.eq(self.cmd.payload.s),
             ]
+            if self.single_port_dw:
+                m.d.sync += [back.eq((use == Use.BOTH) | (use == Use.DW)),
+                             back_only.eq(use == Use.DW)]
 
         mat_addr = Signal(aw)
         m.d.comb += [
@@ -207,7 +232,12 @@ class MacArray(wiring.Component):
             self.w_rd.addr.eq(mat_addr),
             self.w_rd.en.eq(act & phase),
         ]
-        return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw)
+        # a word that accumulates (all but a DW command's write-back-only da phase), and a da
+        # word that writes a dW sum back
+        accumulates = act & ~(phase & back_only) if self.single_port_dw else act
+        writes_back = act & phase & back
+        return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw,
+                               accumulates=accumulates, writes_back=writes_back)
 
     def _multiply(self, m, seq):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
@@ -218,7 +248,7 @@ class MacArray(wiring.Component):
         vr, phr, lastr = Signal(), Signal(), Signal()
         sr = Signal(signed(f.grad.width))
         addrr = Signal(seq.aw)
-        m.d.sync += [vr.eq(seq.act), phr.eq(seq.phase), sr.eq(seq.s0),
+        m.d.sync += [vr.eq(seq.accumulates), phr.eq(seq.phase), sr.eq(seq.s0),
                      addrr.eq(Mux(seq.phase, seq.c, seq.mat_addr))]
         if self.tail < L:                # only a partial last word needs to know it is last
             m.d.sync += lastr.eq(seq.c == C - 1)
@@ -235,12 +265,14 @@ class MacArray(wiring.Component):
         m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
+        if not self.single_port_dw:         # else the write-back's address (the same word)
+            m.d.comb += self.dw_rd.addr.eq(addr_rd)
         m.d.comb += [
-            self.dw_rd.addr.eq(addr_rd),
             self.dw_rd.en.eq(v_rd & ~ph_rd),
             self.da_rd.addr.eq(addr_rd),
             self.da_rd.en.eq(v_rd & ph_rd),
         ]
+
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(seq.aw)
         # registered: the product rounded half up to the accumulator's fraction (the rounding's
@@ -254,6 +286,33 @@ class MacArray(wiring.Component):
                                      round_half_up(p, f.dw_shift)))
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
                                ph2=ph2, addr2=addr2, r2=r2)
+
+    def _write_back(self, m, seq, st, acc):
+        """``single_port_dw``: the dW sums into the buffer (at stage 3, in order: a dW phase
+        writes its C words one a cycle), and back into ``DW`` from it at the read stage of the
+        da phase's word of the same index, at its dW address: the read stage's address is then
+        the matrix word in both phases, so both ``DW`` ports carry the one address."""
+        C = self.chunks
+        m.submodules.dw_buffer = buf = Memory(shape=self.dw_word, depth=max(2, C), init=[])
+        put, get = buf.write_port(), buf.read_port()
+        wp = Signal(range(max(2, C)))          # the buffer's word for the next sum
+        m.d.comb += [put.addr.eq(wp), put.en.eq(acc.v3 & ~acc.ph3)]
+        m.d.comb += [put.data[l].eq(acc.sum3[l]) for l in range(self.lanes)]
+        with m.If(put.en):
+            m.d.sync += wp.eq(Mux(wp == C - 1, 0, wp + 1))
+        # the matrix address at the read stage, and whether that stage writes back
+        mat_r, back_r = Signal(seq.aw), Signal()
+        m.d.sync += [mat_r.eq(seq.mat_addr), back_r.eq(seq.writes_back)]
+        if self.staged_read:                   # read stage R: the buffer read at issue
+            mat_rd, back_rd = mat_r, back_r
+            m.d.comb += [get.addr.eq(seq.c), get.en.eq(seq.writes_back)]
+        else:                                  # read stage 1: the buffer read at stage R
+            mat_rd, back_rd = Signal(seq.aw), Signal()
+            m.d.sync += [mat_rd.eq(mat_r), back_rd.eq(back_r)]
+            m.d.comb += [get.addr.eq(st.addrr), get.en.eq(back_r)]
+        m.d.comb += [self.dw_rd.addr.eq(mat_rd), self.dw_wr.addr.eq(mat_rd),
+                     self.dw_wr.en.eq(back_rd), self.dw_wr.data.eq(get.data)]
+        return back_r | back_rd
 
     def _accumulate(self, m, seq, st):
         """Stage 2: forward, saturating add; stage 3: write back (stage 4 only remembers it for
@@ -298,15 +357,19 @@ class MacArray(wiring.Component):
         m.d.sync += [v3.eq(st.v2), ph3.eq(st.ph2), addr3.eq(st.addr2), sum4.eq(sum3)]
 
         for l in range(L):
-            m.d.comb += [self.dw_wr.data[l].eq(sum3[l]), self.da_wr.data[l].eq(sum3[l])]
+            m.d.comb += self.da_wr.data[l].eq(sum3[l])
         m.d.comb += [
-            self.dw_wr.addr.eq(addr3),
-            self.dw_wr.en.eq(v3 & ~ph3),
             self.da_wr.addr.eq(addr3),
             self.da_wr.en.eq(v3 & ph3),
-            self.busy.eq(seq.act | st.vr | st.v1 | st.v2 | v3),
             self.issue.eq(seq.act),
         ]
+        pending = seq.act | st.vr | st.v1 | st.v2 | v3
+        if self.single_port_dw:         # the sums go through the buffer
+            pending |= self._write_back(m, seq, st, SimpleNamespace(v3=v3, ph3=ph3, sum3=sum3))
+        else:
+            m.d.comb += [self.dw_wr.addr.eq(addr3), self.dw_wr.en.eq(v3 & ~ph3)]
+            m.d.comb += [self.dw_wr.data[l].eq(sum3[l]) for l in range(L)]
+        m.d.comb += self.busy.eq(pending)
 
     def _counters(self, m, seq):
         L, C = self.lanes, self.chunks
@@ -314,7 +377,8 @@ class MacArray(wiring.Component):
             m.d.sync += [x.eq(0) for x in (self.beats, self.macs, self.commands)]
         with m.Else():
             with m.If(seq.act):
-                m.d.sync += [self.beats.eq(self.beats + 1),
-                             self.macs.eq(self.macs + Mux(seq.c == C - 1, self.tail, L))]
+                m.d.sync += self.beats.eq(self.beats + 1)
+            with m.If(seq.accumulates):
+                m.d.sync += self.macs.eq(self.macs + Mux(seq.c == C - 1, self.tail, L))
             with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):
                 m.d.sync += self.commands.eq(self.commands + 1)

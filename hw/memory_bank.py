@@ -9,7 +9,15 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes", "run_ports"]
+__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes", "run_ports",
+           "SINGLE_PORTED", "SINGLE_PORT_PREFIX"]
+
+#: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
+#: their gradient's accumulator)
+SINGLE_PORTED = ("W", "DW")
+#: a single-ported memory's submodule name is this and its name in lower case (``spram_dw``):
+#: the board build finds them by it (``synth.boards``) to map them to SPRAM
+SINGLE_PORT_PREFIX = "spram_"
 
 
 def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
@@ -96,6 +104,11 @@ class MemoryBank(wiring.Component):
     one bank (``rd_layer`` for reads, ``wr_layer`` for writes: a phase may read one layer's
     memories and write the next one's), an adder on the address.
 
+    ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
+    port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``
+    ``huge``, which Yosys maps to the iCE40's SPRAM): the run's accesses are its write's when it
+    writes, else its read's.
+
     ``element_port``: the host moves one element per access (``host.el``); the memories whose
     words are arrays get a write enable per element, ACT is stored as an array of slots of its
     widest field, and with ``db_serial`` DB is ``4H`` words of one gate (word ``k``, gate ``g``
@@ -124,8 +137,11 @@ class MemoryBank(wiring.Component):
         self.elements = self.port_width(config)
         #: the host port's elements per access, and the width of its element index
         self.port_elements, self.el_width = port_elements(self.elements, config.element_port)
+        #: the memories behind a single port (``config.spram``)
+        self.single_ported = tuple(n for n in SINGLE_PORTED if config.spram and n in self.shapes)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
-                                      init=[])
+                                      init=[], attrs={"ram_style": "huge"}
+                                      if name in self.single_ported else None)
                          for name in self.shapes}
         #: LSTM layers, and each memory's words per layer bank (:attr:`Memory.layered`): the
         #: run addresses one bank, at ``rd_layer`` (reads) or ``wr_layer`` (writes) times these
@@ -179,7 +195,8 @@ class MemoryBank(wiring.Component):
         idle = ~running & ~zeroing
         rd = {}
         for name, mem in self.memories.items():
-            m.submodules[f"mem_{name.lower()}"] = mem
+            prefix = SINGLE_PORT_PREFIX if name in self.single_ported else "mem_"
+            m.submodules[f"{prefix}{name.lower()}"] = mem
             rd[name] = mem.read_port()
         da_h = self.memories["DA"].read_port()
         m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
@@ -195,10 +212,9 @@ class MemoryBank(wiring.Component):
             # a streamed memory takes the host's writes while the run reads its other bank
             h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
-            m.d.comb += [rd[name].addr.eq(Mux(running, self._banked(run_rd.addr, name, "rd"),
-                                              h_addr)),
-                         rd[name].en.eq(Mux(running, run_rd.en, h_sel & host.re)),
-                         run_rd.data.eq(rd[name].data)]
+            rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
+            rd_en = Mux(running, run_rd.en, h_sel & host.re)
+            m.d.comb += run_rd.data.eq(rd[name].data)
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
             lane_gran = name in self.lane_written
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
@@ -217,24 +233,32 @@ class MemoryBank(wiring.Component):
                 h_we = all_en(h_we)
             if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
-                m.d.comb += [
-                    port.addr.eq(Mux(zeroing, self.zn,
-                                     Mux(running, self._banked(run_wr.addr, name, "wr"),
-                                         h_addr))),
-                    port.data.eq(Mux(zeroing, 0, Mux(running, run_wr.data, host_word))),
-                    port.en.eq(Mux(zeroing, all_en(self.zn < depth),
-                                   Mux(running, all_en(run_wr.en), h_we))),
-                ]
+                run_addr = self._banked(run_wr.addr, name, "wr")
+                wr_addr = Mux(zeroing, self.zn, Mux(running, run_addr, h_addr))
+                wr_data = Mux(zeroing, 0, Mux(running, run_wr.data, host_word))
+                wr_en = Mux(zeroing, all_en(self.zn < depth),
+                            Mux(running, all_en(run_wr.en), h_we))
             elif name in self.run_written:
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
-                m.d.comb += [
-                    port.addr.eq(Mux(running, self._banked(run_wr.addr, name, "wr"), h_addr)),
-                    port.data.eq(Mux(running, run_wr.data, host_word)),
-                    port.en.eq(Mux(running, run_en, Mux(zeroing, 0, h_we))),
-                ]
+                run_addr = self._banked(run_wr.addr, name, "wr")
+                wr_addr = Mux(running, run_addr, h_addr)
+                wr_data = Mux(running, run_wr.data, host_word)
+                wr_en = Mux(running, run_en, Mux(zeroing, 0, h_we))
             else:
-                m.d.comb += [port.addr.eq(h_addr), port.data.eq(host_word), port.en.eq(h_we)]
+                wr_addr, wr_data, wr_en = h_addr, host_word, h_we
+            if name in self.single_ported:      # one address: the write's when it writes
+                writes = Signal(name=f"writes_{name.lower()}")
+                addr = Signal(aw, name=f"addr_{name.lower()}")
+                run_addr = self._banked(run_rd.addr, name, "rd")
+                if name in self.run_written:
+                    run_addr = Mux(run_wr.en, self._banked(run_wr.addr, name, "wr"), run_addr)
+                side = Mux(zeroing, self.zn, h_addr) if name in self.zeroed else h_addr
+                m.d.comb += [writes.eq(port.en.any()), addr.eq(Mux(running, run_addr, side))]
+                rd_addr = wr_addr = addr
+                rd_en = rd_en & ~writes
+            m.d.comb += [rd[name].addr.eq(rd_addr), rd[name].en.eq(rd_en),
+                         port.addr.eq(wr_addr), port.data.eq(wr_data), port.en.eq(wr_en)]
 
         rd_code = Signal(CODE_BITS)
         rd_el = Signal(max(1, self.el_width))

@@ -64,6 +64,10 @@ class AccelConfig:
     ``layers``: the LSTM layers a whole-model build stacks (1 or 2; 2 needs ``vocab`` and
     ``inputs == hidden``, as the second layer's ``x_t`` is the first's ``h_t``): the units run
     once per layer on per-layer banks of the layer's memories (:mod:`.memories`, ``layered``).
+    ``spram``: ``W`` and ``DW`` each behind a single port (the iCE40 UP5K's SPRAM, 16K x 16
+    bits each, where Yosys puts them): the host alone writes ``W``, and the MAC array writes
+    each dW sum back in its command's da phase (``hw.mac_array``, ``single_port_dw``; same
+    cycles); needs ``train=False`` and ``C >= 5`` (4 without ``timing_stages``).
     ``formats``: the arithmetic formats (:mod:`.formats`).
     """
 
@@ -84,6 +88,7 @@ class AccelConfig:
     train: bool = False
     vocab: int = 0
     layers: int = 1
+    spram: bool = False
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
@@ -97,7 +102,7 @@ class AccelConfig:
         if self.update_lanes is not None:
             _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "timing_stages",
-                     "train"):
+                     "train", "spram"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
@@ -115,6 +120,9 @@ class AccelConfig:
         if self.layers > 1 and self.inputs != self.hidden:
             raise ValueError(f"layers > 1 needs inputs == hidden (the second layer's x_t is the "
                              f"first's h_t), not inputs {self.inputs} and hidden {self.hidden}")
+        if self.spram and self.train:
+            raise ValueError("spram needs train=False (the forward reads W and the update "
+                             "writes it while the array uses it)")
         if self.db_serial and not self.element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         f = self.formats

@@ -91,6 +91,31 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     assert got["CYCLES"] == got["BEATS"] + got["STARVED"]
 
 
+SMALL = dict(element_port=True, counter_width=16, fifo_depth=2, db_serial=True, forwarding=False,
+             threshold_skid=False, timing_stages=False, ew_multipliers=1)
+
+
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, extreme, options", [
+    (3, 2, 1, 3, 2, 0.5, False, False, {}),            # C = 5, the least with the stages
+    (3, 2, 1, 3, 2, 0.5, True, False, {}),
+    (2, 2, 1, 2, 1, 0.0, False, True, SMALL),          # C = 4, the least without
+    (4, 3, 1, 3, 2, 0.8, False, False, SMALL),
+    (5, 4, 2, 2, 1, 0.3, True, False, SMALL),
+])
+def test_spram_is_bit_exact_in_the_same_cycles(H, X, L, T, B, sparsity, dense, extreme, options):
+    """W and DW behind one port each (the UP5K's SPRAM): the same results, and the same
+    cycles, as the build with two ports."""
+    seed = H * 100 + X * 10 + L + int(dense) + 7 * int(extreme)
+    mems = random_mems(H, X, T, B, seed, extreme=extreme)
+    tau = tau_for_sparsity(mems, X, sparsity)
+    runs = [simulate(Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, spram=spram,
+                              **options), mems, tau, dense=dense) for spram in (True, False)]
+    want = backward_model(mems, tau, inputs=X, dense=dense)
+    check(runs[0], want, X + H)
+    assert runs[0]["status"] == 1 << STATUS["DONE"]
+    assert runs[0]["CYCLES"] == runs[1]["CYCLES"] and runs[0]["BEATS"] == runs[1]["BEATS"]
+
+
 @pytest.mark.parametrize("ew", [None, 1])
 def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
     H, X, L, T = 3, 2, 2, 4
@@ -110,6 +135,10 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
     ({"lanes": 0}, "lanes must be an int in 1..64, not 0"),
     ({"update_lanes": 0}, "update_lanes must be an int in 1..64, not 0"),
     ({"update_lanes": 2.0}, "update_lanes must be an int in 1..64, not 2.0"),
+    ({"hidden": 2, "inputs": 2, "lanes": 1, "spram": True}, "spram needs C = "
+     r"ceil\(\(inputs \+ hidden\) / lanes\) >= 5, not 4"),
+    ({"hidden": 4, "inputs": 4, "lanes": 1, "spram": True, "train": True},
+     "spram needs train=False"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),
 ])

@@ -18,9 +18,10 @@ from gateskip.hw.mac_array import LATENCY, MacArray, Use
 class Harness(wiring.Component):
     """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
 
-    def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True):
-        self.transparent = transparent
-        self.dut = MacArray(lanes, k, rows, formats, staged_read=staged)
+    def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True,
+                 single=False):
+        self.transparent, self.single = transparent, single
+        self.dut = MacArray(lanes, k, rows, formats, staged_read=staged, single_port_dw=single)
         C = self.dut.chunks
         super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
         self.mem = {
@@ -44,6 +45,12 @@ class Harness(wiring.Component):
         wiring.connect(m, dut.w_rd, self.mem["W"].read_port())
         for name, rd, wr in (("dW", dut.dw_rd, dut.dw_wr), ("da", dut.da_rd, dut.da_wr)):
             port = self.mem[name].write_port()
+            if name == "dW" and self.single:   # one port: the read's address, no read on a write
+                read = self.mem[name].read_port()
+                m.d.comb += [port.addr.eq(rd.addr), port.en.eq(wr.en), port.data.eq(wr.data),
+                             read.addr.eq(rd.addr), read.en.eq(rd.en & ~wr.en),
+                             rd.data.eq(read.data)]
+                continue
             wiring.connect(m, wr, port)
             wiring.connect(m, rd, self.mem[name].read_port(
                 transparent_for=(port,) if self.transparent else ()))
@@ -86,11 +93,11 @@ def _commands(rng, n, rows, f, extreme=False):
 
 
 def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, transparent=False,
-              staged=True):
-    h = Harness(lanes, k, rows, mems, formats, transparent, staged)
+              staged=True, single=False):
+    h = Harness(lanes, k, rows, mems, formats, transparent, staged, single)
     dut = h.dut
     rng = random.Random(seed)
-    trace = {"issue": [], "accept": []}
+    trace = {"issue": [], "accept": [], "dw_both": 0, "dw_addr_differs": 0}
 
     async def tb(ctx):
         n = cyc = 0
@@ -104,6 +111,10 @@ def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, tra
                 trace["accept"].append(cyc)
                 n += 1
             trace["issue"].append(ctx.get(dut.issue))
+            rd_en, wr_en = ctx.get(dut.dw_rd.en), ctx.get(dut.dw_wr.en)
+            trace["dw_both"] += rd_en and wr_en
+            trace["dw_addr_differs"] += (rd_en or wr_en) and (ctx.get(dut.dw_rd.addr) !=
+                                                              ctx.get(dut.dw_wr.addr))
             await ctx.tick()
             cyc += 1
             assert cyc < 100 * len(cmds) * dut.chunks + 100, f"hang (seed {seed})"
@@ -176,6 +187,48 @@ def test_no_bubbles_between_commands(lanes, k, transparent, staged):
     assert first == 1 and out["cycles"] == last + LATENCY + 1   # busy falls after the last write
     want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
     assert np.array_equal(out["da"], want["da"]) and np.array_equal(out["dW"], want["dW"])
+
+
+SINGLE_PORT_CONFIGS = [  # lanes, k, rows with C >= 5: C = 5 (the least), odd C, a tail, L 1
+    (1, 5, 4), (4, 20, 3), (3, 16, 5), (1, 9, 3), (2, 11, 4)]
+
+
+@pytest.mark.parametrize("staged", [True, False], ids=["staged", "unstaged"])
+@pytest.mark.parametrize("lanes,k,rows", SINGLE_PORT_CONFIGS)
+@pytest.mark.parametrize("extreme", [False, True])
+def test_single_port_dw(lanes, k, rows, extreme, staged):
+    """``single_port_dw``: the model's results with DW behind one port (read and write never in
+    the same cycle, one address), the same cycles as the two-port array but for a DW command's
+    write-back-only da phase (C more)."""
+    seed = hash((lanes, k, rows, extreme, "single")) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    f = FORMATS
+    mems = _mems(rng, rows, k, f, extreme)
+    cmds = _commands(rng, 30, rows, f, extreme)
+    out = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.6 if extreme else 1.0,
+                    staged=staged, single=True)
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, f)
+    assert np.array_equal(out["dW"], want["dW"]), f"seed {seed}"
+    assert np.array_equal(out["da"], want["da"]), f"seed {seed}"
+    assert out["dw_both"] == 0 and out["dw_addr_differs"] == 0
+    C = -(-k // lanes)
+    assert out["beats"] == C * sum(2 if u in (Use.BOTH, Use.DW) else u == Use.DA for _, _, u in cmds)
+    assert out["macs"] == k * sum(bin(int(u.value)).count("1") for _, _, u in cmds)
+    # without DW commands, cycle for cycle the two-port array's
+    cmds = [(j, s, Use.BOTH if u == Use.DW else u) for j, s, u in cmds]
+    two = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.7, staged=staged)
+    one = run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.7, staged=staged,
+                    single=True)
+    assert one["issue"] == two["issue"] and one["cycles"] == two["cycles"]
+    assert one["accept"] == two["accept"] and two["dw_both"] > 0
+    assert np.array_equal(one["dW"], two["dW"]) and np.array_equal(one["da"], two["da"])
+
+
+@pytest.mark.parametrize("staged,k", [(True, 4), (False, 3)])
+def test_single_port_dw_needs_five_words(staged, k):
+    with pytest.raises(ValueError, match=f"C = ceil\\(k / lanes\\) >= {k + 1}, not {k}"):
+        MacArray(1, k, 4, single_port_dw=True, staged_read=staged)
+    MacArray(1, k + 1, 4, single_port_dw=True, staged_read=staged)
 
 
 def test_other_formats():
