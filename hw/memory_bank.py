@@ -10,14 +10,15 @@ from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
 __all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes", "run_ports",
-           "SINGLE_PORTED", "SINGLE_PORT_PREFIX"]
+           "SINGLE_PORTED", "NO_COLLISION"]
 
 #: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
 #: their gradient's accumulator)
 SINGLE_PORTED = ("W", "DW")
-#: a single-ported memory's submodule name is this and its name in lower case (``spram_dw``):
-#: the board build finds them by it (``synth.boards``) to map them to SPRAM
-SINGLE_PORT_PREFIX = "spram_"
+#: the attribute of a memory that is never read in the cycle its word is written, so that what
+#: such a read returns does not matter (``synth.brams.memory_script`` tells Yosys, which then
+#: needs no read-first logic beside the block RAM)
+NO_COLLISION = "gateskip_no_collision"
 
 
 def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
@@ -104,6 +105,10 @@ class MemoryBank(wiring.Component):
     one bank (``rd_layer`` for reads, ``wr_layer`` for writes: a phase may read one layer's
     memories and write the next one's), an adder on the address.
 
+    The memories the run only reads (the host writes them, while the run is idle: not streamed)
+    have the attribute :data:`NO_COLLISION`: their read and write ports are never used in the
+    same cycle (the host port reads or writes, never both).
+
     ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
     port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``
     ``huge``, which Yosys maps to the iCE40's SPRAM): the run's accesses are its write's when it
@@ -131,17 +136,19 @@ class MemoryBank(wiring.Component):
         if config.element_port:
             widest = MEMORIES["ACT"].element_width(f)
             self.mem_shapes["ACT"] = data.ArrayLayout(signed(widest), len(ACT_FIELDS))
-        #: bits of all memories together (the board's block RAM must hold them)
-        self.memory_bits = self.bits(config)
+        #: bits of the memories in block RAM (the board's block RAM must hold them)
+        self.memory_bits = self.bits(config, block_only=True)
         self.addr_width = max(ceil_log2(d) for _, d in self.shapes.values())
         self.elements = self.port_width(config)
         #: the host port's elements per access, and the width of its element index
         self.port_elements, self.el_width = port_elements(self.elements, config.element_port)
         #: the memories behind a single port (``config.spram``)
         self.single_ported = tuple(n for n in SINGLE_PORTED if config.spram and n in self.shapes)
+        #: the memories only the host writes, while the run is idle
+        self.host_written = tuple(n for n in self.shapes if not MEMORIES[n].run_writes(config)
+                                  and not MEMORIES[n].streamed)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
-                                      init=[], attrs={"ram_style": "huge"}
-                                      if name in self.single_ported else None)
+                                      init=[], attrs=self._attrs(name))
                          for name in self.shapes}
         #: LSTM layers, and each memory's words per layer bank (:attr:`Memory.layered`): the
         #: run addresses one bank, at ``rd_layer`` (reads) or ``wr_layer`` (writes) times these
@@ -173,15 +180,22 @@ class MemoryBank(wiring.Component):
             addr_width=ceil_log2(self.ports["DA"][1]), shape=self.mem_shapes["DA"]))
         super().__init__(members)
 
+    def _attrs(self, name: str) -> dict:
+        if name in self.single_ported:
+            return {"ram_style": "huge"}
+        return {NO_COLLISION: 1} if name in self.host_written else {}
+
     @staticmethod
     def depths(config: AccelConfig) -> dict:
         """Each memory's words as the host port addresses them."""
         return {name: d for name, (_s, d) in word_shapes(config).items()}
 
     @staticmethod
-    def bits(config: AccelConfig) -> int:
-        """Bits of all the memories of ``config`` together (as the host port sees their words)."""
-        return sum(Shape.cast(s).width * d for s, d in word_shapes(config).values())
+    def bits(config: AccelConfig, block_only: bool = False) -> int:
+        """Bits of all the memories of ``config`` together (as the host port sees their words);
+        ``block_only``: of those in block RAM (all but the single-ported ones with ``spram``)."""
+        return sum(Shape.cast(s).width * d for n, (s, d) in word_shapes(config).items()
+                   if not (block_only and config.spram and n in SINGLE_PORTED))
 
     @staticmethod
     def port_width(config: AccelConfig) -> int:
@@ -195,8 +209,7 @@ class MemoryBank(wiring.Component):
         idle = ~running & ~zeroing
         rd = {}
         for name, mem in self.memories.items():
-            prefix = SINGLE_PORT_PREFIX if name in self.single_ported else "mem_"
-            m.submodules[f"{prefix}{name.lower()}"] = mem
+            m.submodules[f"mem_{name.lower()}"] = mem
             rd[name] = mem.read_port()
         da_h = self.memories["DA"].read_port()
         m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),

