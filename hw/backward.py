@@ -75,7 +75,8 @@ class Backward(wiring.Component):
     The host reads and writes the memories (layout: :mod:`gateskip.spec.memories`) through
     ``mem`` and the registers (:mod:`gateskip.spec.registers`) through ``reg``, only while
     idle: accesses while ``busy`` are ignored. ``ZERO`` clears ``dW, db, da, dc`` at one word
-    per cycle. ``max_memory_bits``: refuse a build whose memories need more.
+    per cycle. ``max_memory_bits``: refuse a build whose memories in block RAM (all but the
+    single-ported ones of ``spram``) need more.
     """
 
     def __init__(self, config: AccelConfig | None = None, *,
@@ -137,7 +138,8 @@ class Backward(wiring.Component):
     @staticmethod
     def check(config: AccelConfig, max_memory_bits: int | None = None) -> int:
         """Every check of a build of ``config`` (beyond the config's own), constructing nothing;
-        returns the bits its memories need. Raises ``ValueError`` (or ``TypeError``)."""
+        returns the bits its memories in block RAM need. Raises ``ValueError`` (or
+        ``TypeError``)."""
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         MacArray.check_parameters(config.lanes, config.k, 4 * config.hidden, config.formats)
@@ -148,7 +150,7 @@ class Backward(wiring.Component):
         if config.train:
             ForwardPipe.check_parameters(config.lanes, config.formats)
             UpdateUnit.check_parameters(config.formats)
-        memory_bits = MemoryBank.bits(config)
+        memory_bits = MemoryBank.bits(config, block_only=True)
         if max_memory_bits is not None and memory_bits > max_memory_bits:
             raise ValueError(f"the memories need {memory_bits} bits "
                              f"({memory_bits / 8192:.1f} KiB) and the target holds "

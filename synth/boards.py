@@ -75,10 +75,13 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router1"}
 # -- the default build of each board: ONE place. Found by the search of synth/reports/SEARCH.md
 # (one build at a time, growing until DSPs, block RAM, LUTs, routing or timing failed). The report
 # named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
-#   icebreaker  synth/reports/icebreaker.json: H 8, X 8, L 1, T 8, B 1 with spec.config.SMALL_DEVICE
-#               (time-shared gate-gradient unit, element-wide host port, serial db, 16-bit
-#               counters, ...) at an 18 MHz PLL clock: 5212/5280 ICESTORM_LC, Fmax 22.72 MHz
-#               (a 19.875 MHz build reached 19.66). Without those options even
+#   icebreaker  synth/reports/icebreaker.json: H 32, X 32, L 1, T 8, B 1 with
+#               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
+#               port, serial db, 16-bit counters, ...) and spram (W and DW in 3 of the 4
+#               SPRAMs) at an 18 MHz PLL clock: 5162/5280 ICESTORM_LC, 25/30 EBR, Fmax
+#               22.43 MHz (a 21 MHz build reached 20.68: icebreaker-21mhz.json). Without
+#               spram the largest was H 8, X 8 (icebreaker-h8.json: 5212 LCs, 24 EBR, 22.72
+#               MHz; H 16 needed 36 EBR: icebreaker-h8-step-up.json). Without the small-device options even
 #               H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
 #               (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
@@ -115,8 +118,8 @@ BOARDS = {b.name: b for b in (
           loader="ice40_generic", bitstream_ext="bin",
           # SB_MAC16 and SPRAM inference are off by default
           overrides={"synth_opts": "-dsp -spram"}, sprams=4,
-          defaults={"hidden": 8, "inputs": 8, "lanes": 1, "max_seq": 8, "max_batch": 1,
-                    **SMALL_DEVICE},
+          defaults={"hidden": 32, "inputs": 32, "lanes": 1, "max_seq": 8, "max_batch": 1,
+                    **SMALL_DEVICE, "spram": True},
           defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",

@@ -626,6 +626,8 @@ def boards_table(reports: list[dict]) -> str:
                 value = f"{r[key]}/{r[key + '_available']}"
             else:
                 value = str(r[key])
+            if key == "brams" and r.get("sprams"):
+                value += f" + {r['sprams']}/{r['sprams_available']} SPRAM"
             cells.append(value)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
