@@ -19,9 +19,9 @@ __all__ = ["OutputLayer", "READS", "WRITES", "SYMBOL_OVERHEAD", "cycles"]
 
 #: cycles per symbol beyond its rows (``V * ceil(H/L)``), its softmax's exp and out passes
 #: (``V``) and its array commands (``2 * ceil(H/L)`` each): setup 1, the dot unit's latency,
-#: softmax from its last logit to its first dlogit 35 beyond ``V`` (``R_BITS + 9``), the
+#: softmax from its last logit to its first dlogit 36 beyond ``V`` (``R_BITS + 10``), the
 #: array's pipeline to its last write and the symbol's end 2; exact in dense mode (:func:`cycles`)
-SYMBOL_OVERHEAD = 38 + DOT_LATENCY + ARRAY_LATENCY
+SYMBOL_OVERHEAD = 39 + DOT_LATENCY + ARRAY_LATENCY
 
 
 def cycles(config: AccelConfig, symbols: int, commands: int) -> int:

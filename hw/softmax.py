@@ -13,7 +13,11 @@ from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RE
 from .divider import Divider
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["SoftmaxUnit", "MAX_VOCAB"]
+__all__ = ["SoftmaxUnit", "MAX_VOCAB", "OUT_LATENCY"]
+
+#: cycles from a word read in the out pass to its dlogit offered (the read, the product, the
+#: rounding, the output register)
+OUT_LATENCY = 4
 
 #: quotient bits of ``R = floor(2**RECIP_BITS / S)``: ``S >= 2**TABLE_FRAC`` (the max's ``e``)
 R_BITS = RECIP_BITS - TABLE_FRAC + 1
@@ -63,13 +67,14 @@ class SoftmaxUnit(wiring.Component):
     * divide (R_BITS + 2 = 28 cycles): :class:`~.divider.Divider` makes
       ``R = floor(2**RECIP_BITS / S)`` while the loss settles (``S``'s leading one, a ROM read
       of ``log2_table``, and the target's ``max - logit``);
-    * out (V + 3 cycles, latency 3): ``dlogit = sat(sat(round(e R)) - onehot)``; the loss
-      beat is offered from the pass's first cycle.
+    * out (V + 4 cycles, latency 4): ``dlogit = sat(sat(round(e R)) - onehot)``, the product
+      ``e R`` registered before its rounding; the loss beat is offered from the pass's first
+      cycle.
 
     At full rate (logits back to back, ``o`` and ``loss`` always ready), the first logit taken
     at cycle 0: the logits at 0 .. V-1, the loss at ``2V + R_BITS + 5``, dlogit ``v`` at
-    ``2V + R_BITS + 8 + v``, the next symbol's first logit at ``3V + R_BITS + 8``: a symbol
-    every ``3V + 34`` cycles. ``i.ready`` is high only in the in pass, so it is low from a
+    ``2V + R_BITS + 9 + v``, the next symbol's first logit at ``3V + R_BITS + 9``: a symbol
+    every ``3V + 35`` cycles. ``i.ready`` is high only in the in pass, so it is low from a
     symbol's last logit until its outputs are all taken. Back-pressure on ``o`` or ``loss``
     stalls only the out pass (the two are independent: either may be taken first); nothing is
     lost or repeated.
@@ -131,12 +136,13 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += [div.dividend.eq(1 << RECIP_BITS), div.divisor.eq(S)]
 
         # the read pipeline of the exp and out passes: stage 1 sees the buffer's word (v1 valid,
-        # t1 the target's), stage 2 the exp ROM's word or p, stage 3 e (out: the output register)
+        # t1 the target's), stage 2 the exp ROM's word or the product e R, stage 3 e or p,
+        # (out) stage 4 the output register
         v1, t1, v2, v3 = Signal(), Signal(), Signal(), Signal()
-        far2, t2 = Signal(), Signal()
+        far2, t2, t3 = Signal(), Signal(), Signal()
         r2 = Signal(unsigned(low))
         e3 = Signal(unsigned(TABLE_FRAC + 1))
-        p2 = Signal(signed(f.grad.width))
+        p3 = Signal(signed(f.grad.width))
         d = Signal(unsigned(f.logit.width))
         far = Signal()
         m.d.comb += [d.eq(top - rd.data.logit), far.eq((d >> low) >= EXP_ENTRIES)]
@@ -201,20 +207,23 @@ class SoftmaxUnit(wiring.Component):
 
         with m.Elif(state == _State.OUT):
             m.d.comb += [rd.addr.eq(k), rd.en.eq(advance)]
-            prod = rd.data.e * div.quotient
+            # the product registered before its rounding (the multipliers' sum of partial
+            # products, then round and saturate: two stages)
+            prod = Signal(signed(len(rd.data.e) + len(div.quotient) + 1))
             with m.If(advance):
                 m.d.sync += [
                     v1.eq(k < V), t1.eq(k == target), k.eq(k + (k < V)),
-                    v2.eq(v1), t2.eq(t1),
-                    p2.eq(saturate(round_half_up(prod, RECIP_BITS - f.grad.frac_bits),
+                    v2.eq(v1), t2.eq(t1), prod.eq(rd.data.e * div.quotient),
+                    v3.eq(v2), t3.eq(t2),
+                    p3.eq(saturate(round_half_up(prod, RECIP_BITS - f.grad.frac_bits),
                                    f.grad.width)),
-                    self.o.valid.eq(v2),
+                    self.o.valid.eq(v3),
                     self.o.payload.dlogit.eq(saturate(
-                        p2 - Mux(t2, 1 << f.grad.frac_bits, 0), f.grad.width))]
+                        p3 - Mux(t3, 1 << f.grad.frac_bits, 0), f.grad.width))]
             with m.If(self.loss.ready):
                 m.d.sync += self.loss.valid.eq(0)
             # the last dlogit leaves now or has left, and so has the loss
-            with m.If((k == V) & ~v1 & ~v2 & advance &
+            with m.If((k == V) & ~v1 & ~v2 & ~v3 & advance &
                       (~self.loss.valid | self.loss.ready)):
                 m.d.sync += [k.eq(0), state.eq(_State.IN)]
         return m

@@ -3,7 +3,7 @@
 
 Scoreboard: every ``dlogit`` beat and every ``loss`` beat equals the golden twin's, for random
 symbols (logits ~ N(0, 4)) at full rate with the docstring's exact cycles (a symbol every
-``3V + 34`` cycles), for edge symbols (all logits equal, one at the max and the rest at the min,
+``3V + 35`` cycles), for edge symbols (all logits equal, one at the max and the rest at the min,
 ``d`` exactly ``EXP_RANGE`` and one lsb below), under random valid gaps on ``i`` and ready drops
 on ``o`` and ``loss``, and after a reset in each of the four passes of a symbol. A passive
 monitor checks that ``i`` is never ready while an output is offered (one symbol at a time).
@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from gateskip.golden.output import softmax_code
-from gateskip.hw.softmax import R_BITS, SoftmaxUnit
+from gateskip.hw.softmax import OUT_LATENCY, R_BITS, SoftmaxUnit
 from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSink, StreamSource, unpack
@@ -28,8 +28,8 @@ def make_unit() -> SoftmaxUnit:
 
 
 def period(V: int) -> int:
-    """Cycles per symbol at full rate (the docstring's ``3V + R_BITS + 8 = 3V + 34``)."""
-    return 3 * V + R_BITS + 8
+    """Cycles per symbol at full rate (the docstring's ``3V + R_BITS + 9 = 3V + 35``)."""
+    return 3 * V + R_BITS + 5 + OUT_LATENCY
 
 
 def random_symbols(rng, unit, n):
@@ -147,9 +147,9 @@ async def check(dut, unit, rng, symbols, **rates):
 
 def assert_full_rate_timing(monitor, V, n):
     """The docstring's schedule, symbol ``s`` starting at ``s P``: logits at ``0 .. V-1``, the
-    loss at ``2V + R_BITS + 5``, dlogit ``v`` at ``2V + R_BITS + 8 + v``."""
+    loss at ``2V + R_BITS + 5``, dlogit ``v`` at ``2V + R_BITS + 9 + v``."""
     P = period(V)
-    first = 2 * V + R_BITS + 8
+    first = 2 * V + R_BITS + 5 + OUT_LATENCY
     want = {"i": [s * P + v for s in range(n) for v in range(V)],
             "loss": [s * P + 2 * V + R_BITS + 5 for s in range(n)],
             "o": [s * P + first + v for s in range(n) for v in range(V)]}
@@ -160,13 +160,13 @@ def assert_full_rate_timing(monitor, V, n):
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def random_at_full_rate(dut):
     """Random symbols back to back, every output always ready: bit-exact, and a symbol every
-    3V + 34 cycles on the docstring's exact schedule."""
+    3V + 35 cycles on the docstring's exact schedule."""
     unit = make_unit()
     rng, _ = rng_for("random_at_full_rate")
     await setup(dut)
     n = 40 if unit.vocab <= 16 else 16
     monitor = await check(dut, unit, rng, random_symbols(rng, unit, n))
-    assert period(unit.vocab) == 3 * unit.vocab + 34
+    assert period(unit.vocab) == 3 * unit.vocab + 35
     assert_full_rate_timing(monitor, unit.vocab, n)
 
 

@@ -132,12 +132,12 @@ def test_edge_symbols_reach_the_edges():
 @pytest.mark.parametrize("V", [2, 7, 50])
 def test_full_rate_cycles_are_the_docstring_formula(V):
     run = _run(V, _random_symbols(np.random.default_rng(1), V, 2))
-    period = 3 * V + 34                               # the docstring's symbol period
-    assert period == 3 * V + R_BITS + 8
+    period = 3 * V + 35                               # the docstring's symbol period
+    assert period == 3 * V + R_BITS + 9
     c = run.cycles
     assert c["in"] == list(range(V)) + list(range(period, period + V))
     assert c["loss"] == [2 * V + R_BITS + 5, period + 2 * V + R_BITS + 5]
-    first = 2 * V + R_BITS + 8
+    first = 2 * V + R_BITS + 9
     assert c["o"] == list(range(first, first + V)) + list(range(period + first,
                                                                  period + first + V))
 
