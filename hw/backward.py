@@ -20,7 +20,7 @@ from .embed_update import EmbeddingUpdate
 from .fetch import FetchStage
 from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
-from .gate_grad import GateGradUnit
+from .gate_grad import FULL_LATENCY as EW_LATENCY, GateGradUnit
 from .loss_scale import LossScale
 from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
 from .memory_bank import MemoryBank, mem_port_signature
@@ -35,9 +35,10 @@ from .weight_update import WeightUpdate
 __all__ = ["Backward", "STEP_OVERHEAD"]
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
-#: setup 1, fetch 2 (the read, then its data registered), gate-gradient unit 5, threshold 1,
-#: compactor 1, FIFO 2, array accept 1, the array's pipeline to the last write, step change 1
-STEP_OVERHEAD = 14 + ARRAY_LATENCY
+#: setup 1, fetch 2 (the read, then its data registered), the pipelined gate-gradient unit's
+#: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
+#: write, step change 1
+STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED

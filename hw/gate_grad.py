@@ -13,6 +13,7 @@ from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_
 from .fixedpoint import round_half_up, round_half_up_narrow, saturate, saturate_by_sign
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
+           "parallel_plan", "FULL_LATENCY",
            "allocate_registers", "PRODUCTS", "MUL_LATENCY"]
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
@@ -142,6 +143,25 @@ def allocate_registers(schedule, formats: Formats = FORMATS):
     return [(w, tuple(names)) for w, names, _ in registers]
 
 
+def parallel_plan(ops):
+    """The pipelined unit's stages: ``(plan, made, depth)``, ``plan`` each op with the stage of
+    its product (the stage after its last operand's), ``made`` each value's stage (the inputs
+    0, ``dh`` 1: made from two of them), ``depth`` the output register's stage. An op with an
+    addend takes two stages: its product (rounded, and saturated if ``inner``), then the sum."""
+    made = {n: 0 for n in _INPUTS if n != "dh"}
+    made["dh"] = 1
+    plan = []
+    for op in ops:
+        ready = max(made[n] for n in (op.a, op.b, op.base) if n not in (None, "one"))
+        plan.append((op, ready + 1))
+        made[op.dst] = ready + 1 + (op.base is not None)
+    return plan, made, max(made.values())
+
+
+#: the pipelined unit's latency, cycles from a beat accepted to its result offered
+FULL_LATENCY = parallel_plan(gate_grad_ops()[0])[2]
+
+
 class GateGradUnit(wiring.Component):
     """Makes ``dnet`` (gates i, f, g, o) and ``dc_{t-1}`` of one hidden unit.
 
@@ -157,9 +177,11 @@ class GateGradUnit(wiring.Component):
     default formats (two iCE40 SB_MAC16 each).
 
     ``multipliers`` None, ``"full"``, 15 or 16: fully pipelined, one multiplier per product,
-    one beat per cycle, latency 5 cycles (stages: ``dh`` and squares -> ``dh*o``, ``dh*tanh_c``
-    and the derivatives -> ``dc`` and ``dnet_o`` -> ``dc`` times ``g``, ``c_prev``, ``i``, ``f``
-    -> ``dnet_i f g``). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
+    one beat per cycle, latency 6 cycles (:data:`FULL_LATENCY`; stages: ``dh`` and the squares'
+    products -> ``dh*o``, ``dh*tanh_c`` and the derivatives -> the product ``dh*o*tanh'`` and
+    ``dnet_o`` -> ``dc`` (its addend) -> ``dc`` times ``g``, ``c_prev``, ``i``, ``f`` ->
+    ``dnet_i f g``: an op with an addend takes a stage for its product and one for the sum,
+    :func:`parallel_plan`). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
     o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
 
@@ -187,7 +209,7 @@ class GateGradUnit(wiring.Component):
 
         multipliers    1    2   3..14   full
         cycles/unit   16   13    12      1
-        latency       19   16    15      5
+        latency       19   16    15      6
         DSP blocks     2    4     6     27   (iCE40 SB_MAC16: 24x16 = 2, 16x16 = 1)
 
     (``M = 1`` is bound by the 16 products, ``M >= 3`` by the chain ``tanh_c^2 -> dc' -> u ->
@@ -227,7 +249,7 @@ class GateGradUnit(wiring.Component):
         ops, widths = gate_grad_ops(formats)
         if self.parallel:
             self.schedule, self.shapes = None, None
-            self.cycles_per_unit, self.latency = 1, 5
+            self.cycles_per_unit, self.latency = 1, FULL_LATENCY
             #: 16x16 DSP blocks of the multipliers (iCE40 SB_MAC16), as Yosys splits them
             self.dsp_blocks = sum(_dsp_cost(*sorted((widths[op.a], widths[op.b]))[::-1])
                                   for op in ops)
@@ -468,15 +490,7 @@ class GateGradUnit(wiring.Component):
         ops, widths = gate_grad_ops(f)
         one = 1 << f.act.frac_bits
         p = self.i.payload
-        made = {n: 0 for n in _INPUTS if n != "dh"}     # value -> stage it is available at
-        made["dh"] = 1
-        plan = []                                        # (op, stage of its product)
-        for op in ops:
-            ready = max(made[n] for n in (op.a, op.b, op.base) if n not in (None, "one"))
-            split = op.inner is not None and op.base is not None
-            plan.append((op, ready + 1))
-            made[op.dst] = ready + 1 + split
-        depth = max(made.values())
+        plan, made, depth = parallel_plan(ops)
         o = self.o.payload
         ports = dict(zip(OUTPUTS, (o.dnet[0], o.dnet[1], o.dnet[2], o.dnet[3], o.dc_prev)))
         regs = {}                                        # (value, stage) -> its register
@@ -508,8 +522,9 @@ class GateGradUnit(wiring.Component):
             product = round_half_up(at(op.a, stage - 1) * at(op.b, stage - 1), op.shift)
             if op.inner is not None:
                 product = saturate(product, op.inner)
-            if op.base is not None and op.inner is not None:    # the product gets a stage
-                sq = Signal(signed(op.inner), name=op.name)
+            if op.base is not None:                     # the product gets a stage of its own
+                sq = Signal(signed(op.inner if op.inner is not None else len(product)),
+                            name=op.name)
                 assignments.append((sq, product))
                 product, stage = sq, stage + 1
             if op.base is not None:
