@@ -272,7 +272,6 @@ class MacArray(wiring.Component):
             self.da_rd.addr.eq(addr_rd),
             self.da_rd.en.eq(v_rd & ph_rd),
         ]
-
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(seq.aw)
         # registered: the product rounded half up to the accumulator's fraction (the rounding's
