@@ -247,9 +247,13 @@ class MacArray(wiring.Component):
         prod_width = f.grad.width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
         sr = Signal(signed(f.grad.width))
-        addrr = Signal(seq.aw)
+        # the accumulator word down the pipeline: a da word's c, a dW word's matrix address
+        # (single_port_dw: c too, the matrix address going its own way to the write-back)
+        pipe_aw = max(1, self.vec_addr_width) if self.single_port_dw else seq.aw
+        addrr = Signal(pipe_aw)
         m.d.sync += [vr.eq(seq.accumulates), phr.eq(seq.phase), sr.eq(seq.s0),
-                     addrr.eq(Mux(seq.phase, seq.c, seq.mat_addr))]
+                     addrr.eq(seq.c if self.single_port_dw else
+                              Mux(seq.phase, seq.c, seq.mat_addr))]
         if self.tail < L:                # only a partial last word needs to know it is last
             m.d.sync += lastr.eq(seq.c == C - 1)
         rows = Signal(self.operand_word)
@@ -261,7 +265,7 @@ class MacArray(wiring.Component):
 
         v1, ph1 = Signal(), Signal()
         s1 = Signal(signed(f.grad.width))
-        addr1 = Signal(seq.aw)
+        addr1 = Signal(pipe_aw)
         m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
@@ -273,7 +277,7 @@ class MacArray(wiring.Component):
             self.da_rd.en.eq(v_rd & ph_rd),
         ]
         v2, ph2 = Signal(), Signal()
-        addr2 = Signal(seq.aw)
+        addr2 = Signal(pipe_aw)
         # registered: the product rounded half up to the accumulator's fraction (the rounding's
         # adder after the multiplier, not in series with the accumulate)
         r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
@@ -320,7 +324,7 @@ class MacArray(wiring.Component):
         L, f = self.lanes, self.formats
         acc_width = max(f.dw.width, f.da.width)
         v3, ph3 = Signal(), Signal()
-        addr3 = Signal(seq.aw)
+        addr3 = Signal(len(st.addr2))
         sum3 = Signal(data.ArrayLayout(signed(acc_width), L))
         sum4 = Signal(data.ArrayLayout(signed(acc_width), L))
         # Forwarding selects, compared one stage early and registered so that the address

@@ -35,9 +35,11 @@ def test_generated_verilog_passes_verilator_lint(block, tmp_path):
     lint(path)
 
 
-def test_small_device_top_passes_verilator_lint(tmp_path):
+@pytest.mark.parametrize("spram", [False, True], ids=["ebr", "spram"])
+def test_small_device_top_passes_verilator_lint(spram, tmp_path):
     from gateskip.hw.top import SMALL_DEVICE, AcceleratorTop
-    top = AcceleratorTop(hidden=8, inputs=8, lanes=1, max_seq=8, max_batch=1, **SMALL_DEVICE)
+    top = AcceleratorTop(hidden=8, inputs=8, lanes=1, max_seq=8, max_batch=1, spram=spram,
+                         **SMALL_DEVICE)
     lint(write_verilog(top, "top", tmp_path / "top.v"))
 
 
