@@ -78,8 +78,10 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router1"}
 #   icebreaker  synth/reports/icebreaker.json: H 32, X 32, L 1, T 8, B 1 with
 #               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
 #               port, serial db, 16-bit counters, ...) and spram (W and DW in 3 of the 4
-#               SPRAMs) at an 18 MHz PLL clock: 5162/5280 ICESTORM_LC, 25/30 EBR, Fmax
-#               22.43 MHz (a 21 MHz build reached 20.68: icebreaker-21mhz.json). Without
+#               SPRAMs) at an 18 MHz PLL clock: 5192/5280 ICESTORM_LC, 25/30 EBR, Fmax
+#               20.22 MHz (22.43 for the same design before a change that left the netlist
+#               of its address registers as it was: placement; a 21 MHz build reached
+#               20.68: icebreaker-21mhz.json). Without
 #               spram the largest was H 8, X 8 (icebreaker-h8.json: 5212 LCs, 24 EBR, 22.72
 #               MHz; H 16 needed 36 EBR: icebreaker-h8-step-up.json). Without the small-device options even
 #               H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
