@@ -90,11 +90,13 @@ class FetchStage(wiring.Component):
                 m.d.sync += [self.o.valid.eq(valid), *beat]
         else:       # offered from the read ports, which hold their data until the next read
             m.d.comb += [self.o.valid.eq(valid), *beat]
+        # a read only for a unit issued: no other read of DC or DA can meet the write of the
+        # same word (the memory bank tells Yosys so: NO_COLLISION)
         m.d.comb += [
-            self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(take),
-            self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(take),
-            self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(take),
-            self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(take),
+            self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(issue),
+            self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(issue),
+            self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(issue),
+            self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(issue),
             self.done.eq((k == H) & ~valid & ~self.o.valid),
         ]
         return m

@@ -107,7 +107,11 @@ class MemoryBank(wiring.Component):
 
     The memories the run only reads (the host writes them, while the run is idle: not streamed)
     have the attribute :data:`NO_COLLISION`: their read and write ports are never used in the
-    same cycle (the host port reads or writes, never both).
+    same cycle (the host port reads or writes, never both). So have the accumulators ``DW``,
+    ``DB``, ``DA`` and ``DC`` of a backward-only build without the MAC array's forwarding
+    (``forwarding=False``: no word is issued again before its sum is written), whose run reads a
+    word only to use it (the fetch stage only for the units it issues): ``tests/test_hw_backward.py``
+    watches every cycle of the runs for a read of a word being written.
 
     ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
     port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``
@@ -147,6 +151,9 @@ class MemoryBank(wiring.Component):
         #: the memories only the host writes, while the run is idle
         self.host_written = tuple(n for n in self.shapes if not MEMORIES[n].run_writes(config)
                                   and not MEMORIES[n].streamed)
+        #: the memories never read in a cycle that writes the word (:data:`NO_COLLISION`)
+        accumulators = ("DW", "DB", "DA", "DC") if not (config.train or config.forwarding) else ()
+        self.collision_free = self.host_written + accumulators
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}
@@ -183,7 +190,7 @@ class MemoryBank(wiring.Component):
     def _attrs(self, name: str) -> dict:
         if name in self.single_ported:
             return {"ram_style": "huge"}
-        return {NO_COLLISION: 1} if name in self.host_written else {}
+        return {NO_COLLISION: 1} if name in self.collision_free else {}
 
     @staticmethod
     def depths(config: AccelConfig) -> dict:
