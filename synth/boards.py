@@ -78,13 +78,11 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router1"}
 #   icebreaker  synth/reports/icebreaker.json: H 32, X 32, L 1, T 8, B 1 with
 #               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
 #               port, serial db, 16-bit counters, ...) and spram (W and DW in 3 of the 4
-#               SPRAMs) at an 18 MHz PLL clock: 5192/5280 ICESTORM_LC, 25/30 EBR, Fmax
-#               20.22 MHz (22.43 for the same design before a change that left the netlist
-#               of its address registers as it was: placement; a 21 MHz build reached
-#               20.68: icebreaker-21mhz.json). Without
-#               spram the largest was H 8, X 8 (icebreaker-h8.json: 5212 LCs, 24 EBR, 22.72
-#               MHz; H 16 needed 36 EBR: icebreaker-h8-step-up.json). Without the small-device options even
-#               H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
+#               SPRAMs) at a 21 MHz PLL clock: 4908/5280 ICESTORM_LC, 25/30 EBR, Fmax
+#               21.98 MHz (at 18 MHz, icebreaker-18mhz.json: 22.02). Without spram the
+#               largest was H 8, X 8 (icebreaker-h8.json: 5212 LCs, 24 EBR, 22.72 MHz; H 16
+#               needed 36 EBR: icebreaker-h8-step-up.json). Without the small-device options
+#               even H = X = L = T = B = 1 needs 7145 of 5280 ICESTORM_LC
 #               (icebreaker-no-small-options.json).
 #   ulx3s-85f   synth/reports/ulx3s-85f.json, the whole-model top (vocab=51, PTB characters;
 #               train=True) at H 32, X 16, L 2, T 16, B 2 at a 45 MHz PLL clock: 22008/83640 LUT
@@ -115,7 +113,7 @@ _ECP5_OVERRIDES = {"nextpnr_opts": "--router router1"}
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
-          title="iCEBreaker", osc_mhz=12.0, clock_mhz=18.0, serial_chip="FT2232H",
+          title="iCEBreaker", osc_mhz=12.0, clock_mhz=21.0, serial_chip="FT2232H",
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           # SB_MAC16 and SPRAM inference are off by default
