@@ -110,8 +110,9 @@ class MemoryBank(wiring.Component):
     same cycle (the host port reads or writes, never both). So have the accumulators ``DW``,
     ``DB``, ``DA`` and ``DC`` of a backward-only build without the MAC array's forwarding
     (``forwarding=False``: no word is issued again before its sum is written), whose run reads a
-    word only to use it (the fetch stage only for the units it issues): ``tests/test_hw_backward.py``
-    watches every cycle of the runs for a read of a word being written.
+    word only to use it (the fetch stage only for the units it issues):
+    ``tests/test_hw_backward.py`` watches every cycle of the runs for a read of a word being
+    written.
 
     ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
     port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``

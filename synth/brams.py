@@ -48,8 +48,8 @@ from amaranth.hdl._mem import MemoryInstance
 
 from ..hw.memory_bank import NO_COLLISION
 
-__all__ = ["Ram", "LIBRARY", "SPRAM", "BLOCK_CELL", "BLOCK_BITS", "MemoryUse", "Mapping", "memories",
-           "memory_script",
+__all__ = ["Ram", "LIBRARY", "SPRAM", "BLOCK_CELL", "BLOCK_BITS", "MemoryUse", "Mapping",
+           "memories", "memory_script",
            "map_memory", "block_rams", "check_block_rams"]
 
 
