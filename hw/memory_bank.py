@@ -148,7 +148,7 @@ class MemoryBank(wiring.Component):
         #: the host port's elements per access, and the width of its element index
         self.port_elements, self.el_width = port_elements(self.elements, config.element_port)
         #: the memories behind a single port (``config.spram``)
-        self.single_ported = tuple(n for n in SINGLE_PORTED if config.spram and n in self.shapes)
+        self.single_ported = self.single_ported_of(config)
         #: the memories only the host writes, while the run is idle
         self.host_written = tuple(n for n in self.shapes if not MEMORIES[n].run_writes(config)
                                   and not MEMORIES[n].streamed)
@@ -199,11 +199,18 @@ class MemoryBank(wiring.Component):
         return {name: d for name, (_s, d) in word_shapes(config).items()}
 
     @staticmethod
+    def single_ported_of(config: AccelConfig) -> tuple:
+        """The memories of ``config`` behind a single port: :data:`SINGLE_PORTED` with
+        ``spram``, else none."""
+        return tuple(n for n in SINGLE_PORTED if config.spram and n in built(config))
+
+    @staticmethod
     def bits(config: AccelConfig, block_only: bool = False) -> int:
         """Bits of all the memories of ``config`` together (as the host port sees their words);
-        ``block_only``: of those in block RAM (all but the single-ported ones with ``spram``)."""
+        ``block_only``: of those in block RAM (all but the single-ported ones)."""
+        single = MemoryBank.single_ported_of(config) if block_only else ()
         return sum(Shape.cast(s).width * d for n, (s, d) in word_shapes(config).items()
-                   if not (block_only and config.spram and n in SINGLE_PORTED))
+                   if n not in single)
 
     @staticmethod
     def port_width(config: AccelConfig) -> int:

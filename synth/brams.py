@@ -49,7 +49,7 @@ from amaranth.hdl._mem import MemoryInstance
 from ..hw.memory_bank import NO_COLLISION
 
 __all__ = ["Ram", "LIBRARY", "SPRAM", "BLOCK_CELL", "BLOCK_BITS", "MemoryUse", "Mapping",
-           "memories", "memory_script",
+           "memories", "accelerator_memories", "memory_script",
            "map_memory", "block_rams", "check_block_rams"]
 
 
@@ -181,17 +181,16 @@ def memories(design) -> list[MemoryUse]:
     return out
 
 
-def memory_script(design) -> str:
+def memory_script(mems) -> str:
     """The Yosys commands (run after reading the design, before ``synth_*``) that tell it what
-    Amaranth's memories cannot: a ``ram_style`` ``huge`` memory has no initial contents
+    Amaranth's memories cannot, for ``mems`` (:func:`memories` of a design, or
+    :func:`accelerator_memories`): a ``ram_style`` ``huge`` memory has no initial contents
     (Amaranth's start at zero, and the SPRAM has none: Yosys would not map it), and a
     ``no_collision`` memory's reads may return anything in a cycle that writes their word (so
     Yosys puts no read-first logic beside the block RAM: a flip-flop and a select per bit).
-    Each memory is selected by its module and name (``*.backward.bank/r:MEMID=\\mem_act``).
-    ``design`` is elaborated here, without a platform (a memory is elaborated once: pass an
-    instance that nothing else elaborates)."""
+    Each memory is selected by its module and name (``*.backward.bank/r:MEMID=\\mem_act``)."""
     lines = []
-    for mem in memories(design):
+    for mem in mems:
         *path, local = mem.name.split(".")
         module = "*." + ".".join(path) if path else "*"
         def select(cell):
@@ -317,13 +316,25 @@ def block_rams(config, family: str, **top_params) -> dict:
             "sprams": sum(n for _name, n in huge), "spram_memories": dict(huge)}
 
 
+def accelerator_memories(config, **top_params) -> tuple[MemoryUse, ...]:
+    """:func:`memories` of :class:`~gateskip.hw.top.AcceleratorTop` of ``config`` (an
+    :class:`~gateskip.spec.config.AccelConfig`) and ``top_params``, elaborated once per build:
+    the block RAM check and the build's :func:`memory_script` read the same list."""
+    return _accelerator_memories(config, tuple(sorted(top_params.items())))
+
+
+@lru_cache(maxsize=32)
+def _accelerator_memories(config, top_params: tuple) -> tuple[MemoryUse, ...]:
+    # elaborating the design takes up to a second: a check run again for the same build (the
+    # board list, the search, the build after its check) reuses it
+    from ..hw.top import AcceleratorTop
+    return tuple(memories(AcceleratorTop(config, **dict(top_params))))
+
+
 @lru_cache(maxsize=32)
 def _block_rams(config, family: str, top_params: tuple) -> tuple:
-    # elaborating the design takes up to a second: a check run again for the same build (the
-    # board list, the search) reuses it
-    from ..hw.top import AcceleratorTop
     found = {mem.name: map_memory(mem, family)
-             for mem in memories(AcceleratorTop(config, **dict(top_params)))}
+             for mem in _accelerator_memories(config, top_params)}
     blocks = {n: m.blocks if m.kind == "block" else 0 for n, m in found.items()}
     huge = tuple((n, m.blocks) for n, m in found.items() if m.kind == "huge")
     return (sum(blocks.values()), BLOCK_CELL[family], tuple(blocks.items()),

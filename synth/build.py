@@ -21,7 +21,7 @@ from amaranth.lib import io
 
 from ..hw.pll import PllClock, PllParams
 from .boards import Board, board_clock, toolchain_env
-from .brams import check_block_rams, memory_script
+from .brams import accelerator_memories, check_block_rams, memory_script
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
@@ -121,12 +121,11 @@ def _placement_fmax(pnr_log: Path) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _memory_overrides(overrides: dict, design) -> dict:
-    """``overrides`` with :func:`~.brams.memory_script` of ``design`` (the part of the build
-    that holds the memories, elaborated here without a platform: an instance not built
-    otherwise, as a memory is elaborated once) after the board's own ``script_after_read``."""
+def _memory_overrides(overrides: dict, mems) -> dict:
+    """``overrides`` with :func:`~.brams.memory_script` of ``mems`` (the memories of the
+    build) after the board's own ``script_after_read``."""
     script = "\n".join(filter(None, (overrides.get("script_after_read"),
-                                      memory_script(design))))
+                                      memory_script(mems))))
     return {**overrides, "script_after_read": script} if script else dict(overrides)
 
 
@@ -373,8 +372,9 @@ def check_build(board: Board, params: dict, baud: int | None = None,
     the parameters' ranges, the memories' bits against the device's block RAM
     (``board.bram_bits``), then the block RAMs Yosys will allocate for them
     (:func:`~.brams.check_block_rams`: it elaborates the accelerator, under a second). Returns
-    ``{"config", "divisor", "memory_bits", "brams", "clock"}`` (``clock``: the
-    :class:`~gateskip.hw.pll.PllParams`); raises ``ValueError``."""
+    ``{"config", "divisor", "memory_bits", "brams", "clock", "memories"}`` (``clock``: the
+    :class:`~gateskip.hw.pll.PllParams`; ``memories``: the accelerator's, as the check read
+    them, :func:`~.brams.accelerator_memories`); raises ``ValueError``."""
     from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
     from ..spec.config import AccelConfig
     baud = DEFAULT_BAUD if baud is None else baud
@@ -399,7 +399,8 @@ def check_build(board: Board, params: dict, baud: int | None = None,
     except (ValueError, TypeError) as e:        # TypeError: a parameter of the wrong kind
         raise ValueError(f"{board.name}: {e}") from None
     return {"config": config, "divisor": divisor, "memory_bits": bits,
-            "brams": brams["total"], "clock": clock}
+            "brams": brams["total"], "clock": clock,
+            "memories": accelerator_memories(config, **top)}
 
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
@@ -416,7 +417,7 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
     ``timeout`` seconds pass (:func:`run_build`).
     """
-    from ..hw.top import DEFAULT_BAUD, AcceleratorTop, BoardTop
+    from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
     checked = check_build(board, params, baud, clock_mhz)
@@ -427,9 +428,7 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     memory = {"memory_bits": checked["memory_bits"],
               "memory_bits_available": board.bram_bits}
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
-    accelerator = AcceleratorTop(checked["config"], divisor=checked["divisor"],
-                                 **{k: params[k] for k in TOP_PARAMS if k in params})
-    overrides = _memory_overrides(board.overrides, accelerator)
+    overrides = _memory_overrides(board.overrides, checked["memories"])
     overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
     t0 = time.perf_counter()
     try:

