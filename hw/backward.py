@@ -99,7 +99,7 @@ class Backward(wiring.Component):
         self.control = StepController(hidden=H, chunks=c.chunks, max_seq=c.max_seq,
                                       max_batch=c.max_batch,
                                       zero_words=self.bank.zero_words)
-        self.ew = GateGradUnit(f, multipliers=c.ew_multipliers)
+        self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages)
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,

@@ -143,22 +143,24 @@ def allocate_registers(schedule, formats: Formats = FORMATS):
     return [(w, tuple(names)) for w, names, _ in registers]
 
 
-def parallel_plan(ops):
+def parallel_plan(ops, product_stages: bool = True):
     """The pipelined unit's stages: ``(plan, made, depth)``, ``plan`` each op with the stage of
     its product (the stage after its last operand's), ``made`` each value's stage (the inputs
-    0, ``dh`` 1: made from two of them), ``depth`` the output register's stage. An op with an
-    addend takes two stages: its product (rounded, and saturated if ``inner``), then the sum."""
+    0, ``dh`` 1: made from two of them), ``depth`` the output register's stage. With
+    ``product_stages`` the product is registered as the multipliers leave it and rounded (and
+    saturated) in the next stage; an op with an addend takes one stage more, for the sum."""
     made = {n: 0 for n in _INPUTS if n != "dh"}
     made["dh"] = 1
     plan = []
     for op in ops:
         ready = max(made[n] for n in (op.a, op.b, op.base) if n not in (None, "one"))
         plan.append((op, ready + 1))
-        made[op.dst] = ready + 1 + (op.base is not None)
+        made[op.dst] = ready + 1 + product_stages + (op.base is not None)
     return plan, made, max(made.values())
 
 
-#: the pipelined unit's latency, cycles from a beat accepted to its result offered
+#: the pipelined unit's latency, cycles from a beat accepted to its result offered (with its
+#: product stages; :func:`parallel_plan`)
 FULL_LATENCY = parallel_plan(gate_grad_ops()[0])[2]
 
 
@@ -177,11 +179,14 @@ class GateGradUnit(wiring.Component):
     default formats (two iCE40 SB_MAC16 each).
 
     ``multipliers`` None, ``"full"``, 15 or 16: fully pipelined, one multiplier per product,
-    one beat per cycle, latency 6 cycles (:data:`FULL_LATENCY`; stages: ``dh`` and the squares'
-    products -> ``dh*o``, ``dh*tanh_c`` and the derivatives -> the product ``dh*o*tanh'`` and
-    ``dnet_o`` -> ``dc`` (its addend) -> ``dc`` times ``g``, ``c_prev``, ``i``, ``f`` ->
-    ``dnet_i f g``: an op with an addend takes a stage for its product and one for the sum,
-    :func:`parallel_plan`). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
+    one beat per cycle, latency 10 cycles (:data:`FULL_LATENCY`; stages: ``dh`` and the squares'
+    products -> their rounding, ``dh*o`` and ``dh*tanh_c`` -> the derivatives (sums) and
+    rounding -> the product ``dh*o*tanh'`` and ``dnet_o`` -> rounding -> ``dc`` (its addend)
+    -> ``dc`` times ``g``, ``c_prev``, ``i``, ``f`` -> rounding -> ``dnet_i f g`` -> rounding:
+    each product is registered as the multipliers leave it, then rounded and saturated, and an
+    op with an addend takes a stage more for the sum, :func:`parallel_plan`). Saturations are
+    tests of the top bits. ``product_stages=False``: the product rounded in its own stage
+    (latency 6). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
     o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
 
@@ -224,7 +229,8 @@ class GateGradUnit(wiring.Component):
     ``busy``: a beat is somewhere in the unit (including the output register).
     """
 
-    def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None):
+    def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None,
+                 product_stages: bool = True):
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
         if formats.rounding != "half_up":
@@ -242,14 +248,20 @@ class GateGradUnit(wiring.Component):
               or not 1 <= multipliers <= PRODUCTS):
             raise ValueError(f"multipliers must be None, 'full' or an int in 1..{PRODUCTS}, "
                              f"not {multipliers!r}")
+        if not isinstance(product_stages, bool):
+            raise TypeError(f"product_stages must be a bool, not {product_stages!r}")
         self.formats = formats
+        #: the pipelined unit registers each product before its rounding (no effect on the
+        #: time-shared unit, whose products always are)
+        self.product_stages = product_stages
         #: ``True``: the fully pipelined unit (one multiplier per product)
         self.parallel = multipliers >= PRODUCTS - 1
         self.multipliers = PRODUCTS if self.parallel else multipliers
         ops, widths = gate_grad_ops(formats)
         if self.parallel:
             self.schedule, self.shapes = None, None
-            self.cycles_per_unit, self.latency = 1, FULL_LATENCY
+            self.cycles_per_unit = 1
+            self.latency = parallel_plan(ops, product_stages)[2]
             #: 16x16 DSP blocks of the multipliers (iCE40 SB_MAC16), as Yosys splits them
             self.dsp_blocks = sum(_dsp_cost(*sorted((widths[op.a], widths[op.b]))[::-1])
                                   for op in ops)
@@ -490,7 +502,7 @@ class GateGradUnit(wiring.Component):
         ops, widths = gate_grad_ops(f)
         one = 1 << f.act.frac_bits
         p = self.i.payload
-        plan, made, depth = parallel_plan(ops)
+        plan, made, depth = parallel_plan(ops, self.product_stages)
         o = self.o.payload
         ports = dict(zip(OUTPUTS, (o.dnet[0], o.dnet[1], o.dnet[2], o.dnet[3], o.dc_prev)))
         regs = {}                                        # (value, stage) -> its register
@@ -516,12 +528,17 @@ class GateGradUnit(wiring.Component):
                          self.o.valid.eq(v[-1])]
         m.d.comb += self.busy.eq(Cat(*v, self.o.valid).any())
 
-        assignments.append((at("dh", 1), saturate(p.dh_loss + round_half_up(p.da_h, dh_shift(f)),
-                                                  widths["dh"])))
+        assignments.append((at("dh", 1), saturate_by_sign(
+            p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"])))
         for op, stage in plan:
-            product = round_half_up(at(op.a, stage - 1) * at(op.b, stage - 1), op.shift)
+            product = at(op.a, stage - 1) * at(op.b, stage - 1)
+            if self.product_stages:                    # as the multipliers leave it
+                raw = Signal(signed(len(product)), name=f"{op.name}_p")
+                assignments.append((raw, product))
+                product, stage = raw, stage + 1
+            product = round_half_up_narrow(product, op.shift)
             if op.inner is not None:
-                product = saturate(product, op.inner)
+                product = saturate_by_sign(product, op.inner)
             if op.base is not None:                     # the product gets a stage of its own
                 sq = Signal(signed(op.inner if op.inner is not None else len(product)),
                             name=op.name)
@@ -530,7 +547,7 @@ class GateGradUnit(wiring.Component):
             if op.base is not None:
                 base = one if op.base == "one" else at(op.base, stage - 1)
                 product = base + product if op.sign > 0 else base - product
-            assignments.append((at(op.dst, stage), saturate(product, op.width)))
+            assignments.append((at(op.dst, stage), saturate_by_sign(product, op.width)))
         for name in OUTPUTS:                             # the earlier results, carried on
             at(name, depth)
         with m.If(adv):

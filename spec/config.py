@@ -53,7 +53,8 @@ class AccelConfig:
     ``threshold_skid=False``: the threshold's output a plain register.
     ``timing_stages=False``: without the registers that only shorten paths (fewer flip-flops,
     same results): the fetch stage's data straight from block RAM into the gate-gradient unit
-    (a cycle less per step), the MAC array's accumulator read (into the add from block RAM),
+    (a cycle less per step), the pipelined gate-gradient unit's products rounded as they leave
+    the multipliers (four cycles less per step), the MAC array's accumulator read (into the add from block RAM),
     the host link's executor outputs and its reader's word.
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
