@@ -13,11 +13,15 @@ from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RE
 from .divider import Divider
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["SoftmaxUnit", "MAX_VOCAB", "OUT_LATENCY"]
+__all__ = ["SoftmaxUnit", "MAX_VOCAB", "EXP_LATENCY", "OUT_LATENCY"]
 
-#: cycles from a word read in the out pass to its dlogit offered (the read, the product, the
-#: rounding, the output register)
-OUT_LATENCY = 4
+#: cycles from a logit read in the exp pass to its ``e`` written back and added into ``S``
+#: (the read, the logit registered, ``d`` and the ROM read, the ROM word registered, the
+#: interpolation's product, its rounding and add, the write)
+EXP_LATENCY = 6
+#: cycles from a word read in the out pass to its dlogit offered (the read, ``e`` registered,
+#: the product, the rounding, the output register)
+OUT_LATENCY = 5
 
 #: quotient bits of ``R = floor(2**RECIP_BITS / S)``: ``S >= 2**TABLE_FRAC`` (the max's ``e``)
 R_BITS = RECIP_BITS - TABLE_FRAC + 1
@@ -62,19 +66,20 @@ class SoftmaxUnit(wiring.Component):
     synchronously too), with the division between the second and the third:
 
     * in (V cycles): the logits are stored, their max kept;
-    * exp (V + 3 cycles): each ``e = exp(-(max - logit))``, a ROM read of ``exp_table`` and a
-      linear interpolation, overwrites its logit and adds into ``S`` exactly;
+    * exp (V + 6 cycles, :data:`EXP_LATENCY`): each ``e = exp(-(max - logit))``, a ROM read
+      of ``exp_table`` and a linear interpolation, overwrites its logit and adds into ``S``
+      exactly; the logit, the ROM's word and the interpolation's product each registered;
     * divide (R_BITS + 2 = 28 cycles): :class:`~.divider.Divider` makes
       ``R = floor(2**RECIP_BITS / S)`` while the loss settles (``S``'s leading one, a ROM read
-      of ``log2_table``, and the target's ``max - logit``);
-    * out (V + 4 cycles, latency 4): ``dlogit = sat(sat(round(e R)) - onehot)``, the product
-      ``e R`` registered before its rounding; the loss beat is offered from the pass's first
-      cycle.
+      of ``log2_table``, and the target's ``max - logit``; three registers deep);
+    * out (V + 5 cycles, :data:`OUT_LATENCY`): ``dlogit = sat(sat(round(e R)) - onehot)``,
+      ``e`` registered as the buffer gives it and the product ``e R`` before its rounding;
+      the loss beat is offered from the pass's first cycle.
 
     At full rate (logits back to back, ``o`` and ``loss`` always ready), the first logit taken
-    at cycle 0: the logits at 0 .. V-1, the loss at ``2V + R_BITS + 5``, dlogit ``v`` at
-    ``2V + R_BITS + 9 + v``, the next symbol's first logit at ``3V + R_BITS + 9``: a symbol
-    every ``3V + 35`` cycles. ``i.ready`` is high only in the in pass, so it is low from a
+    at cycle 0: the logits at 0 .. V-1, the loss at ``2V + R_BITS + 8``, dlogit ``v`` at
+    ``2V + R_BITS + 13 + v``, the next symbol's first logit at ``3V + R_BITS + 13``: a symbol
+    every ``3V + 39`` cycles (``3V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY``). ``i.ready`` is high only in the in pass, so it is low from a
     symbol's last logit until its outputs are all taken. Back-pressure on ``o`` or ``loss``
     stalls only the out pass (the two are independent: either may be taken first); nothing is
     lost or repeated.
@@ -136,16 +141,23 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += [div.dividend.eq(1 << RECIP_BITS), div.divisor.eq(S)]
 
         # the read pipeline of the exp and out passes: stage 1 sees the buffer's word (v1 valid,
-        # t1 the target's), stage 2 the exp ROM's word or the product e R, stage 3 e or p,
-        # (out) stage 4 the output register
-        v1, t1, v2, v3 = Signal(), Signal(), Signal(), Signal()
-        far2, t2, t3 = Signal(), Signal(), Signal()
-        r2 = Signal(unsigned(low))
-        e3 = Signal(unsigned(TABLE_FRAC + 1))
-        p3 = Signal(signed(f.grad.width))
+        # t1 the target's), stage 2 it registered (the logit: d and the exp ROM's address;
+        # e); exp: stage 3 the ROM's word, 4 it registered, 5 the product, 6 e written; out:
+        # stage 3 the product e R, 4 p, 5 the output register
+        v1, v2, v3, v4, v5, v6 = (Signal(name=f"v{n}") for n in range(1, 7))
+        t1, t2, t3, t4 = Signal(), Signal(), Signal(), Signal()
+        logit2 = Signal(signed(f.logit.width))
+        e2 = Signal(unsigned(TABLE_FRAC + 1))
+        far3, far4, far5 = Signal(), Signal(), Signal()
+        r3, r4 = Signal(unsigned(low)), Signal(unsigned(low))
+        word4 = Signal.like(exp_rd.data)
+        entry5 = Signal.like(exp_rd.data.entry)
+        prod5 = Signal(signed(len(exp_rd.data.diff) + low + 1))
+        e6 = Signal(unsigned(TABLE_FRAC + 1))
+        p4 = Signal(signed(f.grad.width))
         d = Signal(unsigned(f.logit.width))
         far = Signal()
-        m.d.comb += [d.eq(top - rd.data.logit), far.eq((d >> low) >= EXP_ENTRIES)]
+        m.d.comb += [d.eq(top - logit2), far.eq((d >> low) >= EXP_ENTRIES)]
 
         # the loss, from S and d_target; S is steady while the divider runs, so these settle
         # (two registers and a ROM read) long before the divider's R_BITS cycles end
@@ -161,9 +173,12 @@ class SoftmaxUnit(wiring.Component):
         m.d.sync += [log_r.eq(mant[:log_low]), log_shift.eq(shift),
                      bits.eq(round_half_up(d_target * LOG2E,
                                            f.logit.frac_bits + TABLE_FRAC - f.loss.frac_bits))]
-        log2s = (log_shift << TABLE_FRAC) + _interpolate(log_rd.data, log_r, log_low)
-        loss = saturate(round_half_up(log2s, TABLE_FRAC - f.loss.frac_bits) + bits,
-                        f.loss.width)
+        log2s = Signal(unsigned(len(log_shift) + TABLE_FRAC + 1))
+        loss = Signal(signed(f.loss.width))
+        m.d.sync += [
+            log2s.eq((log_shift << TABLE_FRAC) + _interpolate(log_rd.data, log_r, log_low)),
+            loss.eq(saturate(round_half_up(log2s, TABLE_FRAC - f.loss.frac_bits) + bits,
+                             f.loss.width))]
 
         advance = ~self.o.valid | self.o.ready           # the out pass's pipeline moves
         state = Signal(_State)
@@ -186,13 +201,17 @@ class SoftmaxUnit(wiring.Component):
             m.d.comb += [rd.addr.eq(k), rd.en.eq(1),
                          exp_rd.addr.eq(Mux(far, 0, d >> low))]
             m.d.sync += [v1.eq(k < V), t1.eq(k == target), k.eq(k + (k < V)),
-                         v2.eq(v1), far2.eq(far), r2.eq(d[:low]),
-                         v3.eq(v2), e3.eq(Mux(far2, 0, _interpolate(exp_rd.data, r2, low)))]
-            with m.If(v1 & t1):
+                         v2.eq(v1), t2.eq(t1), logit2.eq(rd.data.logit),
+                         v3.eq(v2), far3.eq(far), r3.eq(d[:low]),
+                         v4.eq(v3), far4.eq(far3), r4.eq(r3), word4.eq(exp_rd.data),
+                         v5.eq(v4), far5.eq(far4), entry5.eq(word4.entry),
+                         prod5.eq(word4.diff * r4),
+                         v6.eq(v5), e6.eq(Mux(far5, 0, entry5 + round_half_up(prod5, low)))]
+            with m.If(v2 & t2):
                 m.d.sync += d_target.eq(d)
-            with m.If(v3):
-                m.d.comb += [wr.addr.eq(w), wr.data.e.eq(e3), wr.en.eq(1)]
-                m.d.sync += [S.eq(S + e3), w.eq(w + 1)]
+            with m.If(v6):
+                m.d.comb += [wr.addr.eq(w), wr.data.e.eq(e6), wr.en.eq(1)]
+                m.d.sync += [S.eq(S + e6), w.eq(w + 1)]
                 with m.If(w == V - 1):
                     m.d.sync += state.eq(_State.DIVIDE)
 
@@ -213,17 +232,18 @@ class SoftmaxUnit(wiring.Component):
             with m.If(advance):
                 m.d.sync += [
                     v1.eq(k < V), t1.eq(k == target), k.eq(k + (k < V)),
-                    v2.eq(v1), t2.eq(t1), prod.eq(rd.data.e * div.quotient),
-                    v3.eq(v2), t3.eq(t2),
-                    p3.eq(saturate(round_half_up(prod, RECIP_BITS - f.grad.frac_bits),
+                    v2.eq(v1), t2.eq(t1), e2.eq(rd.data.e),
+                    v3.eq(v2), t3.eq(t2), prod.eq(e2 * div.quotient),
+                    v4.eq(v3), t4.eq(t3),
+                    p4.eq(saturate(round_half_up(prod, RECIP_BITS - f.grad.frac_bits),
                                    f.grad.width)),
-                    self.o.valid.eq(v3),
+                    self.o.valid.eq(v4),
                     self.o.payload.dlogit.eq(saturate(
-                        p3 - Mux(t3, 1 << f.grad.frac_bits, 0), f.grad.width))]
+                        p4 - Mux(t4, 1 << f.grad.frac_bits, 0), f.grad.width))]
             with m.If(self.loss.ready):
                 m.d.sync += self.loss.valid.eq(0)
             # the last dlogit leaves now or has left, and so has the loss
-            with m.If((k == V) & ~v1 & ~v2 & ~v3 & advance &
+            with m.If((k == V) & ~v1 & ~v2 & ~v3 & ~v4 & advance &
                       (~self.loss.valid | self.loss.ready)):
                 m.d.sync += [k.eq(0), state.eq(_State.IN)]
         return m

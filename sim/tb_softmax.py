@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from gateskip.golden.output import softmax_code
-from gateskip.hw.softmax import OUT_LATENCY, R_BITS, SoftmaxUnit
+from gateskip.hw.softmax import EXP_LATENCY, OUT_LATENCY, R_BITS, SoftmaxUnit
 from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSink, StreamSource, unpack
@@ -28,8 +28,8 @@ def make_unit() -> SoftmaxUnit:
 
 
 def period(V: int) -> int:
-    """Cycles per symbol at full rate (the docstring's ``3V + R_BITS + 9 = 3V + 35``)."""
-    return 3 * V + R_BITS + 5 + OUT_LATENCY
+    """Cycles per symbol at full rate (the docstring's ``3V + R_BITS + 13 = 3V + 39``)."""
+    return 3 * V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY
 
 
 def random_symbols(rng, unit, n):
@@ -147,11 +147,12 @@ async def check(dut, unit, rng, symbols, **rates):
 
 def assert_full_rate_timing(monitor, V, n):
     """The docstring's schedule, symbol ``s`` starting at ``s P``: logits at ``0 .. V-1``, the
-    loss at ``2V + R_BITS + 5``, dlogit ``v`` at ``2V + R_BITS + 9 + v``."""
+    loss at ``2V + R_BITS + 8``, dlogit ``v`` at ``2V + R_BITS + 13 + v``."""
     P = period(V)
-    first = 2 * V + R_BITS + 5 + OUT_LATENCY
+    loss = 2 * V + R_BITS + 2 + EXP_LATENCY
+    first = loss + OUT_LATENCY
     want = {"i": [s * P + v for s in range(n) for v in range(V)],
-            "loss": [s * P + 2 * V + R_BITS + 5 for s in range(n)],
+            "loss": [s * P + loss for s in range(n)],
             "o": [s * P + first + v for s in range(n) for v in range(V)]}
     for port, cycles in want.items():
         assert_same(monitor.cycles[port], cycles, f"{port} transfer at cycle")

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from gateskip.golden.output import softmax_code
 from gateskip.spec.softmax import RECIP_BITS
 from gateskip.hw.divider import Divider
-from gateskip.hw.softmax import R_BITS, SoftmaxUnit
+from gateskip.hw.softmax import EXP_LATENCY, OUT_LATENCY, R_BITS, SoftmaxUnit
 from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.spec.formats import FORMATS, Q
 
@@ -132,12 +132,12 @@ def test_edge_symbols_reach_the_edges():
 @pytest.mark.parametrize("V", [2, 7, 50])
 def test_full_rate_cycles_are_the_docstring_formula(V):
     run = _run(V, _random_symbols(np.random.default_rng(1), V, 2))
-    period = 3 * V + 35                               # the docstring's symbol period
-    assert period == 3 * V + R_BITS + 9
+    period = 3 * V + 39                               # the docstring's symbol period
+    assert period == 3 * V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY
     c = run.cycles
     assert c["in"] == list(range(V)) + list(range(period, period + V))
-    assert c["loss"] == [2 * V + R_BITS + 5, period + 2 * V + R_BITS + 5]
-    first = 2 * V + R_BITS + 9
+    assert c["loss"] == [2 * V + R_BITS + 8, period + 2 * V + R_BITS + 8]
+    first = 2 * V + R_BITS + 13
     assert c["o"] == list(range(first, first + V)) + list(range(period + first,
                                                                  period + first + V))
 
@@ -168,7 +168,8 @@ class _WithReset(Elaboratable):
 
 
 @pytest.mark.parametrize("at, phase", [(3, "in"), (7 + 2, "exp"), (2 * 7 + 10, "divide"),
-                                       (2 * 7 + R_BITS + 10, "out")])
+                                       (2 * 7 + R_BITS + 3 + EXP_LATENCY + OUT_LATENCY,
+                                        "out")])
 def test_reset_mid_symbol_then_a_clean_symbol(at, phase):
     V = 7
     rng = np.random.default_rng(at)
