@@ -91,7 +91,9 @@ _12F_OVERRIDES = {"nextpnr_opts": _ECP5_OVERRIDES["nextpnr_opts"] + " --seed 2"}
 #               train=True) at H 32, X 16, L 2, T 16, B 2 at a 50 MHz PLL clock: 22063/83640 LUT
 #               slots, 77/156 MULT18X18D, 74/208 DP16KD, Fmax 54.02 MHz, routed by router1
 #               (the softmax's product and the gate-gradient unit's dc product registered; at
-#               45 MHz before them 46.37 MHz; a 50 MHz build of the session before reached
+#               45 MHz before them 46.37 MHz; with every product of the unit and the softmax's
+#               exp pass registered, a 65 MHz build reached 60.12 MHz, ulx3s-85f-65mhz.json,
+#               and a 60 MHz one did not finish routing in 22 minutes; a 50 MHz build of the session before reached
 #               49.14 MHz; on the
 #               oscillator before the timing work: 32.92 MHz, ulx3s-85f-osc.json; at 30 MHz,
 #               32.71 MHz). With the loss scale's and the update unit's
