@@ -191,15 +191,26 @@ def test_epochs_are_whole_passes_evaluated_on_the_whole_split(corpus):
     assert "epoch" not in curve[0] and curve[-1]["epoch"] == 1
 
 
+#: a rate at which plain SGD has epochs that do not improve on this corpus (which ones depends
+#: on numpy's floating point: with numpy 2.4.6 the second at lr 20, where lr 30's second epoch
+#: improved, as it had not with earlier releases)
+ROUGH_LR = 20.0
+
+
 def test_patience_stops_early_and_keeps_the_best_weights(corpus):
-    """SGD at lr 30 makes the second epoch worse than the first (deterministically)."""
+    """With patience 1 training stops after the first epoch that does not improve, and keeps
+    the best epoch's weights."""
     n = _epoch_length(corpus)
-    result = train(EPOCHS.replace(epochs=4, optimizer="sgd", lr=30.0, patience=1), corpus)
+    result = train(EPOCHS.replace(epochs=4, optimizer="sgd", lr=ROUGH_LR, patience=1), corpus)
     rows, s = result.evals, result.summary
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["val_loss"] > rows[0]["val_loss"]
-    assert (s["epochs_run"], s["best_epoch"], s["stopped_early"]) == (2, 1, True)
-    assert s["iterations"] == len(result.history) == 2 * n
-    assert s["val_loss"] == rows[0]["val_loss"]         # epoch 1's weights, restored
+    losses = [r["val_loss"] for r in rows]
+    worse = [k for k in range(1, len(losses)) if losses[k] >= min(losses[:k])]
+    assert s["stopped_early"] and worse == [len(rows) - 1]    # it stopped at the first
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    best = min(range(len(rows)), key=losses.__getitem__)
+    assert (s["epochs_run"], s["best_epoch"]) == (len(rows), best + 1)
+    assert s["iterations"] == len(result.history) == len(rows) * n
+    assert s["val_loss"] == losses[best]                   # the best epoch's weights, restored
 
 
 def test_lr_decays_after_the_given_epoch(corpus):
@@ -214,13 +225,14 @@ def test_lr_decays_after_the_given_epoch(corpus):
 
 
 def test_lr_decays_on_a_plateau(corpus):
-    result = train(EPOCHS.replace(epochs=3, optimizer="sgd", lr=30.0, lr_decay=0.5), corpus)
-    rows, best, lr = result.evals, math.inf, 30.0
+    result = train(EPOCHS.replace(epochs=3, optimizer="sgd", lr=ROUGH_LR, lr_decay=0.5),
+                   corpus)
+    rows, best, lr = result.evals, math.inf, ROUGH_LR
     for row in rows:
         assert row["lr"] == lr
         lr *= 1.0 if row["val_loss"] < best else 0.5
         best = min(best, row["val_loss"])
-    assert rows[1]["lr"] == 30.0 and rows[-1]["lr"] == 15.0   # epoch 2 did not improve
+    assert rows[0]["lr"] == ROUGH_LR and rows[-1]["lr"] < ROUGH_LR   # a plateau came
 
 
 def test_sum_scale_threshold_is_the_mean_scale_one_times_b_t(corpus):
