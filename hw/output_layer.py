@@ -12,17 +12,16 @@ from .dot import LATENCY as DOT_LATENCY, DotUnit
 from .fixedpoint import round_half_up, saturate
 from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
 from .memory_bank import run_ports
-from .softmax import EXP_LATENCY, OUT_LATENCY, R_BITS, SoftmaxUnit
+from .softmax import DLOGIT_AT, SoftmaxUnit
 from .symbols import next_symbol
 
 __all__ = ["OutputLayer", "READS", "WRITES", "SYMBOL_OVERHEAD", "cycles"]
 
 #: cycles per symbol beyond its rows (``V * ceil(H/L)``), its softmax's exp and out passes
 #: (``V``) and its array commands (``2 * ceil(H/L)`` each): setup 1, the dot unit's latency,
-#: softmax from its last logit to its first dlogit 40 beyond ``V`` (``R_BITS + 3`` and the exp
-#: and out passes' latencies), the array's pipeline to its last write and the symbol's end 2;
-#: exact in dense mode (:func:`cycles`)
-SYMBOL_OVERHEAD = 3 + R_BITS + 3 + EXP_LATENCY + OUT_LATENCY + DOT_LATENCY + ARRAY_LATENCY
+#: softmax from its last logit to its first dlogit 40 beyond ``V`` (``DLOGIT_AT + 1``), the
+#: array's pipeline to its last write and the symbol's end 2; exact in dense mode (:func:`cycles`)
+SYMBOL_OVERHEAD = 3 + DLOGIT_AT + 1 + DOT_LATENCY + ARRAY_LATENCY
 
 
 def cycles(config: AccelConfig, symbols: int, commands: int) -> int:

@@ -13,7 +13,7 @@ from ..spec.softmax import (EXP_ENTRIES, EXP_STEP_BITS, LOG2E, LOG_STEP_BITS, RE
 from .divider import Divider
 from .fixedpoint import round_half_up, saturate
 
-__all__ = ["SoftmaxUnit", "MAX_VOCAB", "EXP_LATENCY", "OUT_LATENCY"]
+__all__ = ["SoftmaxUnit", "MAX_VOCAB", "EXP_LATENCY", "OUT_LATENCY", "LOSS_AT", "DLOGIT_AT"]
 
 #: cycles from a logit read in the exp pass to its ``e`` written back and added into ``S``
 #: (the read, the logit registered, ``d`` and the ROM read, the ROM word registered, the
@@ -25,6 +25,11 @@ OUT_LATENCY = 5
 
 #: quotient bits of ``R = floor(2**RECIP_BITS / S)``: ``S >= 2**TABLE_FRAC`` (the max's ``e``)
 R_BITS = RECIP_BITS - TABLE_FRAC + 1
+#: at full rate, the first logit taken at cycle 0: the loss is offered at ``2V + LOSS_AT``
+#: (the exp pass, the divider's start and its ``R_BITS + 1`` cycles), dlogit ``v`` at
+#: ``2V + DLOGIT_AT + v``, and the next symbol's first logit taken at ``3V + DLOGIT_AT``
+LOSS_AT = R_BITS + 2 + EXP_LATENCY
+DLOGIT_AT = LOSS_AT + OUT_LATENCY
 
 
 def _interpolation_rom(table, depth: int) -> Memory:
@@ -79,8 +84,8 @@ class SoftmaxUnit(wiring.Component):
     At full rate (logits back to back, ``o`` and ``loss`` always ready), the first logit taken
     at cycle 0: the logits at 0 .. V-1, the loss at ``2V + R_BITS + 8``, dlogit ``v`` at
     ``2V + R_BITS + 13 + v``, the next symbol's first logit at ``3V + R_BITS + 13``: a symbol
-    every ``3V + 39`` cycles (``3V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY``). ``i.ready`` is high only in the in pass, so it is low from a
-    symbol's last logit until its outputs are all taken. Back-pressure on ``o`` or ``loss``
+    every ``3V + 39`` cycles (:data:`LOSS_AT`, :data:`DLOGIT_AT`). ``i.ready`` is high only in
+    the in pass, so it is low from a symbol's last logit until its outputs are all taken. Back-pressure on ``o`` or ``loss``
     stalls only the out pass (the two are independent: either may be taken first); nothing is
     lost or repeated.
     """
@@ -160,7 +165,7 @@ class SoftmaxUnit(wiring.Component):
         m.d.comb += [d.eq(top - logit2), far.eq((d >> low) >= EXP_ENTRIES)]
 
         # the loss, from S and d_target; S is steady while the divider runs, so these settle
-        # (two registers and a ROM read) long before the divider's R_BITS cycles end
+        # (a ROM read and four registers) long before the divider's R_BITS cycles end
         shift = Signal(range(len(S) - TABLE_FRAC))       # S's leading one less TABLE_FRAC
         m.d.sync += shift.eq(0)
         for b in range(TABLE_FRAC + 1, len(S)):

@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from gateskip.golden.output import softmax_code
-from gateskip.hw.softmax import EXP_LATENCY, OUT_LATENCY, R_BITS, SoftmaxUnit
+from gateskip.hw.softmax import DLOGIT_AT, LOSS_AT, SoftmaxUnit
 from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.sim.runner import param
 from gateskip.sim.streams import StreamSink, StreamSource, unpack
@@ -29,7 +29,7 @@ def make_unit() -> SoftmaxUnit:
 
 def period(V: int) -> int:
     """Cycles per symbol at full rate (the docstring's ``3V + R_BITS + 13 = 3V + 39``)."""
-    return 3 * V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY
+    return 3 * V + DLOGIT_AT
 
 
 def random_symbols(rng, unit, n):
@@ -149,8 +149,7 @@ def assert_full_rate_timing(monitor, V, n):
     """The docstring's schedule, symbol ``s`` starting at ``s P``: logits at ``0 .. V-1``, the
     loss at ``2V + R_BITS + 8``, dlogit ``v`` at ``2V + R_BITS + 13 + v``."""
     P = period(V)
-    loss = 2 * V + R_BITS + 2 + EXP_LATENCY
-    first = loss + OUT_LATENCY
+    loss, first = 2 * V + LOSS_AT, 2 * V + DLOGIT_AT
     want = {"i": [s * P + v for s in range(n) for v in range(V)],
             "loss": [s * P + loss for s in range(n)],
             "o": [s * P + first + v for s in range(n) for v in range(V)]}
@@ -213,7 +212,7 @@ async def gaps_and_back_pressure(dut):
 
 #: a cycle of each pass of a symbol offered at full rate with its outputs held back
 PASSES = {"in": lambda V: V // 2, "exp": lambda V: V + 2, "divide": lambda V: 2 * V + 10,
-          "out": lambda V: 2 * V + R_BITS + 3 + EXP_LATENCY + OUT_LATENCY}
+          "out": lambda V: 2 * V + DLOGIT_AT + 1}
 
 
 async def reset_mid_symbol(dut, unit, rng, symbol, phase):

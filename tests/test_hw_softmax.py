@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 from gateskip.golden.output import softmax_code
 from gateskip.spec.softmax import RECIP_BITS
 from gateskip.hw.divider import Divider
-from gateskip.hw.softmax import EXP_LATENCY, OUT_LATENCY, R_BITS, SoftmaxUnit
+from gateskip.hw.softmax import (DLOGIT_AT, EXP_LATENCY, LOSS_AT, OUT_LATENCY, R_BITS,
+                                 SoftmaxUnit)
 from gateskip.sim.accel_stimulus import softmax_edge_symbols
 from gateskip.spec.formats import FORMATS, Q
 
@@ -133,7 +134,8 @@ def test_edge_symbols_reach_the_edges():
 def test_full_rate_cycles_are_the_docstring_formula(V):
     run = _run(V, _random_symbols(np.random.default_rng(1), V, 2))
     period = 3 * V + 39                               # the docstring's symbol period
-    assert period == 3 * V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY
+    assert period == 3 * V + DLOGIT_AT == 3 * V + R_BITS + 2 + EXP_LATENCY + OUT_LATENCY
+    assert (LOSS_AT, DLOGIT_AT) == (R_BITS + 8, R_BITS + 13)
     c = run.cycles
     assert c["in"] == list(range(V)) + list(range(period, period + V))
     assert c["loss"] == [2 * V + R_BITS + 8, period + 2 * V + R_BITS + 8]
@@ -168,8 +170,7 @@ class _WithReset(Elaboratable):
 
 
 @pytest.mark.parametrize("at, phase", [(3, "in"), (7 + 2, "exp"), (2 * 7 + 10, "divide"),
-                                       (2 * 7 + R_BITS + 3 + EXP_LATENCY + OUT_LATENCY,
-                                        "out")])
+                                       (2 * 7 + DLOGIT_AT + 1, "out")])
 def test_reset_mid_symbol_then_a_clean_symbol(at, phase):
     V = 7
     rng = np.random.default_rng(at)
