@@ -8,8 +8,8 @@ unit, whose multipliers feed several roundings through muxes.
 
 from amaranth.hdl import Mux, Value
 
-__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "clamp", "saturate",
-           "saturate_by_sign"]
+__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_half_up_carry",
+           "clamp", "saturate", "saturate_by_sign"]
 
 
 def round_half_up(value, shift: int):
@@ -26,6 +26,16 @@ def round_half_up_narrow(value, shift: int):
     if shift <= 0:
         return value << -shift
     return ((value >> (shift - 1)) + 1) >> 1
+
+
+def round_half_up_carry(value, shift: int):
+    """:func:`round_half_up` as ``(shifted, carry)``, ``shifted + carry`` equal to it: the last
+    bit shifted out is the carry-in of whatever adder takes the rounded value (one carry chain
+    for the rounding and the add after it)."""
+    value = Value.cast(value)
+    if shift <= 0:
+        return value << -shift, 0
+    return value >> shift, value[shift - 1]
 
 
 def round_half_up_by(value, amount):

@@ -10,11 +10,12 @@ from amaranth.lib.wiring import In, Out
 from ..spec.formats import FORMATS, Formats
 from ..spec.gate_grad import INPUTS as _INPUTS
 from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_ops
-from .fixedpoint import round_half_up, round_half_up_narrow, saturate, saturate_by_sign
+from .fixedpoint import (round_half_up, round_half_up_carry, round_half_up_narrow, saturate,
+                         saturate_by_sign)
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "parallel_plan", "FULL_LATENCY",
-           "allocate_registers", "PRODUCTS", "MUL_LATENCY"]
+           "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "round_split"]
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
 #: operand registers, product register, rounding and saturation into the destination register;
@@ -23,6 +24,28 @@ MUL_LATENCY = 3
 #: output payload field <- the register the schedule leaves it in
 _OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
             ("dnet", 3): "dnet_o", ("dc_prev", None): "dc_prev"}
+
+
+#: a time-shared product split over two 16 x 16 DSP blocks: ``a = high * 2**SPLIT_BITS + low``
+#: with ``low`` ``a``'s low bits as a signed number (every operand bit a register bit, which
+#: Yosys needs to put the register in the block) and
+#: ``high = (a >> SPLIT_BITS) + a[SPLIT_BITS - 1]``
+SPLIT_BITS = 16
+
+
+def round_split(high, low, shift: int):
+    """:func:`~.fixedpoint.round_half_up` of ``high * 2**SPLIT_BITS + low`` (the two pieces of
+    a split product), the sum and the rounding in one adder: for ``shift <= SPLIT_BITS``
+    ``high`` shifted left plus ``low`` shifted right, the rounding's bit (``low``'s) the
+    carry-in; beyond, ``high`` plus ``low``'s bits from ``SPLIT_BITS`` on plus half, which at
+    ``SPLIT_BITS + 1`` is a carry-in of 1 (a constant adder only past that)."""
+    if shift <= 0:
+        return ((high << SPLIT_BITS) + low) << -shift
+    if shift <= SPLIT_BITS:
+        shifted, carry = round_half_up_carry(low, shift)
+        return (high << (SPLIT_BITS - shift)) + shifted + carry
+    k = shift - SPLIT_BITS
+    return (high + (low >> SPLIT_BITS) + (1 << (k - 1))) >> k
 
 
 def op_latency(op: GateGradOp) -> int:
@@ -428,21 +451,39 @@ class GateGradUnit(wiring.Component):
 
     def _shared_issue(self, m, u):
         """Operands into the multipliers' operand registers (every cycle: a product is only
-        written where the schedule has one); the products. Returns the product registers."""
+        written where the schedule has one); the products. Returns the product registers: per
+        multiplier one, or ``(high, low)`` for a split one (:data:`SPLIT_BITS`).
+
+        Operand and product registers are reset-less (data; the step's valid bits are reset),
+        so that Yosys puts them inside the iCE40's SB_MAC16, where nextpnr's model of the block
+        (always registered) is true: a product whose ``a`` is wider than 16 bits is made as two
+        16 x 16 ones, the two pieces of ``a`` (:data:`SPLIT_BITS`) each times ``b``, each
+        between the registers of its own block, their sum left to the rounding
+        (:func:`round_split`)."""
         shapes = self.shapes
-        A = [Signal(signed(aw), name=f"mul{k}_a") for k, (aw, _) in enumerate(shapes)]
-        B = [Signal(signed(bw), name=f"mul{k}_b") for k, (_, bw) in enumerate(shapes)]
-        prod = [Signal(signed(aw + bw), name=f"mul{k}_p") for k, (aw, bw) in enumerate(shapes)]
+        prod = []
         for k in range(u.M):
+            aw, bw = shapes[k]
             mine = {st: row[k] for st, row in enumerate(u.steps) if row[k] is not None}
             b_in = self._choose(m, u, u.s, {st: u.regkey[op.b] for st, op in mine.items()},
-                                B[k].shape(), f"mul{k}_b_in", u.src)
+                                signed(bw), f"mul{k}_b_in", u.src)
             # a square takes its a from b's mux
             a_in = self._choose(m, u, u.s, {st: (u.regkey[op.a] if op.a != op.b else None)
                                             for st, op in mine.items()},
-                                A[k].shape(), f"mul{k}_a_in", {**u.src, None: b_in})
-            with m.If(u.en):
-                m.d.sync += [A[k].eq(a_in), B[k].eq(b_in), prod[k].eq(A[k] * B[k])]
+                                signed(aw), f"mul{k}_a_in", {**u.src, None: b_in})
+            pieces = ([a_in[:SPLIT_BITS].as_signed(),
+                       a_in[SPLIT_BITS:].as_signed() + a_in[SPLIT_BITS - 1]]
+                      if aw > 16 >= bw and aw - SPLIT_BITS < 16 else [a_in])
+            ps = []
+            for e, piece in enumerate(pieces):
+                tag = "" if len(pieces) == 1 else ("_lo", "_hi")[e]
+                a_reg = Signal(signed(len(piece)), name=f"mul{k}_a{tag}", reset_less=True)
+                b_reg = Signal(signed(bw), name=f"mul{k}_b{tag}", reset_less=True)
+                p_reg = Signal(signed(len(a_reg) + bw), name=f"mul{k}_p{tag}", reset_less=True)
+                with m.If(u.en):
+                    m.d.sync += [a_reg.eq(piece), b_reg.eq(b_in), p_reg.eq(a_reg * b_reg)]
+                ps.append(p_reg)
+            prod.append(ps[0] if len(ps) == 1 else (ps[1], ps[0]))
         return prod
 
     @staticmethod
@@ -457,7 +498,8 @@ class GateGradUnit(wiring.Component):
         for k in range(u.M):
             for key in sorted({rounded(row[k]) for row in u.steps if row[k] is not None},
                               key=repr):
-                x = round_half_up_narrow(prod[k], key[0])
+                x = (round_split(*prod[k], key[0]) if isinstance(prod[k], tuple) else
+                     round_half_up_narrow(prod[k], key[0]))
                 value[k, key] = saturate_by_sign(x, key[1]) if key[1] is not None else x
         mid = [None] * u.M
         for k in range(u.M):

@@ -37,8 +37,9 @@ class LinkExecutor(wiring.Component):
     while the accelerator runs is refused). A memory request (``WRITE_MEM``, ``READ_MEM``
     without a receiver error) is taken in its second cycle offered: its length, range and
     sizes are registered from its fields in the first. Then, through ``reg``
-    (:func:`~.registers.reg_signature`): a register write in the same cycle; a read whose data
-    arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go
+    (:func:`~.registers.reg_signature`): a register write the next cycle, from registers (so
+    that the checks and the command the write may start are not one path; no request is taken
+    in that cycle); a read whose data arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go
     out as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte
     5) and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements
     the reply carries.
@@ -185,8 +186,12 @@ class LinkExecutor(wiring.Component):
             self.write.payload.eq(nxt.walk), self.read.payload.eq(nxt.walk)]
         reply, error = partial(self._reply, nxt), partial(self._error, nxt)
         chk = self._memory_checks(m)
-        m.d.comb += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
-                     reg.wdata.eq(req.head.reg.value)]
+        # a register write goes out the cycle after its request is taken, from registers
+        w_addr, w_data = Signal.like(reg.addr), Signal.like(reg.wdata)
+        m.d.comb += [reg.addr.eq(Mux(reg.we, w_addr, Mux(state == _State.WAIT, ADDRESS["STATUS"],
+                                                         req.head.reg.addr))),
+                     reg.wdata.eq(w_data)]
+        m.d.sync += [reg.we.eq(0), w_addr.eq(req.head.reg.addr), w_data.eq(req.head.reg.value)]
 
         # the request was offered last cycle and not taken: ``chk`` is of its fields (a stream's
         # payload holds until taken)
@@ -195,7 +200,9 @@ class LinkExecutor(wiring.Component):
         with m.If(state == _State.IDLE):
             mem_req = (req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])
             # a memory request waits one cycle, not taken, for its registered checks
-            m.d.comb += self.request.ready.eq(~(mem_req & (req.error == RxError.NONE) & ~fresh))
+            # (and none is taken while a register write goes out, the bus being the write's)
+            m.d.comb += self.request.ready.eq(~(mem_req & (req.error == RxError.NONE) & ~fresh)
+                                              & ~reg.we)
             with m.If(self.request.valid & self.request.ready):
                 m.d.sync += code.eq(req.code)
                 with m.If(req.error != RxError.NONE):
@@ -214,7 +221,8 @@ class LinkExecutor(wiring.Component):
                     with m.Elif(self.busy):
                         m.d.comb += error("BUSY")
                     with m.Else():
-                        m.d.comb += [reg.we.eq(1), *reply(req.code, 0)]
+                        m.d.sync += reg.we.eq(1)
+                        m.d.comb += reply(req.code, 0)
                 with m.Elif(req.code == CMD["READ_REG"]):
                     with m.If(req.length != 1):
                         m.d.comb += error("LENGTH")

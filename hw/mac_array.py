@@ -10,7 +10,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import clamp, round_half_up, saturate_by_sign
+from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
 
@@ -242,11 +242,14 @@ class MacArray(wiring.Component):
     def _multiply(self, m, seq):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
         tail's zero, one LUT, before the register); stage 1: the product registered, the
-        accumulator's read issued."""
+        accumulator's read issued. The operand and product registers are reset-less (data:
+        the valid bits beside them are reset), so that Yosys puts all three inside an iCE40
+        SB_MAC16 (``A_REG``, ``B_REG``, its output register): the multiplier then sits between
+        registers of its own, where nextpnr's model of the block (always registered) is true."""
         L, C, f = self.lanes, self.chunks, self.formats
         prod_width = f.grad.width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
-        sr = Signal(signed(f.grad.width))
+        sr = Signal(signed(f.grad.width), reset_less=True)
         # the accumulator word down the pipeline: a da word's c, a dW word's matrix address
         # (single_port_dw: c too, the matrix address going its own way to the write-back)
         pipe_aw = max(1, self.vec_addr_width) if self.single_port_dw else seq.aw
@@ -256,7 +259,7 @@ class MacArray(wiring.Component):
                               Mux(seq.phase, seq.c, seq.mat_addr))]
         if self.tail < L:                # only a partial last word needs to know it is last
             m.d.sync += lastr.eq(seq.c == C - 1)
-        rows = Signal(self.operand_word)
+        rows = Signal(self.operand_word, reset_less=True)
         for l in range(L):
             row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
             if l >= self.tail:           # lane beyond K in the last word: product 0, no change
@@ -264,7 +267,7 @@ class MacArray(wiring.Component):
             m.d.sync += rows[l].eq(row)
 
         v1, ph1 = Signal(), Signal()
-        s1 = Signal(signed(f.grad.width))
+        s1 = Signal(signed(f.grad.width), reset_less=True)
         addr1 = Signal(pipe_aw)
         m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
@@ -278,17 +281,12 @@ class MacArray(wiring.Component):
         ]
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(pipe_aw)
-        # registered: the product rounded half up to the accumulator's fraction (the rounding's
-        # adder after the multiplier, not in series with the accumulate)
-        r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
+        # registered: the exact product (rounded in the accumulate's adder, as its carry-in)
+        p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
-        for l in range(L):
-            p = Signal(signed(prod_width), name=f"prod{l}")
-            m.d.comb += p.eq(s1 * rows[l])
-            m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
-                                     round_half_up(p, f.dw_shift)))
+        m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
-                               ph2=ph2, addr2=addr2, r2=r2)
+                               ph2=ph2, addr2=addr2, p2=p2)
 
     def _write_back(self, m, seq, st, acc):
         """``single_port_dw``: the dW sums into the buffer (at stage 3, in order: a dW phase
@@ -350,8 +348,12 @@ class MacArray(wiring.Component):
                 acc = Mux(hit3, sum3[l], acc2)
             else:
                 acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l], read))
-            total = Signal(signed(max(acc_width, len(st.r2[l])) + 1), name=f"total{l}")
-            m.d.comb += total.eq(acc + st.r2[l])
+            # the product rounded half up to the phase's fraction: the shifted product and the
+            # rounding's carry, both into the one adder
+            (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(st.p2[l], shift)
+                                          for shift in (f.da_shift, f.dw_shift))
+            total = Signal(signed(max(acc_width, len(st.p2[l]) + 1) + 1), name=f"total{l}")
+            m.d.comb += total.eq(acc + Mux(st.ph2, da_p, dw_p) + Mux(st.ph2, da_c, dw_c))
             if f.da.width == f.dw.width:    # one range: saturated by a test of the top bits
                 m.d.sync += sum3[l].eq(saturate_by_sign(total, acc_width))
             else:

@@ -10,13 +10,15 @@ __all__ = ["Slice"]
 class Slice(wiring.Component):
     """Registers a stream: payload and valid always; ready too when ``skid`` is set.
 
-    Passes every item unchanged and in order. Throughput one item per cycle, latency 1 cycle.
+    Passes every item unchanged and in order, latency 1 cycle. ``i.ready`` is a register in
+    both forms (it does not depend on ``o.ready`` in the same cycle), so the ready path between
+    the two sides is cut.
 
-    ``skid=True`` (default): a two-entry skid buffer. ``i.ready`` is a register (it does not
-    depend on ``o.ready`` in the same cycle), so the ready path between the two sides is cut; an
-    item arriving while ``o`` is stalled waits in the skid register, and ``i.ready`` drops for
-    as long as the skid register is full. ``skid=False``: a single output register with
-    ``i.ready = o.ready | ~o.valid``, cheaper but with a combinational ready path through it.
+    ``skid=True`` (default): a two-entry skid buffer, one item per cycle. An item arriving
+    while ``o`` is stalled waits in the skid register, and ``i.ready`` drops for as long as the
+    skid register is full. ``skid=False``: a single output register that takes an item only
+    when it is empty (``i.ready = ~o.valid``): no skid register, but at most one item every
+    two cycles, for a producer no faster than that.
     """
 
     def __init__(self, shape, *, skid: bool = True):
@@ -35,13 +37,15 @@ class Slice(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        take = ~self.o.valid | self.o.ready          # the output register can load this cycle
         if not self._skid:
-            m.d.comb += self.i.ready.eq(take)
-            with m.If(take):
+            m.d.comb += self.i.ready.eq(~self.o.valid)
+            with m.If(~self.o.valid):
                 m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
+            with m.Elif(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
             return m
 
+        take = ~self.o.valid | self.o.ready          # the output register can load this cycle
         skid_valid = Signal()
         skid_payload = Signal(self._shape)
         m.d.comb += self.i.ready.eq(~skid_valid)

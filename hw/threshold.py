@@ -19,9 +19,10 @@ class ThresholdUnit(wiring.Component):
     unsigned ``tau`` of the same width, so no value is a special case (golden twin:
     ``golden.fixed.threshold_model``). ``tau = 0`` passes every value.
 
-    Throughput one beat per cycle; latency 1 cycle (the output is a :class:`~.slice.Slice` skid
-    buffer, so ``i.ready`` is a register and does not depend on ``o.ready`` in the same cycle;
-    ``skid=False``: a plain output register, ``i.ready = o.ready | ~o.valid``).
+    Latency 1 cycle; the output is a :class:`~.slice.Slice`, so ``i.ready`` is a register and
+    does not depend on ``o.ready`` in the same cycle: a skid buffer, one beat per cycle, or
+    (``skid=False``) a plain output register that takes a beat only when empty, one beat
+    every two cycles at most.
     Under back-pressure items wait in order, nothing is dropped. ``tau`` is sampled when a beat
     is accepted. The output carries the beat's non-zero mask (bit ``l`` for lane ``l``).
 

@@ -50,7 +50,9 @@ class AccelConfig:
     ``element_port``: the host memory port moves one element per access (less logic).
     ``db_serial`` (needs ``element_port``): ``db`` one gate per cycle, one adder.
     ``forwarding=False``: the MAC array without read-after-write forwarding (needs C >= 2).
-    ``threshold_skid=False``: the threshold's output a plain register.
+    ``threshold_skid=False``: the threshold's output a plain register, which takes a beat only
+    when empty (a beat every two cycles at most: the time-shared gate-gradient unit gives one
+    every 12 or more, and ``db_serial`` takes one every 4).
     ``timing_stages=False``: without the registers that only shorten paths (fewer flip-flops,
     same results): the fetch stage's data straight from block RAM into the gate-gradient unit
     (a cycle less per step), the pipelined gate-gradient unit's products rounded as they leave

@@ -8,8 +8,11 @@ from amaranth.sim import Simulator
 
 from gateskip.golden.accel import gate_grad_model
 from gateskip.golden.fixed import FORMATS, Formats, Q
-from gateskip.hw.gate_grad import (MUL_LATENCY, PRODUCTS, GateGradUnit, allocate_registers,
-                                   gate_grad_ops, gate_grad_schedule, op_latency)
+from amaranth.hdl import Module, Signal, signed
+
+from gateskip.hw.gate_grad import (MUL_LATENCY, PRODUCTS, SPLIT_BITS, GateGradUnit,
+                                   allocate_registers, gate_grad_ops, gate_grad_schedule,
+                                   op_latency, round_split)
 
 from hwsim import run_stream
 
@@ -181,6 +184,40 @@ def test_schedule_multipliers_and_dsps():
     assert GateGradUnit(multipliers=14).shapes == GateGradUnit(multipliers=3).shapes
     assert GateGradUnit().dsp_blocks == 27 and GateGradUnit().parallel
     assert GateGradUnit(multipliers="full").parallel and GateGradUnit(multipliers=16).parallel
+
+
+@pytest.mark.parametrize("shift", [-2, 0, 1, 12, 14, SPLIT_BITS, 16, 17, 20])
+def test_round_split_is_round_half_up_of_the_whole_product(shift):
+    """A 24 x 16 product made as two 16 x 16 pieces (``a = high * 2**SPLIT_BITS + low``,
+    ``low`` signed), summed and rounded half up: the rounding of the whole product, at every
+    kind of shift (the rounding's bit in the low piece, or not) and at the corners."""
+    rng = np.random.default_rng(shift + 10)
+    a = np.concatenate([[-(1 << 23), (1 << 23) - 1, -1, 0, 1 << 15, (1 << 15) - 1, -(1 << 15)],
+                        rng.integers(-(1 << 23), 1 << 23, 200)])
+    b = np.concatenate([[-(1 << 15), (1 << 15) - 1, -(1 << 15), 1, -1, (1 << 15) - 1, 1],
+                        rng.integers(-(1 << 15), 1 << 15, 200)])
+    lo = Signal(signed(32))                       # low * b
+    hi = Signal(signed(26))                       # high * b
+    out = Signal(signed(48))
+    m = Module()
+    m.d.comb += out.eq(round_split(hi, lo, shift))
+    got = []
+
+    async def bench(ctx):
+        for x, y in zip(a.tolist(), b.tolist()):
+            half = 1 << (SPLIT_BITS - 1)
+            low = ((x + half) & ((1 << SPLIT_BITS) - 1)) - half
+            ctx.set(lo, low * y)
+            ctx.set(hi, ((x - low) >> SPLIT_BITS) * y)
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    half = (1 << (shift - 1)) if shift > 0 else 0
+    want = [((x * y + half) >> shift) if shift > 0 else (x * y) << -shift
+            for x, y in zip(a.tolist(), b.tolist())]
+    assert got == want
 
 
 @pytest.mark.parametrize("value", [0, -1, 17, 2.0, "2", "half", True, [1]])

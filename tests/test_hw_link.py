@@ -367,7 +367,7 @@ def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4)
             log.append((cycle, None if reply is None else
                         (reply.code, reply.length, reply.data, reply.memory),
                         ctx.get(dut.reg.we), ctx.get(dut.reg.re), ctx.get(dut.reg.addr),
-                        walk(write), walk(read), taken))
+                        walk(write), walk(read), taken, ctx.get(dut.reg.wdata)))
             await ctx.tick()
         assert not pending, "a request was never taken"
 
@@ -422,8 +422,10 @@ def test_executor_carries_out_requests_when_not_busy():
     crc = _request(CMD["PING"], error=ERR["CRC"])
     log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4,
                     cycles=13)
-    assert log[0][2:5] == (1, 0, R["TAU"])                      # the register write at once
-    assert log[1][1] == (CMD["WRITE_REG"], 0, 0, 0)             # its reply the next cycle
+    # the register write the next cycle, from registers (the next request offered meanwhile),
+    # with its reply
+    assert log[0][2] == 0 and log[1][2:5] == (1, 0, R["TAU"]) and log[1][8] == 99
+    assert log[1][1] == (CMD["WRITE_REG"], 0, 0, 0)
     assert not log[1][7] and log[2][7]                          # WRITE_MEM: a cycle to check
     assert log[3][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[3][1] is None
     assert [row[1] for row in log[4:8]] == [None] * 4          # waiting for the writer
