@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.formats import Formats
-from .fixedpoint import saturate
+from .fixedpoint import saturate_by_sign
 
 __all__ = ["DbParallel", "DbSerial"]
 
@@ -63,8 +63,8 @@ class DbParallel(_Db):
             o.payload.data.eq(i.payload.data), o.valid.eq(i.valid), i.ready.eq(o.ready),
             self.rd.addr.eq(Mux(fire, k + 1, k)), self.rd.en.eq(1),
             self.wr.addr.eq(k), self.wr.en.eq(fire),
-            *[self.wr.data[g].eq(saturate(self.rd.data[g] + (i.payload.data[g] << self.shift),
-                                          width)) for g in range(4)],
+            *[self.wr.data[g].eq(saturate_by_sign(
+                self.rd.data[g] + (i.payload.data[g] << self.shift), width)) for g in range(4)],
         ]
         return m
 
@@ -103,7 +103,8 @@ class DbSerial(_Db):
         m.d.comb += [
             o.payload.data.eq(i.payload.data), o.valid.eq(i.valid & passing),
             i.ready.eq(o.ready & passing),
-            self.wr.data.eq(saturate(self.rd.data + (dnet << self.shift), self.formats.dw.width)),
+            self.wr.data.eq(saturate_by_sign(self.rd.data + (dnet << self.shift),
+                                              self.formats.dw.width)),
             self.wr.addr.eq(Cat(g, k)), self.wr.en.eq(pending & ((g != 3) | o.ready)),
             self.rd.addr.eq(Cat(Mux(pending, g + 1, g)[:2], k)),
             self.rd.en.eq((~pending & i.valid) | (pending & (g != 3))),

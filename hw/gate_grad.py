@@ -10,8 +10,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.formats import FORMATS, Formats
 from ..spec.gate_grad import INPUTS as _INPUTS
 from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_ops
-from .fixedpoint import (round_half_up, round_half_up_carry, round_half_up_narrow, saturate,
-                         saturate_by_sign)
+from .fixedpoint import round_half_up_carry, round_half_up_narrow, saturate_by_sign
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "parallel_plan", "FULL_LATENCY",
@@ -404,8 +403,8 @@ class GateGradUnit(wiring.Component):
                 m.d.sync += [u.run.eq(1), u.s.eq(0)]
                 m.d.sync += [r[n].eq(p[n]) for n in ("i", "f", "g", "o", "tanh_c", "c_prev",
                                                      "dc")]
-                m.d.sync += r["dh"].eq(saturate(p.dh_loss + round_half_up(p.da_h, dh_shift(f)),
-                                                f.state.width))
+                da_h, carry = round_half_up_carry(p.da_h, dh_shift(f))
+                m.d.sync += r["dh"].eq(saturate_by_sign(p.dh_loss + da_h + carry, f.state.width))
             with m.Elif(u.run):
                 with m.If(u.s == u.P - 1):
                     m.d.sync += u.run.eq(0)

@@ -89,6 +89,7 @@ class PacketReceiver(wiring.Component):
         byte, got = self.rx.payload, self.rx.valid
         req = self.request
         code, length, head = Signal(8), Signal(16), Signal(8 * MEM_HEAD)
+        last = Signal(16)                           # length - 1: the last payload byte's index
         index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
         crc_lo = Signal(8)                          # the received CRC's first (low) byte
         crc_bad = Signal()                          # the CRC received differs from the computed
@@ -117,7 +118,8 @@ class PacketReceiver(wiring.Component):
                 with m.Elif(index == 1):
                     m.d.sync += length[:8].eq(byte)
                 with m.Else():
-                    m.d.sync += [length[8:].eq(byte), index.eq(0)]
+                    m.d.sync += [length[8:].eq(byte), index.eq(0),
+                                 last.eq(Cat(length[:8], byte) - 1)]
                     with m.If(Cat(length[:8], byte) > P):
                         m.d.sync += state.eq(_State.DISCARD)
                     with m.Elif(Cat(length[:8], byte) == 0):
@@ -130,7 +132,7 @@ class PacketReceiver(wiring.Component):
                 m.d.sync += index.eq(index + 1)
                 with m.If(index < MEM_HEAD):
                     m.d.sync += head.eq(Cat(head[8:], byte))
-                with m.If(index == length - 1):
+                with m.If(index == last):       # (an equality: no adder on the byte's path)
                     m.d.sync += [state.eq(_State.CRC), index.eq(0)]
                     # align a payload shorter than five bytes at head[0]
                     for n in range(MEM_HEAD - 1):
