@@ -17,9 +17,9 @@ __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", 
            "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "round_split"]
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
-#: operand registers, product register, rounding and saturation into the destination register;
-#: one more for a product with an addend (:func:`op_latency`)
-MUL_LATENCY = 3
+#: operand registers, product register, rounding (registered), saturation into the destination
+#: register; one more for a product with an addend (:func:`op_latency`)
+MUL_LATENCY = 4
 #: output payload field <- the register the schedule leaves it in
 _OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
             ("dnet", 3): "dnet_o", ("dc_prev", None): "dc_prev"}
@@ -49,8 +49,8 @@ def round_split(high, low, shift: int):
 
 def op_latency(op: GateGradOp) -> int:
     """Cycles from ``op``'s issue to the first issue that may read its result: operand
-    registers, product register, rounding and saturation (written here when there is no
-    addend), addition of the addend and saturation (written here)."""
+    registers, product register, rounding, saturation (written here when there is no addend),
+    addition of the addend and saturation (written here)."""
     return MUL_LATENCY + (op.base is not None)
 
 
@@ -215,14 +215,15 @@ class GateGradUnit(wiring.Component):
     ``multipliers`` ``M`` in 1..14: time-shared. The 16 products run on at most ``M``
     multipliers in the fixed schedule of :func:`gate_grad_schedule` (:attr:`schedule`, ``S``
     steps; a step issues at most one product per multiplier). A product issued at step ``s``:
-    operands muxed from the unit's registers into the multiplier's operand registers (``s``),
-    product register (``s+1``), rounded and saturated (``s+2``: into the destination register,
-    usable from ``s+3``, :data:`MUL_LATENCY`); a product with an addend (``dc' = dc + ...``,
-    the derivatives ``o - o^2``, ``i - i^2``, ``f - f^2``, ``1 - tanh_c^2``, ``1 - g^2``) is
-    added and saturated into its destination at ``s+3``, usable from ``s+4``
-    (:func:`op_latency`). Each multiplier has one rounding/saturation circuit per kind of
-    product (shift and width) and one adder per kind of addend; its operands come through one
-    mux per port, indexed by the step. An accepted beat is latched (with ``dh`` computed) into
+    operands muxed from the unit's registers into the multiplier's operand registers (``s``;
+    they and the product register are the iCE40 SB_MAC16's own), product register (``s+1``),
+    rounded into the multiplier's ``rnd`` register (``s+2``), saturated (``s+3``: into the
+    destination register, usable from ``s+4``, :data:`MUL_LATENCY`); a product with an
+    addend (``dc' = dc + ...``, the derivatives ``o - o^2``, ``i - i^2``, ``f - f^2``,
+    ``1 - tanh_c^2``, ``1 - g^2``) is added and saturated into its destination at ``s+4``,
+    usable from ``s+5`` (:func:`op_latency`). Each multiplier has one rounding adder per shift,
+    one saturation circuit per kind of product (shift and width) and one adder per kind of
+    addend; its operands come through one mux per port, indexed by the step. An accepted beat is latched (with ``dh`` computed) into
     the input registers; its steps run in the next ``S`` cycles. Values whose lifetimes do
     not overlap share a register (:func:`allocate_registers`, :attr:`registers`: 10 registers
     for 8 inputs and 11 intermediate results). The five results are written straight into the
@@ -235,13 +236,13 @@ class GateGradUnit(wiring.Component):
     (:attr:`latency`), default formats::
 
         multipliers    1    2   3..14   full
-        cycles/unit   16   13    12      1
-        latency       19   16    15      6
+        cycles/unit   18   16    15      1
+        latency       22   20    19     10
         DSP blocks     2    4     6     27   (iCE40 SB_MAC16: 24x16 = 2, 16x16 = 1)
 
-    (``M = 1`` is bound by the 16 products, ``M >= 3`` by the chain ``tanh_c^2 -> dc' -> u ->
-    dnet_i`` of dependent products, 4 + 4 + 3 cycles to the issue of ``dnet_i`` at step 11;
-    from 4 on the schedule uses only 3 multipliers.) At full rate a beat is accepted every ``cycles_per_unit`` cycles and its
+    (``M >= 3`` is bound by the chain ``tanh_c^2 -> dc' -> u -> dnet_i`` of dependent
+    products, 5 + 5 + 4 cycles to the issue of ``dnet_i`` at step 14, ``M = 1`` by the 16
+    products and the waits of that chain; from 4 on the schedule uses only 3 multipliers.) At full rate a beat is accepted every ``cycles_per_unit`` cycles and its
     result leaves ``latency`` cycles later. Under back-pressure the unit holds (every register,
     and ``i.ready`` low) only in a cycle where a result is due for the output register and the
     output register is full and not being read (``o.valid & ~o.ready``): the next unit keeps
@@ -352,7 +353,7 @@ class GateGradUnit(wiring.Component):
         self._shared_add(m, u, mid, value)
         # -- output register: valid from the cycle after the last result is written in
         o = self.o
-        with m.If(u.en & u.v2 & (u.s2 == self._last_out)):
+        with m.If(u.en & u.v3 & (u.s3 == self._last_out)):
             m.d.sync += o.valid.eq(1)
         with m.Elif(o.ready):
             m.d.sync += o.valid.eq(0)
@@ -380,10 +381,12 @@ class GateGradUnit(wiring.Component):
             en=Signal(name="en"),            # the unit advances (all its registers)
             run=Signal(name="run"),          # a unit is issuing: step ``s``
             s=(s := Signal(range(max(P, 2)), name="s")),
+            s_next=Signal.like(s, name="s_next"),   # the step of the next cycle
             # the steps in the multipliers' stages: product, rounding, addend
+            # the steps in the multipliers' stages: product, rounding, saturation, addend
             v1=Signal(name="v1"), v2=Signal(name="v2"), v3=Signal(name="v3"),
-            s1=Signal.like(s, name="s1"), s2=Signal.like(s, name="s2"),
-            s3=Signal.like(s, name="s3"))
+            v4=Signal(name="v4"), s1=Signal.like(s, name="s1"), s2=Signal.like(s, name="s2"),
+            s3=Signal.like(s, name="s3"), s4=Signal.like(s, name="s4"))
 
     def _shared_control(self, m, u):
         """Accept a beat (latch it, make ``dh``), count the steps, hold under back-pressure."""
@@ -392,26 +395,29 @@ class GateGradUnit(wiring.Component):
                             if op is not None and op.dst in _OUTPUTS.values()})
         out_due = Signal()                   # a result is written to the output register
         m.d.comb += [
-            out_due.eq(u.v2 & Cat(*(u.s2 == st for st in out_steps)).any()),
+            out_due.eq(u.v3 & Cat(*(u.s3 == st for st in out_steps)).any()),
             u.en.eq(~(out_due & o.valid & ~o.ready)),
             self.i.ready.eq(u.en & (~u.run | (u.s == u.P - 1))),
-            self.busy.eq(u.run | u.v1 | u.v2 | u.v3 | o.valid),
+            self.busy.eq(u.run | u.v1 | u.v2 | u.v3 | u.v4 | o.valid),
         ]
         p = self.i.payload
+        m.d.comb += u.s_next.eq(u.s)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.comb += u.s_next.eq(0)
+        with m.Elif(u.run & (u.s != u.P - 1)):
+            m.d.comb += u.s_next.eq(u.s + 1)
         with m.If(u.en):
+            m.d.sync += u.s.eq(u.s_next)
             with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [u.run.eq(1), u.s.eq(0)]
+                m.d.sync += u.run.eq(1)
                 m.d.sync += [r[n].eq(p[n]) for n in ("i", "f", "g", "o", "tanh_c", "c_prev",
                                                      "dc")]
                 da_h, carry = round_half_up_carry(p.da_h, dh_shift(f))
                 m.d.sync += r["dh"].eq(saturate_by_sign(p.dh_loss + da_h + carry, f.state.width))
-            with m.Elif(u.run):
-                with m.If(u.s == u.P - 1):
-                    m.d.sync += u.run.eq(0)
-                with m.Else():
-                    m.d.sync += u.s.eq(u.s + 1)
+            with m.Elif(u.run & (u.s == u.P - 1)):
+                m.d.sync += u.run.eq(0)
             m.d.sync += [u.v1.eq(u.run), u.s1.eq(u.s), u.v2.eq(u.v1), u.s2.eq(u.s1),
-                         u.v3.eq(u.v2), u.s3.eq(u.s2)]
+                         u.v3.eq(u.v2), u.s3.eq(u.s2), u.v4.eq(u.v3), u.s4.eq(u.s3)]
 
     def _at(self, m, u, stage_valid, stage_step, ops):
         """One If per step that has ops (a `case` missing values fails `verilator -Wall`)."""
@@ -425,7 +431,8 @@ class GateGradUnit(wiring.Component):
     def _choose(m, u, step, table, shape, name, values, registered=False):
         """A mux: ``values[table[st]]`` while ``step == st`` (any of them otherwise), through
         an index of the distinct values (fewer than the steps). ``registered``: ``step`` is
-        the step of the stage before, the index is registered (off the critical path)."""
+        the step a cycle ahead (the stage before, or the next cycle's), the index is
+        registered (off the critical path)."""
         names = sorted(set(table.values()), key=str)
         out = Signal(shape, name=name)
         if len(names) == 1:
@@ -464,12 +471,15 @@ class GateGradUnit(wiring.Component):
         for k in range(u.M):
             aw, bw = shapes[k]
             mine = {st: row[k] for st, row in enumerate(u.steps) if row[k] is not None}
-            b_in = self._choose(m, u, u.s, {st: u.regkey[op.b] for st, op in mine.items()},
-                                signed(bw), f"mul{k}_b_in", u.src)
+            # the muxes' indices registered from the next cycle's step: no decoder of the step
+            # in series with the mux and the DSP's operand register
+            b_in = self._choose(m, u, u.s_next, {st: u.regkey[op.b] for st, op in mine.items()},
+                                signed(bw), f"mul{k}_b_in", u.src, registered=True)
             # a square takes its a from b's mux
-            a_in = self._choose(m, u, u.s, {st: (u.regkey[op.a] if op.a != op.b else None)
-                                            for st, op in mine.items()},
-                                signed(aw), f"mul{k}_a_in", {**u.src, None: b_in})
+            a_in = self._choose(m, u, u.s_next, {st: (u.regkey[op.a] if op.a != op.b else None)
+                                                 for st, op in mine.items()},
+                                signed(aw), f"mul{k}_a_in", {**u.src, None: b_in},
+                                registered=True)
             pieces = ([a_in[:SPLIT_BITS].as_signed(),
                        a_in[SPLIT_BITS:].as_signed() + a_in[SPLIT_BITS - 1]]
                       if aw > 16 >= bw and aw - SPLIT_BITS < 16 else [a_in])
@@ -490,23 +500,31 @@ class GateGradUnit(wiring.Component):
         return (op.shift, op.width if op.base is None else op.inner)
 
     def _shared_round(self, m, u, prod):
-        """Rounding and saturation: one circuit per multiplier and (shift, width); a product
-        without addend is written to its destination, one with an addend to ``mid``."""
+        """Rounding into ``rnd`` (one adder per multiplier and shift), then saturation: one
+        circuit per multiplier and (shift, width); a product without addend is written to its
+        destination, one with an addend to ``mid``."""
         rounded = self._rounded
         value = {}
         for k in range(u.M):
-            for key in sorted({rounded(row[k]) for row in u.steps if row[k] is not None},
-                              key=repr):
-                x = (round_split(*prod[k], key[0]) if isinstance(prod[k], tuple) else
-                     round_half_up_narrow(prod[k], key[0]))
-                value[k, key] = saturate_by_sign(x, key[1]) if key[1] is not None else x
+            keys = sorted({rounded(row[k]) for row in u.steps if row[k] is not None}, key=repr)
+            shifted = {shift: (round_split(*prod[k], shift) if isinstance(prod[k], tuple) else
+                               round_half_up_narrow(prod[k], shift))
+                       for shift in sorted({shift for shift, _ in keys})}
+            rnd = Signal(signed(max(len(x) for x in shifted.values())), name=f"mul{k}_rnd")
+            for here in self._at(m, u, u.v2, u.s2, u.every):
+                for kk, op in here:
+                    if kk == k:
+                        m.d.sync += rnd.eq(shifted[op.shift])
+            for shift, width in keys:
+                x = rnd[:len(shifted[shift])].as_signed()
+                value[k, (shift, width)] = saturate_by_sign(x, width) if width is not None else x
         mid = [None] * u.M
         for k in range(u.M):
             mine = [row[k] for row in u.steps if row[k] in u.added]
             if mine:
                 mid[k] = Signal(signed(max(len(value[k, rounded(op)]) for op in mine)),
                                 name=f"mul{k}_mid")
-        for here in self._at(m, u, u.v2, u.s2, u.every):
+        for here in self._at(m, u, u.v3, u.s3, u.every):
             for k, op in here:
                 target = u.r[op.dst] if op in u.plain else mid[k]
                 m.d.sync += target.eq(value[k, rounded(op)])
@@ -524,13 +542,13 @@ class GateGradUnit(wiring.Component):
                     kinds.setdefault((row[k].sign, row[k].width), {})[st] = row[k]
             for (sign, width), table in sorted(kinds.items()):
                 bw = max(u.widths.get(op.base, f.act.width) for op in table.values())
-                base = self._choose(m, u, u.s2, {st: u.regkey[op.base] for st, op in table.items()},
+                base = self._choose(m, u, u.s3, {st: u.regkey[op.base] for st, op in table.items()},
                                     signed(bw), f"mul{k}_base{sign + 1}_{width}", u.src,
-                                    registered=True)   # the index, for s3 = s2 a cycle later
+                                    registered=True)   # the index, for s4 = s3 a cycle later
                 # only as many bits of ``mid`` as these products leave there
                 x = mid[k][:max(len(value[k, rounded(op)]) for op in table.values())].as_signed()
                 total[k, sign, width] = saturate_by_sign(base + x if sign > 0 else base - x, width)
-        for here in self._at(m, u, u.v3, u.s3, u.added):
+        for here in self._at(m, u, u.v4, u.s4, u.added):
             for k, op in here:
                 m.d.sync += u.r[op.dst].eq(total[k, op.sign, op.width])
 

@@ -34,12 +34,14 @@ class LinkExecutor(wiring.Component):
 
     Checked in the cycle the request is taken: the receiver's verdict, the command, the
     length, the memory and its address range, ``busy`` (a register write or memory access
-    while the accelerator runs is refused). A memory request (``WRITE_MEM``, ``READ_MEM``
-    without a receiver error) is taken in its second cycle offered: its length, range and
-    sizes are registered from its fields in the first. Then, through ``reg``
-    (:func:`~.registers.reg_signature`): a register write the next cycle, from registers (so
-    that the checks and the command the write may start are not one path; no request is taken
-    in that cycle); a read whose data arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go
+    while the accelerator runs is refused). A memory request (``WRITE_MEM``, ``READ_MEM``)
+    or a ``READ_REG`` without a receiver error is taken in its second cycle offered: its
+    length, range and sizes, or the register's address, are registered from its fields in the
+    first. Then, through ``reg`` (:func:`~.registers.reg_signature`, driven from registers,
+    so that no check or mux is in series with the register file's decoders or the command a
+    write may start): a register write the cycle after the request is taken (no request is
+    taken in that cycle); a read whose data arrive the next cycle; ``WAIT`` reads ``STATUS``
+    once ``busy`` is low. Memory writes go
     out as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte
     5) and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements
     the reply carries.
@@ -49,7 +51,7 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out, but for a memory request's first cycle. ``registered=False``: the outputs
+    carried out, but for a memory or register read request's first cycle. ``registered=False``: the outputs
     straight from the checks, a cycle earlier each (fewer flip-flops, for a small device).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
@@ -186,12 +188,12 @@ class LinkExecutor(wiring.Component):
             self.write.payload.eq(nxt.walk), self.read.payload.eq(nxt.walk)]
         reply, error = partial(self._reply, nxt), partial(self._error, nxt)
         chk = self._memory_checks(m)
-        # a register write goes out the cycle after its request is taken, from registers
-        w_addr, w_data = Signal.like(reg.addr), Signal.like(reg.wdata)
-        m.d.comb += [reg.addr.eq(Mux(reg.we, w_addr, Mux(state == _State.WAIT, ADDRESS["STATUS"],
-                                                         req.head.reg.addr))),
-                     reg.wdata.eq(w_data)]
-        m.d.sync += [reg.we.eq(0), w_addr.eq(req.head.reg.addr), w_data.eq(req.head.reg.value)]
+        # the register bus from registers, loaded from the request's fields every cycle
+        # (``STATUS`` while waiting): a read is taken in its request's second cycle offered, a
+        # write goes out the cycle after its request is taken, so that no check or mux is in
+        # series with the register file's decoders
+        m.d.sync += [reg.addr.eq(Mux(state == _State.WAIT, ADDRESS["STATUS"], req.head.reg.addr)),
+                     reg.wdata.eq(req.head.reg.value), reg.we.eq(0)]
 
         # the request was offered last cycle and not taken: ``chk`` is of its fields (a stream's
         # payload holds until taken)
@@ -199,9 +201,10 @@ class LinkExecutor(wiring.Component):
         m.d.sync += fresh.eq(self.request.valid & ~self.request.ready)
         with m.If(state == _State.IDLE):
             mem_req = (req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])
-            # a memory request waits one cycle, not taken, for its registered checks
-            # (and none is taken while a register write goes out, the bus being the write's)
-            m.d.comb += self.request.ready.eq(~(mem_req & (req.error == RxError.NONE) & ~fresh)
+            # a memory request waits one cycle, not taken, for its registered checks, a register
+            # read for its address (and none is taken while a register write goes out)
+            waits = mem_req | (req.code == CMD["READ_REG"])
+            m.d.comb += self.request.ready.eq(~(waits & (req.error == RxError.NONE) & ~fresh)
                                               & ~reg.we)
             with m.If(self.request.valid & self.request.ready):
                 m.d.sync += code.eq(req.code)
@@ -233,7 +236,7 @@ class LinkExecutor(wiring.Component):
                     with m.If(req.length != 0):
                         m.d.comb += error("LENGTH")
                     with m.Else():
-                        m.d.sync += state.eq(_State.WAIT)
+                        m.d.sync += [state.eq(_State.WAIT), reg.addr.eq(ADDRESS["STATUS"])]
                 with m.Elif(mem_req):
                     self._memory_request(m, nxt, chk)
                     with m.If(nxt.write):

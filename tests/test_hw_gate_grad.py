@@ -18,7 +18,7 @@ from hwsim import run_stream
 
 FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dh_loss", "da_h", "dc")
 #: cycles per unit and latency the docstring promises, default formats
-TIMING = {None: (1, 10), 1: (16, 19), 2: (13, 16), 3: (12, 15), 8: (12, 15), 15: (1, 10)}
+TIMING = {None: (1, 10), 1: (18, 22), 2: (16, 20), 3: (15, 19), 8: (15, 19), 15: (1, 10)}
 
 
 def random_inputs(n, seed, extreme=False, formats=FORMATS):

@@ -385,7 +385,7 @@ def test_executor_refuses_a_write_while_busy():
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=8)
+    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=9)
     # replies are registered: offered the cycle after the request is taken; a memory request
     # is taken in its second cycle offered (its checks registered in the first)
     assert log[0][1] is None and log[0][7]
@@ -393,10 +393,13 @@ def test_executor_refuses_a_write_while_busy():
     assert not log[2][7] and log[3][7] and log[3][1] is None
     assert log[4][1] == busy_error(CMD["WRITE_MEM"])
     assert not any(row[2] for row in log) and not any(row[5] for row in log)
-    # READ_REG is served while busy: `re` with the request, the data the next cycle, the
-    # reply (registered) the cycle after
-    assert log[5][3:5] == (1, R["HIDDEN"]) and log[5][1] is None and log[6][1] is None
-    assert log[7][1] == (CMD["READ_REG"], 4, 0x11223344 + 6, 0)
+    # READ_REG is served while busy: taken in its second cycle offered (its address
+    # registered in the first), `re` with the take, the data the next cycle, the reply
+    # (registered) the cycle after
+    assert not log[5][7] and log[5][3] == 0
+    assert log[6][7] and log[6][3:5] == (1, R["HIDDEN"]) and log[6][1] is None
+    assert log[7][1] is None
+    assert log[8][1] == (CMD["READ_REG"], 4, 0x11223344 + 7, 0)
 
 
 def test_executor_takes_token_writes_while_busy():
