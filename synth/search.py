@@ -57,6 +57,9 @@ def _sizes(H: int, X: int, L: int, T: int, B: int, **options) -> dict:
 _TRAIN = {"train": True}
 #: the small-device options as they were before ``timing_stages`` (a build saved before it)
 _SMALL_BEFORE_STAGES = {k: v for k, v in SMALL_DEVICE.items() if k != "timing_stages"}
+#: the small-device options with the timing stages in (the iCEBreaker's default since the
+#: sixth session)
+_SMALL_STAGED = {**SMALL_DEVICE, "timing_stages": True}
 
 #: the search, in the order of SEARCH.md: the backward-only top's search, then the training
 #: top's, then the whole model's
@@ -70,11 +73,16 @@ STEPS = (
          "one step up before SPRAM: hidden 16"),
     Step("icebreaker-18mhz", "icebreaker", _sizes(32, 32, 1, 8, 1, **SMALL_DEVICE, spram=True),
          "W and DW in SPRAM, at an 18 MHz PLL clock", clock_mhz=18.0),
-    Step("icebreaker", "icebreaker", _sizes(32, 32, 1, 8, 1, **SMALL_DEVICE, spram=True),
-         "W and DW in SPRAM at 21 MHz: the board's default", clock_mhz=21.0),
+    Step("icebreaker-21mhz", "icebreaker", _sizes(32, 32, 1, 8, 1, **SMALL_DEVICE, spram=True),
+         "W and DW in SPRAM at 21 MHz: the default before the sixth session (its three "
+         "SB_MAC16 combinational, so untimed by nextpnr)", clock_mhz=21.0),
+    Step("icebreaker", "icebreaker",
+         _sizes(32, 32, 1, 8, 1, **_SMALL_STAGED, spram=True),
+         "every SB_MAC16 registered, the timing stages in, at a 28.875 MHz PLL clock: the "
+         "board's default", clock_mhz=28.875),
     Step("icebreaker-step-up", "icebreaker",
-         _sizes(32, 32, 1, 16, 1, **SMALL_DEVICE, spram=True), "one step up: max_seq 16",
-         clock_mhz=21.0),
+         _sizes(32, 32, 1, 16, 1, **_SMALL_STAGED, spram=True), "one step up: max_seq 16",
+         clock_mhz=28.875),
     Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
          "backward-only top, 16 lanes, T 32"),
     Step("ulx3s-85f-backward", "ulx3s-85f", _sizes(64, 32, 8, 16, 4),
