@@ -14,6 +14,7 @@ from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
 from .db import DbParallel, DbSerial
+from .dsp_counters import DspCounters
 from .dx_gather import DxGather
 from .embed_lookup import EmbedLookup
 from .embed_update import EmbeddingUpdate
@@ -103,9 +104,11 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
+                              dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
+                                       dsp_counters=c.dsp_counters,
                                        skid=c.threshold_skid)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
                                    counter_width=c.counter_width)
@@ -256,7 +259,8 @@ class Backward(wiring.Component):
         # a step ends when everything behind the fetch is idle
         m.d.comb += ctl.drained.eq(fetch.done & ~ew.busy & ~thr.o.valid & ~cmp.busy &
                                    (queue.level == 0) & ~arr.busy & ~ctl.setup)
-        self._counters(m)
+        self._counters(m, sb_mac16=self.config.dsp_counters and
+                       getattr(platform, "family", None) == "iCE40")
         return m
 
     def _units(self) -> dict:
@@ -373,47 +377,46 @@ class Backward(wiring.Component):
                              *[port.data.eq(target.data) for _b, port in users]]
         return view
 
-    def _counters(self, m):
-        """The counters of :data:`~gateskip.spec.registers.COUNTERS`, into the register file."""
+    def _counters(self, m, sb_mac16: bool = False):
+        """The counters of :data:`~gateskip.spec.registers.COUNTERS`, into the register file:
+        the blocks' own, and the backward's, in :class:`~.dsp_counters.DspCounters`, two to a
+        block (``sb_mac16``: in SB_MAC16s, ``dsp_counters`` on an iCE40)."""
         regs, ctl, ew, thr, cmp, arr = (self.regs, self.control, self.ew, self.threshold,
                                         self.compactor, self.array)
         c = regs.counters
         clear = regs.clear
         m.d.comb += [arr.clear.eq(clear), thr.clear.eq(clear), cmp.clear.eq(clear)]
+        # the compactor's skips counted a cycle later, so that its handshake is not in series
+        # with the counter's adders (those of a clear's cycle dropped, as the clear drops them)
+        skip_last = Signal.like(cmp.skip_now)
+        m.d.sync += skip_last.eq(Mux(clear, 0, cmp.skip_now))
+        # counter -> (when it counts, by how much)
+        events = {"cycles": (ctl.running, 1), "steps": (ctl.step_done, 1),
+                  "starved": (ctl.running & ~arr.issue, 1),
+                  "ew_stalls": (ew.o.valid & ~thr.i.ready, 1),
+                  "macs_skipped": (1, const_mul(skip_last, 2 * self.k))}
+        if self.config.train:
+            events.update(forward_cycles=(self.forward.busy, 1),
+                          update_cycles=(self.update.busy, 1))
+        if self.model:
+            events.update(output_cycles=(self.output.busy, 1), scale_cycles=(self.scale.busy, 1),
+                          embed_cycles=(self.embed.busy | self.embed_update.busy, 1),
+                          busy_cycles=(self.phases.busy, 1))
         own = {name: Signal(self.config.counter_width, name=f"cnt_{name}")
                for name in ("cycles", "steps", "starved", "ew_stalls", "macs_skipped",
                             "forward_cycles", "update_cycles") +
                (("output_cycles", "scale_cycles", "embed_cycles", "busy_cycles")
                 if self.model else ())}
-        with m.If(ctl.step_done):
-            m.d.sync += own["steps"].eq(own["steps"] + 1)
-        # the compactor's skips counted a cycle later, so that its handshake is not in series
-        # with the counter's adders (those of a clear's cycle dropped, as the clear drops them)
-        skip_last = Signal.like(cmp.skip_now)
-        m.d.sync += skip_last.eq(Mux(clear, 0, cmp.skip_now))
-        with m.If(clear):
-            m.d.sync += [s.eq(0) for s in own.values()]
-        with m.Else():
-            with m.If(ctl.running):
-                m.d.sync += own["cycles"].eq(own["cycles"] + 1)
-                with m.If(~arr.issue):
-                    m.d.sync += own["starved"].eq(own["starved"] + 1)
-            if self.config.train:
-                with m.If(self.forward.busy):
-                    m.d.sync += own["forward_cycles"].eq(own["forward_cycles"] + 1)
-                with m.If(self.update.busy):
-                    m.d.sync += own["update_cycles"].eq(own["update_cycles"] + 1)
-            if self.model:
-                for name, busy in (("output_cycles", self.output.busy),
-                                   ("scale_cycles", self.scale.busy),
-                                   ("embed_cycles", self.embed.busy | self.embed_update.busy),
-                                   ("busy_cycles", self.phases.busy)):
-                    with m.If(busy):
-                        m.d.sync += own[name].eq(own[name] + 1)
-            with m.If(ew.o.valid & ~thr.i.ready):
-                m.d.sync += own["ew_stalls"].eq(own["ew_stalls"] + 1)
-            m.d.sync += own["macs_skipped"].eq(own["macs_skipped"] +
-                                               const_mul(skip_last, 2 * self.k))
+        names = list(events)
+        for e in range(0, len(names), 2):
+            pair = names[e:e + 2]
+            block = DspCounters(self.config.counter_width, len(pair), sb_mac16=sb_mac16)
+            m.submodules[f"counters_{pair[0]}"] = block
+            m.d.comb += block.clear.eq(clear)
+            for n, name in enumerate(pair):
+                en, inc = events[name]
+                m.d.comb += [block.en[n].eq(en), block.inc[n].eq(inc),
+                             own[name].eq(block.value[n])]
         m.d.comb += [*[getattr(c, name).eq(s) for name, s in own.items()],
                      c.beats.eq(arr.beats), c.macs.eq(arr.macs), c.values.eq(cmp.values),
                      c.pairs.eq(cmp.pairs), c.zeros.eq(thr.zeros)]

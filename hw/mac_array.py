@@ -10,6 +10,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
+from .dsp_counters import DspCounters
 from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
@@ -134,11 +135,14 @@ class MacArray(wiring.Component):
 
     def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
                  counter_width: int = COUNTER_WIDTH, forwarding: bool = True,
+                 dsp_counters: bool = False,
                  staged_read: bool = True, single_port_dw: bool = False):
         self.check_parameters(lanes, k, rows, formats)
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
-        self.counter_width = counter_width
+        if dsp_counters and counter_width > 16:
+            raise ValueError(f"dsp_counters needs counter_width <= 16, not {counter_width}")
+        self.counter_width, self.dsp_counters = counter_width, bool(dsp_counters)
         self.forwarding, self.staged_read = bool(forwarding), bool(staged_read)
         self.single_port_dw = bool(single_port_dw)
         self.lanes, self.k, self.rows, self.formats = lanes, k, rows, formats
@@ -182,7 +186,8 @@ class MacArray(wiring.Component):
         seq = self._sequencer(m)
         stage2 = self._multiply(m, seq)
         self._accumulate(m, seq, stage2)
-        self._counters(m, seq)
+        self._counters(m, seq, sb_mac16=self.dsp_counters and
+                       getattr(platform, "family", None) == "iCE40")
         return m
 
     def _sequencer(self, m):
@@ -376,14 +381,17 @@ class MacArray(wiring.Component):
             m.d.comb += [self.dw_wr.data[l].eq(sum3[l]) for l in range(L)]
         m.d.comb += self.busy.eq(pending)
 
-    def _counters(self, m, seq):
+    def _counters(self, m, seq, sb_mac16: bool = False):
+        """``beats`` and ``macs`` in a :class:`~.dsp_counters.DspCounters` (``sb_mac16``: in an
+        SB_MAC16, each a cycle late), ``commands`` a register."""
         L, C = self.lanes, self.chunks
+        m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=sb_mac16)
+        m.d.comb += [pair.clear.eq(self.clear),
+                     pair.en[0].eq(seq.act), pair.inc[0].eq(1),
+                     pair.en[1].eq(seq.accumulates),
+                     pair.inc[1].eq(Mux(seq.c == C - 1, self.tail, L)),
+                     self.beats.eq(pair.value[0]), self.macs.eq(pair.value[1])]
         with m.If(self.clear):
-            m.d.sync += [x.eq(0) for x in (self.beats, self.macs, self.commands)]
-        with m.Else():
-            with m.If(seq.act):
-                m.d.sync += self.beats.eq(self.beats + 1)
-            with m.If(seq.accumulates):
-                m.d.sync += self.macs.eq(self.macs + Mux(seq.c == C - 1, self.tail, L))
-            with m.If(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):
-                m.d.sync += self.commands.eq(self.commands + 1)
+            m.d.sync += self.commands.eq(0)
+        with m.Elif(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):
+            m.d.sync += self.commands.eq(self.commands + 1)

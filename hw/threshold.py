@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import GRAD
+from .dsp_counters import DspCounters
 from .slice import Slice
 
 __all__ = ["ThresholdUnit"]
@@ -43,9 +44,12 @@ class ThresholdUnit(wiring.Component):
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
-                 counter_width: int = COUNTER_WIDTH, skid: bool = True):
+                 counter_width: int = COUNTER_WIDTH, skid: bool = True,
+                 dsp_counters: bool = False):
         self.check_parameters(width, lanes, counter_width=counter_width, skid=skid)
-        self.counter_width = counter_width
+        if dsp_counters and counter_width > 16:
+            raise ValueError(f"dsp_counters needs counter_width <= 16, not {counter_width}")
+        self.counter_width, self.dsp_counters = counter_width, bool(dsp_counters)
         self.skid = bool(skid)
         self.width = width
         self.lanes = lanes
@@ -88,10 +92,11 @@ class ThresholdUnit(wiring.Component):
         m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
                                       self.lanes - sum(result.mask[l] for l in range(self.lanes)),
                                       0))
-        with m.If(self.clear):
-            m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
-        with m.Else():
-            m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
-            with m.If(taken):
-                m.d.sync += self.seen.eq(self.seen + self.lanes)
+        m.submodules.counters = pair = DspCounters(
+            self.counter_width, 2,
+            sb_mac16=self.dsp_counters and getattr(platform, "family", None) == "iCE40")
+        m.d.comb += [pair.clear.eq(self.clear),
+                     pair.en[0].eq(taken), pair.inc[0].eq(self.lanes),
+                     pair.en[1].eq(1), pair.inc[1].eq(beat_zeros),
+                     self.seen.eq(pair.value[0]), self.zeros.eq(pair.value[1])]
         return m

@@ -71,6 +71,11 @@ class AccelConfig:
     bits each, where Yosys puts them): the host alone writes ``W``, and the MAC array writes
     each dW sum back in its command's da phase (``hw.mac_array``, ``single_port_dw``; same
     cycles); needs ``train=False`` and ``C >= 5`` (4 without ``timing_stages``).
+    ``dsp_counters``: on an iCE40, counters two to an SB_MAC16, in its accumulators
+    (``hw.dsp_counters``: out of the logic cells, each value a cycle late): the backward's own
+    (``CYCLES``, ``STEPS``, ``STARVED``, ``EW_STALLS``, ``MACS_SKIPPED``: three blocks), the
+    MAC array's ``beats`` and ``macs`` and the threshold's ``seen`` and ``zeros`` (one each);
+    needs ``counter_width <= 16``; plain counters elsewhere.
     ``formats``: the arithmetic formats (:mod:`.formats`).
     """
 
@@ -92,6 +97,7 @@ class AccelConfig:
     vocab: int = 0
     layers: int = 1
     spram: bool = False
+    dsp_counters: bool = False
     formats: Formats = field(default=FORMATS, compare=True)
 
     def __post_init__(self):
@@ -105,7 +111,7 @@ class AccelConfig:
         if self.update_lanes is not None:
             _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "timing_stages",
-                     "train", "spram"):
+                     "train", "spram", "dsp_counters"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
@@ -123,6 +129,9 @@ class AccelConfig:
         if self.layers > 1 and self.inputs != self.hidden:
             raise ValueError(f"layers > 1 needs inputs == hidden (the second layer's x_t is the "
                              f"first's h_t), not inputs {self.inputs} and hidden {self.hidden}")
+        if self.dsp_counters and self.counter_width > 16:
+            raise ValueError(f"dsp_counters needs counter_width <= 16 (an SB_MAC16 "
+                             f"accumulator), not {self.counter_width}")
         if self.spram and self.train:
             raise ValueError("spram needs train=False (the forward reads W and the update "
                              "writes it while the array uses it)")

@@ -1,0 +1,76 @@
+"""Counters in an iCE40 SB_MAC16's two accumulators, where a build has DSP blocks to spare."""
+
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["DspCounters"]
+
+
+class DspCounters(wiring.Component):
+    """Up to two counters: ``value[n]`` adds ``inc[n]`` in each cycle ``en[n]`` is high, is
+    cleared by ``clear`` (which wins) and wraps at ``width`` bits.
+
+    ``sb_mac16=False``: a register and an adder each. ``sb_mac16=True``: one iCE40 SB_MAC16
+    holds both in its two 16-bit accumulators (counter 0 the top one, 1 the bottom one), which
+    takes them out of the logic cells: an increment (zero where ``en`` is low) enters through
+    the block's ``A`` or ``B`` input register, and ``clear``, registered, loads the zero on
+    ``C``/``D`` (``OLOAD``), so every path into the accumulators starts at a register inside
+    the block, as nextpnr times it. Each value then appears one cycle after the plain
+    counter's, and is equal to it from then on: ``value(t + 1) == plain(t)``.
+    """
+
+    def __init__(self, width: int = 16, count: int = 2, *, sb_mac16: bool = False):
+        if not isinstance(sb_mac16, bool):
+            raise TypeError(f"sb_mac16 must be a bool, not {sb_mac16!r}")
+        top = 16 if sb_mac16 else 32                # an SB_MAC16 accumulator: 16 bits
+        if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= top:
+            raise ValueError(f"width must be an int in 1..{top}, not {width!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 2:
+            raise ValueError(f"count must be 1 or 2, not {count!r}")
+        self.width, self.count, self.sb_mac16 = width, count, sb_mac16
+        super().__init__({
+            "clear": In(1),
+            "en": In(count),
+            "inc": In(data.ArrayLayout(unsigned(width), count)),
+            "value": Out(data.ArrayLayout(unsigned(width), count)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if not self.sb_mac16:
+            for n in range(self.count):
+                with m.If(self.clear):
+                    m.d.sync += self.value[n].eq(0)
+                with m.Elif(self.en[n]):
+                    m.d.sync += self.value[n].eq(self.value[n] + self.inc[n])
+            return m
+        # the clear a cycle late, as the increments (through the input registers); high out of
+        # reset, so that the accumulators start at zero
+        load = Signal(init=1)
+        m.d.sync += load.eq(self.clear)
+        ports = [Signal(16, name=f"in{n}") for n in range(2)]
+        for n in range(self.count):
+            m.d.comb += ports[n].eq(Mux(self.en[n], self.inc[n], 0))
+        out = Signal(32)
+        m.submodules.dsp = Instance(
+            "SB_MAC16",
+            # input registers on A and B; each accumulator (top: A + Q, bottom: B + S, no carry
+            # between them) registered and driven out; the multiplier unused
+            p_A_REG=1, p_B_REG=1, p_C_REG=0, p_D_REG=0,
+            p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
+            p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=0,
+            p_TOPOUTPUT_SELECT=1, p_TOPADDSUB_LOWERINPUT=0, p_TOPADDSUB_UPPERINPUT=0,
+            p_TOPADDSUB_CARRYSELECT=0,
+            p_BOTOUTPUT_SELECT=1, p_BOTADDSUB_LOWERINPUT=0, p_BOTADDSUB_UPPERINPUT=0,
+            p_BOTADDSUB_CARRYSELECT=0,
+            p_MODE_8x8=0, p_A_SIGNED=0, p_B_SIGNED=0, p_NEG_TRIGGER=0,
+            i_CLK=ClockSignal(), i_CE=1, i_A=ports[0], i_B=ports[1], i_C=0, i_D=0,
+            i_AHOLD=0, i_BHOLD=0, i_CHOLD=0, i_DHOLD=0,
+            i_IRSTTOP=0, i_IRSTBOT=0, i_ORSTTOP=0, i_ORSTBOT=0,
+            i_OLOADTOP=load, i_OLOADBOT=load, i_ADDSUBTOP=0, i_ADDSUBBOT=0,
+            i_OHOLDTOP=0, i_OHOLDBOT=0, i_CI=0, i_ACCUMCI=0, i_SIGNEXTIN=0,
+            o_O=out)
+        for n in range(self.count):
+            m.d.comb += self.value[n].eq(out[16 * (1 - n):16 * (2 - n)])
+        return m
