@@ -39,8 +39,8 @@ class HostLink(wiring.Component):
     (checks, register bus, ``WAIT``), which starts :class:`~.link_write.BufferWriter` (buffer
     -> memory) or :class:`~.link_read.WordReader` (memory -> elements) and describes the reply
     that :class:`~.link_tx.PacketSender` sends; the receiver hunts again on the sender's
-    ``done``. From the last byte of a request to the first of its reply: 3 cycles (errors,
-    ``PING``, ``WRITE_REG``), 4 (``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
+    ``done``. From the last byte of a request to the first of its reply: 4 cycles (errors,
+    ``PING``, ``WRITE_REG``, ``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
     ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
     registered, for a small device): one cycle less each.
     """

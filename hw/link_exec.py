@@ -34,10 +34,9 @@ class LinkExecutor(wiring.Component):
 
     Checked in the cycle the request is taken: the receiver's verdict, the command, the
     length, the memory and its address range, ``busy`` (a register write or memory access
-    while the accelerator runs is refused). A memory request (``WRITE_MEM``, ``READ_MEM``)
-    or a ``READ_REG`` without a receiver error is taken in its second cycle offered: its
-    length, range and sizes, or the register's address, are registered from its fields in the
-    first. Then, through ``reg`` (:func:`~.registers.reg_signature`, driven from registers,
+    while the accelerator runs is refused). Every request is taken in its second cycle
+    offered (``request.ready`` is registers alone): a memory request's length, range and sizes
+    and the register bus's address are registered from its fields in the first. Then, through ``reg`` (:func:`~.registers.reg_signature`, driven from registers,
     so that no check or mux is in series with the register file's decoders or the command a
     write may start): a register write the cycle after the request is taken (no request is
     taken in that cycle); a read whose data arrive the next cycle; ``WAIT`` reads ``STATUS``
@@ -51,7 +50,7 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out, but for a memory or register read request's first cycle. ``registered=False``: the outputs
+    carried out, but for a request's first cycle offered and the cycle of a register write. ``registered=False``: the outputs
     straight from the checks, a cycle earlier each (fewer flip-flops, for a small device).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
     and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
@@ -139,10 +138,14 @@ class LinkExecutor(wiring.Component):
         chk = SimpleNamespace(eb=Signal.like(eb), per=Signal.like(per),
                               nbytes=Signal.like(count_bytes), length=Signal(), address=Signal(),
                               too_long=Signal(), idle_only=Signal(), empty=Signal())
+        # the payload's bytes past the head, from the length alone (beside the count, not after
+        # it: the count then meets only an equality)
+        body = Signal.like(req.length)
+        m.d.comb += body.eq(req.length - MEM_HEAD)
         m.d.sync += [
             chk.eb.eq(eb), chk.per.eq(per), chk.nbytes.eq(count_bytes),
             chk.length.eq((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
-                          (~reading & (req.length != MEM_HEAD + count_bytes))),
+                          (~reading & (body != count_bytes))),
             chk.address.eq((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)),
             chk.too_long.eq(reading & (count_bytes > self.max_payload)),
             chk.idle_only.eq(reading | ~streamed),
@@ -201,11 +204,9 @@ class LinkExecutor(wiring.Component):
         m.d.sync += fresh.eq(self.request.valid & ~self.request.ready)
         with m.If(state == _State.IDLE):
             mem_req = (req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])
-            # a memory request waits one cycle, not taken, for its registered checks, a register
-            # read for its address (and none is taken while a register write goes out)
-            waits = mem_req | (req.code == CMD["READ_REG"])
-            m.d.comb += self.request.ready.eq(~(waits & (req.error == RxError.NONE) & ~fresh)
-                                              & ~reg.we)
+            # every request waits one cycle, not taken, for its registered checks and address
+            # (and none is taken while a register write goes out): ``ready`` is registers alone
+            m.d.comb += self.request.ready.eq(fresh & ~reg.we)
             with m.If(self.request.valid & self.request.ready):
                 m.d.sync += code.eq(req.code)
                 with m.If(req.error != RxError.NONE):

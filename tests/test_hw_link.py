@@ -386,15 +386,14 @@ def test_executor_refuses_a_write_while_busy():
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
     log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=9)
-    # replies are registered: offered the cycle after the request is taken; a memory request
-    # is taken in its second cycle offered (its checks registered in the first)
-    assert log[0][1] is None and log[0][7]
-    assert log[1][1] == busy_error(CMD["WRITE_REG"])
+    # every request is taken in its second cycle offered (its checks and address registered in
+    # the first); replies are registered: offered the cycle after the request is taken
+    assert not log[0][7] and log[1][7] and log[1][1] is None
+    assert log[2][1] == busy_error(CMD["WRITE_REG"])
     assert not log[2][7] and log[3][7] and log[3][1] is None
     assert log[4][1] == busy_error(CMD["WRITE_MEM"])
     assert not any(row[2] for row in log) and not any(row[5] for row in log)
-    # READ_REG is served while busy: taken in its second cycle offered (its address
-    # registered in the first), `re` with the take, the data the next cycle, the reply
+    # READ_REG is served while busy: `re` with the take, the data the next cycle, the reply
     # (registered) the cycle after
     assert not log[5][7] and log[5][3] == 0
     assert log[6][7] and log[6][3:5] == (1, R["HIDDEN"]) and log[6][1] is None
@@ -424,20 +423,23 @@ def test_executor_carries_out_requests_when_not_busy():
     bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
     crc = _request(CMD["PING"], error=ERR["CRC"])
     log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4,
-                    cycles=13)
-    # the register write the next cycle, from registers (the next request offered meanwhile),
+                    cycles=15)
+    # taken in its second cycle offered; the register write the next cycle, from registers,
     # with its reply
-    assert log[0][2] == 0 and log[1][2:5] == (1, 0, R["TAU"]) and log[1][8] == 99
-    assert log[1][1] == (CMD["WRITE_REG"], 0, 0, 0)
-    assert not log[1][7] and log[2][7]                          # WRITE_MEM: a cycle to check
-    assert log[3][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[3][1] is None
-    assert [row[1] for row in log[4:8]] == [None] * 4          # waiting for the writer
-    assert log[8][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[9][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)      # READ_MEM waited: taken at 8
-    assert log[9][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
-    assert log[11][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
-    assert log[11][7]                                           # a receiver error: at once
-    assert log[12][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
+    assert not log[0][7] and log[1][7] and log[1][2] == 0
+    assert log[2][2:5] == (1, 0, R["TAU"]) and log[2][8] == 99
+    assert log[2][1] == (CMD["WRITE_REG"], 0, 0, 0)
+    assert not log[2][7] and log[3][7]              # WRITE_MEM: not while the write goes out
+    assert log[4][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[4][1] is None
+    assert [row[1] for row in log[5:9]] == [None] * 4          # waiting for the writer
+    assert log[9][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[9][7]                                # READ_MEM offered while busy: taken at once
+    assert log[10][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
+    assert log[10][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
+    assert not log[10][7] and log[11][7]
+    assert log[12][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
+    assert not log[12][7] and log[13][7]
+    assert log[14][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
