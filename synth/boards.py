@@ -80,11 +80,14 @@ _12F_OVERRIDES = {"nextpnr_opts": _ECP5_OVERRIDES["nextpnr_opts"] + " --seed 2"}
 # named in ``defaults_report`` is the build that proves them (YoWASP Yosys 0.70 + nextpnr):
 #   icebreaker  synth/reports/icebreaker.json: H 32, X 32, L 1, T 8, B 1 with
 #               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
-#               port, serial db, 16-bit counters, ...) but the timing stages, and spram (W and
-#               DW in 3 of the 4 SPRAMs) at a 28.875 MHz PLL clock: 5087/5280 ICESTORM_LC,
-#               25/30 EBR, 3/8 SB_MAC16 (each with its operand and product registers inside),
-#               Fmax 29.66 MHz; at 29.25 and 30 MHz the same design reached 28.18 and
-#               29.55 MHz (SEARCH.md, sixth session). Before, at 21 MHz without the timing
+#               port, serial db, 16-bit counters, ...) but the timing stages, spram (W and DW
+#               in 3 of the 4 SPRAMs) and dsp_counters (nine counters in five SB_MAC16) at a
+#               28.125 MHz PLL clock: 4915/5280 ICESTORM_LC, 25/30 EBR, 8/8 SB_MAC16 (each
+#               multiplier with its operand and product registers inside), Fmax 28.76 MHz;
+#               at 28.5 and 28.875 MHz the same design reached 28.31 and 28.71 MHz (and
+#               28.57 with nextpnr seed 2), at 30 MHz builds of this session's last designs
+#               26.8 to 29.6 MHz (SEARCH.md, sixth session). Without the counters, 3/8
+#               SB_MAC16: 5087 LCs, 29.66 MHz at 28.875 (icebreaker-stages.json). Before, at 21 MHz without the timing
 #               stages: 4908 LCs, 21.98 MHz (icebreaker-21mhz.json), a figure that did not
 #               time its three combinational SB_MAC16 (nextpnr models the block as
 #               registered; at 18 MHz, icebreaker-18mhz.json: 22.02). Without spram the
@@ -125,13 +128,14 @@ _12F_OVERRIDES = {"nextpnr_opts": _ECP5_OVERRIDES["nextpnr_opts"] + " --seed 2"}
 BOARDS = {b.name: b for b in (
     Board("icebreaker", "icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48", 8,
           "1BitSquared iCEBreaker: iCE40 UP5K, 5280 LCs, 8 DSPs, 30 EBR, 4 SPRAM, 12 MHz",
-          title="iCEBreaker", osc_mhz=12.0, clock_mhz=28.875, serial_chip="FT2232H",
+          title="iCEBreaker", osc_mhz=12.0, clock_mhz=28.125, serial_chip="FT2232H",
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           # SB_MAC16 and SPRAM inference are off by default
           overrides={"synth_opts": "-dsp -spram"}, sprams=4,
           defaults={"hidden": 32, "inputs": 32, "lanes": 1, "max_seq": 8, "max_batch": 1,
-                    **SMALL_DEVICE, "timing_stages": True, "spram": True},
+                    **SMALL_DEVICE, "timing_stages": True, "spram": True,
+                    "dsp_counters": True},
           defaults_report="icebreaker.json"),
     Board("ulx3s-85f", "ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C", 156,
           "Radiona ULX3S: ECP5 85F, 83640 LUT4s, 156 MULT18X18D, 208 DP16KD, 25 MHz",

@@ -76,13 +76,17 @@ STEPS = (
     Step("icebreaker-21mhz", "icebreaker", _sizes(32, 32, 1, 8, 1, **SMALL_DEVICE, spram=True),
          "W and DW in SPRAM at 21 MHz: the default before the sixth session (its three "
          "SB_MAC16 combinational, so untimed by nextpnr)", clock_mhz=21.0),
-    Step("icebreaker", "icebreaker",
+    Step("icebreaker-stages", "icebreaker",
          _sizes(32, 32, 1, 8, 1, **_SMALL_STAGED, spram=True),
-         "every SB_MAC16 registered, the timing stages in, at a 28.875 MHz PLL clock: the "
-         "board's default", clock_mhz=28.875),
-    Step("icebreaker-step-up", "icebreaker",
-         _sizes(32, 32, 1, 16, 1, **_SMALL_STAGED, spram=True), "one step up: max_seq 16",
+         "every SB_MAC16 registered, the timing stages in, at a 28.875 MHz PLL clock",
          clock_mhz=28.875),
+    Step("icebreaker", "icebreaker",
+         _sizes(32, 32, 1, 8, 1, **_SMALL_STAGED, spram=True, dsp_counters=True),
+         "and nine counters in five more SB_MAC16 (8 of 8), at a 28.125 MHz PLL clock: the "
+         "board's default", clock_mhz=28.125),
+    Step("icebreaker-step-up", "icebreaker",
+         _sizes(32, 32, 1, 16, 1, **_SMALL_STAGED, spram=True, dsp_counters=True),
+         "one step up: max_seq 16", clock_mhz=28.125),
     Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
          "backward-only top, 16 lanes, T 32"),
     Step("ulx3s-85f-backward", "ulx3s-85f", _sizes(64, 32, 8, 16, 4),
