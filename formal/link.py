@@ -29,9 +29,9 @@ PING = protocol.frame(protocol.CODE["PING"])
 #: cycles of arbitrary bytes before the line goes quiet (BMC: the states these reach)
 GARBAGE = 8
 #: cycles of quiet line within which the link is back to hunting (asserted)
-RECOVER = 26
+RECOVER = 27
 #: cycles from the last byte of a PING (sent to an idle link) to the SYNC of its reply
-ANSWER = 3
+ANSWER = 4
 #: the BMC depth of :class:`LinkRecovers`: garbage, quiet line, frame, the reply's header
 RECOVERS_DEPTH = GARBAGE + RECOVER + len(PING) + ANSWER + 4
 
