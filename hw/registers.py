@@ -45,9 +45,8 @@ class RegisterFile(wiring.Component):
     (its bit fields), each counter of :data:`~gateskip.spec.registers.COUNTERS` from
     ``counters`` (zero-extended), the other values (``loss``, ``loss_hi``, ``loss_shift``)
     from their ports, the build parameters of ``config`` as constants. Only the registers the
-    build has (``spec.registers.built``). ``rdata`` is registered from ``addr`` every cycle (no
-    enable, so that ``re`` and whatever makes it are not on the read's path): valid the cycle
-    after ``re``; an address without a register reads 0.
+    build has (``spec.registers.built``). ``rdata`` is registered: valid the cycle after
+    ``re``; an address without a register reads 0.
     """
 
     def __init__(self, config: AccelConfig, counter_width: int | None = None):
@@ -119,11 +118,11 @@ class RegisterFile(wiring.Component):
                     readable[reg.address] = getattr(self.counters, name)
                 else:
                     readable[reg.address] = getattr(self, name)
-        # every cycle, whatever ``re``: the read's path starts at ``addr``'s register alone
-        with m.Switch(bus.addr):
-            for address, value in readable.items():
-                with m.Case(address):
-                    m.d.sync += bus.rdata.eq(value)
-            with m.Default():                # no register here: reads 0
-                m.d.sync += bus.rdata.eq(0)
+        with m.If(bus.re):
+            with m.Switch(bus.addr):
+                for address, value in readable.items():
+                    with m.Case(address):
+                        m.d.sync += bus.rdata.eq(value)
+                with m.Default():                # no register here: reads 0
+                    m.d.sync += bus.rdata.eq(0)
         return m

@@ -82,11 +82,11 @@ _12F_OVERRIDES = {"nextpnr_opts": _ECP5_OVERRIDES["nextpnr_opts"] + " --seed 2"}
 #               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
 #               port, serial db, 16-bit counters, ...) but the timing stages, spram (W and DW
 #               in 3 of the 4 SPRAMs) and dsp_counters (nine counters in five SB_MAC16) at a
-#               28.125 MHz PLL clock: 4915/5280 ICESTORM_LC, 25/30 EBR, 8/8 SB_MAC16 (each
-#               multiplier with its operand and product registers inside), Fmax 28.76 MHz;
-#               at 28.5 and 28.875 MHz the same design reached 28.31 and 28.71 MHz (and
-#               28.57 with nextpnr seed 2), at 30 MHz builds of this session's last designs
-#               26.8 to 29.6 MHz (SEARCH.md, sixth session). Without the counters, 3/8
+#               28.125 MHz PLL clock: 4918/5280 ICESTORM_LC, 25/30 EBR, 8/8 SB_MAC16 (each
+#               multiplier with its operand and product registers inside), Fmax 29.71 MHz;
+#               at 28.5 and 28.875 MHz a design a step before reached 28.31 and 28.71 MHz
+#               (and 28.57 with nextpnr seed 2), at 30 MHz builds of this session's last
+#               designs 26.8 to 29.6 MHz (SEARCH.md, sixth session). Without the counters, 3/8
 #               SB_MAC16: 5087 LCs, 29.66 MHz at 28.875 (icebreaker-stages.json). Before, at 21 MHz without the timing
 #               stages: 4908 LCs, 21.98 MHz (icebreaker-21mhz.json), a figure that did not
 #               time its three combinational SB_MAC16 (nextpnr models the block as
