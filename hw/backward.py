@@ -408,9 +408,17 @@ class Backward(wiring.Component):
                (("output_cycles", "scale_cycles", "embed_cycles", "busy_cycles")
                 if self.model else ())}
         names = list(events)
-        for e in range(0, len(names), 2):
+        if not sb_mac16:                 # (plain counters here: Yosys' ECP5 flow failed an
+            with m.If(clear):            # assertion with them in DspCounters submodules)
+                m.d.sync += [own[name].eq(0) for name in names]
+            with m.Else():
+                for name in names:
+                    en, inc = events[name]
+                    with m.If(en):
+                        m.d.sync += own[name].eq(own[name] + inc)
+        for e in range(0, len(names), 2) if sb_mac16 else ():
             pair = names[e:e + 2]
-            block = DspCounters(self.config.counter_width, len(pair), sb_mac16=sb_mac16)
+            block = DspCounters(self.config.counter_width, len(pair), sb_mac16=True)
             m.submodules[f"counters_{pair[0]}"] = block
             m.d.comb += block.clear.eq(clear)
             for n, name in enumerate(pair):

@@ -11,7 +11,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import MAX_LANES
 from ..spec.formats import FORMATS, Formats
 from .dsp_counters import DspCounters
-from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
+from .fixedpoint import clamp, round_half_up, round_half_up_carry, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
 
@@ -184,7 +184,10 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         seq = self._sequencer(m)
-        stage2 = self._multiply(m, seq)
+        # (one lane only: with two or more Yosys merges the lanes' equal ``s`` registers and puts
+        # one lane's multiplier in a block, the others in logic; left combinational there)
+        stage2 = self._multiply(m, seq, dsp_registers=self.lanes == 1 and
+                                getattr(platform, "family", None) == "iCE40")
         self._accumulate(m, seq, stage2)
         self._counters(m, seq, sb_mac16=self.dsp_counters and
                        getattr(platform, "family", None) == "iCE40")
@@ -244,17 +247,18 @@ class MacArray(wiring.Component):
         return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw,
                                accumulates=accumulates, writes_back=writes_back)
 
-    def _multiply(self, m, seq):
+    def _multiply(self, m, seq, dsp_registers: bool = False):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
         tail's zero, one LUT, before the register); stage 1: the product registered, the
-        accumulator's read issued. The operand and product registers are reset-less (data:
-        the valid bits beside them are reset), so that Yosys puts all three inside an iCE40
-        SB_MAC16 (``A_REG``, ``B_REG``, its output register): the multiplier then sits between
-        registers of its own, where nextpnr's model of the block (always registered) is true."""
+        accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
+        registers, ``s`` one per lane, and the product register are reset-less (data: the valid bits beside them
+        are reset), so that Yosys puts all three inside the lane's SB_MAC16 (``A_REG``,
+        ``B_REG``, its output register): the multiplier then sits between registers of its
+        own, where nextpnr's model of the block (always registered) is true."""
         L, C, f = self.lanes, self.chunks, self.formats
         prod_width = f.grad.width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
-        sr = Signal(signed(f.grad.width), reset_less=True)
+        sr = Signal(signed(f.grad.width))
         # the accumulator word down the pipeline: a da word's c, a dW word's matrix address
         # (single_port_dw: c too, the matrix address going its own way to the write-back)
         pipe_aw = max(1, self.vec_addr_width) if self.single_port_dw else seq.aw
@@ -264,7 +268,7 @@ class MacArray(wiring.Component):
                               Mux(seq.phase, seq.c, seq.mat_addr))]
         if self.tail < L:                # only a partial last word needs to know it is last
             m.d.sync += lastr.eq(seq.c == C - 1)
-        rows = Signal(self.operand_word, reset_less=True)
+        rows = Signal(self.operand_word, reset_less=dsp_registers)
         for l in range(L):
             row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
             if l >= self.tail:           # lane beyond K in the last word: product 0, no change
@@ -272,9 +276,9 @@ class MacArray(wiring.Component):
             m.d.sync += rows[l].eq(row)
 
         v1, ph1 = Signal(), Signal()
-        s1 = Signal(signed(f.grad.width), reset_less=True)
+        s1 = Signal(data.ArrayLayout(signed(f.grad.width), L), reset_less=dsp_registers)
         addr1 = Signal(pipe_aw)
-        m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
+        m.d.sync += [v1.eq(vr), ph1.eq(phr), addr1.eq(addrr), *[s1[l].eq(sr) for l in range(L)]]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         if not self.single_port_dw:         # else the write-back's address (the same word)
@@ -286,12 +290,30 @@ class MacArray(wiring.Component):
         ]
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(pipe_aw)
-        # registered: the exact product (rounded in the accumulate's adder, as its carry-in)
-        p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
-        m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
+        if dsp_registers:
+            # registered: the exact product, rounded in the accumulate's adder (its carry-in)
+            p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
+            m.d.sync += [p2[l].eq(s1[l] * rows[l]) for l in range(L)]
+
+            def addend(l):
+                (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
+                                              for shift in (f.da_shift, f.dw_shift))
+                return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
+        else:
+            # registered: the product rounded half up to the accumulator's fraction (the
+            # rounding's adder after the multiplier, not in series with the accumulate)
+            r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
+            for l in range(L):
+                p = Signal(signed(prod_width), name=f"prod{l}")
+                m.d.comb += p.eq(s1[l] * rows[l])
+                m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
+                                         round_half_up(p, f.dw_shift)))
+
+            def addend(l):
+                return r2[l], 0
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
-                               ph2=ph2, addr2=addr2, p2=p2)
+                               ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width)
 
     def _write_back(self, m, seq, st, acc):
         """``single_port_dw``: the dW sums into the buffer (at stage 3, in order: a dW phase
@@ -353,12 +375,11 @@ class MacArray(wiring.Component):
                 acc = Mux(hit3, sum3[l], acc2)
             else:
                 acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l], read))
-            # the product rounded half up to the phase's fraction: the shifted product and the
-            # rounding's carry, both into the one adder
-            (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(st.p2[l], shift)
-                                          for shift in (f.da_shift, f.dw_shift))
-            total = Signal(signed(max(acc_width, len(st.p2[l]) + 1) + 1), name=f"total{l}")
-            m.d.comb += total.eq(acc + Mux(st.ph2, da_p, dw_p) + Mux(st.ph2, da_c, dw_c))
+            # the product rounded half up to the phase's fraction (with ``dsp_registers`` the
+            # shifted product and the rounding's carry, both into the one adder)
+            x, carry = st.addend(l)
+            total = Signal(signed(max(acc_width, st.prod_width + 1) + 1), name=f"total{l}")
+            m.d.comb += total.eq(acc + x + carry)
             if f.da.width == f.dw.width:    # one range: saturated by a test of the top bits
                 m.d.sync += sum3[l].eq(saturate_by_sign(total, acc_width))
             else:
@@ -385,12 +406,21 @@ class MacArray(wiring.Component):
         """``beats`` and ``macs`` in a :class:`~.dsp_counters.DspCounters` (``sb_mac16``: in an
         SB_MAC16, each a cycle late), ``commands`` a register."""
         L, C = self.lanes, self.chunks
-        m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=sb_mac16)
-        m.d.comb += [pair.clear.eq(self.clear),
-                     pair.en[0].eq(seq.act), pair.inc[0].eq(1),
-                     pair.en[1].eq(seq.accumulates),
-                     pair.inc[1].eq(Mux(seq.c == C - 1, self.tail, L)),
-                     self.beats.eq(pair.value[0]), self.macs.eq(pair.value[1])]
+        macs = Mux(seq.c == C - 1, self.tail, L)
+        if sb_mac16:
+            m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=True)
+            m.d.comb += [pair.clear.eq(self.clear),
+                         pair.en[0].eq(seq.act), pair.inc[0].eq(1),
+                         pair.en[1].eq(seq.accumulates), pair.inc[1].eq(macs),
+                         self.beats.eq(pair.value[0]), self.macs.eq(pair.value[1])]
+        else:
+            with m.If(self.clear):
+                m.d.sync += [self.beats.eq(0), self.macs.eq(0)]
+            with m.Else():
+                with m.If(seq.act):
+                    m.d.sync += self.beats.eq(self.beats + 1)
+                with m.If(seq.accumulates):
+                    m.d.sync += self.macs.eq(self.macs + macs)
         with m.If(self.clear):
             m.d.sync += self.commands.eq(0)
         with m.Elif(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):

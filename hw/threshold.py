@@ -92,11 +92,17 @@ class ThresholdUnit(wiring.Component):
         m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
                                       self.lanes - sum(result.mask[l] for l in range(self.lanes)),
                                       0))
-        m.submodules.counters = pair = DspCounters(
-            self.counter_width, 2,
-            sb_mac16=self.dsp_counters and getattr(platform, "family", None) == "iCE40")
-        m.d.comb += [pair.clear.eq(self.clear),
-                     pair.en[0].eq(taken), pair.inc[0].eq(self.lanes),
-                     pair.en[1].eq(1), pair.inc[1].eq(beat_zeros),
-                     self.seen.eq(pair.value[0]), self.zeros.eq(pair.value[1])]
+        if self.dsp_counters and getattr(platform, "family", None) == "iCE40":
+            m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=True)
+            m.d.comb += [pair.clear.eq(self.clear),
+                         pair.en[0].eq(taken), pair.inc[0].eq(self.lanes),
+                         pair.en[1].eq(1), pair.inc[1].eq(beat_zeros),
+                         self.seen.eq(pair.value[0]), self.zeros.eq(pair.value[1])]
+            return m
+        with m.If(self.clear):
+            m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
+        with m.Else():
+            m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
+            with m.If(taken):
+                m.d.sync += self.seen.eq(self.seen + self.lanes)
         return m
