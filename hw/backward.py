@@ -379,8 +379,8 @@ class Backward(wiring.Component):
 
     def _counters(self, m, sb_mac16: bool = False):
         """The counters of :data:`~gateskip.spec.registers.COUNTERS`, into the register file:
-        the blocks' own, and the backward's, in :class:`~.dsp_counters.DspCounters`, two to a
-        block (``sb_mac16``: in SB_MAC16s, ``dsp_counters`` on an iCE40)."""
+        the blocks' own, and the backward's, plain registers and adders or (``sb_mac16``:
+        ``dsp_counters`` on an iCE40) two to a :class:`~.dsp_counters.DspCounters`."""
         regs, ctl, ew, thr, cmp, arr = (self.regs, self.control, self.ew, self.threshold,
                                         self.compactor, self.array)
         c = regs.counters
@@ -408,23 +408,24 @@ class Backward(wiring.Component):
                (("output_cycles", "scale_cycles", "embed_cycles", "busy_cycles")
                 if self.model else ())}
         names = list(events)
-        if not sb_mac16:                 # (plain counters here: Yosys' ECP5 flow failed an
-            with m.If(clear):            # assertion with them in DspCounters submodules)
+        if sb_mac16:
+            for e in range(0, len(names), 2):
+                pair = names[e:e + 2]
+                block = DspCounters(self.config.counter_width, len(pair))
+                m.submodules[f"counters_{pair[0]}"] = block
+                m.d.comb += block.clear.eq(clear)
+                for n, name in enumerate(pair):
+                    en, inc = events[name]
+                    m.d.comb += [block.en[n].eq(en), block.inc[n].eq(inc),
+                                 own[name].eq(block.value[n])]
+        else:                            # (inline: as submodules, plain counters made Yosys'
+            with m.If(clear):            # ECP5 flow fail an ABC9 assertion)
                 m.d.sync += [own[name].eq(0) for name in names]
             with m.Else():
                 for name in names:
                     en, inc = events[name]
                     with m.If(en):
                         m.d.sync += own[name].eq(own[name] + inc)
-        for e in range(0, len(names), 2) if sb_mac16 else ():
-            pair = names[e:e + 2]
-            block = DspCounters(self.config.counter_width, len(pair), sb_mac16=True)
-            m.submodules[f"counters_{pair[0]}"] = block
-            m.d.comb += block.clear.eq(clear)
-            for n, name in enumerate(pair):
-                en, inc = events[name]
-                m.d.comb += [block.en[n].eq(en), block.inc[n].eq(inc),
-                             own[name].eq(block.value[n])]
         m.d.comb += [*[getattr(c, name).eq(s) for name, s in own.items()],
                      c.beats.eq(arr.beats), c.macs.eq(arr.macs), c.values.eq(cmp.values),
                      c.pairs.eq(cmp.pairs), c.zeros.eq(thr.zeros)]

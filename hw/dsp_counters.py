@@ -4,31 +4,32 @@ from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..spec.limits import DSP_COUNTER_WIDTH
+
 __all__ = ["DspCounters"]
 
 
 class DspCounters(wiring.Component):
-    """Up to two counters: ``value[n]`` adds ``inc[n]`` in each cycle ``en[n]`` is high, is
-    cleared by ``clear`` (which wins) and wraps at ``width`` bits.
+    """Up to two counters in one iCE40 SB_MAC16's two 16-bit accumulators (counter 0 the top
+    one, 1 the bottom one), which takes their adders out of the logic cells: ``value[n]`` adds
+    ``inc[n]`` in each cycle ``en[n]`` is high, is cleared by ``clear`` (which wins) and wraps
+    at ``width`` bits.
 
-    ``sb_mac16=False``: a register and an adder each. ``sb_mac16=True``: one iCE40 SB_MAC16
-    holds both in its two 16-bit accumulators (counter 0 the top one, 1 the bottom one), which
-    takes them out of the logic cells: an increment (zero where ``en`` is low) enters through
-    the block's ``A`` or ``B`` input register, and ``clear``, registered, loads the zero on
-    ``C``/``D`` (``OLOAD``), so every path into the accumulators starts at a register inside
-    the block, as nextpnr times it. Each value then appears one cycle after the plain
-    counter's, and is equal to it from then on: ``value(t + 1) == plain(t)``.
+    An increment (zero where ``en`` is low) enters through the block's ``A`` or ``B`` input
+    register, and ``clear``, registered, loads the zero on ``C``/``D`` (``OLOAD``), so every
+    path into the accumulators starts at a register inside the block, as nextpnr times it.
+    Each value therefore appears one cycle after a plain counter's (a register and an adder
+    written in ``sync``), and is equal to it from then on: ``value(t + 1) == plain(t)``.
+    Elsewhere the blocks keep their counters plain and inline.
     """
 
-    def __init__(self, width: int = 16, count: int = 2, *, sb_mac16: bool = False):
-        if not isinstance(sb_mac16, bool):
-            raise TypeError(f"sb_mac16 must be a bool, not {sb_mac16!r}")
-        top = 16 if sb_mac16 else 32                # an SB_MAC16 accumulator: 16 bits
+    def __init__(self, width: int = 16, count: int = 2):
+        top = DSP_COUNTER_WIDTH
         if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= top:
             raise ValueError(f"width must be an int in 1..{top}, not {width!r}")
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 2:
             raise ValueError(f"count must be 1 or 2, not {count!r}")
-        self.width, self.count, self.sb_mac16 = width, count, sb_mac16
+        self.width, self.count = width, count
         super().__init__({
             "clear": In(1),
             "en": In(count),
@@ -38,13 +39,6 @@ class DspCounters(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if not self.sb_mac16:
-            for n in range(self.count):
-                with m.If(self.clear):
-                    m.d.sync += self.value[n].eq(0)
-                with m.Elif(self.en[n]):
-                    m.d.sync += self.value[n].eq(self.value[n] + self.inc[n])
-            return m
         # the clear a cycle late, as the increments (through the input registers); high out of
         # reset, so that the accumulators start at zero
         load = Signal(init=1)

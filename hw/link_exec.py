@@ -32,29 +32,29 @@ class _State(enum.Enum, shape=2):
 class LinkExecutor(wiring.Component):
     """Checks a received ``request`` (:data:`~.link_types.REQUEST`) and carries it out.
 
-    Checked in the cycle the request is taken: the receiver's verdict, the command, the
-    length, the memory and its address range, ``busy`` (a register write or memory access
-    while the accelerator runs is refused). Every request is taken in its second cycle
-    offered (``request.ready`` is registers alone): a memory request's length, range and sizes
-    and the register bus's address are registered from its fields in the first. Then, through ``reg`` (:func:`~.registers.reg_signature`, driven from registers,
-    so that no check or mux is in series with the register file's decoders or the command a
-    write may start): a register write the cycle after the request is taken (no request is
-    taken in that cycle); a read whose data arrive the next cycle; ``WAIT`` reads ``STATUS``
-    once ``busy`` is low. Memory writes go
-    out as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte
-    5) and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements
-    the reply carries.
+    Checked in the cycle the request is taken: the receiver's verdict, the command, the length,
+    the memory and its address range, ``busy`` (a register write or memory access while the
+    accelerator runs is refused). Every request is taken in its second cycle offered
+    (``request.ready`` is registers alone): a memory request's length, range and sizes and the
+    register bus's address are registered from its fields in the first. Then, through ``reg``
+    (:func:`~.registers.reg_signature`, driven from registers, so that no check or mux is in
+    series with the register file's decoders or the command a write may start): a register write
+    the cycle after the request is taken (no request is taken in that cycle); a read whose data
+    arrive the next cycle; ``WAIT`` reads ``STATUS`` once ``busy`` is low. Memory writes go out
+    as a ``write`` walk (:func:`~.link_types.walk_layout`; the buffer's elements from byte 5)
+    and are answered when ``written`` rises; memory reads as a ``read`` walk whose elements the
+    reply carries.
 
     ``reply`` (:data:`~.link_types.REPLY`), ``write`` and ``read`` are registered: offered the
     cycle after the request is taken (errors, ``PING``, ``WRITE_REG``, ``READ_MEM`` with its
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out, but for a request's first cycle offered and the cycle of a register write. ``registered=False``: the outputs
-    straight from the checks, a cycle earlier each (fewer flip-flops, for a small device).
-    ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a time,
-    and the sender and the walks are idle when it arrives (:class:`~.link.HostLink` takes no
-    new packet until the reply is sent).
+    carried out, but for a request's first cycle offered and the cycle of a register write.
+    ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
+    flip-flops, for a small device). ``reply``, ``write`` and ``read`` take no back-pressure:
+    one request is in flight at a time, and the sender and the walks are idle when it arrives
+    (:class:`~.link.HostLink` takes no new packet until the reply is sent).
 
     ``depths`` gives each memory's words, ``elements`` the widest word's elements,
     ``max_payload`` the packet buffer's bytes (which bounds a read's reply).

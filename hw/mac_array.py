@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import MAX_LANES
+from ..spec.limits import check_dsp_counters
 from ..spec.formats import FORMATS, Formats
 from .dsp_counters import DspCounters
 from .fixedpoint import clamp, round_half_up, round_half_up_carry, saturate_by_sign
@@ -140,8 +141,7 @@ class MacArray(wiring.Component):
         self.check_parameters(lanes, k, rows, formats)
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
-        if dsp_counters and counter_width > 16:
-            raise ValueError(f"dsp_counters needs counter_width <= 16, not {counter_width}")
+        check_dsp_counters(dsp_counters, counter_width)
         self.counter_width, self.dsp_counters = counter_width, bool(dsp_counters)
         self.forwarding, self.staged_read = bool(forwarding), bool(staged_read)
         self.single_port_dw = bool(single_port_dw)
@@ -251,10 +251,11 @@ class MacArray(wiring.Component):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
         tail's zero, one LUT, before the register); stage 1: the product registered, the
         accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
-        registers, ``s`` one per lane, and the product register are reset-less (data: the valid bits beside them
-        are reset), so that Yosys puts all three inside the lane's SB_MAC16 (``A_REG``,
-        ``B_REG``, its output register): the multiplier then sits between registers of its
-        own, where nextpnr's model of the block (always registered) is true."""
+        registers (``s``, the row) and the product register are reset-less (data: the valid
+        bits beside them are reset), so that Yosys puts all three inside the lane's SB_MAC16
+        (``A_REG``, ``B_REG``, its output register): the multiplier then sits between
+        registers of its own, where nextpnr's model of the block (always registered) is
+        true."""
         L, C, f = self.lanes, self.chunks, self.formats
         prod_width = f.grad.width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
@@ -276,9 +277,9 @@ class MacArray(wiring.Component):
             m.d.sync += rows[l].eq(row)
 
         v1, ph1 = Signal(), Signal()
-        s1 = Signal(data.ArrayLayout(signed(f.grad.width), L), reset_less=dsp_registers)
+        s1 = Signal(signed(f.grad.width), reset_less=dsp_registers)
         addr1 = Signal(pipe_aw)
-        m.d.sync += [v1.eq(vr), ph1.eq(phr), addr1.eq(addrr), *[s1[l].eq(sr) for l in range(L)]]
+        m.d.sync += [v1.eq(vr), ph1.eq(phr), s1.eq(sr), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         if not self.single_port_dw:         # else the write-back's address (the same word)
@@ -294,7 +295,7 @@ class MacArray(wiring.Component):
         if dsp_registers:
             # registered: the exact product, rounded in the accumulate's adder (its carry-in)
             p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
-            m.d.sync += [p2[l].eq(s1[l] * rows[l]) for l in range(L)]
+            m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
 
             def addend(l):
                 (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
@@ -306,7 +307,7 @@ class MacArray(wiring.Component):
             r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
             for l in range(L):
                 p = Signal(signed(prod_width), name=f"prod{l}")
-                m.d.comb += p.eq(s1[l] * rows[l])
+                m.d.comb += p.eq(s1 * rows[l])
                 m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
                                          round_half_up(p, f.dw_shift)))
 
@@ -403,12 +404,12 @@ class MacArray(wiring.Component):
         m.d.comb += self.busy.eq(pending)
 
     def _counters(self, m, seq, sb_mac16: bool = False):
-        """``beats`` and ``macs`` in a :class:`~.dsp_counters.DspCounters` (``sb_mac16``: in an
-        SB_MAC16, each a cycle late), ``commands`` a register."""
+        """``beats`` and ``macs`` plain, or (``sb_mac16``) in a
+        :class:`~.dsp_counters.DspCounters`, each a cycle late; ``commands`` a register."""
         L, C = self.lanes, self.chunks
         macs = Mux(seq.c == C - 1, self.tail, L)
         if sb_mac16:
-            m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=True)
+            m.submodules.counters = pair = DspCounters(self.counter_width, 2)
             m.d.comb += [pair.clear.eq(self.clear),
                          pair.en[0].eq(seq.act), pair.inc[0].eq(1),
                          pair.en[1].eq(seq.accumulates), pair.inc[1].eq(macs),

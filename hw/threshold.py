@@ -5,6 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import GRAD
+from ..spec.limits import check_dsp_counters
 from .dsp_counters import DspCounters
 from .slice import Slice
 
@@ -47,8 +48,7 @@ class ThresholdUnit(wiring.Component):
                  counter_width: int = COUNTER_WIDTH, skid: bool = True,
                  dsp_counters: bool = False):
         self.check_parameters(width, lanes, counter_width=counter_width, skid=skid)
-        if dsp_counters and counter_width > 16:
-            raise ValueError(f"dsp_counters needs counter_width <= 16, not {counter_width}")
+        check_dsp_counters(dsp_counters, counter_width)
         self.counter_width, self.dsp_counters = counter_width, bool(dsp_counters)
         self.skid = bool(skid)
         self.width = width
@@ -93,7 +93,7 @@ class ThresholdUnit(wiring.Component):
                                       self.lanes - sum(result.mask[l] for l in range(self.lanes)),
                                       0))
         if self.dsp_counters and getattr(platform, "family", None) == "iCE40":
-            m.submodules.counters = pair = DspCounters(self.counter_width, 2, sb_mac16=True)
+            m.submodules.counters = pair = DspCounters(self.counter_width, 2)
             m.d.comb += [pair.clear.eq(self.clear),
                          pair.en[0].eq(taken), pair.inc[0].eq(self.lanes),
                          pair.en[1].eq(1), pair.inc[1].eq(beat_zeros),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .formats import FORMATS, Formats
-from .limits import LIMITS, MAX_LANES, WORD_WIDTH
+from .limits import LIMITS, MAX_LANES, WORD_WIDTH, check_dsp_counters
 
 __all__ = ["AccelConfig", "WORD_WIDTH", "MAX_LANES", "PARAMS", "LIMITS", "SMALL_DEVICE",
            "check_config"]
@@ -129,9 +129,7 @@ class AccelConfig:
         if self.layers > 1 and self.inputs != self.hidden:
             raise ValueError(f"layers > 1 needs inputs == hidden (the second layer's x_t is the "
                              f"first's h_t), not inputs {self.inputs} and hidden {self.hidden}")
-        if self.dsp_counters and self.counter_width > 16:
-            raise ValueError(f"dsp_counters needs counter_width <= 16 (an SB_MAC16 "
-                             f"accumulator), not {self.counter_width}")
+        check_dsp_counters(self.dsp_counters, self.counter_width)
         if self.spram and self.train:
             raise ValueError("spram needs train=False (the forward reads W and the update "
                              "writes it while the array uses it)")
