@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..hw.pll import PllParams, pll_params
 from ..spec.config import SMALL_DEVICE
 from .brams import BLOCK_BITS
+from .hand_cells import OVERRIDES as HAND_CELLS
 
 __all__ = ["Board", "BOARDS", "board", "board_clock", "toolchain_env", "openfpgaloader"]
 
@@ -131,8 +132,9 @@ BOARDS = {b.name: b for b in (
           title="iCEBreaker", osc_mhz=12.0, clock_mhz=28.125, serial_chip="FT2232H",
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
-          # SB_MAC16 and SPRAM inference are off by default
-          overrides={"synth_opts": "-dsp -spram"}, sprams=4,
+          # SB_MAC16 and SPRAM inference are off by default; the hand-made SB_MAC16s of
+          # dsp_counters through synthesis as written
+          overrides={"synth_opts": "-dsp -spram", **HAND_CELLS}, sprams=4,
           defaults={"hidden": 32, "inputs": 32, "lanes": 1, "max_seq": 8, "max_batch": 1,
                     **SMALL_DEVICE, "timing_stages": True, "spram": True,
                     "dsp_counters": True},

@@ -25,7 +25,7 @@ from .brams import accelerator_memories, check_block_rams, memory_script
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
-           "saved_report", "REPORTS_DIR", "critical_path", "describe_path", "rtl_name", "critical_log", "keep_raw"]
+           "saved_report", "REPORTS_DIR", "critical_path", "constant_clocks", "describe_path", "rtl_name", "critical_log", "keep_raw"]
 
 # (cell in nextpnr's utilisation, report key)
 _CELLS = {
@@ -202,6 +202,7 @@ def read_report(root: str | Path, family: str, name: str = "top") -> dict:
     out["fmax"] = clocks
     out["fmax_mhz"] = min((c["achieved_mhz"] for c in clocks.values()), default=None)
     out["critical_path"] = critical_path(report)
+    out["constant_clocks"] = constant_clocks(report)
     out["luts"], out["ffs"] = _yosys_counts(root / f"{name}.rpt", family)
     return out
 
@@ -274,6 +275,16 @@ def critical_path(report: dict) -> dict | None:
             "delay_ns": round(total, 2), "logic_ns": round(total - routing, 2),
             "routing_ns": round(routing, 2),
             "logic_levels": sum(seg["type"] == "logic" for seg in segs), "through": through}
+
+
+def constant_clocks(report: dict) -> list[str]:
+    """The clocks of nextpnr's ``--report`` JSON that are constants (``$PACKER_GND_NET...``),
+    sorted: a cell whose clock pin is tied off (a DSP or block RAM used combinationally, or
+    one Yosys rewrote) is timed in a domain of its own, so nextpnr checks none of the paths
+    into or out of it against the design's clock."""
+    ends = [end for p in report.get("critical_paths", []) for end in (p.get("from"), p.get("to"))]
+    clocks = {(end or "").partition(" ")[2] for end in ends} | set(report.get("fmax", {}))
+    return sorted(c for c in clocks if re.search(r"PACKER_(GND|VCC)", c))
 
 
 def describe_path(path: dict) -> str:
@@ -526,6 +537,8 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
     report.update(extra)
     report["fmax"] = figures.get("fmax")
     report["critical_path"] = figures.get("critical_path")
+    if figures.get("constant_clocks"):
+        report["constant_clocks"] = figures["constant_clocks"]
     return report
 
 
@@ -571,6 +584,9 @@ def report_markdown(report: dict) -> str:
                   f"clock{made}: {verdict} timing.",
               *([f"Critical path (nextpnr): {describe_path(path)}; from `{path['from']}` to "
                  f"`{path['to']}`."] if path else []),
+              *([f"Not timed: the paths of cells clocked by a constant "
+                 f"({', '.join(f'`{c}`' for c in report['constant_clocks'])})."]
+                if report.get("constant_clocks") else []),
               f"Bitstream: `{report['bitstream']}`; {report['seconds']} s.", ""]
     return "\n".join(lines)
 

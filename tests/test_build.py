@@ -16,8 +16,9 @@ from gateskip.cli import main
 from gateskip.synth import build as build_mod
 from gateskip.synth.boards import BOARDS, board, board_clock, openfpgaloader
 from gateskip.synth.build import (REPORTS_DIR, BuildError, boards_table, build_params,
-                                  check_build, make_report, partial_report, read_report,
-                                  resolve_params, rtl_name, saved_report)
+                                  check_build, constant_clocks, make_report, partial_report,
+                                  read_report, report_markdown, resolve_params, rtl_name,
+                                  saved_report)
 from gateskip.synth.flash import default_bitstream, program
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -146,6 +147,31 @@ def test_the_critical_path_is_kept_and_is_the_one_that_sets_fmax(name):
     assert f"{path['delay_ns'] - path['routing_ns']:.2f} ns logic" in log or \
         f"{path['routing_ns']:.2f} ns routing" in log
     assert "Critical path (nextpnr)" in (REPORTS_DIR / f"{name}.md").read_text()
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_every_cell_of_a_default_build_is_timed(name):
+    """No cell of a board's default build is clocked by a constant (a DSP or block RAM with a
+    tied-off clock pin sits in a domain of its own, and nextpnr times none of its paths
+    against the design's clock: the iCEBreaker's counters were, before ``synth.hand_cells``)."""
+    full = json.loads((REPORTS_DIR / "raw" / name / "gateskip.report.json").read_text())
+    assert constant_clocks(full) == []
+
+
+def test_constant_clocks_are_found_and_reported():
+    """A constant clock in nextpnr's report is found, kept in the report and said in report.md."""
+    nextpnr = {"fmax": {"clk": {"achieved": 30.0, "constraint": 28.0}},
+               "critical_paths": [{"from": "posedge $PACKER_GND_NET_$glb_clk", "to": "posedge clk"},
+                                  {"from": "posedge clk", "to": "posedge clk"}]}
+    assert constant_clocks(nextpnr) == ["$PACKER_GND_NET_$glb_clk"]
+    timed = {"fmax": nextpnr["fmax"], "critical_paths": nextpnr["critical_paths"][1:]}
+    assert constant_clocks(timed) == []
+    fig = {"fmax_mhz": 30.0, "constant_clocks": constant_clocks(nextpnr)}
+    r = make_report(board("icebreaker"), {}, 1_000_000, fig)
+    assert r["constant_clocks"] == ["$PACKER_GND_NET_$glb_clk"]
+    assert "Not timed: the paths of cells clocked by a constant" in report_markdown(r)
+    assert "constant_clocks" not in make_report(board("icebreaker"), {}, 1_000_000,
+                                                {"fmax_mhz": 30.0})
 
 
 def test_rtl_names_drop_the_techmaps_suffixes():

