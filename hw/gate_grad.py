@@ -18,7 +18,7 @@ __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", 
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
 #: operand registers, product register, rounding (registered), saturation into the destination
-#: register; one more for a product with an addend (:func:`op_latency`)
+#: register; two more for a product with an addend (:func:`op_latency`)
 MUL_LATENCY = 4
 #: output payload field <- the register the schedule leaves it in
 _OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
@@ -50,8 +50,8 @@ def round_split(high, low, shift: int):
 def op_latency(op: GateGradOp) -> int:
     """Cycles from ``op``'s issue to the first issue that may read its result: operand
     registers, product register, rounding, saturation (written here when there is no addend),
-    addition of the addend and saturation (written here)."""
-    return MUL_LATENCY + (op.base is not None)
+    addition of the addend (registered), saturation (written here)."""
+    return MUL_LATENCY + 2 * (op.base is not None)
 
 
 def _dsp_cost(a_width: int, b_width: int) -> int:
@@ -220,10 +220,11 @@ class GateGradUnit(wiring.Component):
     rounded into the multiplier's ``rnd`` register (``s+2``), saturated (``s+3``: into the
     destination register, usable from ``s+4``, :data:`MUL_LATENCY`); a product with an
     addend (``dc' = dc + ...``, the derivatives ``o - o^2``, ``i - i^2``, ``f - f^2``,
-    ``1 - tanh_c^2``, ``1 - g^2``) is added and saturated into its destination at ``s+4``,
-    usable from ``s+5`` (:func:`op_latency`). Each multiplier has one rounding adder per shift,
-    one saturation circuit per kind of product (shift and width) and one adder per kind of
-    addend; its operands come through one mux per port, indexed by the step. An accepted beat is latched (with ``dh`` computed) into
+    ``1 - tanh_c^2``, ``1 - g^2``) is added into the multiplier's ``sum`` register at ``s+4``
+    and saturated into its destination at ``s+5``, usable from ``s+6`` (:func:`op_latency`).
+    Each multiplier has one rounding adder per shift, one saturation circuit per kind of
+    product (shift and width) and one adder per kind of addend; its operands come through one
+    mux per port, indexed by the step. An accepted beat is latched (with ``dh`` computed) into
     the input registers; its steps run in the next ``S`` cycles. Values whose lifetimes do
     not overlap share a register (:func:`allocate_registers`, :attr:`registers`: 10 registers
     for 8 inputs and 11 intermediate results). The five results are written straight into the
@@ -236,12 +237,12 @@ class GateGradUnit(wiring.Component):
     (:attr:`latency`), default formats::
 
         multipliers    1    2   3..14   full
-        cycles/unit   18   16    15      1
-        latency       22   20    19     10
+        cycles/unit   19   18    17      1
+        latency       23   22    21     10
         DSP blocks     2    4     6     27   (iCE40 SB_MAC16: 24x16 = 2, 16x16 = 1)
 
     (``M >= 3`` is bound by the chain ``tanh_c^2 -> dc' -> u -> dnet_i`` of dependent
-    products, 5 + 5 + 4 cycles to the issue of ``dnet_i`` at step 14, ``M = 1`` by the 16
+    products, 6 + 6 + 4 cycles to the issue of ``dnet_i`` at step 16, ``M = 1`` by the 16
     products and the waits of that chain; from 4 on the schedule uses only 3 multipliers.) At full rate a beat is accepted every ``cycles_per_unit`` cycles and its
     result leaves ``latency`` cycles later. Under back-pressure the unit holds (every register,
     and ``i.ready`` low) only in a cycle where a result is due for the output register and the
@@ -382,11 +383,12 @@ class GateGradUnit(wiring.Component):
             run=Signal(name="run"),          # a unit is issuing: step ``s``
             s=(s := Signal(range(max(P, 2)), name="s")),
             s_next=Signal.like(s, name="s_next"),   # the step of the next cycle
-            # the steps in the multipliers' stages: product, rounding, addend
-            # the steps in the multipliers' stages: product, rounding, saturation, addend
+            # the steps in the multipliers' stages: product, rounding, saturation, addend,
+            # the sum's saturation
             v1=Signal(name="v1"), v2=Signal(name="v2"), v3=Signal(name="v3"),
-            v4=Signal(name="v4"), s1=Signal.like(s, name="s1"), s2=Signal.like(s, name="s2"),
-            s3=Signal.like(s, name="s3"), s4=Signal.like(s, name="s4"))
+            v4=Signal(name="v4"), v5=Signal(name="v5"), s1=Signal.like(s, name="s1"),
+            s2=Signal.like(s, name="s2"), s3=Signal.like(s, name="s3"),
+            s4=Signal.like(s, name="s4"), s5=Signal.like(s, name="s5"))
 
     def _shared_control(self, m, u):
         """Accept a beat (latch it, make ``dh``), count the steps, hold under back-pressure."""
@@ -398,7 +400,7 @@ class GateGradUnit(wiring.Component):
             out_due.eq(u.v3 & Cat(*(u.s3 == st for st in out_steps)).any()),
             u.en.eq(~(out_due & o.valid & ~o.ready)),
             self.i.ready.eq(u.en & (~u.run | (u.s == u.P - 1))),
-            self.busy.eq(u.run | u.v1 | u.v2 | u.v3 | u.v4 | o.valid),
+            self.busy.eq(u.run | u.v1 | u.v2 | u.v3 | u.v4 | u.v5 | o.valid),
         ]
         p = self.i.payload
         m.d.comb += u.s_next.eq(u.s)
@@ -417,7 +419,8 @@ class GateGradUnit(wiring.Component):
             with m.Elif(u.run & (u.s == u.P - 1)):
                 m.d.sync += u.run.eq(0)
             m.d.sync += [u.v1.eq(u.run), u.s1.eq(u.s), u.v2.eq(u.v1), u.s2.eq(u.s1),
-                         u.v3.eq(u.v2), u.s3.eq(u.s2), u.v4.eq(u.v3), u.s4.eq(u.s3)]
+                         u.v3.eq(u.v2), u.s3.eq(u.s2), u.v4.eq(u.v3), u.s4.eq(u.s3),
+                         u.v5.eq(u.v4), u.s5.eq(u.s4)]
 
     def _at(self, m, u, stage_valid, stage_step, ops):
         """One If per step that has ops (a `case` missing values fails `verilator -Wall`)."""
@@ -531,8 +534,9 @@ class GateGradUnit(wiring.Component):
         return mid, value
 
     def _shared_add(self, m, u, mid, value):
-        """The addend (read now: MUL_LATENCY after the issue) and saturation: one adder per
-        multiplier and (sign, width)."""
+        """The addend (read now: MUL_LATENCY after the issue): one adder per multiplier and
+        (sign, width), into the multiplier's ``sum`` register; its saturation into the
+        destination the cycle after (no carry chain in series with the saturation's test)."""
         rounded, f = self._rounded, self.formats
         total = {}
         for k in range(u.M):
@@ -547,10 +551,16 @@ class GateGradUnit(wiring.Component):
                                     registered=True)   # the index, for s4 = s3 a cycle later
                 # only as many bits of ``mid`` as these products leave there
                 x = mid[k][:max(len(value[k, rounded(op)]) for op in table.values())].as_signed()
-                total[k, sign, width] = saturate_by_sign(base + x if sign > 0 else base - x, width)
+                total[k, sign, width] = base + x if sign > 0 else base - x
+        sums = {k: Signal(signed(max(len(v) for (kk, *_), v in total.items() if kk == k)),
+                          name=f"mul{k}_sum")
+                for k in {k for k, *_ in total}}
         for here in self._at(m, u, u.v4, u.s4, u.added):
             for k, op in here:
-                m.d.sync += u.r[op.dst].eq(total[k, op.sign, op.width])
+                m.d.sync += sums[k].eq(total[k, op.sign, op.width])
+        for here in self._at(m, u, u.v5, u.s5, u.added):
+            for k, op in here:
+                m.d.sync += u.r[op.dst].eq(saturate_by_sign(sums[k], op.width))
 
     def _elaborate_parallel(self, m):
         """The pipelined unit, built from the op table: each op in the stage after its last

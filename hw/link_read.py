@@ -16,15 +16,16 @@ class WordReader(wiring.Component):
     and offers their elements on ``o`` (:data:`~.link_types.ELEMENT`, ``cmd.eb`` bytes each),
     ``cmd.per`` per word, in address order.
 
-    Reads on demand: a word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`)
-    in a cycle when one is due and ``o.ready`` is high with nothing offered; the cycle after,
+    A word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`) in the cycle
+    after it falls due, whatever ``o`` does (``mem.re`` is a register: the word due is the only
+    one in flight, as the next falls due only once the last is used up); the cycle after,
     ``mem.rdata`` goes into a register of the reader's own (nothing between the memories' read
     mux and a register but its enable: the block RAM's output and that mux take most of a
     cycle), the next into a shift register, and its elements are offered from the cycle after
     that, each held until taken, the register shifting by an element as one is taken (no
-    element mux); the next word is due once the last element is taken. So a sink that holds
-    ``ready`` high while it waits gets an element 3 cycles after asking, and a word every
-    ``per + 3`` cycles at best. ``element_port``: each element is read alone (``mem.el``),
+    element mux); the next word is due once the last element is taken. So the first element
+    is offered 4 cycles after the ``cmd``, and with ``ready`` held high a word comes every
+    ``per + 3`` cycles. ``element_port``: each element is read alone (``mem.el``),
     ``4`` cycles per element at best. ``registered=False`` (fewer flip-flops, for a small
     device): the elements offered straight from ``mem.rdata`` (which must then hold while
     ``mem.re`` is low: a read port with enable) from the cycle after the read, two cycles
@@ -52,14 +53,13 @@ class WordReader(wiring.Component):
         code, eb, per = Signal(CODE_BITS), Signal(3), Signal(range(self.elements + 1))
         maddr, left = Signal(range(self.depth + 1)), Signal(range(self.depth + 1))
         el = Signal(range(self.elements + 1))           # the element offered
-        pending = Signal()                              # a word (element) is due
+        pending = Signal()                              # a word (element) is due: read it
         arriving = Signal()                             # mem.rdata holds it: registered now
         full = Signal()                                 # it is offered
         loading = Signal()                              # registered: the data held, to `word`
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
-                     mem.re.eq(pending & ~arriving & ~loading & ~full & o.ready),
-                     o.valid.eq(full), o.payload.bytes.eq(eb),
-                     self.walking.eq(pending | arriving | loading | full)]
+                     mem.re.eq(pending),         # (then nothing else is in flight)
+                     o.valid.eq(full), o.payload.bytes.eq(eb)]
         if EP:
             m.d.comb += mem.el.eq(el)
         if self.registered:
@@ -73,10 +73,12 @@ class WordReader(wiring.Component):
                     m.d.comb += o.payload.value.eq(mem.rdata[e])
 
         end_of_word = el == per - 1
-        with m.If(self.cmd.valid & ~pending & ~arriving & ~loading & ~full):
+        # walking: pending | arriving | loading | full, held in a register of its own (it
+        # selects the link's memory port)
+        with m.If(self.cmd.valid & ~self.walking):
             m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
-                         full.eq(0)]
+                         full.eq(0), self.walking.eq(1)]
         with m.Elif(mem.re):
             # registered: the data arrive (into `word`) next cycle; else they are offered then
             m.d.sync += [pending.eq(0), (arriving if self.registered else full).eq(1)]
@@ -98,4 +100,6 @@ class WordReader(wiring.Component):
                 m.d.sync += [el.eq(0), left.eq(left - 1)]
             with m.If(1 if EP else end_of_word):   # the word (element) is used up
                 m.d.sync += [full.eq(0), pending.eq(~end_of_word | (left != 1))]
+            with m.If(end_of_word & (left == 1)):      # the walk's last element
+                m.d.sync += self.walking.eq(0)
         return m

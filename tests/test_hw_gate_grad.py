@@ -18,7 +18,7 @@ from hwsim import run_stream
 
 FIELDS = ("i", "f", "g", "o", "tanh_c", "c_prev", "dh_loss", "da_h", "dc")
 #: cycles per unit and latency the docstring promises, default formats
-TIMING = {None: (1, 10), 1: (18, 22), 2: (16, 20), 3: (15, 19), 8: (15, 19), 15: (1, 10)}
+TIMING = {None: (1, 10), 1: (19, 23), 2: (18, 22), 3: (17, 21), 8: (17, 21), 15: (1, 10)}
 
 
 def random_inputs(n, seed, extreme=False, formats=FORMATS):

@@ -554,9 +554,9 @@ def test_buffer_writer_writes_words_two_cycles_a_byte(element_port):
 
 @pytest.mark.parametrize("element_port", [False, True])
 def test_word_reader_reads_on_demand(element_port):
-    """Elements in address order under random ``o.ready``; a read only when asked (``ready``
-    with nothing offered), ``rdata`` used as a read port with enable gives it; a command
-    during the walk is ignored."""
+    """Elements in address order under random ``o.ready``; a read only with nothing offered
+    or in flight, ``rdata`` used as a read port with enable gives it; a command during the
+    walk is ignored."""
     import random
     from gateskip.hw.link_read import WordReader
     from gateskip.hw.link_types import walk_layout
@@ -577,7 +577,9 @@ def test_word_reader_reads_on_demand(element_port):
             ctx.set(dut.o.ready, rng.random() < 0.5)
             re = ctx.get(dut.mem.re)
             if re:
-                assert not ctx.get(dut.o.valid) and ctx.get(dut.o.ready)
+                # every element of the reads before taken: nothing offered or in flight
+                assert not ctx.get(dut.o.valid)
+                assert len(got) == len(reads) * (1 if element_port else per)
                 addr = ctx.get(dut.mem.addr)
                 el = ctx.get(dut.mem.el) if element_port else None
                 reads.append((addr, el))
