@@ -82,11 +82,11 @@ STEPS = (
          clock_mhz=28.875),
     Step("icebreaker", "icebreaker",
          _sizes(32, 32, 1, 8, 1, **_SMALL_STAGED, spram=True, dsp_counters=True),
-         "and nine counters in five more SB_MAC16 (8 of 8), at a 28.125 MHz PLL clock: the "
-         "board's default", clock_mhz=28.125),
+         "and nine counters in five more SB_MAC16 (8 of 8), at a 30 MHz PLL clock: the "
+         "board's default", clock_mhz=30.0),
     Step("icebreaker-step-up", "icebreaker",
          _sizes(32, 32, 1, 16, 1, **_SMALL_STAGED, spram=True, dsp_counters=True),
-         "one step up: max_seq 16", clock_mhz=28.125),
+         "one step up: max_seq 16", clock_mhz=30.0),
     Step("ulx3s-85f-lanes16-seq32", "ulx3s-85f", _sizes(64, 32, 16, 32, 4),
          "backward-only top, 16 lanes, T 32"),
     Step("ulx3s-85f-backward", "ulx3s-85f", _sizes(64, 32, 8, 16, 4),
