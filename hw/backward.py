@@ -320,11 +320,16 @@ class Backward(wiring.Component):
         loss, shift = Signal(signed(64)), Signal.like(s)
         prev_loss, prev_shift = Signal(signed(64)), Signal.like(s)
         was_busy = Signal()
+        ended = Signal()                            # the first idle cycle: loss, shift load
         m.d.sync += was_busy.eq(ph.busy)
-        with m.If(was_busy & ~ph.busy):
+        m.d.comb += ended.eq(was_busy & ~ph.busy)
+        with m.If(ended):
             m.d.sync += [loss.eq(out.loss_sum), shift.eq(s)]
-        with m.If(regs.start | regs.zero | regs.forward | regs.train):    # a command's strobe
-            m.d.sync += [prev_loss.eq(loss), prev_shift.eq(shift)]
+        # a command's strobe: the results as they are, or (a strobe in the very cycle they
+        # load) as they load -- else PREV_* would keep the command before the last one's
+        with m.If(regs.start | regs.zero | regs.forward | regs.train):
+            m.d.sync += [prev_loss.eq(Mux(ended, out.loss_sum, loss)),
+                         prev_shift.eq(Mux(ended, s, shift))]
         m.d.comb += [regs.loss.eq(loss[:32]), regs.loss_hi.eq(loss[32:]),
                      regs.loss_shift.eq(shift),               # sign-extended
                      regs.prev_loss.eq(prev_loss[:32]), regs.prev_loss_hi.eq(prev_loss[32:]),

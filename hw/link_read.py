@@ -17,8 +17,9 @@ class WordReader(wiring.Component):
     ``cmd.per`` per word, in address order.
 
     A word is read (``mem.re``, see :func:`~.memory_bank.mem_port_signature`) in the cycle
-    after it falls due, whatever ``o`` does (``mem.re`` is a register: the word due is the only
-    one in flight, as the next falls due only once the last is used up); the cycle after,
+    after it falls due, whatever ``o`` does (``mem.re`` comes from registers alone: the word
+    due is the only one in flight, as the next falls due only once the last is used up); the
+    cycle after,
     ``mem.rdata`` goes into a register of the reader's own (nothing between the memories' read
     mux and a register but its enable: the block RAM's output and that mux take most of a
     cycle), the next into a shift register, and its elements are offered from the cycle after
@@ -58,7 +59,9 @@ class WordReader(wiring.Component):
         full = Signal()                                 # it is offered
         loading = Signal()                              # registered: the data held, to `word`
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
-                     mem.re.eq(pending),         # (then nothing else is in flight)
+                     # (pending implies nothing else in flight: the rest for the proofs'
+                     # induction, which starts anywhere; all registers, one LUT)
+                     mem.re.eq(pending & ~arriving & ~loading & ~full),
                      o.valid.eq(full), o.payload.bytes.eq(eb)]
         if EP:
             m.d.comb += mem.el.eq(el)
@@ -75,7 +78,7 @@ class WordReader(wiring.Component):
         end_of_word = el == per - 1
         # walking: pending | arriving | loading | full, held in a register of its own (it
         # selects the link's memory port)
-        with m.If(self.cmd.valid & ~self.walking):
+        with m.If(self.cmd.valid & ~pending & ~arriving & ~loading & ~full):
             m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
                          full.eq(0), self.walking.eq(1)]

@@ -112,7 +112,8 @@ class MemoryBank(wiring.Component):
     (``forwarding=False``: no word is issued again before its sum is written), whose run reads a
     word only to use it (the fetch stage only for the units it issues):
     ``tests/test_hw_backward.py`` watches every cycle of the runs for a read of a word being
-    written.
+    written. So have a whole model's ``DHO`` (the output layer's accumulator) and ``DH`` (the
+    loss scale's output), which ``tests/test_hw_model.py`` watches the same way.
 
     ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
     port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``
@@ -154,7 +155,10 @@ class MemoryBank(wiring.Component):
                                   and not MEMORIES[n].streamed)
         #: the memories never read in a cycle that writes the word (:data:`NO_COLLISION`)
         accumulators = ("DW", "DB", "DA", "DC") if not (config.train or config.forwarding) else ()
-        self.collision_free = self.host_written + accumulators
+        # a whole model's dh: DHO accumulated by the output layer, DH written from it by the
+        # loss scale, each read by a later phase
+        model = ("DHO", "DH") if config.vocab else ()
+        self.collision_free = self.host_written + accumulators + model
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}

@@ -179,8 +179,11 @@ def build_sim_board(component_or_params, build_dir: str | os.PathLike, *,
 
 
 def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env) -> Path:
-    """:func:`build_sim_board`'s work, with its lock held."""
-    exe = build_dir / TOP_NAME
+    """:func:`build_sim_board`'s work, with its lock held. The executable is named by the
+    digest of what it is built from (``gateskip_board-<digest>``): the caller starts it after
+    the lock is released, maybe again much later (a compare's dense run), when another process
+    may have built this directory for another design (same parameters, other sources: a
+    worktree), which then goes to a name of its own."""
     if progress is not None:
         progress(0, 2, {"step": "verilog"})
     source = write_verilog(component, TOP_NAME, build_dir / f"{TOP_NAME}.v")
@@ -198,26 +201,27 @@ def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env
             raise ValueError(f"trace must be None, 'vcd' or 'fst', not {trace!r}")
         flags += ["--trace" if trace == "vcd" else "--trace-fst"]
     digest = hashlib.sha256("\0".join([verilog, HARNESS.read_text(), *flags]).encode()).hexdigest()
-    stamp = build_dir / "build.sha256"
-    if exe.exists() and stamp.exists() and stamp.read_text() == digest:
+    exe = build_dir / f"{TOP_NAME}-{digest[:16]}"
+    if exe.exists():
         if progress is not None:
             progress(2, 2, {"step": "cached"})
         return exe
 
     if progress is not None:
         progress(1, 2, {"step": "verilator"})
-    stamp.unlink(missing_ok=True)
+    linked = build_dir / TOP_NAME           # then renamed: only a whole build has its name
+    linked.unlink(missing_ok=True)
     cmd = ["verilator", *flags, "-j", str(os.cpu_count() or 1), "--Mdir", str(build_dir / "obj"),
-           "-o", str(exe), str(LINT_WAIVERS), str(source), str(HARNESS)]
+           "-o", str(linked), str(LINT_WAIVERS), str(source), str(HARNESS)]
     log = build_dir / "build.log"
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, env=env)
-    if proc.returncode or not exe.exists():
+    if proc.returncode or not linked.exists():
         text = log.read_text(errors="replace")
         tail = "\n".join(text.splitlines()[-15:])
         raise RuntimeError(f"building the simulated board failed: {log_error(text)} "
                            f"(log: {log})\n{tail}")
-    stamp.write_text(digest)
+    os.replace(linked, exe)
     if progress is not None:
         progress(2, 2, {"step": "built"})
     return exe

@@ -324,9 +324,11 @@ class AmaranthBus:
         return np.array(out, np.int64)
 
 
-def simulate(dut, testbench):
+def simulate(dut, testbench, collisions: dict | None = None):
     """Run ``testbench(ctx)`` (an async function) against ``dut`` on a 100 MHz clock; returns
-    what it returns."""
+    what it returns. ``collisions``: ``{name: 0}`` for memories of ``dut.bank`` whose cycles
+    that read the word a write port writes are to be counted into it, until the testbench
+    returns."""
     out = {}
 
     async def tb(ctx):
@@ -335,6 +337,18 @@ def simulate(dut, testbench):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
+    if collisions:
+        pairs = [(name, rd, wr) for name in collisions
+                 for rd in dut.bank.memories[name].read_ports
+                 for wr in dut.bank.memories[name].write_ports]
+
+        async def monitor(ctx):
+            while "result" not in out:
+                for name, rd, wr in pairs:
+                    if ctx.get(rd.en) and ctx.get(wr.en) and ctx.get(rd.addr) == ctx.get(wr.addr):
+                        collisions[name] += 1
+                await ctx.tick()
+        sim.add_testbench(monitor, background=True)
     sim.run()
     return out["result"]
 

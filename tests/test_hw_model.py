@@ -53,14 +53,14 @@ def training(start, batches, threshold, lr, dense, counters):
     return script
 
 
-def run(dut, script):
+def run(dut, script, collisions=None):
     async def tb(ctx):
         return await script(ModelHost(AmaranthBus(dut, ctx), vocab=dut.config.vocab,
                                       hidden=dut.hidden, inputs=dut.inputs, lanes=dut.lanes,
                                       max_seq=dut.max_seq, max_batch=dut.max_batch,
                                       layers=dut.config.layers))
 
-    return simulate(dut, tb)
+    return simulate(dut, tb, collisions)
 
 
 @pytest.mark.parametrize("H, X, L, V, T, B, threshold, dense, update_lanes", [
@@ -78,9 +78,12 @@ def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense, upda
     golden = _model(H, X, V, H + V)
     start = golden.masters()
 
+    collisions = {name: 0 for name in dut.bank.collision_free}
     got, evaluation, final = run(dut, training(start, batches, threshold, lr, dense,
                                               ("OUTPUT_VALUES", "OUTPUT_ZEROS", "ZEROS",
-                                               "VALUES")))
+                                               "VALUES")), collisions)
+    # what the build tells Yosys (MemoryBank, NO_COLLISION): no word read as it is written
+    assert {"DHO", "DH"} <= set(collisions) and not any(collisions.values()), collisions
     state = None
     for (tok, tgt), g in zip(batches, got):
         want = golden.step(tok, tgt, state, threshold, lr)
@@ -191,3 +194,69 @@ def test_model_build_refuses_single_mode_and_bad_tokens():
     status, errors = run(dut, script)
     assert status & 0b100                                      # ERROR
     assert len(errors) == 3 and "0..3" in errors[0]
+
+
+def _prev_loss_after(gap: int) -> int:
+    """PREV_LOSS after two FORWARDs of the same batch, the second's strobe ``gap`` cycles after
+    the first idle cycle (0: the cycle LOSS loads), the register bus driven directly (a bus
+    master without the link executor's cycle between a request and its write)."""
+    from amaranth.sim import Simulator
+    from gateskip.spec.memories import MEMORIES
+    from gateskip.spec.registers import ADDRESS, bit
+    dut = Backward(hidden=2, inputs=2, lanes=2, max_seq=2, max_batch=1, train=True, vocab=3)
+    out = {}
+
+    async def bench(ctx):
+        reg, mem = dut.reg, dut.mem
+
+        async def write(addr, value):
+            ctx.set(reg.addr, addr), ctx.set(reg.wdata, value), ctx.set(reg.we, 1)
+            await ctx.tick()
+            ctx.set(reg.we, 0)
+
+        async def read(addr):
+            ctx.set(reg.addr, addr), ctx.set(reg.re, 1)
+            await ctx.tick()
+            ctx.set(reg.re, 0)
+            return ctx.get(reg.rdata)
+
+        async def write_mem(name, addr, value):
+            ctx.set(mem.mem, MEMORIES[name].code), ctx.set(mem.addr, addr), ctx.set(mem.we, 1)
+            for e in range(len(mem.wdata)):
+                ctx.set(mem.wdata[e], value)
+            await ctx.tick()
+            ctx.set(mem.we, 0)
+
+        rng = np.random.default_rng(0)
+        for name in ("WOM", "WO", "EM", "E", "WM", "W"):
+            for a in range(MEMORIES[name].words(dut.config)):
+                await write_mem(name, a, int(rng.integers(-2000, 2000)))
+        await write(ADDRESS["SEQ_LEN"], 2)
+        await write(ADDRESS["BATCH"], 1)
+        for name, words in (("TOK", (1, 2)), ("TGT", (2, 0))):
+            for a, v in enumerate(words):
+                await write_mem(name, a, v)
+        await write(ADDRESS["CTRL"], bit("CTRL", "FORWARD"))
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        for _ in range(gap):             # now the first idle cycle
+            await ctx.tick()
+        await write(ADDRESS["CTRL"], bit("CTRL", "FORWARD"))
+        while ctx.get(dut.busy):
+            await ctx.tick()
+        await ctx.tick()
+        out["loss"], out["prev"] = await read(ADDRESS["LOSS"]), await read(ADDRESS["PREV_LOSS"])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out
+
+
+def test_prev_loss_is_the_last_commands_whenever_the_next_starts():
+    """A command's strobe in the very cycle the last one's results load still keeps them as
+    PREV_* (it kept the command before the last one's: 0 here)."""
+    got = [_prev_loss_after(gap) for gap in (0, 1, 4)]
+    assert got[0]["prev"] != 0 and got[0]["loss"] != got[0]["prev"]   # (the state carries on)
+    assert all(g == got[0] for g in got), got

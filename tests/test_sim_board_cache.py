@@ -192,6 +192,36 @@ def test_build_sim_board_builds_under_the_lock(tmp_path, monkeypatch):
     assert a1 <= b0
 
 
+class TinyBoardInverted(TinyBoard):
+    """Another design with the same ports and parameters (as another worktree builds)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.tx.eq(~self.rx)
+        m.d.comb += self.idle.eq(1)
+        return m
+
+
+def test_each_design_keeps_its_own_executable(tmp_path, monkeypatch):
+    """Two designs built in one directory (the link stubbed: it writes the Verilog's digest):
+    each build returns an executable of its own, which the other's build leaves as it was, and
+    building the first again reuses it."""
+    def fake_verilator(cmd, cwd, env, **kw):
+        out = Path(cmd[cmd.index("-o") + 1])
+        out.write_text((Path(cwd) / f"{board_mod.TOP_NAME}.v").read_text())
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(board_mod.subprocess, "run", fake_verilator)
+    first = build_sim_board(TinyBoard(), tmp_path / "b")
+    text = first.read_text()
+    second = build_sim_board(TinyBoardInverted(), tmp_path / "b")
+    assert second != first and first.read_text() == text != second.read_text()
+    steps = []
+    assert build_sim_board(TinyBoard(), tmp_path / "b",
+                           progress=lambda d, t, p: steps.append(p)) == first
+    assert steps[-1] == {"step": "cached"}
+
+
 # --- the reason of a failed build ------------------------------------------------------------
 
 @pytest.mark.parametrize("log, reason", [
@@ -258,7 +288,8 @@ def test_sim_device_builds_once_in_the_cache_with_a_plain_path(cache, monkeypatc
                                      "vocab": 0, "layers": 1}
         assert steps[-1] == {"step": step}
     built = sim_board_dir(dict(LINKTEST_BOARD))
-    assert (built / board_mod.TOP_NAME).exists() and (built / "build.lock").exists()
+    assert len(list(built.glob(f"{board_mod.TOP_NAME}-*"))) == 1
+    assert (built / "build.lock").exists()
 
 
 @needs_cxx
