@@ -132,8 +132,8 @@ BOARDS = {b.name: b for b in (
           max_baud=12_000_000, brams=30, bram_note=_ICE40_BRAM_NOTE,
           loader="ice40_generic", bitstream_ext="bin",
           # SB_MAC16 and SPRAM inference are off by default; the hand-made SB_MAC16s of
-          # dsp_counters through synthesis as written; nextpnr seed 1, with which 30 MHz is met
-          overrides={"synth_opts": "-dsp -spram", "nextpnr_opts": "--seed 1", **HAND_CELLS},
+          # dsp_counters through synthesis as written; nextpnr seed 3, with which 30 MHz is met
+          overrides={"synth_opts": "-dsp -spram", "nextpnr_opts": "--seed 3", **HAND_CELLS},
           sprams=4,
           defaults={"hidden": 32, "inputs": 32, "lanes": 1, "max_seq": 8, "max_batch": 1,
                     **SMALL_DEVICE, "timing_stages": True, "spram": True,

@@ -11,6 +11,7 @@ from gateskip.hw.backward import Backward
 from gateskip.host.accel import BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 
+import hwsim
 from hwsim import AmaranthBus
 
 STATUS = regmap.FIELDS["STATUS"]
@@ -20,36 +21,20 @@ def simulate(dut, mems, tau, *, collisions=(), **run):
     """Load ``mems``, run the backward (``BackwardHost.backward`` arguments), read back.
 
     ``collisions``: memories of the bank whose cycles that read the word a write port writes
-    are counted (``result["collisions"]``: ``{name: cycles}``), from the load to the read-back.
+    are counted (``result["collisions"]``: ``{name: cycles}``, those with any), from the load to
+    the read-back.
     """
-    result = {"collisions": {}}
-    done = []
-
     async def tb(ctx):
         host = BackwardHost(AmaranthBus(dut, ctx), hidden=dut.hidden, inputs=dut.inputs,
                             lanes=dut.lanes, max_seq=dut.max_seq, max_batch=dut.max_batch)
         await host.load(mems)
-        result["status"] = await host.backward(tau, **run)
+        result = {"status": await host.backward(tau, **run)}
         result.update(await host.results())
-        done.append(True)
+        return result
 
-    sim = Simulator(dut)
-    pairs = [(name, rd, wr) for name in collisions
-             for rd in dut.bank.memories[name].read_ports
-             for wr in dut.bank.memories[name].write_ports]
-
-    async def monitor(ctx):
-        while not done:
-            for name, rd, wr in pairs:
-                if (ctx.get(rd.en) and ctx.get(wr.en) and ctx.get(rd.addr) == ctx.get(wr.addr)):
-                    result["collisions"][name] = result["collisions"].get(name, 0) + 1
-            await ctx.tick()
-
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    if pairs:
-        sim.add_testbench(monitor, background=True)
-    sim.run()
+    counts = {name: 0 for name in collisions}
+    result = hwsim.simulate(dut, tb, counts)
+    result["collisions"] = {name: n for name, n in counts.items() if n}
     return result
 
 
