@@ -83,10 +83,11 @@ _12F_OVERRIDES = {"nextpnr_opts": _ECP5_OVERRIDES["nextpnr_opts"] + " --seed 2"}
 #               spec.config.SMALL_DEVICE (time-shared gate-gradient unit, element-wide host
 #               port, serial db, 16-bit counters, ...) but the timing stages, spram (W and DW
 #               in 3 of the 4 SPRAMs) and dsp_counters (nine counters in five SB_MAC16) at a
-#               30 MHz PLL clock: 4957/5280 ICESTORM_LC, 25/30 EBR, 8/8 SB_MAC16 (each
+#               30 MHz PLL clock: 4969/5280 ICESTORM_LC, 25/30 EBR, 8/8 SB_MAC16 (each
 #               multiplier with its operand and product registers inside, the counters'
-#               blocks kept as written: synth/hand_cells.py), Fmax 30.17 MHz with nextpnr
-#               seed 1 (SEARCH.md, sixth and seventh sessions). Without the counters, 3/8
+#               blocks kept as written: synth/hand_cells.py), Fmax 30.33 MHz with nextpnr
+#               seed 3 (seeds 1 and 2: 28.51 and 29.58; SEARCH.md, sixth and seventh
+#               sessions). Without the counters, 3/8
 #               SB_MAC16: 5087 LCs, 29.66 MHz at 28.875 (icebreaker-stages.json). Before, at 21 MHz without the timing
 #               stages: 4908 LCs, 21.98 MHz (icebreaker-21mhz.json), a figure that did not
 #               time its three combinational SB_MAC16 (nextpnr models the block as
