@@ -121,7 +121,7 @@ STEPS = (
     Step("ulx3s-85f-osc", "ulx3s-85f", _sizes(32, 16, 2, 16, 2, vocab=51, **_TRAIN),
          "whole-model top, 2 lanes, max_batch 2, on the 25 MHz oscillator"),
     Step("ulx3s-85f", "ulx3s-85f", _sizes(32, 16, 2, 16, 2, vocab=51, **_TRAIN),
-         "whole-model top at a 50 MHz PLL clock: the board's default", clock_mhz=50.0),
+         "whole-model top at a 55 MHz PLL clock: the board's default", clock_mhz=55.0),
     Step("ulx3s-85f-65mhz", "ulx3s-85f", _sizes(32, 16, 2, 16, 2, vocab=51, **_TRAIN),
          "whole-model top at a 65 MHz PLL clock, the gate-gradient unit's product stages and "
          "the softmax's stages in", clock_mhz=65.0),
