@@ -21,6 +21,9 @@ __all__ = ["LinkError", "SerialTransport", "Link"]
 
 CMD = protocol.CODE
 ERROR_NAMES = {code: name for name, code in protocol.ERROR_CODE.items()}
+#: what a request is sent again after: no reply, a bad CRC, or an error that says the line
+#: garbled the request (a cut or merged packet can look longer than the buffer: LENGTH)
+RETRIED = ("NO_REPLY", "BAD_REPLY", "CRC", "TIMEOUT", "LENGTH")
 
 
 class LinkError(RuntimeError):
@@ -62,17 +65,23 @@ class SerialTransport:
 class Link:
     """Requests and replies of :mod:`gateskip.spec.protocol` over ``transport``.
 
-    A request that gets no reply within ``timeout`` seconds, a reply with a bad CRC, or an
-    error reply ``CRC``/``TIMEOUT`` (the line garbled the request) is sent again after the
-    board's own packet timeout has passed, up to ``retries`` times; other error replies raise
-    :class:`LinkError` at once. ``stats``: packets and bytes each way, retries.
+    A reply answers the request only if it carries the request's code, or is an error reply
+    echoing that code; any other reply read while waiting is stale (the late answer to an
+    earlier attempt, or the error drawn by a garbled re-send) and is skipped. A request that
+    gets no reply within ``timeout`` seconds, a reply with a bad CRC, or an error reply
+    ``CRC``/``TIMEOUT``/``LENGTH`` (the line garbled the request) is sent again, up to
+    ``retries`` times, once the line has been quiet for ``quiet_seconds`` (the board's own packet
+    timeout; what arrives meanwhile is discarded, for at most ``timeout`` seconds); after a
+    retried request succeeds the line is drained the same way. Other error replies raise
+    :class:`LinkError` at once, and a payload longer than ``max_payload`` is refused before
+    anything is sent. ``stats``: packets and bytes each way, retries, stale replies skipped.
     """
 
     def __init__(self, transport, *, timeout: float = 2.0, retries: int = 3,
                  quiet_seconds: float = 0.02):
         self.transport, self.timeout, self.retries = transport, timeout, retries
         self.quiet_seconds = quiet_seconds
-        self.stats = {"requests": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0}
+        self.stats = {"requests": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0, "stale": 0}
         self.max_payload = 64                 # until ping() says what the board holds
 
     # -- packets ----------------------------------------------------------------------------
@@ -86,7 +95,10 @@ class Link:
     def read_reply(self, timeout: float | None = None) -> tuple[int, bytes]:
         """One reply packet: ``(code, payload)``; bytes before ``SYNC`` are skipped."""
         timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        return self._read_packet(time.monotonic() + timeout, timeout)
+
+    def _read_packet(self, deadline: float, timeout: float) -> tuple[int, bytes]:
+        """A packet whose ``SYNC`` comes before ``deadline``; its rest within ``timeout`` each."""
         while self._read_exact(1, max(0.0, deadline - time.monotonic()))[0] != protocol.SYNC:
             pass
         head = self._read_exact(3, timeout)
@@ -97,32 +109,58 @@ class Link:
             raise LinkError("BAD_REPLY", f"reply to code 0x{code:02X} has a bad CRC")
         return code, payload
 
+    def _drain(self) -> None:
+        """Discard what has arrived, then what comes until the line has been quiet for
+        ``quiet_seconds`` (for at least that long, at most ``timeout`` seconds in all)."""
+        self.transport.discard_input()
+        deadline = time.monotonic() + max(self.timeout, self.quiet_seconds)
+        while (left := deadline - time.monotonic()) > 0:
+            data = self.transport.read(4096, min(self.quiet_seconds, left))
+            self.stats["bytes_in"] += len(data)
+            if not data:
+                return
+
+    def _reply_to(self, command: str, code: int, timeout: float) -> bytes:
+        """The payload of the reply to ``command`` within ``timeout`` seconds, stale replies
+        skipped; an error reply to it raises."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rcode, reply = self._read_packet(deadline, timeout)
+            if rcode == code:
+                return reply
+            if rcode == protocol.ERROR and len(reply) == 2 and reply[1] == code:
+                kind = ERROR_NAMES.get(reply[0], f"ERROR_{reply[0]}")
+                raise LinkError(kind, f"{command} refused: {kind} "
+                                      f"({dict(protocol.ERRORS).get(kind, ('', '?'))[1]})")
+            self.stats["stale"] += 1
+
     def request(self, command: str, payload: bytes = b"", *, timeout: float | None = None
                 ) -> bytes:
         """Send one request, return its reply's payload (see the class for retries)."""
         code = CMD[command]
+        if len(payload) > self.max_payload:
+            raise LinkError("LENGTH", f"{command} payload of {len(payload)} bytes is longer than "
+                                      f"the board's buffer ({self.max_payload}); nothing sent")
         packet = protocol.frame(code, payload)
+        timeout = self.timeout if timeout is None else timeout
         for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+                self._drain()                  # the board's packet timeout, the line quiet
             self.stats["requests"] += 1
             self.stats["bytes_out"] += len(packet)
             self.transport.write(packet)
             try:
-                rcode, reply = self.read_reply(timeout)
-                if rcode == protocol.ERROR:
-                    err, echoed = reply[0], reply[1]
-                    kind = ERROR_NAMES.get(err, f"ERROR_{err}")
-                    raise LinkError(kind, f"{command} refused: {kind} "
-                                          f"({dict(protocol.ERRORS).get(kind, ('', '?'))[1]})")
-                if rcode != code:
-                    raise LinkError("BAD_REPLY", f"{command} answered with code 0x{rcode:02X}")
-                return reply
+                reply = self._reply_to(command, code, timeout)
             except LinkError as e:
-                if e.kind not in ("NO_REPLY", "BAD_REPLY", "CRC", "TIMEOUT") or \
-                        attempt == self.retries:
+                if e.kind not in RETRIED or attempt == self.retries == 0:
                     raise
-                self.stats["retries"] += 1
-                time.sleep(self.quiet_seconds)        # let the board's packet timeout pass
-                self.transport.discard_input()
+                if attempt == self.retries:
+                    raise LinkError(e.kind, f"{e} (after {attempt + 1} attempts)") from None
+                continue
+            if attempt:
+                self._drain()                  # an earlier attempt's reply may still come
+            return reply
         raise AssertionError("unreachable")
 
     # -- commands ---------------------------------------------------------------------------
@@ -144,7 +182,11 @@ class Link:
         return struct.unpack("<I", self.request("WAIT", timeout=timeout))[0]
 
     def _chunks(self, memory: str, lanes: int, n_words: int, spare: int):
-        per_packet = max(1, (self.max_payload - spare) // protocol.word_bytes(memory, lanes))
+        wb = protocol.word_bytes(memory, lanes)
+        if wb > self.max_payload - spare:
+            raise LinkError("LENGTH", f"a word of {memory} ({wb} bytes) does not fit the board's "
+                                      f"{self.max_payload}-byte packets; nothing sent")
+        per_packet = (self.max_payload - spare) // wb
         for start in range(0, n_words, per_packet):
             yield start, min(per_packet, n_words - start)
 
