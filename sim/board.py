@@ -25,13 +25,17 @@ from pathlib import Path
 
 from .runner import LINT_WAIVERS, find_simulator, log_error, tool_env, write_verilog
 
-__all__ = ["HARNESS", "TOP_NAME", "TOP_OPTIONS", "cache_dir", "sim_board", "check_sim_board",
-           "sim_board_dir", "build_sim_board", "SimulatedBoard", "sim_device"]
+__all__ = ["HARNESS", "TOP_NAME", "TOP_OPTIONS", "KEEP_EXECUTABLES", "cache_dir", "sim_board",
+           "check_sim_board", "sim_board_dir", "build_sim_board", "prune_executables",
+           "SimulatedBoard", "sim_device"]
 
 #: the C++ harness around the Verilated top (see its header for the exact behaviour)
 HARNESS = Path(__file__).with_name("board_harness.cpp")
 #: the Verilog module name of the board top, and the executable's name
 TOP_NAME = "gateskip_board"
+#: executables a simulated board's build directory keeps (one per design built there: a
+#: worktree's, a design before an edit), the most recently used; older ones are deleted
+KEEP_EXECUTABLES = 4
 #: the parameters of the board top beyond ``AccelConfig``'s (``gateskip.hw.top.AcceleratorTop``)
 TOP_OPTIONS = ("divisor", "max_payload", "timeout")
 PORTS = {"clk": "input", "rst": "input", "rx": "input", "tx": "output", "idle": "output"}
@@ -203,6 +207,7 @@ def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env
     digest = hashlib.sha256("\0".join([verilog, HARNESS.read_text(), *flags]).encode()).hexdigest()
     exe = build_dir / f"{TOP_NAME}-{digest[:16]}"
     if exe.exists():
+        os.utime(exe)                       # used now: the last to be pruned
         if progress is not None:
             progress(2, 2, {"step": "cached"})
         return exe
@@ -222,9 +227,23 @@ def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env
         raise RuntimeError(f"building the simulated board failed: {log_error(text)} "
                            f"(log: {log})\n{tail}")
     os.replace(linked, exe)
+    prune_executables(build_dir)
     if progress is not None:
         progress(2, 2, {"step": "built"})
     return exe
+
+
+def prune_executables(build_dir: str | os.PathLike, keep: int | None = None) -> list[Path]:
+    """Delete all but the ``keep`` (default :data:`KEEP_EXECUTABLES`) most recently built or
+    reused executables of ``build_dir`` (each design built there has one,
+    ``gateskip_board-<digest>``); return those deleted. A simulation already running keeps its
+    executable's file open, so it runs on."""
+    keep = KEEP_EXECUTABLES if keep is None else keep
+    exes = sorted(Path(build_dir).glob(f"{TOP_NAME}-*"), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
+    for old in exes[keep:]:
+        old.unlink(missing_ok=True)
+    return exes[keep:]
 
 
 class SimulatedBoard:

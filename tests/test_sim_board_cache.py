@@ -222,6 +222,27 @@ def test_each_design_keeps_its_own_executable(tmp_path, monkeypatch):
     assert steps[-1] == {"step": "cached"}
 
 
+
+def test_a_directory_keeps_the_most_recently_used_executables(tmp_path, monkeypatch):
+    """Designs built one after another in one directory (the link stubbed): it keeps the
+    KEEP_EXECUTABLES most recently built or reused, and a reuse counts as a use."""
+    def fake_verilator(cmd, cwd, env, **kw):
+        Path(cmd[cmd.index("-o") + 1]).write_text("exe")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(board_mod.subprocess, "run", fake_verilator)
+    monkeypatch.setattr(board_mod, "KEEP_EXECUTABLES", 2)
+    boards = [TinyBoard(), TinyBoardInverted(), type("Slow", (TinyBoard,), {"divisor": 6})()]
+    exes, t = [], time.time() - 100
+    for b in boards[:2]:
+        exes.append(build_sim_board(b, tmp_path / "b"))
+        os.utime(exes[-1], (t, t))                      # an mtime of its own, in order
+        t += 10
+    assert build_sim_board(boards[0], tmp_path / "b") == exes[0]        # reused: now newest
+    exes.append(build_sim_board(boards[2], tmp_path / "b"))
+    left = sorted((tmp_path / "b").glob(f"{board_mod.TOP_NAME}-*"))
+    assert left == sorted([exes[0], exes[2]]) and not exes[1].exists()
+
 # --- the reason of a failed build ------------------------------------------------------------
 
 @pytest.mark.parametrize("log, reason", [
