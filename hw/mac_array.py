@@ -12,7 +12,7 @@ from ..spec.config import MAX_LANES
 from ..spec.limits import check_dsp_counters
 from ..spec.formats import FORMATS, Formats
 from .dsp_counters import DspCounters
-from .fixedpoint import clamp, round_half_up, round_half_up_carry, saturate_by_sign
+from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
 
@@ -77,8 +77,9 @@ class MacArray(wiring.Component):
     Timing: C cycles per single command (2C for ``BOTH``), one L-element word per cycle, a new
     command is accepted in the cycle its predecessor issues its last word, so consecutive
     commands leave no bubble for every C (``cmd.ready`` does not depend on ``cmd.valid``).
-    Pipeline: accept -> issue (row read) -> row registered (acc read) -> product (acc
-    registered) -> round and add -> write: a word is written 4 cycles after it is issued
+    Pipeline: accept -> issue (row read) -> row registered (acc read) -> product registered
+    as it leaves the multiplier (acc registered) -> round and add (the rounding the add's
+    carry-in: one carry chain) -> write: a word is written 4 cycles after it is issued
     (:data:`LATENCY`; no logic between a block RAM's output and a register but a select), the
     first word issues the cycle after acceptance, and ``busy`` falls the cycle after the last
     write. ``staged_read=False`` issues the accumulator's read a cycle later, at the product,
@@ -249,10 +250,11 @@ class MacArray(wiring.Component):
 
     def _multiply(self, m, seq, dsp_registers: bool = False):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
-        tail's zero, one LUT, before the register); stage 1: the product registered, the
-        accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
-        registers (``s``, the row) and the product register are reset-less (data: the valid
-        bits beside them are reset), so that Yosys puts all three inside the lane's SB_MAC16
+        tail's zero, one LUT, before the register); stage 1: the exact product registered
+        straight from the multiplier (reset-less: data, the valid bits beside it are reset),
+        the accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
+        registers (``s``, the row) are reset-less too, so that Yosys puts all three inside the
+        lane's SB_MAC16
         (``A_REG``, ``B_REG``, its output register): the multiplier then sits between
         registers of its own, where nextpnr's model of the block (always registered) is
         true."""
@@ -292,27 +294,16 @@ class MacArray(wiring.Component):
         v2, ph2 = Signal(), Signal()
         addr2 = Signal(pipe_aw)
         m.d.sync += [v2.eq(v1), ph2.eq(ph1), addr2.eq(addr1)]
-        if dsp_registers:
-            # registered: the exact product, rounded in the accumulate's adder (its carry-in)
-            p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
-            m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
+        # registered as it leaves the multiplier: the exact product (no logic between the two:
+        # on the ECP5 the MULT18X18D column is far from the lanes' logic, and each route to it
+        # and back was 4 to 5 ns at 32 lanes), rounded in the accumulate's adder, its carry-in
+        p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
+        m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
 
-            def addend(l):
-                (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
-                                              for shift in (f.da_shift, f.dw_shift))
-                return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
-        else:
-            # registered: the product rounded half up to the accumulator's fraction (the
-            # rounding's adder after the multiplier, not in series with the accumulate)
-            r2 = Signal(data.ArrayLayout(signed(prod_width + 1), L))
-            for l in range(L):
-                p = Signal(signed(prod_width), name=f"prod{l}")
-                m.d.comb += p.eq(s1 * rows[l])
-                m.d.sync += r2[l].eq(Mux(ph1, round_half_up(p, f.da_shift),
-                                         round_half_up(p, f.dw_shift)))
-
-            def addend(l):
-                return r2[l], 0
+        def addend(l):
+            (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
+                                          for shift in (f.da_shift, f.dw_shift))
+            return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
                                ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width)
 
@@ -376,8 +367,8 @@ class MacArray(wiring.Component):
                 acc = Mux(hit3, sum3[l], acc2)
             else:
                 acc = Mux(hit3, sum3[l], Mux(hit4, sum4[l], read))
-            # the product rounded half up to the phase's fraction (with ``dsp_registers`` the
-            # shifted product and the rounding's carry, both into the one adder)
+            # the product rounded half up to the phase's fraction: the shifted product and the
+            # rounding's carry, both into the one adder
             x, carry = st.addend(l)
             total = Signal(signed(max(acc_width, st.prod_width + 1) + 1), name=f"total{l}")
             m.d.comb += total.eq(acc + x + carry)
