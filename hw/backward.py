@@ -14,7 +14,7 @@ from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
 from .db import DbParallel, DbSerial
-from .dsp_counters import DspCounters
+from .dsp_counters import add_counters
 from .dx_gather import DxGather
 from .embed_lookup import EmbedLookup
 from .embed_update import EmbeddingUpdate
@@ -412,25 +412,10 @@ class Backward(wiring.Component):
                             "forward_cycles", "update_cycles") +
                (("output_cycles", "scale_cycles", "embed_cycles", "busy_cycles")
                 if self.model else ())}
-        names = list(events)
-        if sb_mac16:
-            for e in range(0, len(names), 2):
-                pair = names[e:e + 2]
-                block = DspCounters(self.config.counter_width, len(pair))
-                m.submodules[f"counters_{pair[0]}"] = block
-                m.d.comb += block.clear.eq(clear)
-                for n, name in enumerate(pair):
-                    en, inc = events[name]
-                    m.d.comb += [block.en[n].eq(en), block.inc[n].eq(inc),
-                                 own[name].eq(block.value[n])]
-        else:                            # (inline: as submodules, plain counters made Yosys'
-            with m.If(clear):            # ECP5 flow fail an ABC9 assertion)
-                m.d.sync += [own[name].eq(0) for name in names]
-            with m.Else():
-                for name in names:
-                    en, inc = events[name]
-                    with m.If(en):
-                        m.d.sync += own[name].eq(own[name] + inc)
+        # (inline, not as submodules: plain counters in submodules made Yosys' ECP5 flow fail
+        # an ABC9 assertion)
+        add_counters(m, {name: (own[name], *events[name]) for name in events}, clear,
+                     self.config.counter_width, sb_mac16)
         m.d.comb += [*[getattr(c, name).eq(s) for name, s in own.items()],
                      c.beats.eq(arr.beats), c.macs.eq(arr.macs), c.values.eq(cmp.values),
                      c.pairs.eq(cmp.pairs), c.zeros.eq(thr.zeros)]

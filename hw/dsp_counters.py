@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.limits import DSP_COUNTER_WIDTH
 
-__all__ = ["DspCounters"]
+__all__ = ["DspCounters", "add_counters"]
 
 
 class DspCounters(wiring.Component):
@@ -68,3 +68,29 @@ class DspCounters(wiring.Component):
         for n in range(self.count):
             m.d.comb += self.value[n].eq(out[16 * (1 - n):16 * (2 - n)])
         return m
+
+
+def add_counters(m, counters: dict, clear, width: int, sb_mac16: bool, name: str = "counters"):
+    """Make ``counters`` (``{counter: (value, en, inc)}``: ``value`` adds ``inc`` in each cycle
+    ``en`` is high, zeroed by ``clear``, which wins) in ``m``: two to a :class:`DspCounters`
+    with ``sb_mac16`` (an iCE40 with ``dsp_counters``; each value a cycle late), the blocks
+    named ``name``, or ``name_<its first counter>`` where there are several; else a register
+    and an adder each, inline."""
+    names = list(counters)
+    if sb_mac16:
+        for e in range(0, len(names), 2):
+            pair = names[e:e + 2]
+            block = DspCounters(width, len(pair))
+            m.submodules[name if len(names) <= 2 else f"{name}_{pair[0]}"] = block
+            m.d.comb += block.clear.eq(clear)
+            for n, counter in enumerate(pair):
+                value, en, inc = counters[counter]
+                m.d.comb += [block.en[n].eq(en), block.inc[n].eq(inc), value.eq(block.value[n])]
+        return
+    with m.If(clear):
+        m.d.sync += [counters[counter][0].eq(0) for counter in names]
+    with m.Else():
+        for counter in names:
+            value, en, inc = counters[counter]
+            with m.If(en):
+                m.d.sync += value.eq(value + inc)

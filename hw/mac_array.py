@@ -11,7 +11,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import MAX_LANES
 from ..spec.limits import check_dsp_counters
 from ..spec.formats import FORMATS, Formats
-from .dsp_counters import DspCounters
+from .dsp_counters import add_counters
 from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
 
 __all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
@@ -399,20 +399,9 @@ class MacArray(wiring.Component):
         :class:`~.dsp_counters.DspCounters`, each a cycle late; ``commands`` a register."""
         L, C = self.lanes, self.chunks
         macs = Mux(seq.c == C - 1, self.tail, L)
-        if sb_mac16:
-            m.submodules.counters = pair = DspCounters(self.counter_width, 2)
-            m.d.comb += [pair.clear.eq(self.clear),
-                         pair.en[0].eq(seq.act), pair.inc[0].eq(1),
-                         pair.en[1].eq(seq.accumulates), pair.inc[1].eq(macs),
-                         self.beats.eq(pair.value[0]), self.macs.eq(pair.value[1])]
-        else:
-            with m.If(self.clear):
-                m.d.sync += [self.beats.eq(0), self.macs.eq(0)]
-            with m.Else():
-                with m.If(seq.act):
-                    m.d.sync += self.beats.eq(self.beats + 1)
-                with m.If(seq.accumulates):
-                    m.d.sync += self.macs.eq(self.macs + macs)
+        add_counters(m, {"beats": (self.beats, seq.act, 1),
+                         "macs": (self.macs, seq.accumulates, macs)},
+                     self.clear, self.counter_width, sb_mac16)
         with m.If(self.clear):
             m.d.sync += self.commands.eq(0)
         with m.Elif(self.cmd.valid & self.cmd.ready & (self.cmd.payload.use != Use.NOP)):

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import GRAD
 from ..spec.limits import check_dsp_counters
-from .dsp_counters import DspCounters
+from .dsp_counters import add_counters
 from .slice import Slice
 
 __all__ = ["ThresholdUnit"]
@@ -92,17 +92,8 @@ class ThresholdUnit(wiring.Component):
         m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
                                       self.lanes - sum(result.mask[l] for l in range(self.lanes)),
                                       0))
-        if self.dsp_counters and getattr(platform, "family", None) == "iCE40":
-            m.submodules.counters = pair = DspCounters(self.counter_width, 2)
-            m.d.comb += [pair.clear.eq(self.clear),
-                         pair.en[0].eq(taken), pair.inc[0].eq(self.lanes),
-                         pair.en[1].eq(1), pair.inc[1].eq(beat_zeros),
-                         self.seen.eq(pair.value[0]), self.zeros.eq(pair.value[1])]
-            return m
-        with m.If(self.clear):
-            m.d.sync += [self.seen.eq(0), self.zeros.eq(0)]
-        with m.Else():
-            m.d.sync += self.zeros.eq(self.zeros + beat_zeros)
-            with m.If(taken):
-                m.d.sync += self.seen.eq(self.seen + self.lanes)
+        add_counters(m, {"seen": (self.seen, taken, self.lanes),
+                         "zeros": (self.zeros, 1, beat_zeros)},
+                     self.clear, self.counter_width,
+                     self.dsp_counters and getattr(platform, "family", None) == "iCE40")
         return m
