@@ -13,7 +13,7 @@ __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 #: width of the ``shift`` input: a right shift of 0 .. 63
 SHIFT_WIDTH = 6
 #: cycles from a beat taken to its result offered (:class:`UpdateUnit`'s stages)
-LATENCY = 5
+LATENCY = 6
 #: the rate's low bits multiplied apart from its high ones (one MULT18X18D or SB_MAC16 row)
 RATE_SPLIT = 17
 
@@ -38,8 +38,8 @@ class UpdateUnit(wiring.Component):
     caller for a whole update. The rounding is half up (add half, floor) at any ``shift``;
     ``shift = 0`` is exact.
 
-    Five stages (the beat registered as it comes from block RAM, the product in two parts of the
-    rate, their sum, the rounded step, subtraction and operand): latency :data:`LATENCY`
+    Six stages (the beat registered as it comes from block RAM, the product in two parts of the
+    rate, their sum, the rounded step, the subtraction, the operand): latency :data:`LATENCY`
     cycles, one beat per cycle; the pipeline moves as a whole when its output can be taken
     (``i.ready = ~o.valid | o.ready``), so under back-pressure nothing is lost.
     """
@@ -111,15 +111,19 @@ class UpdateUnit(wiring.Component):
             m.d.sync += [v2.eq(v1), master2.eq(master1),
                          step2.eq(round_half_up_by(prod1, self.shift))]
 
-        # stage 3: the new master weight and its operand (both saturations a test of the top
-        # bits: two carry chains in series, the subtraction and the rounding)
-        new = Signal(signed(f.master.width))
-        m.d.comb += new.eq(saturate_by_sign(master2 - step2, f.master.width))
+        # stage 3: the new master weight (the subtraction, saturated by a test of the top bits)
+        v3 = Signal()
+        new3 = Signal(signed(f.master.width))
+        with m.If(advance):
+            m.d.sync += [v3.eq(v2), new3.eq(saturate_by_sign(master2 - step2, f.master.width))]
+
+        # stage 4: and its operand, rounded and saturated (the rounding's carry chain not in
+        # series with the subtraction's)
         with m.If(advance):
             m.d.sync += [
-                self.o.valid.eq(v2),
-                self.o.payload.master.eq(new),
+                self.o.valid.eq(v3),
+                self.o.payload.master.eq(new3),
                 self.o.payload.operand.eq(saturate_by_sign(
-                    round_half_up(new, f.master.frac_bits - f.operand.frac_bits),
+                    round_half_up(new3, f.master.frac_bits - f.operand.frac_bits),
                     f.operand.width))]
         return m

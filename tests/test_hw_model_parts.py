@@ -123,7 +123,7 @@ def test_output_weight_update_is_the_golden_sgd_step(H, L, V, units):
     np.testing.assert_array_equal(wom, want)
     np.testing.assert_array_equal(wo, operand_code(want, f))
     np.testing.assert_array_equal(bom, update_model(bo, dbo, 0, lr, f))
-    assert n == update_cycles(cfg, "output") == words * cfg.update_passes + 7
+    assert n == update_cycles(cfg, "output") == words * cfg.update_passes + 8
 
 
 def test_model_blocks_refuse_a_build_without_a_model():
