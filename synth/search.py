@@ -91,6 +91,9 @@ STEPS = (
          "backward-only top, 16 lanes, T 32"),
     Step("ulx3s-85f-backward", "ulx3s-85f", _sizes(64, 32, 8, 16, 4),
          "backward-only top: its default"),
+    Step("ulx3s-85f-l32", "ulx3s-85f", _sizes(64, 64, 32, 8, 1, forwarding=False),
+         "backward-only top at 32 lanes, H 64, X 64 (C 4: every command BOTH, no forwarding "
+         "needed) at a 60 MHz PLL clock", clock_mhz=60.0),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),
          "backward-only top, one step up: hidden 96"),
     Step("ulx3s-12f-backward", "ulx3s-12f", _sizes(32, 16, 4, 16, 2, ew_multipliers=3),
