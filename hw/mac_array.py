@@ -187,8 +187,8 @@ class MacArray(wiring.Component):
         seq = self._sequencer(m)
         # (one lane only: with two or more Yosys merges the lanes' equal ``s`` registers and puts
         # one lane's multiplier in a block, the others in logic; left combinational there)
-        stage2 = self._multiply(m, seq, dsp_registers=self.lanes == 1 and
-                                getattr(platform, "family", None) == "iCE40")
+        ice40 = getattr(platform, "family", None) == "iCE40"
+        stage2 = self._multiply(m, seq, dsp_registers=self.lanes == 1 and ice40, ice40=ice40)
         self._accumulate(m, seq, stage2)
         self._counters(m, seq, sb_mac16=self.dsp_counters and
                        getattr(platform, "family", None) == "iCE40")
@@ -248,10 +248,11 @@ class MacArray(wiring.Component):
         return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw,
                                accumulates=accumulates, writes_back=writes_back)
 
-    def _multiply(self, m, seq, dsp_registers: bool = False):
+    def _multiply(self, m, seq, dsp_registers: bool = False, ice40: bool = False):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
         tail's zero, one LUT, before the register); stage 1: the exact product registered
-        straight from the multiplier (reset-less: data, the valid bits beside it are reset),
+        straight from the multiplier (reset-less, data: the valid bits beside it are reset; but
+        on an iCE40 of two or more lanes, where Yosys would pack it into one lane's SB_MAC16),
         the accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
         registers (``s``, the row) are reset-less too, so that Yosys puts all three inside the
         lane's SB_MAC16
@@ -297,7 +298,11 @@ class MacArray(wiring.Component):
         # registered as it leaves the multiplier: the exact product (no logic between the two:
         # on the ECP5 the MULT18X18D column is far from the lanes' logic, and each route to it
         # and back was 4 to 5 ns at 32 lanes), rounded in the accumulate's adder, its carry-in
-        p2 = Signal(data.ArrayLayout(signed(prod_width), L), reset_less=True)
+        # (reset-less, data, but on an iCE40 of two or more lanes: there Yosys would take it
+        # into the SB_MAC16 of one lane, whose ``s`` register the lanes share, and leave the
+        # other lanes' multipliers in logic; a reset keeps every lane in a block)
+        p2 = Signal(data.ArrayLayout(signed(prod_width), L),
+                    reset_less=dsp_registers or not ice40)
         m.d.sync += [p2[l].eq(s1 * rows[l]) for l in range(L)]
 
         def addend(l):
