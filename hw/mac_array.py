@@ -185,13 +185,10 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         seq = self._sequencer(m)
-        # (one lane only: with two or more Yosys merges the lanes' equal ``s`` registers and puts
-        # one lane's multiplier in a block, the others in logic; left combinational there)
         ice40 = getattr(platform, "family", None) == "iCE40"
-        stage2 = self._multiply(m, seq, dsp_registers=self.lanes == 1 and ice40, ice40=ice40)
+        stage2 = self._multiply(m, seq, ice40=ice40)
         self._accumulate(m, seq, stage2)
-        self._counters(m, seq, sb_mac16=self.dsp_counters and
-                       getattr(platform, "family", None) == "iCE40")
+        self._counters(m, seq, sb_mac16=self.dsp_counters and ice40)
         return m
 
     def _sequencer(self, m):
@@ -248,18 +245,20 @@ class MacArray(wiring.Component):
         return SimpleNamespace(act=act, phase=phase, c=c, s0=s0, mat_addr=mat_addr, aw=aw,
                                accumulates=accumulates, writes_back=writes_back)
 
-    def _multiply(self, m, seq, dsp_registers: bool = False, ice40: bool = False):
+    def _multiply(self, m, seq, ice40: bool = False):
         """Stage R: the row word registered as it leaves block RAM (the lane select and the
         tail's zero, one LUT, before the register); stage 1: the exact product registered
         straight from the multiplier (reset-less, data: the valid bits beside it are reset; but
         on an iCE40 of two or more lanes, where Yosys would pack it into one lane's SB_MAC16),
-        the accumulator's read issued. ``dsp_registers`` (an iCE40, one lane): the operand
-        registers (``s``, the row) are reset-less too, so that Yosys puts all three inside the
-        lane's SB_MAC16
+        the accumulator's read issued. On an iCE40 of one lane the operand registers (``s``,
+        the row) are reset-less too, so that Yosys puts all three inside the lane's SB_MAC16
         (``A_REG``, ``B_REG``, its output register): the multiplier then sits between
         registers of its own, where nextpnr's model of the block (always registered) is
-        true."""
+        true. (One lane only: with two or more Yosys merges the lanes' equal ``s`` registers
+        and puts one lane's multiplier in a block, the others in logic; their multipliers stay
+        combinational.)"""
         L, C, f = self.lanes, self.chunks, self.formats
+        dsp_registers = ice40 and L == 1
         prod_width = f.grad.width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
         sr = Signal(signed(f.grad.width))
