@@ -22,11 +22,15 @@ class BufferWriter(wiring.Component):
     during a walk is ignored (``cmd`` takes no back-pressure). Buffer bytes are read
     through ``buffer`` (a synchronous read port: data the cycle after ``addr``), one byte per
     two cycles; ``cmd.eb`` bytes, little-endian, make an element, ``cmd.per`` elements a word.
-    A word goes to ``mem`` (:func:`~.memory_bank.mem_port_signature`, memory ``cmd.mem`` from
-    word ``cmd.addr`` on) the cycle after its last byte, while the next byte's read is issued,
-    so the walk takes ``2 * words * per * eb + 1`` cycles. ``element_port``: each element is
-    written alone (``mem.el``), the cycle after its last byte, and the port carries one
-    element. ``done`` is high in the cycle of the walk's last write.
+    A byte goes first into a register (``cur``), and only from there into the word register:
+    nothing but that register after the buffer's block RAM, and no fan-out of its output to the
+    word's elements. An element goes into the word the cycle after its last byte, and a word
+    to ``mem`` (:func:`~.memory_bank.mem_port_signature`, memory ``cmd.mem`` from word
+    ``cmd.addr`` on) the cycle after that, while the next byte is taken, so the walk takes
+    ``2 * words * per * eb + 2`` cycles. ``element_port``: each element is written alone
+    (``mem.el``) from ``cur``, the cycle after its last byte, and the port carries one
+    element: ``2 * words * per * eb + 1`` cycles. ``done`` is high in the cycle of the walk's
+    last write.
 
     ``mem.wdata`` keeps what was last written in elements a word does not use.
     """
@@ -69,12 +73,21 @@ class BufferWriter(wiring.Component):
         else:
             word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
             m.d.comb += mem.wdata.eq(word)
+            # an element is whole in `cur`: into word[w_el] the next cycle; w_last: the word's last
+            w_ready, w_el, w_last = Signal(), Signal.like(el), Signal()
+            elem = Signal(WORD_WIDTH)
+            m.d.comb += elem.eq(cur)
+            for n in range(1, 4):
+                with m.If(eb == n):
+                    m.d.comb += elem.eq(cur[32 - 8 * n:])
 
         with m.If(self.cmd.valid & ~active):
             m.d.sync += [active.eq(1), code.eq(cmd.mem), maddr.eq(cmd.addr),
                          words.eq(cmd.words), eb.eq(cmd.eb), per.eq(cmd.per),
                          index.eq(self.first), el.eq(0), bi.eq(0), rd_pending.eq(0),
                          word_full.eq(0)]
+            if not EP:
+                m.d.sync += w_ready.eq(0)
         with m.Elif(active):
             # cycle 1 reads buffer[index]; cycle 2 (rd_pending) takes the byte
             m.d.comb += [buf.addr.eq(index), buf.en.eq(~rd_pending)]
@@ -84,27 +97,24 @@ class BufferWriter(wiring.Component):
                              cur.eq(Cat(cur[8:], buf.data))]
                 with m.If(bi == eb - 1):              # an element is whole
                     m.d.sync += bi.eq(0)
-                    if EP:                              # written alone, next cycle
-                        m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1), word_full.eq(1)]
-                    else:
-                        whole = Cat(cur[8:], buf.data)
-                        elem = Signal(WORD_WIDTH)
-                        m.d.comb += elem.eq(whole)
-                        for n in range(1, 4):
-                            with m.If(eb == n):
-                                m.d.comb += elem.eq(whole[32 - 8 * n:])
-                        for e in range(self.elements):  # an If per element: no `case` on el
-                            with m.If(el == e):
-                                m.d.sync += word[e].eq(elem)
+                    # written alone (element port), or into the word, the next cycle
+                    m.d.sync += [w_el.eq(el), w_last.eq(el == per - 1),
+                                 (word_full if EP else w_ready).eq(1)]
                     with m.If(el == per - 1):
-                        m.d.sync += [el.eq(0), word_full.eq(1)]
+                        m.d.sync += el.eq(0)
                     with m.Else():
                         m.d.sync += el.eq(el + 1)
-            with m.Elif(word_full):
-                # a word is whole (written while the next byte's read is issued)
+            if not EP:
+                with m.If(w_ready):                     # (a cycle that takes no byte)
+                    m.d.sync += [w_ready.eq(0), word_full.eq(w_last)]
+                    for e in range(self.elements):      # an If per element: no `case` on w_el
+                        with m.If(w_el == e):
+                            m.d.sync += word[e].eq(elem)
+            with m.If(word_full):
+                # a word (element) is whole: written while the next byte is read or taken
                 m.d.comb += mem.we.eq(1)
                 m.d.sync += word_full.eq(0)
-                with m.If(w_last if EP else 1):
+                with m.If(w_last):
                     m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
                     with m.If(words == 1):
                         m.d.comb += self.done.eq(1)

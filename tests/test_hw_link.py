@@ -549,7 +549,7 @@ def test_buffer_writer_writes_words_two_cycles_a_byte(element_port):
     else:
         assert [(a, w[:per]) for a, _el, w in writes] == [
             (2 + k, elements[per * k:per * (k + 1)]) for k in range(words)]
-    assert done == [2 * words * per * eb + 1]
+    assert done == [2 * words * per * eb + (1 if element_port else 2)]
 
 
 @pytest.mark.parametrize("element_port", [False, True])
