@@ -6,7 +6,9 @@ together with the C++ harness ``board_harness.cpp`` into one executable.
 :class:`SimulatedBoard` runs it: the host opens :attr:`SimulatedBoard.port` with pyserial
 exactly like a board's USB serial port, and every byte crosses the simulated wire (8N1,
 ``divisor`` clock cycles per bit). The simulation stops advancing while the design is idle and
-the host silent, so a waiting board costs no CPU and no simulated cycles.
+the host silent, so a waiting board costs no CPU and no simulated cycles. The host driver talks
+to it through :class:`SimTransport`, whose timeouts are simulated seconds
+(:func:`sim_clock_hz`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import select
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+from ..defaults import LINK_BAUD
 from .runner import LINT_WAIVERS, find_simulator, log_error, tool_env, write_verilog
 
 __all__ = ["HARNESS", "TOP_NAME", "TOP_OPTIONS", "KEEP_EXECUTABLES", "cache_dir", "sim_board",
            "check_sim_board", "sim_board_dir", "build_sim_board", "prune_executables",
-           "SimulatedBoard", "sim_device"]
+           "sim_clock_hz", "SimTransport", "SimulatedBoard", "sim_device"]
 
 #: the C++ harness around the Verilated top (see its header for the exact behaviour)
 HARNESS = Path(__file__).with_name("board_harness.cpp")
@@ -246,6 +250,78 @@ def prune_executables(build_dir: str | os.PathLike, keep: int | None = None) -> 
     return exes[keep:]
 
 
+def sim_clock_hz(divisor: int) -> int:
+    """The clock, in Hz, of a simulated board of ``divisor`` cycles per UART bit: its UART runs at
+    :data:`~gateskip.defaults.LINK_BAUD`, so one simulated second is ``divisor * LINK_BAUD``
+    cycles."""
+    return divisor * LINK_BAUD
+
+
+class SimTransport:
+    """The host driver's transport to a simulated board: :class:`gateskip.host.SerialTransport`
+    on its pseudo-terminal ``port``, on the board's time. Its seconds are simulated seconds,
+    ``clock_hz`` cycles of ``stats()["cycles"]`` each (:meth:`clock`), so a
+    :class:`~gateskip.host.Link` over it waits as long as a board would, however slowly the
+    simulation runs.
+
+    ``read(n, timeout)`` returns once it has ``n`` bytes, once ``timeout`` simulated seconds have
+    been clocked since it began, once the board has been quiet (``stats()["quiet"]``: waiting for
+    the host without clocking, so nothing will come) with its cycle count standing still for
+    :attr:`IDLE_SECONDS` wall seconds, or after :attr:`WALL_SECONDS` whatever happens (a design
+    that never stops computing). It raises :class:`~gateskip.host.LinkError` ``NO_BOARD`` when
+    ``running()`` says the simulation has ended.
+    """
+
+    #: wall seconds a quiet board's cycle count must stand still to end a read (the harness
+    #: says it is awake as soon as the host's bytes wake it)
+    IDLE_SECONDS = 0.3
+    #: the most wall seconds a read takes
+    WALL_SECONDS = 600.0
+    #: the wall time a read waits on the pseudo-terminal between looks at the board
+    SLICE_SECONDS = 0.05
+
+    def __init__(self, port: str, stats, clock_hz: float, *, running=lambda: True):
+        if not (isinstance(clock_hz, (int, float)) and clock_hz > 0):
+            raise ValueError(f"clock_hz must be a number > 0, not {clock_hz!r}")
+        from ..host import SerialTransport
+        self.line = SerialTransport(port)
+        self.port, self.stats, self.clock_hz, self.running = port, stats, clock_hz, running
+
+    def clock(self) -> float:
+        """Simulated seconds since the board started."""
+        return self.stats()["cycles"] / self.clock_hz
+
+    def read(self, n: int, timeout: float) -> bytes:
+        """Up to ``n`` bytes, fewer at the end of ``timeout`` simulated seconds, of an idle
+        board's :attr:`IDLE_SECONDS` or of :attr:`WALL_SECONDS` (see the class)."""
+        data = bytearray()
+        still = self.stats()["cycles"]
+        end = still + timeout * self.clock_hz
+        begun = since = time.monotonic()
+        while True:
+            data += self.line.read(n - len(data), self.SLICE_SECONDS)
+            if len(data) >= n:
+                return bytes(data)
+            if not self.running():
+                from ..host import LinkError
+                raise LinkError("NO_BOARD", f"the simulated board on {self.port} has ended")
+            stats, now = self.stats(), time.monotonic()
+            if stats["cycles"] != still:
+                still, since = stats["cycles"], now
+            if (still >= end or (stats.get("quiet") and now - since >= self.IDLE_SECONDS)
+                    or now - begun >= self.WALL_SECONDS):
+                return bytes(data)
+
+    def write(self, data: bytes) -> None:
+        self.line.write(data)
+
+    def discard_input(self) -> None:
+        self.line.discard_input()
+
+    def close(self) -> None:
+        self.line.close()
+
+
 class SimulatedBoard:
     """A running simulated board (context manager); the host talks to it through :attr:`port`.
 
@@ -277,15 +353,16 @@ class SimulatedBoard:
     def stats(self) -> dict:
         """``cycles`` simulated, ``seconds`` spent clocking (time blocked waiting for the host
         excluded), their ratio ``cycles_per_second``, ``framing_errors`` (tx frames with a low
-        stop bit, dropped) and ``dropped`` (tx bytes lost because nobody read 1 MiB of them).
-        Updated about every second while the design runs, whenever it falls idle, and at exit;
-        after :meth:`close`, the final values."""
+        stop bit, dropped), ``dropped`` (tx bytes lost because nobody read 1 MiB of them) and
+        ``quiet`` (waiting for the host without clocking). Updated about every second while the
+        design runs, whenever it falls quiet or wakes, and at exit; after :meth:`close`, the
+        final values."""
         if self._final is not None:
             return dict(self._final)
         try:
             s = json.loads(self._stats_file.read_text())
         except (OSError, ValueError):
-            s = {"cycles": 0, "seconds": 0.0, "framing_errors": 0, "dropped": 0}
+            s = {"cycles": 0, "seconds": 0.0, "framing_errors": 0, "dropped": 0, "quiet": False}
         s["cycles_per_second"] = s["cycles"] / s["seconds"] if s["seconds"] > 0 else 0.0
         return s
 
@@ -307,6 +384,12 @@ class SimulatedBoard:
         self._final = self.stats()
         self._tmp.cleanup()
 
+    def transport(self, clock_hz: float) -> SimTransport:
+        """A :class:`SimTransport` on :attr:`port`, on this board's time at ``clock_hz``
+        (:func:`sim_clock_hz` of the board's divisor)."""
+        return SimTransport(self.port, self.stats, clock_hz,
+                            running=lambda: self.proc.poll() is None)
+
     def __enter__(self):
         return self
 
@@ -320,14 +403,14 @@ def sim_device(params: dict, progress=None, build_dir: str | os.PathLike | None 
     built with Verilator (cached: in ``build_dir``, by default :func:`sim_board_dir` of
     ``params``), started, opened through its pseudo-terminal by the host driver; yields a
     :class:`gateskip.host.LinkDevice` whose ``board_stats()`` gives the simulated cycles and
-    cycles per second."""
-    from ..host import Link, LinkDevice, SerialTransport
+    cycles per second. Its link's timeouts are simulated seconds (:class:`SimTransport`)."""
+    from ..host import Link, LinkDevice
     component = sim_board(params)               # bad parameters fail before any directory
     if build_dir is None:
         build_dir = sim_board_dir(params)
     exe = build_sim_board(component, build_dir, progress=progress)
     with SimulatedBoard(exe) as board:
-        transport = SerialTransport(board.port, timeout=10.0)
+        transport = board.transport(sim_clock_hz(component.divisor))
         try:
             device = LinkDevice(Link(transport, quiet_seconds=0.05))
             device.board_stats = board.stats

@@ -19,8 +19,9 @@
 // or once tx has been silent for TX_GAP_CYCLES: the end of a reply sent while the design
 // computes, which the host may be waiting for to send its next request).
 // The stats file (JSON: cycles, seconds spent clocking, framing_errors, dropped: tx bytes lost
-// to a full buffer nobody read) is rewritten atomically at start, about every second while
-// clocking, each time the board falls quiet, and at exit. The harness holds the pty's slave open
+// to a full buffer nobody read, quiet: waiting for the host without clocking) is rewritten
+// atomically at start, about every second while clocking, each time the board falls quiet or
+// wakes, and at exit. The harness holds the pty's slave open
 // itself (raw mode), so the host may open and close the port any number of times.
 
 #include <verilated.h>
@@ -169,18 +170,21 @@ struct Stats {
     std::string path;
     double seconds = 0, last_write = 0;
     uint64_t written_cycles = UINT64_MAX;
+    bool written_quiet = false;
 
-    void write(const Board& b, double clocking_seconds) {
+    void write(const Board& b, double clocking_seconds, bool quiet) {
         last_write = now();
         written_cycles = b.cycles;
+        written_quiet = quiet;
         if (path.empty()) return;
         std::string tmp = path + ".tmp";
         FILE* f = fopen(tmp.c_str(), "w");
         if (!f) return;
         fprintf(f, "{\"cycles\": %llu, \"seconds\": %.6f, \"framing_errors\": %llu, "
-                   "\"dropped\": %llu}\n",
+                   "\"dropped\": %llu, \"quiet\": %s}\n",
                 (unsigned long long)b.cycles, clocking_seconds,
-                (unsigned long long)b.framing_errors, (unsigned long long)b.dropped);
+                (unsigned long long)b.framing_errors, (unsigned long long)b.dropped,
+                quiet ? "true" : "false");
         fclose(f);
         rename(tmp.c_str(), path.c_str());
     }
@@ -283,17 +287,19 @@ int main(int argc, char** argv) {
 
     double busy_since = now();
     uint64_t flushed_at = 0;
-    stats.write(b, 0);
+    stats.write(b, 0, false);
     bool running = true;
     while (running && !stop_requested) {
         if (b.quiet()) {
             stats.seconds += now() - busy_since;
-            if (stats.written_cycles != b.cycles) stats.write(b, stats.seconds);
+            if (stats.written_cycles != b.cycles || !stats.written_quiet)
+                stats.write(b, stats.seconds, true);
             running = service(b, master, QUIET_POLL_MS, true);
             flushed_at = b.cycles;
             busy_since = now();
             continue;
         }
+        if (stats.written_quiet) stats.write(b, stats.seconds, false);   // awake: say so at once
         for (unsigned i = 0; i < SERVICE_CYCLES && !b.quiet(); ++i) b.cycle();
         bool flush = b.tx_buffer.size() >= TX_BATCH || b.cycles - flushed_at >= TX_FLUSH_CYCLES ||
                      (!b.tx_buffer.empty() && !b.tx_active &&
@@ -301,11 +307,11 @@ int main(int argc, char** argv) {
         if (flush) flushed_at = b.cycles;
         running = service(b, master, 0, flush);
         double t = now();
-        if (t - stats.last_write >= 1.0) stats.write(b, stats.seconds + t - busy_since);
+        if (t - stats.last_write >= 1.0) stats.write(b, stats.seconds + t - busy_since, false);
     }
     stats.seconds += now() - busy_since;               // ~0 if the loop ended quiet
     service(b, master, 0, true);                       // hand over what the design sent last
-    stats.write(b, stats.seconds);
+    stats.write(b, stats.seconds, b.quiet());
 
     b.top->final();
 #if VM_TRACE

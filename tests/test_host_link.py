@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 
 from gateskip.golden.accel import backward_model
-from gateskip.host import Link, LinkDevice, LinkError, SerialTransport
+from gateskip.host import Link, LinkDevice, LinkError
 from gateskip.spec.memories import MEMORIES
 from gateskip.spec.registers import ADDRESS
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
-from gateskip.sim.board import SimulatedBoard, build_sim_board
+from gateskip.sim.board import SimulatedBoard, build_sim_board, sim_clock_hz
 from gateskip.host.soak import KINDS, soak
 
 PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
+DIVISOR = 4
 
 
 @pytest.fixture(scope="module", params=["default", "small"])
@@ -21,7 +22,7 @@ def board(request, tmp_path_factory):
     iCEBreaker's build) at the same sizes."""
     from gateskip.hw.top import SMALL_DEVICE, SimBoard
     options = SMALL_DEVICE if request.param == "small" else {}
-    exe = build_sim_board(SimBoard(**PARAMS, **options),
+    exe = build_sim_board(SimBoard(**PARAMS, divisor=DIVISOR, **options),
                           tmp_path_factory.mktemp("simboard"))
     with SimulatedBoard(exe) as b:
         yield b
@@ -29,7 +30,7 @@ def board(request, tmp_path_factory):
 
 @pytest.fixture
 def link(board):
-    transport = SerialTransport(board.port, timeout=5.0)
+    transport = board.transport(sim_clock_hz(DIVISOR))     # as sim_device: simulated seconds
     yield Link(transport, quiet_seconds=0.05)
     transport.close()
 

@@ -6,7 +6,6 @@ import struct
 
 import pytest
 
-from gateskip.host import link as link_module
 from gateskip.host.link import Link, LinkError
 from gateskip.spec import protocol
 from gateskip.spec.memories import MEMORIES
@@ -15,44 +14,35 @@ CMD = protocol.CODE
 ERR = protocol.ERROR_CODE
 
 
-class Clock:
-    """``time.monotonic`` and ``time.sleep`` on simulated seconds."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def monotonic(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += max(0.0, seconds)
-
-
 class ScriptedTransport:
-    """The ``SerialTransport`` interface over a script: ``board(n, packet)`` is called for the
-    n-th packet written and returns ``[(delay, bytes)]``, bytes that arrive ``delay`` seconds after
-    that write. ``read`` takes what has arrived by its timeout (time passes on ``clock``)."""
+    """The ``SerialTransport`` interface over a script, on a simulated clock (``now``, given to
+    the ``Link`` by ``clock()``): ``board(n, packet)`` is called for the n-th packet written and
+    returns ``[(delay, bytes)]``, bytes that arrive ``delay`` seconds after that write. ``read``
+    takes what has arrived by its timeout, time passing meanwhile."""
 
-    def __init__(self, clock, board):
-        self.clock, self.board = clock, board
+    def __init__(self, board):
+        self.now, self.board = 0.0, board
         self.incoming = []                  # (arrival time, byte), in order of arrival
         self.written = []
 
     def write(self, data):
         self.written.append(bytes(data))
         for delay, reply in self.board(len(self.written) - 1, bytes(data)):
-            self.incoming += [(self.clock.now + delay, b) for b in reply]
+            self.incoming += [(self.now + delay, b) for b in reply]
         self.incoming.sort(key=lambda e: e[0])
 
     def read(self, n, timeout):
-        end = self.clock.now + timeout
+        end = self.now + timeout
         ready = [e for e in self.incoming if e[0] <= end][:n]
         del self.incoming[:len(ready)]
-        self.clock.now = max(self.clock.now, ready[-1][0]) if n and len(ready) == n else end
+        self.now = max(self.now, ready[-1][0]) if n and len(ready) == n else end
         return bytes(b for _t, b in ready)
 
+    def clock(self):
+        return self.now
+
     def discard_input(self):
-        self.incoming = [e for e in self.incoming if e[0] > self.clock.now]
+        self.incoming = [e for e in self.incoming if e[0] > self.now]
 
     def close(self):
         pass
@@ -67,12 +57,9 @@ def error(name, code):
 
 
 @pytest.fixture
-def make_link(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(link_module, "time", clock)
-
+def make_link():
     def make(board, **kw):
-        transport = ScriptedTransport(clock, board)
+        transport = ScriptedTransport(board)
         kw = {"timeout": 1.0, "retries": 3, "quiet_seconds": 0.02, **kw}
         return Link(transport, **kw), transport
     return make
@@ -153,3 +140,14 @@ def test_no_reply_raises_after_every_attempt(make_link):
         link.read_reg(0)
     assert e.value.kind == "NO_REPLY"
     assert len(transport.written) == 4 and link.stats["retries"] == 3
+
+
+def test_deadlines_run_on_the_transport_clock(make_link):
+    """Stale replies every 0.1 s of the transport's clock: the request gives up once its timeout
+    has passed on that clock (about 10 skipped), though almost no wall time has."""
+    link, transport = make_link(lambda n, p: [(0.1 * (i + 1), reply("PING")) for i in range(100)],
+                                timeout=1.0, retries=0)
+    with pytest.raises(LinkError) as e:
+        link.read_reg(0)
+    assert e.value.kind == "NO_REPLY"
+    assert 9 <= link.stats["stale"] <= 11 and transport.now < 1.5

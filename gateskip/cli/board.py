@@ -524,9 +524,9 @@ def board(params, link_path, json_path, progress):
     """
     import signal
     import time
-    from gateskip.host import Link, SerialTransport
+    from gateskip.host import Link
     from gateskip.sim.board import (SimulatedBoard, build_sim_board, check_sim_board, sim_board,
-                                    sim_board_dir)
+                                    sim_board_dir, sim_clock_hz)
 
     values = {**_compare_board(), **parse_params(params)}
     check_sim_board(values)                              # everything before any build
@@ -539,7 +539,8 @@ def board(params, link_path, json_path, progress):
         os.remove(json_path)                             # so that it appears when this one is up
     bar = Progress("build", progress)
     try:
-        exe = build_sim_board(sim_board(values), sim_board_dir(values), progress=bar)
+        component = sim_board(values)
+        exe = build_sim_board(component, sim_board_dir(values), progress=bar)
     finally:
         bar.close()
     stop = []
@@ -548,7 +549,8 @@ def board(params, link_path, json_path, progress):
         previous = {s: signal.signal(s, lambda signum, frame: stop.append(signum))
                     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
-            transport = SerialTransport(sim.port, timeout=10.0)   # it answers before it is shown
+            # it answers before it is shown
+            transport = sim.transport(sim_clock_hz(component.divisor))
             try:
                 Link(transport, quiet_seconds=0.05).ping()
             finally:

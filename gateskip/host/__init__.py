@@ -1,7 +1,8 @@
 """gateskip.host: the production host driver, for a board or the simulated board alike.
 
 * :mod:`.link` -- ``SerialTransport`` (bytes over pyserial) and ``Link`` (packets of
-  :mod:`gateskip.spec.protocol`: framing, CRC, error replies, retries)
+  :mod:`gateskip.spec.protocol`: framing, CRC, error replies, retries; timeouts on the
+  transport's clock, simulated seconds over ``gateskip.sim.board.SimTransport``)
 * :mod:`.accel` -- ``BackwardHost``: the register sequence of a backward run over any bus
 * :mod:`.device` -- ``LinkBus``, ``LinkDevice`` (backward runs over a link), ``serial_device``
 * :mod:`.soak` -- the host-link robustness trials of ``gateskip linktest``

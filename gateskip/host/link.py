@@ -2,8 +2,9 @@
 
 Layers, each replaceable::
 
-    transport   bytes in and out: SerialTransport (pyserial: a USB serial port, or the
-                simulated board's pseudo-terminal, unchanged)
+    transport   bytes in and out, and the clock timeouts are measured by: SerialTransport
+                (pyserial: a USB serial port, wall-clock seconds), or for the simulated board
+                gateskip.sim.board.SimTransport (its pseudo-terminal, simulated seconds)
     Link        framing, CRC, error replies, retries; register and memory access
 """
 
@@ -28,7 +29,8 @@ RETRIED = ("NO_REPLY", "BAD_REPLY", "CRC", "TIMEOUT", "LENGTH")
 
 class LinkError(RuntimeError):
     """The board answered with an error, or not at all. ``kind``: the protocol's error name,
-    ``"NO_REPLY"`` or ``"BAD_REPLY"``."""
+    ``"NO_REPLY"``, ``"BAD_REPLY"``, ``"NO_PORT"`` (the port did not open) or ``"NO_BOARD"``
+    (a simulated board's simulation has ended)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -75,12 +77,18 @@ class Link:
     retried request succeeds the line is drained the same way. Other error replies raise
     :class:`LinkError` at once, and a payload longer than ``max_payload`` is refused before
     anything is sent. ``stats``: packets and bytes each way, retries, stale replies skipped.
+
+    Every timeout is in seconds of the transport's clock, :attr:`clock`: ``transport.clock()``
+    if the transport has one (a simulated board's: simulated seconds, so that a slow simulation
+    gets the board's time), else ``time.monotonic()``.
     """
 
     def __init__(self, transport, *, timeout: float = 2.0, retries: int = 3,
                  quiet_seconds: float = 0.02):
         self.transport, self.timeout, self.retries = transport, timeout, retries
         self.quiet_seconds = quiet_seconds
+        #: the time every deadline is measured in (see the class)
+        self.clock = getattr(transport, "clock", time.monotonic)
         self.stats = {"requests": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0, "stale": 0}
         self.max_payload = 64                 # until ping() says what the board holds
 
@@ -95,11 +103,11 @@ class Link:
     def read_reply(self, timeout: float | None = None) -> tuple[int, bytes]:
         """One reply packet: ``(code, payload)``; bytes before ``SYNC`` are skipped."""
         timeout = self.timeout if timeout is None else timeout
-        return self._read_packet(time.monotonic() + timeout, timeout)
+        return self._read_packet(self.clock() + timeout, timeout)
 
     def _read_packet(self, deadline: float, timeout: float) -> tuple[int, bytes]:
         """A packet whose ``SYNC`` comes before ``deadline``; its rest within ``timeout`` each."""
-        while self._read_exact(1, max(0.0, deadline - time.monotonic()))[0] != protocol.SYNC:
+        while self._read_exact(1, max(0.0, deadline - self.clock()))[0] != protocol.SYNC:
             pass
         head = self._read_exact(3, timeout)
         code, length = struct.unpack("<BH", head)
@@ -113,8 +121,8 @@ class Link:
         """Discard what has arrived, then what comes until the line has been quiet for
         ``quiet_seconds`` (for at least that long, at most ``timeout`` seconds in all)."""
         self.transport.discard_input()
-        deadline = time.monotonic() + max(self.timeout, self.quiet_seconds)
-        while (left := deadline - time.monotonic()) > 0:
+        deadline = self.clock() + max(self.timeout, self.quiet_seconds)
+        while (left := deadline - self.clock()) > 0:
             data = self.transport.read(4096, min(self.quiet_seconds, left))
             self.stats["bytes_in"] += len(data)
             if not data:
@@ -123,7 +131,7 @@ class Link:
     def _reply_to(self, command: str, code: int, timeout: float) -> bytes:
         """The payload of the reply to ``command`` within ``timeout`` seconds, stale replies
         skipped; an error reply to it raises."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock() + timeout
         while True:
             rcode, reply = self._read_packet(deadline, timeout)
             if rcode == code:
