@@ -12,7 +12,7 @@ from .link_rx import PacketReceiver
 from .link_tx import PacketSender
 from .link_types import MEM_HEAD
 from .link_write import BufferWriter
-from .memory_bank import mem_port_signature
+from .memory_bank import host_read_latency, mem_port_signature
 from .registers import reg_signature
 
 __all__ = ["HostLink"]
@@ -42,7 +42,10 @@ class HostLink(wiring.Component):
     ``done``. From the last byte of a request to the first of its reply: 4 cycles (errors,
     ``PING``, ``WRITE_REG``, ``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
     ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
-    registered, for a small device): one cycle less each.
+    registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
+    the request on ``mem`` registered (a write lands a cycle after the writer makes it), for a
+    port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
+    (a memory bank with ``host_stages``): two more cycles per word read.
     """
 
     @staticmethod
@@ -56,10 +59,13 @@ class HostLink(wiring.Component):
 
     def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
-                 formats: Formats = FORMATS, element_port: bool = False, stages: bool = True):
+                 formats: Formats = FORMATS, element_port: bool = False, stages: bool = True,
+                 host_stages: bool = False):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, timeout=timeout, formats=formats)
-        self.stages = bool(stages)
+        if host_stages and not stages:
+            raise ValueError("host_stages needs stages (the reader registers the words it reads)")
+        self.stages, self.host_stages = bool(stages), bool(host_stages)
         self.element_port = bool(element_port)
         self.lanes, self.depths, self.elements = lanes, dict(depths), elements
         self.addr_width, self.max_payload, self.timeout = addr_width, max_payload, timeout
@@ -85,7 +91,9 @@ class HostLink(wiring.Component):
             max_payload=self.max_payload, formats=self.formats, registered=self.stages)
         m.submodules.writer = wr = BufferWriter(max_payload=self.max_payload, first=MEM_HEAD,
                                                 **walker)
-        m.submodules.reader = rd = WordReader(**walker, registered=self.stages)
+        # the reader's read data: the port's latency, and a cycle more for the request register
+        latency = host_read_latency(self.host_stages) + self.host_stages
+        m.submodules.reader = rd = WordReader(**walker, registered=self.stages, latency=latency)
         m.submodules.sender = tx = PacketSender()
 
         wiring.connect(m, wiring.flipped(self.rx), rx.rx)
@@ -103,10 +111,13 @@ class HostLink(wiring.Component):
         # one memory port for both walkers (one transaction at a time: they never walk
         # together): the reader's address while it walks, the writer's otherwise; selected by
         # a register, so that no path runs from the link's tx through the port to the writer
+        # (host_stages: all of it registered, so that only the memory bank's own muxes lie
+        # between a register and a memory)
         port = self.mem
-        m.d.comb += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re),
-                     rd.mem.rdata.eq(port.rdata)]
+        request = m.d.sync if self.host_stages else m.d.comb
+        request += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
+        m.d.comb += rd.mem.rdata.eq(port.rdata)
         for name in ("mem", "addr") + (("el",) if EP else ()):
-            m.d.comb += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
-                                                   getattr(wr.mem, name)))
+            request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
+                                                  getattr(wr.mem, name)))
         return m

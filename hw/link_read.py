@@ -26,8 +26,9 @@ class WordReader(wiring.Component):
     that, each held until taken, the register shifting by an element as one is taken (no
     element mux); the next word is due once the last element is taken. So the first element
     is offered 4 cycles after the ``cmd``, and with ``ready`` held high a word comes every
-    ``per + 3`` cycles. ``element_port``: each element is read alone (``mem.el``),
-    ``4`` cycles per element at best. ``registered=False`` (fewer flip-flops, for a small
+    ``per + 3`` cycles. ``latency``: cycles from ``mem.re`` to ``mem.rdata`` (1 above; more
+    needs ``registered``), each cycle beyond the first one more per word. ``element_port``:
+    each element is read alone (``mem.el``), ``4`` cycles per element at best. ``registered=False`` (fewer flip-flops, for a small
     device): the elements offered straight from ``mem.rdata`` (which must then hold while
     ``mem.re`` is low: a read port with enable) from the cycle after the read, two cycles
     earlier. A ``cmd`` (no back-pressure)
@@ -37,10 +38,15 @@ class WordReader(wiring.Component):
     """
 
     def __init__(self, *, depth: int, addr_width: int, elements: int,
-                 element_port: bool = False, registered: bool = True):
+                 element_port: bool = False, registered: bool = True, latency: int = 1):
         check_walk(depth=depth, addr_width=addr_width, elements=elements)
+        if not isinstance(latency, int) or isinstance(latency, bool) or latency < 1:
+            raise ValueError(f"latency must be an int >= 1, not {latency!r}")
+        if latency > 1 and not registered:
+            raise ValueError(f"latency {latency} needs registered=True (the word is offered "
+                             f"from the read data the cycle after the read otherwise)")
         self.depth, self.elements, self.element_port = depth, elements, bool(element_port)
-        self.registered = bool(registered)
+        self.registered, self.latency = bool(registered), latency
         super().__init__({
             "cmd": In(stream.Signature(walk_layout(depth, elements), always_ready=True)),
             "o": Out(stream.Signature(ELEMENT)),
@@ -58,10 +64,16 @@ class WordReader(wiring.Component):
         arriving = Signal()                             # mem.rdata holds it: registered now
         full = Signal()                                 # it is offered
         loading = Signal()                              # registered: the data held, to `word`
+        # cycles left until mem.rdata holds the word read (latency > 1): then `arriving`
+        flight = Signal(range(self.latency))
+        re = pending & ~arriving & ~loading & ~full
+        start = self.cmd.valid & ~pending & ~arriving & ~loading & ~full
+        if self.latency > 1:                            # nor is a word on its way
+            re, start = re & (flight == 0), start & (flight == 0)
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr),
                      # (pending implies nothing else in flight: the rest for the proofs'
-                     # induction, which starts anywhere; all registers, one LUT)
-                     mem.re.eq(pending & ~arriving & ~loading & ~full),
+                     # induction, which starts anywhere; all registers, a LUT or two)
+                     mem.re.eq(re),
                      o.valid.eq(full), o.payload.bytes.eq(eb)]
         if EP:
             m.d.comb += mem.el.eq(el)
@@ -78,15 +90,22 @@ class WordReader(wiring.Component):
         end_of_word = el == per - 1
         # walking: pending | arriving | loading | full, held in a register of its own (it
         # selects the link's memory port)
-        with m.If(self.cmd.valid & ~pending & ~arriving & ~loading & ~full):
+        with m.If(start):
             m.d.sync += [code.eq(cmd.mem), maddr.eq(cmd.addr), left.eq(cmd.words),
                          eb.eq(cmd.eb), per.eq(cmd.per), el.eq(0), pending.eq(1),
                          full.eq(0), self.walking.eq(1)]
         with m.Elif(mem.re):
-            # registered: the data arrive (into `word`) next cycle; else they are offered then
-            m.d.sync += [pending.eq(0), (arriving if self.registered else full).eq(1)]
+            # registered: the data arrive (into `word`) next cycle, or `latency - 1` later;
+            # else they are offered then
+            if self.latency > 1:
+                m.d.sync += [pending.eq(0), flight.eq(self.latency - 1)]
+            else:
+                m.d.sync += [pending.eq(0), (arriving if self.registered else full).eq(1)]
             with m.If(end_of_word if EP else 1):        # the word's last element moves on
                 m.d.sync += maddr.eq(maddr + 1)
+        if self.latency > 1:
+            with m.Elif(flight != 0):
+                m.d.sync += [flight.eq(flight - 1), arriving.eq(flight == 1)]
         if self.registered:
             # the data go first into a register of their own (no logic but its enable after
             # the memories' read mux), then into the shifting `word`

@@ -104,19 +104,26 @@ class BufferWriter(wiring.Component):
                         m.d.sync += el.eq(0)
                     with m.Else():
                         m.d.sync += el.eq(el + 1)
-            if not EP:
-                with m.If(w_ready):                     # (a cycle that takes no byte)
+            if EP:      # the element alone, in a cycle that reads the next byte
+                with m.Elif(word_full):
+                    self._write(m, word_full, w_last, maddr, words, active, rd_pending)
+            else:       # the element into the word in a cycle that reads the next byte, the
+                        # word to memory the next (which takes that byte)
+                with m.If(w_ready):
                     m.d.sync += [w_ready.eq(0), word_full.eq(w_last)]
                     for e in range(self.elements):      # an If per element: no `case` on w_el
                         with m.If(w_el == e):
                             m.d.sync += word[e].eq(elem)
-            with m.If(word_full):
-                # a word (element) is whole: written while the next byte is read or taken
-                m.d.comb += mem.we.eq(1)
-                m.d.sync += word_full.eq(0)
-                with m.If(w_last):
-                    m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
-                    with m.If(words == 1):
-                        m.d.comb += self.done.eq(1)
-                        m.d.sync += [active.eq(0), rd_pending.eq(0)]
+                with m.If(word_full):
+                    self._write(m, word_full, w_last, maddr, words, active, rd_pending)
         return m
+
+    def _write(self, m, word_full, w_last, maddr, words, active, rd_pending):
+        """The write of a whole word (element); the walk's last ends it."""
+        m.d.comb += self.mem.we.eq(1)
+        m.d.sync += word_full.eq(0)
+        with m.If(w_last):
+            m.d.sync += [maddr.eq(maddr + 1), words.eq(words - 1)]
+            with m.If(words == 1):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += [active.eq(0), rd_pending.eq(0)]

@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "mem_port_signature", "port_elements", "word_shapes", "run_ports",
+__all__ = ["MemoryBank", "host_read_latency", "mem_port_signature", "port_elements", "word_shapes", "run_ports",
            "SINGLE_PORTED", "NO_COLLISION"]
 
 #: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
@@ -28,12 +28,18 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
     return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
 
 
+def host_read_latency(host_stages: bool) -> int:
+    """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or 2 when the memories' read
+    data are registered before the host read mux (``AccelConfig.host_stages``)."""
+    return 2 if host_stages else 1
+
+
 def mem_port_signature(addr_width: int, elements: int,
                        element_port: bool = False) -> wiring.Signature:
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
-    truncated to the word's fields, read ones sign-extended; ``rdata`` is valid the cycle after
-    ``re``.
+    truncated to the word's fields, read ones sign-extended; ``rdata`` is valid
+    :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``.
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
     carries one element): a write changes that element alone."""
@@ -96,7 +102,10 @@ class MemoryBank(wiring.Component):
     (``<name>_rd``, ``<name>_wr`` for the memories the run writes: ``Memory.run_writes``); while
     ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
     (words beyond a memory's depth are left alone); otherwise the host port ``host``
-    (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``. The host's
+    (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``, or with
+    ``config.host_stages`` the cycle after that, each memory's read data going first into a
+    register of its own (nothing after the block RAM but that register) and only from there
+    through the host read mux (:func:`host_read_latency`). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -298,14 +307,23 @@ class MemoryBank(wiring.Component):
             m.d.sync += rd_code.eq(host.mem)
             if cfg.element_port:
                 m.d.sync += rd_el.eq(host.el)
+        src = {name: port.data for name, port in rd.items()}     # what the host read mux takes
+        if cfg.host_stages:                 # the word read, registered the cycle it arrives
+            read = Signal()
+            m.d.sync += read.eq(host.re)
+            for name in self.memories:
+                held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
+                with m.If(read & (rd_code == MEMORIES[name].code)):
+                    m.d.sync += held.eq(rd[name].data)
+                src[name] = held
         with m.Switch(rd_code):
             for name in self.memories:
                 with m.Case(MEMORIES[name].code):
                     if cfg.element_port:
-                        self._unpack_element(m, host.rdata[0], rd[name].data, rd_el,
+                        self._unpack_element(m, host.rdata[0], src[name], rd_el,
                                              self.mem_shapes[name])
                     else:
-                        self._unpack(m, host.rdata, rd[name].data, self.shapes[name][0])
+                        self._unpack(m, host.rdata, src[name], self.shapes[name][0])
             with m.Default():                   # a code without a memory reads 0
                 m.d.comb += [host.rdata[e].eq(0) for e in range(self.port_elements)]
         return m

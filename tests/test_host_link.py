@@ -16,12 +16,13 @@ PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
 DIVISOR = 4
 
 
-@pytest.fixture(scope="module", params=["default", "small"])
+@pytest.fixture(scope="module", params=["default", "small", "host_stages"])
 def board(request, tmp_path_factory):
-    """The simulated board with the design's defaults, and with the small-device options (the
-    iCEBreaker's build) at the same sizes."""
+    """The simulated board with the design's defaults, with the small-device options (the
+    iCEBreaker's build) at the same sizes, and with the host port registered on both sides."""
     from gateskip.hw.top import SMALL_DEVICE, SimBoard
-    options = SMALL_DEVICE if request.param == "small" else {}
+    options = {"default": {}, "small": SMALL_DEVICE,
+               "host_stages": {"host_stages": True}}[request.param]
     exe = build_sim_board(SimBoard(**PARAMS, divisor=DIVISOR, **options),
                           tmp_path_factory.mktemp("simboard"))
     with SimulatedBoard(exe) as b:

@@ -151,6 +151,8 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
      r"ceil\(\(inputs \+ hidden\) / lanes\) >= 5, not 4"),
     ({"hidden": 4, "inputs": 4, "lanes": 1, "spram": True, "train": True},
      "spram needs train=False"),
+    ({"host_stages": True, "timing_stages": False}, "host_stages needs timing_stages"),
+    ({"host_stages": 2}, "host_stages must be"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),
 ])

@@ -27,7 +27,8 @@ def _dut(max_payload=64, **options):
     bw = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, **options)
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
-                    timeout=TIMEOUT, element_port=bw.element_port)
+                    timeout=TIMEOUT, element_port=bw.element_port,
+                    host_stages=bw.config.host_stages)
     m = Module()
     m.submodules.bw, m.submodules.link = bw, link
     wiring.connect(m, link.reg, bw.reg)
@@ -96,10 +97,12 @@ def test_ping_and_registers():
     assert replies[4][0] == CMD["WAIT"] and len(replies) == 5
 
 
-@pytest.mark.parametrize("options", [{}, {"element_port": True}])
+@pytest.mark.parametrize("options", [{}, {"element_port": True}, {"host_stages": True},
+                                     {"element_port": True, "host_stages": True}])
 def test_memory_round_trip(options):
     """W (2-byte elements), DH (3-byte), DB (4-byte) and ACT written and read back, sign
-    included; also through the element port (one element per access)."""
+    included; also through the element port (one element per access), and with the host port
+    registered on both sides (``host_stages``)."""
     rng = np.random.default_rng(1)
     C = -(-(X + H) // L)
     words = {"W": rng.integers(-2**15, 2**15, (4 * H * C, L)),
@@ -112,7 +115,7 @@ def test_memory_round_trip(options):
         data = b"".join(int(v & ((1 << 8 * eb) - 1)).to_bytes(eb, "little") for v in w.ravel())
         req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, len(w)) + data))
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", code, 0, len(w))))
-    replies = _run(req, max_payload=256, **options)
+    replies = _run(req, max_payload=256, tail=800, **options)
     for k, (name, w) in enumerate(words.items()):
         assert replies[2 * k] == (CMD["WRITE_MEM"], b"")
         code, data = replies[2 * k + 1]
@@ -598,15 +601,16 @@ def test_word_reader_reads_on_demand(element_port):
         assert reads == [(3 + k, None) for k in range(words)]
 
 
-@pytest.mark.parametrize("registered,latency", [(True, 3), (False, 1)])
-def test_word_reader_latency(registered, latency):
+@pytest.mark.parametrize("registered,port,latency", [(True, 1, 3), (False, 1, 1), (True, 3, 5)])
+def test_word_reader_latency(registered, port, latency):
     """With ``o.ready`` held high: each word's first element ``latency`` cycles after its read
-    (registered: the port's data held, then shifted out), a word every ``per + latency``."""
+    (registered: the port's data held, then shifted out; a port whose data come ``port``
+    cycles after its read: ``port - 1`` more), a word every ``per + latency``."""
     from gateskip.hw.link_read import WordReader
     from gateskip.hw.link_types import walk_layout
     per, n = 2, 3
-    dut = WordReader(depth=8, addr_width=3, elements=n, registered=registered)
-    reads, offers = [], []
+    dut = WordReader(depth=8, addr_width=3, elements=n, registered=registered, latency=port)
+    reads, offers, due = [], [], []
 
     async def bench(ctx):
         ctx.set(dut.cmd.valid, 1)
@@ -621,9 +625,14 @@ def test_word_reader_latency(registered, latency):
                 reads.append(cycle)
             if ctx.get(dut.o.valid):
                 offers.append((cycle, ctx.get(dut.o.payload.value)))
-            await ctx.tick()
             if re:
+                due.append((cycle + port, addr))
+            await ctx.tick()
+            if due and due[0][0] == cycle + 1:      # the data, `port` cycles after the read
+                addr = due.pop(0)[1]
                 ctx.set(dut.mem.rdata, [10 * addr + e for e in range(n)])
+            elif port > 1:                          # in between: anything but the word read
+                ctx.set(dut.mem.rdata, [99] * n)
 
     _simulate(dut, bench)
     assert [v for _, v in offers] == [0, 1, 10, 11, 20, 21]
@@ -648,3 +657,10 @@ def test_parts_check_their_parameters():
         BufferWriter(max_payload=64, first=64, depth=4, addr_width=2, elements=4)
     with pytest.raises(ValueError, match="elements"):
         WordReader(depth=4, addr_width=2, elements=0)
+    with pytest.raises(ValueError, match="latency must be an int >= 1"):
+        WordReader(depth=4, addr_width=2, elements=2, latency=0)
+    with pytest.raises(ValueError, match="needs registered=True"):
+        WordReader(depth=4, addr_width=2, elements=2, latency=2, registered=False)
+    with pytest.raises(ValueError, match="host_stages needs stages"):
+        HostLink(lanes=L, depths={n: 4 for n in MEMORIES}, addr_width=2, elements=6,
+                 stages=False, host_stages=True)
