@@ -29,6 +29,7 @@ from .output_layer import OutputLayer
 from .phases import PhaseControl
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
+from .slice import Slice
 from .threshold import ThresholdUnit
 from .update import UpdateUnit
 from .weight_update import WeightUpdate
@@ -40,6 +41,7 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
+#: (one more with ``deep_stages``, the fetch slice's: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -69,7 +71,7 @@ class Backward(wiring.Component):
     Overlap: the element-wise unit of step ``t`` runs while the array works on the first
     non-zeros of the same step (they stream through the queue); step ``t-1`` starts when the
     array has written the last word of ``da_t``, because its ``dh`` needs all of ``da_t``.
-    A step costs ``max(nnz * 2C, ~H)`` cycles plus :data:`STEP_OVERHEAD` (``C = ceil(K/L)``):
+    A step costs ``max(nnz * 2C, ~H)`` cycles plus :attr:`step_overhead` (``C = ceil(K/L)``):
     the element-wise side issues one unit per cycle, so it bounds the step only when
     ``nnz * 2C < H`` (with a time-shared gate-gradient unit, one unit per
     :attr:`GateGradUnit.cycles_per_unit` cycles).
@@ -103,6 +105,11 @@ class Backward(wiring.Component):
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages)
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
+        #: deep_stages: a skid slice between the fetch stage and the gate-gradient unit, so that
+        #: the unit's stall (its whole pipeline's enable) does not reach the fetch's reads
+        self.fetch_slice = Slice(self.ew.in_layout) if c.deep_stages else None
+        #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
+        self.step_overhead = STEP_OVERHEAD + c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
@@ -228,7 +235,14 @@ class Backward(wiring.Component):
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
         wiring.connect(m, fetch.da_rd, bank.da_h_rd)
-        wiring.connect(m, fetch.o, ew.i)
+        if self.fetch_slice is None:
+            wiring.connect(m, fetch.o, ew.i)
+            fetched = fetch.done
+        else:
+            m.submodules.fetch_slice = fs = self.fetch_slice
+            wiring.connect(m, fetch.o, fs.i)
+            wiring.connect(m, fs.o, ew.i)
+            fetched = fetch.done & ~fs.o.valid      # (the slice's skid holds only behind o)
         m.d.comb += [*[thr.i.payload.data[g].eq(ew.o.payload.dnet[g]) for g in range(4)],
                      thr.i.valid.eq(ew.o.valid), ew.o.ready.eq(thr.i.ready)]
         wiring.connect(m, thr.o, db.i)
@@ -257,7 +271,7 @@ class Backward(wiring.Component):
                    {"a": ctl.vec_base, "da": ctl.vec_base})
 
         # a step ends when everything behind the fetch is idle
-        m.d.comb += ctl.drained.eq(fetch.done & ~ew.busy & ~thr.o.valid & ~cmp.busy &
+        m.d.comb += ctl.drained.eq(fetched & ~ew.busy & ~thr.o.valid & ~cmp.busy &
                                    (queue.level == 0) & ~arr.busy & ~ctl.setup)
         self._counters(m, sb_mac16=self.config.dsp_counters and
                        getattr(platform, "family", None) == "iCE40")

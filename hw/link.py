@@ -45,7 +45,7 @@ class HostLink(wiring.Component):
     registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
     the request on ``mem`` registered (a write lands a cycle after the writer makes it), for a
     port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
-    (a memory bank with ``host_stages``): two more cycles per word read.
+    (a memory bank with ``deep_stages``): two more cycles per word read.
     """
 
     @staticmethod

@@ -28,10 +28,10 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
     return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
 
 
-def host_read_latency(host_stages: bool) -> int:
+def host_read_latency(staged: bool) -> int:
     """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or 2 when the memories' read
-    data are registered before the host read mux (``AccelConfig.host_stages``)."""
-    return 2 if host_stages else 1
+    data are registered before the host read mux (``AccelConfig.deep_stages``)."""
+    return 2 if staged else 1
 
 
 def mem_port_signature(addr_width: int, elements: int,
@@ -103,7 +103,7 @@ class MemoryBank(wiring.Component):
     ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
     (words beyond a memory's depth are left alone); otherwise the host port ``host``
     (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``, or with
-    ``config.host_stages`` the cycle after that, each memory's read data going first into a
+    ``config.deep_stages`` the cycle after that, each memory's read data going first into a
     register of its own (nothing after the block RAM but that register) and only from there
     through the host read mux (:func:`host_read_latency`). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
@@ -308,7 +308,7 @@ class MemoryBank(wiring.Component):
             if cfg.element_port:
                 m.d.sync += rd_el.eq(host.el)
         src = {name: port.data for name, port in rd.items()}     # what the host read mux takes
-        if cfg.host_stages:                 # the word read, registered the cycle it arrives
+        if cfg.deep_stages:                 # the word read, registered the cycle it arrives
             read = Signal()
             m.d.sync += read.eq(host.re)
             for name in self.memories:

@@ -50,7 +50,7 @@ class AcceleratorTop(wiring.Component):
                              elements=MemoryBank.port_width(c), max_payload=max_payload,
                              timeout=timeout, formats=c.formats,
                              element_port=c.element_port, stages=c.timing_stages,
-                             host_stages=c.host_stages)
+                             host_stages=c.deep_stages)
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),
                           "busy": Out(1)})

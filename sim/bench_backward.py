@@ -6,7 +6,7 @@ Per configuration (H, X, lanes) the accelerator is built once and the ``bench`` 
 training trace at its own threshold (the sparsity training produces), in skip and in dense
 mode, reading the accelerator's own counters. The ideal is ``pairs * 2C`` (every non-zero
 ``dnet`` costs ``C = ceil(K/L)`` cycles for ``dW`` and ``C`` for ``da``); the rest is a
-latency per step (:data:`gateskip.hw.backward.STEP_OVERHEAD`).
+latency per step (:attr:`gateskip.hw.backward.Backward.step_overhead`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..golden.accel import trace_inputs
 from ..golden.trace import load_trace
-from ..hw.backward import STEP_OVERHEAD, Backward
+from ..hw.backward import Backward
 from . import bench_core as bench
 from .accel_stimulus import random_mems, tau_for_sparsity
 from .runner import run
@@ -100,9 +100,9 @@ def _row(accel: Backward, r: dict, simulator: str) -> dict:
             "tau": r["tau"], "steps": steps, "sparsity": skip["ZEROS"] / skip["VALUES"],
             "nnz": skip["PAIRS"], "n": skip["VALUES"],
             "cycles_dense": dense["CYCLES"], "cycles_skip": skip["CYCLES"],
-            "cycles_ideal": ideal, "latency_per_step": STEP_OVERHEAD,
-            "skip_over_ideal": skip["CYCLES"] / (ideal + STEP_OVERHEAD * steps),
-            "dense_over_ideal": dense["CYCLES"] / (ideal_dense + STEP_OVERHEAD * steps),
+            "cycles_ideal": ideal, "latency_per_step": accel.step_overhead,
+            "skip_over_ideal": skip["CYCLES"] / (ideal + accel.step_overhead * steps),
+            "dense_over_ideal": dense["CYCLES"] / (ideal_dense + accel.step_overhead * steps),
             "overhead_per_step_skip": (skip["CYCLES"] - ideal) / steps,
             "overhead_per_step_dense": (dense["CYCLES"] - ideal_dense) / steps,
             "ew_cycles_per_step": accel.hidden,

@@ -58,12 +58,12 @@ class AccelConfig:
     (a cycle less per step), the pipelined gate-gradient unit's products rounded as they leave
     the multipliers (four cycles less per step), the MAC array's accumulator read (into the add from block RAM),
     the host link's executor outputs and its reader's word.
-    ``host_stages``: the host memory port registered on both sides (more flip-flops: the port's
-    width, and the words of every memory the host reads): the link registers its request
-    (memory, address, enables, data: a write lands a cycle later), and the memory bank registers
-    each memory's read data before the host read mux (nothing after the block RAMs but a
-    register), so a host read's data come two cycles after the bank sees it, three after the
-    link's reader asks; the accelerator's cycles are unchanged.
+    ``deep_stages`` (needs ``timing_stages``): the further registers a fast clock needs (more
+    flip-flops): the host memory port registered on both sides (the link registers its request,
+    so a write lands a cycle later, and the memory bank each memory's read data before the host
+    read mux, so a host read's data come two cycles after the bank sees it, three after the
+    link's reader asks), and a skid slice between the fetch stage and the gate-gradient unit
+    (the unit's stall no longer reaches the fetch's reads: a cycle more per step).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``element_port=False``).
@@ -99,7 +99,7 @@ class AccelConfig:
     forwarding: bool = True
     threshold_skid: bool = True
     timing_stages: bool = True
-    host_stages: bool = False
+    deep_stages: bool = False
     train: bool = False
     vocab: int = 0
     layers: int = 1
@@ -118,15 +118,15 @@ class AccelConfig:
         if self.update_lanes is not None:
             _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "timing_stages",
-                     "host_stages", "train", "spram", "dsp_counters"):
+                     "deep_stages", "train", "spram", "dsp_counters"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
             raise TypeError(f"formats must be a Formats, not {self.formats!r}")
         if not self.forwarding and self.chunks < 2:
             raise ValueError("forwarding=False needs C = ceil((inputs + hidden) / lanes) >= 2")
-        if self.host_stages and not self.timing_stages:
-            raise ValueError("host_stages needs timing_stages (the link's reader registers "
+        if self.deep_stages and not self.timing_stages:
+            raise ValueError("deep_stages needs timing_stages (the link's reader registers "
                              "the words it reads)")
         if self.train and self.element_port:
             raise ValueError("train needs element_port=False (the forward writes h by lane)")

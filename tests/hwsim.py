@@ -305,23 +305,30 @@ class AmaranthBus:
         c.set(port.we, 0)
 
     async def read_mem(self, code, n, per, addr=0):
-        c, port = self.ctx, self.dut.mem
+        """``n`` words of ``per`` elements from ``addr`` on, one access a cycle, each access's
+        data taken ``host_read_latency`` cycles after it (the bank's, with or without
+        ``deep_stages``)."""
+        from gateskip.hw.memory_bank import host_read_latency
+        c, port, ep = self.ctx, self.dut.mem, self.dut.element_port
+        config = getattr(self.dut, "config", None)
+        latency = host_read_latency(bool(config and config.deep_stages))
+        accesses = [(i, e) for i in range(n) for e in (range(per) if ep else [None])]
+        data = []
         c.set(port.mem, code); c.set(port.re, 1)
-        out = []
-        for i in range(n):
-            c.set(port.addr, addr + i)
-            if self.dut.element_port:
-                word = []
-                for e in range(per):
+        for k in range(len(accesses) + latency - 1):
+            if k < len(accesses):                   # (then the last again, while it comes)
+                i, e = accesses[k]
+                c.set(port.addr, addr + i)
+                if ep:
                     c.set(port.el, e)
-                    await c.tick()
-                    word.append(c.get(port.rdata[0]))
-                out.append(word)
-                continue
             await c.tick()
-            out.append([c.get(port.rdata[e]) for e in range(per)])
+            if k >= latency - 1:
+                data.append([c.get(port.rdata[0])] if ep else
+                            [c.get(port.rdata[e]) for e in range(per)])
         c.set(port.re, 0)
-        return np.array(out, np.int64)
+        if ep:
+            data = [[data[i * per + e][0] for e in range(per)] for i in range(n)]
+        return np.array(data, np.int64).reshape(n, per)
 
 
 def simulate(dut, testbench, collisions: dict | None = None):

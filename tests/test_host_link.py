@@ -16,13 +16,13 @@ PARAMS = dict(hidden=4, inputs=3, lanes=2, max_seq=3, max_batch=2)
 DIVISOR = 4
 
 
-@pytest.fixture(scope="module", params=["default", "small", "host_stages"])
+@pytest.fixture(scope="module", params=["default", "small", "deep_stages"])
 def board(request, tmp_path_factory):
     """The simulated board with the design's defaults, with the small-device options (the
     iCEBreaker's build) at the same sizes, and with the host port registered on both sides."""
     from gateskip.hw.top import SMALL_DEVICE, SimBoard
     options = {"default": {}, "small": SMALL_DEVICE,
-               "host_stages": {"host_stages": True}}[request.param]
+               "deep_stages": {"deep_stages": True}}[request.param]
     exe = build_sim_board(SimBoard(**PARAMS, divisor=DIVISOR, **options),
                           tmp_path_factory.mktemp("simboard"))
     with SimulatedBoard(exe) as b:

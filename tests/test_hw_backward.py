@@ -97,6 +97,29 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     assert got["collisions"] == {}
 
 
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, ew", [
+    (3, 2, 2, 3, 2, 0.5, False, None),
+    (4, 3, 2, 2, 1, 0.9, False, None),          # the unit's side bounds the step
+    (3, 2, 2, 3, 1, 0.5, True, None),
+    (3, 2, 2, 2, 1, 0.5, False, 1),
+])
+def test_deep_stages_are_bit_exact_a_cycle_more_a_step(H, X, L, T, B, sparsity, dense, ew):
+    """``deep_stages`` (the fetch slice, the host port's registers): the same results, and
+    exactly one cycle more per step (``step_overhead``)."""
+    seed = H * 100 + X * 10 + L + int(dense)
+    mems = random_mems(H, X, T, B, seed)
+    tau = tau_for_sparsity(mems, X, sparsity)
+    duts = [Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, ew_multipliers=ew,
+                     deep_stages=deep) for deep in (True, False)]
+    assert duts[0].step_overhead == duts[1].step_overhead + 1
+    runs = [simulate(dut, mems, tau, dense=dense, collisions=dut.bank.collision_free)
+            for dut in duts]
+    check(runs[0], backward_model(mems, tau, inputs=X, dense=dense), X + H)
+    assert runs[0]["status"] == 1 << STATUS["DONE"] and runs[0]["collisions"] == {}
+    assert runs[0]["STEPS"] == runs[1]["STEPS"] == T * B
+    assert runs[0]["CYCLES"] == runs[1]["CYCLES"] + runs[0]["STEPS"]
+
+
 SMALL = dict(element_port=True, counter_width=16, fifo_depth=2, db_serial=True, forwarding=False,
              threshold_skid=False, timing_stages=False, ew_multipliers=1)
 
@@ -151,8 +174,8 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
      r"ceil\(\(inputs \+ hidden\) / lanes\) >= 5, not 4"),
     ({"hidden": 4, "inputs": 4, "lanes": 1, "spram": True, "train": True},
      "spram needs train=False"),
-    ({"host_stages": True, "timing_stages": False}, "host_stages needs timing_stages"),
-    ({"host_stages": 2}, "host_stages must be"),
+    ({"deep_stages": True, "timing_stages": False}, "deep_stages needs timing_stages"),
+    ({"deep_stages": 2}, "deep_stages must be"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),
 ])

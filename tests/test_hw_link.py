@@ -28,7 +28,7 @@ def _dut(max_payload=64, **options):
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
                     timeout=TIMEOUT, element_port=bw.element_port,
-                    host_stages=bw.config.host_stages)
+                    host_stages=bw.config.deep_stages)
     m = Module()
     m.submodules.bw, m.submodules.link = bw, link
     wiring.connect(m, link.reg, bw.reg)
@@ -97,12 +97,12 @@ def test_ping_and_registers():
     assert replies[4][0] == CMD["WAIT"] and len(replies) == 5
 
 
-@pytest.mark.parametrize("options", [{}, {"element_port": True}, {"host_stages": True},
-                                     {"element_port": True, "host_stages": True}])
+@pytest.mark.parametrize("options", [{}, {"element_port": True}, {"deep_stages": True},
+                                     {"element_port": True, "deep_stages": True}])
 def test_memory_round_trip(options):
     """W (2-byte elements), DH (3-byte), DB (4-byte) and ACT written and read back, sign
     included; also through the element port (one element per access), and with the host port
-    registered on both sides (``host_stages``)."""
+    registered on both sides (``deep_stages``)."""
     rng = np.random.default_rng(1)
     C = -(-(X + H) // L)
     words = {"W": rng.integers(-2**15, 2**15, (4 * H * C, L)),
