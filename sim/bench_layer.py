@@ -7,7 +7,7 @@ Per configuration (H, X, lanes) the training build is made once and the ``bench`
 same weights and state, reading the phase counters. Ideal per phase: the forward ``T*B*4H*C``
 (every row's ``C`` beats: the forward does not skip), the backward ``pairs * 2C``, the update
 ``4H*C``; the rest is a latency per step (forward :data:`gateskip.hw.forward_unit.STEP_OVERHEAD`,
-backward :data:`gateskip.hw.backward.STEP_OVERHEAD`) and per update
+backward :attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
 (:data:`gateskip.hw.weight_update.OVERHEAD`).
 
 One more row per configuration runs an iteration of real training: the layer's weights, state,
@@ -27,7 +27,6 @@ from ..defaults import BENCH_TRAINING_ITERATIONS, COMPARE_DEFAULTS, LAYER_OPTIMI
 from ..golden.accel import run_outputs, to_hw_rows
 from ..golden.layer import LayerMemories
 from ..hw import forward_unit, weight_update
-from ..hw.backward import STEP_OVERHEAD as BACKWARD_STEP
 from ..hw.blocks import make
 from . import bench_core as bench
 from .accel_stimulus import random_layer, tau_for_sparsity
@@ -134,7 +133,7 @@ def _row(accel, r: dict, simulator: str) -> dict:
     ideal = {"forward": steps * 4 * H * C, "backward": skip["PAIRS"] * 2 * C,
              "update": 4 * H * C}
     ideal_dense_backward = dense["PAIRS"] * 2 * C
-    latency = (steps * (forward_unit.STEP_OVERHEAD + BACKWARD_STEP) +
+    latency = (steps * (forward_unit.STEP_OVERHEAD + accel.step_overhead) +
                B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.OVERHEAD)
     total = {mode: sum(c[key] for _p, key in PHASES) for mode, c in (("skip", skip),
                                                                        ("dense", dense))}
