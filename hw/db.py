@@ -39,8 +39,10 @@ class DbParallel(_Db):
     ``i`` (the threshold's beats, unit ``k = 0, 1, ...`` of the step; ``setup`` restarts at 0)
     passes to ``o`` unchanged and combinationally (``i.ready = o.ready``). ``db`` is word ``k``
     of a memory of ``H`` words of four ``dw`` elements: the word of the beat waiting in ``i`` is
-    read ahead (the next unit's as a beat leaves), and written, each gate shifted to ``dw``'s
-    fraction and added with saturation, in the cycle the beat is taken: no bubble between beats.
+    read ahead (the next unit's as a beat leaves) and registered, with the beat's ``dnet``, in
+    the cycle the beat is taken (nothing after the block RAM but that register); the next cycle
+    it is written back, each gate shifted to ``dw``'s fraction and added with saturation: no
+    bubble between beats (a word is read again only the next step).
     Word 0 is read in the cycle after ``setup``, so a step's first beat may come no sooner than
     the cycle after that (in the accelerator it comes 7 cycles later, through the fetch, the
     gate-gradient unit and the threshold).
@@ -59,12 +61,17 @@ class DbParallel(_Db):
         with m.If(fire):
             m.d.sync += k.eq(k + 1)
         width = self.formats.dw.width
+        # the word and the beat, registered every cycle; the next cycle, if the beat was
+        # taken, added and written back
+        word, dnet = Signal.like(self.rd.data), Signal.like(i.payload.data)
+        wk, we = Signal.like(k), Signal()
+        m.d.sync += [we.eq(fire), word.eq(self.rd.data), dnet.eq(i.payload.data), wk.eq(k)]
         m.d.comb += [
             o.payload.data.eq(i.payload.data), o.valid.eq(i.valid), i.ready.eq(o.ready),
             self.rd.addr.eq(Mux(fire, k + 1, k)), self.rd.en.eq(1),
-            self.wr.addr.eq(k), self.wr.en.eq(fire),
-            *[self.wr.data[g].eq(saturate_by_sign(
-                self.rd.data[g] + (i.payload.data[g] << self.shift), width)) for g in range(4)],
+            self.wr.addr.eq(wk), self.wr.en.eq(we),
+            *[self.wr.data[g].eq(saturate_by_sign(word[g] + (dnet[g] << self.shift), width))
+              for g in range(4)],
         ]
         return m
 
