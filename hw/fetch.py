@@ -55,27 +55,41 @@ class FetchStage(wiring.Component):
         lane = Signal(range(max(L, 2)))      # ... of the beat being read
         has_next = Signal()
 
-        # what an issue moves k, word_h and lane_h to, and whether k < H, held in registers
-        # (computed the cycle before, from registers): `issue` only selects them
-        more = Signal(init=1)
-        k_n, word_n, lane_n = Signal(range(H + 2), init=1), Signal(range(C + 2)), Signal.like(lane_h)
-
-        def successor(word, lane):
-            return Mux(lane == L - 1, word + 1, word), Mux(lane == L - 1, 0, lane + 1)
-        with m.If(self.setup):
-            m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L), lane_h.eq(X % L),
-                         word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
         staged = cfg.timing_stages                  # the read data go into o's registers
         forward = (~self.o.valid | self.o.ready) if staged else self.o.ready
         take = ~valid | forward
-        issue = take & self.running & ~self.setup & more
-        with m.If(take):
-            m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
-        with m.If(issue):
-            word_nn, lane_nn = successor(word_n, lane_n)
-            m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),
-                         word_h.eq(word_n), lane_h.eq(lane_n), word_n.eq(word_nn),
-                         lane_n.eq(lane_nn)]
+        if cfg.deep_stages:
+            # what an issue moves k, word_h and lane_h to, and whether k < H, held in
+            # registers (computed the cycle before, from registers): `issue` only selects them
+            more = Signal(init=1)
+            k_n, word_n = Signal(range(H + 2), init=1), Signal(range(C + 2))
+            lane_n = Signal.like(lane_h)
+
+            def successor(word, lane):
+                return Mux(lane == L - 1, word + 1, word), Mux(lane == L - 1, 0, lane + 1)
+            with m.If(self.setup):
+                m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L),
+                             lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
+            issue = take & self.running & ~self.setup & more
+            with m.If(take):
+                m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
+            with m.If(issue):
+                word_nn, lane_nn = successor(word_n, lane_n)
+                m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),
+                             word_h.eq(word_n), lane_h.eq(lane_n), word_n.eq(word_nn),
+                             lane_n.eq(lane_nn)]
+        else:       # (fewer flip-flops)
+            with m.If(self.setup):
+                m.d.sync += [k.eq(0), word_h.eq(X // L), lane_h.eq(X % L)]
+            issue = take & self.running & ~self.setup & (k < H)
+            with m.If(take):
+                m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
+            with m.If(issue):
+                m.d.sync += k.eq(k + 1)
+                with m.If(lane_h == L - 1):
+                    m.d.sync += [lane_h.eq(0), word_h.eq(word_h + 1)]
+                with m.Else():
+                    m.d.sync += lane_h.eq(lane_h + 1)
 
         da_h = Signal(signed(cfg.formats.da.width))
         with m.Switch(lane):

@@ -106,25 +106,34 @@ class WordReader(wiring.Component):
         if self.latency > 1:
             with m.Elif(flight != 0):
                 m.d.sync += [flight.eq(flight - 1), arriving.eq(flight == 1)]
+        # a port of more than one cycle's latency (a fast clock's): the data registers load on
+        # their own state (below); else within the state chain (fewer LUTs)
+        split = self.registered and self.latency > 1
         if self.registered:
+            # the data go first into a register of their own (no logic but its enable after
+            # the memories' read mux), then into the shifting `word`
+            held = Signal.like(word)
             with m.Elif(arriving):
                 m.d.sync += [arriving.eq(0), loading.eq(1)]
+                if not split:
+                    m.d.sync += held.eq(mem.rdata)
             with m.Elif(loading):
                 m.d.sync += [loading.eq(0), full.eq(1)]
+                if not split:
+                    m.d.sync += word.eq(held)
         with m.Elif(o.valid & o.ready):
             m.d.sync += el.eq(el + 1)
+            if self.registered and not split:
+                m.d.sync += word.eq(word >> element)
             with m.If(end_of_word):
                 m.d.sync += [el.eq(0), left.eq(left - 1)]
             with m.If(1 if EP else end_of_word):   # the word (element) is used up
                 m.d.sync += [full.eq(0), pending.eq(~end_of_word | (left != 1))]
             with m.If(end_of_word & (left == 1)):      # the walk's last element
                 m.d.sync += self.walking.eq(0)
-        if self.registered:
-            # the data go first into a register of their own (no logic but its enable after
-            # the memories' read mux), then into the shifting `word`; each loads on its state
-            # alone (the states exclude one another), so no chain of the states before it
-            # lies in the enables that fan out to the whole word
-            held = Signal.like(word)
+        if split:
+            # each loads on its state alone (the states exclude one another), so no chain of
+            # the states before it lies in the enables that fan out to the whole word
             with m.If(arriving):
                 m.d.sync += held.eq(mem.rdata)
             with m.If(loading):
