@@ -9,8 +9,8 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "host_read_latency", "mem_port_signature", "port_elements", "word_shapes", "run_ports",
-           "SINGLE_PORTED", "NO_COLLISION"]
+__all__ = ["MemoryBank", "host_read_latency", "mem_port_signature", "port_elements",
+           "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
 
 #: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
 #: their gradient's accumulator)
