@@ -71,8 +71,6 @@ class FetchStage(wiring.Component):
                 m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L),
                              lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
             issue = take & self.running & ~self.setup & more
-            with m.If(take):
-                m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
             with m.If(issue):
                 word_nn, lane_nn = successor(word_n, lane_n)
                 m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),
@@ -82,14 +80,14 @@ class FetchStage(wiring.Component):
             with m.If(self.setup):
                 m.d.sync += [k.eq(0), word_h.eq(X // L), lane_h.eq(X % L)]
             issue = take & self.running & ~self.setup & (k < H)
-            with m.If(take):
-                m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
             with m.If(issue):
                 m.d.sync += k.eq(k + 1)
                 with m.If(lane_h == L - 1):
                     m.d.sync += [lane_h.eq(0), word_h.eq(word_h + 1)]
                 with m.Else():
                     m.d.sync += lane_h.eq(lane_h + 1)
+        with m.If(take):
+            m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
 
         da_h = Signal(signed(cfg.formats.da.width))
         with m.Switch(lane):

@@ -63,23 +63,21 @@ class BufferWriter(wiring.Component):
         rd_pending = Signal()                           # buffer[index] was read last cycle
         word_full = Signal()                            # a word (element) waits to be written
         m.d.comb += [mem.mem.eq(code), mem.addr.eq(maddr)]
+        # the element whole in `cur` (its eb bytes, the top ones); w_el: its index in the word,
+        # w_last: the word's last
+        elem, w_el, w_last = Signal(WORD_WIDTH), Signal.like(el), Signal()
+        m.d.comb += elem.eq(cur)
+        for n in range(1, 4):
+            with m.If(eb == n):
+                m.d.comb += elem.eq(cur[32 - 8 * n:])
         if EP:
             # the element is written the cycle after its last byte, while `cur` still holds it
-            w_elem, w_el, w_last = Signal(WORD_WIDTH), Signal.like(el), Signal()
-            m.d.comb += [w_elem.eq(cur), mem.wdata[0].eq(w_elem), mem.el.eq(w_el)]
-            for n in range(1, 4):
-                with m.If(eb == n):
-                    m.d.comb += w_elem.eq(cur[32 - 8 * n:])
+            m.d.comb += [mem.wdata[0].eq(elem), mem.el.eq(w_el)]
         else:
+            # the element into word[w_el] the cycle after its last byte (w_ready)
             word = Signal(data.ArrayLayout(WORD_WIDTH, self.elements))
+            w_ready = Signal()
             m.d.comb += mem.wdata.eq(word)
-            # an element is whole in `cur`: into word[w_el] the next cycle; w_last: the word's last
-            w_ready, w_el, w_last = Signal(), Signal.like(el), Signal()
-            elem = Signal(WORD_WIDTH)
-            m.d.comb += elem.eq(cur)
-            for n in range(1, 4):
-                with m.If(eb == n):
-                    m.d.comb += elem.eq(cur[32 - 8 * n:])
 
         with m.If(self.cmd.valid & ~active):
             m.d.sync += [active.eq(1), code.eq(cmd.mem), maddr.eq(cmd.addr),
