@@ -32,16 +32,20 @@ DEFAULT_SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
 
 def run_backward_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, seq: int = 8,
                        simulator: str = "verilator", trace=None, build_root=None, progress=None,
-                       seed: int = 1) -> list[dict]:
+                       seed: int = 1, options: dict | None = None) -> list[dict]:
     """One row per (configuration, sparsity), plus one per trace record when ``trace`` is
-    given (its H and X replace the configurations' own; its T and B are used)."""
+    given (its H and X replace the configurations' own; its T and B are used). ``options``:
+    the rest of :class:`~gateskip.spec.config.AccelConfig` for every build (a board's
+    ``element_port``, ``forwarding``, ...)."""
+    options = dict(options or {})
     sparsities = [float(s) for s in sparsities]
     bad = [s for s in sparsities if not 0 <= s <= 1]
     if bad:
         raise ValueError(f"sparsities must be in 0..1, not {bad[0]}")
     jobs = []
     for H, X, L in configs:
-        accel = Backward(hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=1)           # checks the parameters
+        accel = Backward(hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=1,
+                         **options)                                # checks the parameters
         mems = random_mems(H, X, seq, 1, seed)
         cases = [{"label": f"{s:.0%}", "tau": tau_for_sparsity(mems, X, s)} for s in sparsities]
         jobs.append((accel, {"seed": seed}, cases))
@@ -55,7 +59,8 @@ def run_backward_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *
             cases.append({"label": f"trace it {meta['iteration']}", "tau": meta["tau"],
                           "record": r})
         for case in cases:
-            jobs.append((Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B),
+            jobs.append((Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B,
+                                  **options),
                          {"trace": str(Path(trace).resolve()), "record": case["record"]},
                          [case]))
     return bench_accelerators("backward", jobs, _row, simulator=simulator,
@@ -76,7 +81,8 @@ def bench_accelerators(kind: str, jobs, row, *, simulator: str, build_root=None,
             result = root / f"{kind}_{name}.json"
             params = {"hidden": accel.hidden, "inputs": accel.inputs, "lanes": accel.lanes,
                       "max_seq": accel.max_seq, "max_batch": accel.max_batch,
-                      "bench_out": str(result), "cases": cases, **extra}
+                      "bench_out": str(result), "cases": cases,
+                      "options": accel.config.options, **extra}
             build = root / f"{kind}_{name}_{simulator}"
             tests, failed = run(accel, kind, f"gateskip.sim.tb_{kind}", simulator, build,
                                 params, testcase="bench")
@@ -111,14 +117,16 @@ def _row(accel: Backward, r: dict, simulator: str) -> dict:
             "macs_per_cycle_dense": dense["MACS"] / dense["CYCLES"],
             "macs_per_cycle_skip": skip["MACS"] / skip["CYCLES"],
             "macs_per_busy_cycle_dense": dense["MACS"] / dense["BEATS"],
-            "simulator": simulator}
+            "macs_dense": dense["MACS"], "macs_skip": skip["MACS"],
+            "bit_exact": r["bit_exact"], "simulator": simulator}
 
 
 COLUMNS = (("H", "{}"), ("X", "{}"), ("lanes", "{}"), ("T", "{}"), ("label", "{}"),
            ("sparsity", "{:.1%}"), ("cycles_dense", "{}"), ("cycles_skip", "{}"),
            ("cycles_ideal", "{}"), ("overhead_per_step_skip", "{:.1f}"),
            ("skip_over_ideal", "{:.3f}"), ("speedup", "{:.2f}"),
-           ("macs_per_cycle_dense", "{:.2f}"), ("macs_per_cycle_skip", "{:.2f}"))
+           ("macs_per_cycle_dense", "{:.2f}"), ("macs_per_cycle_skip", "{:.2f}"),
+           ("bit_exact", "{}"))
 
 
 def table(rows: list[dict]) -> str:

@@ -20,6 +20,7 @@ from gateskip.golden.accel import backward_model, trace_inputs
 from gateskip.golden.trace import load_trace
 from gateskip.hw.backward import Backward
 from gateskip.hw.blocks import make
+from gateskip.hw.memory_bank import host_read_latency
 from gateskip.host.accel import RESULTS, BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 from gateskip.sim.tb_common import TIMEOUT_US, reset_while, rng_for, setup
@@ -32,16 +33,24 @@ COUNTERS = ("steps", "values", "pairs", "zeros", "macs_skipped")
 
 def make_accel() -> Backward:
     """The accelerator the runner generated the Verilog of: ``hw.blocks.make("backward")`` with
-    the sizes the runner passed (the block's defaults for any it did not)."""
-    return make("backward", **{k: v for k in SIZES if (v := param(k)) is not None})
+    the sizes the runner passed (the block's defaults for any it did not) and its ``options``
+    (the rest of :class:`~gateskip.spec.config.AccelConfig`, by name)."""
+    accel = make("backward", **{k: v for k in SIZES if (v := param(k)) is not None})
+    options = param("options")
+    return Backward(accel.config.replace(**options)) if options else accel
 
 
 class CocotbBus:
-    """The register bus and memory port of the generated Verilog (see gateskip.host.accel)."""
+    """The register bus and memory port of the generated Verilog (see gateskip.host.accel):
+    a word per access, or one element of it with ``element_port``; read data taken
+    :func:`~gateskip.hw.memory_bank.host_read_latency` cycles after the access."""
 
     def __init__(self, dut, accel: Backward):
         self.dut = dut
         self.word = accel.mem.signature.members["wdata"].shape
+        self.element_port = accel.element_port
+        self.has_el = "el" in accel.mem.signature.members     # elements of more than one
+        self.latency = host_read_latency(accel.config.deep_stages)
         for name in ("reg__we", "reg__re", "mem__we", "mem__re"):
             getattr(dut, name).value = 0
 
@@ -67,6 +76,13 @@ class CocotbBus:
         n = self.word.length
         for i, word in enumerate(words):
             d.mem__addr.value = addr + i
+            if self.element_port:
+                for e, v in enumerate(word):
+                    if self.has_el:
+                        d.mem__el.value = e
+                    d.mem__wdata.value = pack(self.word, [int(v)])
+                    await RisingEdge(d.clk)
+                continue
             d.mem__wdata.value = pack(self.word, list(map(int, word)) + [0] * (n - len(word)))
             await RisingEdge(d.clk)
         d.mem__we.value = 0
@@ -74,16 +90,25 @@ class CocotbBus:
     async def read_mem(self, code, n, per, addr=0):
         d = self.dut
         d.mem__mem.value = code
+        accesses = [(i, e) for i in range(n)
+                    for e in (range(per) if self.element_port else [None])]
         out = []
-        for i in range(n + 1):             # pipelined: word i - 1 arrives as word i is asked
-            d.mem__re.value = int(i < n)
-            d.mem__addr.value = addr + min(i, n - 1)
+        # pipelined: access k's data arrive as access k + latency is asked
+        for k in range(len(accesses) + self.latency):
+            d.mem__re.value = int(k < len(accesses))
+            i, e = accesses[min(k, len(accesses) - 1)]
+            d.mem__addr.value = addr + i
+            if e is not None and self.has_el:
+                d.mem__el.value = e
             await ReadOnly()
-            if i:
-                out.append(unpack(self.word, d.mem__rdata.value)[:per])
+            if k >= self.latency:
+                out.append(unpack(self.word, d.mem__rdata.value))
             await RisingEdge(d.clk)
         d.mem__re.value = 0
-        return np.array(out, np.int64)
+        if self.element_port:
+            return np.array([[out[i * per + e][0] for e in range(per)] for i in range(n)],
+                            np.int64).reshape(n, per)
+        return np.array([w[:per] for w in out], np.int64).reshape(n, per)
 
 
 async def start(dut):
@@ -186,7 +211,8 @@ async def trace(dut):
 
 @cocotb.test(timeout_time=100_000 * TIMEOUT_US, timeout_unit="us")
 async def bench(dut):
-    """Cycles for gateskip bench: per case ``{label, tau}`` of params['cases'], skip and dense."""
+    """Cycles for gateskip bench: per case ``{label, tau}`` of params['cases'], skip and dense,
+    and whether the skip run's results equal the golden model's (``bit_exact``)."""
     out = param("bench_out")
     assert out, "run with params['bench_out'] = the JSON file to write"
     accel, host = await start(dut)
@@ -207,6 +233,10 @@ async def bench(dut):
                         ("CYCLES", "STEPS", "PAIRS", "VALUES", "ZEROS", "BEATS", "STARVED",
                          "EW_STALLS", "MACS")}
             r[mode] = counters
+            if not dense:                 # the skip run's results, against the golden model
+                got = await host.results()
+                want = backward_model(mems, case["tau"], inputs=accel.inputs)
+                r["bit_exact"] = all(np.array_equal(got[k], want[k]) for k in RESULTS)
         rows.append(r)
         with open(out, "w") as f:
             json.dump(rows, f)

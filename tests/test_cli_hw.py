@@ -96,7 +96,74 @@ def test_bench_backward_whole_sequences(tiny_trace, tmp_path):
             assert row["cycles_skip"] <= 1.10 * (row["cycles_ideal"] + lat)
     measured = [row["sparsity"] for row in rows if row["label"].endswith("%")]
     assert measured == sorted(measured) and measured[-1] > 0.9
+    assert all(row["bit_exact"] is True for row in rows)
     assert (tmp_path / "b" / "backward_cycles.png").stat().st_size > 0
+
+
+def test_bench_backward_with_options(tmp_path):
+    """``--param``: the options reach the simulated build (deep_stages: one cycle more per
+    step, its host reads two cycles late), whose skip run is bit-exact with golden."""
+    from gateskip.hw.backward import Backward
+
+    r = run(["bench", "--kind", "backward", "--backward-config", "5,3,2", "--seq-len", "2",
+             "--sparsities", "0.8", "--param", "deep_stages=true", "--simulator", "icarus",
+             "--out", str(tmp_path / "b"), "--json", str(tmp_path / "b.json"),
+             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads((tmp_path / "b.json").read_text())["rows"]
+    overhead = Backward(hidden=5, inputs=3, lanes=2, max_seq=2, max_batch=1,
+                        deep_stages=True).step_overhead
+    assert overhead == Backward(hidden=5, inputs=3, lanes=2, max_seq=2,
+                                max_batch=1).step_overhead + 1
+    assert row["latency_per_step"] == overhead
+    assert row["cycles_dense"] == row["n"] * 2 * row["C"] + overhead * row["steps"]
+    assert row["bit_exact"] is True
+
+
+def test_bench_boards_rates_from_a_saved_report(tmp_path, monkeypatch):
+    """--kind boards: a saved report's build (its sizes and options: one element per host
+    access, db a gate a cycle, 16-bit counters) simulated bit-exact; peak = lanes x clock,
+    effective = the dense run's MACs per second of the skip run."""
+    import gateskip.synth.build as build_mod
+
+    params = {"hidden": 4, "inputs": 3, "lanes": 2, "max_seq": 2, "max_batch": 2,
+              "max_payload": 512, "element_port": True, "db_serial": True,
+              "forwarding": False, "counter_width": 16, "train": False, "vocab": 0}
+    report = {"board": "tiny", "status": "ok", "meets_timing": True, "clock_mhz": 40.0,
+              "params": params}
+    (tmp_path / "tiny.json").write_text(json.dumps(report))
+    (tmp_path / "slow.json").write_text(json.dumps({**report, "meets_timing": False}))
+    monkeypatch.setattr(build_mod, "REPORTS_DIR", tmp_path)
+    r = run(["bench", "--kind", "boards", "--report", "slow", "--simulator", "icarus",
+             "--out", str(tmp_path / "b"), "--no-progress"])
+    assert r.exit_code == 1 and "'slow' is not a build that met timing" in r.output
+    r = run(["bench", "--kind", "boards", "--report", "tiny", "--sparsities", "0.8",
+             "--simulator", "icarus", "--out", str(tmp_path / "b"),
+             "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert (row["report"], row["H"], row["X"], row["lanes"], row["T"]) == ("tiny", 4, 3, 2, 2)
+    assert row["bit_exact"] is True and row["cycles_skip"] < row["cycles_dense"]
+    assert row["peak_mmacs"] == 2 * 40.0
+    assert row["dense_mmacs"] == pytest.approx(row["macs_dense"] * 40.0 / row["cycles_dense"])
+    assert row["effective_mmacs"] == pytest.approx(
+        row["macs_dense"] * 40.0 / row["cycles_skip"])
+    assert row["effective_mmacs"] > row["dense_mmacs"]
+    assert (tmp_path / "b" / "boards_macs.png").stat().st_size > 0
+    assert "tiny" in (tmp_path / "b" / "boards.txt").read_text()
+
+
+def test_boards_bench_builds_a_training_report_as_backward_only():
+    from gateskip.sim.bench_boards import backward_of, load_report, report_names
+
+    names = report_names()
+    assert {"icebreaker", "ulx3s-12f", "ulx3s-85f"} <= set(names)
+    (H, X, L), T, options = backward_of(load_report("ulx3s-85f"))    # the whole model
+    p = load_report("ulx3s-85f")["params"]
+    assert (H, X, L, T) == (p["hidden"], p["inputs"], p["lanes"], p["max_seq"])
+    assert options["train"] is False and options["vocab"] == 0 and options["layers"] == 1
+    assert "max_payload" not in options and "hidden" not in options
+    assert options["forwarding"] == p["forwarding"]
 
 
 def test_bench_layer_whole_iterations(tmp_path):
@@ -135,6 +202,14 @@ def test_bench_layer_whole_iterations(tmp_path):
     (["--config", "16"], "--config must be K,LANES"),
     (["--config", "16,0"], "lanes must be an int in 1..64"),
     (["--sparsities", "0.5,1.5"], "--sparsities: 1.5 is not a number in 0..1"),
+    (["--kind", "backward", "--param", "lanes=3"], "--param lanes: not an option"),
+    (["--kind", "backward", "--param", "deep_stages=2"], "deep_stages must be a bool"),
+    (["--kind", "backward", "--param", "deep_stages=true", "--param", "timing_stages=false"],
+     "deep_stages needs timing_stages"),
+    (["--param", "deep_stages=true"], "--param goes with --kind backward"),
+    (["--kind", "backward", "--report", "icebreaker"], "--report goes with --kind boards"),
+    (["--kind", "boards", "--report", "nope"], "--report nope: no saved report 'nope'"),
+    (["--kind", "boards", "--backward-config", "8,4,2"], "no --backward-config"),
 ])
 def test_bench_bad_input(args, message, tmp_path):
     r = run(["bench", *args, "--simulator", "icarus", "--out", str(tmp_path), "--no-progress"])

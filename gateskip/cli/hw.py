@@ -165,10 +165,18 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
               show_default=True)
 @out_option("out/bench", "Directory for the table and the PNG.")
 @json_option()
-@click.option("--kind", type=click.Choice(["all", "mac_array", "backward", "layer"]),
+@click.option("--kind", type=click.Choice(["all", "mac_array", "backward", "layer", "boards"]),
               default="all", show_default=True,
               help="The MAC core alone, the whole backward accelerator, a whole training "
-                   "iteration of the layer (forward, backward, update), or all three.")
+                   "iteration of the layer (forward, backward, update), or all three; or "
+                   "(boards) the backward of each board's saved build at its clock: peak, "
+                   "dense and effective MACs per second.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="For --kind backward: an option of the accelerator over its default, e.g. "
+                   "--param deep_stages=true (repeatable; gateskip build --list names them).")
+@click.option("--report", "reports", multiple=True, metavar="NAME",
+              help="For --kind boards: a saved build report, synth/reports/NAME.json "
+                   "(repeatable). [default: every board's own]")
 @click.option("--backward-config", "backward_configs", multiple=True, metavar="H,X,LANES",
               help="A backward accelerator (hidden, inputs, lanes) to measure (repeatable); "
                    "for --kind layer the training build. [default: 32,16,4 128,32,8; layer "
@@ -185,8 +193,8 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
                    "data and sparsity); 0: none.")
 @progress_option()
 @fail_cleanly
-def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
-          backward_configs, seq_len, trace, training_iterations, progress):
+def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, params,
+          reports, backward_configs, seq_len, trace, training_iterations, progress):
     """Cycles in simulation of the generated hardware: dense vs skip vs ideal.
 
     The MAC core (ideal nnz*ceil(K/L) per run) and the backward accelerator over whole
@@ -195,7 +203,9 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     from gateskip.sim import bench_core as bench_mod
     from gateskip.sim import bench_backward as bw_mod
     from gateskip.sim import bench_layer as layer_mod
+    from gateskip.sim import bench_boards as boards_mod
     from gateskip.hw.blocks import check
+    from gateskip.spec.config import AccelConfig
     from gateskip.sim.runner import find_simulator
 
     pairs = []
@@ -210,6 +220,25 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         values, bw_values = bench_mod.DEFAULT_SPARSITIES, bw_mod.DEFAULT_SPARSITIES
     else:
         values = bw_values = split_numbers(sparsities, "--sparsities", 0.0, 1.0)
+    options = parse_params(params)
+    if options and kind != "backward":
+        raise ValueError("--param goes with --kind backward")
+    if reports and kind != "boards":
+        raise ValueError("--report goes with --kind boards")
+    if kind == "boards":
+        given = [o for o, v in (("--config", configs), ("--backward-config", backward_configs),
+                                ("--trace", trace)) if v]
+        if given:
+            raise ValueError(f"--kind boards runs each saved build at its own sizes: no "
+                             f"{given[0]}")
+        report_names = list(reports) or boards_mod.report_names()
+        for name in report_names:
+            _named(f"--report {name}", boards_mod.load_report, name)
+        board_values = (boards_mod.DEFAULT_SPARSITIES if sparsities is None else values)
+    unknown = sorted(set(options) - (set(AccelConfig().options) - {"formats"}))
+    if unknown:
+        raise ValueError(f"--param {unknown[0]}: not an option of the accelerator (sizes are "
+                         f"--backward-config and --seq-len)")
     for K, L in pairs:                        # every parameter checked before any simulation
         _named(f"--config {K},{L}", check, "core", lanes=L, k=K, rows=rows)
     triples = []
@@ -222,8 +251,9 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
     layer_triples = triples or list(layer_mod.DEFAULT_CONFIGS)
     triples = triples or list(bw_mod.DEFAULT_CONFIGS)
     for H, X, L in triples:
-        _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "backward",
-               hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+        _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}"
+               + "".join(f" --param {k}={v}" for k, v in options.items()), AccelConfig,
+               hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1, **options)
     if kind in ("all", "layer"):
         for H, X, L in layer_triples:
             _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "layer",
@@ -249,14 +279,20 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         if kind in ("all", "backward"):
             rows_out += bw_mod.run_backward_bench(triples, bw_values, seq=seq_len,
                                                   simulator=simulator, trace=trace, progress=bar,
-                                                  build_root=os.path.join(out, "build"))
+                                                  build_root=os.path.join(out, "build"),
+                                                  options=options)
         if kind in ("all", "layer"):
             rows_out += layer_mod.run_layer_bench(
                 layer_triples, bw_values, seq=seq_len, simulator=simulator, progress=bar,
                 build_root=os.path.join(out, "build"), training_iterations=training_iterations)
+        if kind == "boards":
+            rows_out += boards_mod.run_boards_bench(report_names, board_values,
+                                                    simulator=simulator, progress=bar,
+                                                    build_root=os.path.join(out, "build"))
     finally:
         bar.close()
-    for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod), ("layer", layer_mod)):
+    for sel, mod in (("mac_array", bench_mod), ("backward", bw_mod), ("layer", layer_mod),
+                     ("boards", boards_mod)):
         part = [r for r in rows_out if r["kind"] == sel]
         if not part:
             continue
@@ -269,9 +305,11 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
         if sel == "mac_array":
             click.echo(f"fixed latency per run: {part[0]['latency']} cycles; dense exactly "
                        f"n*ceil(K/L) + latency: {all(r['dense_exact'] for r in part)}")
-        elif sel == "backward":
+        elif sel in ("backward", "boards"):
             click.echo(f"skip within {max(r['skip_over_ideal'] for r in part) - 1:.1%} of "
-                       f"ideal + {part[0]['latency_per_step']} cycles per step")
+                       f"ideal + {'/'.join(sorted({str(r['latency_per_step']) for r in part}))}"
+                       f" cycles per step; bit-exact with the golden model: "
+                       f"{sum(r['bit_exact'] for r in part)} of {len(part)} runs")
         else:
             click.echo(f"layer iteration: skip within "
                        f"{max(r['skip_over_ideal'] for r in part) - 1:.1%} of ideal + latency; "
@@ -279,6 +317,10 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind,
                        f"cycle of {part[0]['lanes']} lanes")
     write_json(json_path, {"rows": rows_out})
     click.echo(f"wrote {', '.join(written)}")
+    wrong = [r for r in rows_out if r.get("bit_exact") is False]
+    if wrong:
+        raise click.ClickException(f"{len(wrong)} skip run(s) differ from the golden model; "
+                                   f"first: H {wrong[0]['H']}, {wrong[0]['label']}")
 
 
 #: the largest memories ``gateskip verilog`` generates, in bits (15 Mbit: 55 s and 1.3 GB here)
@@ -287,7 +329,8 @@ VERILOG_MEMORY_BITS = 16 << 20
 #: what ``gateskip bench`` writes per kind: the table and the PNG
 _BENCH_FILES = {"mac_array": ("bench.txt", "cycles.png"),
                 "backward": ("backward.txt", "backward_cycles.png"),
-                "layer": ("layer.txt", "layer_cycles.png")}
+                "layer": ("layer.txt", "layer_cycles.png"),
+                "boards": ("boards.txt", "boards_macs.png")}
 
 
 def _named(what: str, fn, *args, **kwargs):
