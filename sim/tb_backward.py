@@ -92,6 +92,8 @@ class CocotbBus:
         d.mem__mem.value = code
         accesses = [(i, e) for i in range(n)
                     for e in (range(per) if self.element_port else [None])]
+        if not accesses:
+            return np.zeros((n, per), np.int64)
         out = []
         # pipelined: access k's data arrive as access k + latency is asked
         for k in range(len(accesses) + self.latency):
