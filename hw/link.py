@@ -45,7 +45,8 @@ class HostLink(wiring.Component):
     registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
     the request on ``mem`` registered (a write lands a cycle after the writer makes it), for a
     port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
-    (a memory bank with ``deep_stages``): two more cycles per word read.
+    (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
+    command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles).
     """
 
     @staticmethod
@@ -88,7 +89,8 @@ class HostLink(wiring.Component):
                                                     timeout=self.timeout)
         m.submodules.executor = ex = LinkExecutor(
             lanes=self.lanes, depths=self.depths, elements=self.elements,
-            max_payload=self.max_payload, formats=self.formats, registered=self.stages)
+            max_payload=self.max_payload, formats=self.formats, registered=self.stages,
+            decoded=self.host_stages)
         m.submodules.writer = wr = BufferWriter(max_payload=self.max_payload, first=MEM_HEAD,
                                                 **walker)
         # the reader's read data: the port's latency, and a cycle more for the request register

@@ -52,7 +52,9 @@ class LinkExecutor(wiring.Component):
     series with the sender or the walkers. ``request.ready`` is high while no request is being
     carried out, but for a request's first cycle offered and the cycle of a register write.
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
-    flip-flops, for a small device). ``reply``, ``write`` and ``read`` take no back-pressure:
+    flip-flops, for a small device). ``decoded``: the command's and the length's tests
+    registered in the first cycle too, as the memory checks are, so that at the take only
+    registered verdicts meet (a few flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
     one request is in flight at a time, and the sender and the walks are idle when it arrives
     (:class:`~.link.HostLink` takes no new packet until the reply is sent).
 
@@ -78,10 +80,10 @@ class LinkExecutor(wiring.Component):
                 raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
 
     def __init__(self, *, lanes: int, depths: dict, elements: int, max_payload: int,
-                 formats: Formats = FORMATS, registered: bool = True):
+                 formats: Formats = FORMATS, registered: bool = True, decoded: bool = False):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, formats=formats)
-        self.registered = bool(registered)
+        self.registered, self.decoded = bool(registered), bool(decoded)
         self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
         self.per = {n: MEMORIES[n].per_word(lanes) for n in self.depths}
         self.eb = {n: MEMORIES[n].element_bytes(formats) for n in self.depths}
@@ -153,15 +155,24 @@ class LinkExecutor(wiring.Component):
         ]
         return chk
 
-    def _memory_request(self, m, nxt, chk):
-        """``WRITE_MEM``, ``READ_MEM``: checked (``chk``, :meth:`_memory_checks`), then a walk
-        started (``write.valid`` or ``read.valid``) or the reply given."""
+    def _test(self, m, expr):
+        """A test of the request's fields for its take: with ``decoded`` registered every cycle
+        (a request is taken in its second cycle offered, when the register holds its own)."""
+        if not self.decoded:
+            return expr
+        held = Signal()
+        m.d.sync += held.eq(expr)
+        return held
+
+    def _memory_request(self, m, nxt, chk, reading):
+        """``WRITE_MEM``, ``READ_MEM`` (``reading``): checked (``chk``,
+        :meth:`_memory_checks`), then a walk started (``write.valid`` or ``read.valid``) or the
+        reply given."""
         req = self.request.payload
         f_mem = req.head.mem
         walk = nxt.walk
         m.d.comb += [walk.mem.eq(f_mem.mem[:CODE_BITS]), walk.addr.eq(f_mem.addr),
                      walk.words.eq(f_mem.words), walk.eb.eq(chk.eb), walk.per.eq(chk.per)]
-        reading = req.code == CMD["READ_MEM"]
         with m.If(chk.length):
             m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif(chk.address):
@@ -202,44 +213,49 @@ class LinkExecutor(wiring.Component):
         # payload holds until taken)
         fresh = Signal()
         m.d.sync += fresh.eq(self.request.valid & ~self.request.ready)
+        test = partial(self._test, m)
+        command = {name: test(req.code == CMD[name])
+                   for name in ("PING", "WRITE_REG", "READ_REG", "WAIT", "READ_MEM")}
+        mem_req = test((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"]))
+        rx_error = test(req.error != RxError.NONE)
+        length_not = {n: test(req.length != n) for n in (0, 1, 5)}
         with m.If(state == _State.IDLE):
-            mem_req = (req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"])
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone
             m.d.comb += self.request.ready.eq(fresh & ~reg.we)
             with m.If(self.request.valid & self.request.ready):
                 m.d.sync += code.eq(req.code)
-                with m.If(req.error != RxError.NONE):
+                with m.If(rx_error):
                     m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
-                with m.Elif(req.code == CMD["PING"]):
-                    with m.If(req.length != 0):
+                with m.Elif(command["PING"]):
+                    with m.If(length_not[0]):
                         m.d.comb += error("LENGTH")
                     with m.Else():
                         magic = int.from_bytes(protocol.MAGIC, "little")
                         m.d.comb += reply(req.code, 6, Cat(Const(magic, 24),
                                                            Const(protocol.VERSION, 8),
                                                            Const(self.max_payload, 16)))
-                with m.Elif(req.code == CMD["WRITE_REG"]):
-                    with m.If(req.length != 5):
+                with m.Elif(command["WRITE_REG"]):
+                    with m.If(length_not[5]):
                         m.d.comb += error("LENGTH")
                     with m.Elif(self.busy):
                         m.d.comb += error("BUSY")
                     with m.Else():
                         m.d.sync += reg.we.eq(1)
                         m.d.comb += reply(req.code, 0)
-                with m.Elif(req.code == CMD["READ_REG"]):
-                    with m.If(req.length != 1):
+                with m.Elif(command["READ_REG"]):
+                    with m.If(length_not[1]):
                         m.d.comb += error("LENGTH")
                     with m.Else():
                         m.d.comb += reg.re.eq(1)
                         m.d.sync += state.eq(_State.REG_READ)
-                with m.Elif(req.code == CMD["WAIT"]):
-                    with m.If(req.length != 0):
+                with m.Elif(command["WAIT"]):
+                    with m.If(length_not[0]):
                         m.d.comb += error("LENGTH")
                     with m.Else():
                         m.d.sync += [state.eq(_State.WAIT), reg.addr.eq(ADDRESS["STATUS"])]
                 with m.Elif(mem_req):
-                    self._memory_request(m, nxt, chk)
+                    self._memory_request(m, nxt, chk, command["READ_MEM"])
                     with m.If(nxt.write):
                         m.d.sync += state.eq(_State.WRITE)
                 with m.Else():

@@ -82,13 +82,14 @@ def _run(chunks, max_payload=64, gap=3, tail=400, **options):
     return _parse(bytes(got))
 
 
-def test_ping_and_registers():
+@pytest.mark.parametrize("options", [{}, {"deep_stages": True}], ids=["plain", "deep_stages"])
+def test_ping_and_registers(options):
     req = [protocol.frame(CMD["PING"]),
            protocol.frame(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 1234)),
            protocol.frame(CMD["READ_REG"], struct.pack("<B", R["TAU"])),
            protocol.frame(CMD["READ_REG"], struct.pack("<B", R["HIDDEN"])),
            protocol.frame(CMD["WAIT"])]
-    replies = _run(req)
+    replies = _run(req, **options)
     assert replies[0] == (CMD["PING"], protocol.MAGIC + bytes([protocol.VERSION]) +
                           struct.pack("<H", 64))
     assert replies[1] == (CMD["WRITE_REG"], b"")
@@ -135,9 +136,11 @@ def test_memory_round_trip(options):
     (lambda f: bytes([protocol.SYNC, 1, 0xFF, 0x7F]) + b"\x00" * 20, "LENGTH"),  # too long
     (lambda f: protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", 0, 0, 1000)), "ADDRESS"),
 ])
-def test_bad_packets_change_nothing_and_the_next_good_packet_works(bad, error):
+@pytest.mark.parametrize("options", [{}, {"deep_stages": True}], ids=["plain", "deep_stages"])
+def test_bad_packets_change_nothing_and_the_next_good_packet_works(bad, error, options):
     good = protocol.frame(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 77))
-    replies = _run([bad(good), protocol.frame(CMD["READ_REG"], struct.pack("<B", R["TAU"]))])
+    replies = _run([bad(good), protocol.frame(CMD["READ_REG"], struct.pack("<B", R["TAU"]))],
+                   **options)
     assert replies[0] == (protocol.ERROR, bytes([ERR[error], replies[0][1][1]]))
     assert replies[1] == (CMD["READ_REG"], struct.pack("<I", 0))      # TAU untouched
     assert len(replies) == 2
@@ -337,13 +340,15 @@ def test_receiver_reports_crc_timeout_and_length(case):
     assert [(t[0], t[1], t[2]) for t in taken] == [(at, error, code)]
 
 
-def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4):
+def _executor(requests, *, busy=lambda cycle: 0, cycles=12, writer_done_after=4,
+              decoded=False):
     """LinkExecutor offered ``requests`` {cycle: request const}, each held from its cycle until
     taken (in order); returns per cycle what it did: (cycle, reply or None, reg.we, reg.re,
     reg.addr, write walk or None, read walk or None, a request taken)."""
     from gateskip.hw.link_exec import LinkExecutor
     from gateskip.hw.link_types import REQUEST
-    dut = LinkExecutor(lanes=L, depths={n: 8 for n in MEMORIES}, elements=6, max_payload=64)
+    dut = LinkExecutor(lanes=L, depths={n: 8 for n in MEMORIES}, elements=6, max_payload=64,
+                       decoded=decoded)
     log = []
 
     async def bench(ctx):
@@ -383,12 +388,14 @@ def _request(code, payload=b"", error=0):
     return {"error": error, "code": code, "length": len(payload), "head": {"bytes": list(head)}}
 
 
-def test_executor_refuses_a_write_while_busy():
+@pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
+def test_executor_refuses_a_write_while_busy(decoded):
     wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=9)
+    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=9,
+                    decoded=decoded)
     # every request is taken in its second cycle offered (its checks and address registered in
     # the first); replies are registered: offered the cycle after the request is taken
     assert not log[0][7] and log[1][7] and log[1][1] is None
@@ -404,14 +411,15 @@ def test_executor_refuses_a_write_while_busy():
     assert log[8][1] == (CMD["READ_REG"], 4, 0x11223344 + 7, 0)
 
 
-def test_executor_takes_token_writes_while_busy():
+@pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
+def test_executor_takes_token_writes_while_busy(decoded):
     """The streamed memories (``TOK``, ``TGT``: double-buffered tokens) take writes while the
     accelerator runs; reading them, or writing another memory, is still refused."""
     tok = MEMORIES["TOK"].code
     wtok = _request(CMD["WRITE_MEM"], struct.pack("<BHH", tok, 1, 2) + bytes(4))
     rtok = _request(CMD["READ_MEM"], struct.pack("<BHH", tok, 1, 2))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=9)
+    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=9, decoded=decoded)
     assert log[2][5] == (tok, 1, 2, 2, 1) and log[2][1] is None    # the writer walks it
     assert log[7][1] == (CMD["WRITE_MEM"], 0, 0, 0)
     # offered while the write was carried out, so its checks are ready: taken at once
@@ -419,14 +427,15 @@ def test_executor_takes_token_writes_while_busy():
     assert log[8][1] == busy_error(CMD["READ_MEM"])
 
 
-def test_executor_carries_out_requests_when_not_busy():
+@pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
+def test_executor_carries_out_requests_when_not_busy(decoded):
     wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rmem = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 3, 3))
     bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
     crc = _request(CMD["PING"], error=ERR["CRC"])
     log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4,
-                    cycles=15)
+                    cycles=15, decoded=decoded)
     # taken in its second cycle offered; the register write the next cycle, from registers,
     # with its reply
     assert not log[0][7] and log[1][7] and log[1][2] == 0
