@@ -60,8 +60,11 @@ class FetchStage(wiring.Component):
         take = ~valid | forward
         if cfg.deep_stages:
             # what an issue moves k, word_h and lane_h to, and whether k < H, held in
-            # registers (computed the cycle before, from registers): `issue` only selects them
-            more = Signal(init=1)
+            # registers (computed the cycle before, from registers): `issue` only selects them.
+            # `more` is also 0 outside a step's fetching: set by `setup`, which the controller
+            # raises only while running and once the step before has drained (k == H, so
+            # `more` low), so that an issue needs no other test
+            more = Signal()
             k_n, word_n = Signal(range(H + 2), init=1), Signal(range(C + 2))
             lane_n = Signal.like(lane_h)
 
@@ -70,7 +73,7 @@ class FetchStage(wiring.Component):
             with m.If(self.setup):
                 m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L),
                              lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
-            issue = take & self.running & ~self.setup & more
+            issue = take & more
             with m.If(issue):
                 word_nn, lane_nn = successor(word_n, lane_n)
                 m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),

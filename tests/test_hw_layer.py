@@ -36,14 +36,17 @@ async def read_all(host, names):
     return {n: await host.read_mem(n) for n in names}
 
 
-@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, seq_len, batch", [
-    (3, 2, 2, 3, 2, 0.6, False, None, None),
-    (4, 3, 4, 2, 1, 0.8, False, None, None),     # C = 2, x and h in one word
-    (3, 4, 2, 3, 2, 0.5, True, None, None),      # dense
-    (2, 1, 1, 3, 2, 0.5, False, 2, 1),           # one lane; a short run
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, seq_len, batch, options", [
+    (3, 2, 2, 3, 2, 0.6, False, None, None, {}),
+    (4, 3, 4, 2, 1, 0.8, False, None, None, {}),     # C = 2, x and h in one word
+    (3, 4, 2, 3, 2, 0.5, True, None, None, {}),      # dense
+    (2, 1, 1, 3, 2, 0.5, False, 2, 1, {}),           # one lane; a short run
+    (3, 2, 2, 3, 2, 0.6, False, 2, 1, {"deep_stages": True}),   # a short run, too
 ])
-def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch):
-    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True)
+def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch,
+                                        options):
+    dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True,
+                   **options)
     f = FORMATS
     Tn, Bn = seq_len or T, batch or B
     data = [random_layer(H, X, T, B, seed) for seed in (1, 2)]
