@@ -1,5 +1,8 @@
 """The backward accelerator's memories, and who may use their ports: the run, ZERO or the host."""
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -105,7 +108,8 @@ class MemoryBank(wiring.Component):
     (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``, or with
     ``config.deep_stages`` the cycle after that, each memory's read data going first into a
     register of its own (nothing after the block RAM but that register) and only from there
-    through the host read mux (:func:`host_read_latency`). The host's
+    through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
+    register per memory that says which was read. The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -307,26 +311,40 @@ class MemoryBank(wiring.Component):
             m.d.sync += rd_code.eq(host.mem)
             if cfg.element_port:
                 m.d.sync += rd_el.eq(host.el)
-        src = {name: port.data for name, port in rd.items()}     # what the host read mux takes
-        if cfg.deep_stages:                 # the word read, registered the cycle it arrives
+        if cfg.deep_stages:
+            # the word read, registered the cycle it arrives, and beside it which memory it
+            # came from, one register per memory: the mux is an AND-OR of registers
             read = Signal()
             m.d.sync += read.eq(host.re)
+            words = []
             for name in self.memories:
                 held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
-                with m.If(read & (rd_code == MEMORIES[name].code)):
+                chosen = Signal(name=f"host_chosen_{name.lower()}")
+                hit = rd_code == MEMORIES[name].code
+                with m.If(read):
+                    m.d.sync += chosen.eq(hit)
+                with m.If(read & hit):
                     m.d.sync += held.eq(rd[name].data)
-                src[name] = held
+                word = Signal(host.rdata.shape(), name=f"host_word_read_{name.lower()}")
+                self._unpack_any(m, word, held, rd_el, name)
+                words.append(Mux(chosen, word.as_value(), 0))
+            m.d.comb += host.rdata.eq(reduce(operator.or_, words))   # none chosen: 0
+            return m
         with m.Switch(rd_code):
             for name in self.memories:
                 with m.Case(MEMORIES[name].code):
-                    if cfg.element_port:
-                        self._unpack_element(m, host.rdata[0], src[name], rd_el,
-                                             self.mem_shapes[name])
-                    else:
-                        self._unpack(m, host.rdata, src[name], self.shapes[name][0])
+                    self._unpack_any(m, host.rdata, rd[name].data, rd_el, name)
             with m.Default():                   # a code without a memory reads 0
                 m.d.comb += [host.rdata[e].eq(0) for e in range(self.port_elements)]
         return m
+
+    def _unpack_any(self, m, rdata, word, el, name):
+        """Memory ``name``'s word -> the host port's elements (:meth:`_unpack_element` or
+        :meth:`_unpack`, as the port carries)."""
+        if self.config.element_port:
+            self._unpack_element(m, rdata[0], word, el, self.mem_shapes[name])
+        else:
+            self._unpack(m, rdata, word, self.shapes[name][0])
 
     def _banked(self, addr, name: str, side: str):
         """A run port's address in ``name``'s memory: in the bank of layer ``rd_layer`` (reads)
