@@ -53,8 +53,9 @@ class LinkExecutor(wiring.Component):
     carried out, but for a request's first cycle offered and the cycle of a register write.
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
     flip-flops, for a small device). ``decoded``: the command's and the length's tests
-    registered in the first cycle too, as the memory checks are, so that at the take only
-    registered verdicts meet (a few flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
+    registered in the first cycle too, as the memory checks are, and the take known from
+    registers (``ready``), so that at the take only registered verdicts meet (a few
+    flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
     one request is in flight at a time, and the sender and the walks are idle when it arrives
     (:class:`~.link.HostLink` takes no new packet until the reply is sent).
 
@@ -223,7 +224,10 @@ class LinkExecutor(wiring.Component):
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone
             m.d.comb += self.request.ready.eq(fresh & ~reg.we)
-            with m.If(self.request.valid & self.request.ready):
+            # (decoded: ``ready`` alone says a request is taken: one offered last cycle is
+            # offered still, a stream's ``valid`` holding until taken)
+            take = self.request.ready if self.decoded else self.request.valid & self.request.ready
+            with m.If(take):
                 m.d.sync += code.eq(req.code)
                 with m.If(rx_error):
                     m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
