@@ -42,7 +42,9 @@ def mem_port_signature(addr_width: int, elements: int,
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
     truncated to the word's fields, read ones sign-extended; ``rdata`` is valid
-    :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``.
+    :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``. A write's
+    ``mem`` is on the port from the cycle before its ``we`` (a bank with ``deep_stages``
+    decodes it a cycle ahead).
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
     carries one element): a write changes that element alone."""
@@ -109,7 +111,9 @@ class MemoryBank(wiring.Component):
     ``config.deep_stages`` the cycle after that, each memory's read data going first into a
     register of its own (nothing after the block RAM but that register) and only from there
     through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
-    register per memory that says which was read. The host's
+    register per memory that says which was read; and a write's memory decoded into a register
+    the cycle before its ``we``, so ``mem`` must be on the port a cycle before ``we`` (the
+    link's walks set it cycles ahead). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -255,7 +259,12 @@ class MemoryBank(wiring.Component):
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
             # a streamed memory takes the host's writes while the run reads its other bank
-            h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
+            if cfg.deep_stages:     # the memory written decoded the cycle before: a register
+                h_whit = Signal(name=f"host_writes_{name.lower()}")
+                m.d.sync += h_whit.eq(host.mem == spec.code)
+                h_wsel = h_whit if spec.streamed else idle & h_whit
+            else:
+                h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
             rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
             rd_en = Mux(running, run_rd.en, h_sel & host.re)

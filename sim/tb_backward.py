@@ -72,7 +72,9 @@ class CocotbBus:
 
     async def write_mem(self, code, words, addr=0):
         d = self.dut
-        d.mem__mem.value, d.mem__we.value = code, 1
+        d.mem__mem.value = code
+        await RisingEdge(d.clk)                     # the memory a cycle before the write
+        d.mem__we.value = 1
         n = self.word.length
         for i, word in enumerate(words):
             d.mem__addr.value = addr + i

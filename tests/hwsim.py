@@ -291,7 +291,9 @@ class AmaranthBus:
 
     async def write_mem(self, code, words, addr=0):
         c, port = self.ctx, self.dut.mem
-        c.set(port.mem, code); c.set(port.we, 1)
+        c.set(port.mem, code)
+        await c.tick()                              # the memory a cycle before the write
+        c.set(port.we, 1)
         for i, word in enumerate(words):
             c.set(port.addr, addr + i)
             if self.dut.element_port:              # one element per access
