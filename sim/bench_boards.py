@@ -21,10 +21,9 @@ wraps in a run of more than 65,535 cycles; neither changes a cycle of the run).
 
 from __future__ import annotations
 
-import json
 import os
 
-from ..spec.config import AccelConfig, PARAMS
+from ..spec.config import AccelConfig
 from . import bench_core as bench
 from .bench_backward import run_backward_bench
 
@@ -46,13 +45,8 @@ def report_names() -> list[str]:
 
 def load_report(name: str) -> dict:
     """The saved report ``synth/reports/NAME.json`` of a build that met timing."""
-    from ..synth.build import REPORTS_DIR
-    path = REPORTS_DIR / f"{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in REPORTS_DIR.glob("*.json"))
-        raise ValueError(f"no saved report {name!r} in synth/reports (one of "
-                         f"{', '.join(known)})")
-    report = json.loads(path.read_text())
+    from ..synth.build import read_saved_report
+    report = read_saved_report(name)
     if report.get("status") != "ok" or not report.get("meets_timing"):
         raise ValueError(f"saved report {name!r} is not a build that met timing")
     return report
@@ -61,7 +55,7 @@ def load_report(name: str) -> dict:
 def backward_of(report: dict) -> tuple[tuple[int, int, int], int, dict]:
     """``((H, X, lanes), T, options)``: the backward-only accelerator of a report's build."""
     p = report["params"]
-    options = {k: v for k, v in p.items() if k in AccelConfig.names() and k not in PARAMS}
+    options = {k: v for k, v in p.items() if k in AccelConfig().options}
     options.update(_DROPPED)
     return (p["hidden"], p["inputs"], p["lanes"]), p["max_seq"], options
 

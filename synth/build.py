@@ -648,11 +648,21 @@ def boards_table(reports: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_saved_report(name: str) -> dict:
+    """The saved report ``synth/reports/NAME.json``."""
+    path = REPORTS_DIR / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in REPORTS_DIR.glob("*.json"))
+        raise ValueError(f"no saved report {name!r} in synth/reports (one of "
+                         f"{', '.join(known)})")
+    return json.loads(path.read_text())
+
+
 def saved_report(board: Board) -> dict:
     """The saved report that proves ``board``'s defaults (``synth/reports/``)."""
     if not board.defaults_report:
         raise ValueError(f"{board.name} has no saved report (Board.defaults_report)")
-    path = REPORTS_DIR / board.defaults_report
-    if not path.exists():
-        raise ValueError(f"{board.name}: saved report {path} is missing")
-    return json.loads(path.read_text())
+    try:
+        return read_saved_report(board.defaults_report.removesuffix(".json"))
+    except ValueError as e:
+        raise ValueError(f"{board.name}: {e}") from None

@@ -235,7 +235,7 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, p
         for name in report_names:
             _named(f"--report {name}", boards_mod.load_report, name)
         board_values = (boards_mod.DEFAULT_SPARSITIES if sparsities is None else values)
-    unknown = sorted(set(options) - (set(AccelConfig().options) - {"formats"}))
+    unknown = sorted(set(options) - set(AccelConfig().options))
     if unknown:
         raise ValueError(f"--param {unknown[0]}: not an option of the accelerator (sizes are "
                          f"--backward-config and --seq-len)")
