@@ -262,7 +262,10 @@ class MemoryBank(wiring.Component):
             if cfg.deep_stages:     # the memory written decoded the cycle before: a register
                 h_whit = Signal(name=f"host_writes_{name.lower()}")
                 m.d.sync += h_whit.eq(host.mem == spec.code)
-                h_wsel = h_whit if spec.streamed else idle & h_whit
+                # the run's and ZERO's muxes below already pass the host's enable only while
+                # idle: idle gates only the memories without them (one LUT level fewer)
+                muxed = name in self.zeroed or name in self.run_written
+                h_wsel = h_whit if spec.streamed or muxed else idle & h_whit
             else:
                 h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
