@@ -10,10 +10,11 @@ from .link_exec import LinkExecutor
 from .link_read import WordReader
 from .link_rx import PacketReceiver
 from .link_tx import PacketSender
-from .link_types import MEM_HEAD
+from .link_types import MEM_HEAD, REQUEST
 from .link_write import BufferWriter
 from .memory_bank import host_read_latency, mem_port_signature
 from .registers import reg_signature
+from .slice import Slice
 
 __all__ = ["HostLink"]
 
@@ -46,7 +47,9 @@ class HostLink(wiring.Component):
     the request on ``mem`` registered (a write lands a cycle after the writer makes it), for a
     port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
-    command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles).
+    command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
+    a register between the receiver and the executor (:class:`~.slice.Slice`) and between the
+    executor and the sender: two cycles more from a request to its reply.
     """
 
     @staticmethod
@@ -99,11 +102,19 @@ class HostLink(wiring.Component):
         m.submodules.sender = tx = PacketSender()
 
         wiring.connect(m, wiring.flipped(self.rx), rx.rx)
-        wiring.connect(m, rx.request, ex.request)
         wiring.connect(m, rx.buffer, wr.buffer)
         wiring.connect(m, ex.write, wr.cmd)
         wiring.connect(m, ex.read, rd.cmd)
-        wiring.connect(m, ex.reply, tx.reply)
+        if self.host_stages:    # a register between the executor and each of its neighbours
+            m.submodules.request_slice = slice_ = Slice(REQUEST)
+            wiring.connect(m, rx.request, slice_.i)
+            wiring.connect(m, slice_.o, ex.request)
+            # the reply is always taken: a register stage is all it needs
+            m.d.sync += [tx.reply.valid.eq(ex.reply.valid),
+                         tx.reply.payload.eq(ex.reply.payload)]
+        else:
+            wiring.connect(m, rx.request, ex.request)
+            wiring.connect(m, ex.reply, tx.reply)
         wiring.connect(m, rd.o, tx.elements)
         wiring.connect(m, tx.tx, wiring.flipped(self.tx))
         wiring.connect(m, ex.reg, wiring.flipped(self.reg))
