@@ -1,8 +1,5 @@
 """The backward accelerator's fetch stage: one hidden unit's inputs per cycle for the gate-gradient unit."""
 
-import operator
-from functools import reduce
-
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -96,20 +93,12 @@ class FetchStage(wiring.Component):
             m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
 
         da_h = Signal(signed(cfg.formats.da.width))
-        if cfg.deep_stages:
-            # the lane one-hot in registers, 0 without a next step: the select an AND-OR
-            chosen = Signal(L)
-            with m.If(take):
-                m.d.sync += chosen.eq(Mux(self.has_next, 1 << lane_h, 0))
-            m.d.comb += da_h.eq(reduce(operator.or_, (Mux(chosen[l], self.da_rd.data[l], 0)
-                                                      for l in range(L))))
-        else:
-            with m.Switch(lane):
-                for l in range(L - 1):
-                    with m.Case(l):
-                        m.d.comb += da_h.eq(self.da_rd.data[l])
-                with m.Default():
-                    m.d.comb += da_h.eq(self.da_rd.data[L - 1])
+        with m.Switch(lane):
+            for l in range(L - 1):
+                with m.Case(l):
+                    m.d.comb += da_h.eq(self.da_rd.data[l])
+            with m.Default():
+                m.d.comb += da_h.eq(self.da_rd.data[L - 1])
         act = self.act_rd.data
         element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
         out = self.o.payload
@@ -117,7 +106,7 @@ class FetchStage(wiring.Component):
                   for i, n in enumerate(ACT_FIELDS)],
                 out.dh_loss.eq(self.dh_rd.data),
                 out.dc.eq(self.dc_rd.data),
-                out.da_h.eq(da_h if cfg.deep_stages else Mux(has_next, da_h, 0))]
+                out.da_h.eq(Mux(has_next, da_h, 0))]
         if staged:
             with m.If(forward):
                 m.d.sync += [self.o.valid.eq(valid), *beat]
