@@ -54,8 +54,9 @@ class LinkExecutor(wiring.Component):
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
     flip-flops, for a small device). ``decoded``: the command's and the length's tests
     registered in the first cycle too, as the memory checks are, and the take known from
-    registers (``ready``), so that at the take only registered verdicts meet (a few
-    flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
+    registers (``ready``), so that at the take only registered verdicts meet, and the
+    reply's fields decided every cycle from them, so that only the enables and the effects
+    wait for the take (a few flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
     one request is in flight at a time, and the sender and the walks are idle when it arrives
     (:class:`~.link.HostLink` takes no new packet until the reply is sent).
 
@@ -189,6 +190,47 @@ class LinkExecutor(wiring.Component):
         with m.Else():
             m.d.comb += nxt.write.eq(1)
 
+    def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not):
+        """A request's decision: its reply into ``act`` (``reply_valid``, ``reply``), a walk
+        (``write``, ``read``, ``walk``), and through ``act.reg_write()``, ``act.reg_read()`` and
+        ``act.go(state)`` the statements of a register access and of the next state."""
+        req = self.request.payload
+        reply, error = partial(self._reply, act), partial(self._error, act)
+        with m.If(rx_error):
+            m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
+        with m.Elif(command["PING"]):
+            with m.If(length_not[0]):
+                m.d.comb += error("LENGTH")
+            with m.Else():
+                magic = int.from_bytes(protocol.MAGIC, "little")
+                m.d.comb += reply(req.code, 6, Cat(Const(magic, 24), Const(protocol.VERSION, 8),
+                                                   Const(self.max_payload, 16)))
+        with m.Elif(command["WRITE_REG"]):
+            with m.If(length_not[5]):
+                m.d.comb += error("LENGTH")
+            with m.Elif(self.busy):
+                m.d.comb += error("BUSY")
+            with m.Else():
+                act.reg_write()
+                m.d.comb += reply(req.code, 0)
+        with m.Elif(command["READ_REG"]):
+            with m.If(length_not[1]):
+                m.d.comb += error("LENGTH")
+            with m.Else():
+                act.reg_read()
+                act.go(_State.REG_READ)
+        with m.Elif(command["WAIT"]):
+            with m.If(length_not[0]):
+                m.d.comb += error("LENGTH")
+            with m.Else():
+                act.go(_State.WAIT)
+        with m.Elif(mem_req):
+            self._memory_request(m, act, chk, command["READ_MEM"])
+            with m.If(act.write):
+                act.go(_State.WRITE)
+        with m.Else():
+            m.d.comb += error("COMMAND")
+
     def elaborate(self, platform):
         m = Module()
         state = Signal(_State)
@@ -227,43 +269,45 @@ class LinkExecutor(wiring.Component):
             # (decoded: ``ready`` alone says a request is taken: one offered last cycle is
             # offered still, a stream's ``valid`` holding until taken)
             take = self.request.ready if self.decoded else self.request.valid & self.request.ready
-            with m.If(take):
-                m.d.sync += code.eq(req.code)
-                with m.If(rx_error):
-                    m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
-                with m.Elif(command["PING"]):
-                    with m.If(length_not[0]):
-                        m.d.comb += error("LENGTH")
-                    with m.Else():
-                        magic = int.from_bytes(protocol.MAGIC, "little")
-                        m.d.comb += reply(req.code, 6, Cat(Const(magic, 24),
-                                                           Const(protocol.VERSION, 8),
-                                                           Const(self.max_payload, 16)))
-                with m.Elif(command["WRITE_REG"]):
-                    with m.If(length_not[5]):
-                        m.d.comb += error("LENGTH")
-                    with m.Elif(self.busy):
-                        m.d.comb += error("BUSY")
-                    with m.Else():
-                        m.d.sync += reg.we.eq(1)
-                        m.d.comb += reply(req.code, 0)
-                with m.Elif(command["READ_REG"]):
-                    with m.If(length_not[1]):
-                        m.d.comb += error("LENGTH")
-                    with m.Else():
-                        m.d.comb += reg.re.eq(1)
-                        m.d.sync += state.eq(_State.REG_READ)
-                with m.Elif(command["WAIT"]):
-                    with m.If(length_not[0]):
-                        m.d.comb += error("LENGTH")
-                    with m.Else():
-                        m.d.sync += [state.eq(_State.WAIT), reg.addr.eq(ADDRESS["STATUS"])]
-                with m.Elif(mem_req):
-                    self._memory_request(m, nxt, chk, command["READ_MEM"])
-                    with m.If(nxt.write):
-                        m.d.sync += state.eq(_State.WRITE)
-                with m.Else():
-                    m.d.comb += error("COMMAND")
+            def go(to):                 # the next state (and WAIT's register address)
+                m.d.sync += state.eq(to)
+                if to == _State.WAIT:
+                    m.d.sync += reg.addr.eq(ADDRESS["STATUS"])
+
+            def reg_write():
+                m.d.sync += reg.we.eq(1)
+
+            def reg_read():
+                m.d.comb += reg.re.eq(1)
+
+            decide = partial(self._decide, m, chk=chk, command=command, mem_req=mem_req,
+                             rx_error=rx_error, length_not=length_not)
+            if not self.decoded:    # decided and carried out in the cycle it is taken
+                with m.If(take):
+                    m.d.sync += code.eq(req.code)
+                    decide(SimpleNamespace(**vars(nxt), go=go, reg_write=reg_write,
+                                           reg_read=reg_read))
+            else:
+                # decided every cycle from the registered tests, so that the reply's fields do
+                # not wait for the take: only its enables and the effects do
+                flags = SimpleNamespace(reply_valid=Signal(), write=Signal(), read=Signal(),
+                                        reg_we=Signal(), reg_re=Signal(), to=Signal(_State))
+
+                def flag(signal, value=1):
+                    m.d.comb += signal.eq(value)
+                decide(SimpleNamespace(reply_valid=flags.reply_valid, reply=nxt.reply,
+                                       write=flags.write, read=flags.read, walk=nxt.walk,
+                                       go=partial(flag, flags.to),
+                                       reg_write=partial(flag, flags.reg_we),
+                                       reg_read=partial(flag, flags.reg_re)))
+                with m.If(take):
+                    m.d.sync += [code.eq(req.code), reg.we.eq(flags.reg_we)]
+                    m.d.comb += [nxt.reply_valid.eq(flags.reply_valid),
+                                 nxt.write.eq(flags.write), nxt.read.eq(flags.read),
+                                 reg.re.eq(flags.reg_re)]
+                    for to in (_State.REG_READ, _State.WAIT, _State.WRITE):
+                        with m.If(flags.to == to):
+                            go(to)
         with m.Elif(state == _State.REG_READ):
             m.d.comb += reply(code, 4, reg.rdata)
             m.d.sync += state.eq(_State.IDLE)
