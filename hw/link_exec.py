@@ -54,11 +54,12 @@ class LinkExecutor(wiring.Component):
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
     flip-flops, for a small device). ``decoded``: the command's and the length's tests
     registered in the first cycle too, as the memory checks are, and the take known from
-    registers (``ready``), so that at the take only registered verdicts meet, and the
-    reply's fields decided every cycle from them, so that only the enables and the effects
-    wait for the take (a few flip-flops; the same cycles). ``reply``, ``write`` and ``read`` take no back-pressure:
-    one request is in flight at a time, and the sender and the walks are idle when it arrives
-    (:class:`~.link.HostLink` takes no new packet until the reply is sent).
+    registers (``ready``), so that at the take only registered verdicts meet (``busy`` too:
+    as of the cycle before), and the reply's fields decided every cycle from them, so that
+    only the enables and the effects wait for the take (a few flip-flops; the same cycles).
+    ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a
+    time, and the sender and the walks are idle when it arrives (:class:`~.link.HostLink`
+    takes no new packet until the reply is sent).
 
     ``depths`` gives each memory's words, ``elements`` the widest word's elements,
     ``max_payload`` the packet buffer's bytes (which bounds a read's reply).
@@ -166,10 +167,10 @@ class LinkExecutor(wiring.Component):
         m.d.sync += held.eq(expr)
         return held
 
-    def _memory_request(self, m, nxt, chk, reading):
+    def _memory_request(self, m, nxt, chk, reading, busy):
         """``WRITE_MEM``, ``READ_MEM`` (``reading``): checked (``chk``,
-        :meth:`_memory_checks`), then a walk started (``write.valid`` or ``read.valid``) or the
-        reply given."""
+        :meth:`_memory_checks`; ``busy``), then a walk started (``write.valid`` or
+        ``read.valid``) or the reply given."""
         req = self.request.payload
         f_mem = req.head.mem
         walk = nxt.walk
@@ -181,7 +182,7 @@ class LinkExecutor(wiring.Component):
             m.d.comb += self._error(nxt, "ADDRESS")
         with m.Elif(chk.too_long):
             m.d.comb += self._error(nxt, "LENGTH")
-        with m.Elif(self.busy & chk.idle_only):
+        with m.Elif(busy & chk.idle_only):
             m.d.comb += self._error(nxt, "BUSY")
         with m.Elif(chk.empty):
             m.d.comb += self._reply(nxt, req.code, 0)
@@ -190,7 +191,7 @@ class LinkExecutor(wiring.Component):
         with m.Else():
             m.d.comb += nxt.write.eq(1)
 
-    def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not):
+    def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not, busy):
         """A request's decision: its reply into ``act`` (``reply_valid``, ``reply``), a walk
         (``write``, ``read``, ``walk``), and through ``act.reg_write()``, ``act.reg_read()`` and
         ``act.go(state)`` the statements of a register access and of the next state."""
@@ -208,7 +209,7 @@ class LinkExecutor(wiring.Component):
         with m.Elif(command["WRITE_REG"]):
             with m.If(length_not[5]):
                 m.d.comb += error("LENGTH")
-            with m.Elif(self.busy):
+            with m.Elif(busy):
                 m.d.comb += error("BUSY")
             with m.Else():
                 act.reg_write()
@@ -225,7 +226,7 @@ class LinkExecutor(wiring.Component):
             with m.Else():
                 act.go(_State.WAIT)
         with m.Elif(mem_req):
-            self._memory_request(m, act, chk, command["READ_MEM"])
+            self._memory_request(m, act, chk, command["READ_MEM"], busy)
             with m.If(act.write):
                 act.go(_State.WRITE)
         with m.Else():
@@ -262,6 +263,7 @@ class LinkExecutor(wiring.Component):
         mem_req = test((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"]))
         rx_error = test(req.error != RxError.NONE)
         length_not = {n: test(req.length != n) for n in (0, 1, 5)}
+        busy = test(self.busy)             # (decoded: as of the cycle before)
         with m.If(state == _State.IDLE):
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone
@@ -281,7 +283,7 @@ class LinkExecutor(wiring.Component):
                 m.d.comb += reg.re.eq(1)
 
             decide = partial(self._decide, m, chk=chk, command=command, mem_req=mem_req,
-                             rx_error=rx_error, length_not=length_not)
+                             rx_error=rx_error, length_not=length_not, busy=busy)
             if not self.decoded:    # decided and carried out in the cycle it is taken
                 with m.If(take):
                     m.d.sync += code.eq(req.code)
