@@ -29,7 +29,6 @@ from .output_layer import OutputLayer
 from .phases import PhaseControl
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
-from .slice import Slice
 from .threshold import ThresholdUnit
 from .update import UpdateUnit
 from .weight_update import WeightUpdate
@@ -41,7 +40,7 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (one more with ``deep_stages``, the fetch slice's: ``Backward.step_overhead``)
+#: (one more with ``deep_stages``, the fetch's queue: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -105,9 +104,6 @@ class Backward(wiring.Component):
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages)
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
-        #: deep_stages: a skid slice between the fetch stage and the gate-gradient unit, so that
-        #: the unit's stall (its whole pipeline's enable) does not reach the fetch's reads
-        self.fetch_slice = Slice(self.ew.in_layout) if c.deep_stages else None
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
         self.step_overhead = STEP_OVERHEAD + c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
@@ -235,14 +231,8 @@ class Backward(wiring.Component):
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
         wiring.connect(m, fetch.da_rd, bank.da_h_rd)
-        if self.fetch_slice is None:
-            wiring.connect(m, fetch.o, ew.i)
-            fetched = fetch.done
-        else:
-            m.submodules.fetch_slice = fs = self.fetch_slice
-            wiring.connect(m, fetch.o, fs.i)
-            wiring.connect(m, fs.o, ew.i)
-            fetched = fetch.done & ~fs.o.valid      # (the slice's skid holds only behind o)
+        wiring.connect(m, fetch.o, ew.i)
+        fetched = fetch.done
         m.d.comb += [*[thr.i.payload.data[g].eq(ew.o.payload.dnet[g]) for g in range(4)],
                      thr.i.valid.eq(ew.o.valid), ew.o.ready.eq(thr.i.ready)]
         wiring.connect(m, thr.o, db.i)

@@ -1,14 +1,20 @@
 """The backward accelerator's fetch stage: one hidden unit's inputs per cycle for the gate-gradient unit."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
 from .memory_bank import run_ports
 
-__all__ = ["FetchStage"]
+__all__ = ["FetchStage", "QUEUE_DEPTH"]
+
+#: beats the queue of a ``deep_stages`` fetch holds: enough for one a cycle (a credit spent at
+#: an issue is back 5 cycles later: the beat enters the queue 2 cycles after its issue, can
+#: leave it the next, and its credit returns the cycle after it leaves)
+QUEUE_DEPTH = 5
 
 
 class FetchStage(wiring.Component):
@@ -22,7 +28,11 @@ class FetchStage(wiring.Component):
     is offered two cycles after its read is issued; the two stages move when ``o`` can take a
     beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost.
     ``config.timing_stages=False``: the beat offered straight from the read ports the cycle
-    after its read (they hold it until taken). ``setup`` (the first cycle
+    after its read (they hold it until taken). ``config.deep_stages``: the two stages never
+    stall and the beat goes into a queue of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo``) that
+    ``o`` is read from, a cycle later; a unit is issued only while a credit says its beat will
+    have room there, so no enable fans out from ``o.ready``, and ``DA`` is read every cycle
+    while running. ``setup`` (the first cycle
     of a step) restarts at unit 0; ``done``: all H units have left.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
@@ -56,9 +66,22 @@ class FetchStage(wiring.Component):
         has_next = Signal()
 
         staged = cfg.timing_stages                  # the read data go into o's registers
-        forward = (~self.o.valid | self.o.ready) if staged else self.o.ready
-        take = ~valid | forward
-        if cfg.deep_stages:
+        deep = cfg.deep_stages
+        if deep:
+            # the stages never stall: a unit is issued only with room for its beat in the
+            # queue (a credit), so that no enable fans out from the consumer's ready
+            m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
+                                                  depth=QUEUE_DEPTH)
+            beat_valid = Signal()
+            out = Signal(self.o.payload.shape())
+            forward = take = Const(1)
+            credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
+            has_credit, popped = Signal(init=1), Signal()
+        else:
+            beat_valid, out = self.o.valid, self.o.payload
+            forward = (~self.o.valid | self.o.ready) if staged else self.o.ready
+            take = ~valid | forward
+        if deep:
             # what an issue moves k, word_h and lane_h to, and whether k < H, held in
             # registers (computed the cycle before, from registers): `issue` only selects them.
             # `more` is also 0 outside a step's fetching: set by `setup`, which the controller
@@ -73,7 +96,11 @@ class FetchStage(wiring.Component):
             with m.If(self.setup):
                 m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L),
                              lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
-            issue = take & more
+            issue = more & has_credit
+            # a credit spent by an issue, returned the cycle after its beat leaves the queue
+            credits_next = credits - issue + popped
+            m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0),
+                         popped.eq(self.o.valid & self.o.ready)]
             with m.If(issue):
                 word_nn, lane_nn = successor(word_n, lane_n)
                 m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),
@@ -101,7 +128,6 @@ class FetchStage(wiring.Component):
                 m.d.comb += da_h.eq(self.da_rd.data[L - 1])
         act = self.act_rd.data
         element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
-        out = self.o.payload
         beat = [*[out[n].eq(act[i] if element_port else act[n])
                   for i, n in enumerate(ACT_FIELDS)],
                 out.dh_loss.eq(self.dh_rd.data),
@@ -109,16 +135,24 @@ class FetchStage(wiring.Component):
                 out.da_h.eq(Mux(has_next, da_h, 0))]
         if staged:
             with m.If(forward):
-                m.d.sync += [self.o.valid.eq(valid), *beat]
+                m.d.sync += [beat_valid.eq(valid), *beat]
         else:       # offered from the read ports, which hold their data until the next read
             m.d.comb += [self.o.valid.eq(valid), *beat]
+        if deep:
+            m.d.comb += [queue.w_data.eq(out), queue.w_en.eq(beat_valid),
+                         self.o.payload.eq(queue.r_data), self.o.valid.eq(queue.r_rdy),
+                         queue.r_en.eq(self.o.ready)]
         # a read only for a unit issued: no other read of DC or DA can meet the write of the
         # same word (the memory bank tells Yosys so: NO_COLLISION)
         m.d.comb += [
             self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(issue),
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(issue),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(issue),
-            self.da_rd.addr.eq(self.vec_base + C + word_h), self.da_rd.en.eq(issue),
-            self.done.eq((k == H) & ~valid & ~self.o.valid),
+            self.da_rd.addr.eq(self.vec_base + C + word_h),
+            # (deep: read every running cycle, the data taken the next: no enable fans out to
+            # the word's registers; the reads between issues are of words no write meets)
+            self.da_rd.en.eq(self.running if deep else issue),
         ]
+        done = (k == H) & ~valid & ~self.o.valid
+        m.d.comb += self.done.eq(done & ~beat_valid if deep else done)
         return m
