@@ -1,6 +1,6 @@
 """The accelerator's register file, built from the register map of :mod:`gateskip.spec.registers`."""
 
-from amaranth.hdl import Const, Module, unsigned
+from amaranth.hdl import Const, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,12 +47,19 @@ class RegisterFile(wiring.Component):
     from their ports, the build parameters of ``config`` as constants. Only the registers the
     build has (``spec.registers.built``). ``rdata`` is registered: valid the cycle after
     ``re``; an address without a register reads 0.
+
+    ``config.deep_stages``: a write's address and data must be on the bus the cycle before its
+    ``we`` (the link's executor loads them from the request every cycle, and writes the cycle
+    after it takes the request): the address, the value's range and the commands' priority
+    are decoded into registers then, so that ``we`` meets registers alone.
     """
 
     def __init__(self, config: AccelConfig, counter_width: int | None = None):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         self.config = config
+        #: the write's decode registered the cycle before its ``we`` (``deep_stages``)
+        self.decoded = config.deep_stages
         cw = config.counter_width if counter_width is None else counter_width
         #: the CTRL fields the build has (BANK in whole-model builds only)
         self.ctrl_fields = {name: bit for name, bit in _ctrl().fields.items()
@@ -84,8 +91,15 @@ class RegisterFile(wiring.Component):
         m = Module()
         bus, cfg = self.bus, self.config
         w = bus.wdata
+
+        def decode(expr):           # of the write's address and data: the cycle before (decoded)
+            if not self.decoded:
+                return expr
+            held = Signal()
+            m.d.sync += held.eq(expr)
+            return held
         ctrl = _ctrl()
-        ctrl_write = bus.we & (bus.addr == ctrl.address)
+        ctrl_write = bus.we & decode(bus.addr == ctrl.address)
         m.d.comb += self.clear.eq(ctrl_write & w[ctrl.fields["CLEAR"]])
         for name, bit in self.ctrl_fields.items():   # BANK: a level with the command's strobe
             if name not in _COMMANDS and name != "CLEAR":
@@ -93,7 +107,12 @@ class RegisterFile(wiring.Component):
         earlier = Const(0, 1)                    # the commands: one at a time, by priority
         for name in _COMMANDS:
             bit = w[ctrl.fields[name]]
-            m.d.comb += getattr(self, name.lower()).eq(ctrl_write & bit & self.idle & ~earlier)
+            if self.decoded:
+                m.d.comb += getattr(self, name.lower()).eq(
+                    ctrl_write & self.idle & decode(bit & ~earlier))
+            else:
+                m.d.comb += getattr(self, name.lower()).eq(
+                    ctrl_write & bit & self.idle & ~earlier)
             earlier = earlier | bit
 
         readable = {}
@@ -101,11 +120,17 @@ class RegisterFile(wiring.Component):
             name = reg.name.lower()
             if reg.access == "rw":
                 port = getattr(self, name)
-                written = bus.we & self.idle & (bus.addr == reg.address)
                 bounds = reg.bounds(cfg)
+                in_range = Const(1, 1)
                 if bounds is not None:           # out-of-range values are ignored
                     lo, hi = bounds
-                    written &= (w <= hi) if lo == 0 else ((w >= lo) & (w <= hi))
+                    in_range = (w <= hi) if lo == 0 else ((w >= lo) & (w <= hi))
+                if self.decoded:
+                    written = bus.we & self.idle & decode((bus.addr == reg.address) & in_range)
+                else:
+                    written = bus.we & self.idle & (bus.addr == reg.address)
+                    if bounds is not None:
+                        written &= in_range
                 with m.If(written):
                     m.d.sync += port.eq(w)
                 readable[reg.address] = port

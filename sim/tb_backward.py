@@ -55,8 +55,12 @@ class CocotbBus:
             getattr(dut, name).value = 0
 
     async def write_reg(self, address, value):
+        # the address and data a cycle before we, as the link's executor drives them (a
+        # deep_stages register file decodes them then)
         d = self.dut
-        d.reg__addr.value, d.reg__wdata.value, d.reg__we.value = address, value, 1
+        d.reg__addr.value, d.reg__wdata.value = address, value
+        await RisingEdge(d.clk)
+        d.reg__we.value = 1
         await RisingEdge(d.clk)
         d.reg__we.value = 0
 

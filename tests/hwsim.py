@@ -277,8 +277,12 @@ class AmaranthBus:
         self.dut, self.ctx = dut, ctx
 
     async def write_reg(self, address, value):
+        # the address and data a cycle before we, as the link's executor drives them (a
+        # deep_stages register file decodes them then)
         c, reg = self.ctx, self.dut.reg
-        c.set(reg.addr, address); c.set(reg.wdata, value); c.set(reg.we, 1)
+        c.set(reg.addr, address); c.set(reg.wdata, value)
+        await c.tick()
+        c.set(reg.we, 1)
         await c.tick()
         c.set(reg.we, 0)
 

@@ -66,9 +66,14 @@ def test_queue_refuses_bad_parameters():
 
 # -- register file ------------------------------------------------------------------------------
 
-def test_register_file_decodes_the_map():
-    cfg = AccelConfig(hidden=5, inputs=3, lanes=2, max_seq=6, max_batch=3, counter_width=8)
+@pytest.mark.parametrize("deep", [False, True], ids=["plain", "deep_stages"])
+def test_register_file_decodes_the_map(deep):
+    """Both forms; ``deep_stages`` decodes a write's address and data the cycle before its
+    ``we`` (they are on the bus a cycle ahead, as the link's executor drives them)."""
+    cfg = AccelConfig(hidden=5, inputs=3, lanes=2, max_seq=6, max_batch=3, counter_width=8,
+                      deep_stages=deep)
     dut = RegisterFile(cfg)
+    assert dut.decoded == deep
 
     async def tb(ctx):
         bus = dut.bus
@@ -77,6 +82,7 @@ def test_register_file_decodes_the_map():
             ctx.set(dut.idle, idle)
             ctx.set(bus.addr, ADDRESS[name])
             ctx.set(bus.wdata, value)
+            await ctx.tick()
             ctx.set(bus.we, 1)
             strobes = (ctx.get(dut.start), ctx.get(dut.zero), ctx.get(dut.clear))
             await ctx.tick()
