@@ -107,6 +107,8 @@ class RegisterFile(wiring.Component):
         earlier = Const(0, 1)                    # the commands: one at a time, by priority
         for name in _COMMANDS:
             bit = w[ctrl.fields[name]]
+            # (the plain form keeps its expressions as they were: its boards' saved reports
+            # are of that netlist)
             if self.decoded:
                 m.d.comb += getattr(self, name.lower()).eq(
                     ctrl_write & self.idle & decode(bit & ~earlier))
