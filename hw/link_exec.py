@@ -244,7 +244,7 @@ class LinkExecutor(wiring.Component):
             self.reply.valid.eq(nxt.reply_valid), self.reply.payload.eq(nxt.reply),
             self.write.valid.eq(nxt.write), self.read.valid.eq(nxt.read),
             self.write.payload.eq(nxt.walk), self.read.payload.eq(nxt.walk)]
-        reply, error = partial(self._reply, nxt), partial(self._error, nxt)
+        reply = partial(self._reply, nxt)          # the replies of the states after IDLE
         chk = self._memory_checks(m)
         # the register bus from registers, loaded from the request's fields every cycle
         # (``STATUS`` while waiting): a read is taken in its request's second cycle offered, a
