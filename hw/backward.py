@@ -40,7 +40,8 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (one more with ``deep_stages``, the fetch's queue: ``Backward.step_overhead``)
+#: (two more with ``deep_stages``, the fetch's first lane select and its queue:
+#: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -105,7 +106,7 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
-        self.step_overhead = STEP_OVERHEAD + c.deep_stages
+        self.step_overhead = STEP_OVERHEAD + 2 * c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,

@@ -9,12 +9,15 @@ from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
 from .memory_bank import run_ports
 
-__all__ = ["FetchStage", "QUEUE_DEPTH"]
+__all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
 
 #: beats the queue of a ``deep_stages`` fetch holds: enough for one a cycle (a credit spent at
-#: an issue is back 5 cycles later: the beat enters the queue 2 cycles after its issue, can
+#: an issue is back 6 cycles later: the beat enters the queue 3 cycles after its issue, can
 #: leave it the next, and its credit returns the cycle after it leaves)
-QUEUE_DEPTH = 5
+QUEUE_DEPTH = 6
+#: lanes of ``DA``'s word each register of a ``deep_stages`` fetch's first lane select picks
+#: from (an 8:1 mux is one slice pair on the ECP5: LUT4s, PFUMX, L6MUX)
+LANE_GROUP = 8
 
 
 class FetchStage(wiring.Component):
@@ -30,9 +33,12 @@ class FetchStage(wiring.Component):
     ``config.timing_stages=False``: the beat offered straight from the read ports the cycle
     after its read (they hold it until taken). ``config.deep_stages``: the two stages never
     stall and the beat goes into a queue of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo``) that
-    ``o`` is read from, a cycle later; a unit is issued only while a credit says its beat will
-    have room there, so no enable fans out from ``o.ready``, and ``DA`` is read every cycle
-    while running. ``setup`` (the first cycle
+    ``o`` is read from, two cycles later: the read data go first into a register stage, the
+    recurrent ``dh``'s lane picked there from each group of :data:`LANE_GROUP` lanes and the
+    group after it (``DA`` is in block RAM then: no select of all L lanes after its output);
+    a unit is issued only while a credit says its beat will have room in the queue, so no
+    enable fans out from ``o.ready``, and ``DA`` is read every cycle while running.
+    ``setup`` (the first cycle
     of a step) restarts at unit 0; ``done``: all H units have left.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
@@ -119,23 +125,42 @@ class FetchStage(wiring.Component):
         with m.If(take):
             m.d.sync += [valid.eq(issue), lane.eq(lane_h), has_next.eq(self.has_next)]
 
-        da_h = Signal(signed(cfg.formats.da.width))
-        with m.Switch(lane):
-            for l in range(L - 1):
-                with m.Case(l):
-                    m.d.comb += da_h.eq(self.da_rd.data[l])
-            with m.Default():
-                m.d.comb += da_h.eq(self.da_rd.data[L - 1])
-        act = self.act_rd.data
+        def select(words, index):
+            """``words[index]`` (the last for an index beyond them)."""
+            picked = Signal.like(words[0])
+            with m.Switch(index):
+                for i in range(len(words) - 1):
+                    with m.Case(i):
+                        m.d.comb += picked.eq(words[i])
+                with m.Default():
+                    m.d.comb += picked.eq(words[-1])
+            return picked
+
+        da_words = [self.da_rd.data[l] for l in range(L)]
+        act, dh_loss, dc = self.act_rd.data, self.dh_rd.data, self.dc_rd.data
+        if deep:
+            # the first stage: the read data registered, the lane picked in each group
+            groups = [da_words[i:i + LANE_GROUP] for i in range(0, L, LANE_GROUP)]
+            bits = (LANE_GROUP - 1).bit_length()
+            picks = [Signal.like(da_words[0], name=f"pick{i}") for i in range(len(groups))]
+            act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
+            valid_1, group_1, has_next_1 = Signal(), Signal(range(len(groups))), Signal()
+            m.d.sync += [valid_1.eq(valid), group_1.eq(lane >> bits), has_next_1.eq(has_next),
+                         act_1.eq(act), dh_1.eq(dh_loss), dc_1.eq(dc),
+                         *[p.eq(select(g, lane[:bits])) for p, g in zip(picks, groups)]]
+            da_h = select(picks, group_1)
+            read_valid, has_next, act, dh_loss, dc = valid_1, has_next_1, act_1, dh_1, dc_1
+        else:
+            da_h, read_valid = select(da_words, lane), valid
         element_port = isinstance(self.ports["ACT"][0], data.ArrayLayout)
         beat = [*[out[n].eq(act[i] if element_port else act[n])
                   for i, n in enumerate(ACT_FIELDS)],
-                out.dh_loss.eq(self.dh_rd.data),
-                out.dc.eq(self.dc_rd.data),
+                out.dh_loss.eq(dh_loss),
+                out.dc.eq(dc),
                 out.da_h.eq(Mux(has_next, da_h, 0))]
         if staged:
             with m.If(forward):
-                m.d.sync += [beat_valid.eq(valid), *beat]
+                m.d.sync += [beat_valid.eq(read_valid), *beat]
         else:       # offered from the read ports, which hold their data until the next read
             m.d.comb += [self.o.valid.eq(valid), *beat]
         if deep:
@@ -154,5 +179,5 @@ class FetchStage(wiring.Component):
             self.da_rd.en.eq(self.running if deep else issue),
         ]
         done = (k == H) & ~valid & ~self.o.valid
-        m.d.comb += self.done.eq(done & ~beat_valid if deep else done)
+        m.d.comb += self.done.eq(done & ~valid_1 & ~beat_valid if deep else done)
         return m

@@ -176,6 +176,13 @@ class MemoryBank(wiring.Component):
         # loss scale, each read by a later phase
         model = ("DHO", "DH") if config.vocab else ()
         self.collision_free = self.host_written + accumulators + model
+        #: the memories put in block RAM whatever their size (``ram_style`` ``block``): with
+        #: ``deep_stages``, ``DA``, whose LUT RAM (a word of every lane, two read ports, a copy
+        #: each, a mux over its 16-word blocks) crowded the routing of the 32-lane ECP5 build,
+        #: where it is never read in a cycle that writes its word (else the block RAM would need
+        #: a register and a select per bit beside it to return the old word)
+        self.block_forced = (("DA",) if config.deep_stages and "DA" in self.collision_free
+                             else ())
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}
@@ -212,7 +219,10 @@ class MemoryBank(wiring.Component):
     def _attrs(self, name: str) -> dict:
         if name in self.single_ported:
             return {"ram_style": "huge"}
-        return {NO_COLLISION: 1} if name in self.collision_free else {}
+        attrs = {NO_COLLISION: 1} if name in self.collision_free else {}
+        if name in self.block_forced:
+            attrs["ram_style"] = "block"
+        return attrs
 
     @staticmethod
     def depths(config: AccelConfig) -> dict:

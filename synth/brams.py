@@ -133,7 +133,8 @@ class MemoryUse:
     width: int
     reads: tuple[tuple[bool, str], ...]
     writes: tuple[int, ...]
-    #: its ``ram_style`` attribute: ``"huge"`` forces Yosys to the iCE40's SPRAM
+    #: its ``ram_style`` attribute: ``"huge"`` forces Yosys to the iCE40's SPRAM, ``"block"``
+    #: to block RAM
     style: str = ""
     #: the design never reads it in the cycle it writes the word (``hw.memory_bank``'s
     #: ``NO_COLLISION``): :func:`memory_script` lets Yosys read anything then
@@ -286,7 +287,11 @@ def map_memory(mem: MemoryUse, family: str) -> Mapping:
     logic = mem.width * mem.depth * (_LOGIC_RAM if mem.writes else _LOGIC_ROM)
     best = Mapping("logic", "logic", 0, 0, logic)
     threshold = int(logic)              # memory_libmap compares with the int of logic's cost
-    for ram in LIBRARY[family]:
+    rams = LIBRARY[family]
+    if mem.style == "block":                    # forced: the cheapest block primitive
+        rams = [ram for ram in rams if ram.kind == "block"]
+        threshold = float("inf")
+    for ram in rams:
         fit = _fit(mem, ram)
         if fit is not None and fit.cost < threshold and (best.cell == "logic" or
                                                          fit.cost < best.cost):
