@@ -102,6 +102,7 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     (4, 3, 2, 2, 1, 0.9, False, None),          # the unit's side bounds the step
     (3, 2, 2, 3, 1, 0.5, True, None),
     (3, 2, 2, 2, 1, 0.5, False, 1),
+    (6, 5, 6, 2, 1, 0.5, False, None),          # dh's lanes in both of the fetch's groups
 ])
 def test_deep_stages_are_bit_exact_two_cycles_more_a_step(H, X, L, T, B, sparsity, dense, ew):
     """``deep_stages`` (the fetch's queue and first lane select, the host port's registers,
