@@ -106,7 +106,7 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
-        self.step_overhead = STEP_OVERHEAD + 2 * c.deep_stages
+        self.step_overhead = STEP_OVERHEAD + 3 * c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,

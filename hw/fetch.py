@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
@@ -12,9 +12,10 @@ from .memory_bank import run_ports
 __all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
 
 #: beats the queue of a ``deep_stages`` fetch holds: enough for one a cycle (a credit spent at
-#: an issue is back 6 cycles later: the beat enters the queue 3 cycles after its issue, can
-#: leave it the next, and its credit returns the cycle after it leaves)
-QUEUE_DEPTH = 6
+#: an issue is back 7 cycles later: the beat enters the queue 3 cycles after its issue, can
+#: leave it two cycles later, from its output register, and its credit returns the cycle after
+#: it leaves)
+QUEUE_DEPTH = 7
 #: lanes of ``DA``'s word each register of a ``deep_stages`` fetch's first lane select picks
 #: from, straight after the block RAM's output (estimated on the 32-lane ECP5 netlist: 10.48 ns
 #: with 4, 11.33 with 8, which ABC maps into three LUT levels)
@@ -32,13 +33,14 @@ class FetchStage(wiring.Component):
     is offered two cycles after its read is issued; the two stages move when ``o`` can take a
     beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost.
     ``config.timing_stages=False``: the beat offered straight from the read ports the cycle
-    after its read (they hold it until taken). ``config.deep_stages``: the two stages never
-    stall and the beat goes into a queue of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo``) that
-    ``o`` is read from, two cycles later: the read data go first into a register stage, the
-    recurrent ``dh``'s lane picked there from each group of :data:`LANE_GROUP` lanes and the
-    group after it (``DA`` is in block RAM then: no select of all L lanes after its output);
-    a unit is issued only while a credit says its beat will have room in the queue, so no
-    enable fans out from ``o.ready``, and ``DA`` is read every cycle while running.
+    after its read (they hold it until taken). ``config.deep_stages``: the stages never stall.
+    The read data go first into a register stage, where the recurrent ``dh``'s lane is picked
+    from each group of :data:`LANE_GROUP` lanes (``DA`` is in block RAM then: no select of all
+    L lanes after its output), then with the group picked into the beat's registers, and the
+    beat into a queue of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo.SyncFIFOBuffered``: ``o``
+    from its output register), offered five cycles after its read at the earliest. A unit is
+    issued only while a credit says its beat will have room in the queue, so no enable fans out
+    from ``o.ready`` to the stages, and ``DA`` is read every cycle while running.
     ``setup`` (the first cycle
     of a step) restarts at unit 0; ``done``: all H units have left.
 
@@ -77,8 +79,10 @@ class FetchStage(wiring.Component):
         if deep:
             # the stages never stall: a unit is issued only with room for its beat in the
             # queue (a credit), so that no enable fans out from the consumer's ready
-            m.submodules.queue = queue = SyncFIFO(width=Shape.cast(self.o.payload.shape()).width,
-                                                  depth=QUEUE_DEPTH)
+            # (buffered: ``o`` from a register, not from the LUT RAM's read into the unit's
+            # multipliers)
+            m.submodules.queue = queue = SyncFIFOBuffered(
+                width=Shape.cast(self.o.payload.shape()).width, depth=QUEUE_DEPTH)
             beat_valid = Signal()
             out = Signal(self.o.payload.shape())
             forward = take = Const(1)
@@ -179,6 +183,9 @@ class FetchStage(wiring.Component):
             # the word's registers; the reads between issues are of words no write meets)
             self.da_rd.en.eq(self.running if deep else issue),
         ]
-        done = (k == H) & ~valid & ~self.o.valid
-        m.d.comb += self.done.eq(done & ~valid_1 & ~beat_valid if deep else done)
+        if deep:        # (a beat in the queue may not be offered yet: its level counts it)
+            m.d.comb += self.done.eq((k == H) & ~valid & ~valid_1 & ~beat_valid &
+                                     (queue.level == 0))
+        else:
+            m.d.comb += self.done.eq((k == H) & ~valid & ~self.o.valid)
         return m
