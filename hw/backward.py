@@ -102,7 +102,8 @@ class Backward(wiring.Component):
         self.control = StepController(hidden=H, chunks=c.chunks, max_seq=c.max_seq,
                                       max_batch=c.max_batch,
                                       zero_words=self.bank.zero_words)
-        self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages)
+        self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages,
+                               split_products=c.deep_stages)
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)

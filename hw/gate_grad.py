@@ -14,7 +14,8 @@ from .fixedpoint import round_half_up_carry, round_half_up_narrow, saturate_by_s
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "parallel_plan", "FULL_LATENCY",
-           "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "round_split"]
+           "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "SPLIT_WIDTH",
+           "round_split"]
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
 #: operand registers, product register, rounding (registered), saturation into the destination
@@ -24,6 +25,10 @@ MUL_LATENCY = 4
 _OUTPUTS = {("dnet", 0): "dnet_i", ("dnet", 1): "dnet_f", ("dnet", 2): "dnet_g",
             ("dnet", 3): "dnet_o", ("dc_prev", None): "dc_prev"}
 
+
+#: the widest operand the pipelined unit's ``split_products`` leaves whole (the ECP5's
+#: MULT18X18D is 18 x 18 bits signed)
+SPLIT_WIDTH = 18
 
 #: a time-shared product split over two 16 x 16 DSP blocks: ``a = high * 2**SPLIT_BITS + low``
 #: with ``low`` ``a``'s low bits as a signed number (every operand bit a register bit, which
@@ -208,7 +213,12 @@ class GateGradUnit(wiring.Component):
     each product is registered as the multipliers leave it, then rounded and saturated, and an
     op with an addend takes a stage more for the sum, :func:`parallel_plan`). Saturations are
     tests of the top bits. ``product_stages=False``: the product rounded in its own stage
-    (latency 6). Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
+    (latency 6). ``split_products`` (needs ``product_stages``): a product with an operand wider
+    than :data:`SPLIT_WIDTH` bits is made as two, of that operand's bits from
+    :data:`SPLIT_BITS` on and of its low bits (unsigned), each one ECP5 MULT18X18D, registered
+    apart and summed in the rounding's adder (:func:`round_split`): no adder between a
+    multiplier and its register (Yosys joins the blocks of a wider product with one), the same
+    cycles. Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
     o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
 
@@ -254,7 +264,7 @@ class GateGradUnit(wiring.Component):
     """
 
     def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None,
-                 product_stages: bool = True):
+                 product_stages: bool = True, split_products: bool = False):
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
         if formats.rounding != "half_up":
@@ -272,12 +282,18 @@ class GateGradUnit(wiring.Component):
               or not 1 <= multipliers <= PRODUCTS):
             raise ValueError(f"multipliers must be None, 'full' or an int in 1..{PRODUCTS}, "
                              f"not {multipliers!r}")
-        if not isinstance(product_stages, bool):
-            raise TypeError(f"product_stages must be a bool, not {product_stages!r}")
+        for name, value in (("product_stages", product_stages),
+                            ("split_products", split_products)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        if split_products and not product_stages:
+            raise ValueError("split_products needs product_stages (a register for each part)")
         self.formats = formats
         #: the pipelined unit registers each product before its rounding (no effect on the
         #: time-shared unit, whose products always are)
         self.product_stages = product_stages
+        #: the pipelined unit makes a product of an operand wider than SPLIT_WIDTH as two
+        self.split_products = split_products
         #: ``True``: the fully pipelined unit (one multiplier per product)
         self.parallel = multipliers >= PRODUCTS - 1
         self.multipliers = PRODUCTS if self.parallel else multipliers
@@ -600,12 +616,25 @@ class GateGradUnit(wiring.Component):
         assignments.append((at("dh", 1), saturate_by_sign(
             p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"])))
         for op, stage in plan:
-            product = at(op.a, stage - 1) * at(op.b, stage - 1)
-            if self.product_stages:                    # as the multipliers leave it
-                raw = Signal(signed(len(product)), name=f"{op.name}_p")
-                assignments.append((raw, product))
-                product, stage = raw, stage + 1
-            product = round_half_up_narrow(product, op.shift)
+            a, b = at(op.a, stage - 1), at(op.b, stage - 1)
+            if len(a) < len(b):
+                a, b = b, a
+            if self.split_products and len(a) > SPLIT_WIDTH:
+                # a = high * 2**SPLIT_BITS + low, low unsigned: a block each, registered apart
+                parts = []
+                for part, value in (("high", a[SPLIT_BITS:].as_signed() * b),
+                                    ("low", a[:SPLIT_BITS].as_unsigned() * b)):
+                    reg = Signal(signed(len(value)), name=f"{op.name}_p{part}")
+                    assignments.append((reg, value))
+                    parts.append(reg)
+                product, stage = round_split(*parts, op.shift), stage + 1
+            else:
+                product = a * b
+                if self.product_stages:                    # as the multipliers leave it
+                    raw = Signal(signed(len(product)), name=f"{op.name}_p")
+                    assignments.append((raw, product))
+                    product, stage = raw, stage + 1
+                product = round_half_up_narrow(product, op.shift)
             if op.inner is not None:
                 product = saturate_by_sign(product, op.inner)
             if op.base is not None:                     # the product gets a stage of its own

@@ -87,6 +87,29 @@ def test_pipelined_unit_without_product_stages(extreme):
         GateGradUnit(product_stages=1)
 
 
+@pytest.mark.parametrize("formats", [FORMATS, Formats(act=Q(3, 12), cell=Q(5, 9),
+                                                    state=Q(8, 22), grad=Q(2, 12),
+                                                    da=Q(6, 20))], ids=["default", "wide"])
+@pytest.mark.parametrize("extreme", [False, True])
+def test_pipelined_unit_with_split_products(formats, extreme):
+    """``split_products`` (the backward's ``deep_stages``): each product of an operand wider
+    than 18 bits made as two, registered apart (on the ECP5 no adder between a MULT18X18D and
+    its register): the same results in the same cycles, under back-pressure too."""
+    n, seed = 100, 21 + extreme
+    x = random_inputs(n, seed, extreme, formats=formats)
+    dut = GateGradUnit(formats, split_products=True)
+    got, cycles, acc, emit = run_unit(dut, x, n, seed, 1.0, 1.0)
+    assert got == expected(x, n, formats)
+    assert dut.latency == GateGradUnit(formats).latency
+    assert emit == [c + dut.latency for c in acc]
+    got, *_ = run_unit(dut, x, n, seed, 0.7, 0.4)
+    assert got == expected(x, n, formats)
+    with pytest.raises(ValueError, match="split_products needs product_stages"):
+        GateGradUnit(split_products=True, product_stages=False)
+    with pytest.raises(TypeError, match="split_products must be a bool"):
+        GateGradUnit(split_products=1)
+
+
 @pytest.mark.parametrize("multipliers", [None, 1, 3])
 def test_other_formats(multipliers):
     """Other widths and fraction bits (cell and state narrower than act's 1.0 * 2**fa)."""
