@@ -48,7 +48,8 @@ class LinkExecutor(wiring.Component):
     ``reply`` (:data:`~.link_types.REPLY`), ``write`` and ``read`` are registered: offered the
     cycle after the request is taken (errors, ``PING``, ``WRITE_REG``, ``READ_MEM`` with its
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
-    after ``busy`` falls (``WAIT``), or the cycle after ``written``: none of the checks is in
+    after ``busy`` falls (``WAIT``; ``decoded``: from its second cycle, when the register bus's
+    address, not set by the take, is ``STATUS``), or the cycle after ``written``: none of the checks is in
     series with the sender or the walkers. ``request.ready`` is high while no request is being
     carried out, but for a request's first cycle offered and the cycle of a register write.
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
@@ -264,6 +265,11 @@ class LinkExecutor(wiring.Component):
         rx_error = test(req.error != RxError.NONE)
         length_not = {n: test(req.length != n) for n in (0, 1, 5)}
         busy = test(self.busy)             # (decoded: as of the cycle before)
+        # WAIT reads STATUS from its second cycle (decoded: the take does not set the register
+        # bus's address; it is STATUS once the state is WAIT)
+        waited = Signal() if self.decoded else Const(1)
+        if self.decoded:
+            m.d.sync += waited.eq(state == _State.WAIT)
         with m.If(state == _State.IDLE):
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone
@@ -273,7 +279,7 @@ class LinkExecutor(wiring.Component):
             take = self.request.ready if self.decoded else self.request.valid & self.request.ready
             def go(to):                 # the next state (and WAIT's register address)
                 m.d.sync += state.eq(to)
-                if to == _State.WAIT:
+                if to == _State.WAIT and not self.decoded:
                     m.d.sync += reg.addr.eq(ADDRESS["STATUS"])
 
             def reg_write():
@@ -314,7 +320,7 @@ class LinkExecutor(wiring.Component):
             m.d.comb += reply(code, 4, reg.rdata)
             m.d.sync += state.eq(_State.IDLE)
         with m.Elif(state == _State.WAIT):
-            with m.If(~self.busy):
+            with m.If(~self.busy & waited):
                 m.d.comb += reg.re.eq(1)
                 m.d.sync += state.eq(_State.REG_READ)
         with m.Elif(state == _State.WRITE):

@@ -454,6 +454,25 @@ def test_executor_carries_out_requests_when_not_busy(decoded):
     assert log[14][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
 
 
+@pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
+def test_executor_waits_then_reads_status(decoded):
+    """``WAIT`` reads ``STATUS`` once ``busy`` is low, whatever its packet's first byte (the
+    register bus's address is ``STATUS`` whenever ``re`` rises); ``decoded``: from WAIT's second
+    cycle (the take does not set the address)."""
+    wait = {**_request(CMD["WAIT"]), "head": {"bytes": [R["TAU"], 1, 2, 3, 4]}}
+    log = _executor({0: wait}, busy=lambda cycle: cycle < 5, cycles=12, decoded=decoded)
+    reads = [row for row in log if row[3]]
+    assert len(reads) == 1 and reads[0][4] == R["STATUS"]
+    assert reads[0][0] == 5                     # busy fell at 5
+    [reply] = [row for row in log if row[1] is not None]
+    assert reply[0] == reads[0][0] + 2
+    assert reply[1] == (CMD["WAIT"], 4, 0x11223344 + reads[0][0] + 1, 0)
+    # taken while not busy: read in WAIT's first cycle (plain) or its second (decoded)
+    log = _executor({0: wait}, cycles=8, decoded=decoded)
+    reads = [row for row in log if row[3]]
+    assert len(reads) == 1 and reads[0][4] == R["STATUS"] and reads[0][0] == 2 + decoded
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sender_frames_replies_under_back_pressure(seed):
     """Replies from ``data`` and from an element stream with random gaps, ``tx.ready`` random:
