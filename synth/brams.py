@@ -4,7 +4,8 @@ Bits are not blocks: Yosys' ``memory_libmap`` (``passes/memory/memory_libmap.cc`
 ``synth_ecp5`` / ``synth_ice40``) rounds a memory's width and depth to one of the block's
 configurations, pads every write-enable group of a word to the block's byte (9 bits on the
 ECP5), duplicates the whole memory for every read port beyond what the block's ports can take,
-and puts a small memory into LUT RAM or flip-flops when that costs less. :func:`block_rams`
+and puts a small memory into LUT RAM or flip-flops when that costs less (unless its
+``ram_style`` is ``block``: then the cheapest block RAM, whatever the cost). :func:`block_rams`
 elaborates the design (:class:`~gateskip.hw.top.AcceleratorTop`, well under a second even for
 the 85F's whole model), finds every memory in it (the bank's, the FIFOs' storage, the
 activation and softmax tables, the link's buffer: whatever the design holds) and maps each as

@@ -4,6 +4,7 @@ memory_libmap decisions (its debug log's cost of each candidate, YoWASP Yosys 0.
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,21 @@ def test_map_memory_as_yosys(mem, family, cell, blocks, cost):
     assert (mapping.cell, mapping.blocks, mapping.cost) == (cell, blocks, cost)
 
 
+def test_deep_stages_forces_da_into_block_ram():
+    """``deep_stages`` puts ``DA`` in block RAM where it is collision-free (backward-only,
+    no forwarding), not in a training build (its block RAM would need read-first logic)."""
+    base = dict(hidden=8, inputs=8, lanes=4, forwarding=False)
+    assert MemoryBank(AccelConfig(**base, deep_stages=True)).block_forced == ("DA",)
+    assert MemoryBank(AccelConfig(**base)).block_forced == ()
+    assert MemoryBank(AccelConfig(**base, deep_stages=True, train=True)).block_forced == ()
+    found = {m.name: m for m in memories(AcceleratorTop(AccelConfig(**base, deep_stages=True)))}
+    assert found["backward.bank.mem_da"].style == "block"
+    assert block_rams(AccelConfig(**base, deep_stages=True), "ecp5")["maps"][
+        "backward.bank.mem_da"] == "PDPW16KD"
+    assert block_rams(AccelConfig(**base), "ecp5")["maps"][
+        "backward.bank.mem_da"] == "TRELLIS_DPR16X4"
+
+
 def test_map_memory_edges():
     assert map_memory(MemoryUse("unread", 512, 8, (), (8,)), "ecp5").blocks == 0
     # an asynchronous read: LUT RAM on the ECP5, never a block; flip-flops on the iCE40
@@ -145,6 +161,14 @@ def test_map_memory_edges():
     assert map_memory(async_read, "ice40").cell == "logic"
     with pytest.raises(ValueError, match="family must be one of ecp5, ice40"):
         map_memory(async_read, "gowin")
+    # ram_style block (deep_stages' DA at H 64, X 64, L 32, T 8, B 1): LUT RAM unforced, block
+    # RAM forced, however dear; Yosys' log of that build: "forced mapping to block RAM", "via
+    # $__PDPW16KD_", 154 DP16KD in all, as block_rams counts (29 blocks wide, a copy per port)
+    da = MemoryUse("da", 32, 1024, ((True, "any"), (True, "any")), (1024,), no_collision=True)
+    assert map_memory(da, "ecp5").cell == "$__TRELLIS_DPR16X4_"
+    forced = map_memory(replace(da, style="block"), "ecp5")
+    assert (forced.cell, forced.blocks) == ("$__PDPW16KD_", 58)
+    assert forced.cost > map_memory(da, "ecp5").cost
 
 
 def _yosys_share() -> Path:
