@@ -40,8 +40,8 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (two more with ``deep_stages``, the fetch's first lane select and its queue:
-#: ``Backward.step_overhead``)
+#: (four more with ``deep_stages``: the fetch's first lane select and its buffered queue, and
+#: ``drained`` registered: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -107,7 +107,7 @@ class Backward(wiring.Component):
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
-        self.step_overhead = STEP_OVERHEAD + 3 * c.deep_stages
+        self.step_overhead = STEP_OVERHEAD + 4 * c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
@@ -262,9 +262,12 @@ class Backward(wiring.Component):
                                                           "dw_wr", "da_wr")},
                    {"a": ctl.vec_base, "da": ctl.vec_base})
 
-        # a step ends when everything behind the fetch is idle
-        m.d.comb += ctl.drained.eq(fetched & ~ew.busy & ~thr.o.valid & ~cmp.busy &
-                                   (queue.level == 0) & ~arr.busy & ~ctl.setup)
+        # a step ends when everything behind the fetch is idle (deep_stages: seen a cycle late,
+        # from a register, so that no unit's busy reaches the controller's counters; safe as
+        # nothing starts again before the step ends, and setup comes first)
+        drained = (fetched & ~ew.busy & ~thr.o.valid & ~cmp.busy & (queue.level == 0) &
+                   ~arr.busy & ~ctl.setup)
+        m.d["sync" if self.config.deep_stages else "comb"] += ctl.drained.eq(drained)
         self._counters(m, sb_mac16=self.config.dsp_counters and
                        getattr(platform, "family", None) == "iCE40")
         return m
