@@ -41,8 +41,7 @@ class FetchStage(wiring.Component):
     from its output register), offered five cycles after its read at the earliest. A unit is
     issued only while a credit says its beat will have room in the queue, so no enable fans out
     from ``o.ready`` to the stages, and ``DA`` is read every cycle while running.
-    ``setup`` (the first cycle
-    of a step) restarts at unit 0; ``done``: all H units have left.
+    ``setup`` (the first cycle of a step) restarts at unit 0; ``done``: all H units have left.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
     read ports ``act_rd dh_rd dc_rd da_rd`` connect to them.
