@@ -178,7 +178,7 @@ class MemoryBank(wiring.Component):
         self.collision_free = self.host_written + accumulators + model
         #: the memories put in block RAM whatever their size (``ram_style`` ``block``): with
         #: ``deep_stages``, ``DA``, whose LUT RAM (a word of every lane, a copy per read port, a
-        #: mux over its 16-word blocks) took 960 LUT RAMs and a third of the arcs to route in the
+        #: mux over its 16-word blocks) took 960 LUT RAMs and 30% of the arcs to route in the
         #: 32-lane ECP5 build, where it is never read in a cycle that writes its word (else the
         #: block RAM would need a register and a select per bit beside it to return the old word)
         self.block_forced = (("DA",) if config.deep_stages and "DA" in self.collision_free
