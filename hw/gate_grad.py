@@ -617,9 +617,9 @@ class GateGradUnit(wiring.Component):
             p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"])))
         for op, stage in plan:
             a, b = at(op.a, stage - 1), at(op.b, stage - 1)
-            if len(a) < len(b):
-                a, b = b, a
-            if self.split_products and len(a) > SPLIT_WIDTH:
+            if self.split_products and max(len(a), len(b)) > SPLIT_WIDTH:
+                if len(a) < len(b):                     # the wider operand is the one split
+                    a, b = b, a
                 # a = high * 2**SPLIT_BITS + low, low unsigned: a block each, registered apart
                 parts = []
                 for part, value in (("high", a[SPLIT_BITS:].as_signed() * b),

@@ -50,8 +50,9 @@ class LinkExecutor(wiring.Component):
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
     after ``busy`` falls (``WAIT``; ``decoded``: from its second cycle, when the register bus's
     address, not set by the take, is ``STATUS``), or the cycle after ``written``: none of the
-    checks is in series with the sender or the walkers. ``request.ready`` is high while no request is being
-    carried out, but for a request's first cycle offered and the cycle of a register write.
+    checks is in series with the sender or the walkers. ``request.ready`` is high while no
+    request is being carried out, but for a request's first cycle offered and the cycle of a
+    register write.
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
     flip-flops, for a small device). ``decoded``: the command's and the length's tests
     registered in the first cycle too, as the memory checks are, and the take known from
