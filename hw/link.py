@@ -97,7 +97,7 @@ class HostLink(wiring.Component):
         m.submodules.writer = wr = BufferWriter(max_payload=self.max_payload, first=MEM_HEAD,
                                                 **walker)
         # the reader's read data: the port's latency, and a cycle more for the request register
-        latency = host_read_latency(self.host_stages) + self.host_stages
+        latency = host_read_latency(self.host_stages, EP) + self.host_stages
         m.submodules.reader = rd = WordReader(**walker, registered=self.stages, latency=latency)
         m.submodules.sender = tx = PacketSender()
 

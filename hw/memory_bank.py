@@ -31,10 +31,11 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
     return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
 
 
-def host_read_latency(staged: bool) -> int:
+def host_read_latency(staged: bool, element_port: bool = False) -> int:
     """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or 2 when the memories' read
-    data are registered before the host read mux (``AccelConfig.deep_stages``)."""
-    return 2 if staged else 1
+    data are registered before the host read mux (``AccelConfig.deep_stages``), 3 when the
+    element read is registered too (``deep_stages`` with ``element_port``)."""
+    return 1 + (1 + bool(element_port) if staged else 0)
 
 
 def mem_port_signature(addr_width: int, elements: int,
@@ -111,7 +112,9 @@ class MemoryBank(wiring.Component):
     ``config.deep_stages`` the cycle after that, each memory's read data going first into a
     register of its own (nothing after the block RAM but that register) and only from there
     through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
-    register per memory that says which was read; and a write's memory decoded into a register
+    register per memory that says which was read (``element_port``: the element picked from the
+    word held into a register of 32 bits beside the memory first, a cycle more, so that the
+    words do not cross the die); and a write's memory decoded into a register
     the cycle before its ``we``, so ``mem`` must be on the port a cycle before ``we`` (the
     link's walks set it cycles ahead). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
@@ -336,19 +339,35 @@ class MemoryBank(wiring.Component):
         if cfg.deep_stages:
             # the word read, registered the cycle it arrives, and beside it which memory it
             # came from, one register per memory: the mux is an AND-OR of registers
-            read = Signal()
-            m.d.sync += read.eq(host.re)
+            # (element_port: the element picked from that register into another, a mux tree
+            # over the word's elements beside the memory, so only 32 bits cross the die)
+            read, picking = Signal(), Signal()
+            pick_el = Signal.like(rd_el)                # the element of the word held
+            m.d.sync += [read.eq(host.re), picking.eq(read)]
+            with m.If(read):
+                m.d.sync += pick_el.eq(rd_el)
             words = []
             for name in self.memories:
                 held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
                 chosen = Signal(name=f"host_chosen_{name.lower()}")
                 hit = rd_code == MEMORIES[name].code
-                with m.If(read):
-                    m.d.sync += chosen.eq(hit)
+                if cfg.element_port:        # `chosen` follows its word through the pick
+                    seen = Signal(name=f"host_seen_{name.lower()}")
+                    with m.If(read):
+                        m.d.sync += seen.eq(hit)
+                    with m.If(picking):
+                        m.d.sync += chosen.eq(seen)
+                else:
+                    with m.If(read):
+                        m.d.sync += chosen.eq(hit)
                 with m.If(read & hit):
                     m.d.sync += held.eq(rd[name].data)
                 word = Signal(host.rdata.shape(), name=f"host_word_read_{name.lower()}")
-                self._unpack_any(m, word, held, rd_el, name)
+                if cfg.element_port:
+                    with m.If(picking):
+                        m.d.sync += word[0].eq(self._pick(held, pick_el, self.mem_shapes[name]))
+                else:
+                    self._unpack_any(m, word, held, rd_el, name)
                 words.append(Mux(chosen, word.as_value(), 0))
             m.d.comb += host.rdata.eq(reduce(operator.or_, words))   # none chosen: 0
             return m
@@ -367,6 +386,15 @@ class MemoryBank(wiring.Component):
             self._unpack_element(m, rdata[0], word, el, self.mem_shapes[name])
         else:
             self._unpack(m, rdata, word, self.shapes[name][0])
+
+    @staticmethod
+    def _pick(word, el, shape):
+        """Element ``el`` of an element-port memory word, signed: a mux tree over the elements
+        (``el`` below their count)."""
+        if not isinstance(shape, data.ArrayLayout):
+            return word
+        width = Shape.cast(shape.elem_shape).width
+        return word.as_value().word_select(el, width).as_signed()
 
     def _banked(self, addr, name: str, side: str):
         """A run port's address in ``name``'s memory: in the bank of layer ``rd_layer`` (reads)

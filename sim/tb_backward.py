@@ -50,7 +50,7 @@ class CocotbBus:
         self.word = accel.mem.signature.members["wdata"].shape
         self.element_port = accel.element_port
         self.has_el = "el" in accel.mem.signature.members     # elements of more than one
-        self.latency = host_read_latency(accel.config.deep_stages)
+        self.latency = host_read_latency(accel.config.deep_stages, accel.config.element_port)
         for name in ("reg__we", "reg__re", "mem__we", "mem__re"):
             getattr(dut, name).value = 0
 

@@ -317,7 +317,8 @@ class AmaranthBus:
         from gateskip.hw.memory_bank import host_read_latency
         c, port, ep = self.ctx, self.dut.mem, self.dut.element_port
         config = getattr(self.dut, "config", None)
-        latency = host_read_latency(bool(config and config.deep_stages))
+        latency = host_read_latency(bool(config and config.deep_stages),
+                                    bool(config and config.element_port))
         accesses = [(i, e) for i in range(n) for e in (range(per) if ep else [None])]
         data = []
         c.set(port.mem, code); c.set(port.re, 1)

@@ -97,22 +97,25 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     assert got["collisions"] == {}
 
 
-@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, ew", [
-    (3, 2, 2, 3, 2, 0.5, False, None),
-    (4, 3, 2, 2, 1, 0.9, False, None),          # the unit's side bounds the step
-    (3, 2, 2, 3, 1, 0.5, True, None),
-    (3, 2, 2, 2, 1, 0.5, False, 1),
-    (6, 5, 6, 2, 1, 0.5, False, None),          # dh's lanes in both of the fetch's groups
+@pytest.mark.parametrize("H, X, L, T, B, sparsity, dense, ew, ep", [
+    (3, 2, 2, 3, 2, 0.5, False, None, False),
+    (4, 3, 2, 2, 1, 0.9, False, None, False),   # the unit's side bounds the step
+    (3, 2, 2, 3, 1, 0.5, True, None, False),
+    (3, 2, 2, 2, 1, 0.5, False, 1, False),
+    (6, 5, 6, 2, 1, 0.5, False, None, False),   # dh's lanes in both of the fetch's groups
+    (3, 2, 2, 3, 2, 0.5, False, None, True),    # the host's element picked in a register
+    (6, 5, 6, 2, 1, 0.5, True, None, True),
 ])
-def test_deep_stages_are_bit_exact_four_cycles_more_a_step(H, X, L, T, B, sparsity, dense, ew):
+def test_deep_stages_are_bit_exact_four_cycles_more_a_step(H, X, L, T, B, sparsity, dense, ew,
+                                                           ep):
     """``deep_stages`` (the fetch's queue and first lane select, the host port's registers,
-    ``DA`` in block RAM): the same results, and exactly four cycles more per step
-    (``step_overhead``)."""
+    ``DA`` in block RAM), with or without ``element_port``: the same results, and exactly four
+    cycles more per step (``step_overhead``)."""
     seed = H * 100 + X * 10 + L + int(dense)
     mems = random_mems(H, X, T, B, seed)
     tau = tau_for_sparsity(mems, X, sparsity)
     duts = [Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, ew_multipliers=ew,
-                     deep_stages=deep) for deep in (True, False)]
+                     element_port=ep, deep_stages=deep) for deep in (True, False)]
     assert duts[0].step_overhead == duts[1].step_overhead + 4
     runs = [simulate(dut, mems, tau, dense=dense, collisions=dut.bank.collision_free)
             for dut in duts]

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from gateskip.golden.fixed import saturate
 from gateskip.hw.controller import StepController
 from gateskip.hw.db import DbParallel, DbSerial
-from gateskip.hw.memory_bank import MemoryBank
+from gateskip.hw.memory_bank import MemoryBank, host_read_latency
 from gateskip.hw.queue import Queue
 from gateskip.hw.registers import RegisterFile
 from gateskip.spec.config import AccelConfig
@@ -301,6 +301,60 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
             want = 0 if mem.written else (written[name, 0] if cfg.element_port
                                          else written[name][0])
             assert v == want, name
+    _run(dut, tb)
+
+
+@pytest.mark.parametrize("element_port", [False, True])
+def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
+    """``deep_stages``: host reads one a cycle, each of another memory (and element), each
+    read's data :func:`host_read_latency` cycles after its ``re`` (3 with ``element_port``)."""
+    cfg = AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=2, deep_stages=True,
+                      element_port=element_port, forwarding=False)
+    dut = MemoryBank(cfg)
+    latency = host_read_latency(True, element_port)
+    assert latency == 2 + element_port
+    mems = built(cfg)
+    rng = np.random.default_rng(2)
+
+    async def tb(ctx):
+        host = dut.host
+        written, reads = {}, []
+        for name, mem in mems.items():
+            per = mem.per_word(cfg.lanes)
+            widths = [mem.field_format(i, cfg.formats).width for i in range(per)]
+            v = [int(rng.integers(-(1 << (w - 1)), 1 << (w - 1))) for w in widths]
+            written[name] = v
+            ctx.set(host.mem, MEMORIES[name].code)
+            ctx.set(host.addr, 1)
+            await ctx.tick()                    # `mem` a cycle before `we`
+            for e in range(per) if element_port else [None]:
+                if element_port:
+                    ctx.set(host.el, e)
+                    ctx.set(host.wdata[0], v[e])
+                else:
+                    for i, x in enumerate(v):
+                        ctx.set(host.wdata[i], x)
+                ctx.set(host.we, 1)
+                await ctx.tick()
+                ctx.set(host.we, 0)
+            reads += [(name, e) for e in (range(per) if element_port else [None])]
+        order = [reads[i] for i in rng.permutation(len(reads))]
+        got = []
+        for k in range(len(order) + latency):
+            if k < len(order):
+                name, e = order[k]
+                ctx.set(host.mem, MEMORIES[name].code)
+                ctx.set(host.addr, 1)
+                if element_port:
+                    ctx.set(host.el, e)
+            ctx.set(host.re, int(k < len(order)))
+            if k >= latency:
+                per = len(written[order[k - latency][0]])
+                got.append(ctx.get(host.rdata[0]) if element_port else
+                           [ctx.get(host.rdata[i]) for i in range(per)])
+            await ctx.tick()
+        want = [written[n][e] if element_port else written[n] for n, e in order]
+        assert got == want
     _run(dut, tb)
 
 
