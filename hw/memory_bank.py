@@ -342,10 +342,7 @@ class MemoryBank(wiring.Component):
             # (element_port: the element picked from that register into another, a mux tree
             # over the word's elements beside the memory, so only 32 bits cross the die)
             read, picking = Signal(), Signal()
-            pick_el = Signal.like(rd_el)                # the element of the word held
             m.d.sync += [read.eq(host.re), picking.eq(read)]
-            with m.If(read):
-                m.d.sync += pick_el.eq(rd_el)
             words = []
             for name in self.memories:
                 held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
@@ -353,8 +350,10 @@ class MemoryBank(wiring.Component):
                 hit = rd_code == MEMORIES[name].code
                 if cfg.element_port:        # `chosen` follows its word through the pick
                     seen = Signal(name=f"host_seen_{name.lower()}")
+                    # the element of the word held: a register per memory (its mux's select)
+                    pick_el = Signal.like(rd_el, name=f"host_pick_el_{name.lower()}")
                     with m.If(read):
-                        m.d.sync += seen.eq(hit)
+                        m.d.sync += [seen.eq(hit), pick_el.eq(rd_el)]
                     with m.If(picking):
                         m.d.sync += chosen.eq(seen)
                 else:
