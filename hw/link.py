@@ -49,7 +49,8 @@ class HostLink(wiring.Component):
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
     a register between the receiver and the executor (:class:`~.slice.Slice`) and between the
-    executor and the sender: two cycles more from a request to its reply.
+    executor and the sender, and each byte sent registered (``PacketSender(staged=)``, one
+    byte every two cycles): three cycles more from a request to its reply.
     """
 
     @staticmethod
@@ -99,7 +100,7 @@ class HostLink(wiring.Component):
         # the reader's read data: the port's latency, and a cycle more for the request register
         latency = host_read_latency(self.host_stages, EP) + self.host_stages
         m.submodules.reader = rd = WordReader(**walker, registered=self.stages, latency=latency)
-        m.submodules.sender = tx = PacketSender()
+        m.submodules.sender = tx = PacketSender(staged=self.host_stages)
 
         wiring.connect(m, wiring.flipped(self.rx), rx.rx)
         wiring.connect(m, rx.buffer, wr.buffer)

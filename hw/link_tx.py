@@ -1,12 +1,13 @@
 """The host link's packet sender: a reply descriptor out as a framed packet on ``tx``."""
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import enum, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from ..spec import protocol
 from .link_types import ELEMENT, REPLY
+from .slice import Slice
 
 __all__ = ["PacketSender"]
 
@@ -37,9 +38,23 @@ class PacketSender(wiring.Component):
     ``done`` is high in the cycle the packet's last byte is taken. A reply is taken only
     while idle (``reply`` has no ``ready``): one offered while a packet is being sent is
     ignored, as :class:`~.link.HostLink` never does.
+
+    ``staged`` (for a fast clock): each byte goes into a register (:class:`~.slice.Slice`, one
+    entry) before ``tx``, and the CRC takes the bytes from that register as they leave, so
+    that neither the byte's mux nor the CRC's logic is in series with the other or with the
+    UART. A byte is offered the cycle after it is chosen and the next chosen once it is
+    taken (the CRC's first byte once the payload's last has left): the first byte is offered
+    two cycles after the reply, and without back-pressure the last is taken ``2 * (n + 6)``
+    cycles after it (``n + 6`` otherwise; a UART byte takes hundreds).
     """
 
-    def __init__(self):
+    #: a byte on its way out (``staged``): what the CRC does with it as it leaves
+    _OUT = data.StructLayout({"byte": 8, "start": 1, "skip": 1, "last": 1})
+
+    def __init__(self, *, staged: bool = False):
+        if not isinstance(staged, bool):
+            raise TypeError(f"staged must be a bool, not {staged!r}")
+        self.staged = staged
         super().__init__({
             "reply": In(stream.Signature(REPLY, always_ready=True)),
             "elements": In(stream.Signature(ELEMENT)),
@@ -51,12 +66,33 @@ class PacketSender(wiring.Component):
         m = Module()
         m.submodules.crc = crc = catalog.CRC16_XMODEM(data_width=8).create()
         state = Signal(_State)
-        tx, rep, el = self.tx, self.reply.payload, self.elements
+        rep, el = self.reply.payload, self.elements
         code, length, left = Signal(8), Signal(16), Signal(16)  # left: payload bytes to send
         payload, memory = Signal(48), Signal()
         index = Signal(2)                               # header byte, CRC byte
         bi = Signal(3)                                  # byte within the element
-        m.d.comb += crc.data.eq(tx.payload)
+        # the byte chosen (`tx`): straight out, with the CRC beside it, or (staged) into
+        # `out`, the CRC taking each byte as it leaves `out` (`start`: SYNC, which restarts
+        # it; `skip`: a CRC byte; `last`: the packet's)
+        if self.staged:
+            m.submodules.out = out = Slice(self._OUT, skid=False)
+            tx, byte = out.i, out.i.payload.byte
+            leaves = out.o.valid & self.tx.ready
+            flags = out.o.payload
+            m.d.comb += [self.tx.valid.eq(out.o.valid), self.tx.payload.eq(flags.byte),
+                         out.o.ready.eq(self.tx.ready), crc.data.eq(flags.byte),
+                         crc.start.eq(leaves & flags.start),
+                         crc.valid.eq(leaves & ~flags.start & ~flags.skip),
+                         self.done.eq(leaves & flags.last)]
+        else:
+            tx, byte = self.tx, self.tx.payload
+            m.d.comb += crc.data.eq(byte)
+
+        def sync_byte(first):       # the SYNC byte: restarts the CRC
+            return (out.i.payload.start.eq(first) if self.staged else crc.start.eq(first))
+
+        def counted(taken):         # a byte the CRC takes (code, length, payload)
+            return [] if self.staged else [crc.valid.eq(taken)]
 
         with m.If(state == _State.IDLE):
             with m.If(self.reply.valid):
@@ -65,12 +101,11 @@ class PacketSender(wiring.Component):
                              state.eq(_State.HEAD)]
         with m.Elif(state == _State.HEAD):
             m.d.comb += [
-                tx.payload.eq(Mux(index == 0, protocol.SYNC,
-                                  Mux(index == 1, code,
-                                      Mux(index == 2, length[:8], length[8:])))),
+                byte.eq(Mux(index == 0, protocol.SYNC,
+                            Mux(index == 1, code, Mux(index == 2, length[:8], length[8:])))),
                 tx.valid.eq(1),
-                crc.start.eq(index == 0),
-                crc.valid.eq(tx.ready & (index != 0)),
+                sync_byte(index == 0),
+                *counted(tx.ready & (index != 0)),
             ]
             with m.If(tx.ready):
                 m.d.sync += index.eq(index + 1)
@@ -83,7 +118,7 @@ class PacketSender(wiring.Component):
                     with m.Else():
                         m.d.sync += state.eq(_State.DATA)
         with m.Elif(state == _State.DATA):
-            m.d.comb += [tx.payload.eq(payload[:8]), tx.valid.eq(1), crc.valid.eq(tx.ready)]
+            m.d.comb += [byte.eq(payload[:8]), tx.valid.eq(1), *counted(tx.ready)]
             with m.If(tx.ready):
                 m.d.sync += [payload.eq(payload >> 8), left.eq(left - 1)]
                 with m.If(left == 1):
@@ -92,8 +127,8 @@ class PacketSender(wiring.Component):
             last_byte = bi == el.payload.bytes - 1
             m.d.comb += el.ready.eq(~el.valid | (tx.ready & last_byte))
             with m.If(el.valid):
-                m.d.comb += [tx.payload.eq((el.payload.value >> (bi << 3))[:8]),
-                             tx.valid.eq(1), crc.valid.eq(tx.ready)]
+                m.d.comb += [byte.eq((el.payload.value >> (bi << 3))[:8]),
+                             tx.valid.eq(1), *counted(tx.ready)]
                 with m.If(tx.ready):
                     m.d.sync += [bi.eq(bi + 1), left.eq(left - 1)]
                     with m.If(last_byte):
@@ -101,11 +136,16 @@ class PacketSender(wiring.Component):
                     with m.If(left == 1):
                         m.d.sync += state.eq(_State.CRC)
         with m.Elif(state == _State.CRC):
-            m.d.comb += [tx.payload.eq(Mux(index == 0, crc.crc[:8], crc.crc[8:])),
-                         tx.valid.eq(1)]
-            with m.If(tx.ready):
+            # (staged: once the payload's last byte has left `out`, through the CRC)
+            settled = ~out.o.valid if self.staged else 1
+            m.d.comb += [byte.eq(Mux(index == 0, crc.crc[:8], crc.crc[8:])),
+                         tx.valid.eq(settled)]
+            if self.staged:
+                m.d.comb += [out.i.payload.skip.eq(1), out.i.payload.last.eq(index == 1)]
+            with m.If(tx.valid & tx.ready):
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == 1):
-                    m.d.comb += self.done.eq(1)
+                    if not self.staged:
+                        m.d.comb += self.done.eq(1)
                     m.d.sync += [state.eq(_State.IDLE), index.eq(0)]
         return m

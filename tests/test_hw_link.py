@@ -473,16 +473,17 @@ def test_executor_waits_then_reads_status(decoded):
     assert len(reads) == 1 and reads[0][4] == R["STATUS"] and reads[0][0] == 2 + decoded
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_sender_frames_replies_under_back_pressure(seed):
+def test_sender_frames_replies_under_back_pressure(seed, staged):
     """Replies from ``data`` and from an element stream with random gaps, ``tx.ready`` random:
     every packet well framed with a good CRC, ``tx`` stable while not taken, ``done`` with the
-    last byte."""
+    last byte; also with each byte registered before ``tx`` (``staged``)."""
     import random
     from gateskip.hw.link_tx import PacketSender
     from gateskip.hw.link_types import REPLY
     rng = random.Random(seed)
-    dut = PacketSender()
+    dut = PacketSender(staged=staged)
     replies = []
     for _ in range(12):
         if rng.random() < 0.5:
