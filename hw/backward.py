@@ -106,12 +106,15 @@ class Backward(wiring.Component):
                                split_products=c.deep_stages)
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
-        #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`)
-        self.step_overhead = STEP_OVERHEAD + 4 * c.deep_stages
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
-                              single_port_dw=c.spram)
+                              single_port_dw=c.spram,
+                              read_latency=2 if self.bank.registered_reads else 1)
+        #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the array's
+        #: registered reads add a stage)
+        self.step_overhead = (STEP_OVERHEAD + 4 * c.deep_stages +
+                              self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,
                                        skid=c.threshold_skid)

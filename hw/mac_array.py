@@ -99,6 +99,14 @@ class MacArray(wiring.Component):
     phase that only writes back (2C cycles). Needs ``C >= 5`` (4 without ``staged_read``: a
     sum is in the buffer before its da word reads it).
 
+    ``read_latency=2`` (needs ``forwarding=False``, ``staged_read``, not ``single_port_dw``): the
+    read ports' data come two cycles after their address, from a register right after the block
+    RAM (the memory's own: ``REGMODE`` ``OUTREG`` on the ECP5, :mod:`gateskip.synth.outreg`).
+    The row takes a stage more (stage Q, between issue and R): a sum is written 5 cycles after
+    its word is issued; the accumulator's read is still issued at stage R, its data used at
+    stage 2 as they come (the registered read's register is the memory's), so a word read again
+    is safe under the same condition as above.
+
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
     cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
@@ -138,8 +146,18 @@ class MacArray(wiring.Component):
     def __init__(self, lanes: int, k: int, rows: int, formats: Formats = FORMATS, *,
                  counter_width: int = COUNTER_WIDTH, forwarding: bool = True,
                  dsp_counters: bool = False,
-                 staged_read: bool = True, single_port_dw: bool = False):
+                 staged_read: bool = True, single_port_dw: bool = False,
+                 read_latency: int = 1):
         self.check_parameters(lanes, k, rows, formats)
+        if read_latency not in (1, 2) or isinstance(read_latency, bool):
+            raise ValueError(f"read_latency must be 1 or 2, not {read_latency!r}")
+        if read_latency == 2 and (forwarding or not staged_read or single_port_dw):
+            raise ValueError("read_latency 2 needs forwarding=False, staged_read=True and "
+                             "single_port_dw=False")
+        self.read_latency = read_latency
+        #: cycles from a word issued to its sum written (:data:`LATENCY`, one more with
+        #: ``read_latency`` 2)
+        self.latency = LATENCY + read_latency - 1
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         check_dsp_counters(dsp_counters, counter_width)
@@ -266,11 +284,21 @@ class MacArray(wiring.Component):
         # (single_port_dw: c too, the matrix address going its own way to the write-back)
         pipe_aw = max(1, self.vec_addr_width) if self.single_port_dw else seq.aw
         addrr = Signal(pipe_aw)
-        m.d.sync += [vr.eq(seq.accumulates), phr.eq(seq.phase), sr.eq(seq.s0),
-                     addrr.eq(seq.c if self.single_port_dw else
-                              Mux(seq.phase, seq.c, seq.mat_addr))]
+        issued = SimpleNamespace(
+            v=seq.accumulates, ph=seq.phase, s=seq.s0, last=seq.c == C - 1,
+            addr=seq.c if self.single_port_dw else Mux(seq.phase, seq.c, seq.mat_addr))
+        if self.read_latency == 2:      # stage Q: the row on its way through the read register
+            q = SimpleNamespace(v=Signal(), ph=Signal(), s=Signal.like(sr),
+                                last=Signal(), addr=Signal(pipe_aw))
+            m.d.sync += [q.v.eq(issued.v), q.ph.eq(issued.ph), q.s.eq(issued.s),
+                         q.addr.eq(issued.addr)]
+            if self.tail < L:
+                m.d.sync += q.last.eq(issued.last)
+            issued = q
+        m.d.sync += [vr.eq(issued.v), phr.eq(issued.ph), sr.eq(issued.s),
+                     addrr.eq(issued.addr)]
         if self.tail < L:                # only a partial last word needs to know it is last
-            m.d.sync += lastr.eq(seq.c == C - 1)
+            m.d.sync += lastr.eq(issued.last)
         rows = Signal(self.operand_word, reset_less=dsp_registers)
         for l in range(L):
             row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
@@ -309,7 +337,8 @@ class MacArray(wiring.Component):
                                           for shift in (f.da_shift, f.dw_shift))
             return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
-                               ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width)
+                               ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width,
+                               vq=issued.v if self.read_latency == 2 else Const(0))
 
     def _write_back(self, m, seq, st, acc):
         """``single_port_dw``: the dW sums into the buffer (at stage 3, in order: a dW phase
@@ -365,7 +394,9 @@ class MacArray(wiring.Component):
         for l in range(L):
             read = Mux(st.ph1 if self.staged_read else st.ph2,
                        self.da_rd.data[l], self.dw_rd.data[l])
-            if self.staged_read:      # registered with the two older sums forwarded into it
+            if self.read_latency == 2:  # already registered, as it left the memory
+                acc = Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])
+            elif self.staged_read:    # registered with the two older sums forwarded into it
                 acc2 = Signal(signed(acc_width), name=f"acc{l}")
                 m.d.sync += acc2.eq(Mux(hit4, sum3[l], Mux(hit5, sum4[l], read)))
                 acc = Mux(hit3, sum3[l], acc2)
@@ -390,7 +421,7 @@ class MacArray(wiring.Component):
             self.da_wr.en.eq(v3 & ph3),
             self.issue.eq(seq.act),
         ]
-        pending = seq.act | st.vr | st.v1 | st.v2 | v3
+        pending = seq.act | st.vq | st.vr | st.v1 | st.v2 | v3
         if self.single_port_dw:         # the sums go through the buffer
             pending |= self._write_back(m, seq, st, SimpleNamespace(v3=v3, ph3=ph3, sum3=sum3))
         else:

@@ -186,6 +186,10 @@ class MemoryBank(wiring.Component):
         #: block RAM would need a register and a select per bit beside it to return the old word)
         self.block_forced = (("DA",) if config.deep_stages and "DA" in self.collision_free
                              else ())
+        #: the memories whose run read data come from a register right after the memory
+        #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
+        #: MAC array's), which the ECP5 build moves into the block RAM (``REGMODE`` ``OUTREG``)
+        self.registered_reads = self.registered_reads_of(config)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}
@@ -233,6 +237,15 @@ class MemoryBank(wiring.Component):
         return {name: d for name, (_s, d) in word_shapes(config).items()}
 
     @staticmethod
+    def registered_reads_of(config: AccelConfig) -> tuple:
+        """The memories of ``config`` whose run reads are registered (:attr:`registered_reads`):
+        the MAC array's, with ``deep_stages`` in a backward-only build without forwarding or
+        single-ported memories."""
+        if not config.deep_stages or config.train or config.forwarding or config.spram:
+            return ()
+        return ("A", "W", "DW", "DA")
+
+    @staticmethod
     def single_ported_of(config: AccelConfig) -> tuple:
         """The memories of ``config`` behind a single port: :data:`SINGLE_PORTED` with
         ``spram``, else none."""
@@ -264,6 +277,7 @@ class MemoryBank(wiring.Component):
         m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
                      da_h.en.eq(self.da_h_rd.en), self.da_h_rd.data.eq(da_h.data)]
 
+        read_out = {}                   # each memory's read data as the run takes them
         for name, mem in self.memories.items():
             spec, shape, depth = MEMORIES[name], self.mem_shapes[name], self.mem_depths[name]
             aw = ceil_log2(self.shapes[name][1])
@@ -284,7 +298,16 @@ class MemoryBank(wiring.Component):
             run_rd = getattr(self, f"{name.lower()}_rd")
             rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
             rd_en = Mux(running, run_rd.en, h_sel & host.re)
-            m.d.comb += run_rd.data.eq(rd[name].data)
+            if name in self.registered_reads:
+                # the read data into a register, nothing between: the run's and the host's
+                # (it holds while the memory's output does: a read port with enable)
+                out = Signal.like(rd[name].data, name=f"read_{name.lower()}",
+                                  reset_less=True)
+                m.d.sync += out.eq(rd[name].data)
+                read_out[name] = out
+            else:
+                read_out[name] = rd[name].data
+            m.d.comb += run_rd.data.eq(read_out[name])
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
             lane_gran = name in self.lane_written
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
@@ -345,7 +368,6 @@ class MemoryBank(wiring.Component):
             m.d.sync += [read.eq(host.re), picking.eq(read)]
             words = []
             for name in self.memories:
-                held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
                 chosen = Signal(name=f"host_chosen_{name.lower()}")
                 hit = rd_code == MEMORIES[name].code
                 if cfg.element_port:        # `chosen` follows its word through the pick
@@ -359,8 +381,12 @@ class MemoryBank(wiring.Component):
                 else:
                     with m.If(read):
                         m.d.sync += chosen.eq(hit)
-                with m.If(read & hit):
-                    m.d.sync += held.eq(rd[name].data)
+                if name in self.registered_reads:   # the read register: the word held
+                    held = read_out[name]
+                else:
+                    held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
+                    with m.If(read & hit):
+                        m.d.sync += held.eq(rd[name].data)
                 word = Signal(host.rdata.shape(), name=f"host_word_read_{name.lower()}")
                 if cfg.element_port:
                     with m.If(picking):

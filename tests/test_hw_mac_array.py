@@ -255,6 +255,18 @@ def test_mac_array_rejects_bad_parameters(args, exc, match):
         MacArray(*args)
 
 
+@pytest.mark.parametrize("options, match", [
+    ({"read_latency": 3}, "read_latency must be 1 or 2"),
+    ({"read_latency": True}, "read_latency must be 1 or 2"),
+    ({"read_latency": 2}, "needs forwarding=False"),
+    ({"read_latency": 2, "forwarding": False, "staged_read": False}, "staged_read=True"),
+])
+def test_mac_array_rejects_bad_read_latency(options, match):
+    with pytest.raises(ValueError, match=match):
+        MacArray(4, 8, 4, **options)
+    assert MacArray(4, 8, 4, read_latency=2, forwarding=False).latency == 5
+
+
 def test_verilog_ports():
     text = verilog.convert(MacArray(4, 16, 8), name="mac_array")
     for port in ("cmd__payload", "cmd__valid", "cmd__ready", "a_rd__addr", "a_rd__data",
