@@ -117,7 +117,7 @@ class Backward(wiring.Component):
                               self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,
-                                       skid=c.threshold_skid)
+                                       skid=c.threshold_skid, staged=c.deep_stages)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
                                    counter_width=c.counter_width)
         if c.db_serial:

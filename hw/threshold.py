@@ -31,6 +31,11 @@ class ThresholdUnit(wiring.Component):
     Counters (``counter_width`` bits, wrap, cleared by ``clear``), updated per accepted input beat:
     ``seen`` values, ``zeros`` zero outputs (zeroed by the threshold or arriving zero; counted the
     cycle after the beat is accepted).
+
+    ``staged`` (for a fast clock): ``|v| >= tau`` tested as ``v >= tau`` or ``v <= -tau``, two
+    compares side by side, not a negation and a compare in series, against ``tau`` and ``-tau``
+    registered from ``tau`` (so ``tau`` applies from the cycle after it is set); the beat's mask
+    registered for the zeros count instead of the count. Same cycles.
     """
 
     @staticmethod
@@ -46,8 +51,9 @@ class ThresholdUnit(wiring.Component):
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, *,
                  counter_width: int = COUNTER_WIDTH, skid: bool = True,
-                 dsp_counters: bool = False):
+                 dsp_counters: bool = False, staged: bool = False):
         self.check_parameters(width, lanes, counter_width=counter_width, skid=skid)
+        self.staged = bool(staged)
         check_dsp_counters(dsp_counters, counter_width)
         self.counter_width, self.dsp_counters = counter_width, bool(dsp_counters)
         self.skid = bool(skid)
@@ -75,9 +81,15 @@ class ThresholdUnit(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), out.o)
 
         result = Signal(self.out_layout)
+        if self.staged:
+            tau, neg_tau = Signal.like(self.tau), Signal(signed(self.width + 1))
+            m.d.sync += [tau.eq(self.tau), neg_tau.eq(-self.tau)]
         for l in range(self.lanes):
             v = self.i.payload.data[l]
-            keep = (abs(v) >= self.tau) & (v != 0)
+            if self.staged:
+                keep = ((v >= tau) | (v <= neg_tau)) & (v != 0)
+            else:
+                keep = (abs(v) >= self.tau) & (v != 0)
             m.d.comb += [result.data[l].eq(Mux(keep, v, 0)),
                          result.mask[l].eq(keep)]
         m.d.comb += [out.i.payload.eq(result),
@@ -89,9 +101,16 @@ class ThresholdUnit(wiring.Component):
         # taken with a clear, which drops it)
         taken = self.i.valid & self.i.ready
         beat_zeros = Signal(range(self.lanes + 1))
-        m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
-                                      self.lanes - sum(result.mask[l] for l in range(self.lanes)),
-                                      0))
+        if self.staged:         # the mask registered instead, its zeros summed into the counter
+            mask, counted = Signal.like(result.mask), Signal()
+            m.d.sync += [mask.eq(result.mask), counted.eq(taken & ~self.clear)]
+            m.d.comb += beat_zeros.eq(Mux(counted & ~self.clear,
+                                          self.lanes - sum(mask[l] for l in range(self.lanes)),
+                                          0))
+        else:
+            m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,
+                                          self.lanes - sum(result.mask[l]
+                                                           for l in range(self.lanes)), 0))
         add_counters(m, {"seen": (self.seen, taken, self.lanes),
                          "zeros": (self.zeros, 1, beat_zeros)},
                      self.clear, self.counter_width,

@@ -44,6 +44,8 @@ def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=Non
     async def tb(ctx):
         if setup:
             setup(ctx)
+            if getattr(setup, "ticks", 0):      # cycles the setting takes to apply
+                await ctx.tick().repeat(setup.ticks)
         k = cyc = 0
         while len(got) < n_out:
             send = k < len(items) and rng.random() < p_valid

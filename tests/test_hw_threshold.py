@@ -69,18 +69,21 @@ def _values(rng, width, lanes, beats, sparsity):
     (2, 3, "max", 0.5, 0.8, 0.8),
     (5, 2, "one", 0.5, 1.0, 0.7),
 ])
-def test_threshold_unit_matches_model(width, lanes, tau_kind, sparsity, p_valid, p_ready):
+@pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
+def test_threshold_unit_matches_model(width, lanes, tau_kind, sparsity, p_valid, p_ready, staged):
+    """Bit-exact with the model; ``staged``: ``|v| >= tau`` as two compares side by side."""
     seed = hash((width, lanes, tau_kind, sparsity)) & 0xFFFF
     rng = np.random.default_rng(seed)
     tau = {"zero": 0, "one": 1, "mid": int(rng.integers(1, 1 << (width - 1))),
            "min": 1 << (width - 1), "above_min": (1 << (width - 1)) + 1,
            "max": (1 << width) - 1}[tau_kind]
     beats = _values(rng, width, lanes, 60, sparsity)
-    dut = ThresholdUnit(width, lanes)
+    dut = ThresholdUnit(width, lanes, staged=staged)
 
     def setup(ctx):
         ctx.set(dut.tau, tau)
     setup.counters = ("seen", "zeros")
+    setup.ticks = int(staged)               # staged: tau applies from the cycle after
 
     got, cycles, acc, emit = run_stream(
         dut, [list(map(int, b)) for b in beats], seed, p_valid, p_ready, setup,
