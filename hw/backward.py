@@ -40,8 +40,9 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (four more with ``deep_stages``: the fetch's first lane select and its buffered queue, and
-#: ``drained`` registered: ``Backward.step_overhead``)
+#: (five more with ``deep_stages``: the fetch's read registers, first lane select and buffered
+#: queue, and ``drained`` registered; one more again where the MAC array's reads are registered,
+#: in a step that ends in the array: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -113,7 +114,7 @@ class Backward(wiring.Component):
                               read_latency=2 if self.bank.registered_reads else 1)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the array's
         #: registered reads add a stage)
-        self.step_overhead = (STEP_OVERHEAD + 4 * c.deep_stages +
+        self.step_overhead = (STEP_OVERHEAD + 5 * c.deep_stages +
                               self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,

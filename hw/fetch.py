@@ -12,10 +12,10 @@ from .memory_bank import run_ports
 __all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
 
 #: beats the queue of a ``deep_stages`` fetch holds: enough for one a cycle (a credit spent at
-#: an issue is back 7 cycles later: the beat enters the queue 3 cycles after its issue, can
+#: an issue is back 8 cycles later: the beat enters the queue 4 cycles after its issue, can
 #: leave it two cycles later, from its output register, and its credit returns the cycle after
 #: it leaves)
-QUEUE_DEPTH = 7
+QUEUE_DEPTH = 8
 #: lanes of ``DA``'s word each register of a ``deep_stages`` fetch's first lane select picks
 #: from, straight after the block RAM's output (estimated on the 32-lane ECP5 netlist: 10.48 ns
 #: with 4, 11.33 with 8, which ABC maps into three LUT levels)
@@ -34,11 +34,12 @@ class FetchStage(wiring.Component):
     beat (``o.ready`` or none held), so under back-pressure the beats wait and no read is lost.
     ``config.timing_stages=False``: the beat offered straight from the read ports the cycle
     after its read (they hold it until taken). ``config.deep_stages``: the stages never stall.
-    The read data go first into a register stage, where the recurrent ``dh``'s lane is picked
-    from each group of :data:`LANE_GROUP` lanes (``DA`` is in block RAM then: no select of all
-    L lanes after its output), then with the group picked into the beat's registers, and the
-    beat into a queue of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo.SyncFIFOBuffered``: ``o``
-    from its output register), offered five cycles after its read at the earliest. A unit is
+    The read data go first into registers (nothing after a block RAM but a register), then
+    into a register stage where the recurrent ``dh``'s lane is picked from each group of
+    :data:`LANE_GROUP` lanes (``DA`` is in block RAM then: no select of all L lanes after its
+    output), then with the group picked into the beat's registers, and the beat into a queue
+    of :data:`QUEUE_DEPTH` (``amaranth.lib.fifo.SyncFIFOBuffered``: ``o`` from its output
+    register), offered six cycles after its read at the earliest. A unit is
     issued only while a credit says its beat will have room in the queue, so no enable fans out
     from ``o.ready`` to the stages, and ``DA`` is read every cycle while running.
     ``setup`` (the first cycle of a step) restarts at unit 0; ``done``: all H units have left.
@@ -143,15 +144,25 @@ class FetchStage(wiring.Component):
         da_words = [self.da_rd.data[l] for l in range(L)]
         act, dh_loss, dc = self.act_rd.data, self.dh_rd.data, self.dc_rd.data
         if deep:
-            # the first stage: the read data registered, the lane picked in each group
+            # stage 0: the read data registered as they leave the memories (nothing between;
+            # reset-less, so that the ECP5 build can move them into the block RAMs)
+            da_0 = Signal.like(self.da_rd.data, reset_less=True)
+            act_0, dh_0, dc_0 = (Signal.like(act, reset_less=True),
+                                 Signal.like(dh_loss, reset_less=True),
+                                 Signal.like(dc, reset_less=True))
+            valid_0, lane_0, has_next_0 = Signal(), Signal.like(lane), Signal()
+            m.d.sync += [da_0.eq(self.da_rd.data), act_0.eq(act), dh_0.eq(dh_loss), dc_0.eq(dc),
+                         valid_0.eq(valid), lane_0.eq(lane), has_next_0.eq(has_next)]
+            da_words = [da_0[l] for l in range(L)]
+            # stage 1: the lane picked in each group
             groups = [da_words[i:i + LANE_GROUP] for i in range(0, L, LANE_GROUP)]
             bits = (LANE_GROUP - 1).bit_length()
             picks = [Signal.like(da_words[0], name=f"pick{i}") for i in range(len(groups))]
             act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
             valid_1, group_1, has_next_1 = Signal(), Signal(range(len(groups))), Signal()
-            m.d.sync += [valid_1.eq(valid), group_1.eq(lane >> bits), has_next_1.eq(has_next),
-                         act_1.eq(act), dh_1.eq(dh_loss), dc_1.eq(dc),
-                         *[p.eq(select(g, lane[:bits])) for p, g in zip(picks, groups)]]
+            m.d.sync += [valid_1.eq(valid_0), group_1.eq(lane_0 >> bits),
+                         has_next_1.eq(has_next_0), act_1.eq(act_0), dh_1.eq(dh_0), dc_1.eq(dc_0),
+                         *[p.eq(select(g, lane_0[:bits])) for p, g in zip(picks, groups)]]
             da_h = select(picks, group_1)
             read_valid, has_next, act, dh_loss, dc = valid_1, has_next_1, act_1, dh_1, dc_1
         else:
@@ -183,7 +194,7 @@ class FetchStage(wiring.Component):
             self.da_rd.en.eq(self.running if deep else issue),
         ]
         if deep:        # (a beat in the queue may not be offered yet: its level counts it)
-            m.d.comb += self.done.eq((k == H) & ~valid & ~valid_1 & ~beat_valid &
+            m.d.comb += self.done.eq((k == H) & ~valid & ~valid_0 & ~valid_1 & ~beat_valid &
                                      (queue.level == 0))
         else:
             m.d.comb += self.done.eq((k == H) & ~valid & ~self.o.valid)
