@@ -142,7 +142,7 @@ class PacketSender(wiring.Component):
                          tx.valid.eq(settled)]
             if self.staged:
                 m.d.comb += [out.i.payload.skip.eq(1), out.i.payload.last.eq(index == 1)]
-            with m.If(tx.valid & tx.ready):
+            with m.If(tx.ready & settled if self.staged else tx.ready):
                 m.d.sync += index.eq(index + 1)
                 with m.If(index == 1):
                     if not self.staged:
