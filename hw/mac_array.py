@@ -338,7 +338,7 @@ class MacArray(wiring.Component):
             return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
                                ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width,
-                               vq=issued.v if self.read_latency == 2 else Const(0))
+                               vq=issued.v if self.read_latency == 2 else None)
 
     def _write_back(self, m, seq, st, acc):
         """``single_port_dw``: the dW sums into the buffer (at stage 3, in order: a dW phase
@@ -421,7 +421,9 @@ class MacArray(wiring.Component):
             self.da_wr.en.eq(v3 & ph3),
             self.issue.eq(seq.act),
         ]
-        pending = seq.act | st.vq | st.vr | st.v1 | st.v2 | v3
+        pending = seq.act | st.vr | st.v1 | st.v2 | v3
+        if self.read_latency == 2:
+            pending |= st.vq
         if self.single_port_dw:         # the sums go through the buffer
             pending |= self._write_back(m, seq, st, SimpleNamespace(v3=v3, ph3=ph3, sum3=sum3))
         else:
