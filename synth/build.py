@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,13 +130,24 @@ def _memory_overrides(overrides: dict, mems) -> dict:
     return {**overrides, "script_after_read": script} if script else dict(overrides)
 
 
+def with_outreg(script: str, name: str) -> str:
+    """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` run on ``{name}.json`` right
+    after Yosys writes it."""
+    yosys = next((line for line in script.splitlines() if line.startswith('"$YOSYS"')), None)
+    if yosys is None:
+        raise ValueError("the build script runs no Yosys")
+    return script.replace(yosys, f'{yosys}\n"{sys.executable}" -m gateskip.synth.outreg '
+                                 f'{name}.json', 1)
+
+
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
               name: str = "top", progress=None, timeout: float | None = None,
-              **overrides) -> Path:
+              outreg: bool = False, **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
-    nextpnr report is always written to ``{name}.report.json``. ``progress(stage)`` is called
+    nextpnr report is always written to ``{name}.report.json``. ``outreg`` (ECP5): the block
+    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`). ``progress(stage)`` is called
     with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
     seconds have passed, stops the tools and raises one that says where they were (for a
@@ -145,6 +157,9 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     build_dir = Path(build_dir)
     nextpnr_opts = f"--report {name}.report.json {overrides.pop('nextpnr_opts', '')}".strip()
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
+    if outreg and board.family == "ecp5":
+        script = f"{plan.script}.sh"
+        plan.files[script] = with_outreg(plan.files[script], name)
     root = Path(plan.extract(build_dir))
     log_path = root / "build.log"
     order = ["yosys", "nextpnr", "pack"]
@@ -444,7 +459,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     t0 = time.perf_counter()
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
-                         progress=progress, timeout=timeout, **overrides)
+                         progress=progress, timeout=timeout,
+                         outreg=checked["config"].deep_stages, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,

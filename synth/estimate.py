@@ -6,7 +6,8 @@ from nextpnr's reports.
     python -m gateskip.synth.estimate BUILD_DIR/gateskip.json [--period NS] [--groups N]
 
 Model (ECP5 -6, no placement): a flip-flop's clock-to-out :data:`CLOCK_TO_OUT`, a block RAM's
-(no output register, as Yosys maps them) :data:`BRAM_TO_OUT`, a combinational multiplier
+:data:`BRAM_TO_OUT` (no output register, as Yosys maps them; :data:`BRAM_REG_TO_OUT` with the
+one :mod:`.outreg` gives it), a combinational multiplier
 :data:`MULT_DELAY`, the cells' own delays in :data:`CELL_DELAY`, and a net's routing
 ``ROUTE_BASE + ROUTE_PER_DOUBLING * log2(fanout)`` (at most :data:`ROUTE_MAX`, more out of a
 block RAM or multiplier column); the carry chain's and the packed muxes' internal nets are free.
@@ -27,6 +28,8 @@ __all__ = ["estimate", "main"]
 
 CLOCK_TO_OUT = 0.525
 BRAM_TO_OUT = 5.83
+#: a block RAM's clock-to-out with its output register (``REGMODE`` ``OUTREG``, :mod:`.outreg`)
+BRAM_REG_TO_OUT = 0.96
 MULT_DELAY = 4.0
 #: (cell type, input ports) -> delay to the outputs, ns; ``None``: the ports of a packed net
 CELL_DELAY = {
@@ -85,7 +88,8 @@ def estimate(netlist: dict, period_ns: float = 10.0) -> dict:
         if t == "TRELLIS_FF":
             return CLOCK_TO_OUT, None
         if t == "DP16KD":
-            return BRAM_TO_OUT, None
+            registered = c["parameters"].get(f"REGMODE_{port[2]}", "NOREG") == "OUTREG"
+            return (BRAM_REG_TO_OUT if registered else BRAM_TO_OUT), None
         d = CELL_DELAY
         if t == "LUT4":
             ins = inputs(c, "ABCD", d["LUT4"])
