@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
-from .memory_bank import run_ports
+from .memory_bank import MemoryBank, run_ports
 
 __all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
 
@@ -52,6 +52,9 @@ class FetchStage(wiring.Component):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         self.config, self.ports = config, ports
+        #: the memory bank registers this stage's reads (``MemoryBank.registered_reads``): their
+        #: data come two cycles after the read, and stage 0 is the bank's
+        self.registered = "ACT" in MemoryBank.registered_reads_of(config)
         T, B, H, C = config.max_seq, config.max_batch, config.hidden, config.chunks
         members = {
             "running": In(1), "setup": In(1), "has_next": In(1),
@@ -145,14 +148,19 @@ class FetchStage(wiring.Component):
         act, dh_loss, dc = self.act_rd.data, self.dh_rd.data, self.dc_rd.data
         if deep:
             # stage 0: the read data registered as they leave the memories (nothing between;
-            # reset-less, so that the ECP5 build can move them into the block RAMs)
-            da_0 = Signal.like(self.da_rd.data, reset_less=True)
-            act_0, dh_0, dc_0 = (Signal.like(act, reset_less=True),
-                                 Signal.like(dh_loss, reset_less=True),
-                                 Signal.like(dc, reset_less=True))
+            # reset-less, so that the ECP5 build can move them into the block RAMs), by the
+            # memory bank where its reads are registered (then a read's data come a cycle later)
             valid_0, lane_0, has_next_0 = Signal(), Signal.like(lane), Signal()
-            m.d.sync += [da_0.eq(self.da_rd.data), act_0.eq(act), dh_0.eq(dh_loss), dc_0.eq(dc),
-                         valid_0.eq(valid), lane_0.eq(lane), has_next_0.eq(has_next)]
+            m.d.sync += [valid_0.eq(valid), lane_0.eq(lane), has_next_0.eq(has_next)]
+            if self.registered:
+                da_0, act_0, dh_0, dc_0 = self.da_rd.data, act, dh_loss, dc
+            else:
+                da_0 = Signal.like(self.da_rd.data, reset_less=True)
+                act_0, dh_0, dc_0 = (Signal.like(act, reset_less=True),
+                                     Signal.like(dh_loss, reset_less=True),
+                                     Signal.like(dc, reset_less=True))
+                m.d.sync += [da_0.eq(self.da_rd.data), act_0.eq(act), dh_0.eq(dh_loss),
+                             dc_0.eq(dc)]
             da_words = [da_0[l] for l in range(L)]
             # stage 1: the lane picked in each group
             groups = [da_words[i:i + LANE_GROUP] for i in range(0, L, LANE_GROUP)]

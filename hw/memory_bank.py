@@ -188,7 +188,8 @@ class MemoryBank(wiring.Component):
                              else ())
         #: the memories whose run read data come from a register right after the memory
         #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
-        #: MAC array's), which the ECP5 build moves into the block RAM (``REGMODE`` ``OUTREG``)
+        #: MAC array's and the fetch's), which the ECP5 build moves into the block RAM
+        #: (``REGMODE`` ``OUTREG``, :mod:`gateskip.synth.outreg`)
         self.registered_reads = self.registered_reads_of(config)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
@@ -239,11 +240,11 @@ class MemoryBank(wiring.Component):
     @staticmethod
     def registered_reads_of(config: AccelConfig) -> tuple:
         """The memories of ``config`` whose run reads are registered (:attr:`registered_reads`):
-        the MAC array's, with ``deep_stages`` in a backward-only build without forwarding or
-        single-ported memories."""
+        the MAC array's and the fetch stage's (``DA``'s both ports), with ``deep_stages`` in a
+        backward-only build without forwarding or single-ported memories."""
         if not config.deep_stages or config.train or config.forwarding or config.spram:
             return ()
-        return ("A", "W", "DW", "DA")
+        return ("A", "W", "DW", "DA", "ACT", "DH", "DC")
 
     @staticmethod
     def single_ported_of(config: AccelConfig) -> tuple:
@@ -275,7 +276,13 @@ class MemoryBank(wiring.Component):
             rd[name] = mem.read_port()
         da_h = self.memories["DA"].read_port()
         m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
-                     da_h.en.eq(self.da_h_rd.en), self.da_h_rd.data.eq(da_h.data)]
+                     da_h.en.eq(self.da_h_rd.en)]
+        if "DA" in self.registered_reads:       # registered as its other read port
+            da_h_out = Signal.like(da_h.data, name="read_da_h", reset_less=True)
+            m.d.sync += da_h_out.eq(da_h.data)
+            m.d.comb += self.da_h_rd.data.eq(da_h_out)
+        else:
+            m.d.comb += self.da_h_rd.data.eq(da_h.data)
 
         read_out = {}                   # each memory's read data as the run takes them
         for name, mem in self.memories.items():

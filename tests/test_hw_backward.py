@@ -121,7 +121,8 @@ def test_deep_stages_are_bit_exact_five_cycles_more_a_step(H, X, L, T, B, sparsi
                      element_port=ep, forwarding=forwarding, deep_stages=deep)
             for deep in (True, False)]
     extra = 5 + (not forwarding)
-    assert duts[0].bank.registered_reads == (() if forwarding else ("A", "W", "DW", "DA"))
+    assert duts[0].bank.registered_reads == (() if forwarding else
+                                             ("A", "W", "DW", "DA", "ACT", "DH", "DC"))
     assert duts[0].step_overhead == duts[1].step_overhead + extra
     runs = [simulate(dut, mems, tau, dense=dense, collisions=dut.bank.collision_free)
             for dut in duts]
