@@ -90,7 +90,8 @@ class HostLink(wiring.Component):
         walker = dict(depth=top, addr_width=self.addr_width, elements=self.elements,
                       element_port=EP)
         m.submodules.receiver = rx = PacketReceiver(max_payload=self.max_payload,
-                                                    timeout=self.timeout)
+                                                    timeout=self.timeout,
+                                                    staged=self.host_stages)
         m.submodules.executor = ex = LinkExecutor(
             lanes=self.lanes, depths=self.depths, elements=self.elements,
             max_payload=self.max_payload, formats=self.formats, registered=self.stages,
@@ -119,8 +120,10 @@ class HostLink(wiring.Component):
         wiring.connect(m, rd.o, tx.elements)
         wiring.connect(m, tx.tx, wiring.flipped(self.tx))
         wiring.connect(m, ex.reg, wiring.flipped(self.reg))
-        m.d.comb += [ex.busy.eq(self.busy), ex.written.eq(wr.done), rx.resume.eq(tx.done),
-                     self.idle.eq(rx.idle)]
+        m.d.comb += [ex.busy.eq(self.busy), ex.written.eq(wr.done), self.idle.eq(rx.idle)]
+        # (host_stages: the receiver resumes a cycle after the reply's last byte, from a
+        # register, so that no path runs from the UART's ready through the sender into it)
+        m.d["sync" if self.host_stages else "comb"] += rx.resume.eq(tx.done)
 
         # one memory port for both walkers (one transaction at a time: they never walk
         # together): the reader's address while it walks, the writer's otherwise; selected by

@@ -45,6 +45,11 @@ class PacketReceiver(wiring.Component):
     next packet's header arrives. ``rx`` is never held back (``rx.ready`` is always 1): bytes
     the receiver cannot use are dropped. ``idle``: hunting, no packet in progress or
     unanswered.
+
+    ``staged`` (for a fast clock; bytes at least two cycles apart, as a UART's are): the tests of
+    the byte count (in the head, the last, the short payload's alignment) registered from the
+    count the cycle after it moves, so that the count's compares are not in series with the
+    head's registers.
     """
 
     @staticmethod
@@ -54,9 +59,9 @@ class PacketReceiver(wiring.Component):
         if not isinstance(timeout, int) or not 16 <= timeout <= 1 << 28:
             raise ValueError(f"timeout must be an int in 16..2**28 cycles, not {timeout!r}")
 
-    def __init__(self, *, max_payload: int, timeout: int):
+    def __init__(self, *, max_payload: int, timeout: int, staged: bool = False):
         self.check_parameters(max_payload=max_payload, timeout=timeout)
-        self.max_payload, self.timeout = max_payload, timeout
+        self.max_payload, self.timeout, self.staged = max_payload, timeout, bool(staged)
         super().__init__({
             "rx": In(stream.Signature(8)),
             "request": Out(stream.Signature(REQUEST)),
@@ -98,6 +103,13 @@ class PacketReceiver(wiring.Component):
                      req.payload.head.eq(head), self.idle.eq(state == _State.HUNT),
                      buf_wr.addr.eq(index), buf_wr.data.eq(byte)]
 
+        # the byte count's tests: at once, or (staged) registered from the count every cycle
+        in_head, at_last = index < MEM_HEAD, index == last
+        at = [index == n for n in range(MEM_HEAD - 1)]
+        if self.staged:
+            tests = Signal(2 + len(at))
+            m.d.sync += tests.eq(Cat(in_head, at_last, *at))
+            in_head, at_last, at = tests[0], tests[1], [tests[2 + n] for n in range(len(at))]
         timed_out = self._quiet_line(m, got, (state == _State.HEAD) | (state == _State.BODY) |
                                      (state == _State.CRC) | (state == _State.DISCARD))
         with m.If(timed_out):
@@ -130,13 +142,13 @@ class PacketReceiver(wiring.Component):
             with m.If(got):
                 m.d.comb += [crc.valid.eq(1), buf_wr.en.eq(1)]
                 m.d.sync += index.eq(index + 1)
-                with m.If(index < MEM_HEAD):
+                with m.If(in_head):
                     m.d.sync += head.eq(Cat(head[8:], byte))
-                with m.If(index == last):       # (an equality: no adder on the byte's path)
+                with m.If(at_last):             # (an equality: no adder on the byte's path)
                     m.d.sync += [state.eq(_State.CRC), index.eq(0)]
                     # align a payload shorter than five bytes at head[0]
                     for n in range(MEM_HEAD - 1):
-                        with m.If(index == n):
+                        with m.If(at[n]):
                             m.d.sync += head.eq(Cat(head[8 * (MEM_HEAD - n):], byte))
         with m.Elif(state == _State.CRC):
             with m.If(got):

@@ -226,11 +226,12 @@ def _simulate(dut, bench, cycles=None):
     sim.run()
 
 
-def _receive(schedule, *, ready=lambda cycle: 1, resume_after=3, max_payload=64):
+def _receive(schedule, *, ready=lambda cycle: 1, resume_after=3, max_payload=64,
+             staged=False):
     """PacketReceiver fed ``schedule`` (a byte or None per cycle); returns the requests taken,
     as (cycle, error, code, length, head bytes), and the receiver's ``idle`` per cycle."""
     from gateskip.hw.link_rx import PacketReceiver
-    dut = PacketReceiver(max_payload=max_payload, timeout=TIMEOUT)
+    dut = PacketReceiver(max_payload=max_payload, timeout=TIMEOUT, staged=staged)
     taken, idle = [], []
 
     async def bench(ctx):
@@ -268,17 +269,29 @@ def _bytes(*chunks, gap=0):
     return out
 
 
-def test_receiver_hands_over_a_good_request_the_cycle_after_its_crc():
+@pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
+def test_receiver_hands_over_a_good_request_the_cycle_after_its_crc(staged):
+    """Also ``staged``, with bytes two cycles apart (a UART's are hundreds), and payloads of
+    every length up to past the head's five bytes (the byte count's registered tests)."""
     from gateskip.hw.link_types import RxError
+    gap = int(staged)
     payload = struct.pack("<BHH", 2, 1, 3) + bytes(range(30, 42))
     frame = protocol.frame(CMD["WRITE_MEM"], payload)
-    schedule = _bytes(4, frame, 20, protocol.frame(CMD["PING"]), 20)
-    taken, idle = _receive(schedule)
-    assert taken == [(4 + len(frame), RxError.NONE, CMD["WRITE_MEM"], len(payload), payload[:5]),
-                     (4 + len(frame) + 20 + 6, RxError.NONE, CMD["PING"], 0, payload[:5])]
+    ping = protocol.frame(CMD["PING"])
+    schedule = _bytes(4, frame, 20, ping, 20, gap=gap)
+    taken, idle = _receive(schedule, staged=staged)
+    end = 4 + len(frame) * (1 + gap) - gap        # the cycle after the last CRC byte
+    end2 = end + gap + 20 + len(ping) * (1 + gap) - gap
+    assert taken == [(end, RxError.NONE, CMD["WRITE_MEM"], len(payload), payload[:5]),
+                     (end2, RxError.NONE, CMD["PING"], 0, payload[:5])]
     # hunting again only after `resume` (3 cycles after the request was taken)
-    assert idle[:5] == [1] * 5 and not any(idle[5:4 + len(frame) + 4])
-    assert idle[4 + len(frame) + 4]
+    assert idle[:5] == [1] * 5 and not any(idle[5:end + 4])
+    assert idle[end + 4]
+    for n in range(7):                          # short payloads aligned at head[0]
+        body = bytes(range(50, 50 + n))
+        taken, _ = _receive(_bytes(protocol.frame(CMD["WRITE_REG"], body), 20, gap=gap),
+                            staged=staged)
+        assert [t[3:] for t in taken] == [(n, (body + bytes(5))[:5])], n
 
 
 def test_receiver_aligns_short_payloads_and_keeps_the_buffer():
