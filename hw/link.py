@@ -49,8 +49,11 @@ class HostLink(wiring.Component):
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
     a register between the receiver and the executor (:class:`~.slice.Slice`) and between the
-    executor and the sender, and each byte sent registered (``PacketSender(staged=)``, one
-    byte every two cycles): three cycles more from a request to its reply.
+    executor and the sender, each byte sent registered (``PacketSender(staged=)``, one
+    byte every two cycles) and the executor's decision two stages deeper: five cycles more
+    from a request to its reply; the receiver's byte count tests registered
+    (``PacketReceiver(staged=)``: bytes two cycles apart at least, as the UART's are) and its
+    ``resume`` a cycle after the reply's last byte.
     """
 
     @staticmethod

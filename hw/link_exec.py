@@ -56,9 +56,11 @@ class LinkExecutor(wiring.Component):
     ``registered=False``: the outputs straight from the checks, a cycle earlier each (fewer
     flip-flops, for a small device). ``decoded``: the command's and the length's tests
     registered in the first cycle too, as the memory checks are, and the take known from
-    registers (``ready``), so that at the take only registered verdicts meet (``busy`` too:
-    as of the cycle before), and the reply's fields decided every cycle from them, so that
-    only the enables and the effects wait for the take (a few flip-flops; the same cycles).
+    registers (``ready``), the memory checks in two stages (the sums and the memory's figures,
+    then the compares), and the decision (the reply's fields, the walk, the effects' flags)
+    made every cycle from the registered tests and registered, so that the take only applies
+    registered flags (``busy`` as of three cycles before): a request is taken in its fourth
+    cycle offered, two cycles later (a few hundred flip-flops).
     ``reply``, ``write`` and ``read`` take no back-pressure: one request is in flight at a
     time, and the sender and the walks are idle when it arrives (:class:`~.link.HostLink`
     takes no new packet until the reply is sent).
@@ -149,14 +151,38 @@ class LinkExecutor(wiring.Component):
         # it: the count then meets only an equality)
         body = Signal.like(req.length)
         m.d.comb += body.eq(req.length - MEM_HEAD)
+        if not self.decoded:
+            m.d.sync += [
+                chk.eb.eq(eb), chk.per.eq(per), chk.nbytes.eq(count_bytes),
+                chk.length.eq((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
+                              (~reading & (body != count_bytes))),
+                chk.address.eq((f_mem.mem >= len(self.depths)) |
+                               (f_mem.addr + f_mem.words > depth)),
+                chk.too_long.eq(reading & (count_bytes > self.max_payload)),
+                chk.idle_only.eq(reading | ~streamed),
+                chk.empty.eq(f_mem.words == 0),
+            ]
+            return chk
+        # decoded: the sums and the memory's figures registered first (stage A), compared the
+        # cycle after (stage B)
+        end = f_mem.addr + f_mem.words                  # one past the last word
+        a = SimpleNamespace(count=Signal.like(count_bytes), depth=Signal.like(depth),
+                            end=Signal.like(end), body=Signal.like(body), eb=Signal.like(eb),
+                            per=Signal.like(per), short=Signal(), not_head=Signal(),
+                            reading=Signal(), no_mem=Signal(), streamed=Signal(), empty=Signal())
+        m.d.sync += [a.count.eq(count_bytes), a.depth.eq(depth), a.end.eq(end), a.body.eq(body),
+                     a.eb.eq(eb), a.per.eq(per), a.short.eq(req.length < MEM_HEAD),
+                     a.not_head.eq(req.length != MEM_HEAD), a.reading.eq(reading),
+                     a.no_mem.eq(f_mem.mem >= len(self.depths)), a.streamed.eq(streamed),
+                     a.empty.eq(f_mem.words == 0)]
         m.d.sync += [
-            chk.eb.eq(eb), chk.per.eq(per), chk.nbytes.eq(count_bytes),
-            chk.length.eq((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
-                          (~reading & (body != count_bytes))),
-            chk.address.eq((f_mem.mem >= len(self.depths)) | (f_mem.addr + f_mem.words > depth)),
-            chk.too_long.eq(reading & (count_bytes > self.max_payload)),
-            chk.idle_only.eq(reading | ~streamed),
-            chk.empty.eq(f_mem.words == 0),
+            chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
+            chk.length.eq(a.short | (a.reading & a.not_head) |
+                          (~a.reading & (a.body != a.count))),
+            chk.address.eq(a.no_mem | (a.end > a.depth)),
+            chk.too_long.eq(a.reading & (a.count > self.max_payload)),
+            chk.idle_only.eq(a.reading | ~a.streamed),
+            chk.empty.eq(a.empty),
         ]
         return chk
 
@@ -234,6 +260,27 @@ class LinkExecutor(wiring.Component):
         with m.Else():
             m.d.comb += error("COMMAND")
 
+    def _decision(self, m, **tests):
+        """``decoded``: a request's decision (:meth:`_decide`) made every cycle, in any state,
+        from the registered tests, and registered: its reply's fields, its walk, and the flags
+        of its effects (``reply_valid``, ``write``, ``read``, ``reg_we``, ``reg_re``, the next
+        state ``to``)."""
+        made = SimpleNamespace(reply_valid=Signal(), write=Signal(), read=Signal(),
+                               reg_we=Signal(), reg_re=Signal(), to=Signal(_State),
+                               reply=Signal(REPLY), walk=Signal.like(self.write.payload))
+
+        def flag(signal, value=1):
+            m.d.comb += signal.eq(value)
+        self._decide(m, SimpleNamespace(reply_valid=made.reply_valid, reply=made.reply,
+                                        write=made.write, read=made.read, walk=made.walk,
+                                        go=partial(flag, made.to),
+                                        reg_write=partial(flag, made.reg_we),
+                                        reg_read=partial(flag, made.reg_re)), **tests)
+        held = SimpleNamespace(**{name: Signal.like(value, name=f"decided_{name}")
+                                  for name, value in vars(made).items()})
+        m.d.sync += [getattr(held, name).eq(value) for name, value in vars(made).items()]
+        return held
+
     def elaborate(self, platform):
         m = Module()
         state = Signal(_State)
@@ -259,6 +306,14 @@ class LinkExecutor(wiring.Component):
         # payload holds until taken)
         fresh = Signal()
         m.d.sync += fresh.eq(self.request.valid & ~self.request.ready)
+        if self.decoded:
+            # offered for a second and a third cycle: the memory checks' two stages, then the
+            # decision registered (``settled``: the request's fourth cycle offered)
+            second, settled = Signal(), Signal()
+            waiting = self.request.valid & ~self.request.ready
+            m.d.sync += [second.eq(waiting & fresh), settled.eq(waiting & second)]
+        else:
+            settled = fresh
         test = partial(self._test, m)
         command = {name: test(req.code == CMD[name])
                    for name in ("PING", "WRITE_REG", "READ_REG", "WAIT", "READ_MEM")}
@@ -271,10 +326,13 @@ class LinkExecutor(wiring.Component):
         waited = Signal() if self.decoded else Const(1)
         if self.decoded:
             m.d.sync += waited.eq(state == _State.WAIT)
+        if self.decoded:
+            flags = self._decision(m, chk=chk, command=command, mem_req=mem_req,
+                                   rx_error=rx_error, length_not=length_not, busy=busy)
         with m.If(state == _State.IDLE):
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone
-            m.d.comb += self.request.ready.eq(fresh & ~reg.we)
+            m.d.comb += self.request.ready.eq(settled & ~reg.we)
             # (decoded: ``ready`` alone says a request is taken: one offered last cycle is
             # offered still, a stream's ``valid`` holding until taken)
             take = self.request.ready if self.decoded else self.request.valid & self.request.ready
@@ -297,18 +355,9 @@ class LinkExecutor(wiring.Component):
                     decide(SimpleNamespace(**vars(nxt), go=go, reg_write=reg_write,
                                            reg_read=reg_read))
             else:
-                # decided every cycle from the registered tests, so that the reply's fields do
-                # not wait for the take: only its enables and the effects do
-                flags = SimpleNamespace(reply_valid=Signal(), write=Signal(), read=Signal(),
-                                        reg_we=Signal(), reg_re=Signal(), to=Signal(_State))
-
-                def flag(signal, value=1):
-                    m.d.comb += signal.eq(value)
-                decide(SimpleNamespace(reply_valid=flags.reply_valid, reply=nxt.reply,
-                                       write=flags.write, read=flags.read, walk=nxt.walk,
-                                       go=partial(flag, flags.to),
-                                       reg_write=partial(flag, flags.reg_we),
-                                       reg_read=partial(flag, flags.reg_re)))
+                # the decision, registered (``decision``, below): the reply's fields do not
+                # wait for the take, only its enables and the effects do
+                m.d.comb += [nxt.reply.eq(flags.reply), nxt.walk.eq(flags.walk)]
                 with m.If(take):
                     m.d.sync += [code.eq(req.code), reg.we.eq(flags.reg_we)]
                     m.d.comb += [nxt.reply_valid.eq(flags.reply_valid),

@@ -401,70 +401,89 @@ def _request(code, payload=b"", error=0):
     return {"error": error, "code": code, "length": len(payload), "head": {"bytes": list(head)}}
 
 
+def _wait(decoded):
+    """Cycles a request is offered before it is taken: its checks and the register bus's
+    address registered in the first (plain); ``decoded``: the memory checks' two stages and
+    the decision registered, three."""
+    return 3 if decoded else 1
+
+
 @pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
 def test_executor_refuses_a_write_while_busy(decoded):
+    W = _wait(decoded)
     wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rreg = _request(CMD["READ_REG"], bytes([R["HIDDEN"]]))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=9,
+    # each request is offered from its cycle or the cycle after the one before is taken
+    t_wreg = 0 + W
+    t_wmem = max(2, t_wreg + 1) + W
+    t_rreg = max(5, t_wmem + 1) + W
+    log = _executor({0: wreg, 2: wmem, 5: rreg}, busy=lambda cycle: 1, cycles=t_rreg + 3,
                     decoded=decoded)
-    # every request is taken in its second cycle offered (its checks and address registered in
-    # the first); replies are registered: offered the cycle after the request is taken
-    assert not log[0][7] and log[1][7] and log[1][1] is None
-    assert log[2][1] == busy_error(CMD["WRITE_REG"])
-    assert not log[2][7] and log[3][7] and log[3][1] is None
-    assert log[4][1] == busy_error(CMD["WRITE_MEM"])
+    # every request is taken in its (W + 1)-th cycle offered; replies are registered: offered
+    # the cycle after the request is taken
+    assert [row[0] for row in log if row[7]] == [t_wreg, t_wmem, t_rreg]
+    assert log[t_wreg][1] is None and log[t_wreg + 1][1] == busy_error(CMD["WRITE_REG"])
+    assert log[t_wmem][1] is None and log[t_wmem + 1][1] == busy_error(CMD["WRITE_MEM"])
     assert not any(row[2] for row in log) and not any(row[5] for row in log)
     # READ_REG is served while busy: `re` with the take, the data the next cycle, the reply
     # (registered) the cycle after
-    assert not log[5][7] and log[5][3] == 0
-    assert log[6][7] and log[6][3:5] == (1, R["HIDDEN"]) and log[6][1] is None
-    assert log[7][1] is None
-    assert log[8][1] == (CMD["READ_REG"], 4, 0x11223344 + 7, 0)
+    assert [row[0] for row in log if row[3]] == [t_rreg]
+    assert log[t_rreg][3:5] == (1, R["HIDDEN"]) and log[t_rreg][1] is None
+    assert log[t_rreg + 1][1] is None
+    assert log[t_rreg + 2][1] == (CMD["READ_REG"], 4, 0x11223344 + t_rreg + 1, 0)
 
 
 @pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
 def test_executor_takes_token_writes_while_busy(decoded):
     """The streamed memories (``TOK``, ``TGT``: double-buffered tokens) take writes while the
     accelerator runs; reading them, or writing another memory, is still refused."""
+    W = _wait(decoded)
     tok = MEMORIES["TOK"].code
     wtok = _request(CMD["WRITE_MEM"], struct.pack("<BHH", tok, 1, 2) + bytes(4))
     rtok = _request(CMD["READ_MEM"], struct.pack("<BHH", tok, 1, 2))
     busy_error = lambda code: (protocol.ERROR, 2, ERR["BUSY"] | code << 8, 0)
-    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=9, decoded=decoded)
-    assert log[2][5] == (tok, 1, 2, 2, 1) and log[2][1] is None    # the writer walks it
-    assert log[7][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    t_wtok = W
+    done = t_wtok + 6                   # the walk the cycle after, written 4 later, the reply
     # offered while the write was carried out, so its checks are ready: taken at once
-    assert not log[6][7] and log[7][7]
-    assert log[8][1] == busy_error(CMD["READ_MEM"])
+    t_rtok = max(6 + W, done)
+    log = _executor({0: wtok, 6: rtok}, busy=lambda cycle: 1, cycles=t_rtok + 2,
+                    decoded=decoded)
+    assert log[t_wtok + 1][5] == (tok, 1, 2, 2, 1) and log[t_wtok + 1][1] is None
+    assert log[done][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert [row[0] for row in log if row[7]] == [t_wtok, t_rtok]
+    assert log[t_rtok + 1][1] == busy_error(CMD["READ_MEM"])
 
 
 @pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
 def test_executor_carries_out_requests_when_not_busy(decoded):
+    W = _wait(decoded)
     wreg = _request(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 99))
     wmem = _request(CMD["WRITE_MEM"], struct.pack("<BHH", MEMORIES["W"].code, 1, 2) + bytes(8))
     rmem = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 3, 3))
     bad = _request(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES["DB"].code, 4, 5))
     crc = _request(CMD["PING"], error=ERR["CRC"])
+    t_wreg = W
+    t_wmem = t_wreg + 1 + W             # (not in the cycle the register write goes out)
+    written = t_wmem + 6                # its walk the cycle after, written 4 later, the reply
+    t_rmem = max(7 + W, written)        # offered while the write was carried out
+    t_bad = max(8, t_rmem + 1) + W
+    t_crc = max(9, t_bad + 1) + W
     log = _executor({0: wreg, 1: wmem, 7: rmem, 8: bad, 9: crc}, writer_done_after=4,
-                    cycles=15, decoded=decoded)
-    # taken in its second cycle offered; the register write the next cycle, from registers,
-    # with its reply
-    assert not log[0][7] and log[1][7] and log[1][2] == 0
-    assert log[2][2:5] == (1, 0, R["TAU"]) and log[2][8] == 99
-    assert log[2][1] == (CMD["WRITE_REG"], 0, 0, 0)
-    assert not log[2][7] and log[3][7]              # WRITE_MEM: not while the write goes out
-    assert log[4][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[4][1] is None
-    assert [row[1] for row in log[5:9]] == [None] * 4          # waiting for the writer
-    assert log[9][1] == (CMD["WRITE_MEM"], 0, 0, 0)
-    assert log[9][7]                                # READ_MEM offered while busy: taken at once
-    assert log[10][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
-    assert log[10][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
-    assert not log[10][7] and log[11][7]
-    assert log[12][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
-    assert not log[12][7] and log[13][7]
-    assert log[14][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
+                    cycles=t_crc + 2, decoded=decoded)
+    assert [row[0] for row in log if row[7]] == [t_wreg, t_wmem, t_rmem, t_bad, t_crc]
+    # the register write the cycle after the take, from registers, with its reply
+    assert log[t_wreg][2] == 0
+    assert log[t_wreg + 1][2:5] == (1, 0, R["TAU"]) and log[t_wreg + 1][8] == 99
+    assert log[t_wreg + 1][1] == (CMD["WRITE_REG"], 0, 0, 0)
+    assert log[t_wmem + 1][5] == (MEMORIES["W"].code, 1, 2, 2, L) and log[t_wmem + 1][1] is None
+    assert [row[1] for row in log[t_wmem + 2:written]] == [None] * 4    # waiting for the writer
+    assert log[written][1] == (CMD["WRITE_MEM"], 0, 0, 0)
+    assert log[t_rmem + 1][6] == (MEMORIES["DB"].code, 3, 3, 4, 4)
+    assert log[t_rmem + 1][1] == (CMD["READ_MEM"], 3 * 4 * 4, 0, 1)
+    assert log[t_bad + 1][1] == (protocol.ERROR, 2, ERR["ADDRESS"] | CMD["READ_MEM"] << 8, 0)
+    assert log[t_crc + 1][1] == (protocol.ERROR, 2, ERR["CRC"] | CMD["PING"] << 8, 0)
 
 
 @pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
@@ -481,9 +500,10 @@ def test_executor_waits_then_reads_status(decoded):
     assert reply[0] == reads[0][0] + 2
     assert reply[1] == (CMD["WAIT"], 4, 0x11223344 + reads[0][0] + 1, 0)
     # taken while not busy: read in WAIT's first cycle (plain) or its second (decoded)
-    log = _executor({0: wait}, cycles=8, decoded=decoded)
+    log = _executor({0: wait}, cycles=10, decoded=decoded)
     reads = [row for row in log if row[3]]
-    assert len(reads) == 1 and reads[0][4] == R["STATUS"] and reads[0][0] == 2 + decoded
+    assert len(reads) == 1 and reads[0][4] == R["STATUS"]
+    assert reads[0][0] == _wait(decoded) + 1 + decoded
 
 
 @pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
