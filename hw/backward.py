@@ -29,6 +29,7 @@ from .output_layer import OutputLayer
 from .phases import PhaseControl
 from .queue import Queue
 from .registers import RegisterFile, reg_signature
+from .slice import Slice
 from .threshold import ThresholdUnit
 from .update import UpdateUnit
 from .weight_update import WeightUpdate
@@ -40,9 +41,10 @@ __all__ = ["Backward", "STEP_OVERHEAD"]
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (five more with ``deep_stages``: the fetch's read registers, first lane select and buffered
-#: queue, and ``drained`` registered; one more again where the MAC array's reads are registered,
-#: in a step that ends in the array: ``Backward.step_overhead``)
+#: (seven more with ``deep_stages``: the fetch's read registers, first lane select and buffered
+#: queue, the slice after it, the threshold's second stage, and ``drained`` registered; one more
+#: again where the MAC array's reads are registered, in a step that ends in the array:
+#: ``Backward.step_overhead``)
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -114,7 +116,7 @@ class Backward(wiring.Component):
                               read_latency=2 if self.bank.registered_reads else 1)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the array's
         #: registered reads add a stage)
-        self.step_overhead = (STEP_OVERHEAD + 5 * c.deep_stages +
+        self.step_overhead = (STEP_OVERHEAD + 7 * c.deep_stages +
                               self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,
@@ -237,8 +239,16 @@ class Backward(wiring.Component):
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
         wiring.connect(m, fetch.da_rd, bank.da_h_rd)
-        wiring.connect(m, fetch.o, ew.i)
-        fetched = fetch.done
+        if self.config.deep_stages:
+            # a register stage between the fetch's queue and the gate-gradient unit: the unit's
+            # stall reaches the queue's read from a register (the slice's ready)
+            m.submodules.beat_slice = beats = Slice(self.ew.in_layout)
+            wiring.connect(m, fetch.o, beats.i)
+            wiring.connect(m, beats.o, ew.i)
+            fetched = fetch.done & ~beats.o.valid
+        else:
+            wiring.connect(m, fetch.o, ew.i)
+            fetched = fetch.done
         m.d.comb += [*[thr.i.payload.data[g].eq(ew.o.payload.dnet[g]) for g in range(4)],
                      thr.i.valid.eq(ew.o.valid), ew.o.ready.eq(thr.i.ready)]
         wiring.connect(m, thr.o, db.i)

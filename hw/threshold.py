@@ -34,8 +34,9 @@ class ThresholdUnit(wiring.Component):
 
     ``staged`` (for a fast clock): ``|v| >= tau`` tested as ``v >= tau`` or ``v <= -tau``, two
     compares side by side, not a negation and a compare in series, against ``tau`` and ``-tau``
-    registered from ``tau`` (so ``tau`` applies from the cycle after it is set); the beat's mask
-    registered for the zeros count instead of the count. Same cycles.
+    registered from ``tau`` (so ``tau`` applies from the cycle after it is set), into a
+    register stage of their own (a :class:`~.slice.Slice`: the beat and its mask), the zeroing
+    in the next: latency 2, one beat per cycle; the zeros counted as a beat leaves the first.
     """
 
     @staticmethod
@@ -84,28 +85,41 @@ class ThresholdUnit(wiring.Component):
         if self.staged:
             tau, neg_tau = Signal.like(self.tau), Signal(signed(self.width + 1))
             m.d.sync += [tau.eq(self.tau), neg_tau.eq(-self.tau)]
-        for l in range(self.lanes):
-            v = self.i.payload.data[l]
-            if self.staged:
-                keep = ((v >= tau) | (v <= neg_tau)) & (v != 0)
-            else:
+        if self.staged:
+            # stage 1: the compares, into a register stage of their own (the beat as it came,
+            # and its mask); stage 2: the zeroing, into the output
+            m.submodules.tested = tested = Slice(self.out_layout)
+            for l in range(self.lanes):
+                v = self.i.payload.data[l]
+                m.d.comb += [tested.i.payload.data[l].eq(v),
+                             tested.i.payload.mask[l].eq(((v >= tau) | (v <= neg_tau)) &
+                                                         (v != 0))]
+            kept = tested.o.payload
+            for l in range(self.lanes):
+                m.d.comb += [result.data[l].eq(Mux(kept.mask[l], kept.data[l], 0)),
+                             result.mask[l].eq(kept.mask[l])]
+            m.d.comb += [tested.i.valid.eq(self.i.valid), self.i.ready.eq(tested.i.ready),
+                         out.i.payload.eq(result), out.i.valid.eq(tested.o.valid),
+                         tested.o.ready.eq(out.i.ready)]
+        else:
+            for l in range(self.lanes):
+                v = self.i.payload.data[l]
                 keep = (abs(v) >= self.tau) & (v != 0)
-            m.d.comb += [result.data[l].eq(Mux(keep, v, 0)),
-                         result.mask[l].eq(keep)]
-        m.d.comb += [out.i.payload.eq(result),
-                     out.i.valid.eq(self.i.valid),
-                     self.i.ready.eq(out.i.ready)]
+                m.d.comb += [result.data[l].eq(Mux(keep, v, 0)),
+                             result.mask[l].eq(keep)]
+            m.d.comb += [out.i.payload.eq(result),
+                         out.i.valid.eq(self.i.valid),
+                         self.i.ready.eq(out.i.ready)]
 
         # a beat's zeros counted the cycle after it is accepted, so that the magnitude compares
         # and their sum are not in series with the counter's adder (0 for a beat not taken, or
         # taken with a clear, which drops it)
         taken = self.i.valid & self.i.ready
         beat_zeros = Signal(range(self.lanes + 1))
-        if self.staged:         # the mask registered instead, its zeros summed into the counter
-            mask, counted = Signal.like(result.mask), Signal()
-            m.d.sync += [mask.eq(result.mask), counted.eq(taken & ~self.clear)]
-            m.d.comb += beat_zeros.eq(Mux(counted & ~self.clear,
-                                          self.lanes - sum(mask[l] for l in range(self.lanes)),
+        if self.staged:         # counted as the beat leaves stage 1, from its registered mask
+            moved = tested.o.valid & tested.o.ready & ~self.clear
+            m.d.comb += beat_zeros.eq(Mux(moved, self.lanes - sum(kept.mask[l]
+                                                                  for l in range(self.lanes)),
                                           0))
         else:
             m.d.sync += beat_zeros.eq(Mux(taken & ~self.clear,

@@ -64,8 +64,9 @@ class AccelConfig:
     read mux, so a host read's data come two cycles after the bank sees it, three after the
     link's reader asks), a queue between the fetch stage and the gate-gradient unit (the unit's
     stall no longer reaches the fetch's reads; its beats offered from a register), the fetch's
-    read data registered and its lane select split by a register, and the step's end
-    (``drained``) seen from a register (five cycles more per step), the gate-gradient unit's
+    read data registered and its lane select split by a register, a register slice before the
+    gate-gradient unit, the threshold's compares a stage before its zeroing, and the step's end
+    (``drained``) seen from a register (seven cycles more per step), the gate-gradient unit's
     wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
     write (not in ``train`` builds), and in a backward-only build without forwarding the MAC
     array's reads registered (a cycle more in a step that ends in the array).

@@ -95,8 +95,8 @@ def test_threshold_unit_matches_model(width, lanes, tau_kind, sparsity, p_valid,
         assert data == want[n].tolist(), f"beat {n}, seed {seed}"
         assert m == sum(int(b) << l for l, b in enumerate(mask[n])), f"mask {n}, seed {seed}"
     assert setup.final == {"seen": beats.size, "zeros": zeros}
-    if p_valid == p_ready == 1.0:
-        assert emit == [c + 1 for c in acc] and cycles == len(beats) + 1
+    if p_valid == p_ready == 1.0:           # latency 1 (staged: 2), a beat a cycle
+        assert emit == [c + 1 + staged for c in acc] and cycles == len(beats) + 1 + staged
 
 
 def test_threshold_counters_clear():
