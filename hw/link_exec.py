@@ -48,8 +48,9 @@ class LinkExecutor(wiring.Component):
     ``reply`` (:data:`~.link_types.REPLY`), ``write`` and ``read`` are registered: offered the
     cycle after the request is taken (errors, ``PING``, ``WRITE_REG``, ``READ_MEM`` with its
     walk, an empty ``WRITE_MEM``; a ``WRITE_MEM``'s walk), two cycles after (``READ_REG``), two
-    after ``busy`` falls (``WAIT``; ``decoded``: from its second cycle, when the register bus's
-    address, not set by the take, is ``STATUS``), or the cycle after ``written``: none of the
+    after ``busy`` falls (``WAIT``; ``decoded``: from its third cycle, when the register bus's
+    address, not set by the take, has been ``STATUS`` a cycle, for the register file's
+    registered select), or the cycle after ``written``: none of the
     checks is in series with the sender or the walkers. ``request.ready`` is high while no
     request is being carried out, but for a request's first cycle offered and the cycle of a
     register write.
@@ -324,8 +325,10 @@ class LinkExecutor(wiring.Component):
         # WAIT reads STATUS from its second cycle (decoded: the take does not set the register
         # bus's address; it is STATUS once the state is WAIT)
         waited = Signal() if self.decoded else Const(1)
-        if self.decoded:
-            m.d.sync += waited.eq(state == _State.WAIT)
+        if self.decoded:    # (and the register file's select of STATUS registered: a cycle more)
+            in_wait = Signal()
+            m.d.sync += [in_wait.eq(state == _State.WAIT),
+                         waited.eq(in_wait & (state == _State.WAIT))]
         if self.decoded:
             flags = self._decision(m, chk=chk, command=command, mem_req=mem_req,
                                    rx_error=rx_error, length_not=length_not, busy=busy)

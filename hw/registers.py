@@ -1,6 +1,9 @@
 """The accelerator's register file, built from the register map of :mod:`gateskip.spec.registers`."""
 
-from amaranth.hdl import Const, Module, Signal, unsigned
+import operator
+from functools import reduce
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,9 +52,11 @@ class RegisterFile(wiring.Component):
     ``re``; an address without a register reads 0.
 
     ``config.deep_stages``: a write's address and data must be on the bus the cycle before its
-    ``we`` (the link's executor loads them from the request every cycle, and writes the cycle
-    after it takes the request): the address, the value's range and the commands' priority
-    are decoded into registers then, so that ``we`` meets registers alone.
+    ``we``, a read's address the cycle before its ``re`` (the link's executor loads them from
+    the request every cycle, and writes the cycle after it takes the request): the address,
+    the value's range and the commands' priority are decoded into registers then, so that
+    ``we`` meets registers alone, and a read is an AND-OR of the values with a registered
+    select each.
     """
 
     def __init__(self, config: AccelConfig, counter_width: int | None = None):
@@ -145,6 +150,18 @@ class RegisterFile(wiring.Component):
                     readable[reg.address] = getattr(self.counters, name)
                 else:
                     readable[reg.address] = getattr(self, name)
+        if self.decoded:
+            # the address decoded into a register per readable register the cycle before `re`
+            # (it is on the bus a cycle ahead): the read an AND-OR of those selects
+            picks = []
+            for address, value in readable.items():
+                chosen, word = Signal(name=f"read_at_{address}"), Signal(WORD_WIDTH)
+                m.d.sync += chosen.eq(bus.addr == address)
+                m.d.comb += word.eq(value)               # (as the plain form's assignment)
+                picks.append(Mux(chosen, word, 0))
+            with m.If(bus.re):                       # no register here: reads 0
+                m.d.sync += bus.rdata.eq(reduce(operator.or_, picks))
+            return m
         with m.If(bus.re):
             with m.Switch(bus.addr):
                 for address, value in readable.items():

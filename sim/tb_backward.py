@@ -66,7 +66,9 @@ class CocotbBus:
 
     async def read_reg(self, address):
         d = self.dut
-        d.reg__addr.value, d.reg__re.value = address, 1
+        d.reg__addr.value = address
+        await RisingEdge(d.clk)                     # the address a cycle before re
+        d.reg__re.value = 1
         await RisingEdge(d.clk)
         d.reg__re.value = 0
         await ReadOnly()

@@ -290,7 +290,9 @@ class AmaranthBus:
 
     async def read_reg(self, address):
         c, reg = self.ctx, self.dut.reg
-        c.set(reg.addr, address); c.set(reg.re, 1)
+        c.set(reg.addr, address)
+        await c.tick()                              # the address a cycle before re
+        c.set(reg.re, 1)
         await c.tick()
         c.set(reg.re, 0)
         return c.get(reg.rdata)

@@ -489,21 +489,22 @@ def test_executor_carries_out_requests_when_not_busy(decoded):
 @pytest.mark.parametrize("decoded", [False, True], ids=["plain", "decoded"])
 def test_executor_waits_then_reads_status(decoded):
     """``WAIT`` reads ``STATUS`` once ``busy`` is low, whatever its packet's first byte (the
-    register bus's address is ``STATUS`` whenever ``re`` rises); ``decoded``: from WAIT's second
-    cycle (the take does not set the address)."""
+    register bus's address is ``STATUS`` whenever ``re`` rises); ``decoded``: from WAIT's third
+    cycle (the take does not set the address, and the register file registers its select)."""
     wait = {**_request(CMD["WAIT"]), "head": {"bytes": [R["TAU"], 1, 2, 3, 4]}}
     log = _executor({0: wait}, busy=lambda cycle: cycle < 5, cycles=12, decoded=decoded)
     reads = [row for row in log if row[3]]
     assert len(reads) == 1 and reads[0][4] == R["STATUS"]
-    assert reads[0][0] == 5                     # busy fell at 5
+    # busy fell at 5; decoded: read from WAIT's third cycle (the register file's select)
+    assert reads[0][0] == max(5, _wait(decoded) + 1 + 2 * decoded)
     [reply] = [row for row in log if row[1] is not None]
     assert reply[0] == reads[0][0] + 2
     assert reply[1] == (CMD["WAIT"], 4, 0x11223344 + reads[0][0] + 1, 0)
-    # taken while not busy: read in WAIT's first cycle (plain) or its second (decoded)
+    # taken while not busy: read in WAIT's first cycle (plain) or its third (decoded)
     log = _executor({0: wait}, cycles=10, decoded=decoded)
     reads = [row for row in log if row[3]]
     assert len(reads) == 1 and reads[0][4] == R["STATUS"]
-    assert reads[0][0] == _wait(decoded) + 1 + decoded
+    assert reads[0][0] == _wait(decoded) + 1 + 2 * decoded
 
 
 @pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])

@@ -91,6 +91,7 @@ def test_register_file_decodes_the_map(deep):
 
         async def read(address):
             ctx.set(bus.addr, address)
+            await ctx.tick()                        # the address a cycle before re
             ctx.set(bus.re, 1)
             await ctx.tick()
             ctx.set(bus.re, 0)
