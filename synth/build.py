@@ -431,7 +431,8 @@ def check_build(board: Board, params: dict, baud: int | None = None,
 
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
-                progress=None, name: str = "gateskip", timeout: float | None = None) -> dict:
+                progress=None, name: str = "gateskip", timeout: float | None = None,
+                outreg: bool = False) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
     ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
@@ -441,7 +442,9 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     build that misses the board clock still reports its Fmax: ``meets_timing`` says whether
     it met it. Raises :class:`BuildError` (its ``report`` set, with nextpnr's Fmax estimate
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
-    ``timeout`` seconds pass (:func:`run_build`).
+    ``timeout`` seconds pass (:func:`run_build`). ``outreg``: the ECP5 block RAMs' output
+    registers taken into use (:mod:`.outreg`; off: on the 32-lane ``deep_stages`` netlist the
+    router slowed tenfold with them, ``synth/reports/SEARCH.md``).
     """
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
@@ -460,7 +463,7 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
                          progress=progress, timeout=timeout,
-                         outreg=checked["config"].deep_stages, **overrides)
+                         outreg=outreg, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,
