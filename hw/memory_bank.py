@@ -379,10 +379,14 @@ class MemoryBank(wiring.Component):
                 hit = rd_code == MEMORIES[name].code
                 if cfg.element_port:        # `chosen` follows its word through the pick
                     seen = Signal(name=f"host_seen_{name.lower()}")
-                    # the element of the word held: a register per memory (its mux's select)
+                    # the element of the word held: a register per memory (its mux's select),
+                    # loaded only when its memory is read, so that no two are alike (Yosys
+                    # would merge them into one select of every memory's mux)
                     pick_el = Signal.like(rd_el, name=f"host_pick_el_{name.lower()}")
                     with m.If(read):
-                        m.d.sync += [seen.eq(hit), pick_el.eq(rd_el)]
+                        m.d.sync += seen.eq(hit)
+                    with m.If(read & hit):
+                        m.d.sync += pick_el.eq(rd_el)
                     with m.If(picking):
                         m.d.sync += chosen.eq(seen)
                 else:
