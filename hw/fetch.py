@@ -167,7 +167,8 @@ class FetchStage(wiring.Component):
             bits = (LANE_GROUP - 1).bit_length()
             picks = [Signal.like(da_words[0], name=f"pick{i}") for i in range(len(groups))]
             act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
-            valid_1, group_1, has_next_1 = Signal(), Signal(range(len(groups))), Signal()
+            # (at least one bit: no zero-width nets in Verilog, with a single group)
+            valid_1, group_1, has_next_1 = Signal(), Signal(range(max(2, len(groups)))), Signal()
             m.d.sync += [valid_1.eq(valid_0), group_1.eq(lane_0 >> bits),
                          has_next_1.eq(has_next_0), act_1.eq(act_0), dh_1.eq(dh_0), dc_1.eq(dc_0),
                          *[p.eq(select(g, lane_0[:bits])) for p, g in zip(picks, groups)]]

@@ -249,3 +249,12 @@ def test_register_map_is_generated_once():
     sim.run()
     assert got == {"HIDDEN": 3, "INPUTS": 2, "LANES": 2, "MAX_SEQ": 5, "MAX_BATCH": 2,
                    "SEQ_LEN": 5, "after": 5, "nothing": 0}
+
+
+def test_deep_stages_verilog_has_no_zero_width_nets():
+    """With no more lanes than a group of the fetch's lane pick (one group), no signal of zero
+    bits: Verilog's ``[-1:0]``, which ``verilator -Wall`` rejects."""
+    from amaranth.back import verilog
+    dut = Backward(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=1, deep_stages=True,
+                   forwarding=False, element_port=True)
+    assert "[-1:0]" not in verilog.convert(dut, name="backward")
