@@ -34,17 +34,18 @@ from .threshold import ThresholdUnit
 from .update import UpdateUnit
 from .weight_update import WeightUpdate
 
-__all__ = ["Backward", "STEP_OVERHEAD"]
+__all__ = ["Backward", "STEP_OVERHEAD", "DEEP_STAGES_OVERHEAD"]
 
 #: cycles per step beyond the MAC array's ``2C`` per command, when the array is the bottleneck:
 #: setup 1, fetch 2 (the read, then its data registered), the pipelined gate-gradient unit's
 #: latency, threshold 1, compactor 1, FIFO 2, array accept 1, the array's pipeline to the last
 #: write, step change 1
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
-#: (seven more with ``deep_stages``: the fetch's read registers, first lane select and buffered
-#: queue, the slice after it, the threshold's second stage, and ``drained`` registered; one more
-#: again where the MAC array's reads are registered, in a step that ends in the array:
+#: cycles more per step with ``deep_stages``: the fetch's read registers, first lane select and
+#: buffered queue, the slice after it, the threshold's second stage, and ``drained`` registered
+#: (one more again where the MAC array's reads are registered, in a step that ends in the array:
 #: ``Backward.step_overhead``)
+DEEP_STAGES_OVERHEAD = 7
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
 #: the memories whose host writes clear STATUS.CACHED
@@ -116,7 +117,7 @@ class Backward(wiring.Component):
                               read_latency=2 if self.bank.registered_reads else 1)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the array's
         #: registered reads add a stage)
-        self.step_overhead = (STEP_OVERHEAD + 7 * c.deep_stages +
+        self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
                               self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,

@@ -137,7 +137,8 @@ class LinkExecutor(wiring.Component):
     def _memory_checks(self, m):
         """A memory request's checks and walk figures, registered from the request's fields
         every cycle, so that no adder or compare of them is in series with the request's
-        arrival: a memory request is taken in its second cycle offered, when they are its own."""
+        arrival: a memory request is taken in its second cycle offered, when they are its own
+        (``decoded``: in two stages, its fourth)."""
         req = self.request.payload
         f_mem = req.head.mem
         sel = f_mem.mem[:CODE_BITS]
@@ -152,30 +153,18 @@ class LinkExecutor(wiring.Component):
         # it: the count then meets only an equality)
         body = Signal.like(req.length)
         m.d.comb += body.eq(req.length - MEM_HEAD)
-        if not self.decoded:
-            m.d.sync += [
-                chk.eb.eq(eb), chk.per.eq(per), chk.nbytes.eq(count_bytes),
-                chk.length.eq((req.length < MEM_HEAD) | (reading & (req.length != MEM_HEAD)) |
-                              (~reading & (body != count_bytes))),
-                chk.address.eq((f_mem.mem >= len(self.depths)) |
-                               (f_mem.addr + f_mem.words > depth)),
-                chk.too_long.eq(reading & (count_bytes > self.max_payload)),
-                chk.idle_only.eq(reading | ~streamed),
-                chk.empty.eq(f_mem.words == 0),
-            ]
-            return chk
-        # decoded: the sums and the memory's figures registered first (stage A), compared the
+        # the sums and the memory's figures; decoded: registered first (stage A), compared the
         # cycle after (stage B)
-        end = f_mem.addr + f_mem.words                  # one past the last word
-        a = SimpleNamespace(count=Signal.like(count_bytes), depth=Signal.like(depth),
-                            end=Signal.like(end), body=Signal.like(body), eb=Signal.like(eb),
-                            per=Signal.like(per), short=Signal(), not_head=Signal(),
-                            reading=Signal(), no_mem=Signal(), streamed=Signal(), empty=Signal())
-        m.d.sync += [a.count.eq(count_bytes), a.depth.eq(depth), a.end.eq(end), a.body.eq(body),
-                     a.eb.eq(eb), a.per.eq(per), a.short.eq(req.length < MEM_HEAD),
-                     a.not_head.eq(req.length != MEM_HEAD), a.reading.eq(reading),
-                     a.no_mem.eq(f_mem.mem >= len(self.depths)), a.streamed.eq(streamed),
-                     a.empty.eq(f_mem.words == 0)]
+        a = SimpleNamespace(count=count_bytes, depth=depth, end=f_mem.addr + f_mem.words,
+                            body=body, eb=eb, per=per, short=req.length < MEM_HEAD,
+                            not_head=req.length != MEM_HEAD, reading=reading,
+                            no_mem=f_mem.mem >= len(self.depths), streamed=streamed,
+                            empty=f_mem.words == 0)
+        if self.decoded:
+            held = SimpleNamespace(**{name: Signal.like(value, name=f"checked_{name}")
+                                      for name, value in vars(a).items()})
+            m.d.sync += [getattr(held, name).eq(value) for name, value in vars(a).items()]
+            a = held
         m.d.sync += [
             chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
             chk.length.eq(a.short | (a.reading & a.not_head) |
@@ -322,14 +311,14 @@ class LinkExecutor(wiring.Component):
         rx_error = test(req.error != RxError.NONE)
         length_not = {n: test(req.length != n) for n in (0, 1, 5)}
         busy = test(self.busy)             # (decoded: as of the cycle before)
-        # WAIT reads STATUS from its second cycle (decoded: the take does not set the register
-        # bus's address; it is STATUS once the state is WAIT)
+        # WAIT reads STATUS in its first cycle (decoded: its third: the take does not set the
+        # register bus's address, which is STATUS once the state is WAIT, and the register
+        # file registers its select of it)
         waited = Signal() if self.decoded else Const(1)
-        if self.decoded:    # (and the register file's select of STATUS registered: a cycle more)
+        if self.decoded:
             in_wait = Signal()
             m.d.sync += [in_wait.eq(state == _State.WAIT),
                          waited.eq(in_wait & (state == _State.WAIT))]
-        if self.decoded:
             flags = self._decision(m, chk=chk, command=command, mem_req=mem_req,
                                    rx_error=rx_error, length_not=length_not, busy=busy)
         with m.If(state == _State.IDLE):

@@ -101,7 +101,8 @@ class MacArray(wiring.Component):
 
     ``read_latency=2`` (needs ``forwarding=False``, ``staged_read``, not ``single_port_dw``): the
     read ports' data come two cycles after their address, from a register right after the block
-    RAM (the memory's own: ``REGMODE`` ``OUTREG`` on the ECP5, :mod:`gateskip.synth.outreg`).
+    RAM (``MemoryBank.registered_reads``; on the ECP5 it can be the block's own, ``REGMODE``
+    ``OUTREG``: :mod:`gateskip.synth.outreg`).
     The row takes a stage more (stage Q, between issue and R): a sum is written 5 cycles after
     its word is issued; the accumulator's read is still issued at stage R, its data used at
     stage 2 as they come (the registered read's register is the memory's), so a word read again

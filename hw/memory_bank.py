@@ -188,8 +188,8 @@ class MemoryBank(wiring.Component):
                              else ())
         #: the memories whose run read data come from a register right after the memory
         #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
-        #: MAC array's and the fetch's), which the ECP5 build moves into the block RAM
-        #: (``REGMODE`` ``OUTREG``, :mod:`gateskip.synth.outreg`)
+        #: MAC array's and the fetch's), which an ECP5 build can move into the block RAM
+        #: (``REGMODE`` ``OUTREG``: ``build_board(outreg=True)``, :mod:`gateskip.synth.outreg`)
         self.registered_reads = self.registered_reads_of(config)
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
@@ -277,12 +277,7 @@ class MemoryBank(wiring.Component):
         da_h = self.memories["DA"].read_port()
         m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
                      da_h.en.eq(self.da_h_rd.en)]
-        if "DA" in self.registered_reads:       # registered as its other read port
-            da_h_out = Signal.like(da_h.data, name="read_da_h", reset_less=True)
-            m.d.sync += da_h_out.eq(da_h.data)
-            m.d.comb += self.da_h_rd.data.eq(da_h_out)
-        else:
-            m.d.comb += self.da_h_rd.data.eq(da_h.data)
+        m.d.comb += self.da_h_rd.data.eq(self._read_out(m, da_h.data, "DA", "read_da_h"))
 
         read_out = {}                   # each memory's read data as the run takes them
         for name, mem in self.memories.items():
@@ -305,15 +300,7 @@ class MemoryBank(wiring.Component):
             run_rd = getattr(self, f"{name.lower()}_rd")
             rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
             rd_en = Mux(running, run_rd.en, h_sel & host.re)
-            if name in self.registered_reads:
-                # the read data into a register, nothing between: the run's and the host's
-                # (it holds while the memory's output does: a read port with enable)
-                out = Signal.like(rd[name].data, name=f"read_{name.lower()}",
-                                  reset_less=True)
-                m.d.sync += out.eq(rd[name].data)
-                read_out[name] = out
-            else:
-                read_out[name] = rd[name].data
+            read_out[name] = self._read_out(m, rd[name].data, name, f"read_{name.lower()}")
             m.d.comb += run_rd.data.eq(read_out[name])
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
             lane_gran = name in self.lane_written
@@ -422,6 +409,16 @@ class MemoryBank(wiring.Component):
             self._unpack_element(m, rdata[0], word, el, self.mem_shapes[name])
         else:
             self._unpack(m, rdata, word, self.shapes[name][0])
+
+    def _read_out(self, m, data, name: str, out_name: str):
+        """A read port's ``data`` as the run (and the host) take them: into a register, nothing
+        between, where ``name`` is in :attr:`registered_reads` (it holds while the memory's
+        output does: a read port with enable)."""
+        if name not in self.registered_reads:
+            return data
+        out = Signal.like(data, name=out_name, reset_less=True)
+        m.d.sync += out.eq(data)
+        return out
 
     @staticmethod
     def _pick(word, el, shape):

@@ -85,7 +85,6 @@ class ThresholdUnit(wiring.Component):
         if self.staged:
             tau, neg_tau = Signal.like(self.tau), Signal(signed(self.width + 1))
             m.d.sync += [tau.eq(self.tau), neg_tau.eq(-self.tau)]
-        if self.staged:
             # stage 1: the compares, into a register stage of their own (the beat as it came,
             # and its mask); stage 2: the zeroing, into the output
             m.submodules.tested = tested = Slice(self.out_layout)

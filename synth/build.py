@@ -147,8 +147,9 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``. ``outreg`` (ECP5): the block
-    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`). ``progress(stage)`` is called
-    with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as the build moves on.
+    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`).
+    ``progress(stage)`` is called with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as
+    the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
     seconds have passed, stops the tools and raises one that says where they were (for a
     router that had not converged: its overused wires).
