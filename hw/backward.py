@@ -21,7 +21,7 @@ from .embed_update import EmbeddingUpdate
 from .fetch import FetchStage
 from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
-from .gate_grad import FULL_LATENCY as EW_LATENCY, GateGradUnit
+from .gate_grad import CREDIT_LATENCY, FULL_LATENCY as EW_LATENCY, GateGradUnit, pipelined
 from .loss_scale import LossScale
 from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
 from .memory_bank import MemoryBank, mem_port_signature
@@ -43,8 +43,9 @@ __all__ = ["Backward", "STEP_OVERHEAD", "DEEP_STAGES_OVERHEAD"]
 STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
 #: cycles more per step with ``deep_stages``: the fetch's read registers, first lane select and
 #: buffered queue, the slice after it, the threshold's second stage, and ``drained`` registered
-#: (one more again where the MAC array's reads are registered, in a step that ends in the array:
-#: ``Backward.step_overhead``)
+#: (``Backward.step_overhead``: one more where the pipelined gate-gradient unit has credits, its
+#: queue instead of the slice; one more again where the MAC array's reads are registered, in a
+#: step that ends in the array)
 DEEP_STAGES_OVERHEAD = 7
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
@@ -107,7 +108,8 @@ class Backward(wiring.Component):
                                       max_batch=c.max_batch,
                                       zero_words=self.bank.zero_words)
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages,
-                               split_products=c.deep_stages)
+                               split_products=c.deep_stages,
+                               credits=c.deep_stages and pipelined(c.ew_multipliers))
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
@@ -115,9 +117,10 @@ class Backward(wiring.Component):
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram,
                               read_latency=2 if self.bank.registered_reads else 1)
-        #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the array's
-        #: registered reads add a stage)
+        #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
+        #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
+                              (CREDIT_LATENCY - 1) * self.ew.credits +
                               self.array.latency - ARRAY_LATENCY)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,
@@ -240,9 +243,10 @@ class Backward(wiring.Component):
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
         wiring.connect(m, fetch.da_rd, bank.da_h_rd)
-        if self.config.deep_stages:
+        if self.config.deep_stages and not ew.credits:
             # a register stage between the fetch's queue and the gate-gradient unit: the unit's
-            # stall reaches the queue's read from a register (the slice's ready)
+            # stall reaches the queue's read from a register (the slice's ready; a unit with
+            # credits has its own)
             m.submodules.beat_slice = beats = Slice(self.ew.in_layout)
             wiring.connect(m, fetch.o, beats.i)
             wiring.connect(m, beats.o, ew.i)

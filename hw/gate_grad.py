@@ -11,11 +11,12 @@ from ..spec.formats import FORMATS, Formats
 from ..spec.gate_grad import INPUTS as _INPUTS
 from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_ops
 from .fixedpoint import round_half_up_carry, round_half_up_narrow, saturate_by_sign
+from .queue import Queue
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "parallel_plan", "FULL_LATENCY",
            "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "SPLIT_WIDTH",
-           "round_split"]
+           "round_split", "pipelined", "CREDIT_DEPTH", "CREDIT_LATENCY"]
 
 #: cycles from the issue of a time-shared product to the first issue that may use its result:
 #: operand registers, product register, rounding (registered), saturation into the destination
@@ -189,6 +190,20 @@ def parallel_plan(ops, product_stages: bool = True):
 #: the pipelined unit's latency, cycles from a beat accepted to its result offered (with its
 #: product stages; :func:`parallel_plan`)
 FULL_LATENCY = parallel_plan(gate_grad_ops()[0])[2]
+#: results the queue of a pipelined unit with ``credits`` holds: enough for a beat a cycle (a
+#: credit spent as a beat is taken is back ``latency + 4`` cycles later: its result enters the
+#: queue after the pipeline, is offered two cycles later, and the credit returns the cycle after
+#: it leaves)
+CREDIT_DEPTH = 16
+#: cycles the queue of a unit with ``credits`` adds to its latency (:class:`~.queue.Queue`'s)
+CREDIT_LATENCY = 2
+
+
+def pipelined(multipliers: int | str | None) -> bool:
+    """Whether ``GateGradUnit(multipliers=...)`` is the pipelined unit (one multiplier per
+    product), not the time-shared one."""
+    return multipliers is None or multipliers == "full" or (
+        isinstance(multipliers, int) and multipliers >= PRODUCTS - 1)
 
 
 class GateGradUnit(wiring.Component):
@@ -221,6 +236,11 @@ class GateGradUnit(wiring.Component):
     cycles. Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
     o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
+    ``credits`` (for a fast clock): the pipeline never holds, so that no enable fans out from
+    ``o.ready`` to its registers. A beat is taken only with a credit, room for its result in a
+    queue of :data:`CREDIT_DEPTH` after the last stage (:class:`~.queue.Queue`: ``o`` from its
+    output register); ``i.ready`` is a register. One beat per cycle, latency
+    :data:`CREDIT_LATENCY` cycles more.
 
     ``multipliers`` ``M`` in 1..14: time-shared. The 16 products run on at most ``M``
     multipliers in the fixed schedule of :func:`gate_grad_schedule` (:attr:`schedule`, ``S``
@@ -264,7 +284,8 @@ class GateGradUnit(wiring.Component):
     """
 
     def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None,
-                 product_stages: bool = True, split_products: bool = False):
+                 product_stages: bool = True, split_products: bool = False,
+                 credits: bool = False):
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
         if formats.rounding != "half_up":
@@ -283,25 +304,30 @@ class GateGradUnit(wiring.Component):
             raise ValueError(f"multipliers must be None, 'full' or an int in 1..{PRODUCTS}, "
                              f"not {multipliers!r}")
         for name, value in (("product_stages", product_stages),
-                            ("split_products", split_products)):
+                            ("split_products", split_products), ("credits", credits)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if split_products and not product_stages:
             raise ValueError("split_products needs product_stages (a register for each part)")
+        if credits and not pipelined(multipliers):
+            raise ValueError(f"credits needs the pipelined unit (multipliers None, 'full', "
+                             f"{PRODUCTS - 1} or {PRODUCTS}), not multipliers={multipliers!r}")
         self.formats = formats
         #: the pipelined unit registers each product before its rounding (no effect on the
         #: time-shared unit, whose products always are)
         self.product_stages = product_stages
         #: the pipelined unit makes a product of an operand wider than SPLIT_WIDTH as two
         self.split_products = split_products
+        #: the pipelined unit never holds: it takes a beat only with room for its result
+        self.credits = credits
         #: ``True``: the fully pipelined unit (one multiplier per product)
-        self.parallel = multipliers >= PRODUCTS - 1
+        self.parallel = pipelined(multipliers)
         self.multipliers = PRODUCTS if self.parallel else multipliers
         ops, widths = gate_grad_ops(formats)
         if self.parallel:
             self.schedule, self.shapes = None, None
             self.cycles_per_unit = 1
-            self.latency = parallel_plan(ops, product_stages)[2]
+            self.latency = parallel_plan(ops, product_stages)[2] + CREDIT_LATENCY * credits
             #: 16x16 DSP blocks of the multipliers (iCE40 SB_MAC16), as Yosys splits them
             self.dsp_blocks = sum(_dsp_cost(*sorted((widths[op.a], widths[op.b]))[::-1])
                                   for op in ops)
@@ -588,8 +614,14 @@ class GateGradUnit(wiring.Component):
         one = 1 << f.act.frac_bits
         p = self.i.payload
         plan, made, depth = parallel_plan(ops, self.product_stages)
-        o = self.o.payload
-        ports = dict(zip(OUTPUTS, (o.dnet[0], o.dnet[1], o.dnet[2], o.dnet[3], o.dc_prev)))
+        if self.credits:         # the last stage into the queue, ``o`` from the queue
+            m.submodules.queue = queue = Queue(self.out_layout, CREDIT_DEPTH)
+            wiring.connect(m, queue.o, wiring.flipped(self.o))
+            out, out_valid = queue.i.payload, queue.i.valid
+        else:
+            out, out_valid = self.o.payload, self.o.valid
+        ports = dict(zip(OUTPUTS, (out.dnet[0], out.dnet[1], out.dnet[2], out.dnet[3],
+                                   out.dc_prev)))
         regs = {}                                        # (value, stage) -> its register
         assignments = []
 
@@ -605,13 +637,26 @@ class GateGradUnit(wiring.Component):
                     assignments.append((regs[name, stage], at(name, stage - 1)))
             return regs[name, stage]
 
-        adv = Signal()
-        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
         v = [Signal(name=f"v{n}") for n in range(1, depth)]
+        adv = Signal()                                  # every register moves
+        if self.credits:
+            # a credit spent as a beat is taken, returned the cycle after its result leaves
+            # the queue; the queue is never full when a result comes
+            credits = Signal(range(CREDIT_DEPTH + 1), init=CREDIT_DEPTH)
+            has_credit, popped = Signal(init=1), Signal()
+            taken = self.i.valid & has_credit
+            credits_next = credits - taken + popped
+            m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0),
+                         popped.eq(self.o.valid & self.o.ready)]
+            m.d.comb += [adv.eq(1), self.i.ready.eq(has_credit),
+                         self.busy.eq(Cat(*v, out_valid).any() | (queue.level != 0))]
+        else:
+            taken = self.i.valid
+            m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv),
+                         self.busy.eq(Cat(*v, self.o.valid).any())]
         with m.If(adv):
-            m.d.sync += [v[0].eq(self.i.valid), *[v[n].eq(v[n - 1]) for n in range(1, depth - 1)],
-                         self.o.valid.eq(v[-1])]
-        m.d.comb += self.busy.eq(Cat(*v, self.o.valid).any())
+            m.d.sync += [v[0].eq(taken), *[v[n].eq(v[n - 1]) for n in range(1, depth - 1)],
+                         out_valid.eq(v[-1])]
 
         assignments.append((at("dh", 1), saturate_by_sign(
             p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"])))

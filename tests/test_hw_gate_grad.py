@@ -10,7 +10,8 @@ from gateskip.golden.accel import gate_grad_model
 from gateskip.golden.fixed import FORMATS, Formats, Q
 from amaranth.hdl import Module, Signal, signed
 
-from gateskip.hw.gate_grad import (MUL_LATENCY, PRODUCTS, SPLIT_BITS, GateGradUnit,
+from gateskip.hw.gate_grad import (CREDIT_DEPTH, CREDIT_LATENCY, MUL_LATENCY, PRODUCTS,
+                                   SPLIT_BITS, GateGradUnit,
                                    allocate_registers, gate_grad_ops, gate_grad_schedule,
                                    op_latency, round_split)
 
@@ -108,6 +109,60 @@ def test_pipelined_unit_with_split_products(formats, extreme):
         GateGradUnit(split_products=True, product_stages=False)
     with pytest.raises(TypeError, match="split_products must be a bool"):
         GateGradUnit(split_products=1)
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+@pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.6, 0.5), (1.0, 0.2), (1.0, 0.05)])
+def test_pipelined_unit_with_credits(extreme, p_valid, p_ready):
+    """``credits`` (the backward's ``deep_stages``): the pipeline never holds, a beat is taken
+    only with room for its result in the queue; the same results under any back-pressure (a
+    result the full queue dropped would fail it), one a cycle at full rate,
+    :data:`CREDIT_LATENCY` cycles later."""
+    n, seed = 120, 31 + extreme + int(10 * p_ready)
+    x = random_inputs(n, seed, extreme)
+    dut = GateGradUnit(split_products=True, credits=True)
+    got, cycles, acc, emit = run_unit(dut, x, n, seed, p_valid, p_ready)
+    assert got == expected(x, n), f"seed {seed}"
+    assert dut.latency == TIMING[None][1] + CREDIT_LATENCY
+    if p_valid == p_ready == 1.0:
+        assert acc == list(range(n))
+        assert emit == [c + dut.latency for c in acc]
+
+
+def test_credits_hold_the_input_with_the_queue_full():
+    """With ``o`` stalled the unit takes :data:`CREDIT_DEPTH` beats, then ``i.ready`` falls
+    (a register) until a result leaves; ``busy`` covers every beat until it has left."""
+    dut = GateGradUnit(credits=True)
+    x = random_inputs(1, 4)
+    log = []
+
+    async def tb(ctx):
+        for k in FIELDS:
+            ctx.set(dut.i.payload[k], int(x[k][0]))
+        ctx.set(dut.i.valid, 1)
+        for cyc in range(120):
+            log.append((ctx.get(dut.i.ready), ctx.get(dut.o.valid), ctx.get(dut.busy)))
+            ctx.set(dut.o.ready, cyc >= 40)
+            if cyc == 40 + CREDIT_DEPTH:
+                ctx.set(dut.i.valid, 0)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    ready, valid, busy = ([row[n] for row in log] for n in range(3))
+    assert ready[:40] == [1] * CREDIT_DEPTH + [0] * (40 - CREDIT_DEPTH)
+    assert valid.index(1) == dut.latency and all(valid[dut.latency:40])
+    # a result leaves a cycle from 40 on, its credit back (i.ready) two cycles after it leaves
+    assert ready[40:42] == [0, 0] and all(ready[42:40 + CREDIT_DEPTH])
+    last = len(valid) - valid[::-1].index(1) - 1          # the last result offered (and taken)
+    assert busy[0] == 0 and all(busy[1:last + 1]) and not any(busy[last + 1:])
+    assert sum(valid[40:]) == sum(ready[:40 + CREDIT_DEPTH])     # a result per beat taken
+    with pytest.raises(ValueError, match="credits needs the pipelined unit"):
+        GateGradUnit(multipliers=3, credits=True)
+    with pytest.raises(TypeError, match="credits must be a bool"):
+        GateGradUnit(credits=1)
 
 
 @pytest.mark.parametrize("multipliers", [None, 1, 3])
