@@ -14,7 +14,7 @@ from .link_types import MEM_HEAD, REQUEST
 from .link_write import BufferWriter
 from .memory_bank import host_read_latency, mem_port_signature
 from .registers import reg_signature
-from .slice import Slice
+from .slice import HandOver
 
 __all__ = ["HostLink"]
 
@@ -48,12 +48,13 @@ class HostLink(wiring.Component):
     port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
-    a register between the receiver and the executor (:class:`~.slice.Slice`) and between the
-    executor and the sender, each byte sent registered (``PacketSender(staged=)``, one
-    byte every two cycles) and the executor's decision two stages deeper: five cycles more
-    from a request to its reply; the receiver's byte count tests registered
-    (``PacketReceiver(staged=)``: bytes two cycles apart at least, as the UART's are) and its
-    ``resume`` a cycle after the reply's last byte.
+    a register between the receiver and the executor (:class:`~.slice.HandOver`: no enable on
+    its payload) and between the executor and the sender, each byte sent registered
+    (``PacketSender(staged=)``, one byte every two cycles), the executor's decision two stages
+    deeper and each byte received registered (``PacketReceiver(staged=)``: bytes two cycles
+    apart at least, as the UART's are; its byte count's tests registered, its state one-hot):
+    six cycles more from a request to its reply; and the receiver's ``resume`` a cycle after
+    the reply's last byte.
     """
 
     @staticmethod
@@ -111,7 +112,9 @@ class HostLink(wiring.Component):
         wiring.connect(m, ex.write, wr.cmd)
         wiring.connect(m, ex.read, rd.cmd)
         if self.host_stages:    # a register between the executor and each of its neighbours
-            m.submodules.request_slice = slice_ = Slice(REQUEST)
+            # (the receiver holds its request past the take and then offers none until
+            # `resume`: a register stage with no enable on its payload)
+            m.submodules.request_slice = slice_ = HandOver(REQUEST)
             wiring.connect(m, rx.request, slice_.i)
             wiring.connect(m, slice_.o, ex.request)
             # the reply is always taken: a register stage is all it needs

@@ -13,8 +13,9 @@ from .link_types import MEM_HEAD, REQUEST, RxError, check_max_payload
 __all__ = ["PacketReceiver"]
 
 
-# The state is a plain enum register tested with If/Elif, not m.FSM or a Switch: Amaranth writes
-# those as a `case` without default, which `verilator -Wall` rejects.
+# The state is a plain enum register tested with If/Elif (staged: one-hot, a bit per state), not
+# m.FSM or a Switch: Amaranth writes those as a `case` without default, which `verilator -Wall`
+# rejects.
 class _State(enum.Enum, shape=3):
     HUNT = 0         # waiting for SYNC
     HEAD = 1         # code, len lo, len hi
@@ -46,10 +47,13 @@ class PacketReceiver(wiring.Component):
     the receiver cannot use are dropped. ``idle``: hunting, no packet in progress or
     unanswered.
 
-    ``staged`` (for a fast clock; bytes at least two cycles apart, as a UART's are): the tests of
-    the byte count (in the head, the last, the short payload's alignment) registered from the
-    count the cycle after it moves, so that the count's compares are not in series with the
-    head's registers.
+    ``staged`` (for a fast clock; bytes at least two cycles apart, as a UART's are): each byte
+    registered first, with its tests (``SYNC``, its part of the length's compares with
+    ``max_payload`` and 0), so that no compare of a byte is in series with the state: every
+    cycle above one later; the tests of the byte count (its first values, in the head, the
+    last, the short payload's alignment) registered from the count the cycle after it moves, so
+    that the count's compares are not in series with the state or the head's registers; and
+    the state one-hot.
     """
 
     @staticmethod
@@ -72,7 +76,8 @@ class PacketReceiver(wiring.Component):
 
     def _quiet_line(self, m, got, timing):
         """High when no byte has come for ``timeout`` cycles while ``timing``; then held (bytes
-        ignored) until ``timing`` falls."""
+        ignored) until ``timing`` falls. Returns it, and the register that makes it while
+        ``timing``."""
         quiet = Signal(range(self.timeout + 1))
         at_end = Signal()                # quiet == timeout - 1: registered with it, so that
         timed_out = timing & at_end      # no compare is in series with the executor's checks
@@ -80,7 +85,25 @@ class PacketReceiver(wiring.Component):
             m.d.sync += [quiet.eq(0), at_end.eq(0)]          # timeout >= 16: 0 is not the end
         with m.Elif(~timed_out):
             m.d.sync += [quiet.eq(quiet + 1), at_end.eq(quiet == self.timeout - 2)]
-        return timed_out
+        return timed_out, at_end
+
+    def _states(self, m):
+        """The state register and its helpers ``is_(s)``, ``case(s)`` (a state's block) and
+        ``go(from, to)`` (the statements of a move; ``from`` None: from any state). Plain: an
+        enum, its blocks an If/Elif chain after the timeout's. ``staged``: one-hot, each block
+        its own If, a move clearing one bit and setting another, so that each bit's next value
+        depends only on the states that enter or leave it."""
+        if not self.staged:
+            state = Signal(_State)
+            return (state, lambda s: state == s,
+                    lambda s: m.Elif(state == s), lambda _from, to: [state.eq(to)])
+        state = Signal(len(_State), init=1 << _State.HUNT.value)
+
+        def go(from_, to):
+            if from_ is None:
+                return [state.eq(1 << to.value)]
+            return [state[from_.value].eq(0), state[to.value].eq(1)]
+        return (state, lambda s: state[s.value], lambda s: m.If(state[s.value]), go)
 
     def elaborate(self, platform):
         m = Module()
@@ -90,17 +113,29 @@ class PacketReceiver(wiring.Component):
         wiring.connect(m, buffer.read_port(), wiring.flipped(self.buffer))
         m.submodules.crc = crc = catalog.CRC16_XMODEM(data_width=8).create()
 
-        state = Signal(_State)
         byte, got = self.rx.payload, self.rx.valid
+        # the byte's tests; the length's: Cat(lo, hi) > P as hi > P_hi | (hi == P_hi & lo > P_lo),
+        # and == 0
+        p_hi, p_lo = P >> 8, P & 0xFF
+        seen = dict(sync=byte == protocol.SYNC, zero=byte == 0, over_lo=byte > p_lo,
+                    over_hi=byte > p_hi, at_hi=byte == p_hi)
+        if self.staged:         # the byte and its tests registered
+            got, byte = Signal(), Signal(8)
+            held = {name: Signal(name=f"byte_{name}") for name in seen}
+            m.d.sync += [got.eq(self.rx.valid), byte.eq(self.rx.payload),
+                         *[held[name].eq(test) for name, test in seen.items()]]
+            seen = held
+        state, is_, case, go = self._states(m)
         req = self.request
         code, length, head = Signal(8), Signal(16), Signal(8 * MEM_HEAD)
         last = Signal(16)                           # length - 1: the last payload byte's index
         index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
         crc_lo = Signal(8)                          # the received CRC's first (low) byte
         crc_bad = Signal()                          # the CRC received differs from the computed
+        lo_over, lo_zero = Signal(), Signal()       # (staged) the length's low byte's tests
         m.d.comb += [self.rx.ready.eq(1), crc.data.eq(byte),
                      req.payload.code.eq(code), req.payload.length.eq(length),
-                     req.payload.head.eq(head), self.idle.eq(state == _State.HUNT),
+                     req.payload.head.eq(head), self.idle.eq(is_(_State.HUNT)),
                      buf_wr.addr.eq(index), buf_wr.data.eq(byte)]
 
         # the byte count's tests: at once, or (staged) registered from the count every cycle
@@ -110,60 +145,76 @@ class PacketReceiver(wiring.Component):
             tests = Signal(2 + len(at))
             m.d.sync += tests.eq(Cat(in_head, at_last, *at))
             in_head, at_last, at = tests[0], tests[1], [tests[2 + n] for n in range(len(at))]
-        timed_out = self._quiet_line(m, got, (state == _State.HEAD) | (state == _State.BODY) |
-                                     (state == _State.CRC) | (state == _State.DISCARD))
-        with m.If(timed_out):
-            m.d.comb += [req.valid.eq(1), req.payload.error.eq(
-                Mux(state == _State.DISCARD, RxError.LENGTH, RxError.TIMEOUT))]
-            with m.If(req.ready):
-                m.d.sync += state.eq(_State.HELD)
-        with m.Elif(state == _State.HUNT):
-            with m.If(got & (byte == protocol.SYNC)):
+        timed_out, at_end = self._quiet_line(m, got, is_(_State.HEAD) | is_(_State.BODY) |
+                                             is_(_State.CRC) | is_(_State.DISCARD))
+        # a byte used: (staged) not in a packet's timing-out cycle, which the timeout's case
+        # takes, after the states' own (plain: before them, the others an Elif chain)
+        use = got & ~at_end if self.staged else got
+
+        def timeout():
+            with m.If(timed_out):
+                m.d.comb += [req.valid.eq(1), req.payload.error.eq(
+                    Mux(is_(_State.DISCARD), RxError.LENGTH, RxError.TIMEOUT))]
+                with m.If(req.ready):
+                    m.d.sync += go(None, _State.HELD)
+        if not self.staged:
+            timeout()
+        with case(_State.HUNT):
+            with m.If(got & seen["sync"]):
                 m.d.comb += crc.start.eq(1)
-                m.d.sync += [state.eq(_State.HEAD), index.eq(0)]
-        with m.Elif(state == _State.HEAD):
-            with m.If(got):
+                m.d.sync += [*go(_State.HUNT, _State.HEAD), index.eq(0)]
+        with case(_State.HEAD):
+            with m.If(use):
                 m.d.comb += crc.valid.eq(1)
                 m.d.sync += index.eq(index + 1)
-                with m.If(index == 0):
+                with m.If(at[0]):
                     m.d.sync += code.eq(byte)
-                with m.Elif(index == 1):
+                with m.Elif(at[1]):
                     m.d.sync += length[:8].eq(byte)
+                    if self.staged:
+                        m.d.sync += [lo_over.eq(seen["over_lo"]), lo_zero.eq(seen["zero"])]
                 with m.Else():
                     m.d.sync += [length[8:].eq(byte), index.eq(0),
                                  last.eq(Cat(length[:8], byte) - 1)]
-                    with m.If(Cat(length[:8], byte) > P):
-                        m.d.sync += state.eq(_State.DISCARD)
-                    with m.Elif(Cat(length[:8], byte) == 0):
-                        m.d.sync += state.eq(_State.CRC)
+                    if self.staged:
+                        over = seen["over_hi"] | (seen["at_hi"] & lo_over)
+                        empty = seen["zero"] & lo_zero
+                    else:
+                        over, empty = Cat(length[:8], byte) > P, Cat(length[:8], byte) == 0
+                    with m.If(over):
+                        m.d.sync += go(_State.HEAD, _State.DISCARD)
+                    with m.Elif(empty):
+                        m.d.sync += go(_State.HEAD, _State.CRC)
                     with m.Else():
-                        m.d.sync += state.eq(_State.BODY)
-        with m.Elif(state == _State.BODY):
-            with m.If(got):
+                        m.d.sync += go(_State.HEAD, _State.BODY)
+        with case(_State.BODY):
+            with m.If(use):
                 m.d.comb += [crc.valid.eq(1), buf_wr.en.eq(1)]
                 m.d.sync += index.eq(index + 1)
                 with m.If(in_head):
                     m.d.sync += head.eq(Cat(head[8:], byte))
                 with m.If(at_last):             # (an equality: no adder on the byte's path)
-                    m.d.sync += [state.eq(_State.CRC), index.eq(0)]
+                    m.d.sync += [*go(_State.BODY, _State.CRC), index.eq(0)]
                     # align a payload shorter than five bytes at head[0]
                     for n in range(MEM_HEAD - 1):
                         with m.If(at[n]):
                             m.d.sync += head.eq(Cat(head[8 * (MEM_HEAD - n):], byte))
-        with m.Elif(state == _State.CRC):
-            with m.If(got):
+        with case(_State.CRC):
+            with m.If(use):
                 m.d.sync += [index.eq(index + 1), crc_lo.eq(byte)]
-                with m.If(index == 1):
+                with m.If(at[1]):
                     # the verdict registered with the last byte: the request's error is a
                     # register, not a 16-bit compare in front of the executor's checks
-                    m.d.sync += [state.eq(_State.CHECK),
+                    m.d.sync += [*go(_State.CRC, _State.CHECK),
                                  crc_bad.eq(Cat(crc_lo, byte) != crc.crc)]
-        with m.Elif(state == _State.CHECK):
+        with case(_State.CHECK):
             m.d.comb += [req.valid.eq(1), req.payload.error.eq(
                 Mux(crc_bad, RxError.CRC, RxError.NONE))]
             with m.If(req.ready):
-                m.d.sync += state.eq(_State.HELD)
-        with m.Elif(state == _State.HELD):
+                m.d.sync += go(_State.CHECK, _State.HELD)
+        with case(_State.HELD):
             with m.If(self.resume):
-                m.d.sync += state.eq(_State.HUNT)
+                m.d.sync += go(_State.HELD, _State.HUNT)
+        if self.staged:
+            timeout()
         return m

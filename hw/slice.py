@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Slice"]
+__all__ = ["Slice", "HandOver"]
 
 
 class Slice(wiring.Component):
@@ -57,4 +57,35 @@ class Slice(wiring.Component):
                 m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload)]
         with m.Elif(self.i.valid & ~skid_valid):
             m.d.sync += [skid_valid.eq(1), skid_payload.eq(self.i.payload)]
+        return m
+
+
+class HandOver(wiring.Component):
+    """Registers a stream with no enable on its payload register, for a producer that keeps
+    its ``payload`` the cycle after a transfer too and offers nothing in that cycle (as
+    :class:`~.link_rx.PacketReceiver` does: a request, then nothing until ``resume``).
+
+    ``o.payload`` is ``i.payload`` a cycle late, every cycle; ``o.valid`` is ``i.valid`` a cycle
+    late, low from the cycle after ``o``'s transfer until ``i``'s. ``i.ready`` is a register:
+    high the cycle after ``o``'s transfer, which is ``i``'s. So ``o.ready`` reaches two
+    flip-flops, not the payload's enables. Latency 1 cycle; an item every three cycles at most.
+    """
+
+    def __init__(self, shape):
+        try:
+            Shape.cast(shape)
+        except TypeError as e:
+            raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+        self._shape = shape
+        super().__init__({
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        i, o = self.i, self.o
+        taken = o.valid & o.ready
+        m.d.sync += [o.payload.eq(i.payload), i.ready.eq(taken),
+                     o.valid.eq(i.valid & ~taken & ~i.ready)]
         return m

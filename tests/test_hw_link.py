@@ -271,21 +271,22 @@ def _bytes(*chunks, gap=0):
 
 @pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
 def test_receiver_hands_over_a_good_request_the_cycle_after_its_crc(staged):
-    """Also ``staged``, with bytes two cycles apart (a UART's are hundreds), and payloads of
-    every length up to past the head's five bytes (the byte count's registered tests)."""
+    """Also ``staged``, with bytes two cycles apart (a UART's are hundreds), each byte seen a
+    cycle late (registered with its tests), and payloads of every length up to past the head's
+    five bytes (the byte count's registered tests)."""
     from gateskip.hw.link_types import RxError
-    gap = int(staged)
+    gap = late = int(staged)
     payload = struct.pack("<BHH", 2, 1, 3) + bytes(range(30, 42))
     frame = protocol.frame(CMD["WRITE_MEM"], payload)
     ping = protocol.frame(CMD["PING"])
     schedule = _bytes(4, frame, 20, ping, 20, gap=gap)
     taken, idle = _receive(schedule, staged=staged)
-    end = 4 + len(frame) * (1 + gap) - gap        # the cycle after the last CRC byte
+    end = 4 + len(frame) * (1 + gap) - gap + late    # the cycle after the last CRC byte
     end2 = end + gap + 20 + len(ping) * (1 + gap) - gap
     assert taken == [(end, RxError.NONE, CMD["WRITE_MEM"], len(payload), payload[:5]),
                      (end2, RxError.NONE, CMD["PING"], 0, payload[:5])]
     # hunting again only after `resume` (3 cycles after the request was taken)
-    assert idle[:5] == [1] * 5 and not any(idle[5:end + 4])
+    assert idle[:5 + late] == [1] * (5 + late) and not any(idle[5 + late:end + 4])
     assert idle[end + 4]
     for n in range(7):                          # short payloads aligned at head[0]
         body = bytes(range(50, 50 + n))
@@ -328,28 +329,43 @@ def test_receiver_aligns_short_payloads_and_keeps_the_buffer():
     assert buffers == [f[4:-2] for f in frames]
 
 
-@pytest.mark.parametrize("case", ["crc", "timeout", "length", "held"])
-def test_receiver_reports_crc_timeout_and_length(case):
+@pytest.mark.parametrize("staged", [False, True], ids=["plain", "staged"])
+@pytest.mark.parametrize("case", ["crc", "timeout", "length", "held", "length-256",
+                                  "length-max", "empty"])
+def test_receiver_reports_crc_timeout_and_length(case, staged):
     """CRC: the cycle after the CRC; TIMEOUT: ``timeout`` cycles after the last byte (a
-    packet cut short); LENGTH: a packet longer than the buffer, once the line is quiet;
-    a request not taken is held, its fields unchanged, while bytes are dropped."""
+    packet cut short); LENGTH: a packet longer than the buffer, once the line is quiet (65
+    bytes: over by its low byte; 256 + 64: by its high byte); ``max_payload`` bytes and none
+    are taken; a request not taken is held, its fields unchanged, while bytes are dropped.
+    ``staged``: bytes two cycles apart, each seen a cycle late."""
     from gateskip.hw.link_types import RxError
+    gap = late = int(staged)
+    span = lambda frame: len(frame) * (1 + gap) - gap    # cycles from the first to the last
     good = protocol.frame(CMD["WRITE_REG"], struct.pack("<BI", R["TAU"], 5))
     ready = lambda cycle: 1
+    code = CMD["WRITE_REG"]
     if case == "crc":
-        frame, error, at = good[:-1] + bytes([good[-1] ^ 0x80]), RxError.CRC, len(good)
+        frame, error = good[:-1] + bytes([good[-1] ^ 0x80]), RxError.CRC
+        at = span(good) + late
     elif case == "timeout":
         frame, error = good[:7], RxError.TIMEOUT
-        at = 6 + TIMEOUT                         # last byte in cycle 6
-    elif case == "length":
-        frame = bytes([protocol.SYNC, CMD["WRITE_MEM"]]) + struct.pack("<H", 65) + bytes(90)
-        error, at = RxError.LENGTH, len(frame) - 1 + TIMEOUT
+        at = span(frame) - 1 + late + TIMEOUT    # TIMEOUT cycles after the last byte's
+    elif case.startswith("length"):
+        n = {"length": 65, "length-256": 256 + 64, "length-max": 64}[case]
+        frame = bytes([protocol.SYNC, CMD["WRITE_MEM"]]) + struct.pack("<H", n) + bytes(90)
+        code = CMD["WRITE_MEM"]
+        if n > 64:
+            error, at = RxError.LENGTH, span(frame) - 1 + late + TIMEOUT
+        else:                   # whole: 64 bytes and the CRC (wrong), the rest dropped
+            error, at = RxError.CRC, span(frame[:4 + n + 2]) + late
+    elif case == "empty":
+        frame, error, code = protocol.frame(CMD["PING"]), RxError.NONE, CMD["PING"]
+        at = span(frame) + late
     else:
-        frame, error, at = good, RxError.NONE, len(good) + 9
-        ready = lambda cycle: cycle >= len(good) + 9
-    schedule = _bytes(frame, 5, good if case == "held" else b"", TIMEOUT + 30)
-    taken, _idle = _receive(schedule, ready=ready)
-    code = CMD["WRITE_REG"] if case != "length" else CMD["WRITE_MEM"]
+        frame, error, at = good, RxError.NONE, span(good) + 9
+        ready = lambda cycle: cycle >= span(good) + 9
+    schedule = _bytes(frame, 5, good if case == "held" else b"", TIMEOUT + 30, gap=gap)
+    taken, _idle = _receive(schedule, ready=ready, staged=staged)
     assert [(t[0], t[1], t[2]) for t in taken] == [(at, error, code)]
 
 

@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""hw.threshold.ThresholdUnit and hw.slice.Slice against their models, under random back-pressure."""
+"""hw.threshold.ThresholdUnit and hw.slice.Slice against their models, under random back-pressure;
+hw.slice.HandOver."""
 
 
 import numpy as np
@@ -151,3 +152,42 @@ def test_verilog_ports():
                  "tau", "seen", "zeros"):
         assert port in text
     assert "i__ready" in verilog.convert(Slice(8), name="slice")
+
+
+def test_hand_over_takes_a_held_request_a_cycle_after_its_consumer():
+    """``HandOver``: ``o`` is ``i`` a cycle late, ``i`` is taken the cycle after ``o`` is
+    (``i.ready`` a register), and no item is offered twice; the payload follows ``i`` every
+    cycle (no enable)."""
+    from gateskip.hw.slice import HandOver
+    dut = HandOver(unsigned(8))
+    log = []
+
+    async def tb(ctx):
+        # a producer as the receiver: an item offered from cycle 2 until taken, held a cycle
+        # more, then nothing until cycle 12, and another; the consumer ready from cycle 5, not in
+        # 10 .. 13
+        offered, value = False, 0
+        for cyc in range(20):
+            if cyc in (2, 12):
+                offered, value = True, 40 + cyc
+            ctx.set(dut.i.valid, offered)
+            ctx.set(dut.i.payload, value)
+            ctx.set(dut.o.ready, cyc >= 5 and cyc not in range(10, 14))
+            row = (ctx.get(dut.i.ready), ctx.get(dut.o.valid), ctx.get(dut.o.payload),
+                   ctx.get(dut.o.ready))
+            log.append(row)
+            if offered and row[0]:
+                offered = False                 # i's transfer
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    o_taken = [c for c, (_r, v, _p, rdy) in enumerate(log) if v and rdy]
+    i_taken = [c for c, (r, *_x) in enumerate(log) if r]
+    assert o_taken == [5, 14] and i_taken == [6, 15]
+    assert [log[c][2] for c in o_taken] == [42, 52]
+    assert [c for c, row in enumerate(log) if row[1]] == [3, 4, 5, 13, 14]
+    with pytest.raises(TypeError, match="shape must be a shape-like object"):
+        HandOver("eight")
