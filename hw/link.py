@@ -53,8 +53,8 @@ class HostLink(wiring.Component):
     (``PacketSender(staged=)``, one byte every two cycles), the executor's decision two stages
     deeper and each byte received registered (``PacketReceiver(staged=)``: bytes two cycles
     apart at least, as the UART's are; its byte count's tests registered, its state one-hot):
-    six cycles more from a request to its reply; and the receiver's ``resume`` a cycle after
-    the reply's last byte.
+    six cycles more from a request to its reply (seven for ``WRITE_MEM``: the writer's ``done``
+    registered); and the receiver's ``resume`` a cycle after the reply's last byte.
     """
 
     @staticmethod
@@ -126,7 +126,10 @@ class HostLink(wiring.Component):
         wiring.connect(m, rd.o, tx.elements)
         wiring.connect(m, tx.tx, wiring.flipped(self.tx))
         wiring.connect(m, ex.reg, wiring.flipped(self.reg))
-        m.d.comb += [ex.busy.eq(self.busy), ex.written.eq(wr.done), self.idle.eq(rx.idle)]
+        m.d.comb += [ex.busy.eq(self.busy), self.idle.eq(rx.idle)]
+        # (host_stages: the writer's done a cycle late, from a register, as its last write
+        # reaches the memory then: no path from its word count into the executor's state)
+        m.d["sync" if self.host_stages else "comb"] += ex.written.eq(wr.done)
         # (host_stages: the receiver resumes a cycle after the reply's last byte, from a
         # register, so that no path runs from the UART's ready through the sender into it)
         m.d["sync" if self.host_stages else "comb"] += rx.resume.eq(tx.done)
