@@ -132,7 +132,8 @@ class Backward(wiring.Component):
         else:
             self.db = DbParallel(H, f, self.threshold.out_layout, self.compactor.in_layout,
                                  self.bank.mem_shapes["DB"])
-        self.queue = Queue(self.compactor.pair_layout, c.fifo_depth)
+        self.queue = Queue(self.compactor.pair_layout, c.fifo_depth,
+                           registered_ready=c.deep_stages)
         self.model = bool(c.vocab)
         self.phases = PhaseControl(train=c.train, model=self.model, layers=c.layers)
         if c.train:

@@ -209,22 +209,28 @@ class LinkExecutor(wiring.Component):
         with m.Else():
             m.d.comb += nxt.write.eq(1)
 
-    def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not, busy):
+    def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not, busy,
+                kind=None):
         """A request's decision: its reply into ``act`` (``reply_valid``, ``reply``), a walk
         (``write``, ``read``, ``walk``), and through ``act.reg_write()``, ``act.reg_read()`` and
-        ``act.go(state)`` the statements of a register access and of the next state."""
+        ``act.go(state)`` the statements of a register access and of the next state. Its cases
+        in the order of :meth:`_kinds`: an If/Elif chain of their tests, or (``kind``, their
+        index, decoded from the same tests) a Switch."""
         req = self.request.payload
         reply, error = partial(self._reply, act), partial(self._error, act)
-        with m.If(rx_error):
+
+        def rx():
             m.d.comb += reply(protocol.ERROR, 2, Cat(req.error, req.code))
-        with m.Elif(command["PING"]):
+
+        def ping():
             with m.If(length_not[0]):
                 m.d.comb += error("LENGTH")
             with m.Else():
                 magic = int.from_bytes(protocol.MAGIC, "little")
                 m.d.comb += reply(req.code, 6, Cat(Const(magic, 24), Const(protocol.VERSION, 8),
                                                    Const(self.max_payload, 16)))
-        with m.Elif(command["WRITE_REG"]):
+
+        def write_reg():
             with m.If(length_not[5]):
                 m.d.comb += error("LENGTH")
             with m.Elif(busy):
@@ -232,27 +238,53 @@ class LinkExecutor(wiring.Component):
             with m.Else():
                 act.reg_write()
                 m.d.comb += reply(req.code, 0)
-        with m.Elif(command["READ_REG"]):
+
+        def read_reg():
             with m.If(length_not[1]):
                 m.d.comb += error("LENGTH")
             with m.Else():
                 act.reg_read()
                 act.go(_State.REG_READ)
-        with m.Elif(command["WAIT"]):
+
+        def wait():
             with m.If(length_not[0]):
                 m.d.comb += error("LENGTH")
             with m.Else():
                 act.go(_State.WAIT)
-        with m.Elif(mem_req):
+
+        def memory():
             self._memory_request(m, act, chk, command["READ_MEM"], busy)
             with m.If(act.write):
                 act.go(_State.WRITE)
-        with m.Else():
-            m.d.comb += error("COMMAND")
+
+        bodies = (rx, ping, write_reg, read_reg, wait, memory)
+        tests = self._kinds(rx_error=rx_error, command=command, mem_req=mem_req)
+        if kind is None:
+            for n, (test, body) in enumerate(zip(tests, bodies)):
+                with (m.If if n == 0 else m.Elif)(test):
+                    body()
+            with m.Else():
+                m.d.comb += error("COMMAND")
+        else:
+            with m.Switch(kind):
+                for n, body in enumerate(bodies):
+                    with m.Case(n):
+                        body()
+                with m.Default():
+                    m.d.comb += error("COMMAND")
+
+    @staticmethod
+    def _kinds(*, rx_error, command, mem_req):
+        """The tests of a request's cases, in priority order (:meth:`_decide`): a receiver's
+        error, ``PING``, ``WRITE_REG``, ``READ_REG``, ``WAIT``, a memory request; else an unknown
+        command."""
+        return (rx_error, command["PING"], command["WRITE_REG"], command["READ_REG"],
+                command["WAIT"], mem_req)
 
     def _decision(self, m, **tests):
         """``decoded``: a request's decision (:meth:`_decide`) made every cycle, in any state,
-        from the registered tests, and registered: its reply's fields, its walk, and the flags
+        from the registered tests (a Switch on its case's registered index, ``kind``), and
+        registered: its reply's fields, its walk, and the flags
         of its effects (``reply_valid``, ``write``, ``read``, ``reg_we``, ``reg_re``, the next
         state ``to``)."""
         made = SimpleNamespace(reply_valid=Signal(), write=Signal(), read=Signal(),
@@ -305,10 +337,13 @@ class LinkExecutor(wiring.Component):
         else:
             settled = fresh
         test = partial(self._test, m)
-        command = {name: test(req.code == CMD[name])
-                   for name in ("PING", "WRITE_REG", "READ_REG", "WAIT", "READ_MEM")}
-        mem_req = test((req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"]))
-        rx_error = test(req.error != RxError.NONE)
+        arrived = dict(  # the request's command tests as it is offered
+            command={name: req.code == CMD[name]
+                     for name in ("PING", "WRITE_REG", "READ_REG", "WAIT", "READ_MEM")},
+            mem_req=(req.code == CMD["WRITE_MEM"]) | (req.code == CMD["READ_MEM"]),
+            rx_error=req.error != RxError.NONE)
+        command = {name: test(value) for name, value in arrived["command"].items()}
+        mem_req, rx_error = test(arrived["mem_req"]), test(arrived["rx_error"])
         length_not = {n: test(req.length != n) for n in (0, 1, 5)}
         busy = test(self.busy)             # (decoded: as of the cycle before)
         # WAIT reads STATUS in its first cycle (decoded: its third: the take does not set the
@@ -319,8 +354,16 @@ class LinkExecutor(wiring.Component):
             in_wait = Signal()
             m.d.sync += [in_wait.eq(state == _State.WAIT),
                          waited.eq(in_wait & (state == _State.WAIT))]
+            # the request's case (:meth:`_kinds`) priority-encoded into a register beside the
+            # tests, so that the decision is a Switch on it, not a chain of the tests
+            kinds = self._kinds(**arrived)
+            kind, encoded = Signal(range(len(kinds) + 1)), len(kinds)
+            for n in reversed(range(len(kinds))):
+                encoded = Mux(kinds[n], n, encoded)
+            m.d.sync += kind.eq(encoded)
             flags = self._decision(m, chk=chk, command=command, mem_req=mem_req,
-                                   rx_error=rx_error, length_not=length_not, busy=busy)
+                                   rx_error=rx_error, length_not=length_not, busy=busy,
+                                   kind=kind)
         with m.If(state == _State.IDLE):
             # every request waits one cycle, not taken, for its registered checks and address
             # (and none is taken while a register write goes out): ``ready`` is registers alone

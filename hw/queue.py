@@ -1,6 +1,6 @@
 """A stream FIFO: the queue between two blocks."""
 
-from amaranth.hdl import Module, Mux, Shape
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -22,16 +22,23 @@ class Queue(wiring.Component):
     then SyncFIFOBuffered's output register), 1 cycle at ``depth == 2``; one item per cycle each
     way; ``i.ready`` is low only while ``depth`` items are held. ``level``: items held, ``o``'s
     register included.
+
+    ``registered_ready`` (for a fast clock): ``i.ready`` a register, so that no path runs from
+    the FIFO's level compare into the producer's stall logic: high while fewer than ``depth``
+    items are held, a slot freed by ``o`` counting from the cycle after (at ``depth == 2``,
+    the skid buffer's, ``i.ready`` is a register already).
     """
 
-    def __init__(self, shape, depth: int):
+    def __init__(self, shape, depth: int, *, registered_ready: bool = False):
         try:
             Shape.cast(shape)
         except TypeError as e:
             raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
         if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 4096:
             raise ValueError(f"depth must be an int in 2..4096, not {depth!r}")
-        self._shape, self.depth = shape, depth
+        if not isinstance(registered_ready, bool):
+            raise TypeError(f"registered_ready must be a bool, not {registered_ready!r}")
+        self._shape, self.depth, self.registered_ready = shape, depth, registered_ready
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -51,9 +58,15 @@ class Queue(wiring.Component):
         width = Shape.cast(self._shape).width
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
         m.d.comb += [
-            fifo.w_data.eq(i.payload),
-            fifo.w_en.eq(i.valid), i.ready.eq(fifo.w_rdy),
+            fifo.w_data.eq(i.payload), fifo.w_en.eq(i.valid),
             o.payload.eq(fifo.r_data), o.valid.eq(fifo.r_rdy), fifo.r_en.eq(o.ready),
             self.level.eq(fifo.level),
         ]
+        if self.registered_ready:
+            room = Signal(init=1)
+            after = fifo.level + (i.valid & i.ready) - (o.valid & o.ready)
+            m.d.sync += room.eq(after < self.depth)
+            m.d.comb += i.ready.eq(room)
+        else:
+            m.d.comb += i.ready.eq(fifo.w_rdy)
         return m

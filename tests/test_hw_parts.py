@@ -28,16 +28,25 @@ def _run(dut, tb, top=None):
     sim.run()
 
 
+@pytest.mark.parametrize("registered_ready", [False, True], ids=["plain", "registered"])
 @pytest.mark.parametrize("depth", [2, 3, 8])
 @pytest.mark.parametrize("p_valid,p_ready", [(1.0, 1.0), (0.8, 0.3), (0.3, 0.9)])
-def test_queue_passes_everything_in_order(depth, p_valid, p_ready):
+def test_queue_passes_everything_in_order(depth, p_valid, p_ready, registered_ready):
+    """Also with ``registered_ready`` (an item dropped as ready and fullness disagree fails
+    it), at one item a cycle each way."""
     items = list(range(1, 120))
-    got, _cycles, _acc, _emit = run_stream(Queue(8, depth), items, depth, p_valid, p_ready)
+    got, cycles, acc, _emit = run_stream(Queue(8, depth, registered_ready=registered_ready),
+                                         items, depth, p_valid, p_ready)
     assert got == items
+    if p_valid == p_ready == 1.0:
+        assert acc == list(range(len(items)))
 
 
-def test_queue_holds_depth_items_and_counts_them():
-    dut = Queue(8, 4)
+@pytest.mark.parametrize("registered_ready", [False, True], ids=["plain", "registered"])
+def test_queue_holds_depth_items_and_counts_them(registered_ready):
+    """Full at ``depth`` items; ``i.ready`` back the cycle after a slot is freed (also with
+    ``registered_ready``)."""
+    dut = Queue(8, 4, registered_ready=registered_ready)
 
     async def tb(ctx):
         ctx.set(dut.o.ready, 0)
@@ -48,7 +57,10 @@ def test_queue_holds_depth_items_and_counts_them():
         assert ctx.get(dut.level) == 4 and not ctx.get(dut.i.ready)
         ctx.set(dut.i.valid, 0)
         ctx.set(dut.o.ready, 1)
-        out = []
+        assert not ctx.get(dut.i.ready)         # a slot freed counts from the next cycle
+        await ctx.tick()
+        assert ctx.get(dut.i.ready)
+        out = [0]
         for _ in range(6):
             if ctx.get(dut.o.valid):
                 out.append(ctx.get(dut.o.payload))
@@ -58,6 +70,8 @@ def test_queue_holds_depth_items_and_counts_them():
 
 
 def test_queue_refuses_bad_parameters():
+    with pytest.raises(TypeError, match="registered_ready must be a bool"):
+        Queue(8, 4, registered_ready=1)
     with pytest.raises(ValueError, match="depth must be an int in 2..4096, not 1"):
         Queue(8, 1)
     with pytest.raises(TypeError, match="shape must be a shape-like object"):
