@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.config import AccelConfig
 from ..spec.memories import ACT_FIELDS
 from .memory_bank import MemoryBank, run_ports
+from .queue import credits
 
 __all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
 
@@ -89,8 +90,7 @@ class FetchStage(wiring.Component):
             beat_valid = Signal()
             out = Signal(self.o.payload.shape())
             forward = take = Const(1)
-            credits = Signal(range(QUEUE_DEPTH + 1), init=QUEUE_DEPTH)
-            has_credit, popped = Signal(init=1), Signal()
+            has_credit = Signal()
         else:
             beat_valid, out = self.o.valid, self.o.payload
             forward = (~self.o.valid | self.o.ready) if staged else self.o.ready
@@ -112,9 +112,8 @@ class FetchStage(wiring.Component):
                              lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
             issue = more & has_credit
             # a credit spent by an issue, returned the cycle after its beat leaves the queue
-            credits_next = credits - issue + popped
-            m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0),
-                         popped.eq(self.o.valid & self.o.ready)]
+            m.d.comb += has_credit.eq(credits(m, QUEUE_DEPTH, issue,
+                                              self.o.valid & self.o.ready))
             with m.If(issue):
                 word_nn, lane_nn = successor(word_n, lane_n)
                 m.d.sync += [k.eq(k_n), k_n.eq(k_n + 1), more.eq(k_n < H),

@@ -11,7 +11,7 @@ from ..spec.formats import FORMATS, Formats
 from ..spec.gate_grad import INPUTS as _INPUTS
 from ..spec.gate_grad import OUTPUTS, PRODUCTS, GateGradOp, dh_shift, gate_grad_ops
 from .fixedpoint import round_half_up_carry, round_half_up_narrow, saturate_by_sign
-from .queue import Queue
+from .queue import Queue, credits
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
            "parallel_plan", "FULL_LATENCY",
@@ -642,13 +642,11 @@ class GateGradUnit(wiring.Component):
         if self.credits:
             # a credit spent as a beat is taken, returned the cycle after its result leaves
             # the queue; the queue is never full when a result comes
-            credits = Signal(range(CREDIT_DEPTH + 1), init=CREDIT_DEPTH)
-            has_credit, popped = Signal(init=1), Signal()
+            has_credit = Signal()
             taken = self.i.valid & has_credit
-            credits_next = credits - taken + popped
-            m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0),
-                         popped.eq(self.o.valid & self.o.ready)]
-            m.d.comb += [adv.eq(1), self.i.ready.eq(has_credit),
+            m.d.comb += [has_credit.eq(credits(m, CREDIT_DEPTH, taken,
+                                               self.o.valid & self.o.ready)),
+                         adv.eq(1), self.i.ready.eq(has_credit),
                          self.busy.eq(Cat(*v, out_valid).any() | (queue.level != 0))]
         else:
             taken = self.i.valid

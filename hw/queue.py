@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .slice import Slice
 
-__all__ = ["Queue"]
+__all__ = ["Queue", "credits"]
 
 
 class Queue(wiring.Component):
@@ -70,3 +70,15 @@ class Queue(wiring.Component):
         else:
             m.d.comb += i.ready.eq(fifo.w_rdy)
         return m
+
+
+def credits(m, depth: int, spend, leave):
+    """A credit counter for a producer that must never find a queue of ``depth`` full: a credit
+    is spent by ``spend`` (an item started towards the queue) and comes back the cycle after
+    ``leave`` (an item taken from the queue's output). Returns ``has_credit``, a register: may
+    ``spend`` this cycle."""
+    count = Signal(range(depth + 1), init=depth)
+    has_credit, left = Signal(init=1, name="has_credit"), Signal(name="left")
+    after = count - spend + left
+    m.d.sync += [count.eq(after), has_credit.eq(after != 0), left.eq(leave)]
+    return has_credit
