@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import (ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal,
+                          Signal)
 from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 
 __all__ = ["PllParams", "pll_params", "PllClock", "PLL_RANGES", "POR_SECONDS", "TOLERANCE"]
 
@@ -129,12 +130,22 @@ class PllClock(Elaboratable):
     at ``params.fout_mhz``, made by the PLL from the board's oscillator (the platform's default
     clock), with its clock constraint; holds the domain in reset until the PLL has locked and
     :data:`POR_SECONDS` more have passed. With a bypassed setting the oscillator clocks the
-    domain directly (reset the same way, from configuration)."""
+    domain directly (reset the same way, from configuration).
 
-    def __init__(self, params: PllParams):
+    ``global_reset`` (ECP5): the domain's reset on a global network (a ``DCCA``, which
+    nextpnr routes onto one of the globals that reach the logic tiles' ``LSR``), not the
+    general routing from one flip-flop to every reset flip-flop of the die; asserted at
+    configuration and synchronously after (two flip-flops from the timer), not asynchronously.
+    """
+
+    def __init__(self, params: PllParams, *, global_reset: bool = False):
         if not isinstance(params, PllParams):
             raise TypeError(f"params must be a PllParams, not {params!r}")
-        self.params = params
+        if not isinstance(global_reset, bool):
+            raise TypeError(f"global_reset must be a bool, not {global_reset!r}")
+        if global_reset and params.family != "ecp5":
+            raise ValueError(f"global_reset needs an ECP5 (its DCCA), not {params.family}")
+        self.params, self.global_reset = params, global_reset
 
     def elaborate(self, platform):
         m = Module()
@@ -182,5 +193,12 @@ class PllClock(Elaboratable):
             m.d.pll += timer.eq(0)
         with m.Elif(timer != delay):
             m.d.pll += timer.eq(timer + 1)
-        m.submodules.reset_sync = ResetSynchronizer(timer != delay, domain="sync")
+        if self.global_reset:
+            held, rst = Signal(init=1), Signal()
+            m.submodules.reset_sync = FFSynchronizer(timer != delay, held, o_domain="sync",
+                                                     init=1)
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=held, i_CE=1, o_CLKO=rst)
+            m.d.comb += ResetSignal("sync").eq(rst)
+        else:
+            m.submodules.reset_sync = ResetSynchronizer(timer != delay, domain="sync")
         return m

@@ -113,11 +113,13 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        if self.clock is not None:
-            m.domains.sync = ClockDomain()
-            m.submodules.clock = PllClock(self.clock)
         top = AcceleratorTop(divisor=self.divisor_for(self.baud, self.clk_freq(platform)),
                              **self.params)
+        if self.clock is not None:
+            m.domains.sync = ClockDomain()
+            # (deep_stages, the fast clock's options: on an ECP5 the reset on a global network)
+            m.submodules.clock = PllClock(
+                self.clock, global_reset=top.config.deep_stages and self.clock.family == "ecp5")
         m.submodules.top = top
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.rx = rx = io.Buffer("i", uart.rx)

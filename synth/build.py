@@ -328,9 +328,11 @@ def _yosys_counts(path: Path, family: str) -> tuple[int, int]:
 
 
 def synth_block(component, board: Board, build_dir: str | Path, *, system: bool = False,
-                progress=None, clock: PllParams | None = None) -> dict:
+                progress=None, clock: PllParams | None = None,
+                global_reset: bool = False) -> dict:
     """Place and route one block out of context on ``board``'s device (see :class:`PinHarness`),
-    clocked by the board's oscillator or, with ``clock``, by its PLL (:class:`~gateskip.hw.pll.PllClock`).
+    clocked by the board's oscillator or, with ``clock``, by its PLL (:class:`~gateskip.hw.pll.PllClock`;
+    ``global_reset``: its reset on a global network).
 
     Returns :func:`read_report`'s figures, which include the harness, plus ``harness_ffs`` and
     ``harness_luts``: what the harness adds at most (Yosys removes the chain flip-flops of
@@ -347,7 +349,7 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
             m = Module()
             if clock is not None:
                 m.domains.sync = ClockDomain()
-                m.submodules.clock = PllClock(clock)
+                m.submodules.clock = PllClock(clock, global_reset=global_reset)
             uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
             m.submodules.rx = rx = io.Buffer("i", uart.rx)
             m.submodules.tx = tx = io.Buffer("o", uart.tx)

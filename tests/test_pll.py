@@ -79,6 +79,23 @@ def test_a_real_build_runs_at_the_plls_output(name, mhz, tmp_path):
     assert re.search(r"(placed|constrained) PLL 'clock\.pll'", log)
 
 
+def test_a_global_reset_is_routed_on_a_global(tmp_path):
+    """``global_reset`` (ECP5): the domain's reset through a DCCA, which nextpnr routes onto a
+    global network; refused on an iCE40."""
+    from gateskip.hw.pll import PllClock
+    b = board("ulx3s-12f")
+    clock = board_clock(b, 60)
+    synth_block(make("mac_array", lanes=2, k=4, rows=4), b, tmp_path, clock=clock,
+                global_reset=True)
+    log = (tmp_path / "top.tim").read_text()
+    globals_ = re.findall(r"routing clock net (\S+) using global", log)
+    assert len(globals_) == 2 and any("reset" in net or "rst" in net for net in globals_), log
+    with pytest.raises(ValueError, match="global_reset needs an ECP5"):
+        PllClock(board_clock(board("icebreaker"), 30), global_reset=True)
+    with pytest.raises(TypeError, match="global_reset must be a bool"):
+        PllClock(clock, global_reset=1)
+
+
 def test_the_uart_divisor_follows_the_plls_output():
     from gateskip.hw.top import BoardTop
     b = board("ulx3s-85f")
