@@ -165,16 +165,48 @@ class LinkExecutor(wiring.Component):
                                       for name, value in vars(a).items()})
             m.d.sync += [getattr(held, name).eq(value) for name, value in vars(a).items()]
             a = held
-        m.d.sync += [
-            chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
-            chk.length.eq(a.short | (a.reading & a.not_head) |
-                          (~a.reading & (a.body != a.count))),
-            chk.address.eq(a.no_mem | (a.end > a.depth)),
-            chk.too_long.eq(a.reading & (a.count > self.max_payload)),
-            chk.idle_only.eq(a.reading | ~a.streamed),
-            chk.empty.eq(a.empty),
-        ]
+        tests = dict(length=a.short | (a.reading & a.not_head) |
+                     (~a.reading & (a.body != a.count)),
+                     address=a.no_mem | (a.end > a.depth),
+                     too_long=a.reading & (a.count > self.max_payload),
+                     idle_only=a.reading | ~a.streamed, empty=a.empty)
+        m.d.sync += [chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
+                     *[getattr(chk, name).eq(test) for name, test in tests.items()]]
         return chk
+
+    @staticmethod
+    def _memory_cases(chk, busy, reading):
+        """The tests of a memory request's cases, in priority order (:meth:`_memory_request`):
+        its length, its range, a read too long, a streamed memory while ``busy``, no words, a
+        read; else a write."""
+        return (chk.length, chk.address, chk.too_long, busy & chk.idle_only, chk.empty, reading)
+
+    @staticmethod
+    def _encode(m, tests):
+        """The index of the first of ``tests`` that holds (``len(tests)``: none), registered."""
+        index, encoded = Signal(range(len(tests) + 1)), len(tests)
+        for n in reversed(range(len(tests))):
+            encoded = Mux(tests[n], n, encoded)
+        m.d.sync += index.eq(encoded)
+        return index
+
+    @staticmethod
+    def _cases(m, tests, bodies, default, kind=None):
+        """``bodies[n]()`` for the first of ``tests`` that holds, else ``default()``: an If/Elif
+        chain, or (``kind``: that index, :meth:`_encode`) a Switch."""
+        if kind is None:
+            for n, (test, body) in enumerate(zip(tests, bodies)):
+                with (m.If if n == 0 else m.Elif)(test):
+                    body()
+            with m.Else():
+                default()
+        else:
+            with m.Switch(kind):
+                for n, body in enumerate(bodies):
+                    with m.Case(n):
+                        body()
+                with m.Default():
+                    default()
 
     def _test(self, m, expr):
         """A test of the request's fields for its take: with ``decoded`` registered every cycle
@@ -194,20 +226,16 @@ class LinkExecutor(wiring.Component):
         walk = nxt.walk
         m.d.comb += [walk.mem.eq(f_mem.mem[:CODE_BITS]), walk.addr.eq(f_mem.addr),
                      walk.words.eq(f_mem.words), walk.eb.eq(chk.eb), walk.per.eq(chk.per)]
-        with m.If(chk.length):
-            m.d.comb += self._error(nxt, "LENGTH")
-        with m.Elif(chk.address):
-            m.d.comb += self._error(nxt, "ADDRESS")
-        with m.Elif(chk.too_long):
-            m.d.comb += self._error(nxt, "LENGTH")
-        with m.Elif(busy & chk.idle_only):
-            m.d.comb += self._error(nxt, "BUSY")
-        with m.Elif(chk.empty):
-            m.d.comb += self._reply(nxt, req.code, 0)
-        with m.Elif(reading):
-            m.d.comb += [nxt.read.eq(1), *self._reply(nxt, req.code, chk.nbytes, memory=1)]
-        with m.Else():
-            m.d.comb += nxt.write.eq(1)
+        def emit(*statements):              # a case's body: these statements
+            def body():
+                m.d.comb += statements
+            return body
+        error = partial(self._error, nxt)
+        self._cases(m, self._memory_cases(chk, busy, reading),
+                    (emit(*error("LENGTH")), emit(*error("ADDRESS")), emit(*error("LENGTH")),
+                     emit(*error("BUSY")), emit(*self._reply(nxt, req.code, 0)),
+                     emit(nxt.read.eq(1), *self._reply(nxt, req.code, chk.nbytes, memory=1))),
+                    emit(nxt.write.eq(1)))
 
     def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not, busy,
                 kind=None):
@@ -257,21 +285,10 @@ class LinkExecutor(wiring.Component):
             with m.If(act.write):
                 act.go(_State.WRITE)
 
-        bodies = (rx, ping, write_reg, read_reg, wait, memory)
-        tests = self._kinds(rx_error=rx_error, command=command, mem_req=mem_req)
-        if kind is None:
-            for n, (test, body) in enumerate(zip(tests, bodies)):
-                with (m.If if n == 0 else m.Elif)(test):
-                    body()
-            with m.Else():
-                m.d.comb += error("COMMAND")
-        else:
-            with m.Switch(kind):
-                for n, body in enumerate(bodies):
-                    with m.Case(n):
-                        body()
-                with m.Default():
-                    m.d.comb += error("COMMAND")
+        def unknown():
+            m.d.comb += error("COMMAND")
+        self._cases(m, self._kinds(rx_error=rx_error, command=command, mem_req=mem_req),
+                    (rx, ping, write_reg, read_reg, wait, memory), unknown, kind)
 
     @staticmethod
     def _kinds(*, rx_error, command, mem_req):
@@ -356,11 +373,7 @@ class LinkExecutor(wiring.Component):
                          waited.eq(in_wait & (state == _State.WAIT))]
             # the request's case (:meth:`_kinds`) priority-encoded into a register beside the
             # tests, so that the decision is a Switch on it, not a chain of the tests
-            kinds = self._kinds(**arrived)
-            kind, encoded = Signal(range(len(kinds) + 1)), len(kinds)
-            for n in reversed(range(len(kinds))):
-                encoded = Mux(kinds[n], n, encoded)
-            m.d.sync += kind.eq(encoded)
+            kind = self._encode(m, self._kinds(**arrived))
             flags = self._decision(m, chk=chk, command=command, mem_req=mem_req,
                                    rx_error=rx_error, length_not=length_not, busy=busy,
                                    kind=kind)
