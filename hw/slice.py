@@ -7,6 +7,13 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["Slice", "HandOver"]
 
 
+def _check_shape(shape):
+    try:
+        Shape.cast(shape)
+    except TypeError as e:
+        raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+
+
 class Slice(wiring.Component):
     """Registers a stream: payload and valid always; ready too when ``skid`` is set.
 
@@ -22,10 +29,7 @@ class Slice(wiring.Component):
     """
 
     def __init__(self, shape, *, skid: bool = True):
-        try:
-            Shape.cast(shape)
-        except TypeError as e:
-            raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+        _check_shape(shape)
         if not isinstance(skid, bool):
             raise TypeError(f"skid must be a bool, not {skid!r}")
         self._shape = shape
@@ -72,10 +76,7 @@ class HandOver(wiring.Component):
     """
 
     def __init__(self, shape):
-        try:
-            Shape.cast(shape)
-        except TypeError as e:
-            raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+        _check_shape(shape)
         self._shape = shape
         super().__init__({
             "i": In(stream.Signature(shape)),

@@ -42,6 +42,13 @@ def random_inputs(n, seed, extreme=False, formats=FORMATS):
     return {k: fmt[k].quantize(v) for k, v in f_.items()}
 
 
+def offer_first(ctx, dut, x):
+    """Offer the first beat of ``x`` on ``dut.i`` (held from then on)."""
+    for k in FIELDS:
+        ctx.set(dut.i.payload[k], int(x[k][0]))
+    ctx.set(dut.i.valid, 1)
+
+
 def run_unit(dut, x, n, seed, p_valid, p_ready):
     items = [{k: int(x[k][e]) for k in FIELDS} for e in range(n)]
     return run_stream(
@@ -137,9 +144,7 @@ def test_credits_hold_the_input_with_the_queue_full():
     log = []
 
     async def tb(ctx):
-        for k in FIELDS:
-            ctx.set(dut.i.payload[k], int(x[k][0]))
-        ctx.set(dut.i.valid, 1)
+        offer_first(ctx, dut, x)
         for cyc in range(120):
             log.append((ctx.get(dut.i.ready), ctx.get(dut.o.valid), ctx.get(dut.busy)))
             ctx.set(dut.o.ready, cyc >= 40)
@@ -183,9 +188,7 @@ def test_busy_covers_a_beat_until_it_leaves():
     log = []
 
     async def tb(ctx):
-        for k in FIELDS:
-            ctx.set(dut.i.payload[k], int(x[k][0]))
-        ctx.set(dut.i.valid, 1)
+        offer_first(ctx, dut, x)
         ctx.set(dut.o.ready, 0)
         for cyc in range(40):
             fire = ctx.get(dut.i.ready)
