@@ -165,21 +165,16 @@ class LinkExecutor(wiring.Component):
                                       for name, value in vars(a).items()})
             m.d.sync += [getattr(held, name).eq(value) for name, value in vars(a).items()]
             a = held
-        tests = dict(length=a.short | (a.reading & a.not_head) |
-                     (~a.reading & (a.body != a.count)),
-                     address=a.no_mem | (a.end > a.depth),
-                     too_long=a.reading & (a.count > self.max_payload),
-                     idle_only=a.reading | ~a.streamed, empty=a.empty)
-        m.d.sync += [chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
-                     *[getattr(chk, name).eq(test) for name, test in tests.items()]]
+        m.d.sync += [
+            chk.eb.eq(a.eb), chk.per.eq(a.per), chk.nbytes.eq(a.count),
+            chk.length.eq(a.short | (a.reading & a.not_head) |
+                          (~a.reading & (a.body != a.count))),
+            chk.address.eq(a.no_mem | (a.end > a.depth)),
+            chk.too_long.eq(a.reading & (a.count > self.max_payload)),
+            chk.idle_only.eq(a.reading | ~a.streamed),
+            chk.empty.eq(a.empty),
+        ]
         return chk
-
-    @staticmethod
-    def _memory_cases(chk, busy, reading):
-        """The tests of a memory request's cases, in priority order (:meth:`_memory_request`):
-        its length, its range, a read too long, a streamed memory while ``busy``, no words, a
-        read; else a write."""
-        return (chk.length, chk.address, chk.too_long, busy & chk.idle_only, chk.empty, reading)
 
     @staticmethod
     def _encode(m, tests):
@@ -226,16 +221,20 @@ class LinkExecutor(wiring.Component):
         walk = nxt.walk
         m.d.comb += [walk.mem.eq(f_mem.mem[:CODE_BITS]), walk.addr.eq(f_mem.addr),
                      walk.words.eq(f_mem.words), walk.eb.eq(chk.eb), walk.per.eq(chk.per)]
-        def emit(*statements):              # a case's body: these statements
-            def body():
-                m.d.comb += statements
-            return body
-        error = partial(self._error, nxt)
-        self._cases(m, self._memory_cases(chk, busy, reading),
-                    (emit(*error("LENGTH")), emit(*error("ADDRESS")), emit(*error("LENGTH")),
-                     emit(*error("BUSY")), emit(*self._reply(nxt, req.code, 0)),
-                     emit(nxt.read.eq(1), *self._reply(nxt, req.code, chk.nbytes, memory=1))),
-                    emit(nxt.write.eq(1)))
+        with m.If(chk.length):
+            m.d.comb += self._error(nxt, "LENGTH")
+        with m.Elif(chk.address):
+            m.d.comb += self._error(nxt, "ADDRESS")
+        with m.Elif(chk.too_long):
+            m.d.comb += self._error(nxt, "LENGTH")
+        with m.Elif(busy & chk.idle_only):
+            m.d.comb += self._error(nxt, "BUSY")
+        with m.Elif(chk.empty):
+            m.d.comb += self._reply(nxt, req.code, 0)
+        with m.Elif(reading):
+            m.d.comb += [nxt.read.eq(1), *self._reply(nxt, req.code, chk.nbytes, memory=1)]
+        with m.Else():
+            m.d.comb += nxt.write.eq(1)
 
     def _decide(self, m, act, *, chk, command, mem_req, rx_error, length_not, busy,
                 kind=None):

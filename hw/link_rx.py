@@ -125,6 +125,7 @@ class PacketReceiver(wiring.Component):
             m.d.sync += [got.eq(self.rx.valid), byte.eq(self.rx.payload),
                          *[held[name].eq(test) for name, test in seen.items()]]
             seen = held
+            lo_over, lo_zero = Signal(), Signal()   # the length's low byte's tests, held
         state, is_, case, go = self._states(m)
         req = self.request
         code, length, head = Signal(8), Signal(16), Signal(8 * MEM_HEAD)
@@ -132,7 +133,6 @@ class PacketReceiver(wiring.Component):
         index = Signal(range(P + 1))                # header byte, payload byte or CRC byte
         crc_lo = Signal(8)                          # the received CRC's first (low) byte
         crc_bad = Signal()                          # the CRC received differs from the computed
-        lo_over, lo_zero = Signal(), Signal()       # (staged) the length's low byte's tests
         m.d.comb += [self.rx.ready.eq(1), crc.data.eq(byte),
                      req.payload.code.eq(code), req.payload.length.eq(length),
                      req.payload.head.eq(head), self.idle.eq(is_(_State.HUNT)),

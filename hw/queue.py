@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from .slice import Slice
+from .slice import Slice, check_shape
 
 __all__ = ["Queue", "credits"]
 
@@ -30,10 +30,7 @@ class Queue(wiring.Component):
     """
 
     def __init__(self, shape, depth: int, *, registered_ready: bool = False):
-        try:
-            Shape.cast(shape)
-        except TypeError as e:
-            raise TypeError(f"shape must be a shape-like object, not {shape!r}") from e
+        check_shape(shape)
         if not isinstance(depth, int) or isinstance(depth, bool) or not 2 <= depth <= 4096:
             raise ValueError(f"depth must be an int in 2..4096, not {depth!r}")
         if not isinstance(registered_ready, bool):

@@ -4,10 +4,11 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Slice", "HandOver"]
+__all__ = ["Slice", "HandOver", "check_shape"]
 
 
-def _check_shape(shape):
+def check_shape(shape):
+    """Raise ``TypeError`` unless ``shape`` is shape-like (a stream block's payload)."""
     try:
         Shape.cast(shape)
     except TypeError as e:
@@ -29,7 +30,7 @@ class Slice(wiring.Component):
     """
 
     def __init__(self, shape, *, skid: bool = True):
-        _check_shape(shape)
+        check_shape(shape)
         if not isinstance(skid, bool):
             raise TypeError(f"skid must be a bool, not {skid!r}")
         self._shape = shape
@@ -76,7 +77,7 @@ class HandOver(wiring.Component):
     """
 
     def __init__(self, shape):
-        _check_shape(shape)
+        check_shape(shape)
         self._shape = shape
         super().__init__({
             "i": In(stream.Signature(shape)),
