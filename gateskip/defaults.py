@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["COMPARE_DEFAULTS", "COMPARE_BUILD_OPTIONS", "COMPARE_BOARD", "COMPARE_MODES",
            "LAYER_OPTIMIZER", "LINKTEST_BOARD", "LINK_BAUD", "BENCH_TRAINING_ITERATIONS",
-           "MODEL_BOARD", "MODEL_EVAL_SYMBOLS"]
+           "MODEL_BOARD", "MODEL_EVAL_SYMBOLS", "PLACERS"]
 
 #: the defaults of ``gateskip compare`` (:func:`gateskip.compare.run`): 100 iterations take a
 #: few seconds with the model device, the loss falls from 3.9 to about 2.7 nats/char on Penn
@@ -60,3 +60,9 @@ MODEL_BOARD = "ulx3s-85f"
 #: ``gateskip compare --mode model`` on a device: the validation symbols evaluated on the chip
 #: (FORWARD) and checked against the fixed-point model (the whole split is read by the model)
 MODEL_EVAL_SYMBOLS = 4096
+
+#: nextpnr's placers ``gateskip build --placer`` may ask for, its default first: ``heap``
+#: (analytic) and ``static`` (electrostatic; on the 32-lane ``deep_stages`` netlist it gave 37%
+#: less wire than heap and routed where heap's placement did not: ``synth/reports/SEARCH.md``,
+#: fifteenth session)
+PLACERS = ("heap", "static")

@@ -20,13 +20,15 @@ from pathlib import Path
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
 
+from ..defaults import PLACERS
 from ..hw.pll import PllClock, PllParams
 from .boards import Board, board_clock, toolchain_env
 from .brams import accelerator_memories, check_block_rams, memory_script
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
-           "saved_report", "REPORTS_DIR", "critical_path", "constant_clocks", "describe_path", "rtl_name", "critical_log", "keep_raw"]
+           "saved_report", "REPORTS_DIR", "critical_path", "constant_clocks", "describe_path", "rtl_name", "critical_log", "keep_raw",
+           "PLACERS", "check_placer"]
 
 # (cell in nextpnr's utilisation, report key)
 _CELLS = {
@@ -140,23 +142,33 @@ def with_outreg(script: str, name: str) -> str:
                                  f'{name}.json', 1)
 
 
+def check_placer(placer: str | None) -> None:
+    """``ValueError`` unless ``placer`` is one of :data:`PLACERS` or ``None``."""
+    if placer is not None and placer not in PLACERS:
+        raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+
+
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
               name: str = "top", progress=None, timeout: float | None = None,
-              outreg: bool = False, **overrides) -> Path:
+              outreg: bool = False, placer: str | None = None, **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``. ``outreg`` (ECP5): the block
     RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`).
+    ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``).
     ``progress(stage)`` is called with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as
     the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
     seconds have passed, stops the tools and raises one that says where they were (for a
     router that had not converged: its overused wires).
     """
+    check_placer(placer)
     env = toolchain_env(board.family, system)
     build_dir = Path(build_dir)
     nextpnr_opts = f"--report {name}.report.json {overrides.pop('nextpnr_opts', '')}".strip()
+    if placer is not None:
+        nextpnr_opts += f" --placer {placer}"
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
     if outreg and board.family == "ecp5":
         script = f"{plan.script}.sh"
@@ -329,10 +341,10 @@ def _yosys_counts(path: Path, family: str) -> tuple[int, int]:
 
 def synth_block(component, board: Board, build_dir: str | Path, *, system: bool = False,
                 progress=None, clock: PllParams | None = None,
-                global_reset: bool = False) -> dict:
+                global_reset: bool = False, placer: str | None = None) -> dict:
     """Place and route one block out of context on ``board``'s device (see :class:`PinHarness`),
     clocked by the board's oscillator or, with ``clock``, by its PLL (:class:`~gateskip.hw.pll.PllClock`;
-    ``global_reset``: its reset on a global network).
+    ``global_reset``: its reset on a global network; ``placer``: nextpnr's, :data:`PLACERS`).
 
     Returns :func:`read_report`'s figures, which include the harness, plus ``harness_ffs`` and
     ``harness_luts``: what the harness adds at most (Yosys removes the chain flip-flops of
@@ -359,7 +371,7 @@ def synth_block(component, board: Board, build_dir: str | Path, *, system: bool 
 
     platform = board.make_platform()
     root = run_build(platform, Top(), build_dir, board=board, system=system,
-                     progress=progress, **board.overrides)
+                     progress=progress, placer=placer, **board.overrides)
     out = read_report(root, board.family)
     out.update(harness_ffs=harness.ffs, harness_luts=harness.luts, build_dir=str(root))
     return out
@@ -435,7 +447,7 @@ def check_build(board: Board, params: dict, baud: int | None = None,
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
                 progress=None, name: str = "gateskip", timeout: float | None = None,
-                outreg: bool = False) -> dict:
+                outreg: bool = False, placer: str | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
     ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
@@ -447,18 +459,20 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
     ``timeout`` seconds pass (:func:`run_build`). ``outreg``: the ECP5 block RAMs' output
     registers taken into use (:mod:`.outreg`; off: on the 32-lane ``deep_stages`` netlist the
-    router slowed tenfold with them, ``synth/reports/SEARCH.md``).
+    router slowed tenfold with them, ``synth/reports/SEARCH.md``). ``placer``: nextpnr's
+    (:data:`PLACERS`; ``None``: its default, heap), kept in the report as ``placer``.
     """
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
+    check_placer(placer)
     checked = check_build(board, params, baud, clock_mhz)
     clock = checked["clock"]
     toolchain_env(board.family, system)          # a missing tool fails here, before the build
     out = Path(out if out is not None else Path("out", "build", board.name))
     full = {**build_params(), **params}
-    memory = {"memory_bits": checked["memory_bits"],
-              "memory_bits_available": board.bram_bits}
+    extra = {"memory_bits": checked["memory_bits"],
+             "memory_bits_available": board.bram_bits, "placer": placer or PLACERS[0]}
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
     overrides = _memory_overrides(board.overrides, checked["memories"])
     overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
@@ -466,19 +480,19 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
                          progress=progress, timeout=timeout,
-                         outreg=outreg, **overrides)
+                         outreg=outreg, placer=placer, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,
                                yosys=_yosys_version(out / f"{name}.rpt"),
-                               placement_fmax_mhz=_placement_fmax(out / f"{name}.tim"), **memory)
+                               placement_fmax_mhz=_placement_fmax(out / f"{name}.tim"), **extra)
         raise
     figures = read_report(root, board.family, name)
     bitstream = root / f"{name}.{board.bitstream_ext}"
     return make_report(board, full, baud, figures, clock=clock, system=system,
                        bitstream=bitstream,
                        seconds=time.perf_counter() - t0, yosys=_yosys_version(root / f"{name}.rpt"),
-                       **memory)
+                       **extra)
 
 
 def partial_report(root: str | Path, family: str, name: str = "top") -> dict:
@@ -580,7 +594,9 @@ def report_markdown(report: dict) -> str:
     b = get_board(report["board"])
     params = ", ".join(f"{k}={v}" for k, v in report["params"].items())
     lines = [f"# {b.title} ({report['device']}): gateskip build", "",
-             f"Parameters: {params}; {report['baud']} baud; tools: {report['tools']}.", ""]
+             f"Parameters: {params}; {report['baud']} baud; tools: {report['tools']}"
+             + (f", nextpnr's {report['placer']} placer" if report.get("placer") else "") + ".",
+             ""]
     failed = report["status"] == "failed"
     if failed:
         lines += [f"**Does not build** ({report.get('error_stage')}): {report['error']}"]

@@ -33,14 +33,16 @@ DEFAULT_TIMEOUT = 40.0
 @dataclass(frozen=True)
 class Step:
     """One build of the search: the saved report's ``name``, the ``board``, the ``params``
-    over the design's defaults (``gateskip.synth.build.build_params``), what it tried, and the
-    clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL)."""
+    over the design's defaults (``gateskip.synth.build.build_params``), what it tried, the
+    clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL) and
+    nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap)."""
 
     name: str
     board: str
     params: dict = field(hash=False)
     what: str = ""
     clock_mhz: float | None = None
+    placer: str | None = None
 
     @property
     def clock(self) -> float:
@@ -191,7 +193,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
         return {**report, "built_in": built_in}
     try:
         report = build_board(b, params, settings["build_dir"], baud=baud, clock_mhz=clock_mhz,
-                             timeout=settings["timeout_minutes"] * 60)
+                             timeout=settings["timeout_minutes"] * 60,
+                             placer=settings.get("placer"))
     except BuildError as e:
         report = e.report
     else:                              # what read_report needs again, and the critical paths
@@ -213,6 +216,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     out = Path(out)
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
+              "placer": s.placer,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

@@ -283,6 +283,17 @@ def test_unknown_board(no_tools):
     assert "board must be one of icebreaker, ulx3s-85f, ulx3s-12f, not 'nope'" in line
 
 
+def test_a_placer_nextpnr_has_not(no_tools, tmp_path):
+    line = one_line_error(run("build", "--board", "ulx3s-12f", "--placer", "sa",
+                              "--out", str(tmp_path), "--no-progress"))
+    assert "'sa' is not one of 'heap', 'static'" in line
+    with pytest.raises(ValueError, match="placer must be one of heap, static, not 'sa'"):
+        build_mod.build_board(board("ulx3s-12f"), {}, tmp_path / "b", placer="sa")
+    line = one_line_error(run("build", "--table", "--placer", "static", "--no-progress"))
+    assert "no --placer" in line
+    assert not (tmp_path / "b").exists()
+
+
 def test_parameter_that_does_not_exist(no_tools, tmp_path):
     line = one_line_error(run("build", "--board", "ulx3s-12f", "--param", "lanez=4",
                               "--out", str(tmp_path), "--no-progress"))

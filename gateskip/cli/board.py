@@ -9,7 +9,7 @@ import os
 
 import click
 
-from gateskip.defaults import (COMPARE_BOARD, COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD,
+from gateskip.defaults import (COMPARE_BOARD, COMPARE_DEFAULTS, COMPARE_MODES, LINK_BAUD, PLACERS,
                                LINKTEST_BOARD)
 from gateskip.outputs import check_distinct, check_outdir, check_writable, make_outdir, write_json
 from gateskip.spec.limits import LIMITS as BUILD_LIMITS
@@ -92,7 +92,7 @@ def _build_progress(desc: str, enabled: bool):
 
 
 def _board_build(b, values, out, baud, system_tools, progress, json_path=None, fail=True,
-                 clock=None):
+                 clock=None, placer=None):
     """One ``gateskip build``: the report written to OUT/report.{json,md} (and ``--json``) in
     every case; a build that fails or misses the clock raises one line after that (or, if not
     ``fail``, its report is returned)."""
@@ -101,7 +101,7 @@ def _board_build(b, values, out, baud, system_tools, progress, json_path=None, f
     bar, stage = _build_progress(f"build {b.name}", progress)
     try:
         report = build_board(b, values, out, baud=baud, clock_mhz=clock, system=system_tools,
-                             progress=stage)
+                             progress=stage, placer=placer)
     except BuildError as e:
         bar.close()
         if e.report is not None:
@@ -154,6 +154,9 @@ def _pll_words(r) -> str:
               help="Clock the design runs at, made by the FPGA's PLL from the board's "
                    "oscillator (the nearest it can make; the oscillator's own frequency: no "
                    "PLL). [default: the board's, gateskip build --list]")
+@click.option("--placer", type=click.Choice(PLACERS), default=None,
+              help="nextpnr's placer: heap (its default) or static (its electrostatic "
+                   "placer, which routes the 32-lane deep_stages builds). [default: heap]")
 @click.option("--system-tools", is_flag=True,
               help="Use yosys/nextpnr from PATH instead of YoWASP's from PyPI.")
 @out_option(None, "Directory for the build, the bitstream and report.{md,json}. "
@@ -177,8 +180,9 @@ def _pll_words(r) -> str:
 @executor_options("build", "OUT/tasks/, with --search")
 @progress_option()
 @fail_cleanly
-def build(board_name, params, baud, clock, system_tools, out, json_path, list_boards, table,
-          from_reports, search, steps, timeout, executor, workers, address, resume, progress):
+def build(board_name, params, baud, clock, placer, system_tools, out, json_path, list_boards,
+          table, from_reports, search, steps, timeout, executor, workers, address, resume,
+          progress):
     """Build the accelerator for a board: bitstream and report (LUTs, FFs, DSPs, BRAMs, Fmax).
 
     BoardTop (the accelerator behind its UART host link, LED 0 = busy: the training top where
@@ -198,6 +202,7 @@ def build(board_name, params, baud, clock, system_tools, out, json_path, list_bo
                                   ("--resume", resume)) if v]
     if search:
         given = [o for o, v in (("--param", values), ("--clock", clock),
+                                ("--placer", placer),
                                 ("--list", list_boards), ("--table", table),
                                 ("--from-reports", from_reports),
                                 ("--system-tools", system_tools)) if v]
@@ -209,7 +214,8 @@ def build(board_name, params, baud, clock, system_tools, out, json_path, list_bo
         raise ValueError(f"{search_only[0]} goes with --search")
     if list_boards:
         given = [o for o, v in (("--board", board_name), ("--param", values), ("--out", out),
-                                ("--baud", baud), ("--clock", clock), ("--table", table),
+                                ("--baud", baud), ("--clock", clock), ("--placer", placer),
+                                ("--table", table),
                                 ("--from-reports", from_reports)) if v]
         if given:
             raise ValueError(f"--list lists every board and builds nothing: no {given[0]}")
@@ -238,9 +244,9 @@ def build(board_name, params, baud, clock, system_tools, out, json_path, list_bo
         write_json(json_path, {"boards": rows, "parameters": build_params()})
         return
     if table:
-        if board_name is not None or values or clock is not None:
+        if board_name is not None or values or clock is not None or placer is not None:
             raise ValueError("--table builds every board at its defaults: no --board, "
-                             "no --param, no --clock")
+                             "no --param, no --clock, no --placer")
         base = out or os.path.join("out", "build")
         writes = out is not None or not from_reports
         if writes:
@@ -284,7 +290,8 @@ def build(board_name, params, baud, clock, system_tools, out, json_path, list_bo
     check_distinct({"--json": json_path, "report": os.path.join(out, "report.json"),
                     "report table": os.path.join(out, "report.md")})
     out = make_outdir(out)
-    report = _board_build(b, values, out, baud, system_tools, progress, json_path, clock=clock)
+    report = _board_build(b, values, out, baud, system_tools, progress, json_path, clock=clock,
+                          placer=placer)
     click.echo(_report_line(report))
     click.echo(f"wrote {report['bitstream']}, {os.path.join(out, 'report.md')}, "
                f"{os.path.join(out, 'report.json')}")
