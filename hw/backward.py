@@ -116,7 +116,8 @@ class Backward(wiring.Component):
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram,
-                              read_latency=2 if self.bank.registered_reads else 1)
+                              read_latency=2 if self.bank.registered_reads else 1,
+                              lane_operands=c.deep_stages)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +

@@ -142,6 +142,12 @@ def with_outreg(script: str, name: str) -> str:
                                  f'{name}.json', 1)
 
 
+#: Yosys, before synthesis: a register whose output signal is marked ``keep`` is kept too, so
+#: that copies of one register stay apart, each beside its loads (``MacArray(lane_operands=)``):
+#: a ``keep`` on a signal alone does not stop Yosys merging the registers that drive it
+KEEP_REGISTERS = "setattr -set keep 1 a:keep %ci1:+$dff[Q] t:$dff %i"
+
+
 def check_placer(placer: str | None) -> None:
     """``ValueError`` unless ``placer`` is one of :data:`PLACERS` or ``None``."""
     if placer is not None and placer not in PLACERS:
@@ -156,7 +162,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``. ``outreg`` (ECP5): the block
     RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`).
-    ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``).
+    ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``). Yosys first
+    runs :data:`KEEP_REGISTERS`.
     ``progress(stage)`` is called with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as
     the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
@@ -164,6 +171,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     router that had not converged: its overused wires).
     """
     check_placer(placer)
+    overrides["script_after_read"] = "\n".join(
+        filter(None, (KEEP_REGISTERS, overrides.get("script_after_read"))))
     env = toolchain_env(board.family, system)
     build_dir = Path(build_dir)
     nextpnr_opts = f"--report {name}.report.json {overrides.pop('nextpnr_opts', '')}".strip()

@@ -19,9 +19,10 @@ class Harness(wiring.Component):
     """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
 
     def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True,
-                 single=False):
+                 single=False, **options):
         self.transparent, self.single = transparent, single
-        self.dut = MacArray(lanes, k, rows, formats, staged_read=staged, single_port_dw=single)
+        self.dut = MacArray(lanes, k, rows, formats, staged_read=staged, single_port_dw=single,
+                            **options)
         C = self.dut.chunks
         super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
         self.mem = {
@@ -93,8 +94,8 @@ def _commands(rng, n, rows, f, extreme=False):
 
 
 def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, transparent=False,
-              staged=True, single=False):
-    h = Harness(lanes, k, rows, mems, formats, transparent, staged, single)
+              staged=True, single=False, **options):
+    h = Harness(lanes, k, rows, mems, formats, transparent, staged, single, **options)
     dut = h.dut
     rng = random.Random(seed)
     trace = {"issue": [], "accept": [], "dw_both": 0, "dw_addr_differs": 0}
@@ -162,6 +163,22 @@ def test_mac_array_matches_model(lanes, k, rows, extreme, staged):
     if extreme:      # the first command saturated dW[0, 0] and da[0]
         first = mac_commands_model([(0, f.grad.max, 3)], mems, f)
         assert first["dW"][0, 0] == f.dw.max and first["da"][0] == f.da.min
+
+
+@pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5), (8, 64, 3)])
+def test_lane_operands_change_nothing_but_the_registers(lanes, k, rows):
+    """``lane_operands`` (s registered once per lane): the model's sums, the same cycles."""
+    seed = hash(("lane_operands", lanes, k, rows)) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    mems = _mems(rng, rows, k, FORMATS, extreme=True)
+    cmds = _commands(rng, 30, rows, FORMATS, extreme=True)
+    runs = [run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.7,
+                      lane_operands=lane_operands)
+            for lane_operands in (False, True)]
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, FORMATS)
+    for out in runs:
+        assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
+    assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
 
 
 @pytest.mark.parametrize("staged", [True, False], ids=["staged", "unstaged"])

@@ -83,6 +83,17 @@ def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
     assert 0 < row["lcs"] <= row["lcs_available"] and row["luts"] > 0 and row["ffs"] > 0
 
 
+def test_lane_operands_stay_one_register_per_lane(tmp_path):
+    """``MacArray(lane_operands=True)``: Yosys keeps each lane's copy of ``s`` (``keep``, made
+    a register's by the build), where it merges them into one without: (L - 1) x 16 more
+    flip-flops, in a real 12F build."""
+    from gateskip.hw.mac_array import MacArray
+    from gateskip.synth.build import synth_block
+    ffs = [synth_block(MacArray(4, 8, 4, lane_operands=lane_operands), board("ulx3s-12f"),
+                       tmp_path / str(lane_operands))["ffs"] for lane_operands in (False, True)]
+    assert ffs[1] - ffs[0] == 3 * 16, ffs
+
+
 def test_synth_bad_parameters_fail_before_building(tmp_path):
     r = CliRunner().invoke(main, ["synth", "--param", "lanes=0", "--out", str(tmp_path)])
     assert r.exit_code == 1 and "lanes must be an int in 1..64" in r.output
