@@ -48,7 +48,9 @@ def mem_port_signature(addr_width: int, elements: int,
     decodes it a cycle ahead).
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
-    carries one element): a write changes that element alone."""
+    carries one element): a write changes that element alone. A write's ``el`` is on the port
+    from the cycle before its ``we`` too (a bank with ``deep_stages`` decodes it then, beside
+    each memory)."""
     per_access, el_width = port_elements(elements, element_port)
     word = data.ArrayLayout(signed(WORD_WIDTH), per_access)
     members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
@@ -116,7 +118,9 @@ class MemoryBank(wiring.Component):
     word held into a register of 32 bits beside the memory first, a cycle more, so that the
     words do not cross the die); and a write's memory decoded into a register
     the cycle before its ``we``, so ``mem`` must be on the port a cycle before ``we`` (the
-    link's walks set it cycles ahead). The host's
+    link's walks set it cycles ahead), and with ``element_port`` its element too, decoded into
+    an enable per element in a register beside each memory, so ``el`` must be there a cycle
+    before ``we`` as well (the link's writer holds it). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -310,7 +314,14 @@ class MemoryBank(wiring.Component):
             h_we = h_wsel & host.we
             if cfg.element_port:
                 self._pack_element(m, host_word, host.wdata[0], name)
-                if per_element:                                 # the element's enable alone
+                if per_element and cfg.deep_stages:
+                    # the element's enable decoded from `el` the cycle before `we`, into a
+                    # register beside this memory (kept apart: one per memory)
+                    h_el = Signal(len(port.en), name=f"host_el_{name.lower()}",
+                                  attrs={"keep": 1})
+                    m.d.sync += h_el.eq(Const(1, len(port.en)) << host.el)
+                    h_we = Mux(h_we, h_el, 0)
+                elif per_element:                               # the element's enable alone
                     h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])

@@ -343,8 +343,10 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
             ctx.set(host.addr, 1)
             await ctx.tick()                    # `mem` a cycle before `we`
             for e in range(per) if element_port else [None]:
-                if element_port:
+                if element_port:                # `el` a cycle before `we` too
                     ctx.set(host.el, e)
+                    await ctx.tick()
+                    ctx.set(host.el, (e + 1) % per)     # what it is then does not count
                     ctx.set(host.wdata[0], v[e])
                 else:
                     for i, x in enumerate(v):

@@ -34,6 +34,7 @@ def test_a_steps_parameters_are_its_saved_reports(name):
     saved = json.loads((REPORTS_DIR / f"{name}.json").read_text())
     assert saved["board"] == st.board
     assert saved["clock_mhz"] == st.clock
+    assert saved.get("placer", "heap") == (st.placer or "heap")
     full = {**build_params(), **st.params}
     assert set(st.params) <= set(build_params())
     assert {k: full[k] for k in saved["params"]} == saved["params"]
