@@ -316,15 +316,13 @@ class MacArray(wiring.Component):
             m.d.sync += rows[l].eq(row)
 
         v1, ph1 = Signal(), Signal()
-        addr1 = Signal(pipe_aw)
-        m.d.sync += [v1.eq(vr), ph1.eq(phr), addr1.eq(addrr)]
         if self.lane_operands:           # one s1 per lane, beside its multiplier
             s1 = [Signal(signed(f.grad.width), name=f"s1_lane{l}", attrs={"keep": 1})
                   for l in range(L)]
-            m.d.sync += [s.eq(sr) for s in s1]
         else:
-            s1 = [Signal(signed(f.grad.width), name="s1", reset_less=dsp_registers)] * L
-            m.d.sync += s1[0].eq(sr)
+            s1 = [Signal(signed(f.grad.width), name="s1", reset_less=dsp_registers)]
+        addr1 = Signal(pipe_aw)
+        m.d.sync += [v1.eq(vr), ph1.eq(phr), *(s.eq(sr) for s in s1), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         if not self.single_port_dw:         # else the write-back's address (the same word)
@@ -345,7 +343,7 @@ class MacArray(wiring.Component):
         # other lanes' multipliers in logic; a reset keeps every lane in a block)
         p2 = Signal(data.ArrayLayout(signed(prod_width), L),
                     reset_less=dsp_registers or not ice40)
-        m.d.sync += [p2[l].eq(s1[l] * rows[l]) for l in range(L)]
+        m.d.sync += [p2[l].eq(s1[l if self.lane_operands else 0] * rows[l]) for l in range(L)]
 
         def addend(l):
             (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
