@@ -143,13 +143,13 @@ class HostLink(wiring.Component):
         # between a register and a memory)
         port = self.mem
         request = m.d.sync if self.host_stages else m.d.comb
-        m.d.comb += rd.mem.rdata.eq(port.rdata)
         shared = ("mem", "addr") + (("el",) if EP else ())
         if host_write_registered(self.host_stages, EP):
             # the port registers each write beside its memory: the writer's request straight
             # from its registers (written when it was before), the reader's registered
             held = {name: Signal.like(getattr(port, name)) for name in shared}
             reading = Signal()
+            m.d.comb += rd.mem.rdata.eq(port.rdata)
             request += [port.re.eq(rd.mem.re), reading.eq(rd.walking),
                         *(held[name].eq(getattr(rd.mem, name)) for name in shared)]
             m.d.comb += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata),
@@ -158,6 +158,7 @@ class HostLink(wiring.Component):
                            for name in shared)]
             return m
         request += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
+        m.d.comb += rd.mem.rdata.eq(port.rdata)
         for name in shared:
             request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
                                                   getattr(wr.mem, name)))
