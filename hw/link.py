@@ -12,7 +12,7 @@ from .link_rx import PacketReceiver
 from .link_tx import PacketSender
 from .link_types import MEM_HEAD, REQUEST
 from .link_write import BufferWriter
-from .memory_bank import host_read_latency, host_write_registered, mem_port_signature
+from .memory_bank import host_read_latency, mem_port_signature
 from .registers import reg_signature
 from .slice import HandOver
 
@@ -44,9 +44,8 @@ class HostLink(wiring.Component):
     ``PING``, ``WRITE_REG``, ``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
     ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
     registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
-    the request on ``mem`` registered (a write lands a cycle after the writer makes it; with
-    ``element_port`` the port registers the writes, :func:`~.memory_bank.host_write_registered`,
-    and the link only the reads), for a
+    the request on ``mem`` registered (a write lands a cycle after the writer makes it; its
+    element, ``el``, is on the port from the cycle before, as the writer holds it), for a
     port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
@@ -143,23 +142,16 @@ class HostLink(wiring.Component):
         # between a register and a memory)
         port = self.mem
         request = m.d.sync if self.host_stages else m.d.comb
-        shared = ("mem", "addr") + (("el",) if EP else ())
-        if host_write_registered(self.host_stages, EP):
-            # the port registers each write beside its memory: the writer's request straight
-            # from its registers (written when it was before), the reader's registered
-            held = {name: Signal.like(getattr(port, name)) for name in shared}
-            reading = Signal()
-            m.d.comb += rd.mem.rdata.eq(port.rdata)
-            request += [port.re.eq(rd.mem.re), reading.eq(rd.walking),
-                        *(held[name].eq(getattr(rd.mem, name)) for name in shared)]
-            m.d.comb += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata),
-                         *(getattr(port, name).eq(Mux(reading, held[name],
-                                                      getattr(wr.mem, name)))
-                           for name in shared)]
-            return m
         request += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
         m.d.comb += rd.mem.rdata.eq(port.rdata)
-        for name in shared:
+        for name in ("mem", "addr") + (("el",) if EP and not self.host_stages else ()):
             request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
                                                   getattr(wr.mem, name)))
+        if EP and self.host_stages:
+            # a write's element straight from the writer's register, so that it is on the port
+            # the cycle before the write's (registered) `we`, as its `mem` is; a read's
+            # registered with its `re`
+            rd_el, reading = Signal.like(port.el), Signal()
+            m.d.sync += [rd_el.eq(rd.mem.el), reading.eq(rd.walking)]
+            m.d.comb += port.el.eq(Mux(reading, rd_el, wr.mem.el))
         return m

@@ -12,8 +12,8 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "host_read_latency", "host_write_registered", "mem_port_signature",
-           "port_elements", "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
+__all__ = ["MemoryBank", "host_read_latency", "mem_port_signature", "port_elements",
+           "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
 
 #: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
 #: their gradient's accumulator)
@@ -38,13 +38,6 @@ def host_read_latency(staged: bool, element_port: bool = False) -> int:
     return 1 + (1 + bool(element_port) if staged else 0)
 
 
-def host_write_registered(staged: bool, element_port: bool = False) -> bool:
-    """Whether a host memory port registers each write beside its memory and writes it the
-    cycle after its ``we`` (``AccelConfig.deep_stages`` with ``element_port``): a word read
-    the cycle after its write is read before it."""
-    return bool(staged and element_port)
-
-
 def mem_port_signature(addr_width: int, elements: int,
                        element_port: bool = False) -> wiring.Signature:
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
@@ -55,7 +48,9 @@ def mem_port_signature(addr_width: int, elements: int,
     decodes it a cycle ahead).
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
-    carries one element): a write changes that element alone."""
+    carries one element): a write changes that element alone. A write's ``el`` is on the port
+    from the cycle before its ``we`` too (a bank with ``deep_stages`` decodes it then, beside
+    each memory)."""
     per_access, el_width = port_elements(elements, element_port)
     word = data.ArrayLayout(signed(WORD_WIDTH), per_access)
     members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
@@ -123,10 +118,9 @@ class MemoryBank(wiring.Component):
     word held into a register of 32 bits beside the memory first, a cycle more, so that the
     words do not cross the die); and a write's memory decoded into a register
     the cycle before its ``we``, so ``mem`` must be on the port a cycle before ``we`` (the
-    link's walks set it cycles ahead); with ``element_port`` too, each write registered beside
-    its memory (enables, address, element) and written the cycle after its ``we``
-    (:func:`host_write_registered`: a word read the cycle after its write is read before
-    it; the link's requests are cycles apart). The host's
+    link's walks set it cycles ahead), and with ``element_port`` its element too, decoded into
+    an enable per element in a register beside each memory, so ``el`` must be there a cycle
+    before ``we`` as well (the link's writer holds it). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -319,8 +313,15 @@ class MemoryBank(wiring.Component):
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
             h_we = h_wsel & host.we
             if cfg.element_port:
-                element = host.wdata[0]
-                if per_element:                                 # the element's enable alone
+                self._pack_element(m, host_word, host.wdata[0], name)
+                if per_element and cfg.deep_stages:
+                    # the element's enable decoded from `el` the cycle before `we`, into a
+                    # register beside this memory (kept apart: one per memory)
+                    h_el = Signal(len(port.en), name=f"host_el_{name.lower()}",
+                                  attrs={"keep": 1})
+                    m.d.sync += h_el.eq(Const(1, len(port.en)) << host.el)
+                    h_we = Mux(h_we, h_el, 0)
+                elif per_element:                               # the element's enable alone
                     h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
@@ -328,23 +329,10 @@ class MemoryBank(wiring.Component):
                 return en.replicate(len(port.en)) if len(port.en) > 1 else en
             if lane_gran:                                   # the host writes whole words
                 h_we = all_en(h_we)
-            if host_write_registered(cfg.deep_stages, cfg.element_port):
-                # the write registered beside this memory (kept apart: one per memory), into
-                # it the next cycle: nothing from the link's side of the die to its enables
-                n = name.lower()
-                w_en = Signal(len(h_we), name=f"host_wen_{n}", attrs={"keep": 1})
-                w_addr = Signal(aw, name=f"host_waddr_{n}", attrs={"keep": 1})
-                w_element = Signal.like(element, name=f"host_wdata_{n}", attrs={"keep": 1})
-                m.d.sync += [w_en.eq(h_we), w_addr.eq(h_addr), w_element.eq(element)]
-                h_we, hw_addr, element = w_en, w_addr, w_element
-            else:
-                hw_addr = h_addr
-            if cfg.element_port:
-                self._pack_element(m, host_word, element, name)
             if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_addr = self._banked(run_wr.addr, name, "wr")
-                wr_addr = Mux(zeroing, self.zn, Mux(running, run_addr, hw_addr))
+                wr_addr = Mux(zeroing, self.zn, Mux(running, run_addr, h_addr))
                 wr_data = Mux(zeroing, 0, Mux(running, run_wr.data, host_word))
                 wr_en = Mux(zeroing, all_en(self.zn < depth),
                             Mux(running, all_en(run_wr.en), h_we))
@@ -352,18 +340,18 @@ class MemoryBank(wiring.Component):
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
                 run_addr = self._banked(run_wr.addr, name, "wr")
-                wr_addr = Mux(running, run_addr, hw_addr)
+                wr_addr = Mux(running, run_addr, h_addr)
                 wr_data = Mux(running, run_wr.data, host_word)
                 wr_en = Mux(running, run_en, Mux(zeroing, 0, h_we))
             else:
-                wr_addr, wr_data, wr_en = hw_addr, host_word, h_we
+                wr_addr, wr_data, wr_en = h_addr, host_word, h_we
             if name in self.single_ported:      # one address: the write's when it writes
                 writes = Signal(name=f"writes_{name.lower()}")
                 addr = Signal(aw, name=f"addr_{name.lower()}")
                 run_addr = self._banked(run_rd.addr, name, "rd")
                 if name in self.run_written:
                     run_addr = Mux(run_wr.en, self._banked(run_wr.addr, name, "wr"), run_addr)
-                side = Mux(zeroing, self.zn, hw_addr) if name in self.zeroed else hw_addr
+                side = Mux(zeroing, self.zn, h_addr) if name in self.zeroed else h_addr
                 m.d.comb += [writes.eq(port.en.any()), addr.eq(Mux(running, run_addr, side))]
                 rd_addr = wr_addr = addr
                 rd_en = rd_en & ~writes

@@ -301,14 +301,16 @@ class AmaranthBus:
         c, port = self.ctx, self.dut.mem
         c.set(port.mem, code)
         await c.tick()                              # the memory a cycle before the write
-        c.set(port.we, 1)
         for i, word in enumerate(words):
             c.set(port.addr, addr + i)
-            if self.dut.element_port:              # one element per access
-                for e, v in enumerate(word):
-                    c.set(port.el, e); c.set(port.wdata[0], int(v))
+            if self.dut.element_port:              # one element per access, its el a cycle
+                for e, v in enumerate(word):       # before its we, as the link's writer does
+                    c.set(port.we, 0); c.set(port.el, e)
+                    await c.tick()
+                    c.set(port.we, 1); c.set(port.wdata[0], int(v))
                     await c.tick()
                 continue
+            c.set(port.we, 1)
             for e, v in enumerate(word):
                 c.set(port.wdata[e], int(v))
             await c.tick()
