@@ -80,17 +80,20 @@ class CocotbBus:
         d = self.dut
         d.mem__mem.value = code
         await RisingEdge(d.clk)                     # the memory a cycle before the write
-        d.mem__we.value = 1
         n = self.word.length
         for i, word in enumerate(words):
             d.mem__addr.value = addr + i
-            if self.element_port:
-                for e, v in enumerate(word):
+            if self.element_port:                   # one element per access, its el a cycle
+                for e, v in enumerate(word):        # before its we, as the link's writer does
                     if self.has_el:
+                        d.mem__we.value = 0
                         d.mem__el.value = e
+                        await RisingEdge(d.clk)
+                    d.mem__we.value = 1
                     d.mem__wdata.value = pack(self.word, [int(v)])
                     await RisingEdge(d.clk)
                 continue
+            d.mem__we.value = 1
             d.mem__wdata.value = pack(self.word, list(map(int, word)) + [0] * (n - len(word)))
             await RisingEdge(d.clk)
         d.mem__we.value = 0

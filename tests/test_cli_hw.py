@@ -120,6 +120,20 @@ def test_bench_backward_with_options(tmp_path):
     assert row["bit_exact"] is True
 
 
+def test_bench_backward_with_the_32_lane_builds_options(tmp_path):
+    """``deep_stages`` with ``element_port`` and no forwarding (``ulx3s-85f-l32-deep``'s
+    options): the testbench's host writes reach the elements they name (each ``el`` a cycle
+    before its ``we``, which the bank decodes then), the skip run bit-exact with golden."""
+    r = run(["bench", "--kind", "backward", "--backward-config", "5,3,2", "--seq-len", "2",
+             "--sparsities", "0.8", "--param", "deep_stages=true", "--param",
+             "element_port=true", "--param", "forwarding=false", "--simulator", "icarus",
+             "--out", str(tmp_path / "b"), "--json", str(tmp_path / "b.json"),
+             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert row["bit_exact"] is True
+
+
 def test_bench_boards_rates_from_a_saved_report(tmp_path, monkeypatch):
     """--kind boards: a saved report's build (its sizes and options: one element per host
     access, db a gate a cycle, 16-bit counters) simulated bit-exact; peak = lanes x clock,
