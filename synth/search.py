@@ -100,6 +100,9 @@ STEPS = (
          _sizes(64, 64, 32, 8, 1, forwarding=False, element_port=True, deep_stages=True),
          "the 32-lane backward-only top of ulx3s-85f-l32 with deep_stages and element_port, "
          "placed by nextpnr's static placer", clock_mhz=100.0, placer="static"),
+    Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f",
+         _sizes(64, 64, 32, 8, 1, forwarding=False, element_port=True, deep_stages=True),
+         "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),
          "backward-only top, one step up: hidden 96"),
     Step("ulx3s-12f-backward", "ulx3s-12f", _sizes(32, 16, 4, 16, 2, ew_multipliers=3),
