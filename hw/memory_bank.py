@@ -314,15 +314,16 @@ class MemoryBank(wiring.Component):
             h_we = h_wsel & host.we
             if cfg.element_port:
                 self._pack_element(m, host_word, host.wdata[0], name)
-                if per_element and cfg.deep_stages:
-                    # the element's enable decoded from `el` the cycle before `we`, into a
-                    # register beside this memory (kept apart: one per memory)
-                    h_el = Signal(len(port.en), name=f"host_el_{name.lower()}",
-                                  attrs={"keep": 1})
-                    m.d.sync += h_el.eq(Const(1, len(port.en)) << host.el)
+                if per_element:                                 # the element's enable alone
+                    h_el = Const(1, len(port.en)) << host.el
+                    if cfg.deep_stages:
+                        # decoded from `el` the cycle before `we`, into a register beside this
+                        # memory (kept apart: one per memory)
+                        decoded = Signal(len(port.en), name=f"host_el_{name.lower()}",
+                                         attrs={"keep": 1})
+                        m.d.sync += decoded.eq(h_el)
+                        h_el = decoded
                     h_we = Mux(h_we, h_el, 0)
-                elif per_element:                               # the element's enable alone
-                    h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
             def all_en(en):

@@ -63,6 +63,9 @@ _SMALL_BEFORE_STAGES = {k: v for k, v in SMALL_DEVICE.items() if k != "timing_st
 #: sixth session)
 _SMALL_STAGED = {**SMALL_DEVICE, "timing_stages": True}
 
+#: the 32-lane backward-only top with the stages a fast clock needs (issue 13)
+_L32_DEEP = _sizes(64, 64, 32, 8, 1, forwarding=False, element_port=True, deep_stages=True)
+
 #: the search, in the order of SEARCH.md: the backward-only top's search, then the training
 #: top's, then the whole model's
 STEPS = (
@@ -96,12 +99,10 @@ STEPS = (
     Step("ulx3s-85f-l32", "ulx3s-85f", _sizes(64, 64, 32, 8, 1, forwarding=False),
          "backward-only top at 32 lanes, H 64, X 64 (C 4: every command BOTH, no forwarding "
          "needed) at a 60 MHz PLL clock", clock_mhz=60.0),
-    Step("ulx3s-85f-l32-deep", "ulx3s-85f",
-         _sizes(64, 64, 32, 8, 1, forwarding=False, element_port=True, deep_stages=True),
+    Step("ulx3s-85f-l32-deep", "ulx3s-85f", _L32_DEEP,
          "the 32-lane backward-only top of ulx3s-85f-l32 with deep_stages and element_port, "
          "placed by nextpnr's static placer", clock_mhz=100.0, placer="static"),
-    Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f",
-         _sizes(64, 64, 32, 8, 1, forwarding=False, element_port=True, deep_stages=True),
+    Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),
          "backward-only top, one step up: hidden 96"),

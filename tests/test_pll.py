@@ -96,15 +96,6 @@ def test_a_global_reset_is_routed_on_a_global(tmp_path):
         PllClock(clock, global_reset=1)
 
 
-def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
-    """``placer``: nextpnr's placer, passed through (its log names the one that ran)."""
-    b = board("ulx3s-12f")
-    out = synth_block(make("mac_array", lanes=1, k=2, rows=2), b, tmp_path, placer="static")
-    log = (tmp_path / "top.tim").read_text()
-    assert "Running Static placer" in log and "HeAP" not in log
-    assert out["fmax_mhz"] > 0
-
-
 def test_the_uart_divisor_follows_the_plls_output():
     from gateskip.hw.top import BoardTop
     b = board("ulx3s-85f")

@@ -83,6 +83,17 @@ def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
     assert 0 < row["lcs"] <= row["lcs_available"] and row["luts"] > 0 and row["ffs"] > 0
 
 
+def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
+    """``placer``: nextpnr's placer, passed through (its log names the one that ran)."""
+    from gateskip.hw.blocks import make
+    from gateskip.synth.build import synth_block
+    out = synth_block(make("mac_array", lanes=1, k=2, rows=2), board("ulx3s-12f"), tmp_path,
+                      placer="static")
+    log = (tmp_path / "top.tim").read_text()
+    assert "Running Static placer" in log and "HeAP" not in log
+    assert out["fmax_mhz"] > 0
+
+
 def test_lane_operands_stay_one_register_per_lane(tmp_path):
     """``MacArray(lane_operands=True)``: Yosys keeps each lane's copy of ``s`` (``keep``, made
     a register's by the build), where it merges them into one without: (L - 1) x 16 more
