@@ -108,7 +108,7 @@ class Backward(wiring.Component):
                                       max_batch=c.max_batch,
                                       zero_words=self.bank.zero_words)
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages,
-                               split_products=c.deep_stages,
+                               split_products=c.deep_stages, operand_copies=c.deep_stages,
                                credits=c.deep_stages and pipelined(c.ew_multipliers))
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)

@@ -233,8 +233,11 @@ class GateGradUnit(wiring.Component):
     :data:`SPLIT_BITS` on and of its low bits (unsigned), each one ECP5 MULT18X18D, registered
     apart and summed in the rounding's adder (:func:`round_split`): no adder between a
     multiplier and its register (Yosys joins the blocks of a wider product with one), the same
-    cycles. Under back-pressure the whole pipeline holds (``i.ready = ~o.valid |
-    o.ready``): the consumer should have a registered ``ready`` (the
+    cycles. ``operand_copies``: a value that several products take in one stage (``dc'``
+    into ``u v w dc_prev``, ``dh`` into ``x y``) is held for each of them in a register of
+    its own (kept apart in synthesis), so that no register drives the multipliers of several
+    products across the die; the same cycles. Under back-pressure the whole pipeline holds
+    (``i.ready = ~o.valid | o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
     ``credits`` (for a fast clock): the pipeline never holds, so that no enable fans out from
     ``o.ready`` to its registers. A beat is taken only with a credit, room for its result in a
@@ -285,7 +288,7 @@ class GateGradUnit(wiring.Component):
 
     def __init__(self, formats: Formats = FORMATS, multipliers: int | str | None = None,
                  product_stages: bool = True, split_products: bool = False,
-                 credits: bool = False):
+                 credits: bool = False, operand_copies: bool = False):
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.fixed.Formats, not {formats!r}")
         if formats.rounding != "half_up":
@@ -304,7 +307,8 @@ class GateGradUnit(wiring.Component):
             raise ValueError(f"multipliers must be None, 'full' or an int in 1..{PRODUCTS}, "
                              f"not {multipliers!r}")
         for name, value in (("product_stages", product_stages),
-                            ("split_products", split_products), ("credits", credits)):
+                            ("split_products", split_products), ("credits", credits),
+                            ("operand_copies", operand_copies)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if split_products and not product_stages:
@@ -320,6 +324,9 @@ class GateGradUnit(wiring.Component):
         self.split_products = split_products
         #: the pipelined unit never holds: it takes a beat only with room for its result
         self.credits = credits
+        #: the pipelined unit gives each product its own register of an operand that several
+        #: products take in the same stage
+        self.operand_copies = operand_copies
         #: ``True``: the fully pipelined unit (one multiplier per product)
         self.parallel = pipelined(multipliers)
         self.multipliers = PRODUCTS if self.parallel else multipliers
@@ -623,7 +630,12 @@ class GateGradUnit(wiring.Component):
         ports = dict(zip(OUTPUTS, (out.dnet[0], out.dnet[1], out.dnet[2], out.dnet[3],
                                    out.dc_prev)))
         regs = {}                                        # (value, stage) -> its register
+        source = {}                                      # (value, stage) -> what it takes
         assignments = []
+
+        def assign(name, stage, value):
+            source[name, stage] = value
+            assignments.append((at(name, stage), value))
 
         def at(name, stage):
             """``name`` as held in the register of ``stage`` (0: the input payload; the last
@@ -634,8 +646,28 @@ class GateGradUnit(wiring.Component):
                 regs[name, stage] = (ports[name] if stage == depth and name in ports else
                                      Signal(signed(widths[name]), name=f"{name}{stage}"))
                 if stage > made[name]:                   # a copy, one stage on
-                    assignments.append((regs[name, stage], at(name, stage - 1)))
+                    assign(name, stage, at(name, stage - 1))
             return regs[name, stage]
+
+        # (value, stage) -> the products that take it as an operand; (value, stage, product)
+        # -> the product's own register of it
+        takers, copies = {}, {}
+        for op, stage in plan:
+            for name in {op.a, op.b}:
+                takers.setdefault((name, stage - 1), []).append(op)
+
+        def operand(name, stage, op):
+            """``name`` in the register of ``stage``, or (``operand_copies``) in ``op``'s own
+            register, which takes what that register takes, where more products take it."""
+            reg = at(name, stage)
+            if not self.operand_copies or stage == 0 or len(takers[name, stage]) < 2:
+                return reg
+            if (name, stage, op.name) not in copies:
+                own = Signal(signed(widths[name]), name=f"{name}{stage}_{op.name}",
+                             attrs={"keep": 1})
+                assignments.append((own, source[name, stage]))
+                copies[name, stage, op.name] = own
+            return copies[name, stage, op.name]
 
         v = [Signal(name=f"v{n}") for n in range(1, depth)]
         adv = Signal()                                  # every register moves
@@ -656,10 +688,10 @@ class GateGradUnit(wiring.Component):
             m.d.sync += [v[0].eq(taken), *[v[n].eq(v[n - 1]) for n in range(1, depth - 1)],
                          out_valid.eq(v[-1])]
 
-        assignments.append((at("dh", 1), saturate_by_sign(
-            p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"])))
+        assign("dh", 1, saturate_by_sign(
+            p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"]))
         for op, stage in plan:
-            a, b = at(op.a, stage - 1), at(op.b, stage - 1)
+            a, b = operand(op.a, stage - 1, op), operand(op.b, stage - 1, op)
             if self.split_products and max(len(a), len(b)) > SPLIT_WIDTH:
                 if len(a) < len(b):                     # the wider operand is the one split
                     a, b = b, a
@@ -688,7 +720,7 @@ class GateGradUnit(wiring.Component):
             if op.base is not None:
                 base = one if op.base == "one" else at(op.base, stage - 1)
                 product = base + product if op.sign > 0 else base - product
-            assignments.append((at(op.dst, stage), saturate_by_sign(product, op.width)))
+            assign(op.dst, stage, saturate_by_sign(product, op.width))
         for name in OUTPUTS:                             # the earlier results, carried on
             at(name, depth)
         with m.If(adv):

@@ -44,9 +44,10 @@ class HostLink(wiring.Component):
     ``PING``, ``WRITE_REG``, ``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
     ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
     registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
-    the request on ``mem`` registered (a write lands a cycle after the writer makes it; its
-    element, ``el``, is on the port from the cycle before, as the writer holds it), for a
-    port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
+    the request on ``mem`` registered but a write's ``we``, which comes straight from the
+    writer, with the write's ``el`` (as the writer holds it), the cycle before its address
+    and data: a write lands a cycle after the writer makes it, as a memory bank with
+    ``deep_stages`` takes it; for a port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
     (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
     a register between the receiver and the executor (:class:`~.slice.HandOver`: no enable on
@@ -142,15 +143,17 @@ class HostLink(wiring.Component):
         # between a register and a memory)
         port = self.mem
         request = m.d.sync if self.host_stages else m.d.comb
-        request += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
+        request += [port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
+        # (host_stages: a write's `we` straight from the writer, the cycle before its address
+        # and data, for the bank to decode into a register beside each memory)
+        m.d.comb += port.we.eq(wr.mem.we)
         m.d.comb += rd.mem.rdata.eq(port.rdata)
         for name in ("mem", "addr") + (("el",) if EP and not self.host_stages else ()):
             request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
                                                   getattr(wr.mem, name)))
         if EP and self.host_stages:
             # a write's element straight from the writer's register, so that it is on the port
-            # the cycle before the write's (registered) `we`, as its `mem` is; a read's
-            # registered with its `re`
+            # with the write's `we` and the cycle after; a read's registered with its `re`
             rd_el, reading = Signal.like(port.el), Signal()
             m.d.sync += [rd_el.eq(rd.mem.el), reading.eq(rd.walking)]
             m.d.comb += port.el.eq(Mux(reading, rd_el, wr.mem.el))

@@ -43,14 +43,13 @@ def mem_port_signature(addr_width: int, elements: int,
     """Memory port, seen from the host: one word of up to ``elements`` signed 32-bit elements per
     access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
     truncated to the word's fields, read ones sign-extended; ``rdata`` is valid
-    :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``. A write's
-    ``mem`` is on the port from the cycle before its ``we`` (a bank with ``deep_stages``
-    decodes it a cycle ahead).
+    :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``. A bank with
+    ``deep_stages`` writes the cycle after ``we``: ``we`` and ``mem`` (and ``el``) are decoded
+    then into a register beside each memory, the write's ``addr`` and ``wdata`` (and ``el``)
+    are on the port the cycle after.
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
-    carries one element): a write changes that element alone. A write's ``el`` is on the port
-    from the cycle before its ``we`` too (a bank with ``deep_stages`` decodes it then, beside
-    each memory)."""
+    carries one element): a write changes that element alone."""
     per_access, el_width = port_elements(elements, element_port)
     word = data.ArrayLayout(signed(WORD_WIDTH), per_access)
     members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
@@ -116,11 +115,10 @@ class MemoryBank(wiring.Component):
     through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
     register per memory that says which was read (``element_port``: the element picked from the
     word held into a register of 32 bits beside the memory first, a cycle more, so that the
-    words do not cross the die); and a write's memory decoded into a register
-    the cycle before its ``we``, so ``mem`` must be on the port a cycle before ``we`` (the
-    link's walks set it cycles ahead), and with ``element_port`` its element too, decoded into
-    an enable per element in a register beside each memory, so ``el`` must be there a cycle
-    before ``we`` as well (the link's writer holds it). The host's
+    words do not cross the die); and a write decoded from ``we``, ``mem`` and (``element_port``)
+    ``el`` into each memory's write enables, a register beside it, and written the cycle
+    after, with the ``addr`` and ``wdata`` (and ``el``) on the port then (the link's writer
+    gives ``we`` that cycle ahead, :class:`~.link.HostLink`'s ``host_stages``). The host's
     accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
     memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
 
@@ -292,15 +290,7 @@ class MemoryBank(wiring.Component):
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
             # a streamed memory takes the host's writes while the run reads its other bank
-            if cfg.deep_stages:     # the memory written decoded the cycle before: a register
-                h_whit = Signal(name=f"host_writes_{name.lower()}")
-                m.d.sync += h_whit.eq(host.mem == spec.code)
-                # the run's and ZERO's muxes below already pass the host's enable only while
-                # idle: idle gates only the memories without them (one LUT level fewer)
-                muxed = name in self.zeroed or name in self.run_written
-                h_wsel = h_whit if spec.streamed or muxed else idle & h_whit
-            else:
-                h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
+            h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
             rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
             rd_en = Mux(running, run_rd.en, h_sel & host.re)
@@ -311,25 +301,30 @@ class MemoryBank(wiring.Component):
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
                     mem.write_port())
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
-            h_we = h_wsel & host.we
             if cfg.element_port:
                 self._pack_element(m, host_word, host.wdata[0], name)
-                if per_element:                                 # the element's enable alone
-                    h_el = Const(1, len(port.en)) << host.el
-                    if cfg.deep_stages:
-                        # decoded from `el` the cycle before `we`, into a register beside this
-                        # memory (kept apart: one per memory)
-                        decoded = Signal(len(port.en), name=f"host_el_{name.lower()}",
-                                         attrs={"keep": 1})
-                        m.d.sync += decoded.eq(h_el)
-                        h_el = decoded
-                    h_we = Mux(h_we, h_el, 0)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
             def all_en(en):
                 return en.replicate(len(port.en)) if len(port.en) > 1 else en
-            if lane_gran:                                   # the host writes whole words
-                h_we = all_en(h_we)
+            if cfg.deep_stages:
+                # `we`, `mem` (and `el`) a cycle before the write, decoded into this memory's
+                # write enables, a register beside it: the only host signal on its write
+                # enable. The run's and ZERO's muxes below pass it only while idle: idle gates
+                # only the memories without them
+                h_we = Signal(len(port.en), name=f"host_we_{name.lower()}")
+                hit = host.we & (host.mem == spec.code)
+                m.d.sync += h_we.eq(Mux(hit, Const(1, len(port.en)) << host.el, 0)
+                                    if per_element else all_en(hit))
+                muxed = name in self.zeroed or name in self.run_written
+                if not (spec.streamed or muxed):
+                    h_we = Mux(idle, h_we, 0)
+            else:
+                h_we = h_wsel & host.we
+                if per_element:                                 # the element's enable alone
+                    h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
+                elif lane_gran:                                 # the host writes whole words
+                    h_we = all_en(h_we)
             if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_addr = self._banked(run_wr.addr, name, "wr")

@@ -78,25 +78,27 @@ class CocotbBus:
 
     async def write_mem(self, code, words, addr=0):
         d = self.dut
+        # each access two cycles, its `we` in the first, all else held through both: a bank
+        # writes in the first, or (deep_stages) decodes `we` then and writes in the second
         d.mem__mem.value = code
-        await RisingEdge(d.clk)                     # the memory a cycle before the write
         n = self.word.length
         for i, word in enumerate(words):
             d.mem__addr.value = addr + i
-            if self.element_port:                   # one element per access, its el a cycle
-                for e, v in enumerate(word):        # before its we, as the link's writer does
+            if self.element_port:                   # one element per access
+                for e, v in enumerate(word):
                     if self.has_el:
-                        d.mem__we.value = 0
                         d.mem__el.value = e
-                        await RisingEdge(d.clk)
-                    d.mem__we.value = 1
                     d.mem__wdata.value = pack(self.word, [int(v)])
+                    d.mem__we.value = 1
+                    await RisingEdge(d.clk)
+                    d.mem__we.value = 0
                     await RisingEdge(d.clk)
                 continue
-            d.mem__we.value = 1
             d.mem__wdata.value = pack(self.word, list(map(int, word)) + [0] * (n - len(word)))
+            d.mem__we.value = 1
             await RisingEdge(d.clk)
-        d.mem__we.value = 0
+            d.mem__we.value = 0
+            await RisingEdge(d.clk)
 
     async def read_mem(self, code, n, per, addr=0):
         d = self.dut

@@ -299,22 +299,25 @@ class AmaranthBus:
 
     async def write_mem(self, code, words, addr=0):
         c, port = self.ctx, self.dut.mem
+        # each access two cycles, its `we` in the first, all else held through both: a bank
+        # writes in the first, or (deep_stages) decodes `we` then and writes in the second
         c.set(port.mem, code)
-        await c.tick()                              # the memory a cycle before the write
         for i, word in enumerate(words):
             c.set(port.addr, addr + i)
-            if self.dut.element_port:              # one element per access, its el a cycle
-                for e, v in enumerate(word):       # before its we, as the link's writer does
-                    c.set(port.we, 0); c.set(port.el, e)
+            if self.dut.element_port:              # one element per access
+                for e, v in enumerate(word):
+                    c.set(port.el, e); c.set(port.wdata[0], int(v))
+                    c.set(port.we, 1)
                     await c.tick()
-                    c.set(port.we, 1); c.set(port.wdata[0], int(v))
+                    c.set(port.we, 0)
                     await c.tick()
                 continue
-            c.set(port.we, 1)
             for e, v in enumerate(word):
                 c.set(port.wdata[e], int(v))
+            c.set(port.we, 1)
             await c.tick()
-        c.set(port.we, 0)
+            c.set(port.we, 0)
+            await c.tick()
 
     async def read_mem(self, code, n, per, addr=0):
         """``n`` words of ``per`` elements from ``addr`` on, one access a cycle, each access's

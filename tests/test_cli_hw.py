@@ -122,8 +122,9 @@ def test_bench_backward_with_options(tmp_path):
 
 def test_bench_backward_with_the_32_lane_builds_options(tmp_path):
     """``deep_stages`` with ``element_port`` and no forwarding (``ulx3s-85f-l32-deep``'s
-    options): the testbench's host writes reach the elements they name (each ``el`` a cycle
-    before its ``we``, which the bank decodes then), the skip run bit-exact with golden."""
+    options): the testbench's host writes reach the elements they name (each write's ``we``
+    and ``el`` decoded by the bank the cycle before its address and data), the skip run
+    bit-exact with golden."""
     r = run(["bench", "--kind", "backward", "--backward-config", "5,3,2", "--seq-len", "2",
              "--sparsities", "0.8", "--param", "deep_stages=true", "--param",
              "element_port=true", "--param", "forwarding=false", "--simulator", "icarus",

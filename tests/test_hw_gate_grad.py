@@ -2,6 +2,8 @@
 """hw.gate_grad.GateGradUnit against golden.accel.gate_grad_model, under random back-pressure:
 the fully pipelined unit and the time-shared one (``multipliers``)."""
 
+import re
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -116,6 +118,29 @@ def test_pipelined_unit_with_split_products(formats, extreme):
         GateGradUnit(split_products=True, product_stages=False)
     with pytest.raises(TypeError, match="split_products must be a bool"):
         GateGradUnit(split_products=1)
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+def test_pipelined_unit_with_operand_copies(extreme):
+    """``operand_copies`` (the backward's ``deep_stages``): ``dc'``, which four products take
+    in one stage, and ``dh``, which two take, held in a kept register per product (and no
+    other value copied); the same results in the same cycles, under back-pressure too."""
+    from amaranth.back import rtlil
+    n, seed = 100, 41 + extreme
+    x = random_inputs(n, seed, extreme)
+    dut = GateGradUnit(split_products=True, operand_copies=True)
+    got, cycles, acc, emit = run_unit(dut, x, n, seed, 1.0, 1.0)
+    assert got == expected(x, n)
+    assert dut.latency == GateGradUnit().latency
+    assert emit == [c + dut.latency for c in acc]
+    got, *_ = run_unit(dut, x, n, seed, 0.7, 0.4)
+    assert got == expected(x, n)
+    text = rtlil.convert(GateGradUnit(split_products=True, operand_copies=True))
+    kept = set(re.findall(r"attribute \\keep 1\n\s*wire width \d+ (?:\w+ )*\\(\w+)", text))
+    assert kept == {"dh1_x", "dh1_y", "dc26_u", "dc26_v", "dc26_w", "dc26_dc_prev"}
+    assert "keep" not in rtlil.convert(GateGradUnit(split_products=True))
+    with pytest.raises(TypeError, match="operand_copies must be a bool"):
+        GateGradUnit(operand_copies=1)
 
 
 @pytest.mark.parametrize("extreme", [False, True])
