@@ -220,8 +220,13 @@ def _build_locked(component, divisor: int, build_dir: Path, trace, progress, env
         progress(1, 2, {"step": "verilator"})
     linked = build_dir / TOP_NAME           # then renamed: only a whole build has its name
     linked.unlink(missing_ok=True)
+    # the harness copied beside the Verilog: the C++ dependencies make keeps in obj/ name only
+    # files of this directory (a cache built from a checkout elsewhere, or moved, still builds)
+    harness = build_dir / HARNESS.name
+    if not harness.exists() or harness.read_text() != HARNESS.read_text():
+        harness.write_text(HARNESS.read_text())
     cmd = ["verilator", *flags, "-j", str(os.cpu_count() or 1), "--Mdir", str(build_dir / "obj"),
-           "-o", str(linked), str(LINT_WAIVERS), str(source), str(HARNESS)]
+           "-o", str(linked), str(LINT_WAIVERS), str(source), str(harness)]
     log = build_dir / "build.log"
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, env=env)

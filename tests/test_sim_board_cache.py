@@ -222,6 +222,26 @@ def test_each_design_keeps_its_own_executable(tmp_path, monkeypatch):
     assert steps[-1] == {"step": "cached"}
 
 
+def test_the_build_compiles_a_copy_of_the_harness_in_its_directory(tmp_path, monkeypatch):
+    """Verilator is given the harness copied into the build directory, not the checkout's: the
+    C++ dependencies its make keeps in ``obj/`` then name no file outside that directory, so a
+    cache built from another checkout (or one since moved) still builds (it did not: "No rule
+    to make target .../sim/board_harness.cpp")."""
+    seen = []
+
+    def fake_verilator(cmd, cwd, env, **kw):
+        seen.append(cmd)
+        Path(cmd[cmd.index("-o") + 1]).write_text("exe")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(board_mod.subprocess, "run", fake_verilator)
+    build_sim_board(TinyBoard(), tmp_path / "b")
+    harness = (tmp_path / "b").resolve() / board_mod.HARNESS.name
+    assert seen[0][-1] == str(harness)
+    assert harness.read_text() == board_mod.HARNESS.read_text()
+    assert all(str(board_mod.HARNESS) not in arg for arg in seen[0])
+
+
 
 def test_a_directory_keeps_the_most_recently_used_executables(tmp_path, monkeypatch):
     """Designs built one after another in one directory (the link stubbed): it keeps the
