@@ -143,10 +143,10 @@ class HostLink(wiring.Component):
         # between a register and a memory)
         port = self.mem
         request = m.d.sync if self.host_stages else m.d.comb
-        request += [port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
         # (host_stages: a write's `we` straight from the writer, the cycle before its address
         # and data, for the bank to decode into a register beside each memory)
         m.d.comb += port.we.eq(wr.mem.we)
+        request += [port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
         m.d.comb += rd.mem.rdata.eq(port.rdata)
         for name in ("mem", "addr") + (("el",) if EP and not self.host_stages else ()):
             request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
