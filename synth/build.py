@@ -24,6 +24,7 @@ from ..defaults import PLACERS
 from ..hw.pll import PllClock, PllParams
 from .boards import Board, board_clock, toolchain_env
 from .brams import accelerator_memories, check_block_rams, memory_script
+from .sta import failing_paths, failing_table, rtl_name
 
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
@@ -160,7 +161,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
-    nextpnr report is always written to ``{name}.report.json``. ``outreg`` (ECP5): the block
+    nextpnr report is always written to ``{name}.report.json``, the routed design's delays to
+    ``{name}.sdf`` (:mod:`.sta`). ``outreg`` (ECP5): the block
     RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`).
     ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``). Yosys first
     runs :data:`KEEP_REGISTERS`.
@@ -175,7 +177,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
         filter(None, (KEEP_REGISTERS, overrides.get("script_after_read"))))
     env = toolchain_env(board.family, system)
     build_dir = Path(build_dir)
-    nextpnr_opts = f"--report {name}.report.json {overrides.pop('nextpnr_opts', '')}".strip()
+    nextpnr_opts = (f"--report {name}.report.json --sdf {name}.sdf "
+                    f"{overrides.pop('nextpnr_opts', '')}").strip()
     if placer is not None:
         nextpnr_opts += f" --placer {placer}"
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
@@ -225,7 +228,9 @@ def read_report(root: str | Path, family: str, name: str = "top") -> dict:
     Keys: ``lcs`` (iCE40 logic cells / ECP5 LUT slots placed), ``luts`` and ``ffs`` (from Yosys'
     cell counts), ``dsps``, ``brams``, ``sprams`` (iCE40), ``ios``, each also as
     ``<key>_available`` where nextpnr says; ``fmax_mhz`` (worst achieved over the clocks) and
-    ``fmax`` per clock with its ``constraint``.
+    ``fmax`` per clock with its ``constraint``; ``failing_paths``: the endpoints that miss the
+    tightest clock constraint, from the routed design's delays (``{name}.sdf``,
+    :func:`~.sta.failing_paths`; None without it).
     """
     root = Path(root)
     report = json.loads((root / f"{name}.report.json").read_text())
@@ -241,6 +246,10 @@ def read_report(root: str | Path, family: str, name: str = "top") -> dict:
     out["critical_path"] = critical_path(report)
     out["constant_clocks"] = constant_clocks(report)
     out["luts"], out["ffs"] = _yosys_counts(root / f"{name}.rpt", family)
+    sdf = root / f"{name}.sdf"
+    out["failing_paths"] = (failing_paths(sdf, 1000 / min(c["constraint_mhz"]
+                                                          for c in clocks.values()))
+                            if sdf.exists() and clocks else None)
     return out
 
 
@@ -275,15 +284,6 @@ def keep_raw(root: str | Path, dest: str | Path, name: str = "top") -> list[Path
     tim = root / f"{name}.tim"
     paths[2].write_text(critical_log(tim.read_text(errors="replace")) if tim.exists() else "")
     return paths
-
-
-def rtl_name(cell: str) -> str:
-    """The design's own name in a cell's: the hierarchy and the signal (or memory) Yosys named
-    it after, without the ``top.`` of the board top and the techmap's suffixes
-    (``top.backward.ew.sq_f_TRELLIS_FF_Q_1`` -> ``backward.ew.sq_f``; an instance's ``$N``
-    dropped: ``top.backward.bank$681.mem_dho.0.0`` -> ``backward.bank.mem_dho.0.0``)."""
-    name = re.split(r"_(?=[A-Z$])|\$", re.sub(r"\$\d+(?=\.)", "", cell))[0]
-    return name[len("top."):] if name.startswith("top.") else name
 
 
 def critical_path(report: dict) -> dict | None:
@@ -545,7 +545,8 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
     """One build's report: the board, every build parameter, the clock the design runs at
     (``clock_mhz``, ``clock``'s output, default the board's; ``osc_mhz`` the oscillator) and the
     tools' figures (:func:`read_report`; ``None`` where the build failed before nextpnr's
-    report). ``meets_timing``: nextpnr's Fmax is at least ``clock_mhz``."""
+    report). ``meets_timing``: nextpnr's Fmax is at least ``clock_mhz``. ``failing_paths``
+    (:func:`~.sta.failing_paths`) only where some endpoint misses the clock."""
     figures = dict(figures or {})
     clock = board_clock(board) if clock is None else clock
     pll = None if clock.bypass else {"vco_mhz": round(clock.vco_mhz, 3),
@@ -584,6 +585,8 @@ def make_report(board: Board, params: dict, baud: int, figures: dict | None, *,
     report["critical_path"] = figures.get("critical_path")
     if figures.get("constant_clocks"):
         report["constant_clocks"] = figures["constant_clocks"]
+    if (figures.get("failing_paths") or {}).get("failing"):
+        report["failing_paths"] = figures["failing_paths"]
     return report
 
 
@@ -595,6 +598,13 @@ def write_report(report: dict, out: str | Path, stem: str = "report") -> list[Pa
     paths[0].write_text(json.dumps(report, indent=1) + "\n")
     paths[1].write_text(report_markdown(report))
     return paths
+
+
+def _failing_markdown(failing: dict) -> list[str]:
+    return ["", f"Endpoints that miss the clock (the routed design's delays, nextpnr's SDF, "
+                f"`synth/sta.py`): {failing['failing']} of {failing['endpoints']}, worst slack "
+                f"{failing['worst_ns']} ns; the worst groups, by where their worst paths start "
+                f"and end:", "", failing_table(failing), ""]
 
 
 def report_markdown(report: dict) -> str:
@@ -634,6 +644,8 @@ def report_markdown(report: dict) -> str:
               *([f"Not timed: the paths of cells clocked by a constant "
                  f"({', '.join(f'`{c}`' for c in report['constant_clocks'])})."]
                 if report.get("constant_clocks") else []),
+              *(_failing_markdown(report["failing_paths"]) if report.get("failing_paths")
+                else []),
               f"Bitstream: `{report['bitstream']}`; {report['seconds']} s.", ""]
     return "\n".join(lines)
 

@@ -81,6 +81,11 @@ def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
     assert row["dsps"] == 2, f"expected 2 {dsp_cell}, report says {row['dsps']}"
     assert row["fmax_mhz"] > row["clock_mhz"] > 0
     assert 0 < row["lcs"] <= row["lcs_available"] and row["luts"] > 0 and row["ffs"] > 0
+    # synth.sta on the family's SDF: its worst path is nextpnr's critical path
+    failing = row["failing_paths"]
+    assert failing["endpoints"] > 10 and failing["failing"] == 0
+    assert 1000 / row["clock_mhz"] - failing["worst_ns"] == pytest.approx(
+        1000 / row["fmax_mhz"], abs=0.02)
 
 
 def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
@@ -92,6 +97,12 @@ def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
     log = (tmp_path / "top.tim").read_text()
     assert "Running Static placer" in log and "HeAP" not in log
     assert out["fmax_mhz"] > 0
+    # synth.sta from the build's SDF: its worst path is nextpnr's critical path
+    (clock,) = out["fmax"].values()
+    failing = out["failing_paths"]
+    assert failing["endpoints"] > 10 and failing["failing"] == 0
+    delay = 1000 / clock["constraint_mhz"] - failing["worst_ns"]
+    assert delay == pytest.approx(1000 / out["fmax_mhz"], abs=0.02)
 
 
 def test_lane_operands_stay_one_register_per_lane(tmp_path):
