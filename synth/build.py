@@ -29,7 +29,7 @@ from .sta import failing_paths, failing_table, rtl_name
 __all__ = ["BuildError", "run_build", "read_report", "synth_block", "build_params", "resolve_params",
            "check_build", "build_board", "make_report", "write_report", "boards_table",
            "saved_report", "REPORTS_DIR", "critical_path", "constant_clocks", "describe_path", "rtl_name", "critical_log", "keep_raw",
-           "PLACERS", "check_placer"]
+           "PLACERS", "check_placer", "check_seed"]
 
 # (cell in nextpnr's utilisation, report key)
 _CELLS = {
@@ -153,6 +153,12 @@ def check_placer(placer: str | None) -> None:
     """``ValueError`` unless ``placer`` is one of :data:`PLACERS` or ``None``."""
     if placer is not None and placer not in PLACERS:
         raise ValueError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+
+
+def check_seed(seed: int | None) -> None:
+    """``ValueError`` unless ``seed`` (nextpnr's ``--seed``) is a non-negative int or ``None``."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int, not {seed!r}")
 
 
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
@@ -456,7 +462,8 @@ def check_build(board: Board, params: dict, baud: int | None = None,
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
                 progress=None, name: str = "gateskip", timeout: float | None = None,
-                outreg: bool = False, placer: str | None = None) -> dict:
+                outreg: bool = False, placer: str | None = None,
+                seed: int | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
     ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
@@ -470,11 +477,14 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     registers taken into use (:mod:`.outreg`; off: on the 32-lane ``deep_stages`` netlist the
     router slowed tenfold with them, ``synth/reports/SEARCH.md``). ``placer``: nextpnr's
     (:data:`PLACERS`; ``None``: its default, heap), kept in the report as ``placer``.
+    ``seed``: nextpnr's ``--seed`` instead of the board's (``None``: the board's), kept in the
+    report as ``seed`` (the board's, or None for nextpnr's default).
     """
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
     baud = DEFAULT_BAUD if baud is None else baud
     check_placer(placer)
+    check_seed(seed)
     checked = check_build(board, params, baud, clock_mhz)
     clock = checked["clock"]
     toolchain_env(board.family, system)          # a missing tool fails here, before the build
@@ -484,7 +494,12 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
              "memory_bits_available": board.bram_bits, "placer": placer or PLACERS[0]}
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
     overrides = _memory_overrides(board.overrides, checked["memories"])
-    overrides["nextpnr_opts"] = f"--timing-allow-fail {overrides.get('nextpnr_opts', '')}".strip()
+    opts = overrides.get("nextpnr_opts", "")
+    if seed is not None:
+        opts = f"{re.sub(r'--seed [0-9]+', '', opts)} --seed {seed}"
+    overrides["nextpnr_opts"] = " ".join(f"--timing-allow-fail {opts}".split())
+    used = re.search(r"--seed ([0-9]+)", opts)
+    extra["seed"] = int(used[1]) if used else None
     t0 = time.perf_counter()
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,

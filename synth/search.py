@@ -34,8 +34,9 @@ DEFAULT_TIMEOUT = 40.0
 class Step:
     """One build of the search: the saved report's ``name``, the ``board``, the ``params``
     over the design's defaults (``gateskip.synth.build.build_params``), what it tried, the
-    clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL) and
-    nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap)."""
+    clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL),
+    nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap) and its
+    seed (``None``: the board's)."""
 
     name: str
     board: str
@@ -43,6 +44,7 @@ class Step:
     what: str = ""
     clock_mhz: float | None = None
     placer: str | None = None
+    seed: int | None = None
 
     @property
     def clock(self) -> float:
@@ -202,7 +204,7 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     try:
         report = build_board(b, params, settings["build_dir"], baud=baud, clock_mhz=clock_mhz,
                              timeout=settings["timeout_minutes"] * 60,
-                             placer=settings.get("placer"))
+                             placer=settings.get("placer"), seed=settings.get("seed"))
     except BuildError as e:
         report = e.report
     else:                              # what read_report needs again, and the critical paths
@@ -224,7 +226,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     out = Path(out)
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
-              "placer": s.placer,
+              "placer": s.placer, "seed": s.seed,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

@@ -283,6 +283,24 @@ def test_unknown_board(no_tools):
     assert "board must be one of icebreaker, ulx3s-85f, ulx3s-12f, not 'nope'" in line
 
 
+def test_a_seed_replaces_the_boards(monkeypatch, tmp_path):
+    """``build_board(seed=)``: nextpnr's ``--seed`` is the one asked (the 12F's own is 2), once;
+    a bad seed is refused before anything."""
+    seen = {}
+
+    def capture(platform, design, build_dir, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop before the tools")
+    monkeypatch.setattr(build_mod, "run_build", capture)
+    with pytest.raises(RuntimeError, match="stop before the tools"):
+        build_mod.build_board(board("ulx3s-12f"), {}, tmp_path / "b", seed=7)
+    assert "--seed 7" in seen["nextpnr_opts"] and seen["nextpnr_opts"].count("--seed") == 1
+    seen.clear()
+    with pytest.raises(ValueError, match="seed must be a non-negative int, not -1"):
+        build_mod.build_board(board("ulx3s-12f"), {}, tmp_path / "b", seed=-1)
+    assert seen == {}
+
+
 def test_a_placer_nextpnr_has_not(no_tools, tmp_path):
     line = one_line_error(run("build", "--board", "ulx3s-12f", "--placer", "sa",
                               "--out", str(tmp_path), "--no-progress"))

@@ -3,6 +3,7 @@ before any tool gives the saved report again, locally and through Ray alike, and
 runs past its time is stopped with where it was and no tool left running."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -35,6 +36,9 @@ def test_a_steps_parameters_are_its_saved_reports(name):
     assert saved["board"] == st.board
     assert saved["clock_mhz"] == st.clock
     assert saved.get("placer", "heap") == (st.placer or "heap")
+    if "seed" in saved:                 # (reports before it: the board's)
+        own = re.search(r"--seed ([0-9]+)", board(st.board).overrides.get("nextpnr_opts", ""))
+        assert saved["seed"] == (st.seed if st.seed is not None else own and int(own[1]))
     full = {**build_params(), **st.params}
     assert set(st.params) <= set(build_params())
     assert {k: full[k] for k in saved["params"]} == saved["params"]
