@@ -47,8 +47,9 @@ class HostLink(wiring.Component):
     the request on ``mem`` registered but a write's ``we``, which comes straight from the
     writer, with the write's ``el`` (as the writer holds it), the cycle before its address
     and data: a write lands a cycle after the writer makes it, as a memory bank with
-    ``deep_stages`` takes it; for a port whose read data come :func:`~.memory_bank.host_read_latency` cycles after its ``re``
-    (a memory bank with ``deep_stages``): two more cycles per word read; the executor's
+    ``deep_stages`` takes it; for a port whose read data come
+    :func:`~.memory_bank.host_read_latency` cycles after its ``re`` (a memory bank with
+    ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
     a register between the receiver and the executor (:class:`~.slice.HandOver`: no enable on
     its payload) and between the executor and the sender, each byte sent registered
