@@ -289,8 +289,6 @@ class MemoryBank(wiring.Component):
             if cfg.db_serial and name == "DB":       # word k, element g at 4k + g
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
-            # a streamed memory takes the host's writes while the run reads its other bank
-            h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
             run_rd = getattr(self, f"{name.lower()}_rd")
             rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
             rd_en = Mux(running, run_rd.en, h_sel & host.re)
@@ -307,24 +305,25 @@ class MemoryBank(wiring.Component):
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
             def all_en(en):
                 return en.replicate(len(port.en)) if len(port.en) > 1 else en
+            def host_enables(hit):
+                """The write enables of a host write ``hit``: the element's alone, or the
+                whole word's (lane_gran: every lane's)."""
+                return Mux(hit, Const(1, len(port.en)) << host.el, 0) if per_element else \
+                    all_en(hit)
             if cfg.deep_stages:
                 # `we`, `mem` (and `el`) a cycle before the write, decoded into this memory's
                 # write enables, a register beside it: the only host signal on its write
                 # enable. The run's and ZERO's muxes below pass it only while idle: idle gates
                 # only the memories without them
                 h_we = Signal(len(port.en), name=f"host_we_{name.lower()}")
-                hit = host.we & (host.mem == spec.code)
-                m.d.sync += h_we.eq(Mux(hit, Const(1, len(port.en)) << host.el, 0)
-                                    if per_element else all_en(hit))
+                m.d.sync += h_we.eq(host_enables(host.we & (host.mem == spec.code)))
                 muxed = name in self.zeroed or name in self.run_written
                 if not (spec.streamed or muxed):
                     h_we = Mux(idle, h_we, 0)
             else:
-                h_we = h_wsel & host.we
-                if per_element:                                 # the element's enable alone
-                    h_we = Mux(h_we, Const(1, len(port.en)) << host.el, 0)
-                elif lane_gran:                                 # the host writes whole words
-                    h_we = all_en(h_we)
+                # a streamed memory takes the host's writes while the run reads its other bank
+                h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
+                h_we = host_enables(h_wsel & host.we)
             if name in self.zeroed:
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_addr = self._banked(run_wr.addr, name, "wr")
