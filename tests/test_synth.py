@@ -67,6 +67,13 @@ def test_unknown_board_and_missing_tool(monkeypatch):
         toolchain_env("ice40")
 
 
+def sta_is_nextpnrs(failing, clock_mhz, fmax_mhz):
+    """synth.sta on a build's SDF (``failing_paths`` of a build that meets ``clock_mhz``): its
+    worst path is nextpnr's critical path, the delay of ``fmax_mhz``."""
+    assert failing["endpoints"] > 10 and failing["failing"] == 0
+    assert 1000 / clock_mhz - failing["worst_ns"] == pytest.approx(1000 / fmax_mhz, abs=0.02)
+
+
 @pytest.mark.parametrize("name, dsp_cell", [("icebreaker", "SB_MAC16"),
                                             ("ulx3s-12f", "MULT18X18D")])
 def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
@@ -81,11 +88,7 @@ def test_mac_array_multipliers_map_to_dsps(name, dsp_cell, tmp_path):
     assert row["dsps"] == 2, f"expected 2 {dsp_cell}, report says {row['dsps']}"
     assert row["fmax_mhz"] > row["clock_mhz"] > 0
     assert 0 < row["lcs"] <= row["lcs_available"] and row["luts"] > 0 and row["ffs"] > 0
-    # synth.sta on the family's SDF: its worst path is nextpnr's critical path
-    failing = row["failing_paths"]
-    assert failing["endpoints"] > 10 and failing["failing"] == 0
-    assert 1000 / row["clock_mhz"] - failing["worst_ns"] == pytest.approx(
-        1000 / row["fmax_mhz"], abs=0.02)
+    sta_is_nextpnrs(row["failing_paths"], row["clock_mhz"], row["fmax_mhz"])
 
 
 def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
@@ -97,12 +100,8 @@ def test_the_placer_asked_for_is_the_one_nextpnr_runs(tmp_path):
     log = (tmp_path / "top.tim").read_text()
     assert "Running Static placer" in log and "HeAP" not in log
     assert out["fmax_mhz"] > 0
-    # synth.sta from the build's SDF: its worst path is nextpnr's critical path
     (clock,) = out["fmax"].values()
-    failing = out["failing_paths"]
-    assert failing["endpoints"] > 10 and failing["failing"] == 0
-    delay = 1000 / clock["constraint_mhz"] - failing["worst_ns"]
-    assert delay == pytest.approx(1000 / out["fmax_mhz"], abs=0.02)
+    sta_is_nextpnrs(out["failing_paths"], clock["constraint_mhz"], out["fmax_mhz"])
 
 
 def test_lane_operands_stay_one_register_per_lane(tmp_path):
