@@ -12,7 +12,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["rtl_name", "read_sdf", "endpoint_slacks", "failing_paths", "failing_table"]
+__all__ = ["rtl_name", "read_sdf", "endpoint_slacks", "worst_path", "failing_paths",
+           "failing_table"]
 
 _NUM = r"\(([-\d.eE]*):([-\d.eE]*):([-\d.eE]*)\)"
 
@@ -80,9 +81,9 @@ def read_sdf(path: str | Path) -> dict:
     return {"edges": edges, "launch": launch, "setup": setup}
 
 
-def endpoint_slacks(timing: dict, period_ns: float) -> list[tuple[float, tuple, list]]:
-    """Each register input's slack at a clock of ``period_ns`` (ns), worst first, with its
-    worst path (pins from the launching register's output on)."""
+def endpoint_slacks(timing: dict, period_ns: float) -> tuple[list[tuple[float, tuple]], dict]:
+    """Each register input's slack at a clock of ``period_ns`` (ns), ``(slack, pin)`` worst
+    first, and each pin's worst predecessor (for :func:`worst_path`)."""
     edges, launch, setup = timing["edges"], timing["launch"], timing["setup"]
     fanin = defaultdict(int)
     for outs in edges.values():
@@ -98,14 +99,18 @@ def endpoint_slacks(timing: dict, period_ns: float) -> list[tuple[float, tuple, 
             fanin[nxt] -= 1
             if fanin[nxt] == 0:
                 ready.append(nxt)
-    out = []
-    for pin, s in setup.items():
-        if pin in arrival:
-            path = [pin]
-            while path[-1] in worst_from:
-                path.append(worst_from[path[-1]])
-            out.append(((period_ns * 1000 - s - arrival[pin]) / 1000, pin, path[::-1]))
-    return sorted(out, key=lambda e: e[0])
+    slacks = [((period_ns * 1000 - s - arrival[pin]) / 1000, pin)
+              for pin, s in setup.items() if pin in arrival]
+    return sorted(slacks, key=lambda e: e[0]), worst_from
+
+
+def worst_path(worst_from: dict, pin: tuple) -> list[tuple]:
+    """The worst path into ``pin`` (:func:`endpoint_slacks`' predecessors): its pins from the
+    launching register's output on."""
+    path = [pin]
+    while path[-1] in worst_from:
+        path.append(worst_from[path[-1]])
+    return path[::-1]
 
 
 def _group(cell: str) -> str:
@@ -121,21 +126,22 @@ def failing_paths(sdf: str | Path, period_ns: float, top: int = 12) -> dict:
     ``worst_ns``, ``endpoints`` (failing in the group), ``cells`` (logic cells on its worst
     path), ``routing_ns`` (of its worst path)."""
     timing = read_sdf(sdf)
-    slacks = endpoint_slacks(timing, period_ns)
-    delays = {(a, b): d for a, outs in timing["edges"].items() for b, d in outs}
+    slacks, worst_from = endpoint_slacks(timing, period_ns)
     groups = {}
-    for slack, pin, path in slacks:
+    for slack, pin in slacks:
         if slack >= 0:
             break
+        path = worst_path(worst_from, pin)
         key = (_group(path[0][0]), f"{_group(pin[0])}.{re.sub(r'[0-9]+$', '', pin[1])}")
         if key not in groups:
             cells = {c for c, _ in path[1:-1]} - {path[0][0], pin[0]}
-            routing = sum(delays[a, b] for a, b in zip(path, path[1:]) if a[0] != b[0])
+            routing = sum(dict(timing["edges"][a])[b] for a, b in zip(path, path[1:])
+                          if a[0] != b[0])
             groups[key] = {"from": key[0], "to": key[1], "worst_ns": round(slack, 3),
                            "endpoints": 0, "cells": len(cells),
                            "routing_ns": round(routing / 1000, 2)}
         groups[key]["endpoints"] += 1
-    failing = sum(s < 0 for s, *_ in slacks)
+    failing = sum(s < 0 for s, _ in slacks)
     return {"endpoints": len(slacks), "failing": failing,
             "worst_ns": round(slacks[0][0], 3) if slacks else None,
             "groups": list(groups.values())[:top]}
