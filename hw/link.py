@@ -44,10 +44,10 @@ class HostLink(wiring.Component):
     ``PING``, ``WRITE_REG``, ``READ_MEM``), 5 (``READ_REG``), more for ``WAIT`` and
     ``WRITE_MEM``; ``stages=False`` (the executor's outputs and the reader's word not
     registered, for a small device): one cycle less each. ``host_stages`` (needs ``stages``):
-    the request on ``mem`` registered but a write's ``we``, which comes straight from the
-    writer, with the write's ``el`` (as the writer holds it), the cycle before its address
-    and data: a write lands a cycle after the writer makes it, as a memory bank with
-    ``deep_stages`` takes it; for a port whose read data come
+    a read's request on ``mem`` registered, a write straight from the writer's registers
+    (``we``, ``addr``, ``wdata``, ``el``; ``mem`` registered, which the writer holds through
+    its walk): a write lands a cycle after the writer makes it, as a memory bank with
+    ``deep_stages`` takes it (decoded and registered beside each memory); for a port whose read data come
     :func:`~.memory_bank.host_read_latency` cycles after its ``re`` (a memory bank with
     ``deep_stages``): two more cycles per word read; the executor's
     command and length tests registered too (``LinkExecutor(decoded=)``, the same cycles); and
@@ -140,22 +140,25 @@ class HostLink(wiring.Component):
         # one memory port for both walkers (one transaction at a time: they never walk
         # together): the reader's address while it walks, the writer's otherwise; selected by
         # a register, so that no path runs from the link's tx through the port to the writer
-        # (host_stages: all of it registered, so that only the memory bank's own muxes lie
-        # between a register and a memory)
         port = self.mem
-        request = m.d.sync if self.host_stages else m.d.comb
-        # (host_stages: a write's `we` straight from the writer, the cycle before its address
-        # and data, for the bank to decode into a register beside each memory)
-        m.d.comb += port.we.eq(wr.mem.we)
-        request += [port.wdata.eq(wr.mem.wdata), port.re.eq(rd.mem.re)]
-        m.d.comb += rd.mem.rdata.eq(port.rdata)
-        for name in ("mem", "addr") + (("el",) if EP and not self.host_stages else ()):
-            request += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
-                                                  getattr(wr.mem, name)))
-        if EP and self.host_stages:
-            # a write's element straight from the writer's register, so that it is on the port
-            # with the write's `we` and the cycle after; a read's registered with its `re`
-            rd_el, reading = Signal.like(port.el), Signal()
-            m.d.sync += [rd_el.eq(rd.mem.el), reading.eq(rd.walking)]
-            m.d.comb += port.el.eq(Mux(reading, rd_el, wr.mem.el))
+        if not self.host_stages:
+            m.d.comb += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata),
+                         port.re.eq(rd.mem.re), rd.mem.rdata.eq(port.rdata)]
+            for name in ("mem", "addr") + (("el",) if EP else ()):
+                m.d.comb += getattr(port, name).eq(Mux(rd.walking, getattr(rd.mem, name),
+                                                       getattr(wr.mem, name)))
+            return m
+        # host_stages: a write straight from the writer's registers (`we`, `addr`, `wdata`,
+        # `el`), for the bank to decode and register beside each memory; a read's request
+        # registered (`re`, `addr`, `el`); `mem` registered for both (the writer holds it
+        # through its walk)
+        reading = Signal()
+        m.d.sync += [reading.eq(rd.walking), port.re.eq(rd.mem.re),
+                     port.mem.eq(Mux(rd.walking, rd.mem.mem, wr.mem.mem))]
+        m.d.comb += [port.we.eq(wr.mem.we), port.wdata.eq(wr.mem.wdata),
+                     rd.mem.rdata.eq(port.rdata)]
+        for name in ("addr",) + (("el",) if EP else ()):
+            held = Signal.like(getattr(port, name), name=f"read_{name}")
+            m.d.sync += held.eq(getattr(rd.mem, name))
+            m.d.comb += getattr(port, name).eq(Mux(reading, held, getattr(wr.mem, name)))
         return m

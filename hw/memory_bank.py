@@ -44,9 +44,8 @@ def mem_port_signature(addr_width: int, elements: int,
     access, memory by its :data:`~gateskip.spec.memories.MEMORIES` code. Written elements are
     truncated to the word's fields, read ones sign-extended; ``rdata`` is valid
     :func:`host_read_latency` cycles after ``re`` and holds until the next ``re``. A bank with
-    ``deep_stages`` writes the cycle after ``we``: ``we`` and ``mem`` (and ``el``) are decoded
-    then into a register beside each memory, the write's ``addr`` and ``wdata`` (and ``el``)
-    are on the port the cycle after.
+    ``deep_stages`` writes the cycle after ``we``: the write (``mem``, ``addr``, ``wdata``,
+    ``el`` with its ``we``) is decoded then into registers beside each memory.
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
     carries one element): a write changes that element alone."""
@@ -115,12 +114,15 @@ class MemoryBank(wiring.Component):
     through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
     register per memory that says which was read (``element_port``: the element picked from the
     word held into a register of 32 bits beside the memory first, a cycle more, so that the
-    words do not cross the die); and a write decoded from ``we``, ``mem`` and (``element_port``)
-    ``el`` into each memory's write enables, a register beside it, and written the cycle
-    after, with the ``addr`` and ``wdata`` (and ``el``) on the port then (the link's writer
-    gives ``we`` that cycle ahead, :class:`~.link.HostLink`'s ``host_stages``). The host's
-    accesses while ``running`` or ``zeroing`` are ignored, except its writes to the streamed
-    memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not write).
+    words do not cross the die); and a host write (``we``, ``mem``, ``addr``, ``wdata``,
+    ``el``) or ZERO's word ``zn`` decoded the cycle it comes into registers beside each memory
+    (its write enables, address, data and which of them writes) and written the cycle after:
+    only those registers and the run's write port reach the memory's (ZERO then walks one word
+    more, :attr:`zero_words`; :class:`~.link.HostLink`'s ``host_stages`` gives the port a
+    write straight from its writer). The host's accesses while ``running`` or ``zeroing`` are
+    ignored (``deep_stages``: a write whose ``we`` comes then), except its writes to the
+    streamed memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not
+    write).
 
     With several LSTM layers (``config.layers``) a layered memory holds one bank per layer,
     layer ``l`` at its ``l``-th ``layer_words``: the host addresses them all, the run's ports
@@ -207,8 +209,9 @@ class MemoryBank(wiring.Component):
         #: the run writes these one lane at a time: A and HO in a training build (the
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
-        #: words ZERO walks: the deepest memory it clears
-        self.zero_words = max(self.mem_depths[n] for n in self.zeroed)
+        #: words ZERO walks: the deepest memory it clears (``deep_stages``: and one more, as
+        #: each word is written the cycle after ``zn`` names it)
+        self.zero_words = max(self.mem_depths[n] for n in self.zeroed) + config.deep_stages
         members = {
             "host": In(mem_port_signature(self.addr_width, self.elements, config.element_port)),
             "running": In(1), "zeroing": In(1),
@@ -299,8 +302,11 @@ class MemoryBank(wiring.Component):
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
                     mem.write_port())
             host_word = Signal(shape, name=f"host_word_{name.lower()}")
+            element = host.wdata[0] if cfg.element_port else None
+            if cfg.deep_stages and cfg.element_port:    # the element registered (below)
+                element = Signal(signed(WORD_WIDTH), name=f"host_element_{name.lower()}")
             if cfg.element_port:
-                self._pack_element(m, host_word, host.wdata[0], name)
+                self._pack_element(m, host_word, element, name)
             else:
                 self._pack(m, host_word, host.wdata, self.shapes[name][0])
             def all_en(en):
@@ -311,43 +317,67 @@ class MemoryBank(wiring.Component):
                 return Mux(hit, Const(1, len(port.en)) << host.el, 0) if per_element else \
                     all_en(hit)
             if cfg.deep_stages:
-                # `we`, `mem` (and `el`) a cycle before the write, decoded into this memory's
-                # write enables, a register beside it: the only host signal on its write
-                # enable. The run's and ZERO's muxes below pass it only while idle: idle gates
-                # only the memories without them
-                h_we = Signal(len(port.en), name=f"host_we_{name.lower()}")
-                m.d.sync += h_we.eq(host_enables(host.we & (host.mem == spec.code)))
-                muxed = name in self.zeroed or name in self.run_written
-                if not (spec.streamed or muxed):
-                    h_we = Mux(idle, h_we, 0)
-            else:
+                # the host's or ZERO's write decoded into registers beside the memory and
+                # written the cycle after: only they and the run's port reach its write port
+                # (the host's while idle, as the cycle it comes in says; a streamed memory's
+                # always)
+                hit = host.we & (host.mem == spec.code)
+                if not spec.streamed:
+                    hit &= idle
+                side = Signal(name=f"side_{name.lower()}")
+                side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
+                side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
+                zero = zeroing if name in self.zeroed else Const(0)
+                if cfg.element_port:        # the element registered, then set in every slot
+                    side_word, side_data, h_data = host_word, element, host.wdata[0]
+                else:
+                    side_word = Signal(shape, name=f"side_word_{name.lower()}")
+                    side_data, h_data = side_word, host_word
+                m.d.sync += [
+                    side.eq(zero | hit),
+                    side_we.eq(Mux(zero, all_en(self.zn < depth), host_enables(hit))),
+                    side_addr.eq(Mux(zero, self.zn, h_addr)),
+                    side_data.eq(Mux(zero, 0, h_data)),
+                ]
+                if name in self.run_written:
+                    run_wr = getattr(self, f"{name.lower()}_wr")
+                    run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
+                    wr_addr = Mux(side, side_addr, self._banked(run_wr.addr, name, "wr"))
+                    wr_data = Mux(side, side_word, run_wr.data)
+                    wr_en = Mux(side, side_we, run_en)
+                else:
+                    wr_addr, wr_data, wr_en = side_addr, side_word, side_we
+                h_side = Mux(side, side_addr, h_addr)   # the single port's when not running
+            elif name in self.zeroed:
                 # a streamed memory takes the host's writes while the run reads its other bank
-                h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
-                h_we = host_enables(h_wsel & host.we)
-            if name in self.zeroed:
+                h_we = host_enables(h_sel & host.we)
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_addr = self._banked(run_wr.addr, name, "wr")
                 wr_addr = Mux(zeroing, self.zn, Mux(running, run_addr, h_addr))
                 wr_data = Mux(zeroing, 0, Mux(running, run_wr.data, host_word))
                 wr_en = Mux(zeroing, all_en(self.zn < depth),
                             Mux(running, all_en(run_wr.en), h_we))
-            elif name in self.run_written:
-                run_wr = getattr(self, f"{name.lower()}_wr")
-                run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
-                run_addr = self._banked(run_wr.addr, name, "wr")
-                wr_addr = Mux(running, run_addr, h_addr)
-                wr_data = Mux(running, run_wr.data, host_word)
-                wr_en = Mux(running, run_en, Mux(zeroing, 0, h_we))
+                h_side = Mux(zeroing, self.zn, h_addr)
             else:
-                wr_addr, wr_data, wr_en = h_addr, host_word, h_we
+                h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
+                h_we = host_enables(h_wsel & host.we)
+                if name in self.run_written:
+                    run_wr = getattr(self, f"{name.lower()}_wr")
+                    run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
+                    run_addr = self._banked(run_wr.addr, name, "wr")
+                    wr_addr = Mux(running, run_addr, h_addr)
+                    wr_data = Mux(running, run_wr.data, host_word)
+                    wr_en = Mux(running, run_en, Mux(zeroing, 0, h_we))
+                else:
+                    wr_addr, wr_data, wr_en = h_addr, host_word, h_we
+                h_side = h_addr
             if name in self.single_ported:      # one address: the write's when it writes
                 writes = Signal(name=f"writes_{name.lower()}")
                 addr = Signal(aw, name=f"addr_{name.lower()}")
                 run_addr = self._banked(run_rd.addr, name, "rd")
                 if name in self.run_written:
                     run_addr = Mux(run_wr.en, self._banked(run_wr.addr, name, "wr"), run_addr)
-                side = Mux(zeroing, self.zn, h_addr) if name in self.zeroed else h_addr
-                m.d.comb += [writes.eq(port.en.any()), addr.eq(Mux(running, run_addr, side))]
+                m.d.comb += [writes.eq(port.en.any()), addr.eq(Mux(running, run_addr, h_side))]
                 rd_addr = wr_addr = addr
                 rd_en = rd_en & ~writes
             m.d.comb += [rd[name].addr.eq(rd_addr), rd[name].en.eq(rd_en),

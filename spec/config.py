@@ -59,9 +59,10 @@ class AccelConfig:
     the multipliers (four cycles less per step), the MAC array's accumulator read (into the add from block RAM),
     the host link's executor outputs and its reader's word.
     ``deep_stages`` (needs ``timing_stages``): the further registers a fast clock needs (more
-    flip-flops): the host memory port registered on both sides (the link registers its request,
-    so a write lands a cycle later, and the memory bank each memory's read data before the host
-    read mux, so a host read's data come two cycles after the bank sees it, three after the
+    flip-flops): the host memory port registered on both sides (the link registers its read
+    requests and the memory bank each host or ZERO write beside the memory, so a write lands a
+    cycle later and ZERO takes a cycle more, and each memory's read data before the host read
+    mux, so a host read's data come two cycles after the bank sees it, three after the
     link's reader asks), a queue between the fetch stage and the gate-gradient unit (the unit's
     stall no longer reaches the fetch's reads; its beats offered from a register), the fetch's
     read data registered and its lane select split by a register, a register slice before the

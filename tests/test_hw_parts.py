@@ -321,9 +321,10 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
 
 @pytest.mark.parametrize("element_port", [False, True])
 def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
-    """``deep_stages``: a host write's ``we`` (with its ``mem`` and ``el``) a cycle before its
-    address and data; host reads one a cycle, each of another memory (and element), each
-    read's data :func:`host_read_latency` cycles after its ``re`` (3 with ``element_port``)."""
+    """``deep_stages``: a host write decoded from the port in its ``we`` cycle and written the
+    cycle after (what the port carries then does not count); host reads one a cycle, each of
+    another memory (and element), each read's data :func:`host_read_latency` cycles after its
+    ``re`` (3 with ``element_port``)."""
     cfg = AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=2, deep_stages=True,
                       element_port=element_port, forwarding=False)
     dut = MemoryBank(cfg)
@@ -341,25 +342,24 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
             v = [int(rng.integers(-(1 << (w - 1)), 1 << (w - 1))) for w in widths]
             written[name] = v
             for e in range(per) if element_port else [None]:
-                # `we` with `mem` and `el`, the address and data the cycle after; what the
-                # others are in each of the two cycles does not count
+                # `we` with `mem`, `addr`, `el` and the data; the cycle after, the port
+                # carries another write's but no `we`
                 ctx.set(host.mem, MEMORIES[name].code)
-                ctx.set(host.addr, 0)
-                for i in range(len(host.wdata)):
-                    ctx.set(host.wdata[i], -1)
-                if element_port:
-                    ctx.set(host.el, e)
-                ctx.set(host.we, 1)
-                await ctx.tick()
-                ctx.set(host.we, 0)
-                ctx.set(host.mem, 0)
                 ctx.set(host.addr, 1)
                 if element_port:
-                    ctx.set(host.el, (e + 1) % per)
+                    ctx.set(host.el, e)
                     ctx.set(host.wdata[0], v[e])
                 else:
                     for i, x in enumerate(v):
                         ctx.set(host.wdata[i], x)
+                ctx.set(host.we, 1)
+                await ctx.tick()
+                ctx.set(host.we, 0)
+                ctx.set(host.addr, 0)
+                for i in range(len(host.wdata)):
+                    ctx.set(host.wdata[i], -1)
+                if element_port:
+                    ctx.set(host.el, (e + 1) % per)
                 await ctx.tick()
             reads += [(name, e) for e in (range(per) if element_port else [None])]
         order = [reads[i] for i in rng.permutation(len(reads))]
