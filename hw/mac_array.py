@@ -113,7 +113,9 @@ class MacArray(wiring.Component):
     drove all L multipliers across the die (32 lanes on the ECP5-85F: 4.43 ns of routing on the
     critical path). The copies' signals are marked ``keep``, which the build turns into a
     ``keep`` on their registers (:func:`gateskip.synth.build.run_build`), else Yosys would merge
-    them back into one. Same cycles.
+    them back into one. The row register is then reset-less (data), so that with the products'
+    registers the copies and it can become each ECP5 ``MULT18X18D``'s own input and output
+    registers (:mod:`gateskip.synth.multreg`). Same cycles.
 
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
@@ -308,7 +310,8 @@ class MacArray(wiring.Component):
                      addrr.eq(issued.addr)]
         if self.tail < L:                # only a partial last word needs to know it is last
             m.d.sync += lastr.eq(issued.last)
-        rows = Signal(self.operand_word, reset_less=dsp_registers)
+        # (lane_operands: reset-less too, data, for an ECP5 multiplier's input register)
+        rows = Signal(self.operand_word, reset_less=dsp_registers or self.lane_operands)
         for l in range(L):
             row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
             if l >= self.tail:           # lane beyond K in the last word: product 0, no change

@@ -133,14 +133,14 @@ def _memory_overrides(overrides: dict, mems) -> dict:
     return {**overrides, "script_after_read": script} if script else dict(overrides)
 
 
-def with_outreg(script: str, name: str) -> str:
-    """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` run on ``{name}.json`` right
-    after Yosys writes it."""
+def with_outreg(script: str, name: str, passes=("outreg",)) -> str:
+    """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` (or each of ``passes``, modules
+    of :mod:`gateskip.synth`, in order) run on ``{name}.json`` right after Yosys writes it."""
     yosys = next((line for line in script.splitlines() if line.startswith('"$YOSYS"')), None)
     if yosys is None:
         raise ValueError("the build script runs no Yosys")
-    return script.replace(yosys, f'{yosys}\n"{sys.executable}" -m gateskip.synth.outreg '
-                                 f'{name}.json', 1)
+    runs = "".join(f'\n"{sys.executable}" -m gateskip.synth.{p} {name}.json' for p in passes)
+    return script.replace(yosys, f"{yosys}{runs}", 1)
 
 
 #: Yosys, before synthesis: a register whose output signal is marked ``keep`` is kept too, so
@@ -163,13 +163,15 @@ def check_seed(seed: int | None) -> None:
 
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
               name: str = "top", progress=None, timeout: float | None = None,
-              outreg: bool = False, placer: str | None = None, **overrides) -> Path:
+              outreg: bool = False, multreg: bool = False, placer: str | None = None,
+              **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``, the routed design's delays to
     ``{name}.sdf`` (:mod:`.sta`). ``outreg`` (ECP5): the block
-    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`).
+    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`);
+    ``multreg`` (ECP5): the multipliers' input and output registers (:mod:`.multreg`).
     ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``). Yosys first
     runs :data:`KEEP_REGISTERS`.
     ``progress(stage)`` is called with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as
@@ -188,9 +190,10 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     if placer is not None:
         nextpnr_opts += f" --placer {placer}"
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
-    if outreg and board.family == "ecp5":
+    passes = [p for p, on in (("outreg", outreg), ("multreg", multreg)) if on]
+    if passes and board.family == "ecp5":
         script = f"{plan.script}.sh"
-        plan.files[script] = with_outreg(plan.files[script], name)
+        plan.files[script] = with_outreg(plan.files[script], name, passes)
     root = Path(plan.extract(build_dir))
     log_path = root / "build.log"
     order = ["yosys", "nextpnr", "pack"]
@@ -462,7 +465,7 @@ def check_build(board: Board, params: dict, baud: int | None = None,
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
                 progress=None, name: str = "gateskip", timeout: float | None = None,
-                outreg: bool = False, placer: str | None = None,
+                outreg: bool = False, multreg: bool = False, placer: str | None = None,
                 seed: int | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
@@ -475,7 +478,9 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
     ``timeout`` seconds pass (:func:`run_build`). ``outreg``: the ECP5 block RAMs' output
     registers taken into use (:mod:`.outreg`; off: on the 32-lane ``deep_stages`` netlist the
-    router slowed tenfold with them, ``synth/reports/SEARCH.md``). ``placer``: nextpnr's
+    router slowed tenfold with them, ``synth/reports/SEARCH.md``). ``multreg``: the ECP5
+    multipliers' registers taken into use (:mod:`.multreg`), kept in the report as ``multreg``
+    (where on). ``placer``: nextpnr's
     (:data:`PLACERS`; ``None``: its default, heap), kept in the report as ``placer``.
     ``seed``: nextpnr's ``--seed`` instead of the board's (``None``: the board's), kept in the
     report as ``seed`` (the board's, or None for nextpnr's default).
@@ -492,6 +497,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     full = {**build_params(), **params}
     extra = {"memory_bits": checked["memory_bits"],
              "memory_bits_available": board.bram_bits, "placer": placer or PLACERS[0]}
+    if multreg:
+        extra["multreg"] = True
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
     overrides = _memory_overrides(board.overrides, checked["memories"])
     opts = overrides.get("nextpnr_opts", "")
@@ -504,7 +511,7 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
                          progress=progress, timeout=timeout,
-                         outreg=outreg, placer=placer, **overrides)
+                         outreg=outreg, multreg=multreg, placer=placer, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,

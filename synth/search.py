@@ -36,7 +36,8 @@ class Step:
     over the design's defaults (``gateskip.synth.build.build_params``), what it tried, the
     clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL),
     nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap) and its
-    seed (``None``: the board's)."""
+    seed (``None``: the board's), and whether the ECP5 multipliers' registers are taken into use
+    (``multreg``, :mod:`gateskip.synth.multreg`)."""
 
     name: str
     board: str
@@ -45,6 +46,7 @@ class Step:
     clock_mhz: float | None = None
     placer: str | None = None
     seed: int | None = None
+    multreg: bool = False
 
     @property
     def clock(self) -> float:
@@ -204,7 +206,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
     try:
         report = build_board(b, params, settings["build_dir"], baud=baud, clock_mhz=clock_mhz,
                              timeout=settings["timeout_minutes"] * 60,
-                             placer=settings.get("placer"), seed=settings.get("seed"))
+                             placer=settings.get("placer"), seed=settings.get("seed"),
+                             multreg=settings.get("multreg", False))
     except BuildError as e:
         report = e.report
     else:                              # what read_report needs again, and the critical paths
@@ -226,7 +229,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     out = Path(out)
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
-              "placer": s.placer, "seed": s.seed,
+              "placer": s.placer, "seed": s.seed, "multreg": s.multreg,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]
