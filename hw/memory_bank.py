@@ -3,7 +3,7 @@
 import operator
 from functools import reduce
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
@@ -12,7 +12,7 @@ from amaranth.utils import ceil_log2
 from ..spec.config import WORD_WIDTH, AccelConfig
 from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
 
-__all__ = ["MemoryBank", "host_read_latency", "mem_port_signature", "port_elements",
+__all__ = ["MemoryBank", "PICK_GROUP", "host_read_latency", "mem_port_signature", "port_elements",
            "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
 
 #: the memories ``AccelConfig.spram`` puts behind a single port (the largest two: weights and
@@ -31,11 +31,16 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
     return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
 
 
+#: elements of a word a bank with ``deep_stages`` and ``element_port`` picks the host's element
+#: from in its first stage, into a register per group beside them; the group the next
+PICK_GROUP = 4
+
+
 def host_read_latency(staged: bool, element_port: bool = False) -> int:
     """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or 2 when the memories' read
-    data are registered before the host read mux (``AccelConfig.deep_stages``), 3 when the
-    element read is registered too (``deep_stages`` with ``element_port``)."""
-    return 1 + (1 + bool(element_port) if staged else 0)
+    data are registered before the host read mux (``AccelConfig.deep_stages``), 4 when the
+    element is picked from them in two more stages (``deep_stages`` with ``element_port``)."""
+    return 1 + ((1 + 2 * bool(element_port)) if staged else 0)
 
 
 def mem_port_signature(addr_width: int, elements: int,
@@ -392,26 +397,37 @@ class MemoryBank(wiring.Component):
         if cfg.deep_stages:
             # the word read, registered the cycle it arrives, and beside it which memory it
             # came from, one register per memory: the mux is an AND-OR of registers
-            # (element_port: the element picked from that register into another, a mux tree
-            # over the word's elements beside the memory, so only 32 bits cross the die)
-            read, picking = Signal(), Signal()
-            m.d.sync += [read.eq(host.re), picking.eq(read)]
+            # (element_port: the element picked from that register in two stages, each of
+            # PICK_GROUP elements into a register beside them, then the group, so only 32 bits
+            # cross the die, and no select reaches across it)
+            read, picking, grouped = Signal(), Signal(), Signal()
+            m.d.sync += [read.eq(host.re), picking.eq(read), grouped.eq(picking)]
             words = []
             for name in self.memories:
                 chosen = Signal(name=f"host_chosen_{name.lower()}")
                 hit = rd_code == MEMORIES[name].code
                 if cfg.element_port:        # `chosen` follows its word through the pick
                     seen = Signal(name=f"host_seen_{name.lower()}")
-                    # the element of the word held: a register per memory (its mux's select),
-                    # loaded only when its memory is read, so that no two are alike (Yosys
-                    # would merge them into one select of every memory's mux)
-                    pick_el = Signal.like(rd_el, name=f"host_pick_el_{name.lower()}")
+                    seen_2 = Signal(name=f"host_seen2_{name.lower()}")
+                    # the element of the word held: registers per memory and group (the
+                    # selects of its muxes), loaded only when its memory is read, so that no
+                    # two are alike (Yosys would merge them into one select of every mux)
+                    n = (self.mem_shapes[name].length
+                         if isinstance(self.mem_shapes[name], data.ArrayLayout) else 1)
+                    groups = -(-n // PICK_GROUP)
+                    pick_el = [Signal.like(rd_el, name=f"host_pick_el_{name.lower()}_{g}",
+                                           attrs={"keep": 1} if groups > 1 else {})
+                               for g in range(groups)]
+                    group = Signal(range(max(2, groups)), name=f"host_group_{name.lower()}")
                     with m.If(read):
                         m.d.sync += seen.eq(hit)
                     with m.If(read & hit):
-                        m.d.sync += pick_el.eq(rd_el)
+                        m.d.sync += [p.eq(rd_el) for p in pick_el]
                     with m.If(picking):
-                        m.d.sync += chosen.eq(seen)
+                        m.d.sync += [seen_2.eq(seen),
+                                     group.eq(pick_el[0] >> ceil_log2(PICK_GROUP) if groups > 1 else 0)]
+                    with m.If(grouped):
+                        m.d.sync += chosen.eq(seen_2)
                 else:
                     with m.If(read):
                         m.d.sync += chosen.eq(hit)
@@ -423,8 +439,17 @@ class MemoryBank(wiring.Component):
                         m.d.sync += held.eq(rd[name].data)
                 word = Signal(host.rdata.shape(), name=f"host_word_read_{name.lower()}")
                 if cfg.element_port:
-                    with m.If(picking):
-                        m.d.sync += word[0].eq(self._pick(held, pick_el, self.mem_shapes[name]))
+                    picks = []
+                    for g in range(groups):
+                        pick = Signal(signed(len(word[0])),
+                                      name=f"host_pick_{name.lower()}_{g}")
+                        with m.If(picking):
+                            m.d.sync += pick.eq(self._pick(
+                                held, pick_el[g], self.mem_shapes[name], g * PICK_GROUP,
+                                PICK_GROUP))
+                        picks.append(pick)
+                    with m.If(grouped):
+                        m.d.sync += word[0].eq(Array(picks)[group] if groups > 1 else picks[0])
                 else:
                     self._unpack_any(m, word, held, rd_el, name)
                 words.append(Mux(chosen, word.as_value(), 0))
@@ -457,13 +482,18 @@ class MemoryBank(wiring.Component):
         return out
 
     @staticmethod
-    def _pick(word, el, shape):
+    def _pick(word, el, shape, first: int = 0, count: int | None = None):
         """Element ``el`` of an element-port memory word, signed: a mux tree over the elements
-        (``el`` below their count)."""
+        (``el`` below their count); with ``count``, over the ``count`` elements from ``first``
+        on, by the low bits of ``el`` (``count`` a power of 2)."""
         if not isinstance(shape, data.ArrayLayout):
             return word
         width = Shape.cast(shape.elem_shape).width
-        return word.as_value().word_select(el, width).as_signed()
+        value = word.as_value()
+        if count is not None:
+            value = value[first * width:(first + count) * width]
+            el = el[:ceil_log2(count)] if count > 1 else 0
+        return value.word_select(el, width).as_signed()
 
     def _banked(self, addr, name: str, side: str):
         """A run port's address in ``name``'s memory: in the bank of layer ``rd_layer`` (reads)
