@@ -117,7 +117,8 @@ class Backward(wiring.Component):
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram,
                               read_latency=2 if self.bank.registered_reads else 1,
-                              lane_operands=c.deep_stages)
+                              lane_operands=c.deep_stages,
+                              da_depth=self.bank.ports["DA"][1] if c.deep_stages else None)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
@@ -278,10 +279,14 @@ class Backward(wiring.Component):
         m.d.comb += [bank.dc_wr.addr.eq(ctl.dc_base + k_out), bank.dc_wr.en.eq(ew_fire),
                      bank.dc_wr.data.eq(ew.o.payload.dc_prev)]
 
-        # the array's memory ports: A and DA relative to the step's vectors
+        # the array's memory ports: A and DA relative to the step's vectors (deep_stages: DA's
+        # base added by the array as it issues a word)
         wire_ports(m, arr, {n: getattr(bank, n) for n in ("a_rd", "w_rd", "dw_rd", "da_rd",
                                                           "dw_wr", "da_wr")},
+                   {"a": ctl.vec_base} if arr.da_depth else
                    {"a": ctl.vec_base, "da": ctl.vec_base})
+        if arr.da_depth:
+            m.d.comb += arr.da_base.eq(ctl.vec_base)
 
         # a step ends when everything behind the fetch is idle (deep_stages: seen a cycle late,
         # from a register, so that no unit's busy reaches the controller's counters; safe as

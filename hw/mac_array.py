@@ -117,6 +117,11 @@ class MacArray(wiring.Component):
     registers the copies and it can become each ECP5 ``MULT18X18D``'s own input and output
     registers (:mod:`gateskip.synth.multreg`). Same cycles.
 
+    ``da_depth``: the ``da`` ports address that many words, the array's ``C`` from ``da_base``
+    on (an input, held while the array is busy), added as a word is issued, so that no adder
+    lies between the array's address registers and ``DA``'s ports (``wire_ports`` adds a base
+    on the way to them). Same cycles.
+
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
     cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
@@ -157,8 +162,14 @@ class MacArray(wiring.Component):
                  counter_width: int = COUNTER_WIDTH, forwarding: bool = True,
                  dsp_counters: bool = False,
                  staged_read: bool = True, single_port_dw: bool = False,
-                 read_latency: int = 1, lane_operands: bool = False):
+                 read_latency: int = 1, lane_operands: bool = False,
+                 da_depth: int | None = None):
         self.check_parameters(lanes, k, rows, formats)
+        if da_depth is not None and (isinstance(da_depth, bool) or not isinstance(da_depth, int)
+                                     or da_depth < 2):
+            raise ValueError(f"da_depth must be None or an int of at least 2, not {da_depth!r}")
+        #: the words the ``da`` ports address from ``da_base`` on (``None``: ``C``, no base)
+        self.da_depth = da_depth
         if read_latency not in (1, 2) or isinstance(read_latency, bool):
             raise ValueError(f"read_latency must be 1 or 2, not {read_latency!r}")
         if read_latency == 2 and (forwarding or not staged_read or single_port_dw):
@@ -195,20 +206,23 @@ class MacArray(wiring.Component):
             "use": Use,
         })
         vec, mat = self.vec_addr_width, self.mat_addr_width
+        da = vec if da_depth is None else ceil_log2(da_depth)
+        based = {} if da_depth is None else {"da_base": In(range(da_depth))}
         super().__init__({
             "cmd": In(stream.Signature(self.cmd_layout)),
             "a_rd": In(ReadPort.Signature(addr_width=vec, shape=self.operand_word)),
             "w_rd": In(ReadPort.Signature(addr_width=mat, shape=self.operand_word)),
             "dw_rd": In(ReadPort.Signature(addr_width=mat, shape=self.dw_word)),
             "dw_wr": In(WritePort.Signature(addr_width=mat, shape=self.dw_word)),
-            "da_rd": In(ReadPort.Signature(addr_width=vec, shape=self.da_word)),
-            "da_wr": In(WritePort.Signature(addr_width=vec, shape=self.da_word)),
+            "da_rd": In(ReadPort.Signature(addr_width=da, shape=self.da_word)),
+            "da_wr": In(WritePort.Signature(addr_width=da, shape=self.da_word)),
             "busy": Out(1),
             "issue": Out(1),
             "clear": In(1),
             "beats": Out(unsigned(counter_width)),
             "macs": Out(unsigned(counter_width)),
             "commands": Out(unsigned(counter_width)),
+            **based,
         })
 
     def elaborate(self, platform):
@@ -294,10 +308,14 @@ class MacArray(wiring.Component):
         # the accumulator word down the pipeline: a da word's c, a dW word's matrix address
         # (single_port_dw: c too, the matrix address going its own way to the write-back)
         pipe_aw = max(1, self.vec_addr_width) if self.single_port_dw else seq.aw
+        da_word = seq.c                 # the da word issued (da_depth: from da_base on)
+        if self.da_depth is not None:
+            pipe_aw = max(pipe_aw, ceil_log2(self.da_depth))
+            da_word = (self.da_base + seq.c)[:ceil_log2(self.da_depth)]
         addrr = Signal(pipe_aw)
         issued = SimpleNamespace(
             v=seq.accumulates, ph=seq.phase, s=seq.s0, last=seq.c == C - 1,
-            addr=seq.c if self.single_port_dw else Mux(seq.phase, seq.c, seq.mat_addr))
+            addr=da_word if self.single_port_dw else Mux(seq.phase, da_word, seq.mat_addr))
         if self.read_latency == 2:      # stage Q: the row on its way through the read register
             q = SimpleNamespace(v=Signal(), ph=Signal(), s=Signal.like(sr),
                                 last=Signal(), addr=Signal(pipe_aw))

@@ -37,10 +37,11 @@ PICK_GROUP = 4
 
 
 def host_read_latency(staged: bool, element_port: bool = False) -> int:
-    """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or 2 when the memories' read
-    data are registered before the host read mux (``AccelConfig.deep_stages``), 4 when the
-    element is picked from them in two more stages (``deep_stages`` with ``element_port``)."""
-    return 1 + ((1 + 2 * bool(element_port)) if staged else 0)
+    """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or with
+    ``AccelConfig.deep_stages`` 3 (the read decoded into registers beside each memory, then its
+    read data registered before the host read mux), 5 with ``element_port`` (the element picked
+    from those registers in two more stages)."""
+    return 1 + ((2 + 2 * bool(element_port)) if staged else 0)
 
 
 def mem_port_signature(addr_width: int, elements: int,
@@ -298,8 +299,18 @@ class MemoryBank(wiring.Component):
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
             run_rd = getattr(self, f"{name.lower()}_rd")
-            rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
-            rd_en = Mux(running, run_rd.en, h_sel & host.re)
+            if cfg.deep_stages:
+                # the host's read decoded into registers beside the memory and read the cycle
+                # after: only they, the run's port and `running` (some units read every
+                # cycle) reach its read port
+                h_re = Signal(name=f"host_re_{name.lower()}")
+                h_raddr = Signal.like(h_addr, name=f"host_raddr_{name.lower()}")
+                m.d.sync += [h_re.eq(h_sel & host.re), h_raddr.eq(h_addr)]
+                rd_addr = Mux(h_re, h_raddr, self._banked(run_rd.addr, name, "rd"))
+                rd_en = h_re | (run_rd.en & running)
+            else:
+                rd_addr = Mux(running, self._banked(run_rd.addr, name, "rd"), h_addr)
+                rd_en = Mux(running, run_rd.en, h_sel & host.re)
             read_out[name] = self._read_out(m, rd[name].data, name, f"read_{name.lower()}")
             m.d.comb += run_rd.data.eq(read_out[name])
             per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
@@ -352,7 +363,7 @@ class MemoryBank(wiring.Component):
                     wr_en = Mux(side, side_we, run_en)
                 else:
                     wr_addr, wr_data, wr_en = side_addr, side_word, side_we
-                h_side = Mux(side, side_addr, h_addr)   # the single port's when not running
+                h_side = Mux(side, side_addr, h_raddr)  # the single port's when not running
             elif name in self.zeroed:
                 # a streamed memory takes the host's writes while the run reads its other bank
                 h_we = host_enables(h_sel & host.we)
@@ -400,8 +411,14 @@ class MemoryBank(wiring.Component):
             # (element_port: the element picked from that register in two stages, each of
             # PICK_GROUP elements into a register beside them, then the group, so only 32 bits
             # cross the die, and no select reaches across it)
-            read, picking, grouped = Signal(), Signal(), Signal()
-            m.d.sync += [read.eq(host.re), picking.eq(read), grouped.eq(picking)]
+            # (the memory and element asked for, a cycle later with the decode's read)
+            asked, read, picking, grouped = Signal(), Signal(), Signal(), Signal()
+            m.d.sync += [asked.eq(host.re), read.eq(asked), picking.eq(read),
+                         grouped.eq(picking)]
+            code_1, el_1 = rd_code, rd_el
+            rd_code, rd_el = Signal.like(code_1), Signal.like(el_1)
+            with m.If(asked):
+                m.d.sync += [rd_code.eq(code_1), rd_el.eq(el_1)]
             words = []
             for name in self.memories:
                 chosen = Signal(name=f"host_chosen_{name.lower()}")

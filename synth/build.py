@@ -135,11 +135,13 @@ def _memory_overrides(overrides: dict, mems) -> dict:
 
 def with_outreg(script: str, name: str, passes=("outreg",)) -> str:
     """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` (or each of ``passes``, modules
-    of :mod:`gateskip.synth`, in order) run on ``{name}.json`` right after Yosys writes it."""
+    of :mod:`gateskip.synth`, each with its options: ``"outreg --memory DW"``, in order) run on
+    ``{name}.json`` right after Yosys writes it."""
     yosys = next((line for line in script.splitlines() if line.startswith('"$YOSYS"')), None)
     if yosys is None:
         raise ValueError("the build script runs no Yosys")
-    runs = "".join(f'\n"{sys.executable}" -m gateskip.synth.{p} {name}.json' for p in passes)
+    runs = "".join(f'\n"{sys.executable}" -m gateskip.synth.{p.split()[0]} {name}.json'
+                   + "".join(f" {o}" for o in p.split()[1:]) for p in passes)
     return script.replace(yosys, f"{yosys}{runs}", 1)
 
 
@@ -163,14 +165,15 @@ def check_seed(seed: int | None) -> None:
 
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
               name: str = "top", progress=None, timeout: float | None = None,
-              outreg: bool = False, multreg: bool = False, placer: str | None = None,
-              **overrides) -> Path:
+              outreg: bool | tuple = False, multreg: bool = False,
+              placer: str | None = None, **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
     nextpnr report is always written to ``{name}.report.json``, the routed design's delays to
     ``{name}.sdf`` (:mod:`.sta`). ``outreg`` (ECP5): the block
-    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`);
+    RAMs' output registers taken into use between Yosys and nextpnr (:mod:`.outreg`; a tuple of
+    memory names: theirs alone);
     ``multreg`` (ECP5): the multipliers' input and output registers (:mod:`.multreg`).
     ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``). Yosys first
     runs :data:`KEEP_REGISTERS`.
@@ -190,7 +193,9 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     if placer is not None:
         nextpnr_opts += f" --placer {placer}"
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
-    passes = [p for p, on in (("outreg", outreg), ("multreg", multreg)) if on]
+    outreg_pass = "outreg" + ("" if outreg is True else
+                              "".join(f" --memory {n}" for n in outreg or ()))
+    passes = [p for p, on in ((outreg_pass, outreg), ("multreg", multreg)) if on]
     if passes and board.family == "ecp5":
         script = f"{plan.script}.sh"
         plan.files[script] = with_outreg(plan.files[script], name, passes)
@@ -465,8 +470,8 @@ def check_build(board: Board, params: dict, baud: int | None = None,
 def build_board(board: Board, params: dict | None = None, out: str | Path | None = None, *,
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
                 progress=None, name: str = "gateskip", timeout: float | None = None,
-                outreg: bool = False, multreg: bool = False, placer: str | None = None,
-                seed: int | None = None) -> dict:
+                outreg: bool | tuple = False, multreg: bool = False,
+                placer: str | None = None, seed: int | None = None) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
     ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
@@ -478,7 +483,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     after placement as ``placement_fmax_mhz`` where it got that far) when a tool fails or
     ``timeout`` seconds pass (:func:`run_build`). ``outreg``: the ECP5 block RAMs' output
     registers taken into use (:mod:`.outreg`; off: on the 32-lane ``deep_stages`` netlist the
-    router slowed tenfold with them, ``synth/reports/SEARCH.md``). ``multreg``: the ECP5
+    router slowed tenfold with them, ``synth/reports/SEARCH.md``; a tuple of memory names: only
+    theirs), kept in the report as ``outreg`` (where on). ``multreg``: the ECP5
     multipliers' registers taken into use (:mod:`.multreg`), kept in the report as ``multreg``
     (where on). ``placer``: nextpnr's
     (:data:`PLACERS`; ``None``: its default, heap), kept in the report as ``placer``.
@@ -499,6 +505,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
              "memory_bits_available": board.bram_bits, "placer": placer or PLACERS[0]}
     if multreg:
         extra["multreg"] = True
+    if outreg:
+        extra["outreg"] = True if outreg is True else list(outreg)
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
     overrides = _memory_overrides(board.overrides, checked["memories"])
     opts = overrides.get("nextpnr_opts", "")

@@ -19,7 +19,7 @@ Then ``REGMODE_A`` and ``REGMODE_B`` become ``OUTREG`` (as Lattice's tools set a
 cycle after the block's own read, as they came out of the flip-flops: the same cycles. A block
 any of whose outputs fails a test is left as it is.
 
-    python -m gateskip.synth.outreg BUILD_DIR/gateskip.json     (rewrites it in place)
+    python -m gateskip.synth.outreg BUILD_DIR/gateskip.json [--memory DW ...]   (in place)
 """
 
 from __future__ import annotations
@@ -40,9 +40,13 @@ def _const(bits, value: str) -> bool:
     return not bits or all(b == value for b in bits)
 
 
-def absorb(netlist: dict) -> dict:
+def absorb(netlist: dict, memories=None) -> dict:
     """Move the flip-flops after each qualifying ``DP16KD`` into it (see the module's doc), in
-    place; returns ``{"blocks": n, "flip_flops": m}``: the blocks changed, the flip-flops gone."""
+    place; returns ``{"blocks": n, "flip_flops": m}``: the blocks changed, the flip-flops gone.
+    ``memories``: only the blocks of those memories (``MemoryBank`` names, ``("DW",)``: the
+    cells named ``....mem_dw.<i>.<j>``), else all."""
+    only = None if memories is None else re.compile(
+        r"\.mem_(%s)\." % "|".join(re.escape(n.lower()) for n in memories))
     top = next(m for m in netlist["modules"].values() if m.get("attributes", {}).get("top"))
     cells = top["cells"]
     sinks = defaultdict(list)
@@ -54,7 +58,7 @@ def absorb(netlist: dict) -> dict:
                         sinks[b].append((name, port))
     changed = gone = 0
     for name, cell in list(cells.items()):
-        if cell["type"] != "DP16KD":
+        if cell["type"] != "DP16KD" or (only is not None and not only.search(name)):
             continue
         p, conn = cell["parameters"], cell["connections"]
         if (p.get("REGMODE_A", "NOREG"), p.get("REGMODE_B", "NOREG")) != ("NOREG", "NOREG"):
@@ -105,6 +109,8 @@ def main(argv=None) -> int:
                                  description="Move the flip-flops after ECP5 block RAMs into "
                                              "their output registers (REGMODE OUTREG).")
     ap.add_argument("netlist", help="a synth_ecp5 JSON netlist, rewritten in place")
+    ap.add_argument("--memory", action="append", metavar="NAME",
+                    help="only the block RAMs of this memory (repeatable; default: all)")
     args = ap.parse_args(argv)
     path = Path(args.netlist)
     try:
@@ -112,7 +118,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {path}: {e}", file=sys.stderr)
         return 1
-    stats = absorb(netlist)
+    stats = absorb(netlist, args.memory)
     path.write_text(json.dumps(netlist))
     print(f"outreg: {stats['blocks']} DP16KD given their output register, "
           f"{stats['flip_flops']} flip-flops moved into them")

@@ -37,7 +37,8 @@ class Step:
     clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL),
     nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap) and its
     seed (``None``: the board's), and whether the ECP5 multipliers' registers are taken into use
-    (``multreg``, :mod:`gateskip.synth.multreg`)."""
+    (``multreg``, :mod:`gateskip.synth.multreg`) and which memories' block RAM output registers
+    (``outreg``: ``()`` none, else a tuple of names, :mod:`gateskip.synth.outreg`)."""
 
     name: str
     board: str
@@ -47,6 +48,7 @@ class Step:
     placer: str | None = None
     seed: int | None = None
     multreg: bool = False
+    outreg: tuple = ()
 
     @property
     def clock(self) -> float:
@@ -207,7 +209,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
         report = build_board(b, params, settings["build_dir"], baud=baud, clock_mhz=clock_mhz,
                              timeout=settings["timeout_minutes"] * 60,
                              placer=settings.get("placer"), seed=settings.get("seed"),
-                             multreg=settings.get("multreg", False))
+                             multreg=settings.get("multreg", False),
+                             outreg=tuple(settings.get("outreg", ())))
     except BuildError as e:
         report = e.report
     else:                              # what read_report needs again, and the critical paths
@@ -230,6 +233,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
               "placer": s.placer, "seed": s.seed, "multreg": s.multreg,
+              "outreg": list(s.outreg),
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

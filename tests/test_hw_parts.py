@@ -324,13 +324,13 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
     """``deep_stages``: a host write decoded from the port in its ``we`` cycle and written the
     cycle after (what the port carries then does not count); host reads one a cycle, each of
     another memory (and element), each read's data :func:`host_read_latency` cycles after its
-    ``re`` (4 with ``element_port``: 6 lanes, the element picked in a group of
+    ``re`` (5 with ``element_port``: 6 lanes, the element picked in a group of
     :data:`PICK_GROUP`, a whole and a partial one, then the group)."""
     cfg = AccelConfig(hidden=5, inputs=2, lanes=6, max_seq=2, max_batch=2, deep_stages=True,
                       element_port=element_port, forwarding=False)
     dut = MemoryBank(cfg)
     latency = host_read_latency(True, element_port)
-    assert latency == 2 + 2 * element_port
+    assert latency == 3 + 2 * element_port
     assert PICK_GROUP < cfg.lanes < 2 * PICK_GROUP
     mems = built(cfg)
     rng = np.random.default_rng(2)
