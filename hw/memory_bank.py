@@ -115,12 +115,15 @@ class MemoryBank(wiring.Component):
     ``zeroing`` the write ports of the memories the backward writes write 0 at word ``zn``
     (words beyond a memory's depth are left alone); otherwise the host port ``host``
     (:func:`mem_port_signature`), whose read data are valid the cycle after ``re``, or with
-    ``config.deep_stages`` the cycle after that, each memory's read data going first into a
-    register of its own (nothing after the block RAM but that register) and only from there
-    through the host read mux (:func:`host_read_latency`), an AND-OR of those registers and one
-    register per memory that says which was read (``element_port``: the element picked from the
-    word held into a register of 32 bits beside the memory first, a cycle more, so that the
-    words do not cross the die); and a host write (``we``, ``mem``, ``addr``, ``wdata``,
+    ``config.deep_stages`` two cycles after that (:func:`host_read_latency`): the read decoded
+    into registers beside each memory (its read enable and address; only they, the run's read
+    port and ``running`` reach the memory's) and read the cycle after, each memory's read data
+    going first into a register of its own (nothing after the block RAM but that register) and
+    only from there through the host read mux, an AND-OR of those registers and one register
+    per memory that says which was read (``element_port``: the element picked from the word
+    held in two stages, each group of :data:`PICK_GROUP` elements into a register beside them,
+    then the group into a register of 32 bits, two cycles more, so that neither the words nor
+    a select cross the die); and a host write (``we``, ``mem``, ``addr``, ``wdata``,
     ``el``) or ZERO's word ``zn`` decoded the cycle it comes into registers beside each memory
     (its write enables, address, data and which of them writes) and written the cycle after:
     only those registers and the run's write port reach the memory's (ZERO then walks one word

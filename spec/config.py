@@ -62,8 +62,9 @@ class AccelConfig:
     flip-flops): the host memory port registered on both sides (the link registers its read
     requests and the memory bank each host or ZERO write beside the memory, so a write lands a
     cycle later and ZERO takes a cycle more, and each memory's read data before the host read
-    mux, so a host read's data come two cycles after the bank sees it, three after the
-    link's reader asks), a queue between the fetch stage and the gate-gradient unit (the unit's
+    mux, each host read decoded beside the memory too, so a host read's data come three
+    cycles after the bank sees it, four after the link's reader asks, five and six with
+    ``element_port``), a queue between the fetch stage and the gate-gradient unit (the unit's
     stall no longer reaches the fetch's reads; its beats offered from a register), the fetch's
     read data registered and its lane select split by a register, a register slice before the
     gate-gradient unit, the threshold's compares a stage before its zeroing, and the step's end

@@ -19,11 +19,13 @@ class Harness(wiring.Component):
     """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
 
     def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True,
-                 single=False, **options):
-        self.transparent, self.single = transparent, single
+                 single=False, da_base=0, **options):
+        self.transparent, self.single, self.da_base = transparent, single, da_base
         self.dut = MacArray(lanes, k, rows, formats, staged_read=staged, single_port_dw=single,
                             **options)
         C = self.dut.chunks
+        # (da_depth: da at words da_base .. da_base + C - 1 of a deeper memory)
+        da_words = [[0] * lanes] * da_base + _words(mems["da"], lanes, C)
         super().__init__({"cmd": wiring.In(self.dut.cmd.signature.flip())})
         self.mem = {
             "a": Memory(shape=self.dut.operand_word, depth=self.dut.vec_depth,
@@ -32,8 +34,8 @@ class Harness(wiring.Component):
                         init=_words(mems["W"], lanes, C)),
             "dW": Memory(shape=self.dut.dw_word, depth=self.dut.mat_depth,
                          init=_words(mems["dW"], lanes, C)),
-            "da": Memory(shape=self.dut.da_word, depth=self.dut.vec_depth,
-                         init=_words(mems["da"], lanes, C)),
+            "da": Memory(shape=self.dut.da_word, depth=self.dut.da_depth or self.dut.vec_depth,
+                         init=da_words),
         }
 
     def elaborate(self, platform):
@@ -42,6 +44,8 @@ class Harness(wiring.Component):
         for name, mem in self.mem.items():
             m.submodules[f"mem_{name}"] = mem
         wiring.connect(m, wiring.flipped(self.cmd), dut.cmd)
+        if dut.da_depth:
+            m.d.comb += dut.da_base.eq(self.da_base)
         wiring.connect(m, dut.a_rd, self.mem["a"].read_port())
         wiring.connect(m, dut.w_rd, self.mem["W"].read_port())
         for name, rd, wr in (("dW", dut.dw_rd, dut.dw_wr), ("da", dut.da_rd, dut.da_wr)):
@@ -125,6 +129,10 @@ def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, tra
         C, L = dut.chunks, lanes
         for name in ("dW", "da"):
             words = [list(ctx.get(h.mem[name].data[i])) for i in range(h.mem[name].depth)]
+            if name == "da":        # (da_depth: every other word still zero)
+                trace["da_elsewhere"] = [w for i, w in enumerate(words) if any(w) and
+                                         not h.da_base <= i < h.da_base + C]
+                words = words[h.da_base:h.da_base + C]
             trace[name] = np.array(words, np.int64).reshape(-1, C * L)[:, :k]
         trace["da"] = trace["da"][0]
 
@@ -179,6 +187,28 @@ def test_lane_operands_change_nothing_but_the_registers(lanes, k, rows):
     for out in runs:
         assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
     assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
+
+
+@pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5)])
+def test_da_depth_adds_the_base_as_a_word_issues(lanes, k, rows):
+    """``da_depth``: ``da`` at words ``da_base ..`` of a deeper memory, the others untouched
+    (zero), the model's sums, the same cycles; the ports address the whole depth."""
+    seed = hash(("da_depth", lanes, k, rows)) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    mems = _mems(rng, rows, k, FORMATS, extreme=True)
+    cmds = _commands(rng, 30, rows, FORMATS, extreme=True)
+    C = -(-k // lanes)
+    runs = [run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=0.7, **options)
+            for options in ({}, {"da_depth": 3 * C + 1, "da_base": 2 * C + 1})]
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, FORMATS)
+    for out in runs:
+        assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
+    assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
+    assert not runs[1]["da_elsewhere"]
+    dut = MacArray(lanes, k, rows, da_depth=3 * C + 1)
+    assert len(dut.da_rd.addr) == len(dut.da_wr.addr) == (3 * C).bit_length()
+    with pytest.raises(ValueError, match="da_depth must be"):
+        MacArray(lanes, k, rows, da_depth=1)
 
 
 @pytest.mark.parametrize("staged", [True, False], ids=["staged", "unstaged"])

@@ -139,8 +139,9 @@ def test_the_build_script_runs_the_passes_after_yosys_in_order():
     m.d.sync += s.eq(~s)
     plan = ULX3S_85F_Platform().prepare(m, "top")
     lines = with_outreg(plan.files[f"{plan.script}.sh"], "top",
-                        ("outreg", "multreg")).splitlines()
+                        ("outreg --memory DW", "multreg")).splitlines()
     yosys = next(i for i, line in enumerate(lines) if line.startswith('"$YOSYS"'))
     assert lines[yosys + 1:yosys + 3] == [
-        f'"{sys.executable}" -m gateskip.synth.{p} top.json' for p in ("outreg", "multreg")]
+        f'"{sys.executable}" -m gateskip.synth.outreg top.json --memory DW',
+        f'"{sys.executable}" -m gateskip.synth.multreg top.json']
     assert lines[yosys + 3].startswith('"$NEXTPNR_ECP5"')

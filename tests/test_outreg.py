@@ -113,3 +113,24 @@ def test_the_build_script_runs_the_pass_after_yosys():
     assert lines[yosys + 2].startswith('"$NEXTPNR_ECP5"')
     with pytest.raises(ValueError, match="no Yosys"):
         with_outreg("#!/bin/sh\n", "top")
+
+
+def test_only_the_memories_named():
+    """``memories``: the blocks whose cell names are those memories' (``.mem_dw.``) alone."""
+    for names, changed in ((("DA",), 0), (("DA", "DW"), 1), (None, 1)):
+        net = _netlist()
+        cells = net["modules"]["top"]["cells"]
+        cells["top.bank.mem_dw.0.1"] = cells.pop("ram")
+        assert absorb(net, names)["blocks"] == changed
+
+
+def test_command_line_takes_the_memories(tmp_path, capsys):
+    net = _netlist()
+    net["modules"]["top"]["cells"]["top.bank.mem_da.0.0"] = net["modules"]["top"]["cells"].pop(
+        "ram")
+    path = tmp_path / "gateskip.json"
+    path.write_text(json.dumps(net))
+    assert main([str(path), "--memory", "DW"]) == 0
+    assert "0 DP16KD" in capsys.readouterr().out
+    assert main([str(path), "--memory", "DW", "--memory", "DA"]) == 0
+    assert "1 DP16KD" in capsys.readouterr().out
