@@ -115,6 +115,7 @@ def absorb(netlist: dict) -> dict:
         taken = {port: ff for side in sides for port, ff in side.items()}
         [clock] = _clocks(cells, taken)
         conn.update(CLK0=json.loads(clock), CE0=["1"], RST0=["0"])
+        cell["port_directions"].update(CLK0="input", CE0="input", RST0="input")
         gone = set()
         for port, ff in taken.items():
             ff_conn = cells[ff]["connections"]

@@ -52,6 +52,8 @@ def test_the_flip_flops_go_into_the_block():
     for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
         assert p[reg] == "CLK0"
     assert c["CLK0"] == [CLK] and c["CE0"] == ["1"] and c["RST0"] == ["0"]
+    assert all(cells["mult"]["port_directions"][pin] == "input"
+               for pin in ("CLK0", "CE0", "RST0"))         # (nextpnr needs each port's)
     # the inputs take the flip-flops' D nets (the sign bit's copy too), the outputs drive their
     # Q nets, read as before; the constant input and the unread output are left alone
     assert (c["A0"], c["A1"], c["A2"]) == ([10], [11], ["0"])
