@@ -637,6 +637,15 @@ def _failing_markdown(failing: dict) -> list[str]:
                 f"and end:", "", failing_table(failing), ""]
 
 
+def _passes_markdown(report: dict) -> str:
+    """The netlist passes a build ran between Yosys and nextpnr, for its report's tools line."""
+    outreg = report.get("outreg")
+    done = ([f"block RAM output registers ({'all' if outreg is True else ', '.join(outreg)}, "
+             f"`synth/outreg.py`)"] if outreg else []) + \
+        (["multiplier registers (`synth/multreg.py`)"] if report.get("multreg") else [])
+    return f"; in use: {' and '.join(done)}" if done else ""
+
+
 def report_markdown(report: dict) -> str:
     """One build's report as Markdown: what was built, and the tools' figures."""
     from .boards import board as get_board
@@ -644,8 +653,8 @@ def report_markdown(report: dict) -> str:
     params = ", ".join(f"{k}={v}" for k, v in report["params"].items())
     lines = [f"# {b.title} ({report['device']}): gateskip build", "",
              f"Parameters: {params}; {report['baud']} baud; tools: {report['tools']}"
-             + (f", nextpnr's {report['placer']} placer" if report.get("placer") else "") + ".",
-             ""]
+             + (f", nextpnr's {report['placer']} placer" if report.get("placer") else "")
+             + _passes_markdown(report) + ".", ""]
     failed = report["status"] == "failed"
     if failed:
         lines += [f"**Does not build** ({report.get('error_stage')}): {report['error']}"]

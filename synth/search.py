@@ -107,7 +107,9 @@ STEPS = (
          "needed) at a 60 MHz PLL clock", clock_mhz=60.0),
     Step("ulx3s-85f-l32-deep", "ulx3s-85f", _L32_DEEP,
          "the 32-lane backward-only top of ulx3s-85f-l32 with deep_stages and element_port, "
-         "placed by nextpnr's static placer", clock_mhz=100.0, placer="static"),
+         "placed by nextpnr's static placer, DW's block RAM output registers and the "
+         "multipliers' registers in use (outreg DW, multreg): 100 MHz met",
+         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW",)),
     Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),

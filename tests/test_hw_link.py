@@ -116,7 +116,8 @@ def test_memory_round_trip(options):
         data = b"".join(int(v & ((1 << 8 * eb) - 1)).to_bytes(eb, "little") for v in w.ravel())
         req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, len(w)) + data))
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", code, 0, len(w))))
-    replies = _run(req, max_payload=256, tail=800, **options)
+    # (the tail: the longest reply's reading, up to 7 cycles an element with both options)
+    replies = _run(req, max_payload=256, tail=1200, **options)
     for k, (name, w) in enumerate(words.items()):
         assert replies[2 * k] == (CMD["WRITE_MEM"], b"")
         code, data = replies[2 * k + 1]
