@@ -368,7 +368,6 @@ class MemoryBank(wiring.Component):
                     wr_addr, wr_data, wr_en = side_addr, side_word, side_we
                 h_side = Mux(side, side_addr, h_raddr)  # the single port's when not running
             elif name in self.zeroed:
-                # a streamed memory takes the host's writes while the run reads its other bank
                 h_we = host_enables(h_sel & host.we)
                 run_wr = getattr(self, f"{name.lower()}_wr")
                 run_addr = self._banked(run_wr.addr, name, "wr")
@@ -378,6 +377,7 @@ class MemoryBank(wiring.Component):
                             Mux(running, all_en(run_wr.en), h_we))
                 h_side = Mux(zeroing, self.zn, h_addr)
             else:
+                # a streamed memory takes the host's writes while the run reads its other bank
                 h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
                 h_we = host_enables(h_wsel & host.we)
                 if name in self.run_written:

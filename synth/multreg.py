@@ -30,7 +30,8 @@ import json
 import re
 import sys
 from collections import defaultdict
-from pathlib import Path
+
+from .outreg import rewrite_netlist
 
 __all__ = ["absorb", "main"]
 
@@ -141,17 +142,13 @@ def main(argv=None) -> int:
                                              "their input and output registers.")
     ap.add_argument("netlist", help="a synth_ecp5 JSON netlist, rewritten in place")
     args = ap.parse_args(argv)
-    path = Path(args.netlist)
-    try:
-        netlist = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        print(f"error: {path}: {e}", file=sys.stderr)
-        return 1
-    stats = absorb(netlist)
-    path.write_text(json.dumps(netlist))
-    print(f"multreg: {stats['inputs']} MULT18X18D given input registers, {stats['outputs']} an "
-          f"output register, {stats['flip_flops']} flip-flops moved into them")
-    return 0
+
+    def change(netlist):
+        stats = absorb(netlist)
+        return (f"multreg: {stats['inputs']} MULT18X18D given input registers, "
+                f"{stats['outputs']} an output register, {stats['flip_flops']} flip-flops "
+                f"moved into them")
+    return rewrite_netlist(args.netlist, change)
 
 
 if __name__ == "__main__":

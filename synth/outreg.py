@@ -31,7 +31,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["absorb", "main"]
+__all__ = ["absorb", "main", "rewrite_netlist"]
 
 _DO = re.compile(r"DO[AB]\d+")
 
@@ -112,16 +112,27 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", action="append", metavar="NAME",
                     help="only the block RAMs of this memory (repeatable; default: all)")
     args = ap.parse_args(argv)
-    path = Path(args.netlist)
+
+    def change(netlist):
+        stats = absorb(netlist, args.memory)
+        return (f"outreg: {stats['blocks']} DP16KD given their output register, "
+                f"{stats['flip_flops']} flip-flops moved into them")
+    return rewrite_netlist(args.netlist, change)
+
+
+def rewrite_netlist(path, change) -> int:
+    """A netlist pass's command line: the JSON netlist at ``path`` changed in place by
+    ``change(netlist)``, which returns the line to print; 1 (and the error on stderr) if it
+    cannot be read, else 0."""
+    path = Path(path)
     try:
         netlist = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         print(f"error: {path}: {e}", file=sys.stderr)
         return 1
-    stats = absorb(netlist, args.memory)
+    message = change(netlist)
     path.write_text(json.dumps(netlist))
-    print(f"outreg: {stats['blocks']} DP16KD given their output register, "
-          f"{stats['flip_flops']} flip-flops moved into them")
+    print(message)
     return 0
 
 
