@@ -130,20 +130,3 @@ def test_command_line_rewrites_the_netlist(tmp_path, capsys):
     assert main([str(bad)]) == 1
     assert main([str(tmp_path / "missing.json")]) == 1
 
-
-def test_the_build_script_runs_the_passes_after_yosys_in_order():
-    import sys
-    from amaranth.hdl import Module, Signal
-    from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    from gateskip.synth.build import with_outreg
-    m = Module()
-    s = Signal()
-    m.d.sync += s.eq(~s)
-    plan = ULX3S_85F_Platform().prepare(m, "top")
-    lines = with_outreg(plan.files[f"{plan.script}.sh"], "top",
-                        ("outreg --memory DW", "multreg")).splitlines()
-    yosys = next(i for i, line in enumerate(lines) if line.startswith('"$YOSYS"'))
-    assert lines[yosys + 1:yosys + 3] == [
-        f'"{sys.executable}" -m gateskip.synth.outreg top.json --memory DW',
-        f'"{sys.executable}" -m gateskip.synth.multreg top.json']
-    assert lines[yosys + 3].startswith('"$NEXTPNR_ECP5"')

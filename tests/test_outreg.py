@@ -111,6 +111,13 @@ def test_the_build_script_runs_the_pass_after_yosys():
     yosys = next(i for i, line in enumerate(lines) if line.startswith('"$YOSYS"'))
     assert lines[yosys + 1] == f'"{sys.executable}" -m gateskip.synth.outreg top.json'
     assert lines[yosys + 2].startswith('"$NEXTPNR_ECP5"')
+    # several passes, each with its options, in order (multreg: synth/multreg.py)
+    lines = with_outreg(plan.files[f"{plan.script}.sh"], "top",
+                        ("outreg --memory DW", "multreg")).splitlines()
+    assert lines[yosys + 1:yosys + 4] == [
+        f'"{sys.executable}" -m gateskip.synth.outreg top.json --memory DW',
+        f'"{sys.executable}" -m gateskip.synth.multreg top.json', lines[yosys + 3]]
+    assert lines[yosys + 3].startswith('"$NEXTPNR_ECP5"')
     with pytest.raises(ValueError, match="no Yosys"):
         with_outreg("#!/bin/sh\n", "top")
 
