@@ -335,6 +335,10 @@ class MemoryBank(wiring.Component):
                 whole word's (lane_gran: every lane's)."""
                 return Mux(hit, Const(1, len(port.en)) << host.el, 0) if per_element else \
                     all_en(hit)
+            if name in self.run_written:        # (ZERO's memories are among them)
+                run_wr = getattr(self, f"{name.lower()}_wr")
+                run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
+                run_waddr = self._banked(run_wr.addr, name, "wr")
             if cfg.deep_stages:
                 # the host's or ZERO's write decoded into registers beside the memory and
                 # written the cycle after: only they and the run's port reach its write port
@@ -359,9 +363,7 @@ class MemoryBank(wiring.Component):
                     side_data.eq(Mux(zero, 0, h_data)),
                 ]
                 if name in self.run_written:
-                    run_wr = getattr(self, f"{name.lower()}_wr")
-                    run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
-                    wr_addr = Mux(side, side_addr, self._banked(run_wr.addr, name, "wr"))
+                    wr_addr = Mux(side, side_addr, run_waddr)
                     wr_data = Mux(side, side_word, run_wr.data)
                     wr_en = Mux(side, side_we, run_en)
                 else:
@@ -369,22 +371,16 @@ class MemoryBank(wiring.Component):
                 h_side = Mux(side, side_addr, h_raddr)  # the single port's when not running
             elif name in self.zeroed:
                 h_we = host_enables(h_sel & host.we)
-                run_wr = getattr(self, f"{name.lower()}_wr")
-                run_addr = self._banked(run_wr.addr, name, "wr")
-                wr_addr = Mux(zeroing, self.zn, Mux(running, run_addr, h_addr))
+                wr_addr = Mux(zeroing, self.zn, Mux(running, run_waddr, h_addr))
                 wr_data = Mux(zeroing, 0, Mux(running, run_wr.data, host_word))
-                wr_en = Mux(zeroing, all_en(self.zn < depth),
-                            Mux(running, all_en(run_wr.en), h_we))
+                wr_en = Mux(zeroing, all_en(self.zn < depth), Mux(running, run_en, h_we))
                 h_side = Mux(zeroing, self.zn, h_addr)
             else:
                 # a streamed memory takes the host's writes while the run reads its other bank
                 h_wsel = (host.mem == spec.code) if spec.streamed else h_sel
                 h_we = host_enables(h_wsel & host.we)
                 if name in self.run_written:
-                    run_wr = getattr(self, f"{name.lower()}_wr")
-                    run_en = run_wr.en if len(run_wr.en) == len(port.en) else all_en(run_wr.en)
-                    run_addr = self._banked(run_wr.addr, name, "wr")
-                    wr_addr = Mux(running, run_addr, h_addr)
+                    wr_addr = Mux(running, run_waddr, h_addr)
                     wr_data = Mux(running, run_wr.data, host_word)
                     wr_en = Mux(running, run_en, Mux(zeroing, 0, h_we))
                 else:
@@ -395,7 +391,7 @@ class MemoryBank(wiring.Component):
                 addr = Signal(aw, name=f"addr_{name.lower()}")
                 run_addr = self._banked(run_rd.addr, name, "rd")
                 if name in self.run_written:
-                    run_addr = Mux(run_wr.en, self._banked(run_wr.addr, name, "wr"), run_addr)
+                    run_addr = Mux(run_wr.en, run_waddr, run_addr)
                 m.d.comb += [writes.eq(port.en.any()), addr.eq(Mux(running, run_addr, h_side))]
                 rd_addr = wr_addr = addr
                 rd_en = rd_en & ~writes
