@@ -133,15 +133,16 @@ def _memory_overrides(overrides: dict, mems) -> dict:
     return {**overrides, "script_after_read": script} if script else dict(overrides)
 
 
-def with_outreg(script: str, name: str, passes=("outreg",)) -> str:
-    """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` (or each of ``passes``, modules
-    of :mod:`gateskip.synth`, each with its options: ``"outreg --memory DW"``, in order) run on
-    ``{name}.json`` right after Yosys writes it."""
+def with_outreg(script: str, name: str, passes=(("outreg",),)) -> str:
+    """Amaranth's build ``script`` (``sh``) with :mod:`.outreg` (or each of ``passes``: a module
+    of :mod:`gateskip.synth` and its options, ``("outreg", "--memory", "DW")``, in order) run
+    on ``{name}.json`` right after Yosys writes it."""
     yosys = next((line for line in script.splitlines() if line.startswith('"$YOSYS"')), None)
     if yosys is None:
         raise ValueError("the build script runs no Yosys")
-    runs = "".join(f'\n"{sys.executable}" -m gateskip.synth.{p.split()[0]} {name}.json'
-                   + "".join(f" {o}" for o in p.split()[1:]) for p in passes)
+    runs = "".join("\n" + " ".join((f'"{sys.executable}"', "-m", f"gateskip.synth.{module}",
+                                     f"{name}.json", *options))
+                   for module, *options in passes)
     return script.replace(yosys, f"{yosys}{runs}", 1)
 
 
@@ -193,9 +194,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     if placer is not None:
         nextpnr_opts += f" --placer {placer}"
     plan = platform.prepare(design, name, nextpnr_opts=nextpnr_opts, **overrides)
-    outreg_pass = "outreg" + ("" if outreg is True else
-                              "".join(f" --memory {n}" for n in outreg or ()))
-    passes = [p for p, on in ((outreg_pass, outreg), ("multreg", multreg)) if on]
+    memories = () if outreg is True else [o for n in outreg or () for o in ("--memory", n)]
+    passes = [p for p, on in ((("outreg", *memories), outreg), (("multreg",), multreg)) if on]
     if passes and board.family == "ecp5":
         script = f"{plan.script}.sh"
         plan.files[script] = with_outreg(plan.files[script], name, passes)

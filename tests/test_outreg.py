@@ -113,7 +113,7 @@ def test_the_build_script_runs_the_pass_after_yosys():
     assert lines[yosys + 2].startswith('"$NEXTPNR_ECP5"')
     # several passes, each with its options, in order (multreg: synth/multreg.py)
     lines = with_outreg(plan.files[f"{plan.script}.sh"], "top",
-                        ("outreg --memory DW", "multreg")).splitlines()
+                        (("outreg", "--memory", "DW"), ("multreg",))).splitlines()
     assert lines[yosys + 1:yosys + 4] == [
         f'"{sys.executable}" -m gateskip.synth.outreg top.json --memory DW',
         f'"{sys.executable}" -m gateskip.synth.multreg top.json', lines[yosys + 3]]
