@@ -29,9 +29,8 @@ import argparse
 import json
 import re
 import sys
-from collections import defaultdict
 
-from .outreg import rewrite_netlist
+from .outreg import net_index, rewrite_netlist
 
 __all__ = ["absorb", "main"]
 
@@ -63,16 +62,7 @@ def absorb(netlist: dict) -> dict:
     input registers, those given an output register, the flip-flops gone."""
     top = next(m for m in netlist["modules"].values() if m.get("attributes", {}).get("top"))
     cells = top["cells"]
-    driver, sinks = {}, defaultdict(list)
-    for name, cell in cells.items():
-        for port, bits in cell["connections"].items():
-            for b in bits:
-                if isinstance(b, str):
-                    continue
-                if cell["port_directions"].get(port) == "output":
-                    driver[b] = (name, port)
-                else:
-                    sinks[b].append((name, port))
+    driver, sinks = net_index(cells)
     stats = {"inputs": 0, "outputs": 0, "flip_flops": 0}
     for name, cell in list(cells.items()):
         if cell["type"] != "MULT18X18D":

@@ -31,13 +31,30 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["absorb", "main", "rewrite_netlist"]
+__all__ = ["absorb", "main", "net_index", "rewrite_netlist"]
 
 _DO = re.compile(r"DO[AB]\d+")
 
 
 def _const(bits, value: str) -> bool:
     return not bits or all(b == value for b in bits)
+
+
+def net_index(cells: dict) -> tuple[dict, dict]:
+    """``(drivers, sinks)`` of a netlist's ``cells``: each net bit's driving ``(cell, port)``,
+    and the ``[(cell, port), ...]`` that read it (constants left out)."""
+    drivers, sinks = {}, defaultdict(list)
+    for name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            output = cell["port_directions"].get(port) == "output"
+            for b in bits:
+                if isinstance(b, str):
+                    continue
+                if output:
+                    drivers[b] = (name, port)
+                else:
+                    sinks[b].append((name, port))
+    return drivers, sinks
 
 
 def absorb(netlist: dict, memories=None) -> dict:
@@ -49,13 +66,7 @@ def absorb(netlist: dict, memories=None) -> dict:
         r"\.mem_(%s)\." % "|".join(re.escape(n.lower()) for n in memories))
     top = next(m for m in netlist["modules"].values() if m.get("attributes", {}).get("top"))
     cells = top["cells"]
-    sinks = defaultdict(list)
-    for name, cell in cells.items():
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) != "output":
-                for b in bits:
-                    if not isinstance(b, str):
-                        sinks[b].append((name, port))
+    _drivers, sinks = net_index(cells)
     changed = gone = 0
     for name, cell in list(cells.items()):
         if cell["type"] != "DP16KD" or (only is not None and not only.search(name)):
