@@ -187,7 +187,7 @@ class MemoryBank(wiring.Component):
         self.host_written = tuple(n for n in self.shapes if not MEMORIES[n].run_writes(config)
                                   and not MEMORIES[n].streamed)
         #: the memories never read in a cycle that writes the word (:data:`NO_COLLISION`)
-        accumulators = ("DW", "DB", "DA", "DC") if not (config.train or config.forwarding) else ()
+        accumulators = ("DW", "DB", "DA", "DC") if not config.forwarding else ()
         # a whole model's dh: DHO accumulated by the output layer, DH written from it by the
         # loss scale, each read by a later phase
         model = ("DHO", "DH") if config.vocab else ()

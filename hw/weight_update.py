@@ -83,7 +83,10 @@ class WeightUpdate(wiring.Component):
         n_out = Signal(range(words + 1))        # next word written
         j = Signal(range(rows + 1))
         j_out = Signal(range(rows + 1))
-        read_w = lanes.read_ports(m, running & (n < words))
+        if cfg.deep_stages:                     # the read enable a register
+            read_w = lanes.scheduled_reads(m, self.start & ~running, words)
+        else:
+            read_w = lanes.read_ports(m, running & (n < words))
         read_b = running & (j < rows)
         valid_b = Signal()
         m.d.sync += valid_b.eq(read_b)

@@ -55,6 +55,31 @@ class WordUpdate(wiring.Component):
             m.d.sync += valid.eq(read)
         return read
 
+    def scheduled_reads(self, m, start, words: int):
+        """:meth:`read_ports` as a schedule, for a fast clock (``config.deep_stages``): from the
+        cycle after ``start`` (a strobe), ``words`` reads one every ``P`` cycles, the enable a
+        register (no logic between it and the block RAMs it enables). The same cycles as
+        :meth:`read_ports` asked to read ``words`` words from ``start`` on: the words pass the
+        units without a stall, so a word is taken in the cycle the next is read. Returns the
+        enable."""
+        P = self.config.update_passes
+        read = Signal(name="read")
+        left = Signal(range(words + 1), name="left")      # words not yet read
+        wait = Signal(range(max(P, 2)), name="wait")      # cycles to the next read
+        valid = Signal()
+        m.d.comb += self.i.valid.eq(valid)
+        with m.If(start):
+            m.d.sync += [read.eq(1), left.eq(words)]
+        with m.Elif(read):
+            m.d.sync += [left.eq(left - 1), read.eq((P == 1) & (left > 1)), wait.eq(P - 1)]
+        with m.Elif(wait != 0):
+            m.d.sync += [wait.eq(wait - 1), read.eq((wait == 1) & (left != 0))]
+        with m.If(read):
+            m.d.sync += valid.eq(1)
+        with m.Elif(self.i.ready):
+            m.d.sync += valid.eq(0)
+        return read
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.config

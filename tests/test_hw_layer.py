@@ -22,14 +22,15 @@ FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
 TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
 
 
-def run(dut, script):
-    """Run ``script(host)`` (a coroutine function) against ``dut``; returns what it returns."""
+def run(dut, script, collisions=None):
+    """Run ``script(host)`` (a coroutine function) against ``dut``; returns what it returns.
+    ``collisions``: as :func:`hwsim.simulate`'s."""
     async def tb(ctx):
         return await script(LayerHost(AmaranthBus(dut, ctx), hidden=dut.hidden,
                                       inputs=dut.inputs, lanes=dut.lanes, max_seq=dut.max_seq,
                                       max_batch=dut.max_batch, train=True))
 
-    return simulate(dut, tb)
+    return simulate(dut, tb, collisions)
 
 
 async def read_all(host, names):
@@ -42,6 +43,8 @@ async def read_all(host, names):
     (3, 4, 2, 3, 2, 0.5, True, None, None, {}),      # dense
     (2, 1, 1, 3, 2, 0.5, False, 2, 1, {}),           # one lane; a short run
     (3, 2, 2, 3, 2, 0.6, False, 2, 1, {"deep_stages": True}),   # a short run, too
+    (3, 2, 2, 3, 2, 0.6, False, None, None, {"deep_stages": True, "forwarding": False,
+                                             "update_lanes": 1}),
 ])
 def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch,
                                         options):
@@ -82,7 +85,11 @@ def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len,
         trained = model.train(d["dh"][:Bn, :Tn], d["tau"], lr=lr, shift=shift, dense=dense)
         wants.append({"fwd": fwd, "train": trained})
 
-    got = run(dut, script)
+    collisions = {name: 0 for name in dut.bank.collision_free}
+    got = run(dut, script, collisions)
+    # what the build tells Yosys (MemoryBank, NO_COLLISION): no run or host read of a word
+    # being written, from the load to the last read
+    assert collisions == {name: 0 for name in dut.bank.collision_free}
     K = X + H
     for it, (g, w) in enumerate(zip(got, wants)):
         assert g["status"] & (1 << STATUS["CACHED"]), it

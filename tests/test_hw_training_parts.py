@@ -21,14 +21,16 @@ from gateskip.spec.formats import FORMATS
 from hwsim import OnMemories, memory_words, simulate, strobe_and_count
 
 
+@pytest.mark.parametrize("deep", [False, True])
 @pytest.mark.parametrize("H, X, L, units, seed", [(2, 1, 1, None, 1), (3, 2, 2, None, 2),
                                                   (2, 3, 4, None, 3), (2, 3, 4, 1, 4),
                                                   (3, 2, 5, 2, 5)])
-def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed):
+def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed, deep):
     """One unit per lane, and fewer: four lanes in four passes, five in three (the last pass
-    one lane)."""
+    one lane); ``deep_stages`` (the reads as a schedule, the enable a register): the same
+    cycles."""
     cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=2, max_batch=1, train=True,
-                      update_lanes=units)
+                      update_lanes=units, deep_stages=deep)
     ports = word_shapes(cfg)
     f, C, rng = FORMATS, cfg.chunks, np.random.default_rng(seed)
     words = 4 * H * C
