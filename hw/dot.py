@@ -2,7 +2,7 @@
 forward unit; golden twin: ``golden.layer.net_code``), and the output layer's logits
 ``Wo[v] h + bo[v]`` (golden twin: ``golden.output.logit_code``)."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -41,11 +41,13 @@ class DotUnit(wiring.Component):
     latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the beat registered
     as it comes, the products, the lanes' sum in :data:`TREE_STAGES` registered stages of four
     terms, the accumulation, the rounding and saturation). The pipeline moves as a whole when
-    its output can be taken (``i.ready = ~o.valid | o.ready``).
+    its output can be taken (``i.ready = ~o.valid | o.ready``); ``stalls=False``: it never
+    stalls (``i`` and ``o`` always ready: the caller takes every result, for a fast clock).
     """
 
     @staticmethod
-    def check_parameters(lanes: int = 4, formats: Formats = FORMATS, out: str = "net") -> None:
+    def check_parameters(lanes: int = 4, formats: Formats = FORMATS, out: str = "net", *,
+                         stalls: bool = True) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= MAX_LANES:
             raise ValueError(f"lanes must be an int in 1..{MAX_LANES}, not {lanes!r}")
@@ -53,21 +55,25 @@ class DotUnit(wiring.Component):
             raise TypeError(f"formats must be a Formats, not {formats!r}")
         if out not in OUTPUTS:
             raise ValueError(f"out must be one of {', '.join(OUTPUTS)}, not {out!r}")
+        if not isinstance(stalls, bool):
+            raise TypeError(f"stalls must be a bool, not {stalls!r}")
         fmt = getattr(formats, out)
         if fmt.frac_bits > 2 * formats.operand.frac_bits:
             raise ValueError(f"{out} {fmt} has more fraction bits than a product")
 
-    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, out: str = "net"):
-        self.check_parameters(lanes, formats, out)
-        self.lanes, self.formats, self.out = lanes, formats, out
+    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, out: str = "net", *,
+                 stalls: bool = True):
+        self.check_parameters(lanes, formats, out, stalls=stalls)
+        self.lanes, self.formats, self.out, self.stalls = lanes, formats, out, stalls
         op = signed(formats.operand.width)
         self.in_layout = data.StructLayout({"w": data.ArrayLayout(op, lanes),
                                             "a": data.ArrayLayout(op, lanes),
                                             "bias": op, "last": 1})
         self.out_layout = data.StructLayout({out: signed(getattr(formats, out).width)})
+        always = not stalls
         super().__init__({
-            "i": In(stream.Signature(self.in_layout)),
-            "o": Out(stream.Signature(self.out_layout)),
+            "i": In(stream.Signature(self.in_layout, always_ready=always)),
+            "o": Out(stream.Signature(self.out_layout, always_ready=always)),
         })
 
     def elaborate(self, platform):
@@ -79,19 +85,25 @@ class DotUnit(wiring.Component):
         most = LIMITS["hidden"][1] + LIMITS["inputs"][1]          # products in a row, at most
         acc_width = prod_width + most.bit_length() + 1
         prod_frac = 2 * f.operand.frac_bits
-        advance = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(advance)
+        if self.stalls:
+            advance = ~self.o.valid | self.o.ready
+            m.d.comb += self.i.ready.eq(advance)
+        else:
+            advance = Const(1)
         beat = self.i.payload
+        # without stalls, the operands and products are plain registers (no enable, no reset),
+        # which an ECP5 build moves into the multipliers (``synth.multreg``)
+        plain = not self.stalls
 
         # stage 0: the beat registered as it comes (from block RAM: nothing between it and a
         # register)
-        valid0, beat0 = Signal(), Signal(self.in_layout)
+        valid0, beat0 = Signal(), Signal(self.in_layout, reset_less=plain)
         with m.If(advance):
             m.d.sync += [valid0.eq(self.i.valid), beat0.eq(beat)]
 
         # stage 1: the lanes' products (registered after the multipliers)
         valid, last, bias = Signal(), Signal(), Signal.like(beat.bias)
-        sums = [Signal(signed(prod_width), name=f"prod{l}") for l in range(L)]
+        sums = [Signal(signed(prod_width), name=f"prod{l}", reset_less=plain) for l in range(L)]
         with m.If(advance):
             m.d.sync += [valid.eq(valid0), last.eq(beat0.last), bias.eq(beat0.bias)]
             m.d.sync += [p.eq(beat0.w[l] * beat0.a[l]) for l, p in enumerate(sums)]

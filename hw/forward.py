@@ -14,9 +14,17 @@ from amaranth.lib.wiring import In, Out
 from ..spec.formats import FORMATS, Formats
 from .activation import ActivationUnit, Function
 from .cell import CellUnit
-from .dot import DotUnit
+from .dot import LATENCY as DOT_LATENCY, DotUnit
+from .queue import Queue
 
-__all__ = ["ForwardPipe"]
+__all__ = ["ForwardPipe", "NET_QUEUE", "NET_QUEUE_LATENCY"]
+
+#: ``queued`` pipes: the nets the queue after the dot unit holds, enough for every row in flight
+#: from its reads to the queue's output at a row a cycle (the read 1, the dot unit, the queue 2,
+#: the credit's return 1, and a spare)
+NET_QUEUE = DOT_LATENCY + 5
+#: cycles the queue adds to a row's way through the pipe
+NET_QUEUE_LATENCY = 2
 
 
 class ForwardPipe(wiring.Component):
@@ -28,6 +36,13 @@ class ForwardPipe(wiring.Component):
     cycles, as long as ``C >= 1``: the activation unit takes a row per cycle and the cell unit
     a unit per four rows, so neither slows the lanes. ``state`` is taken with a unit's last
     gate. Every stream may stall; nothing is lost or reordered.
+
+    ``queued`` (for a fast clock): the dot unit never stalls (``DotUnit(stalls=False)``, so no
+    stall reaches its lanes' registers or the caller's reads) and its nets wait in a queue of
+    :data:`NET_QUEUE` before the activation unit (:data:`NET_QUEUE_LATENCY` cycles more per
+    row). ``rows`` is then always ready and the caller keeps credits: at most
+    :data:`NET_QUEUE` rows issued whose net has not left the queue, a credit back with each
+    ``credit`` (a strobe: a net taken from the queue; :func:`~.queue.credits`).
     """
 
     @staticmethod
@@ -36,18 +51,21 @@ class ForwardPipe(wiring.Component):
         DotUnit.check_parameters(lanes, formats)
         CellUnit.check_parameters(formats)
 
-    def __init__(self, lanes: int = 4, formats: Formats = FORMATS):
+    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, *, queued: bool = False):
         self.check_parameters(lanes, formats)
-        self.lanes, self.formats = lanes, formats
-        self._dot, self._cell = DotUnit(lanes, formats), CellUnit(formats)
+        if not isinstance(queued, bool):
+            raise TypeError(f"queued must be a bool, not {queued!r}")
+        self.lanes, self.formats, self.queued = lanes, formats, queued
+        self._dot, self._cell = DotUnit(lanes, formats, stalls=not queued), CellUnit(formats)
         #: the payloads of ``rows``, ``state`` and ``o``
         self.row_layout = self._dot.in_layout
         self.state_shape = self._cell.in_layout.members["c_prev"]
         self.out_layout = self._cell.out_layout
         super().__init__({
-            "rows": In(stream.Signature(self.row_layout)),
+            "rows": In(stream.Signature(self.row_layout, always_ready=queued)),
             "state": In(stream.Signature(self.state_shape)),
             "o": Out(stream.Signature(self.out_layout)),
+            **({"credit": Out(1)} if queued else {}),
         })
 
     def elaborate(self, platform):
@@ -58,14 +76,21 @@ class ForwardPipe(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rows), dot.i)
         wiring.connect(m, cell.o, wiring.flipped(self.o))
 
+        nets = dot.o
+        if self.queued:                 # room for every net in flight: the credits say so
+            m.submodules.nets = queue = Queue(dot.out_layout, NET_QUEUE)
+            m.d.comb += [queue.i.valid.eq(dot.o.valid), queue.i.payload.eq(dot.o.payload),
+                         self.credit.eq(queue.o.valid & queue.o.ready)]
+            nets = queue.o
+
         # nets -> activations: gate g of each unit is tanh, the others sigmoid
         gate_in = Signal(range(4))
-        m.d.comb += [act.i.payload.value.eq(dot.o.payload.net),
+        m.d.comb += [act.i.payload.value.eq(nets.payload.net),
                      act.i.payload.fn.eq(Function.SIGMOID),
-                     act.i.valid.eq(dot.o.valid), dot.o.ready.eq(act.i.ready)]
+                     act.i.valid.eq(nets.valid), nets.ready.eq(act.i.ready)]
         with m.If(gate_in == 2):
             m.d.comb += act.i.payload.fn.eq(Function.TANH)
-        with m.If(dot.o.valid & dot.o.ready):
+        with m.If(nets.valid & nets.ready):
             m.d.sync += gate_in.eq(gate_in + 1)
 
         # activations + the unit's c_{t-1} -> the cell unit; c_{t-1} is taken with gate o

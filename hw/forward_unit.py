@@ -11,9 +11,10 @@ from .activation import LATENCY as ACT_LATENCY
 from .cell import LATENCY as CELL_LATENCY
 from .dot import LATENCY as DOT_LATENCY
 from .fixedpoint import round_half_up, saturate
-from .forward import ForwardPipe
+from .forward import NET_QUEUE, NET_QUEUE_LATENCY, ForwardPipe
 from .mac_array import const_mul
 from .memory_bank import run_ports
+from .queue import credits
 
 __all__ = ["ForwardUnit", "STEP_OVERHEAD", "SEQUENCE_OVERHEAD"]
 
@@ -61,6 +62,12 @@ class ForwardUnit(wiring.Component):
     one row per ``C`` cycles) plus :data:`STEP_OVERHEAD`. ``busy`` from the cycle after ``start`` until the last
     unit is written.
 
+    ``config.deep_stages``: the pipe ``queued`` (:class:`~.forward.ForwardPipe`: no stall
+    reaches the reads, whose enables are constant; a row's last beat waits for a credit) and
+    every write registered, landing the cycle after (the step that reads it starts later
+    still); the read addresses held in registers, not added. :attr:`step_overhead` is
+    :data:`STEP_OVERHEAD` and the queue's :data:`~.forward.NET_QUEUE_LATENCY`.
+
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
@@ -69,7 +76,9 @@ class ForwardUnit(wiring.Component):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         ForwardPipe.check_parameters(config.lanes, config.formats)
         self.config, self.ports = config, ports
-        self.pipe = ForwardPipe(config.lanes, config.formats)
+        self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages)
+        #: cycles per step beyond the ``4H * C`` row beats (exact)
+        self.step_overhead = STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages
         T, B = config.max_seq, config.max_batch
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
                           "batch": In(range(B + 1)), "busy": Out(1),
@@ -82,6 +91,19 @@ class ForwardUnit(wiring.Component):
         cfg, f = self.config, self.config.formats
         H, X, L, C, T = cfg.hidden, cfg.inputs, cfg.lanes, cfg.chunks, cfg.max_seq
         R = 4 * H
+        deep = cfg.deep_stages
+
+        # the write ports as the unit drives them: with deep_stages a copy, registered into
+        # the port (each write lands the cycle after)
+        wr = {}
+        for name in WRITES:
+            port = getattr(self, f"{name.lower()}_wr")
+            if deep:
+                own = self.signature.members[f"{name.lower()}_wr"].signature.create(
+                    path=("staged", name.lower()))
+                m.d.sync += [port.addr.eq(own.addr), port.en.eq(own.en), port.data.eq(own.data)]
+                port = own
+            wr[name] = port
 
         state = Signal(_State)
         b = Signal(range(cfg.max_batch + 1))         # + 1: never zero bits wide (verilator)
@@ -111,17 +133,30 @@ class ForwardUnit(wiring.Component):
         x_base = Signal(range(cfg.max_batch * T * nx + 1))     # (b*T + t) * ceil(X/L)
         row_valid, row_last, row_first = Signal(), Signal(), Signal()
         row_c = Signal.like(c)
-        take = ~row_valid | pipe.rows.ready
+        take = ~row_valid | pipe.rows.ready            # deep_stages: always
         issue = take & (state == _State.ROWS) & (j < R)
+        if deep:            # a row's last beat spends a credit: the pipe's queue has room for it
+            more, issue = issue, Signal(name="issue")
+            has_credit = credits(m, NET_QUEUE, issue & (c == C - 1), pipe.credit)
+            m.d.comb += issue.eq(more & ((c != C - 1) | has_credit))
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
+        # the A and XI words of beat c: added, or (deep_stages) held in registers beside c
+        a_addr, x_addr = vec_base + c, x_base + c
+        if deep:
+            a_addr = Signal(range(cfg.max_batch * T * C + C + 1), name="a_addr")
+            x_addr = Signal(range(cfg.max_batch * T * nx + C + 1), name="x_addr")
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
                 m.d.sync += [c.eq(0), j.eq(j + 1)]
+                if deep:
+                    m.d.sync += [a_addr.eq(vec_base), x_addr.eq(x_base)]
             with m.Else():
                 m.d.sync += c.eq(c + 1)
+                if deep:
+                    m.d.sync += [a_addr.eq(a_addr + 1), x_addr.eq(x_addr + 1)]
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
         # lane l of beat c is x when c < nx - 1, or c == nx - 1 and (l < rem or rem == 0)
@@ -130,8 +165,8 @@ class ForwardUnit(wiring.Component):
                    for l in range(L)]
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
-            self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
-            self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
+            self.a_rd.addr.eq(a_addr), self.a_rd.en.eq(take),
+            self.xi_rd.addr.eq(x_addr), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
             beat.w.eq(self.w_rd.data), beat.last.eq(row_last),
@@ -167,15 +202,15 @@ class ForwardUnit(wiring.Component):
             with m.Else():
                 m.d.sync += ho_lane.eq(ho_lane + 1)
         m.d.comb += [
-            self.act_wr.addr.eq(act_base + k_out), self.act_wr.en.eq(fire),
-            *[self.act_wr.data[n].eq(out[n]) for n in ACT_FIELDS],
-            self.cs_wr.addr.eq(seq_base + k_out), self.cs_wr.en.eq(fire),
-            self.cs_wr.data.eq(out.c),
-            self.ho_wr.addr.eq(ho_base + ho_word),
-            self.ho_wr.en.eq(Mux(fire, Const(1, L) << ho_lane, 0)),
-            *[self.ho_wr.data[l].eq(out.h) for l in range(L)],
-            self.hs_wr.addr.eq(seq_base + k_out), self.hs_wr.en.eq(fire & last_step),
-            self.hs_wr.data.eq(out.h),
+            wr["ACT"].addr.eq(act_base + k_out), wr["ACT"].en.eq(fire),
+            *[wr["ACT"].data[n].eq(out[n]) for n in ACT_FIELDS],
+            wr["CS"].addr.eq(seq_base + k_out), wr["CS"].en.eq(fire),
+            wr["CS"].data.eq(out.c),
+            wr["HO"].addr.eq(ho_base + ho_word),
+            wr["HO"].en.eq(Mux(fire, Const(1, L) << ho_lane, 0)),
+            *[wr["HO"].data[l].eq(out.h) for l in range(L)],
+            wr["HS"].addr.eq(seq_base + k_out), wr["HS"].en.eq(fire & last_step),
+            wr["HS"].data.eq(out.h),
         ]
 
         # -- the copy of h_{-1}, and the h lanes of a_{t+1} --------------------------------------
@@ -183,18 +218,19 @@ class ForwardUnit(wiring.Component):
         copy_valid = Signal()
         m.d.comb += [self.hs_rd.addr.eq(seq_base + k_copy), self.hs_rd.en.eq(1)]
         lane_en = Const(1, L) << lane_h
+        a_wr = wr["A"]
         with m.If(copy_valid):
-            m.d.comb += [self.a_wr.addr.eq(vec_base + word_h), self.a_wr.en.eq(lane_en),
-                         *[self.a_wr.data[l].eq(self.hs_rd.data) for l in range(L)],
+            m.d.comb += [a_wr.addr.eq(vec_base + word_h), a_wr.en.eq(lane_en),
+                         *[a_wr.data[l].eq(self.hs_rd.data) for l in range(L)],
                          advance_h.eq(1)]
         with m.Elif(x_copy):
-            m.d.comb += [self.a_wr.addr.eq(vec_base + row_c),
-                         self.a_wr.en.eq(Cat(x_lanes)),
-                         *[self.a_wr.data[l].eq(self.xi_rd.data[l]) for l in range(L)]]
+            m.d.comb += [a_wr.addr.eq(vec_base + row_c),
+                         a_wr.en.eq(Cat(x_lanes)),
+                         *[a_wr.data[l].eq(self.xi_rd.data[l]) for l in range(L)]]
         with m.Else():
-            m.d.comb += [self.a_wr.addr.eq(vec_base + C + word_h),
-                         self.a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
-                         *[self.a_wr.data[l].eq(out.h) for l in range(L)],
+            m.d.comb += [a_wr.addr.eq(vec_base + C + word_h),
+                         a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
+                         *[a_wr.data[l].eq(out.h) for l in range(L)],
                          advance_h.eq(fire)]
 
         # -- sequencing --------------------------------------------------------------------------
@@ -203,6 +239,8 @@ class ForwardUnit(wiring.Component):
                 m.d.sync += [b.eq(0), t.eq(0), state.eq(_State.SETUP)]
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
+            if deep:
+                m.d.sync += [a_addr.eq(const_mul(s, C)), x_addr.eq(const_mul(s, nx))]
             m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
                          x_base.eq(const_mul(s, nx)), ho_base.eq(const_mul(s, cfg.h_chunks)),
                          ho_word.eq(0), ho_lane.eq(0),

@@ -6,8 +6,9 @@ Per configuration (H, X, lanes) the training build is made once and the ``bench`
 (:func:`~.accel_stimulus.random_layer`) per asked sparsity, in skip and dense mode, from the
 same weights and state, reading the phase counters. Ideal per phase: the forward ``T*B*4H*C``
 (every row's ``C`` beats: the forward does not skip), the backward ``pairs * 2C``, the update
-``4H*C``; the rest is a latency per step (forward :data:`gateskip.hw.forward_unit.STEP_OVERHEAD`,
-backward :attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
+``4H*C``; the rest is a latency per step (forward
+:attr:`gateskip.hw.forward_unit.ForwardUnit.step_overhead`, backward
+:attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
 (:data:`gateskip.hw.weight_update.OVERHEAD`).
 
 One more row per configuration runs an iteration of real training: the layer's weights, state,
@@ -133,7 +134,7 @@ def _row(accel, r: dict, simulator: str) -> dict:
     ideal = {"forward": steps * 4 * H * C, "backward": skip["PAIRS"] * 2 * C,
              "update": 4 * H * C}
     ideal_dense_backward = dense["PAIRS"] * 2 * C
-    latency = (steps * (forward_unit.STEP_OVERHEAD + accel.step_overhead) +
+    latency = (steps * (accel.forward.step_overhead + accel.step_overhead) +
                B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.OVERHEAD)
     total = {mode: sum(c[key] for _p, key in PHASES) for mode, c in (("skip", skip),
                                                                        ("dense", dense))}

@@ -9,6 +9,7 @@ import pytest
 from gateskip.golden.accel import run_outputs
 from gateskip.golden.layer import LayerMemories
 from gateskip.host.accel import DeviceError, LayerHost
+from gateskip.hw import forward_unit, weight_update
 from gateskip.hw.backward import Backward
 from gateskip.hw.update import step_shift
 from gateskip.sim.accel_stimulus import random_layer, tau_for_sparsity
@@ -45,6 +46,7 @@ async def read_all(host, names):
     (3, 2, 2, 3, 2, 0.6, False, 2, 1, {"deep_stages": True}),   # a short run, too
     (3, 2, 2, 3, 2, 0.6, False, None, None, {"deep_stages": True, "forwarding": False,
                                              "update_lanes": 1}),
+    (2, 2, 4, 2, 1, 0.6, False, None, None, {"deep_stages": True}),  # C = 1: a row a cycle
 ])
 def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch,
                                         options):
@@ -102,8 +104,10 @@ def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len,
                                           err_msg=f"iteration {it}: {n}")
         c = g["counters"]
         assert c["ZEROS"] == w["train"]["zeros"] and c["PAIRS"] == w["train"]["pairs"]
-        assert c["FORWARD_CYCLES"] >= Tn * Bn * 4 * H * -(-K // L)
-        assert c["UPDATE_CYCLES"] >= 4 * H * -(-K // L)
+        C = -(-K // L)          # the cycle models, exact (deep_stages: the forward's queue)
+        assert c["FORWARD_CYCLES"] == Bn * (Tn * (4 * H * C + dut.forward.step_overhead) + H +
+                                            forward_unit.SEQUENCE_OVERHEAD)
+        assert c["UPDATE_CYCLES"] == weight_update.cycles(dut.config)
     # the weights moved (lr is large enough that some master changes)
     assert np.any(got[1]["train"]["WM"] != data[0]["WM"])
 
