@@ -8,7 +8,7 @@ unit, whose multipliers feed several roundings through muxes.
 
 from amaranth.hdl import Mux, Value
 
-__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_half_up_carry",
+__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_bit_by", "round_half_up_carry",
            "clamp", "saturate", "saturate_by_sign"]
 
 
@@ -45,10 +45,17 @@ def round_half_up_by(value, amount):
     the bit select is kept in range there, where Verilog's and Amaranth's out-of-range selects
     differ."""
     value, amount = Value.cast(value), Value.cast(amount)
+    return (value >> amount) + round_bit_by(value, amount)
+
+
+def round_bit_by(value, amount):
+    """The carry-in of :func:`round_half_up_by`: the last bit of a signed ``value`` shifted out
+    by a variable ``amount`` (0 at 0; the sign bit past the value's width)."""
+    value, amount = Value.cast(value), Value.cast(amount)
     last = (value << 1).bit_select(amount, 1)
     if (1 << len(amount)) - 1 > len(value):
         last = Mux(amount > len(value), value[-1], last)
-    return (value >> amount) + last
+    return last
 
 
 def clamp(value, lo, hi):

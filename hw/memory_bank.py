@@ -199,6 +199,11 @@ class MemoryBank(wiring.Component):
         #: block RAM would need a register and a select per bit beside it to return the old word)
         self.block_forced = (("DA",) if config.deep_stages and "DA" in self.collision_free
                              else ())
+        #: the memories put in LUT RAM whatever their size (``ram_style`` ``distributed``): in a
+        #: training build with ``DA`` in block RAM, the memories of a word per unit or row
+        #: (``DB``, ``DC``, ``BM``) make room for it (at H 64, X 64, L 32 the block RAMs would
+        #: be 214 of the ECP5-85F's 208)
+        self.lut_forced = ("DB", "DC", "BM") if config.train and self.block_forced else ()
         #: the memories whose run read data come from a register right after the memory
         #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
         #: MAC array's and the fetch's), which an ECP5 build can move into the block RAM
@@ -244,6 +249,8 @@ class MemoryBank(wiring.Component):
         attrs = {NO_COLLISION: 1} if name in self.collision_free else {}
         if name in self.block_forced:
             attrs["ram_style"] = "block"
+        if name in self.lut_forced:
+            attrs["ram_style"] = "distributed"
         return attrs
 
     @staticmethod

@@ -6,7 +6,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_half_up, round_half_up_by, saturate_by_sign
+from .fixedpoint import round_bit_by, round_half_up, round_half_up_by, saturate_by_sign
 
 __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 
@@ -38,6 +38,10 @@ class UpdateUnit(wiring.Component):
     caller for a whole update. The rounding is half up (add half, floor) at any ``shift``;
     ``shift = 0`` is exact.
 
+    ``split_round`` (for a fast clock): the rounding's variable shift and its add a stage each
+    (the shifted value and the last bit shifted out registered between them): latency
+    :data:`LATENCY` + 1 (:attr:`latency`).
+
     Six stages (the beat registered as it comes from block RAM, the product in two parts of the
     rate, their sum, the rounded step, the subtraction, the operand): latency :data:`LATENCY`
     cycles, one beat per cycle; the pipeline moves as a whole when its output can be taken
@@ -56,9 +60,13 @@ class UpdateUnit(wiring.Component):
             raise ValueError(f"master {formats.master} and operand {formats.operand} must have "
                              f"the same integer bits")
 
-    def __init__(self, formats: Formats = FORMATS):
+    def __init__(self, formats: Formats = FORMATS, *, split_round: bool = False):
         self.check_parameters(formats)
-        self.formats = formats
+        if not isinstance(split_round, bool):
+            raise TypeError(f"split_round must be a bool, not {split_round!r}")
+        self.formats, self.split_round = formats, split_round
+        #: cycles from a beat taken to its result offered
+        self.latency = LATENCY + split_round
         f = formats
         self.in_layout = data.StructLayout({"master": signed(f.master.width),
                                             "grad": signed(f.dw.width)})
@@ -103,13 +111,25 @@ class UpdateUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [v1.eq(va), master1.eq(master_a), prod1.eq(part_lo + (part_hi << lo))]
 
+        if self.split_round:
+            # stage 1c: the variable shift, and the last bit it shifts out (the carry-in)
+            vs = Signal()
+            master_s = Signal(signed(f.master.width))
+            shifted, last = Signal(signed(prod_width)), Signal()
+            with m.If(advance):
+                m.d.sync += [vs.eq(v1), master_s.eq(master1), shifted.eq(prod1 >> self.shift),
+                             last.eq(round_bit_by(prod1, self.shift))]
+            v1, master1 = vs, master_s
+            step = shifted + last
+        else:
+            step = round_half_up_by(prod1, self.shift)
+
         # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
         step2 = Signal(signed(prod_width))
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), master2.eq(master1),
-                         step2.eq(round_half_up_by(prod1, self.shift))]
+            m.d.sync += [v2.eq(v1), master2.eq(master1), step2.eq(step)]
 
         # stage 3: the new master weight (the subtraction, saturated by a test of the top bits)
         v3 = Signal()

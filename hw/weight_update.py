@@ -10,10 +10,16 @@ from .memory_bank import run_ports
 from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
 from .word_update import WordUpdate
 
-__all__ = ["WeightUpdate", "OVERHEAD", "LAYERS", "cycles"]
+__all__ = ["WeightUpdate", "OVERHEAD", "LAYERS", "cycles", "overhead"]
 
 #: cycles of an update beyond its words' passes: the read 1, the update unit's latency, the end 1
 OVERHEAD = LATENCY + 2
+
+
+def overhead(config: AccelConfig) -> int:
+    """:data:`OVERHEAD` of ``config``'s units: one more with ``deep_stages`` (their
+    ``split_round``)."""
+    return OVERHEAD + config.deep_stages
 
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
 #: bias), as ``{layer: (DW, WM, W, DB, BM)}``
@@ -29,8 +35,8 @@ def words(config: AccelConfig, layer: str = "lstm") -> tuple[int, int]:
 
 def cycles(config: AccelConfig, layer: str = "lstm") -> int:
     """Busy cycles of one step of ``layer``: its words, ``config.update_passes`` cycles each
-    (:class:`~.word_update.WordUpdate`), and :data:`OVERHEAD`."""
-    return words(config, layer)[0] * config.update_passes + OVERHEAD
+    (:class:`~.word_update.WordUpdate`), and :func:`overhead`."""
+    return words(config, layer)[0] * config.update_passes + overhead(config)
 
 
 class WeightUpdate(wiring.Component):
@@ -73,7 +79,7 @@ class WeightUpdate(wiring.Component):
         wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
                               for n in (self.names[1], self.names[2], self.names[4]))
         m.submodules.lanes = lanes = WordUpdate(cfg)
-        m.submodules.bias = bias = UpdateUnit(cfg.formats)
+        m.submodules.bias = bias = UpdateUnit(cfg.formats, split_round=cfg.deep_stages)
         for unit in (lanes, bias):
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift)]
         m.d.comb += bias.o.ready.eq(1)

@@ -20,8 +20,8 @@ class WordUpdate(wiring.Component):
     A word takes ``P = config.update_passes`` cycles: lanes ``p*U .. p*U + U - 1`` in its pass
     ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
     port's data (a read port holds it while not enabled) until then (:meth:`read_ports`). The
-    new word is offered on ``o`` for one cycle, :data:`~.update.LATENCY` cycles after its last
-    pass: ``P = 1`` is the update units alone, one word per cycle.
+    new word is offered on ``o`` for one cycle, the units' latency (:data:`~.update.LATENCY`,
+    one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the update units alone, one word per cycle.
     """
 
     def __init__(self, config: AccelConfig):
@@ -84,7 +84,7 @@ class WordUpdate(wiring.Component):
         m = Module()
         cfg = self.config
         L, P, U = cfg.lanes, cfg.update_passes, cfg.update_units
-        units = [UpdateUnit(cfg.formats) for _ in range(U)]
+        units = [UpdateUnit(cfg.formats, split_round=cfg.deep_stages) for _ in range(U)]
         for u, unit in enumerate(units):
             m.submodules[f"unit{u}"] = unit
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]

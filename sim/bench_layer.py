@@ -9,7 +9,7 @@ same weights and state, reading the phase counters. Ideal per phase: the forward
 ``4H*C``; the rest is a latency per step (forward
 :attr:`gateskip.hw.forward_unit.ForwardUnit.step_overhead`, backward
 :attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
-(:data:`gateskip.hw.weight_update.OVERHEAD`).
+(:func:`gateskip.hw.weight_update.overhead`).
 
 One more row per configuration runs an iteration of real training: the layer's weights, state,
 ``x``, ``dh_out`` and ``tau`` at the last of ``training_iterations`` of fixed-point training
@@ -135,7 +135,7 @@ def _row(accel, r: dict, simulator: str) -> dict:
              "update": 4 * H * C}
     ideal_dense_backward = dense["PAIRS"] * 2 * C
     latency = (steps * (accel.forward.step_overhead + accel.step_overhead) +
-               B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.OVERHEAD)
+               B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.overhead(accel.config))
     total = {mode: sum(c[key] for _p, key in PHASES) for mode, c in (("skip", skip),
                                                                        ("dense", dense))}
     ideal_total = sum(ideal.values())

@@ -289,8 +289,8 @@ def map_memory(mem: MemoryUse, family: str) -> Mapping:
     best = Mapping("logic", "logic", 0, 0, logic)
     threshold = int(logic)              # memory_libmap compares with the int of logic's cost
     rams = LIBRARY[family]
-    if mem.style == "block":                    # forced: the cheapest block primitive
-        rams = [ram for ram in rams if ram.kind == "block"]
+    if mem.style in ("block", "distributed"):   # forced: the cheapest primitive of the kind
+        rams = [ram for ram in rams if ram.kind == mem.style]
         threshold = float("inf")
     for ram in rams:
         fit = _fit(mem, ram)

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """synth.brams: the block RAMs Yosys allocates, counted before any tool runs, against every saved
 report's figure (nextpnr's DP16KD / ICESTORM_RAM, synth/reports/) and against Yosys' own
 memory_libmap decisions (its debug log's cost of each candidate, YoWASP Yosys 0.70)."""
@@ -139,12 +140,25 @@ def test_map_memory_as_yosys(mem, family, cell, blocks, cost):
 
 
 def test_deep_stages_forces_da_into_block_ram():
-    """``deep_stages`` puts ``DA`` in block RAM where it is collision-free (backward-only,
-    no forwarding), not in a training build (its block RAM would need read-first logic)."""
+    """``deep_stages`` puts ``DA`` in block RAM where it is collision-free (no forwarding),
+    not where it would need read-first logic (forwarding); in a training build ``DB``, ``DC``
+    and ``BM`` go to LUT RAM to make room for it."""
     base = dict(hidden=8, inputs=8, lanes=4, forwarding=False)
     assert MemoryBank(AccelConfig(**base, deep_stages=True)).block_forced == ("DA",)
+    assert MemoryBank(AccelConfig(**base, deep_stages=True)).lut_forced == ()
     assert MemoryBank(AccelConfig(**base)).block_forced == ()
-    assert MemoryBank(AccelConfig(**base, deep_stages=True, train=True)).block_forced == ()
+    assert MemoryBank(AccelConfig(**{**base, "forwarding": True}, deep_stages=True,
+                                  train=True)).block_forced == ()
+    train = AccelConfig(**base, deep_stages=True, train=True)
+    assert MemoryBank(train).block_forced == ("DA",)
+    assert MemoryBank(train).lut_forced == ("DB", "DC", "BM")
+    maps = block_rams(train, "ecp5")["maps"]
+    assert maps["backward.bank.mem_da"] == "PDPW16KD"
+    assert {maps[f"backward.bank.mem_{n}"] for n in ("db", "dc", "bm")} == {"TRELLIS_DPR16X4"}
+    # the 32-lane training top fits the ECP5-85F's 208 block RAMs only so
+    big = AccelConfig(hidden=64, inputs=64, lanes=32, max_seq=8, max_batch=1, forwarding=False,
+                      deep_stages=True, train=True)
+    assert block_rams(big, "ecp5")["total"] == 208
     found = {m.name: m for m in memories(AcceleratorTop(AccelConfig(**base, deep_stages=True)))}
     assert found["backward.bank.mem_da"].style == "block"
     assert block_rams(AccelConfig(**base, deep_stages=True), "ecp5")["maps"][
@@ -169,6 +183,10 @@ def test_map_memory_edges():
     forced = map_memory(replace(da, style="block"), "ecp5")
     assert (forced.cell, forced.blocks) == ("$__PDPW16KD_", 58)
     assert forced.cost > map_memory(da, "ecp5").cost
+    # ram_style distributed: LUT RAM, however dear (BM of that training build: 256 words)
+    bm = MemoryUse("bm", 256, 32, ((True, "any"), (True, "any")), (32,), no_collision=True)
+    assert map_memory(bm, "ecp5").cell == "$__PDPW16KD_"
+    assert map_memory(replace(bm, style="distributed"), "ecp5").cell == "$__TRELLIS_DPR16X4_"
 
 
 def _yosys_share() -> Path:

@@ -25,8 +25,8 @@ def _items(rng, n):
     return out
 
 
-def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0):
-    dut = UpdateUnit()
+def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False):
+    dut = UpdateUnit(split_round=split_round)
 
     def setup(ctx):
         ctx.set(dut.lr, lr)
@@ -40,17 +40,19 @@ def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0):
                                        ctx.get(dut.o.payload.operand)))
 
 
+@pytest.mark.parametrize("split_round", [False, True])
 @pytest.mark.parametrize("grad_shift", [-8, 0, 5, 12, 30, 55])
-def test_bit_exact(grad_shift):
+def test_bit_exact(grad_shift, split_round):
+    """At full rate; ``split_round``: a cycle more."""
     rng = np.random.default_rng(grad_shift + 100)
     items = _items(rng, 120)
     for lr in (1, 3 << 14, 1 << 17, F.lr.max):
-        got, cycles, *_ = _run(items, lr, grad_shift)
+        got, cycles, *_ = _run(items, lr, grad_shift, split_round=split_round)
         master = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]),
                               grad_shift, lr)
         assert [g[0] for g in got] == master.tolist(), (lr, grad_shift)
         assert [g[1] for g in got] == operand_code(master, F).tolist()
-        assert cycles == len(items) + LATENCY
+        assert cycles == len(items) + LATENCY + split_round
 
 
 def test_back_pressure():
@@ -58,8 +60,8 @@ def test_back_pressure():
     items = _items(rng, 300)
     want = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]), 10,
                         1 << 16)
-    for seed, pv, pr in ((2, 0.6, 0.5), (3, 1.0, 0.2)):
-        got, *_ = _run(items, 1 << 16, 10, seed, pv, pr)
+    for seed, pv, pr, split in ((2, 0.6, 0.5, False), (3, 1.0, 0.2, False), (4, 0.6, 0.3, True)):
+        got, *_ = _run(items, 1 << 16, 10, seed, pv, pr, split)
         assert [g[0] for g in got] == want.tolist()
 
 
