@@ -22,7 +22,9 @@ class DxGather(wiring.Component):
     the memory bank's layers): the lift between two layers' forwards.
 
     One word per cycle (read, written the next cycle): ``B*T*ceil(X/L) + 1`` cycles. ``busy``
-    from the cycle after ``start`` until the last word is written.
+    from the cycle after ``start`` until the last word is written. ``config.deep_stages``: the
+    write registered (address, enable and the word read), landing a cycle later: a cycle more
+    (:attr:`cycles`).
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -41,6 +43,9 @@ class DxGather(wiring.Component):
             raise ValueError("HO to XI needs inputs == hidden")
         self.config, self.source, self.dest = config, source, dest
         self.stride = getattr(config, self.COPIES[source, dest])
+        #: cycles of a run
+        self.cycles = config.max_batch * config.max_seq * config.x_chunks + 1 + \
+            config.deep_stages
         super().__init__({"start": In(1), "busy": Out(1),
                           **run_ports(ports, reads=(source,), writes=(dest,))})
 
@@ -57,9 +62,9 @@ class DxGather(wiring.Component):
         pending = Signal()                           # a word read last cycle, written now
         dst = Signal.like(n)
         reading = self.busy & (n < words)
-        m.d.comb += [src_rd.addr.eq(src), src_rd.en.eq(1),
-                     dst_wr.addr.eq(dst), dst_wr.en.eq(pending),
-                     dst_wr.data.eq(src_rd.data)]
+        m.d.comb += [src_rd.addr.eq(src), src_rd.en.eq(1)]
+        write = [dst_wr.addr.eq(dst), dst_wr.en.eq(pending), dst_wr.data.eq(src_rd.data)]
+        m.d["sync" if cfg.deep_stages else "comb"] += write
         m.d.sync += pending.eq(reading)
         with m.If(pending):
             m.d.sync += dst.eq(dst + 1)
@@ -69,8 +74,11 @@ class DxGather(wiring.Component):
                 m.d.sync += [c.eq(0), src.eq(src + C - nx + 1)]
             with m.Else():
                 m.d.sync += [c.eq(c + 1), src.eq(src + 1)]
+        last = self.busy & ~reading                 # the last word's write (deep: its end)
+        if cfg.deep_stages:
+            last &= ~pending
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), n.eq(0), c.eq(0), src.eq(0), dst.eq(0)]
-        with m.Elif(self.busy & ~reading):                  # the last word's write
+        with m.Elif(last):
             m.d.sync += self.busy.eq(0)
         return m

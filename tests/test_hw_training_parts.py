@@ -63,15 +63,19 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed, deep):
     assert cycles == update_cycles(cfg) == words * cfg.update_passes + 8 + deep
 
 
+@pytest.mark.parametrize("deep", [False, True])
 @pytest.mark.parametrize("H, X, L, T, B", [(2, 1, 1, 2, 2), (3, 5, 2, 3, 1), (2, 2, 4, 2, 2)])
-def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
-    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True)
+def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B, deep):
+    """A word a cycle; ``deep_stages`` (its write registered): a cycle more."""
+    cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True,
+                      deep_stages=deep)
     ports = word_shapes(cfg)
     C, nx = cfg.chunks, cfg.x_chunks
     rng = np.random.default_rng(H + X + L)
     da = rng.integers(-(1 << 15), 1 << 15, (ports["DA"][1], L))
     dx_before = rng.integers(-(1 << 15), 1 << 15, (ports["DX"][1], L))
-    dut = OnMemories(DxGather(cfg, ports), ports, {"DA": da.tolist(), "DX": dx_before.tolist()})
+    gather = DxGather(cfg, ports)
+    dut = OnMemories(gather, ports, {"DA": da.tolist(), "DX": dx_before.tolist()})
 
     async def tb(ctx):
         first = await strobe_and_count(ctx, dut)
@@ -82,7 +86,7 @@ def test_dx_gather_copies_the_x_words_of_every_step(H, X, L, T, B):
     want = da[:B * T * C].reshape(B * T, C, L)[:, :nx].reshape(B * T * nx, L)
     np.testing.assert_array_equal(dx[:B * T * nx], want)
     np.testing.assert_array_equal(dx[B * T * nx:], dx_before[B * T * nx:])
-    assert first == second == B * T * nx + 1
+    assert first == second == B * T * nx + 1 + deep == gather.cycles
 
 
 def test_lift_copies_every_h_into_the_next_layers_x():
