@@ -65,7 +65,7 @@ class ForwardUnit(wiring.Component):
     ``config.deep_stages``: the pipe ``queued`` (:class:`~.forward.ForwardPipe`: no stall
     reaches the reads, whose enables are constant; a row's last beat waits for a credit) and
     every write registered, landing the cycle after (the step that reads it starts later
-    still); the read addresses held in registers, not added. :attr:`step_overhead` is
+    still). :attr:`step_overhead` is
     :data:`STEP_OVERHEAD` and the queue's :data:`~.forward.NET_QUEUE_LATENCY`.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
@@ -142,21 +142,12 @@ class ForwardUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
-        # the A and XI words of beat c: added, or (deep_stages) held in registers beside c
-        a_addr, x_addr = vec_base + c, x_base + c
-        if deep:
-            a_addr = Signal(range(cfg.max_batch * T * C + C + 1), name="a_addr")
-            x_addr = Signal(range(cfg.max_batch * T * nx + C + 1), name="x_addr")
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
                 m.d.sync += [c.eq(0), j.eq(j + 1)]
-                if deep:
-                    m.d.sync += [a_addr.eq(vec_base), x_addr.eq(x_base)]
             with m.Else():
                 m.d.sync += c.eq(c + 1)
-                if deep:
-                    m.d.sync += [a_addr.eq(a_addr + 1), x_addr.eq(x_addr + 1)]
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
         # lane l of beat c is x when c < nx - 1, or c == nx - 1 and (l < rem or rem == 0)
@@ -165,8 +156,8 @@ class ForwardUnit(wiring.Component):
                    for l in range(L)]
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
-            self.a_rd.addr.eq(a_addr), self.a_rd.en.eq(take),
-            self.xi_rd.addr.eq(x_addr), self.xi_rd.en.eq(take),
+            self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
+            self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
             beat.w.eq(self.w_rd.data), beat.last.eq(row_last),
@@ -239,8 +230,6 @@ class ForwardUnit(wiring.Component):
                 m.d.sync += [b.eq(0), t.eq(0), state.eq(_State.SETUP)]
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
-            if deep:
-                m.d.sync += [a_addr.eq(const_mul(s, C)), x_addr.eq(const_mul(s, nx))]
             m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
                          x_base.eq(const_mul(s, nx)), ho_base.eq(const_mul(s, cfg.h_chunks)),
                          ho_word.eq(0), ho_lane.eq(0),
