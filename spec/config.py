@@ -70,8 +70,12 @@ class AccelConfig:
     gate-gradient unit, the threshold's compares a stage before its zeroing, and the step's end
     (``drained``) seen from a register (seven cycles more per step), the gate-gradient unit's
     wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
-    write (not in ``train`` builds), and in a backward-only build without forwarding the MAC
-    array's reads registered (a cycle more in a step that ends in the array).
+    write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` then in LUT RAM),
+    and in a backward-only build without forwarding the MAC array's reads registered (a cycle
+    more in a step that ends in the array); in a ``train`` build the forward's dot unit never
+    stalling (its nets queued: two cycles more per forward step) and the forward's writes
+    registered, the weight update's read enable a register, the update units' rounding in two
+    stages (a cycle more per update) and the dx gather's write registered (a cycle more).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``element_port=False``).
