@@ -6,7 +6,7 @@ Per configuration (H, X, lanes) the training build is made once and the ``bench`
 (:func:`~.accel_stimulus.random_layer`) per asked sparsity, in skip and dense mode, from the
 same weights and state, reading the phase counters. Ideal per phase: the forward ``T*B*4H*C``
 (every row's ``C`` beats: the forward does not skip), the backward ``pairs * 2C``, the update
-``4H*C``; the rest is a latency per step (forward
+``4H*C*P`` (``P`` passes a word: ``AccelConfig.update_passes``); the rest is a latency per step (forward
 :attr:`gateskip.hw.forward_unit.ForwardUnit.step_overhead`, backward
 :attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
 (:func:`gateskip.hw.weight_update.overhead`).
@@ -28,7 +28,7 @@ from ..defaults import BENCH_TRAINING_ITERATIONS, COMPARE_DEFAULTS, LAYER_OPTIMI
 from ..golden.accel import run_outputs, to_hw_rows
 from ..golden.layer import LayerMemories
 from ..hw import forward_unit, weight_update
-from ..hw.blocks import make
+from ..hw.blocks import check, training_build
 from . import bench_core as bench
 from .accel_stimulus import random_layer, tau_for_sparsity
 from .bench_backward import bench_accelerators
@@ -100,9 +100,12 @@ def training_case(H: int, X: int, T: int, B: int, *, iterations: int, seed: int 
 def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, seq: int = 8,
                     batch: int = 1, simulator: str = "verilator", build_root=None,
                     progress=None, seed: int = 1,
-                    training_iterations: int = BENCH_TRAINING_ITERATIONS) -> list[dict]:
+                    training_iterations: int = BENCH_TRAINING_ITERATIONS,
+                    options: dict | None = None) -> list[dict]:
     """One row per (configuration, sparsity), and one per configuration for an iteration of
-    training after ``training_iterations`` (0: none)."""
+    training after ``training_iterations`` (0: none). ``options``: the rest of
+    :class:`~gateskip.spec.config.AccelConfig` for every build (``deep_stages``, ...)."""
+    options = dict(options or {})
     sparsities = [float(s) for s in sparsities]
     bad = [s for s in sparsities if not 0 <= s <= 1]
     if bad:
@@ -120,8 +123,8 @@ def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, s
                 np.savez(path, **{k: case[k] for k in ("WM", "BM", "HS", "CS", "x", "dh")})
                 cases.append({"label": f"training it {training_iterations}", "tau": case["tau"],
                               "lr": case["lr"], "shift": case["shift"], "data": path})
-            jobs.append((make("layer", hidden=H, inputs=X, lanes=L, max_seq=seq,
-                              max_batch=batch), {"seed": seed}, cases))
+            sizes = check("layer", hidden=H, inputs=X, lanes=L, max_seq=seq, max_batch=batch)
+            jobs.append((training_build(**sizes, **options), {"seed": seed}, cases))
         return bench_accelerators("layer", jobs, _row, simulator=simulator,
                                   build_root=build_root, progress=progress)
 
@@ -132,7 +135,7 @@ def _row(accel, r: dict, simulator: str) -> dict:
     T, B = accel.max_seq, accel.max_batch
     steps = T * B
     ideal = {"forward": steps * 4 * H * C, "backward": skip["PAIRS"] * 2 * C,
-             "update": 4 * H * C}
+             "update": 4 * H * C * accel.config.update_passes}
     ideal_dense_backward = dense["PAIRS"] * 2 * C
     latency = (steps * (accel.forward.step_overhead + accel.step_overhead) +
                B * (H + forward_unit.SEQUENCE_OVERHEAD) + weight_update.overhead(accel.config))

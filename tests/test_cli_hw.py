@@ -209,6 +209,24 @@ def test_bench_layer_whole_iterations(tmp_path):
     assert "training it 5" in (tmp_path / "b" / "layer.txt").read_text()
 
 
+def test_bench_layer_with_deep_stages(tmp_path):
+    """``--param`` reaches the training build: with ``deep_stages`` (and no forwarding) the
+    forward takes its queue's 2 cycles more per step and the update 1 more, exactly; the
+    backward's skip still within 10% of ideal."""
+    from gateskip.hw import forward_unit, weight_update
+    r = run(["bench", "--kind", "layer", "--backward-config", "6,3,2", "--seq-len", "3",
+             "--sparsities", "0.8", "--training-iterations", "0", "--param", "deep_stages=true",
+             "--param", "forwarding=false", "--param", "update_lanes=1", "--simulator", "icarus",
+             "--out", str(tmp_path / "b"), "--json", str(tmp_path / "b.json"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    [row] = json.loads((tmp_path / "b.json").read_text())["rows"]
+    H, C, T, P = 6, 5, 3, 2
+    assert row["forward_skip"] == (T * (4 * H * C + forward_unit.STEP_OVERHEAD + 2) + H +
+                                   forward_unit.SEQUENCE_OVERHEAD)
+    assert row["update_skip"] == 4 * H * C * P + weight_update.OVERHEAD + 1
+    assert row["cycles_skip"] <= 1.10 * (row["cycles_ideal"] + row["latency"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--backward-config", "8,4"], "--backward-config must be H,X,LANES"),
     (["--backward-config", "8,4,0"], "lanes must be an int in 1..64"),
@@ -221,7 +239,9 @@ def test_bench_layer_whole_iterations(tmp_path):
     (["--kind", "backward", "--param", "deep_stages=2"], "deep_stages must be a bool"),
     (["--kind", "backward", "--param", "deep_stages=true", "--param", "timing_stages=false"],
      "deep_stages needs timing_stages"),
-    (["--param", "deep_stages=true"], "--param goes with --kind backward"),
+    (["--param", "deep_stages=true"], "--param goes with --kind backward or layer"),
+    (["--kind", "layer", "--param", "deep_stages=true", "--param", "timing_stages=false"],
+     "deep_stages needs timing_stages"),
     (["--kind", "backward", "--report", "icebreaker"], "--report goes with --kind boards"),
     (["--kind", "boards", "--report", "nope"], "--report nope: no saved report 'nope'"),
     (["--kind", "boards", "--backward-config", "8,4,2"], "no --backward-config"),

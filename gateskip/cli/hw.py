@@ -172,8 +172,9 @@ def sim(simulator, cases, trace, waves, build_dir, seed, json_path, progress):
                    "(boards) the backward of each board's saved build at its clock: peak, "
                    "dense and effective MACs per second.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="For --kind backward: an option of the accelerator over its default, e.g. "
-                   "--param deep_stages=true (repeatable; gateskip build --list names them).")
+              help="For --kind backward or layer: an option of the accelerator over its "
+                   "default, e.g. --param deep_stages=true (repeatable; gateskip build --list "
+                   "names them).")
 @click.option("--report", "reports", multiple=True, metavar="NAME",
               help="For --kind boards: a saved build report, synth/reports/NAME.json "
                    "(repeatable). [default: every board's own]")
@@ -221,8 +222,8 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, p
     else:
         values = bw_values = split_numbers(sparsities, "--sparsities", 0.0, 1.0)
     options = parse_params(params)
-    if options and kind != "backward":
-        raise ValueError("--param goes with --kind backward")
+    if options and kind not in ("backward", "layer"):
+        raise ValueError("--param goes with --kind backward or layer")
     if reports and kind != "boards":
         raise ValueError("--report goes with --kind boards")
     if kind == "boards":
@@ -256,8 +257,12 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, p
                hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1, **options)
     if kind in ("all", "layer"):
         for H, X, L in layer_triples:
-            _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}", check, "layer",
-                   hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1)
+            label = (f"--backward-config {H},{X},{L} with --seq-len {seq_len}"
+                     + "".join(f" --param {k}={v}" for k, v in options.items()))
+            _named(label, check, "layer", hidden=H, inputs=X, lanes=L, max_seq=seq_len,
+                   max_batch=1)
+            _named(label, AccelConfig, hidden=H, inputs=X, lanes=L, max_seq=seq_len,
+                   max_batch=1, train=True, **options)
     if trace is not None:                     # the trace's backward is built at its sizes
         from gateskip.golden.trace import load_trace
         t = load_trace(trace)
@@ -284,7 +289,8 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, p
         if kind in ("all", "layer"):
             rows_out += layer_mod.run_layer_bench(
                 layer_triples, bw_values, seq=seq_len, simulator=simulator, progress=bar,
-                build_root=os.path.join(out, "build"), training_iterations=training_iterations)
+                build_root=os.path.join(out, "build"), training_iterations=training_iterations,
+                options=options)
         if kind == "boards":
             rows_out += boards_mod.run_boards_bench(report_names, board_values,
                                                     simulator=simulator, progress=bar,
