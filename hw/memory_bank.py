@@ -31,6 +31,10 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
     return (1, max(1, ceil_log2(elements))) if element_port else (elements, 0)
 
 
+#: with ``deep_stages``, a bank of more memories than this (a training build's fifteen) gives each
+#: its own register of the host's read address, kept (else Yosys merges the copies into one
+#: register that fans out to every memory)
+OWN_READ_ADDRESS_ABOVE = 8
 #: elements of a word a bank with ``deep_stages`` and ``element_port`` picks the host's element
 #: from in its first stage, into a register per group beside them; the group the next
 PICK_GROUP = 4
@@ -314,7 +318,9 @@ class MemoryBank(wiring.Component):
                 # after: only they, the run's port and `running` (some units read every
                 # cycle) reach its read port
                 h_re = Signal(name=f"host_re_{name.lower()}")
-                h_raddr = Signal.like(h_addr, name=f"host_raddr_{name.lower()}")
+                h_raddr = Signal.like(h_addr, name=f"host_raddr_{name.lower()}",
+                                      attrs=({"keep": 1} if len(self.memories) >
+                                             OWN_READ_ADDRESS_ABOVE else {}))
                 m.d.sync += [h_re.eq(h_sel & host.re), h_raddr.eq(h_addr)]
                 rd_addr = Mux(h_re, h_raddr, self._banked(run_rd.addr, name, "rd"))
                 rd_en = h_re | (run_rd.en & running)

@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 from gateskip.golden.fixed import saturate
 from gateskip.hw.controller import StepController
 from gateskip.hw.db import DbParallel, DbSerial
-from gateskip.hw.memory_bank import PICK_GROUP, MemoryBank, host_read_latency
+from gateskip.hw.memory_bank import (OWN_READ_ADDRESS_ABOVE, PICK_GROUP, MemoryBank,
+                                     host_read_latency)
 from gateskip.hw.queue import Queue
 from gateskip.hw.registers import RegisterFile
 from gateskip.spec.config import AccelConfig
@@ -382,6 +383,27 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
         want = [written[n][e] if element_port else written[n] for n, e in order]
         assert got == want
     _run(dut, tb)
+
+
+def test_a_deep_bank_of_many_memories_keeps_a_read_address_per_memory():
+    """With ``deep_stages`` a training bank (fifteen memories, more than
+    ``OWN_READ_ADDRESS_ABOVE``) keeps each memory's register of the host's read address (Yosys
+    would merge them into one that reaches every memory); a backward-only bank (eight) does
+    not need to."""
+    import re
+    from amaranth.back import rtlil
+
+    def kept(**options):
+        bank = MemoryBank(AccelConfig(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=1,
+                                      forwarding=False, deep_stages=True, **options))
+        text = rtlil.convert(bank)
+        names = re.findall(r"attribute \\keep 1\n\s*wire width \d+ (?:\w+ )*\\(\w+)", text)
+        return bank, {n for n in names if n.startswith("host_raddr_")}
+    bank, names = kept(train=True)
+    assert len(bank.memories) > OWN_READ_ADDRESS_ABOVE
+    assert names == {f"host_raddr_{n.lower()}" for n in bank.memories}
+    bank, names = kept()
+    assert len(bank.memories) <= OWN_READ_ADDRESS_ABOVE and names == set()
 
 
 def test_counter_names_are_the_register_files_ports():
