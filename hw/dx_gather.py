@@ -43,9 +43,9 @@ class DxGather(wiring.Component):
             raise ValueError("HO to XI needs inputs == hidden")
         self.config, self.source, self.dest = config, source, dest
         self.stride = getattr(config, self.COPIES[source, dest])
-        #: cycles of a run
-        self.cycles = config.max_batch * config.max_seq * config.x_chunks + 1 + \
-            config.deep_stages
+        #: words a run copies, and its cycles
+        self.words = config.max_batch * config.max_seq * config.x_chunks
+        self.cycles = self.words + 1 + config.deep_stages
         super().__init__({"start": In(1), "busy": Out(1),
                           **run_ports(ports, reads=(source,), writes=(dest,))})
 
@@ -55,7 +55,7 @@ class DxGather(wiring.Component):
         C, nx = self.stride, cfg.x_chunks
         src_rd = getattr(self, f"{self.source.lower()}_rd")
         dst_wr = getattr(self, f"{self.dest.lower()}_wr")
-        words = cfg.max_batch * cfg.max_seq * nx
+        words = self.words
         n = Signal(range(words + 1))                 # next destination word read
         c = Signal(range(nx + 1))                    # ... its word within the vector
         src = Signal(range(cfg.max_batch * cfg.max_seq * C + 1))

@@ -8,8 +8,8 @@ unit, whose multipliers feed several roundings through muxes.
 
 from amaranth.hdl import Mux, Value
 
-__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_bit_by", "round_half_up_carry",
-           "clamp", "saturate", "saturate_by_sign"]
+__all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_bit_by",
+           "round_half_up_carry", "clamp", "saturate", "saturate_by_sign"]
 
 
 def round_half_up(value, shift: int):

@@ -65,8 +65,8 @@ class ForwardUnit(wiring.Component):
     ``config.deep_stages``: the pipe ``queued`` (:class:`~.forward.ForwardPipe`: no stall
     reaches the reads, whose enables are constant; a row's last beat waits for a credit) and
     every write registered, landing the cycle after (the step that reads it starts later
-    still). :attr:`step_overhead` is
-    :data:`STEP_OVERHEAD` and the queue's :data:`~.forward.NET_QUEUE_LATENCY`.
+    still). :attr:`step_overhead` is :data:`STEP_OVERHEAD` and the queue's
+    :data:`~.forward.NET_QUEUE_LATENCY`.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """

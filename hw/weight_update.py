@@ -21,6 +21,7 @@ def overhead(config: AccelConfig) -> int:
     ``split_round``)."""
     return OVERHEAD + config.deep_stages
 
+
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
 #: bias), as ``{layer: (DW, WM, W, DB, BM)}``
 LAYERS = {"lstm": ("DW", "WM", "W", "DB", "BM"), "output": ("DWO", "WOM", "WO", "DBO", "BOM")}

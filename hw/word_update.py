@@ -21,7 +21,8 @@ class WordUpdate(wiring.Component):
     ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
     port's data (a read port holds it while not enabled) until then (:meth:`read_ports`). The
     new word is offered on ``o`` for one cycle, the units' latency (:data:`~.update.LATENCY`,
-    one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the update units alone, one word per cycle.
+    one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the
+    update units alone, one word per cycle.
     """
 
     def __init__(self, config: AccelConfig):

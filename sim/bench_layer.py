@@ -6,8 +6,8 @@ Per configuration (H, X, lanes) the training build is made once and the ``bench`
 (:func:`~.accel_stimulus.random_layer`) per asked sparsity, in skip and dense mode, from the
 same weights and state, reading the phase counters. Ideal per phase: the forward ``T*B*4H*C``
 (every row's ``C`` beats: the forward does not skip), the backward ``pairs * 2C``, the update
-``4H*C*P`` (``P`` passes a word: ``AccelConfig.update_passes``); the rest is a latency per step (forward
-:attr:`gateskip.hw.forward_unit.ForwardUnit.step_overhead`, backward
+``4H*C*P`` (``P`` passes a word: ``AccelConfig.update_passes``); the rest is a latency per
+step (forward :attr:`gateskip.hw.forward_unit.ForwardUnit.step_overhead`, backward
 :attr:`gateskip.hw.backward.Backward.step_overhead`) and per update
 (:func:`gateskip.hw.weight_update.overhead`).
 
