@@ -17,9 +17,9 @@ OVERHEAD = LATENCY + 2
 
 
 def overhead(config: AccelConfig) -> int:
-    """:data:`OVERHEAD` of ``config``'s units: one more with ``deep_stages`` (their
-    ``split_round``)."""
-    return OVERHEAD + config.deep_stages
+    """:data:`OVERHEAD` of ``config``'s units: two more with ``deep_stages`` (the units'
+    ``split_round`` and the word's ``shifted`` passes, :class:`~.word_update.WordUpdate`)."""
+    return OVERHEAD + 2 * config.deep_stages
 
 
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
@@ -79,7 +79,7 @@ class WeightUpdate(wiring.Component):
                                                 self.names[4]))
         wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
                               for n in (self.names[1], self.names[2], self.names[4]))
-        m.submodules.lanes = lanes = WordUpdate(cfg)
+        m.submodules.lanes = lanes = WordUpdate(cfg, shifted=cfg.deep_stages)
         m.submodules.bias = bias = UpdateUnit(cfg.formats, split_round=cfg.deep_stages)
         for unit in (lanes, bias):
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift)]

@@ -23,12 +23,21 @@ class WordUpdate(wiring.Component):
     new word is offered on ``o`` for one cycle, the units' latency (:data:`~.update.LATENCY`,
     one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the
     update units alone, one word per cycle.
+
+    ``shifted`` (for a wide word on a fast clock): the word is loaded into a register as it
+    comes from block RAM and moves a pass (``U`` lanes) toward the units each cycle, and the
+    units' results move the same way into the word offered, so that every wire joins a lane to
+    its neighbour a pass away (not the whole word to the units through a ``P``-way select, and
+    the units to every held lane): one cycle more from a word's first pass to its result
+    (``weight_update.overhead``), the same one word every ``P`` cycles.
     """
 
-    def __init__(self, config: AccelConfig):
+    def __init__(self, config: AccelConfig, *, shifted: bool = False):
         check_config(config)
         UpdateUnit.check_parameters(config.formats)
-        self.config = config
+        if not isinstance(shifted, bool):
+            raise TypeError(f"shifted must be a bool, not {shifted!r}")
+        self.config, self.shifted = config, shifted
         f, L = config.formats, config.lanes
         self.in_layout = data.StructLayout({
             "master": data.ArrayLayout(signed(f.master.width), L),
@@ -105,15 +114,45 @@ class WordUpdate(wiring.Component):
                 m.d.sync += p.eq(Mux(p == P - 1, 0, p + 1))
             with m.If(out):
                 m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
-        for u, unit in enumerate(units):
-            masters = Array(lane(self.i.payload.master, k * U + u) for k in range(P))
-            grads = Array(lane(self.i.payload.grad, k * U + u) for k in range(P))
-            m.d.comb += [unit.i.valid.eq(self.i.valid),
-                         unit.i.payload.master.eq(masters[p]),
-                         unit.i.payload.grad.eq(grads[p])]
+        if self.shifted:
+            # the word into registers in its first pass, a pass nearer the units each cycle
+            # after: the units take the nearest pass's lanes a cycle after the pass
+            beat = Signal()
+            m.d.sync += beat.eq(self.i.valid)
+            load = self.i.valid & (p == 0) if P > 1 else self.i.valid
+            for name in ("master", "grad"):
+                word = getattr(self.i.payload, name)
+                near = [Signal.like(word[l], name=f"{name}_in{l}") for l in range(L)]
+                with m.If(load):
+                    m.d.sync += [near[l].eq(word[l]) for l in range(L)]
+                with m.Elif(beat):
+                    m.d.sync += [near[l].eq(lane(near, l + U)) for l in range(L)]
+                for u, unit in enumerate(units):
+                    m.d.comb += getattr(unit.i.payload, name).eq(lane(near, u))
+            for unit in units:
+                m.d.comb += unit.i.valid.eq(beat)
+        else:
+            for u, unit in enumerate(units):
+                masters = Array(lane(self.i.payload.master, k * U + u) for k in range(P))
+                grads = Array(lane(self.i.payload.grad, k * U + u) for k in range(P))
+                m.d.comb += [unit.i.valid.eq(self.i.valid),
+                             unit.i.payload.master.eq(masters[p]),
+                             unit.i.payload.grad.eq(grads[p])]
 
         # out: the passes but the last held; the last one's lanes straight from the units
         m.d.comb += self.o.valid.eq(out & (q == P - 1))
+        held = {}
+        for name in ("master", "operand"):
+            field = getattr(self.o.payload, name)
+            held[name] = [Signal.like(field[l], name=f"{name}{l}") for l in range((P - 1) * U)]
+            for l, reg in enumerate(held[name]):
+                result = getattr(units[l % U].o.payload, name)
+                if self.shifted:                # every result in at the last held pass
+                    with m.If(out):
+                        m.d.sync += reg.eq(result if l // U == P - 2 else held[name][l + U])
+                else:                           # each result into its pass's lanes
+                    with m.If(out & (q == l // U)):
+                        m.d.sync += reg.eq(result)
         for l in range(L):
             unit = units[l % U]
             for name in ("master", "operand"):
@@ -121,8 +160,5 @@ class WordUpdate(wiring.Component):
                 if l // U == P - 1:
                     m.d.comb += field.eq(getattr(unit.o.payload, name))
                 else:
-                    held = Signal.like(field, name=f"{name}{l}")
-                    with m.If(out & (q == l // U)):
-                        m.d.sync += held.eq(getattr(unit.o.payload, name))
-                    m.d.comb += field.eq(held)
+                    m.d.comb += field.eq(held[name][l])
         return m

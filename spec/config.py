@@ -75,7 +75,8 @@ class AccelConfig:
     more in a step that ends in the array); in a ``train`` build the forward's dot unit never
     stalling (its nets queued: two cycles more per forward step) and the forward's writes
     registered, the weight update's read enable a register, the update units' rounding in two
-    stages (a cycle more per update) and the dx gather's write registered (a cycle more).
+    stages and a word's passes shifted to and from the units (two cycles more per update) and
+    the dx gather's write registered (a cycle more).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``element_port=False``).
