@@ -2,7 +2,7 @@
 twin: ``golden.layer.forward_model``)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import enum, wiring
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
@@ -183,6 +183,7 @@ class ForwardUnit(wiring.Component):
         k_out = Signal(range(H + 1))
         ho_word = Signal(range(cfg.h_chunks + 1))             # k_out // L and k_out % L
         ho_lane = Signal(range(max(L, 2)))
+        act_slots = isinstance(self.ports["ACT"][0], data.ArrayLayout)
         out = pipe.o.payload
         fire = pipe.o.valid
         m.d.comb += pipe.o.ready.eq(1)
@@ -194,7 +195,8 @@ class ForwardUnit(wiring.Component):
                 m.d.sync += ho_lane.eq(ho_lane + 1)
         m.d.comb += [
             wr["ACT"].addr.eq(act_base + k_out), wr["ACT"].en.eq(fire),
-            *[wr["ACT"].data[n].eq(out[n]) for n in ACT_FIELDS],
+            *[wr["ACT"].data[i if act_slots else n].eq(out[n])     # element_port: slots
+              for i, n in enumerate(ACT_FIELDS)],
             wr["CS"].addr.eq(seq_base + k_out), wr["CS"].en.eq(fire),
             wr["CS"].data.eq(out.c),
             wr["HO"].addr.eq(ho_base + ho_word),

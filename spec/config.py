@@ -79,7 +79,7 @@ class AccelConfig:
     the dx gather's write registered (a cycle more).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
-    backward (needs ``element_port=False``).
+    backward (needs ``db_serial=False``).
     ``vocab``: 0, or the vocabulary V of the whole character model on the chip (needs
     ``train``): embedding, output layer, softmax and loss beside the layer, and their memories
     (:mod:`.memories`, ``model_only``).
@@ -141,8 +141,6 @@ class AccelConfig:
         if self.deep_stages and not self.timing_stages:
             raise ValueError("deep_stages needs timing_stages (the link's reader registers "
                              "the words it reads)")
-        if self.train and self.element_port:
-            raise ValueError("train needs element_port=False (the forward writes h by lane)")
         if self.vocab == 1:
             raise ValueError("vocab must be 0 (no model) or at least 2")
         if self.vocab and not self.train:
@@ -156,6 +154,9 @@ class AccelConfig:
         if self.spram and self.train:
             raise ValueError("spram needs train=False (the forward reads W and the update "
                              "writes it while the array uses it)")
+        if self.train and self.db_serial:
+            raise ValueError("train needs db_serial=False (the update reads a word of db's four "
+                             "gates)")
         if self.db_serial and not self.element_port:
             raise ValueError("db_serial needs element_port (db words are split by gate)")
         f = self.formats

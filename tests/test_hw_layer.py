@@ -47,6 +47,9 @@ async def read_all(host, names):
     (3, 2, 2, 3, 2, 0.6, False, None, None, {"deep_stages": True, "forwarding": False,
                                              "update_lanes": 1}),
     (2, 2, 4, 2, 1, 0.6, False, None, None, {"deep_stages": True}),  # C = 1: a row a cycle
+    (3, 2, 2, 3, 2, 0.6, False, None, None, {"element_port": True}),   # the host by element
+    (3, 2, 2, 3, 2, 0.6, False, None, None, {"deep_stages": True, "forwarding": False,
+                                             "update_lanes": 1, "element_port": True}),
 ])
 def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len, batch,
                                         options):
@@ -156,7 +159,7 @@ def test_backward_only_build_refuses_forward():
     assert train == 0
 
 
-def test_train_needs_the_word_port():
-    with pytest.raises(ValueError, match="train needs element_port=False"):
+def test_train_needs_db_as_a_word_of_four_gates():
+    with pytest.raises(ValueError, match="train needs db_serial=False"):
         Backward(hidden=2, inputs=1, lanes=1, max_seq=2, max_batch=1, train=True,
-                 element_port=True)
+                 element_port=True, db_serial=True)
