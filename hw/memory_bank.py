@@ -227,6 +227,14 @@ class MemoryBank(wiring.Component):
         #: the run writes these one lane at a time: A and HO in a training build (the
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
+        #: the memories whose host writes (``element_port``) are gathered into a word beside
+        #: them and written whole, the elements not yet written as last written: in a
+        #: ``deep_stages`` training build, the array memories the run does not write by lane,
+        #: so their block RAMs need no write enable per element (each padded to the block's
+        #: 9-bit byte: 231 DP16KD, not 208, at H 64, X 64, L 32)
+        self.gathered = (tuple(n for n, s in self.mem_shapes.items()
+                               if isinstance(s, data.ArrayLayout) and n not in self.lane_written)
+                         if config.train and config.deep_stages and config.element_port else ())
         #: words ZERO walks: the deepest memory it clears (``deep_stages``: and one more, as
         #: each word is written the cycle after ``zn`` names it)
         self.zero_words = max(self.mem_depths[n] for n in self.zeroed) + config.deep_stages
@@ -329,7 +337,8 @@ class MemoryBank(wiring.Component):
                 rd_en = Mux(running, run_rd.en, h_sel & host.re)
             read_out[name] = self._read_out(m, rd[name].data, name, f"read_{name.lower()}")
             m.d.comb += run_rd.data.eq(read_out[name])
-            per_element = cfg.element_port and isinstance(shape, data.ArrayLayout)
+            per_element = (cfg.element_port and isinstance(shape, data.ArrayLayout)
+                           and name not in self.gathered)
             lane_gran = name in self.lane_written
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
                     mem.write_port())
@@ -364,7 +373,17 @@ class MemoryBank(wiring.Component):
                 side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
                 side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
                 zero = zeroing if name in self.zeroed else Const(0)
-                if cfg.element_port:        # the element registered, then set in every slot
+                if name in self.gathered:   # the element into its slot of the word
+                    side_word = Signal(shape, name=f"side_word_{name.lower()}")
+                    side_data = h_data = None
+                    gathered = Signal(shape)
+                    self._pack_element(m, gathered, host.wdata[0], name)
+                    with m.If(zero):
+                        m.d.sync += side_word.eq(0)
+                    for e in range(shape.length):
+                        with m.Elif(hit & (host.el == e)):
+                            m.d.sync += side_word[e].eq(gathered[e])
+                elif cfg.element_port:      # the element registered, then set in every slot
                     side_word, side_data, h_data = host_word, element, host.wdata[0]
                 else:
                     side_word = Signal(shape, name=f"side_word_{name.lower()}")
@@ -373,8 +392,9 @@ class MemoryBank(wiring.Component):
                     side.eq(zero | hit),
                     side_we.eq(Mux(zero, all_en(self.zn < depth), host_enables(hit))),
                     side_addr.eq(Mux(zero, self.zn, h_addr)),
-                    side_data.eq(Mux(zero, 0, h_data)),
                 ]
+                if side_data is not None:
+                    m.d.sync += side_data.eq(Mux(zero, 0, h_data))
                 if name in self.run_written:
                     wr_addr = Mux(side, side_addr, run_waddr)
                     wr_data = Mux(side, side_word, run_wr.data)

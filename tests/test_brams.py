@@ -159,6 +159,12 @@ def test_deep_stages_forces_da_into_block_ram():
     big = AccelConfig(hidden=64, inputs=64, lanes=32, max_seq=8, max_batch=1, forwarding=False,
                       deep_stages=True, train=True)
     assert block_rams(big, "ecp5")["total"] == 208
+    # with the host port an element an access too, as its host writes are gathered into words
+    # (a write enable per element would pad each to 9-bit bytes: 231)
+    element = replace(big, element_port=True)
+    assert MemoryBank(element).gathered == ("W", "ACT", "DW", "DB", "DA", "WM", "XI", "DX")
+    assert MemoryBank(big).gathered == MemoryBank(replace(element, train=False)).gathered == ()
+    assert block_rams(element, "ecp5")["total"] == 208
     found = {m.name: m for m in memories(AcceleratorTop(AccelConfig(**base, deep_stages=True)))}
     assert found["backward.bank.mem_da"].style == "block"
     assert block_rams(AccelConfig(**base, deep_stages=True), "ecp5")["maps"][
