@@ -228,7 +228,7 @@ class MemoryBank(wiring.Component):
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
         #: the memories whose host writes (``element_port``) are gathered into a word beside
-        #: them and written whole, the elements not yet written as last written: in a
+        #: them and written whole, the other elements as last written (0 after ZERO): in a
         #: ``deep_stages`` training build, the array memories the run does not write by lane,
         #: so their block RAMs need no write enable per element (each padded to the block's
         #: 9-bit byte: 231 DP16KD, not 208, at H 64, X 64, L 32)
@@ -373,16 +373,17 @@ class MemoryBank(wiring.Component):
                 side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
                 side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
                 zero = zeroing if name in self.zeroed else Const(0)
-                if name in self.gathered:   # the element into its slot of the word
+                if name in self.gathered:
+                    # the element registered with its slot (one-hot), then merged into the
+                    # word as last written (0 after ZERO), which is written whole
                     side_word = Signal(shape, name=f"side_word_{name.lower()}")
-                    side_data = h_data = None
-                    gathered = Signal(shape)
-                    self._pack_element(m, gathered, host.wdata[0], name)
-                    with m.If(zero):
-                        m.d.sync += side_word.eq(0)
-                    for e in range(shape.length):
-                        with m.Elif(hit & (host.el == e)):
-                            m.d.sync += side_word[e].eq(gathered[e])
+                    kept = Signal(shape, name=f"side_kept_{name.lower()}")
+                    slot = Signal(shape.length, name=f"side_slot_{name.lower()}")
+                    side_data, h_data = element, host.wdata[0]
+                    m.d.sync += [slot.eq(Mux(hit, Const(1, shape.length) << host.el, 0)),
+                                 kept.eq(Mux(zero, 0, side_word))]
+                    m.d.comb += [side_word[e].eq(Mux(slot[e], host_word[e], kept[e]))
+                                 for e in range(shape.length)]
                 elif cfg.element_port:      # the element registered, then set in every slot
                     side_word, side_data, h_data = host_word, element, host.wdata[0]
                 else:
@@ -392,9 +393,8 @@ class MemoryBank(wiring.Component):
                     side.eq(zero | hit),
                     side_we.eq(Mux(zero, all_en(self.zn < depth), host_enables(hit))),
                     side_addr.eq(Mux(zero, self.zn, h_addr)),
+                    side_data.eq(Mux(zero, 0, h_data)),
                 ]
-                if side_data is not None:
-                    m.d.sync += side_data.eq(Mux(zero, 0, h_data))
                 if name in self.run_written:
                     wr_addr = Mux(side, side_addr, run_waddr)
                     wr_data = Mux(side, side_word, run_wr.data)
