@@ -31,11 +31,11 @@ SIZES = PARAMS
 COUNTERS = ("steps", "values", "pairs", "zeros", "macs_skipped")
 
 
-def make_accel() -> Backward:
-    """The accelerator the runner generated the Verilog of: ``hw.blocks.make("backward")`` with
+def make_accel(kind: str = "backward") -> Backward:
+    """The accelerator the runner generated the Verilog of: ``hw.blocks.make(kind)`` with
     the sizes the runner passed (the block's defaults for any it did not) and its ``options``
     (the rest of :class:`~gateskip.spec.config.AccelConfig`, by name)."""
-    accel = make("backward", **{k: v for k in SIZES if (v := param(k)) is not None})
+    accel = make(kind, **{k: v for k in SIZES if (v := param(k)) is not None})
     options = param("options")
     return Backward(accel.config.replace(**options)) if options else accel
 

@@ -15,11 +15,10 @@ import numpy as np
 
 from gateskip.golden.layer import LayerMemories
 from gateskip.host.accel import DeviceError, LayerHost
-from gateskip.hw.blocks import make
 from gateskip.hw.update import step_shift
 from gateskip.sim.accel_stimulus import random_layer
 from gateskip.sim.runner import param
-from gateskip.sim.tb_backward import SIZES, CocotbBus
+from gateskip.sim.tb_backward import SIZES, CocotbBus, make_accel
 from gateskip.sim.tb_common import TIMEOUT_US, reset_while, rng_for, setup
 
 FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
@@ -29,7 +28,7 @@ LR, SHIFT = 3 << 16, step_shift(9)
 
 
 async def start(dut):
-    accel = make("layer", **{k: v for k in SIZES if (v := param(k)) is not None})
+    accel = make_accel("layer")         # its options too (deep_stages, element_port, ...)
     await setup(dut)
     host = LayerHost(CocotbBus(dut, accel), train=True,
                      **{k: getattr(accel, k) for k in SIZES})
