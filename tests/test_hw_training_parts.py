@@ -15,6 +15,7 @@ from gateskip.hw.memory_bank import word_shapes
 from gateskip.hw.phases import PhaseControl
 from gateskip.hw.update import step_shift
 from gateskip.hw.weight_update import WeightUpdate, cycles as update_cycles
+from gateskip.hw.word_update import WordUpdate
 from gateskip.spec.config import AccelConfig
 from gateskip.spec.formats import FORMATS
 
@@ -61,6 +62,12 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed, deep):
     np.testing.assert_array_equal(got_w[:words], operand_code(want_wm, f))
     np.testing.assert_array_equal(got_bm[:4 * H], want_bm)
     assert cycles == update_cycles(cfg) == words * cfg.update_passes + 8 + 2 * deep
+
+
+def test_word_update_checks_shifted():
+    with pytest.raises(TypeError, match="shifted must be a bool, not 1"):
+        WordUpdate(AccelConfig(hidden=2, inputs=1, lanes=4, train=True, update_lanes=2),
+                   shifted=1)
 
 
 @pytest.mark.parametrize("deep", [False, True])

@@ -20,8 +20,9 @@ import argparse
 import collections
 import dataclasses
 import json
+import os
 import re
-import subprocess
+import signal
 import sys
 import threading
 import time
@@ -49,8 +50,13 @@ def build(out: Path, step_name: str, params: dict, iterations: int) -> None:
         while not (out / f"heat_congestion_by_net_{iterations}.csv").exists():
             time.sleep(10)
         time.sleep(5)
-        subprocess.run(["pkill", "-f", f"nextpnr-ecp5.*{out.name}|nextpnr-ecp5 --quiet"],
-                       check=False)
+        for proc in Path("/proc").iterdir():       # the nextpnr running in `out`
+            try:
+                if (proc.name.isdigit() and (proc / "cwd").resolve() == out
+                        and b"nextpnr" in (proc / "cmdline").read_bytes()):
+                    os.kill(int(proc.name), signal.SIGTERM)
+            except OSError:
+                pass
 
     b.run_build = with_heatmaps
     out.mkdir(parents=True, exist_ok=True)
