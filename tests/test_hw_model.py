@@ -63,17 +63,20 @@ def run(dut, script, collisions=None):
     return simulate(dut, tb, collisions)
 
 
-@pytest.mark.parametrize("H, X, L, V, T, B, threshold, dense, update_lanes, element_port", [
-    (3, 2, 2, 7, 3, 2, 2e-3, False, None, False),
-    (4, 3, 4, 5, 2, 1, 5e-3, True, None, False),
-    (2, 2, 1, 6, 2, 2, 1e-3, False, None, False),
-    (5, 3, 4, 6, 2, 2, 2e-3, False, 3, False),  # every update in two passes a word
-    (3, 2, 2, 7, 3, 2, 2e-3, False, None, True),    # the host port an element an access
+@pytest.mark.parametrize("H, X, L, V, T, B, threshold, dense, update_lanes, options", [
+    (3, 2, 2, 7, 3, 2, 2e-3, False, None, {}),
+    (4, 3, 4, 5, 2, 1, 5e-3, True, None, {}),
+    (2, 2, 1, 6, 2, 2, 1e-3, False, None, {}),
+    (5, 3, 4, 6, 2, 2, 2e-3, False, 3, {}),     # every update in two passes a word
+    (3, 2, 2, 7, 3, 2, 2e-3, False, None, {"element_port": True}),  # an element an access
+    # ... and its writes gathered beside each memory (MemoryBank.gathered)
+    (3, 2, 2, 7, 3, 2, 2e-3, False, None, {"element_port": True, "deep_stages": True,
+                                            "forwarding": False}),
 ])
 def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense, update_lanes,
-                                        element_port):
+                                        options):
     dut = Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, train=True, vocab=V,
-                   update_lanes=update_lanes, element_port=element_port)
+                   update_lanes=update_lanes, **options)
     rng = np.random.default_rng(V)
     batches = [(rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))) for _ in range(2)]
     lr, n = 0.5, T * B
