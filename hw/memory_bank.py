@@ -373,21 +373,20 @@ class MemoryBank(wiring.Component):
                 side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
                 side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
                 zero = zeroing if name in self.zeroed else Const(0)
-                if name in self.gathered:
-                    # the element registered with its index, then merged into the word as
-                    # last written (0 after ZERO), which is written whole
-                    side_word = Signal(shape, name=f"side_word_{name.lower()}")
-                    kept = Signal(shape, name=f"side_kept_{name.lower()}")
-                    side_el = Signal.like(host.el, name=f"side_el_{name.lower()}")
-                    side_hit = Signal(name=f"side_hit_{name.lower()}")
-                    side_data, h_data = element, host.wdata[0]
-                    m.d.sync += [side_el.eq(host.el), side_hit.eq(hit),
-                                 kept.eq(Mux(zero, 0, side_word))]
-                    m.d.comb += [side_word[e].eq(Mux(side_hit & (side_el == e), host_word[e],
-                                                     kept[e]))
-                                 for e in range(shape.length)]
-                elif cfg.element_port:      # the element registered, then set in every slot
+                if cfg.element_port:        # the element registered, then set in every slot
                     side_word, side_data, h_data = host_word, element, host.wdata[0]
+                    if name in self.gathered:
+                        # ... and its index: the element merged into the word as last written
+                        # (0 after ZERO), which is written whole
+                        side_word = Signal(shape, name=f"side_word_{name.lower()}")
+                        kept = Signal(shape, name=f"side_kept_{name.lower()}")
+                        side_el = Signal.like(host.el, name=f"side_el_{name.lower()}")
+                        side_hit = Signal(name=f"side_hit_{name.lower()}")
+                        m.d.sync += [side_el.eq(host.el), side_hit.eq(hit),
+                                     kept.eq(Mux(zero, 0, side_word))]
+                        m.d.comb += [side_word[e].eq(Mux(side_hit & (side_el == e),
+                                                         host_word[e], kept[e]))
+                                     for e in range(shape.length)]
                 else:
                     side_word = Signal(shape, name=f"side_word_{name.lower()}")
                     side_data, h_data = side_word, host_word
