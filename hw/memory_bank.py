@@ -150,7 +150,13 @@ class MemoryBank(wiring.Component):
     word only to use it (the fetch stage only for the units it issues):
     ``tests/test_hw_backward.py`` watches every cycle of the runs for a read of a word being
     written. So have a whole model's ``DHO`` (the output layer's accumulator) and ``DH`` (the
-    loss scale's output), which ``tests/test_hw_model.py`` watches the same way.
+    loss scale's output), which ``tests/test_hw_model.py`` watches the same way. So have, with
+    ``deep_stages``, a training build's ``W``, ``WM`` and ``ACT`` (the update reads each ``WM``
+    word before it writes it, nothing reads ``W`` while the update writes it, and the forward
+    writes one step's ``ACT`` while it reads another's), which ``tests/test_hw_layer.py`` and
+    ``tests/test_hw_model.py`` watch: Yosys would otherwise keep each word written for a cycle
+    beside the block RAM and select it into the read data (1,536 flip-flops and selects for
+    ``W`` and ``WM`` at 32 lanes, their wires among the most congested of that build).
 
     ``spram`` (``config``): :data:`SINGLE_PORTED` have one address for their read and write
     port and do not read in a cycle that writes (a single-port RAM; attribute ``ram_style``
@@ -195,7 +201,11 @@ class MemoryBank(wiring.Component):
         # a whole model's dh: DHO accumulated by the output layer, DH written from it by the
         # loss scale, each read by a later phase
         model = ("DHO", "DH") if config.vocab else ()
-        self.collision_free = self.host_written + accumulators + model
+        # with deep_stages, a training build's weights and activations: the update reads each
+        # WM word before it writes it and nothing reads W while it writes it; the forward writes
+        # step t's ACT and reads another step's
+        weights = ("W", "WM", "ACT") if config.train and config.deep_stages else ()
+        self.collision_free = self.host_written + accumulators + model + weights
         #: the memories put in block RAM whatever their size (``ram_style`` ``block``): with
         #: ``deep_stages``, ``DA``, whose LUT RAM (a word of every lane, a copy per read port, a
         #: mux over its 16-word blocks) took 960 LUT RAMs and 30% of the arcs to route in the

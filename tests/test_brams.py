@@ -14,8 +14,8 @@ from gateskip.hw.memory_bank import MemoryBank
 from gateskip.hw.top import AcceleratorTop
 from gateskip.spec.config import AccelConfig
 from gateskip.synth.boards import BOARDS
-from gateskip.synth.brams import (BLOCK_BITS, LIBRARY, MemoryUse, block_rams, check_block_rams,
-                                  map_memory, memories)
+from gateskip.synth.brams import (BLOCK_BITS, LIBRARY, MemoryUse, accelerator_memories,
+                                  block_rams, check_block_rams, map_memory, memories)
 from gateskip.synth.build import REPORTS_DIR, TOP_PARAMS, build_params
 
 REPORTS = sorted(p.name for p in REPORTS_DIR.glob("*.json"))
@@ -165,6 +165,12 @@ def test_deep_stages_forces_da_into_block_ram():
     assert MemoryBank(element).gathered == ("W", "ACT", "DW", "DB", "DA", "WM", "XI", "DX")
     assert MemoryBank(big).gathered == MemoryBank(replace(element, train=False)).gathered == ()
     assert block_rams(element, "ecp5")["total"] == 208
+    # its weights and activations are never read as they are written (test_hw_layer watches):
+    # no read-first logic beside their block RAMs, which the boards' builds keep
+    marked = {m.name for m in accelerator_memories(element) if m.no_collision}
+    assert {"backward.bank.mem_w", "backward.bank.mem_wm", "backward.bank.mem_act"} <= marked
+    assert not {"W", "WM", "ACT"} & set(MemoryBank(replace(element, deep_stages=False))
+                                        .collision_free)
     found = {m.name: m for m in memories(AcceleratorTop(AccelConfig(**base, deep_stages=True)))}
     assert found["backward.bank.mem_da"].style == "block"
     assert block_rams(AccelConfig(**base, deep_stages=True), "ecp5")["maps"][
