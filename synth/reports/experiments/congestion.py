@@ -33,6 +33,21 @@ NET_GROUP = re.compile(r"\$signal.*|_TRELLIS.*|\[\d+\].*|_LUT4.*|_PFUMX.*|_L6MUX
                        r"_CCU2C.*")
 
 
+def stop_after_iterations(out: Path, iterations: int) -> None:
+    """End the nextpnr running in ``out`` once router2 has written ``iterations`` iterations'
+    heatmaps (router2 never stops on a congested design)."""
+    while not (out / f"heat_congestion_by_net_{iterations}.csv").exists():
+        time.sleep(10)
+    time.sleep(5)
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and (proc / "cwd").resolve() == out
+                    and b"nextpnr" in (proc / "cmdline").read_bytes()):
+                os.kill(int(proc.name), signal.SIGTERM)
+        except OSError:
+            pass
+
+
 def build(out: Path, step_name: str, params: dict, iterations: int) -> None:
     from gateskip.synth import build as b, search
     from gateskip.synth.boards import board
@@ -45,22 +60,9 @@ def build(out: Path, step_name: str, params: dict, iterations: int) -> None:
                                 + " --router router2 --router2-heatmap heat")
         return run_build(*args, **opts)
 
-    def stop_after_iterations():
-        # router2 never stops on a congested design: end nextpnr once the heatmaps are in
-        while not (out / f"heat_congestion_by_net_{iterations}.csv").exists():
-            time.sleep(10)
-        time.sleep(5)
-        for proc in Path("/proc").iterdir():       # the nextpnr running in `out`
-            try:
-                if (proc.name.isdigit() and (proc / "cwd").resolve() == out
-                        and b"nextpnr" in (proc / "cmdline").read_bytes()):
-                    os.kill(int(proc.name), signal.SIGTERM)
-            except OSError:
-                pass
-
     b.run_build = with_heatmaps
     out.mkdir(parents=True, exist_ok=True)
-    threading.Thread(target=stop_after_iterations, daemon=True).start()
+    threading.Thread(target=stop_after_iterations, args=(out, iterations), daemon=True).start()
     try:
         b.build_board(board(step.board), {**b.build_params(), **step.params}, out,
                       clock_mhz=step.clock, placer=step.placer, seed=step.seed,
