@@ -105,11 +105,19 @@ def _stopped(stage: str, seconds: float, pnr_log: Path, log_path: Path) -> Build
     text = pnr_log.read_text(errors="replace") if pnr_log.exists() else ""
     iters = re.findall(r"iter=\s*(\d+)\s+wires=\s*(\d+)\s+overused=\s*(\d+)\s+overuse=\s*(\d+)",
                        text)
+    # router1's progress lines: "|  ripup  no ripup |  ripup  no ripup |  remaining |  s  s |"
+    arcs = re.search(r"Routing (\d+) arcs\.", text)
+    left = re.findall(r"^Info:\s+\d+\s*\|\s*\d+\s+\d+\s*\|\s*\d+\s+\d+\s*\|\s*(\d+)\s*\|",
+                      text, re.M)
     if stage == "nextpnr" and iters:
         it, wires, over, overuse = iters[-1]
         message = (f"router2 had not routed the design after {it} iterations and {minutes}: "
                    f"{over} wires still overused (iter={it} wires={wires} overused={over} "
                    f"overuse={overuse}); stopped")
+        stage = "nextpnr (routing, stopped)"
+    elif stage == "nextpnr" and arcs and left:
+        message = (f"router1 had not routed the design after {minutes}: {left[-1]} of "
+                   f"{arcs.group(1)} arcs still to route; stopped")
         stage = "nextpnr (routing, stopped)"
     else:
         message = f"{stage} had not finished after {minutes}; stopped"
@@ -182,7 +190,7 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
     seconds have passed, stops the tools and raises one that says where they were (for a
-    router that had not converged: its overused wires).
+    router that had not converged: router2's overused wires, router1's arcs left).
     """
     check_placer(placer)
     overrides["script_after_read"] = "\n".join(

@@ -149,3 +149,27 @@ def running_in(folder) -> list[str]:
         except OSError:
             pass
     return out
+
+
+def test_a_stopped_route_says_how_far_it_got(tmp_path):
+    """A route stopped at the timeout: router2's last iteration, or router1's arcs left."""
+    from gateskip.synth.build import _stopped
+    log = tmp_path / "gateskip.tim"
+    log.write_text("Info: Routing 235960 arcs.\n"
+                   "Info:      20000 |     7608      12391 |  283   717 |    231219|"
+                   "       2.05      41.74|\n"
+                   "Info:     433000 |    98558     334441 |  256   744 |    163444|"
+                   "      12.82    2372.83|\n")
+    e = _stopped("nextpnr", 6000, log, tmp_path / "build.log")
+    assert e.stage == "nextpnr (routing, stopped)"
+    assert e.tool_message == ("router1 had not routed the design after 100 min: 163444 of "
+                              "235960 arcs still to route; stopped")
+    log.write_text("Info:     iter=1 wires=1149880 overused=61996 overuse=69086 archfail=NA\n"
+                   "Info:     iter=2 wires=1180284 overused=60344 overuse=65204 archfail=NA\n")
+    e = _stopped("nextpnr", 90, log, tmp_path / "build.log")
+    assert e.tool_message.startswith("router2 had not routed the design after 2 iterations "
+                                     "and 90 s: 60344 wires still overused")
+    log.write_text("Info: Routing 235960 arcs.\n")      # no progress line yet
+    e = _stopped("nextpnr", 90, log, tmp_path / "build.log")
+    assert (e.stage, e.tool_message) == ("nextpnr (stopped)",
+                                         "nextpnr had not finished after 90 s; stopped")
