@@ -80,8 +80,9 @@ ORDERS = ("columns", "rows")
 def place(netlist: dict, device: str, lanes: int, elements: dict,
           order: str = "columns") -> dict:
     """Give the lane blocks of ``elements`` (see :func:`lane_blocks`) sites in lane order along
-    a path through the rows of ``device`` (alternately left to right and right to left), evenly
-    spaced, in place; returns ``{"blocks": n, "sites": m}``. Raises ``ValueError`` if there are
+    a path through the sites of ``device``, evenly spaced, in place: ``order`` ``rows`` (a row
+    left to right, the next right to left, ...) or ``columns`` (the sites of one x bottom to
+    top, the next x top to bottom, ...); returns ``{"blocks": n, "sites": m}``. Raises ``ValueError`` if there are
     more lane blocks than sites, or a block already has a place."""
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes must be a positive int, not {lanes!r}")
