@@ -33,8 +33,8 @@ class LinkExecutor(wiring.Component):
     """Checks a received ``request`` (:data:`~.link_types.REQUEST`) and carries it out.
 
     Checked in the cycle the request is taken: the receiver's verdict, the command, the length,
-    the memory and its address range, ``busy`` (a register write or memory access while the
-    accelerator runs is refused). Every request is taken in its second cycle offered
+    the memory and its address range, whether the host may write it, ``busy`` (a register
+    write or memory access while the accelerator runs is refused). Every request is taken in its second cycle offered
     (``request.ready`` is registers alone): a memory request's length, range and sizes and the
     register bus's address are registered from its fields in the first. Then, through ``reg``
     (:func:`~.registers.reg_signature`, driven from registers, so that no check or mux is in
@@ -67,17 +67,21 @@ class LinkExecutor(wiring.Component):
     takes no new packet until the reply is sent).
 
     ``depths`` gives each memory's words, ``elements`` the widest word's elements,
-    ``max_payload`` the packet buffer's bytes (which bounds a read's reply).
+    ``max_payload`` the packet buffer's bytes (which bounds a read's reply), ``read_only`` the
+    memories a ``WRITE_MEM`` may not write (refused with ``READ_ONLY``:
+    :func:`~gateskip.spec.memories.host_read_only`).
     """
 
     @staticmethod
     def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
-                         formats: Formats = FORMATS) -> None:
+                         formats: Formats = FORMATS, read_only=()) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range."""
         first = [n for n in MEMORIES if MEMORIES[n].code < len(depths)]
         if set(depths) != set(first) or not set(BACKWARD) <= set(depths):
             raise ValueError(f"depths must name the memories of a build, codes 0 .. n - 1 "
                              f"({', '.join(MEMORIES)})")
+        if not set(read_only) <= set(depths):
+            raise ValueError(f"read_only must name memories of depths, not {tuple(read_only)!r}")
         check_max_payload(max_payload)
         for name in depths:
             mem = MEMORIES[name]
@@ -88,9 +92,11 @@ class LinkExecutor(wiring.Component):
                 raise ValueError(f"max_payload {max_payload} cannot hold one word of {name}")
 
     def __init__(self, *, lanes: int, depths: dict, elements: int, max_payload: int,
-                 formats: Formats = FORMATS, registered: bool = True, decoded: bool = False):
+                 formats: Formats = FORMATS, registered: bool = True, decoded: bool = False,
+                 read_only=()):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
-                              max_payload=max_payload, formats=formats)
+                              max_payload=max_payload, formats=formats, read_only=read_only)
+        self.read_only = tuple(read_only)
         self.registered, self.decoded = bool(registered), bool(decoded)
         self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
         self.per = {n: MEMORIES[n].per_word(lanes) for n in self.depths}
@@ -144,11 +150,14 @@ class LinkExecutor(wiring.Component):
         sel = f_mem.mem[:CODE_BITS]
         eb, per, depth, count_bytes = self._memory(m, sel, f_mem.words)
         reading = req.code == CMD["READ_MEM"]
-        codes = [MEMORIES[n].code for n in self.depths if MEMORIES[n].streamed]
-        streamed = Cat(sel == c for c in codes).any() if codes else Const(0, 1)
+        def any_of(names):
+            codes = [MEMORIES[n].code for n in names]
+            return Cat(sel == c for c in codes).any() if codes else Const(0, 1)
+        streamed = any_of(n for n in self.depths if MEMORIES[n].streamed)
         chk = SimpleNamespace(eb=Signal.like(eb), per=Signal.like(per),
                               nbytes=Signal.like(count_bytes), length=Signal(), address=Signal(),
-                              too_long=Signal(), idle_only=Signal(), empty=Signal())
+                              read_only=Signal(), too_long=Signal(), idle_only=Signal(),
+                              empty=Signal())
         # the payload's bytes past the head, from the length alone (beside the count, not after
         # it: the count then meets only an equality)
         body = Signal.like(req.length)
@@ -160,6 +169,8 @@ class LinkExecutor(wiring.Component):
                             not_head=req.length != MEM_HEAD, reading=reading,
                             no_mem=f_mem.mem >= len(self.depths), streamed=streamed,
                             empty=f_mem.words == 0)
+        if self.read_only:
+            a.read_only = any_of(self.read_only)
         if self.decoded:
             held = SimpleNamespace(**{name: Signal.like(value, name=f"checked_{name}")
                                       for name, value in vars(a).items()})
@@ -174,6 +185,8 @@ class LinkExecutor(wiring.Component):
             chk.idle_only.eq(a.reading | ~a.streamed),
             chk.empty.eq(a.empty),
         ]
+        if self.read_only:      # (no register, nor a case in the decision, without them)
+            m.d.sync += chk.read_only.eq(~a.reading & a.read_only)
         return chk
 
     @staticmethod
@@ -225,6 +238,9 @@ class LinkExecutor(wiring.Component):
             m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif(chk.address):
             m.d.comb += self._error(nxt, "ADDRESS")
+        if self.read_only:
+            with m.Elif(chk.read_only):
+                m.d.comb += self._error(nxt, "READ_ONLY")
         with m.Elif(chk.too_long):
             m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif(busy & chk.idle_only):

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built
+from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built, host_read_only
 
 __all__ = ["MemoryBank", "PICK_GROUP", "host_read_latency", "mem_port_signature", "port_elements",
            "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
@@ -135,7 +135,9 @@ class MemoryBank(wiring.Component):
     write straight from its writer). The host's accesses while ``running`` or ``zeroing`` are
     ignored (``deep_stages``: a write whose ``we`` comes then), except its writes to the
     streamed memories (``TOK``, ``TGT``: the run only reads them, a bank the host does not
-    write).
+    write); so are, always, its writes to :attr:`read_only` (with ``deep_stages`` a training
+    build's accumulators, which no host flow writes: the link refuses them), whose block RAMs
+    then take only ZERO's and the run's writes, a whole word each.
 
     With several LSTM layers (``config.layers``) a layered memory holds one bank per layer,
     layer ``l`` at its ``l``-th ``layer_words``: the host addresses them all, the run's ports
@@ -234,6 +236,10 @@ class MemoryBank(wiring.Component):
         #: the memories the run writes, and those ZERO clears
         self.run_written = tuple(n for n in self.shapes if MEMORIES[n].run_writes(config))
         self.zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
+        #: the memories the host only reads (``host_read_only``: with ``deep_stages`` a training
+        #: build's accumulators): its writes to them are ignored (the link refuses them), so
+        #: only ZERO's and the run's writes reach them
+        self.read_only = host_read_only(config)
         #: the run writes these one lane at a time: A and HO in a training build (the
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
@@ -243,7 +249,8 @@ class MemoryBank(wiring.Component):
         #: so their block RAMs need no write enable per element (each padded to the block's
         #: 9-bit byte: 231 DP16KD, not 208, at H 64, X 64, L 32)
         self.gathered = (tuple(n for n, s in self.mem_shapes.items()
-                               if isinstance(s, data.ArrayLayout) and n not in self.lane_written)
+                               if isinstance(s, data.ArrayLayout) and n not in self.lane_written
+                               and n not in self.read_only)
                          if config.train and config.deep_stages and config.element_port else ())
         #: words ZERO walks: the deepest memory it clears (``deep_stages``: and one more, as
         #: each word is written the cycle after ``zn`` names it)
@@ -348,7 +355,7 @@ class MemoryBank(wiring.Component):
             read_out[name] = self._read_out(m, rd[name].data, name, f"read_{name.lower()}")
             m.d.comb += run_rd.data.eq(read_out[name])
             per_element = (cfg.element_port and isinstance(shape, data.ArrayLayout)
-                           and name not in self.gathered)
+                           and name not in self.gathered and name not in self.read_only)
             lane_gran = name in self.lane_written
             port = (mem.write_port(granularity=1) if per_element or lane_gran else
                     mem.write_port())
@@ -379,11 +386,15 @@ class MemoryBank(wiring.Component):
                 hit = host.we & (host.mem == spec.code)
                 if not spec.streamed:
                     hit &= idle
+                if name in self.read_only:
+                    hit = Const(0)
                 side = Signal(name=f"side_{name.lower()}")
                 side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
                 side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
                 zero = zeroing if name in self.zeroed else Const(0)
-                if cfg.element_port:        # the element registered, then set in every slot
+                if name in self.read_only:  # ZERO's 0 alone
+                    side_word, side_data = 0, None
+                elif cfg.element_port:      # the element registered, then set in every slot
                     side_word, side_data, h_data = host_word, element, host.wdata[0]
                     if name in self.gathered:
                         # ... and its index: the element merged into the word as last written
@@ -404,8 +415,9 @@ class MemoryBank(wiring.Component):
                     side.eq(zero | hit),
                     side_we.eq(Mux(zero, all_en(self.zn < depth), host_enables(hit))),
                     side_addr.eq(Mux(zero, self.zn, h_addr)),
-                    side_data.eq(Mux(zero, 0, h_data)),
                 ]
+                if side_data is not None:
+                    m.d.sync += side_data.eq(Mux(zero, 0, h_data))
                 if name in self.run_written:
                     wr_addr = Mux(side, side_addr, run_waddr)
                     wr_data = Mux(side, side_word, run_wr.data)

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import protocol
 from ..spec.config import SMALL_DEVICE, AccelConfig
+from ..spec.memories import host_read_only
 from .backward import Backward
 from .link import HostLink
 from .memory_bank import MemoryBank
@@ -50,7 +51,7 @@ class AcceleratorTop(wiring.Component):
                              elements=MemoryBank.port_width(c), max_payload=max_payload,
                              timeout=timeout, formats=c.formats,
                              element_port=c.element_port, stages=c.timing_stages,
-                             host_stages=c.deep_stages)
+                             host_stages=c.deep_stages, read_only=host_read_only(c))
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),
                           "busy": Out(1)})

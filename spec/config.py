@@ -76,8 +76,10 @@ class AccelConfig:
     stalling (its nets queued: two cycles more per forward step) and the forward's writes
     registered, the weight update's read enable a register, the update units' rounding in two
     stages and a word's passes shifted to and from the units (two cycles more per update) and
-    the dx gather's write registered (a cycle more), and with ``element_port`` the host's
-    elements gathered into a word beside each memory before it is written.
+    the dx gather's write registered (a cycle more), the accumulators read-only to the host
+    (``spec.memories.host_read_only``: the link refuses a write, ``READ_ONLY``), and with
+    ``element_port`` the host's elements gathered into a word beside each memory before it is
+    written.
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``db_serial=False``).

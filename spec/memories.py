@@ -27,9 +27,9 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Memory", "MEMORIES", "CODE_BITS", "by_code", "sizes", "to_words", "from_words",
-           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "STREAMED", "LAYERED",
-           "built"]
+__all__ = ["Memory", "MEMORIES", "CODE_BITS", "ACCUMULATORS", "by_code", "host_read_only",
+           "sizes", "to_words", "from_words", "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS",
+           "BACKWARD", "STREAMED", "LAYERED", "built"]
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,20 @@ RESULTS = ("DW", "DB", "DA", "DC")
 def built(cfg) -> dict:
     """The memories a build of ``cfg`` has, by name (codes ``0 .. len - 1``)."""
     return {name: m for name, m in MEMORIES.items() if m.built(cfg)}
+
+
+#: the accumulators only the run writes (ZERO clears the zeroed ones; the backward gathers DX):
+#: no host flow writes them
+ACCUMULATORS = ("DW", "DB", "DA", "DX", "DWO", "DBO", "DHO")
+
+
+def host_read_only(cfg) -> tuple:
+    """The memories of a build of ``cfg`` the host may read but not write (the link refuses the
+    write with ``READ_ONLY``): with ``deep_stages`` a training build's :data:`ACCUMULATORS`,
+    which then have no host write path beside their block RAMs."""
+    if not (getattr(cfg, "train", False) and getattr(cfg, "deep_stages", False)):
+        return ()
+    return tuple(n for n in ACCUMULATORS if MEMORIES[n].built(cfg))
 
 
 def by_code(code: int) -> Memory:

@@ -61,6 +61,8 @@ ERRORS = {
     "BUSY": (5, "memory access or register write while the accelerator runs (writes to a "
                 "streamed memory, TOK or TGT, excepted)"),
     "TIMEOUT": (6, "the packet stopped before its end"),
+    "READ_ONLY": (7, "a write to a memory only the run writes (a deep-staged training build's "
+                     "accumulators)"),
 }
 
 #: command name -> code, error name -> code (what both ends look codes up in)

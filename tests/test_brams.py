@@ -160,9 +160,12 @@ def test_deep_stages_forces_da_into_block_ram():
                       deep_stages=True, train=True)
     assert block_rams(big, "ecp5")["total"] == 208
     # with the host port an element an access too, as its host writes are gathered into words
-    # (a write enable per element would pad each to 9-bit bytes: 231)
+    # (a write enable per element would pad each to 9-bit bytes: 231); the accumulators the
+    # host does not write at all
     element = replace(big, element_port=True)
-    assert MemoryBank(element).gathered == ("W", "ACT", "DW", "DB", "DA", "WM", "XI", "DX")
+    assert MemoryBank(element).gathered == ("W", "ACT", "WM", "XI")
+    assert MemoryBank(element).read_only == MemoryBank(big).read_only == ("DW", "DB", "DA", "DX")
+    assert MemoryBank(replace(big, deep_stages=False)).read_only == ()
     assert MemoryBank(big).gathered == MemoryBank(replace(element, train=False)).gathered == ()
     assert block_rams(element, "ecp5")["total"] == 208
     # its weights and activations are never read as they are written (test_hw_layer watches):

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from gateskip.spec import protocol
-from gateskip.spec.memories import MEMORIES
+from gateskip.spec.memories import MEMORIES, host_read_only
 from gateskip.spec.registers import ADDRESS
 from gateskip.hw.backward import Backward
 from gateskip.hw.link import HostLink
@@ -28,7 +28,7 @@ def _dut(max_payload=64, **options):
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
                     timeout=TIMEOUT, element_port=bw.element_port,
-                    host_stages=bw.config.deep_stages)
+                    host_stages=bw.config.deep_stages, read_only=host_read_only(bw.config))
     m = Module()
     m.submodules.bw, m.submodules.link = bw, link
     wiring.connect(m, link.reg, bw.reg)
@@ -128,6 +128,29 @@ def test_memory_round_trip(options):
         assert back == list(w.ravel())
 
 
+def test_accumulators_of_a_deep_training_build_are_read_only():
+    """A deep-staged training build's accumulators take no host write (``READ_ONLY``, the word
+    left as it was: the read gives ZERO's 0) and can be read; its weights still take writes."""
+    options = dict(train=True, deep_stages=True, forwarding=False, element_port=True,
+                   update_lanes=1)
+    one = {n: 1 for n in ("W", "DW", "DA")}
+    req = []
+    for name in ("DW", "DA", "W"):
+        code, eb, per = MEMORIES[name].code, protocol.element_bytes(name), L
+        data = b"".join(int(v).to_bytes(eb, "little", signed=True) for v in [-3] * per)
+        req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, one[name]) +
+                                  data))
+        req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", code, 0, one[name])))
+    replies = _run(req, max_payload=64, tail=300, **options)
+    for k, name in enumerate(("DW", "DA")):
+        eb = protocol.element_bytes(name)
+        assert replies[2 * k] == (protocol.ERROR, bytes([ERR["READ_ONLY"], CMD["WRITE_MEM"]]))
+        assert replies[2 * k + 1] == (CMD["READ_MEM"], bytes(L * eb))
+    eb = protocol.element_bytes("W")
+    assert replies[4] == (CMD["WRITE_MEM"], b"")
+    assert replies[5] == (CMD["READ_MEM"], (-3).to_bytes(eb, "little", signed=True) * L)
+
+
 @pytest.mark.parametrize("bad, error", [
     (lambda f: f[:-1] + bytes([f[-1] ^ 1]), "CRC"),                       # corrupt CRC
     (lambda f: f[:6] + bytes([f[6] ^ 0x10]) + f[7:], "CRC"),              # corrupt payload
@@ -199,6 +222,9 @@ def test_invalid_parameters():
         HostLink(lanes=L, depths={"W": 4}, addr_width=2, elements=6)
     with pytest.raises(ValueError, match="timeout"):
         HostLink(lanes=L, depths=depths, addr_width=2, elements=6, timeout=1)
+    with pytest.raises(ValueError, match="read_only"):
+        HostLink(lanes=L, depths={n: 4 for n in MEMORIES if MEMORIES[n].code < 8},
+                 addr_width=2, elements=6, read_only=("DX",))
 
 
 def test_readme_protocol_table_is_generated():
