@@ -122,8 +122,9 @@ class MemoryBank(wiring.Component):
     ``config.deep_stages`` two cycles after that (:func:`host_read_latency`): the read decoded
     into registers beside each memory (its read enable and address; only they, the run's read
     port and ``running`` reach the memory's) and read the cycle after, each memory's read data
-    going first into a register of its own (nothing after the block RAM but that register) and
-    only from there through the host read mux, an AND-OR of those registers and one register
+    going first into a register of its own (nothing after the block RAM but that register;
+    :attr:`host_held`: in a training build with ``element_port`` the block RAM's output, which
+    holds the word, picked from at once) and only from there through the host read mux, an AND-OR of those registers and one register
     per memory that says which was read (``element_port``: the element picked from the word
     held in two stages, each group of :data:`PICK_GROUP` elements into a register beside them,
     then the group into a register of 32 bits, two cycles more, so that neither the words nor
@@ -225,6 +226,16 @@ class MemoryBank(wiring.Component):
         #: MAC array's and the fetch's), which an ECP5 build can move into the block RAM
         #: (``REGMODE`` ``OUTREG``: ``build_board(outreg=True)``, :mod:`gateskip.synth.outreg`)
         self.registered_reads = self.registered_reads_of(config)
+        #: with ``deep_stages``, the memories whose word a host read holds in a register of
+        #: its own beside the memory, for the host read mux or the element's pick: all but
+        #: those whose read data a register holds already (:attr:`registered_reads`), and none
+        #: in a training build with ``element_port``, whose picks take the block RAM's output
+        #: itself (it holds the word until the memory's next read: one host read is in flight
+        #: at a time, and the run reads none while the host may), so that no register of a
+        #: whole word (1,024 flip-flops for ``DW`` at 32 lanes) sits beside each memory
+        self.host_held = (tuple(n for n in self.shapes if n not in self.registered_reads)
+                          if config.deep_stages and not (config.train and config.element_port)
+                          else ())
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}
@@ -478,6 +489,9 @@ class MemoryBank(wiring.Component):
             for name in self.memories:
                 chosen = Signal(name=f"host_chosen_{name.lower()}")
                 hit = rd_code == MEMORIES[name].code
+                # a word not held (neither host_held nor registered) is picked from the block
+                # RAM's output the cycle it comes, its group a stage later: the same cycles
+                early = name not in self.host_held and name not in self.registered_reads
                 if cfg.element_port:        # `chosen` follows its word through the pick
                     seen = Signal(name=f"host_seen_{name.lower()}")
                     seen_2 = Signal(name=f"host_seen2_{name.lower()}")
@@ -491,20 +505,28 @@ class MemoryBank(wiring.Component):
                                            attrs={"keep": 1} if groups > 1 else {})
                                for g in range(groups)]
                     group = Signal(range(max(2, groups)), name=f"host_group_{name.lower()}")
+                    to_group = pick_el[0] >> ceil_log2(PICK_GROUP) if groups > 1 else 0
                     with m.If(read):
                         m.d.sync += seen.eq(hit)
-                    with m.If(read & hit):
-                        m.d.sync += [p.eq(rd_el) for p in pick_el]
-                    with m.If(picking):
-                        m.d.sync += [seen_2.eq(seen),
-                                     group.eq(pick_el[0] >> ceil_log2(PICK_GROUP) if groups > 1 else 0)]
+                    if early:               # (the el of the read a stage sooner)
+                        with m.If(asked & (code_1 == MEMORIES[name].code)):
+                            m.d.sync += [p.eq(el_1) for p in pick_el]
+                        with m.If(read):
+                            m.d.sync += group.eq(to_group)
+                        with m.If(picking):
+                            m.d.sync += seen_2.eq(seen)
+                    else:
+                        with m.If(read & hit):
+                            m.d.sync += [p.eq(rd_el) for p in pick_el]
+                        with m.If(picking):
+                            m.d.sync += [seen_2.eq(seen), group.eq(to_group)]
                     with m.If(grouped):
                         m.d.sync += chosen.eq(seen_2)
                 else:
                     with m.If(read):
                         m.d.sync += chosen.eq(hit)
-                if name in self.registered_reads:   # the read register: the word held
-                    held = read_out[name]
+                if name not in self.host_held:      # the read register, or the block RAM's
+                    held = read_out[name]           # output: the word held
                 else:
                     held = Signal.like(rd[name].data, name=f"host_held_{name.lower()}")
                     with m.If(read & hit):
@@ -515,13 +537,19 @@ class MemoryBank(wiring.Component):
                     for g in range(groups):
                         pick = Signal(signed(len(word[0])),
                                       name=f"host_pick_{name.lower()}_{g}")
-                        with m.If(picking):
+                        with m.If(read if early else picking):
                             m.d.sync += pick.eq(self._pick(
                                 held, pick_el[g], self.mem_shapes[name], g * PICK_GROUP,
                                 PICK_GROUP))
                         picks.append(pick)
+                    picked = Array(picks)[group] if groups > 1 else picks[0]
+                    if early:               # the group picked, then held a stage
+                        grouped_word = Signal.like(word[0], name=f"host_grouped_{name.lower()}")
+                        with m.If(picking):
+                            m.d.sync += grouped_word.eq(picked)
+                        picked = grouped_word
                     with m.If(grouped):
-                        m.d.sync += word[0].eq(Array(picks)[group] if groups > 1 else picks[0])
+                        m.d.sync += word[0].eq(picked)
                 else:
                     self._unpack_any(m, word, held, rd_el, name)
                 words.append(Mux(chosen, word.as_value(), 0))

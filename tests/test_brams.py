@@ -166,6 +166,11 @@ def test_deep_stages_forces_da_into_block_ram():
     assert MemoryBank(element).gathered == ("W", "ACT", "WM", "XI")
     assert MemoryBank(element).read_only == MemoryBank(big).read_only == ("DW", "DB", "DA", "DX")
     assert MemoryBank(replace(big, deep_stages=False)).read_only == ()
+    # ... and no word register beside each memory for the host's reads: the picks take the
+    # block RAM's output (test_hw_layer and test_hw_model read through them, a read a cycle)
+    assert MemoryBank(element).host_held == ()
+    assert "DW" in MemoryBank(big).host_held and "DW" in MemoryBank(
+        replace(element, train=False, forwarding=True)).host_held
     assert MemoryBank(big).gathered == MemoryBank(replace(element, train=False)).gathered == ()
     assert block_rams(element, "ecp5")["total"] == 208
     # its weights and activations are never read as they are written (test_hw_layer watches):
