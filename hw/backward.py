@@ -123,7 +123,7 @@ class Backward(wiring.Component):
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
                               (CREDIT_LATENCY - 1) * self.ew.credits +
-                              self.array.latency - ARRAY_LATENCY)
+                              self.array.latency - ARRAY_LATENCY + self.fetch.load_cycles)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,
                                        skid=c.threshold_skid, staged=c.deep_stages)
@@ -245,7 +245,17 @@ class Backward(wiring.Component):
             m.d.comb += thr.tau.eq(regs.tau)
         for name in ("act", "dh", "dc"):
             wiring.connect(m, getattr(fetch, f"{name}_rd"), getattr(bank, f"{name}_rd"))
-        wiring.connect(m, fetch.da_rd, bank.da_h_rd)
+        if self.config.dh_words:
+            # the fetch's dh words and the array's reads share DA's read port: the fetch reads
+            # only at a step's start, before the array has a command
+            array_da = bank.da_rd.signature.flip().create(path=("array_da_rd",))
+            m.d.comb += [bank.da_rd.addr.eq(Mux(fetch.da_rd.en, fetch.da_rd.addr,
+                                                array_da.addr)),
+                         bank.da_rd.en.eq(fetch.da_rd.en | array_da.en),
+                         fetch.da_rd.data.eq(bank.da_rd.data), array_da.data.eq(bank.da_rd.data)]
+        else:
+            wiring.connect(m, fetch.da_rd, bank.da_h_rd)
+            array_da = bank.da_rd
         if self.config.deep_stages and not ew.credits:
             # a register stage between the fetch's queue and the gate-gradient unit: the unit's
             # stall reaches the queue's read from a register (the slice's ready; a unit with
@@ -281,8 +291,8 @@ class Backward(wiring.Component):
 
         # the array's memory ports: A and DA relative to the step's vectors (deep_stages: DA's
         # base added by the array as it issues a word)
-        wire_ports(m, arr, {n: getattr(bank, n) for n in ("a_rd", "w_rd", "dw_rd", "da_rd",
-                                                          "dw_wr", "da_wr")},
+        wire_ports(m, arr, {n: array_da if n == "da_rd" else getattr(bank, n)
+                            for n in ("a_rd", "w_rd", "dw_rd", "da_rd", "dw_wr", "da_wr")},
                    {"a": ctl.vec_base} if arr.da_depth else
                    {"a": ctl.vec_base, "da": ctl.vec_base})
         if arr.da_depth:

@@ -1,6 +1,6 @@
 """The backward accelerator's fetch stage: one hidden unit's inputs per cycle for the gate-gradient unit."""
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -45,6 +45,14 @@ class FetchStage(wiring.Component):
     from ``o.ready`` to the stages, and ``DA`` is read every cycle while running.
     ``setup`` (the first cycle of a step) restarts at unit 0; ``done``: all H units have left.
 
+    ``config.dh_words`` (``deep_stages`` training builds): the recurrent ``dh`` of the step's H
+    units is loaded first, those words of the next step's ``da`` read one a cycle from the
+    cycle after ``setup`` (``da_rd`` then shares ``DA``'s one read port with the MAC array,
+    idle at a step's start) into a shift register a word at a time, which then moves an
+    element at each issue: unit ``k`` takes its constant first place, so no lane select
+    follows ``DA``'s block RAMs. The first unit is issued ``dh_words + 1`` cycles later than
+    without (:attr:`load_cycles`).
+
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
     read ports ``act_rd dh_rd dc_rd da_rd`` connect to them.
     """
@@ -56,6 +64,8 @@ class FetchStage(wiring.Component):
         #: the memory bank registers this stage's reads (``MemoryBank.registered_reads``): their
         #: data come two cycles after the read, and stage 0 is the bank's
         self.registered = "ACT" in MemoryBank.registered_reads_of(config)
+        #: cycles a step's first issue waits for the recurrent dh's words (``dh_words``)
+        self.load_cycles = config.dh_words + 1 if config.dh_words else 0
         T, B, H, C = config.max_seq, config.max_batch, config.hidden, config.chunks
         members = {
             "running": In(1), "setup": In(1), "has_next": In(1),
@@ -108,7 +118,7 @@ class FetchStage(wiring.Component):
             def successor(word, lane):
                 return Mux(lane == L - 1, word + 1, word), Mux(lane == L - 1, 0, lane + 1)
             with m.If(self.setup):
-                m.d.sync += [k.eq(0), k_n.eq(1), more.eq(1), word_h.eq(X // L),
+                m.d.sync += [k.eq(0), k_n.eq(1), more.eq(not cfg.dh_words), word_h.eq(X // L),
                              lane_h.eq(X % L), word_n.eq((X + 1) // L), lane_n.eq((X + 1) % L)]
             issue = more & has_credit
             # a credit spent by an issue, returned the cycle after its beat leaves the queue
@@ -145,13 +155,44 @@ class FetchStage(wiring.Component):
 
         da_words = [self.da_rd.data[l] for l in range(L)]
         act, dh_loss, dc = self.act_rd.data, self.dh_rd.data, self.dc_rd.data
+        if cfg.dh_words:
+            # the recurrent dh: the words read one a cycle from the cycle after setup, each
+            # into the shift register the cycle it comes (nothing after the block RAM but the
+            # register's select), then an element out at each issue
+            n = cfg.dh_words
+            loading = Signal()
+            loaded = Signal(range(n + 1))           # words read
+            arriving, last_arriving = Signal(), Signal()
+            held = Signal(data.ArrayLayout(self.da_rd.data.shape().elem_shape, n * L))
+            with m.If(self.setup):
+                m.d.sync += [loading.eq(1), loaded.eq(0)]
+            with m.If(loading):
+                m.d.sync += [loaded.eq(loaded + 1), loading.eq(loaded != n - 1)]
+            m.d.sync += [arriving.eq(loading), last_arriving.eq(loading & (loaded == n - 1))]
+            with m.If(last_arriving):               # the last word in the register now
+                m.d.sync += more.eq(1)
+            with m.If(arriving):
+                m.d.sync += held.eq(Cat(held.as_value()[L * len(da_words[0]):],
+                                        self.da_rd.data.as_value()))
+            with m.Elif(issue):
+                m.d.sync += held.eq(held.as_value() >> len(da_words[0]))
+            # unit k's, the cycle after its issue (as the reads' data), then in the stages
+            da_v, da_v0, da_v1 = (Signal.like(da_words[0], name=f"dh_held{i}") for i in range(3))
+            with m.If(issue):
+                m.d.sync += da_v.eq(held[X % L])
+            m.d.sync += [da_v0.eq(da_v), da_v1.eq(da_v0)]
         if deep:
             # stage 0: the read data registered as they leave the memories (nothing between;
             # reset-less, so that the ECP5 build can move them into the block RAMs), by the
             # memory bank where its reads are registered (then a read's data come a cycle later)
             valid_0, lane_0, has_next_0 = Signal(), Signal.like(lane), Signal()
             m.d.sync += [valid_0.eq(valid), lane_0.eq(lane), has_next_0.eq(has_next)]
-            if self.registered:
+            if cfg.dh_words:
+                act_0, dh_0, dc_0 = (Signal.like(act, reset_less=True),
+                                     Signal.like(dh_loss, reset_less=True),
+                                     Signal.like(dc, reset_less=True))
+                m.d.sync += [act_0.eq(act), dh_0.eq(dh_loss), dc_0.eq(dc)]
+            elif self.registered:
                 da_0, act_0, dh_0, dc_0 = self.da_rd.data, act, dh_loss, dc
             else:
                 da_0 = Signal.like(self.da_rd.data, reset_less=True)
@@ -160,18 +201,27 @@ class FetchStage(wiring.Component):
                                      Signal.like(dc, reset_less=True))
                 m.d.sync += [da_0.eq(self.da_rd.data), act_0.eq(act), dh_0.eq(dh_loss),
                              dc_0.eq(dc)]
-            da_words = [da_0[l] for l in range(L)]
-            # stage 1: the lane picked in each group
-            groups = [da_words[i:i + LANE_GROUP] for i in range(0, L, LANE_GROUP)]
-            bits = (LANE_GROUP - 1).bit_length()
-            picks = [Signal.like(da_words[0], name=f"pick{i}") for i in range(len(groups))]
-            act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
-            # (at least one bit: no zero-width nets in Verilog, with a single group)
-            valid_1, group_1, has_next_1 = Signal(), Signal(range(max(2, len(groups)))), Signal()
-            m.d.sync += [valid_1.eq(valid_0), group_1.eq(lane_0 >> bits),
-                         has_next_1.eq(has_next_0), act_1.eq(act_0), dh_1.eq(dh_0), dc_1.eq(dc_0),
-                         *[p.eq(select(g, lane_0[:bits])) for p, g in zip(picks, groups)]]
-            da_h = select(picks, group_1)
+            if cfg.dh_words:        # stage 1: the held dh beside the others
+                act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
+                valid_1, has_next_1 = Signal(), Signal()
+                m.d.sync += [valid_1.eq(valid_0), has_next_1.eq(has_next_0), act_1.eq(act_0),
+                             dh_1.eq(dh_0), dc_1.eq(dc_0)]
+                da_h = da_v1
+            else:
+                da_words = [da_0[l] for l in range(L)]
+                # stage 1: the lane picked in each group
+                groups = [da_words[i:i + LANE_GROUP] for i in range(0, L, LANE_GROUP)]
+                bits = (LANE_GROUP - 1).bit_length()
+                picks = [Signal.like(da_words[0], name=f"pick{i}") for i in range(len(groups))]
+                act_1, dh_1, dc_1 = Signal.like(act), Signal.like(dh_loss), Signal.like(dc)
+                # (at least one bit: no zero-width nets in Verilog, with a single group)
+                valid_1, group_1, has_next_1 = (Signal(), Signal(range(max(2, len(groups)))),
+                                                Signal())
+                m.d.sync += [valid_1.eq(valid_0), group_1.eq(lane_0 >> bits),
+                             has_next_1.eq(has_next_0), act_1.eq(act_0), dh_1.eq(dh_0),
+                             dc_1.eq(dc_0),
+                             *[p.eq(select(g, lane_0[:bits])) for p, g in zip(picks, groups)]]
+                da_h = select(picks, group_1)
             read_valid, has_next, act, dh_loss, dc = valid_1, has_next_1, act_1, dh_1, dc_1
         else:
             da_h, read_valid = select(da_words, lane), valid
@@ -196,10 +246,12 @@ class FetchStage(wiring.Component):
             self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(issue),
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(issue),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(issue),
-            self.da_rd.addr.eq(self.vec_base + C + word_h),
+            # (dh_words: the dh words, from the first, one a cycle while loading)
+            self.da_rd.addr.eq(self.vec_base + C + (X // L + loaded if cfg.dh_words else
+                                                    word_h)),
             # (deep: read every running cycle, the data taken the next: no enable fans out to
             # the word's registers; the reads between issues are of words no write meets)
-            self.da_rd.en.eq(self.running if deep else issue),
+            self.da_rd.en.eq(loading if cfg.dh_words else self.running if deep else issue),
         ]
         if deep:        # (a beat in the queue may not be offered yet: its level counts it)
             m.d.comb += self.done.eq((k == H) & ~valid & ~valid_0 & ~valid_1 & ~beat_valid &

@@ -112,7 +112,8 @@ def word_shapes(config: AccelConfig) -> dict:
 class MemoryBank(wiring.Component):
     """The memories of :data:`~gateskip.spec.memories.MEMORIES` (``amaranth.lib.memory``,
     synchronous reads: block RAM on the boards), each with one read and one write port, ``DA``
-    with a second read port (``da_h_rd``: the recurrent ``dh`` of the fetch stage).
+    with a second read port (``da_h_rd``: the recurrent ``dh`` of the fetch stage) unless the
+    fetch loads it through the first (``config.dh_words``).
 
     Who drives the ports, decided combinationally each cycle: while ``running`` the run's ports
     (``<name>_rd``, ``<name>_wr`` for the memories the run writes: ``Memory.run_writes``); while
@@ -219,7 +220,8 @@ class MemoryBank(wiring.Component):
         #: the memories put in LUT RAM whatever their size (``ram_style`` ``distributed``): in a
         #: training build with ``DA`` in block RAM, the memories of a word per unit or row
         #: (``DB``, ``DC``, ``BM``) make room for it (at H 64, X 64, L 32 the block RAMs would
-        #: be 214 of the ECP5-85F's 208)
+        #: be 214 of the ECP5-85F's 208 with DA's second copy, which ``dh_words`` has since
+        #: removed: 185)
         self.lut_forced = ("DB", "DC", "BM") if config.train and self.block_forced else ()
         #: the memories whose run read data come from a register right after the memory
         #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
@@ -279,8 +281,9 @@ class MemoryBank(wiring.Component):
             members.update(rd_layer=In(range(self.layers)), wr_layer=In(range(self.layers)))
         members.update(run_ports(self.ports, self.shapes, self.run_written,
                                  lane_writes=self.lane_written, flow=Out))
-        members["da_h_rd"] = Out(ReadPort.Signature(
-            addr_width=ceil_log2(self.ports["DA"][1]), shape=self.mem_shapes["DA"]))
+        if not config.dh_words:
+            members["da_h_rd"] = Out(ReadPort.Signature(
+                addr_width=ceil_log2(self.ports["DA"][1]), shape=self.mem_shapes["DA"]))
         super().__init__(members)
 
     def _attrs(self, name: str) -> dict:
@@ -335,10 +338,11 @@ class MemoryBank(wiring.Component):
         for name, mem in self.memories.items():
             m.submodules[f"mem_{name.lower()}"] = mem
             rd[name] = mem.read_port()
-        da_h = self.memories["DA"].read_port()
-        m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
-                     da_h.en.eq(self.da_h_rd.en)]
-        m.d.comb += self.da_h_rd.data.eq(self._read_out(m, da_h.data, "DA", "read_da_h"))
+        if not cfg.dh_words:
+            da_h = self.memories["DA"].read_port()
+            m.d.comb += [da_h.addr.eq(self._banked(self.da_h_rd.addr, "DA", "rd")),
+                         da_h.en.eq(self.da_h_rd.en)]
+            m.d.comb += self.da_h_rd.data.eq(self._read_out(m, da_h.data, "DA", "read_da_h"))
 
         read_out = {}                   # each memory's read data as the run takes them
         for name, mem in self.memories.items():

@@ -72,8 +72,10 @@ class AccelConfig:
     wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
     write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` then in LUT RAM),
     and in a backward-only build without forwarding the MAC array's reads registered (a cycle
-    more in a step that ends in the array); in a ``train`` build the forward's dot unit never
-    stalling (its nets queued: two cycles more per forward step) and the forward's writes
+    more in a step that ends in the array); in a ``train`` build the fetch's recurrent ``dh``
+    loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
+    cycles more per step), the forward's dot unit never stalling (its nets queued: two cycles
+    more per forward step) and the forward's writes
     registered, the weight update's read enable a register, the update units' rounding in two
     stages and a word's passes shifted to and from the units (two cycles more per update) and
     the dx gather's write registered (a cycle more), the accumulators read-only to the host
@@ -191,6 +193,16 @@ class AccelConfig:
         """``ceil(X / L)``: the words of a K-vector that hold ``x`` (the first of its ``C``),
         and the words per vector of ``XI`` and ``DX``."""
         return -(-self.inputs // self.lanes)
+
+    @property
+    def dh_words(self) -> int:
+        """The words of a ``da`` vector that hold its ``dh`` part (elements ``X .. X + H - 1``)
+        where a step's fetch loads them into registers at its start, through ``DA``'s one read
+        port (``deep_stages`` training builds); 0 where it reads them from a second read port
+        of ``DA`` as it goes (a second copy of ``DA``'s block RAMs)."""
+        if not (self.deep_stages and self.train):
+            return 0
+        return (self.k - 1) // self.lanes - self.inputs // self.lanes + 1
 
     @property
     def update_passes(self) -> int:

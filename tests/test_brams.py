@@ -29,6 +29,9 @@ CHANGED = {
     "ulx3s-85f-train-b2.json": 172,
     # H 48, L 4, B 4, T 16: HO was 3072 x 16 (3 DP16KD), is 768 x 64 (4 PDPW16KD)
     "ulx3s-85f-step-up.json": 137,
+    # H 64, X 64, L 32, train, deep_stages: DA had a second copy for the fetch's second read
+    # port (29 PDPW16KD), which loads the dh words through the first since dh_words
+    "ulx3s-85f-l32-train.json": 179,
 }
 
 
@@ -155,10 +158,12 @@ def test_deep_stages_forces_da_into_block_ram():
     maps = block_rams(train, "ecp5")["maps"]
     assert maps["backward.bank.mem_da"] == "PDPW16KD"
     assert {maps[f"backward.bank.mem_{n}"] for n in ("db", "dc", "bm")} == {"TRELLIS_DPR16X4"}
-    # the 32-lane training top fits the ECP5-85F's 208 block RAMs only so
+    # the 32-lane training top fits the ECP5-85F's 208 block RAMs only so (with DA's second
+    # copy, before dh_words, 208; the first copy alone 179)
     big = AccelConfig(hidden=64, inputs=64, lanes=32, max_seq=8, max_batch=1, forwarding=False,
                       deep_stages=True, train=True)
-    assert block_rams(big, "ecp5")["total"] == 208
+    assert big.dh_words == 2
+    assert block_rams(big, "ecp5")["total"] == 179
     # with the host port an element an access too, as its host writes are gathered into words
     # (a write enable per element would pad each to 9-bit bytes: 231); the accumulators the
     # host does not write at all
@@ -172,7 +177,7 @@ def test_deep_stages_forces_da_into_block_ram():
     assert "DW" in MemoryBank(big).host_held and "DW" in MemoryBank(
         replace(element, train=False, forwarding=True)).host_held
     assert MemoryBank(big).gathered == MemoryBank(replace(element, train=False)).gathered == ()
-    assert block_rams(element, "ecp5")["total"] == 208
+    assert block_rams(element, "ecp5")["total"] == 179
     # its weights and activations are never read as they are written (test_hw_layer watches):
     # no read-first logic beside their block RAMs, which the boards' builds keep
     marked = {m.name for m in accelerator_memories(element) if m.no_collision}

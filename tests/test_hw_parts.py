@@ -320,16 +320,19 @@ def test_memory_bank_host_writes_reads_and_zero_clears(options):
     _run(dut, tb)
 
 
-@pytest.mark.parametrize("element_port", [False, True])
-def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
+@pytest.mark.parametrize("element_port, train", [(False, False), (True, False), (True, True)])
+def test_deep_memory_bank_reads_a_memory_a_cycle(element_port, train):
     """``deep_stages``: a host write decoded from the port in its ``we`` cycle and written the
     cycle after (what the port carries then does not count); host reads one a cycle, each of
     another memory (and element), each read's data :func:`host_read_latency` cycles after its
     ``re`` (5 with ``element_port``: 6 lanes, the element picked in a group of
-    :data:`PICK_GROUP`, a whole and a partial one, then the group)."""
+    :data:`PICK_GROUP`, a whole and a partial one, then the group; in a training bank picked
+    from the block RAM's output, no word held, ``host_held``). A training bank's ``read_only``
+    memories ignore the writes: they read 0."""
     cfg = AccelConfig(hidden=5, inputs=2, lanes=6, max_seq=2, max_batch=2, deep_stages=True,
-                      element_port=element_port, forwarding=False)
+                      element_port=element_port, forwarding=False, train=train)
     dut = MemoryBank(cfg)
+    assert bool(dut.read_only) == train and (dut.host_held == ()) == train
     latency = host_read_latency(True, element_port)
     assert latency == 3 + 2 * element_port
     assert PICK_GROUP < cfg.lanes < 2 * PICK_GROUP
@@ -380,7 +383,8 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port):
                 got.append(ctx.get(host.rdata[0]) if element_port else
                            [ctx.get(host.rdata[i]) for i in range(per)])
             await ctx.tick()
-        want = [written[n][e] if element_port else written[n] for n, e in order]
+        want = [0 if n in dut.read_only else written[n][e] if element_port else written[n]
+                for n, e in order]
         assert got == want
     _run(dut, tb)
 
