@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 
 from ..spec.config import AccelConfig
 from ..spec.formats import LOSS_SCALE_BOUNDS, THRESHOLD_FRAC
-from ..spec.memories import MEMORIES
+from ..spec.memories import MEMORIES, host_read_only
 from ..spec.registers import FIELDS
 from .compactor import Compactor
 from .controller import StepController
@@ -99,7 +99,10 @@ class Backward(wiring.Component):
         self.k, self.chunks = c.k, c.chunks
         self.element_port = c.element_port
 
-        self.bank = MemoryBank(c)
+        # DW and DA take ZERO's zeros from the array's sums, cleared then, where the host
+        # writes neither: nothing between the sums' registers and the block RAMs
+        zeroed_by_array = tuple(n for n in ("DW", "DA") if n in host_read_only(c))
+        self.bank = MemoryBank(c, run_zeroes=zeroed_by_array)
         self.memory_bits = self.bank.memory_bits
         self.shapes, self.addr_width = self.bank.shapes, self.bank.addr_width
         self.elements = self.bank.elements
@@ -118,7 +121,8 @@ class Backward(wiring.Component):
                               single_port_dw=c.spram,
                               read_latency=2 if self.bank.registered_reads else 1,
                               lane_operands=c.deep_stages,
-                              da_depth=self.bank.ports["DA"][1] if c.deep_stages else None)
+                              da_depth=self.bank.ports["DA"][1] if c.deep_stages else None,
+                              clear_sums=bool(zeroed_by_array))
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
@@ -210,6 +214,8 @@ class Backward(wiring.Component):
             self.busy.eq(ph.busy), self.done.eq(ph.done),
             self.bank.zeroing.eq(zeroing), self.bank.zn.eq(ctl.zn),
         ]
+        if self.array.clears_sums:
+            m.d.comb += self.array.clear_sums.eq(zeroing)
         if self.config.train:
             fwd, upd, gather = self.forward, self.update, self.gather
             layered = self.config.layers > 1

@@ -122,6 +122,11 @@ class MacArray(wiring.Component):
     lies between the array's address registers and ``DA``'s ports (``wire_ports`` adds a base
     on the way to them). Same cycles.
 
+    ``clear_sums``: an input of that name that, while high and the array idle, clears the sums
+    the write ports carry, the cycle after (a synchronous reset of their registers): a memory
+    bank's ZERO can then write them as its zeros (``MemoryBank(run_zeroes=)``), no select of 0
+    between them and the block RAMs. Same cycles.
+
     ``busy``: a command is running or a write is pending; ``issue``: a word is issued this cycle.
     Counters (``counter_width`` bits, wrap, cleared by ``clear``): ``beats`` (words issued: busy
     cycles), ``macs`` (useful lane operations, K per single command), ``commands`` (non-NOP
@@ -163,8 +168,10 @@ class MacArray(wiring.Component):
                  dsp_counters: bool = False,
                  staged_read: bool = True, single_port_dw: bool = False,
                  read_latency: int = 1, lane_operands: bool = False,
-                 da_depth: int | None = None):
+                 da_depth: int | None = None, clear_sums: bool = False):
         self.check_parameters(lanes, k, rows, formats)
+        #: the array has the input ``clear_sums``
+        self.clears_sums = bool(clear_sums)
         if da_depth is not None and (isinstance(da_depth, bool) or not isinstance(da_depth, int)
                                      or da_depth < 2):
             raise ValueError(f"da_depth must be None or an int of at least 2, not {da_depth!r}")
@@ -223,6 +230,7 @@ class MacArray(wiring.Component):
             "macs": Out(unsigned(counter_width)),
             "commands": Out(unsigned(counter_width)),
             **based,
+            **({"clear_sums": In(1)} if self.clears_sums else {}),
         })
 
     def elaborate(self, platform):
@@ -447,6 +455,9 @@ class MacArray(wiring.Component):
                 m.d.sync += sum3[l].eq(clamp(total, Mux(st.ph2, f.da.min, f.dw.min),
                                              Mux(st.ph2, f.da.max, f.dw.max)))
         m.d.sync += [v3.eq(st.v2), ph3.eq(st.ph2), addr3.eq(st.addr2), sum4.eq(sum3)]
+        if self.clears_sums:            # (a synchronous reset of the sums' registers)
+            with m.If(self.clear_sums):
+                m.d.sync += sum3.eq(0)
 
         for l in range(L):
             m.d.comb += self.da_wr.data[l].eq(sum3[l])

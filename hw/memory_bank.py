@@ -174,7 +174,7 @@ class MemoryBank(wiring.Component):
     (the forward writes ``h`` one element at a time).
     """
 
-    def __init__(self, config: AccelConfig):
+    def __init__(self, config: AccelConfig, *, run_zeroes=()):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         self.config = config
@@ -253,6 +253,16 @@ class MemoryBank(wiring.Component):
         #: build's accumulators): its writes to them are ignored (the link refuses them), so
         #: only ZERO's and the run's writes reach them
         self.read_only = host_read_only(config)
+        #: the memories whose ZERO writes take the run's write data, which its writer holds at
+        #: 0 in the cycle after each cycle of ``zeroing`` (``MacArray(clear_sums=)``): with
+        #: ``deep_stages``, of :attr:`read_only` (no host data to select either), so that
+        #: nothing lies between the writer's registers and the block RAM
+        zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
+        if run_zeroes and not set(run_zeroes) <= set(self.read_only) & set(zeroed):
+            raise ValueError(f"run_zeroes must name zeroed memories the host only reads "
+                             f"(here {', '.join(n for n in self.read_only if n in zeroed)}), "
+                             f"not {tuple(run_zeroes)!r}")
+        self.run_zeroes = tuple(run_zeroes)
         #: the run writes these one lane at a time: A and HO in a training build (the
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
@@ -435,7 +445,8 @@ class MemoryBank(wiring.Component):
                     m.d.sync += side_data.eq(Mux(zero, 0, h_data))
                 if name in self.run_written:
                     wr_addr = Mux(side, side_addr, run_waddr)
-                    wr_data = Mux(side, side_word, run_wr.data)
+                    wr_data = (run_wr.data if name in self.run_zeroes else
+                               Mux(side, side_word, run_wr.data))
                     wr_en = Mux(side, side_we, run_en)
                 else:
                     wr_addr, wr_data, wr_en = side_addr, side_word, side_we

@@ -79,7 +79,8 @@ class AccelConfig:
     registered, the weight update's read enable a register, the update units' rounding in two
     stages and a word's passes shifted to and from the units (two cycles more per update) and
     the dx gather's write registered (a cycle more), the accumulators read-only to the host
-    (``spec.memories.host_read_only``: the link refuses a write, ``READ_ONLY``), and with
+    (``spec.memories.host_read_only``: the link refuses a write, ``READ_ONLY``; ZERO's zeros
+    into ``DW`` and ``DA`` the MAC array's sums, cleared), and with
     ``element_port`` the host's elements gathered into a word beside each memory before it is
     written.
     ``train``: the layer trains on the chip: the forward and update units and the memories of

@@ -9,6 +9,7 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from gateskip.golden.fixed import saturate
+from gateskip.hw.backward import Backward
 from gateskip.hw.controller import StepController
 from gateskip.hw.db import DbParallel, DbSerial
 from gateskip.hw.memory_bank import (OWN_READ_ADDRESS_ABOVE, PICK_GROUP, MemoryBank,
@@ -387,6 +388,20 @@ def test_deep_memory_bank_reads_a_memory_a_cycle(element_port, train):
                 for n, e in order]
         assert got == want
     _run(dut, tb)
+
+
+def test_run_zeroes_names_zeroed_memories_the_host_only_reads():
+    """ZERO may take its zeros from the run's write data only where no host write competes."""
+    base = dict(hidden=3, inputs=2, lanes=2, max_seq=2, max_batch=1, forwarding=False,
+                deep_stages=True)
+    train = AccelConfig(**base, train=True)
+    assert MemoryBank(train, run_zeroes=("DW", "DA")).run_zeroes == ("DW", "DA")
+    with pytest.raises(ValueError, match="run_zeroes must name zeroed memories"):
+        MemoryBank(AccelConfig(**base), run_zeroes=("DW",))      # the host writes DW here
+    with pytest.raises(ValueError, match="run_zeroes"):
+        MemoryBank(train, run_zeroes=("DX",))                    # ZERO does not clear DX
+    assert Backward(train).bank.run_zeroes == ("DW", "DA") and Backward(train).array.clears_sums
+    assert Backward(AccelConfig(**base)).bank.run_zeroes == ()
 
 
 def test_a_deep_bank_of_many_memories_keeps_a_read_address_per_memory():
