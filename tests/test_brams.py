@@ -29,9 +29,6 @@ CHANGED = {
     "ulx3s-85f-train-b2.json": 172,
     # H 48, L 4, B 4, T 16: HO was 3072 x 16 (3 DP16KD), is 768 x 64 (4 PDPW16KD)
     "ulx3s-85f-step-up.json": 137,
-    # H 64, X 64, L 32, train, deep_stages: DA had a second copy for the fetch's second read
-    # port (29 PDPW16KD), which loads the dh words through the first since dh_words
-    "ulx3s-85f-l32-train.json": 179,
 }
 
 
