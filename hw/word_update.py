@@ -29,7 +29,9 @@ class WordUpdate(wiring.Component):
     units' results move the same way into the word offered, so that every wire joins a lane to
     its neighbour a pass away (not the whole word to the units through a ``P``-way select, and
     the units to every held lane): one cycle more from a word's first pass to its result
-    (``weight_update.overhead``), the same one word every ``P`` cycles.
+    (``weight_update.overhead``), the same one word every ``P`` cycles. Both move every cycle
+    (a word's passes, and so its results, come on consecutive cycles), so that no enable
+    reaches their registers, only the load's select.
     """
 
     def __init__(self, config: AccelConfig, *, shifted: bool = False):
@@ -123,9 +125,12 @@ class WordUpdate(wiring.Component):
             for name in ("master", "grad"):
                 word = getattr(self.i.payload, name)
                 near = [Signal.like(word[l], name=f"{name}_in{l}") for l in range(L)]
+                # (shifted every cycle but a load's, not only in a word's beats: its passes
+                # come on consecutive cycles, and between words what moves is never taken, so
+                # no enable reaches the word's registers across the die)
                 with m.If(load):
                     m.d.sync += [near[l].eq(word[l]) for l in range(L)]
-                with m.Elif(beat):
+                with m.Else():
                     m.d.sync += [near[l].eq(lane(near, l + U)) for l in range(L)]
                 for u, unit in enumerate(units):
                     m.d.comb += getattr(unit.i.payload, name).eq(lane(near, u))
@@ -147,9 +152,9 @@ class WordUpdate(wiring.Component):
             held[name] = [Signal.like(field[l], name=f"{name}{l}") for l in range((P - 1) * U)]
             for l, reg in enumerate(held[name]):
                 result = getattr(units[l % U].o.payload, name)
-                if self.shifted:                # every result in at the last held pass
-                    with m.If(out):
-                        m.d.sync += reg.eq(result if l // U == P - 2 else held[name][l + U])
+                if self.shifted:                # every result in at the last held pass,
+                    # every cycle (a word's results come on consecutive cycles: no enable)
+                    m.d.sync += reg.eq(result if l // U == P - 2 else held[name][l + U])
                 else:                           # each result into its pass's lanes
                     with m.If(out & (q == l // U)):
                         m.d.sync += reg.eq(result)
