@@ -34,7 +34,8 @@ class LinkExecutor(wiring.Component):
 
     Checked in the cycle the request is taken: the receiver's verdict, the command, the length,
     the memory and its address range, whether the host may write it, ``busy`` (a register
-    write or memory access while the accelerator runs is refused). Every request is taken in its second cycle offered
+    write or memory access while the accelerator runs is refused). Every request is taken in
+    its second cycle offered
     (``request.ready`` is registers alone): a memory request's length, range and sizes and the
     register bus's address are registered from its fields in the first. Then, through ``reg``
     (:func:`~.registers.reg_signature`, driven from registers, so that no check or mux is in

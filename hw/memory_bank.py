@@ -125,7 +125,8 @@ class MemoryBank(wiring.Component):
     port and ``running`` reach the memory's) and read the cycle after, each memory's read data
     going first into a register of its own (nothing after the block RAM but that register;
     :attr:`host_held`: in a training build with ``element_port`` the block RAM's output, which
-    holds the word, picked from at once) and only from there through the host read mux, an AND-OR of those registers and one register
+    holds the word, picked from at once) and only from there through the host read mux, an
+    AND-OR of those registers and one register
     per memory that says which was read (``element_port``: the element picked from the word
     held in two stages, each group of :data:`PICK_GROUP` elements into a register beside them,
     then the group into a register of 32 bits, two cycles more, so that neither the words nor
@@ -257,10 +258,9 @@ class MemoryBank(wiring.Component):
         #: 0 in the cycle after each cycle of ``zeroing`` (``MacArray(clear_sums=)``): with
         #: ``deep_stages``, of :attr:`read_only` (no host data to select either), so that
         #: nothing lies between the writer's registers and the block RAM
-        zeroed = tuple(n for n in self.shapes if MEMORIES[n].written)
-        if run_zeroes and not set(run_zeroes) <= set(self.read_only) & set(zeroed):
+        if run_zeroes and not set(run_zeroes) <= set(self.read_only) & set(self.zeroed):
             raise ValueError(f"run_zeroes must name zeroed memories the host only reads "
-                             f"(here {', '.join(n for n in self.read_only if n in zeroed)}), "
+                             f"(here {', '.join(n for n in self.read_only if n in self.zeroed)}), "
                              f"not {tuple(run_zeroes)!r}")
         self.run_zeroes = tuple(run_zeroes)
         #: the run writes these one lane at a time: A and HO in a training build (the
