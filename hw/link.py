@@ -34,7 +34,8 @@ class HostLink(wiring.Component):
     ``depths`` gives each memory's words (``MemoryBank.shapes``); ``elements`` and ``addr_width``
     the accelerator's memory port (``element_port``: one element per access, see
     :func:`~.memory_bank.mem_port_signature`); ``read_only`` the memories it refuses to write
-    (``READ_ONLY``: :func:`~gateskip.spec.memories.host_read_only`).
+    (``READ_ONLY``: :func:`~gateskip.spec.memories.host_read_only`), ``unreadable`` those it
+    refuses to read (``UNREADABLE``: :func:`~gateskip.spec.memories.host_unreadable`).
 
     Built from five parts, one transaction at a time: :class:`~.link_rx.PacketReceiver`
     (framing, the buffer, CRC, timeout) hands a request to :class:`~.link_exec.LinkExecutor`
@@ -63,22 +64,23 @@ class HostLink(wiring.Component):
 
     @staticmethod
     def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
-                         timeout: int, formats: Formats = FORMATS, read_only=()) -> None:
+                         timeout: int, formats: Formats = FORMATS, read_only=(),
+                         unreadable=()) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (constructs
         nothing: a caller can check a whole design before building any of it)."""
         LinkExecutor.check_parameters(lanes=lanes, depths=depths, elements=elements,
                                       max_payload=max_payload, formats=formats,
-                                      read_only=read_only)
+                                      read_only=read_only, unreadable=unreadable)
         PacketReceiver.check_parameters(max_payload=max_payload, timeout=timeout)
 
     def __init__(self, *, lanes: int, depths: dict, addr_width: int, elements: int,
                  max_payload: int = 512, timeout: int = protocol.TIMEOUT_CYCLES,
                  formats: Formats = FORMATS, element_port: bool = False, stages: bool = True,
-                 host_stages: bool = False, read_only=()):
+                 host_stages: bool = False, read_only=(), unreadable=()):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
                               max_payload=max_payload, timeout=timeout, formats=formats,
-                              read_only=read_only)
-        self.read_only = tuple(read_only)
+                              read_only=read_only, unreadable=unreadable)
+        self.read_only, self.unreadable = tuple(read_only), tuple(unreadable)
         if host_stages and not stages:
             raise ValueError("host_stages needs stages (the reader registers the words it reads)")
         self.stages, self.host_stages = bool(stages), bool(host_stages)
@@ -106,7 +108,7 @@ class HostLink(wiring.Component):
         m.submodules.executor = ex = LinkExecutor(
             lanes=self.lanes, depths=self.depths, elements=self.elements,
             max_payload=self.max_payload, formats=self.formats, registered=self.stages,
-            decoded=self.host_stages, read_only=self.read_only)
+            decoded=self.host_stages, read_only=self.read_only, unreadable=self.unreadable)
         m.submodules.writer = wr = BufferWriter(max_payload=self.max_payload, first=MEM_HEAD,
                                                 **walker)
         # the reader's read data: the port's latency, and a cycle more for the request register

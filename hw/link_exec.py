@@ -70,12 +70,13 @@ class LinkExecutor(wiring.Component):
     ``depths`` gives each memory's words, ``elements`` the widest word's elements,
     ``max_payload`` the packet buffer's bytes (which bounds a read's reply), ``read_only`` the
     memories a ``WRITE_MEM`` may not write (refused with ``READ_ONLY``:
-    :func:`~gateskip.spec.memories.host_read_only`).
+    :func:`~gateskip.spec.memories.host_read_only`), ``unreadable`` those a ``READ_MEM`` may
+    not read (refused with ``UNREADABLE``: :func:`~gateskip.spec.memories.host_unreadable`).
     """
 
     @staticmethod
     def check_parameters(*, lanes: int, depths: dict, elements: int, max_payload: int,
-                         formats: Formats = FORMATS, read_only=()) -> None:
+                         formats: Formats = FORMATS, read_only=(), unreadable=()) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range."""
         first = [n for n in MEMORIES if MEMORIES[n].code < len(depths)]
         if set(depths) != set(first) or not set(BACKWARD) <= set(depths):
@@ -83,6 +84,9 @@ class LinkExecutor(wiring.Component):
                              f"({', '.join(MEMORIES)})")
         if not set(read_only) <= set(depths):
             raise ValueError(f"read_only must name memories of depths, not {tuple(read_only)!r}")
+        if not set(unreadable) <= set(depths):
+            raise ValueError(f"unreadable must name memories of depths, not "
+                             f"{tuple(unreadable)!r}")
         check_max_payload(max_payload)
         for name in depths:
             mem = MEMORIES[name]
@@ -94,10 +98,11 @@ class LinkExecutor(wiring.Component):
 
     def __init__(self, *, lanes: int, depths: dict, elements: int, max_payload: int,
                  formats: Formats = FORMATS, registered: bool = True, decoded: bool = False,
-                 read_only=()):
+                 read_only=(), unreadable=()):
         self.check_parameters(lanes=lanes, depths=depths, elements=elements,
-                              max_payload=max_payload, formats=formats, read_only=read_only)
-        self.read_only = tuple(read_only)
+                              max_payload=max_payload, formats=formats, read_only=read_only,
+                              unreadable=unreadable)
+        self.read_only, self.unreadable = tuple(read_only), tuple(unreadable)
         self.registered, self.decoded = bool(registered), bool(decoded)
         self.depths, self.elements, self.max_payload = dict(depths), elements, max_payload
         self.per = {n: MEMORIES[n].per_word(lanes) for n in self.depths}
@@ -172,6 +177,9 @@ class LinkExecutor(wiring.Component):
                             empty=f_mem.words == 0)
         if self.read_only:
             a.read_only = any_of(self.read_only)
+        if self.unreadable:
+            a.unreadable = any_of(self.unreadable)
+            chk.unreadable = Signal()
         if self.decoded:
             held = SimpleNamespace(**{name: Signal.like(value, name=f"checked_{name}")
                                       for name, value in vars(a).items()})
@@ -188,6 +196,8 @@ class LinkExecutor(wiring.Component):
         ]
         if self.read_only:      # (no register, nor a case in the decision, without them)
             m.d.sync += chk.read_only.eq(~a.reading & a.read_only)
+        if self.unreadable:
+            m.d.sync += chk.unreadable.eq(a.reading & a.unreadable)
         return chk
 
     @staticmethod
@@ -242,6 +252,9 @@ class LinkExecutor(wiring.Component):
         if self.read_only:
             with m.Elif(chk.read_only):
                 m.d.comb += self._error(nxt, "READ_ONLY")
+        if self.unreadable:
+            with m.Elif(chk.unreadable):
+                m.d.comb += self._error(nxt, "UNREADABLE")
         with m.Elif(chk.too_long):
             m.d.comb += self._error(nxt, "LENGTH")
         with m.Elif(busy & chk.idle_only):

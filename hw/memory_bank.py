@@ -10,7 +10,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..spec.config import WORD_WIDTH, AccelConfig
-from ..spec.memories import ACT_FIELDS, CODE_BITS, MEMORIES, built, host_read_only
+from ..spec.memories import (ACT_FIELDS, CODE_BITS, MEMORIES, built, host_read_only,
+                              host_unreadable)
 
 __all__ = ["MemoryBank", "PICK_GROUP", "host_read_latency", "mem_port_signature", "port_elements",
            "word_shapes", "run_ports", "SINGLE_PORTED", "NO_COLLISION"]
@@ -254,6 +255,10 @@ class MemoryBank(wiring.Component):
         #: build's accumulators): its writes to them are ignored (the link refuses them), so
         #: only ZERO's and the run's writes reach them
         self.read_only = host_read_only(config)
+        #: the memories the host does not read (``host_unreadable``: ``debug_reads=False``):
+        #: no host read reaches their read ports, and no pick takes their words (the link
+        #: refuses the read)
+        self.unreadable = host_unreadable(config)
         #: the memories whose ZERO writes take the run's write data, which its writer holds at
         #: 0 in the cycle after each cycle of ``zeroing`` (``MacArray(clear_sums=)``): with
         #: ``deep_stages``, of :attr:`read_only` (no host data to select either), so that
@@ -363,7 +368,11 @@ class MemoryBank(wiring.Component):
                 h_addr = Cat(host.el[:2], host.addr[:aw])
             h_sel = idle & (host.mem == spec.code)
             run_rd = getattr(self, f"{name.lower()}_rd")
-            if cfg.deep_stages:
+            if cfg.deep_stages and name in self.unreadable:    # the run's reads alone
+                rd_addr = self._banked(run_rd.addr, name, "rd")
+                rd_en = run_rd.en & running
+                h_raddr = h_addr              # (for h_side: unused without spram)
+            elif cfg.deep_stages:
                 # the host's read decoded into registers beside the memory and read the cycle
                 # after: only they, the run's port and `running` (some units read every
                 # cycle) reach its read port
@@ -502,6 +511,8 @@ class MemoryBank(wiring.Component):
                 m.d.sync += [rd_code.eq(code_1), rd_el.eq(el_1)]
             words = []
             for name in self.memories:
+                if name in self.unreadable:
+                    continue
                 chosen = Signal(name=f"host_chosen_{name.lower()}")
                 hit = rd_code == MEMORIES[name].code
                 # a word not held (neither host_held nor registered) is picked from the block

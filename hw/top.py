@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec import protocol
 from ..spec.config import SMALL_DEVICE, AccelConfig
-from ..spec.memories import host_read_only
+from ..spec.memories import host_read_only, host_unreadable
 from .backward import Backward
 from .link import HostLink
 from .memory_bank import MemoryBank
@@ -51,7 +51,8 @@ class AcceleratorTop(wiring.Component):
                              elements=MemoryBank.port_width(c), max_payload=max_payload,
                              timeout=timeout, formats=c.formats,
                              element_port=c.element_port, stages=c.timing_stages,
-                             host_stages=c.deep_stages, read_only=host_read_only(c))
+                             host_stages=c.deep_stages, read_only=host_read_only(c),
+                             unreadable=host_unreadable(c))
         self.divisor = divisor
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1),
                           "busy": Out(1)})

@@ -83,6 +83,10 @@ class AccelConfig:
     into ``DW`` and ``DA`` the MAC array's sums, cleared), and with
     ``element_port`` the host's elements gathered into a word beside each memory before it is
     written.
+    ``debug_reads=False`` (needs ``deep_stages`` and ``train``): the accumulators no host flow
+    reads (``spec.memories.host_unreadable``: ``DW``, ``DA``) without a host read path (no
+    element picks beside their block RAMs): the link refuses a read of them (``UNREADABLE``),
+    as it refuses a write (``READ_ONLY``).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``db_serial=False``).
@@ -119,6 +123,7 @@ class AccelConfig:
     threshold_skid: bool = True
     timing_stages: bool = True
     deep_stages: bool = False
+    debug_reads: bool = True
     train: bool = False
     vocab: int = 0
     layers: int = 1
@@ -137,7 +142,7 @@ class AccelConfig:
         if self.update_lanes is not None:
             _check_int("update_lanes", self.update_lanes, 1, MAX_LANES)
         for name in ("element_port", "db_serial", "forwarding", "threshold_skid", "timing_stages",
-                     "deep_stages", "train", "spram", "dsp_counters"):
+                     "deep_stages", "debug_reads", "train", "spram", "dsp_counters"):
             _check_bool(name, getattr(self, name))
             object.__setattr__(self, name, bool(getattr(self, name)))   # 0/1 from --param
         if not isinstance(self.formats, Formats):
@@ -147,6 +152,9 @@ class AccelConfig:
         if self.deep_stages and not self.timing_stages:
             raise ValueError("deep_stages needs timing_stages (the link's reader registers "
                              "the words it reads)")
+        if not self.debug_reads and not (self.deep_stages and self.train):
+            raise ValueError("debug_reads=False needs a deep-staged training build (deep_stages "
+                             "and train)")
         if self.vocab == 1:
             raise ValueError("vocab must be 0 (no model) or at least 2")
         if self.vocab and not self.train:

@@ -27,9 +27,10 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["Memory", "MEMORIES", "CODE_BITS", "ACCUMULATORS", "by_code", "host_read_only",
-           "sizes", "to_words", "from_words", "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS",
-           "BACKWARD", "STREAMED", "LAYERED", "built"]
+__all__ = ["Memory", "MEMORIES", "CODE_BITS", "ACCUMULATORS", "UNREAD", "by_code",
+           "host_read_only", "host_unreadable", "sizes", "to_words", "from_words",
+           "markdown_table", "ACT_FIELDS", "INPUTS", "RESULTS", "BACKWARD", "STREAMED", "LAYERED",
+           "built"]
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,20 @@ def host_read_only(cfg) -> tuple:
     if not (getattr(cfg, "train", False) and getattr(cfg, "deep_stages", False)):
         return ()
     return tuple(n for n in ACCUMULATORS if MEMORIES[n].built(cfg))
+
+
+#: the memories no host flow reads (``gateskip.host.accel``): the accumulators the run consumes
+#: itself, ``DW`` (the update) and ``DA`` (the fetch and the dx gather)
+UNREAD = ("DW", "DA")
+
+
+def host_unreadable(cfg) -> tuple:
+    """The memories of a build of ``cfg`` the host may not read (the link refuses the read
+    with ``UNREADABLE``): with ``debug_reads=False`` (a deep-staged training build)
+    :data:`UNREAD`, which then have no host read path beside their block RAMs."""
+    if getattr(cfg, "debug_reads", True):
+        return ()
+    return tuple(n for n in UNREAD if MEMORIES[n].built(cfg))
 
 
 def by_code(code: int) -> Memory:

@@ -63,6 +63,8 @@ ERRORS = {
     "TIMEOUT": (6, "the packet stopped before its end"),
     "READ_ONLY": (7, "a write to a memory only the run writes (a deep-staged training build's "
                      "accumulators)"),
+    "UNREADABLE": (8, "a read of a memory no host flow reads, in a build without debug reads "
+                      "(debug_reads=False: DW and DA)"),
 }
 
 #: command name -> code, error name -> code (what both ends look codes up in)

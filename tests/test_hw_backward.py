@@ -197,6 +197,9 @@ def test_single_steps_equal_the_whole_sequence_and_short_runs(ew):
      "spram needs train=False"),
     ({"deep_stages": True, "timing_stages": False}, "deep_stages needs timing_stages"),
     ({"deep_stages": 2}, "deep_stages must be"),
+    ({"deep_stages": True, "debug_reads": False}, "debug_reads=False needs a deep-staged "
+     "training build"),
+    ({"train": True, "debug_reads": False}, "debug_reads=False needs a deep-staged"),
     ({"hidden": 128, "inputs": 32, "lanes": 8, "max_seq": 32, "max_batch": 4,
       "max_memory_bits": 1 << 20}, "the memories need"),
 ])

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from gateskip.spec import protocol
-from gateskip.spec.memories import MEMORIES, host_read_only
+from gateskip.spec.memories import MEMORIES, host_read_only, host_unreadable
 from gateskip.spec.registers import ADDRESS
 from gateskip.hw.backward import Backward
 from gateskip.hw.link import HostLink
@@ -28,7 +28,8 @@ def _dut(max_payload=64, **options):
     link = HostLink(lanes=L, depths={n: d for n, (_s, d) in bw.shapes.items()},
                     addr_width=bw.addr_width, elements=bw.elements, max_payload=max_payload,
                     timeout=TIMEOUT, element_port=bw.element_port,
-                    host_stages=bw.config.deep_stages, read_only=host_read_only(bw.config))
+                    host_stages=bw.config.deep_stages, read_only=host_read_only(bw.config),
+                    unreadable=host_unreadable(bw.config))
     m = Module()
     m.submodules.bw, m.submodules.link = bw, link
     wiring.connect(m, link.reg, bw.reg)
@@ -149,6 +150,31 @@ def test_accumulators_of_a_deep_training_build_are_read_only():
     eb = protocol.element_bytes("W")
     assert replies[4] == (CMD["WRITE_MEM"], b"")
     assert replies[5] == (CMD["READ_MEM"], (-3).to_bytes(eb, "little", signed=True) * L)
+
+
+def test_a_build_without_debug_reads_refuses_reads_of_what_no_flow_reads():
+    """``debug_reads=False``: a read of ``DW`` or ``DA`` is refused (``UNREADABLE``); ``XI``
+    takes a write and reads it back, as ``W`` does."""
+    options = dict(train=True, deep_stages=True, forwarding=False, element_port=True,
+                   update_lanes=1, debug_reads=False)
+    req = []
+    for name in ("DW", "DA"):
+        req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES[name].code, 0,
+                                                               1)))
+    for name in ("XI", "W"):
+        code, eb = MEMORIES[name].code, protocol.element_bytes(name)
+        data = b"".join(int(v).to_bytes(eb, "little", signed=True) for v in [-3] * L)
+        req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, 1) + data))
+    for name in ("XI", "W"):
+        req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES[name].code, 0,
+                                                               1)))
+    replies = _run(req, max_payload=64, tail=300, **options)
+    for k in range(2):
+        assert replies[k] == (protocol.ERROR, bytes([ERR["UNREADABLE"], CMD["READ_MEM"]])), k
+    assert replies[2] == replies[3] == (CMD["WRITE_MEM"], b"")
+    for k, name in enumerate(("XI", "W")):
+        eb = protocol.element_bytes(name)
+        assert replies[4 + k] == (CMD["READ_MEM"], (-3).to_bytes(eb, "little", signed=True) * L)
 
 
 @pytest.mark.parametrize("bad, error", [
