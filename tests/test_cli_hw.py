@@ -242,6 +242,8 @@ def test_bench_layer_with_deep_stages(tmp_path):
     (["--kind", "backward", "--param", "deep_stages=true", "--param", "timing_stages=false"],
      "deep_stages needs timing_stages"),
     (["--param", "deep_stages=true"], "--param goes with --kind backward or layer"),
+    (["--kind", "backward", "--param", "deep_stages=true", "--param", "debug_reads=false"],
+     "debug_reads=False needs a deep-staged training build"),
     (["--kind", "layer", "--param", "deep_stages=true", "--param", "timing_stages=false"],
      "deep_stages needs timing_stages"),
     (["--kind", "backward", "--report", "icebreaker"], "--report goes with --kind boards"),
