@@ -251,10 +251,11 @@ def bench(configs, sparsities, rows, vectors, simulator, out, json_path, kind, p
         triples.append((H, X, L))
     layer_triples = triples or list(layer_mod.DEFAULT_CONFIGS)
     triples = triples or list(bw_mod.DEFAULT_CONFIGS)
-    for H, X, L in (triples if kind in ("all", "backward") else []):
-        _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}"
-               + "".join(f" --param {k}={v}" for k, v in options.items()), AccelConfig,
-               hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1, **options)
+    if kind in ("all", "backward"):           # (the layer's are checked as training builds)
+        for H, X, L in triples:
+            _named(f"--backward-config {H},{X},{L} with --seq-len {seq_len}"
+                   + "".join(f" --param {k}={v}" for k, v in options.items()), AccelConfig,
+                   hidden=H, inputs=X, lanes=L, max_seq=seq_len, max_batch=1, **options)
     if kind in ("all", "layer"):
         for H, X, L in layer_triples:
             label = (f"--backward-config {H},{X},{L} with --seq-len {seq_len}"
