@@ -122,7 +122,8 @@ class Backward(wiring.Component):
                               read_latency=2 if self.bank.registered_reads else 1,
                               lane_operands=c.deep_stages,
                               da_depth=self.bank.ports["DA"][1] if c.deep_stages else None,
-                              clear_sums=bool(zeroed_by_array))
+                              clear_sums=bool(zeroed_by_array),
+                              forward_products=c.train and c.deep_stages)
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
@@ -233,6 +234,14 @@ class Backward(wiring.Component):
                 gather.start.eq(ph.upd_start | ph.gather_start if layered else ph.upd_start),
                 ph.upd_busy.eq(upd.busy | gather.busy),      # they share no memory
             ]
+            if fwd.shares_array:
+                # the forward's products on the array's multipliers (idle in the forward),
+                # selected from a register: it rises the cycle after the forward's start, before
+                # its first read, and falls after its last unit is written
+                forward = Signal()
+                m.d.sync += forward.eq(fwd.busy)
+                m.d.comb += [arr.forward.eq(forward), arr.fwd.eq(fwd.operands),
+                             *[fwd.products[l].eq(arr.products[l]) for l in range(self.lanes)]]
             if self.model:
                 self._model(m)
             else:

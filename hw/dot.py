@@ -37,6 +37,12 @@ class DotUnit(wiring.Component):
     skipped without changing a bit. At ``last`` the bias is added at the products' scale, the
     sum rounded half up once to ``net`` and saturated.
 
+    ``products=True`` (needs ``stalls=False``): the multipliers are outside, in a pipeline that
+    runs in step with the unit's (the MAC array's lanes, ``MacArray(forward_products=True)``): a
+    beat carries the bias and ``last`` only, and the input ``products`` holds its lanes' exact
+    products ``w[l] a[l]`` two cycles after it is taken (the operands registered, the products
+    registered), where the unit's own would be. Same cycles, no multiplier of its own.
+
     Throughput one beat per cycle (so ``C`` cycles per row, every lane busy on every beat);
     latency :data:`LATENCY` cycles from a row's last beat to its ``net`` (the beat registered
     as it comes, the products, the lanes' sum in :data:`TREE_STAGES` registered stages of four
@@ -47,7 +53,7 @@ class DotUnit(wiring.Component):
 
     @staticmethod
     def check_parameters(lanes: int = 4, formats: Formats = FORMATS, out: str = "net", *,
-                         stalls: bool = True) -> None:
+                         stalls: bool = True, products: bool = False) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= MAX_LANES:
             raise ValueError(f"lanes must be an int in 1..{MAX_LANES}, not {lanes!r}")
@@ -55,25 +61,33 @@ class DotUnit(wiring.Component):
             raise TypeError(f"formats must be a Formats, not {formats!r}")
         if out not in OUTPUTS:
             raise ValueError(f"out must be one of {', '.join(OUTPUTS)}, not {out!r}")
-        if not isinstance(stalls, bool):
-            raise TypeError(f"stalls must be a bool, not {stalls!r}")
+        for name, value in (("stalls", stalls), ("products", products)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        if products and stalls:
+            raise ValueError("products needs stalls=False (the multipliers outside never stall)")
         fmt = getattr(formats, out)
         if fmt.frac_bits > 2 * formats.operand.frac_bits:
             raise ValueError(f"{out} {fmt} has more fraction bits than a product")
 
     def __init__(self, lanes: int = 4, formats: Formats = FORMATS, out: str = "net", *,
-                 stalls: bool = True):
-        self.check_parameters(lanes, formats, out, stalls=stalls)
+                 stalls: bool = True, products: bool = False):
+        self.check_parameters(lanes, formats, out, stalls=stalls, products=products)
         self.lanes, self.formats, self.out, self.stalls = lanes, formats, out, stalls
+        #: the products come from outside (the input ``products``)
+        self.external = products
         op = signed(formats.operand.width)
-        self.in_layout = data.StructLayout({"w": data.ArrayLayout(op, lanes),
-                                            "a": data.ArrayLayout(op, lanes),
-                                            "bias": op, "last": 1})
+        operands = {} if products else {"w": data.ArrayLayout(op, lanes),
+                                        "a": data.ArrayLayout(op, lanes)}
+        self.in_layout = data.StructLayout({**operands, "bias": op, "last": 1})
+        #: the lanes' exact products (``products``' shape)
+        self.products_layout = data.ArrayLayout(signed(2 * formats.operand.width), lanes)
         self.out_layout = data.StructLayout({out: signed(getattr(formats, out).width)})
         always = not stalls
         super().__init__({
             "i": In(stream.Signature(self.in_layout, always_ready=always)),
             "o": Out(stream.Signature(self.out_layout, always_ready=always)),
+            **({"products": In(self.products_layout)} if products else {}),
         })
 
     def elaborate(self, platform):
@@ -101,12 +115,17 @@ class DotUnit(wiring.Component):
         with m.If(advance):
             m.d.sync += [valid0.eq(self.i.valid), beat0.eq(beat)]
 
-        # stage 1: the lanes' products (registered after the multipliers)
+        # stage 1: the lanes' products (registered after the multipliers; or from outside)
         valid, last, bias = Signal(), Signal(), Signal.like(beat.bias)
-        sums = [Signal(signed(prod_width), name=f"prod{l}", reset_less=plain) for l in range(L)]
         with m.If(advance):
             m.d.sync += [valid.eq(valid0), last.eq(beat0.last), bias.eq(beat0.bias)]
-            m.d.sync += [p.eq(beat0.w[l] * beat0.a[l]) for l, p in enumerate(sums)]
+        if self.external:
+            sums = [self.products[l] for l in range(L)]
+        else:
+            sums = [Signal(signed(prod_width), name=f"prod{l}", reset_less=plain)
+                    for l in range(L)]
+            with m.If(advance):
+                m.d.sync += [p.eq(beat0.w[l] * beat0.a[l]) for l, p in enumerate(sums)]
 
         # stages 2 .. 1 + TREE_STAGES: the beat's sum over the lanes, four terms a stage
         for level in range(TREE_STAGES):

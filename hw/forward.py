@@ -43,6 +43,10 @@ class ForwardPipe(wiring.Component):
     row). ``rows`` is then always ready and the caller keeps credits: at most
     :data:`NET_QUEUE` rows issued whose net has not left the queue, a credit back with each
     ``credit`` (a strobe: a net taken from the queue; :func:`~.queue.credits`).
+
+    ``products`` (needs ``queued``): the dot unit's products come from outside
+    (``DotUnit(products=True)``): a beat on ``rows`` carries the bias and ``last``, and the
+    input ``products`` its lanes' products two cycles after the beat is taken.
     """
 
     @staticmethod
@@ -51,12 +55,17 @@ class ForwardPipe(wiring.Component):
         DotUnit.check_parameters(lanes, formats)
         CellUnit.check_parameters(formats)
 
-    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, *, queued: bool = False):
+    def __init__(self, lanes: int = 4, formats: Formats = FORMATS, *, queued: bool = False,
+                 products: bool = False):
         self.check_parameters(lanes, formats)
-        if not isinstance(queued, bool):
-            raise TypeError(f"queued must be a bool, not {queued!r}")
+        for name, value in (("queued", queued), ("products", products)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        if products and not queued:
+            raise ValueError("products needs queued=True (a dot unit that never stalls)")
         self.lanes, self.formats, self.queued = lanes, formats, queued
-        self._dot, self._cell = DotUnit(lanes, formats, stalls=not queued), CellUnit(formats)
+        self._dot = DotUnit(lanes, formats, stalls=not queued, products=products)
+        self._cell = CellUnit(formats)
         #: the payloads of ``rows``, ``state`` and ``o``
         self.row_layout = self._dot.in_layout
         self.state_shape = self._cell.in_layout.members["c_prev"]
@@ -66,6 +75,7 @@ class ForwardPipe(wiring.Component):
             "state": In(stream.Signature(self.state_shape)),
             "o": Out(stream.Signature(self.out_layout)),
             **({"credit": Out(1)} if queued else {}),
+            **({"products": In(self._dot.products_layout)} if products else {}),
         })
 
     def elaborate(self, platform):
@@ -75,6 +85,8 @@ class ForwardPipe(wiring.Component):
         m.submodules.cell = cell = self._cell
         wiring.connect(m, wiring.flipped(self.rows), dot.i)
         wiring.connect(m, cell.o, wiring.flipped(self.o))
+        if self._dot.external:
+            m.d.comb += dot.products.eq(self.products)
 
         nets = dot.o
         if self.queued:                 # room for every net in flight: the credits say so

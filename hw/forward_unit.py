@@ -66,7 +66,11 @@ class ForwardUnit(wiring.Component):
     reaches the reads, whose enables are constant; a row's last beat waits for a credit) and
     every write registered, landing the cycle after (the step that reads it starts later
     still). :attr:`step_overhead` is :data:`STEP_OVERHEAD` and the queue's
-    :data:`~.forward.NET_QUEUE_LATENCY`.
+    :data:`~.forward.NET_QUEUE_LATENCY`. The dot products are then made on the MAC array's
+    multipliers (idle in the forward; ``MacArray(forward_products=True)``): the unit offers each
+    beat's operands on ``operands`` (the ``W`` word and the ``a_t`` word, as they leave block
+    RAM) and the pipe takes their products on ``products`` two cycles later; the unit has no
+    multiplier of its own for them. Same cycles.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -76,12 +80,18 @@ class ForwardUnit(wiring.Component):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         ForwardPipe.check_parameters(config.lanes, config.formats)
         self.config, self.ports = config, ports
-        self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages)
+        #: the dot products are made on the MAC array's multipliers (``deep_stages``)
+        self.shares_array = config.deep_stages
+        self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages,
+                                products=self.shares_array)
         #: cycles per step beyond the ``4H * C`` row beats (exact)
         self.step_overhead = STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages
         T, B = config.max_seq, config.max_batch
+        word = ports["W"][0]
+        shared = {"operands": Out(data.StructLayout({"w": word, "a": word})),
+                  "products": In(self.pipe.products.shape())} if self.shares_array else {}
         super().__init__({"start": In(1), "seq_len": In(range(T + 1)),
-                          "batch": In(range(B + 1)), "busy": Out(1),
+                          "batch": In(range(B + 1)), "busy": Out(1), **shared,
                           # A and HO per lane: h is written one element at a time
                           **run_ports(ports, READS, WRITES, lane_writes=("A", "HO"))})
 
@@ -154,17 +164,22 @@ class ForwardUnit(wiring.Component):
         before_last = (row_c < nx - 1) if nx > 1 else Const(0, 1)   # no `c < 0` (lint)
         x_lanes = [before_last | ((row_c == nx - 1) if rem == 0 or l < rem else Const(0, 1))
                    for l in range(L)]
+        # the beat's operands: to the pipe's dot unit, or (shares_array) to the MAC array's
+        # lanes, whose products come back to the pipe
+        operands = self.operands if self.shares_array else beat
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
             self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
-            pipe.rows.valid.eq(row_valid),
-            beat.w.eq(self.w_rd.data), beat.last.eq(row_last),
-            *[beat.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))
+            pipe.rows.valid.eq(row_valid), beat.last.eq(row_last),
+            operands.w.eq(self.w_rd.data),
+            *[operands.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))
               for l in range(L)],
             beat.bias.eq(saturate(round_half_up(self.bm_rd.data, shift), f.operand.width)),
         ]
+        if self.shares_array:
+            m.d.comb += pipe.products.eq(self.products)
         x_copy = row_valid & row_first & (row_c < nx)        # row 0's x words into A
 
         # -- c_{t-1} of each unit, in order ------------------------------------------------------

@@ -117,6 +117,15 @@ class MacArray(wiring.Component):
     registers the copies and it can become each ECP5 ``MULT18X18D``'s own input and output
     registers (:mod:`gateskip.synth.multreg`). Same cycles.
 
+    ``forward_products`` (needs ``lane_operands`` and ``read_latency`` 1): the lanes'
+    multipliers also serve a block beside the array while it is idle (the forward's dot
+    products, ``DotUnit(products=True)``): while the input ``forward`` is high, each lane takes
+    ``fwd.w[l]`` where it takes its row element and ``fwd.a[l]`` where it takes ``s`` (both
+    registered in the cycle the row's word leaves block RAM), and the output ``products``
+    holds their exact product two cycles after ``fwd`` (the multiplier's registers on both
+    sides). ``forward`` may only be high while no command runs; the lane's ``s`` register is
+    then as wide as the wider of ``grad`` and ``operand``. Same cycles.
+
     ``da_depth``: the ``da`` ports address that many words, the array's ``C`` from ``da_base``
     on (an input, held while the array is busy), added as a word is issued, so that no adder
     lies between the array's address registers and ``DA``'s ports (``wire_ports`` adds a base
@@ -168,8 +177,13 @@ class MacArray(wiring.Component):
                  dsp_counters: bool = False,
                  staged_read: bool = True, single_port_dw: bool = False,
                  read_latency: int = 1, lane_operands: bool = False,
-                 da_depth: int | None = None, clear_sums: bool = False):
+                 da_depth: int | None = None, clear_sums: bool = False,
+                 forward_products: bool = False):
         self.check_parameters(lanes, k, rows, formats)
+        if forward_products and (not lane_operands or read_latency != 1):
+            raise ValueError("forward_products needs lane_operands=True and read_latency 1")
+        #: the lanes multiply for another block while ``forward`` is high
+        self.forward_products = bool(forward_products)
         #: the array has the input ``clear_sums``
         self.clears_sums = bool(clear_sums)
         if da_depth is not None and (isinstance(da_depth, bool) or not isinstance(da_depth, int)
@@ -207,6 +221,10 @@ class MacArray(wiring.Component):
         self.operand_word = data.ArrayLayout(signed(formats.operand.width), lanes)
         self.dw_word = data.ArrayLayout(signed(formats.dw.width), lanes)
         self.da_word = data.ArrayLayout(signed(formats.da.width), lanes)
+        #: a lane's ``s`` operand (with ``forward_products`` it takes ``fwd.a`` too) and product
+        self.s_width = max(formats.grad.width, formats.operand.width) if forward_products \
+            else formats.grad.width
+        self.product_word = data.ArrayLayout(signed(self.s_width + formats.operand.width), lanes)
         self.cmd_layout = data.StructLayout({
             "j": unsigned(max(1, ceil_log2(rows))),
             "s": signed(formats.grad.width),
@@ -231,6 +249,9 @@ class MacArray(wiring.Component):
             "commands": Out(unsigned(counter_width)),
             **based,
             **({"clear_sums": In(1)} if self.clears_sums else {}),
+            **({"forward": In(1),
+                "fwd": In(data.StructLayout({"w": self.operand_word, "a": self.operand_word})),
+                "products": Out(self.product_word)} if forward_products else {}),
         })
 
     def elaborate(self, platform):
@@ -310,7 +331,7 @@ class MacArray(wiring.Component):
         combinational.)"""
         L, C, f = self.lanes, self.chunks, self.formats
         dsp_registers = ice40 and L == 1
-        prod_width = f.grad.width + f.operand.width
+        prod_width = self.s_width + f.operand.width
         vr, phr, lastr = Signal(), Signal(), Signal()
         sr = Signal(signed(f.grad.width))
         # the accumulator word down the pipeline: a da word's c, a dW word's matrix address
@@ -342,16 +363,25 @@ class MacArray(wiring.Component):
             row = Mux(phr, self.w_rd.data[l], self.a_rd.data[l])
             if l >= self.tail:           # lane beyond K in the last word: product 0, no change
                 row = Mux(lastr, 0, row)
+            if self.forward_products:
+                row = Mux(self.forward, self.fwd.w[l], row)
             m.d.sync += rows[l].eq(row)
 
         v1, ph1 = Signal(), Signal()
         if self.lane_operands:           # one s1 per lane, beside its multiplier
-            s1 = [Signal(signed(f.grad.width), name=f"s1_lane{l}", attrs={"keep": 1})
-                  for l in range(L)]
+            # (forward_products: reset-less, data, as the row is, so that with the select
+            # before them they stay plain registers for the multipliers' inputs,
+            # ``synth.multreg``; without the select Yosys drops their reset itself)
+            s1 = [Signal(signed(self.s_width), name=f"s1_lane{l}", attrs={"keep": 1},
+                         reset_less=self.forward_products) for l in range(L)]
         else:
             s1 = [Signal(signed(f.grad.width), name="s1", reset_less=dsp_registers)]
         addr1 = Signal(pipe_aw)
-        m.d.sync += [v1.eq(vr), ph1.eq(phr), *(s.eq(sr) for s in s1), addr1.eq(addrr)]
+        m.d.sync += [v1.eq(vr), ph1.eq(phr), addr1.eq(addrr)]
+        if self.forward_products:        # the other block's a[l], registered with its w[l]
+            m.d.sync += [s.eq(Mux(self.forward, self.fwd.a[l], sr)) for l, s in enumerate(s1)]
+        else:
+            m.d.sync += [s.eq(sr) for s in s1]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         if not self.single_port_dw:         # else the write-back's address (the same word)
@@ -373,6 +403,8 @@ class MacArray(wiring.Component):
         p2 = Signal(data.ArrayLayout(signed(prod_width), L),
                     reset_less=dsp_registers or not ice40)
         m.d.sync += [p2[l].eq(s1[l if self.lane_operands else 0] * rows[l]) for l in range(L)]
+        if self.forward_products:
+            m.d.comb += self.products.eq(p2)
 
         def addend(l):
             (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)

@@ -75,7 +75,8 @@ class AccelConfig:
     more in a step that ends in the array); in a ``train`` build the fetch's recurrent ``dh``
     loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
     cycles more per step), the forward's dot unit never stalling (its nets queued: two cycles
-    more per forward step) and the forward's writes
+    more per forward step) and its products made on the MAC array's multipliers (idle in the
+    forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes
     registered, the weight update's read enable a register, the update units' rounding in two
     stages and a word's passes shifted to and from the units (two cycles more per update) and
     the dx gather's write registered (a cycle more), the accumulators read-only to the host

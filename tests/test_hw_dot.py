@@ -6,6 +6,11 @@ lane busy on every beat, and under back-pressure."""
 import numpy as np
 import pytest
 
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
 from gateskip.golden.fixed import FORMATS
 from gateskip.golden.layer import net_code
 from gateskip.golden.output import logit_code
@@ -88,6 +93,60 @@ def test_back_pressure():
         assert got == want
 
 
+class _Multipliers(wiring.Component):
+    """A ``DotUnit(products=True, stalls=False)`` fed by multipliers of its own outside it, as
+    the MAC array's lanes feed the forward's: the operands registered as the beat is taken, the
+    products registered a cycle later."""
+
+    def __init__(self, lanes):
+        self.dot = DotUnit(lanes, stalls=False, products=True)
+        op = data.ArrayLayout(FORMATS.operand.width, lanes)
+        super().__init__({"w": In(op), "a": In(op)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dot = dot = self.dot
+        L = self.dot.lanes
+        w, a = Signal.like(self.w), Signal.like(self.a)
+        m.d.sync += [w.eq(self.w), a.eq(self.a)]
+        m.d.sync += [dot.products[l].eq(w[l].as_signed() * a[l].as_signed()) for l in range(L)]
+        return m
+
+
+@pytest.mark.parametrize("L, K", [(1, 5), (4, 13), (8, 48)])
+def test_products_from_outside(L, K):
+    """``products=True``: the beats carry the bias and ``last``, the products come two cycles
+    later from multipliers outside; the same nets, in the same cycles, as with its own."""
+    rng = np.random.default_rng(L + K)
+    W, a, b = _rows(rng, 12, K, extreme=True)
+    want = [int(net_code(W[j], a[j], np.array([b[j]]))[0]) for j in range(len(b))]
+    h = _Multipliers(L)
+    dut = h.dot
+    beats = _beats(W, a, b, L)
+    got, when = [], []
+
+    async def tb(ctx):
+        for cyc in range(len(beats) + LATENCY + 1):
+            if cyc < len(beats):
+                w, x, bias, last = beats[cyc]
+                ctx.set(h.w, [v & 0xFFFF for v in w])
+                ctx.set(h.a, [v & 0xFFFF for v in x])
+                ctx.set(dut.i.payload, {"bias": bias, "last": last})
+            ctx.set(dut.i.valid, cyc < len(beats))
+            if ctx.get(dut.o.valid):
+                got.append(ctx.get(dut.o.payload.net))
+                when.append(cyc)
+            await ctx.tick()
+    sim = Simulator(h)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == want
+    C = -(-K // L)
+    assert when == [(j + 1) * C - 1 + LATENCY for j in range(len(b))]
+    assert "w" not in dut.in_layout.members and "a" not in dut.in_layout.members
+
+
 def test_parameters_checked():
     with pytest.raises(ValueError, match="lanes"):
         DotUnit(lanes=0)
@@ -95,3 +154,7 @@ def test_parameters_checked():
         DotUnit(formats="x")
     with pytest.raises(ValueError, match="out must be one of net, logit"):
         DotUnit(out="loss")
+    with pytest.raises(ValueError, match="products needs stalls=False"):
+        DotUnit(products=True)
+    with pytest.raises(TypeError, match="products must be a bool"):
+        DotUnit(stalls=False, products=1)

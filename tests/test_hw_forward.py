@@ -104,3 +104,14 @@ def test_back_pressure_and_gaps():
         got, *_ = _run(pipe, W, b, ref["A"][0, 0], c0[0], seed, pv, pr)
         assert [u["h"] for u in got] == ref["h"][0, 0].tolist(), f"seed {seed}"
         assert [u["c"] for u in got] == ref["c_T"][0].tolist()
+
+
+def test_parameters_checked():
+    """``products`` (the dot unit's products from outside) needs ``queued``: multipliers
+    outside run in step with a dot unit that never stalls."""
+    with pytest.raises(ValueError, match="products needs queued=True"):
+        ForwardPipe(lanes=4, products=True)
+    with pytest.raises(TypeError, match="queued must be a bool"):
+        ForwardPipe(lanes=4, queued=1)
+    pipe = ForwardPipe(lanes=4, queued=True, products=True)
+    assert "products" in pipe.signature.members and "w" not in pipe.row_layout.members

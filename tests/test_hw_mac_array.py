@@ -189,6 +189,51 @@ def test_lane_operands_change_nothing_but_the_registers(lanes, k, rows):
     assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
 
 
+NARROW_GRAD = Formats(operand=Q(4, 12), grad=Q(1, 7), dw=Q(10, 13), da=Q(6, 13))
+
+
+@pytest.mark.parametrize("formats", [FORMATS, NARROW_GRAD], ids=["default", "narrow_grad"])
+def test_forward_products_are_the_lanes_products_two_cycles_later(formats):
+    """``forward_products``: while ``forward`` is high each lane multiplies ``fwd.w`` by
+    ``fwd.a`` (an operand wider than ``grad`` too), their exact products on ``products`` two
+    cycles later; then, ``forward`` low, the array's commands give the model's sums as
+    without the option, in the same cycles."""
+    lanes, k, rows = 4, 13, 5          # C = 4, a partial last word
+    rng = np.random.default_rng(9)
+    q = formats.operand
+    beats = [(rng.integers(q.min, q.max + 1, lanes), rng.integers(q.min, q.max + 1, lanes))
+             for _ in range(24)]
+    beats += [(np.full(lanes, v), np.full(lanes, u)) for v in (q.min, q.max)
+              for u in (q.min, q.max)]
+    dut = MacArray(lanes, k, rows, formats, lane_operands=True, forward_products=True)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.forward, 1)
+        for n in range(len(beats) + 1):
+            if n < len(beats):
+                w, a = beats[n]
+                ctx.set(dut.fwd, {"w": [int(v) for v in w], "a": [int(v) for v in a]})
+            await ctx.tick()
+            if n >= 1:              # beat n - 1's products, two cycles after it was offered
+                got.append([int(v) for v in ctx.get(dut.products)])
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == [(w.astype(np.int64) * a).tolist() for w, a in beats]
+    assert q.min * q.min in got[-4]     # the extremes, exact
+
+    mems = _mems(rng, rows, k, formats, extreme=True)
+    cmds = _commands(rng, 30, rows, formats, extreme=True)
+    runs = [run_array(lanes, k, rows, mems, cmds, seed=3, p_valid=0.7, formats=formats,
+                      lane_operands=True, forward_products=shared) for shared in (False, True)]
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, formats)
+    for out in runs:
+        assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
+    assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
+
+
 @pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5)])
 def test_da_depth_adds_the_base_as_a_word_issues(lanes, k, rows):
     """``da_depth``: ``da`` at words ``da_base ..`` of a deeper memory, the others untouched
@@ -307,8 +352,11 @@ def test_mac_array_rejects_bad_parameters(args, exc, match):
     ({"read_latency": True}, "read_latency must be 1 or 2"),
     ({"read_latency": 2}, "needs forwarding=False"),
     ({"read_latency": 2, "forwarding": False, "staged_read": False}, "staged_read=True"),
+    ({"forward_products": True}, "forward_products needs lane_operands=True"),
+    ({"forward_products": True, "lane_operands": True, "read_latency": 2, "forwarding": False},
+     "forward_products needs lane_operands=True and read_latency 1"),
 ])
-def test_mac_array_rejects_bad_read_latency(options, match):
+def test_mac_array_rejects_bad_pipeline_options(options, match):
     with pytest.raises(ValueError, match=match):
         MacArray(4, 8, 4, **options)
     assert MacArray(4, 8, 4, read_latency=2, forwarding=False).latency == 5
