@@ -111,7 +111,7 @@ async def out_of_order(dut):
     for label in ("before any forward", "after a host write to A"):
         if label.startswith("after"):
             await host.forward(data["x"])
-            await host.write_mem("A", await host.read_mem("A"))
+            await host.write_mem("A", np.zeros(host.shape("A"), np.int64))
         try:
             await host.train(data["dh"], 0, lr=LR, shift=SHIFT)
         except DeviceError:

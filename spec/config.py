@@ -84,10 +84,10 @@ class AccelConfig:
     into ``DW`` and ``DA`` the MAC array's sums, cleared), and with
     ``element_port`` the host's elements gathered into a word beside each memory before it is
     written.
-    ``debug_reads=False`` (needs ``deep_stages`` and ``train``): the accumulators no host flow
-    reads (``spec.memories.host_unreadable``: ``DW``, ``DA``) without a host read path (no
-    element picks beside their block RAMs): the link refuses a read of them (``UNREADABLE``),
-    as it refuses a write (``READ_ONLY``).
+    ``debug_reads=False`` (needs ``deep_stages`` and ``train``): the memories no host flow
+    reads (``spec.memories.host_unreadable``, ``UNREAD``: the accumulators ``DW`` and ``DA``,
+    ``W``, ``A``, ``XI``) without a host read path (no element picks beside their block
+    RAMs): the link refuses a read of them (``UNREADABLE``).
     ``train``: the layer trains on the chip: the forward and update units and the memories of
     master weights, bias and state (:mod:`.memories`, ``train_only``) are built beside the
     backward (needs ``db_serial=False``).

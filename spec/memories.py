@@ -257,8 +257,11 @@ def host_read_only(cfg) -> tuple:
 
 
 #: the memories no host flow reads (``gateskip.host.accel``): the accumulators the run consumes
-#: itself, ``DW`` (the update) and ``DA`` (the fetch and the dx gather)
-UNREAD = ("DW", "DA")
+#: itself, ``DW`` (the update) and ``DA`` (the fetch and the dx gather); ``W``, the operands
+#: of ``WM`` (the host reads the masters, and writes both); ``A``, the forward's inputs (the
+#: host's ``x`` from ``XI``, the run's ``h``, which the host reads from ``HO``); and ``XI``,
+#: which only the host writes
+UNREAD = ("DW", "DA", "W", "A", "XI")
 
 
 def host_unreadable(cfg) -> tuple:

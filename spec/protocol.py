@@ -25,7 +25,7 @@ from __future__ import annotations
 import binascii
 import struct
 
-from .memories import MEMORIES
+from .memories import MEMORIES, UNREAD
 
 __all__ = ["BAUD_RANGE", "SYNC", "COMMANDS", "CODE", "ERROR", "ERRORS", "ERROR_CODE", "MAGIC", "VERSION", "TIMEOUT_CYCLES",
            "crc16", "frame", "element_bytes", "word_bytes", "pack_elements", "unpack_elements",
@@ -64,7 +64,7 @@ ERRORS = {
     "READ_ONLY": (7, "a write to a memory only the run writes (a deep-staged training build's "
                      "accumulators)"),
     "UNREADABLE": (8, "a read of a memory no host flow reads, in a build without debug reads "
-                      "(debug_reads=False: DW and DA)"),
+                      f"(debug_reads=False: {', '.join(UNREAD)})"),
 }
 
 #: command name -> code, error name -> code (what both ends look codes up in)

@@ -158,6 +158,13 @@ def with_outreg(script: str, name: str, passes=(("outreg",),)) -> str:
 #: that copies of one register stay apart, each beside its loads (``MacArray(lane_operands=)``):
 #: a ``keep`` on a signal alone does not stop Yosys merging the registers that drive it
 KEEP_REGISTERS = "setattr -set keep 1 a:keep %ci1:+$dff[Q] t:$dff %i"
+#: Yosys, before synthesis (``hide_fields``): the wires Amaranth names after a field of a
+#: ``View`` (``x[3]``, ``x.a``: those with a ``[`` in their name) made private. YoWASP Yosys
+#: 0.70's ABC9 reintegration (``abc_ops_reintegrate``) can take such a wire for a bit of the whole
+#: (``x``'s bit 3) and stop on an assert (``GetSize(conn.first) == GetSize(conn.second)``); with
+#: them hidden the same netlists synthesize (``synth/reports/SEARCH.md``). Only the names
+#: change: the logic is the same, the nets keep their other names.
+HIDE_FIELDS = "rename -hide w:*\\[*"
 
 
 def check_placer(placer: str | None) -> None:
@@ -175,7 +182,7 @@ def check_seed(seed: int | None) -> None:
 def run_build(platform, design, build_dir: str | Path, *, board: Board, system: bool = False,
               name: str = "top", progress=None, timeout: float | None = None,
               outreg: bool | tuple = False, multreg: bool = False,
-              placer: str | None = None, **overrides) -> Path:
+              placer: str | None = None, hide_fields: bool = False, **overrides) -> Path:
     """Build ``design`` on ``platform`` in ``build_dir``; return the directory.
 
     ``overrides`` reach Amaranth's templates (``synth_opts``, ``nextpnr_opts``, ...); the
@@ -185,7 +192,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     memory names: theirs alone);
     ``multreg`` (ECP5): the multipliers' input and output registers (:mod:`.multreg`).
     ``placer``: nextpnr's placer (:data:`PLACERS`; ``None``: its default, ``heap``). Yosys first
-    runs :data:`KEEP_REGISTERS`.
+    runs :data:`KEEP_REGISTERS` (and with ``hide_fields`` :data:`HIDE_FIELDS` after the board's
+    script).
     ``progress(stage)`` is called with ``"yosys"``, ``"nextpnr"``, ``"pack"`` and ``"done"`` as
     the build moves on.
     Raises :class:`BuildError` with the tool's own message on failure, and, once ``timeout``
@@ -194,7 +202,8 @@ def run_build(platform, design, build_dir: str | Path, *, board: Board, system: 
     """
     check_placer(placer)
     overrides["script_after_read"] = "\n".join(
-        filter(None, (KEEP_REGISTERS, overrides.get("script_after_read"))))
+        filter(None, (KEEP_REGISTERS, overrides.get("script_after_read"),
+                      HIDE_FIELDS if hide_fields else None)))
     env = toolchain_env(board.family, system)
     build_dir = Path(build_dir)
     nextpnr_opts = (f"--report {name}.report.json --sdf {name}.sdf "
@@ -479,7 +488,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
                 baud: int | None = None, clock_mhz: float | None = None, system: bool = False,
                 progress=None, name: str = "gateskip", timeout: float | None = None,
                 outreg: bool | tuple = False, multreg: bool = False,
-                placer: str | None = None, seed: int | None = None) -> dict:
+                placer: str | None = None, seed: int | None = None,
+                hide_fields: bool = False) -> dict:
     """Build :class:`~gateskip.hw.top.BoardTop` for ``board`` at its defaults overlaid with
     ``params``, clocked at ``clock_mhz`` (default ``board.clock_mhz``) by the board's PLL, in
     ``out`` (default ``out/build/<board>``); return the report (:func:`make_report`).
@@ -497,7 +507,9 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     (where on). ``placer``: nextpnr's
     (:data:`PLACERS`; ``None``: its default, heap), kept in the report as ``placer``.
     ``seed``: nextpnr's ``--seed`` instead of the board's (``None``: the board's), kept in the
-    report as ``seed`` (the board's, or None for nextpnr's default).
+    report as ``seed`` (the board's, or None for nextpnr's default). ``hide_fields``: the wires
+    of ``View`` fields hidden before synthesis (:data:`HIDE_FIELDS`, a Yosys bug's way round),
+    kept in the report as ``hide_fields`` (where on).
     """
     from ..hw.top import DEFAULT_BAUD, BoardTop
     params = resolve_params(board, params)
@@ -513,6 +525,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
              "memory_bits_available": board.bram_bits, "placer": placer or PLACERS[0]}
     if multreg:
         extra["multreg"] = True
+    if hide_fields:
+        extra["hide_fields"] = True
     if outreg:
         extra["outreg"] = True if outreg is True else list(outreg)
     top = BoardTop(baud, clock=clock, max_memory_bits=board.bram_bits, **params)
@@ -527,7 +541,8 @@ def build_board(board: Board, params: dict | None = None, out: str | Path | None
     try:
         root = run_build(board.make_platform(), top, out, board=board, system=system, name=name,
                          progress=progress, timeout=timeout,
-                         outreg=outreg, multreg=multreg, placer=placer, **overrides)
+                         outreg=outreg, multreg=multreg, placer=placer,
+                         hide_fields=hide_fields, **overrides)
     except BuildError as e:
         e.report = make_report(board, full, baud, partial_report(out, board.family, name),
                                clock=clock, system=system, error=e, seconds=time.perf_counter() - t0,
@@ -650,7 +665,9 @@ def _passes_markdown(report: dict) -> str:
     outreg = report.get("outreg")
     done = ([f"block RAM output registers ({'all' if outreg is True else ', '.join(outreg)}, "
              f"`synth/outreg.py`)"] if outreg else []) + \
-        (["multiplier registers (`synth/multreg.py`)"] if report.get("multreg") else [])
+        (["multiplier registers (`synth/multreg.py`)"] if report.get("multreg") else []) + \
+        (["the fields' wires hidden before synthesis (`HIDE_FIELDS`)"]
+         if report.get("hide_fields") else [])
     return f"; in use: {' and '.join(done)}" if done else ""
 
 

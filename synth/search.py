@@ -37,8 +37,10 @@ class Step:
     clock it asked the PLL for (``None``: the oscillator's, as every build before the PLL),
     nextpnr's placer (``gateskip.synth.build.PLACERS``; ``None``: its default, heap) and its
     seed (``None``: the board's), and whether the ECP5 multipliers' registers are taken into use
-    (``multreg``, :mod:`gateskip.synth.multreg`) and which memories' block RAM output registers
-    (``outreg``: ``()`` none, else a tuple of names, :mod:`gateskip.synth.outreg`)."""
+    (``multreg``, :mod:`gateskip.synth.multreg`), which memories' block RAM output registers
+    (``outreg``: ``()`` none, else a tuple of names, :mod:`gateskip.synth.outreg`), and whether
+    the wires of ``View`` fields are hidden before synthesis (``hide_fields``,
+    :data:`gateskip.synth.build.HIDE_FIELDS`)."""
 
     name: str
     board: str
@@ -49,6 +51,7 @@ class Step:
     seed: int | None = None
     multreg: bool = False
     outreg: tuple = ()
+    hide_fields: bool = False
 
     @property
     def clock(self) -> float:
@@ -115,7 +118,7 @@ STEPS = (
          "the 32-lane training top (forward, backward and update on the chip) with the settings "
          "of ulx3s-85f-l32-deep, without debug reads: 179 of 208 DP16KD, 116 of 156 "
          "multipliers",
-         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW",)),
+         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW",), hide_fields=True),
     Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),
@@ -218,7 +221,8 @@ def search_task(settings: dict, shared=None, progress=None) -> dict:
                              timeout=settings["timeout_minutes"] * 60,
                              placer=settings.get("placer"), seed=settings.get("seed"),
                              multreg=settings.get("multreg", False),
-                             outreg=tuple(settings.get("outreg", ())))
+                             outreg=tuple(settings.get("outreg", ())),
+                             hide_fields=settings.get("hide_fields", False))
     except BuildError as e:
         report = e.report
     else:                              # what read_report needs again, and the critical paths
@@ -241,7 +245,7 @@ def run_search(steps, out, *, baud: int | None = None, timeout_minutes: float = 
     tasks = [{"name": s.name, "board": s.board, "params": dict(s.params),
               "baud": DEFAULT_BAUD if baud is None else baud, "clock_mhz": s.clock,
               "placer": s.placer, "seed": s.seed, "multreg": s.multreg,
-              "outreg": list(s.outreg),
+              "outreg": list(s.outreg), "hide_fields": s.hide_fields,
               "timeout_minutes": timeout_minutes,
               "build_dir": os.path.abspath(out / "builds" / s.name),
               "raw_dir": os.path.abspath(out / "raw" / s.name)} for s in steps]

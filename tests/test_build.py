@@ -469,3 +469,50 @@ def test_bool_parameters_read_as_words_or_bits():
         == {"train": True, "forwarding": False, "ew_multipliers": None, "lanes": 8}
     config = AccelConfig(train=1, forwarding=0)         # stored as bools, as the blocks want
     assert config.train is True and config.forwarding is False
+
+
+def test_hide_fields_hides_the_wires_of_view_fields_before_synthesis(tmp_path):
+    """``hide_fields``: the Yosys script after reading the design makes the wires Amaranth
+    names after a ``View``'s fields (``word[3]``) private, and only those (the whole ``word``
+    keeps its name); ``run_build`` adds it after the board's script only when asked."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import data, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from gateskip.synth.boards import toolchain_env
+
+    class Lanes(wiring.Component):
+        i: In(8)
+        o: Out(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            word = Signal(data.ArrayLayout(8, 4), name="word")
+            m.d.sync += [word[k].eq(self.i + k) for k in range(4)]
+            m.d.comb += self.o.eq(word[0] ^ word[1] ^ word[2] ^ word[3])
+            return m
+    (tmp_path / "lanes.il").write_text(rtlil.convert(Lanes(), name="lanes"))
+    counts = []
+    for hide in (False, True):
+        script = ["read_rtlil lanes.il", *([build_mod.HIDE_FIELDS] if hide else []),
+                  r"select -count w:word\[*", "select -count w:word"]
+        out = subprocess.run([toolchain_env("ecp5")["YOSYS"], "-p", "; ".join(script)],
+                             cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+        counts.append([int(n) for n in re.findall(r"^(\d+) objects\.", out, re.M)])
+    assert counts == [[4, 1], [0, 1]]
+
+    seen = {}
+
+    class Platform:
+        def prepare(self, design, name, **overrides):
+            seen[len(seen)] = overrides["script_after_read"]
+            raise RuntimeError("stop before the tools")
+    for hide in (False, True):
+        with pytest.raises(RuntimeError, match="stop before the tools"):
+            build_mod.run_build(Platform(), None, tmp_path / "b", board=board("ulx3s-85f"),
+                                hide_fields=hide, script_after_read="# the board's")
+    assert seen[0] == f"{build_mod.KEEP_REGISTERS}\n# the board's"
+    assert seen[1] == f"{build_mod.KEEP_REGISTERS}\n# the board's\n{build_mod.HIDE_FIELDS}"

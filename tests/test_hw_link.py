@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from gateskip.spec import protocol
-from gateskip.spec.memories import MEMORIES, host_read_only, host_unreadable
+from gateskip.spec.memories import MEMORIES, UNREAD, host_read_only, host_unreadable
 from gateskip.spec.registers import ADDRESS
 from gateskip.hw.backward import Backward
 from gateskip.hw.link import HostLink
@@ -153,28 +153,32 @@ def test_accumulators_of_a_deep_training_build_are_read_only():
 
 
 def test_a_build_without_debug_reads_refuses_reads_of_what_no_flow_reads():
-    """``debug_reads=False``: a read of ``DW`` or ``DA`` is refused (``UNREADABLE``); ``XI``
-    takes a write and reads it back, as ``W`` does."""
+    """``debug_reads=False``: a read of a memory of ``UNREAD`` (``DW``, ``DA``, ``W``, ``A``,
+    ``XI``) is refused (``UNREADABLE``), a write of ``W`` is taken; ``WM`` and ``HO``, which
+    the host flows read, take a write and read it back."""
     options = dict(train=True, deep_stages=True, forwarding=False, element_port=True,
                    update_lanes=1, debug_reads=False)
+    readable = ("WM", "HO")
     req = []
-    for name in ("DW", "DA"):
+    for name in UNREAD:
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES[name].code, 0,
                                                                1)))
-    for name in ("XI", "W"):
+    for name in ("W", *readable):
         code, eb = MEMORIES[name].code, protocol.element_bytes(name)
         data = b"".join(int(v).to_bytes(eb, "little", signed=True) for v in [-3] * L)
         req.append(protocol.frame(CMD["WRITE_MEM"], struct.pack("<BHH", code, 0, 1) + data))
-    for name in ("XI", "W"):
+    for name in readable:
         req.append(protocol.frame(CMD["READ_MEM"], struct.pack("<BHH", MEMORIES[name].code, 0,
                                                                1)))
     replies = _run(req, max_payload=64, tail=300, **options)
-    for k in range(2):
+    n = len(UNREAD)
+    for k in range(n):
         assert replies[k] == (protocol.ERROR, bytes([ERR["UNREADABLE"], CMD["READ_MEM"]])), k
-    assert replies[2] == replies[3] == (CMD["WRITE_MEM"], b"")
-    for k, name in enumerate(("XI", "W")):
+    assert replies[n:n + 3] == [(CMD["WRITE_MEM"], b"")] * 3
+    for k, name in enumerate(readable):
         eb = protocol.element_bytes(name)
-        assert replies[4 + k] == (CMD["READ_MEM"], (-3).to_bytes(eb, "little", signed=True) * L)
+        assert replies[n + 3 + k] == (CMD["READ_MEM"],
+                                      (-3).to_bytes(eb, "little", signed=True) * L)
 
 
 @pytest.mark.parametrize("bad, error", [

@@ -37,6 +37,7 @@ def test_a_steps_parameters_are_its_saved_reports(name):
     assert saved["clock_mhz"] == st.clock
     assert saved.get("placer", "heap") == (st.placer or "heap")
     assert saved.get("multreg", False) == st.multreg
+    assert saved.get("hide_fields", False) == st.hide_fields
     assert saved.get("outreg", []) == list(st.outreg)
     if "seed" in saved:                 # (reports before it: the board's)
         own = re.search(r"--seed ([0-9]+)", board(st.board).overrides.get("nextpnr_opts", ""))

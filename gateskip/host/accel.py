@@ -19,7 +19,7 @@ import numpy as np
 
 from ..spec.config import AccelConfig
 from ..spec.formats import round_shift, saturate
-from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, to_words
+from ..spec.memories import INPUTS, MEMORIES, RESULTS, from_words, host_unreadable, to_words
 from ..spec.registers import ADDRESS as R
 from ..spec.registers import bit, counters
 
@@ -162,8 +162,10 @@ class LayerHost(BackwardHost):
         await self.write_mem("BM", BM)
 
     async def weights(self) -> dict:
-        """``WM``, ``W`` and ``BM`` as the chip holds them."""
-        return {name: await self.read_mem(name) for name in ("WM", "W", "BM")}
+        """``WM``, ``W`` and ``BM`` as the chip holds them (``W`` only where the build lets the
+        host read it: not with ``debug_reads=False``)."""
+        names = [n for n in ("WM", "W", "BM") if n not in host_unreadable(self.config)]
+        return {name: await self.read_mem(name) for name in names}
 
     async def reset_state(self, h=None, c=None) -> None:
         """The carried state ``HS``, ``CS`` (B, H; layers x B x H with several layers): zero,

@@ -66,7 +66,8 @@ def build(out: Path, step_name: str, params: dict, iterations: int) -> None:
     try:
         b.build_board(board(step.board), {**b.build_params(), **step.params}, out,
                       clock_mhz=step.clock, placer=step.placer, seed=step.seed,
-                      multreg=step.multreg, outreg=step.outreg, timeout=120 * 60)
+                      multreg=step.multreg, outreg=step.outreg, hide_fields=step.hide_fields,
+                      timeout=120 * 60)
     except b.BuildError as e:          # the route stopped: expected
         print(f"{out}: stopped at {e.stage}", file=sys.stderr)
 
