@@ -117,14 +117,11 @@ class DotUnit(wiring.Component):
 
         # stage 1: the lanes' products (registered after the multipliers; or from outside)
         valid, last, bias = Signal(), Signal(), Signal.like(beat.bias)
+        sums = ([self.products[l] for l in range(L)] if self.external else
+                [Signal(signed(prod_width), name=f"prod{l}", reset_less=plain) for l in range(L)])
         with m.If(advance):
             m.d.sync += [valid.eq(valid0), last.eq(beat0.last), bias.eq(beat0.bias)]
-        if self.external:
-            sums = [self.products[l] for l in range(L)]
-        else:
-            sums = [Signal(signed(prod_width), name=f"prod{l}", reset_less=plain)
-                    for l in range(L)]
-            with m.If(advance):
+            if not self.external:
                 m.d.sync += [p.eq(beat0.w[l] * beat0.a[l]) for l, p in enumerate(sums)]
 
         # stages 2 .. 1 + TREE_STAGES: the beat's sum over the lanes, four terms a stage

@@ -172,8 +172,8 @@ class ForwardUnit(wiring.Component):
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
             self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
-            pipe.rows.valid.eq(row_valid), beat.last.eq(row_last),
-            operands.w.eq(self.w_rd.data),
+            pipe.rows.valid.eq(row_valid),
+            operands.w.eq(self.w_rd.data), beat.last.eq(row_last),
             *[operands.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))
               for l in range(L)],
             beat.bias.eq(saturate(round_half_up(self.bm_rd.data, shift), f.operand.width)),

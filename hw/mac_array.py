@@ -377,11 +377,10 @@ class MacArray(wiring.Component):
         else:
             s1 = [Signal(signed(f.grad.width), name="s1", reset_less=dsp_registers)]
         addr1 = Signal(pipe_aw)
-        m.d.sync += [v1.eq(vr), ph1.eq(phr), addr1.eq(addrr)]
-        if self.forward_products:        # the other block's a[l], registered with its w[l]
-            m.d.sync += [s.eq(Mux(self.forward, self.fwd.a[l], sr)) for l, s in enumerate(s1)]
-        else:
-            m.d.sync += [s.eq(sr) for s in s1]
+        # (forward_products: the other block's a[l], registered with its w[l])
+        m.d.sync += [v1.eq(vr), ph1.eq(phr),
+                     *(s.eq(Mux(self.forward, self.fwd.a[l], sr) if self.forward_products else sr)
+                       for l, s in enumerate(s1)), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
         if not self.single_port_dw:         # else the write-back's address (the same word)

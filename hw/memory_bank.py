@@ -272,7 +272,10 @@ class MemoryBank(wiring.Component):
         #: forward's h)
         self.lane_written = ("A", "HO") if config.train else ()
         #: the memories whose host writes (``element_port``) are gathered into a word beside
-        #: them and written whole, the other elements as last written (0 after ZERO): in a
+        #: them and written whole: each element written is shifted into the word's last
+        #: element, the others moving a place toward element 0 (0 after ZERO; ``el`` is not
+        #: used), so a word written in order, element 0 first, as the link writes every word,
+        #: is whole at its last element: in a
         #: ``deep_stages`` training build, the array memories the run does not write by lane,
         #: so their block RAMs need no write enable per element (each padded to the block's
         #: 9-bit byte: 231 DP16KD, not 208, at H 64, X 64, L 32)
@@ -431,17 +434,22 @@ class MemoryBank(wiring.Component):
                 elif cfg.element_port:      # the element registered, then set in every slot
                     side_word, side_data, h_data = host_word, element, host.wdata[0]
                     if name in self.gathered:
-                        # ... and its index: the element merged into the word as last written
-                        # (0 after ZERO), which is written whole
+                        # ... and shifted into the word's last element, the others a place
+                        # toward element 0 (0 after ZERO): the link writes a word's elements in
+                        # order, 0 first, so at its last the word is whole, and it is written
+                        # whole (each element goes to its neighbour alone, the host's element
+                        # to one place, no decode of `el`); each field truncated as it is
+                        # written
+                        n = shape.length
                         side_word = Signal(shape, name=f"side_word_{name.lower()}")
                         kept = Signal(shape, name=f"side_kept_{name.lower()}")
-                        side_el = Signal.like(host.el, name=f"side_el_{name.lower()}")
+                        moved = Signal(shape, name=f"side_moved_{name.lower()}")
                         side_hit = Signal(name=f"side_hit_{name.lower()}")
-                        m.d.sync += [side_el.eq(host.el), side_hit.eq(hit),
-                                     kept.eq(Mux(zero, 0, side_word))]
-                        m.d.comb += [side_word[e].eq(Mux(side_hit & (side_el == e),
-                                                         host_word[e], kept[e]))
-                                     for e in range(shape.length)]
+                        m.d.sync += [side_hit.eq(hit), kept.eq(Mux(zero, 0, moved))]
+                        m.d.comb += [moved[e].eq(Mux(side_hit, kept[e + 1] if e < n - 1 else
+                                                     element, kept[e])) for e in range(n)]
+                        m.d.comb += [side_word[e].eq(moved[e][:self._field_width(name, e)]
+                                                     .as_signed()) for e in range(n)]
                 else:
                     side_word = Signal(shape, name=f"side_word_{name.lower()}")
                     side_data, h_data = side_word, host_word
@@ -651,10 +659,14 @@ class MemoryBank(wiring.Component):
         if not isinstance(shape, data.ArrayLayout):
             m.d.comb += word.eq(element)
             return
-        spec, f = MEMORIES[name], self.config.formats
         for e in range(shape.length):
-            width = spec.field_format(e, f).width if not spec.lanes else shape.elem_shape.width
-            m.d.comb += word[e].eq(element[:width].as_signed())
+            m.d.comb += word[e].eq(element[:self._field_width(name, e)].as_signed())
+
+    def _field_width(self, name: str, e: int) -> int:
+        """The width of element ``e`` of an element-port memory word (its field's format)."""
+        spec, shape = MEMORIES[name], self.mem_shapes[name]
+        return (Shape.cast(shape.elem_shape).width if spec.lanes else
+                spec.field_format(e, self.config.formats).width)
 
     @staticmethod
     def _unpack_element(m, element, word, el, shape):

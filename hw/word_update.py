@@ -24,14 +24,16 @@ class WordUpdate(wiring.Component):
     one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the
     update units alone, one word per cycle.
 
-    ``shifted`` (for a wide word on a fast clock): the word is loaded into a register as it
-    comes from block RAM and moves a pass (``U`` lanes) toward the units each cycle, and the
-    units' results move the same way into the word offered, so that every wire joins a lane to
-    its neighbour a pass away (not the whole word to the units through a ``P``-way select, and
-    the units to every held lane): one cycle more from a word's first pass to its result
-    (``weight_update.overhead``), the same one word every ``P`` cycles. Both move every cycle
-    (a word's passes, and so its results, come on consecutive cycles), so that no enable
-    reaches their registers, only the load's select.
+    ``shifted`` (for a wide word on a fast clock): unit ``u`` takes the word's lanes ``u*P ..
+    u*P + P - 1``, its own block, lane ``u*P + p`` in pass ``p``; the word is loaded into a
+    register as it comes from block RAM and each block moves a lane toward its unit each cycle,
+    and the unit's results move the same way into its block of the word offered, so that every
+    wire joins a lane to its neighbour (not the whole word to the units through a ``P``-way
+    select, and the units to every held lane), and a unit's lanes are neighbours in the word
+    (where the host's picks and the forward's sums group them): one cycle more from a word's
+    first pass to its result (``weight_update.overhead``), the same one word every ``P``
+    cycles. Both move every cycle (a word's passes, and so its results, come on consecutive
+    cycles), so that no enable reaches their registers, only the load's select.
     """
 
     def __init__(self, config: AccelConfig, *, shifted: bool = False):
@@ -104,6 +106,9 @@ class WordUpdate(wiring.Component):
         def lane(value, l):                     # lane l of a word; 0 past L (a last pass's tail)
             return value[l] if l < L else 0
 
+        def lane_of(u, p):                      # the lane unit u takes in pass p
+            return u * P + p if self.shifted else p * U + u
+
         # the pass a word is in, at the units' inputs (p) and outputs (q); no counter (no
         # zero-width signal) for one pass
         p, q = (Signal(range(P), name="p"), Signal(range(P), name="q")) if P > 1 else (0, 0)
@@ -117,8 +122,8 @@ class WordUpdate(wiring.Component):
             with m.If(out):
                 m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
         if self.shifted:
-            # the word into registers in its first pass, a pass nearer the units each cycle
-            # after: the units take the nearest pass's lanes a cycle after the pass
+            # the word into registers in its first pass, each block a lane nearer its unit each
+            # cycle after: a unit takes its block's first lane a cycle after the pass
             beat = Signal()
             m.d.sync += beat.eq(self.i.valid)
             load = self.i.valid & (p == 0) if P > 1 else self.i.valid
@@ -131,39 +136,42 @@ class WordUpdate(wiring.Component):
                 with m.If(load):
                     m.d.sync += [near[l].eq(word[l]) for l in range(L)]
                 with m.Else():
-                    m.d.sync += [near[l].eq(lane(near, l + U)) for l in range(L)]
+                    m.d.sync += [near[l].eq(lane(near, l + 1) if (l + 1) % P else 0)
+                                 for l in range(L)]
                 for u, unit in enumerate(units):
-                    m.d.comb += getattr(unit.i.payload, name).eq(lane(near, u))
+                    m.d.comb += getattr(unit.i.payload, name).eq(lane(near, lane_of(u, 0)))
             for unit in units:
                 m.d.comb += unit.i.valid.eq(beat)
         else:
             for u, unit in enumerate(units):
-                masters = Array(lane(self.i.payload.master, k * U + u) for k in range(P))
-                grads = Array(lane(self.i.payload.grad, k * U + u) for k in range(P))
+                masters = Array(lane(self.i.payload.master, lane_of(u, k)) for k in range(P))
+                grads = Array(lane(self.i.payload.grad, lane_of(u, k)) for k in range(P))
                 m.d.comb += [unit.i.valid.eq(self.i.valid),
                              unit.i.payload.master.eq(masters[p]),
                              unit.i.payload.grad.eq(grads[p])]
 
         # out: the passes but the last held; the last one's lanes straight from the units
         m.d.comb += self.o.valid.eq(out & (q == P - 1))
+        # the (unit, pass) of each lane of the word offered
+        where = {lane_of(u, k): (u, k) for u in range(U) for k in range(P)}
         held = {}
         for name in ("master", "operand"):
             field = getattr(self.o.payload, name)
-            held[name] = [Signal.like(field[l], name=f"{name}{l}") for l in range((P - 1) * U)]
-            for l, reg in enumerate(held[name]):
-                result = getattr(units[l % U].o.payload, name)
-                if self.shifted:                # every result in at the last held pass,
-                    # every cycle (a word's results come on consecutive cycles: no enable)
-                    m.d.sync += reg.eq(result if l // U == P - 2 else held[name][l + U])
+            held[name] = {l: Signal.like(field[0], name=f"{name}{l}")
+                          for l in sorted(where) if where[l][1] < P - 1}
+            for l, reg in held[name].items():
+                u, k = where[l]
+                result = getattr(units[u].o.payload, name)
+                if self.shifted:                # every result in at its block's last held
+                    # lane, every cycle (a word's results come on consecutive cycles: no enable)
+                    m.d.sync += reg.eq(result if k == P - 2 else held[name][lane_of(u, k + 1)])
                 else:                           # each result into its pass's lanes
-                    with m.If(out & (q == l // U)):
+                    with m.If(out & (q == k)):
                         m.d.sync += reg.eq(result)
         for l in range(L):
-            unit = units[l % U]
+            u, k = where[l]
             for name in ("master", "operand"):
                 field = getattr(self.o.payload, name)[l]
-                if l // U == P - 1:
-                    m.d.comb += field.eq(getattr(unit.o.payload, name))
-                else:
-                    m.d.comb += field.eq(held[name][l])
+                m.d.comb += field.eq(getattr(units[u].o.payload, name) if k == P - 1
+                                     else held[name][l])
         return m
