@@ -59,7 +59,9 @@ def mem_port_signature(addr_width: int, elements: int,
     ``el`` with its ``we``) is decoded then into registers beside each memory.
 
     ``element_port``: each access is the one element ``el`` of the word at ``addr`` (the port
-    carries one element): a write changes that element alone."""
+    carries one element): a write changes that element alone (but in the memories a deep
+    training build gathers, :attr:`MemoryBank.gathered`, which take a word's elements in
+    order)."""
     per_access, el_width = port_elements(elements, element_port)
     word = data.ArrayLayout(signed(WORD_WIDTH), per_access)
     members = {"mem": Out(CODE_BITS), "addr": Out(addr_width), "we": Out(1), "re": Out(1),
