@@ -116,8 +116,8 @@ STEPS = (
     Step("ulx3s-85f-l32-train", "ulx3s-85f", {**_L32_DEEP, **_TRAIN, "update_lanes": 4,
                                               "debug_reads": False},
          "the 32-lane training top (forward, backward and update on the chip) with the settings "
-         "of ulx3s-85f-l32-deep, without debug reads: 179 of 208 DP16KD, 116 of 156 "
-         "multipliers",
+         "of ulx3s-85f-l32-deep, without debug reads: 179 of 208 DP16KD, 84 of 156 "
+         "multipliers (the forward's products on the MAC array's)",
          clock_mhz=100.0, placer="static", multreg=True, outreg=("DW",), hide_fields=True),
     Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
