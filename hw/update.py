@@ -42,6 +42,11 @@ class UpdateUnit(wiring.Component):
     (the shifted value and the last bit shifted out registered between them): latency
     :data:`LATENCY` + 1 (:attr:`latency`).
 
+    ``rate_copy`` (for a fast clock, where one ``lr`` register would feed every unit across the
+    die): ``lr`` and ``shift`` registered in the unit, beside its multipliers and shifter (each
+    copy kept apart from another unit's: ``keep``). The unit uses them a cycle after the caller
+    sets them, which it holds for a whole update anyway: the same cycles.
+
     Six stages (the beat registered as it comes from block RAM, the product in two parts of the
     rate, their sum, the rounded step, the subtraction, the operand): latency :data:`LATENCY`
     cycles, one beat per cycle; the pipeline moves as a whole when its output can be taken
@@ -60,11 +65,13 @@ class UpdateUnit(wiring.Component):
             raise ValueError(f"master {formats.master} and operand {formats.operand} must have "
                              f"the same integer bits")
 
-    def __init__(self, formats: Formats = FORMATS, *, split_round: bool = False):
+    def __init__(self, formats: Formats = FORMATS, *, split_round: bool = False,
+                 rate_copy: bool = False):
         self.check_parameters(formats)
-        if not isinstance(split_round, bool):
-            raise TypeError(f"split_round must be a bool, not {split_round!r}")
-        self.formats, self.split_round = formats, split_round
+        for name, value in (("split_round", split_round), ("rate_copy", rate_copy)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, not {value!r}")
+        self.formats, self.split_round, self.rate_copy = formats, split_round, rate_copy
         #: cycles from a beat taken to its result offered
         self.latency = LATENCY + split_round
         f = formats
@@ -84,6 +91,11 @@ class UpdateUnit(wiring.Component):
         f = self.formats
         advance = ~self.o.valid | self.o.ready
         m.d.comb += self.i.ready.eq(advance)
+        lr, shift = self.lr, self.shift
+        if self.rate_copy:              # (the caller holds them for a whole update)
+            lr = Signal.like(self.lr, name="lr_own", reset_less=True, attrs={"keep": 1})
+            shift = Signal.like(self.shift, name="shift_own", reset_less=True, attrs={"keep": 1})
+            m.d.sync += [lr.eq(self.lr), shift.eq(self.shift)]
 
         # stage 0: the beat as it comes (from block RAM: nothing between it and a register)
         v0 = Signal()
@@ -102,9 +114,9 @@ class UpdateUnit(wiring.Component):
         part_hi = Signal(signed(f.dw.width + max(1, f.lr.width - lo) + 1))
         with m.If(advance):
             m.d.sync += [va.eq(v0), master_a.eq(beat0.master),
-                         part_lo.eq(beat0.grad * self.lr[:lo])]
+                         part_lo.eq(beat0.grad * lr[:lo])]
             if lo < f.lr.width:
-                m.d.sync += part_hi.eq(beat0.grad * self.lr[lo:])
+                m.d.sync += part_hi.eq(beat0.grad * lr[lo:])
         v1 = Signal()
         master1 = Signal(signed(f.master.width))
         prod1 = Signal(signed(prod_width))
@@ -117,12 +129,12 @@ class UpdateUnit(wiring.Component):
             master_s = Signal(signed(f.master.width))
             shifted, last = Signal(signed(prod_width)), Signal()
             with m.If(advance):
-                m.d.sync += [vs.eq(v1), master_s.eq(master1), shifted.eq(prod1 >> self.shift),
-                             last.eq(round_bit_by(prod1, self.shift))]
+                m.d.sync += [vs.eq(v1), master_s.eq(master1), shifted.eq(prod1 >> shift),
+                             last.eq(round_bit_by(prod1, shift))]
             v1, master1 = vs, master_s
             step = shifted + last
         else:
-            step = round_half_up_by(prod1, self.shift)
+            step = round_half_up_by(prod1, shift)
 
         # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()

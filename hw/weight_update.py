@@ -80,7 +80,8 @@ class WeightUpdate(wiring.Component):
         wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
                               for n in (self.names[1], self.names[2], self.names[4]))
         m.submodules.lanes = lanes = WordUpdate(cfg, shifted=cfg.deep_stages)
-        m.submodules.bias = bias = UpdateUnit(cfg.formats, split_round=cfg.deep_stages)
+        m.submodules.bias = bias = UpdateUnit(cfg.formats, split_round=cfg.deep_stages,
+                                              rate_copy=cfg.deep_stages)
         for unit in (lanes, bias):
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift)]
         m.d.comb += bias.o.ready.eq(1)

@@ -98,7 +98,8 @@ class WordUpdate(wiring.Component):
         m = Module()
         cfg = self.config
         L, P, U = cfg.lanes, cfg.update_passes, cfg.update_units
-        units = [UpdateUnit(cfg.formats, split_round=cfg.deep_stages) for _ in range(U)]
+        units = [UpdateUnit(cfg.formats, split_round=cfg.deep_stages, rate_copy=cfg.deep_stages)
+                 for _ in range(U)]
         for u, unit in enumerate(units):
             m.submodules[f"unit{u}"] = unit
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]

@@ -25,12 +25,13 @@ def _items(rng, n):
     return out
 
 
-def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False):
-    dut = UpdateUnit(split_round=split_round)
+def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False, rate_copy=False):
+    dut = UpdateUnit(split_round=split_round, rate_copy=rate_copy)
 
     def setup(ctx):
         ctx.set(dut.lr, lr)
         ctx.set(dut.shift, step_shift(grad_shift))
+    setup.ticks = int(rate_copy)          # the unit's copies take them a cycle later
 
     def put(ctx, item):
         ctx.set(dut.i.payload.master, item[0])
@@ -40,14 +41,16 @@ def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False):
                                        ctx.get(dut.o.payload.operand)))
 
 
-@pytest.mark.parametrize("split_round", [False, True])
+@pytest.mark.parametrize("split_round, rate_copy", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("grad_shift", [-8, 0, 5, 12, 30, 55])
-def test_bit_exact(grad_shift, split_round):
-    """At full rate; ``split_round``: a cycle more."""
+def test_bit_exact(grad_shift, split_round, rate_copy):
+    """At full rate; ``split_round``: a cycle more; ``rate_copy`` (``lr`` and ``shift``
+    registered in the unit): the same cycles, once they are in."""
     rng = np.random.default_rng(grad_shift + 100)
     items = _items(rng, 120)
     for lr in (1, 3 << 14, 1 << 17, F.lr.max):
-        got, cycles, *_ = _run(items, lr, grad_shift, split_round=split_round)
+        got, cycles, *_ = _run(items, lr, grad_shift, split_round=split_round,
+                               rate_copy=rate_copy)
         master = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]),
                               grad_shift, lr)
         assert [g[0] for g in got] == master.tolist(), (lr, grad_shift)
@@ -75,3 +78,6 @@ def test_shift_range_and_formats():
     from gateskip.spec.formats import Q
     with pytest.raises(ValueError, match="master"):
         UpdateUnit(replace(F, master=Q(4, 8)))
+    for name in ("split_round", "rate_copy"):
+        with pytest.raises(TypeError, match=f"{name} must be a bool, not 1"):
+            UpdateUnit(**{name: 1})
