@@ -78,7 +78,8 @@ class AccelConfig:
     more per forward step) and its products made on the MAC array's multipliers (idle in the
     forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes
     registered, the weight update's read enable a register, the update units' rounding in two
-    stages and a word's passes shifted to and from the units (two cycles more per update) and
+    stages and a word's passes shifted to and from the units (two cycles more per update), each
+    unit with its own copy of the rate and shift and a block of neighbouring lanes, and
     the dx gather's write registered (a cycle more), the accumulators read-only to the host
     (``spec.memories.host_read_only``: the link refuses a write, ``READ_ONLY``; ZERO's zeros
     into ``DW`` and ``DA`` the MAC array's sums, cleared), and with
