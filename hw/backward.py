@@ -123,7 +123,7 @@ class Backward(wiring.Component):
                               lane_operands=c.deep_stages,
                               da_depth=self.bank.ports["DA"][1] if c.deep_stages else None,
                               clear_sums=bool(zeroed_by_array),
-                              forward_products=c.train and c.deep_stages)
+                              forward_products=c.train and ForwardUnit.shares_array_of(c))
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
         #: unit's queue replaces a slice, the array's registered reads add a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +

@@ -75,13 +75,19 @@ class ForwardUnit(wiring.Component):
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
 
+    @staticmethod
+    def shares_array_of(config: AccelConfig) -> bool:
+        """Whether a training build of ``config`` makes the forward's dot products on the MAC
+        array's multipliers (``MacArray(forward_products=)``): with ``deep_stages``."""
+        return config.deep_stages
+
     def __init__(self, config: AccelConfig, ports: dict):
         if not isinstance(config, AccelConfig):
             raise TypeError(f"config must be an AccelConfig, not {config!r}")
         ForwardPipe.check_parameters(config.lanes, config.formats)
         self.config, self.ports = config, ports
-        #: the dot products are made on the MAC array's multipliers (``deep_stages``)
-        self.shares_array = config.deep_stages
+        #: the dot products are made on the MAC array's multipliers
+        self.shares_array = self.shares_array_of(config)
         self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages,
                                 products=self.shares_array)
         #: cycles per step beyond the ``4H * C`` row beats (exact)
