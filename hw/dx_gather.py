@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig
-from .memory_bank import run_ports
+from .memory_bank import MemoryBank, run_ports
 
 __all__ = ["DxGather"]
 
@@ -24,7 +24,8 @@ class DxGather(wiring.Component):
     One word per cycle (read, written the next cycle): ``B*T*ceil(X/L) + 1`` cycles. ``busy``
     from the cycle after ``start`` until the last word is written. ``config.deep_stages``: the
     write registered (address, enable and the word read), landing a cycle later: a cycle more
-    (:attr:`cycles`).
+    (:attr:`cycles`); and a cycle more again where the memory bank registers the source's reads
+    (:attr:`registered`).
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -45,7 +46,10 @@ class DxGather(wiring.Component):
         self.stride = getattr(config, self.COPIES[source, dest])
         #: words a run copies, and its cycles
         self.words = config.max_batch * config.max_seq * config.x_chunks
-        self.cycles = self.words + 1 + config.deep_stages
+        #: the memory bank registers the source's reads (``MemoryBank.registered_reads``):
+        #: a word's data come a cycle later, and so does its write
+        self.registered = source in MemoryBank.registered_reads_of(config)
+        self.cycles = self.words + 1 + config.deep_stages + self.registered
         super().__init__({"start": In(1), "busy": Out(1),
                           **run_ports(ports, reads=(source,), writes=(dest,))})
 
@@ -63,9 +67,13 @@ class DxGather(wiring.Component):
         dst = Signal.like(n)
         reading = self.busy & (n < words)
         m.d.comb += [src_rd.addr.eq(src), src_rd.en.eq(1)]
+        read = pending                               # (registered: a cycle before its data)
+        if self.registered:
+            pending = Signal(name="pending_2")
+            m.d.sync += pending.eq(read)
         write = [dst_wr.addr.eq(dst), dst_wr.en.eq(pending), dst_wr.data.eq(src_rd.data)]
         m.d["sync" if cfg.deep_stages else "comb"] += write
-        m.d.sync += pending.eq(reading)
+        m.d.sync += read.eq(reading)
         with m.If(pending):
             m.d.sync += dst.eq(dst + 1)
         with m.If(reading):
@@ -77,6 +85,8 @@ class DxGather(wiring.Component):
         last = self.busy & ~reading                 # the last word's write (deep: its end)
         if cfg.deep_stages:
             last &= ~pending
+        if self.registered:
+            last &= ~read
         with m.If(self.start & ~self.busy):
             m.d.sync += [self.busy.eq(1), n.eq(0), c.eq(0), src.eq(0), dst.eq(0)]
         with m.Elif(last):

@@ -51,7 +51,7 @@ class FetchStage(wiring.Component):
     idle at a step's start) into a shift register a word at a time, which then moves an
     element at each issue: unit ``k`` takes its constant first place, so no lane select
     follows ``DA``'s block RAMs. The first unit is issued ``dh_words + 1`` cycles later than
-    without (:attr:`load_cycles`).
+    without (:attr:`load_cycles`; ``dh_words + 2`` where the memory bank registers the reads).
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
     read ports ``act_rd dh_rd dc_rd da_rd`` connect to them.
@@ -64,8 +64,9 @@ class FetchStage(wiring.Component):
         #: the memory bank registers this stage's reads (``MemoryBank.registered_reads``): their
         #: data come two cycles after the read, and stage 0 is the bank's
         self.registered = "ACT" in MemoryBank.registered_reads_of(config)
-        #: cycles a step's first issue waits for the recurrent dh's words (``dh_words``)
-        self.load_cycles = config.dh_words + 1 if config.dh_words else 0
+        #: cycles a step's first issue waits for the recurrent dh's words (``dh_words``; one
+        #: more where the reads are :attr:`registered`)
+        self.load_cycles = config.dh_words + 1 + self.registered if config.dh_words else 0
         T, B, H, C = config.max_seq, config.max_batch, config.hidden, config.chunks
         members = {
             "running": In(1), "setup": In(1), "has_next": In(1),
@@ -168,7 +169,13 @@ class FetchStage(wiring.Component):
                 m.d.sync += [loading.eq(1), loaded.eq(0)]
             with m.If(loading):
                 m.d.sync += [loaded.eq(loaded + 1), loading.eq(loaded != n - 1)]
-            m.d.sync += [arriving.eq(loading), last_arriving.eq(loading & (loaded == n - 1))]
+            if self.registered:         # (a word's data come two cycles after its read)
+                read, last_read = Signal(), Signal()
+                m.d.sync += [read.eq(loading), last_read.eq(loading & (loaded == n - 1)),
+                             arriving.eq(read), last_arriving.eq(last_read)]
+            else:
+                m.d.sync += [arriving.eq(loading),
+                             last_arriving.eq(loading & (loaded == n - 1))]
             with m.If(last_arriving):               # the last word in the register now
                 m.d.sync += more.eq(1)
             with m.If(arriving):
@@ -187,7 +194,9 @@ class FetchStage(wiring.Component):
             # memory bank where its reads are registered (then a read's data come a cycle later)
             valid_0, lane_0, has_next_0 = Signal(), Signal.like(lane), Signal()
             m.d.sync += [valid_0.eq(valid), lane_0.eq(lane), has_next_0.eq(has_next)]
-            if cfg.dh_words:
+            if cfg.dh_words and self.registered:
+                act_0, dh_0, dc_0 = act, dh_loss, dc
+            elif cfg.dh_words:
                 act_0, dh_0, dc_0 = (Signal.like(act, reset_less=True),
                                      Signal.like(dh_loss, reset_less=True),
                                      Signal.like(dc, reset_less=True))

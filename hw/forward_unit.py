@@ -13,7 +13,7 @@ from .dot import LATENCY as DOT_LATENCY
 from .fixedpoint import round_half_up, saturate
 from .forward import NET_QUEUE, NET_QUEUE_LATENCY, ForwardPipe
 from .mac_array import const_mul
-from .memory_bank import run_ports
+from .memory_bank import MemoryBank, run_ports
 from .queue import credits
 
 __all__ = ["ForwardUnit", "STEP_OVERHEAD", "SEQUENCE_OVERHEAD"]
@@ -70,7 +70,11 @@ class ForwardUnit(wiring.Component):
     multipliers (idle in the forward; ``MacArray(forward_products=True)``): the unit offers each
     beat's operands on ``operands`` (the ``W`` word and the ``a_t`` word, as they leave block
     RAM) and the pipe takes their products on ``products`` two cycles later; the unit has no
-    multiplier of its own for them. Same cycles.
+    multiplier of its own for them. Same cycles. ``busy`` is then a register (it selects the
+    memories' run ports). Where the memory bank registers the reads of ``W``, ``A`` and ``XI``
+    (:attr:`registered`: ``MemoryBank.registered_reads``, without forwarding) a beat comes a
+    cycle later, from those registers, ``BM`` read a cycle later from a register of its row:
+    one cycle more per step (:attr:`step_overhead`).
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -90,8 +94,13 @@ class ForwardUnit(wiring.Component):
         self.shares_array = self.shares_array_of(config)
         self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages,
                                 products=self.shares_array)
+        #: the memory bank registers the beats' reads (``W``, ``A``, ``XI``:
+        #: ``MemoryBank.registered_reads``): their data come a cycle later, and ``BM`` is read
+        #: a cycle later to meet them
+        self.registered = "W" in MemoryBank.registered_reads_of(config)
         #: cycles per step beyond the ``4H * C`` row beats (exact)
-        self.step_overhead = STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages
+        self.step_overhead = (STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages +
+                              int(self.registered))
         T, B = config.max_seq, config.max_batch
         word = ports["W"][0]
         shared = {"operands": Out(data.StructLayout({"w": word, "a": word})),
@@ -129,7 +138,14 @@ class ForwardUnit(wiring.Component):
         seq_base = Signal(range(cfg.max_batch * H + 1))        # b * H
         ho_base = Signal(range(cfg.max_batch * T * cfg.h_chunks + 1))   # (b*T + t)*ceil(H/L)
         last_step = Signal()
-        m.d.comb += self.busy.eq(state != _State.IDLE)
+        # busy: the state decoded, or with deep_stages a register that follows it (set and
+        # cleared where the state leaves and enters IDLE): it selects the run ports, and no
+        # decode of the state should lie before them
+        if deep:
+            busy = Signal()
+            m.d.comb += self.busy.eq(busy)
+        else:
+            m.d.comb += self.busy.eq(state != _State.IDLE)
 
         # where h of unit k goes in an a_t vector: word (X + k) // L, lane (X + k) % L
         word_h = Signal(range(C + 1))
@@ -158,6 +174,17 @@ class ForwardUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
+        bm_j = j
+        if self.registered:
+            # the reads' data a cycle later, from the bank's registers: the beat follows them a
+            # stage later, and BM (LUT RAM) is read a cycle later, from a register of j
+            # (deep_stages: take is always high)
+            issued = row_valid, row_last, row_first, row_c
+            row_valid, row_last, row_first, row_c = (Signal.like(v, name=f"{v.name}_2")
+                                                     for v in issued)
+            bm_j = Signal.like(j, name="bm_j")
+            m.d.sync += [row_valid.eq(issued[0]), row_last.eq(issued[1]),
+                         row_first.eq(issued[2]), row_c.eq(issued[3]), bm_j.eq(j)]
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
@@ -177,7 +204,7 @@ class ForwardUnit(wiring.Component):
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
             self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
-            self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
+            self.bm_rd.addr.eq(bm_j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
             operands.w.eq(self.w_rd.data), beat.last.eq(row_last),
             *[operands.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))
@@ -251,6 +278,8 @@ class ForwardUnit(wiring.Component):
         with m.If(state == _State.IDLE):
             with m.If(self.start):
                 m.d.sync += [b.eq(0), t.eq(0), state.eq(_State.SETUP)]
+                if deep:
+                    m.d.sync += busy.eq(1)
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
             m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
@@ -274,5 +303,7 @@ class ForwardUnit(wiring.Component):
                     m.d.sync += [b.eq(b + 1), t.eq(0), state.eq(_State.SETUP)]
                 with m.Else():
                     m.d.sync += state.eq(_State.IDLE)
+                    if deep:
+                        m.d.sync += busy.eq(0)
         return m
 

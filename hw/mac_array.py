@@ -117,11 +117,12 @@ class MacArray(wiring.Component):
     registers the copies and it can become each ECP5 ``MULT18X18D``'s own input and output
     registers (:mod:`gateskip.synth.multreg`). Same cycles.
 
-    ``forward_products`` (needs ``lane_operands`` and ``read_latency`` 1): the lanes'
+    ``forward_products`` (needs ``lane_operands``): the lanes'
     multipliers also serve a block beside the array while it is idle (the forward's dot
     products, ``DotUnit(products=True)``): while the input ``forward`` is high, each lane takes
     ``fwd.w[l]`` where it takes its row element and ``fwd.a[l]`` where it takes ``s`` (both
-    registered in the cycle the row's word leaves block RAM), and the output ``products``
+    registered in the cycle the row's word comes from block RAM, or with ``read_latency`` 2
+    from its read register), and the output ``products``
     holds their exact product two cycles after ``fwd`` (the multiplier's registers on both
     sides). ``forward`` may only be high while no command runs; the lane's ``s`` register is
     then as wide as the wider of ``grad`` and ``operand``. Same cycles.
@@ -180,8 +181,8 @@ class MacArray(wiring.Component):
                  da_depth: int | None = None, clear_sums: bool = False,
                  forward_products: bool = False):
         self.check_parameters(lanes, k, rows, formats)
-        if forward_products and (not lane_operands or read_latency != 1):
-            raise ValueError("forward_products needs lane_operands=True and read_latency 1")
+        if forward_products and not lane_operands:
+            raise ValueError("forward_products needs lane_operands=True")
         #: the lanes multiply for another block while ``forward`` is high
         self.forward_products = bool(forward_products)
         #: the array has the input ``clear_sums``

@@ -228,8 +228,8 @@ class MemoryBank(wiring.Component):
         #: removed: 185)
         self.lut_forced = ("DB", "DC", "BM") if config.train and self.block_forced else ()
         #: the memories whose run read data come from a register right after the memory
-        #: (``read_latency`` 2: ``deep_stages`` in a backward-only build without forwarding, the
-        #: MAC array's and the fetch's), which an ECP5 build can move into the block RAM
+        #: (``read_latency`` 2: ``deep_stages`` without forwarding, :meth:`registered_reads_of`),
+        #: which an ECP5 build can move into the block RAM
         #: (``REGMODE`` ``OUTREG``: ``build_board(outreg=True)``, :mod:`gateskip.synth.outreg`)
         self.registered_reads = self.registered_reads_of(config)
         #: with ``deep_stages``, the memories whose word a host read holds in a register of
@@ -323,12 +323,15 @@ class MemoryBank(wiring.Component):
 
     @staticmethod
     def registered_reads_of(config: AccelConfig) -> tuple:
-        """The memories of ``config`` whose run reads are registered (:attr:`registered_reads`):
-        the MAC array's and the fetch stage's (``DA``'s both ports), with ``deep_stages`` in a
-        backward-only build without forwarding or single-ported memories."""
-        if not config.deep_stages or config.train or config.forwarding or config.spram:
+        """The memories of ``config`` whose run reads are registered (:attr:`registered_reads`),
+        with ``deep_stages`` and without forwarding or single-ported memories: the MAC array's
+        and the fetch stage's (``DA``'s both ports); in a training build also those the forward
+        and the update read with them (``XI`` beside ``A`` and ``W``, ``WM`` beside ``DW``),
+        so that each of their beats comes from registers alike (the forward's ``BM`` and the
+        update's ``DB`` and ``BM``, in LUT RAM, read a cycle later instead)."""
+        if not config.deep_stages or config.forwarding or config.spram:
             return ()
-        return ("A", "W", "DW", "DA", "ACT", "DH", "DC")
+        return ("A", "W", "DW", "DA", "ACT", "DH", "DC") + (("WM", "XI") if config.train else ())
 
     @staticmethod
     def single_ported_of(config: AccelConfig) -> tuple:

@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.config import AccelConfig, check_config
-from .memory_bank import run_ports
+from .memory_bank import MemoryBank, run_ports
 from .update import LATENCY, SHIFT_WIDTH, UpdateUnit
 from .word_update import WordUpdate
 
@@ -16,10 +16,18 @@ __all__ = ["WeightUpdate", "OVERHEAD", "LAYERS", "cycles", "overhead"]
 OVERHEAD = LATENCY + 2
 
 
-def overhead(config: AccelConfig) -> int:
+def overhead(config: AccelConfig, layer: str = "lstm") -> int:
     """:data:`OVERHEAD` of ``config``'s units: two more with ``deep_stages`` (the units'
-    ``split_round`` and the word's ``shifted`` passes, :class:`~.word_update.WordUpdate`)."""
-    return OVERHEAD + 2 * config.deep_stages
+    ``split_round`` and the word's ``shifted`` passes, :class:`~.word_update.WordUpdate`), one
+    more where the memory bank registers the reads of ``layer``'s ``DW`` and ``WM``
+    (:func:`registered`)."""
+    return OVERHEAD + 2 * config.deep_stages + registered(config, layer)
+
+
+def registered(config: AccelConfig, layer: str = "lstm") -> bool:
+    """Whether the memory bank registers the reads of ``layer``'s gradient and masters
+    (``MemoryBank.registered_reads``): their data come two cycles after the read."""
+    return set(LAYERS[layer][:2]) <= set(MemoryBank.registered_reads_of(config))
 
 
 #: the layers it updates: their memories (gradient, master, operand, bias gradient, master
@@ -37,7 +45,7 @@ def words(config: AccelConfig, layer: str = "lstm") -> tuple[int, int]:
 def cycles(config: AccelConfig, layer: str = "lstm") -> int:
     """Busy cycles of one step of ``layer``: its words, ``config.update_passes`` cycles each
     (:class:`~.word_update.WordUpdate`), and :func:`overhead`."""
-    return words(config, layer)[0] * config.update_passes + overhead(config)
+    return words(config, layer)[0] * config.update_passes + overhead(config, layer)
 
 
 class WeightUpdate(wiring.Component):
@@ -92,7 +100,8 @@ class WeightUpdate(wiring.Component):
         j = Signal(range(rows + 1))
         j_out = Signal(range(rows + 1))
         if cfg.deep_stages:                     # the read enable a register
-            read_w = lanes.scheduled_reads(m, self.start & ~running, words)
+            read_w = lanes.scheduled_reads(m, self.start & ~running, words,
+                                           latency=1 + registered(cfg, self.layer))
         else:
             read_w = lanes.read_ports(m, running & (n < words))
         read_b = running & (j < rows)

@@ -69,13 +69,17 @@ class WordUpdate(wiring.Component):
             m.d.sync += valid.eq(read)
         return read
 
-    def scheduled_reads(self, m, start, words: int):
+    def scheduled_reads(self, m, start, words: int, latency: int = 1):
         """:meth:`read_ports` as a schedule, for a fast clock (``config.deep_stages``): from the
         cycle after ``start`` (a strobe), ``words`` reads one every ``P`` cycles, the enable a
         register (no logic between it and the block RAMs it enables). The same cycles as
         :meth:`read_ports` asked to read ``words`` words from ``start`` on: the words pass the
-        units without a stall, so a word is taken in the cycle the next is read. Returns the
+        units without a stall, so a word is taken in the cycle the next is read.
+        ``latency``: cycles from a read to its data (2: read ports whose data a register holds,
+        ``MemoryBank.registered_reads``; ``i.valid`` then rises a cycle later). Returns the
         enable."""
+        if latency not in (1, 2) or isinstance(latency, bool):
+            raise ValueError(f"latency must be 1 or 2, not {latency!r}")
         P = self.config.update_passes
         read = Signal(name="read")
         left = Signal(range(words + 1), name="left")      # words not yet read
@@ -88,7 +92,11 @@ class WordUpdate(wiring.Component):
             m.d.sync += [left.eq(left - 1), read.eq((P == 1) & (left > 1)), wait.eq(P - 1)]
         with m.Elif(wait != 0):
             m.d.sync += [wait.eq(wait - 1), read.eq((wait == 1) & (left != 0))]
-        with m.If(read):
+        arrives = read
+        if latency == 2:
+            arrives = Signal(name="read_2")
+            m.d.sync += arrives.eq(read)
+        with m.If(arrives):
             m.d.sync += valid.eq(1)
         with m.Elif(self.i.ready):
             m.d.sync += valid.eq(0)

@@ -117,8 +117,10 @@ STEPS = (
                                               "debug_reads": False},
          "the 32-lane training top (forward, backward and update on the chip) with the settings "
          "of ulx3s-85f-l32-deep, without debug reads: 179 of 208 DP16KD, 84 of 156 "
-         "multipliers (the forward's products on the MAC array's)",
-         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW",), hide_fields=True),
+         "multipliers (the forward's products on the MAC array's), the block RAM output "
+         "registers of DW, W and WM in use",
+         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW", "W", "WM"),
+         hide_fields=True),
     Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
     Step("ulx3s-85f-backward-step-up", "ulx3s-85f", _sizes(96, 48, 8, 16, 4),

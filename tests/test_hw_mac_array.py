@@ -192,12 +192,14 @@ def test_lane_operands_change_nothing_but_the_registers(lanes, k, rows):
 NARROW_GRAD = Formats(operand=Q(4, 12), grad=Q(1, 7), dw=Q(10, 13), da=Q(6, 13))
 
 
-@pytest.mark.parametrize("formats", [FORMATS, NARROW_GRAD], ids=["default", "narrow_grad"])
-def test_forward_products_are_the_lanes_products_two_cycles_later(formats):
+@pytest.mark.parametrize("formats, read_latency", [(FORMATS, 1), (NARROW_GRAD, 1), (FORMATS, 2)],
+                         ids=["default", "narrow_grad", "read_latency_2"])
+def test_forward_products_are_the_lanes_products_two_cycles_later(formats, read_latency):
     """``forward_products``: while ``forward`` is high each lane multiplies ``fwd.w`` by
     ``fwd.a`` (an operand wider than ``grad`` too), their exact products on ``products`` two
-    cycles later; then, ``forward`` low, the array's commands give the model's sums as
-    without the option, in the same cycles."""
+    cycles later (also with ``read_latency`` 2, the operands taken from the read registers);
+    then, ``forward`` low, the array's commands give the model's sums as without the option,
+    in the same cycles (``read_latency`` 1: the random commands need forwarding)."""
     lanes, k, rows = 4, 13, 5          # C = 4, a partial last word
     rng = np.random.default_rng(9)
     q = formats.operand
@@ -205,7 +207,8 @@ def test_forward_products_are_the_lanes_products_two_cycles_later(formats):
              for _ in range(24)]
     beats += [(np.full(lanes, v), np.full(lanes, u)) for v in (q.min, q.max)
               for u in (q.min, q.max)]
-    dut = MacArray(lanes, k, rows, formats, lane_operands=True, forward_products=True)
+    dut = MacArray(lanes, k, rows, formats, lane_operands=True, forward_products=True,
+                   read_latency=read_latency, forwarding=read_latency == 1)
     got = []
 
     async def tb(ctx):
@@ -223,6 +226,8 @@ def test_forward_products_are_the_lanes_products_two_cycles_later(formats):
     sim.run()
     assert got == [(w.astype(np.int64) * a).tolist() for w, a in beats]
     assert q.min * q.min in got[-4]     # the extremes, exact
+    if read_latency == 2:
+        return
 
     mems = _mems(rng, rows, k, formats, extreme=True)
     cmds = _commands(rng, 30, rows, formats, extreme=True)
@@ -353,8 +358,6 @@ def test_mac_array_rejects_bad_parameters(args, exc, match):
     ({"read_latency": 2}, "needs forwarding=False"),
     ({"read_latency": 2, "forwarding": False, "staged_read": False}, "staged_read=True"),
     ({"forward_products": True}, "forward_products needs lane_operands=True"),
-    ({"forward_products": True, "lane_operands": True, "read_latency": 2, "forwarding": False},
-     "forward_products needs lane_operands=True and read_latency 1"),
 ])
 def test_mac_array_rejects_bad_pipeline_options(options, match):
     with pytest.raises(ValueError, match=match):
