@@ -42,6 +42,13 @@ class UpdateUnit(wiring.Component):
     (the shifted value and the last bit shifted out registered between them): latency
     :data:`LATENCY` + 1 (:attr:`latency`).
 
+    ``split_product`` (for a fast clock): the gradient's multiplications in parts that each fit
+    one multiplier (18 x 18 bits: the gradient's low 17 bits and the rest, times the rate's),
+    each product registered as it leaves its multiplier (reset-less, data: on the ECP5 the
+    ``MULT18X18D``'s own output register, :mod:`gateskip.synth.multreg`), then joined into the
+    two parts of the rate a stage later, where without it each part's multipliers and the
+    adder that joins them lie between two registers: latency one more (:attr:`latency`).
+
     ``rate_copy`` (for a fast clock, where one ``lr`` register would feed every unit across the
     die): ``lr`` and ``shift`` registered in the unit, beside its multipliers and shifter (each
     copy kept apart from another unit's: ``keep``). The unit uses them a cycle after the caller
@@ -52,6 +59,13 @@ class UpdateUnit(wiring.Component):
     cycles, one beat per cycle; the pipeline moves as a whole when its output can be taken
     (``i.ready = ~o.valid | o.ready``), so under back-pressure nothing is lost.
     """
+
+    @staticmethod
+    def fast_options(config) -> dict:
+        """The options a build of ``config`` (an ``AccelConfig``) gives its update units:
+        ``split_round``, ``split_product`` and ``rate_copy`` with ``deep_stages``."""
+        deep = config.deep_stages
+        return {"split_round": deep, "split_product": deep, "rate_copy": deep}
 
     @staticmethod
     def check_parameters(formats: Formats = FORMATS) -> None:
@@ -66,14 +80,16 @@ class UpdateUnit(wiring.Component):
                              f"the same integer bits")
 
     def __init__(self, formats: Formats = FORMATS, *, split_round: bool = False,
-                 rate_copy: bool = False):
+                 rate_copy: bool = False, split_product: bool = False):
         self.check_parameters(formats)
-        for name, value in (("split_round", split_round), ("rate_copy", rate_copy)):
+        for name, value in (("split_round", split_round), ("rate_copy", rate_copy),
+                            ("split_product", split_product)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         self.formats, self.split_round, self.rate_copy = formats, split_round, rate_copy
+        self.split_product = split_product
         #: cycles from a beat taken to its result offered
-        self.latency = LATENCY + split_round
+        self.latency = LATENCY + split_round + split_product
         f = formats
         self.in_layout = data.StructLayout({"master": signed(f.master.width),
                                             "grad": signed(f.dw.width)})
@@ -104,19 +120,41 @@ class UpdateUnit(wiring.Component):
             m.d.sync += [v0.eq(self.i.valid), beat0.eq(self.i.payload)]
 
         # stage 1: the product, exact (a signed gradient times the unsigned rate), in two parts
-        # of the rate, each a row of multipliers and the adder that joins them; stage 1b: the
-        # two parts added
+        # of the rate, each a row of multipliers and the adder that joins them (split_product:
+        # the multipliers' products a stage before, stage 1a); stage 1b: the two parts added
         prod_width = f.dw.width + f.lr.width + 1
         lo = min(RATE_SPLIT, f.lr.width)
         va = Signal()
         master_a = Signal(signed(f.master.width))
         part_lo = Signal(signed(f.dw.width + lo + 1))
         part_hi = Signal(signed(f.dw.width + max(1, f.lr.width - lo) + 1))
+        rates = [lr[:lo]] + ([lr[lo:]] if lo < f.lr.width else [])
+        if self.split_product:
+            # stage 1a: each product of a part of the gradient (its low bits unsigned, the rest
+            # signed) and a part of the rate, registered straight from its multiplier
+            grad = beat0.grad
+            if f.dw.width > RATE_SPLIT + 1:     # wider than a multiplier's 18 signed bits
+                grads = [(grad[:RATE_SPLIT], 0), (grad[RATE_SPLIT:].as_signed(), RATE_SPLIT)]
+            else:
+                grads = [(grad, 0)]
+            vp = Signal()
+            master_p = Signal(signed(f.master.width))
+            products = [[(Signal(signed(len(g) + len(r) + 1), name=f"product_g{i}_r{k}",
+                                 reset_less=True), at) for i, (g, at) in enumerate(grads)]
+                        for k, r in enumerate(rates)]
+            with m.If(advance):
+                m.d.sync += [vp.eq(v0), master_p.eq(beat0.master)]
+                m.d.sync += [p.eq(g * r) for k, r in enumerate(rates)
+                             for (p, _at), (g, _g_at) in zip(products[k], grads)]
+            v0, beat_master = vp, master_p
+            joined = [sum((p << at for p, at in parts[1:]), parts[0][0]) for parts in products]
+        else:
+            beat_master = beat0.master
+            joined = [beat0.grad * r for r in rates]
         with m.If(advance):
-            m.d.sync += [va.eq(v0), master_a.eq(beat0.master),
-                         part_lo.eq(beat0.grad * lr[:lo])]
+            m.d.sync += [va.eq(v0), master_a.eq(beat_master), part_lo.eq(joined[0])]
             if lo < f.lr.width:
-                m.d.sync += part_hi.eq(beat0.grad * lr[lo:])
+                m.d.sync += part_hi.eq(joined[1])
         v1 = Signal()
         master1 = Signal(signed(f.master.width))
         prod1 = Signal(signed(prod_width))

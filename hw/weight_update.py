@@ -17,11 +17,11 @@ OVERHEAD = LATENCY + 2
 
 
 def overhead(config: AccelConfig, layer: str = "lstm") -> int:
-    """:data:`OVERHEAD` of ``config``'s units: two more with ``deep_stages`` (the units'
-    ``split_round`` and the word's ``shifted`` passes, :class:`~.word_update.WordUpdate`), one
-    more where the memory bank registers the reads of ``layer``'s ``DW`` and ``WM``
-    (:func:`registered`)."""
-    return OVERHEAD + 2 * config.deep_stages + registered(config, layer)
+    """:data:`OVERHEAD` of ``config``'s units: three more with ``deep_stages`` (the units'
+    ``split_round`` and ``split_product``, ``UpdateUnit.fast_options``, and the word's
+    ``shifted`` passes, :class:`~.word_update.WordUpdate`), one more where the memory bank
+    registers the reads of ``layer``'s ``DW`` and ``WM`` (:func:`registered`)."""
+    return OVERHEAD + 3 * config.deep_stages + registered(config, layer)
 
 
 def registered(config: AccelConfig, layer: str = "lstm") -> bool:
@@ -88,8 +88,7 @@ class WeightUpdate(wiring.Component):
         wm_wr, w_wr, bm_wr = (getattr(self, f"{n.lower()}_wr")
                               for n in (self.names[1], self.names[2], self.names[4]))
         m.submodules.lanes = lanes = WordUpdate(cfg, shifted=cfg.deep_stages)
-        m.submodules.bias = bias = UpdateUnit(cfg.formats, split_round=cfg.deep_stages,
-                                              rate_copy=cfg.deep_stages)
+        m.submodules.bias = bias = UpdateUnit(cfg.formats, **UpdateUnit.fast_options(cfg))
         for unit in (lanes, bias):
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift)]
         m.d.comb += bias.o.ready.eq(1)

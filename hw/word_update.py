@@ -21,7 +21,7 @@ class WordUpdate(wiring.Component):
     ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
     port's data (a read port holds it while not enabled) until then (:meth:`read_ports`). The
     new word is offered on ``o`` for one cycle, the units' latency (:data:`~.update.LATENCY`,
-    one more with ``config.deep_stages``: ``split_round``) after its last pass: ``P = 1`` is the
+    two more with ``config.deep_stages``: ``UpdateUnit.fast_options``) after its last pass: ``P = 1`` is the
     update units alone, one word per cycle.
 
     ``shifted`` (for a wide word on a fast clock): unit ``u`` takes the word's lanes ``u*P ..
@@ -106,8 +106,7 @@ class WordUpdate(wiring.Component):
         m = Module()
         cfg = self.config
         L, P, U = cfg.lanes, cfg.update_passes, cfg.update_units
-        units = [UpdateUnit(cfg.formats, split_round=cfg.deep_stages, rate_copy=cfg.deep_stages)
-                 for _ in range(U)]
+        units = [UpdateUnit(cfg.formats, **UpdateUnit.fast_options(cfg)) for _ in range(U)]
         for u, unit in enumerate(units):
             m.submodules[f"unit{u}"] = unit
             m.d.comb += [unit.lr.eq(self.lr), unit.shift.eq(self.shift), unit.o.ready.eq(1)]

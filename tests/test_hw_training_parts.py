@@ -29,7 +29,8 @@ from hwsim import OnMemories, memory_words, simulate, strobe_and_count
 def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed, deep):
     """One unit per lane, and fewer: four lanes in four passes, five in three (the last pass
     one lane); ``deep_stages`` (the reads as a schedule, the enable a register, the word's
-    passes shifted to the units and the units' rounding in two stages): two cycles more."""
+    passes shifted to the units, the units' rounding in two stages and their products registered
+    before they are joined): three cycles more."""
     cfg = AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=2, max_batch=1, train=True,
                       update_lanes=units, deep_stages=deep)
     ports = word_shapes(cfg)
@@ -61,7 +62,7 @@ def test_weight_update_is_the_golden_sgd_step(H, X, L, units, seed, deep):
     np.testing.assert_array_equal(got_wm[:words], want_wm)
     np.testing.assert_array_equal(got_w[:words], operand_code(want_wm, f))
     np.testing.assert_array_equal(got_bm[:4 * H], want_bm)
-    assert cycles == update_cycles(cfg) == words * cfg.update_passes + 8 + 2 * deep
+    assert cycles == update_cycles(cfg) == words * cfg.update_passes + 8 + 3 * deep
 
 
 def test_word_update_checks_shifted():

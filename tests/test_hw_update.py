@@ -2,10 +2,13 @@
 """hw.update.UpdateUnit against golden.layer.update_model: random and extreme weights,
 gradients, rates and shifts, bit for bit, at full rate and under back-pressure."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from gateskip.golden.fixed import FORMATS
+from gateskip.spec.formats import Q
 from gateskip.golden.layer import operand_code, update_model
 from gateskip.hw.update import LATENCY, SHIFT_WIDTH, UpdateUnit, step_shift
 from hwsim import run_stream
@@ -13,24 +16,26 @@ from hwsim import run_stream
 F = FORMATS
 
 
-def _items(rng, n):
-    lo_m, hi_m, lo_g, hi_g = F.master.min, F.master.max, F.dw.min, F.dw.max
+def _items(rng, n, f=F):
+    lo_m, hi_m, lo_g, hi_g = f.master.min, f.master.max, f.dw.min, f.dw.max
     extremes_m, extremes_g = [lo_m, lo_m + 1, -1, 0, 1, hi_m], [lo_g, -1, 0, 1, hi_g]
     out = []
     for _ in range(n):
         m = int(rng.choice(extremes_m)) if rng.random() < 0.2 else int(rng.integers(lo_m, hi_m))
         g = int(rng.choice(extremes_g)) if rng.random() < 0.2 else \
-            int(rng.integers(-(1 << 20), 1 << 20))
+            int(rng.integers(max(lo_g, -(1 << 20)), min(hi_g, 1 << 20)))
         out.append((m, g))
     return out
 
 
-def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False, rate_copy=False):
-    dut = UpdateUnit(split_round=split_round, rate_copy=rate_copy)
+def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False, rate_copy=False,
+         split_product=False, formats=F):
+    dut = UpdateUnit(formats, split_round=split_round, rate_copy=rate_copy,
+                     split_product=split_product)
 
     def setup(ctx):
         ctx.set(dut.lr, lr)
-        ctx.set(dut.shift, step_shift(grad_shift))
+        ctx.set(dut.shift, step_shift(grad_shift, formats))
     setup.ticks = int(rate_copy)          # the unit's copies take them a cycle later
 
     def put(ctx, item):
@@ -41,21 +46,39 @@ def _run(items, lr, grad_shift, seed=1, pv=1.0, pr=1.0, split_round=False, rate_
                                        ctx.get(dut.o.payload.operand)))
 
 
-@pytest.mark.parametrize("split_round, rate_copy", [(False, False), (True, False), (True, True)])
-@pytest.mark.parametrize("grad_shift", [-8, 0, 5, 12, 30, 55])
-def test_bit_exact(grad_shift, split_round, rate_copy):
-    """At full rate; ``split_round``: a cycle more; ``rate_copy`` (``lr`` and ``shift``
-    registered in the unit): the same cycles, once they are in."""
+#: a gradient as wide as one multiplier's signed operand (``split_product``: one part of it)
+NARROW_DW = replace(F, dw=Q(8, 10))
+
+
+SHIFTS = (-8, 0, 5, 12, 30, 55)
+
+
+@pytest.mark.parametrize("split_round, rate_copy, split_product, formats, shifts", [
+    (False, False, False, F, SHIFTS), (True, False, False, F, SHIFTS),
+    (True, True, False, F, SHIFTS), (False, False, True, F, SHIFTS),
+    (True, True, True, F, SHIFTS),
+    # a gradient of one multiplier, at the shifts its formats allow (2 .. 65)
+    (True, True, True, NARROW_DW, SHIFTS[2:])],
+    ids=["plain", "split_round", "rate_copy", "split_product", "all", "all_narrow_dw"])
+def test_bit_exact(split_round, rate_copy, split_product, formats, shifts):
+    """At full rate; ``split_round`` and ``split_product``: a cycle more each; ``rate_copy``
+    (``lr`` and ``shift`` registered in the unit): the same cycles, once they are in."""
+    for grad_shift in shifts:
+        _bit_exact(grad_shift, split_round, rate_copy, split_product, formats)
+
+
+def _bit_exact(grad_shift, split_round, rate_copy, split_product, formats):
     rng = np.random.default_rng(grad_shift + 100)
-    items = _items(rng, 120)
-    for lr in (1, 3 << 14, 1 << 17, F.lr.max):
+    items = _items(rng, 120, formats)
+    for lr in (1, 3 << 14, 1 << 17, formats.lr.max):
         got, cycles, *_ = _run(items, lr, grad_shift, split_round=split_round,
-                               rate_copy=rate_copy)
+                               rate_copy=rate_copy, split_product=split_product,
+                               formats=formats)
         master = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]),
-                              grad_shift, lr)
+                              grad_shift, lr, formats)
         assert [g[0] for g in got] == master.tolist(), (lr, grad_shift)
-        assert [g[1] for g in got] == operand_code(master, F).tolist()
-        assert cycles == len(items) + LATENCY + split_round
+        assert [g[1] for g in got] == operand_code(master, formats).tolist()
+        assert cycles == len(items) + LATENCY + split_round + split_product
 
 
 def test_back_pressure():
@@ -64,7 +87,7 @@ def test_back_pressure():
     want = update_model(np.array([m for m, _ in items]), np.array([g for _, g in items]), 10,
                         1 << 16)
     for seed, pv, pr, split in ((2, 0.6, 0.5, False), (3, 1.0, 0.2, False), (4, 0.6, 0.3, True)):
-        got, *_ = _run(items, 1 << 16, 10, seed, pv, pr, split)
+        got, *_ = _run(items, 1 << 16, 10, seed, pv, pr, split, split_product=split)
         assert [g[0] for g in got] == want.tolist()
 
 
@@ -74,10 +97,8 @@ def test_shift_range_and_formats():
     for bad in (lo - 1, lo + (1 << SHIFT_WIDTH)):
         with pytest.raises(ValueError, match="grad_shift must be in"):
             step_shift(bad)
-    from dataclasses import replace
-    from gateskip.spec.formats import Q
     with pytest.raises(ValueError, match="master"):
         UpdateUnit(replace(F, master=Q(4, 8)))
-    for name in ("split_round", "rate_copy"):
+    for name in ("split_round", "rate_copy", "split_product"):
         with pytest.raises(TypeError, match=f"{name} must be a bool, not 1"):
             UpdateUnit(**{name: 1})
