@@ -327,8 +327,9 @@ class MemoryBank(wiring.Component):
         with ``deep_stages`` and without forwarding or single-ported memories: the MAC array's
         and the fetch stage's (``DA``'s both ports); in a training build also those the forward
         and the update read with them (``XI`` beside ``A`` and ``W``, ``WM`` beside ``DW``),
-        so that each of their beats comes from registers alike (the forward's ``BM`` and the
-        update's ``DB`` and ``BM``, in LUT RAM, read a cycle later instead)."""
+        so that each of their beats comes from registers alike (the forward's ``BM``, in LUT
+        RAM, read a cycle later instead; the update's bias, ``DB`` and ``BM``, goes its own
+        way)."""
         if not config.deep_stages or config.forwarding or config.spram:
             return ()
         return ("A", "W", "DW", "DA", "ACT", "DH", "DC") + (("WM", "XI") if config.train else ())

@@ -118,7 +118,9 @@ def run_layer_bench(configs=DEFAULT_CONFIGS, sparsities=DEFAULT_SPARSITIES, *, s
             cases = _taus(H, X, seq, batch, sparsities, seed)
             if training_iterations:
                 case = training_case(H, X, seq, batch, iterations=training_iterations)
-                path = os.path.join(build_root or tmp, f"training_H{H}_X{X}_L{L}.npz")
+                # (absolute: the testbench runs in its own build directory)
+                path = os.path.abspath(os.path.join(build_root or tmp,
+                                                    f"training_H{H}_X{X}_L{L}.npz"))
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 np.savez(path, **{k: case[k] for k in ("WM", "BM", "HS", "CS", "x", "dh")})
                 cases.append({"label": f"training it {training_iterations}", "tau": case["tau"],

@@ -71,15 +71,20 @@ class AccelConfig:
     (``drained``) seen from a register (seven cycles more per step), the gate-gradient unit's
     wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
     write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` then in LUT RAM),
-    and in a backward-only build without forwarding the MAC array's reads registered (a cycle
-    more in a step that ends in the array); in a ``train`` build the fetch's recurrent ``dh``
-    loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
+    and without forwarding the run reads of the MAC array's and the fetch's memories registered
+    right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
+    the array), in a ``train`` build those of ``WM`` and ``XI`` too, the training units' reads
+    of them all a cycle later (a cycle more per forward step, per update, per dx gather and, for
+    the fetch's ``dh`` words, per backward step); in a ``train`` build the fetch's recurrent
+    ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
     cycles more per step), the forward's dot unit never stalling (its nets queued: two cycles
     more per forward step) and its products made on the MAC array's multipliers (idle in the
-    forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes
-    registered, the weight update's read enable a register, the update units' rounding in two
-    stages and a word's passes shifted to and from the units (two cycles more per update), each
-    unit with its own copy of the rate and shift and a block of neighbouring lanes, and
+    forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes registered, the
+    weight update's read enable a register, the update units' rounding in two stages, their
+    gradient's products in parts of one multiplier each, registered as they leave it
+    (``UpdateUnit.fast_options``), and a word's passes shifted to and from the units (three
+    cycles more per update), each unit with its own copy of the rate and shift and a block of
+    neighbouring lanes, and
     the dx gather's write registered (a cycle more), the accumulators read-only to the host
     (``spec.memories.host_read_only``: the link refuses a write, ``READ_ONLY``; ZERO's zeros
     into ``DW`` and ``DA`` the MAC array's sums, cleared), and with
