@@ -72,9 +72,9 @@ class ForwardUnit(wiring.Component):
     RAM) and the pipe takes their products on ``products`` two cycles later; the unit has no
     multiplier of its own for them. Same cycles. ``busy`` is then a register (it selects the
     memories' run ports). Where the memory bank registers the reads of ``W``, ``A`` and ``XI``
-    (:attr:`registered`: ``MemoryBank.registered_reads``, without forwarding) a beat comes a
-    cycle later, from those registers, ``BM`` read a cycle later from a register of its row:
-    one cycle more per step (:attr:`step_overhead`).
+    (:attr:`registered`: ``MemoryBank.registered_reads``, without forwarding; ``BM``'s too) a
+    beat comes a cycle later, from those registers: one cycle more per step
+    (:attr:`step_overhead`).
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
@@ -94,9 +94,8 @@ class ForwardUnit(wiring.Component):
         self.shares_array = self.shares_array_of(config)
         self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages,
                                 products=self.shares_array)
-        #: the memory bank registers the beats' reads (``W``, ``A``, ``XI``:
-        #: ``MemoryBank.registered_reads``): their data come a cycle later, and ``BM`` is read
-        #: a cycle later to meet them
+        #: the memory bank registers the beats' reads (``W``, ``A``, ``XI``, ``BM``:
+        #: ``MemoryBank.registered_reads``): their data come a cycle later
         self.registered = "W" in MemoryBank.registered_reads_of(config)
         #: cycles per step beyond the ``4H * C`` row beats (exact)
         self.step_overhead = (STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages +
@@ -174,17 +173,14 @@ class ForwardUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
-        bm_j = j
         if self.registered:
-            # the reads' data a cycle later, from the bank's registers: the beat follows them a
-            # stage later, and BM (LUT RAM) is read a cycle later, from a register of j
-            # (deep_stages: take is always high)
+            # the reads' data (BM's too) a cycle later, from the bank's registers: the beat
+            # follows them a stage later (deep_stages: take is always high)
             issued = row_valid, row_last, row_first, row_c
             row_valid, row_last, row_first, row_c = (Signal.like(v, name=f"{v.name}_2")
                                                      for v in issued)
-            bm_j = Signal.like(j, name="bm_j")
             m.d.sync += [row_valid.eq(issued[0]), row_last.eq(issued[1]),
-                         row_first.eq(issued[2]), row_c.eq(issued[3]), bm_j.eq(j)]
+                         row_first.eq(issued[2]), row_c.eq(issued[3])]
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
@@ -204,7 +200,7 @@ class ForwardUnit(wiring.Component):
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
             self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
             self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
-            self.bm_rd.addr.eq(bm_j), self.bm_rd.en.eq(take),
+            self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
             operands.w.eq(self.w_rd.data), beat.last.eq(row_last),
             *[operands.a[l].eq(Mux(x_lanes[l], self.xi_rd.data[l], self.a_rd.data[l]))

@@ -210,23 +210,21 @@ class MemoryBank(wiring.Component):
         # loss scale, each read by a later phase
         model = ("DHO", "DH") if config.vocab else ()
         # with deep_stages, a training build's weights and activations: the update reads each
-        # WM word before it writes it and nothing reads W while it writes it; the forward writes
-        # step t's ACT and reads another step's
-        weights = ("W", "WM", "ACT") if config.train and config.deep_stages else ()
+        # WM word and BM row before it writes it and nothing reads W while it writes it; the
+        # forward writes step t's ACT and reads another step's
+        weights = ("W", "WM", "ACT", "BM") if config.train and config.deep_stages else ()
         self.collision_free = self.host_written + accumulators + model + weights
         #: the memories put in block RAM whatever their size (``ram_style`` ``block``): with
         #: ``deep_stages``, ``DA``, whose LUT RAM (a word of every lane, a copy per read port, a
         #: mux over its 16-word blocks) took 960 LUT RAMs and 30% of the arcs to route in the
         #: 32-lane ECP5 build, where it is never read in a cycle that writes its word (else the
-        #: block RAM would need a register and a select per bit beside it to return the old word)
-        self.block_forced = (("DA",) if config.deep_stages and "DA" in self.collision_free
-                             else ())
-        #: the memories put in LUT RAM whatever their size (``ram_style`` ``distributed``): in a
-        #: training build with ``DA`` in block RAM, the memories of a word per unit or row
-        #: (``DB``, ``DC``, ``BM``) make room for it (at H 64, X 64, L 32 the block RAMs would
-        #: be 214 of the ECP5-85F's 208 with DA's second copy, which ``dh_words`` has since
-        #: removed: 185)
-        self.lut_forced = ("DB", "DC", "BM") if config.train and self.block_forced else ()
+        #: block RAM would need a register and a select per bit beside it to return the old word);
+        #: and in a training build the memories of a word per unit or row (``DB``, ``DC``,
+        #: ``BM``), whose LUT RAMs (a 128-bit word of ``DB``, 32 bits of ``BM``, spread over
+        #: the die, an address that fans out to each) were among the last paths to miss 100 MHz
+        #: at H 64, X 64, L 32 (6 DP16KD more there: 185 of 208)
+        self.block_forced = (("DA",) + (("DB", "DC", "BM") if config.train else ())
+                             if config.deep_stages and "DA" in self.collision_free else ())
         #: the memories whose run read data come from a register right after the memory
         #: (``read_latency`` 2: ``deep_stages`` without forwarding, :meth:`registered_reads_of`),
         #: which an ECP5 build can move into the block RAM
@@ -312,8 +310,6 @@ class MemoryBank(wiring.Component):
         attrs = {NO_COLLISION: 1} if name in self.collision_free else {}
         if name in self.block_forced:
             attrs["ram_style"] = "block"
-        if name in self.lut_forced:
-            attrs["ram_style"] = "distributed"
         return attrs
 
     @staticmethod
@@ -326,13 +322,13 @@ class MemoryBank(wiring.Component):
         """The memories of ``config`` whose run reads are registered (:attr:`registered_reads`),
         with ``deep_stages`` and without forwarding or single-ported memories: the MAC array's
         and the fetch stage's (``DA``'s both ports); in a training build also those the forward
-        and the update read with them (``XI`` beside ``A`` and ``W``, ``WM`` beside ``DW``),
-        so that each of their beats comes from registers alike (the forward's ``BM``, in LUT
-        RAM, read a cycle later instead; the update's bias, ``DB`` and ``BM``, goes its own
-        way)."""
+        and the update read with them (``XI`` beside ``A`` and ``W``, ``WM`` beside ``DW``,
+        ``BM`` the forward's bias and the update's master bias), so that each of their beats
+        comes from registers alike (the update reads ``DB`` beside ``BM`` a cycle later)."""
         if not config.deep_stages or config.forwarding or config.spram:
             return ()
-        return ("A", "W", "DW", "DA", "ACT", "DH", "DC") + (("WM", "XI") if config.train else ())
+        return ("A", "W", "DW", "DA", "ACT", "DH", "DC") + (("WM", "XI", "BM") if config.train
+                                                              else ())
 
     @staticmethod
     def single_ported_of(config: AccelConfig) -> tuple:
