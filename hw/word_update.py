@@ -21,8 +21,8 @@ class WordUpdate(wiring.Component):
     ``p``; ``i.ready`` is high in its last pass, so a caller reading block RAM keeps the read
     port's data (a read port holds it while not enabled) until then (:meth:`read_ports`). The
     new word is offered on ``o`` for one cycle, the units' latency (:data:`~.update.LATENCY`,
-    two more with ``config.deep_stages``: ``UpdateUnit.fast_options``) after its last pass: ``P = 1`` is the
-    update units alone, one word per cycle.
+    two more with ``config.deep_stages``: ``UpdateUnit.fast_options``) after its last
+    pass: ``P = 1`` is the update units alone, one word per cycle.
 
     ``shifted`` (for a wide word on a fast clock): unit ``u`` takes the word's lanes ``u*P ..
     u*P + P - 1``, its own block, lane ``u*P + p`` in pass ``p``; the word is loaded into a

@@ -70,11 +70,11 @@ class AccelConfig:
     gate-gradient unit, the threshold's compares a stage before its zeroing, and the step's end
     (``drained``) seen from a register (seven cycles more per step), the gate-gradient unit's
     wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
-    write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` then in LUT RAM),
+    write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` too),
     and without forwarding the run reads of the MAC array's and the fetch's memories registered
     right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
-    the array), in a ``train`` build those of ``WM`` and ``XI`` too, the training units' reads
-    of them all a cycle later (a cycle more per forward step, per update, per dx gather and, for
+    the array), in a ``train`` build those of ``WM``, ``XI`` and ``BM`` too, the training units'
+    reads of them all a cycle later (a cycle more per forward step, per update, per dx gather and, for
     the fetch's ``dh`` words, per backward step); in a ``train`` build the fetch's recurrent
     ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
     cycles more per step), the forward's dot unit never stalling (its nets queued: two cycles
