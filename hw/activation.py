@@ -36,9 +36,12 @@ class ActivationUnit(wiring.Component):
     is rounded half up to ``act`` and saturated (the module doc of ``golden.layer``).
 
     Four stages (table read, the entry registered as it leaves the block RAM, interpolation
-    product, fix-up and rounding): latency :data:`LATENCY` cycles, one beat per cycle. The pipeline moves as a whole when its output can be taken
-    (``o.ready`` or no output held), so under back-pressure beats wait in order and none is
-    dropped; ``i.ready`` is that condition.
+    product, fix-up and rounding): latency :data:`LATENCY` cycles, one beat per cycle. The
+    pipeline moves as a whole when its output can be taken (``o.ready`` or no output held), so
+    under back-pressure beats wait in order and none is dropped; ``i.ready`` is that condition.
+
+    ``interpolation_stage`` (for a fast clock): the interpolation's product registered before
+    its add, a stage of its own: latency one more (:attr:`latency`).
     """
 
     @staticmethod
@@ -52,9 +55,13 @@ class ActivationUnit(wiring.Component):
             raise ValueError(f"act {formats.act} must hold 1.0 with at most {TABLE_FRAC} "
                              f"fraction bits")
 
-    def __init__(self, formats: Formats = FORMATS):
+    def __init__(self, formats: Formats = FORMATS, *, interpolation_stage: bool = False):
         self.check_parameters(formats)
-        self.formats = formats
+        if not isinstance(interpolation_stage, bool):
+            raise TypeError(f"interpolation_stage must be a bool, not {interpolation_stage!r}")
+        self.formats, self.interpolation_stage = formats, interpolation_stage
+        #: cycles from a beat taken to its result offered
+        self.latency = LATENCY + interpolation_stage
         width = max(formats.net.width, formats.cell.width)
         self.in_layout = data.StructLayout({"value": signed(width), "fn": Function})
         self.out_layout = data.StructLayout({"value": signed(formats.act.width)})
@@ -115,11 +122,19 @@ class ActivationUnit(wiring.Component):
         v2, neg2, tanh2 = Signal(), Signal(), Signal()
         y2 = Signal(unsigned(entry_bits))
         entry, diff = word[:entry_bits], word[entry_bits:]
+        product = diff * fracr
+        if self.interpolation_stage:    # stage 2a: the product registered, the entry beside it
+            vp, negp, tanhp = Signal(), Signal(), Signal()
+            entry_p, product_p = Signal.like(entry), Signal(len(product))
+            with m.If(advance):
+                m.d.sync += [vp.eq(vr), negp.eq(negr), tanhp.eq(tanhr), entry_p.eq(entry),
+                             product_p.eq(product)]
+            vr, negr, tanhr, entry, product = vp, negp, tanhp, entry_p, product_p
         # one adder after the multiplier: T[k] + round(p) = (T[k] << low | half + p) >> low
         # (round half up is add half and floor, and T[k] << low has no low bits to carry)
         with m.If(advance):
             m.d.sync += [v2.eq(vr), neg2.eq(negr), tanh2.eq(tanhr),
-                         y2.eq((Cat(Const(1 << (low - 1), low), entry) + diff * fracr) >> low)]
+                         y2.eq((Cat(Const(1 << (low - 1), low), entry) + product) >> low)]
 
         # stage 3: the other half of the sigmoid, tanh's 2y - 1, rounding to act, in one adder:
         # with u = y (sigmoid) or 2y (tanh), the result before rounding is one - u for x < 0,

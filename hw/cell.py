@@ -39,9 +39,11 @@ class CellUnit(wiring.Component):
             raise ValueError(f"act {formats.act} needs at least the fraction bits of cell "
                              f"{formats.cell}")
 
-    def __init__(self, formats: Formats = FORMATS):
+    def __init__(self, formats: Formats = FORMATS, *, interpolation_stage: bool = False):
         self.check_parameters(formats)
         self.formats = formats
+        #: its tanh (``ActivationUnit(interpolation_stage=)``: latency one more)
+        self.tanh = ActivationUnit(formats, interpolation_stage=interpolation_stage)
         act, cell = signed(formats.act.width), signed(formats.cell.width)
         self.in_layout = data.StructLayout({"act": act, "c_prev": cell})
         self.record_layout = data.StructLayout({"i": act, "f": act, "g": act, "o": act,
@@ -57,7 +59,7 @@ class CellUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         F = self.formats
-        m.submodules.tanh = tanh = ActivationUnit(F)
+        m.submodules.tanh = tanh = self.tanh
         m.submodules.side = side = Queue(self.record_layout, 4)
 
         # collection: i, f, g, then o completes the record

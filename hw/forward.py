@@ -47,6 +47,10 @@ class ForwardPipe(wiring.Component):
     ``products`` (needs ``queued``): the dot unit's products come from outside
     (``DotUnit(products=True)``): a beat on ``rows`` carries the bias and ``last``, and the
     input ``products`` its lanes' products two cycles after the beat is taken.
+
+    ``interpolation_stage``: both activation units' (the gates' and the cell's tanh)
+    interpolation products registered before their adds (``ActivationUnit``): two cycles more
+    from a unit's last row to its record.
     """
 
     @staticmethod
@@ -56,16 +60,18 @@ class ForwardPipe(wiring.Component):
         CellUnit.check_parameters(formats)
 
     def __init__(self, lanes: int = 4, formats: Formats = FORMATS, *, queued: bool = False,
-                 products: bool = False):
+                 products: bool = False, interpolation_stage: bool = False):
         self.check_parameters(lanes, formats)
-        for name, value in (("queued", queued), ("products", products)):
+        for name, value in (("queued", queued), ("products", products),
+                            ("interpolation_stage", interpolation_stage)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if products and not queued:
             raise ValueError("products needs queued=True (a dot unit that never stalls)")
         self.lanes, self.formats, self.queued = lanes, formats, queued
         self._dot = DotUnit(lanes, formats, stalls=not queued, products=products)
-        self._cell = CellUnit(formats)
+        self._act = ActivationUnit(formats, interpolation_stage=interpolation_stage)
+        self._cell = CellUnit(formats, interpolation_stage=interpolation_stage)
         #: the payloads of ``rows``, ``state`` and ``o``
         self.row_layout = self._dot.in_layout
         self.state_shape = self._cell.in_layout.members["c_prev"]
@@ -81,7 +87,7 @@ class ForwardPipe(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.dot = dot = self._dot
-        m.submodules.act = act = ActivationUnit(self.formats)
+        m.submodules.act = act = self._act
         m.submodules.cell = cell = self._cell
         wiring.connect(m, wiring.flipped(self.rows), dot.i)
         wiring.connect(m, cell.o, wiring.flipped(self.o))

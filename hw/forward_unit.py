@@ -65,8 +65,9 @@ class ForwardUnit(wiring.Component):
     ``config.deep_stages``: the pipe ``queued`` (:class:`~.forward.ForwardPipe`: no stall
     reaches the reads, whose enables are constant; a row's last beat waits for a credit) and
     every write registered, landing the cycle after (the step that reads it starts later
-    still). :attr:`step_overhead` is :data:`STEP_OVERHEAD` and the queue's
-    :data:`~.forward.NET_QUEUE_LATENCY`. The dot products are then made on the MAC array's
+    still). :attr:`step_overhead` is :data:`STEP_OVERHEAD`, the queue's
+    :data:`~.forward.NET_QUEUE_LATENCY` and the two activations' interpolation stages
+    (``ForwardPipe(interpolation_stage=)``: two cycles more). The dot products are then made on the MAC array's
     multipliers (idle in the forward; ``MacArray(forward_products=True)``): the unit offers each
     beat's operands on ``operands`` (the ``W`` word and the ``a_t`` word, as they leave block
     RAM) and the pipe takes their products on ``products`` two cycles later; the unit has no
@@ -93,12 +94,13 @@ class ForwardUnit(wiring.Component):
         #: the dot products are made on the MAC array's multipliers
         self.shares_array = self.shares_array_of(config)
         self.pipe = ForwardPipe(config.lanes, config.formats, queued=config.deep_stages,
-                                products=self.shares_array)
+                                products=self.shares_array,
+                                interpolation_stage=config.deep_stages)
         #: the memory bank registers the beats' reads (``W``, ``A``, ``XI``, ``BM``:
         #: ``MemoryBank.registered_reads``): their data come a cycle later
         self.registered = "W" in MemoryBank.registered_reads_of(config)
         #: cycles per step beyond the ``4H * C`` row beats (exact)
-        self.step_overhead = (STEP_OVERHEAD + NET_QUEUE_LATENCY * config.deep_stages +
+        self.step_overhead = (STEP_OVERHEAD + (NET_QUEUE_LATENCY + 2) * config.deep_stages +
                               int(self.registered))
         T, B = config.max_seq, config.max_batch
         word = ports["W"][0]

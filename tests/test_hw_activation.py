@@ -30,23 +30,26 @@ def _put(dut):
     return put
 
 
+@pytest.mark.parametrize("stage", [False, True], ids=["plain", "interpolation_stage"])
 @pytest.mark.parametrize("fn", list(Function))
-def test_bit_exact_over_the_range(fn):
+def test_bit_exact_over_the_range(fn, stage):
+    """One a cycle; ``interpolation_stage``: a cycle more of latency."""
     fmt = F.cell if fn == Function.TANH_CELL else F.net
     codes = _codes(fmt, 13)
-    dut = ActivationUnit()
+    dut = ActivationUnit(interpolation_stage=stage)
     items = [(q, fn) for q in codes]
     got, cycles, _acc, emit = run_stream(dut, items, 1, 1.0, 1.0, put=_put(dut),
                                          get=lambda ctx: ctx.get(dut.o.payload.value))
     assert np.array_equal(got, GOLDEN[fn](np.array(codes)))
-    assert cycles == len(items) + LATENCY                # one per cycle
+    assert cycles == len(items) + LATENCY + stage == len(items) + dut.latency
 
 
-def test_mixed_functions_under_back_pressure():
+@pytest.mark.parametrize("stage", [False, True], ids=["plain", "interpolation_stage"])
+def test_mixed_functions_under_back_pressure(stage):
     rng = np.random.default_rng(7)
     items = [(int(rng.integers(F.net.min, F.net.max + 1)), Function(int(rng.integers(3))))
              for _ in range(600)]
-    dut = ActivationUnit()
+    dut = ActivationUnit(interpolation_stage=stage)
     for seed, pv, pr in ((2, 0.7, 0.5), (3, 1.0, 0.3), (4, 0.3, 1.0)):
         got, *_ = run_stream(dut, items, seed, pv, pr, put=_put(dut),
                              get=lambda ctx: ctx.get(dut.o.payload.value))
@@ -63,3 +66,5 @@ def test_bad_formats_are_refused():
         ActivationUnit(replace(F, act=Q(1, 15)))
     with pytest.raises(TypeError):
         ActivationUnit("formats")
+    with pytest.raises(TypeError, match="interpolation_stage must be a bool"):
+        ActivationUnit(interpolation_stage=1)
