@@ -204,6 +204,14 @@ class MemoryBank(wiring.Component):
         #: the memories only the host writes, while the run is idle
         self.host_written = tuple(n for n in self.shapes if not MEMORIES[n].run_writes(config)
                                   and not MEMORIES[n].streamed)
+        #: ``running`` registered beside each memory, a copy of its own (kept apart), which
+        #: the memory then uses (the one ``running`` of a training build, the units' busy
+        #: together, crossed the die to every memory's host decode and read enable, 9 to 10 ns
+        #: of routing at H 64, X 64, L 32): with ``deep_stages`` in a training build, whose
+        #: ``running`` input must then rise a cycle before the run's first cycle (``Backward``
+        #: gives it the units' starts too) and may stay a cycle longer (the host's accesses
+        #: then wait on the status anyway)
+        self.running_ahead = config.deep_stages and config.train
         #: the memories never read in a cycle that writes the word (:data:`NO_COLLISION`)
         accumulators = ("DW", "DB", "DA", "DC") if not config.forwarding else ()
         # a whole model's dh: DHO accumulated by the output layer, DH written from it by the
@@ -365,8 +373,14 @@ class MemoryBank(wiring.Component):
             m.d.comb += self.da_h_rd.data.eq(self._read_out(m, da_h.data, "DA", "read_da_h"))
 
         read_out = {}                   # each memory's read data as the run takes them
+        all_running, all_idle = running, idle
         for name, mem in self.memories.items():
             spec, shape, depth = MEMORIES[name], self.mem_shapes[name], self.mem_depths[name]
+            running, idle = all_running, all_idle
+            if self.running_ahead:      # a copy of its own, beside the memory
+                running = Signal(name=f"running_{name.lower()}", attrs={"keep": 1})
+                m.d.sync += running.eq(all_running)
+                idle = ~running & ~zeroing
             aw = ceil_log2(self.shapes[name][1])
             h_addr = host.addr[:aw]
             if cfg.db_serial and name == "DB":       # word k, element g at 4k + g
