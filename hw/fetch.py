@@ -163,7 +163,7 @@ class FetchStage(wiring.Component):
             n = cfg.dh_words
             loading = Signal()
             loaded = Signal(range(n + 1))           # words read
-            arriving, last_arriving = Signal(), Signal()
+            last_arriving = Signal()
             held = Signal(data.ArrayLayout(self.da_rd.data.shape().elem_shape, n * L))
             with m.If(self.setup):
                 m.d.sync += [loading.eq(1), loaded.eq(0)]
@@ -172,21 +172,36 @@ class FetchStage(wiring.Component):
             if self.registered:         # (a word's data come two cycles after its read)
                 read, last_read = Signal(), Signal()
                 m.d.sync += [read.eq(loading), last_read.eq(loading & (loaded == n - 1)),
-                             arriving.eq(read), last_arriving.eq(last_read)]
+                             last_arriving.eq(last_read)]
+                arriving_d = read
             else:
-                m.d.sync += [arriving.eq(loading),
-                             last_arriving.eq(loading & (loaded == n - 1))]
+                m.d.sync += last_arriving.eq(loading & (loaded == n - 1))
+                arriving_d = loading          # (a word in the next cycle)
             with m.If(last_arriving):               # the last word in the register now
                 m.d.sync += more.eq(1)
-            with m.If(arriving):
-                m.d.sync += held.eq(Cat(held.as_value()[L * len(da_words[0]):],
-                                        self.da_rd.data.as_value()))
-            with m.Elif(issue):
-                m.d.sync += held.eq(held.as_value() >> len(da_words[0]))
+            # each group of LANE_GROUP elements loads and moves by registers of its own (kept
+            # apart: one enable for the whole register crossed the die): a word arriving, and
+            # an issue the cycle before (`shifting`): an element moves a cycle after its issue,
+            # so an issue with a move still to come takes the element a place further on
+            shifting = Signal()
+            m.d.sync += shifting.eq(issue)
+            elements = n * L
+            for g in range(0, elements, LANE_GROUP):
+                load_g, move_g = (Signal(name=f"dh_{what}{g // LANE_GROUP}", attrs={"keep": 1})
+                                  for what in ("load", "move"))
+                m.d.sync += [load_g.eq(arriving_d), move_g.eq(issue)]
+                group = range(g, min(g + LANE_GROUP, elements))
+                with m.If(load_g):      # a word in at the top, the others a word down
+                    m.d.sync += [held[e].eq(held[e + L] if e + L < elements else
+                                            self.da_rd.data[e + L - elements]) for e in group]
+                with m.Elif(move_g):    # an element down
+                    m.d.sync += [held[e].eq(held[e + 1] if e + 1 < elements else 0)
+                                 for e in group]
             # unit k's, the cycle after its issue (as the reads' data), then in the stages
             da_v, da_v0, da_v1 = (Signal.like(da_words[0], name=f"dh_held{i}") for i in range(3))
             with m.If(issue):
-                m.d.sync += da_v.eq(held[X % L])
+                m.d.sync += da_v.eq(Mux(shifting, held[min(X % L + 1, elements - 1)],
+                                        held[X % L]))
             m.d.sync += [da_v0.eq(da_v), da_v1.eq(da_v0)]
         if deep:
             # stage 0: the read data registered as they leave the memories (nothing between;
