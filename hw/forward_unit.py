@@ -67,8 +67,9 @@ class ForwardUnit(wiring.Component):
     every write registered, landing the cycle after (the step that reads it starts later
     still). :attr:`step_overhead` is :data:`STEP_OVERHEAD`, the queue's
     :data:`~.forward.NET_QUEUE_LATENCY` and the two activations' interpolation stages
-    (``ForwardPipe(interpolation_stage=)``: two cycles more). The dot products are then made on the MAC array's
-    multipliers (idle in the forward; ``MacArray(forward_products=True)``): the unit offers each
+    (``ForwardPipe(interpolation_stage=)``: two cycles more). The dot products are then made
+    on the MAC array's multipliers (idle in the forward; ``MacArray(forward_products=True)``):
+    the unit offers each
     beat's operands on ``operands`` (the ``W`` word and the ``a_t`` word, as they leave block
     RAM) and the pipe takes their products on ``products`` two cycles later; the unit has no
     multiplier of its own for them. Same cycles. ``busy`` is then a register (it selects the
