@@ -220,16 +220,15 @@ class Backward(wiring.Component):
         if self.config.train:
             fwd, upd, gather = self.forward, self.update, self.gather
             layered = self.config.layers > 1
+            units = self._units().values()
+            # the bank's running: the controller's and the units' (running_ahead: a cycle
+            # ahead, their starts too, as the bank registers a copy beside each memory)
+            ahead = (ctl.start, *(u.start for u in units)) if self.bank.running_ahead else ()
             m.d.comb += [
                 regs.status[STATUS["CACHED"]].eq(ph.cached),
                 ph.cache_written.eq(host.we & ~ph.busy &
                                     Cat(host.mem == MEMORIES[n].code for n in CACHE).any()),
-                # (deep_stages: a cycle ahead, the units' starts too: the bank registers a copy
-                # beside each memory, MemoryBank.running_ahead)
-                self.bank.running.eq(Cat(running, *(u.busy for u in self._units().values()),
-                                         *((ctl.start, *(u.start for u in
-                                                         self._units().values()))
-                                           if self.bank.running_ahead else ())).any()),
+                self.bank.running.eq(Cat(running, *(u.busy for u in units), *ahead).any()),
                 fwd.start.eq(ph.fwd_start), fwd.seq_len.eq(regs.seq_len),
                 fwd.batch.eq(regs.batch), ph.fwd_busy.eq(fwd.busy),
                 # several layers: the layer's update alone (update_lstm), the gather alone

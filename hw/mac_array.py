@@ -117,14 +117,13 @@ class MacArray(wiring.Component):
     registers the copies and it can become each ECP5 ``MULT18X18D``'s own input and output
     registers (:mod:`gateskip.synth.multreg`). Same cycles.
 
-    ``forward_products`` (needs ``lane_operands``): the lanes'
-    multipliers also serve a block beside the array while it is idle (the forward's dot
-    products, ``DotUnit(products=True)``): while the input ``forward`` is high, each lane takes
-    ``fwd.w[l]`` where it takes its row element and ``fwd.a[l]`` where it takes ``s`` (both
-    registered in the cycle the row's word comes from block RAM, or with ``read_latency`` 2
-    from its read register), and the output ``products``
-    holds their exact product two cycles after ``fwd`` (the multiplier's registers on both
-    sides). ``forward`` may only be high while no command runs; the lane's ``s`` register is
+    ``forward_products`` (needs ``lane_operands``): the lanes' multipliers also serve a block
+    beside the array while it is idle (the forward's dot products, ``DotUnit(products=True)``):
+    while the input ``forward`` is high, each lane takes ``fwd.w[l]`` where it takes its row
+    element and ``fwd.a[l]`` where it takes ``s`` (both registered in the cycle the row's word
+    comes from block RAM, or with ``read_latency`` 2 from its read register), and the output
+    ``products`` holds their exact product two cycles after ``fwd`` (the multiplier's
+    registers on both sides). ``forward`` may only be high while no command runs; the lane's ``s`` register is
     then as wide as the wider of ``grad`` and ``operand``. Same cycles.
 
     ``da_depth``: the ``da`` ports address that many words, the array's ``C`` from ``da_base``
