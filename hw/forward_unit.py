@@ -71,11 +71,11 @@ class ForwardUnit(wiring.Component):
     on the MAC array's multipliers (idle in the forward; ``MacArray(forward_products=True)``):
     the unit offers each beat's operands on ``operands`` (the ``W`` word and the ``a_t`` word,
     as they come from the memories) and the pipe takes their products on ``products`` two
-    cycles later; the unit has no multiplier of its own for them. Same cycles. ``busy`` is then a register (it selects the
-    memories' run ports). Where the memory bank registers the reads of ``W``, ``A`` and ``XI``
-    (:attr:`registered`: ``MemoryBank.registered_reads``, without forwarding; ``BM``'s too) a
-    beat comes a cycle later, from those registers: one cycle more per step
-    (:attr:`step_overhead`).
+    cycles later; the unit has no multiplier of its own for them. Same cycles. ``busy`` is
+    then a register (it selects the memories' run ports). Where the memory bank registers the
+    reads of ``W``, ``A``, ``XI`` and ``BM`` (:attr:`registered`:
+    ``MemoryBank.registered_reads``, without forwarding) a beat comes a cycle later, from
+    those registers: one cycle more per step (:attr:`step_overhead`).
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """

@@ -123,8 +123,8 @@ class MacArray(wiring.Component):
     element and ``fwd.a[l]`` where it takes ``s`` (both registered in the cycle the row's word
     comes from block RAM, or with ``read_latency`` 2 from its read register), and the output
     ``products`` holds their exact product two cycles after ``fwd`` (the multiplier's
-    registers on both sides). ``forward`` may only be high while no command runs; the lane's ``s`` register is
-    then as wide as the wider of ``grad`` and ``operand``. Same cycles.
+    registers on both sides). ``forward`` may only be high while no command runs; the lane's
+    ``s`` register is then as wide as the wider of ``grad`` and ``operand``. Same cycles.
 
     ``da_depth``: the ``da`` ports address that many words, the array's ``C`` from ``da_base``
     on (an input, held while the array is busy), added as a word is issued, so that no adder
