@@ -74,11 +74,12 @@ class AccelConfig:
     and without forwarding the run reads of the MAC array's and the fetch's memories registered
     right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
     the array), in a ``train`` build those of ``WM``, ``XI`` and ``BM`` too, the training units'
-    reads of them all a cycle later (a cycle more per forward step, per update, per dx gather and, for
-    the fetch's ``dh`` words, per backward step); in a ``train`` build the fetch's recurrent
-    ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port, ``dh_words + 1``
-    cycles more per step), the forward's dot unit never stalling (its nets queued: two cycles
-    more per forward step) and its products made on the MAC array's multipliers (idle in the
+    reads of them all a cycle later (a cycle more per forward step, per update, per dx gather
+    and, for the fetch's ``dh`` words, per backward step); in a ``train`` build the fetch's
+    recurrent ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port,
+    ``dh_words + 1`` cycles more per step), the forward's dot unit never stalling (its nets
+    queued: two cycles more per forward step), its activations' interpolation products
+    registered before their adds (two cycles more per forward step) and its products made on the MAC array's multipliers (idle in the
     forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes registered, the
     weight update's read enable a register, the update units' rounding in two stages, their
     gradient's products in parts of one multiplier each, registered as they leave it
