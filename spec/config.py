@@ -79,8 +79,9 @@ class AccelConfig:
     recurrent ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port,
     ``dh_words + 1`` cycles more per step), the forward's dot unit never stalling (its nets
     queued: two cycles more per forward step), its activations' interpolation products
-    registered before their adds (two cycles more per forward step) and its products made on the MAC array's multipliers (idle in the
-    forward; ``lanes`` multipliers fewer, same cycles) and the forward's writes registered, the
+    registered before their adds (two cycles more per forward step) and its products made on
+    the MAC array's multipliers (idle in the forward; ``lanes`` multipliers fewer, same cycles)
+    and the forward's writes registered, the
     weight update's read enable a register, the update units' rounding in two stages, their
     gradient's products in parts of one multiplier each, registered as they leave it
     (``UpdateUnit.fast_options``), and a word's passes shifted to and from the units (three
