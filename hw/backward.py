@@ -1,5 +1,7 @@
 """Backward-pass accelerator: BPTT of one LSTM layer over T steps and B sequences (DESIGN.md §1-§3)."""
 
+import operator
+from functools import reduce
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -155,6 +157,8 @@ class Backward(wiring.Component):
             self.out_update = WeightUpdate(c, run_ports, layer="output")
         if c.layers > 1:
             self.lift = DxGather(c, run_ports, source="HO", dest="XI")
+        #: the run ports the training units share with the backward (:meth:`_shared_ports`)
+        self.shared_ports = self._shared_ports()
         super().__init__({
             "reg": In(reg_signature()),
             "mem": In(mem_port_signature(self.addr_width, self.elements, c.element_port)),
@@ -411,34 +415,54 @@ class Backward(wiring.Component):
                                       tau[:f.grad.width]))]
         m.d.comb += self.threshold.tau.eq(model_tau)
 
+    def _shared_ports(self) -> dict:
+        """The memories' run ports that training units use: ``{name: (users, own)}``, ``users``
+        the ``(busy, port)`` of each unit that has the port, in order, ``own`` the backward's
+        (its view's, which :meth:`_run_ports` gives the port when no unit is busy)."""
+        units = list(self._units().values())
+        shared = {}
+        for name, member in self.bank.signature.members.items():
+            users = [(unit.busy, getattr(unit, name)) for unit in units
+                     if name.endswith(("_rd", "_wr")) and name in unit.signature.members]
+            if users:
+                shared[name] = users, member.signature.create(path=("bw", name))
+        return shared
+
     def _run_ports(self, m):
         """The training units on the memories' run ports, each port given to the block of the
         phase that runs (forward, update and gather, the whole model's units, else the
         backward); returns the backward's view: a namespace with a port per name, as the bank
-        has."""
-        units = self._units()
-        for name, unit in units.items():
+        has.
+
+        With ``deep_stages`` a write port's enables are ORed, and with one writer its address
+        and data are the writer's: no unit's ``busy`` selects them (it would reach every enable
+        of a wide memory, ``A``'s 32 lanes). Each writer's enable is zero but while it writes
+        and no two write at once (``tests/hwsim.py`` watches :attr:`shared_ports`)."""
+        for name, unit in self._units().items():
             m.submodules[name] = unit
-        units = list(units.values())
         bank, view = self.bank, SimpleNamespace()
-        for name, member in bank.signature.members.items():
-            if not name.endswith(("_rd", "_wr")):
-                continue
+        for name in bank.signature.members:
+            if name.endswith(("_rd", "_wr")):
+                setattr(view, name, getattr(bank, name))
+        for name, (users, own) in self.shared_ports.items():
             target = getattr(bank, name)
-            users = [(unit.busy, getattr(unit, name)) for unit in units
-                     if name in unit.signature.members]
-            if not users:
-                setattr(view, name, target)
-                continue
-            own = member.signature.create(path=("bw", name))
             setattr(view, name, own)
             write = name.endswith("_wr")
+            ored = write and self.config.deep_stages
+            writers = ([port for _b, port in users] +
+                       ([own] if MEMORIES[name[:-3].upper()].written else []))
             for field in ("addr", "en", "data") if write else ("addr", "en"):
-                value = getattr(own, field)
-                if write and field == "en" and len(target.en) > len(value):
-                    value = value.replicate(len(target.en))
-                for busy, port in reversed(users):
-                    value = Mux(busy, getattr(port, field), value)
+                if ored and field == "en":
+                    value = reduce(operator.or_, (
+                        port.en.replicate(len(target.en) // len(port.en)) for port in writers))
+                elif ored and len(writers) == 1:
+                    value = getattr(writers[0], field)
+                else:
+                    value = getattr(own, field)
+                    if write and field == "en" and len(target.en) > len(value):
+                        value = value.replicate(len(target.en))
+                    for busy, port in reversed(users):
+                        value = Mux(busy, getattr(port, field), value)
                 m.d.comb += getattr(target, field).eq(value)
             if not write:
                 m.d.comb += [own.data.eq(target.data),

@@ -347,11 +347,15 @@ class AmaranthBus:
         return np.array(data, np.int64).reshape(n, per)
 
 
-def simulate(dut, testbench, collisions: dict | None = None):
+def simulate(dut, testbench, collisions: dict | None = None, writes: dict | None = None):
     """Run ``testbench(ctx)`` (an async function) against ``dut`` on a 100 MHz clock; returns
     what it returns. ``collisions``: ``{name: 0}`` for memories of ``dut.bank`` whose cycles
     that read the word a write port writes are to be counted into it, until the testbench
-    returns."""
+    returns. ``writes``: ``{port: 0}`` for write ports of ``dut.shared_ports`` (a training
+    ``Backward``) whose cycles with a stray write are to be counted into it: a unit's enable
+    set while it is not busy, or two writers' at once (the backward's own while a unit is
+    busy), which would make their ORed enables (``deep_stages``) differ from the selection by
+    busy."""
     out = {}
 
     async def tb(ctx):
@@ -372,6 +376,18 @@ def simulate(dut, testbench, collisions: dict | None = None):
                         collisions[name] += 1
                 await ctx.tick()
         sim.add_testbench(monitor, background=True)
+    if writes:
+        async def watch(ctx):
+            while "result" not in out:
+                for name in writes:
+                    users, own = dut.shared_ports[name]
+                    busy = [bool(ctx.get(b)) for b, _port in users]
+                    on = [bool(ctx.get(port.en)) for _b, port in users]
+                    if (any(o and not b for o, b in zip(on, busy)) or sum(on) > 1 or
+                            (ctx.get(own.en) and any(busy))):
+                        writes[name] += 1
+                await ctx.tick()
+        sim.add_testbench(watch, background=True)
     sim.run()
     return out["result"]
 

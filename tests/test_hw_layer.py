@@ -23,15 +23,15 @@ FORWARD_OUT = ("A", "ACT", "HO", "HS", "CS", "XI")
 TRAIN_OUT = ("DW", "DB", "DA", "DC", "WM", "W", "BM", "DX")
 
 
-def run(dut, script, collisions=None):
+def run(dut, script, collisions=None, writes=None):
     """Run ``script(host)`` (a coroutine function) against ``dut``; returns what it returns.
-    ``collisions``: as :func:`hwsim.simulate`'s."""
+    ``collisions``, ``writes``: as :func:`hwsim.simulate`'s."""
     async def tb(ctx):
         return await script(LayerHost(AmaranthBus(dut, ctx), hidden=dut.hidden,
                                       inputs=dut.inputs, lanes=dut.lanes, max_seq=dut.max_seq,
                                       max_batch=dut.max_batch, train=True))
 
-    return simulate(dut, tb, collisions)
+    return simulate(dut, tb, collisions, writes)
 
 
 async def read_all(host, names):
@@ -99,10 +99,14 @@ def test_layer_iterations_are_bit_exact(H, X, L, T, B, sparsity, dense, seq_len,
         wants.append({"fwd": fwd, "train": trained})
 
     collisions = {name: 0 for name in dut.bank.collision_free}
-    got = run(dut, script, collisions)
+    writes = {name: 0 for name in dut.shared_ports if name.endswith("_wr")}
+    got = run(dut, script, collisions, writes)
     # what the build tells Yosys (MemoryBank, NO_COLLISION): no run or host read of a word
     # being written, from the load to the last read
     assert collisions == {name: 0 for name in dut.bank.collision_free}
+    # what deep_stages' ORed write enables take (Backward._run_ports): each writer's zero but
+    # while it writes, one at a time
+    assert {"a_wr", "w_wr", "dx_wr"} <= set(writes) and not any(writes.values()), writes
     K = X + H
     for it, (g, w) in enumerate(zip(got, wants)):
         assert g["status"] & (1 << STATUS["CACHED"]), it

@@ -53,14 +53,14 @@ def training(start, batches, threshold, lr, dense, counters):
     return script
 
 
-def run(dut, script, collisions=None):
+def run(dut, script, collisions=None, writes=None):
     async def tb(ctx):
         return await script(ModelHost(AmaranthBus(dut, ctx), vocab=dut.config.vocab,
                                       hidden=dut.hidden, inputs=dut.inputs, lanes=dut.lanes,
                                       max_seq=dut.max_seq, max_batch=dut.max_batch,
                                       layers=dut.config.layers))
 
-    return simulate(dut, tb, collisions)
+    return simulate(dut, tb, collisions, writes)
 
 
 @pytest.mark.parametrize("H, X, L, V, T, B, threshold, dense, update_lanes, options", [
@@ -84,11 +84,14 @@ def test_model_iterations_are_bit_exact(H, X, L, V, T, B, threshold, dense, upda
     start = golden.masters()
 
     collisions = {name: 0 for name in dut.bank.collision_free}
+    writes = {name: 0 for name in dut.shared_ports if name.endswith("_wr")}
     got, evaluation, final = run(dut, training(start, batches, threshold, lr, dense,
                                               ("OUTPUT_VALUES", "OUTPUT_ZEROS", "ZEROS",
-                                               "VALUES")), collisions)
+                                               "VALUES")), collisions, writes)
     # what the build tells Yosys (MemoryBank, NO_COLLISION): no word read as it is written
     assert {"DHO", "DH"} <= set(collisions) and not any(collisions.values()), collisions
+    # what deep_stages' ORed write enables take (Backward._run_ports): one writer at a time
+    assert {"dwo_wr", "e_wr"} <= set(writes) and not any(writes.values()), writes
     state = None
     for (tok, tgt), g in zip(batches, got):
         want = golden.step(tok, tgt, state, threshold, lr)
