@@ -233,7 +233,8 @@ class GateGradUnit(wiring.Component):
     :data:`SPLIT_BITS` on and of its low bits (unsigned), each one ECP5 MULT18X18D, registered
     apart and summed in the rounding's adder (:func:`round_split`): no adder between a
     multiplier and its register (Yosys joins the blocks of a wider product with one), the same
-    cycles. ``operand_copies``: a value that several products take in one stage (``dc'``
+    cycles; the values' registers have no reset (the valid bits have), so that the products'
+    can be taken into the multipliers (:mod:`gateskip.synth.multreg`). ``operand_copies``: a value that several products take in one stage (``dc'``
     into ``u v w dc_prev``, ``dh`` into ``x y``) is held for each of them in a register of
     its own (kept apart in synthesis), so that no register drives the multipliers of several
     products across the die; the same cycles. Under back-pressure the whole pipeline holds
@@ -629,6 +630,10 @@ class GateGradUnit(wiring.Component):
             out, out_valid = self.o.payload, self.o.valid
         ports = dict(zip(OUTPUTS, (out.dnet[0], out.dnet[1], out.dnet[2], out.dnet[3],
                                    out.dc_prev)))
+        # split_products (a fast clock): the values' registers without the domain's reset
+        # (only the valid bits have one), so that the products' can be the multipliers' own
+        # (synth/multreg.py takes none with a reset)
+        plain = self.split_products
         regs = {}                                        # (value, stage) -> its register
         source = {}                                      # (value, stage) -> what it takes
         assignments = []
@@ -644,7 +649,8 @@ class GateGradUnit(wiring.Component):
                 return p[name]
             if (name, stage) not in regs:
                 regs[name, stage] = (ports[name] if stage == depth and name in ports else
-                                     Signal(signed(widths[name]), name=f"{name}{stage}"))
+                                     Signal(signed(widths[name]), name=f"{name}{stage}",
+                                            reset_less=plain))
                 if stage > made[name]:                   # a copy, one stage on
                     assign(name, stage, at(name, stage - 1))
             return regs[name, stage]
@@ -664,7 +670,7 @@ class GateGradUnit(wiring.Component):
                 return reg
             if (name, stage, op.name) not in copies:
                 own = Signal(signed(widths[name]), name=f"{name}{stage}_{op.name}",
-                             attrs={"keep": 1})
+                             reset_less=plain, attrs={"keep": 1})
                 assignments.append((own, source[name, stage]))
                 copies[name, stage, op.name] = own
             return copies[name, stage, op.name]
@@ -699,14 +705,15 @@ class GateGradUnit(wiring.Component):
                 parts = []
                 for part, value in (("high", a[SPLIT_BITS:].as_signed() * b),
                                     ("low", a[:SPLIT_BITS].as_unsigned() * b)):
-                    reg = Signal(signed(len(value)), name=f"{op.name}_p{part}")
+                    reg = Signal(signed(len(value)), name=f"{op.name}_p{part}",
+                                 reset_less=plain)
                     assignments.append((reg, value))
                     parts.append(reg)
                 product, stage = round_split(*parts, op.shift), stage + 1
             else:
                 product = a * b
                 if self.product_stages:                    # as the multipliers leave it
-                    raw = Signal(signed(len(product)), name=f"{op.name}_p")
+                    raw = Signal(signed(len(product)), name=f"{op.name}_p", reset_less=plain)
                     assignments.append((raw, product))
                     product, stage = raw, stage + 1
                 product = round_half_up_narrow(product, op.shift)
@@ -714,7 +721,7 @@ class GateGradUnit(wiring.Component):
                 product = saturate_by_sign(product, op.inner)
             if op.base is not None:                     # the product gets a stage of its own
                 sq = Signal(signed(op.inner if op.inner is not None else len(product)),
-                            name=op.name)
+                            name=op.name, reset_less=plain)
                 assignments.append((sq, product))
                 product, stage = sq, stage + 1
             if op.base is not None:
