@@ -127,9 +127,10 @@ class Backward(wiring.Component):
                               clear_sums=bool(zeroed_by_array),
                               forward_products=c.train and ForwardUnit.shares_array_of(c))
         #: cycles per step beyond the MAC array's (see :data:`STEP_OVERHEAD`; the gate-gradient
-        #: unit's queue replaces a slice, the array's registered reads add a stage)
+        #: unit's queue replaces a slice, its products' joins add stages, the array's registered
+        #: reads a stage)
         self.step_overhead = (STEP_OVERHEAD + DEEP_STAGES_OVERHEAD * c.deep_stages +
-                              (CREDIT_LATENCY - 1) * self.ew.credits +
+                              (CREDIT_LATENCY - 1) * self.ew.credits + self.ew.join_latency +
                               self.array.latency - ARRAY_LATENCY + self.fetch.load_cycles)
         self.threshold = ThresholdUnit(f.grad.width, 4, counter_width=c.counter_width,
                                        dsp_counters=c.dsp_counters,

@@ -14,7 +14,7 @@ from .fixedpoint import round_half_up_carry, round_half_up_narrow, saturate_by_s
 from .queue import Queue, credits
 
 __all__ = ["GateGradUnit", "GateGradOp", "gate_grad_ops", "gate_grad_schedule", "op_latency",
-           "parallel_plan", "FULL_LATENCY",
+           "parallel_plan", "split_ops", "FULL_LATENCY",
            "allocate_registers", "PRODUCTS", "MUL_LATENCY", "SPLIT_BITS", "SPLIT_WIDTH",
            "round_split", "pipelined", "CREDIT_DEPTH", "CREDIT_LATENCY"]
 
@@ -171,29 +171,39 @@ def allocate_registers(schedule, formats: Formats = FORMATS):
     return [(w, tuple(names)) for w, names, _ in registers]
 
 
-def parallel_plan(ops, product_stages: bool = True):
+def parallel_plan(ops, product_stages: bool = True, joined=()):
     """The pipelined unit's stages: ``(plan, made, depth)``, ``plan`` each op with the stage of
     its product (the stage after its last operand's), ``made`` each value's stage (the inputs
     0, ``dh`` 1: made from two of them), ``depth`` the output register's stage. With
     ``product_stages`` the product is registered as the multipliers leave it and rounded (and
-    saturated) in the next stage; an op with an addend takes one stage more, for the sum."""
+    saturated) in the next stage; an op with an addend takes one stage more, for the sum; an
+    op named in ``joined`` (a product made in two parts, :func:`split_ops`) one more, its
+    parts' rounded sum registered before the saturation."""
     made = {n: 0 for n in _INPUTS if n != "dh"}
     made["dh"] = 1
     plan = []
     for op in ops:
         ready = max(made[n] for n in (op.a, op.b, op.base) if n not in (None, "one"))
         plan.append((op, ready + 1))
-        made[op.dst] = ready + 1 + product_stages + (op.base is not None)
+        made[op.dst] = (ready + 1 + product_stages + (op.name in joined) +
+                        (op.base is not None))
     return plan, made, max(made.values())
+
+
+def split_ops(ops, widths: dict) -> frozenset:
+    """The names of the ops whose product ``split_products`` makes in two parts: an operand
+    wider than :data:`SPLIT_WIDTH` bits."""
+    return frozenset(op.name for op in ops if max(widths[op.a], widths[op.b]) > SPLIT_WIDTH)
 
 
 #: the pipelined unit's latency, cycles from a beat accepted to its result offered (with its
 #: product stages; :func:`parallel_plan`)
 FULL_LATENCY = parallel_plan(gate_grad_ops()[0])[2]
-#: results the queue of a pipelined unit with ``credits`` holds: enough for a beat a cycle (a
-#: credit spent as a beat is taken is back ``latency + 4`` cycles later: its result enters the
-#: queue after the pipeline, is offered two cycles later, and the credit returns the cycle after
-#: it leaves)
+#: results the queue of a pipelined unit with ``credits`` holds, at least: enough for a beat a
+#: cycle (a credit spent as a beat is taken is back ``latency + 4`` cycles later: its result
+#: enters the queue after the pipeline, is offered two cycles later, and the credit returns the
+#: cycle after it leaves; a deeper pipeline, ``split_products``, has that many:
+#: ``GateGradUnit.credit_depth``)
 CREDIT_DEPTH = 16
 #: cycles the queue of a unit with ``credits`` adds to its latency (:class:`~.queue.Queue`'s)
 CREDIT_LATENCY = 2
@@ -231,20 +241,22 @@ class GateGradUnit(wiring.Component):
     (latency 6). ``split_products`` (needs ``product_stages``): a product with an operand wider
     than :data:`SPLIT_WIDTH` bits is made as two, of that operand's bits from
     :data:`SPLIT_BITS` on and of its low bits (unsigned), each one ECP5 MULT18X18D, registered
-    apart and summed in the rounding's adder (:func:`round_split`): no adder between a
-    multiplier and its register (Yosys joins the blocks of a wider product with one), the same
-    cycles; the values' registers have no reset (the valid bits have), so that the products'
-    can be taken into the multipliers (:mod:`gateskip.synth.multreg`). ``operand_copies``: a value that several products take in one stage (``dc'``
-    into ``u v w dc_prev``, ``dh`` into ``x y``) is held for each of them in a register of
-    its own (kept apart in synthesis), so that no register drives the multipliers of several
-    products across the die; the same cycles. Under back-pressure the whole pipeline holds
+    apart (no adder between a multiplier and its register: Yosys joins the blocks of a wider
+    product with one), and summed in the rounding's adder (:func:`round_split`) into a register
+    of its own, saturated in the next stage (:func:`split_ops`; four cycles more on the longest
+    chain, :attr:`join_latency`: latency 14); the values' registers have no reset (the valid
+    bits have), so that the products' can be taken into the multipliers
+    (:mod:`gateskip.synth.multreg`). ``operand_copies``: a value that several products take in
+    one stage (``dc'`` into ``u v w dc_prev``, ``dh`` into ``x y``) is held for each of them in
+    a register of its own (kept apart in synthesis), so that no register drives the
+    multipliers of several products across the die; the same cycles. Under back-pressure the whole pipeline holds
     (``i.ready = ~o.valid | o.ready``): the consumer should have a registered ``ready`` (the
     :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
     ``credits`` (for a fast clock): the pipeline never holds, so that no enable fans out from
     ``o.ready`` to its registers. A beat is taken only with a credit, room for its result in a
-    queue of :data:`CREDIT_DEPTH` after the last stage (:class:`~.queue.Queue`: ``o`` from its
-    output register); ``i.ready`` is a register. One beat per cycle, latency
-    :data:`CREDIT_LATENCY` cycles more.
+    queue of :attr:`credit_depth` (:data:`CREDIT_DEPTH`, or the latency plus 4 if more) after
+    the last stage (:class:`~.queue.Queue`: ``o`` from its output register); ``i.ready`` is a
+    register. One beat per cycle, latency :data:`CREDIT_LATENCY` cycles more.
 
     ``multipliers`` ``M`` in 1..14: time-shared. The 16 products run on at most ``M``
     multipliers in the fixed schedule of :func:`gate_grad_schedule` (:attr:`schedule`, ``S``
@@ -332,10 +344,20 @@ class GateGradUnit(wiring.Component):
         self.parallel = pipelined(multipliers)
         self.multipliers = PRODUCTS if self.parallel else multipliers
         ops, widths = gate_grad_ops(formats)
+        #: the pipelined unit's ops whose product is made in two parts, their sum registered
+        #: (``split_products``: :func:`split_ops`)
+        self.joined = split_ops(ops, widths) if split_products and self.parallel else frozenset()
+        #: cycles those sums' registers add to the pipelined unit's latency
+        self.join_latency = 0
+        #: results the credits' queue holds
+        self.credit_depth = CREDIT_DEPTH
         if self.parallel:
             self.schedule, self.shapes = None, None
             self.cycles_per_unit = 1
-            self.latency = parallel_plan(ops, product_stages)[2] + CREDIT_LATENCY * credits
+            depth = parallel_plan(ops, product_stages, self.joined)[2]
+            self.join_latency = depth - parallel_plan(ops, product_stages)[2]
+            self.latency = depth + CREDIT_LATENCY * credits
+            self.credit_depth = max(CREDIT_DEPTH, depth + 4)
             #: 16x16 DSP blocks of the multipliers (iCE40 SB_MAC16), as Yosys splits them
             self.dsp_blocks = sum(_dsp_cost(*sorted((widths[op.a], widths[op.b]))[::-1])
                                   for op in ops)
@@ -621,9 +643,9 @@ class GateGradUnit(wiring.Component):
         ops, widths = gate_grad_ops(f)
         one = 1 << f.act.frac_bits
         p = self.i.payload
-        plan, made, depth = parallel_plan(ops, self.product_stages)
+        plan, made, depth = parallel_plan(ops, self.product_stages, self.joined)
         if self.credits:         # the last stage into the queue, ``o`` from the queue
-            m.submodules.queue = queue = Queue(self.out_layout, CREDIT_DEPTH)
+            m.submodules.queue = queue = Queue(self.out_layout, self.credit_depth)
             wiring.connect(m, queue.o, wiring.flipped(self.o))
             out, out_valid = queue.i.payload, queue.i.valid
         else:
@@ -682,7 +704,7 @@ class GateGradUnit(wiring.Component):
             # the queue; the queue is never full when a result comes
             has_credit = Signal()
             taken = self.i.valid & has_credit
-            m.d.comb += [has_credit.eq(credits(m, CREDIT_DEPTH, taken,
+            m.d.comb += [has_credit.eq(credits(m, self.credit_depth, taken,
                                                self.o.valid & self.o.ready)),
                          adv.eq(1), self.i.ready.eq(has_credit),
                          self.busy.eq(Cat(*v, out_valid).any() | (queue.level != 0))]
@@ -698,7 +720,7 @@ class GateGradUnit(wiring.Component):
             p.dh_loss + round_half_up_narrow(p.da_h, dh_shift(f)), widths["dh"]))
         for op, stage in plan:
             a, b = operand(op.a, stage - 1, op), operand(op.b, stage - 1, op)
-            if self.split_products and max(len(a), len(b)) > SPLIT_WIDTH:
+            if op.name in self.joined:                  # (split_ops)
                 if len(a) < len(b):                     # the wider operand is the one split
                     a, b = b, a
                 # a = high * 2**SPLIT_BITS + low, low unsigned: a block each, registered apart
@@ -709,7 +731,11 @@ class GateGradUnit(wiring.Component):
                                  reset_less=plain)
                     assignments.append((reg, value))
                     parts.append(reg)
-                product, stage = round_split(*parts, op.shift), stage + 1
+                # their rounded sum registered before its saturation: a stage more
+                joined = round_split(*parts, op.shift)
+                reg = Signal(signed(len(joined)), name=f"{op.name}_joined", reset_less=plain)
+                assignments.append((reg, joined))
+                product, stage = reg, stage + 2
             else:
                 product = a * b
                 if self.product_stages:                    # as the multipliers leave it

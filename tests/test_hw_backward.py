@@ -108,13 +108,14 @@ def test_small_device_options_are_bit_exact(H, X, L, T, B, sparsity, dense, extr
     (6, 5, 6, 2, 1, 0.5, True, None, True),
 ])
 @pytest.mark.parametrize("forwarding", [True, False])
-def test_deep_stages_are_bit_exact_seven_or_eight_cycles_more_a_step(H, X, L, T, B, sparsity, dense, ew,
-                                                           ep, forwarding):
+def test_deep_stages_are_bit_exact_seven_or_twelve_cycles_more_a_step(H, X, L, T, B, sparsity,
+                                                                      dense, ew, ep, forwarding):
     """``deep_stages`` (the fetch's read registers, queue and first lane select, the slice
     after it, the threshold's second stage, the host port's registers, ``DA`` in block RAM),
     with or without ``element_port``: the same results, and exactly seven cycles more per step
-    (``step_overhead``) with the time-shared gate-gradient unit; eight with the pipelined one,
-    whose credits' queue replaces the slice; one more again without forwarding, where the MAC
+    (``step_overhead``) with the time-shared gate-gradient unit; twelve with the pipelined one,
+    whose credits' queue replaces the slice and whose products' joins take four stages on its
+    longest chain (``split_products``); one more again without forwarding, where the MAC
     array's reads are registered (``MemoryBank.registered_reads``, a stage more in the array:
     exactly one more in a dense run, where every step ends in the array)."""
     seed = H * 100 + X * 10 + L + int(dense)
@@ -123,8 +124,9 @@ def test_deep_stages_are_bit_exact_seven_or_eight_cycles_more_a_step(H, X, L, T,
     duts = [Backward(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=B, ew_multipliers=ew,
                      element_port=ep, forwarding=forwarding, deep_stages=deep)
             for deep in (True, False)]
-    base = 7 + (CREDIT_LATENCY - 1) * (ew is None)
+    base = 7 + (CREDIT_LATENCY - 1 + 4) * (ew is None)
     assert duts[0].ew.credits == (ew is None) and not duts[1].ew.credits
+    assert duts[0].ew.join_latency == 4 * (ew is None) and duts[1].ew.join_latency == 0
     extra = base + (not forwarding)
     assert duts[0].bank.registered_reads == (() if forwarding else
                                              ("A", "W", "DW", "DA", "ACT", "DH", "DC"))

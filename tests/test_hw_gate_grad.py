@@ -104,13 +104,20 @@ def test_pipelined_unit_without_product_stages(extreme):
 def test_pipelined_unit_with_split_products(formats, extreme):
     """``split_products`` (the backward's ``deep_stages``): each product of an operand wider
     than 18 bits made as two, registered apart (on the ECP5 no adder between a MULT18X18D and
-    its register): the same results in the same cycles, under back-pressure too."""
+    its register), their sum registered before its saturation: the same results, a beat a
+    cycle, each such op a stage longer (four on the longest chain in the default formats: x,
+    dc', u, dnet_i), under back-pressure too."""
     n, seed = 100, 21 + extreme
     x = random_inputs(n, seed, extreme, formats=formats)
     dut = GateGradUnit(formats, split_products=True)
     got, cycles, acc, emit = run_unit(dut, x, n, seed, 1.0, 1.0)
     assert got == expected(x, n, formats)
-    assert dut.latency == GateGradUnit(formats).latency
+    assert acc == list(range(n))
+    assert dut.latency == GateGradUnit(formats).latency + dut.join_latency
+    if formats is FORMATS:
+        assert dut.joined == {"x", "y", "dc2", "dnet_o", "u", "v", "w", "dc_prev", "dnet_i",
+                              "dnet_f", "dnet_g"}
+        assert dut.join_latency == 4
     assert emit == [c + dut.latency for c in acc]
     got, *_ = run_unit(dut, x, n, seed, 0.7, 0.4)
     assert got == expected(x, n, formats)
@@ -124,20 +131,21 @@ def test_pipelined_unit_with_split_products(formats, extreme):
 def test_pipelined_unit_with_operand_copies(extreme):
     """``operand_copies`` (the backward's ``deep_stages``): ``dc'``, which four products take
     in one stage, and ``dh``, which two take, held in a kept register per product (and no
-    other value copied); the same results in the same cycles, under back-pressure too."""
+    other value copied); the same results in the same cycles as without, under back-pressure
+    too."""
     from amaranth.back import rtlil
     n, seed = 100, 41 + extreme
     x = random_inputs(n, seed, extreme)
     dut = GateGradUnit(split_products=True, operand_copies=True)
     got, cycles, acc, emit = run_unit(dut, x, n, seed, 1.0, 1.0)
     assert got == expected(x, n)
-    assert dut.latency == GateGradUnit().latency
+    assert dut.latency == GateGradUnit(split_products=True).latency
     assert emit == [c + dut.latency for c in acc]
     got, *_ = run_unit(dut, x, n, seed, 0.7, 0.4)
     assert got == expected(x, n)
     text = rtlil.convert(GateGradUnit(split_products=True, operand_copies=True))
     kept = set(re.findall(r"attribute \\keep 1\n\s*wire width \d+ (?:\w+ )*\\(\w+)", text))
-    assert kept == {"dh1_x", "dh1_y", "dc26_u", "dc26_v", "dc26_w", "dc26_dc_prev"}
+    assert kept == {"dh1_x", "dh1_y", "dc28_u", "dc28_v", "dc28_w", "dc28_dc_prev"}
     assert "keep" not in rtlil.convert(GateGradUnit(split_products=True))
     with pytest.raises(TypeError, match="operand_copies must be a bool"):
         GateGradUnit(operand_copies=1)
@@ -155,7 +163,8 @@ def test_pipelined_unit_with_credits(extreme, p_valid, p_ready):
     dut = GateGradUnit(split_products=True, credits=True)
     got, cycles, acc, emit = run_unit(dut, x, n, seed, p_valid, p_ready)
     assert got == expected(x, n), f"seed {seed}"
-    assert dut.latency == TIMING[None][1] + CREDIT_LATENCY
+    assert dut.latency == TIMING[None][1] + dut.join_latency + CREDIT_LATENCY
+    assert dut.credit_depth == dut.latency - CREDIT_LATENCY + 4 > CREDIT_DEPTH
     if p_valid == p_ready == 1.0:
         assert acc == list(range(n))
         assert emit == [c + dut.latency for c in acc]
