@@ -46,8 +46,8 @@ STEP_OVERHEAD = 9 + EW_LATENCY + ARRAY_LATENCY
 #: cycles more per step with ``deep_stages``: the fetch's read registers, first lane select and
 #: buffered queue, the slice after it, the threshold's second stage, and ``drained`` registered
 #: (``Backward.step_overhead``: one more where the pipelined gate-gradient unit has credits, its
-#: queue instead of the slice; one more again where the MAC array's reads are registered, in a
-#: step that ends in the array)
+#: queue instead of the slice, and four more for its products' joins, ``join_latency``; one more
+#: again where the MAC array's reads are registered, in a step that ends in the array)
 DEEP_STAGES_OVERHEAD = 7
 
 STATUS, MODE = FIELDS["STATUS"], FIELDS["MODE"]
