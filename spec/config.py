@@ -69,7 +69,8 @@ class AccelConfig:
     read data registered and its lane select split by a register, a register slice before the
     gate-gradient unit, the threshold's compares a stage before its zeroing, and the step's end
     (``drained``) seen from a register (seven cycles more per step), the gate-gradient unit's
-    wide products made as two (``split_products``), ``DA`` in block RAM where no read meets its
+    wide products made as two and their sums registered (``split_products``: four cycles more
+    per step with the pipelined unit), ``DA`` in block RAM where no read meets its
     write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` too),
     and without forwarding the run reads of the MAC array's and the fetch's memories registered
     right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
