@@ -136,7 +136,8 @@ class Backward(wiring.Component):
                                        dsp_counters=c.dsp_counters,
                                        skid=c.threshold_skid, staged=c.deep_stages)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
-                                   counter_width=c.counter_width)
+                                   counter_width=c.counter_width,
+                                   staged_counts=c.deep_stages)
         if c.db_serial:
             self.db = DbSerial(H, f, self.threshold.out_layout, self.compactor.in_layout)
         else:

@@ -33,12 +33,14 @@ class Compactor(wiring.Component):
     accepted), ``skipped`` (values not emitted: zeros in skip mode), ``pairs`` (emitted), ``blocked``
     (cycles holding a pair that ``o`` does not accept). ``busy`` is high while pairs are held;
     ``skip_now`` is the number of values skipped in the beat accepted this cycle (for counters
-    further up).
+    further up). ``staged_counts`` (a fast clock): an accepted beat's lane masks registered and
+    counted the cycle after, so that no counter's adder is in series with the compare of
+    ``base`` against ``length``: ``values``, ``skipped`` and ``skip_now`` a cycle later.
     """
 
     @staticmethod
     def check_parameters(width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
-                         counter_width: int = COUNTER_WIDTH) -> None:
+                         counter_width: int = COUNTER_WIDTH, staged_counts: bool = False) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
@@ -51,11 +53,15 @@ class Compactor(wiring.Component):
                              f"longest vector), not {lanes}")
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
+        if not isinstance(staged_counts, bool):
+            raise TypeError(f"staged_counts must be a bool, not {staged_counts!r}")
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
-                 counter_width: int = COUNTER_WIDTH):
-        self.check_parameters(width, lanes, index_width, counter_width=counter_width)
+                 counter_width: int = COUNTER_WIDTH, staged_counts: bool = False):
+        self.check_parameters(width, lanes, index_width, counter_width=counter_width,
+                              staged_counts=staged_counts)
         self.counter_width = counter_width
+        self.staged_counts = staged_counts
         self.width = width
         self.lanes = lanes
         self.index_width = index_width
@@ -124,14 +130,18 @@ class Compactor(wiring.Component):
             m.d.sync += [held.eq(self.i.payload.data), held_base.eq(base), pending.eq(send),
                          base.eq(Mux(final, 0, base + L))]
 
-        # -- counters
-        n_in = sum(in_vec[l] for l in range(L))
-        n_send = sum(send[l] for l in range(L))
-        m.d.comb += self.skip_now.eq(Mux(accept, n_in - n_send, 0))
+        # -- counters (staged_counts: of the beat accepted the cycle before, from registers)
+        counted, lanes_in, lanes_sent = accept, in_vec, send
+        if self.staged_counts:
+            counted, lanes_in, lanes_sent = Signal(), Signal(L), Signal(L)
+            m.d.sync += [counted.eq(accept), lanes_in.eq(in_vec), lanes_sent.eq(send)]
+        n_in = sum(lanes_in[l] for l in range(L))
+        n_send = sum(lanes_sent[l] for l in range(L))
+        m.d.comb += self.skip_now.eq(Mux(counted, n_in - n_send, 0))
         with m.If(self.clear):
             m.d.sync += [c.eq(0) for c in (self.values, self.skipped, self.pairs, self.blocked)]
         with m.Else():
-            with m.If(accept):
+            with m.If(counted):
                 m.d.sync += [self.values.eq(self.values + n_in),
                              self.skipped.eq(self.skipped + n_in - n_send)]
             with m.If(emit):

@@ -35,7 +35,7 @@ def run_compactor(dut, vectors, *, dense, seed, p_valid, p_ready):
             beat = [int(x) for x in vec[b:b + L]]
             beats.append(beat + [pad_rng.randint(1, 5) for _ in range(L - len(beat))])
     rng = random.Random(seed)
-    out = {"pairs": [], "in": [], "out": []}
+    out = {"pairs": [], "in": [], "out": [], "skip_now": []}
     expect = sum(len(compact_model(v, dense)) for v in vectors)
 
     async def tb(ctx):
@@ -55,9 +55,13 @@ def run_compactor(dut, vectors, *, dense, seed, p_valid, p_ready):
                 p = ctx.get(dut.o.payload)
                 out["pairs"].append((p.index, p.value))
                 out["out"].append(cyc)
+            out["skip_now"].append(ctx.get(dut.skip_now))
             await ctx.tick()
             cyc += 1
             assert cyc < 20 * (len(beats) * L + 10), f"hang (seed {seed})"
+        ctx.set(dut.i.valid, 0)
+        out["skip_now"].append(ctx.get(dut.skip_now))
+        await ctx.tick()                    # (staged_counts: the last beat counted)
         for name in ("values", "skipped", "pairs", "blocked"):
             out["n_" + name] = ctx.get(getattr(dut, name))
 
@@ -68,6 +72,7 @@ def run_compactor(dut, vectors, *, dense, seed, p_valid, p_ready):
     return out
 
 
+@pytest.mark.parametrize("staged_counts", [False, True])
 @pytest.mark.parametrize("lanes,length,sparsity,dense,p_valid,p_ready", [
     (4, 32, 0.0, False, 1.0, 1.0),
     (4, 32, 0.5, False, 0.7, 0.6),
@@ -80,16 +85,33 @@ def run_compactor(dut, vectors, *, dense, seed, p_valid, p_ready):
     (8, 3, 0.5, False, 1.0, 1.0),
     (8, 8, 1.0, True, 1.0, 0.4),
 ])
-def test_compactor_matches_model(lanes, length, sparsity, dense, p_valid, p_ready):
+def test_compactor_matches_model(lanes, length, sparsity, dense, p_valid, p_ready,
+                                 staged_counts):
     seed = hash((lanes, length, sparsity, dense, p_valid)) & 0xFFFF
     rng = np.random.default_rng(seed)
     vectors = _vectors(rng, 4, length, sparsity, 16)
-    dut = Compactor(16, lanes, 6)
+    dut = Compactor(16, lanes, 6, staged_counts=staged_counts)
     out = run_compactor(dut, vectors, dense=dense, seed=seed, p_valid=p_valid, p_ready=p_ready)
     want = [pair for v in vectors for pair in compact_model(v, dense)]
     assert out["pairs"] == want, f"seed {seed}"
     n = vectors.size
     assert (out["n_values"], out["n_pairs"], out["n_skipped"]) == (n, len(want), n - len(want))
+    assert sum(out["skip_now"]) == n - len(want)
+
+
+@pytest.mark.parametrize("lanes,sparsity", [(4, 0.5), (3, 0.8)])
+def test_staged_counts_come_a_cycle_later(lanes, sparsity):
+    """``staged_counts`` (the backward's ``deep_stages``): the same pairs in the same cycles,
+    each beat's ``skip_now`` the cycle after the beat is accepted."""
+    rng = np.random.default_rng(lanes)
+    vectors = _vectors(rng, 3, 10 * lanes + 1, sparsity, 16)
+    outs = [run_compactor(Compactor(16, lanes, 8, staged_counts=staged), vectors, dense=False,
+                          seed=3, p_valid=0.8, p_ready=0.7) for staged in (False, True)]
+    assert outs[0]["pairs"] == outs[1]["pairs"] and outs[0]["out"] == outs[1]["out"]
+    assert any(outs[0]["skip_now"])
+    assert outs[1]["skip_now"] == [0] + outs[0]["skip_now"][:-1]
+    with pytest.raises(TypeError, match="staged_counts must be a bool"):
+        Compactor(staged_counts=1)
 
 
 @pytest.mark.parametrize("lanes,sparsity", [(4, 0.0), (4, 0.8), (16, 0.95), (3, 0.5)])
