@@ -243,15 +243,16 @@ class GateGradUnit(wiring.Component):
     :data:`SPLIT_BITS` on and of its low bits (unsigned), each one ECP5 MULT18X18D, registered
     apart (no adder between a multiplier and its register: Yosys joins the blocks of a wider
     product with one), and summed in the rounding's adder (:func:`round_split`) into a register
-    of its own, saturated in the next stage (:func:`split_ops`; four cycles more on the longest
-    chain, :attr:`join_latency`: latency 14); the values' registers have no reset (the valid
-    bits have), so that the products' can be taken into the multipliers
-    (:mod:`gateskip.synth.multreg`). ``operand_copies``: a value that several products take in
-    one stage (``dc'`` into ``u v w dc_prev``, ``dh`` into ``x y``) is held for each of them in
-    a register of its own (kept apart in synthesis), so that no register drives the
-    multipliers of several products across the die; the same cycles. Under back-pressure the whole pipeline holds
-    (``i.ready = ~o.valid | o.ready``): the consumer should have a registered ``ready`` (the
-    :class:`~.threshold.ThresholdUnit` has) so that this is the only gate on the path.
+    of its own, saturated in the next stage (:func:`split_ops`; :attr:`join_latency` cycles
+    more, four on the longest chain in the default formats: latency 14); the values' registers
+    have no reset (the valid bits have), so that the products' can be taken into the
+    multipliers (:mod:`gateskip.synth.multreg`). ``operand_copies``: a value that several
+    products take in one stage (``dc'`` into ``u v w dc_prev``, ``dh`` into ``x y``) is held
+    for each of them in a register of its own (kept apart in synthesis), so that no register
+    drives the multipliers of several products across the die; the same cycles. Under
+    back-pressure the whole pipeline holds (``i.ready = ~o.valid | o.ready``): the consumer
+    should have a registered ``ready`` (the :class:`~.threshold.ThresholdUnit` has) so that
+    this is the only gate on the path.
     ``credits`` (for a fast clock): the pipeline never holds, so that no enable fans out from
     ``o.ready`` to its registers. A beat is taken only with a credit, room for its result in a
     queue of :attr:`credit_depth` (:data:`CREDIT_DEPTH`, or the latency plus 4 if more) after
