@@ -101,7 +101,7 @@ def test_bench_backward_whole_sequences(tiny_trace, tmp_path):
 
 
 def test_bench_backward_with_options(tmp_path):
-    """``--param``: the options reach the simulated build (deep_stages: eight cycles more
+    """``--param``: the options reach the simulated build (deep_stages: twelve cycles more
     per step, its host reads two cycles late), whose skip run is bit-exact with golden."""
     from gateskip.hw.backward import Backward
 
@@ -114,7 +114,7 @@ def test_bench_backward_with_options(tmp_path):
     overhead = Backward(hidden=5, inputs=3, lanes=2, max_seq=2, max_batch=1,
                         deep_stages=True).step_overhead
     assert overhead == Backward(hidden=5, inputs=3, lanes=2, max_seq=2,
-                                max_batch=1).step_overhead + 8
+                                max_batch=1).step_overhead + 12
     assert row["latency_per_step"] == overhead
     assert row["cycles_dense"] == row["n"] * 2 * row["C"] + overhead * row["steps"]
     assert row["bit_exact"] is True
