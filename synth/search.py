@@ -116,7 +116,7 @@ STEPS = (
     Step("ulx3s-85f-l32-train", "ulx3s-85f", {**_L32_DEEP, **_TRAIN, "update_lanes": 4,
                                               "debug_reads": False},
          "the 32-lane training top (forward, backward and update on the chip) with the settings "
-         "of ulx3s-85f-l32-deep, without debug reads: 179 of 208 DP16KD, 84 of 156 "
+         "of ulx3s-85f-l32-deep, without debug reads: 185 of 208 DP16KD, 84 of 156 "
          "multipliers (the forward's products on the MAC array's), the block RAM output "
          "registers of DW, W and WM in use",
          clock_mhz=100.0, placer="static", multreg=True, outreg=("DW", "W", "WM"),
