@@ -377,10 +377,11 @@ def simulate(dut, testbench, collisions: dict | None = None, writes: dict | None
                 await ctx.tick()
         sim.add_testbench(monitor, background=True)
     if writes:
+        watched = [(name, *dut.shared_ports[name]) for name in writes]
+
         async def watch(ctx):
             while "result" not in out:
-                for name in writes:
-                    users, own = dut.shared_ports[name]
+                for name, users, own in watched:
                     busy = [bool(ctx.get(b)) for b, _port in users]
                     on = [bool(ctx.get(port.en)) for _b, port in users]
                     if (any(o and not b for o, b in zip(on, busy)) or sum(on) > 1 or
