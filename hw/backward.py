@@ -146,7 +146,8 @@ class Backward(wiring.Component):
         self.queue = Queue(self.compactor.pair_layout, c.fifo_depth,
                            registered_ready=c.deep_stages)
         self.model = bool(c.vocab)
-        self.phases = PhaseControl(train=c.train, model=self.model, layers=c.layers)
+        self.phases = PhaseControl(train=c.train, model=self.model, layers=c.layers,
+                                   registered_strobes=c.deep_stages)
         if c.train:
             self.forward = ForwardUnit(c, run_ports)
             self.update = WeightUpdate(c, run_ports)

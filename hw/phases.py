@@ -90,10 +90,17 @@ class PhaseControl(wiring.Component):
     command's strobe until the cycle after its last phase; ``done`` from then until the next
     command; ``error`` with ``done`` (a refused command, or the step controller's
     ``ctl_error``).
+
+    ``registered_strobes``: every strobe out (``ctl_start``, ``ctl_zero``, ``*_start``) comes
+    from a flip-flop, a cycle after the decision, so that no unit's ``busy`` reaches another
+    unit's counters through this block's decode. Each phase then lasts one cycle more: its unit
+    starts in the phase's first cycle, and is waited for from the cycle after.
     """
 
-    def __init__(self, *, train: bool, model: bool = False, layers: int = 1):
-        for name, value in (("train", train), ("model", model)):
+    def __init__(self, *, train: bool, model: bool = False, layers: int = 1,
+                 registered_strobes: bool = False):
+        for name, value in (("train", train), ("model", model),
+                            ("registered_strobes", registered_strobes)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be a bool, not {value!r}")
         if model and not train:
@@ -103,6 +110,7 @@ class PhaseControl(wiring.Component):
             raise ValueError(f"layers must be 1, or up to {MAX_LAYERS} with model, not "
                              f"{layers!r}")
         self.train, self.model, self.layers = train, model, layers
+        self.registered_strobes = registered_strobes
         self.sequences = sequences(train=train, model=model, layers=layers)
         units = {p.unit for seq in self.sequences.values() for p in seq}
         members = {"start": In(1), "zero": In(1), "forward": In(1), "train_cmd": In(1),
@@ -131,11 +139,18 @@ class PhaseControl(wiring.Component):
         first = Signal()                # the first cycle of a phase: its unit not busy yet
         m.d.comb += self.busy.eq(phase != 0)
         m.d.sync += first.eq(0)
+        # the strobes as decided (registered_strobes: into the flip-flops of the ports)
+        strobe = {name: getattr(self, name) for name in
+                  sorted({s for s, _b in _UNITS.values()}) if hasattr(self, name)}
+        if self.registered_strobes:
+            for name, port in strobe.items():
+                strobe[name] = Signal(name=f"{name}_next")
+                m.d.sync += port.eq(strobe[name])
 
         def enter(cmd, i):
             """The strobe of position ``i`` of ``cmd`` now, and its phase from the next cycle."""
             unit = self.sequences[cmd][i].unit
-            m.d.comb += getattr(self, _UNITS[unit][0]).eq(1)
+            m.d.comb += strobe[_UNITS[unit][0]].eq(1)
             m.d.sync += [phase.eq(number[cmd, i]), first.eq(1)]
 
         def refuse():
@@ -146,7 +161,8 @@ class PhaseControl(wiring.Component):
                 m.d.sync += self.cached.eq(0)
         with m.If(phase == 0):
             with m.If(self.start | self.zero):
-                m.d.comb += [self.ctl_start.eq(self.start), self.ctl_zero.eq(self.zero)]
+                m.d.comb += [strobe["ctl_start"].eq(self.start),
+                             strobe["ctl_zero"].eq(self.zero)]
                 m.d.sync += [phase.eq(1), first.eq(1), self.done.eq(0), self.error.eq(0)]
             with m.Elif(self.forward):
                 if self.train:

@@ -163,13 +163,14 @@ def test_two_layer_phases_run_each_layer_on_its_banks():
 
 # -- PhaseControl: the phases' blocks modelled as "busy for N cycles from the cycle after start"
 
-def _phases(train: bool, script, durations=None):
-    """Run ``script(ctx, dut, command, tick, log)`` on a PhaseControl whose step controller,
+def _phases(train: bool, script, durations=None, registered: bool = False):
+    """Run ``script(ctx, dut, command, tick, log)`` on a PhaseControl (``registered``: its
+    strobes registered) whose step controller,
     forward unit and update unit are busy ``durations[name]`` cycles after their start:
     ``command(name, **held)`` strobes a command and returns its cycles and status bits, ``tick``
     advances one cycle, ``log`` collects ``(cycle, name)`` for every start and ``ctl_zero``."""
     durations = {"ctl": 5, "fwd": 7, "upd": 4, **(durations or {})}
-    dut = PhaseControl(train=train)
+    dut = PhaseControl(train=train, registered_strobes=registered)
     log, state = [], {"cycle": 0, "ctl": 0, "fwd": 0, "upd": 0}
     starts = {"ctl": ("ctl_start", "ctl_zero"), "fwd": ("fwd_start",), "upd": ("upd_start",)}
 
@@ -193,6 +194,7 @@ def _phases(train: bool, script, durations=None):
         async def command(name, **held):
             for k, v in held.items():
                 ctx.set(getattr(dut, k), v)
+            command.issued = state["cycle"]         # the cycle of the command's strobe
             ctx.set(getattr(dut, name), 1)
             await tick()
             ctx.set(getattr(dut, name), 0)
@@ -208,7 +210,8 @@ def _phases(train: bool, script, durations=None):
     simulate(dut, tb)
 
 
-def test_phase_control_runs_forward_then_zero_backward_update_in_order():
+@pytest.mark.parametrize("registered", [False, True])
+def test_phase_control_runs_forward_then_zero_backward_update_in_order(registered):
     got = {}
 
     async def script(ctx, dut, command, tick, log):
@@ -217,21 +220,24 @@ def test_phase_control_runs_forward_then_zero_backward_update_in_order():
         got["forward"] = await command("forward")
         log.clear()
         got["train"] = await command("train_cmd")
-        got["log"] = list(log)
+        got["log"], got["issued"] = list(log), command.issued
         got["again"] = await command("train_cmd")                # the cache was used up
 
-    _phases(True, script)
+    _phases(True, script, registered=registered)
     assert got["train_first"] == {"cycles": 0, "done": 1, "error": 1, "cached": 0}
     assert got["log_refused"] == []
     assert got["forward"]["cached"] == 1 and not got["forward"]["error"]
-    assert got["forward"]["cycles"] == 7 + 1
+    late = int(registered)                  # registered strobes: a cycle later, each phase
+    assert got["forward"]["cycles"] == 7 + 1 + late
     names = [n for _, n in got["log"]]
     assert names == ["ctl_zero", "ctl_start", "upd_start"]
-    # each phase starts in the cycle after the previous one's block drops busy
+    # each phase starts in the cycle after the previous one's block drops busy (registered:
+    # the one after that), the first in the command's cycle (registered: the next)
     (z, _), (s, _), (u, _) = got["log"]
-    assert s - z == 5 + 1 and u - s == 5 + 1
+    assert z - got["issued"] == late
+    assert s - z == 5 + 1 + late and u - s == 5 + 1 + late
     assert got["train"]["done"] == 1 and got["train"]["error"] == 0
-    assert got["train"]["cycles"] == (5 + 1) * 2 + 4 + 1
+    assert got["train"]["cycles"] == (5 + 1 + late) * 2 + 4 + 1 + late
     assert got["again"]["error"] == 1
 
 
