@@ -165,8 +165,8 @@ def test_two_layer_phases_run_each_layer_on_its_banks():
 
 def _phases(train: bool, script, durations=None, registered: bool = False):
     """Run ``script(ctx, dut, command, tick, log)`` on a PhaseControl (``registered``: its
-    strobes registered) whose step controller,
-    forward unit and update unit are busy ``durations[name]`` cycles after their start:
+    strobes registered) whose step controller, forward unit and update unit are busy
+    ``durations[name]`` cycles after their start:
     ``command(name, **held)`` strobes a command and returns its cycles and status bits, ``tick``
     advances one cycle, ``log`` collects ``(cycle, name)`` for every start and ``ctl_zero``."""
     durations = {"ctl": 5, "fwd": 7, "upd": 4, **(durations or {})}
