@@ -40,7 +40,9 @@ class UpdateUnit(wiring.Component):
 
     ``split_round`` (for a fast clock): the rounding's variable shift and its add a stage each
     (the shifted value and the last bit shifted out registered between them): latency
-    :data:`LATENCY` + 1 (:attr:`latency`).
+    :data:`LATENCY` + 1 (:attr:`latency`). The shifted value is clamped to the master's width
+    plus 2 bits, where a step beyond saturates the subtraction all the same: its carry chain
+    is that much shorter, and no result changes.
 
     ``split_product`` (for a fast clock): the gradient's multiplications in parts that each fit
     one multiplier (18 x 18 bits: the gradient's low 17 bits and the rest, times the rate's),
@@ -163,21 +165,26 @@ class UpdateUnit(wiring.Component):
 
         if self.split_round:
             # stage 1c: the variable shift, and the last bit it shifts out (the carry-in)
+            # (clamped to the master's width plus 2: a step beyond saturates the subtraction
+            # either way, and its carry chain is then that much shorter)
+            step_width = min(prod_width, f.master.width + 3)
             vs = Signal()
             master_s = Signal(signed(f.master.width))
-            shifted, last = Signal(signed(prod_width)), Signal()
+            shifted, last = Signal(signed(step_width - 1)), Signal()
             with m.If(advance):
-                m.d.sync += [vs.eq(v1), master_s.eq(master1), shifted.eq(prod1 >> shift),
+                m.d.sync += [vs.eq(v1), master_s.eq(master1),
+                             shifted.eq(saturate_by_sign(prod1 >> shift, step_width - 1)),
                              last.eq(round_bit_by(prod1, shift))]
             v1, master1 = vs, master_s
             step = shifted + last
         else:
+            step_width = prod_width
             step = round_half_up_by(prod1, shift)
 
         # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
-        step2 = Signal(signed(prod_width))
+        step2 = Signal(signed(step_width))
         with m.If(advance):
             m.d.sync += [v2.eq(v1), master2.eq(master1), step2.eq(step)]
 
