@@ -110,12 +110,13 @@ class WeightUpdate(wiring.Component):
         if per_gate:
             gate = Signal(2)
             m.d.sync += gate.eq(j[:2])
-        db_j = j
+        db_word = db_rd.data
         if self.names[4] in MemoryBank.registered_reads_of(cfg):
             # the master bias two cycles after its read (the bank's register): its gradient
-            # read a cycle later, from a register of the row, to meet it
-            db_j = Signal.like(j, name="db_j")
-            m.d.sync += db_j.eq(j)
+            # word read with it and registered as it leaves block RAM, to meet it (the gate
+            # picked after that register)
+            db_word = Signal.like(db_rd.data, name="db_word")
+            m.d.sync += db_word.eq(db_rd.data)
             valid_b, read_b_1 = Signal(name="valid_b_2"), valid_b
             m.d.sync += valid_b.eq(read_b_1)
             if per_gate:
@@ -127,14 +128,14 @@ class WeightUpdate(wiring.Component):
             m.d.sync += j.eq(j + 1)
         m.d.comb += [
             dw_rd.addr.eq(n), wm_rd.addr.eq(n), dw_rd.en.eq(read_w), wm_rd.en.eq(read_w),
-            db_rd.addr.eq(db_j[2:] if per_gate else db_j), bm_rd.addr.eq(j),
+            db_rd.addr.eq(j[2:] if per_gate else j), bm_rd.addr.eq(j),
             # (deep_stages: BM only read for a row, never as a row is written back: it is
             # collision-free, MemoryBank.collision_free)
             *([bm_rd.en.eq(read_b)] if cfg.deep_stages else []),
             *[lanes.i.payload.master[l].eq(wm_rd.data[l]) for l in range(L)],
             *[lanes.i.payload.grad[l].eq(dw_rd.data[l]) for l in range(L)],
             bias.i.valid.eq(valid_b), bias.i.payload.master.eq(bm_rd.data),
-            bias.i.payload.grad.eq(db_rd.data[gate] if per_gate else db_rd.data),
+            bias.i.payload.grad.eq(db_word[gate] if per_gate else db_word),
         ]
 
         # the results, in order
