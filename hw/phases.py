@@ -3,7 +3,7 @@ bits they leave (:mod:`gateskip.spec.registers`)."""
 
 from typing import NamedTuple
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -94,7 +94,10 @@ class PhaseControl(wiring.Component):
     ``registered_strobes``: every strobe out (``ctl_start``, ``ctl_zero``, ``*_start``) comes
     from a flip-flop, a cycle after the decision, so that no unit's ``busy`` reaches another
     unit's counters through this block's decode. Each phase then lasts one cycle more: its unit
-    starts in the phase's first cycle, and is waited for from the cycle after.
+    starts in the phase's first cycle, and is waited for from the cycle after. The commands are
+    taken a cycle after their strobes too, from flip-flops (``busy`` from that cycle), so that
+    ``busy`` reaches the register file's command decode but not this block's: a cycle more per
+    command.
     """
 
     def __init__(self, *, train: bool, model: bool = False, layers: int = 1,
@@ -137,7 +140,16 @@ class PhaseControl(wiring.Component):
         number = {p: n + 2 for n, p in enumerate(positions)}
         phase = Signal(range(len(positions) + 2))
         first = Signal()                # the first cycle of a phase: its unit not busy yet
-        m.d.comb += self.busy.eq(phase != 0)
+        command = {name: getattr(self, name) for name in ("start", "zero", "forward", "train_cmd")}
+        if self.registered_strobes:
+            # the commands taken a cycle after their strobes, from flip-flops, busy in that
+            # cycle: the register file's idle reaches only their flip-flops, not this decode
+            for name, port in command.items():
+                command[name] = Signal(name=f"{name}_taken")
+                m.d.sync += command[name].eq(port)
+            m.d.comb += self.busy.eq((phase != 0) | Cat(*command.values()).any())
+        else:
+            m.d.comb += self.busy.eq(phase != 0)
         m.d.sync += first.eq(0)
         # the strobes as decided (registered_strobes: into the flip-flops of the ports)
         strobe = {name: getattr(self, name) for name in
@@ -160,17 +172,17 @@ class PhaseControl(wiring.Component):
             with m.If(self.cache_written):
                 m.d.sync += self.cached.eq(0)
         with m.If(phase == 0):
-            with m.If(self.start | self.zero):
-                m.d.comb += [strobe["ctl_start"].eq(self.start),
-                             strobe["ctl_zero"].eq(self.zero)]
+            with m.If(command["start"] | command["zero"]):
+                m.d.comb += [strobe["ctl_start"].eq(command["start"]),
+                             strobe["ctl_zero"].eq(command["zero"])]
                 m.d.sync += [phase.eq(1), first.eq(1), self.done.eq(0), self.error.eq(0)]
-            with m.Elif(self.forward):
+            with m.Elif(command["forward"]):
                 if self.train:
                     enter("forward", 0)
                     m.d.sync += [self.done.eq(0), self.error.eq(0), self.cached.eq(0)]
                 else:
                     m.d.sync += refuse()
-            with m.Elif(self.train_cmd):
+            with m.Elif(command["train_cmd"]):
                 if self.train:
                     refused = self.single if self.model else self.single | ~self.cached
                     with m.If(refused):

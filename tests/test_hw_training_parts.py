@@ -224,20 +224,21 @@ def test_phase_control_runs_forward_then_zero_backward_update_in_order(registere
         got["again"] = await command("train_cmd")                # the cache was used up
 
     _phases(True, script, registered=registered)
-    assert got["train_first"] == {"cycles": 0, "done": 1, "error": 1, "cached": 0}
+    late = int(registered)                  # registered strobes: a cycle later, each phase
+    taken = late                            # and the command taken a cycle after its strobe
+    assert got["train_first"] == {"cycles": taken, "done": 1, "error": 1, "cached": 0}
     assert got["log_refused"] == []
     assert got["forward"]["cached"] == 1 and not got["forward"]["error"]
-    late = int(registered)                  # registered strobes: a cycle later, each phase
-    assert got["forward"]["cycles"] == 7 + 1 + late
+    assert got["forward"]["cycles"] == 7 + 1 + late + taken
     names = [n for _, n in got["log"]]
     assert names == ["ctl_zero", "ctl_start", "upd_start"]
     # each phase starts in the cycle after the previous one's block drops busy (registered:
-    # the one after that), the first in the command's cycle (registered: the next)
+    # the one after that), the first in the command's cycle (registered: two later)
     (z, _), (s, _), (u, _) = got["log"]
-    assert z - got["issued"] == late
+    assert z - got["issued"] == late + taken
     assert s - z == 5 + 1 + late and u - s == 5 + 1 + late
     assert got["train"]["done"] == 1 and got["train"]["error"] == 0
-    assert got["train"]["cycles"] == (5 + 1 + late) * 2 + 4 + 1 + late
+    assert got["train"]["cycles"] == (5 + 1 + late) * 2 + 4 + 1 + late + taken
     assert got["again"]["error"] == 1
 
 
