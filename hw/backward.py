@@ -20,7 +20,7 @@ from .dsp_counters import add_counters
 from .dx_gather import DxGather
 from .embed_lookup import EmbedLookup
 from .embed_update import EmbeddingUpdate
-from .fetch import FetchStage
+from .fetch import FetchStage, dh_offset
 from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
 from .gate_grad import CREDIT_LATENCY, FULL_LATENCY as EW_LATENCY, GateGradUnit, pipelined
@@ -111,7 +111,8 @@ class Backward(wiring.Component):
         self.regs = RegisterFile(c)
         self.control = StepController(hidden=H, chunks=c.chunks, max_seq=c.max_seq,
                                       max_batch=c.max_batch,
-                                      zero_words=self.bank.zero_words)
+                                      zero_words=self.bank.zero_words,
+                                      dh_offset=dh_offset(c))
         self.ew = GateGradUnit(f, multipliers=c.ew_multipliers, product_stages=c.timing_stages,
                                split_products=c.deep_stages, operand_copies=c.deep_stages,
                                credits=c.deep_stages and pipelined(c.ew_multipliers))
@@ -264,6 +265,8 @@ class Backward(wiring.Component):
             fetch.running.eq(running), fetch.setup.eq(ctl.setup),
             fetch.has_next.eq(ctl.has_next), fetch.act_base.eq(ctl.act_base),
             fetch.vec_base.eq(ctl.vec_base), fetch.dc_base.eq(ctl.dc_base),
+            *([fetch.dh_addr.eq(ctl.dh_addr), ctl.dh_next.eq(fetch.dh_next)]
+              if self.config.dh_words else []),
             db.setup.eq(ctl.setup), cmp.dense.eq(regs.mode[MODE["DENSE"]]), cmp.length.eq(4 * H),
         ]
         if not self.model:                  # a whole model's tau follows its loss scale

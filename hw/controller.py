@@ -30,14 +30,23 @@ class StepController(wiring.Component):
     ``zero`` (a strobe) counts ``zn`` through ``0 .. zero_words - 1``, one per cycle, then
     ``done``. ``running`` / ``zeroing`` are high from the cycle after the strobe to the cycle
     after the last step / word; ``done`` from then until the next start or zero.
+
+    ``dh_offset`` (an int, or None): ``dh_addr`` is ``vec_base + dh_offset`` from the cycle
+    after ``setup`` on, counted up by one in each cycle after one of ``dh_next`` (the fetch's
+    recurrent ``dh`` words, read one a cycle from a register, where an adder lay between
+    ``vec_base`` and ``DA``'s block RAMs; up to ``chunks`` words a step).
     """
 
     def __init__(self, *, hidden: int, chunks: int, max_seq: int, max_batch: int,
-                 zero_words: int):
+                 zero_words: int, dh_offset: int | None = None):
         for name, value in (("hidden", hidden), ("chunks", chunks), ("max_seq", max_seq),
                             ("max_batch", max_batch), ("zero_words", zero_words)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
+        if dh_offset is not None and (not isinstance(dh_offset, int)
+                                      or isinstance(dh_offset, bool) or dh_offset < 0):
+            raise ValueError(f"dh_offset must be None or a non-negative int, not {dh_offset!r}")
+        self.dh_offset = dh_offset
         self.hidden, self.chunks = hidden, chunks
         self.max_seq, self.max_batch, self.zero_words = max_seq, max_batch, zero_words
         H, C, T, B = hidden, chunks, max_seq, max_batch
@@ -52,6 +61,8 @@ class StepController(wiring.Component):
             "dc_base": Out(range(B * H + 1)),
             "has_next": Out(1),
             "zn": Out(range(zero_words + 1)),
+            **({"dh_next": In(1), "dh_addr": Out(range((B * T - 1) * C + dh_offset + C + 1))}
+               if dh_offset is not None else {}),
         })
 
     def elaborate(self, platform):
@@ -90,6 +101,8 @@ class StepController(wiring.Component):
                     self.dc_base.eq(const_mul(b, H)), self.has_next.eq(t + 1 < self.seq_len),
                     self.setup.eq(0),
                 ]
+                if self.dh_offset is not None:
+                    m.d.sync += self.dh_addr.eq(const_mul(s, C) + self.dh_offset)
             with m.Elif(self.drained):
                 m.d.comb += self.step_done.eq(1)
                 with m.If(last_t & last_b):
@@ -101,4 +114,7 @@ class StepController(wiring.Component):
                         m.d.sync += [b.eq(b + 1), t.eq(first_t)]
                     with m.Else():
                         m.d.sync += t.eq(t - 1)
+        if self.dh_offset is not None:
+            with m.If(self.dh_next):
+                m.d.sync += self.dh_addr.eq(self.dh_addr + 1)
         return m

@@ -10,7 +10,7 @@ from ..spec.memories import ACT_FIELDS
 from .memory_bank import MemoryBank, run_ports
 from .queue import credits
 
-__all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP"]
+__all__ = ["FetchStage", "QUEUE_DEPTH", "LANE_GROUP", "dh_offset"]
 
 #: beats the queue of a ``deep_stages`` fetch holds: enough for one a cycle (a credit spent at
 #: an issue is back 8 cycles later: the beat enters the queue 4 cycles after its issue, can
@@ -21,6 +21,13 @@ QUEUE_DEPTH = 8
 #: from, straight after the block RAM's output (estimated on the 32-lane ECP5 netlist: 10.48 ns
 #: with 4, 11.33 with 8, which ABC maps into three LUT levels)
 LANE_GROUP = 4
+
+
+def dh_offset(config: AccelConfig) -> int | None:
+    """The first recurrent ``dh`` word's place in a step's ``da`` words, ``C + X // L`` (the
+    next step's vector, its element ``X``'s word): ``StepController(dh_offset=)``; None
+    without ``config.dh_words``."""
+    return config.chunks + config.inputs // config.lanes if config.dh_words else None
 
 
 class FetchStage(wiring.Component):
@@ -52,6 +59,9 @@ class FetchStage(wiring.Component):
     element at each issue: unit ``k`` takes its constant first place, so no lane select
     follows ``DA``'s block RAMs. The first unit is issued ``dh_words + 1`` cycles later than
     without (:attr:`load_cycles`; ``dh_words + 2`` where the memory bank registers the reads).
+    Their ``DA`` address is the input ``dh_addr``, a counter of the step controller's
+    (``StepController(dh_offset=)``, :func:`dh_offset`) that ``dh_next`` moves on, so that no
+    adder lies between a register and ``DA``'s block RAMs.
 
     ``ports``: ``{name: (word shape, depth)}`` of ``ACT DH DC DA`` (``hw.memory_bank``); the
     read ports ``act_rd dh_rd dc_rd da_rd`` connect to them.
@@ -76,6 +86,9 @@ class FetchStage(wiring.Component):
             "o": Out(stream.Signature(out_layout)),
             "done": Out(1),
         }
+        if config.dh_words:
+            members.update(dh_addr=In(range((B * T - 1) * C + dh_offset(config) + C + 1)),
+                           dh_next=Out(1))
         super().__init__({**members, **run_ports(ports, reads=("ACT", "DH", "DC", "DA"))})
 
     def elaborate(self, platform):
@@ -169,6 +182,7 @@ class FetchStage(wiring.Component):
                 m.d.sync += [loading.eq(1), loaded.eq(0)]
             with m.If(loading):
                 m.d.sync += [loaded.eq(loaded + 1), loading.eq(loaded != n - 1)]
+            m.d.comb += self.dh_next.eq(loading)    # (the controller's dh_addr on by one)
             if self.registered:         # (a word's data come two cycles after its read)
                 read, last_read = Signal(), Signal()
                 m.d.sync += [read.eq(loading), last_read.eq(loading & (loaded == n - 1)),
@@ -271,8 +285,7 @@ class FetchStage(wiring.Component):
             self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(issue),
             self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(issue),
             # (dh_words: the dh words, from the first, one a cycle while loading)
-            self.da_rd.addr.eq(self.vec_base + C + (X // L + loaded if cfg.dh_words else
-                                                    word_h)),
+            self.da_rd.addr.eq(self.dh_addr if cfg.dh_words else self.vec_base + C + word_h),
             # (deep: read every running cycle, the data taken the next: no enable fans out to
             # the word's registers; the reads between issues are of words no write meets)
             self.da_rd.en.eq(loading if cfg.dh_words else self.running if deep else issue),

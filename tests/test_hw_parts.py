@@ -190,6 +190,44 @@ def test_step_controller_walks_the_steps_and_zeroes():
     _run(dut, tb)
 
 
+def test_step_controller_counts_the_dh_words_from_their_offset():
+    """``dh_offset``: ``dh_addr`` is ``vec_base + dh_offset`` from the cycle after ``setup``,
+    one more in each cycle after a ``dh_next``, restarted at each step."""
+    H, C, T, B, offset = 3, 3, 4, 2, 4
+    dut = StepController(hidden=H, chunks=C, max_seq=T, max_batch=B, zero_words=2,
+                         dh_offset=offset)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.seq_len, 4)
+        ctx.set(dut.batch, 2)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        while ctx.get(dut.running):
+            ctx.set(dut.drained, 0)
+            if ctx.get(dut.setup):
+                await ctx.tick()
+                addrs = [ctx.get(dut.dh_addr)]
+                ctx.set(dut.dh_next, 1)
+                for _ in range(C):                  # a word a cycle, then held
+                    await ctx.tick()
+                    addrs.append(ctx.get(dut.dh_addr))
+                ctx.set(dut.dh_next, 0)
+                await ctx.tick()
+                got.append((ctx.get(dut.vec_base), addrs, ctx.get(dut.dh_addr)))
+                ctx.set(dut.drained, 1)
+            await ctx.tick()
+    _run(dut, tb)
+    want_bases = [(b * T + t) * C for b in range(2) for t in (3, 2, 1, 0)]
+    assert got == [(v, [v + offset + i for i in range(C + 1)], v + offset + C)
+                   for v in want_bases]
+    assert not hasattr(StepController(hidden=H, chunks=C, max_seq=T, max_batch=B,
+                                      zero_words=2), "dh_addr")
+    with pytest.raises(ValueError, match="dh_offset must be None or a non-negative int"):
+        StepController(hidden=H, chunks=C, max_seq=T, max_batch=B, zero_words=2, dh_offset=-1)
+
+
 # -- db accumulators ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("serial", [False, True])
