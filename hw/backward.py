@@ -25,7 +25,8 @@ from .forward import ForwardPipe
 from .forward_unit import ForwardUnit
 from .gate_grad import CREDIT_LATENCY, FULL_LATENCY as EW_LATENCY, GateGradUnit, pipelined
 from .loss_scale import LossScale
-from .mac_array import LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul, wire_ports
+from .mac_array import (EARLY_READ_CHUNKS, LATENCY as ARRAY_LATENCY, MacArray, Use, const_mul,
+                         wire_ports)
 from .memory_bank import MemoryBank, mem_port_signature
 from .output_layer import OutputLayer
 from .phases import PhaseControl
@@ -123,6 +124,8 @@ class Backward(wiring.Component):
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram,
                               read_latency=2 if self.bank.registered_reads else 1,
+                              early_read=(bool(self.bank.registered_reads)
+                                          and c.chunks >= EARLY_READ_CHUNKS),
                               lane_operands=c.deep_stages,
                               da_depth=self.bank.ports["DA"][1] if c.deep_stages else None,
                               clear_sums=bool(zeroed_by_array),

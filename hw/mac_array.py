@@ -14,11 +14,14 @@ from ..spec.formats import FORMATS, Formats
 from .dsp_counters import add_counters
 from .fixedpoint import clamp, round_half_up_carry, saturate_by_sign
 
-__all__ = ["Use", "MacArray", "LATENCY", "const_mul", "wire_ports"]
+__all__ = ["Use", "MacArray", "LATENCY", "EARLY_READ_CHUNKS", "const_mul", "wire_ports"]
 
 COUNTER_WIDTH = 32
 #: cycles from a word issued (its row read) to its sum written
 LATENCY = 4
+#: the least ``C`` with ``early_read``: a ``BOTH`` command's da word read again ``2C`` words
+#: after its issue, at stage Q, after its sum was written (:data:`LATENCY` + 1 cycles on)
+EARLY_READ_CHUNKS = 3
 
 
 class Use(enum.Enum, shape=2):
@@ -108,6 +111,14 @@ class MacArray(wiring.Component):
     stage 2 as they come (the registered read's register is the memory's), so a word read again
     is safe under the same condition as above.
 
+    ``early_read`` (needs ``read_latency=2`` and ``C >= 3``): the accumulator's read issued at
+    stage Q, a stage before the row's, and its data, two cycles later, registered once more in
+    the fabric at stage 2 (reset-less, data): the add then takes both its operands from
+    registers it can sit beside (the products' in the multipliers, this one), where the block
+    RAMs' own registers lay far from the multipliers. Same cycles; a word read again is safe
+    from 5 words after its issue on (a ``BOTH`` command's da words are read again ``2C`` words
+    later: :data:`EARLY_READ_CHUNKS`).
+
     ``lane_operands``: the gradient operand ``s`` registered at stage 1 once per lane, not once
     for the array: each copy feeds one multiplier and can sit beside it, where one register
     drove all L multipliers across the die (32 lanes on the ECP5-85F: 4.43 ns of routing on the
@@ -178,7 +189,7 @@ class MacArray(wiring.Component):
                  staged_read: bool = True, single_port_dw: bool = False,
                  read_latency: int = 1, lane_operands: bool = False,
                  da_depth: int | None = None, clear_sums: bool = False,
-                 forward_products: bool = False):
+                 forward_products: bool = False, early_read: bool = False):
         self.check_parameters(lanes, k, rows, formats)
         if forward_products and not lane_operands:
             raise ValueError("forward_products needs lane_operands=True")
@@ -197,6 +208,10 @@ class MacArray(wiring.Component):
             raise ValueError("read_latency 2 needs forwarding=False, staged_read=True and "
                              "single_port_dw=False")
         self.read_latency = read_latency
+        if early_read and read_latency != 2:
+            raise ValueError("early_read needs read_latency=2")
+        #: the accumulator read at stage Q, its data registered in the fabric before the add
+        self.early_read = bool(early_read)
         #: cycles from a word issued to its sum written (:data:`LATENCY`, one more with
         #: ``read_latency`` 2)
         self.latency = LATENCY + read_latency - 1
@@ -212,6 +227,9 @@ class MacArray(wiring.Component):
         least = self.min_chunks_single_port(self.staged_read)
         if self.single_port_dw and C < least:
             raise ValueError(f"single_port_dw needs C = ceil(k / lanes) >= {least}, not {C}")
+        if self.early_read and C < EARLY_READ_CHUNKS:
+            raise ValueError(f"early_read needs C = ceil(k / lanes) >= {EARLY_READ_CHUNKS}, "
+                             f"not {C}")
         self.tail = k - (C - 1) * lanes              # useful lanes of the last word, 1..L
         # depths of the memories behind the ports: at least two words, so that every address is
         # at least one bit wide (a one-word memory would give zero-width nets in Verilog)
@@ -382,7 +400,10 @@ class MacArray(wiring.Component):
                      *(s.eq(Mux(self.forward, self.fwd.a[l], sr) if self.forward_products else sr)
                        for l, s in enumerate(s1)), addr1.eq(addrr)]
         # the accumulator's read: at the row's stage when staged, else at the product's
+        # (early_read: at stage Q, a stage before the row's)
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
+        if self.early_read:
+            v_rd, ph_rd, addr_rd = issued.v, issued.ph, issued.addr
         if not self.single_port_dw:         # else the write-back's address (the same word)
             m.d.comb += self.dw_rd.addr.eq(addr_rd)
         m.d.comb += [
@@ -467,7 +488,10 @@ class MacArray(wiring.Component):
         for l in range(L):
             read = Mux(st.ph1 if self.staged_read else st.ph2,
                        self.da_rd.data[l], self.dw_rd.data[l])
-            if self.read_latency == 2:  # already registered, as it left the memory
+            if self.early_read:         # a stage early, registered once more in the fabric
+                acc = Signal(signed(acc_width), name=f"acc{l}", reset_less=True)
+                m.d.sync += acc.eq(Mux(st.ph1, self.da_rd.data[l], self.dw_rd.data[l]))
+            elif self.read_latency == 2:  # already registered, as it left the memory
                 acc = Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])
             elif self.staged_read:    # registered with the two older sums forwarded into it
                 acc2 = Signal(signed(acc_width), name=f"acc{l}")

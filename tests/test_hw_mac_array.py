@@ -16,7 +16,9 @@ from gateskip.hw.mac_array import LATENCY, MacArray, Use
 
 
 class Harness(wiring.Component):
-    """A MacArray wired to four memories (non-transparent read ports) holding ``mems``."""
+    """A MacArray wired to four memories (non-transparent read ports) holding ``mems``; with
+    ``read_latency=2`` each read's data through a register after the memory (a memory bank's
+    registered reads, ``MemoryBank.registered_reads``)."""
 
     def __init__(self, lanes, k, rows, mems, formats=FORMATS, transparent=False, staged=True,
                  single=False, da_base=0, **options):
@@ -46,8 +48,15 @@ class Harness(wiring.Component):
         wiring.connect(m, wiring.flipped(self.cmd), dut.cmd)
         if dut.da_depth:
             m.d.comb += dut.da_base.eq(self.da_base)
-        wiring.connect(m, dut.a_rd, self.mem["a"].read_port())
-        wiring.connect(m, dut.w_rd, self.mem["W"].read_port())
+
+        def connect_read(port, memory_port):
+            if dut.read_latency == 1:
+                wiring.connect(m, port, memory_port)
+                return
+            m.d.comb += [memory_port.addr.eq(port.addr), memory_port.en.eq(port.en)]
+            m.d.sync += port.data.eq(memory_port.data)
+        connect_read(dut.a_rd, self.mem["a"].read_port())
+        connect_read(dut.w_rd, self.mem["W"].read_port())
         for name, rd, wr in (("dW", dut.dw_rd, dut.dw_wr), ("da", dut.da_rd, dut.da_wr)):
             port = self.mem[name].write_port()
             if name == "dW" and self.single:   # one port: the read's address, no read on a write
@@ -57,7 +66,7 @@ class Harness(wiring.Component):
                              rd.data.eq(read.data)]
                 continue
             wiring.connect(m, wr, port)
-            wiring.connect(m, rd, self.mem[name].read_port(
+            connect_read(rd, self.mem[name].read_port(
                 transparent_for=(port,) if self.transparent else ()))
         return m
 
@@ -102,7 +111,7 @@ def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, tra
     h = Harness(lanes, k, rows, mems, formats, transparent, staged, single, **options)
     dut = h.dut
     rng = random.Random(seed)
-    trace = {"issue": [], "accept": [], "dw_both": 0, "dw_addr_differs": 0}
+    trace = {"issue": [], "accept": [], "dw_both": 0, "dw_addr_differs": 0, "collisions": 0}
 
     async def tb(ctx):
         n = cyc = 0
@@ -118,6 +127,9 @@ def run_array(lanes, k, rows, mems, cmds, *, seed, p_valid, formats=FORMATS, tra
             trace["issue"].append(ctx.get(dut.issue))
             rd_en, wr_en = ctx.get(dut.dw_rd.en), ctx.get(dut.dw_wr.en)
             trace["dw_both"] += rd_en and wr_en
+            for rd, wr in ((dut.dw_rd, dut.dw_wr), (dut.da_rd, dut.da_wr)):   # a read of a word
+                trace["collisions"] += (ctx.get(rd.en) and ctx.get(wr.en) and   # as it is written
+                                        ctx.get(rd.addr) == ctx.get(wr.addr))
             trace["dw_addr_differs"] += (rd_en or wr_en) and (ctx.get(dut.dw_rd.addr) !=
                                                               ctx.get(dut.dw_wr.addr))
             await ctx.tick()
@@ -237,6 +249,31 @@ def test_forward_products_are_the_lanes_products_two_cycles_later(formats, read_
     for out in runs:
         assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
     assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["issue"] == runs[1]["issue"]
+
+
+@pytest.mark.parametrize("lanes,k,rows", [(4, 12, 5), (4, 13, 6), (2, 11, 4), (1, 3, 3)])
+def test_early_read_changes_nothing_but_the_read_stage(lanes, k, rows):
+    """``early_read`` (``read_latency`` 2, registered reads): ``BOTH`` commands (those without
+    forwarding) give the model's sums in the same cycles as without it, and no accumulator
+    word is read in the cycle it is written, at the least ``C`` (3) and above."""
+    seed = hash(("early_read", lanes, k, rows)) & 0xFFFF
+    rng = np.random.default_rng(seed)
+    mems = _mems(rng, rows, k, FORMATS, extreme=True)
+    cmds = [(j, s, Use.BOTH if u != Use.NOP else u)
+            for j, s, u in _commands(rng, 30, rows, FORMATS, extreme=True)]
+    runs = [run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=p, read_latency=2,
+                      forwarding=False, lane_operands=True, early_read=early)
+            for early in (False, True) for p in (0.7, 1.0)]
+    want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, FORMATS)
+    for out in runs:
+        assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
+        assert out["collisions"] == 0
+    for plain, early in zip(runs[:2], runs[2:]):
+        assert plain["cycles"] == early["cycles"] and plain["issue"] == early["issue"]
+    with pytest.raises(ValueError, match="early_read needs read_latency=2"):
+        MacArray(lanes, k, rows, early_read=True)
+    with pytest.raises(ValueError, match=r"early_read needs C = ceil\(k / lanes\) >= 3, not 2"):
+        MacArray(4, 8, rows, read_latency=2, forwarding=False, early_read=True)
 
 
 @pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5)])
