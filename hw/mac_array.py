@@ -115,7 +115,8 @@ class MacArray(wiring.Component):
     stage Q, a stage before the row's, and its data, two cycles later, registered once more in
     the fabric at stage 2 (reset-less, data): the add then takes both its operands from
     registers it can sit beside (the products' in the multipliers, this one), where the block
-    RAMs' own registers lay far from the multipliers. Same cycles; a word read again is safe
+    RAMs' own registers lay far from the multipliers; the phase that selects each lane's read
+    and addend registered per lane (kept apart, ``keep``). Same cycles; a word read again is safe
     from 5 words after its issue on (a ``BOTH`` command's da words are read again ``2C`` words
     later: :data:`EARLY_READ_CHUNKS`).
 
@@ -426,12 +427,23 @@ class MacArray(wiring.Component):
         if self.forward_products:
             m.d.comb += self.products.eq(p2)
 
+        # the phase at stages 1 and 2 that selects the lane's read and addend (early_read: a
+        # copy per lane, beside its add, kept apart: one register drove every lane's selects)
+        ph1_lane = ph2_lane = None
+        if self.early_read:
+            ph1_lane = [Signal(name=f"ph1_lane{l}", attrs={"keep": 1}) for l in range(L)]
+            ph2_lane = [Signal(name=f"ph2_lane{l}", attrs={"keep": 1}) for l in range(L)]
+            m.d.sync += [*(ph.eq(phr) for ph in ph1_lane),
+                         *(later.eq(earlier) for earlier, later in zip(ph1_lane, ph2_lane))]
+
         def addend(l):
             (da_p, da_c), (dw_p, dw_c) = (round_half_up_carry(p2[l], shift)
                                           for shift in (f.da_shift, f.dw_shift))
-            return Mux(ph2, da_p, dw_p), Mux(ph2, da_c, dw_c)
+            ph = ph2_lane[l] if self.early_read else ph2
+            return Mux(ph, da_p, dw_p), Mux(ph, da_c, dw_c)
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
                                ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width,
+                               ph1_lane=ph1_lane,
                                vq=issued.v if self.read_latency == 2 else None)
 
     def _write_back(self, m, seq, st, acc):
@@ -490,7 +502,7 @@ class MacArray(wiring.Component):
                        self.da_rd.data[l], self.dw_rd.data[l])
             if self.early_read:         # a stage early, registered once more in the fabric
                 acc = Signal(signed(acc_width), name=f"acc{l}", reset_less=True)
-                m.d.sync += acc.eq(Mux(st.ph1, self.da_rd.data[l], self.dw_rd.data[l]))
+                m.d.sync += acc.eq(Mux(st.ph1_lane[l], self.da_rd.data[l], self.dw_rd.data[l]))
             elif self.read_latency == 2:  # already registered, as it left the memory
                 acc = Mux(st.ph2, self.da_rd.data[l], self.dw_rd.data[l])
             elif self.staged_read:    # registered with the two older sums forwarded into it
