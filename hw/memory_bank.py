@@ -41,6 +41,11 @@ OWN_READ_ADDRESS_ABOVE = 8
 PICK_GROUP = 4
 
 
+def _elements(shape) -> int:
+    """The elements of a memory word of ``shape``: an array's length, else 1."""
+    return shape.length if isinstance(shape, data.ArrayLayout) else 1
+
+
 def host_read_latency(staged: bool, element_port: bool = False) -> int:
     """Cycles from a host memory port's ``re`` to its ``rdata``: 1, or with
     ``AccelConfig.deep_stages`` 3 (the read decoded into registers beside each memory, then its
@@ -128,7 +133,7 @@ class MemoryBank(wiring.Component):
     port and ``running`` reach the memory's) and read the cycle after, each memory's read data
     going first into a register of its own (nothing after the block RAM but that register;
     :attr:`host_held`: in a training build with ``element_port`` the block RAM's output, which
-    holds the word, picked from at once) and only from there through the host read mux, an
+    holds the word, picked from at once, but for the words of one pick group) and only from there through the host read mux, an
     AND-OR of those registers and one register
     per memory that says which was read (``element_port``: the element picked from the word
     held in two stages, each group of :data:`PICK_GROUP` elements into a register beside them,
@@ -244,10 +249,18 @@ class MemoryBank(wiring.Component):
         #: in a training build with ``element_port``, whose picks take the block RAM's output
         #: itself (it holds the word until the memory's next read: one host read is in flight
         #: at a time, and the run reads none while the host may), so that no register of a
-        #: whole word (1,024 flip-flops for ``DW`` at 32 lanes) sits beside each memory
-        self.host_held = (tuple(n for n in self.shapes if n not in self.registered_reads)
-                          if config.deep_stages and not (config.train and config.element_port)
-                          else ())
+        #: whole word (1,024 flip-flops for ``DW`` at 32 lanes) sits beside each memory, but
+        #: for the words of one pick group (:data:`PICK_GROUP` elements at most, more than
+        #: one: ``DB``'s 128 bits), whose pick is then a register's, not the block RAM's
+        #: output's into the pick's register (4 ns of routing at H 64, X 64, L 32)
+        unregistered = tuple(n for n in self.shapes if n not in self.registered_reads)
+        if not config.deep_stages:
+            self.host_held = ()
+        elif config.train and config.element_port:
+            self.host_held = tuple(n for n in unregistered
+                                   if 1 < _elements(self.mem_shapes[n]) <= PICK_GROUP)
+        else:
+            self.host_held = unregistered
         self.memories = {name: Memory(shape=self.mem_shapes[name], depth=self.mem_depths[name],
                                       init=[], attrs=self._attrs(name))
                          for name in self.shapes}
@@ -332,7 +345,7 @@ class MemoryBank(wiring.Component):
         and the fetch stage's (``DA``'s both ports); in a training build also those the forward
         and the update read with them (``XI`` beside ``A`` and ``W``, ``WM`` beside ``DW``,
         ``BM`` the forward's bias and the update's master bias), so that each of their beats
-        comes from registers alike (the update reads ``DB`` beside ``BM`` a cycle later)."""
+        comes from registers alike (the update reads ``DB`` with ``BM`` and registers its word)."""
         if not config.deep_stages or config.forwarding or config.spram:
             return ()
         return ("A", "W", "DW", "DA", "ACT", "DH", "DC") + (("WM", "XI", "BM") if config.train

@@ -170,9 +170,10 @@ def test_deep_stages_forces_da_into_block_ram():
     assert MemoryBank(element).gathered == ("W", "ACT", "WM", "XI")
     assert MemoryBank(element).read_only == MemoryBank(big).read_only == ("DW", "DB", "DA", "DX")
     assert MemoryBank(replace(big, deep_stages=False)).read_only == ()
-    # ... and no word register beside each memory for the host's reads: the picks take the
-    # block RAM's output (test_hw_layer and test_hw_model read through them, a read a cycle)
-    assert MemoryBank(element).host_held == ()
+    # ... and no word register beside each memory for the host's reads but DB's (a word of
+    # one pick group, 128 bits): the picks take the block RAM's output (test_hw_layer and
+    # test_hw_model read through them, a read a cycle)
+    assert MemoryBank(element).host_held == ("DB",)
     assert "DW" in MemoryBank(replace(element, train=False, forwarding=True)).host_held
     # (without forwarding the run's read register holds the word the host reads)
     assert "DW" in MemoryBank(big).registered_reads and "DW" not in MemoryBank(big).host_held
