@@ -45,7 +45,8 @@ class AcceleratorTop(wiring.Component):
                    max_memory_bits=max_memory_bits)
         self.backward = Backward(config)
         self.config = c = config
-        self.uart_rx, self.uart_tx = UartRx(divisor), UartTx(divisor)
+        self.uart_rx = UartRx(divisor, staged=c.deep_stages)
+        self.uart_tx = UartTx(divisor)
         self.link = HostLink(lanes=c.lanes, depths=MemoryBank.depths(c),
                              addr_width=self.backward.addr_width,
                              elements=MemoryBank.port_width(c), max_payload=max_payload,

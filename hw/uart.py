@@ -24,11 +24,17 @@ class UartRx(wiring.Component):
     The byte is offered on ``o`` from the middle of the stop bit; a byte not taken before the
     next one arrives is replaced, so the receiver never stalls the line. A low stop bit (a
     framing error) drops the byte. ``busy``: a byte is on its way in.
+
+    ``staged`` (for a fast clock): the stop bit's test registered, the byte offered a cycle
+    later, so that the bit timer's compare reaches that register alone, not the enables of
+    ``o``'s registers (``busy`` in that cycle too).
     """
 
-    def __init__(self, divisor: int):
+    def __init__(self, divisor: int, *, staged: bool = False):
         check_divisor(divisor)
-        self.divisor = divisor
+        if not isinstance(staged, bool):
+            raise TypeError(f"staged must be a bool, not {staged!r}")
+        self.divisor, self.staged = divisor, staged
         super().__init__({
             "rx": In(1, init=1),
             "o": Out(stream.Signature(8)),
@@ -45,7 +51,11 @@ class UartRx(wiring.Component):
         bit = Signal(range(10))
         shift = Signal(8)
         busy = Signal()
-        m.d.comb += self.busy.eq(busy | ~rx | ~rx_meta)
+        stop = Signal()                                     # staged: a good stop bit just now
+        if self.staged:
+            m.d.comb += self.busy.eq(busy | stop | ~rx | ~rx_meta)
+        else:
+            m.d.comb += self.busy.eq(busy | ~rx | ~rx_meta)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(~busy):
@@ -62,8 +72,14 @@ class UartRx(wiring.Component):
                 m.d.sync += shift.eq(shift >> 1 | rx << 7)
             with m.Else():
                 m.d.sync += busy.eq(0)
-                with m.If(rx):
-                    m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
+                if self.staged:
+                    m.d.sync += stop.eq(rx)
+                else:
+                    with m.If(rx):
+                        m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
+        if self.staged:
+            with m.If(stop):
+                m.d.sync += [stop.eq(0), self.o.payload.eq(shift), self.o.valid.eq(1)]
         return m
 
 

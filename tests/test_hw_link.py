@@ -207,14 +207,13 @@ def test_garbage_between_packets_is_dropped():
     assert [code for code, _ in replies] == [CMD["PING"]]
 
 
-@pytest.mark.parametrize("divisor", [4, 7, 12])
-def test_uart_loopback(divisor):
-    """Bytes through UartTx -> wire -> UartRx arrive unchanged, 10 * divisor cycles apart."""
+def _loopback(divisor, staged, data):
+    """The bytes ``data`` through UartTx -> wire -> UartRx: those received, and the cycle of
+    each."""
     m = Module()
     m.submodules.tx = tx = UartTx(divisor)
-    m.submodules.rx = rx = UartRx(divisor)
+    m.submodules.rx = rx = UartRx(divisor, staged=staged)
     m.d.comb += rx.rx.eq(tx.tx)
-    data = [0x00, 0xFF, 0x5A, 0xA5, 0x01, 0x80]
     got, times = [], []
     sim = Simulator(m)
     sim.add_clock(1e-6)
@@ -238,13 +237,26 @@ def test_uart_loopback(divisor):
     sim.add_testbench(send)
     sim.add_process(receive)
     sim.run_until(1e-6 * (len(data) + 2) * 10 * (divisor + 1))
-    assert got == data
+    return got, times
+
+
+@pytest.mark.parametrize("divisor", [4, 7, 12])
+def test_uart_loopback(divisor):
+    """Bytes through UartTx -> wire -> UartRx arrive unchanged, 10 * divisor cycles apart;
+    with ``staged`` each a cycle later."""
+    data = [0x00, 0xFF, 0x5A, 0xA5, 0x01, 0x80]
+    (got, times), (got_staged, times_staged) = (_loopback(divisor, staged, data)
+                                                for staged in (False, True))
+    assert got == got_staged == data
     assert all(b - a in (10 * divisor, 10 * divisor + 1) for a, b in zip(times, times[1:]))
+    assert times_staged == [t + 1 for t in times]
 
 
 def test_invalid_parameters():
     with pytest.raises(ValueError, match="divisor"):
         UartRx(2)
+    with pytest.raises(TypeError, match="staged must be a bool"):
+        UartRx(4, staged=1)
     depths = {n: 4 for n in MEMORIES}
     with pytest.raises(ValueError, match="max_payload"):
         HostLink(lanes=L, depths=depths, addr_width=2, elements=6, max_payload=8)
