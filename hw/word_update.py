@@ -33,7 +33,9 @@ class WordUpdate(wiring.Component):
     (where the host's picks and the forward's sums group them): one cycle more from a word's
     first pass to its result (``weight_update.overhead``), the same one word every ``P``
     cycles. Both move every cycle (a word's passes, and so its results, come on consecutive
-    cycles), so that no enable reaches their registers, only the load's select.
+    cycles), so that no enable reaches their registers, only the load's select: with
+    :meth:`scheduled_reads` a register per lane, and ``o.valid`` the last pass's beat delayed
+    as the units delay it, a register too.
     """
 
     def __init__(self, config: AccelConfig, *, shifted: bool = False):
@@ -42,6 +44,8 @@ class WordUpdate(wiring.Component):
         if not isinstance(shifted, bool):
             raise TypeError(f"shifted must be a bool, not {shifted!r}")
         self.config, self.shifted = config, shifted
+        #: (``shifted`` with :meth:`scheduled_reads`) each lane's load, a register of its own
+        self.loads = None
         f, L = config.formats, config.lanes
         self.in_layout = data.StructLayout({
             "master": data.ArrayLayout(signed(f.master.width), L),
@@ -100,6 +104,14 @@ class WordUpdate(wiring.Component):
             m.d.sync += valid.eq(1)
         with m.Elif(self.i.ready):
             m.d.sync += valid.eq(0)
+        if self.shifted:
+            # a word's load into the shifted lanes comes the cycle after it arrives (the
+            # reads' schedule: the one before has had its last pass): a register per lane
+            # (kept apart, beside it), where one decode of the pass reached every lane's
+            # registers across the die
+            self.loads = [Signal(name=f"load_lane{l}", attrs={"keep": 1})
+                          for l in range(self.config.lanes)]
+            m.d.sync += [load.eq(arrives) for load in self.loads]
         return read
 
     def elaborate(self, platform):
@@ -127,25 +139,26 @@ class WordUpdate(wiring.Component):
         if P > 1:
             with m.If(self.i.valid):
                 m.d.sync += p.eq(Mux(p == P - 1, 0, p + 1))
-            with m.If(out):
-                m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
+            if not self.shifted:
+                with m.If(out):
+                    m.d.sync += q.eq(Mux(q == P - 1, 0, q + 1))
         if self.shifted:
             # the word into registers in its first pass, each block a lane nearer its unit each
             # cycle after: a unit takes its block's first lane a cycle after the pass
             beat = Signal()
             m.d.sync += beat.eq(self.i.valid)
-            load = self.i.valid & (p == 0) if P > 1 else self.i.valid
+            loads = self.loads or [self.i.valid & (p == 0) if P > 1 else self.i.valid] * L
             for name in ("master", "grad"):
                 word = getattr(self.i.payload, name)
                 near = [Signal.like(word[l], name=f"{name}_in{l}") for l in range(L)]
                 # (shifted every cycle but a load's, not only in a word's beats: its passes
                 # come on consecutive cycles, and between words what moves is never taken, so
                 # no enable reaches the word's registers across the die)
-                with m.If(load):
-                    m.d.sync += [near[l].eq(word[l]) for l in range(L)]
-                with m.Else():
-                    m.d.sync += [near[l].eq(lane(near, l + 1) if (l + 1) % P else 0)
-                                 for l in range(L)]
+                for l in range(L):
+                    with m.If(loads[l]):
+                        m.d.sync += near[l].eq(word[l])
+                    with m.Else():
+                        m.d.sync += near[l].eq(lane(near, l + 1) if (l + 1) % P else 0)
                 for u, unit in enumerate(units):
                     m.d.comb += getattr(unit.i.payload, name).eq(lane(near, lane_of(u, 0)))
             for unit in units:
@@ -159,7 +172,17 @@ class WordUpdate(wiring.Component):
                              unit.i.payload.grad.eq(grads[p])]
 
         # out: the passes but the last held; the last one's lanes straight from the units
-        m.d.comb += self.o.valid.eq(out & (q == P - 1))
+        if self.shifted:
+            # the word's last pass into the units, delayed as they delay it (they never
+            # stall): ``o.valid`` a register, not a decode of the pass at their outputs
+            last = Signal(name="last_pass")
+            m.d.sync += last.eq(self.i.valid & (p == P - 1) if P > 1 else self.i.valid)
+            for k in range(units[0].latency):
+                last, before = Signal(name=f"last_pass_{k + 1}"), last
+                m.d.sync += last.eq(before)
+            m.d.comb += self.o.valid.eq(last)
+        else:
+            m.d.comb += self.o.valid.eq(out & (q == P - 1))
         # the (unit, pass) of each lane of the word offered
         where = {lane_of(u, k): (u, k) for u in range(U) for k in range(P)}
         held = {}
