@@ -9,7 +9,7 @@ unit, whose multipliers feed several roundings through muxes.
 from amaranth.hdl import Mux, Value
 
 __all__ = ["round_half_up", "round_half_up_narrow", "round_half_up_by", "round_bit_by",
-           "round_half_up_carry", "clamp", "saturate", "saturate_by_sign"]
+           "round_half_up_carry", "clamp", "saturate", "saturate_by_sign", "fits_signed"]
 
 
 def round_half_up(value, shift: int):
@@ -68,13 +68,20 @@ def saturate(value, width: int):
     return clamp(value, -(1 << (width - 1)), (1 << (width - 1)) - 1)
 
 
+def fits_signed(value, width: int):
+    """Whether the signed ``value`` lies in the range of ``width`` bits: its bits from
+    ``width - 1`` up all equal (a few LUTs deep, no carry chain)."""
+    value = Value.cast(value)
+    top = value[width - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
 def saturate_by_sign(value, width: int):
     """:func:`saturate` by looking at the bits above ``width`` (all equal to the sign: in
-    range), a few LUTs deep, instead of two comparators (carry chains)."""
+    range, :func:`fits_signed`), a few LUTs deep, instead of two comparators (carry chains)."""
     value = Value.cast(value)
     if len(value) <= width:
         return value
-    top = value[width - 1:]
-    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    fits = fits_signed(value, width)
     lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
     return Mux(fits, value[:width].as_signed(), Mux(value[-1], lo, hi))

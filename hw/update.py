@@ -1,12 +1,13 @@
 """Update unit: the SGD step on master weights (DESIGN.md §3; golden twin:
 ``golden.layer.update_model``)."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..spec.formats import FORMATS, Formats
-from .fixedpoint import round_bit_by, round_half_up, round_half_up_by, saturate_by_sign
+from .fixedpoint import (fits_signed, round_bit_by, round_half_up, round_half_up_by,
+                         saturate_by_sign)
 
 __all__ = ["UpdateUnit", "SHIFT_WIDTH", "LATENCY", "step_shift"]
 
@@ -40,9 +41,10 @@ class UpdateUnit(wiring.Component):
 
     ``split_round`` (for a fast clock): the rounding's variable shift and its add a stage each
     (the shifted value and the last bit shifted out registered between them): latency
-    :data:`LATENCY` + 1 (:attr:`latency`). The shifted value is clamped to the master's width
-    plus 2 bits, where a step beyond saturates the subtraction all the same: its carry chain
-    is that much shorter, and no result changes.
+    :data:`LATENCY` + 1 (:attr:`latency`). Beside the add, a test of whether the shifted
+    value lies beyond the master's width plus 2 bits, where the subtraction saturates by the
+    step's sign alone: the subtraction then takes only the step's low bits, its carry chain
+    that much shorter, and no result changes.
 
     ``split_product`` (for a fast clock): the gradient's multiplications in parts that each fit
     one multiplier (18 x 18 bits: the gradient's low 17 bits and the rest, times the rate's),
@@ -165,34 +167,42 @@ class UpdateUnit(wiring.Component):
 
         if self.split_round:
             # stage 1c: the variable shift, and the last bit it shifts out (the carry-in)
-            # (clamped to the master's width plus 2: a step beyond saturates the subtraction
-            # either way, and its carry chain is then that much shorter)
-            step_width = min(prod_width, f.master.width + 3)
             vs = Signal()
             master_s = Signal(signed(f.master.width))
-            shifted, last = Signal(signed(step_width - 1)), Signal()
+            shifted, last = Signal(signed(prod_width)), Signal()
             with m.If(advance):
-                m.d.sync += [vs.eq(v1), master_s.eq(master1),
-                             shifted.eq(saturate_by_sign(prod1 >> shift, step_width - 1)),
+                m.d.sync += [vs.eq(v1), master_s.eq(master1), shifted.eq(prod1 >> shift),
                              last.eq(round_bit_by(prod1, shift))]
             v1, master1 = vs, master_s
             step = shifted + last
         else:
-            step_width = prod_width
             step = round_half_up_by(prod1, shift)
 
         # stage 2: the step, rounded half up at the variable shift
         v2 = Signal()
         master2 = Signal(signed(f.master.width))
-        step2 = Signal(signed(step_width))
+        step2 = Signal(signed(prod_width))
         with m.If(advance):
             m.d.sync += [v2.eq(v1), master2.eq(master1), step2.eq(step)]
+        W = f.master.width
+        if self.split_round and prod_width > W + 3:
+            # and, beside the add, whether the shifted step lies beyond the master's width plus
+            # 2 bits: the subtraction then saturates by the step's sign alone, so that it takes
+            # only the step's low W + 3 bits (its carry chain 36 bits, not 58)
+            beyond2 = Signal()
+            with m.If(advance):
+                m.d.sync += beyond2.eq(~fits_signed(shifted, W + 2))
+            lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+            new = Mux(beyond2, Mux(step2[-1], hi, lo),
+                      saturate_by_sign(master2 - step2[:W + 3].as_signed(), W))
+        else:
+            new = saturate_by_sign(master2 - step2, f.master.width)
 
         # stage 3: the new master weight (the subtraction, saturated by a test of the top bits)
         v3 = Signal()
         new3 = Signal(signed(f.master.width))
         with m.If(advance):
-            m.d.sync += [v3.eq(v2), new3.eq(saturate_by_sign(master2 - step2, f.master.width))]
+            m.d.sync += [v3.eq(v2), new3.eq(new)]
 
         # stage 4: and its operand, rounded and saturated (the rounding's carry chain not in
         # series with the subtraction's)
