@@ -144,16 +144,21 @@ def test_register_file_decodes_the_map(deep):
 
 # -- step controller ----------------------------------------------------------------------------
 
+async def _start_run(ctx, dut, *, seq_len, batch):
+    """Strobe a step controller's ``start`` for ``batch`` sequences of ``seq_len`` steps."""
+    ctx.set(dut.seq_len, seq_len)
+    ctx.set(dut.batch, batch)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+
+
 def test_step_controller_walks_the_steps_and_zeroes():
     H, C, T, B = 3, 2, 4, 3
     dut = StepController(hidden=H, chunks=C, max_seq=T, max_batch=B, zero_words=7)
 
     async def tb(ctx):
-        ctx.set(dut.seq_len, 3)
-        ctx.set(dut.batch, 2)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
+        await _start_run(ctx, dut, seq_len=3, batch=2)
         steps, cycles = [], 0
         while ctx.get(dut.running):
             ctx.set(dut.drained, 0)
@@ -199,11 +204,7 @@ def test_step_controller_counts_the_dh_words_from_their_offset():
     got = []
 
     async def tb(ctx):
-        ctx.set(dut.seq_len, 4)
-        ctx.set(dut.batch, 2)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
+        await _start_run(ctx, dut, seq_len=4, batch=2)
         while ctx.get(dut.running):
             ctx.set(dut.drained, 0)
             if ctx.get(dut.setup):
