@@ -133,9 +133,9 @@ class MemoryBank(wiring.Component):
     port and ``running`` reach the memory's) and read the cycle after, each memory's read data
     going first into a register of its own (nothing after the block RAM but that register;
     :attr:`host_held`: in a training build with ``element_port`` the block RAM's output, which
-    holds the word, picked from at once, but for the words of one pick group) and only from there through the host read mux, an
-    AND-OR of those registers and one register
-    per memory that says which was read (``element_port``: the element picked from the word
+    holds the word, picked from at once, but for the words of one pick group) and only from
+    there through the host read mux, an AND-OR of those registers and one register per memory
+    that says which was read (``element_port``: the element picked from the word
     held in two stages, each group of :data:`PICK_GROUP` elements into a register beside them,
     then the group into a register of 32 bits, two cycles more, so that neither the words nor
     a select cross the die); and a host write (``we``, ``mem``, ``addr``, ``wdata``,
