@@ -78,7 +78,8 @@ class AccelConfig:
     reads of them all a cycle later (a cycle more per forward step, per update, per dx gather
     and, for the fetch's ``dh`` words, per backward step); the phase control's strobes out of
     flip-flops and its commands taken from flip-flops (a cycle more per phase and one per
-    command); in a ``train`` build the fetch's
+    command); the UART receiver's stop-bit test registered (a cycle more per byte received);
+    in a ``train`` build the fetch's
     recurrent ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port,
     ``dh_words + 1`` cycles more per step), the forward's dot unit never stalling (its nets
     queued: two cycles more per forward step), its activations' interpolation products
