@@ -561,9 +561,7 @@ class MemoryBank(wiring.Component):
                     # the element of the word held: registers per memory and group (the
                     # selects of its muxes), loaded only when its memory is read, so that no
                     # two are alike (Yosys would merge them into one select of every mux)
-                    n = (self.mem_shapes[name].length
-                         if isinstance(self.mem_shapes[name], data.ArrayLayout) else 1)
-                    groups = -(-n // PICK_GROUP)
+                    groups = -(-_elements(self.mem_shapes[name]) // PICK_GROUP)
                     pick_el = [Signal.like(rd_el, name=f"host_pick_el_{name.lower()}_{g}",
                                            attrs={"keep": 1} if groups > 1 else {})
                                for g in range(groups)]
