@@ -175,14 +175,35 @@ class ForwardUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
+
+        def x_lanes_of(row_c):
+            """Whether lane l of beat ``row_c`` is x: ``row_c < nx - 1``, or ``row_c == nx - 1``
+            and (``l < rem`` or ``rem == 0``)."""
+            before_last = (row_c < nx - 1) if nx > 1 else Const(0, 1)   # no `c < 0` (lint)
+            return [before_last | ((row_c == nx - 1) if rem == 0 or l < rem else Const(0, 1))
+                    for l in range(L)]
+
+        def x_copy_of(row_valid, row_first, row_c):
+            return row_valid & row_first & (row_c < nx)        # row 0's x words into A
+
+        # per lane, the beat's x select and whether it copies x into A (registered: see below)
+        x_lane = x_copying = None
         if self.registered:
             # the reads' data (BM's too) a cycle later, from the bank's registers: the beat
-            # follows them a stage later (deep_stages: take is always high)
+            # follows them a stage later (deep_stages: take is always high); its x lanes and
+            # x copy decoded from the issue's registers into a register per lane, beside the
+            # lane's operand and A's write data (one decode of row_c drove A's 512 bits: 9 ns
+            # of routing at H 64, X 64, L 32)
             issued = row_valid, row_last, row_first, row_c
             row_valid, row_last, row_first, row_c = (Signal.like(v, name=f"{v.name}_2")
                                                      for v in issued)
             m.d.sync += [row_valid.eq(issued[0]), row_last.eq(issued[1]),
                          row_first.eq(issued[2]), row_c.eq(issued[3])]
+            x_lane = [Signal(name=f"x_lane{l}", attrs={"keep": 1}) for l in range(L)]
+            x_copying = [Signal(name=f"x_copy_lane{l}", attrs={"keep": 1}) for l in range(L)]
+            copy_next = x_copy_of(issued[0], issued[2], issued[3])
+            m.d.sync += [*(x.eq(n) for x, n in zip(x_lane, x_lanes_of(issued[3]))),
+                         *(x.eq(copy_next) for x in x_copying)]
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
@@ -191,10 +212,7 @@ class ForwardUnit(wiring.Component):
                 m.d.sync += c.eq(c + 1)
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
-        # lane l of beat c is x when c < nx - 1, or c == nx - 1 and (l < rem or rem == 0)
-        before_last = (row_c < nx - 1) if nx > 1 else Const(0, 1)   # no `c < 0` (lint)
-        x_lanes = [before_last | ((row_c == nx - 1) if rem == 0 or l < rem else Const(0, 1))
-                   for l in range(L)]
+        x_lanes = x_lane or x_lanes_of(row_c)
         # the beat's operands: to the pipe's dot unit, or (shares_array) to the MAC array's
         # lanes, whose products come back to the pipe
         operands = self.operands if self.shares_array else beat
@@ -211,7 +229,7 @@ class ForwardUnit(wiring.Component):
         ]
         if self.shares_array:
             m.d.comb += pipe.products.eq(self.products)
-        x_copy = row_valid & row_first & (row_c < nx)        # row 0's x words into A
+        x_copy = x_copy_of(row_valid, row_first, row_c)
 
         # -- c_{t-1} of each unit, in order ------------------------------------------------------
         kc = Signal(range(H + 1))
@@ -258,19 +276,29 @@ class ForwardUnit(wiring.Component):
         m.d.comb += [self.hs_rd.addr.eq(seq_base + k_copy), self.hs_rd.en.eq(1)]
         lane_en = Const(1, L) << lane_h
         a_wr = wr["A"]
+        # each lane's data: h_{-1}, x, or h; registered, selected per lane (below)
+        copying = [Signal(name=f"h_copy_lane{l}", attrs={"keep": 1}) for l in range(L)] \
+            if self.registered else []
+
+        def lanes(data):
+            return [] if self.registered else [a_wr.data[l].eq(data(l)) for l in range(L)]
         with m.If(copy_valid):
             m.d.comb += [a_wr.addr.eq(vec_base + word_h), a_wr.en.eq(lane_en),
-                         *[a_wr.data[l].eq(self.hs_rd.data) for l in range(L)],
+                         *lanes(lambda l: self.hs_rd.data),
                          advance_h.eq(1)]
         with m.Elif(x_copy):
             m.d.comb += [a_wr.addr.eq(vec_base + row_c),
                          a_wr.en.eq(Cat(x_lanes)),
-                         *[a_wr.data[l].eq(self.xi_rd.data[l]) for l in range(L)]]
+                         *lanes(lambda l: self.xi_rd.data[l])]
         with m.Else():
             m.d.comb += [a_wr.addr.eq(vec_base + C + word_h),
                          a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
-                         *[a_wr.data[l].eq(out.h) for l in range(L)],
+                         *lanes(lambda l: out.h),
                          advance_h.eq(fire)]
+        if self.registered:
+            m.d.comb += [a_wr.data[l].eq(Mux(copying[l], self.hs_rd.data,
+                                             Mux(x_copying[l], self.xi_rd.data[l], out.h)))
+                         for l in range(L)]
 
         # -- sequencing --------------------------------------------------------------------------
         with m.If(state == _State.IDLE):
@@ -288,7 +316,7 @@ class ForwardUnit(wiring.Component):
                          k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),
                          state.eq(Mux(t == 0, _State.COPY, _State.ROWS))]
         with m.Elif(state == _State.COPY):
-            m.d.sync += copy_valid.eq(k_copy < H)
+            m.d.sync += [v.eq(k_copy < H) for v in (copy_valid, *copying)]
             with m.If(k_copy < H):
                 m.d.sync += k_copy.eq(k_copy + 1)
             with m.Elif(~copy_valid):
