@@ -152,9 +152,18 @@ class ForwardUnit(wiring.Component):
         word_h = Signal(range(C + 1))
         lane_h = Signal(range(max(L, 2)))
         advance_h = Signal()
+        # deep_stages: the ports' addresses counters of their own, not a base plus an index (an
+        # adder before each port's register): A's word of h (``vec_base + word_h``, + C in the
+        # rows), its read's and XI's (``vec_base + c``, ``x_base + c``) and, in ho_base itself,
+        # HO's (``ho_base + ho_word``)
+        if deep:
+            a_h_addr = Signal.like(self.a_wr.addr)
+            a_rd_addr, xi_rd_addr = Signal.like(self.a_rd.addr), Signal.like(self.xi_rd.addr)
         with m.If(advance_h):
             with m.If(lane_h == L - 1):
                 m.d.sync += [lane_h.eq(0), word_h.eq(word_h + 1)]
+                if deep:
+                    m.d.sync += a_h_addr.eq(a_h_addr + 1)
             with m.Else():
                 m.d.sync += lane_h.eq(lane_h + 1)
 
@@ -175,6 +184,10 @@ class ForwardUnit(wiring.Component):
         with m.If(take):
             m.d.sync += [row_valid.eq(issue), row_last.eq(c == C - 1), row_first.eq(j == 0),
                          row_c.eq(c)]
+        if deep:            # the x copy's A word, as the beat's row_c follows the read
+            a_x_addr = Signal.like(self.a_rd.addr)
+            with m.If(take):
+                m.d.sync += a_x_addr.eq(a_rd_addr)
 
         def x_lanes_of(row_c):
             """Whether lane l of beat ``row_c`` is x: ``row_c < nx - 1``, or ``row_c == nx - 1``
@@ -199,6 +212,8 @@ class ForwardUnit(wiring.Component):
                                                      for v in issued)
             m.d.sync += [row_valid.eq(issued[0]), row_last.eq(issued[1]),
                          row_first.eq(issued[2]), row_c.eq(issued[3])]
+            a_x_issued, a_x_addr = a_x_addr, Signal.like(a_x_addr, name="a_x_addr_2")
+            m.d.sync += a_x_addr.eq(a_x_issued)
             x_lane = [Signal(name=f"x_lane{l}", attrs={"keep": 1}) for l in range(L)]
             x_copying = [Signal(name=f"x_copy_lane{l}", attrs={"keep": 1}) for l in range(L)]
             copy_next = x_copy_of(issued[0], issued[2], issued[3])
@@ -208,8 +223,12 @@ class ForwardUnit(wiring.Component):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
                 m.d.sync += [c.eq(0), j.eq(j + 1)]
+                if deep:
+                    m.d.sync += [a_rd_addr.eq(vec_base), xi_rd_addr.eq(x_base)]
             with m.Else():
                 m.d.sync += c.eq(c + 1)
+                if deep:
+                    m.d.sync += [a_rd_addr.eq(a_rd_addr + 1), xi_rd_addr.eq(xi_rd_addr + 1)]
         shift = f.master.frac_bits - f.operand.frac_bits
         beat = pipe.rows.payload
         x_lanes = x_lane or x_lanes_of(row_c)
@@ -218,8 +237,8 @@ class ForwardUnit(wiring.Component):
         operands = self.operands if self.shares_array else beat
         m.d.comb += [
             self.w_rd.addr.eq(w_addr), self.w_rd.en.eq(take),
-            self.a_rd.addr.eq(vec_base + c), self.a_rd.en.eq(take),
-            self.xi_rd.addr.eq(x_base + c), self.xi_rd.en.eq(take),
+            self.a_rd.addr.eq(a_rd_addr if deep else vec_base + c), self.a_rd.en.eq(take),
+            self.xi_rd.addr.eq(xi_rd_addr if deep else x_base + c), self.xi_rd.en.eq(take),
             self.bm_rd.addr.eq(j), self.bm_rd.en.eq(take),
             pipe.rows.valid.eq(row_valid),
             operands.w.eq(self.w_rd.data), beat.last.eq(row_last),
@@ -255,6 +274,8 @@ class ForwardUnit(wiring.Component):
             m.d.sync += k_out.eq(k_out + 1)
             with m.If(ho_lane == L - 1):
                 m.d.sync += [ho_lane.eq(0), ho_word.eq(ho_word + 1)]
+                if deep:
+                    m.d.sync += ho_base.eq(ho_base + 1)
             with m.Else():
                 m.d.sync += ho_lane.eq(ho_lane + 1)
         m.d.comb += [
@@ -263,7 +284,7 @@ class ForwardUnit(wiring.Component):
               for i, n in enumerate(ACT_FIELDS)],
             wr["CS"].addr.eq(seq_base + k_out), wr["CS"].en.eq(fire),
             wr["CS"].data.eq(out.c),
-            wr["HO"].addr.eq(ho_base + ho_word),
+            wr["HO"].addr.eq(ho_base if deep else ho_base + ho_word),
             wr["HO"].en.eq(Mux(fire, Const(1, L) << ho_lane, 0)),
             *[wr["HO"].data[l].eq(out.h) for l in range(L)],
             wr["HS"].addr.eq(seq_base + k_out), wr["HS"].en.eq(fire & last_step),
@@ -283,15 +304,16 @@ class ForwardUnit(wiring.Component):
         def lanes(data):
             return [] if self.registered else [a_wr.data[l].eq(data(l)) for l in range(L)]
         with m.If(copy_valid):
-            m.d.comb += [a_wr.addr.eq(vec_base + word_h), a_wr.en.eq(lane_en),
+            m.d.comb += [a_wr.addr.eq(a_h_addr if deep else vec_base + word_h),
+                         a_wr.en.eq(lane_en),
                          *lanes(lambda l: self.hs_rd.data),
                          advance_h.eq(1)]
         with m.Elif(x_copy):
-            m.d.comb += [a_wr.addr.eq(vec_base + row_c),
+            m.d.comb += [a_wr.addr.eq(a_x_addr if deep else vec_base + row_c),
                          a_wr.en.eq(Cat(x_lanes)),
                          *lanes(lambda l: self.xi_rd.data[l])]
         with m.Else():
-            m.d.comb += [a_wr.addr.eq(vec_base + C + word_h),
+            m.d.comb += [a_wr.addr.eq(a_h_addr if deep else vec_base + C + word_h),
                          a_wr.en.eq(Mux(fire & ~last_step, lane_en, 0)),
                          *lanes(lambda l: out.h),
                          advance_h.eq(fire)]
@@ -315,12 +337,17 @@ class ForwardUnit(wiring.Component):
                          j.eq(0), c.eq(0), w_addr.eq(0), kc.eq(0), k_out.eq(0),
                          k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),
                          state.eq(Mux(t == 0, _State.COPY, _State.ROWS))]
+            if deep:
+                m.d.sync += [a_rd_addr.eq(const_mul(s, C)), xi_rd_addr.eq(const_mul(s, nx)),
+                             a_h_addr.eq(const_mul(s, C) + Mux(t == 0, 0, C) + X // L)]
         with m.Elif(state == _State.COPY):
             m.d.sync += [v.eq(k_copy < H) for v in (copy_valid, *copying)]
             with m.If(k_copy < H):
                 m.d.sync += k_copy.eq(k_copy + 1)
             with m.Elif(~copy_valid):
                 m.d.sync += [state.eq(_State.ROWS), word_h.eq(X // L), lane_h.eq(X % L)]
+                if deep:
+                    m.d.sync += a_h_addr.eq(vec_base + C + X // L)
         with m.Elif(state == _State.ROWS):
             with m.If(k_out == H):
                 with m.If(~last_step):
