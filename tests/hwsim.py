@@ -6,12 +6,14 @@ dnet vectors, waits for the core to finish and reads ``dW``, ``da`` and the coun
 :func:`cycle_grid` measures skip and dense mode against the ideal ``nnz * C * n_uses`` over a
 grid of K, L and sparsities. :class:`OnMemories` puts a block that drives memory ports
 (``<name>_rd``, ``<name>_wr``) on memories of its own, :func:`strobe_and_count` runs it once
-and counts its busy cycles, :func:`memory_words` reads a memory back.
+and counts its busy cycles, :func:`memory_words` reads a memory back. :func:`case_seed` gives a
+test case its random seed.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 
 import numpy as np
 from amaranth.hdl import Module
@@ -23,9 +25,15 @@ from gateskip.golden.fixed import FORMATS, USES, Formats
 from gateskip.hw.core import LATENCY, MacCore, Mem
 from gateskip.hw.mac_array import Use
 
-__all__ = ["run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY",
+__all__ = ["case_seed", "run_stream", "run_core", "random_vectors", "cycle_grid", "CORE_LATENCY",
            "OnMemories", "strobe_and_count", "memory_words",
            "AmaranthBus", "simulate"]
+
+
+def case_seed(*parts) -> int:
+    """A 16-bit seed from a test case's parameters, the same in every process (``hash`` of a
+    string is salted per process, so a seed from it changed the data from run to run)."""
+    return zlib.crc32(repr(parts).encode()) & 0xFFFF
 
 def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
                n_out=None):

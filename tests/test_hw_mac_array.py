@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 
 from gateskip.golden.fixed import FORMATS, Formats, Q, mac_commands_model
 from gateskip.hw.mac_array import LATENCY, MacArray, Use
+from hwsim import case_seed
 
 
 class Harness(wiring.Component):
@@ -165,7 +166,7 @@ CONFIGS = [  # lanes, k, rows: C = 1, 2 (tail 1), 4, 8, odd lanes, one lane, 16 
 @pytest.mark.parametrize("lanes,k,rows", CONFIGS)
 @pytest.mark.parametrize("extreme", [False, True])
 def test_mac_array_matches_model(lanes, k, rows, extreme, staged):
-    seed = hash((lanes, k, rows, extreme)) & 0xFFFF
+    seed = case_seed(lanes, k, rows, extreme)
     rng = np.random.default_rng(seed)
     f = FORMATS
     mems = _mems(rng, rows, k, f, extreme)
@@ -188,7 +189,7 @@ def test_mac_array_matches_model(lanes, k, rows, extreme, staged):
 @pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5), (8, 64, 3)])
 def test_lane_operands_change_nothing_but_the_registers(lanes, k, rows):
     """``lane_operands`` (s registered once per lane): the model's sums, the same cycles."""
-    seed = hash(("lane_operands", lanes, k, rows)) & 0xFFFF
+    seed = case_seed("lane_operands", lanes, k, rows)
     rng = np.random.default_rng(seed)
     mems = _mems(rng, rows, k, FORMATS, extreme=True)
     cmds = _commands(rng, 30, rows, FORMATS, extreme=True)
@@ -256,7 +257,7 @@ def test_early_read_changes_nothing_but_the_read_stage(lanes, k, rows):
     """``early_read`` (``read_latency`` 2, registered reads): ``BOTH`` commands (those without
     forwarding) give the model's sums in the same cycles as without it, and no accumulator
     word is read in the cycle it is written, at the least ``C`` (3) and above."""
-    seed = hash(("early_read", lanes, k, rows)) & 0xFFFF
+    seed = case_seed("early_read", lanes, k, rows)
     rng = np.random.default_rng(seed)
     mems = _mems(rng, rows, k, FORMATS, extreme=True)
     cmds = [(j, s, Use.BOTH if u != Use.NOP else u)
@@ -280,7 +281,7 @@ def test_early_read_changes_nothing_but_the_read_stage(lanes, k, rows):
 def test_da_depth_adds_the_base_as_a_word_issues(lanes, k, rows):
     """``da_depth``: ``da`` at words ``da_base ..`` of a deeper memory, the others untouched
     (zero), the model's sums, the same cycles; the ports address the whole depth."""
-    seed = hash(("da_depth", lanes, k, rows)) & 0xFFFF
+    seed = case_seed("da_depth", lanes, k, rows)
     rng = np.random.default_rng(seed)
     mems = _mems(rng, rows, k, FORMATS, extreme=True)
     cmds = _commands(rng, 30, rows, FORMATS, extreme=True)
@@ -334,7 +335,7 @@ def test_single_port_dw(lanes, k, rows, extreme, staged):
     """``single_port_dw``: the model's results with DW behind one port (read and write never in
     the same cycle, one address), the same cycles as the two-port array but for a DW command's
     write-back-only da phase (C more)."""
-    seed = hash((lanes, k, rows, extreme, "single")) & 0xFFFF
+    seed = case_seed(lanes, k, rows, extreme, "single")
     rng = np.random.default_rng(seed)
     f = FORMATS
     mems = _mems(rng, rows, k, f, extreme)
