@@ -119,13 +119,15 @@ class Backward(wiring.Component):
                                credits=c.deep_stages and pipelined(c.ew_multipliers))
         run_ports = self.bank.ports
         self.fetch = FetchStage(c, run_ports, self.ew.in_layout)
+        # with the registered reads (C >= 3), the accumulator read a stage early and the
+        # products registered once more beside the add (a cycle more per step)
+        early_read = bool(self.bank.registered_reads) and c.chunks >= EARLY_READ_CHUNKS
         self.array = MacArray(c.lanes, c.k, 4 * H, f, counter_width=c.counter_width,
                               dsp_counters=c.dsp_counters,
                               forwarding=c.forwarding, staged_read=c.timing_stages,
                               single_port_dw=c.spram,
                               read_latency=2 if self.bank.registered_reads else 1,
-                              early_read=(bool(self.bank.registered_reads)
-                                          and c.chunks >= EARLY_READ_CHUNKS),
+                              early_read=early_read, product_stage=early_read,
                               lane_operands=c.deep_stages,
                               da_depth=self.bank.ports["DA"][1] if c.deep_stages else None,
                               clear_sums=bool(zeroed_by_array),
@@ -141,7 +143,8 @@ class Backward(wiring.Component):
                                        skid=c.threshold_skid, staged=c.deep_stages)
         self.compactor = Compactor(f.grad.width, 4, max(2, ceil_log2(4 * H)),
                                    counter_width=c.counter_width,
-                                   staged_counts=c.deep_stages)
+                                   staged_counts=c.deep_stages,
+                                   registered_ready=c.deep_stages)
         if c.db_serial:
             self.db = DbSerial(H, f, self.threshold.out_layout, self.compactor.in_layout)
         else:

@@ -36,11 +36,16 @@ class Compactor(wiring.Component):
     further up). ``staged_counts`` (a fast clock): an accepted beat's lane masks registered and
     counted the cycle after, so that no counter's adder is in series with the compare of
     ``base`` against ``length``: ``values``, ``skipped`` and ``skip_now`` a cycle later.
+    ``registered_ready`` (a fast clock): whether no lane is pending, and whether one at most,
+    registered from the next cycle's pending lanes, so that ``i.ready`` is one gate after
+    registers and ``o.ready`` (the upstream's read address follows it: ``DB``'s, in the
+    backward). Same pairs, same cycles.
     """
 
     @staticmethod
     def check_parameters(width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
-                         counter_width: int = COUNTER_WIDTH, staged_counts: bool = False) -> None:
+                         counter_width: int = COUNTER_WIDTH, staged_counts: bool = False,
+                         registered_ready: bool = False) -> None:
         """Raise ``ValueError`` naming the first parameter out of its range (builds nothing)."""
         if not isinstance(width, int) or not 2 <= width <= 32:
             raise ValueError(f"width must be an int in 2..32, not {width!r}")
@@ -55,11 +60,15 @@ class Compactor(wiring.Component):
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         if not isinstance(staged_counts, bool):
             raise TypeError(f"staged_counts must be a bool, not {staged_counts!r}")
+        if not isinstance(registered_ready, bool):
+            raise TypeError(f"registered_ready must be a bool, not {registered_ready!r}")
 
     def __init__(self, width: int = GRAD.width, lanes: int = 1, index_width: int = 9, *,
-                 counter_width: int = COUNTER_WIDTH, staged_counts: bool = False):
+                 counter_width: int = COUNTER_WIDTH, staged_counts: bool = False,
+                 registered_ready: bool = False):
         self.check_parameters(width, lanes, index_width, counter_width=counter_width,
-                              staged_counts=staged_counts)
+                              staged_counts=staged_counts, registered_ready=registered_ready)
+        self.registered_ready = registered_ready
         self.counter_width = counter_width
         self.staged_counts = staged_counts
         self.width = width
@@ -122,7 +131,20 @@ class Compactor(wiring.Component):
         ]
         emit = self.o.valid & self.o.ready
         accept = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq((pending == 0) | (self.o.ready & (after == 0)))
+        if self.registered_ready:
+            # pending's next value, and whether it has no lane and one at most, registered
+            after_next = Signal(L)
+            none, one = Signal(init=1, name="none_pending"), Signal(init=1, name="one_pending")
+            m.d.comb += after_next.eq(pending)
+            with m.If(emit):
+                m.d.comb += after_next.eq(after)
+            with m.If(accept):
+                m.d.comb += after_next.eq(send)
+            m.d.sync += [none.eq(after_next == 0),
+                         one.eq((after_next & (after_next - 1)) == 0)]
+            m.d.comb += self.i.ready.eq(none | (self.o.ready & one))
+        else:
+            m.d.comb += self.i.ready.eq((pending == 0) | (self.o.ready & (after == 0)))
 
         with m.If(emit):
             m.d.sync += pending.eq(after)

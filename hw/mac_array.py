@@ -120,6 +120,15 @@ class MacArray(wiring.Component):
     from 5 words after its issue on (a ``BOTH`` command's da words are read again ``2C`` words
     later: :data:`EARLY_READ_CHUNKS`).
 
+    ``product_stage`` (needs ``early_read``): the product registered once more, in the fabric
+    beside the lane's add, after the multiplier's own register, and the accumulator's read
+    issued at stage R (a stage later than ``early_read``'s) and registered in the fabric with
+    it: the add and its write a stage later, so that no carry chain follows the route from the
+    multipliers' column (7 ns of routing at 32 lanes on the ECP5-85F). A sum is written a cycle
+    later (:attr:`latency` one more; ``busy`` a cycle longer); a word read again is safe under
+    the same condition as ``early_read``'s. ``products`` (``forward_products``) still two cycles
+    after ``fwd``.
+
     ``lane_operands``: the gradient operand ``s`` registered at stage 1 once per lane, not once
     for the array: each copy feeds one multiplier and can sit beside it, where one register
     drove all L multipliers across the die (32 lanes on the ECP5-85F: 4.43 ns of routing on the
@@ -190,7 +199,8 @@ class MacArray(wiring.Component):
                  staged_read: bool = True, single_port_dw: bool = False,
                  read_latency: int = 1, lane_operands: bool = False,
                  da_depth: int | None = None, clear_sums: bool = False,
-                 forward_products: bool = False, early_read: bool = False):
+                 forward_products: bool = False, early_read: bool = False,
+                 product_stage: bool = False):
         self.check_parameters(lanes, k, rows, formats)
         if forward_products and not lane_operands:
             raise ValueError("forward_products needs lane_operands=True")
@@ -213,9 +223,13 @@ class MacArray(wiring.Component):
             raise ValueError("early_read needs read_latency=2")
         #: the accumulator read at stage Q, its data registered in the fabric before the add
         self.early_read = bool(early_read)
+        if product_stage and not early_read:
+            raise ValueError("product_stage needs early_read=True")
+        #: the product registered once more beside the add, which then takes a stage more
+        self.product_stage = bool(product_stage)
         #: cycles from a word issued to its sum written (:data:`LATENCY`, one more with
-        #: ``read_latency`` 2)
-        self.latency = LATENCY + read_latency - 1
+        #: ``read_latency`` 2 and one more with ``product_stage``)
+        self.latency = LATENCY + read_latency - 1 + self.product_stage
         if not isinstance(counter_width, int) or not 1 <= counter_width <= 32:
             raise ValueError(f"counter_width must be an int in 1..32, not {counter_width!r}")
         check_dsp_counters(dsp_counters, counter_width)
@@ -403,7 +417,7 @@ class MacArray(wiring.Component):
         # the accumulator's read: at the row's stage when staged, else at the product's
         # (early_read: at stage Q, a stage before the row's)
         v_rd, ph_rd, addr_rd = (vr, phr, addrr) if self.staged_read else (v1, ph1, addr1)
-        if self.early_read:
+        if self.early_read and not self.product_stage:
             v_rd, ph_rd, addr_rd = issued.v, issued.ph, issued.addr
         if not self.single_port_dw:         # else the write-back's address (the same word)
             m.d.comb += self.dw_rd.addr.eq(addr_rd)
@@ -426,14 +440,26 @@ class MacArray(wiring.Component):
         m.d.sync += [p2[l].eq(s1[l if self.lane_operands else 0] * rows[l]) for l in range(L)]
         if self.forward_products:
             m.d.comb += self.products.eq(p2)
+        # product_stage: the product, its word's valid, phase and address a stage on (the
+        # "stage 2" of the add and what follows it)
+        v_product = v2
+        if self.product_stage:
+            product, p2 = p2, Signal.like(p2, name="p2_fabric", reset_less=True)
+            later = SimpleNamespace(v=Signal(name="v2_fabric"), ph=Signal(name="ph2_fabric"),
+                                    addr=Signal(pipe_aw, name="addr2_fabric"))
+            m.d.sync += [p2.eq(product), later.v.eq(v2), later.ph.eq(ph2),
+                         later.addr.eq(addr2)]
+            v2, ph2, addr2 = later.v, later.ph, later.addr
 
         # the phase at stages 1 and 2 that selects the lane's read and addend (early_read: a
         # copy per lane, beside its add, kept apart: one register drove every lane's selects)
+        # (product_stage: at stages 2 and 3, the read's and the add's)
         ph1_lane = ph2_lane = None
         if self.early_read:
             ph1_lane = [Signal(name=f"ph1_lane{l}", attrs={"keep": 1}) for l in range(L)]
             ph2_lane = [Signal(name=f"ph2_lane{l}", attrs={"keep": 1}) for l in range(L)]
-            m.d.sync += [*(ph.eq(phr) for ph in ph1_lane),
+            ph_read = ph1 if self.product_stage else phr
+            m.d.sync += [*(ph.eq(ph_read) for ph in ph1_lane),
                          *(later.eq(earlier) for earlier, later in zip(ph1_lane, ph2_lane))]
 
         def addend(l):
@@ -443,7 +469,7 @@ class MacArray(wiring.Component):
             return Mux(ph, da_p, dw_p), Mux(ph, da_c, dw_c)
         return SimpleNamespace(vr=vr, phr=phr, addrr=addrr, v1=v1, ph1=ph1, addr1=addr1, v2=v2,
                                ph2=ph2, addr2=addr2, addend=addend, prod_width=prod_width,
-                               ph1_lane=ph1_lane,
+                               ph1_lane=ph1_lane, v_product=v_product,
                                vq=issued.v if self.read_latency == 2 else None)
 
     def _write_back(self, m, seq, st, acc):
@@ -534,6 +560,8 @@ class MacArray(wiring.Component):
             self.issue.eq(seq.act),
         ]
         pending = seq.act | st.vr | st.v1 | st.v2 | v3
+        if self.product_stage:
+            pending |= st.v_product
         if self.read_latency == 2:
             pending |= st.vq
         if self.single_port_dw:         # the sums go through the buffer

@@ -33,9 +33,11 @@ def port_elements(elements: int, element_port: bool) -> tuple[int, int]:
 
 
 #: with ``deep_stages``, a bank of more memories than this (a training build's fifteen) gives each
-#: its own register of the host's read address, kept (else Yosys merges the copies into one
-#: register that fans out to every memory)
-OWN_READ_ADDRESS_ABOVE = 8
+#: its own registers of the host's read address and of its side's write address (the host's or
+#: ZERO's), kept (else Yosys merges the copies, bit by bit, into one register that fans out to
+#: every memory: the side address of ``DC`` drove ``DW``'s write address, 9.1 ns of routing at
+#: H 64, X 64, L 32)
+OWN_ADDRESSES_ABOVE = 8
 #: elements of a word a bank with ``deep_stages`` and ``element_port`` picks the host's element
 #: from in its first stage, into a register per group beside them; the group the next
 PICK_GROUP = 4
@@ -386,6 +388,7 @@ class MemoryBank(wiring.Component):
             m.d.comb += self.da_h_rd.data.eq(self._read_out(m, da_h.data, "DA", "read_da_h"))
 
         read_out = {}                   # each memory's read data as the run takes them
+        own_address = {"keep": 1} if len(self.memories) > OWN_ADDRESSES_ABOVE else {}
         all_running, all_idle = running, idle
         for name, mem in self.memories.items():
             spec, shape, depth = MEMORIES[name], self.mem_shapes[name], self.mem_depths[name]
@@ -410,8 +413,7 @@ class MemoryBank(wiring.Component):
                 # cycle) reach its read port
                 h_re = Signal(name=f"host_re_{name.lower()}")
                 h_raddr = Signal.like(h_addr, name=f"host_raddr_{name.lower()}",
-                                      attrs=({"keep": 1} if len(self.memories) >
-                                             OWN_READ_ADDRESS_ABOVE else {}))
+                                      attrs=own_address)
                 m.d.sync += [h_re.eq(h_sel & host.re), h_raddr.eq(h_addr)]
                 rd_addr = Mux(h_re, h_raddr, self._banked(run_rd.addr, name, "rd"))
                 rd_en = h_re | (run_rd.en & running)
@@ -456,7 +458,8 @@ class MemoryBank(wiring.Component):
                     hit = Const(0)
                 side = Signal(name=f"side_{name.lower()}")
                 side_we = Signal(len(port.en), name=f"side_we_{name.lower()}")
-                side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}")
+                side_addr = Signal.like(port.addr, name=f"side_addr_{name.lower()}",
+                                        attrs=own_address)
                 zero = zeroing if name in self.zeroed else Const(0)
                 if name in self.read_only:  # ZERO's 0 alone
                     side_word, side_data = 0, None

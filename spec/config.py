@@ -74,7 +74,8 @@ class AccelConfig:
     write (without forwarding; in a ``train`` build ``DB``, ``DC`` and ``BM`` too),
     and without forwarding the run reads of the MAC array's and the fetch's memories registered
     right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
-    the array), in a ``train`` build those of ``WM``, ``XI`` and ``BM`` too, the training units'
+    the array; with C >= 3 the array's products registered once more beside its adds,
+    ``MacArray(product_stage=)``, another), in a ``train`` build those of ``WM``, ``XI`` and ``BM`` too, the training units'
     reads of them all a cycle later (a cycle more per forward step, per update, per dx gather
     and, for the fetch's ``dh`` words, per backward step); the phase control's strobes out of
     flip-flops and its commands taken from flip-flops (a cycle more per phase and one per

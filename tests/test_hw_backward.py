@@ -9,6 +9,7 @@ from gateskip.golden.accel import backward_model
 from gateskip.spec import memories, registers as regmap
 from gateskip.hw.backward import Backward
 from gateskip.hw.gate_grad import CREDIT_LATENCY
+from gateskip.hw.mac_array import EARLY_READ_CHUNKS
 from gateskip.host.accel import BackwardHost
 from gateskip.sim.accel_stimulus import random_mems, tau_for_sparsity
 
@@ -116,8 +117,9 @@ def test_deep_stages_are_bit_exact_seven_or_twelve_cycles_more_a_step(H, X, L, T
     (``step_overhead``) with the time-shared gate-gradient unit; twelve with the pipelined one,
     whose credits' queue replaces the slice and whose products' joins take four stages on its
     longest chain (``split_products``); one more again without forwarding, where the MAC
-    array's reads are registered (``MemoryBank.registered_reads``, a stage more in the array:
-    exactly one more in a dense run, where every step ends in the array)."""
+    array's reads are registered (``MemoryBank.registered_reads``, a stage more in the array),
+    and with C >= 3 one more again (the array's ``product_stage``): exactly so in a dense run,
+    where every step ends in the array."""
     seed = H * 100 + X * 10 + L + int(dense)
     mems = random_mems(H, X, T, B, seed)
     tau = tau_for_sparsity(mems, X, sparsity)
@@ -127,7 +129,10 @@ def test_deep_stages_are_bit_exact_seven_or_twelve_cycles_more_a_step(H, X, L, T
     base = 7 + (CREDIT_LATENCY - 1 + 4) * (ew is None)
     assert duts[0].ew.credits == (ew is None) and not duts[1].ew.credits
     assert duts[0].ew.join_latency == 4 * (ew is None) and duts[1].ew.join_latency == 0
-    extra = base + (not forwarding)
+    C = -(-(X + H) // L)
+    staged = not forwarding and C >= EARLY_READ_CHUNKS
+    assert duts[0].array.product_stage == staged and not duts[1].array.product_stage
+    extra = base + (not forwarding) + staged
     assert duts[0].bank.registered_reads == (() if forwarding else
                                              ("A", "W", "DW", "DA", "ACT", "DH", "DC"))
     assert duts[0].step_overhead == duts[1].step_overhead + extra

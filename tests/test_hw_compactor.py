@@ -115,6 +115,22 @@ def test_staged_counts_come_a_cycle_later(lanes, sparsity):
         Compactor(staged_counts=1)
 
 
+@pytest.mark.parametrize("lanes,sparsity,p_ready", [(4, 0.5, 0.7), (3, 0.8, 0.5),
+                                                   (4, 0.0, 1.0), (1, 0.5, 0.6)])
+def test_registered_ready_changes_nothing(lanes, sparsity, p_ready):
+    """``registered_ready`` (the backward's ``deep_stages``): the same pairs, each beat taken
+    and each pair given in the same cycles, under back-pressure too."""
+    rng = np.random.default_rng(case_seed("registered_ready", lanes, sparsity))
+    vectors = _vectors(rng, 3, 10 * lanes + 1, sparsity, 16)
+    outs = [run_compactor(Compactor(16, lanes, 8, registered_ready=r), vectors, dense=False,
+                          seed=5, p_valid=0.8, p_ready=p_ready) for r in (False, True)]
+    assert outs[0]["pairs"] == outs[1]["pairs"]
+    assert outs[0]["in"] == outs[1]["in"] and outs[0]["out"] == outs[1]["out"]
+    assert outs[1]["pairs"] == [pair for v in vectors for pair in compact_model(v, False)]
+    with pytest.raises(TypeError, match="registered_ready must be a bool"):
+        Compactor(registered_ready=1)
+
+
 @pytest.mark.parametrize("lanes,sparsity", [(4, 0.0), (4, 0.8), (16, 0.95), (3, 0.5)])
 def test_compactor_rate(lanes, sparsity):
     """No back-pressure: a beat costs max(1, its non-zeros) cycles, first pair 1 cycle after it."""

@@ -256,25 +256,34 @@ def test_forward_products_are_the_lanes_products_two_cycles_later(formats, read_
 def test_early_read_changes_nothing_but_the_read_stage(lanes, k, rows):
     """``early_read`` (``read_latency`` 2, registered reads): ``BOTH`` commands (those without
     forwarding) give the model's sums in the same cycles as without it, and no accumulator
-    word is read in the cycle it is written, at the least ``C`` (3) and above."""
+    word is read in the cycle it is written, at the least ``C`` (3) and above; with
+    ``product_stage`` too, the same sums and issues, each run a cycle longer (its last sum
+    written a cycle later)."""
     seed = case_seed("early_read", lanes, k, rows)
     rng = np.random.default_rng(seed)
     mems = _mems(rng, rows, k, FORMATS, extreme=True)
     cmds = [(j, s, Use.BOTH if u != Use.NOP else u)
             for j, s, u in _commands(rng, 30, rows, FORMATS, extreme=True)]
-    runs = [run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=p, read_latency=2,
-                      forwarding=False, lane_operands=True, early_read=early)
-            for early in (False, True) for p in (0.7, 1.0)]
+    options = ({}, {"early_read": True}, {"early_read": True, "product_stage": True})
+    runs = [[run_array(lanes, k, rows, mems, cmds, seed=seed, p_valid=p, read_latency=2,
+                       forwarding=False, lane_operands=True, **o) for p in (0.7, 1.0)]
+            for o in options]
     want = mac_commands_model([(j, s, int(u.value)) for j, s, u in cmds], mems, FORMATS)
-    for out in runs:
+    for out in sum(runs, []):
         assert np.array_equal(out["dW"], want["dW"]) and np.array_equal(out["da"], want["da"])
         assert out["collisions"] == 0
-    for plain, early in zip(runs[:2], runs[2:]):
-        assert plain["cycles"] == early["cycles"] and plain["issue"] == early["issue"]
+    for plain, early, staged in zip(*runs):
+        assert plain["cycles"] == early["cycles"] == staged["cycles"] - 1
+        assert plain["issue"] == early["issue"] == staged["issue"][:-1]
+    assert MacArray(lanes, k, rows, read_latency=2, forwarding=False, early_read=True,
+                    product_stage=True).latency == MacArray(
+        lanes, k, rows, read_latency=2, forwarding=False, early_read=True).latency + 1
     with pytest.raises(ValueError, match="early_read needs read_latency=2"):
         MacArray(lanes, k, rows, early_read=True)
     with pytest.raises(ValueError, match=r"early_read needs C = ceil\(k / lanes\) >= 3, not 2"):
         MacArray(4, 8, rows, read_latency=2, forwarding=False, early_read=True)
+    with pytest.raises(ValueError, match="product_stage needs early_read=True"):
+        MacArray(lanes, k, rows, read_latency=2, forwarding=False, product_stage=True)
 
 
 @pytest.mark.parametrize("lanes,k,rows", [(4, 16, 8), (3, 7, 5)])

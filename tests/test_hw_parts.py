@@ -12,7 +12,7 @@ from gateskip.golden.fixed import saturate
 from gateskip.hw.backward import Backward
 from gateskip.hw.controller import StepController
 from gateskip.hw.db import DbParallel, DbSerial
-from gateskip.hw.memory_bank import (OWN_READ_ADDRESS_ABOVE, PICK_GROUP, MemoryBank,
+from gateskip.hw.memory_bank import (OWN_ADDRESSES_ABOVE, PICK_GROUP, MemoryBank,
                                      host_read_latency)
 from gateskip.hw.queue import Queue
 from gateskip.hw.registers import RegisterFile
@@ -447,11 +447,11 @@ def test_run_zeroes_names_zeroed_memories_the_host_only_reads():
     assert Backward(AccelConfig(**base)).bank.run_zeroes == ()
 
 
-def test_a_deep_bank_of_many_memories_keeps_a_read_address_per_memory():
+def test_a_deep_bank_of_many_memories_keeps_its_addresses_per_memory():
     """With ``deep_stages`` a training bank (fifteen memories, more than
-    ``OWN_READ_ADDRESS_ABOVE``) keeps each memory's register of the host's read address (Yosys
-    would merge them into one that reaches every memory); a backward-only bank (eight) does
-    not need to."""
+    ``OWN_ADDRESSES_ABOVE``) keeps each memory's registers of the host's read address and of its
+    side's write address (Yosys would merge each kind into one that reaches every memory); a
+    backward-only bank (eight) does not need to."""
     import re
     from amaranth.back import rtlil
 
@@ -460,12 +460,13 @@ def test_a_deep_bank_of_many_memories_keeps_a_read_address_per_memory():
                                       forwarding=False, deep_stages=True, **options))
         text = rtlil.convert(bank)
         names = re.findall(r"attribute \\keep 1\n\s*wire width \d+ (?:\w+ )*\\(\w+)", text)
-        return bank, {n for n in names if n.startswith("host_raddr_")}
+        return bank, {n for n in names if n.startswith(("host_raddr_", "side_addr_"))}
     bank, names = kept(train=True)
-    assert len(bank.memories) > OWN_READ_ADDRESS_ABOVE
-    assert names == {f"host_raddr_{n.lower()}" for n in bank.memories}
+    assert len(bank.memories) > OWN_ADDRESSES_ABOVE
+    assert names == {f"{kind}_{n.lower()}" for n in bank.memories
+                     for kind in ("host_raddr", "side_addr")}
     bank, names = kept()
-    assert len(bank.memories) <= OWN_READ_ADDRESS_ABOVE and names == set()
+    assert len(bank.memories) <= OWN_ADDRESSES_ABOVE and names == set()
 
 
 def test_counter_names_are_the_register_files_ports():
