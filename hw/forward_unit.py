@@ -137,7 +137,8 @@ class ForwardUnit(wiring.Component):
         vec_base = Signal(range(cfg.max_batch * T * C + 1))    # (b*T + t) * C
         act_base = Signal(range(cfg.max_batch * T * H + 1))    # (b*T + t) * H
         seq_base = Signal(range(cfg.max_batch * H + 1))        # b * H
-        ho_base = Signal(range(cfg.max_batch * T * cfg.h_chunks + 1))   # (b*T + t)*ceil(H/L)
+        # (b*T + t)*ceil(H/L) (deep_stages: and + ho_word, HO's address itself)
+        ho_base = Signal(range(cfg.max_batch * T * cfg.h_chunks + 1))
         last_step = Signal()
         # busy: the state decoded, or with deep_stages a register that follows it (set and
         # cleared where the state leaves and enters IDLE): it selects the run ports, and no
