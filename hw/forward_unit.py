@@ -218,8 +218,9 @@ class ForwardUnit(wiring.Component):
             x_lane = [Signal(name=f"x_lane{l}", attrs={"keep": 1}) for l in range(L)]
             x_copying = [Signal(name=f"x_copy_lane{l}", attrs={"keep": 1}) for l in range(L)]
             copy_next = x_copy_of(issued[0], issued[2], issued[3])
+            x_copy = Signal(name="x_copy")      # (for A's write address and enables)
             m.d.sync += [*(x.eq(n) for x, n in zip(x_lane, x_lanes_of(issued[3]))),
-                         *(x.eq(copy_next) for x in x_copying)]
+                         *(x.eq(copy_next) for x in (x_copy, *x_copying))]
         with m.If(issue):
             m.d.sync += w_addr.eq(w_addr + 1)
             with m.If(c == C - 1):
@@ -249,7 +250,8 @@ class ForwardUnit(wiring.Component):
         ]
         if self.shares_array:
             m.d.comb += pipe.products.eq(self.products)
-        x_copy = x_copy_of(row_valid, row_first, row_c)
+        if not self.registered:
+            x_copy = x_copy_of(row_valid, row_first, row_c)
 
         # -- c_{t-1} of each unit, in order ------------------------------------------------------
         kc = Signal(range(H + 1))
