@@ -280,10 +280,22 @@ class FetchStage(wiring.Component):
                          queue.r_en.eq(self.o.ready)]
         # a read only for a unit issued: no other read of DC or DA can meet the write of the
         # same word (the memory bank tells Yosys so: NO_COLLISION)
+        act_addr = dh_addr = self.act_base + k
+        dc_addr = self.dc_base + k
+        if cfg.dh_words:
+            # the read addresses from registers of their own, one per memory (kept apart),
+            # each base plus the k the next cycle holds: the first unit is issued
+            # load_cycles (2 or more) after setup, when the bases hold the step's
+            k_next = Mux(issue, k_n, k)
+            act_addr, dh_addr, dc_addr = (
+                Signal.like(port.addr, name=f"{name}_rd_addr", attrs={"keep": 1})
+                for name, port in (("act", self.act_rd), ("dh", self.dh_rd), ("dc", self.dc_rd)))
+            m.d.sync += [act_addr.eq(self.act_base + k_next), dh_addr.eq(self.act_base + k_next),
+                         dc_addr.eq(self.dc_base + k_next)]
         m.d.comb += [
-            self.act_rd.addr.eq(self.act_base + k), self.act_rd.en.eq(issue),
-            self.dh_rd.addr.eq(self.act_base + k), self.dh_rd.en.eq(issue),
-            self.dc_rd.addr.eq(self.dc_base + k), self.dc_rd.en.eq(issue),
+            self.act_rd.addr.eq(act_addr), self.act_rd.en.eq(issue),
+            self.dh_rd.addr.eq(dh_addr), self.dh_rd.en.eq(issue),
+            self.dc_rd.addr.eq(dc_addr), self.dc_rd.en.eq(issue),
             # (dh_words: the dh words, from the first, one a cycle while loading)
             self.da_rd.addr.eq(self.dh_addr if cfg.dh_words else self.vec_base + C + word_h),
             # (deep: read every running cycle, the data taken the next: no enable fans out to
