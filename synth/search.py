@@ -120,7 +120,7 @@ STEPS = (
          "multipliers (the forward's products on the MAC array's), the block RAM output "
          "registers of DW, W and WM in use; nextpnr seed 4, the best of seeds 1 to 4 on this "
          "netlist (2 and 1 did not route in time, 3 placed the forward's blocks apart)",
-         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW", "W", "WM"),
+         clock_mhz=100.0, placer="static", multreg=True, outreg=("DW", "W", "WM", "DA"),
          hide_fields=True, seed=4),
     Step("ulx3s-85f-l32-deep-85mhz", "ulx3s-85f", _L32_DEEP,
          "ulx3s-85f-l32-deep at the clock below its Fmax", clock_mhz=85.0, placer="static"),
