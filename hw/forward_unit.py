@@ -75,7 +75,10 @@ class ForwardUnit(wiring.Component):
     then a register (it selects the memories' run ports). Where the memory bank registers the
     reads of ``W``, ``A``, ``XI`` and ``BM`` (:attr:`registered`:
     ``MemoryBank.registered_reads``, without forwarding) a beat comes a cycle later, from
-    those registers: one cycle more per step (:attr:`step_overhead`).
+    those registers: one cycle more per step (:attr:`step_overhead`), and the beat's x lanes,
+    its x copy and the ``h_{-1}`` copy are decoded into a register per lane beside the lane's
+    operand and ``A``'s write data. With ``deep_stages`` the ports' addresses are counters of
+    their own, not a base plus an index. Same cycles.
 
     ``ports``: ``{name: (word shape, depth)}`` of the memories (``hw.memory_bank``).
     """
