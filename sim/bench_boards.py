@@ -13,8 +13,9 @@ timing met):
   done per second by the skipping one.
 
 The backward is built as a backward-only accelerator with the build's options except those
-of a training build (``train``, ``vocab``, ``layers``, ``update_lanes``: the backward phase
-of a training build runs the same array, fetch and gate-gradient unit) and except where the
+of a training build (``train``, ``vocab``, ``layers``, ``update_lanes``, ``debug_reads``: the
+backward phase of a training build runs the same array, fetch and gate-gradient unit, and the
+host's debug reads change no cycle of it) and except where the
 build keeps its counters (``counter_width`` 32, ``dsp_counters`` off: a 16-bit cycle counter
 wraps in a run of more than 65,535 cycles; neither changes a cycle of the run).
 """
@@ -33,7 +34,7 @@ __all__ = ["DEFAULT_SPARSITIES", "report_names", "load_report", "backward_of",
 DEFAULT_SPARSITIES = (0.8,)
 #: options a backward-only build does not take, or that change no cycle (see the docstring)
 _DROPPED = {"train": False, "vocab": 0, "layers": 1, "update_lanes": None,
-            "counter_width": 32, "dsp_counters": False}
+            "debug_reads": True, "counter_width": 32, "dsp_counters": False}
 
 
 def report_names() -> list[str]:

@@ -170,6 +170,7 @@ def test_bench_boards_rates_from_a_saved_report(tmp_path, monkeypatch):
 
 def test_boards_bench_builds_a_training_report_as_backward_only():
     from gateskip.sim.bench_boards import backward_of, load_report, report_names
+    from gateskip.spec.config import AccelConfig
 
     names = report_names()
     assert {"icebreaker", "ulx3s-12f", "ulx3s-85f"} <= set(names)
@@ -179,6 +180,11 @@ def test_boards_bench_builds_a_training_report_as_backward_only():
     assert options["train"] is False and options["vocab"] == 0 and options["layers"] == 1
     assert "max_payload" not in options and "hidden" not in options
     assert options["forwarding"] == p["forwarding"]
+    # a training build without debug reads (which only a training build takes): a backward
+    # accelerator all the same
+    (H, X, L), T, options = backward_of(load_report("ulx3s-85f-l32-train"))
+    assert options["debug_reads"] and options["deep_stages"] and not options["train"]
+    AccelConfig(hidden=H, inputs=X, lanes=L, max_seq=T, max_batch=1, **options)
 
 
 def test_bench_layer_whole_iterations(tmp_path):
