@@ -133,15 +133,15 @@ class Compactor(wiring.Component):
         accept = self.i.valid & self.i.ready
         if self.registered_ready:
             # pending's next value, and whether it has no lane and one at most, registered
-            after_next = Signal(L)
+            pending_next = Signal(L)
             none, one = Signal(init=1, name="none_pending"), Signal(init=1, name="one_pending")
-            m.d.comb += after_next.eq(pending)
+            m.d.comb += pending_next.eq(pending)
             with m.If(emit):
-                m.d.comb += after_next.eq(after)
+                m.d.comb += pending_next.eq(after)
             with m.If(accept):
-                m.d.comb += after_next.eq(send)
-            m.d.sync += [none.eq(after_next == 0),
-                         one.eq((after_next & (after_next - 1)) == 0)]
+                m.d.comb += pending_next.eq(send)
+            m.d.sync += [none.eq(pending_next == 0),
+                         one.eq((pending_next & (pending_next - 1)) == 0)]
             m.d.comb += self.i.ready.eq(none | (self.o.ready & one))
         else:
             m.d.comb += self.i.ready.eq((pending == 0) | (self.o.ready & (after == 0)))

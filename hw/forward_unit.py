@@ -336,16 +336,17 @@ class ForwardUnit(wiring.Component):
                     m.d.sync += busy.eq(1)
         with m.Elif(state == _State.SETUP):
             s = const_mul(b, T) + t
-            m.d.sync += [vec_base.eq(const_mul(s, C)), act_base.eq(const_mul(s, H)),
-                         x_base.eq(const_mul(s, nx)), ho_base.eq(const_mul(s, cfg.h_chunks)),
+            s_vec, s_x = const_mul(s, C), const_mul(s, nx)     # the step's vec_base, x_base
+            m.d.sync += [vec_base.eq(s_vec), act_base.eq(const_mul(s, H)),
+                         x_base.eq(s_x), ho_base.eq(const_mul(s, cfg.h_chunks)),
                          ho_word.eq(0), ho_lane.eq(0),
                          seq_base.eq(const_mul(b, H)), last_step.eq(t == self.seq_len - 1),
                          j.eq(0), c.eq(0), w_addr.eq(0), kc.eq(0), k_out.eq(0),
                          k_copy.eq(0), word_h.eq(X // L), lane_h.eq(X % L),
                          state.eq(Mux(t == 0, _State.COPY, _State.ROWS))]
             if deep:
-                m.d.sync += [a_rd_addr.eq(const_mul(s, C)), xi_rd_addr.eq(const_mul(s, nx)),
-                             a_h_addr.eq(const_mul(s, C) + Mux(t == 0, 0, C) + X // L)]
+                m.d.sync += [a_rd_addr.eq(s_vec), xi_rd_addr.eq(s_x),
+                             a_h_addr.eq(s_vec + Mux(t == 0, 0, C) + X // L)]
         with m.Elif(state == _State.COPY):
             m.d.sync += [v.eq(k_copy < H) for v in (copy_valid, *copying)]
             with m.If(k_copy < H):

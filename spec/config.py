@@ -75,13 +75,12 @@ class AccelConfig:
     and without forwarding the run reads of the MAC array's and the fetch's memories registered
     right after the memory (``MemoryBank.registered_reads``: a cycle more in a step that ends in
     the array; with C >= 3 the array's products registered once more beside its adds,
-    ``MacArray(product_stage=)``, another), in a ``train`` build those of ``WM``, ``XI`` and ``BM`` too, the training units'
-    reads of them all a cycle later (a cycle more per forward step, per update, per dx gather
-    and, for the fetch's ``dh`` words, per backward step); the phase control's strobes out of
-    flip-flops and its commands taken from flip-flops (a cycle more per phase and one per
-    command); the UART receiver's stop-bit test registered (a cycle more per byte received);
-    in a ``train`` build the fetch's
-    recurrent ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port,
+    ``MacArray(product_stage=)``, another), in a ``train`` build those of ``WM``, ``XI`` and
+    ``BM`` too, the training units' reads of them all a cycle later (a cycle more per forward
+    step, per update, per dx gather and, for the fetch's ``dh`` words, per backward step); the
+    phase control's strobes out of flip-flops and its commands taken from flip-flops (a cycle
+    more per phase and one per command); the UART receiver's stop-bit test registered (a cycle
+    more per byte received); in a ``train`` build the fetch's recurrent ``dh`` loaded at each step's start (:attr:`dh_words`: ``DA`` one read port,
     ``dh_words + 1`` cycles more per step), the forward's dot unit never stalling (its nets
     queued: two cycles more per forward step), its activations' interpolation products
     registered before their adds (two cycles more per forward step) and its products made on

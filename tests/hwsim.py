@@ -35,6 +35,7 @@ def case_seed(*parts) -> int:
     string is salted per process, so a seed from it changed the data from run to run)."""
     return zlib.crc32(repr(parts).encode()) & 0xFFFF
 
+
 def run_stream(dut, items, seed, p_valid, p_ready, setup=None, get=None, put=None,
                n_out=None):
     """Drive ``dut.i`` with ``items`` and collect ``dut.o``; random valid gaps and ready drops.
